@@ -1,0 +1,5 @@
+import sys
+
+from dqnviz.cli import main
+
+sys.exit(main())

@@ -1,0 +1,117 @@
+"""Acting with a Q-network: ε-greedy action choice and playing whole games for analysis.
+
+The agent acts as in the Nature paper: with probability ε a uniformly random action, else
+``argmax_a Q(s, a)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dqnviz.atari import AtariEnv, Rom, rom_for_game
+
+
+def epsilon_greedy(q_values: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
+    """One action per row of ``q_values``: random with probability ε, else the argmax."""
+    q_values = np.atleast_2d(q_values)
+    greedy = np.argmax(q_values, axis=-1)
+    explore = rng.random(len(greedy)) < epsilon
+    random_actions = rng.integers(0, q_values.shape[-1], len(greedy))
+    return np.where(explore, random_actions, greedy)
+
+
+class QFunction:
+    """A compiled ``states -> Q-values`` wrapper around a Keras model (one trace per batch size)."""
+
+    def __init__(self, model):
+        from dqnviz.backend import make_predict
+
+        self.model = model
+        self._predict = make_predict(model)
+
+    def __call__(self, states: np.ndarray, weights=None) -> np.ndarray:
+        states = np.asarray(states)
+        single = states.ndim == 3
+        q = self._predict(states[None] if single else states, weights)
+        return q[0] if single else q
+
+
+@dataclass
+class GameRecord:
+    """States and decisions from played games, in order."""
+
+    states: np.ndarray  # (T, 84, 84, 4) uint8, the state the agent acted on
+    actions: np.ndarray  # (T,) int, indices into the minimal action set
+    q_values: np.ndarray  # (T, A) float32
+    rewards: np.ndarray  # (T,) raw rewards
+    game_index: np.ndarray  # (T,) which game each step belongs to
+    scores: list = field(default_factory=list)  # final score of each game
+    action_names: list = field(default_factory=list)
+
+
+def env_for_snapshot(meta: dict, seed: int = 0, **overrides) -> AtariEnv:
+    """An :class:`AtariEnv` with the preprocessing stored in a snapshot's metadata."""
+    rom = Rom(**meta["rom"]) if "rom" in meta and _exists(meta["rom"].get("path")) else rom_for_game(meta["game"], meta.get("rom_md5"))
+    pre = dict(meta.get("preprocessing", {}))
+    options = dict(
+        noop_max=pre.get("noop_max", 30),
+        repeat_action_probability=pre.get("repeat_action_probability", 0.0),
+        frame_skip=pre.get("frame_skip", 4),
+        history=pre.get("history", 4),
+        max_frames_per_episode=18_000,
+        life_loss_terminal=False,
+    )
+    options.update(overrides)
+    return AtariEnv(rom, seed=seed, **options)
+
+
+def _exists(path) -> bool:
+    import os
+
+    return bool(path) and os.path.exists(path)
+
+
+def play_games(model, env: AtariEnv, games: int = 1, epsilon: float = 0.05, seed: int = 0,
+               max_steps: int | None = None, on_step=None) -> GameRecord:
+    """Play ``games`` whole games (or until ``max_steps`` agent steps) and record every state.
+
+    Args:
+        model: a Keras Q-network (uint8 states → Q-values).
+        env: the environment; games end at game over or its frame cap.
+        epsilon: ε of the ε-greedy policy (0.05 in the Nature evaluation).
+        on_step: optional ``callback(step_index, score_so_far)`` for progress.
+    """
+    q_function = QFunction(model)
+    rng = np.random.default_rng(seed)
+    states, actions, q_all, rewards, game_index, scores = [], [], [], [], [], []
+    for game in range(games):
+        state = env.reset()
+        while True:
+            q = q_function(state)
+            action = int(epsilon_greedy(q, epsilon, rng)[0])
+            step = env.step(action)
+            states.append(state)
+            actions.append(action)
+            q_all.append(q)
+            rewards.append(step.reward)
+            game_index.append(game)
+            state = step.state
+            if on_step:
+                on_step(len(states), env.episode_score)
+            if step.game_over or (max_steps and len(states) >= max_steps):
+                break
+        scores.append(env.episode_score)
+        if max_steps and len(states) >= max_steps:
+            break
+    num_actions = env.num_actions
+    return GameRecord(
+        states=np.asarray(states, np.uint8).reshape((-1,) + env.state.shape),
+        actions=np.asarray(actions, np.int64),
+        q_values=np.asarray(q_all, np.float32).reshape(-1, num_actions),
+        rewards=np.asarray(rewards, np.float32),
+        game_index=np.asarray(game_index, np.int64),
+        scores=scores,
+        action_names=list(env.action_names),
+    )

@@ -1,0 +1,310 @@
+"""ROMs and the emulator: ROM lookup by path or name, Nature preprocessing, vectorised emulators.
+
+The pipeline from the emulator to a state, as in Mnih et al. (2015):
+
+1. Each agent step repeats the action for ``frame_skip`` = 4 emulator frames and sums the reward.
+2. The observed frame is the pixel-wise max of the last two greyscale frames (Atari sprites flicker).
+3. The 210×160 frame is resized to 84×84 by area averaging:
+   ``out = round(H · frame · Wᵀ)`` with H (84×210) and W (84×160) the area-overlap matrices. This
+   reproduces ale-py's C++ ``AtariVectorEnv`` bit for bit, which is what lets the single-environment
+   loop and the vectorised loop feed the same network (``tests/test_atari.py`` checks it).
+4. The last ``history`` = 4 frames are stacked, oldest first, into a (84, 84, 4) uint8 state;
+   frames from before the game started are zero.
+5. Rewards are clipped to [-1, 1] for learning; the raw score is kept for statistics.
+
+A game starts with up to ``noop_max`` = 30 NOOP actions. In training a lost life is a terminal for
+the learner (no bootstrapping past it), but the game goes on; in evaluation only game over counts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dqnviz.errors import UserError
+
+SCREEN_SHAPE = (210, 160)
+FRAME_SHAPE = (84, 84)
+
+
+def _ale():
+    import ale_py
+
+    return ale_py
+
+
+@dataclass(frozen=True)
+class Rom:
+    """A supported Atari ROM: its ale-py name, file path and MD5."""
+
+    name: str
+    path: str
+    md5: str
+
+
+def _md5(path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 16), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def shipped_roms() -> dict[str, str]:
+    """ale-py's bundled ROMs as ``{name: path}``."""
+    roms = _ale().roms
+    result = {}
+    for name in roms.get_all_rom_ids():
+        path = roms.get_rom_path(name)
+        if path is not None and os.path.exists(path):
+            result[name] = str(path)
+    return result
+
+
+@functools.lru_cache(maxsize=1)
+def supported_md5s() -> dict[str, str]:
+    """``{md5: name}`` for every game ale-py supports (from its ROM list, or by hashing its ROMs)."""
+    roms = _ale().roms
+    try:
+        expected = roms._get_expected_bin_hashes()  # {name.bin: md5}, where this ale-py has it
+        table = {md5: Path(name).stem for name, md5 in expected.items()}
+        if table:
+            return table
+    except Exception:
+        pass
+    return {_md5(path): name for name, path in shipped_roms().items()}
+
+
+def resolve_rom(spec: str | os.PathLike) -> Rom:
+    """Find the ROM a user means: a path to a ROM file, or a game name such as ``breakout``.
+
+    A file is identified by its MD5 against the games ale-py supports. A name may use any case,
+    spaces or hyphens (``Space Invaders``, ``space-invaders``).
+
+    Raises:
+        UserError: the file is missing, is no supported ROM, or the name is unknown (with the
+            closest names as suggestions).
+    """
+    text = str(spec)
+    looks_like_path = os.sep in text or text.endswith((".bin", ".a26", ".rom")) or os.path.exists(text)
+    if looks_like_path:
+        if not os.path.exists(text):
+            raise UserError(f"ROM file not found: {text}")
+        if os.path.isdir(text):
+            raise UserError(f"{text} is a folder, not a ROM file")
+        md5 = _md5(text)
+        name = supported_md5s().get(md5)
+        if name is None:
+            raise UserError(
+                f"{text} is not a ROM that ale-py supports (MD5 {md5} matches none of its "
+                f"{len(supported_md5s())} games)"
+            )
+        return Rom(name=name, path=os.path.abspath(text), md5=md5)
+    key = text.strip().lower().replace("-", "_").replace(" ", "_")
+    roms = shipped_roms()
+    if key not in roms:
+        close = difflib.get_close_matches(key, list(roms), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `dqnviz games` lists them"
+        raise UserError(f"unknown game {text!r}{hint}")
+    return Rom(name=key, path=roms[key], md5=_md5(roms[key]))
+
+
+def rom_for_game(name: str, md5: str | None = None) -> Rom:
+    """The bundled ROM for a snapshot's game; warns nothing, but checks the MD5 when given."""
+    rom = resolve_rom(name)
+    if md5 and rom.md5 != md5:
+        raise UserError(
+            f"this ale-py ships a different {name} ROM (MD5 {rom.md5}) than the snapshot was trained on ({md5})"
+        )
+    return rom
+
+
+@functools.lru_cache(maxsize=None)
+def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """Rows of area-overlap weights: ``M[i, j]`` = share of input pixel j inside output pixel i."""
+    scale = n_in / n_out
+    matrix = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        low, high = i * scale, (i + 1) * scale
+        for j in range(int(np.floor(low)), min(n_in, int(np.ceil(high)))):
+            matrix[i, j] = min(high, j + 1) - max(low, j)
+    return matrix / scale
+
+
+def resize_frame(frame: np.ndarray, shape=FRAME_SHAPE) -> np.ndarray:
+    """Area-average a (210, 160) uint8 frame to ``shape``: ``round(H · frame · Wᵀ)``."""
+    rows = _area_matrix(frame.shape[0], shape[0])
+    cols = _area_matrix(frame.shape[1], shape[1])
+    return np.rint(rows @ frame.astype(np.float64) @ cols.T).astype(np.uint8)
+
+
+def action_names(actions) -> list[str]:
+    """ALE names (NOOP, FIRE, RIGHT, …) for a list of ALE actions or action ids."""
+    ale = _ale()
+    return [a.name if isinstance(a, ale.Action) else ale.Action(int(a)).name for a in actions]
+
+
+@dataclass
+class Step:
+    """What one agent step returns."""
+
+    state: np.ndarray  # (84, 84, history) uint8, the state after the step (a new game's first state after game over)
+    reward: float  # raw game score of the step (clip it with np.clip for learning)
+    terminal: bool  # no bootstrapping past this step: game over, cut-off, or (in training) a lost life
+    game_over: bool  # the game ended (and the environment has started a new one)
+    lives: int
+
+
+class AtariEnv:
+    """One emulator with Nature preprocessing: the classic loop, and what ``play``/``record`` watch.
+
+    Args:
+        rom: the ROM to play (see :func:`resolve_rom`).
+        seed: seeds the emulator and the no-op starts.
+        noop_max: at most this many NOOPs at the start of a game (0 for none).
+        life_loss_terminal: report a lost life as ``terminal`` (training) or not (evaluation).
+        repeat_action_probability: sticky actions (Machado et al. 2018).
+        max_frames_per_episode: emulator frames after which a game is cut off.
+        frame_skip, history: see the module docstring.
+    """
+
+    def __init__(self, rom: Rom, seed: int = 0, noop_max: int = 30, life_loss_terminal: bool = False,
+                 repeat_action_probability: float = 0.0, max_frames_per_episode: int = 108_000,
+                 frame_skip: int = 4, history: int = 4):
+        ale_py = _ale()
+        self.rom = rom
+        ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
+        self.ale = ale_py.ALEInterface()
+        self.ale.setInt("random_seed", int(seed) % (2**31))
+        self.ale.setFloat("repeat_action_probability", float(repeat_action_probability))
+        self.ale.setInt("frame_skip", 1)
+        self.ale.setInt("max_num_frames_per_episode", int(max_frames_per_episode))
+        self.ale.loadROM(rom.path)
+        self.actions = list(self.ale.getMinimalActionSet())
+        self.action_names = action_names(self.actions)
+        self.num_actions = len(self.actions)
+        self.noop_max, self.life_loss_terminal = noop_max, life_loss_terminal
+        self.frame_skip, self.history = frame_skip, history
+        self.rng = np.random.default_rng(seed)
+        self._stack = np.zeros(FRAME_SHAPE + (history,), np.uint8)
+        self._buffer = np.zeros((2,) + SCREEN_SHAPE, np.uint8)
+        self.episode_score = 0.0
+        self.episode_frames = 0
+
+    @property
+    def state(self) -> np.ndarray:
+        return self._stack.copy()
+
+    @property
+    def lives(self) -> int:
+        return self.ale.lives()
+
+    def screen_rgb(self) -> np.ndarray:
+        """The full-resolution (210, 160, 3) colour screen."""
+        return self.ale.getScreenRGB()
+
+    def _push(self, frame: np.ndarray) -> None:
+        self._stack[..., :-1] = self._stack[..., 1:]
+        self._stack[..., -1] = resize_frame(frame)
+
+    def reset(self) -> np.ndarray:
+        """Start a new game with up to ``noop_max`` NOOPs; return its first state."""
+        self.ale.reset_game()
+        self._stack[:] = 0
+        self.episode_score, self.episode_frames = 0.0, 0
+        noops = int(self.rng.integers(0, self.noop_max + 1)) if self.noop_max else 0
+        for _ in range(noops):
+            self.ale.act(self.actions[0])
+            if self.ale.game_over():
+                self.ale.reset_game()
+        self._push(self.ale.getScreenGrayscale())
+        return self.state
+
+    def step(self, action: int) -> Step:
+        """Play ``action`` (an index into the minimal action set) for ``frame_skip`` frames."""
+        lives_before = self.ale.lives()
+        reward = 0.0
+        ale_action = self.actions[int(action)]
+        for k in range(self.frame_skip):
+            reward += self.ale.act(ale_action)
+            if k >= self.frame_skip - 2:
+                self.ale.getScreenGrayscale(self._buffer[k - self.frame_skip + 2])
+            if self.ale.game_over():
+                # The last two frames may not both exist: pool what there is.
+                if k < self.frame_skip - 1:
+                    self._buffer[1] = self.ale.getScreenGrayscale()
+                    if k < self.frame_skip - 2:
+                        self._buffer[0] = self._buffer[1]
+                break
+        self._push(np.maximum(self._buffer[0], self._buffer[1]))
+        self.episode_score += reward
+        self.episode_frames += self.frame_skip
+        game_over = bool(self.ale.game_over())
+        lives = self.ale.lives()
+        terminal = game_over or (self.life_loss_terminal and lives < lives_before)
+        return Step(self.state, reward, terminal, game_over, lives)
+
+
+class VectorAtariEnv:
+    """``num_envs`` emulators stepped together in C++ threads (ale-py's ``ALEVectorInterface``).
+
+    Same preprocessing as :class:`AtariEnv`. Games restart by themselves ("same-step" autoreset):
+    after a game over the returned state is the next game's first state.
+    """
+
+    def __init__(self, rom: Rom, num_envs: int, seed: int = 0, noop_max: int = 30,
+                 life_loss_terminal: bool = False, repeat_action_probability: float = 0.0,
+                 max_frames_per_episode: int = 108_000, frame_skip: int = 4, history: int = 4,
+                 num_threads: int = 0):
+        ale_py = _ale()
+        self.rom = rom
+        self.num_envs = num_envs
+        self.life_loss_terminal = life_loss_terminal
+        self.vector = ale_py.ALEVectorInterface(
+            rom_path=rom.path, num_envs=num_envs, frame_skip=frame_skip, stack_num=history,
+            img_height=FRAME_SHAPE[0], img_width=FRAME_SHAPE[1], grayscale=True, maxpool=True,
+            noop_max=noop_max, use_fire_reset=False, episodic_life=False, life_loss_info=False,
+            reward_clipping=False, max_episode_steps=max_frames_per_episode,
+            repeat_action_probability=repeat_action_probability, full_action_space=False,
+            batch_size=0, num_threads=num_threads or min(num_envs, os.cpu_count() or 1),
+            thread_affinity_offset=-1, autoreset_mode="SameStep",
+        )
+        self.actions = list(self.vector.get_action_set())
+        self.action_names = action_names(self.actions)
+        self.num_actions = len(self.actions)
+        self.seed = seed
+        self._ones = np.ones(num_envs, np.float32)
+        self._lives = np.zeros(num_envs, np.int64)
+
+    def reset(self) -> np.ndarray:
+        """Start every game; return the states, shaped (num_envs, 84, 84, history)."""
+        obs, info = self.vector.reset(np.arange(self.num_envs), np.arange(self.num_envs) + self.seed)
+        self._lives = np.asarray(info["lives"]).copy()
+        return np.ascontiguousarray(obs.transpose(0, 2, 3, 1))
+
+    def send(self, actions: np.ndarray) -> None:
+        """Start stepping all emulators (returns at once, so the learner can work meanwhile)."""
+        self.vector.send(np.asarray(actions, dtype=np.int32), self._ones)
+
+    def recv(self):
+        """Finish a step: ``(states, rewards, terminals, game_overs, lives)`` as arrays."""
+        obs, rewards, terminated, truncated, info = self.vector.recv()
+        game_over = np.logical_or(terminated, truncated)
+        lives = np.asarray(info["lives"])
+        terminal = game_over.copy()
+        if self.life_loss_terminal:
+            terminal |= lives < self._lives
+        self._lives = lives.copy()
+        states = np.ascontiguousarray(obs.transpose(0, 2, 3, 1))
+        return states, np.asarray(rewards, dtype=np.float32), terminal, game_over, lives
+
+    def step(self, actions: np.ndarray):
+        self.send(actions)
+        return self.recv()

@@ -1,0 +1,33 @@
+"""The one place where code differs per Keras backend.
+
+Everything else in dqnviz is written once with ``keras.ops``. Two things cannot be:
+
+* gradients with respect to a model's *input* (for guided backprop and saliency), and
+* the compiled DQN training step (``tf.function(jit_compile=True)`` or ``jax.jit`` over
+  ``stateless_call``).
+
+Each backend module exposes the same two functions:
+
+``input_gradient(fn, x) -> (values, gradient)``
+    ``values = fn(x)`` is a 1-D tensor (one scalar per example); ``gradient`` is
+    ``d sum(values) / d x`` as a numpy array shaped like ``x``.
+
+``make_train_step(online, target, optimizer, loss_fn) -> step``
+    ``step(batch) -> (loss, td_abs)``, updating the online model's weights in place.
+    ``loss_fn(q, q_next_online, q_next_target, batch) -> (loss, td_abs)`` is pure ``keras.ops`` maths.
+"""
+
+import keras
+
+_name = keras.config.backend()
+if _name == "jax":
+    from dqnviz.backend.jax import input_gradient, make_train_step, make_predict  # noqa: F401
+elif _name == "tensorflow":
+    from dqnviz.backend.tensorflow import input_gradient, make_train_step, make_predict  # noqa: F401
+else:  # pragma: no cover - torch and numpy backends are not supported
+    raise ImportError(
+        f"dqnviz supports the 'tensorflow' and 'jax' Keras backends, not {_name!r}; "
+        "set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax"
+    )
+
+BACKEND = _name

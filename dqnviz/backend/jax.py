@@ -1,0 +1,111 @@
+"""JAX backend: input gradients with ``jax.grad`` and a DQN step jitted over ``stateless_call``.
+
+The learner keeps the online network's weights, the target network's weights and the optimizer
+state as JAX arrays between steps, so one update is one jitted call with no host round trip for
+the weights. ``write_back`` copies them into the Keras variables when someone needs the model
+itself (a snapshot, an analysis).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def input_gradient(fn, x):
+    """Return ``(fn(x), d sum(fn(x)) / dx)`` as numpy arrays; ``x`` is treated as float32."""
+    x = jnp.asarray(np.asarray(x, dtype=np.float32))
+
+    def total(inputs):
+        values = fn(inputs)
+        return jnp.sum(values), values
+
+    (_, values), gradient = jax.value_and_grad(total, has_aux=True)(x)
+    return np.asarray(values), np.asarray(gradient)
+
+
+def make_predict(model):
+    """A jitted ``states -> Q-values`` function that always reads the model's current weights."""
+
+    @jax.jit
+    def _predict(trainable, non_trainable, states):
+        q, _ = model.stateless_call(trainable, non_trainable, states)
+        return q
+
+    def predict(states, weights=None):
+        trainable, non_trainable = weights if weights is not None else (
+            [v.value for v in model.trainable_variables],
+            [v.value for v in model.non_trainable_variables],
+        )
+        return np.asarray(_predict(trainable, non_trainable, states))
+
+    return predict
+
+
+class make_train_step:
+    """The compiled DQN update for JAX: ``step(batch) -> (loss, td_abs)``.
+
+    ``loss_fn(q, q_next_online, q_next_target, batch) -> (loss, td_abs)`` holds the maths; here we
+    only differentiate it with respect to the online weights and apply the optimizer, all inside
+    one ``jax.jit``.
+    """
+
+    def __init__(self, online, target, optimizer, loss_fn, double):
+        self.online, self.target, self.optimizer = online, target, optimizer
+        optimizer.build(online.trainable_variables)
+        self.trainable = [v.value for v in online.trainable_variables]
+        self.non_trainable = [v.value for v in online.non_trainable_variables]
+        self.optimizer_state = [v.value for v in optimizer.variables]
+        self.sync_target()
+
+        def loss_and_aux(trainable, non_trainable, target_trainable, target_non_trainable, batch):
+            q, non_trainable = online.stateless_call(trainable, non_trainable, batch["states"])
+            q_next_target, _ = target.stateless_call(
+                target_trainable, target_non_trainable, batch["next_states"]
+            )
+            if double:
+                q_next_online, _ = online.stateless_call(trainable, non_trainable, batch["next_states"])
+            else:
+                q_next_online = q_next_target
+            loss, td_abs = loss_fn(q, q_next_online, q_next_target, batch)
+            return loss, (td_abs, non_trainable)
+
+        grad_fn = jax.value_and_grad(loss_and_aux, has_aux=True)
+
+        @jax.jit
+        def step(trainable, non_trainable, optimizer_state, target_trainable, target_non_trainable, batch):
+            (loss, (td_abs, non_trainable)), grads = grad_fn(
+                trainable, non_trainable, target_trainable, target_non_trainable, batch
+            )
+            trainable, optimizer_state = optimizer.stateless_apply(optimizer_state, grads, trainable)
+            return loss, td_abs, trainable, non_trainable, optimizer_state
+
+        self._step = step
+
+    def __call__(self, batch):
+        loss, td_abs, self.trainable, self.non_trainable, self.optimizer_state = self._step(
+            self.trainable, self.non_trainable, self.optimizer_state,
+            self.target_trainable, self.target_non_trainable, batch,
+        )
+        return loss, td_abs
+
+    @property
+    def weights(self):
+        """The online weights as ``(trainable, non_trainable)`` for ``make_predict``."""
+        return self.trainable, self.non_trainable
+
+    def sync_target(self):
+        """θ⁻ ← θ (the arrays are immutable, so sharing them is a copy)."""
+        if hasattr(self, "trainable"):
+            self.target_trainable = list(self.trainable)
+            self.target_non_trainable = list(self.non_trainable)
+        for variable, value in zip(self.target.trainable_variables, self.target_trainable):
+            variable.assign(value)
+
+    def write_back(self):
+        """Copy the learner's arrays into the Keras variables of the online model and optimizer."""
+        for variable, value in zip(self.online.trainable_variables, self.trainable):
+            variable.assign(value)
+        for variable, value in zip(self.online.non_trainable_variables, self.non_trainable):
+            variable.assign(value)
+        for variable, value in zip(self.optimizer.variables, self.optimizer_state):
+            variable.assign(value)

@@ -1,0 +1,66 @@
+"""TensorFlow backend: input gradients with ``tf.GradientTape`` and a DQN step under
+``tf.function(jit_compile=True)`` (XLA). Variables are updated in place, so ``write_back`` has
+nothing to do.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+
+def input_gradient(fn, x):
+    """Return ``(fn(x), d sum(fn(x)) / dx)`` as numpy arrays; ``x`` is treated as float32."""
+    x = tf.convert_to_tensor(np.asarray(x, dtype=np.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        values = fn(x)
+        total = tf.reduce_sum(values)
+    return values.numpy(), tape.gradient(total, x).numpy()
+
+
+def make_predict(model):
+    """A compiled ``states -> Q-values`` function reading the model's current weights."""
+
+    @tf.function(jit_compile=True, reduce_retracing=True)
+    def _predict(states):
+        return model(states, training=False)
+
+    def predict(states, weights=None):
+        return _predict(tf.convert_to_tensor(states)).numpy()
+
+    return predict
+
+
+class make_train_step:
+    """The compiled DQN update for TensorFlow: ``step(batch) -> (loss, td_abs)``."""
+
+    def __init__(self, online, target, optimizer, loss_fn, double):
+        self.online, self.target, self.optimizer = online, target, optimizer
+        optimizer.build(online.trainable_variables)
+        self.sync_target()
+
+        @tf.function(jit_compile=True, reduce_retracing=True)
+        def step(batch):
+            with tf.GradientTape() as tape:
+                q = online(batch["states"], training=True)
+                q_next_target = target(batch["next_states"], training=False)
+                q_next_online = online(batch["next_states"], training=False) if double else q_next_target
+                loss, td_abs = loss_fn(q, q_next_online, q_next_target, batch)
+            grads = tape.gradient(loss, online.trainable_variables)
+            optimizer.apply_gradients(zip(grads, online.trainable_variables))
+            return loss, td_abs
+
+        self._step = step
+
+    def __call__(self, batch):
+        return self._step({k: tf.convert_to_tensor(v) for k, v in batch.items()})
+
+    @property
+    def weights(self):
+        return None
+
+    def sync_target(self):
+        """θ⁻ ← θ."""
+        self.target.set_weights(self.online.get_weights())
+
+    def write_back(self):
+        pass

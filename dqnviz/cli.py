@@ -1,0 +1,84 @@
+"""The ``dqnviz`` command: train, test, play, record, nvis, compare, plot, games.
+
+Each subcommand lives in ``dqnviz/commands/<name>.py`` with ``HELP``, ``add_arguments(parser)``
+and ``run(args) -> exit code``. A :class:`~dqnviz.errors.UserError` becomes one line on stderr
+and a non-zero exit; Ctrl-C exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+COMMANDS = ["train", "test", "play", "record", "nvis", "compare", "plot", "games"]
+
+DESCRIPTION = """\
+Train DeepMind-Nature-style DQN agents on Atari games and see what they learned.
+
+  dqnviz train pong                      train on a ROM that ale-py ships (or a path to a .bin)
+  dqnviz test snapshots/pong_12.keras    evaluate with the Nature protocol
+  dqnviz nvis snapshots/pong_12.keras    guided backprop, saliency and receptive fields as HTML
+  dqnviz compare A.keras B.keras         filters of two agents side by side, with numbers
+  dqnviz plot reports/pong.csv           training statistics as interactive charts
+  dqnviz play | record SNAPSHOT          watch (and take over) an agent, or record a video
+
+The Keras backend is chosen with KERAS_BACKEND=tensorflow (default) or KERAS_BACKEND=jax.
+"""
+
+
+def _quiet_backends() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dqnviz", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"dqnviz {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"dqnviz.commands.{name}")
+        command = sub.add_parser(
+            name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(command)
+        command.set_defaults(_module=module)
+    return parser
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("dqnviz")
+    except Exception:
+        return "0.1.0"
+
+
+def main(argv=None) -> int:
+    _quiet_backends()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    from dqnviz.errors import UserError
+
+    try:
+        code = args._module.run(args)
+    except UserError as error:
+        print(f"dqnviz {args.command}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print(f"dqnviz {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

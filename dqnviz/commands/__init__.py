@@ -1,0 +1,1 @@
+"""One module per ``dqnviz`` subcommand: ``HELP``, ``add_arguments(parser)``, ``run(args)``."""

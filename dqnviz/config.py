@@ -1,0 +1,128 @@
+"""Every default of a dqnviz run, in one place (DeepMind's Nature DQN, Mnih et al. 2015).
+
+Each field's ``help`` metadata is the one-line documentation that ``dqnviz train --help`` shows, so
+the command line and this file can never disagree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+
+def _f(default, help, **extra):
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of a training run. Defaults follow the Nature paper unless noted."""
+
+    # Epochs and phases
+    epochs: int = _f(200, "number of train/test epochs after the random epoch 0", positive=True)
+    random_steps: int = _f(50_000, "agent steps of uniformly random play in epoch 0, which fill the replay memory", positive=True)
+    train_steps: int = _f(250_000, "agent steps in each epoch's train phase", positive=True)
+    test_steps: int = _f(125_000, "agent steps in each epoch's test phase (ε = test-epsilon)", positive=True)
+    # Environment
+    num_envs: int = _f(1, "environments stepped together; 1 is the classic Nature loop, >1 uses ale-py's C++ AtariVectorEnv", positive=True)
+    frame_skip: int = _f(4, "emulator frames per agent step (the action repeats; the state is the max of the last two)", positive=True)
+    history: int = _f(4, "frames stacked into one state", positive=True)
+    noop_max: int = _f(30, "at most this many NOOP actions at the start of each game", nonnegative=True)
+    repeat_action_probability: float = _f(0.0, "sticky actions: the chance the emulator repeats the previous action (0.25 in Machado et al. 2018)", probability=True)
+    max_frames_per_episode: int = _f(108_000, "emulator frames after which a game is cut off (30 minutes)", positive=True)
+    # Replay
+    replay_size: int = _f(1_000_000, "transitions kept in the replay memory (about 7 KB each)", positive=True)
+    batch_size: int = _f(32, "transitions per gradient step", positive=True)
+    train_frequency: int = _f(4, "agent steps per gradient step (summed over environments)", positive=True)
+    prioritized: bool = _f(False, "proportional prioritized replay (Schaul et al. 2016) with importance weights")
+    priority_alpha: float = _f(0.6, "prioritized replay: priority exponent α in P(i) = p_i^α / Σ p_k^α", probability=True)
+    priority_beta: float = _f(0.4, "prioritized replay: initial importance-weight exponent β, annealed to 1", probability=True)
+    # Learning
+    gamma: float = _f(0.99, "discount γ", probability=True)
+    n_step: int = _f(1, "n-step returns: y = Σ_{k<n} γ^k r_{t+k} + γ^n max_a Q_target(s_{t+n}, a)", positive=True)
+    double: bool = _f(False, "Double DQN (van Hasselt et al. 2016): y = r + γ Q_target(s', argmax_a Q(s', a))")
+    dueling: bool = _f(False, "dueling head (Wang et al. 2016): Q = V + A - mean(A)")
+    target_steps: int = _f(10_000, "agent steps between copies of the online network into the target network", positive=True)
+    optimizer: str = _f("rmsprop", "'rmsprop' (DeepMind's centred RMSProp) or 'adam'", choices=("rmsprop", "adam"))
+    learning_rate: float = _f(0.00025, "learning rate", positive=True)
+    rmsprop_rho: float = _f(0.95, "RMSProp decay ρ", probability=True)
+    rmsprop_epsilon: float = _f(0.01, "RMSProp ε", positive=True)
+    adam_epsilon: float = _f(1.5e-4, "Adam ε (used with --optimizer adam)", positive=True)
+    # Exploration
+    epsilon_start: float = _f(1.0, "ε at the first train step", probability=True)
+    epsilon_end: float = _f(0.1, "ε after the decay", probability=True)
+    epsilon_decay_steps: int = _f(1_000_000, "train steps over which ε falls linearly from start to end", positive=True)
+    test_epsilon: float = _f(0.05, "ε in the test phase", probability=True)
+    # Statistics
+    validation_states: int = _f(500, "fixed states, kept from the random phase, over which meanq (mean max-Q) is measured", positive=True)
+    seed: int = _f(0, "random seed for the emulator, exploration, sampling and weights", nonnegative=True)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """Build a config from a stored dict, ignoring keys this version does not know."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def validate(self) -> None:
+        """Raise :class:`~dqnviz.errors.UserError` for a value no run can use."""
+        from dqnviz.errors import UserError
+
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            flag = "--" + f.name.replace("_", "-")
+            if f.metadata.get("positive") and not value > 0:
+                raise UserError(f"{flag} must be greater than 0, got {value}")
+            if f.metadata.get("nonnegative") and value < 0:
+                raise UserError(f"{flag} must be 0 or more, got {value}")
+            if f.metadata.get("probability") and not 0.0 <= value <= 1.0:
+                raise UserError(f"{flag} must be between 0 and 1, got {value}")
+            if "choices" in f.metadata and value not in f.metadata["choices"]:
+                raise UserError(f"{flag} must be one of {', '.join(f.metadata['choices'])}, got {value!r}")
+        if self.train_frequency % self.num_envs and self.num_envs % self.train_frequency:
+            raise UserError(
+                f"--train-frequency {self.train_frequency} and --num-envs {self.num_envs}: one must divide the other"
+            )
+
+
+def epsilon_schedule(step: int, config: TrainConfig) -> float:
+    """ε after ``step`` train steps: linear from ``epsilon_start`` to ``epsilon_end``.
+
+    ε(t) = ε_end + (ε_start − ε_end) · max(0, 1 − t / T), with T = ``epsilon_decay_steps``.
+    ``step`` counts train-phase steps only (the random phase acts with ε = 1 and does not count).
+    """
+    fraction = max(0.0, 1.0 - step / config.epsilon_decay_steps)
+    return config.epsilon_end + (config.epsilon_start - config.epsilon_end) * fraction
+
+
+def add_config_arguments(parser, config_class=TrainConfig) -> None:
+    """Add one ``--flag`` per config field to an argparse parser, with the field's help and default."""
+    for f in dataclasses.fields(config_class):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default
+        help_text = f.metadata.get("help", "")
+        if isinstance(default, bool):
+            parser.add_argument(flag, action="store_true", default=None, help=help_text)
+        else:
+            parser.add_argument(
+                flag, type=type(default), default=None, metavar=f.name.upper().split("_")[-1],
+                help=f"{help_text} (default: {default:,})" if isinstance(default, int)
+                else f"{help_text} (default: {default})",
+                choices=f.metadata.get("choices"),
+            )
+
+
+def config_from_arguments(args, base: TrainConfig | None = None) -> TrainConfig:
+    """The config that ``args`` ask for: fields given on the command line override ``base``."""
+    base = base or TrainConfig()
+    changes = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if getattr(args, f.name, None) is not None
+    }
+    return base.replace(**changes)

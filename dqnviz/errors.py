@@ -1,0 +1,16 @@
+"""Errors that a user can cause and fix.
+
+Every mistake a user can make (a wrong path, an unknown game, a corrupt snapshot, a bad number)
+is raised as a :class:`UserError`. The command line prints its message on one line and exits
+with ``exit_code``; it never shows a traceback for one.
+"""
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for, with a message that says how to fix it."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -1,0 +1,64 @@
+"""The Nature CNN (Mnih et al. 2015) as a Keras functional model, with an optional dueling head.
+
+    input  uint8 (84, 84, 4), channels last
+    scale  Rescaling(1/255)                      (inside the model: no Lambda, so safe_mode loads it)
+    conv1  32 filters 8×8 stride 4, ReLU         → (20, 20, 32)
+    conv2  64 filters 4×4 stride 2, ReLU         → (9, 9, 64)
+    conv3  64 filters 3×3 stride 1, ReLU         → (7, 7, 64)
+    fc     512 units, ReLU
+    q      one linear output per action
+
+Dueling (Wang et al. 2016): two streams after conv3, ``value`` (fc_value → 1) and ``advantage``
+(fc → A), joined by ``Q(s, a) = V(s) + A(s, a) − mean_a' A(s, a')`` in :class:`DuelingQ`, named
+``q``.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+
+@keras.saving.register_keras_serializable(package="dqnviz")
+class DuelingQ(layers.Layer):
+    """Joins the dueling streams: Q(s, a) = V(s) + A(s, a) − mean_a' A(s, a')."""
+
+    def call(self, value, advantage):
+        return value + advantage - ops.mean(advantage, axis=-1, keepdims=True)
+
+    def compute_output_shape(self, value_shape, advantage_shape):
+        return advantage_shape
+
+
+def build_q_network(num_actions: int, dueling: bool = False, history: int = 4,
+                    frame_shape=(84, 84), seed: int | None = None) -> keras.Model:
+    """Build the Nature DQN for ``num_actions`` actions.
+
+    Args:
+        num_actions: size of the minimal action set.
+        dueling: add the dueling head.
+        history: frames per state (input channels).
+        frame_shape: (height, width) of one frame.
+        seed: seed for the weight initialisers.
+
+    Returns:
+        A ``keras.Model`` named ``nature_dqn`` (or ``dueling_dqn``) from uint8 states to Q-values.
+    """
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    init = keras.initializers.VarianceScaling(scale=2.0, mode="fan_in", distribution="truncated_normal")
+    states = keras.Input(shape=tuple(frame_shape) + (history,), dtype="uint8", name="state")
+    x = layers.Rescaling(1.0 / 255, name="scale")(states)
+    x = layers.Conv2D(32, 8, strides=4, activation="relu", kernel_initializer=init, name="conv1")(x)
+    x = layers.Conv2D(64, 4, strides=2, activation="relu", kernel_initializer=init, name="conv2")(x)
+    x = layers.Conv2D(64, 3, strides=1, activation="relu", kernel_initializer=init, name="conv3")(x)
+    x = layers.Flatten(name="flatten")(x)
+    hidden = layers.Dense(512, activation="relu", kernel_initializer=init, name="fc")(x)
+    if not dueling:
+        q = layers.Dense(num_actions, name="q")(hidden)
+        return keras.Model(states, q, name="nature_dqn")
+    value_hidden = layers.Dense(512, activation="relu", kernel_initializer=init, name="fc_value")(x)
+    value = layers.Dense(1, name="value")(value_hidden)
+    advantage = layers.Dense(num_actions, name="advantage")(hidden)
+    q = DuelingQ(name="q")(value, advantage)
+    return keras.Model(states, q, name="dueling_dqn")

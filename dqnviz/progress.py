@@ -1,0 +1,82 @@
+"""Progress for long work: a rich progress bar on a terminal, plain lines otherwise.
+
+    with Progress("train", total=250_000) as progress:
+        for step in ...:
+            progress.update(step + 1, epsilon=0.53, reward=12.0)
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Progress:
+    """A progress bar (rich, on a TTY) or a plain line every ``every_seconds`` (elsewhere).
+
+    Args:
+        description: what is being done ("epoch 3 train").
+        total: the number of units at completion.
+        unit: what is counted ("steps", "filters").
+        stream: where plain lines go (stderr by default).
+    """
+
+    def __init__(self, description: str, total: int, unit: str = "steps", stream=None,
+                 every_seconds: float = 10.0, enabled: bool = True):
+        self.description, self.total, self.unit = description, max(int(total), 1), unit
+        self.stream = stream or sys.stderr
+        self.every_seconds = every_seconds
+        self.enabled = enabled
+        self.fancy = enabled and self.stream.isatty()
+        self.start = time.perf_counter()
+        self._last_print = self.start
+        self._done = 0
+        self._fields: dict = {}
+
+    def __enter__(self):
+        if self.fancy:
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
+
+            self._rich = RichProgress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
+            )
+            self._rich.__enter__()
+            self._task = self._rich.add_task(self.description, total=self.total, rate="", info="")
+        return self
+
+    def rate(self) -> float:
+        elapsed = time.perf_counter() - self.start
+        return self._done / elapsed if elapsed > 0 else 0.0
+
+    def _info(self) -> str:
+        return "  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in self._fields.items())
+
+    def update(self, done: int, **fields) -> None:
+        """Set the units completed so far, and any fields to show (ε, reward, …)."""
+        self._done = done
+        self._fields.update(fields)
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if self.fancy:
+            if now - self._last_print > 0.1 or done >= self.total:
+                self._rich.update(self._task, completed=done, rate=f"{self.rate():,.0f} {self.unit}/s", info=self._info())
+                self._last_print = now
+        elif now - self._last_print >= self.every_seconds:
+            self._plain_line()
+            self._last_print = now
+
+    def _plain_line(self) -> None:
+        print(f"{self.description}: {self._done:,}/{self.total:,} {self.unit} "
+              f"({self.rate():,.0f} {self.unit}/s) {self._info()}".rstrip(), file=self.stream, flush=True)
+
+    def __exit__(self, *exc):
+        if self.fancy:
+            self._rich.update(self._task, completed=self._done, rate=f"{self.rate():,.0f} {self.unit}/s", info=self._info())
+            self._rich.__exit__(*exc)
+        elif self.enabled:
+            self._plain_line()
+        return False

@@ -1,0 +1,70 @@
+"""Rendering of templates/ into one self-contained HTML file.
+
+Plotly's JavaScript is embedded once per page (no CDN, no network), images are inline PNG data
+URIs, and the file is written atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import io
+from pathlib import Path
+
+import numpy as np
+
+TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
+
+
+@functools.lru_cache(maxsize=1)
+def environment():
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals["plotly_js"] = plotly_js
+    return env
+
+
+@functools.lru_cache(maxsize=1)
+def plotly_js() -> str:
+    """The full plotly.js bundle that the installed plotly package ships (about 4.7 MB)."""
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs()
+
+
+def render(template: str, **context) -> str:
+    """Render ``templates/<template>`` with ``context``."""
+    return environment().get_template(template).render(**context)
+
+
+def figure_json(figure) -> str:
+    """A plotly figure as JSON for ``Plotly.newPlot`` in a page."""
+    return figure.to_json()
+
+
+def png_data_uri(image: np.ndarray, scale: int = 1) -> str:
+    """A uint8 (H, W) or (H, W, 3) image as a ``data:image/png;base64,…`` URI, nearest-upscaled."""
+    from PIL import Image
+
+    image = np.asarray(image)
+    if scale > 1:
+        image = image.repeat(scale, axis=0).repeat(scale, axis=1)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", optimize=False)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def write_html(path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (a temporary file in the same folder, then rename)."""
+    from dqnviz.snapshot import atomic_write
+
+    def write(tmp):
+        Path(tmp).write_text(text, encoding="utf-8")
+
+    return atomic_write(path, write)

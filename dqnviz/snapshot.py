@@ -1,0 +1,155 @@
+"""Snapshots: one ``.keras`` file holding the model and dqnviz's metadata, loaded safely.
+
+A snapshot is the zip archive that ``model.save`` writes (``config.json``, ``model.weights.h5``)
+plus one more member, ``dqnviz.json``, with the metadata: game, ROM MD5, action set and names,
+preprocessing, epoch, total steps, config, backend, and that epoch's test score. There is no
+pickle anywhere; loading uses ``keras.saving.load_model(safe_mode=True)`` so nothing in the file
+can run code. Files are written to a temporary name in the target folder and moved into place
+with ``os.replace``, so a crash never leaves half a snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dqnviz.errors import UserError
+
+META_MEMBER = "dqnviz.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Snapshot:
+    """A loaded snapshot: ``model`` (keras.Model) and ``meta`` (dict)."""
+
+    model: object
+    meta: dict = field(default_factory=dict)
+    path: str | None = None
+
+    @property
+    def name(self) -> str:
+        """``breakout_77`` for ``snapshots/breakout_77.keras``."""
+        return Path(self.path).stem if self.path else f"{self.meta.get('game', 'model')}_{self.meta.get('epoch', 0)}"
+
+    @property
+    def action_names(self) -> list[str]:
+        return list(self.meta.get("action_names") or [str(i) for i in range(self.model.output_shape[-1])])
+
+
+def atomic_write(path, write, suffix=None):
+    """Call ``write(tmp_path)`` then move the file to ``path`` in one step; clean up on failure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=suffix or path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def save_snapshot(path, model, meta: dict) -> Path:
+    """Write ``model`` and ``meta`` to ``path`` atomically (weights only: no optimizer state)."""
+    meta = {"format": FORMAT_VERSION, **meta}
+    text = json.dumps(meta, indent=1, sort_keys=True, default=_json_default)
+
+    def write(tmp):
+        model.save(tmp, include_optimizer=False) if _accepts_include_optimizer() else model.save(tmp)
+        with zipfile.ZipFile(tmp, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(META_MEMBER, text)
+
+    return atomic_write(path, write)
+
+
+def _accepts_include_optimizer() -> bool:
+    import inspect
+
+    import keras
+
+    try:
+        return "include_optimizer" in inspect.signature(keras.Model.save).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _json_default(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def read_meta(path) -> dict:
+    """Read only the metadata of a snapshot (fast: no model is built)."""
+    path = _check_file(path)
+    with zipfile.ZipFile(path) as archive:
+        if META_MEMBER not in archive.namelist():
+            raise UserError(f"{path} is a Keras model but not a dqnviz snapshot (it has no {META_MEMBER})")
+        try:
+            return json.loads(archive.read(META_MEMBER))
+        except (ValueError, UnicodeDecodeError) as error:
+            raise UserError(f"{path}: the snapshot's metadata is corrupt ({error})") from None
+
+
+def _check_file(path) -> str:
+    path = str(path)
+    if not os.path.exists(path):
+        raise UserError(f"snapshot not found: {path}")
+    if os.path.isdir(path):
+        raise UserError(f"{path} is a folder, not a snapshot file")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:1] == b"\x80" or path.endswith((".pkl", ".pickle", ".pt", ".pth")):
+        raise UserError(f"{path} looks like a pickle; dqnviz snapshots are .keras files and never pickles, which could run code")
+    if head == b"\x89HDF":
+        raise UserError(f"{path} is an HDF5 file, not a dqnviz snapshot (.keras)")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path} is not a dqnviz snapshot (not a .keras archive, or the file is corrupt)")
+    return path
+
+
+def load_snapshot(path) -> Snapshot:
+    """Load a snapshot safely.
+
+    Returns:
+        A :class:`Snapshot` with ``.model`` (a ``keras.Model``) and ``.meta`` (a dict).
+
+    Raises:
+        UserError: the file is missing, a pickle, corrupt, or not a dqnviz snapshot.
+    """
+    import keras
+
+    import dqnviz.network  # noqa: F401  (registers DuelingQ for deserialisation)
+
+    meta = read_meta(path)
+    path = str(path)
+    suffix_path = path
+    tmp = None
+    if not path.endswith(".keras"):
+        # keras refuses other suffixes; read through a temporary link with the right one.
+        fd, tmp = tempfile.mkstemp(suffix=".keras")
+        os.close(fd)
+        with open(path, "rb") as src, open(tmp, "wb") as dst:
+            dst.write(src.read())
+        suffix_path = tmp
+    try:
+        model = keras.saving.load_model(suffix_path, compile=False, safe_mode=True)
+    except Exception as error:  # keras raises many kinds for a broken archive
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"{path}: could not load the model ({message[:200]})") from None
+    finally:
+        if tmp:
+            os.unlink(tmp)
+    return Snapshot(model=model, meta=meta, path=path)

@@ -1,0 +1,74 @@
+"""Headless Chromium for report tests: Debian's /usr/bin/chromium driven by playwright.
+
+``open_report(path)`` loads an HTML file from disk with the network blocked and returns a
+:class:`PageCheck` with the script errors seen, and the live page for more checks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from dataclasses import dataclass, field
+
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def chromium_path() -> str | None:
+    for candidate in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
+                      shutil.which("chromium-browser"), shutil.which("google-chrome")):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    return None
+
+
+@dataclass
+class PageCheck:
+    page: object
+    errors: list = field(default_factory=list)  # uncaught exceptions and console errors
+    requests: list = field(default_factory=list)  # any non-file request the page tried
+
+
+@contextlib.contextmanager
+def open_report(path, width: int = 1400, height: int = 1000):
+    """Open ``path`` in headless Chromium; yields a :class:`PageCheck` once the page has loaded."""
+    from playwright.sync_api import sync_playwright
+
+    executable = chromium_path()
+    if executable is None:
+        raise RuntimeError("Chromium not found: install Debian's chromium (tests/run.sh does)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            check = PageCheck(page=page)
+            page.on("pageerror", lambda error: check.errors.append(str(error)))
+            page.on("console", lambda msg: check.errors.append(msg.text) if msg.type == "error" else None)
+
+            def route(route_):
+                url = route_.request.url
+                if url.startswith(("file:", "data:", "blob:")):
+                    route_.continue_()
+                else:
+                    check.requests.append(url)
+                    route_.abort()
+
+            page.route("**/*", route)
+            page.goto("file://" + os.path.abspath(path), wait_until="load")
+            yield check
+        finally:
+            browser.close()
+
+
+def all_plots_drawn(page) -> tuple[int, int]:
+    """``(plots, drawn)``: plotly plot divs on the page, and how many have drawn SVG content."""
+    return page.evaluate(
+        """() => {
+            const plots = Array.from(document.querySelectorAll('.js-plotly-plot'));
+            const drawn = plots.filter(p => p.querySelector('svg.main-svg') && p._fullLayout);
+            return [plots.length, drawn.length];
+        }"""
+    )

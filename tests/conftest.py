@@ -1,0 +1,38 @@
+"""Shared fixtures: tiny snapshots made on the fly (fixed seeds), so no test needs a download."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import pytest  # noqa: E402
+
+
+def make_snapshot(path, game="breakout", epoch=1, dueling=False, seed=0, test_score=None):
+    """Save a randomly initialised Nature-CNN snapshot for ``game`` with full metadata."""
+    from dqnviz.atari import AtariEnv, resolve_rom
+    from dqnviz.network import build_q_network
+    from dqnviz.snapshot import save_snapshot
+    from dqnviz.trainer import snapshot_meta
+    from dqnviz.config import TrainConfig
+
+    rom = resolve_rom(game)
+    env = AtariEnv(rom, seed=seed)
+    model = build_q_network(env.num_actions, dueling=dueling, seed=seed)
+    config = TrainConfig(dueling=dueling, seed=seed)
+    meta = snapshot_meta(rom, env, config, run=game, epoch=epoch, total_steps=1000 * epoch,
+                         test_score=test_score or {"average": 1.5, "std": 0.5, "min": 1.0, "max": 2.0, "episodes": 2})
+    save_snapshot(path, model, meta)
+    return path
+
+
+@pytest.fixture
+def breakout_snapshot(tmp_path):
+    return str(make_snapshot(tmp_path / "breakout_1.keras", "breakout", 1))
+
+
+@pytest.fixture
+def pong_snapshot(tmp_path):
+    return str(make_snapshot(tmp_path / "pong_2.keras", "pong", 2, seed=1))
