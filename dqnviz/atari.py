@@ -127,22 +127,39 @@ def rom_for_game(name: str, md5: str | None = None) -> Rom:
 
 
 @functools.lru_cache(maxsize=None)
-def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """Rows of area-overlap weights: ``M[i, j]`` = share of input pixel j inside output pixel i."""
-    scale = n_in / n_out
-    matrix = np.zeros((n_out, n_in))
+def _area_weights(n_in: int, n_out: int) -> tuple[np.ndarray, int]:
+    """Integer area-overlap weights and their row sum.
+
+    ``W[i, j] / total`` is the share of input pixel j inside output pixel i. Pixel edges sit at
+    multiples of ``n_in / n_out``, so the overlaps are exact multiples of ``1 / denominator``.
+    """
+    from fractions import Fraction
+
+    scale = Fraction(n_in, n_out)
+    weights = np.zeros((n_out, n_in), np.int64)
     for i in range(n_out):
         low, high = i * scale, (i + 1) * scale
-        for j in range(int(np.floor(low)), min(n_in, int(np.ceil(high)))):
-            matrix[i, j] = min(high, j + 1) - max(low, j)
-    return matrix / scale
+        for j in range(int(low), min(n_in, -int(-high // 1))):
+            overlap = min(high, j + 1) - max(low, j)
+            weights[i, j] = int(overlap * scale.denominator)
+    return weights, int(scale.numerator)
 
 
 def resize_frame(frame: np.ndarray, shape=FRAME_SHAPE) -> np.ndarray:
-    """Area-average a (210, 160) uint8 frame to ``shape``: ``round(H · frame · Wᵀ)``."""
-    rows = _area_matrix(frame.shape[0], shape[0])
-    cols = _area_matrix(frame.shape[1], shape[1])
-    return np.rint(rows @ frame.astype(np.float64) @ cols.T).astype(np.uint8)
+    """Area-average a (210, 160) uint8 frame to ``shape``, rounding half to even.
+
+    out = round(H · frame · Wᵀ / (h · w)) computed in exact integers, so that ties (x.5) round the
+    same way as ale-py's C++ resize.
+    """
+    rows, row_total = _area_weights(frame.shape[0], shape[0])
+    cols, col_total = _area_weights(frame.shape[1], shape[1])
+    # Integers below 2^53 are exact in float64, and BLAS is much faster than an int64 matmul.
+    numerator = np.rint(rows.astype(np.float64) @ frame.astype(np.float64) @ cols.T.astype(np.float64)).astype(np.int64)
+    denominator = row_total * col_total
+    quotient, remainder = np.divmod(numerator, denominator)
+    twice = 2 * remainder
+    round_up = (twice > denominator) | ((twice == denominator) & (quotient % 2 == 1))
+    return (quotient + round_up).astype(np.uint8)
 
 
 def action_names(actions) -> list[str]:

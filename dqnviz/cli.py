@@ -41,7 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dqnviz {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        module = importlib.import_module(f"dqnviz.commands.{name}")
+        try:
+            module = importlib.import_module(f"dqnviz.commands.{name}")
+        except ModuleNotFoundError as error:  # an optional command whose module is absent
+            if error.name != f"dqnviz.commands.{name}":
+                raise
+            continue
         command = sub.add_parser(
             name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP),
             formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -49,12 +49,19 @@ def atomic_write(path, write, suffix=None):
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_snapshot(path, model, meta: dict) -> Path:

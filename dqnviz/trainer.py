@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import csv
 import datetime
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from dqnviz.atari import Rom
-from dqnviz.config import TrainConfig
+import keras
+import numpy as np
+
+from dqnviz.agent import epsilon_greedy
+from dqnviz.atari import AtariEnv, Rom, VectorAtariEnv
+from dqnviz.config import TrainConfig, epsilon_schedule
+from dqnviz.errors import UserError
+from dqnviz.learner import Learner
+from dqnviz.progress import Progress
+from dqnviz.replay import ReplayMemory, check_fits_in_memory
+from dqnviz.snapshot import save_snapshot
 
 
 def snapshot_meta(rom: Rom, env, config: TrainConfig, run: str, epoch: int, total_steps: int,
@@ -39,3 +53,342 @@ def snapshot_meta(rom: Rom, env, config: TrainConfig, run: str, epoch: int, tota
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **extra,
     }
+
+
+# ----------------------------------------------------------------------------------------------
+# Environments as one batch
+
+class SingleEnvBatch:
+    """One :class:`AtariEnv` behind the same interface as :class:`VectorAtariEnv` (batch of 1).
+
+    Games restart by themselves: after a game over, the returned state is the next game's first.
+    """
+
+    num_envs = 1
+
+    def __init__(self, env):
+        self.env = env
+        self.actions, self.action_names, self.num_actions = env.actions, env.action_names, env.num_actions
+
+    def reset(self) -> np.ndarray:
+        return self.env.reset()[None]
+
+    def step(self, actions):
+        step = self.env.step(int(actions[0]))
+        state = self.env.reset() if step.game_over else step.state
+        return (state[None], np.array([step.reward], np.float32), np.array([step.terminal]),
+                np.array([step.game_over]), np.array([step.lives]))
+
+
+def make_envs(rom: Rom, config: TrainConfig, training: bool, seed: int):
+    """The environments of one phase kind: training (lost life = terminal) or testing."""
+    options = dict(
+        seed=seed, noop_max=config.noop_max, life_loss_terminal=training,
+        repeat_action_probability=config.repeat_action_probability,
+        max_frames_per_episode=config.max_frames_per_episode if training else min(config.max_frames_per_episode, 18_000),
+        frame_skip=config.frame_skip, history=config.history,
+    )
+    if config.num_envs == 1:
+        return SingleEnvBatch(AtariEnv(rom, **options))
+    return VectorAtariEnv(rom, num_envs=config.num_envs, **options)
+
+
+# ----------------------------------------------------------------------------------------------
+# Statistics
+
+CSV_COLUMNS = [
+    "epoch", "phase", "steps", "nr_games", "average_reward", "min_game_reward", "max_game_reward",
+    "last_exploration_rate", "total_train_steps", "replay_memory_count", "meanq", "meancost",
+    "weight_updates", "total_time", "epoch_time", "steps_per_second",
+]
+
+
+@dataclass
+class PhaseStats:
+    """What one phase measured; becomes one CSV row."""
+
+    epoch: int
+    phase: str
+    steps: int = 0
+    game_scores: list = field(default_factory=list)
+    partial_score: float = 0.0
+    epsilon: float = 1.0
+    costs: list = field(default_factory=list)
+    updates: int = 0
+    seconds: float = 0.0
+
+    @property
+    def average_reward(self) -> float:
+        scores = self.game_scores or [self.partial_score]
+        return float(np.mean(scores))
+
+    def row(self, total_train_steps, replay_count, meanq, weight_updates, total_time, epoch_time) -> dict:
+        scores = self.game_scores or [self.partial_score]
+        return {
+            "epoch": self.epoch, "phase": self.phase, "steps": self.steps, "nr_games": len(self.game_scores),
+            "average_reward": round(self.average_reward, 4), "min_game_reward": float(np.min(scores)),
+            "max_game_reward": float(np.max(scores)), "last_exploration_rate": round(self.epsilon, 6),
+            "total_train_steps": total_train_steps, "replay_memory_count": replay_count,
+            "meanq": round(float(meanq), 6), "meancost": round(float(np.mean(self.costs)), 6) if self.costs else 0.0,
+            "weight_updates": weight_updates, "total_time": round(total_time, 2),
+            "epoch_time": round(epoch_time, 2), "steps_per_second": round(self.steps / max(self.seconds, 1e-9), 2),
+        }
+
+
+class StatisticsCSV:
+    """``reports/<run>.csv``: one row per phase, appended and flushed at once (never rewritten)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and self.path.stat().st_size > 0:
+            with open(self.path, newline="") as f:
+                header = next(csv.reader(f), [])
+            if header != CSV_COLUMNS:
+                raise UserError(f"{self.path} exists but is not a dqnviz statistics file; use --report-dir or --name")
+        else:
+            with open(self.path, "w", newline="") as f:
+                csv.writer(f).writerow(CSV_COLUMNS)
+
+    def append(self, row: dict) -> None:
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, CSV_COLUMNS).writerow(row)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+# ----------------------------------------------------------------------------------------------
+# The epoch loop
+
+
+class Interrupted(Exception):
+    """Training stopped by Ctrl-C; carries the path of the snapshot saved on the way out."""
+
+    def __init__(self, snapshot_path):
+        super().__init__(str(snapshot_path))
+        self.snapshot_path = snapshot_path
+
+
+class Trainer:
+    """Runs epochs: epoch 0 is random play, each later epoch is train → snapshot → test.
+
+    Args:
+        rom: the game.
+        config: hyper-parameters.
+        run: the run's name; files are ``snapshots/<run>_<epoch>.keras`` and ``reports/<run>.csv``.
+        snapshot_dir, report_dir: where they go.
+        resume: a loaded snapshot to continue from (epoch numbering and step counts continue).
+        show_progress: progress bars / lines on stderr.
+        log: where one-line phase summaries go (``print`` by default).
+    """
+
+    def __init__(self, rom: Rom, config: TrainConfig, run: str, snapshot_dir="snapshots",
+                 report_dir="reports", resume=None, show_progress: bool = True, log=print):
+        self.rom, self.config, self.run = rom, config, run
+        self.snapshot_dir, self.report_dir = Path(snapshot_dir), Path(report_dir)
+        self.show_progress, self.log = show_progress, log
+        self.rng = np.random.default_rng(config.seed)
+        check_fits_in_memory(config.replay_size, prioritized=config.prioritized)
+        self.train_env = make_envs(rom, config, training=True, seed=config.seed)
+        self.test_env = None
+        self.num_actions = self.train_env.num_actions
+        keras.utils.set_random_seed(config.seed)
+        self.replay = ReplayMemory(
+            config.replay_size, num_envs=config.num_envs, history=config.history, n_step=config.n_step,
+            gamma=config.gamma, prioritized=config.prioritized, alpha=config.priority_alpha, seed=config.seed,
+        )
+        self.learner = Learner(self.num_actions, config, model=resume.model if resume else None)
+        self.csv = StatisticsCSV(self.report_dir / f"{run}.csv")
+        meta = resume.meta if resume else {}
+        self.total_steps = int(meta.get("total_steps", 0))  # agent steps, all phases but test
+        self.train_steps_done = int(meta.get("train_steps_done", 0))  # drives ε
+        self.start_epoch = int(meta.get("epoch", -1)) + 1 if resume else 0
+        self.resume_partial = meta.get("interrupted") if resume else None
+        if self.resume_partial:
+            self.start_epoch = int(meta["epoch"])
+        self.total_time_before = float(meta.get("total_time", 0.0))
+        self.validation = None
+        self.states = None
+        self.starts = None
+        self.steps_since_sync = 0
+        self.last_test = None
+
+    # -- acting --------------------------------------------------------------------------------
+
+    def epsilon(self) -> float:
+        return epsilon_schedule(self.train_steps_done, self.config)
+
+    def _choose(self, states, epsilon):
+        if epsilon >= 1.0:
+            return self.rng.integers(0, self.num_actions, len(states))
+        return epsilon_greedy(self.learner.q_values(states), epsilon, self.rng)
+
+    def run_phase(self, epoch: int, phase: str, steps: int, progress_label: str | None = None) -> PhaseStats:
+        """Play ``steps`` agent steps: ``random`` (ε=1, fill replay), ``train`` (learn), ``test`` (ε=0.05)."""
+        config = self.config
+        stats = PhaseStats(epoch=epoch, phase=phase)
+        testing = phase == "test"
+        if testing:
+            if self.test_env is None:
+                self.test_env = make_envs(self.rom, config, training=False, seed=config.seed + 10_000)
+            env, states = self.test_env, self.test_env.reset()
+        else:
+            env = self.train_env
+            if self.states is None:
+                self.states, self.starts = env.reset(), np.ones(env.num_envs, bool)
+            states = self.states
+        n = env.num_envs
+        scores = np.zeros(n)
+        learn = phase == "train"
+        updates_per_iteration = max(1, n // config.train_frequency)
+        iterations_per_update = max(1, config.train_frequency // n)
+        start = time.perf_counter()
+        label = progress_label or f"epoch {epoch} {phase}"
+        with Progress(label, total=steps, enabled=self.show_progress) as progress:
+            iteration = 0
+            try:
+                while stats.steps < steps:
+                    epsilon = 1.0 if phase == "random" else config.test_epsilon if testing else self.epsilon()
+                    actions = self._choose(states, epsilon)
+                    next_states, rewards, terminals, game_overs, _ = env.step(actions)
+                    if not testing:
+                        self.replay.add(states[..., -1], actions, np.clip(rewards, -1.0, 1.0), terminals, self.starts)
+                        self.starts = game_overs
+                    scores += rewards
+                    for i in np.flatnonzero(game_overs):
+                        stats.game_scores.append(float(scores[i]))
+                        scores[i] = 0.0
+                    states = next_states
+                    stats.steps += n
+                    iteration += 1
+                    if not testing:
+                        self.total_steps += n
+                    if learn:
+                        self.train_steps_done += n
+                        if iteration % iterations_per_update == 0 and self.replay.num_sampleable() >= config.batch_size:
+                            for _ in range(updates_per_iteration):
+                                self._update(stats)
+                        self.steps_since_sync += n
+                        if self.steps_since_sync >= config.target_steps:
+                            self.learner.sync_target()
+                            self.steps_since_sync = 0
+                    stats.epsilon = epsilon
+                    if iteration % 50 == 0 or stats.steps >= steps:
+                        average = np.mean(stats.game_scores[-20:]) if stats.game_scores else float(scores.mean())
+                        progress.update(min(stats.steps, steps), eps=epsilon, reward=float(average))
+            finally:
+                if not testing:
+                    self.states = states
+                stats.partial_score = float(scores.mean())
+                stats.seconds = time.perf_counter() - start
+        return stats
+
+    def _update(self, stats: PhaseStats) -> None:
+        config = self.config
+        fraction = min(1.0, self.train_steps_done / max(1, config.epochs * config.train_steps))
+        beta = config.priority_beta + (1.0 - config.priority_beta) * fraction
+        batch = self.replay.sample(config.batch_size, beta=beta)
+        loss, td_abs = self.learner.train(batch)
+        stats.updates += 1
+        if stats.updates % 16 == 0 or config.prioritized:  # a host sync; keep it rare unless needed
+            stats.costs.append(float(loss))
+        if config.prioritized:
+            self.replay.update_priorities(batch["envs"], batch["slots"], np.asarray(td_abs))
+
+    # -- statistics and snapshots -------------------------------------------------------------
+
+    def meanq(self) -> float:
+        """Mean over the fixed validation states of max_a Q(s, a)."""
+        if self.validation is None or len(self.validation) == 0:
+            return 0.0
+        q = np.concatenate([self.learner.q_values(chunk) for chunk in np.array_split(
+            self.validation, max(1, len(self.validation) // 256))])
+        return float(q.max(axis=1).mean())
+
+    def _keep_validation_states(self) -> None:
+        if self.validation is None and self.replay.num_sampleable() > 0:
+            count = min(self.config.validation_states, self.replay.num_sampleable())
+            envs, slots, _ = self.replay.sample_indices(count)
+            self.validation = self.replay.stack(envs, slots)
+
+    def snapshot_path(self, epoch: int, suffix: str = "") -> Path:
+        return self.snapshot_dir / f"{self.run}_{epoch}{suffix}.keras"
+
+    def save(self, epoch: int, test_score=None, suffix: str = "", **extra) -> Path:
+        env = self.train_env
+        meta = snapshot_meta(
+            self.rom, env, self.config, run=self.run, epoch=epoch, total_steps=self.total_steps,
+            test_score=test_score, train_steps_done=self.train_steps_done,
+            total_time=self.total_time_before + time.perf_counter() - self.started, **extra,
+        )
+        return save_snapshot(self.snapshot_path(epoch, suffix), self.learner.model(), meta)
+
+    def write_row(self, stats: PhaseStats, epoch_started: float) -> dict:
+        now = time.perf_counter()
+        row = stats.row(
+            total_train_steps=self.train_steps_done, replay_count=len(self.replay), meanq=self.meanq(),
+            weight_updates=self.learner.updates, total_time=self.total_time_before + now - self.started,
+            epoch_time=now - epoch_started,
+        )
+        self.csv.append(row)
+        self.log(
+            f"epoch {row['epoch']} {row['phase']}: {row['steps']:,} steps, {row['nr_games']} games, "
+            f"average {row['average_reward']:.2f} (min {row['min_game_reward']:g}, max {row['max_game_reward']:g}), "
+            f"meanq {row['meanq']:.3f}, {row['steps_per_second']:,.0f} steps/s"
+        )
+        return row
+
+    def _fill_replay(self) -> None:
+        """After a resume the replay memory is empty: refill it with the current policy, no learning."""
+        steps = min(self.config.random_steps, self.replay.capacity)
+        self.run_phase(self.start_epoch, "refill", steps, progress_label="refilling replay memory")
+        self._keep_validation_states()
+
+    def train(self) -> None:
+        """Run epochs ``start_epoch … config.epochs``; Ctrl-C saves a snapshot and raises :class:`Interrupted`."""
+        config = self.config
+        self.started = time.perf_counter()
+        epoch = self.start_epoch
+        phase = "random"
+        try:
+            if epoch == 0:
+                epoch_started = time.perf_counter()
+                stats = self.run_phase(0, "random", config.random_steps)
+                self._keep_validation_states()
+                self.write_row(stats, epoch_started)
+                epoch = 1
+            else:
+                phase = "refill"
+                self._fill_replay()
+            while epoch <= config.epochs:
+                epoch_started = time.perf_counter()
+                phase = "train"
+                already_done = int(self.resume_partial.get("steps_done", 0)) if self.resume_partial else 0
+                self.resume_partial = None
+                self._train_phase_start = self.train_steps_done - already_done
+                steps = max(1, config.train_steps - already_done)
+                stats = self.run_phase(epoch, "train", steps)
+                self.write_row(stats, epoch_started)
+                path = self.save(epoch)
+                phase = "test"
+                test = self.run_phase(epoch, "test", config.test_steps)
+                row = self.write_row(test, epoch_started)
+                self.last_test = _test_score(test)
+                self.save(epoch, test_score=self.last_test)
+                self.log(f"saved {path}")
+                epoch += 1
+        except KeyboardInterrupt:
+            if phase == "test":
+                # the epoch's training is complete and its snapshot saved; nothing is lost
+                raise Interrupted(self.snapshot_path(epoch)) from None
+            if phase in ("random", "refill") or epoch == 0:
+                raise Interrupted(None) from None
+            steps_done = self.train_steps_done - self._train_phase_start
+            path = self.save(epoch, suffix="_interrupted", interrupted={"phase": "train", "steps_done": steps_done})
+            raise Interrupted(path) from None
+
+
+def _test_score(stats: PhaseStats) -> dict:
+    scores = stats.game_scores or [stats.partial_score]
+    return {"average": float(np.mean(scores)), "std": float(np.std(scores)), "min": float(np.min(scores)),
+            "max": float(np.max(scores)), "episodes": len(stats.game_scores)}

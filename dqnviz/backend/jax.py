@@ -52,9 +52,9 @@ class make_train_step:
     def __init__(self, online, target, optimizer, loss_fn, double):
         self.online, self.target, self.optimizer = online, target, optimizer
         optimizer.build(online.trainable_variables)
-        self.trainable = [v.value for v in online.trainable_variables]
-        self.non_trainable = [v.value for v in online.non_trainable_variables]
-        self.optimizer_state = [v.value for v in optimizer.variables]
+        self.trainable = [jnp.copy(v.value) for v in online.trainable_variables]
+        self.non_trainable = [jnp.copy(v.value) for v in online.non_trainable_variables]
+        self.optimizer_state = [jnp.copy(v.value) for v in optimizer.variables]
         self.sync_target()
 
         def loss_and_aux(trainable, non_trainable, target_trainable, target_non_trainable, batch):
@@ -98,14 +98,15 @@ class make_train_step:
         if hasattr(self, "trainable"):
             self.target_trainable = list(self.trainable)
             self.target_non_trainable = list(self.non_trainable)
+        # Keras variables get their own buffers: Keras may donate a variable's buffer to a jitted
+        # call (model.predict does), which would delete an array we still hold.
         for variable, value in zip(self.target.trainable_variables, self.target_trainable):
-            variable.assign(value)
+            variable.assign(jnp.copy(value))
 
     def write_back(self):
         """Copy the learner's arrays into the Keras variables of the online model and optimizer."""
-        for variable, value in zip(self.online.trainable_variables, self.trainable):
-            variable.assign(value)
-        for variable, value in zip(self.online.non_trainable_variables, self.non_trainable):
-            variable.assign(value)
-        for variable, value in zip(self.optimizer.variables, self.optimizer_state):
-            variable.assign(value)
+        for variables, values in ((self.online.trainable_variables, self.trainable),
+                                  (self.online.non_trainable_variables, self.non_trainable),
+                                  (self.optimizer.variables, self.optimizer_state)):
+            for variable, value in zip(variables, values):
+                variable.assign(jnp.copy(value))

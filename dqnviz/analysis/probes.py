@@ -1,0 +1,72 @@
+"""Finding layers and the inputs that excite their filters most."""
+
+import numpy as np
+
+from dqnviz.analysis._model import (
+    as_batch,
+    check_filters,
+    conv_layer_objects,
+    graph_runner,
+    layer_output,
+    predict,
+    resolve_layer,
+)
+
+
+def conv_layers(model) -> list:
+    """Names of the model's (top-level) Conv2D layers, input to output.
+
+    Raises:
+        UserError: not a built image model, or no Conv2D layers.
+    """
+    return [layer.name for layer in conv_layer_objects(model)]
+
+
+def top_activations(model, states, layer, filters=None, batch_size=256) -> list:
+    """For each filter, the state and position where it fires most.
+
+    ``value_f = max_{n, y, x} A_layer(states[n])[y, x, f]``; ties go to the first state, then the
+    first position in row-major order. The activations come from batched forward passes
+    through the model's graph up to ``layer`` (inference mode, float input).
+
+    Args:
+        model: a built Keras image model.
+        states: ``(N, H, W, C)`` states (or one state).
+        layer: layer name or Layer object.
+        filters: filter indices (int or sequence); None for all filters of the layer.
+        batch_size: states per forward pass.
+
+    Returns:
+        A list with one ``(state_index, (y, x), value)`` per requested filter, in the order
+        of ``filters``. For a layer without spatial axes (Dense) the position is ``(0, 0)``.
+
+    Raises:
+        UserError: no Conv2D layers, non-image input, unknown layer, filter out of range.
+    """
+    batch, _ = as_batch(model, states)
+    layer = resolve_layer(model, layer)
+    output = layer_output(model, layer)
+    channels = int(output.shape[-1])
+    filters = np.arange(channels) if filters is None else np.atleast_1d(check_filters(model, layer, filters))
+    run = graph_runner(model, output)
+
+    best_value = np.full(len(filters), -np.inf)
+    best_state = np.zeros(len(filters), dtype=np.int64)
+    best_position = np.zeros(len(filters), dtype=np.int64)
+    spatial = (1, 1)
+    for start in range(0, len(batch), batch_size):
+        activations = predict(run, batch[start:start + batch_size].astype(np.float32), batch_size)
+        if activations.ndim == 4:
+            spatial = activations.shape[1:3]
+        flat = activations.reshape(len(activations), -1, channels)[..., filters]  # (n, P, F)
+        per_state = flat.max(axis=1)  # (n, F)
+        state = per_state.argmax(axis=0)
+        value = per_state[state, np.arange(len(filters))]
+        better = value > best_value
+        best_value[better] = value[better]
+        best_state[better] = start + state[better]
+        best_position[better] = flat[state, :, np.arange(len(filters))].argmax(axis=1)[better]
+    return [
+        (int(n), tuple(int(i) for i in np.unravel_index(p, spatial)), float(v))
+        for n, p, v in zip(best_state, best_position, best_value)
+    ]

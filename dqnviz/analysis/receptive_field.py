@@ -1,0 +1,202 @@
+"""Theoretical and effective receptive fields of convolutional layers."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from dqnviz.analysis._model import (
+    as_batch,
+    conv_layer_objects,
+    graph_runner,
+    layer_output,
+    resolve_layer,
+)
+from dqnviz.backend import input_gradient
+from dqnviz.errors import UserError
+
+
+class _Field:
+    """Receptive-field geometry of a tensor, per spatial axis (y, x).
+
+    ``size``: side of one unit's receptive field in input pixels; ``stride``: input pixels
+    between neighbouring units (the "jump"); ``start``: input pixel coordinate of the centre of
+    unit 0's receptive field; ``spatial``: the tensor's (H, W). ``size`` is None once the
+    spatial structure is lost (Flatten, Dense, global pooling).
+    """
+
+    def __init__(self, size, stride, start, spatial):
+        self.size, self.stride, self.start, self.spatial = size, stride, start, spatial
+
+
+def _pair(value):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
+def _apply_window(field, layer, output_spatial):
+    """``r' = r + (k_eff − 1)·j``, ``j' = j·s``, ``start' = start + ((k_eff − 1)/2 − pad)·j``."""
+    kernel = _pair(getattr(layer, "kernel_size", None) or getattr(layer, "pool_size"))
+    strides = _pair(layer.strides if layer.strides is not None else kernel)
+    dilation = _pair(getattr(layer, "dilation_rate", 1))
+    size, stride, start = [], [], []
+    for axis in range(2):
+        k = dilation[axis] * (kernel[axis] - 1) + 1
+        s, j, n_in = strides[axis], field.stride[axis], field.spatial[axis]
+        pad = 0
+        if layer.padding == "same" and n_in is not None:
+            n_out = -(-n_in // s)
+            pad = max((n_out - 1) * s + k - n_in, 0) // 2
+        size.append(field.size[axis] + (k - 1) * j)
+        stride.append(j * s)
+        start.append(field.start[axis] + ((k - 1) / 2 - pad) * j)
+    return _Field(tuple(size), tuple(stride), tuple(start), output_spatial)
+
+
+def _field_of(tensor, memo):
+    """Walk the graph back from ``tensor`` to the input, computing its :class:`_Field`."""
+    key = id(tensor)
+    if key in memo:
+        return memo[key]
+    operation, node_index, _ = tensor._keras_history
+    spatial = tuple(tensor.shape[1:3]) if len(tensor.shape) == 4 else None
+    if isinstance(operation, keras.layers.InputLayer):
+        field = _Field((1, 1), (1, 1), (0.0, 0.0), spatial)
+    else:
+        node = operation._inbound_nodes[node_index]
+        parents = [_field_of(t, memo) for t in node.input_tensors]
+        if not parents:
+            raise UserError(f"cannot follow layer {operation.name!r} back to the model input")
+        if any(p.size is None for p in parents) or spatial is None:
+            field = _Field(None, None, None, None)
+        else:
+            parent = max(parents, key=lambda p: p.size)
+            if getattr(operation, "data_format", "channels_last") != "channels_last":
+                raise UserError(f"layer {operation.name!r} is channels_first; only channels_last is supported")
+            if isinstance(operation, keras.layers.Conv2DTranspose):
+                raise UserError(f"cannot compute a receptive field through Conv2DTranspose {operation.name!r}")
+            if hasattr(operation, "strides") and (
+                hasattr(operation, "kernel_size") or hasattr(operation, "pool_size")
+            ):
+                field = _apply_window(parent, operation, spatial)
+            elif spatial == parent.spatial:
+                field = _Field(parent.size, parent.stride, parent.start, spatial)
+            else:
+                raise UserError(
+                    f"cannot compute a receptive field through layer {operation.name!r} "
+                    f"({type(operation).__name__}), which changes the spatial size"
+                )
+    memo[key] = field
+    return field
+
+
+def _squash(pair):
+    return pair[0] if pair[0] == pair[1] else tuple(pair)
+
+
+def _layer_field(model, layer):
+    layer = resolve_layer(model, layer)
+    field = _field_of(layer_output(model, layer), {})
+    if field.size is None:
+        convs = ", ".join(l.name for l in conv_layer_objects(model))
+        raise UserError(
+            f"layer {layer.name!r} has no spatial axes, so its receptive field is the whole "
+            f"input; choose a convolutional layer: {convs}"
+        )
+    return layer, field
+
+
+def receptive_field(model, layer):
+    """Theoretical receptive field of one unit of ``layer``, in input pixels.
+
+    Walking from the input through the graph, each Conv/pooling layer with kernel ``k``
+    (``k_eff = d·(k − 1) + 1`` with dilation ``d``) and stride ``s`` updates
+
+        size_out = size_in + (k_eff − 1) · stride_in,     stride_out = stride_in · s
+
+    starting from ``(1, 1)`` at the input; layers that keep the spatial size (Rescaling, ReLU,
+    BatchNormalization, ...) leave it unchanged. For the Nature DQN: conv1 (8, 4), conv2
+    (20, 8), conv3 (36, 8).
+
+    Args:
+        model: a built Keras image model (channels last).
+        layer: a layer name or Layer object with a spatial (rank-4) output.
+
+    Returns:
+        ``(size, stride)``; each is an int when equal along y and x, else a ``(y, x)`` tuple.
+
+    Raises:
+        UserError: no Conv2D layers, unknown layer, a layer without spatial axes, or a layer
+            the walk cannot go through (e.g. Conv2DTranspose, Reshape).
+    """
+    _, field = _layer_field(model, layer)
+    return _squash(field.size), _squash(field.stride)
+
+
+def effective_receptive_field(model, states, layer, mass=0.9, *, batch_size=128) -> dict:
+    """Measure the effective receptive field (Luo et al., 2016) of ``layer``'s centre unit.
+
+    With ``(cy, cx) = (H_l // 2, W_l // 2)`` the centre position of ``layer``'s output, the map is
+
+        E(i, j) = mean_states Σ_c | d/ds[i, j, c] Σ_f A_layer(s)[cy, cx, f] |
+
+    using plain gradients (ordinary ReLU derivatives, not guided backprop). ``size`` is the side
+    of the smallest square centred on the centre unit's theoretical receptive-field centre
+    (in input pixels) that holds at least ``mass`` of ``Σ E``; it never exceeds the
+    theoretical size.
+
+    Args:
+        model: a built Keras image model.
+        states: ``(N, H, W, C)`` states (or one state) to average over.
+        layer: a conv layer name or Layer object.
+        mass: fraction of the gradient mass the square must hold, in (0, 1].
+        batch_size: states per forward+backward pass.
+
+    Returns:
+        dict with ``"size"`` (int; 0 if the gradient is zero everywhere), ``"theoretical"``
+        ``(size, stride)`` as :func:`receptive_field`, ``"map"`` (``(H, W)`` float32 map ``E``
+        scaled to max 1), ``"centre"`` ``(y, x)`` input coordinates of the unit's receptive-field
+        centre, ``"unit"`` ``(cy, cx)`` and ``"fraction"`` (the mass actually inside the square).
+
+    Raises:
+        UserError: as :func:`receptive_field`, or ``mass`` outside (0, 1].
+    """
+    if not 0 < mass <= 1:
+        raise UserError(f"mass must be in (0, 1], got {mass}")
+    batch, _ = as_batch(model, states)
+    layer, field = _layer_field(model, layer)
+    output = layer_output(model, layer)
+    unit = (int(output.shape[1]) // 2, int(output.shape[2]) // 2)
+    centre = tuple(field.start[a] + unit[a] * field.stride[a] for a in range(2))
+    run = graph_runner(model, output)
+
+    def target(x):
+        return ops.sum(run(x)[:, unit[0], unit[1], :], axis=-1)
+
+    total = np.zeros(batch.shape[1:3], dtype=np.float64)
+    for start in range(0, len(batch), batch_size):
+        _, gradient = input_gradient(target, batch[start:start + batch_size].astype(np.float32))
+        total += np.abs(gradient).sum(axis=(0, 3))
+    total /= len(batch)
+
+    rows = np.abs(np.arange(total.shape[0])[:, None] - centre[0])
+    cols = np.abs(np.arange(total.shape[1])[None, :] - centre[1])
+    half = np.maximum(rows, cols).ravel()  # a square of side 2·half + 1 holds this pixel
+    weight = total.ravel()
+    size, fraction = 0, 0.0
+    if weight.sum() > 0:
+        order = np.argsort(half, kind="stable")
+        sorted_half = half[order]
+        cumulative = np.cumsum(weight[order]) / weight.sum()
+        for level in np.unique(sorted_half):
+            inside = cumulative[np.searchsorted(sorted_half, level, side="right") - 1]
+            if inside >= mass - 1e-9:
+                size, fraction = int(round(2 * level + 1)), float(inside)
+                break
+    peak = total.max()
+    return {
+        "size": size,
+        "theoretical": receptive_field(model, layer),
+        "map": (total / peak if peak > 0 else total).astype(np.float32),
+        "centre": centre,
+        "unit": unit,
+        "fraction": fraction,
+    }

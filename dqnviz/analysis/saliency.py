@@ -1,0 +1,219 @@
+"""Saliency maps of a Q-network: gradient, SmoothGrad and Greydanus-style perturbation."""
+
+import numpy as np
+from keras import ops
+from scipy.ndimage import gaussian_filter
+
+from dqnviz.analysis._model import as_batch, graph_runner, predict, to_float_tensor
+from dqnviz.backend import input_gradient
+from dqnviz.errors import UserError
+
+METHODS = ("gradient", "smoothgrad", "perturbation")
+_OPTIONS = {
+    "gradient": {"batch_size": 256},
+    "smoothgrad": {"samples": 16, "noise": 0.15, "seed": 0, "value_range": None, "batch_size": 256},
+    "perturbation": {"stride": 5, "radius": 5.0, "blur": 3.0, "batch_size": 256},
+}
+
+
+def saliency(model, states, action=None, method="gradient", **options) -> np.ndarray:
+    """Which pixels matter to the Q-value(s) of each state.
+
+    Methods:
+
+    ``"gradient"``
+        ``S = dQ(s, a)/ds`` (signed), ``a`` = ``action`` or ``argmax_a Q(s, a)`` per state.
+        Options: ``batch_size`` (256).
+
+    ``"smoothgrad"`` (Smilkov et al., 2017)
+        ``S = 1/n Σ_i dQ(s + ε_i, a)/ds``, ``ε_i ~ N(0, σ²)``, ``σ = noise · (max − min)``,
+        ``a`` chosen on the clean state. The noise is drawn as
+        ``np.random.default_rng(seed).standard_normal((N, samples, H, W, C)) * σ`` (σ per state),
+        so it is reproducible; the noisy copies are not clipped. All ``samples`` copies of a
+        state go through the model in the same forward+backward pass.
+        Options: ``samples`` (16), ``noise`` (0.15), ``seed`` (0), ``value_range`` (None: the
+        full range of an integer input dtype, e.g. 255 for uint8 states or models; otherwise the
+        state's own ``max − min``, Smilkov's definition), ``batch_size`` (256 noisy states per
+        pass, at least ``samples``).
+
+    ``"perturbation"`` (Greydanus et al., 2018)
+        For centres ``(y, x)`` every ``stride`` pixels, a Gaussian mask
+        ``M(i, j) = exp(−((i−y)² + (j−x)²) / (2·radius²))`` blends in a blurred state:
+        ``s' = s·(1 − M) + G_blur(s)·M`` (``G_blur``: Gaussian filter of σ = ``blur`` over the
+        spatial axes, per channel). The score is ``½ ‖Q(s) − Q(s')‖²`` over all actions
+        (Greydanus' choice) when ``action`` is None, and ``½ (Q(s, a) − Q(s', a))²`` when an
+        action is given. The coarse map is bilinearly upsampled to ``(H, W)`` (constant beyond
+        the last centre) and repeated over the channels. Options: ``stride`` (5), ``radius``
+        (5), ``blur`` (3), ``batch_size`` (256 perturbed states per forward pass).
+
+    Args:
+        model: a built Keras Q-network with one ``(H, W, C)`` image input and a ``(N, A)`` output.
+        states: ``(N, H, W, C)`` array (or one state), any numeric dtype.
+        action: None, an int, or an int array with one action per state.
+        method: ``"gradient"``, ``"smoothgrad"`` or ``"perturbation"``.
+        **options: per-method options listed above.
+
+    Returns:
+        float32 array shaped like ``states`` (non-negative for ``"perturbation"``).
+
+    Raises:
+        UserError: unknown method or option, bad action, non-image model, wrong state shape.
+    """
+    if method not in METHODS:
+        raise UserError(f"unknown saliency method {method!r}; choose one of: {', '.join(METHODS)}")
+    unknown = sorted(set(options) - set(_OPTIONS[method]))
+    if unknown:
+        raise UserError(
+            f"unknown option(s) {', '.join(unknown)} for saliency method {method!r}; "
+            f"valid: {', '.join(_OPTIONS[method])}"
+        )
+    settings = {**_OPTIONS[method], **options}
+    batch, single = as_batch(model, states)
+    run = graph_runner(model)
+    num_actions = _num_actions(model)
+    actions = _check_actions(action, len(batch), num_actions)
+
+    if method == "gradient":
+        result = _gradient(run, batch.astype(np.float32), actions, num_actions, settings["batch_size"])
+    elif method == "smoothgrad":
+        result = _smoothgrad(model, run, batch, actions, num_actions, settings)
+    else:
+        result = _perturbation(run, batch, actions, settings)
+    return result[0] if single else result
+
+
+def _num_actions(model) -> int:
+    outputs = model.outputs
+    if len(outputs) != 1 or len(outputs[0].shape) != 2:
+        raise UserError(
+            f"saliency needs a model with one (N, actions) output; {model.name!r} outputs "
+            f"{[tuple(o.shape) for o in outputs]}"
+        )
+    return int(outputs[0].shape[-1])
+
+
+def _check_actions(action, count, num_actions):
+    """None, or an int64 array of ``count`` actions in ``[0, num_actions)``."""
+    if action is None:
+        return None
+    array = np.asarray(action)
+    if array.dtype.kind not in "iu" or array.ndim > 1 or (array.ndim == 1 and len(array) != count):
+        raise UserError(f"action must be an int or {count} ints (one per state), got {action!r}")
+    if array.size and (array.min() < 0 or array.max() >= num_actions):
+        raise UserError(f"action {action!r} is out of range: the model has {num_actions} actions (0..{num_actions - 1})")
+    return np.broadcast_to(array.astype(np.int64), (count,)).copy()
+
+
+def _q_target(run, actions, num_actions):
+    """``x -> Q(x, a)`` with ``a`` fixed, or the argmax of Q when ``actions`` is None."""
+
+    def target(x):
+        q = run(x)
+        if actions is None:
+            one_hot = ops.one_hot(ops.argmax(ops.stop_gradient(q), axis=-1), num_actions)
+        else:
+            one_hot = ops.convert_to_tensor(np.eye(num_actions, dtype=np.float32)[actions])
+        return ops.sum(q * ops.stop_gradient(ops.cast(one_hot, q.dtype)), axis=-1)
+
+    return target
+
+
+def _gradient(run, states, actions, num_actions, batch_size):
+    gradients = np.empty(states.shape, dtype=np.float32)
+    for start in range(0, len(states), batch_size):
+        stop = start + batch_size
+        chunk = None if actions is None else actions[start:stop]
+        _, gradients[start:stop] = input_gradient(_q_target(run, chunk, num_actions), states[start:stop])
+    return gradients
+
+
+def _value_range(model, batch, value_range):
+    """The per-state ``max − min`` scale of the SmoothGrad noise, shape ``(N,)``."""
+    if value_range is not None:
+        return np.full(len(batch), float(value_range))
+    for dtype in (batch.dtype, np.dtype(model.inputs[0].dtype)):
+        if dtype.kind in "iu":
+            info = np.iinfo(dtype)
+            return np.full(len(batch), float(info.max) - float(info.min))
+    flat = batch.reshape(len(batch), -1).astype(np.float64)
+    spread = flat.max(axis=1) - flat.min(axis=1)
+    return np.where(spread > 0, spread, 1.0)
+
+
+def smoothgrad_noise(shape, samples, sigma, seed):
+    """The noise SmoothGrad adds: ``(N, samples, H, W, C)`` float32, ``σ`` per state.
+
+    Args:
+        shape: the batch shape ``(N, H, W, C)``.
+        samples: noisy copies per state.
+        sigma: ``(N,)`` standard deviations.
+        seed: seed of ``np.random.default_rng``.
+    """
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal((shape[0], samples) + tuple(shape[1:]), dtype=np.float32)
+    return noise * np.asarray(sigma, dtype=np.float32).reshape((-1,) + (1,) * len(shape))
+
+
+def _smoothgrad(model, run, batch, actions, num_actions, settings):
+    samples = int(settings["samples"])
+    if samples < 1:
+        raise UserError(f"smoothgrad needs samples >= 1, got {samples}")
+    states = batch.astype(np.float32)
+    if actions is None:
+        actions = np.argmax(predict(run, states, settings["batch_size"]), axis=-1)
+    sigma = float(settings["noise"]) * _value_range(model, batch, settings["value_range"])
+    noise = smoothgrad_noise(states.shape, samples, sigma, settings["seed"])
+    per_pass = max(1, int(settings["batch_size"]) // samples)
+    result = np.empty(states.shape, dtype=np.float32)
+    for start in range(0, len(states), per_pass):
+        stop = min(start + per_pass, len(states))
+        noisy = (states[start:stop, None] + noise[start:stop]).reshape((-1,) + states.shape[1:])
+        repeated = np.repeat(actions[start:stop], samples)
+        _, gradient = input_gradient(_q_target(run, repeated, num_actions), noisy)
+        result[start:stop] = gradient.reshape((stop - start, samples) + states.shape[1:]).mean(axis=1)
+    return result
+
+
+def gaussian_mask(shape, centre, radius) -> np.ndarray:
+    """``M(i, j) = exp(−((i−y)² + (j−x)²) / (2·radius²))`` over an ``(H, W)`` grid, peak 1."""
+    rows = np.arange(shape[0], dtype=np.float64)[:, None] - centre[0]
+    cols = np.arange(shape[1], dtype=np.float64)[None, :] - centre[1]
+    return np.exp(-(rows ** 2 + cols ** 2) / (2.0 * float(radius) ** 2))
+
+
+def _interpolation_matrix(size, centres):
+    """``(size, len(centres))`` linear interpolation weights from the centres to every pixel."""
+    eye = np.eye(len(centres))
+    return np.stack([np.interp(np.arange(size), centres, eye[k]) for k in range(len(centres))], axis=1)
+
+
+def _perturbation(run, batch, actions, settings):
+    stride = int(settings["stride"])
+    if stride < 1 or float(settings["radius"]) <= 0:
+        raise UserError("perturbation saliency needs stride >= 1 and radius > 0")
+    states = batch.astype(np.float32)
+    n, height, width = states.shape[:3]
+    ys, xs = np.arange(0, height, stride), np.arange(0, width, stride)
+    masks = np.stack([gaussian_mask((height, width), (y, x), settings["radius"]) for y in ys for x in xs])
+    masks = masks.astype(np.float32)[..., None]  # (K, H, W, 1)
+    blur = float(settings["blur"])
+    blurred = gaussian_filter(states, sigma=(0, blur, blur, 0)) if blur > 0 else states
+    batch_size = max(1, int(settings["batch_size"]))
+
+    q_clean = predict(run, states, batch_size)
+    scores = np.empty((n, len(masks)), dtype=np.float64)
+    pairs = [(i, k) for i in range(n) for k in range(len(masks))]
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start:start + batch_size]
+        index, mask_index = np.array([p[0] for p in chunk]), np.array([p[1] for p in chunk])
+        perturbed = states[index] + (blurred[index] - states[index]) * masks[mask_index]
+        q = ops.convert_to_numpy(run(to_float_tensor(perturbed))).astype(np.float64)
+        diff = q_clean[index].astype(np.float64) - q
+        if actions is not None:
+            diff = diff[np.arange(len(chunk)), actions[index]][:, None]
+        scores[index, mask_index] = 0.5 * np.sum(diff ** 2, axis=1)
+
+    coarse = scores.reshape(n, len(ys), len(xs))
+    rows, cols = _interpolation_matrix(height, ys), _interpolation_matrix(width, xs)
+    fine = np.einsum("hy,nyx,wx->nhw", rows, coarse, cols)
+    return np.broadcast_to(fine[..., None], states.shape).astype(np.float32)

@@ -1,0 +1,162 @@
+"""Similarity measures between networks: pure numpy/scipy maths, no Keras.
+
+* :func:`linear_cka` — linear centred kernel alignment (Kornblith et al., 2019, "Similarity of
+  Neural Network Representations Revisited") between two activation matrices for the same
+  inputs.
+* :func:`cosine_matrix` / :func:`match_filters` — the cosine similarity of every pair of
+  filters of two filter banks and the one-to-one assignment (Hungarian algorithm,
+  ``scipy.optimize.linear_sum_assignment``) that maximises the total similarity.
+* :func:`rowwise_cosine` / :func:`cross_layer_similarity` — cosine similarity of paired images,
+  and the mean over layer pairs used by ``dqnviz compare`` for guided-backprop patterns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+
+_EPS = 1e-12
+
+
+def _as_matrix(x) -> np.ndarray:
+    """``(N, ...)`` activations as an ``(N, features)`` float64 matrix."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim < 1:
+        raise ValueError("activations need a leading example axis")
+    return x.reshape(len(x), -1)
+
+
+def center(x: np.ndarray) -> np.ndarray:
+    """Subtract each column's mean (over the examples)."""
+    x = _as_matrix(x)
+    return x - x.mean(axis=0, keepdims=True)
+
+
+def linear_cka(x, y) -> float:
+    """Linear CKA between two representations of the same ``N`` examples.
+
+    ``x`` is ``(N, ...)`` and ``y`` is ``(N, ...)``; everything after the first axis is
+    flattened (for a conv layer: height × width × channels per state). With ``X`` and ``Y``
+    column-centred,
+
+        CKA(X, Y) = ‖YᵀX‖_F² / (‖XᵀX‖_F · ‖YᵀY‖_F)
+
+    which lies in [0, 1], is 1 for identical representations, and is unchanged by orthogonal
+    transforms and isotropic scaling of either representation (not by arbitrary invertible
+    linear maps). When there are fewer examples than features the equivalent Gram form
+    ``tr(K L) / (‖K‖_F ‖L‖_F)`` with ``K = XXᵀ``, ``L = YYᵀ`` is used (same value, cheaper).
+
+    Returns:
+        The CKA value; ``nan`` when either representation is constant over the examples.
+    """
+    x, y = center(x), center(y)
+    if len(x) != len(y):
+        raise ValueError(f"CKA needs the same examples for both: {len(x)} vs {len(y)} rows")
+    n, p, q = len(x), x.shape[1], y.shape[1]
+    if n < max(p, q):
+        k, l = x @ x.T, y @ y.T
+        numerator = float(np.sum(k * l))  # tr(K L) for symmetric K, L
+        denominator = float(np.linalg.norm(k) * np.linalg.norm(l))
+    else:
+        numerator = float(np.linalg.norm(y.T @ x) ** 2)
+        denominator = float(np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y))
+    if denominator <= _EPS * max(numerator, 1.0) or denominator == 0.0:
+        return float("nan")
+    return numerator / denominator
+
+
+def cosine_matrix(a, b) -> np.ndarray:
+    """Cosine similarity of every row of ``a`` (``(m, ...)``) with every row of ``b`` (``(n, ...)``).
+
+    Rows are flattened; an all-zero row has similarity 0 with everything. Returns ``(m, n)``.
+    """
+    a, b = _as_matrix(a), _as_matrix(b)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"cannot compare rows of {a.shape[1]} and {b.shape[1]} values")
+    na = np.linalg.norm(a, axis=1, keepdims=True)
+    nb = np.linalg.norm(b, axis=1, keepdims=True)
+    return (a / np.maximum(na, _EPS)) @ (b / np.maximum(nb, _EPS)).T
+
+
+def rowwise_cosine(a, b) -> np.ndarray:
+    """Cosine similarity of row ``i`` of ``a`` with row ``i`` of ``b`` (rows flattened)."""
+    a, b = _as_matrix(a), _as_matrix(b)
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
+    dots = np.sum(a * b, axis=1)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.where(norms > _EPS, dots / np.maximum(norms, _EPS), 0.0)
+
+
+def kernels_as_rows(kernel) -> np.ndarray:
+    """A Conv2D kernel ``(kh, kw, in, out)`` as one row per filter: ``(out, kh·kw·in)``."""
+    kernel = np.asarray(kernel, dtype=np.float64)
+    if kernel.ndim != 4:
+        raise ValueError(f"expected a Conv2D kernel (kh, kw, in, out), got shape {kernel.shape}")
+    return np.moveaxis(kernel, -1, 0).reshape(kernel.shape[-1], -1)
+
+
+@dataclass
+class FilterMatch:
+    """A one-to-one matching of filters of bank A to filters of bank B.
+
+    ``rows[i]`` (a filter of A) is matched to ``cols[i]`` (a filter of B) with cosine
+    similarity ``similarities[i]``; ``mean`` is their average. ``matrix`` is the full
+    cosine-similarity matrix.
+    """
+
+    rows: np.ndarray
+    cols: np.ndarray
+    similarities: np.ndarray
+    matrix: np.ndarray
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.similarities)) if len(self.similarities) else float("nan")
+
+    def partner_of(self, row: int) -> int | None:
+        """The filter of B matched to filter ``row`` of A (None if unmatched)."""
+        hits = np.nonzero(self.rows == row)[0]
+        return int(self.cols[hits[0]]) if len(hits) else None
+
+
+def match_filters(a, b) -> FilterMatch:
+    """Hungarian matching of two filter banks on the cosine similarity of their weights.
+
+    Args:
+        a: ``(m, ...)`` filters of A (one per row; e.g. from :func:`kernels_as_rows`).
+        b: ``(n, ...)`` filters of B with the same number of values per filter.
+
+    Returns:
+        A :class:`FilterMatch` pairing ``min(m, n)`` filters so that the summed cosine
+        similarity of matched pairs is as large as possible (signed similarity: a filter and its
+        negative are opposites, since a ReLU follows).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    matrix = cosine_matrix(a, b)
+    rows, cols = linear_sum_assignment(matrix, maximize=True)
+    return FilterMatch(rows=rows, cols=cols, similarities=matrix[rows, cols], matrix=matrix)
+
+
+def cross_layer_similarity(patterns: dict) -> tuple[float, dict]:
+    """Mean cosine similarity between the patterns of different layers on the same states.
+
+    Args:
+        patterns: ``{layer name: (N, ...) array}``, row ``s`` of every array being computed on the
+            same state ``s`` (for example the guided-backprop image of that layer's most active
+            filter on state ``s``).
+
+    Returns:
+        ``(mean, pairs)``: ``pairs`` maps ``(layer_a, layer_b)`` (every pair of distinct layers, in
+        the dict's order) to the mean over states of ``cos(pattern_a[s], pattern_b[s])``; ``mean``
+        is the average over those pairs (``nan`` with fewer than two layers).
+    """
+    names = list(patterns)
+    pairs = {}
+    for first, second in combinations(names, 2):
+        pairs[(first, second)] = float(np.mean(rowwise_cosine(patterns[first], patterns[second])))
+    mean = float(np.mean(list(pairs.values()))) if pairs else float("nan")
+    return mean, pairs

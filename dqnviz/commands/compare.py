@@ -1,0 +1,101 @@
+"""``dqnviz compare A B [C …]``: the filters of several snapshots side by side, with numbers."""
+
+from __future__ import annotations
+
+HELP = "compare the filters of two or more snapshots side by side, with similarity numbers, as HTML"
+
+DESCRIPTION = """\
+Compare snapshots of different games, or of one game at different epochs, in one self-contained
+HTML report: per conv layer the filter cards of every snapshot side by side (input, guided
+backprop, receptive field), the first-layer weights per input frame, the temporal lean of the
+first layer, effective versus theoretical receptive fields, and similarity numbers (Hungarian
+filter matching against a random-network baseline, linear CKA per layer, and the similarity of
+guided-backprop patterns across layers), each explained on the page.
+
+Snapshots of one game are sorted by epoch and read as "how the filters evolved". Networks of
+different shapes (dueling vs plain, different action sets) are compared where their layers match;
+the page lists the views skipped and why.
+
+examples:
+  dqnviz compare snapshots/breakout_77.keras snapshots/pong_12.keras
+  dqnviz compare snapshots/pong_1.keras snapshots/pong_5.keras snapshots/pong_20.keras --filters 4
+"""
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("snapshots", nargs="+", metavar="SNAPSHOT", help="two or more .keras snapshots")
+    parser.add_argument("--out", default=None, metavar="FILE",
+                        help="output file (default reports/compare_<a>_vs_<b>.html)")
+    parser.add_argument("--filters", default="8", metavar="N", help="filters per layer and snapshot (default 8)")
+    parser.add_argument("--games", default="1", metavar="N", help="games each snapshot plays for states (default 1)")
+    parser.add_argument("--max-steps", default=None, metavar="N",
+                        help="at most N agent steps per snapshot (default: whole games)")
+    parser.add_argument("--epsilon", default="0.05", metavar="E", help="ε of the ε-greedy policy (default 0.05)")
+    parser.add_argument("--seed", default="0", metavar="S", help="seed of the games and ε (default 0)")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _integer(name, text, minimum=None):
+    from dqnviz.errors import UserError
+
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise UserError(f"{name} must be a whole number, not {text!r}") from None
+    if minimum is not None and value < minimum:
+        raise UserError(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def options_from(args) -> dict:
+    from dqnviz.errors import UserError
+
+    options = {
+        "filters": _integer("--filters", args.filters, minimum=1),
+        "games": _integer("--games", args.games, minimum=1),
+        "seed": _integer("--seed", args.seed),
+        "max_steps": None if args.max_steps is None else _integer("--max-steps", args.max_steps, minimum=1),
+    }
+    try:
+        options["epsilon"] = float(args.epsilon)
+    except ValueError:
+        raise UserError(f"--epsilon must be a number between 0 and 1, not {args.epsilon!r}") from None
+    if not 0.0 <= options["epsilon"] <= 1.0:
+        raise UserError(f"--epsilon must be between 0 and 1, not {options['epsilon']}")
+    return options
+
+
+def run(args) -> int:
+    import os
+    import time
+    from pathlib import Path
+
+    from dqnviz.errors import UserError
+    from dqnviz.snapshot import load_snapshot, read_meta
+
+    start = time.perf_counter()
+    if len(args.snapshots) < 2:
+        raise UserError("give at least two snapshots to compare")
+    if len({os.path.realpath(p) for p in args.snapshots}) != len(args.snapshots):
+        raise UserError("a snapshot is given twice; compare different snapshots")
+    options = options_from(args)
+    for path in args.snapshots:  # fast checks of every file before any model is built
+        read_meta(path)
+    out = Path(args.out) if args.out else None
+    if out is not None and out.is_dir():
+        raise UserError(f"--out {out} is a folder; give a file name such as {out / 'compare.html'}")
+
+    from dqnviz.report.compare import build_context, default_output, gather, write_report
+
+    snapshots = [load_snapshot(path) for path in args.snapshots]
+    names = [s.name for s in snapshots]
+    if len(set(names)) != len(names):
+        for s in snapshots:  # same file name in different folders: use the parent folder too
+            s.path = str(Path(s.path).parent.name + "_" + Path(s.path).name)
+    data = gather(snapshots, filters=options["filters"], games=options["games"], epsilon=options["epsilon"],
+                  seed=options["seed"], max_steps=options["max_steps"], progress=not args.quiet)
+    out = out or default_output([s.name for s in snapshots])
+    context = build_context(data, options)
+    write_report(out, context)
+    print(f"wrote {out} ({time.perf_counter() - start:.1f} s)")
+    return 0

@@ -1,0 +1,101 @@
+"""``dqnviz nvis SNAPSHOT``: guided backprop, receptive fields and saliency as one HTML file."""
+
+from __future__ import annotations
+
+HELP = "what each conv filter responds to (guided backprop), receptive fields and saliency, as HTML"
+
+DESCRIPTION = """\
+Play games with a snapshot, find for each conv filter the game state and position where it fires
+most, and write one self-contained, interactive HTML report (no network needed to view it):
+
+  * per layer, a card per filter: the input state (RGB = frames t-2, t-1, t), the guided-backprop
+    image of that unit, its four single frames t-3..t and the unit's receptive field on the input;
+  * effective versus theoretical receptive field of each layer;
+  * gradient and perturbation saliency of Q(s, a*) for telling states, next to the Q-values.
+
+examples:
+  dqnviz nvis snapshots/breakout_77.keras                    first 8 filters of conv1..conv3
+  dqnviz nvis snapshots/pong_12.keras --filters all --out pong.html
+  dqnviz nvis snapshots/pong_12.keras --layers conv3 --filters 16 --max-steps 2000
+"""
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("snapshot", metavar="SNAPSHOT", help="a .keras snapshot written by dqnviz train")
+    parser.add_argument("--games", default="1", metavar="N", help="games to play for states (default 1)")
+    parser.add_argument("--epsilon", default="0.05", metavar="E", help="ε of the ε-greedy policy (default 0.05)")
+    parser.add_argument("--filters", default="8", metavar="N|all",
+                        help="the first N filters of each layer, or 'all' (default 8)")
+    parser.add_argument("--layers", default=None, metavar="L1,L2",
+                        help="conv layers to show, comma separated (default: all conv layers)")
+    parser.add_argument("--seed", default="0", metavar="S", help="seed of the games and ε (default 0)")
+    parser.add_argument("--max-steps", default=None, metavar="N",
+                        help="stop playing after N agent steps in all (default: whole games)")
+    parser.add_argument("--out", default=None, metavar="PATH",
+                        help="output file (default reports/<snapshot name>.html)")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--timings", action="store_true", help="print the seconds spent in each phase")
+
+
+def _integer(name, text, minimum=None):
+    from dqnviz.errors import UserError
+
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise UserError(f"{name} must be a whole number, not {text!r}") from None
+    if minimum is not None and value < minimum:
+        raise UserError(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def _options(args) -> dict:
+    from dqnviz.errors import UserError
+
+    games = _integer("--games", args.games, minimum=1)
+    seed = _integer("--seed", args.seed)
+    max_steps = None if args.max_steps is None else _integer("--max-steps", args.max_steps, minimum=1)
+    try:
+        epsilon = float(args.epsilon)
+    except ValueError:
+        raise UserError(f"--epsilon must be a number between 0 and 1, not {args.epsilon!r}") from None
+    if not 0.0 <= epsilon <= 1.0:
+        raise UserError(f"--epsilon must be between 0 and 1, not {epsilon}")
+    return {"games": games, "seed": seed, "max_steps": max_steps, "epsilon": epsilon}
+
+
+def run(args) -> int:
+    import sys
+    import time
+    from pathlib import Path
+
+    from dqnviz.report.nvis import build_context, gather, parse_filters, parse_layers, write_report
+    from dqnviz.snapshot import load_snapshot
+
+    start = time.perf_counter()
+    options = _options(args)  # cheap checks before the model is loaded
+    snapshot = load_snapshot(args.snapshot)
+    layers = parse_layers(args.layers, snapshot.model)
+    channels = {name: int(snapshot.model.get_layer(name).output.shape[-1]) for name in layers}
+    filters = parse_filters(args.filters, channels)
+    out = Path(args.out) if args.out else Path("reports") / f"{snapshot.name}.html"
+    if out.exists() and out.is_dir():
+        from dqnviz.errors import UserError
+
+        raise UserError(f"--out {out} is a folder; give a file name such as {out / (snapshot.name + '.html')}")
+
+    data = gather(snapshot, layers, filters, progress=not args.quiet, **options)
+    t0 = time.perf_counter()
+    context = build_context(data, options={**options, "filters": str(args.filters)})
+    data.timings["figures"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    path = write_report(out, context)
+    data.timings["render"] = time.perf_counter() - t0
+    if args.timings:
+        print("timings " + ", ".join(f"{k} {v:.2f} s" for k, v in data.timings.items()), file=sys.stderr)
+    if not args.quiet:
+        size = path.stat().st_size / 1e6
+        cards = sum(len(v) for v in data.cards.values())
+        print(f"wrote {path} ({size:.1f} MB, {cards} filters from {len(data.record.states)} states, "
+              f"{time.perf_counter() - start:.1f} s)", file=sys.stderr)
+    return 0

@@ -1,0 +1,56 @@
+"""``dqnviz plot``: training statistics CSVs as an interactive HTML page (and optionally a PNG)."""
+
+from __future__ import annotations
+
+HELP = "training statistics (reports/<run>.csv) as interactive charts"
+
+DESCRIPTION = """\
+Plot the statistics CSV that `dqnviz train` writes (simple_dqn's columns) as one self-contained
+HTML page: one chart per field against epoch, each with the random baseline (epoch 0), the train
+phase and the test phase. Several CSVs are overlaid as separate runs, named by file.
+
+  dqnviz plot reports/pong.csv
+  dqnviz plot reports/pong.csv reports/pong_dueling.csv --fields average_reward,meanq
+  dqnviz plot reports/breakout.csv --png        also write reports/breakout.png
+"""
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("csv", nargs="+", metavar="CSV", help="statistics CSV(s) written by dqnviz train")
+    parser.add_argument("--fields", default=None, metavar="A,B,…",
+                        help="columns to plot, comma separated (default: average_reward,meanq,nr_games,meancost); "
+                             "any CSV column can be named")
+    parser.add_argument("--out", default=None, metavar="FILE",
+                        help="HTML file to write (default: reports/<first csv name>.html)")
+    parser.add_argument("--png", action="store_true",
+                        help="also write a static PNG next to the HTML (needs kaleido or playwright with Chromium)")
+
+
+def run(args) -> int:
+    import sys
+    from pathlib import Path
+
+    from dqnviz.errors import UserError
+    from dqnviz.report.plot import check_fields, default_output, parse_fields, read_stats, render_page, write_png
+    from dqnviz.report.render import write_html
+
+    fields = parse_fields(args.fields)
+    runs = [read_stats(path) for path in args.csv]
+    names = [run.name for run in runs]
+    if len(set(names)) != len(names):  # two files with one stem: name them by path instead
+        for run in runs:
+            run.name = str(Path(run.path).with_suffix(""))
+    check_fields(runs, fields)
+    out = Path(args.out) if args.out else default_output(args.csv)
+    if out.exists() and out.is_dir():
+        raise UserError(f"--out {out} is a folder; give a file name such as {out / 'plot.html'}")
+    html, figure = render_page(runs, fields)
+    write_html(out, html)
+    print(f"wrote {out}")
+    if args.png:
+        png, how = write_png(figure, out.with_suffix(".png"))
+        if png is None:
+            print(f"dqnviz plot: no PNG written: {how}", file=sys.stderr)
+        else:
+            print(f"wrote {png} (rendered with {how})")
+    return 0

@@ -1,0 +1,239 @@
+"""``dqnviz record SNAPSHOT``: an MP4 of the agent playing, optionally with its saliency."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dqnviz.errors import UserError
+
+HELP = "record an MP4 of the agent playing (optionally with saliency and Q-values)"
+
+DESCRIPTION = """\
+Play whole games (until game over, or --max-frames emulator frames a game) with an ε-greedy
+agent and write an H.264 MP4 at 60 fps showing every emulator frame, scaled up.
+
+With --saliency the chosen saliency map of the newest frame is drawn in colour over the game,
+and the Q-value of every action is shown beside it (the greedy action green, the action taken
+marked ▶). Gradient saliency costs one compiled forward+backward pass per agent step;
+perturbation saliency is far slower.
+
+  dqnviz record snapshots/breakout_77.keras
+  dqnviz record snapshots/pong_12.keras --saliency gradient --out reports/pong_saliency.mp4
+"""
+
+FPS = 60
+PANEL_WIDTH = 232
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("snapshot", help="a .keras snapshot written by dqnviz train")
+    parser.add_argument("--out", help="the MP4 to write (default reports/<snapshot name>.mp4)")
+    parser.add_argument("--episodes", type=int, default=1, help="games to play, one after another (default 1)")
+    parser.add_argument("--epsilon", type=float, default=0.05, help="ε of the ε-greedy policy (default 0.05)")
+    parser.add_argument("--saliency", choices=["gradient", "perturbation"],
+                        help="draw this saliency map over the game, with Q-value bars beside it")
+    parser.add_argument("--frames-dir", metavar="DIR", help="also keep every frame as a PNG in DIR")
+    parser.add_argument("--max-frames", type=int, default=18_000,
+                        help="emulator frames at most per game (default 18000 = 5 minutes)")
+    parser.add_argument("--scale", type=int, default=2, help="screen magnification, 1-4 (default 2: 320×420)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the emulator and the ε choices (default 0)")
+
+
+def check_arguments(args) -> Path:
+    """Validate the numbers and the output path before anything is loaded or written."""
+    if args.episodes < 1:
+        raise UserError(f"--episodes must be at least 1, got {args.episodes}")
+    if args.max_frames < 1:
+        raise UserError(f"--max-frames must be at least 1, got {args.max_frames}")
+    if not 0.0 <= args.epsilon <= 1.0:
+        raise UserError(f"--epsilon must be between 0 and 1, got {args.epsilon}")
+    if not 1 <= args.scale <= 4:
+        raise UserError(f"--scale must be 1, 2, 3 or 4, got {args.scale}")
+    if args.seed < 0:
+        raise UserError(f"--seed must not be negative, got {args.seed}")
+    out = Path(args.out) if args.out else Path("reports") / f"{Path(args.snapshot).stem}.mp4"
+    if out.suffix.lower() != ".mp4":
+        raise UserError(f"--out must end in .mp4 (an H.264 MP4 is written), got {out}")
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give a file name ending in .mp4")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise UserError(f"cannot write {out}: {out.parent} is not a folder")
+    if args.frames_dir and Path(args.frames_dir).exists() and not Path(args.frames_dir).is_dir():
+        raise UserError(f"--frames-dir {args.frames_dir} exists and is not a folder")
+    return out
+
+
+def run(args) -> int:
+    out = check_arguments(args)
+
+    from dqnviz.snapshot import atomic_write, load_snapshot
+
+    snapshot = load_snapshot(args.snapshot)
+    recorder = Recorder(snapshot, saliency=args.saliency, epsilon=args.epsilon, seed=args.seed,
+                        scale=args.scale, max_frames=args.max_frames)
+    frames_dir = Path(args.frames_dir) if args.frames_dir else None
+    total = args.max_frames * args.episodes
+
+    from dqnviz.progress import Progress
+
+    with Progress(f"record {snapshot.name}", total=total, unit="frames") as progress:
+        def on_frame(done, score):
+            if done % 16 == 0:
+                progress.update(done, score=score)
+
+        def write(tmp):
+            with VideoWriter(tmp, recorder.size, fps=FPS) as writer:
+                recorder.play(args.episodes, writer, frames_dir=frames_dir, on_frame=on_frame)
+            _readable(tmp)
+
+        atomic_write(out, write, suffix=".mp4")
+        progress.update(recorder.frames_written, score=recorder.scores[-1] if recorder.scores else 0.0)
+
+    for i, (score, frames) in enumerate(zip(recorder.scores, recorder.game_frames), 1):
+        ended = "game over" if recorder.game_overs[i - 1] else f"cut off at {frames:,} frames"
+        print(f"game {i}: score {score:g} ({frames:,} frames, {ended})")
+    seconds = recorder.frames_written / FPS
+    print(f"wrote {out} ({recorder.frames_written:,} frames, {seconds:.1f} s at {FPS} fps"
+          f"{', ' + args.saliency + ' saliency' if args.saliency else ''})")
+    if frames_dir:
+        print(f"frames in {frames_dir}/")
+    return 0
+
+
+class VideoWriter:
+    """H.264 (yuv420p) MP4 through imageio-ffmpeg's bundled ffmpeg; ``write(rgb uint8)`` per frame."""
+
+    def __init__(self, path, size, fps=FPS, crf=18, preset="veryfast"):
+        width, height = size
+        if width % 2 or height % 2:
+            raise ValueError(f"H.264 needs even frame sizes, got {width}×{height}")
+        self.path, self.size, self.fps = str(path), (int(width), int(height)), fps
+        self.crf, self.preset = crf, preset
+        self._gen = None
+        self.frames = 0
+
+    def __enter__(self):
+        import warnings
+
+        import imageio_ffmpeg
+
+        self._gen = imageio_ffmpeg.write_frames(
+            self.path, self.size, fps=self.fps, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
+            quality=None, macro_block_size=1, ffmpeg_log_level="error",
+            output_params=["-crf", str(self.crf), "-preset", self.preset, "-movflags", "+faststart"],
+        )
+        with warnings.catch_warnings():
+            # JAX warns about any fork; subprocess forks and immediately execs ffmpeg, which is safe.
+            warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+            self._gen.send(None)  # starts ffmpeg
+        return self
+
+    def write(self, frame) -> None:
+        if frame.shape[:2] != (self.size[1], self.size[0]):
+            raise ValueError(f"frame of shape {frame.shape} in a {self.size[0]}×{self.size[1]} video")
+        self._gen.send(frame)
+        self.frames += 1
+
+    def __exit__(self, exc_type, *exc):
+        if self._gen is not None:
+            self._gen.close()
+            self._gen = None
+        return False
+
+
+class Recorder:
+    """Plays games with a snapshot's agent and renders every emulator frame.
+
+    ``size`` is the video's (width, height). ``play`` sends frames to ``writer.write`` (and PNGs
+    to ``frames_dir``) and fills ``scores``, ``game_frames``, ``game_overs`` and ``frames_written``.
+    """
+
+    def __init__(self, snapshot, saliency=None, epsilon=0.05, seed=0, scale=2, max_frames=18_000,
+                 panel_width=PANEL_WIDTH):
+        import numpy as np
+
+        from dqnviz.agent import env_for_snapshot
+        from dqnviz.viewer import Evaluator, FrameEnv, Panel, even
+
+        self.snapshot, self.saliency, self.epsilon = snapshot, saliency, epsilon
+        self.scale, self.max_frames = scale, max_frames
+        self.rng = np.random.default_rng(seed)
+        # The ALE's own cap counts the no-op start too; ours counts recorded frames only.
+        self.env = FrameEnv.capture(env_for_snapshot(snapshot.meta, seed, max_frames_per_episode=max_frames + 200))
+        self.evaluator = Evaluator(snapshot.model, saliency)
+        if self.evaluator.num_actions != self.env.num_actions:
+            raise UserError(f"{snapshot.path}: the model has {self.evaluator.num_actions} outputs but "
+                            f"{self.env.rom.name} has {self.env.num_actions} actions")
+        height, width = 210 * scale, 160 * scale
+        self.panel = Panel(height, even(panel_width), self.env.action_names) if saliency else None
+        self.size = (width + (self.panel.width if self.panel else 0), height)
+        self.scores, self.game_frames, self.game_overs = [], [], []
+        self.frames_written = 0
+
+    def play(self, episodes, writer, frames_dir=None, on_frame=None) -> None:
+        from dqnviz.viewer import limit_blas_threads
+
+        previous = limit_blas_threads(1)  # see limit_blas_threads: 3-10x faster on a small CPU
+        try:
+            self._play(episodes, writer, frames_dir, on_frame)
+        finally:
+            if previous:
+                limit_blas_threads(previous)
+
+    def _play(self, episodes, writer, frames_dir, on_frame) -> None:
+        from dqnviz.agent import epsilon_greedy
+        from dqnviz.viewer import blend, compose, glyph, saliency_layer, scale_screen
+
+        if frames_dir is not None:
+            frames_dir.mkdir(parents=True, exist_ok=True)
+        env = self.env
+        for game in range(episodes):
+            state = env.reset()
+            has_lives = env.lives > 0
+            frames, score = 0, 0.0
+            game_over = False
+            while frames < self.max_frames and not game_over:
+                q, saliency = self.evaluator(state)
+                action = int(epsilon_greedy(q, self.epsilon, self.rng)[0])
+                step = env.step(action)
+                layer = saliency_layer(saliency) if saliency is not None else None
+                for k in range(env.n_frames):
+                    if frames >= self.max_frames:
+                        break
+                    image = scale_screen(blend(env.frames[k], layer), self.scale)
+                    if self.panel is not None:
+                        lines = [("score", f"{env.frame_scores[k]:g}")]
+                        if has_lives:  # Pong and others have no lives: ALE reports 0
+                            lines.append(("lives", str(step.lives)))
+                        lines += [(glyph("ε", "eps"), f"{self.epsilon:g}"), ("game", f"{game + 1}/{episodes}"),
+                                  ("saliency", self.saliency)]
+                        image = compose(image, self.panel.render(self.snapshot.name, lines, q, action))
+                    writer.write(image)
+                    frames += 1
+                    score = float(env.frame_scores[k])
+                    self.frames_written += 1
+                    if frames_dir is not None:
+                        _save_png(frames_dir / f"frame_{self.frames_written:06d}.png", image)
+                    if on_frame:
+                        on_frame(self.frames_written, score)
+                state = step.state
+                game_over = step.game_over
+            self.scores.append(score)
+            self.game_frames.append(frames)
+            self.game_overs.append(bool(game_over))
+
+
+def _readable(path) -> None:
+    """mkstemp makes 0600 files; give the video the usual permissions (0666 minus the umask)."""
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def _save_png(path, image) -> None:
+    from PIL import Image
+
+    Image.fromarray(image).save(path, compress_level=1)
+

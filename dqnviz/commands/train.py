@@ -1,0 +1,104 @@
+"""``dqnviz train ROM``: train a Nature DQN, a snapshot per epoch, statistics per phase."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+HELP = "train a DQN on a game (a ROM path, or a name like breakout)"
+DESCRIPTION = """\
+Train a DeepMind-Nature-style DQN. Epoch 0 plays randomly to fill the replay memory; every
+later epoch trains, writes snapshots/<run>_<epoch>.keras, then tests with ε = 0.05. One CSV
+row per phase goes to reports/<run>.csv (simple_dqn's columns).
+
+examples:
+  dqnviz train pong
+  dqnviz train roms/breakout.bin --double --dueling
+  dqnviz train breakout --num-envs 16 --replay-size 200000
+  dqnviz train --resume snapshots/pong_12.keras
+
+A new run never overwrites an earlier one: if reports/pong.csv exists, the run is named pong-2.
+Ctrl-C saves snapshots/<run>_<epoch>_interrupted.keras, which --resume continues from.
+"""
+
+
+def add_arguments(parser) -> None:
+    from dqnviz.config import add_config_arguments
+
+    parser.add_argument("rom", nargs="?", help="a ROM file (.bin) or the name of a game ale-py ships (see `dqnviz games`)")
+    parser.add_argument("--resume", metavar="SNAPSHOT", help="continue a run from its snapshot: epochs and steps continue, the CSV is appended")
+    parser.add_argument("--name", help="run name for files (default: the game's name, or name-2, name-3 … if taken)")
+    parser.add_argument("--snapshot-dir", default="snapshots", help="where snapshots go (default: snapshots)")
+    parser.add_argument("--report-dir", default="reports", help="where the statistics CSV goes (default: reports)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars, only a line per phase")
+    group = parser.add_argument_group("hyper-parameters (defaults: the Nature paper)")
+    add_config_arguments(group)
+
+
+def _taken(name: str, snapshot_dir: Path, report_dir: Path) -> bool:
+    return (report_dir / f"{name}.csv").exists() or any(snapshot_dir.glob(f"{name}_*.keras"))
+
+
+def free_run_name(base: str, snapshot_dir: Path, report_dir: Path) -> str:
+    """``base`` if no file of that run exists, else the first free ``base-2``, ``base-3``, …"""
+    if not _taken(base, snapshot_dir, report_dir):
+        return base
+    number = 2
+    while _taken(f"{base}-{number}", snapshot_dir, report_dir):
+        number += 1
+    return f"{base}-{number}"
+
+
+def run(args) -> int:
+    from dqnviz.atari import resolve_rom, rom_for_game
+    from dqnviz.config import TrainConfig, config_from_arguments
+    from dqnviz.errors import UserError
+
+    snapshot_dir, report_dir = Path(args.snapshot_dir), Path(args.report_dir)
+    resume = None
+    if args.resume:
+        from dqnviz.snapshot import load_snapshot
+
+        resume = load_snapshot(args.resume)
+        meta = resume.meta
+        rom = resolve_rom(args.rom) if args.rom else rom_for_game(meta["game"], meta.get("rom_md5"))
+        if rom.name != meta["game"]:
+            raise UserError(f"{args.resume} was trained on {meta['game']}, not {rom.name}")
+        config = config_from_arguments(args, TrainConfig.from_dict(meta.get("config", {})))
+        run_name = args.name or meta.get("run") or meta["game"]
+        next_epoch = int(meta["epoch"]) + (0 if meta.get("interrupted") else 1)
+        if (snapshot_dir / f"{run_name}_{next_epoch}.keras").exists():
+            # Resuming from an older epoch: branch off rather than overwrite later results.
+            branched = free_run_name(run_name, snapshot_dir, report_dir)
+            print(f"{snapshot_dir / f'{run_name}_{next_epoch}.keras'} exists; continuing as a new run, {branched}")
+            run_name = branched
+    else:
+        if not args.rom:
+            raise UserError("give a ROM file or game name (e.g. `dqnviz train pong`), or --resume SNAPSHOT")
+        rom = resolve_rom(args.rom)
+        config = config_from_arguments(args)
+        base = args.name or rom.name
+        if not re.fullmatch(r"[\w.-]+", base):
+            raise UserError(f"--name {base!r}: use letters, digits, '.', '_' and '-' only")
+        run_name = base if args.name else free_run_name(base, snapshot_dir, report_dir)
+        if args.name and _taken(base, snapshot_dir, report_dir):
+            raise UserError(f"run {base!r} already has files in {snapshot_dir}/ or {report_dir}/; use --resume or another --name")
+        if run_name != base:
+            print(f"files of an earlier {base} run exist; this run is {run_name}")
+    config.validate()
+
+    from dqnviz.trainer import Interrupted, Trainer
+
+    trainer = Trainer(rom, config, run=run_name, snapshot_dir=snapshot_dir, report_dir=report_dir,
+                      resume=resume, show_progress=not args.quiet)
+    print(f"training {rom.name} as run {run_name}: {config.num_envs} env(s), replay {config.replay_size:,}, "
+          f"statistics in {trainer.csv.path}")
+    try:
+        trainer.train()
+    except Interrupted as stop:
+        if stop.snapshot_path:
+            print(f"interrupted: saved {stop.snapshot_path}; continue with: dqnviz train --resume {stop.snapshot_path}")
+        else:
+            print("interrupted before the first train phase: no snapshot to save")
+        return 130
+    return 0

@@ -1,0 +1,102 @@
+"""The DQN update, written once with ``keras.ops``; ``dqnviz.backend`` compiles it.
+
+For a batch of transitions (s, a, R, discount, s') from the replay memory::
+
+    a*   = argmax_a Q_target(s', a)                 (DQN)
+    a*   = argmax_a Q(s', a)                        (Double DQN, van Hasselt et al. 2016)
+    y    = R + discount · Q_target(s', a*)          (discount = γ^n, or 0 past a terminal)
+    δ    = y − Q(s, a)
+    loss = mean_i w_i · huber(δ_i)                  (huber = error clipping of the Nature paper)
+
+w_i are the importance weights of prioritized replay (1 otherwise). The target network's weights
+θ⁻ are a copy of θ refreshed every ``target_steps`` agent steps.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from dqnviz.config import TrainConfig
+from dqnviz.network import build_q_network
+
+
+def huber(x, delta: float = 1.0):
+    """huber(x) = ½x² for |x| ≤ δ, δ(|x| − ½δ) otherwise: the gradient is clipped to [−δ, δ]."""
+    absolute = ops.abs(x)
+    return ops.where(absolute <= delta, 0.5 * ops.square(x), delta * (absolute - 0.5 * delta))
+
+
+def td_targets(returns, discounts, q_next_online, q_next_target):
+    """y = R + discount · Q_target(s', argmax_a Q_online(s', a)).
+
+    Pass ``q_next_online = q_next_target`` for the plain DQN target ``R + discount · max_a Q_target``.
+    """
+    best = ops.argmax(q_next_online, axis=-1)
+    q_next = ops.take_along_axis(q_next_target, ops.expand_dims(best, -1), axis=-1)[:, 0]
+    return ops.stop_gradient(returns + discounts * q_next)
+
+
+def dqn_loss(q, q_next_online, q_next_target, batch):
+    """``(loss, |δ|)`` for one batch; see the module docstring."""
+    y = td_targets(batch["returns"], batch["discounts"], q_next_online, q_next_target)
+    actions = ops.expand_dims(ops.cast(batch["actions"], "int32"), -1)
+    q_taken = ops.take_along_axis(q, actions, axis=-1)[:, 0]
+    delta = y - q_taken
+    loss = ops.mean(batch["weights"] * huber(delta))
+    return loss, ops.abs(delta)
+
+
+def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+    """DeepMind's centred RMSProp (lr 0.00025, ρ 0.95, ε 0.01), or Adam."""
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=config.learning_rate, epsilon=config.adam_epsilon)
+    return keras.optimizers.RMSprop(
+        learning_rate=config.learning_rate, rho=config.rmsprop_rho,
+        epsilon=config.rmsprop_epsilon, centered=True,
+    )
+
+
+BATCH_KEYS = ("states", "actions", "returns", "discounts", "next_states", "weights")
+
+
+class Learner:
+    """Online and target Q-networks, the optimizer and the compiled update.
+
+    Args:
+        num_actions: size of the action set.
+        config: the run's hyper-parameters (dueling, double, optimizer, …).
+        model: start from these weights (a resumed snapshot) instead of a fresh network.
+    """
+
+    def __init__(self, num_actions: int, config: TrainConfig, model: keras.Model | None = None):
+        from dqnviz import backend
+
+        self.config = config
+        self.online = model if model is not None else build_q_network(
+            num_actions, dueling=config.dueling, history=config.history, seed=config.seed
+        )
+        self.target = build_q_network(num_actions, dueling=config.dueling, history=config.history)
+        self.optimizer = make_optimizer(config)
+        self.step = backend.make_train_step(self.online, self.target, self.optimizer, dqn_loss, config.double)
+        self._predict = backend.make_predict(self.online)
+        self.updates = 0
+
+    def q_values(self, states: np.ndarray) -> np.ndarray:
+        """Q(s, ·) for a batch of uint8 states, with the current online weights."""
+        return self._predict(np.asarray(states), self.step.weights)
+
+    def train(self, batch: dict) -> tuple[float, np.ndarray]:
+        """One gradient step on ``batch``; returns the loss and |δ| per transition."""
+        loss, td_abs = self.step({key: batch[key] for key in BATCH_KEYS})
+        self.updates += 1
+        return loss, td_abs
+
+    def sync_target(self) -> None:
+        self.step.sync_target()
+
+    def model(self) -> keras.Model:
+        """The online network with its current weights (for snapshots and analysis)."""
+        self.step.write_back()
+        return self.online

@@ -1,0 +1,258 @@
+"""Replay memory: uint8 frames stored once in a circular buffer, states stacked at sample time.
+
+Each slot ``i`` of an environment's ring holds one transition::
+
+    frame[i]     the newest frame of state s_i (84×84 uint8)
+    start[i]     s_i is the first state of a game (earlier frames belong to another game)
+    action[i]    a_i, reward[i] r_i (clipped), terminal[i] (no bootstrapping past step i)
+
+The state s_i is ``frame[i-3 … i]`` with every frame from before the most recent game start set
+to zero — exactly what the actor saw, so a sampled state never spans an episode start. With
+``num_envs`` environments the memory is ``num_envs`` rings of ``capacity / num_envs`` slots.
+
+n-step targets are built at sample time::
+
+    R = Σ_{k<m} γ^k r_{i+k},   discount = γ^n if no terminal in steps i … i+n−1, else 0,
+    next state = s_{i+n}
+
+where m ≤ n stops at the first terminal. A slot can be sampled once its n successors are
+written and its whole history is still in the ring.
+
+Memory per transition: 7,056 bytes of frame + 1 action + 4 reward + 1 flags = 7,062 bytes
+(+ 16 bytes of sum tree with ``prioritized``), against simple_dqn's 6.57 GiB per million.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dqnviz.errors import UserError
+
+TERMINAL, START = np.uint8(1), np.uint8(2)
+
+
+def bytes_per_transition(frame_shape=(84, 84), prioritized: bool = False) -> float:
+    """Bytes one transition costs, all bookkeeping included."""
+    base = int(np.prod(frame_shape)) + 1 + 4 + 1
+    return base + (16.0 if prioritized else 0.0)
+
+
+def check_fits_in_memory(capacity: int, frame_shape=(84, 84), prioritized: bool = False,
+                         available: int | None = None, headroom: float = 0.8) -> int:
+    """Refuse a replay size that would not fit in the memory available now.
+
+    Returns the bytes needed. Raises :class:`UserError` saying how much is needed and which
+    ``--replay-size`` would fit (leaving 20% of the available memory for everything else).
+    """
+    per = bytes_per_transition(frame_shape, prioritized)
+    needed = int(capacity * per)
+    if available is None:
+        import psutil
+
+        available = psutil.virtual_memory().available
+    if needed > headroom * available:
+        fits = int(headroom * available / per) // 1000 * 1000
+        raise UserError(
+            f"--replay-size {capacity:,} needs {needed / 2**30:.2f} GiB but only "
+            f"{available / 2**30:.2f} GiB of memory is available; use --replay-size {fits:,} or less"
+        )
+    return needed
+
+
+class SumTree:
+    """A binary tree whose leaves are priorities and whose nodes are sums of their children.
+
+    ``find(u)`` returns the leaf ``i`` with ``Σ_{k<i} p_k ≤ u < Σ_{k≤i} p_k``, for a whole batch
+    of ``u`` at once, in O(log n) vectorised steps.
+    """
+
+    def __init__(self, size: int):
+        self.leaves = 1 << max(0, int(np.ceil(np.log2(max(size, 1)))))
+        self.tree = np.zeros(2 * self.leaves, np.float64)
+
+    @property
+    def total(self) -> float:
+        return float(self.tree[1])
+
+    def get(self, index) -> np.ndarray:
+        return self.tree[np.asarray(index) + self.leaves]
+
+    def set(self, index, priority) -> None:
+        nodes = np.asarray(index, np.int64) + self.leaves
+        self.tree[nodes] = priority
+        nodes = np.unique(nodes // 2)
+        while nodes[0] >= 1:
+            self.tree[nodes] = self.tree[2 * nodes] + self.tree[2 * nodes + 1]
+            if nodes[0] == 1:
+                break
+            nodes = np.unique(nodes // 2)
+
+    def find(self, values: np.ndarray) -> np.ndarray:
+        values = np.array(values, np.float64)
+        nodes = np.ones(len(values), np.int64)
+        while nodes[0] < self.leaves:
+            left = self.tree[2 * nodes]
+            go_right = values >= left
+            values = np.where(go_right, values - left, values)
+            nodes = 2 * nodes + go_right
+        return nodes - self.leaves
+
+
+class ReplayMemory:
+    """Transitions from ``num_envs`` environments in ``num_envs`` circular uint8 buffers.
+
+    Args:
+        capacity: transitions kept in all (split evenly across environments).
+        num_envs: environments adding one transition each per ``add``.
+        history: frames per state.
+        n_step, gamma: for the n-step return (see the module docstring).
+        prioritized: proportional prioritized replay, P(i) = p_i^α / Σ_k p_k^α, with
+            importance weights w_i = (N · P(i))^−β / max_j w_j.
+        alpha: priority exponent α.
+        seed: seeds sampling.
+    """
+
+    def __init__(self, capacity: int, num_envs: int = 1, frame_shape=(84, 84), history: int = 4,
+                 n_step: int = 1, gamma: float = 0.99, prioritized: bool = False, alpha: float = 0.6,
+                 seed: int = 0):
+        if capacity < num_envs * (history + n_step + 1):
+            raise UserError(
+                f"--replay-size {capacity} is too small: it must hold at least "
+                f"{num_envs * (history + n_step + 1)} transitions for {num_envs} environment(s)"
+            )
+        self.num_envs, self.history, self.n_step, self.gamma = num_envs, history, n_step, gamma
+        self.per_env = capacity // num_envs
+        self.capacity = self.per_env * num_envs
+        self.frame_shape = tuple(frame_shape)
+        self.frames = np.zeros((num_envs, self.per_env) + self.frame_shape, np.uint8)
+        self.actions = np.zeros((num_envs, self.per_env), np.uint8)
+        self.rewards = np.zeros((num_envs, self.per_env), np.float32)
+        self.flags = np.zeros((num_envs, self.per_env), np.uint8)
+        self.cursor = 0  # every ring is written in step, so one cursor serves all
+        self.written = 0  # transitions written per environment, ever
+        self.rng = np.random.default_rng(seed)
+        self.prioritized, self.alpha = prioritized, alpha
+        self.tree = SumTree(self.capacity) if prioritized else None
+        self.max_priority = 1.0
+
+    def __len__(self) -> int:
+        return min(self.written, self.per_env) * self.num_envs
+
+    @property
+    def nbytes(self) -> int:
+        tree = self.tree.tree.nbytes if self.tree is not None else 0
+        return self.frames.nbytes + self.actions.nbytes + self.rewards.nbytes + self.flags.nbytes + tree
+
+    def add(self, frames, actions, rewards, terminals, starts) -> None:
+        """Store one transition per environment.
+
+        Args:
+            frames: (num_envs, 84, 84) newest frame of each state s_t.
+            actions, rewards, terminals: a_t, clipped r_t, and whether step t was terminal.
+            starts: whether s_t is the first state of a game.
+        """
+        slot = self.cursor
+        self.frames[:, slot] = frames
+        self.actions[:, slot] = actions
+        self.rewards[:, slot] = rewards
+        self.flags[:, slot] = np.where(terminals, TERMINAL, 0) | np.where(starts, START, 0)
+        self.cursor = (slot + 1) % self.per_env
+        self.written += 1
+        if self.prioritized:
+            self._update_validity(slot)
+
+    def _logical_range(self) -> tuple[int, int]:
+        """Sampleable logical positions [low, high], oldest slot = 0."""
+        count = min(self.written, self.per_env)
+        return self.history - 1, count - 1 - self.n_step
+
+    def _physical(self, logical):
+        oldest = self.cursor if self.written >= self.per_env else 0
+        return (oldest + logical) % self.per_env
+
+    def _update_validity(self, slot: int) -> None:
+        envs = np.arange(self.num_envs) * self.per_env
+        self.tree.set(envs + slot, 0.0)  # not sampleable until n more steps are written
+        if self.written > self.per_env:
+            # The oldest history-1 slots lost their history: the one that just became oldest+h-2.
+            self.tree.set(envs + (slot + self.history - 1) % self.per_env, 0.0)
+        low, high = self._logical_range()
+        if high >= low:
+            self.tree.set(envs + self._physical(high), self.max_priority)
+
+    def num_sampleable(self) -> int:
+        low, high = self._logical_range()
+        return max(0, high - low + 1) * self.num_envs
+
+    def sample_indices(self, batch_size: int):
+        """Draw ``(env, slot)`` pairs: uniformly, or by priority. Returns (envs, slots, probabilities)."""
+        if self.num_sampleable() == 0:
+            raise ValueError("the replay memory has no complete transition yet")
+        if not self.prioritized:
+            low, high = self._logical_range()
+            envs = self.rng.integers(0, self.num_envs, batch_size)
+            logical = self.rng.integers(low, high + 1, batch_size)
+            return envs, self._physical(logical), np.full(batch_size, 1.0 / self.num_sampleable())
+        total = self.tree.total
+        bounds = (np.arange(batch_size) + self.rng.random(batch_size)) / batch_size * total
+        flat = np.minimum(self.tree.find(bounds), self.capacity - 1)
+        priorities = self.tree.get(flat)
+        if np.any(priorities <= 0):  # rounding at a segment edge: redraw those uniformly by priority
+            valid = np.flatnonzero(self.tree.tree[self.tree.leaves:self.tree.leaves + self.capacity] > 0)
+            bad = priorities <= 0
+            flat[bad] = self.rng.choice(valid, bad.sum())
+            priorities = self.tree.get(flat)
+        return flat // self.per_env, flat % self.per_env, priorities / total
+
+    def stack(self, envs, slots) -> np.ndarray:
+        """The states s_slot, shaped (B, 84, 84, history), zero before the latest game start."""
+        offsets = np.arange(-self.history + 1, 1)  # oldest … newest
+        index = (slots[:, None] + offsets[None, :]) % self.per_env
+        frames = self.frames[envs[:, None], index]  # (B, history, 84, 84)
+        starts = (self.flags[envs[:, None], index] & START) > 0
+        # A frame is kept if no later frame in the window starts a game.
+        later_start = np.flip(np.cumsum(np.flip(starts, 1), 1), 1) - starts
+        frames[later_start > 0] = 0
+        return frames.transpose(0, 2, 3, 1)
+
+    def returns(self, envs, slots):
+        """n-step returns and discounts: ``R = Σ_{k<m} γ^k r``, ``discount = γ^n · [no terminal]``."""
+        steps = (slots[:, None] + np.arange(self.n_step)[None, :]) % self.per_env
+        rewards = self.rewards[envs[:, None], steps]
+        terminal = (self.flags[envs[:, None], steps] & TERMINAL) > 0
+        # alive[k]: no terminal strictly before step k, so reward k still counts.
+        alive = np.concatenate([np.ones((len(slots), 1), bool), np.cumprod(~terminal[:, :-1], 1).astype(bool)], 1)
+        powers = self.gamma ** np.arange(self.n_step)
+        returns = (rewards * alive * powers).sum(1).astype(np.float32)
+        discounts = np.where(terminal.any(1), 0.0, self.gamma ** self.n_step).astype(np.float32)
+        return returns, discounts
+
+    def sample(self, batch_size: int, beta: float = 0.4) -> dict:
+        """A batch of ``states, actions, returns, discounts, next_states, weights`` (+ ``envs, slots``)."""
+        envs, slots, probabilities = self.sample_indices(batch_size)
+        returns, discounts = self.returns(envs, slots)
+        if self.prioritized:
+            weights = (self.num_sampleable() * probabilities) ** (-beta)
+            weights = (weights / weights.max()).astype(np.float32)
+        else:
+            weights = np.ones(batch_size, np.float32)
+        return {
+            "states": self.stack(envs, slots),
+            "actions": self.actions[envs, slots].astype(np.int32),
+            "returns": returns,
+            "discounts": discounts,
+            "next_states": self.stack(envs, (slots + self.n_step) % self.per_env),
+            "weights": weights,
+            "envs": envs,
+            "slots": slots,
+        }
+
+    def update_priorities(self, envs, slots, td_errors, epsilon: float = 1e-6) -> None:
+        """p_i = (|δ_i| + ε)^α for the sampled transitions."""
+        if not self.prioritized:
+            return
+        priorities = (np.abs(np.asarray(td_errors, np.float64)) + epsilon) ** self.alpha
+        flat = np.asarray(envs) * self.per_env + np.asarray(slots)
+        still_valid = self.tree.get(flat) > 0  # an overwritten slot keeps priority 0
+        self.tree.set(flat[still_valid], priorities[still_valid])
+        self.max_priority = max(self.max_priority, float(priorities.max()))

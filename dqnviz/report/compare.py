@@ -1,0 +1,532 @@
+"""Data and page for ``dqnviz compare``: the filters of several snapshots side by side, with numbers.
+
+:func:`gather` loads nothing itself: it takes loaded snapshots, plays games with each (its own
+game), and computes everything the page shows: filter cards (input, guided backprop, receptive
+field box), first-layer weights, temporal lean, effective receptive fields, and the similarity
+numbers of :mod:`dqnviz.analysis.similarity` (Hungarian filter matching with a random-network
+baseline, linear CKA per layer on each game's own states, and the cross-layer similarity of
+guided-backprop patterns). :func:`build_context` turns that into the context of
+``templates/compare.html.j2``.
+
+Layers are compared where they match: a view is computed for a layer only when every snapshot has
+a layer of that name with the same output shape (and, for weights, the same kernel shape);
+everything else is listed as skipped, with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from itertools import combinations
+
+import numpy as np
+
+from dqnviz.analysis import similarity as sim
+from dqnviz.errors import UserError
+
+CKA_STATES = 256  # states (evenly spaced over the games) per game for CKA
+ERF_STATES = 16  # states for the effective receptive field
+PATTERN_STATES = 16  # states for the cross-layer guided-backprop similarity
+BASELINE_SEED = 12345  # the randomly initialised network of the filter-matching baseline
+
+
+@dataclass
+class Played:
+    """One snapshot with the states it played and its layer facts."""
+
+    snapshot: object
+    states: np.ndarray
+    scores: list
+    conv: list  # conv layer names
+    shapes: dict  # layer name -> output shape (without batch)
+    kernels: dict  # conv layer name -> kernel shape
+
+    @property
+    def name(self):
+        return self.snapshot.name
+
+    @property
+    def model(self):
+        return self.snapshot.model
+
+    @property
+    def meta(self):
+        return self.snapshot.meta
+
+
+@dataclass
+class CompareData:
+    played: list
+    evolution: bool  # one game at several epochs (sorted by epoch)
+    pairs: list  # (i, j) indices into played that are compared
+    conv_layers: list  # conv layers compared
+    cka_layers: list  # all layers with CKA
+    cards: dict  # layer -> snapshot index -> [card dict]
+    weights: list  # per snapshot: (order of filters, kernel (8, 8, C, F)) or None
+    lean: list  # per snapshot: energy per input frame or None
+    fields: dict  # layer -> snapshot index -> {"size", "theoretical", "stride"}
+    matching: list  # dicts per pair
+    baseline: dict  # snapshot index -> mean matched cosine vs a random network; "random" -> random vs random
+    cka: list  # dicts per pair: {"layer", "on", "value"}
+    patterns: list  # per snapshot: (mean, {pair: value}) or None
+    skipped: list  # (view, reason)
+    timings: dict = field(default_factory=dict)
+
+
+def order_snapshots(snapshots: list) -> tuple[list, bool]:
+    """Snapshots of one game at several epochs are sorted by epoch (the evolution view)."""
+    games = {s.meta.get("game") for s in snapshots}
+    if len(games) == 1 and len(snapshots) > 1:
+        return sorted(snapshots, key=lambda s: (float(s.meta.get("epoch") or 0), s.name)), True
+    return list(snapshots), False
+
+
+def layer_facts(model):
+    import keras
+
+    conv, shapes, kernels = [], {}, {}
+    for layer in model.layers:
+        try:
+            shape = tuple(int(d) for d in layer.output.shape[1:])
+        except (AttributeError, ValueError, TypeError):
+            continue
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if isinstance(layer, keras.layers.Conv2D):
+            conv.append(layer.name)
+            kernels[layer.name] = tuple(int(d) for d in layer.kernel.shape)
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)) or layer.name == "q":
+            shapes[layer.name] = shape
+    return conv, shapes, kernels
+
+
+def _evenly(n: int, k: int) -> np.ndarray:
+    return np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(int))
+
+
+def _activations(model, states, layers, batch_size=128) -> dict:
+    import keras
+
+    probe = keras.Model(model.inputs[0], [model.get_layer(name).output for name in layers])
+    outputs = {name: [] for name in layers}
+    for start in range(0, len(states), batch_size):
+        values = probe(states[start:start + batch_size], training=False)
+        values = values if isinstance(values, (list, tuple)) else [values]
+        for name, value in zip(layers, values):
+            outputs[name].append(np.asarray(keras.ops.convert_to_numpy(value), np.float32))
+    return {name: np.concatenate(parts) for name, parts in outputs.items()}
+
+
+def _common_layers(played: list, kind: str) -> tuple[list, list]:
+    """Layers present in every snapshot with equal output shapes; plus (view, reason) for the rest."""
+    skipped = []
+    if kind == "conv":
+        names = [n for n in played[0].conv]
+        union = list(dict.fromkeys(n for p in played for n in p.conv))
+    else:
+        names = list(played[0].shapes)
+        union = list(dict.fromkeys(n for p in played for n in p.shapes))
+    keep = []
+    for name in union:
+        missing = [p.name for p in played if name not in (p.conv if kind == "conv" else p.shapes)]
+        if missing:
+            have = [p.name for p in played if p.name not in missing]
+            skipped.append((name, f"only {', '.join(have)} {'has' if len(have) == 1 else 'have'} a layer {name!r} "
+                                  f"({', '.join(missing)} {'does' if len(missing) == 1 else 'do'} not)"))
+            continue
+        shapes = {p.shapes[name] for p in played}
+        if len(shapes) > 1:
+            detail = ", ".join(f"{p.name} {'×'.join(map(str, p.shapes[name]))}" for p in played)
+            reason = f"output shapes differ ({detail})"
+            if name in ("q", "advantage"):
+                counts = ", ".join(f"{p.name} {p.shapes[name][-1]}" for p in played)
+                reason = (f"different action sets ({counts} actions): the outputs are Q-values of different "
+                          "actions, so unit i means something else in each network")
+            skipped.append((name, reason))
+            continue
+        if name in names or kind != "conv":
+            keep.append(name)
+    return keep, skipped
+
+
+def choose_pairs(n: int, evolution: bool) -> list:
+    """Evolution: consecutive epochs; otherwise every snapshot against the first (and all pairs for 3+)."""
+    if evolution:
+        return [(i, i + 1) for i in range(n - 1)]
+    return list(combinations(range(n), 2))
+
+
+def _unit_cards(analysis, model, states, layer, filters: list, stride_size) -> list:
+    """Top unit of each filter over ``states`` and its guided-backprop image (one batched pass)."""
+    size, stride = stride_size
+    units = analysis.top_activations(model, states, layer, filters=filters)
+    best = np.stack([states[int(s)] for s, _, _ in units])
+    gradients = np.asarray(analysis.guided_backprop(model, best, layer, np.asarray(filters, np.int64)))
+    cards = []
+    for f, (s, (y, x), value), gradient in zip(filters, units, gradients):
+        cards.append({"filter": int(f), "state": int(s), "y": int(y), "x": int(x), "value": float(value),
+                      "box": (int(x) * stride, int(y) * stride, size, size), "gradient": gradient})
+    return cards
+
+
+def _int(value):
+    value = np.asarray(value).ravel()
+    return int(value[0])
+
+
+def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0.05, seed: int = 0,
+           max_steps: int | None = None, progress: bool = True) -> CompareData:
+    """Play with every snapshot and compute all views and numbers of the compare page."""
+    import dqnviz.analysis as analysis
+    from dqnviz.agent import env_for_snapshot, play_games
+    from dqnviz.progress import Progress
+
+    timings = {}
+    snapshots, evolution = order_snapshots(snapshots)
+    played = []
+    t0 = time.perf_counter()
+    for snapshot in snapshots:
+        env = env_for_snapshot(snapshot.meta, seed=seed)
+        total = max_steps or games * 4500
+        with Progress(f"play {snapshot.name}", total=total, enabled=progress) as bar:
+            record = play_games(snapshot.model, env, games=games, epsilon=epsilon, seed=seed, max_steps=max_steps,
+                                on_step=lambda step, score: bar.update(step, score=float(score)))
+        if len(record.states) == 0:
+            raise UserError(f"{snapshot.name}: no states were played; raise --max-steps")
+        conv, shapes, kernels = layer_facts(snapshot.model)
+        played.append(Played(snapshot, record.states, [float(s) for s in record.scores], conv, shapes, kernels))
+    timings["play"] = time.perf_counter() - t0
+
+    conv_layers, skipped_conv = _common_layers(played, "conv")
+    cka_layers, skipped_cka = _common_layers(played, "all")
+    skipped = []
+    for name, reason in skipped_conv:
+        skipped.append((f"{name}: filter cards, receptive fields", reason))
+    for name, reason in skipped_cka:
+        if name not in dict(skipped_conv):
+            skipped.append((f"{name}: representation similarity (CKA)", reason))
+    input_shapes = {tuple(p.states.shape[1:]) for p in played}
+    pairs = choose_pairs(len(played), evolution)
+
+    # --- filter cards: conv1 matched across snapshots, deeper layers each snapshot's most active filters
+    t0 = time.perf_counter()
+    first = conv_layers[0] if conv_layers else None
+    weights, lean, matching, baseline = [None] * len(played), [None] * len(played), [], {}
+    orders = [None] * len(played)
+    kernel_shapes = {p.kernels.get(first) for p in played} if first else set()
+    if first and len(kernel_shapes) == 1:
+        kernels = [p.model.get_layer(first).get_weights()[0] for p in played]
+        rows = [sim.kernels_as_rows(k) for k in kernels]
+        n_filters = kernels[0].shape[-1]
+        orders[0] = np.arange(n_filters)
+        for i in range(1, len(played)):
+            ref = i - 1 if evolution else 0
+            match = sim.match_filters(rows[ref][orders[ref]], rows[i])
+            order = np.empty(n_filters, int)
+            order[match.rows] = match.cols
+            orders[i] = order
+        for i, p in enumerate(played):
+            weights[i] = kernels[i]
+            lean[i] = np.sum(np.asarray(kernels[i], np.float64) ** 2, axis=(0, 1, 3))
+        for i, j in pairs:
+            match = sim.match_filters(rows[i], rows[j])
+            matching.append({"a": i, "b": j, "mean": match.mean, "similarities": match.similarities,
+                             "median": float(np.median(match.similarities))})
+        baseline.update(_random_baseline(played, first, rows))
+    elif first:
+        skipped.append((f"{first}: weights, filter matching, temporal lean",
+                        "kernel shapes differ (" + ", ".join(f"{p.name} {p.kernels.get(first)}" for p in played) + ")"))
+
+    cards, fields = {}, {}
+    with Progress("filters and receptive fields", total=len(conv_layers) * len(played), unit="layers",
+                  enabled=progress) as bar:
+        for li, layer in enumerate(conv_layers):
+            cards[layer], fields[layer] = {}, {}
+            for i, p in enumerate(played):
+                size, stride = analysis.receptive_field(p.model, layer)
+                size, stride = _int(size), _int(stride)
+                channels = p.shapes[layer][-1]
+                count = min(filters, channels)
+                if layer == first and orders[i] is not None:
+                    chosen = [int(f) for f in orders[i][:count]]
+                else:
+                    peak = _activations(p.model, p.states[_evenly(len(p.states), CKA_STATES)], [layer])[layer]
+                    strength = peak.reshape(len(peak), -1, channels).max(axis=1).max(axis=0)
+                    chosen = [int(f) for f in np.argsort(-strength, kind="stable")[:count]]
+                cards[layer][i] = _unit_cards(analysis, p.model, p.states, layer, chosen, (size, stride))
+                erf = analysis.effective_receptive_field(p.model, p.states[_evenly(len(p.states), ERF_STATES)], layer)
+                fields[layer][i] = {"size": float(np.mean(erf["size"])), "theoretical": size, "stride": stride}
+                bar.update(li * len(played) + i + 1)
+    timings["cards+erf"] = time.perf_counter() - t0
+
+    # --- CKA on each game's own states
+    t0 = time.perf_counter()
+    cka = []
+    acts = {}  # (snapshot, states owner) -> {layer: activations}
+    if len(input_shapes) == 1 and cka_layers:
+        subsets = [p.states[_evenly(len(p.states), CKA_STATES)] for p in played]
+        for i, j in pairs:
+            for owner in dict.fromkeys((i, j)):
+                for who in (i, j):
+                    if (who, owner) not in acts:
+                        acts[(who, owner)] = _activations(played[who].model, subsets[owner], cka_layers)
+                for layer in cka_layers:
+                    cka.append({"a": i, "b": j, "on": owner, "layer": layer,
+                                "value": sim.linear_cka(acts[(i, owner)][layer], acts[(j, owner)][layer])})
+    elif cka_layers:
+        skipped.append(("representation similarity (CKA)", "the snapshots take inputs of different shapes "
+                        f"({', '.join(str(s) for s in input_shapes)}), so they cannot see the same states"))
+    timings["cka"] = time.perf_counter() - t0
+
+    # --- cross-layer similarity of guided-backprop patterns, per snapshot on its own states
+    t0 = time.perf_counter()
+    patterns = []
+    for p in played:
+        if len(p.conv) < 2:
+            patterns.append(None)
+            continue
+        states = p.states[_evenly(len(p.states), PATTERN_STATES)]
+        outputs = _activations(p.model, states, p.conv)
+        images = {}
+        for layer in p.conv:
+            a = outputs[layer]
+            top = a.reshape(len(a), -1, a.shape[-1]).max(axis=1).argmax(axis=1)  # most active filter per state
+            images[layer] = np.asarray(analysis.guided_backprop(p.model, states, layer, top.astype(np.int64)))
+        patterns.append(sim.cross_layer_similarity(images))
+    timings["patterns"] = time.perf_counter() - t0
+    return CompareData(played, evolution, pairs, conv_layers, cka_layers, cards, weights, lean, fields,
+                       matching, baseline, cka, patterns, skipped, timings)
+
+
+def _random_baseline(played: list, layer: str, rows: list) -> dict:
+    """Mean matched cosine of each snapshot's first layer against a randomly initialised network.
+
+    The random networks are :func:`dqnviz.network.build_q_network` with a fixed seed and the
+    snapshot's action count; ``"random"`` is two such networks (two seeds) against each other.
+    """
+    from dqnviz.network import build_q_network
+
+    cache = {}
+
+    def random_rows(actions, seed):
+        key = (actions, seed)
+        if key not in cache:
+            model = build_q_network(actions, seed=seed)
+            cache[key] = sim.kernels_as_rows(model.get_layer(layer).get_weights()[0])
+        return cache[key]
+
+    out = {}
+    try:
+        for i, p in enumerate(played):
+            actions = int(p.model.output_shape[-1])
+            reference = random_rows(actions, BASELINE_SEED)
+            if reference.shape[1] != rows[i].shape[1]:
+                return {}
+            out[i] = sim.match_filters(rows[i], reference).mean
+        actions = int(played[0].model.output_shape[-1])
+        out["random"] = sim.match_filters(random_rows(actions, BASELINE_SEED), random_rows(actions, BASELINE_SEED + 1)).mean
+    except Exception:  # a layer the standard network does not have: no baseline
+        return {}
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Page
+# --------------------------------------------------------------------------------------------
+
+PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f"]
+
+
+def weight_strip(kernel_filter: np.ndarray, scale: int = 6) -> np.ndarray:
+    """One first-layer filter (kh, kw, frames) as a grey strip of its frames, signed: grey 0, white +, black −."""
+    k = np.asarray(kernel_filter, np.float64)
+    top = float(np.abs(k).max()) or 1.0
+    frames = np.clip(128 + 127 * k / top, 0, 255).astype(np.uint8)
+    parts = []
+    for t in range(frames.shape[-1]):
+        if t:
+            parts.append(np.full((frames.shape[0] * scale, 2), 255, np.uint8))
+        parts.append(frames[..., t].repeat(scale, axis=0).repeat(scale, axis=1))
+    return np.concatenate(parts, axis=1)
+
+
+def _layout(**extra):
+    base = dict(margin=dict(l=50, r=10, t=36, b=40), paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="white",
+                font=dict(size=12), legend=dict(orientation="h", y=1.15))
+    base.update(extra)
+    return base
+
+
+def _script_json(figure) -> str:
+    return figure.to_json().replace("</", "<\\/")
+
+
+def _label(p) -> str:
+    return f"{p.name} ({p.meta.get('game', '?')}, epoch {p.meta.get('epoch', '?')})"
+
+
+def build_context(data: CompareData, options: dict | None = None) -> dict:
+    import plotly.graph_objects as go
+
+    import dqnviz.analysis as analysis
+    from dqnviz.report.nvis import ImageStore
+
+    images = ImageStore()
+    played = data.played
+    names = [p.name for p in played]
+    snapshots = []
+    for i, p in enumerate(played):
+        score = p.meta.get("test_score") or {}
+        snapshots.append({"index": i, "name": p.name, "game": p.meta.get("game", "?"), "epoch": p.meta.get("epoch", "?"),
+                          "actions": int(p.model.output_shape[-1]), "dueling": bool(p.meta.get("config", {}).get("dueling"))
+                          if isinstance(p.meta.get("config"), dict) else "dueling" in p.model.name,
+                          "states": int(len(p.states)), "scores": p.scores, "test_score": score.get("average"),
+                          "colour": PALETTE[i % len(PALETTE)], "network": p.model.name})
+
+    state_keys = {}
+
+    def state_image(i, s):
+        if (i, s) not in state_keys:
+            state_keys[(i, s)] = images.add(analysis.encode_rgb(played[i].states[s]))
+        return state_keys[(i, s)]
+
+    layers = []
+    for layer in data.conv_layers:
+        columns = []
+        for i, p in enumerate(played):
+            cards = data.cards[layer][i]
+            guided = np.asarray(analysis.encode_gradient_rgb(np.stack([c["gradient"] for c in cards])))
+            rows = []
+            for c, rgb in zip(cards, guided):
+                rows.append({**{k: v for k, v in c.items() if k != "gradient"}, "snapshot": p.name, "layer": layer,
+                             "input": state_image(i, c["state"]), "guided": images.add(rgb),
+                             "link": f"{p.name}-{layer}-{c['filter']}"})
+            columns.append({"snapshot": snapshots[i], "cards": rows, "field": data.fields[layer][i]})
+        first = layer == (data.conv_layers[0] if data.conv_layers else None) and data.weights[0] is not None
+        layers.append({"name": layer, "columns": columns, "matched": first,
+                       "rows": max(len(c["cards"]) for c in columns)})
+
+    # first-layer weights, rows aligned by matching (same order as the conv1 cards, all filters)
+    weight_rows = []
+    if data.weights[0] is not None:
+        orders = _weight_orders(data)
+        for r in range(data.weights[0].shape[-1]):
+            weight_rows.append([{"snapshot": names[i], "filter": int(orders[i][r]),
+                                 "img": images.add(weight_strip(data.weights[i][..., orders[i][r]])),
+                                 "energy": float(np.sum(data.weights[i][..., orders[i][r]] ** 2))}
+                                for i in range(len(played))])
+
+    figures = {}
+    history = None
+    if data.lean[0] is not None:
+        history = len(data.lean[0])
+        frames = [f"t-{history - 1 - t}" if t < history - 1 else "t" for t in range(history)]
+        fig = go.Figure()
+        for i, p in enumerate(played):
+            energy = np.asarray(data.lean[i])
+            share = 100 * energy / (energy.sum() or 1.0)
+            fig.add_bar(name=p.name, x=frames, y=share.round(2), marker_color=PALETTE[i % len(PALETTE)],
+                        customdata=energy, hovertemplate=f"{p.name}<br>frame %{{x}}: %{{y:.1f}}% of the energy"
+                                                         "<br>Σ w² = %{customdata:.4g}<extra></extra>")
+        fig.update_layout(**_layout(barmode="group", height=340, yaxis_title="share of first-layer Σw² (%)",
+                                    xaxis_title="input frame (t = newest)"))
+        figures["fig-lean"] = _script_json(fig)
+
+    if data.conv_layers:
+        fig = go.Figure()
+        theoretical = [data.fields[l][0]["theoretical"] for l in data.conv_layers]
+        fig.add_bar(name="theoretical", x=data.conv_layers, y=theoretical, marker_color="#c5ccd3",
+                    hovertemplate="%{x}: theoretical %{y} px<extra></extra>")
+        for i, p in enumerate(played):
+            fig.add_bar(name=f"effective · {p.name}", x=data.conv_layers,
+                        y=[round(data.fields[l][i]["size"], 1) for l in data.conv_layers],
+                        marker_color=PALETTE[i % len(PALETTE)],
+                        hovertemplate=f"{p.name}<br>%{{x}}: effective %{{y}} px<extra></extra>")
+        fig.update_layout(**_layout(barmode="group", height=360, yaxis_title="side of the square (input pixels)"))
+        figures["fig-erf"] = _script_json(fig)
+
+    cka_rows = []
+    if data.cka:
+        fig = go.Figure()
+        for k, (i, j) in enumerate(data.pairs):
+            for owner in dict.fromkeys((i, j)):
+                entries = [c for c in data.cka if c["a"] == i and c["b"] == j and c["on"] == owner]
+                label = f"{names[i]} vs {names[j]} on {played[owner].meta.get('game', '?')} states ({names[owner]})"
+                fig.add_scatter(x=[e["layer"] for e in entries], y=[_finite(e["value"]) for e in entries],
+                                mode="lines+markers", name=label,
+                                line=dict(color=PALETTE[owner % len(PALETTE)], dash="solid" if owner == i else "dash"),
+                                hovertemplate=label + "<br>%{x}: CKA %{y:.3f}<extra></extra>")
+                cka_rows.append({"label": label, "values": {e["layer"]: e["value"] for e in entries}})
+        fig.update_layout(**_layout(height=360, yaxis=dict(title="linear CKA", range=[0, 1.02]), xaxis_title="layer"))
+        figures["fig-cka"] = _script_json(fig)
+
+    matching_rows = []
+    for m in data.matching:
+        i, j = m["a"], m["b"]
+        matching_rows.append({"a": names[i], "b": names[j], "mean": m["mean"], "median": m["median"],
+                              "base_a": data.baseline.get(i), "base_b": data.baseline.get(j)})
+    if data.matching:
+        fig = go.Figure()
+        for m in data.matching:
+            fig.add_histogram(x=np.round(m["similarities"], 4), name=f"{names[m['a']]} vs {names[m['b']]}",
+                              xbins=dict(start=-1, end=1, size=0.05), opacity=0.75)
+        fig.update_layout(**_layout(barmode="overlay", height=300, xaxis=dict(title="cosine similarity of matched filters",
+                                                                          range=[-1, 1]), yaxis_title="filters"))
+        figures["fig-match"] = _script_json(fig)
+
+    pattern_rows = []
+    for i, item in enumerate(data.patterns):
+        if item is None:
+            pattern_rows.append({"snapshot": names[i], "mean": None, "pairs": []})
+        else:
+            mean, pairs = item
+            pattern_rows.append({"snapshot": names[i], "game": played[i].meta.get("game"), "mean": mean,
+                                 "pairs": [{"a": a, "b": b, "value": v} for (a, b), v in pairs.items()]})
+
+    title = ("how the filters evolved · " if data.evolution else "compare · ") + " vs ".join(names)
+    return {
+        "title": title, "snapshots": snapshots, "evolution": data.evolution, "layers": layers,
+        "weight_rows": weight_rows, "history": history, "matching": matching_rows,
+        "random_vs_random": data.baseline.get("random"), "cka_layers": data.cka_layers, "cka_rows": cka_rows,
+        "patterns": pattern_rows, "skipped": data.skipped, "figures": figures,
+        "pairs": [(names[i], names[j]) for i, j in data.pairs],
+        "images_json": json.dumps(images.uris, separators=(",", ":")).replace("</", "<\\/"),
+        "options": options or {}, "timings": {k: round(v, 1) for k, v in data.timings.items()},
+        "cka_states": CKA_STATES, "pattern_states": PATTERN_STATES, "erf_states": ERF_STATES,
+        "baseline_seed": BASELINE_SEED, "columns": len(played),
+    }
+
+
+def _finite(value):
+    return None if value is None or not np.isfinite(value) else round(float(value), 4)
+
+
+def _weight_orders(data: CompareData) -> list:
+    """Order of the first-layer filters of every snapshot, as the conv1 cards use (matched)."""
+    layer = data.conv_layers[0]
+    orders = []
+    rows = [sim.kernels_as_rows(w) for w in data.weights]
+    n = data.weights[0].shape[-1]
+    orders.append(np.arange(n))
+    for i in range(1, len(data.weights)):
+        ref = i - 1 if data.evolution else 0
+        match = sim.match_filters(rows[ref][orders[ref]], rows[i])
+        order = np.empty(n, int)
+        order[match.rows] = match.cols
+        orders.append(order)
+    del layer
+    return orders
+
+
+def default_output(names: list):
+    from pathlib import Path
+
+    stem = f"compare_{names[0]}_vs_{names[1]}" + ("_and_more" if len(names) > 2 else "")
+    return Path("reports") / f"{stem}.html"
+
+
+def write_report(path, context: dict):
+    from dqnviz.report.render import render, write_html
+
+    return write_html(path, render("compare.html.j2", **context))

@@ -1,0 +1,282 @@
+"""``dqnviz plot``: training statistics (simple_dqn's CSV columns) as interactive plotly charts.
+
+:func:`read_stats` reads and checks one statistics CSV, :func:`build_figure` draws one subplot per
+field against epoch with, per run, the random baseline (a horizontal line at epoch 0's ``random``
+row), the ``train`` phase and the ``test`` phase, as simple_dqn's ``plot.py`` did. :func:`write_png`
+tries the static renderers that exist on the machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from dqnviz.errors import UserError
+
+COLUMNS = ["epoch", "phase", "steps", "nr_games", "average_reward", "min_game_reward", "max_game_reward",
+           "last_exploration_rate", "total_train_steps", "replay_memory_count", "meanq", "meancost",
+           "weight_updates", "total_time", "epoch_time", "steps_per_second"]
+DEFAULT_FIELDS = ["average_reward", "meanq", "nr_games", "meancost"]
+PHASES = ("random", "train", "test")
+
+TITLES = {
+    "average_reward": "average game score", "meanq": "mean max Q of the states seen",
+    "nr_games": "games played", "meancost": "mean training loss", "min_game_reward": "lowest game score",
+    "max_game_reward": "highest game score", "last_exploration_rate": "exploration rate ε at epoch end",
+    "steps_per_second": "agent steps per second", "epoch_time": "epoch time (s)", "total_time": "total time (s)",
+    "steps": "agent steps", "total_train_steps": "training steps so far", "replay_memory_count": "replay memory size",
+    "weight_updates": "weight updates",
+}
+
+# one colour per phase for a single run; one colour per run (phases by dash) for several runs
+PHASE_COLOURS = {"random": "#7f7f7f", "train": "#1f77b4", "test": "#d62728"}
+RUN_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+PHASE_DASH = {"random": "dot", "train": "dash", "test": "solid"}
+
+
+@dataclass
+class Run:
+    """One statistics CSV: its name (file stem), path, columns and rows per phase."""
+
+    name: str
+    path: str
+    columns: list
+    rows: list  # dicts column -> str
+
+    def series(self, phase: str, field: str) -> tuple[list, list]:
+        """(epochs, values) of ``field`` for the rows of ``phase``, in epoch order."""
+        points = []
+        for row in self.rows:
+            if row["phase"] == phase:
+                points.append((_number(row["epoch"]), _number(row.get(field))))
+        points.sort(key=lambda p: (math.isnan(p[0]), p[0]))
+        return [p[0] for p in points], [p[1] for p in points]
+
+    def baseline(self, field: str) -> float | None:
+        """``field`` of the ``random`` row (epoch 0 if there is one, else the first)."""
+        randoms = [row for row in self.rows if row["phase"] == "random"]
+        if not randoms:
+            return None
+        zero = [row for row in randoms if _number(row["epoch"]) == 0]
+        value = _number((zero or randoms)[0].get(field))
+        return None if math.isnan(value) else value
+
+
+def _number(text) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def read_stats(path) -> Run:
+    """Read a statistics CSV written by ``dqnviz train``.
+
+    Raises:
+        UserError: the file is missing, a folder, not text, empty, has no data rows, or lacks
+            the ``epoch`` and ``phase`` columns.
+    """
+    path = str(path)
+    if not os.path.exists(path):
+        raise UserError(f"statistics file not found: {path}")
+    if os.path.isdir(path):
+        raise UserError(f"{path} is a folder, not a statistics CSV")
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            rows = [row for row in reader if any(cell.strip() for cell in row)]
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text CSV file") from None
+    except csv.Error as error:
+        raise UserError(f"{path} is not a valid CSV file ({error})") from None
+    if not header or not any(cell.strip() for cell in header):
+        raise UserError(f"{path} is empty: expected a header line with {', '.join(COLUMNS[:3])}, … and one row per phase")
+    header = [cell.strip() for cell in header]
+    missing = [column for column in ("epoch", "phase") if column not in header]
+    if missing:
+        raise UserError(f"{path} lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                        f"(has: {', '.join(header)}); is it a statistics CSV from dqnviz train?")
+    if not rows:
+        raise UserError(f"{path} has a header but no rows: nothing to plot yet")
+    records = []
+    for number, row in enumerate(rows, start=2):
+        if len(row) != len(header):
+            raise UserError(f"{path} line {number}: {len(row)} values for {len(header)} columns")
+        records.append({column: cell.strip() for column, cell in zip(header, row)})
+    unknown = sorted({r["phase"] for r in records} - set(PHASES))
+    if unknown:
+        raise UserError(f"{path}: unknown phase {', '.join(map(repr, unknown))} (expected random, train or test)")
+    return Run(name=Path(path).stem, path=path, columns=header, rows=records)
+
+
+def parse_fields(text) -> list:
+    """``"a,b"`` → ``["a", "b"]`` (duplicates dropped, order kept)."""
+    if text is None:
+        return list(DEFAULT_FIELDS)
+    fields = []
+    for name in str(text).split(","):
+        name = name.strip()
+        if name and name not in fields:
+            fields.append(name)
+    if not fields:
+        raise UserError("--fields is empty: name one or more CSV columns, e.g. --fields average_reward,meanq")
+    return fields
+
+
+def check_fields(runs: list, fields: list) -> None:
+    """Every field must be a column of every run (``epoch`` and ``phase`` are the axes/series)."""
+    for field in fields:
+        if field in ("phase",):
+            raise UserError("--fields phase: 'phase' is what separates the lines, not a number to plot")
+    for run in runs:
+        missing = [field for field in fields if field not in run.columns]
+        if missing:
+            known = [c for c in run.columns if c not in ("phase",)]
+            raise UserError(f"unknown field{'s' if len(missing) > 1 else ''} {', '.join(missing)}: "
+                            f"{run.path} has the columns {', '.join(known)}")
+
+
+def default_output(paths: list) -> Path:
+    stem = Path(paths[0]).stem
+    if len(paths) > 1:
+        stem += "_and_more" if len(paths) > 2 else f"_and_{Path(paths[1]).stem}"
+    return Path("reports") / f"{stem}.html"
+
+
+def build_figure(runs: list, fields: list):
+    """A plotly figure: one subplot per field (two columns when there are more than two)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    columns = 1 if len(fields) <= 2 else 2
+    rows = math.ceil(len(fields) / columns)
+    titles = [f"{field} · {TITLES[field]}" if field in TITLES else field for field in fields]
+    figure = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.08,
+                           vertical_spacing=min(0.18, 0.5 / rows) if rows > 1 else 0.1)
+    several = len(runs) > 1
+    for index, field in enumerate(fields):
+        row, col = index // columns + 1, index % columns + 1
+        for number, run in enumerate(runs):
+            colour = RUN_COLOURS[number % len(RUN_COLOURS)]
+            epochs = [_number(r["epoch"]) for r in run.rows]
+            epochs = [e for e in epochs if not math.isnan(e)]
+            first, last = (min(epochs), max(epochs)) if epochs else (0, 1)
+            last = max(last, first + 1)
+            prefix = f"{run.name} · " if several else ""
+            baseline = run.baseline(field)
+            if baseline is not None:
+                figure.add_trace(go.Scatter(
+                    x=[first, last], y=[baseline, baseline], mode="lines", name=f"{prefix}random",
+                    legendgroup=f"{run.name}-random", showlegend=index == 0,
+                    line=dict(color=colour if several else PHASE_COLOURS["random"], dash=PHASE_DASH["random"], width=1.5),
+                    hovertemplate=f"{prefix}random baseline (epoch 0)<br>{field} = %{{y:.4g}}<extra></extra>",
+                ), row=row, col=col)
+            for phase in ("train", "test"):
+                x, y = run.series(phase, field)
+                if not x:
+                    continue
+                figure.add_trace(go.Scatter(
+                    x=x, y=y, mode="lines+markers", name=f"{prefix}{phase}", legendgroup=f"{run.name}-{phase}",
+                    showlegend=index == 0, marker=dict(size=5),
+                    line=dict(color=colour if several else PHASE_COLOURS[phase],
+                              dash=PHASE_DASH[phase] if several else "solid", width=2),
+                    hovertemplate=f"{prefix}{phase} epoch %{{x}}<br>{field} = %{{y:.4g}}<extra></extra>",
+                ), row=row, col=col)
+        figure.update_xaxes(title_text="epoch", row=row, col=col)
+        figure.update_yaxes(title_text=field, row=row, col=col)
+    figure.update_layout(
+        height=max(380, 330 * rows), margin=dict(l=60, r=20, t=60, b=50), template="plotly_white",
+        legend=dict(orientation="h", yanchor="bottom", y=1.02 + 0.04 / rows, x=0), hovermode="closest",
+    )
+    return figure
+
+
+def build_context(runs: list, fields: list, figure) -> dict:
+    summaries = []
+    for run in runs:
+        tests = [r for r in run.rows if r["phase"] == "test"]
+        best = max(tests, key=lambda r: _number(r.get("average_reward")), default=None) if "average_reward" in run.columns else None
+        summaries.append({
+            "name": run.name, "path": run.path, "rows": len(run.rows),
+            "epochs": len({r["epoch"] for r in run.rows if r["phase"] != "random"}),
+            "best": None if best is None else {"epoch": best["epoch"], "score": _number(best["average_reward"])},
+            "baseline": run.baseline("average_reward") if "average_reward" in run.columns else None,
+        })
+    title = "training statistics · " + ", ".join(run.name for run in runs)
+    return {"title": title, "runs": summaries, "fields": fields, "figure_json": figure.to_json(),
+            "several": len(runs) > 1}
+
+
+def render_page(runs: list, fields: list) -> tuple[str, object]:
+    from dqnviz.report.render import render
+
+    figure = build_figure(runs, fields)
+    return render("plot.html.j2", **build_context(runs, fields, figure)), figure
+
+
+def write_png(figure, path) -> tuple[Path | None, str]:
+    """Write the figure as a static PNG: plotly's ``write_image`` (kaleido), else headless Chromium.
+
+    Returns:
+        ``(path, how)`` on success, ``(None, why not)`` when no static renderer is available.
+    """
+    from dqnviz.snapshot import atomic_write
+
+    path = Path(path)
+    width, height = 1200, int(figure.layout.height or 800)
+    try:
+        atomic_write(path, lambda tmp: figure.write_image(tmp, format="png", width=width, height=height))
+        return path, "plotly (kaleido)"
+    except Exception as error:  # kaleido missing or broken
+        kaleido_error = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    try:
+        data = _chromium_png(figure, width, height)
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return None, (f"no static image renderer is available (plotly: {kaleido_error[:120]}; "
+                      f"headless Chromium: {reason[:120]}); install one with `pip install kaleido` "
+                      "or install playwright and Chromium, then run again with --png")
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+    return path, "headless Chromium (Plotly.toImage)"
+
+
+def _chromium_png(figure, width: int, height: int) -> bytes:
+    """Render with Plotly.toImage in headless Chromium via playwright (no network)."""
+    import base64
+    import shutil
+    import tempfile
+
+    from playwright.sync_api import sync_playwright
+
+    from dqnviz.report.render import plotly_js
+
+    executable = next((c for c in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
+                                   shutil.which("chromium-browser"), shutil.which("google-chrome"))
+                       if c and os.path.exists(c)), None)
+    page_html = ("<html><head><meta charset='utf-8'><script>" + plotly_js() + "</script></head><body>"
+                 "<div id='plot'></div></body></html>")
+    with tempfile.TemporaryDirectory() as folder:
+        page_path = os.path.join(folder, "page.html")
+        Path(page_path).write_text(page_html, encoding="utf-8")
+        with sync_playwright() as p:
+            options = {"headless": True, "args": ["--no-sandbox", "--disable-gpu"]}
+            if executable:
+                options["executable_path"] = executable
+            browser = p.chromium.launch(**options)
+            try:
+                page = browser.new_page()
+                page.route("**/*", lambda r: r.continue_() if r.request.url.startswith(("file:", "data:", "blob:")) else r.abort())
+                page.goto("file://" + page_path, wait_until="load")
+                uri = page.evaluate(
+                    """([spec, w, h]) => { const fig = JSON.parse(spec);
+                        return Plotly.newPlot('plot', fig.data, fig.layout, {staticPlot: true})
+                          .then(gd => Plotly.toImage(gd, {format: 'png', width: w, height: h})); }""",
+                    [figure.to_json(), width, height],
+                )
+            finally:
+                browser.close()
+    return base64.b64decode(uri.split(",", 1)[1])

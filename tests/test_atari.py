@@ -1,0 +1,88 @@
+"""ROM lookup, Nature preprocessing, and parity of the single and vectorised environments."""
+
+import numpy as np
+import pytest
+
+from dqnviz.atari import AtariEnv, VectorAtariEnv, resize_frame, resolve_rom, shipped_roms
+from dqnviz.errors import UserError
+from dqnviz.trainer import SingleEnvBatch
+
+
+def test_rom_by_name_and_by_path_agree():
+    by_name = resolve_rom("Space Invaders")
+    assert by_name.name == "space_invaders"
+    by_path = resolve_rom(shipped_roms()["breakout"])
+    assert by_path.name == "breakout" and len(by_path.md5) == 32
+
+
+def test_unknown_name_suggests_close_matches():
+    with pytest.raises(UserError, match="did you mean breakout"):
+        resolve_rom("breakuot")
+
+
+def test_missing_file_and_unsupported_file(tmp_path):
+    with pytest.raises(UserError, match="ROM file not found"):
+        resolve_rom(str(tmp_path / "nope.bin"))
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\x00" * 4096)
+    with pytest.raises(UserError, match="not a ROM that ale-py supports"):
+        resolve_rom(str(junk))
+
+
+def test_area_resize_averages_blocks():
+    frame = np.zeros((210, 160), np.uint8)
+    frame[:, 80:] = 200
+    small = resize_frame(frame)
+    assert small.shape == (84, 84)
+    assert small[:, :42].max() == 0 and small[:, 42:].min() == 200
+    ramp = np.tile(np.arange(160, dtype=np.uint8), (210, 1))
+    assert np.all(np.diff(resize_frame(ramp)[0].astype(int)) > 0)
+
+
+def test_state_stacks_four_frames_and_starts_with_zeros():
+    env = AtariEnv(resolve_rom("breakout"), seed=0, noop_max=0)
+    state = env.reset()
+    assert state.shape == (84, 84, 4) and state.dtype == np.uint8
+    assert state[..., :3].max() == 0 and state[..., 3].max() > 0
+    after = env.step(1).state
+    np.testing.assert_array_equal(after[..., 2], state[..., 3])
+
+
+def test_life_loss_is_terminal_only_in_training():
+    rom = resolve_rom("breakout")
+    for training in (True, False):
+        env = AtariEnv(rom, seed=0, noop_max=0, life_loss_terminal=training)
+        env.reset()
+        lives = env.lives
+        while True:
+            step = env.step(0)  # never FIRE: the first ball is never served, so serve it below
+            if step.lives < lives or step.game_over:
+                break
+            step = env.step(1)
+            if step.lives < lives or step.game_over:
+                break
+        assert step.lives == lives - 1 and not step.game_over
+        assert step.terminal is training
+
+
+@pytest.mark.parametrize("game", ["breakout", "pong"])
+def test_single_and_vectorised_environments_see_the_same_states(game):
+    rom = resolve_rom(game)
+    options = dict(seed=7, noop_max=0, life_loss_terminal=True, max_frames_per_episode=2_000)
+    single = SingleEnvBatch(AtariEnv(rom, **options))
+    vector = VectorAtariEnv(rom, num_envs=1, num_threads=1, **options)
+    assert single.action_names == vector.action_names
+    states_single, states_vector = single.reset(), vector.reset()
+    np.testing.assert_array_equal(states_single, states_vector)
+    rng = np.random.default_rng(0)
+    seen = {"terminal": 0, "game_over": 0}
+    for t in range(700):  # crosses lost lives, and a game over or the frame cap
+        actions = rng.integers(0, single.num_actions, 1)
+        a = single.step(actions)
+        b = vector.step(actions)
+        np.testing.assert_array_equal(a[0], b[0], err_msg=f"states differ at step {t}")
+        for name, x, y in zip(("reward", "terminal", "game_over"), a[1:4], b[1:4]):
+            assert np.array_equal(x, y), f"{name} differs at step {t}: {x} vs {y}"
+        seen["terminal"] += int(a[2][0])
+        seen["game_over"] += int(a[3][0])
+    assert seen["terminal"] > seen["game_over"] >= 1 or game == "pong"

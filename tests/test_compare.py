@@ -1,0 +1,107 @@
+"""``dqnviz compare``: two fixture snapshots of different games (different action counts)."""
+
+import os
+
+import pytest
+
+from tests.conftest import make_snapshot
+from tests.test_plot import run_cli
+
+FAST = ["--filters", "2", "--max-steps", "40", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("compare")
+    a = str(make_snapshot(folder / "breakout_1.keras", "breakout", 1))
+    b = str(make_snapshot(folder / "pong_2.keras", "pong", 2, seed=1))
+    out = folder / "cmp.html"
+    assert run_cli(["compare", a, b, "--out", str(out), *FAST]) == 0
+    return out
+
+
+def test_page_draws_without_errors(compared):
+    from tests.browser import all_plots_drawn, open_report
+
+    with open_report(compared) as check:
+        count = check.page.evaluate("() => window.dqnvizDrawAll()")
+        plots, drawn = all_plots_drawn(check.page)
+        assert plots == count and drawn == plots and plots >= 4 + 2 * 3 * 2 * 2
+        assert check.errors == [] and check.requests == []
+        cards = check.page.evaluate("""() => Array.from(document.querySelectorAll('article.card'))
+            .map(c => [c.dataset.snapshot, c.dataset.layer, c.dataset.filter])""")
+        assert len(cards) == 2 * 3 * 2  # snapshots × conv layers × filters
+        assert {c[0] for c in cards} == {"breakout_1", "pong_2"}
+        assert {c[1] for c in cards} == {"conv1", "conv2", "conv3"}
+        assert all(c[2].isdigit() for c in cards)
+        weights = check.page.evaluate("() => document.querySelectorAll('[data-weight-filter] img[src^=\"data:image/png\"]').length")
+        assert weights == 2 * 32
+
+
+def test_page_content(compared):
+    html = compared.read_text()
+    assert "different action sets" in html and "q: representation similarity" in html  # q skipped with reason
+    for text in ("Hungarian algorithm", "linear_sum_assignment", "centred kernel alignment", "random net",
+                 "Temporal lean", "Effective versus theoretical receptive field", "guided-backprop image"):
+        assert text in html
+    for figure in ("fig-lean", "fig-erf", "fig-cka", "fig-match"):
+        assert f'id="{figure}"' in html
+    assert "<script src=" not in html and "<link" not in html  # self-contained
+    assert html.count("Plotly.newPlot=") + html.count("window.Plotly") >= 1
+
+
+def test_gather_numbers_and_evolution_order(tmp_path):
+    """Same game at several epochs: sorted by epoch, consecutive pairs; a dueling net still compares."""
+    from dqnviz.report.compare import build_context, gather
+    from dqnviz.snapshot import load_snapshot
+
+    late = make_snapshot(tmp_path / "breakout_9.keras", "breakout", 9, seed=3)
+    early = make_snapshot(tmp_path / "breakout_2.keras", "breakout", 2, seed=3)  # same weights as late
+    dueling = make_snapshot(tmp_path / "breakout_5.keras", "breakout", 5, dueling=True, seed=4)
+    snapshots = [load_snapshot(p) for p in (late, dueling, early)]
+    data = gather(snapshots, filters=1, max_steps=24, progress=False)
+    assert data.evolution and [p.meta["epoch"] for p in data.played] == [2, 5, 9]
+    assert data.pairs == [(0, 1), (1, 2)]
+    assert data.conv_layers == ["conv1", "conv2", "conv3"]
+    assert "q" in data.cka_layers and "fc" in data.cka_layers and "fc_value" not in data.cka_layers
+    assert any(view.startswith("fc_value") for view, _ in data.skipped)
+    for entry in data.cka:
+        assert 0.0 <= entry["value"] <= 1.0 + 1e-9
+    assert len(data.matching) == 2 and all(-1 <= m["mean"] <= 1 for m in data.matching)
+    for item in data.patterns:
+        assert -1 <= item[0] <= 1 and len(item[1]) == 3
+    context = build_context(data, {"games": 1, "epsilon": 0.05, "seed": 0, "max_steps": 24, "filters": 1})
+    assert context["evolution"] and context["title"].startswith("how the filters evolved")
+    assert sum(lean.sum() for lean in data.lean) > 0
+
+
+def test_identical_weights_are_maximally_similar(tmp_path):
+    from dqnviz.report.compare import gather
+    from dqnviz.snapshot import load_snapshot
+
+    a = make_snapshot(tmp_path / "breakout_1.keras", "breakout", 1, seed=7)
+    b = make_snapshot(tmp_path / "breakout_3.keras", "breakout", 3, seed=7)
+    data = gather([load_snapshot(a), load_snapshot(b)], filters=1, max_steps=16, progress=False)
+    assert data.matching[0]["mean"] == pytest.approx(1.0, abs=1e-6)
+    assert data.baseline[0] < 0.5
+    assert all(entry["value"] == pytest.approx(1.0, abs=1e-6) for entry in data.cka)
+
+
+@pytest.mark.parametrize("case", ["one", "missing", "same", "not_snapshot", "bad_filters", "bad_steps"])
+def test_bad_inputs_fail_and_write_nothing(tmp_path, capsys, case, breakout_snapshot):
+    junk = tmp_path / "junk.keras"
+    junk.write_text("not a zip")
+    args = {
+        "one": [breakout_snapshot],
+        "missing": [breakout_snapshot, str(tmp_path / "nope.keras")],
+        "same": [breakout_snapshot, breakout_snapshot],
+        "not_snapshot": [breakout_snapshot, str(junk)],
+        "bad_filters": [breakout_snapshot, str(junk), "--filters", "0"],
+        "bad_steps": [breakout_snapshot, str(junk), "--max-steps", "x"],
+    }[case]
+    out = tmp_path / "out.html"
+    before = set(os.listdir(tmp_path))
+    assert run_cli(["compare", *args, "--out", str(out), "--quiet"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err and len(err.splitlines()) == 1
+    assert not out.exists() and set(os.listdir(tmp_path)) == before

@@ -1,0 +1,93 @@
+"""The DQN update: targets by hand, Huber loss, a real gradient step, the ε schedule."""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from dqnviz.config import TrainConfig, epsilon_schedule
+from dqnviz.learner import Learner, dqn_loss, huber, td_targets
+
+
+def test_dqn_target_uses_max_of_target_network():
+    q_next = np.array([[1.0, 5.0, 2.0], [3.0, -1.0, 0.0]], np.float32)
+    y = ops.convert_to_numpy(td_targets(np.array([1.0, 0.5], np.float32), np.array([0.99, 0.0], np.float32), q_next, q_next))
+    assert y.tolist() == pytest.approx([1.0 + 0.99 * 5.0, 0.5])
+
+
+def test_double_dqn_target_picks_action_with_online_net_and_values_it_with_target_net():
+    q_next_online = np.array([[9.0, 1.0, 2.0], [0.0, 0.0, 7.0]], np.float32)  # argmax 0 and 2
+    q_next_target = np.array([[1.0, 5.0, 2.0], [3.0, -1.0, 4.0]], np.float32)  # max would be 5 and 4
+    y = ops.convert_to_numpy(td_targets(np.array([1.0, 2.0], np.float32), np.array([0.5, 0.25], np.float32),
+                                        q_next_online, q_next_target))
+    assert y.tolist() == pytest.approx([1.0 + 0.5 * 1.0, 2.0 + 0.25 * 4.0])
+
+
+def test_n_step_discount_enters_the_target():
+    gamma, n = 0.9, 3
+    rewards = [1.0, 0.0, 2.0]
+    R = sum(gamma**k * r for k, r in enumerate(rewards))
+    q_next = np.array([[2.0, 4.0]], np.float32)
+    y = ops.convert_to_numpy(td_targets(np.array([R], np.float32), np.array([gamma**n], np.float32), q_next, q_next))
+    assert y[0] == pytest.approx(1.0 + 0.0 + 0.81 * 2.0 + 0.729 * 4.0)
+
+
+def test_huber_is_quadratic_then_linear():
+    x = np.array([-3.0, -1.0, -0.5, 0.0, 0.5, 2.0], np.float32)
+    assert ops.convert_to_numpy(huber(x)).tolist() == pytest.approx([2.5, 0.5, 0.125, 0.0, 0.125, 1.5])
+
+
+def test_loss_weights_and_td_errors():
+    q = np.array([[1.0, 2.0], [0.0, 3.0]], np.float32)
+    q_next = np.zeros((2, 2), np.float32)
+    batch = {"returns": np.array([2.0, 3.5], np.float32), "discounts": np.zeros(2, np.float32),
+             "actions": np.array([0, 1], np.int32), "weights": np.array([1.0, 0.5], np.float32)}
+    loss, td_abs = dqn_loss(q, q_next, q_next, batch)
+    assert ops.convert_to_numpy(td_abs).tolist() == pytest.approx([1.0, 0.5])
+    assert float(loss) == pytest.approx((0.5 * 1.0 + 0.5 * 0.125) / 2)
+
+
+def _batch(rng, size=8):
+    return {
+        "states": rng.integers(0, 255, (size, 84, 84, 4), dtype=np.uint8),
+        "actions": rng.integers(0, 3, size).astype(np.int32),
+        "returns": rng.normal(size=size).astype(np.float32),
+        "discounts": np.full(size, 0.99, np.float32),
+        "next_states": rng.integers(0, 255, (size, 84, 84, 4), dtype=np.uint8),
+        "weights": np.ones(size, np.float32),
+    }
+
+
+@pytest.mark.parametrize("double", [False, True])
+def test_training_step_reduces_the_loss_on_a_fixed_batch(double):
+    config = TrainConfig(double=double, optimizer="adam", learning_rate=1e-3, seed=0)
+    learner = Learner(3, config)
+    batch = _batch(np.random.default_rng(0))
+    first, _ = learner.train(batch)
+    for _ in range(20):
+        loss, _ = learner.train(batch)
+    assert float(loss) < 0.5 * float(first)
+    # the target network does not move until it is synced
+    target_q = learner.target.predict(batch["states"], verbose=0)
+    learner.sync_target()
+    synced = learner.target.predict(batch["states"], verbose=0)
+    online = learner.model().predict(batch["states"], verbose=0)
+    assert not np.allclose(target_q, online, atol=1e-4)
+    np.testing.assert_allclose(synced, online, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(learner.q_values(batch["states"]), online, rtol=1e-4, atol=1e-4)
+
+
+def test_epsilon_schedule_is_linear_then_flat():
+    config = TrainConfig(epsilon_start=1.0, epsilon_end=0.1, epsilon_decay_steps=1000)
+    assert epsilon_schedule(0, config) == 1.0
+    assert epsilon_schedule(500, config) == pytest.approx(0.55)
+    assert epsilon_schedule(1000, config) == pytest.approx(0.1)
+    assert epsilon_schedule(10_000, config) == pytest.approx(0.1)
+
+
+def test_default_optimizer_is_deepminds_centred_rmsprop():
+    learner = Learner(2, TrainConfig())
+    optimizer = learner.optimizer
+    assert isinstance(optimizer, keras.optimizers.RMSprop)
+    assert optimizer.centered and optimizer.rho == 0.95 and optimizer.epsilon == 0.01
+    assert float(optimizer.learning_rate) == pytest.approx(0.00025)

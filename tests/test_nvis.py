@@ -1,0 +1,141 @@
+"""``dqnviz nvis``: the report is written, self-contained, complete, draws in Chromium, zooms in
+linked pairs, and bad input fails with one line and no file."""
+
+import os
+import re
+
+import numpy as np
+import pytest
+
+from dqnviz.cli import main
+
+FAST = ["--filters", "2", "--max-steps", "60", "--quiet"]
+LAYERS = ["conv1", "conv2", "conv3"]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """One report for the module: the same random-weight snapshot as ``breakout_snapshot``."""
+    from conftest import make_snapshot
+
+    folder = tmp_path_factory.mktemp("nvis")
+    snapshot = make_snapshot(folder / "breakout_1.keras", "breakout", 1)
+    out = folder / "breakout_1.html"
+    assert main(["nvis", str(snapshot), *FAST, "--out", str(out)]) == 0
+    return out
+
+
+def test_default_output_path(breakout_snapshot, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = main(["nvis", breakout_snapshot, "--layers", "conv3", "--filters", "1", "--max-steps", "20"])
+    assert code == 0
+    out = tmp_path / "reports" / "breakout_1.html"
+    assert out.exists()
+    assert "wrote" in capsys.readouterr().err
+    html = out.read_text()
+    assert len(re.findall(r'<article class="card" data-layer="conv3" data-filter="0"', html)) == 1
+    assert 'data-layer="conv1"' not in html
+
+
+def test_one_card_per_layer_and_filter(report):
+    html = report.read_text()
+    cards = re.findall(r'<article class="card" data-layer="([^"]+)" data-filter="(\d+)"', html)
+    assert sorted(cards) == sorted((layer, str(f)) for layer in LAYERS for f in range(2))
+    # header: game, epoch, test score, layers with shapes, receptive fields
+    for text in ("breakout", "epoch 1", "1.50 ± 0.50", "20 × 20 × 32", "7 × 7 × 64", "36×36 px, stride 8"):
+        assert text in html, text
+    # saliency with ALE action names, and the explanations
+    assert "NOOP" in html and "FIRE" in html
+    text = " ".join(re.sub(r"<[^>]+>", " ", html).split())
+    assert "guided backpropagation" in text and "colour trail" in text and "receptive field" in text
+
+
+def test_self_contained(report):
+    html = report.read_text()
+    assert not re.search(r'<(script|img|link|iframe)[^>]+(src|href)\s*=\s*["\']?(https?:)?//', html, re.I)
+    assert "cdn.plot.ly/plotly" not in html
+    assert html.count("<script>") == 2  # plotly.js once, the dqnviz helpers once
+    assert os.path.getsize(report) < 15e6
+
+
+def test_page_draws_and_zoom_is_linked(report):
+    from browser import all_plots_drawn, open_report
+
+    with open_report(report) as check:
+        page = check.page
+        expected = page.evaluate("dqnviz.figureCount()")
+        # 2 per card + ERF chart + 3 ERF maps + per saliency state 3 images and the Q bars
+        assert expected >= 6 * 2 + 4 + 4
+        assert page.evaluate("dqnvizDrawAll()") == expected
+        assert tuple(all_plots_drawn(page)) == (expected, expected)
+        card = page.locator('article[data-layer="conv2"][data-filter="1"]')
+        card.scroll_into_view_if_needed()
+        ranges = """el => Array.from(el.querySelectorAll('.js-plotly-plot'))
+                        .map(gd => [gd._fullLayout.xaxis.range.slice(), gd._fullLayout.yaxis.range.slice()])"""
+        before = card.evaluate(ranges)
+        assert len(before) == 2 and before[0] == before[1]
+        box = card.locator(".dq-fig").first.bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.4)
+        page.mouse.wheel(0, -400)
+        page.wait_for_function(
+            """el => { const g = Array.from(el.querySelectorAll('.js-plotly-plot'));
+                       const r = g.map(gd => JSON.stringify(gd._fullLayout.xaxis.range));
+                       return r[0] !== '[-0.5,83.5]' && r[0] === r[1]; }""",
+            arg=card.element_handle(), timeout=5000)
+        after = card.evaluate(ranges)
+        x0, x1 = after[0][0]
+        assert x1 - x0 < 84 - 1  # zoomed in
+        assert np.allclose(after[0], after[1])  # the guided image followed
+        assert check.errors == [] and check.requests == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--layers", "conv9"], "unknown layer 'conv9'"),
+    (["--layers", "fc"], "unknown layer 'fc'"),
+    (["--filters", "0"], "out of range"),
+    (["--filters", "65"], "out of range"),
+    (["--filters", "many"], "--filters must be"),
+    (["--games", "0"], "--games must be at least 1"),
+    (["--epsilon", "2"], "--epsilon"),
+])
+def test_bad_arguments(breakout_snapshot, tmp_path, capsys, args, message):
+    out = tmp_path / "r.html"
+    assert main(["nvis", breakout_snapshot, "--quiet", "--out", str(out), *args]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not out.exists()
+
+
+def test_missing_snapshot(tmp_path, capsys):
+    out = tmp_path / "r.html"
+    assert main(["nvis", str(tmp_path / "nope.keras"), "--out", str(out)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not found" in err
+    assert not out.exists()
+
+
+def test_no_states_collected(breakout_snapshot, tmp_path, capsys, monkeypatch):
+    import dqnviz.agent
+    from dqnviz.agent import GameRecord
+
+    def empty(*args, **kwargs):
+        return GameRecord(np.zeros((0, 84, 84, 4), np.uint8), np.zeros(0, np.int64), np.zeros((0, 4), np.float32),
+                          np.zeros(0, np.float32), np.zeros(0, np.int64), [0.0], ["NOOP", "FIRE", "RIGHT", "LEFT"])
+
+    monkeypatch.setattr(dqnviz.agent, "play_games", empty)
+    out = tmp_path / "r.html"
+    assert main(["nvis", breakout_snapshot, "--quiet", "--out", str(out)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "collected 0 game states" in err
+    assert not out.exists()
+
+
+def test_saliency_state_choice():
+    from dqnviz.report.nvis import pick_saliency_states
+
+    q = np.array([[0.0, 1.0], [5.0, 4.9], [-3.0, 3.0]])
+    picks = {p["index"]: p["labels"] for p in pick_saliency_states(q)}
+    assert picks == {1: ["highest max Q"], 0: ["lowest max Q"], 2: ["biggest action gap"]}
+    assert pick_saliency_states(np.array([[1.0, 0.0]])) == [
+        {"index": 0, "labels": ["highest max Q", "lowest max Q", "biggest action gap"], "max_q": 1.0, "gap": 1.0}]
+    assert pick_saliency_states(np.zeros((0, 3))) == []

@@ -1,0 +1,165 @@
+"""``dqnviz plot``: statistics CSVs to an interactive page; bad inputs fail cleanly."""
+
+import argparse
+import csv
+import os
+
+import pytest
+
+from dqnviz.report.plot import COLUMNS
+
+
+def run_cli(argv):
+    """Run a dqnviz subcommand like ``dqnviz.cli.main`` does (UserError → message, exit 2)."""
+    try:
+        from dqnviz.cli import main
+
+        return main(argv)
+    except ImportError:  # other subcommands not written yet: drive this one directly
+        import importlib
+        import sys
+
+        from dqnviz.errors import UserError
+
+        module = importlib.import_module(f"dqnviz.commands.{argv[0]}")
+        parser = argparse.ArgumentParser(prog=f"dqnviz {argv[0]}")
+        module.add_arguments(parser)
+        try:
+            return module.run(parser.parse_args(argv[1:]))
+        except UserError as error:
+            print(f"dqnviz {argv[0]}: error: {error}", file=sys.stderr)
+            return error.exit_code
+
+
+def write_stats(path, epochs=3, columns=COLUMNS, offset=0.0):
+    """A small statistics CSV: epoch 0 random, then train and test rows per epoch."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        rows = [dict(epoch=0, phase="random", average_reward=-20.5 + offset, meanq=0.0)]
+        for epoch in range(1, epochs + 1):
+            rows.append(dict(epoch=epoch, phase="train", average_reward=-20 + 2 * epoch + offset, meanq=0.1 * epoch))
+            rows.append(dict(epoch=epoch, phase="test", average_reward=-19 + 3 * epoch + offset, meanq=0.1 * epoch + 0.05))
+        for row in rows:
+            writer.writerow([row.get(c, 1.0 + i) for i, c in enumerate(columns)])
+    return str(path)
+
+
+def test_plot_page_draws_every_chart(tmp_path):
+    from tests.browser import all_plots_drawn, open_report
+
+    csv_path = write_stats(tmp_path / "pong.csv")
+    out = tmp_path / "out" / "pong.html"
+    assert run_cli(["plot", csv_path, "--out", str(out)]) == 0
+    html = out.read_text()
+    assert "Plotly.newPlot" in html and "cdn.plot.ly" not in html.split("</script>", 1)[1]
+    with open_report(out) as check:
+        plots, drawn = all_plots_drawn(check.page)
+        assert plots == 1 and drawn == 1
+        assert check.errors == [] and check.requests == []
+        names = check.page.evaluate(
+            "() => document.querySelector('.js-plotly-plot').data.map(t => t.name + ':' + t.x.length)")
+        # 4 default fields × (random, train, test); legend entries only once
+        assert len(names) == 12
+        assert names[:3] == ["random:2", "train:3", "test:3"]
+        subplots = check.page.evaluate("() => document.querySelector('.js-plotly-plot')._fullLayout._subplots.cartesian.length")
+        assert subplots == 4
+
+
+def test_random_baseline_is_epoch_zero_random_row(tmp_path):
+    from dqnviz.report.plot import build_figure, read_stats
+
+    run = read_stats(write_stats(tmp_path / "pong.csv", epochs=4))
+    figure = build_figure([run], ["average_reward"])
+    random, train, test = figure.data
+    assert list(random.y) == [-20.5, -20.5] and list(random.x) == [0, 4]
+    assert list(train.x) == [1, 2, 3, 4] and list(train.y) == [-18, -16, -14, -12]
+    assert list(test.y) == [-16, -13, -10, -7]
+
+
+def test_several_runs_overlay_and_any_column(tmp_path):
+    from tests.browser import all_plots_drawn, open_report
+
+    a = write_stats(tmp_path / "pong.csv")
+    b = write_stats(tmp_path / "pong_dueling.csv", epochs=2, offset=3)
+    out = tmp_path / "both.html"
+    assert run_cli(["plot", a, b, "--fields", "steps_per_second,average_reward", "--out", str(out)]) == 0
+    with open_report(out) as check:
+        assert tuple(all_plots_drawn(check.page)) == (1, 1)
+        assert check.errors == []
+        names = check.page.evaluate("() => document.querySelector('.js-plotly-plot').data.map(t => t.name)")
+        assert "pong · test" in names and "pong_dueling · train" in names
+        assert len(names) == 2 * 2 * 3
+
+
+def test_default_output_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_stats(tmp_path / "pong.csv")
+    write_stats(tmp_path / "b.csv")
+    write_stats(tmp_path / "c.csv")
+    assert run_cli(["plot", "pong.csv"]) == 0
+    assert (tmp_path / "reports" / "pong.html").is_file()
+    assert run_cli(["plot", "pong.csv", "b.csv", "c.csv"]) == 0
+    assert (tmp_path / "reports" / "pong_and_more.html").is_file()
+
+
+def test_png_written_or_clearly_explained(tmp_path, capsys):
+    csv_path = write_stats(tmp_path / "pong.csv")
+    out = tmp_path / "pong.html"
+    assert run_cli(["plot", csv_path, "--out", str(out), "--png"]) == 0
+    assert out.is_file()
+    captured = capsys.readouterr()
+    png = tmp_path / "pong.png"
+    if png.exists():
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "wrote" in captured.out and "pong.png" in captured.out
+    else:
+        assert "no static image renderer is available" in captured.err
+        assert "pip install kaleido" in captured.err
+
+
+def _bad(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "not found"),
+    ("empty", "is empty"),
+    ("header_only", "no rows"),
+    ("no_phase", "lacks the column phase"),
+    ("unknown_field", "unknown field bogus"),
+    ("two_unknown", "unknown fields bogus, nope"),
+    ("folder", "is a folder"),
+])
+def test_bad_inputs_fail_and_write_nothing(tmp_path, capsys, case, message):
+    good = write_stats(tmp_path / "good.csv")
+    args = {
+        "missing": [str(tmp_path / "nope.csv")],
+        "empty": [_bad(tmp_path, "empty.csv", "")],
+        "header_only": [_bad(tmp_path, "head.csv", ",".join(COLUMNS) + "\n")],
+        "no_phase": [_bad(tmp_path, "nophase.csv", "epoch,average_reward\n0,1\n")],
+        "unknown_field": [good, "--fields", "average_reward,bogus"],
+        "two_unknown": [good, "--fields", "bogus,nope"],
+        "folder": [str(tmp_path)],
+    }[case]
+    out = tmp_path / "out.html"
+    before = set(os.listdir(tmp_path))
+    code = run_cli(["plot", *args, "--out", str(out)])
+    assert code != 0
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    assert set(os.listdir(tmp_path)) == before
+
+
+def test_missing_field_in_one_of_several_csvs(tmp_path, capsys):
+    a = write_stats(tmp_path / "a.csv")
+    b = write_stats(tmp_path / "b.csv", columns=[c for c in COLUMNS if c != "meancost"])
+    out = tmp_path / "x.html"
+    assert run_cli(["plot", a, b, "--out", str(out)]) != 0
+    err = capsys.readouterr().err
+    assert "meancost" in err and "b.csv" in err
+    assert not out.exists()

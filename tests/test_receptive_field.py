@@ -1,0 +1,77 @@
+"""Theoretical receptive fields (Nature CNN) and the measured effective receptive field."""
+
+import keras
+import numpy as np
+import pytest
+
+from dqnviz.analysis import effective_receptive_field, receptive_field
+from dqnviz.errors import UserError
+
+try:
+    from tests import models
+except ImportError:  # pragma: no cover
+    import models
+
+
+@pytest.fixture(scope="module")
+def nature():
+    keras.utils.set_random_seed(0)
+    return models.nature_cnn(4)
+
+
+def test_nature_cnn(nature):
+    assert receptive_field(nature, "conv1") == (8, 4)
+    assert receptive_field(nature, "conv2") == (20, 8)
+    assert receptive_field(nature, nature.get_layer("conv3")) == (36, 8)
+
+
+def test_pooling_same_padding_dilation_and_separate_relu():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((32, 32, 3)),
+        keras.layers.Conv2D(4, 3, padding="same", name="a"),
+        keras.layers.ReLU(),
+        keras.layers.MaxPooling2D(2, name="pool"),
+        keras.layers.Conv2D(4, 3, dilation_rate=2, name="b"),
+    ])
+    assert receptive_field(model, "a") == (3, 1)
+    assert receptive_field(model, "pool") == (4, 2)
+    assert receptive_field(model, "b") == (4 + 4 * 2, 2)
+
+
+def test_effective_receptive_field_nature(nature):
+    states = np.random.default_rng(0).integers(0, 256, (2, 84, 84, 4)).astype("uint8")
+    for layer in ["conv1", "conv2", "conv3"]:
+        erf = effective_receptive_field(nature, states, layer, mass=0.9)
+        size, _ = erf["theoretical"]
+        assert 0 < erf["size"] <= size
+        assert erf["fraction"] >= 0.9
+        assert erf["map"].shape == (84, 84) and erf["map"].max() == pytest.approx(1.0)
+        # Nothing outside the theoretical receptive field.
+        cy, cx = erf["centre"]
+        rows, cols = np.nonzero(erf["map"])
+        assert np.abs(rows - cy).max() <= (size - 1) / 2 and np.abs(cols - cx).max() <= (size - 1) / 2
+    full = effective_receptive_field(nature, states, "conv1", mass=1.0)
+    assert full["size"] <= 8
+
+
+def test_erf_of_one_conv_is_its_kernel_support():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((9, 9, 1)), keras.layers.Conv2D(1, 3, name="c", use_bias=False)])
+    model.get_layer("c").set_weights([np.ones((3, 3, 1, 1), dtype=np.float32)])
+    erf = effective_receptive_field(model, np.ones((1, 9, 9, 1)), "c", mass=1.0)
+    assert erf["centre"] == (4.0, 4.0) and erf["size"] == 3
+    assert erf["map"].sum() == pytest.approx(9.0)
+    assert effective_receptive_field(model, np.ones((1, 9, 9, 1)), "c", mass=0.1)["size"] == 1
+
+
+def test_errors(nature):
+    with pytest.raises(UserError, match=r"'fc' has no spatial axes.*conv1, conv2, conv3"):
+        receptive_field(nature, "fc")
+    with pytest.raises(UserError, match=r"unknown layer 'conv4'.*conv1, conv2, conv3"):
+        receptive_field(nature, "conv4")
+    with pytest.raises(UserError, match=r"mass must be in"):
+        effective_receptive_field(nature, np.zeros((1, 84, 84, 4), "uint8"), "conv1", mass=1.5)
+    mlp = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(2, name="d")])
+    with pytest.raises(UserError, match=r"no Conv2D layers"):
+        receptive_field(mlp, "d")

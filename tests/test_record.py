@@ -1,0 +1,159 @@
+"""``dqnviz record``: the MP4 it writes, the saliency overlay, frame capture and bad input."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from dqnviz import cli
+
+
+@pytest.fixture(autouse=True)
+def one_blas_thread():
+    """Small numpy matrix products and the backend's thread pool fight on a 2-core CPU (see
+    dqnviz.viewer.limit_blas_threads); the commands limit BLAS themselves, the tests do too."""
+    from dqnviz.viewer import limit_blas_threads
+
+    previous = limit_blas_threads(1)
+    yield
+    if previous:
+        limit_blas_threads(previous)
+
+
+@pytest.fixture
+def main(monkeypatch):
+    """``dqnviz`` with only the commands of this test (the others may not exist yet)."""
+    monkeypatch.setattr(cli, "COMMANDS", ["record"])
+    return cli.main
+
+
+def read_video(path):
+    import imageio.v2 as imageio
+
+    with imageio.get_reader(path, format="FFMPEG") as reader:
+        frames = [frame for frame in reader]
+        fps = reader.get_meta_data()["fps"]
+    return np.asarray(frames), fps
+
+
+def test_record_writes_every_emulator_frame(main, breakout_snapshot, tmp_path, capsys):
+    out = tmp_path / "videos" / "breakout.mp4"
+    assert main(["record", breakout_snapshot, "--out", str(out), "--max-frames", "200"]) == 0
+    frames, fps = read_video(out)
+    assert frames.shape == (200, 420, 320, 3)
+    assert fps == 60
+    assert frames.mean() > 5  # not black: the Breakout walls and bricks are there
+    printed = capsys.readouterr().out
+    assert "score" in printed and str(out) in printed
+    assert os.listdir(out.parent) == ["breakout.mp4"]  # no temporary file left behind
+    assert oct(out.stat().st_mode & 0o044) != "0o0"  # readable by others, not mkstemp's 0600
+
+
+def test_record_with_saliency_and_png_frames(main, breakout_snapshot, tmp_path):
+    out, frames_dir = tmp_path / "s.mp4", tmp_path / "frames"
+    argv = ["record", breakout_snapshot, "--out", str(out), "--max-frames", "24", "--saliency", "gradient",
+            "--frames-dir", str(frames_dir), "--scale", "1", "--episodes", "2"]
+    assert main(argv) == 0
+    frames, _ = read_video(out)
+    pngs = sorted(frames_dir.iterdir())
+    assert len(frames) == len(pngs) == 48  # two games of 24 frames
+    from PIL import Image
+
+    first = np.asarray(Image.open(pngs[0]))
+    assert first.shape == frames.shape[1:] == (210, 160 + 232, 3)  # screen + Q-value panel
+    assert np.abs(frames[0].astype(int) - first).mean() < 6  # the video shows the same image (lossy)
+
+
+def test_overlay_changes_pixels_only_where_saliency_is_non_zero():
+    from dqnviz.viewer import saliency_overlay, upsample_map
+
+    rng = np.random.default_rng(0)
+    screen = rng.integers(0, 256, (210, 160, 3), dtype=np.uint8)
+    saliency = np.zeros((84, 84, 4), np.float32)
+    saliency[40, 30, -1] = 3.0
+    saliency[10, 70, -1] = -1.5  # the magnitude counts
+    saliency[60, 60, 0] = 100.0  # an older frame: not shown
+    out = saliency_overlay(screen, saliency)
+    changed = np.any(out != screen, axis=-1)
+    cells = np.zeros((84, 84), np.float32)
+    cells[40, 30] = cells[10, 70] = 1
+    allowed = upsample_map(cells) > 0
+    assert changed.any()
+    assert not (changed & ~allowed).any()
+    # The screen pixels inside cell (40, 30): rows 100-102, columns 57-58 (210/84 = 2.5, 160/84 ≈ 1.9).
+    assert changed[101, 57] and changed[101, 58]
+    assert not changed[60 * 5 // 2, 60 * 160 // 84]  # the older frame's cell
+    assert np.array_equal(saliency_overlay(screen, np.zeros((84, 84))), screen)
+    assert saliency_overlay(screen, saliency).dtype == np.uint8
+
+
+def test_frame_env_keeps_atari_env_preprocessing(breakout_snapshot):
+    from dqnviz.agent import env_for_snapshot
+    from dqnviz.snapshot import read_meta
+    from dqnviz.viewer import FrameEnv
+
+    meta = read_meta(breakout_snapshot)
+    plain, framed = env_for_snapshot(meta, 3), FrameEnv.capture(env_for_snapshot(meta, 3))
+    assert np.array_equal(plain.reset(), framed.reset())
+    actions = np.random.default_rng(0).integers(0, plain.num_actions, 120)
+    for action in actions:
+        a, b = plain.step(action), framed.step(action)
+        assert np.array_equal(a.state, b.state) and a.reward == b.reward and a.lives == b.lives
+        assert framed.n_frames == 4
+        assert np.array_equal(framed.captured()[-1], plain.screen_rgb())
+    assert framed.episode_score == plain.episode_score
+    assert framed.frame_scores[framed.n_frames - 1] == framed.episode_score
+
+
+def test_gradient_evaluator_gives_q_values_and_input_gradient(breakout_snapshot):
+    from dqnviz.agent import QFunction
+    from dqnviz.analysis._model import graph_runner
+    from dqnviz.backend import input_gradient
+    from dqnviz.snapshot import load_snapshot
+    from dqnviz.viewer import Evaluator
+
+    model = load_snapshot(breakout_snapshot).model
+    state = np.random.default_rng(1).integers(0, 256, (84, 84, 4), dtype=np.uint8)
+    q, gradient = Evaluator(model, "gradient")(state)
+    np.testing.assert_allclose(q, QFunction(model)(state), rtol=1e-4, atol=1e-5)
+    run = graph_runner(model)
+    best = int(np.argmax(q))
+    _, expected = input_gradient(lambda x: run(x)[:, best], state[None].astype(np.float32))
+    assert gradient.shape == state.shape
+    np.testing.assert_allclose(gradient, expected[0], rtol=1e-3, atol=1e-6 * np.abs(expected).max())
+    try:
+        from dqnviz.analysis import saliency
+    except ImportError:
+        return
+    reference = np.abs(np.asarray(saliency(model, state[None], method="gradient"))[0])
+    # Same map up to scale (the analysis may normalise): compare the shapes of |saliency|.
+    assert np.corrcoef(reference.ravel(), np.abs(gradient).ravel())[0, 1] > 0.99
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--episodes", "0"], "--episodes must be at least 1"),
+    (["--max-frames", "0"], "--max-frames"),
+    (["--epsilon", "1.5"], "--epsilon"),
+    (["--out", "x.avi"], ".mp4"),
+])
+def test_bad_numbers_fail_before_anything_is_written(main, breakout_snapshot, tmp_path, capsys, monkeypatch, extra, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["record", breakout_snapshot, *extra, "--frames-dir", "frames"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "reports").exists() and not (tmp_path / "frames").exists()
+    assert not list(tmp_path.glob("*.avi"))
+
+
+@pytest.mark.parametrize("content", [None, b"not a zip at all", b"PK\x03\x04broken"])
+def test_missing_or_corrupt_snapshot(main, tmp_path, capsys, monkeypatch, content):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "agent.keras"
+    if content is not None:
+        path.write_bytes(content)
+    assert main(["record", str(path), "--max-frames", "8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dqnviz record: error:") and len(err.splitlines()) == 1
+    assert not (tmp_path / "reports").exists()

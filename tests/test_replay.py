@@ -1,0 +1,144 @@
+"""Replay memory: stacking, episode boundaries, wraparound, terminals, n-step returns, priorities."""
+
+import numpy as np
+import pytest
+
+from dqnviz.errors import UserError
+from dqnviz.replay import ReplayMemory, SumTree, bytes_per_transition, check_fits_in_memory
+
+
+def frame(value):
+    return np.full((1, 84, 84), value, np.uint8)
+
+
+def fill(memory, count, start_every=None, terminal_every=None, first=1):
+    """Write transitions whose frame value is their time index (1, 2, 3, …)."""
+    for t in range(first, first + count):
+        start = t == first or (start_every and (t - first) % start_every == 0)
+        terminal = bool(terminal_every and (t - first) % terminal_every == terminal_every - 1)
+        memory.add(frame(t % 256), [t % 4], [float(t)], [terminal], [start])
+
+
+def values(states):
+    return states[:, 0, 0, :]  # (B, history): the frame values, oldest first
+
+
+def test_state_is_the_last_four_frames_oldest_first():
+    memory = ReplayMemory(100, history=4)
+    fill(memory, 10)
+    states = memory.stack(np.array([0]), np.array([6]))  # slot 6 holds frame 7
+    assert values(states).tolist() == [[4, 5, 6, 7]]
+    assert states.shape == (1, 84, 84, 4) and states.dtype == np.uint8
+
+
+def test_state_never_crosses_episode_start():
+    memory = ReplayMemory(100, history=4)
+    fill(memory, 12, start_every=5)  # games start at frames 1, 6, 11
+    # slot 6 holds frame 7; its game started at frame 6, so frames 4 and 5 are zeroed.
+    assert values(memory.stack(np.array([0]), np.array([6]))).tolist() == [[0, 0, 6, 7]]
+    assert values(memory.stack(np.array([0]), np.array([5]))).tolist() == [[0, 0, 0, 6]]
+    assert values(memory.stack(np.array([0]), np.array([9]))).tolist() == [[7, 8, 9, 10]]
+
+
+def test_sampled_states_never_span_a_start():
+    memory = ReplayMemory(150, history=4, seed=3)
+    fill(memory, 250, start_every=7, terminal_every=7)
+    batch = memory.sample(256)
+    for states in (batch["states"], batch["next_states"]):
+        frames = values(states).astype(int)
+        for row in frames:
+            nonzero = row[row > 0]
+            # consecutive frames of one game: each non-zero frame is the previous + 1, and zeros only lead
+            assert np.all(np.diff(nonzero) == 1)
+            assert np.all(row[: len(row) - len(nonzero)] == 0)
+            # no game start (frame index ≡ 1 mod 7) except possibly the first non-zero frame
+            assert not np.any((nonzero[1:] - 1) % 7 == 0)
+
+
+def test_wraparound_overwrites_oldest_and_keeps_order():
+    memory = ReplayMemory(10, history=4)
+    fill(memory, 25)  # frames 1…25; the ring keeps 16…25
+    assert len(memory) == 10
+    assert sorted(memory.frames[0, :, 0, 0].tolist()) == list(range(16, 26))
+    batch = memory.sample(200)
+    frames = values(batch["states"]).astype(int)
+    # the oldest history-1 slots cannot be sampled (their history is gone), nor the newest (no s')
+    assert frames[:, -1].min() == 19 and frames[:, -1].max() == 24
+    assert np.all(np.diff(frames, axis=1) == 1)  # a state across the ring's seam is still in order
+    assert np.all(values(batch["next_states"])[:, -1] == frames[:, -1] + 1)
+
+
+def test_terminal_masks_bootstrap_and_next_state_follows():
+    memory = ReplayMemory(50, history=4, gamma=0.9)
+    fill(memory, 20, start_every=10, terminal_every=10)  # terminals at frames 10 and 20
+    returns, discounts = memory.returns(np.array([0, 0]), np.array([9, 8]))  # frames 10 (terminal) and 9
+    assert returns.tolist() == [10.0, 9.0]
+    assert discounts.tolist() == pytest.approx([0.0, 0.9])
+
+
+def test_n_step_returns_by_hand():
+    gamma = 0.5
+    memory = ReplayMemory(50, history=4, n_step=3, gamma=gamma)
+    fill(memory, 20, start_every=10, terminal_every=10)  # rewards = frame index; terminal at 10
+    returns, discounts = memory.returns(np.array([0, 0, 0]), np.array([3, 7, 8]))
+    # frame 4: 4 + .5·5 + .25·6, bootstraps with γ³ from s at frame 7
+    # frame 8: 8 + .5·9 + .25·10, frame 10 is terminal → no bootstrap
+    # frame 9: 9 + .5·10, stops at the terminal; the next game's reward 11 is not added
+    assert returns.tolist() == pytest.approx([4 + 2.5 + 1.5, 8 + 4.5 + 2.5, 9 + 5.0])
+    assert discounts.tolist() == pytest.approx([gamma**3, 0.0, 0.0])
+    batch = ReplayMemory.sample  # the sampled next state is s_{t+n}
+    memory.rng = np.random.default_rng(0)
+    sample = memory.sample(64)
+    assert np.all(values(sample["next_states"])[:, -1] == values(sample["states"])[:, -1] + 3)
+
+
+def test_vectorised_rings_keep_environments_apart():
+    memory = ReplayMemory(40, num_envs=2, history=4)
+    for t in range(1, 16):
+        memory.add(np.stack([frame(t)[0], frame(100 + t)[0]]), [0, 1], [0.0, 0.0], [False, False], [t == 1, t == 1])
+    batch = memory.sample(200)
+    frames = values(batch["states"]).astype(int)
+    from_env = batch["envs"]
+    assert set(from_env.tolist()) == {0, 1}
+    assert np.all((frames[from_env == 1] > 100) | (frames[from_env == 1] == 0))
+    assert np.all(frames[from_env == 0] <= 15)
+    assert batch["actions"].tolist() == from_env.tolist()
+
+
+def test_prioritized_sampling_follows_priorities():
+    memory = ReplayMemory(64, history=1, prioritized=True, alpha=1.0, seed=1)
+    fill(memory, 40)
+    assert memory.num_sampleable() == 39
+    slots = np.arange(39)
+    priorities = np.where(slots == 5, 10.0, 1.0)  # slot 5 ten times as likely as any other
+    memory.update_priorities(np.zeros(39, int), slots, priorities, epsilon=0.0)
+    counts = np.zeros(64)
+    for _ in range(200):
+        envs, drawn, probabilities = memory.sample_indices(32)
+        np.add.at(counts, drawn, 1)
+    share = counts / counts.sum()
+    assert share[5] == pytest.approx(10 / 48, abs=0.02)
+    assert share[39:].sum() == 0  # the unfinished newest slot is never drawn
+    batch = memory.sample(32, beta=1.0)
+    expected = np.where(batch["slots"] == 5, 0.1, 1.0)  # w ∝ 1/P, normalised by the max
+    assert batch["weights"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_sum_tree_finds_prefix_sums():
+    tree = SumTree(5)
+    tree.set(np.arange(5), [1.0, 0.0, 2.0, 3.0, 4.0])
+    assert tree.total == 10.0
+    assert tree.find(np.array([0.0, 0.99, 1.0, 2.99, 3.0, 5.99, 6.0, 9.99])).tolist() == [0, 0, 2, 2, 3, 3, 4, 4]
+
+
+def test_bytes_per_transition_under_budget():
+    assert bytes_per_transition() <= 7100
+    assert bytes_per_transition(prioritized=True) <= 7100
+    memory = ReplayMemory(1000)
+    assert memory.nbytes / memory.capacity <= 7100
+
+
+def test_replay_size_that_does_not_fit_is_refused_with_a_size_that_would():
+    with pytest.raises(UserError, match=r"needs 6\.\d\d GiB .* use --replay-size [\d,]+ or less"):
+        check_fits_in_memory(1_000_000, available=2 * 2**30)
+    assert check_fits_in_memory(1000, available=2 * 2**30) == 1000 * 7062
