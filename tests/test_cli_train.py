@@ -1,0 +1,119 @@
+"""The train and test commands end to end on a tiny config, resume, Ctrl-C, and bad input."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from dqnviz.cli import main
+from dqnviz.snapshot import load_snapshot
+
+TINY = ["--random-steps", "64", "--train-steps", "48", "--test-steps", "40", "--replay-size", "500",
+        "--batch-size", "8", "--target-steps", "20", "--validation-states", "16", "--quiet"]
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_train_then_test_then_resume(tmp_path, capsys):
+    dirs = ["--snapshot-dir", str(tmp_path / "snap"), "--report-dir", str(tmp_path / "rep")]
+    assert main(["train", "breakout", "--epochs", "2", *TINY, *dirs]) == 0
+    table = rows(tmp_path / "rep" / "breakout.csv")
+    assert [(r["epoch"], r["phase"]) for r in table] == [("0", "random"), ("1", "train"), ("1", "test"), ("2", "train"), ("2", "test")]
+    assert list(table[0]) == ["epoch", "phase", "steps", "nr_games", "average_reward", "min_game_reward",
+                              "max_game_reward", "last_exploration_rate", "total_train_steps", "replay_memory_count",
+                              "meanq", "meancost", "weight_updates", "total_time", "epoch_time", "steps_per_second"]
+    assert int(table[3]["weight_updates"]) == 2 * 48 // 4
+    assert float(table[1]["last_exploration_rate"]) < 1.0
+    snapshot = load_snapshot(tmp_path / "snap" / "breakout_2.keras")
+    meta = snapshot.meta
+    assert meta["game"] == "breakout" and meta["epoch"] == 2 and meta["action_names"][:2] == ["NOOP", "FIRE"]
+    assert meta["test_score"]["average"] == pytest.approx(float(table[4]["average_reward"]))
+    assert meta["config"]["train_steps"] == 48 and meta["total_steps"] == 64 + 2 * 48
+    assert meta["backend"] in ("tensorflow", "jax") and len(meta["rom_md5"]) == 32
+
+    capsys.readouterr()
+    assert main(["test", str(tmp_path / "snap" / "breakout_2.keras"), "--episodes", "2", "--max-frames", "400",
+                 "--csv", str(tmp_path / "episodes.csv"), "--quiet"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("average ") and last.endswith(")") and "over 2 episodes (min" in last
+    assert len(rows(tmp_path / "episodes.csv")) == 2
+
+    # Resume: numbering continues, the CSV is appended, nothing is overwritten.
+    before = (tmp_path / "snap" / "breakout_2.keras").read_bytes()
+    assert main(["train", "--resume", str(tmp_path / "snap" / "breakout_2.keras"), "--epochs", "3", *dirs]) == 0
+    table = rows(tmp_path / "rep" / "breakout.csv")
+    assert [(r["epoch"], r["phase"]) for r in table][5:] == [("3", "train"), ("3", "test")]
+    assert (tmp_path / "snap" / "breakout_2.keras").read_bytes() == before
+    assert load_snapshot(tmp_path / "snap" / "breakout_3.keras").meta["total_steps"] > meta["total_steps"]
+
+    # A second fresh run of the same game gets its own name instead of overwriting.
+    assert main(["train", "breakout", "--epochs", "1", *TINY, *dirs]) == 0
+    assert (tmp_path / "rep" / "breakout-2.csv").exists() and (tmp_path / "snap" / "breakout-2_1.keras").exists()
+    assert len(rows(tmp_path / "rep" / "breakout.csv")) == 7
+
+
+def test_ctrl_c_saves_a_snapshot_that_resumes(tmp_path, monkeypatch, capsys):
+    from dqnviz import trainer
+
+    calls = {"n": 0}
+    original = trainer.Trainer._update
+
+    def interrupt_on_fifth(self, stats):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return original(self, stats)
+
+    monkeypatch.setattr(trainer.Trainer, "_update", interrupt_on_fifth)
+    dirs = ["--snapshot-dir", str(tmp_path / "snap"), "--report-dir", str(tmp_path / "rep")]
+    assert main(["train", "pong", "--epochs", "1", *TINY, *dirs]) == 130
+    out = capsys.readouterr().out
+    saved = tmp_path / "snap" / "pong_1_interrupted.keras"
+    assert saved.exists() and f"--resume {saved}" in out
+    meta = load_snapshot(saved).meta
+    assert meta["interrupted"] == {"phase": "train", "steps_done": 20}  # the 5th update comes after step 20
+    assert [r["phase"] for r in rows(tmp_path / "rep" / "pong.csv")] == ["random"]
+    monkeypatch.setattr(trainer.Trainer, "_update", original)
+    assert main(["train", "--resume", str(saved), *dirs]) == 0
+    table = rows(tmp_path / "rep" / "pong.csv")
+    assert [(r["epoch"], r["phase"]) for r in table] == [("0", "random"), ("1", "train"), ("1", "test")]
+    assert int(table[1]["steps"]) == 48 - 20
+    assert (tmp_path / "snap" / "pong_1.keras").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "no_such_game"], "unknown game"),
+    (["train", "breakuot"], "did you mean breakout"),
+    (["train", "/nonexistent/rom.bin"], "ROM file not found"),
+    (["train", "pong", "--train-steps", "0"], "--train-steps must be greater than 0"),
+    (["train", "pong", "--replay-size", "-5"], "--replay-size must be greater than 0"),
+    (["train", "pong", "--replay-size", "100000000"], "use --replay-size"),
+    (["test", "/nonexistent/x.keras"], "snapshot not found"),
+    (["train", "--resume", "/nonexistent/x.keras"], "snapshot not found"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, message, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code != 0
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "snapshots").exists() and not (tmp_path / "reports").exists()
+
+
+def test_bad_numbers_are_rejected_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "pong", "--train-steps", "abc"])
+    assert exit_.value.code == 2
+    assert "invalid int value: 'abc'" in capsys.readouterr().err
+
+
+def test_pickle_passed_to_test_is_refused(tmp_path, capsys):
+    import pickle
+
+    path = tmp_path / "agent.pkl"
+    path.write_bytes(pickle.dumps({"weights": np.zeros(3)}))
+    assert main(["test", str(path)]) == 2
+    assert "pickle" in capsys.readouterr().err

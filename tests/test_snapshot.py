@@ -1,0 +1,85 @@
+"""Snapshots: round trip, metadata, safe loading, and every kind of bad file."""
+
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+
+from dqnviz.errors import UserError
+from dqnviz.network import build_q_network
+from dqnviz.snapshot import load_snapshot, read_meta, save_snapshot
+
+
+@pytest.mark.parametrize("dueling", [False, True])
+def test_round_trip_keeps_weights_and_metadata(tmp_path, dueling):
+    model = build_q_network(4, dueling=dueling, seed=3)
+    meta = {"game": "breakout", "epoch": 7, "action_names": ["NOOP", "FIRE", "RIGHT", "LEFT"],
+            "test_score": {"average": 3.5}}
+    path = save_snapshot(tmp_path / "breakout_7.keras", model, meta)
+    snapshot = load_snapshot(path)
+    assert snapshot.meta["epoch"] == 7 and snapshot.meta["game"] == "breakout"
+    assert snapshot.meta["test_score"]["average"] == 3.5
+    assert snapshot.name == "breakout_7" and snapshot.action_names == meta["action_names"]
+    names = {layer.name for layer in snapshot.model.layers}
+    assert {"conv1", "conv2", "conv3", "fc", "q"} <= names
+    assert ("fc_value" in names) is dueling
+    states = np.random.default_rng(0).integers(0, 255, (3, 84, 84, 4), dtype=np.uint8)
+    np.testing.assert_allclose(snapshot.model.predict(states, verbose=0), model.predict(states, verbose=0), rtol=1e-6)
+    assert snapshot.model.inputs[0].dtype == "uint8"
+
+
+def test_snapshot_has_no_pickle_and_no_leftovers(tmp_path):
+    path = save_snapshot(tmp_path / "a_1.keras", build_q_network(3), {"game": "pong"})
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        assert "dqnviz.json" in names
+        for name in names:
+            assert not archive.read(name).startswith(b"\x80"), f"{name} looks like a pickle"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_1.keras"]
+
+
+def test_missing_snapshot(tmp_path):
+    with pytest.raises(UserError, match="snapshot not found"):
+        load_snapshot(tmp_path / "nope.keras")
+
+
+def test_pickle_is_refused_without_being_loaded(tmp_path):
+    class Boom:
+        def __reduce__(self):
+            return (exec, ("open(%r, 'w').write('ran')" % str(tmp_path / "ran"),))
+
+    path = tmp_path / "evil.keras"
+    path.write_bytes(pickle.dumps(Boom()))
+    with pytest.raises(UserError, match="pickle"):
+        load_snapshot(path)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_corrupt_and_truncated_files(tmp_path):
+    good = save_snapshot(tmp_path / "good.keras", build_q_network(3), {"game": "pong"})
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(UserError, match="not a dqnviz snapshot|corrupt"):
+        load_snapshot(truncated)
+    text = tmp_path / "text.keras"
+    text.write_text("hello")
+    with pytest.raises(UserError, match="not a dqnviz snapshot"):
+        load_snapshot(text)
+
+
+def test_plain_keras_model_is_not_a_snapshot(tmp_path):
+    path = tmp_path / "plain.keras"
+    build_q_network(3).save(path)
+    with pytest.raises(UserError, match="not a dqnviz snapshot"):
+        read_meta(path)
+
+
+def test_lambda_layer_is_refused_by_safe_mode(tmp_path):
+    import keras
+
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)
+    path = save_snapshot(tmp_path / "lambda.keras", keras.Model(inputs, outputs), {"game": "pong"})
+    with pytest.raises(UserError, match="could not load the model"):
+        load_snapshot(path)
