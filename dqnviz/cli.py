@@ -29,9 +29,27 @@ The Keras backend is chosen with KERAS_BACKEND=tensorflow (default) or KERAS_BAC
 
 
 def _quiet_backends() -> None:
+    """Keep TensorFlow's start-up log lines (oneDNN, CPU features) off the user's terminal."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    if os.environ["KERAS_BACKEND"] == "jax":
+        # Keras still imports TensorFlow (if installed) for file I/O; its oneDNN kernels are unused.
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+        return
+    if "tensorflow" in sys.modules:
+        return
+    # The remaining lines come from C++ before logging is configured: silence fd 2 during import.
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            try:
+                import tensorflow  # noqa: F401
+            except Exception:
+                pass  # keras reports a missing or broken TensorFlow itself, with the real message
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -110,7 +110,8 @@ def add_config_arguments(parser, config_class=TrainConfig) -> None:
             parser.add_argument(flag, action="store_true", default=None, help=help_text)
         else:
             parser.add_argument(
-                flag, type=type(default), default=None, metavar=f.name.upper().split("_")[-1],
+                flag, type=type(default), default=None,
+                metavar=None if "choices" in f.metadata else "N" if isinstance(default, int) else "X",
                 help=f"{help_text} (default: {default:,})" if isinstance(default, int)
                 else f"{help_text} (default: {default})",
                 choices=f.metadata.get("choices"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import os
@@ -72,6 +73,12 @@ class SingleEnvBatch:
 
     def reset(self) -> np.ndarray:
         return self.env.reset()[None]
+
+    def send(self, actions) -> None:
+        self._actions = actions
+
+    def recv(self):
+        return self.step(self._actions)
 
     def step(self, actions):
         step = self.env.step(int(actions[0]))
@@ -161,6 +168,25 @@ class StatisticsCSV:
 # The epoch loop
 
 
+class Timer:
+    """Seconds spent per part of the loop: ``with timer("learn"): …``; free when disabled."""
+
+    def __init__(self, enabled: bool = False):
+        self.enabled = enabled
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def _measure(self, name):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+    def __call__(self, name):
+        return self._measure(name) if self.enabled else contextlib.nullcontext()
+
+
 class Interrupted(Exception):
     """Training stopped by Ctrl-C; carries the path of the snapshot saved on the way out."""
 
@@ -180,10 +206,13 @@ class Trainer:
         resume: a loaded snapshot to continue from (epoch numbering and step counts continue).
         show_progress: progress bars / lines on stderr.
         log: where one-line phase summaries go (``print`` by default).
+        profile: time each part of a step (act, emulate, replay, sample, learn) in ``self.timer``;
+            this waits for every update to finish, so it is slightly slower.
     """
 
     def __init__(self, rom: Rom, config: TrainConfig, run: str, snapshot_dir="snapshots",
-                 report_dir="reports", resume=None, show_progress: bool = True, log=print):
+                 report_dir="reports", resume=None, show_progress: bool = True, log=print,
+                 profile: bool = False):
         self.rom, self.config, self.run = rom, config, run
         self.snapshot_dir, self.report_dir = Path(snapshot_dir), Path(report_dir)
         self.show_progress, self.log = show_progress, log
@@ -212,6 +241,7 @@ class Trainer:
         self.starts = None
         self.steps_since_sync = 0
         self.last_test = None
+        self.timer = Timer(enabled=profile)
 
     # -- acting --------------------------------------------------------------------------------
 
@@ -244,34 +274,39 @@ class Trainer:
         iterations_per_update = max(1, config.train_frequency // n)
         start = time.perf_counter()
         label = progress_label or f"epoch {epoch} {phase}"
+        timer = self.timer
         with Progress(label, total=steps, enabled=self.show_progress) as progress:
             iteration = 0
             try:
                 while stats.steps < steps:
                     epsilon = 1.0 if phase == "random" else config.test_epsilon if testing else self.epsilon()
-                    actions = self._choose(states, epsilon)
-                    next_states, rewards, terminals, game_overs, _ = env.step(actions)
+                    with timer("act"):
+                        actions = self._choose(states, epsilon)
+                    with timer("emulate"):
+                        env.send(actions)  # the emulators run in C++ threads while we learn
+                    iteration += 1
+                    if learn:
+                        self.train_steps_done += n
+                        if iteration % iterations_per_update == 0 and self.replay.num_sampleable() >= config.batch_size:
+                            for _ in range(updates_per_iteration):
+                                self._update(stats, timer)
+                        self.steps_since_sync += n
+                        if self.steps_since_sync >= config.target_steps:
+                            self.learner.sync_target()
+                            self.steps_since_sync = 0
+                    with timer("emulate"):
+                        next_states, rewards, terminals, game_overs, _ = env.recv()
                     if not testing:
-                        self.replay.add(states[..., -1], actions, np.clip(rewards, -1.0, 1.0), terminals, self.starts)
+                        with timer("replay"):
+                            self.replay.add(states[..., -1], actions, np.clip(rewards, -1.0, 1.0), terminals, self.starts)
                         self.starts = game_overs
+                        self.total_steps += n
                     scores += rewards
                     for i in np.flatnonzero(game_overs):
                         stats.game_scores.append(float(scores[i]))
                         scores[i] = 0.0
                     states = next_states
                     stats.steps += n
-                    iteration += 1
-                    if not testing:
-                        self.total_steps += n
-                    if learn:
-                        self.train_steps_done += n
-                        if iteration % iterations_per_update == 0 and self.replay.num_sampleable() >= config.batch_size:
-                            for _ in range(updates_per_iteration):
-                                self._update(stats)
-                        self.steps_since_sync += n
-                        if self.steps_since_sync >= config.target_steps:
-                            self.learner.sync_target()
-                            self.steps_since_sync = 0
                     stats.epsilon = epsilon
                     if iteration % 50 == 0 or stats.steps >= steps:
                         average = np.mean(stats.game_scores[-20:]) if stats.game_scores else float(scores.mean())
@@ -283,17 +318,23 @@ class Trainer:
                 stats.seconds = time.perf_counter() - start
         return stats
 
-    def _update(self, stats: PhaseStats) -> None:
+    def _update(self, stats: PhaseStats, timer=None) -> None:
         config = self.config
+        timer = timer or self.timer
         fraction = min(1.0, self.train_steps_done / max(1, config.epochs * config.train_steps))
         beta = config.priority_beta + (1.0 - config.priority_beta) * fraction
-        batch = self.replay.sample(config.batch_size, beta=beta)
-        loss, td_abs = self.learner.train(batch)
-        stats.updates += 1
-        if stats.updates % 16 == 0 or config.prioritized:  # a host sync; keep it rare unless needed
-            stats.costs.append(float(loss))
+        with timer("sample"):
+            batch = self.replay.sample(config.batch_size, beta=beta)
+        with timer("learn"):
+            loss, td_abs = self.learner.train(batch)
+            stats.updates += 1
+            # Reading the loss waits for the device; do it rarely unless priorities need |δ| anyway
+            # (or when profiling, so that the time lands here and not in the next host sync).
+            if stats.updates % 16 == 0 or config.prioritized or self.timer.enabled:
+                stats.costs.append(float(loss))
         if config.prioritized:
-            self.replay.update_priorities(batch["envs"], batch["slots"], np.asarray(td_abs))
+            with timer("replay"):
+                self.replay.update_priorities(batch["envs"], batch["slots"], np.asarray(td_abs))
 
     # -- statistics and snapshots -------------------------------------------------------------
 

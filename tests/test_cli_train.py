@@ -61,11 +61,11 @@ def test_ctrl_c_saves_a_snapshot_that_resumes(tmp_path, monkeypatch, capsys):
     calls = {"n": 0}
     original = trainer.Trainer._update
 
-    def interrupt_on_fifth(self, stats):
+    def interrupt_on_fifth(self, stats, timer=None):
         calls["n"] += 1
         if calls["n"] == 5:
             raise KeyboardInterrupt
-        return original(self, stats)
+        return original(self, stats, timer)
 
     monkeypatch.setattr(trainer.Trainer, "_update", interrupt_on_fifth)
     dirs = ["--snapshot-dir", str(tmp_path / "snap"), "--report-dir", str(tmp_path / "rep")]

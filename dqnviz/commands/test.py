@@ -38,13 +38,13 @@ def _probability(text):
 
 def add_arguments(parser) -> None:
     parser.add_argument("snapshot", help="a .keras snapshot written by dqnviz train")
-    parser.add_argument("--episodes", type=_positive_int, default=30, help="episodes to play (default: 30)")
-    parser.add_argument("--epsilon", type=_probability, default=0.05, help="ε of the ε-greedy policy (default: 0.05)")
-    parser.add_argument("--max-frames", type=_positive_int, default=18_000,
+    parser.add_argument("--episodes", type=_positive_int, default=30, metavar="N", help="episodes to play (default: 30)")
+    parser.add_argument("--epsilon", type=_probability, default=0.05, metavar="E", help="ε of the ε-greedy policy (default: 0.05)")
+    parser.add_argument("--max-frames", type=_positive_int, default=18_000, metavar="N",
                         help="emulator frames per episode before it is cut off (default: 18,000 = 5 minutes)")
-    parser.add_argument("--repeat-action-probability", type=_probability, default=None,
+    parser.add_argument("--repeat-action-probability", type=_probability, default=None, metavar="P",
                         help="sticky actions (default: the snapshot's training setting)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0)")
     parser.add_argument("--csv", metavar="FILE", help="also write one row per episode (episode, score, frames) to FILE")
     parser.add_argument("--quiet", action="store_true", help="no progress, only the final line")
 
@@ -106,6 +106,6 @@ def run(args) -> int:
                 writer.writerows(results)
 
         atomic_write(args.csv, write)
-    print(f"average {values.mean():.1f} ± {values.std():.1f} over {len(values)} episodes "
+    print(f"average {values.mean():.1f} ± {values.std():.1f} over {len(values)} episode{'' if len(values) == 1 else 's'} "
           f"(min {values.min():g}, max {values.max():g})")
     return 0

@@ -1,0 +1,84 @@
+"""Training-phase throughput: agent steps/s, learner updates/s, and where the time goes.
+
+    KERAS_BACKEND=jax python benchmarks/throughput.py                 # classic (1 env) and 8 envs
+    KERAS_BACKEND=tensorflow python benchmarks/throughput.py --num-envs 1 --steps 4000
+
+Each configuration fills the replay memory with random play, then times a train phase at the
+standard replay ratio (one batch-32 update per 4 agent steps: 8 sampled transitions per step).
+A first, untimed train phase compiles the step. A second run with ``--profile`` waits for every
+update so that the time is attributed to its part (act, emulate, replay, sample, learn).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def measure(game: str, num_envs: int, steps: int, warmup: int, replay_size: int, batch_size: int,
+            train_frequency: int, profile: bool, seed: int = 0):
+    from dqnviz.atari import resolve_rom
+    from dqnviz.config import TrainConfig
+    from dqnviz.trainer import Trainer
+    import tempfile
+
+    config = TrainConfig(num_envs=num_envs, replay_size=replay_size, batch_size=batch_size,
+                         train_frequency=train_frequency, seed=seed, validation_states=32)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(resolve_rom(game), config, run="bench", snapshot_dir=tmp, report_dir=tmp,
+                          show_progress=False, log=lambda *_: None, profile=profile)
+        trainer.started = time.perf_counter()
+        trainer.run_phase(0, "random", max(warmup, 4 * batch_size))
+        trainer.run_phase(1, "train", max(200, 16 * num_envs))  # compile, warm caches
+        trainer.timer.seconds.clear()
+        updates_before = trainer.learner.updates
+        start = time.perf_counter()
+        stats = trainer.run_phase(1, "train", steps)
+        seconds = time.perf_counter() - start
+        updates = trainer.learner.updates - updates_before
+        return stats.steps / seconds, updates / seconds, dict(trainer.timer.seconds), seconds
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--game", default="breakout")
+    parser.add_argument("--num-envs", default="1,8", help="comma-separated environment counts")
+    parser.add_argument("--steps", type=int, default=3000, help="timed agent steps per configuration")
+    parser.add_argument("--warmup", type=int, default=2000, help="random steps that fill the replay memory first")
+    parser.add_argument("--replay-size", type=int, default=100_000)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--train-frequency", type=int, default=4)
+    parser.add_argument("--no-profile", action="store_true", help="skip the per-part breakdown run")
+    args = parser.parse_args()
+
+    import keras
+
+    print(f"backend {keras.config.backend()}, keras {keras.__version__}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
+    try:
+        import jax
+
+        print("jax devices:", ", ".join(str(d) for d in jax.devices()))
+    except Exception:
+        pass
+    print(f"replay ratio: batch {args.batch_size} every {args.train_frequency} agent steps "
+          f"= {args.batch_size / args.train_frequency:g} sampled transitions per step")
+    for num_envs in [int(n) for n in args.num_envs.split(",")]:
+        rate, update_rate, _, seconds = measure(args.game, num_envs, args.steps, args.warmup, args.replay_size,
+                                                args.batch_size, args.train_frequency, profile=False)
+        print(f"\n{args.game}, {num_envs} env(s): {rate:,.0f} agent steps/s, {update_rate:,.1f} updates/s "
+              f"({args.steps:,} steps in {seconds:.1f} s)")
+        if not args.no_profile:
+            _, _, parts, total = measure(args.game, num_envs, args.steps, args.warmup, args.replay_size,
+                                         args.batch_size, args.train_frequency, profile=True)
+            other = total - sum(parts.values())
+            print("  share of time (profiled run, every update waited for):")
+            for name, value in sorted({**parts, "other": other}.items(), key=lambda kv: -kv[1]):
+                print(f"    {name:8s} {100 * value / total:5.1f}%  {1e3 * value / (args.steps / num_envs):7.3f} ms per iteration")
+
+
+if __name__ == "__main__":
+    main()
