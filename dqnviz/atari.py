@@ -260,6 +260,9 @@ class AtariEnv:
         self._push(self.ale.getScreenGrayscale())
         return self.state
 
+    def _after_frame(self, k: int, reward: float) -> None:
+        """Called after emulator frame ``k`` of a step (``reward`` so far); a hook for viewers."""
+
     def step(self, action: int) -> Step:
         """Play ``action`` (an index into the minimal action set) for ``frame_skip`` frames."""
         lives_before = self.ale.lives()
@@ -267,6 +270,7 @@ class AtariEnv:
         ale_action = self.actions[int(action)]
         for k in range(self.frame_skip):
             reward += self.ale.act(ale_action)
+            self._after_frame(k, reward)
             if k >= self.frame_skip - 2:
                 self.ale.getScreenGrayscale(self._buffer[k - self.frame_skip + 2])
             if self.ale.game_over():

@@ -102,31 +102,13 @@ class FrameEnv(AtariEnv):
         return self.frames[:self.n_frames]
 
     def step(self, action: int) -> Step:
-        # Mirrors AtariEnv.step line for line; the only additions are the two capture lines.
-        lives_before = self.ale.lives()
-        reward = 0.0
-        ale_action = self.actions[int(action)]
         self.n_frames = 0
-        for k in range(self.frame_skip):
-            reward += self.ale.act(ale_action)
-            self.ale.getScreenRGB(self.frames[k])  # capture
-            self.frame_scores[k] = self.episode_score + reward  # capture
-            self.n_frames = k + 1
-            if k >= self.frame_skip - 2:
-                self.ale.getScreenGrayscale(self._buffer[k - self.frame_skip + 2])
-            if self.ale.game_over():
-                if k < self.frame_skip - 1:
-                    self._buffer[1] = self.ale.getScreenGrayscale()
-                    if k < self.frame_skip - 2:
-                        self._buffer[0] = self._buffer[1]
-                break
-        self._push(np.maximum(self._buffer[0], self._buffer[1]))
-        self.episode_score += reward
-        self.episode_frames += self.frame_skip
-        game_over = bool(self.ale.game_over())
-        lives = self.ale.lives()
-        terminal = game_over or (self.life_loss_terminal and lives < lives_before)
-        return Step(self.state, reward, terminal, game_over, lives)
+        return super().step(action)
+
+    def _after_frame(self, k: int, reward: float) -> None:
+        self.ale.getScreenRGB(self.frames[k])
+        self.frame_scores[k] = self.episode_score + reward
+        self.n_frames = k + 1
 
 
 # --------------------------------------------------------------------------- Q-values and saliency

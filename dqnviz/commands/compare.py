@@ -35,34 +35,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
-def _integer(name, text, minimum=None):
-    from dqnviz.errors import UserError
-
-    try:
-        value = int(str(text).strip())
-    except ValueError:
-        raise UserError(f"{name} must be a whole number, not {text!r}") from None
-    if minimum is not None and value < minimum:
-        raise UserError(f"{name} must be at least {minimum}, not {value}")
-    return value
-
-
 def options_from(args) -> dict:
-    from dqnviz.errors import UserError
+    from dqnviz.commands.arguments import playing_options, whole_number
 
-    options = {
-        "filters": _integer("--filters", args.filters, minimum=1),
-        "games": _integer("--games", args.games, minimum=1),
-        "seed": _integer("--seed", args.seed),
-        "max_steps": None if args.max_steps is None else _integer("--max-steps", args.max_steps, minimum=1),
-    }
-    try:
-        options["epsilon"] = float(args.epsilon)
-    except ValueError:
-        raise UserError(f"--epsilon must be a number between 0 and 1, not {args.epsilon!r}") from None
-    if not 0.0 <= options["epsilon"] <= 1.0:
-        raise UserError(f"--epsilon must be between 0 and 1, not {options['epsilon']}")
-    return options
+    return {"filters": whole_number("--filters", args.filters, minimum=1), **playing_options(args)}
 
 
 def run(args) -> int:
