@@ -22,6 +22,10 @@ _LAZY = {
     "receptive_field": "dqnviz.analysis",
     "effective_receptive_field": "dqnviz.analysis",
     "encode_rgb": "dqnviz.analysis",
+    "encode_gradient_rgb": "dqnviz.analysis",
+    "frames_strip": "dqnviz.analysis",
+    "conv_layers": "dqnviz.analysis",
+    "top_activations": "dqnviz.analysis",
     "UserError": "dqnviz.errors",
 }
 
