@@ -20,14 +20,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def measure(game: str, num_envs: int, steps: int, warmup: int, replay_size: int, batch_size: int,
-            train_frequency: int, profile: bool, seed: int = 0):
+            train_frequency: int, profile: bool, seed: int = 0, device_replay: bool = False):
     from dqnviz.atari import resolve_rom
     from dqnviz.config import TrainConfig
     from dqnviz.trainer import Trainer
     import tempfile
 
     config = TrainConfig(num_envs=num_envs, replay_size=replay_size, batch_size=batch_size,
-                         train_frequency=train_frequency, seed=seed, validation_states=32)
+                         train_frequency=train_frequency, seed=seed, validation_states=32,
+                         device_replay=device_replay)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(resolve_rom(game), config, run="bench", snapshot_dir=tmp, report_dir=tmp,
                           show_progress=False, log=lambda *_: None, profile=profile)
@@ -52,6 +53,7 @@ def main():
     parser.add_argument("--replay-size", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--train-frequency", type=int, default=4)
+    parser.add_argument("--device-replay", action="store_true", help="keep replay frames on the accelerator")
     parser.add_argument("--no-profile", action="store_true", help="skip the per-part breakdown run")
     args = parser.parse_args()
 
@@ -68,12 +70,14 @@ def main():
           f"= {args.batch_size / args.train_frequency:g} sampled transitions per step")
     for num_envs in [int(n) for n in args.num_envs.split(",")]:
         rate, update_rate, _, seconds = measure(args.game, num_envs, args.steps, args.warmup, args.replay_size,
-                                                args.batch_size, args.train_frequency, profile=False)
+                                                args.batch_size, args.train_frequency, profile=False,
+                                                device_replay=args.device_replay)
         print(f"\n{args.game}, {num_envs} env(s): {rate:,.0f} agent steps/s, {update_rate:,.1f} updates/s "
               f"({args.steps:,} steps in {seconds:.1f} s)")
         if not args.no_profile:
             _, _, parts, total = measure(args.game, num_envs, args.steps, args.warmup, args.replay_size,
-                                         args.batch_size, args.train_frequency, profile=True)
+                                         args.batch_size, args.train_frequency, profile=True,
+                                         device_replay=args.device_replay)
             other = total - sum(parts.values())
             print("  share of time (profiled run, every update waited for):")
             for name, value in sorted({**parts, "other": other}.items(), key=lambda kv: -kv[1]):

@@ -34,6 +34,7 @@ class TrainConfig:
     replay_size: int = _f(1_000_000, "transitions kept in the replay memory (about 7 KB each)", positive=True)
     batch_size: int = _f(32, "transitions per gradient step", positive=True)
     train_frequency: int = _f(4, "agent steps per gradient step (summed over environments)", positive=True)
+    device_replay: bool = _f(False, "keep the replay memory's frames on the accelerator and stack sampled states there (for GPUs)")
     prioritized: bool = _f(False, "proportional prioritized replay (Schaul et al. 2016) with importance weights")
     priority_alpha: float = _f(0.6, "prioritized replay: priority exponent α in P(i) = p_i^α / Σ p_k^α", probability=True)
     priority_beta: float = _f(0.4, "prioritized replay: initial importance-weight exponent β, annealed to 1", probability=True)

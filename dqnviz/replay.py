@@ -124,7 +124,7 @@ class ReplayMemory:
         self.per_env = capacity // num_envs
         self.capacity = self.per_env * num_envs
         self.frame_shape = tuple(frame_shape)
-        self.frames = np.zeros((num_envs, self.per_env) + self.frame_shape, np.uint8)
+        self.frames = self._allocate_frames((num_envs, self.per_env) + self.frame_shape)
         self.actions = np.zeros((num_envs, self.per_env), np.uint8)
         self.rewards = np.zeros((num_envs, self.per_env), np.float32)
         self.flags = np.zeros((num_envs, self.per_env), np.uint8)
@@ -138,10 +138,25 @@ class ReplayMemory:
     def __len__(self) -> int:
         return min(self.written, self.per_env) * self.num_envs
 
+    # -- where the frames live: host memory here; DeviceReplay keeps them on the accelerator ----
+
+    def _allocate_frames(self, shape):
+        return np.zeros(shape, np.uint8)
+
+    def _write_frames(self, slot: int, frames) -> None:
+        self.frames[:, slot] = frames
+
+    def _gather_states(self, envs, index, keep):
+        """``frames[envs, index]`` with frames where ``keep`` is False set to 0, channels last."""
+        frames = self.frames[envs[:, None], index]  # (B, history, 84, 84)
+        frames[~keep] = 0
+        return frames.transpose(0, 2, 3, 1)
+
     @property
     def nbytes(self) -> int:
         tree = self.tree.tree.nbytes if self.tree is not None else 0
-        return self.frames.nbytes + self.actions.nbytes + self.rewards.nbytes + self.flags.nbytes + tree
+        frames = int(np.prod(self.frames.shape))  # uint8, wherever they live
+        return frames + self.actions.nbytes + self.rewards.nbytes + self.flags.nbytes + tree
 
     def add(self, frames, actions, rewards, terminals, starts) -> None:
         """Store one transition per environment.
@@ -152,7 +167,7 @@ class ReplayMemory:
             starts: whether s_t is the first state of a game.
         """
         slot = self.cursor
-        self.frames[:, slot] = frames
+        self._write_frames(slot, frames)
         self.actions[:, slot] = actions
         self.rewards[:, slot] = rewards
         self.flags[:, slot] = np.where(terminals, TERMINAL, 0) | np.where(starts, START, 0)
@@ -208,12 +223,10 @@ class ReplayMemory:
         """The states s_slot, shaped (B, 84, 84, history), zero before the latest game start."""
         offsets = np.arange(-self.history + 1, 1)  # oldest … newest
         index = (slots[:, None] + offsets[None, :]) % self.per_env
-        frames = self.frames[envs[:, None], index]  # (B, history, 84, 84)
         starts = (self.flags[envs[:, None], index] & START) > 0
         # A frame is kept if no later frame in the window starts a game.
         later_start = np.flip(np.cumsum(np.flip(starts, 1), 1), 1) - starts
-        frames[later_start > 0] = 0
-        return frames.transpose(0, 2, 3, 1)
+        return self._gather_states(envs, index, later_start == 0)
 
     def returns(self, envs, slots):
         """n-step returns and discounts: ``R = Σ_{k<m} γ^k r``, ``discount = γ^n · [no terminal]``."""
@@ -256,3 +269,26 @@ class ReplayMemory:
         still_valid = self.tree.get(flat) > 0  # an overwritten slot keeps priority 0
         self.tree.set(flat[still_valid], priorities[still_valid])
         self.max_priority = max(self.max_priority, float(priorities.max()))
+
+
+class DeviceReplay(ReplayMemory):
+    """A :class:`ReplayMemory` whose frames live on the accelerator (``--device-replay``).
+
+    Bookkeeping (actions, rewards, flags, priorities) and the choice of transitions stay on the
+    host and are shared with :class:`ReplayMemory`, so both sample the same distribution. Only
+    the frames — 7,056 of the 7,062 bytes per transition — move: one (num_envs, 84, 84) copy per
+    step, and a sampled batch is gathered and stacked on the device, so the learner's
+    2 × 32 × 28 KB of states never cross the host–device bus.
+    """
+
+    def _allocate_frames(self, shape):
+        from dqnviz.backend import FrameBuffer
+
+        self.buffer = FrameBuffer(shape)
+        return self.buffer
+
+    def _write_frames(self, slot: int, frames) -> None:
+        self.buffer.write(slot, frames)
+
+    def _gather_states(self, envs, index, keep):
+        return self.buffer.gather(envs, index, keep)

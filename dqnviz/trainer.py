@@ -19,7 +19,7 @@ from dqnviz.config import TrainConfig, epsilon_schedule
 from dqnviz.errors import UserError
 from dqnviz.learner import Learner
 from dqnviz.progress import Progress
-from dqnviz.replay import ReplayMemory, check_fits_in_memory
+from dqnviz.replay import DeviceReplay, ReplayMemory, check_fits_in_memory
 from dqnviz.snapshot import save_snapshot
 
 
@@ -217,15 +217,24 @@ class Trainer:
         self.snapshot_dir, self.report_dir = Path(snapshot_dir), Path(report_dir)
         self.show_progress, self.log = show_progress, log
         self.rng = np.random.default_rng(config.seed)
-        check_fits_in_memory(config.replay_size, prioritized=config.prioritized)
+        check_fits_in_memory(config.replay_size, prioritized=config.prioritized,
+                             frame_shape=(0,) if config.device_replay else (84, 84))
         self.train_env = make_envs(rom, config, training=True, seed=config.seed)
         self.test_env = None
         self.num_actions = self.train_env.num_actions
         keras.utils.set_random_seed(config.seed)
-        self.replay = ReplayMemory(
-            config.replay_size, num_envs=config.num_envs, history=config.history, n_step=config.n_step,
-            gamma=config.gamma, prioritized=config.prioritized, alpha=config.priority_alpha, seed=config.seed,
-        )
+        try:
+            self.replay = (DeviceReplay if config.device_replay else ReplayMemory)(
+                config.replay_size, num_envs=config.num_envs, history=config.history, n_step=config.n_step,
+                gamma=config.gamma, prioritized=config.prioritized, alpha=config.priority_alpha, seed=config.seed,
+            )
+        except Exception as error:  # the accelerator's allocator says so in its own words
+            if "RESOURCE_EXHAUSTED" in str(error) or "out of memory" in str(error).lower():
+                raise UserError(
+                    f"--replay-size {config.replay_size:,} does not fit in the accelerator's memory "
+                    f"({config.replay_size * 7056 / 2**30:.2f} GiB of frames); use a smaller --replay-size"
+                ) from None
+            raise
         self.learner = Learner(self.num_actions, config, model=resume.model if resume else None)
         self.csv = StatisticsCSV(self.report_dir / f"{run}.csv")
         meta = resume.meta if resume else {}
@@ -350,7 +359,7 @@ class Trainer:
         if self.validation is None and self.replay.num_sampleable() > 0:
             count = min(self.config.validation_states, self.replay.num_sampleable())
             envs, slots, _ = self.replay.sample_indices(count)
-            self.validation = self.replay.stack(envs, slots)
+            self.validation = np.asarray(self.replay.stack(envs, slots))
 
     def snapshot_path(self, epoch: int, suffix: str = "") -> Path:
         return self.snapshot_dir / f"{self.run}_{epoch}{suffix}.keras"

@@ -15,15 +15,22 @@ Each backend module exposes the same two functions:
 ``make_train_step(online, target, optimizer, loss_fn) -> step``
     ``step(batch) -> (loss, td_abs)``, updating the online model's weights in place.
     ``loss_fn(q, q_next_online, q_next_target, batch) -> (loss, td_abs)`` is pure ``keras.ops`` maths.
+
+``make_predict(model) -> predict(states, weights=None)``
+    compiled Q-values for acting.
+
+``FrameBuffer(shape)``
+    the replay memory's uint8 frames kept on the accelerator (``--device-replay``): ``write(slot,
+    frames)`` in place, ``gather(envs, index, keep)`` → stacked states on the device.
 """
 
 import keras
 
 _name = keras.config.backend()
 if _name == "jax":
-    from dqnviz.backend.jax import input_gradient, make_train_step, make_predict  # noqa: F401
+    from dqnviz.backend.jax import FrameBuffer, input_gradient, make_predict, make_train_step  # noqa: F401
 elif _name == "tensorflow":
-    from dqnviz.backend.tensorflow import input_gradient, make_train_step, make_predict  # noqa: F401
+    from dqnviz.backend.tensorflow import FrameBuffer, input_gradient, make_predict, make_train_step  # noqa: F401
 else:  # pragma: no cover - torch and numpy backends are not supported
     raise ImportError(
         f"dqnviz supports the 'tensorflow' and 'jax' Keras backends, not {_name!r}; "

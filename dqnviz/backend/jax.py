@@ -110,3 +110,32 @@ class make_train_step:
                                   (self.optimizer.variables, self.optimizer_state)):
             for variable, value in zip(variables, values):
                 variable.assign(jnp.copy(value))
+
+
+def _gather_states(frames, envs, index, keep):
+    states = frames[envs[:, None], index]  # (B, history, H, W)
+    states = jnp.where(keep[:, :, None, None], states, jnp.zeros((), states.dtype))
+    return jnp.transpose(states, (0, 2, 3, 1))
+
+
+class FrameBuffer:
+    """uint8 frames ``(num_envs, slots, H, W)`` kept on the accelerator.
+
+    Writes are jitted with the buffer donated, so XLA updates it in place instead of copying
+    gigabytes per step; a sampled batch is gathered and stacked on the device.
+    """
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+        self.array = jnp.zeros(self.shape, jnp.uint8)
+        self._write = jax.jit(lambda buffer, slot, frames: buffer.at[:, slot].set(frames), donate_argnums=0)
+        self._gather = jax.jit(_gather_states)
+
+    def write(self, slot, frames):
+        self.array = self._write(self.array, jnp.int32(slot), jnp.asarray(frames, jnp.uint8))
+
+    def gather(self, envs, index, keep):
+        return self._gather(self.array, jnp.asarray(envs, jnp.int32), jnp.asarray(index, jnp.int32), jnp.asarray(keep))
+
+    def to_numpy(self):
+        return np.asarray(self.array)

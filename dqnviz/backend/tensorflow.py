@@ -64,3 +64,37 @@ class make_train_step:
 
     def write_back(self):
         pass
+
+
+class FrameBuffer:
+    """uint8 frames ``(num_envs, slots, H, W)`` in a ``tf.Variable`` (on the GPU when there is one).
+
+    Writes assign one slot in place; a sampled batch is gathered and stacked by a compiled function.
+    """
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+        self.variable = tf.Variable(tf.zeros(self.shape, tf.uint8), trainable=False)
+
+        @tf.function(reduce_retracing=True)
+        def write(slot, frames):
+            self.variable[:, slot].assign(frames)
+
+        @tf.function(reduce_retracing=True)
+        def gather(envs, index, keep):
+            envs = tf.broadcast_to(envs[:, None], tf.shape(index))
+            states = tf.gather_nd(self.variable, tf.stack([envs, index], axis=-1))  # (B, history, H, W)
+            states = tf.where(keep[:, :, None, None], states, tf.zeros_like(states))
+            return tf.transpose(states, (0, 2, 3, 1))
+
+        self._write, self._gather = write, gather
+
+    def write(self, slot, frames):
+        self._write(tf.constant(int(slot), tf.int32), tf.convert_to_tensor(np.asarray(frames, np.uint8)))
+
+    def gather(self, envs, index, keep):
+        return self._gather(tf.constant(np.asarray(envs, np.int32)), tf.constant(np.asarray(index, np.int32)),
+                            tf.constant(np.asarray(keep, bool)))
+
+    def to_numpy(self):
+        return self.variable.numpy()

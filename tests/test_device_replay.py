@@ -1,0 +1,70 @@
+"""The device-resident replay (--device-replay) samples exactly what the host replay samples."""
+
+import numpy as np
+from scipy import stats
+
+from dqnviz.replay import DeviceReplay, ReplayMemory
+
+
+def fill_both(memories, steps=600, num_envs=2, seed=0):
+    rng = np.random.default_rng(seed)
+    for t in range(steps):
+        # frame value = time step (mod 250) + 1, so a sampled state tells which transition it is
+        frames = np.broadcast_to(((t % 250) + 1 + 0 * np.arange(num_envs))[:, None, None], (num_envs, 84, 84)).astype(np.uint8)
+        actions = rng.integers(0, 4, num_envs)
+        rewards = rng.choice([-1.0, 0.0, 1.0], num_envs)
+        terminals = rng.random(num_envs) < 0.05
+        starts = rng.random(num_envs) < 0.05
+        for memory in memories:
+            memory.add(frames, actions, rewards, terminals, starts)
+
+
+def test_same_seed_gives_identical_batches():
+    for prioritized in (False, True):
+        host = ReplayMemory(400, num_envs=2, n_step=3, prioritized=prioritized, seed=11)
+        device = DeviceReplay(400, num_envs=2, n_step=3, prioritized=prioritized, seed=11)
+        fill_both([host, device])
+        for _ in range(5):
+            a, b = host.sample(32), device.sample(32)
+            for key in a:
+                np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), err_msg=key)
+            if prioritized:
+                td = np.random.default_rng(0).random(32)
+                host.update_priorities(a["envs"], a["slots"], td)
+                device.update_priorities(b["envs"], b["slots"], td)
+
+
+def test_device_and_host_sample_the_same_distribution():
+    """Independent seeds: a chi-square test cannot tell the two samplers' transitions apart."""
+    host = ReplayMemory(400, num_envs=2, seed=1)
+    device = DeviceReplay(400, num_envs=2, seed=2)
+    fill_both([host, device])
+    counts = []
+    for memory in (host, device):
+        newest = np.concatenate([np.asarray(memory.sample(64)["states"])[:, 0, 0, -1] for _ in range(60)])
+        counts.append(np.bincount(newest, minlength=256)[1:251])
+    table = np.array(counts)
+    table = table[:, table.sum(0) > 0]
+    _, p_value, _, _ = stats.chi2_contingency(table)
+    assert p_value > 0.001
+    # and both are close to uniform over the sampleable transitions
+    _, p_uniform = stats.chisquare(table.sum(0))
+    assert p_uniform > 0.001
+
+
+def test_device_frames_match_host_frames_after_wraparound():
+    host = ReplayMemory(120, num_envs=2, seed=0)
+    device = DeviceReplay(120, num_envs=2, seed=0)
+    fill_both([host, device], steps=500)
+    np.testing.assert_array_equal(host.frames, device.buffer.to_numpy())
+    assert host.nbytes == device.nbytes
+
+
+def test_training_with_device_replay(tmp_path):
+    from dqnviz.cli import main
+
+    argv = ["train", "pong", "--device-replay", "--num-envs", "2", "--epochs", "1", "--random-steps", "40",
+            "--train-steps", "32", "--test-steps", "16", "--replay-size", "200", "--batch-size", "8",
+            "--validation-states", "8", "--quiet", "--snapshot-dir", str(tmp_path), "--report-dir", str(tmp_path)]
+    assert main(argv) == 0
+    assert (tmp_path / "pong_1.keras").exists()
