@@ -35,6 +35,7 @@ FRAME_SHAPE = (84, 84)
 
 def _ale():
     import ale_py
+    import ale_py.roms  # noqa: F401  (not imported by ale_py itself unless gymnasium is installed)
 
     return ale_py
 
