@@ -83,13 +83,19 @@ def _version() -> str:
         return "0.1.0"
 
 
+# Commands that never start a Keras backend: no need to pay for importing TensorFlow.
+NO_BACKEND = {"games", "plot"}
+
+
 def main(argv=None) -> int:
-    _quiet_backends()
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    if args.command not in NO_BACKEND:
+        _quiet_backends()
     from dqnviz.errors import UserError
 
     try:
