@@ -40,6 +40,17 @@ def _ale():
     return ale_py
 
 
+def _vector_interface():
+    """ale-py's C++ vector interface (behind ``AtariVectorEnv``), which takes a ROM path."""
+    ale_py = _ale()
+    try:
+        return ale_py.ALEVectorInterface  # exported when gymnasium is installed
+    except AttributeError:
+        from ale_py._ale_py import ALEVectorInterface
+
+        return ALEVectorInterface
+
+
 @dataclass(frozen=True)
 class Rom:
     """A supported Atari ROM: its ale-py name, file path and MD5."""
@@ -301,11 +312,10 @@ class VectorAtariEnv:
                  life_loss_terminal: bool = False, repeat_action_probability: float = 0.0,
                  max_frames_per_episode: int = 108_000, frame_skip: int = 4, history: int = 4,
                  num_threads: int = 0):
-        ale_py = _ale()
         self.rom = rom
         self.num_envs = num_envs
         self.life_loss_terminal = life_loss_terminal
-        self.vector = ale_py.ALEVectorInterface(
+        self.vector = _vector_interface()(
             rom_path=rom.path, num_envs=num_envs, frame_skip=frame_skip, stack_num=history,
             img_height=FRAME_SHAPE[0], img_width=FRAME_SHAPE[1], grayscale=True, maxpool=True,
             noop_max=noop_max, use_fire_reset=False, episodic_life=False, life_loss_info=False,
