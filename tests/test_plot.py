@@ -59,9 +59,10 @@ def test_plot_page_draws_every_chart(tmp_path):
         assert check.errors == [] and check.requests == []
         names = check.page.evaluate(
             "() => document.querySelector('.js-plotly-plot').data.map(t => t.name + ':' + t.x.length)")
-        # 4 default fields × (random, train, test); legend entries only once
-        assert len(names) == 12
+        # 3 fields × (random, train, test) + meancost, which only the train phase measures
+        assert len(names) == 10
         assert names[:3] == ["random:2", "train:3", "test:3"]
+        assert names[-1] == "train:3"
         subplots = check.page.evaluate("() => document.querySelector('.js-plotly-plot')._fullLayout._subplots.cartesian.length")
         assert subplots == 4
 

@@ -147,6 +147,11 @@ def default_output(paths: list) -> Path:
     return Path("reports") / f"{stem}.html"
 
 
+# Columns that only the learner produces: the random and test phases have no gradient steps, so
+# their 0 is "not measured", not a value to draw.
+LEARNING_ONLY = {"meancost"}
+
+
 def build_figure(runs: list, fields: list):
     """A plotly figure: one subplot per field (two columns when there are more than two)."""
     import plotly.graph_objects as go
@@ -167,7 +172,7 @@ def build_figure(runs: list, fields: list):
             first, last = (min(epochs), max(epochs)) if epochs else (0, 1)
             last = max(last, first + 1)
             prefix = f"{run.name} · " if several else ""
-            baseline = run.baseline(field)
+            baseline = None if field in LEARNING_ONLY else run.baseline(field)
             if baseline is not None:
                 figure.add_trace(go.Scatter(
                     x=[first, last], y=[baseline, baseline], mode="lines", name=f"{prefix}random",
@@ -175,7 +180,7 @@ def build_figure(runs: list, fields: list):
                     line=dict(color=colour if several else PHASE_COLOURS["random"], dash=PHASE_DASH["random"], width=1.5),
                     hovertemplate=f"{prefix}random baseline (epoch 0)<br>{field} = %{{y:.4g}}<extra></extra>",
                 ), row=row, col=col)
-            for phase in ("train", "test"):
+            for phase in ("train",) if field in LEARNING_ONLY else ("train", "test"):
                 x, y = run.series(phase, field)
                 if not x:
                     continue
@@ -186,7 +191,9 @@ def build_figure(runs: list, fields: list):
                               dash=PHASE_DASH[phase] if several else "solid", width=2),
                     hovertemplate=f"{prefix}{phase} epoch %{{x}}<br>{field} = %{{y:.4g}}<extra></extra>",
                 ), row=row, col=col)
-        figure.update_xaxes(title_text="epoch", row=row, col=col)
+        span = max((max((_number(r["epoch"]) for r in run.rows), default=1) for run in runs), default=1)
+        step = max(1, math.ceil(span / 10)) if not math.isnan(span) else 1
+        figure.update_xaxes(title_text="epoch", tick0=0, dtick=step, row=row, col=col)
         figure.update_yaxes(title_text=field, row=row, col=col)
     figure.update_layout(
         height=max(380, 330 * rows), margin=dict(l=60, r=20, t=60, b=50), template="plotly_white",
