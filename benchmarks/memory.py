@@ -32,13 +32,25 @@ def main():
 
     from dqnviz.replay import ReplayMemory, bytes_per_transition, check_fits_in_memory
 
+    # The child run goes first: ru_maxrss of a child counts what it inherited before exec, so it
+    # must not be forked from a process that already holds a filled replay memory.
+    if args.run:
+        with tempfile.TemporaryDirectory() as tmp:
+            command = [sys.executable, "-m", "dqnviz", "train", "pong", "--replay-size", str(args.replay_size),
+                       "--random-steps", "5000", "--train-steps", "1000", "--test-steps", "500", "--epochs", "1",
+                       "--snapshot-dir", tmp, "--report-dir", tmp, "--quiet"]
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+            peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            print(f"peak resident memory of `dqnviz train pong --replay-size {args.replay_size:,}` "
+                  f"(short run, replay partly filled): {peak_kib / 2**20:.2f} GiB")
+            print(f"  a full replay adds {args.replay_size * bytes_per_transition() / 2**30:.2f} GiB at most")
+
     check_fits_in_memory(args.replay_size, prioritized=args.prioritized)
     process = psutil.Process()
     before = process.memory_info().rss
     start = time.perf_counter()
     memory = ReplayMemory(args.replay_size, prioritized=args.prioritized)
     frame = np.random.default_rng(0).integers(0, 255, (1, 84, 84), dtype=np.uint8)
-    chunk = 10_000
     for index in range(args.replay_size):
         memory.add(frame, [index % 4], [0.0], [index % 1000 == 999], [index % 1000 == 0])
     filled = process.memory_info().rss
@@ -55,16 +67,6 @@ def main():
     print(f"  sampling a batch of 32: {1e3 * (time.perf_counter() - start) / 200:.2f} ms")
     del memory
 
-    if args.run:
-        with tempfile.TemporaryDirectory() as tmp:
-            command = [sys.executable, "-m", "dqnviz", "train", "pong", "--replay-size", str(args.replay_size),
-                       "--random-steps", "5000", "--train-steps", "1000", "--test-steps", "500", "--epochs", "1",
-                       "--snapshot-dir", tmp, "--report-dir", tmp, "--quiet"]
-            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-            peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-            print(f"peak resident memory of `dqnviz train pong --replay-size {args.replay_size:,}` "
-                  f"(short run, replay partly filled): {peak_kib / 2**20:.2f} GiB")
-            print(f"  a full replay adds {args.replay_size * bytes_per_transition() / 2**30:.2f} GiB at most")
 
 
 if __name__ == "__main__":

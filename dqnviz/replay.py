@@ -67,7 +67,8 @@ class SumTree:
     """
 
     def __init__(self, size: int):
-        self.leaves = 1 << max(0, int(np.ceil(np.log2(max(size, 1)))))
+        self.depth = max(0, int(np.ceil(np.log2(max(size, 1)))))
+        self.leaves = 1 << self.depth
         self.tree = np.zeros(2 * self.leaves, np.float64)
 
     @property
@@ -80,12 +81,10 @@ class SumTree:
     def set(self, index, priority) -> None:
         nodes = np.asarray(index, np.int64) + self.leaves
         self.tree[nodes] = priority
-        nodes = np.unique(nodes // 2)
-        while nodes[0] >= 1:
+        for _ in range(self.depth):
+            # A parent listed twice is just summed twice, to the same value: no need to dedupe.
+            nodes = nodes >> 1
             self.tree[nodes] = self.tree[2 * nodes] + self.tree[2 * nodes + 1]
-            if nodes[0] == 1:
-                break
-            nodes = np.unique(nodes // 2)
 
     def find(self, values: np.ndarray) -> np.ndarray:
         values = np.array(values, np.float64)
@@ -186,14 +185,20 @@ class ReplayMemory:
         return (oldest + logical) % self.per_env
 
     def _update_validity(self, slot: int) -> None:
+        """One tree update per step: the new slot and the slot that lost its history → 0 (not
+        sampleable), the slot whose n successors are now written → the maximum priority."""
         envs = np.arange(self.num_envs) * self.per_env
-        self.tree.set(envs + slot, 0.0)  # not sampleable until n more steps are written
+        slots, values = [slot], [0.0]
         if self.written > self.per_env:
             # The oldest history-1 slots lost their history: the one that just became oldest+h-2.
-            self.tree.set(envs + (slot + self.history - 1) % self.per_env, 0.0)
+            slots.append((slot + self.history - 1) % self.per_env)
+            values.append(0.0)
         low, high = self._logical_range()
         if high >= low:
-            self.tree.set(envs + self._physical(high), self.max_priority)
+            slots.append(self._physical(high))
+            values.append(self.max_priority)
+        index = (envs[None, :] + np.asarray(slots)[:, None]).ravel()
+        self.tree.set(index, np.repeat(values, self.num_envs))
 
     def num_sampleable(self) -> int:
         low, high = self._logical_range()

@@ -1,4 +1,15 @@
-"""The epoch loop: random, train and test phases; statistics; snapshots."""
+"""The epoch loop: random, train and test phases; statistics; snapshots.
+
+    epoch 0      random phase: ε = 1 for ``random_steps``, filling the replay memory
+    epoch 1 … E  train phase: ε-greedy with ε from :func:`~dqnviz.config.epsilon_schedule`, one
+                 batch update every ``train_frequency`` agent steps, θ⁻ ← θ every
+                 ``target_steps``; then snapshot ``<run>_<epoch>.keras``; then a test phase with
+                 ε = ``test_epsilon`` in separate environments where a lost life is not terminal
+
+Every phase appends one row to ``reports/<run>.csv`` (simple_dqn's columns). With several
+environments, actions are sent to ale-py's C++ threads before the learner update and the results
+received after it, so emulation and learning overlap.
+"""
 
 from __future__ import annotations
 
@@ -26,8 +37,6 @@ from dqnviz.snapshot import save_snapshot
 def snapshot_meta(rom: Rom, env, config: TrainConfig, run: str, epoch: int, total_steps: int,
                   test_score: dict | None = None, **extra) -> dict:
     """The metadata stored with each snapshot."""
-    import keras
-
     from dqnviz import __version__
 
     return {

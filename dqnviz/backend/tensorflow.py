@@ -1,10 +1,26 @@
 """TensorFlow backend: input gradients with ``tf.GradientTape`` and a DQN step under
-``tf.function(jit_compile=True)`` (XLA). Variables are updated in place, so ``write_back`` has
-nothing to do.
+``tf.function``, compiled with XLA when a GPU is present. Variables are updated in place, so
+``write_back`` has nothing to do.
+
+On a CPU, TensorFlow's oneDNN convolutions beat XLA's for the Nature CNN (a batch-32 update takes
+20 ms against 28 ms on the 2-core development machine), so XLA is used only with a GPU.
+``DQNVIZ_XLA=1`` or ``DQNVIZ_XLA=0`` overrides the choice.
 """
+
+import os
 
 import numpy as np
 import tensorflow as tf
+
+
+def _use_xla() -> bool:
+    choice = os.environ.get("DQNVIZ_XLA", "").strip()
+    if choice in ("0", "1"):
+        return choice == "1"
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+XLA = _use_xla()
 
 
 def input_gradient(fn, x):
@@ -20,7 +36,7 @@ def input_gradient(fn, x):
 def make_predict(model):
     """A compiled ``states -> Q-values`` function reading the model's current weights."""
 
-    @tf.function(jit_compile=True, reduce_retracing=True)
+    @tf.function(jit_compile=XLA, reduce_retracing=True)
     def _predict(states):
         return model(states, training=False)
 
@@ -38,7 +54,7 @@ class make_train_step:
         optimizer.build(online.trainable_variables)
         self.sync_target()
 
-        @tf.function(jit_compile=True, reduce_retracing=True)
+        @tf.function(jit_compile=XLA, reduce_retracing=True)
         def step(batch):
             with tf.GradientTape() as tape:
                 q = online(batch["states"], training=True)
