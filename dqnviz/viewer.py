@@ -28,45 +28,17 @@ SALIENCY_METHODS = ("gradient", "perturbation")
 # --------------------------------------------------------------------------- CPU threads
 
 
-def limit_blas_threads(threads: int = 1) -> int | None:
-    """Limit OpenBLAS (numpy's matrix products) to ``threads``; return the previous count.
+def one_blas_thread():
+    """A context in which numpy's BLAS uses one thread.
 
-    Recording alternates small numpy matrix products (the 84×84 resize, the saliency upsampling)
-    with the network's compiled passes. On a small CPU, OpenBLAS's worker threads and the
-    TensorFlow/XLA thread pool then spin against each other: a 0.4 ms resize takes 20 ms. One BLAS
-    thread is plenty for these sizes. Does nothing (returns None) where no OpenBLAS is found.
+    Watching alternates small numpy matrix products (the saliency upsampling) with the network's
+    compiled passes. On a small CPU, BLAS worker threads and the TensorFlow/XLA thread pool then
+    spin against each other and a sub-millisecond product takes tens of milliseconds; one BLAS
+    thread is plenty for these sizes. (threadpoolctl finds whichever BLAS numpy loaded.)
     """
-    import ctypes
+    from threadpoolctl import threadpool_limits
 
-    names = ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_", "openblas_set_num_threads")
-    previous = None
-    for path in _loaded_openblas():
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for name in names:
-            setter = getattr(lib, name, None)
-            getter = getattr(lib, name.replace("set_num", "get_num"), None)
-            if setter is None:
-                continue
-            if getter is not None:
-                getter.restype = ctypes.c_int
-                previous = int(getter()) if previous is None else previous
-            setter(ctypes.c_int(int(threads)))
-            break
-    return previous
-
-
-def _loaded_openblas() -> list[str]:
-    import numpy  # noqa: F401  (loads numpy's OpenBLAS)
-
-    try:
-        with open("/proc/self/maps") as maps:
-            lines = maps.read().splitlines()
-    except OSError:  # not Linux
-        return []
-    return sorted({line.split()[-1] for line in lines if "openblas" in line.lower() and line.split()[-1].startswith("/")})
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 # --------------------------------------------------------------------------- the environment
@@ -161,69 +133,12 @@ def _analysis_saliency():
     return saliency
 
 
-def _graph_runner(model):
-    """``x -> Q`` on float inputs through the model's own layers (no cast to the uint8 Input)."""
-    try:
-        from dqnviz.analysis._model import graph_runner
-
-        return graph_runner(model)
-    except ImportError:  # pragma: no cover - the analysis package is part of dqnviz
-        import keras
-
-        function = keras.Function(model.inputs, model.outputs[0])
-        return lambda x: function._run_through_graph([x], operation_fn=lambda op: op)
-
-
 def _compiled_q_and_gradient(model):
     """A compiled ``x (N, 84, 84, 4) float32 -> (Q (N, A), dQ(x, argmax)/dx)`` in numpy."""
-    import keras
+    from dqnviz.analysis._model import graph_runner
+    from dqnviz.backend import make_q_and_gradient
 
-    run = _graph_runner(model)
-    backend = keras.config.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        @tf.function(jit_compile=True, reduce_retracing=True)
-        def fn(x):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                q = run(x)
-                best = tf.one_hot(tf.argmax(q, axis=-1), tf.shape(q)[-1], dtype=q.dtype)
-                target = tf.reduce_sum(q * tf.stop_gradient(best))
-            return q, tape.gradient(target, x)
-
-        def call(x):
-            q, gradient = fn(tf.convert_to_tensor(x))
-            return q.numpy(), gradient.numpy()
-
-        return call
-    if backend == "jax":
-        import jax
-        import jax.numpy as jnp
-
-        variables = list(model.trainable_variables) + list(model.non_trainable_variables)
-
-        def q_of(values, x):
-            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-                return run(x)
-
-        def fn(values, x):
-            def target(x):
-                q = q_of(values, x)
-                best = jax.nn.one_hot(jnp.argmax(q, axis=-1), q.shape[-1], dtype=q.dtype)
-                return jnp.sum(q * jax.lax.stop_gradient(best)), q
-
-            (_, q), gradient = jax.value_and_grad(target, has_aux=True)(x)
-            return q, gradient
-
-        fn = jax.jit(fn)
-
-        def call(x):
-            q, gradient = fn([v.value for v in variables], jnp.asarray(x))
-            return np.asarray(q), np.asarray(gradient)
-
-        return call
-    raise UserError(f"gradient saliency needs the tensorflow or jax Keras backend, not {backend!r}")
+    return make_q_and_gradient(model, graph_runner(model))
 
 
 # --------------------------------------------------------------------------- drawing

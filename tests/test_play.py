@@ -11,19 +11,7 @@ import pytest
 
 from dqnviz import cli
 
-pygame = pytest.importorskip("pygame")
-
-
-@pytest.fixture(autouse=True)
-def one_blas_thread():
-    """Small numpy matrix products and the backend's thread pool fight on a 2-core CPU (see
-    dqnviz.viewer.limit_blas_threads); the commands limit BLAS themselves, the tests do too."""
-    from dqnviz.viewer import limit_blas_threads
-
-    previous = limit_blas_threads(1)
-    yield
-    if previous:
-        limit_blas_threads(previous)
+import pygame  # noqa: E402  (a dependency of the play extra, which the tests install)
 
 
 @pytest.fixture

@@ -10,18 +10,6 @@ import pytest
 from dqnviz import cli
 
 
-@pytest.fixture(autouse=True)
-def one_blas_thread():
-    """Small numpy matrix products and the backend's thread pool fight on a 2-core CPU (see
-    dqnviz.viewer.limit_blas_threads); the commands limit BLAS themselves, the tests do too."""
-    from dqnviz.viewer import limit_blas_threads
-
-    previous = limit_blas_threads(1)
-    yield
-    if previous:
-        limit_blas_threads(previous)
-
-
 @pytest.fixture
 def main(monkeypatch):
     """``dqnviz`` with only the commands of this test (the others may not exist yet)."""

@@ -19,6 +19,9 @@ Each backend module exposes the same two functions:
 ``make_predict(model) -> predict(states, weights=None)``
     compiled Q-values for acting.
 
+``make_q_and_gradient(model, run) -> call(x) -> (Q, dQ(x, argmax Q)/dx)``
+    one compiled pass for recording with gradient saliency.
+
 ``FrameBuffer(shape)``
     the replay memory's uint8 frames kept on the accelerator (``--device-replay``): ``write(slot,
     frames)`` in place, ``gather(envs, index, keep)`` → stacked states on the device.
@@ -28,9 +31,13 @@ import keras
 
 _name = keras.config.backend()
 if _name == "jax":
-    from dqnviz.backend.jax import FrameBuffer, input_gradient, make_predict, make_train_step  # noqa: F401
+    from dqnviz.backend.jax import (  # noqa: F401
+        FrameBuffer, input_gradient, make_predict, make_q_and_gradient, make_train_step,
+    )
 elif _name == "tensorflow":
-    from dqnviz.backend.tensorflow import FrameBuffer, input_gradient, make_predict, make_train_step  # noqa: F401
+    from dqnviz.backend.tensorflow import (  # noqa: F401
+        FrameBuffer, input_gradient, make_predict, make_q_and_gradient, make_train_step,
+    )
 else:  # pragma: no cover - torch and numpy backends are not supported
     raise ImportError(
         f"dqnviz supports the 'tensorflow' and 'jax' Keras backends, not {_name!r}; "

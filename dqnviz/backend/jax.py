@@ -139,3 +139,32 @@ class FrameBuffer:
 
     def to_numpy(self):
         return np.asarray(self.array)
+
+
+def make_q_and_gradient(model, run):
+    """A jitted ``x -> (Q(x), dQ(x, a*)/dx)`` with a* = argmax Q, reading the model's current weights.
+
+    ``run`` maps float inputs through the model's layers (see ``dqnviz.analysis``), so uint8
+    models are differentiated with respect to the pixel values.
+    """
+    import keras
+
+    variables = list(model.trainable_variables) + list(model.non_trainable_variables)
+
+    def q_and_gradient(values, x):
+        def target(x):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                q = run(x)
+            best = jax.nn.one_hot(jnp.argmax(q, axis=-1), q.shape[-1], dtype=q.dtype)
+            return jnp.sum(q * jax.lax.stop_gradient(best)), q
+
+        (_, q), gradient = jax.value_and_grad(target, has_aux=True)(x)
+        return q, gradient
+
+    compiled = jax.jit(q_and_gradient)
+
+    def call(x):
+        q, gradient = compiled([v.value for v in variables], jnp.asarray(x, jnp.float32))
+        return np.asarray(q), np.asarray(gradient)
+
+    return call

@@ -114,3 +114,22 @@ class FrameBuffer:
 
     def to_numpy(self):
         return self.variable.numpy()
+
+
+def make_q_and_gradient(model, run):
+    """A compiled ``x -> (Q(x), dQ(x, a*)/dx)`` with a* = argmax Q, reading the model's current weights."""
+
+    @tf.function(jit_compile=XLA, reduce_retracing=True)
+    def q_and_gradient(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            q = run(x)
+            best = tf.one_hot(tf.argmax(q, axis=-1), tf.shape(q)[-1], dtype=q.dtype)
+            target = tf.reduce_sum(q * tf.stop_gradient(best))
+        return q, tape.gradient(target, x)
+
+    def call(x):
+        q, gradient = q_and_gradient(tf.convert_to_tensor(np.asarray(x, np.float32)))
+        return q.numpy(), gradient.numpy()
+
+    return call

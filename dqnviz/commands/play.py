@@ -119,12 +119,11 @@ def main_loop(player, window, max_steps: int | None = None, fps: float = 60.0) -
     Paused, the window is redrawn 30 times a second and no step is taken.
     """
     pygame = import_pygame()
-    from dqnviz.viewer import limit_blas_threads
+    from dqnviz.viewer import one_blas_thread
 
     clock = pygame.time.Clock()
-    previous = limit_blas_threads(1)
     steps = 0
-    try:
+    with one_blas_thread():
         show(window, player.render())
         while player.running and (max_steps is None or steps < max_steps):
             for event in pygame.event.get():
@@ -141,9 +140,6 @@ def main_loop(player, window, max_steps: int | None = None, fps: float = 60.0) -
             for frame in (frames if every_frame else frames[-1:]):
                 show(window, player.render(frame))
                 clock.tick(fps * player.speed / (1 if every_frame else len(frames) or 1))
-    finally:
-        if previous:
-            limit_blas_threads(previous)
 
 
 def show(window, image) -> None:
