@@ -257,6 +257,7 @@ class Trainer:
         self.validation = None
         self.states = None
         self.starts = None
+        self.running_scores = None
         self.steps_since_sync = 0
         self.last_test = None
         self.timer = Timer(enabled=profile)
@@ -286,7 +287,9 @@ class Trainer:
                 self.states, self.starts = env.reset(), np.ones(env.num_envs, bool)
             states = self.states
         n = env.num_envs
-        scores = np.zeros(n)
+        # A game in the training environments can straddle phases: keep its running score, so
+        # that a game is counted whole in the phase where it ends.
+        scores = np.zeros(n) if testing or self.running_scores is None else self.running_scores
         learn = phase == "train"
         updates_per_iteration = max(1, n // config.train_frequency)
         iterations_per_update = max(1, config.train_frequency // n)
@@ -328,10 +331,10 @@ class Trainer:
                     stats.epsilon = epsilon
                     if iteration % 50 == 0 or stats.steps >= steps:
                         average = np.mean(stats.game_scores[-20:]) if stats.game_scores else float(scores.mean())
-                        progress.update(min(stats.steps, steps), eps=epsilon, reward=float(average))
+                        progress.update(min(stats.steps, steps), **{"ε": epsilon, "average reward": float(average)})
             finally:
                 if not testing:
-                    self.states = states
+                    self.states, self.running_scores = states, scores
                 stats.partial_score = float(scores.mean())
                 stats.seconds = time.perf_counter() - start
         return stats
