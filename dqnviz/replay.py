@@ -37,6 +37,18 @@ def bytes_per_transition(frame_shape=(84, 84), prioritized: bool = False) -> flo
     return base + (16.0 if prioritized else 0.0)
 
 
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation now (psutil, or /proc/meminfo without it)."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+
+
 def check_fits_in_memory(capacity: int, frame_shape=(84, 84), prioritized: bool = False,
                          available: int | None = None, headroom: float = 0.8) -> int:
     """Refuse a replay size that would not fit in the memory available now.
@@ -47,9 +59,7 @@ def check_fits_in_memory(capacity: int, frame_shape=(84, 84), prioritized: bool 
     per = bytes_per_transition(frame_shape, prioritized)
     needed = int(capacity * per)
     if available is None:
-        import psutil
-
-        available = psutil.virtual_memory().available
+        available = available_memory()
     if needed > headroom * available:
         fits = int(headroom * available / per) // 1000 * 1000
         raise UserError(
