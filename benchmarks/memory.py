@@ -12,7 +12,6 @@ child process and prints that process's peak resident memory (ru_maxrss).
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import subprocess
 import sys

@@ -431,10 +431,12 @@ class Trainer:
                 steps = max(1, config.train_steps - already_done)
                 stats = self.run_phase(epoch, "train", steps)
                 self.write_row(stats, epoch_started)
+                # Saved before the test phase, so a crash or Ctrl-C there loses no training;
+                # saved again (atomically, same name) once the epoch's test score is known.
                 path = self.save(epoch)
                 phase = "test"
                 test = self.run_phase(epoch, "test", config.test_steps)
-                row = self.write_row(test, epoch_started)
+                self.write_row(test, epoch_started)
                 self.last_test = _test_score(test)
                 self.save(epoch, test_score=self.last_test)
                 self.log(f"saved {path}")

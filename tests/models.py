@@ -51,16 +51,10 @@ def separate_float_model(seed=1):
 
 @functools.lru_cache(maxsize=None)
 def nature_cnn(actions=4):
-    """The Nature DQN network (Mnih et al., 2015) with uint8 input."""
-    inputs = keras.Input((84, 84, 4), dtype="uint8")
-    x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.Conv2D(32, 8, strides=4, activation="relu", name="conv1")(x)
-    x = keras.layers.Conv2D(64, 4, strides=2, activation="relu", name="conv2")(x)
-    x = keras.layers.Conv2D(64, 3, strides=1, activation="relu", name="conv3")(x)
-    x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(512, activation="relu", name="fc")(x)
-    outputs = keras.layers.Dense(actions, name="q")(x)
-    return keras.Model(inputs, outputs, name="nature")
+    """The Nature DQN network that dqnviz trains (uint8 input), so the tests see the real thing."""
+    from dqnviz.network import build_q_network
+
+    return build_q_network(actions, seed=0)
 
 
 @functools.lru_cache(maxsize=None)

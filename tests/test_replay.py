@@ -86,7 +86,7 @@ def test_n_step_returns_by_hand():
     # frame 9: 9 + .5·10, stops at the terminal; the next game's reward 11 is not added
     assert returns.tolist() == pytest.approx([4 + 2.5 + 1.5, 8 + 4.5 + 2.5, 9 + 5.0])
     assert discounts.tolist() == pytest.approx([gamma**3, 0.0, 0.0])
-    batch = ReplayMemory.sample  # the sampled next state is s_{t+n}
+    # the sampled next state is s_{t+n}
     memory.rng = np.random.default_rng(0)
     sample = memory.sample(64)
     assert np.all(values(sample["next_states"])[:, -1] == values(sample["states"])[:, -1] + 3)

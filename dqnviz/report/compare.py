@@ -24,6 +24,7 @@ import numpy as np
 
 from dqnviz.analysis import similarity as sim
 from dqnviz.errors import UserError
+from dqnviz.report.render import script_json
 
 CKA_STATES = 256  # states (evenly spaced over the games) per game for CKA
 ERF_STATES = 16  # states for the effective receptive field
@@ -358,10 +359,6 @@ def _layout(**extra):
     return base
 
 
-def _script_json(figure) -> str:
-    return figure.to_json().replace("</", "<\\/")
-
-
 def _label(p) -> str:
     return f"{p.name} ({p.meta.get('game', '?')}, epoch {p.meta.get('epoch', '?')})"
 
@@ -431,7 +428,7 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
                                                          "<br>Σ w² = %{customdata:.4g}<extra></extra>")
         fig.update_layout(**_layout(barmode="group", height=340, yaxis_title="share of first-layer Σw² (%)",
                                     xaxis_title="input frame (t = newest)"))
-        figures["fig-lean"] = _script_json(fig)
+        figures["fig-lean"] = script_json(fig)
 
     if data.conv_layers:
         fig = go.Figure()
@@ -444,7 +441,7 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
                         marker_color=PALETTE[i % len(PALETTE)],
                         hovertemplate=f"{p.name}<br>%{{x}}: effective %{{y}} px<extra></extra>")
         fig.update_layout(**_layout(barmode="group", height=360, yaxis_title="side of the square (input pixels)"))
-        figures["fig-erf"] = _script_json(fig)
+        figures["fig-erf"] = script_json(fig)
 
     cka_rows = []
     if data.cka:
@@ -459,7 +456,7 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
                                 hovertemplate=label + "<br>%{x}: CKA %{y:.3f}<extra></extra>")
                 cka_rows.append({"label": label, "values": {e["layer"]: e["value"] for e in entries}})
         fig.update_layout(**_layout(height=360, yaxis=dict(title="linear CKA", range=[0, 1.02]), xaxis_title="layer"))
-        figures["fig-cka"] = _script_json(fig)
+        figures["fig-cka"] = script_json(fig)
 
     matching_rows = []
     for m in data.matching:
@@ -473,7 +470,7 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
                               xbins=dict(start=-1, end=1, size=0.05), opacity=0.75)
         fig.update_layout(**_layout(barmode="overlay", height=300, xaxis=dict(title="cosine similarity of matched filters",
                                                                           range=[-1, 1]), yaxis_title="filters"))
-        figures["fig-match"] = _script_json(fig)
+        figures["fig-match"] = script_json(fig)
 
     pattern_rows = []
     for i, item in enumerate(data.patterns):

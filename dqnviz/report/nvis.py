@@ -21,6 +21,7 @@ import numpy as np
 
 from dqnviz import analysis
 from dqnviz.errors import UserError
+from dqnviz.report.render import script_json
 
 ERF_STATES = 32  # states (evenly spaced over the games) averaged for the effective receptive field
 
@@ -229,8 +230,6 @@ def network_rows(model) -> list:
 
 def build_context(data: NvisData, options: dict | None = None) -> dict:
     """The template context for ``nvis.html.j2``."""
-    import json
-
     import plotly.graph_objects as go
 
     snapshot, record = data.snapshot, data.record
@@ -289,7 +288,7 @@ def build_context(data: NvisData, options: dict | None = None) -> dict:
         "layers": layers,
         "erf_chart": erf_chart,
         "saliency": saliency_rows,
-        "images_json": _script_json(json.dumps(images.uris, separators=(",", ":"))),
+        "images_json": script_json(images.uris),
         "play": {"states": int(len(record.states)), "games": len(record.scores),
                  "scores": [float(s) for s in record.scores], **(options or {})},
     }
@@ -322,7 +321,7 @@ def _erf_figure(go, layer, field_) -> str:
                                 height=300, shapes=shapes))
     fig.update_xaxes(range=[-0.5, w - 0.5], constrain="domain", showgrid=False)
     fig.update_yaxes(range=[h - 0.5, -0.5], scaleanchor="x", showgrid=False)
-    return _script_json(fig.to_json())
+    return script_json(fig)
 
 
 def _mass_center(grid):
@@ -344,7 +343,7 @@ def _erf_chart(go, data: NvisData) -> str:
     ])
     fig.update_layout(**_layout(barmode="group", height=300, yaxis_title="side of the square (input pixels)",
                                 legend=dict(orientation="h", y=1.12)))
-    return _script_json(fig.to_json())
+    return script_json(fig)
 
 
 def _q_figure(go, q, action_names, action) -> str:
@@ -355,12 +354,7 @@ def _q_figure(go, q, action_names, action) -> str:
                            hovertemplate="Q(s, %{y}) = %{x:.4f}<extra></extra>"))
     fig.update_layout(**_layout(height=max(160, 26 * len(q) + 60), xaxis_title="Q(s, a)",
                                 yaxis=dict(autorange="reversed")))
-    return _script_json(fig.to_json())
-
-
-def _script_json(text: str) -> str:
-    """JSON that is safe inside <script type="application/json"> (no "</script>" in strings)."""
-    return text.replace("</", "<\\/")
+    return script_json(fig)
 
 
 def write_report(path, context: dict):

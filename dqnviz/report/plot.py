@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dqnviz.errors import UserError
+from dqnviz.report.render import script_json
 
 COLUMNS = ["epoch", "phase", "steps", "nr_games", "average_reward", "min_game_reward", "max_game_reward",
            "last_exploration_rate", "total_train_steps", "replay_memory_count", "meanq", "meancost",
@@ -214,7 +215,7 @@ def build_context(runs: list, fields: list, figure) -> dict:
             "baseline": run.baseline("average_reward") if "average_reward" in run.columns else None,
         })
     title = "training statistics · " + ", ".join(run.name for run in runs)
-    return {"title": title, "runs": summaries, "fields": fields, "figure_json": figure.to_json(),
+    return {"title": title, "runs": summaries, "fields": fields, "figure_json": script_json(figure),
             "several": len(runs) > 1}
 
 

@@ -43,9 +43,21 @@ def render(template: str, **context) -> str:
     return environment().get_template(template).render(**context)
 
 
-def figure_json(figure) -> str:
-    """A plotly figure as JSON for ``Plotly.newPlot`` in a page."""
-    return figure.to_json()
+def script_json(value) -> str:
+    """JSON that is safe inside a ``<script>`` element: a plotly figure, JSON text, or plain data.
+
+    ``</`` is escaped as ``<\\/`` (still the same JSON), so no string — a run name taken from a
+    file name, say — can close the script element early.
+    """
+    import json
+
+    if hasattr(value, "to_json"):
+        text = value.to_json()
+    elif isinstance(value, str):
+        text = value
+    else:
+        text = json.dumps(value, separators=(",", ":"))
+    return text.replace("</", "<\\/")
 
 
 def png_data_uri(image: np.ndarray, scale: int = 1) -> str:
