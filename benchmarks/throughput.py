@@ -80,8 +80,15 @@ def main():
                                          device_replay=args.device_replay)
             other = total - sum(parts.values())
             print("  share of time (profiled run, every update waited for):")
+            iterations = args.steps / num_envs
             for name, value in sorted({**parts, "other": other}.items(), key=lambda kv: -kv[1]):
-                print(f"    {name:8s} {100 * value / total:5.1f}%  {1e3 * value / (args.steps / num_envs):7.3f} ms per iteration")
+                print(f"    {name:8s} {100 * value / total:5.1f}%  {1e3 * value / iterations:7.3f} ms per iteration"
+                      f"  {1e6 * value / args.steps:8.1f} µs per agent step")
+            # Replay bookkeeping, sampling and the loop itself stay on the host whatever the device:
+            # they bound the agent steps/s that a faster learner and emulator could reach.
+            host = parts.get("replay", 0.0) + parts.get("sample", 0.0) + max(other, 0.0)
+            if host > 0:
+                print(f"  host-side ceiling (replay + sample + loop only): {args.steps / host:,.0f} agent steps/s")
 
 
 if __name__ == "__main__":

@@ -115,3 +115,49 @@ def play_games(model, env: AtariEnv, games: int = 1, epsilon: float = 0.05, seed
         scores=scores,
         action_names=list(env.action_names),
     )
+
+
+def evaluate(model, make_env, episodes: int, epsilon: float = 0.05, seed: int = 0, parallel: int = 8,
+             progress=None) -> list[dict]:
+    """Play ``episodes`` independent games, ``parallel`` at a time, with one batched Q call per step.
+
+    Game ``i`` (counting from 0) runs in its own environment ``make_env(seed + i)`` with its own
+    exploration stream ``default_rng([seed, i])``, so the scores depend on the seed but not on
+    ``parallel``: batching only saves time (one network call for up to ``parallel`` states).
+
+    Args:
+        make_env: ``seed -> AtariEnv`` for one evaluation game.
+        progress: optional ``callback(games_done, score)`` called as each game ends.
+
+    Returns:
+        ``[{episode, score, frames}]`` in episode order (episodes numbered from 1).
+    """
+    q_function = QFunction(model)
+    results: list[dict | None] = [None] * episodes
+    active: list[tuple[int, AtariEnv, np.random.Generator, np.ndarray]] = []
+    next_episode, done = 0, 0
+
+    def start(episode):
+        env = make_env(seed + episode)
+        return episode, env, np.random.default_rng([seed, episode]), env.reset()
+
+    while next_episode < min(parallel, episodes):
+        active.append(start(next_episode))
+        next_episode += 1
+    while active:
+        q_values = q_function(np.stack([state for *_, state in active]))
+        still_playing = []
+        for (episode, env, rng, _), q in zip(active, q_values):
+            step = env.step(int(epsilon_greedy(q, epsilon, rng)[0]))
+            if not step.game_over:
+                still_playing.append((episode, env, rng, step.state))
+                continue
+            results[episode] = {"episode": episode + 1, "score": env.episode_score, "frames": env.episode_frames}
+            done += 1
+            if progress:
+                progress(done, env.episode_score)
+            if next_episode < episodes:
+                still_playing.append(start(next_episode))
+                next_episode += 1
+        active = still_playing
+    return results

@@ -44,32 +44,13 @@ def add_arguments(parser) -> None:
                         help="emulator frames per episode before it is cut off (default: 18,000 = 5 minutes)")
     parser.add_argument("--repeat-action-probability", type=_probability, default=None, metavar="P",
                         help="sticky actions (default: the snapshot's training setting)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="random seed: game i uses emulator seed S+i (default: 0)")
+    parser.add_argument("--parallel", type=_positive_int, default=8, metavar="N",
+                        help="games played at once, sharing one batched network call per step; "
+                             "the scores do not depend on it (default: 8)")
     parser.add_argument("--csv", metavar="FILE", help="also write one row per episode (episode, score, frames) to FILE")
     parser.add_argument("--quiet", action="store_true", help="no progress, only the final line")
-
-
-def evaluate(model, env, episodes: int, epsilon: float, seed: int = 0, progress=None) -> list[dict]:
-    """Play ``episodes`` games; return ``[{episode, score, frames}]``."""
-    import numpy as np
-
-    from dqnviz.agent import QFunction, epsilon_greedy
-
-    q_function = QFunction(model)
-    rng = np.random.default_rng(seed)
-    results = []
-    for episode in range(episodes):
-        state = env.reset()
-        while True:
-            action = int(epsilon_greedy(q_function(state), epsilon, rng)[0])
-            step = env.step(action)
-            state = step.state
-            if step.game_over:
-                break
-        results.append({"episode": episode + 1, "score": env.episode_score, "frames": env.episode_frames})
-        if progress:
-            progress(episode + 1, env.episode_score)
-    return results
 
 
 def run(args) -> int:
@@ -77,7 +58,7 @@ def run(args) -> int:
 
     import numpy as np
 
-    from dqnviz.agent import env_for_snapshot
+    from dqnviz.agent import env_for_snapshot, evaluate
     from dqnviz.progress import Progress
     from dqnviz.snapshot import atomic_write, load_snapshot
 
@@ -85,7 +66,11 @@ def run(args) -> int:
     overrides = {"max_frames_per_episode": args.max_frames}
     if args.repeat_action_probability is not None:
         overrides["repeat_action_probability"] = args.repeat_action_probability
-    env = env_for_snapshot(snapshot.meta, seed=args.seed, **overrides)
+
+    def make_env(seed):
+        return env_for_snapshot(snapshot.meta, seed=seed, **overrides)
+
+    env = make_env(args.seed)
     if env.num_actions != snapshot.model.output_shape[-1]:
         from dqnviz.errors import UserError
 
@@ -96,7 +81,8 @@ def run(args) -> int:
             scores.append(score)
             bar.update(done, last=score, average=float(np.mean(scores)))
 
-        results = evaluate(snapshot.model, env, args.episodes, args.epsilon, args.seed, progress)
+        results = evaluate(snapshot.model, make_env, args.episodes, args.epsilon, args.seed,
+                           parallel=args.parallel, progress=progress)
     values = np.array([r["score"] for r in results])
     if args.csv:
         def write(tmp):
