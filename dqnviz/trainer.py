@@ -128,6 +128,7 @@ class PhaseStats:
     steps: int = 0
     game_scores: list = field(default_factory=list)
     partial_score: float = 0.0
+    unfinished: int = 0  # games still running when the phase ended (not in game_scores)
     epsilon: float = 1.0
     costs: list = field(default_factory=list)
     updates: int = 0
@@ -298,6 +299,7 @@ class Trainer:
         timer = self.timer
         with Progress(label, total=steps, enabled=self.show_progress) as progress:
             iteration = 0
+            last_game_overs = np.zeros(n, bool)
             try:
                 while stats.steps < steps:
                     epsilon = 1.0 if phase == "random" else config.test_epsilon if testing else self.epsilon()
@@ -317,6 +319,7 @@ class Trainer:
                             self.steps_since_sync = 0
                     with timer("emulate"):
                         next_states, rewards, terminals, game_overs, _ = env.recv()
+                    last_game_overs = np.asarray(game_overs, bool)
                     if not testing:
                         with timer("replay"):
                             self.replay.add(states[..., -1], actions, np.clip(rewards, -1.0, 1.0), terminals, self.starts)
@@ -336,6 +339,7 @@ class Trainer:
                 if not testing:
                     self.states, self.running_scores = states, scores
                 stats.partial_score = float(scores.mean())
+                stats.unfinished = int(np.count_nonzero(~last_game_overs)) if testing else 0
                 stats.seconds = time.perf_counter() - start
         return stats
 
@@ -393,8 +397,10 @@ class Trainer:
             epoch_time=now - epoch_started,
         )
         self.csv.append(row)
+        # Only games that end in a phase count, so a short test phase favours short games: say so.
+        cut_off = f" ({stats.unfinished} unfinished, not counted)" if stats.unfinished else ""
         self.log(
-            f"epoch {row['epoch']} {row['phase']}: {row['steps']:,} steps, {row['nr_games']} games, "
+            f"epoch {row['epoch']} {row['phase']}: {row['steps']:,} steps, {row['nr_games']} games{cut_off}, "
             f"average {row['average_reward']:.2f} (min {row['min_game_reward']:g}, max {row['max_game_reward']:g}), "
             f"meanq {row['meanq']:.3f}, {row['steps_per_second']:,.0f} steps/s"
         )

@@ -139,3 +139,30 @@ def test_saliency_state_choice():
     assert pick_saliency_states(np.array([[1.0, 0.0]])) == [
         {"index": 0, "labels": ["highest max Q", "lowest max Q", "biggest action gap"], "max_q": 1.0, "gap": 1.0}]
     assert pick_saliency_states(np.zeros((0, 3))) == []
+
+
+def test_dead_filters_are_flagged_not_drawn(tmp_path):
+    """A filter whose bias keeps its ReLU off on every state is reported as never firing."""
+    from conftest import make_snapshot
+
+    from dqnviz.snapshot import load_snapshot, save_snapshot
+
+    path = make_snapshot(tmp_path / "breakout_1.keras", "breakout", 1)
+    snapshot = load_snapshot(path)
+    conv1 = snapshot.model.get_layer("conv1")
+    kernel, bias = (np.asarray(w) for w in conv1.get_weights())
+    bias[[1, 5]] = -1e4  # inputs are at most 1 after scaling: these two filters can never fire
+    conv1.set_weights([kernel, bias])
+    save_snapshot(path, snapshot.model, snapshot.meta)
+    out = tmp_path / "dead.html"
+    assert main(["nvis", str(path), "--layers", "conv1", "--filters", "3", "--max-steps", "40",
+                 "--quiet", "--out", str(out)]) == 0
+    html = out.read_text()
+    cards = re.findall(r'<article class="card" data-layer="conv1" data-filter="(\d)"[^>]*>(.*?)</article>', html, re.S)
+    assert [f for f, _ in cards] == ["0", "1", "2"]
+    bodies = dict(cards)
+    assert "never fires" in bodies["1"] and "data-img" not in bodies["1"]
+    assert "never fires" not in bodies["0"] and "guided backprop" in bodies["0"]
+    # The layer's summary counts every dead filter, also those not shown (filter 5).
+    assert re.search(r'data-silent-count="2"><b>2 of 32</b> conv1 filters never fire[^<]*: 1, 5\)', html)
+    assert "3 of 32 filters" in html

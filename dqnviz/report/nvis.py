@@ -48,6 +48,8 @@ class NvisData:
     fields: dict  # layer -> {"size", "theoretical", "stride", "map", "centre"}
     saliency: list  # [{"index", "labels", "max_q", "gap", "q", "action", "gradient", "perturbation"}]
     timings: dict
+    silent: dict = field(default_factory=dict)  # layer -> filters whose activation is ≤ 0 on every state
+    channels: dict = field(default_factory=dict)  # layer -> number of filters in the layer (shown or not)
 
 
 def _pair(value) -> tuple:
@@ -111,13 +113,18 @@ def gather(snapshot, layers, filters: dict, games=1, epsilon=0.05, seed=0, max_s
         raise UserError(f"collected {len(states)} game states: nothing to analyse "
                         "(play more games or raise --max-steps)")
 
-    cards, fields = {}, {}
+    cards, fields, silent, channels = {}, {}, {}, {}
     erf_states = states[np.unique(np.linspace(0, len(states) - 1, min(len(states), ERF_STATES)).astype(int))]
     with Progress("analyse", total=len(layers) + 1, unit="layers", enabled=progress) as bar:
         for i, layer in enumerate(layers):
             t0 = time.perf_counter()
             chosen = np.asarray(filters[layer], np.int64)
-            units = analysis.top_activations(model, states, layer, chosen)
+            # Every filter of the layer costs the same forward passes as a few: it also tells which
+            # filters never fire (ReLU output 0 at every position of every state: "dead" units).
+            every_unit = analysis.top_activations(model, states, layer)
+            silent[layer] = [f for f, (_, _, value) in enumerate(every_unit) if value <= 0]
+            channels[layer] = len(every_unit)
+            units = [every_unit[f] for f in chosen]
             timings[f"{layer} top"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             size, stride = (_pair(v) for v in analysis.receptive_field(model, layer))
@@ -149,7 +156,7 @@ def gather(snapshot, layers, filters: dict, games=1, epsilon=0.05, seed=0, max_s
                                 "gradient": g, "perturbation": p})
         timings["saliency"] = time.perf_counter() - t0
         bar.update(len(layers) + 1)
-    return NvisData(snapshot, record, layers, cards, fields, salient, timings)
+    return NvisData(snapshot, record, layers, cards, fields, salient, timings, silent, channels)
 
 
 def pick_saliency_states(q_values: np.ndarray) -> list:
@@ -256,10 +263,13 @@ def build_context(data: NvisData, options: dict | None = None) -> dict:
                 "y": card.position[0], "x": card.position[1], "value": card.value,
                 "input": state_image(card.state_index), "guided": images.add(rgb), "strip": images.add(strip),
                 "box": list(card.box), "scale": float(np.max(np.abs(card.gradient))),
+                "silent": card.value <= 0,
             })
         field_ = data.fields[layer]
         layers.append({"name": layer, "cards": card_rows, "field": field_,
-                       "erf_figure": _erf_figure(go, layer, field_), "count": len(card_rows)})
+                       "erf_figure": _erf_figure(go, layer, field_), "count": len(card_rows),
+                       "channels": data.channels.get(layer, len(card_rows)),
+                       "silent": list(data.silent.get(layer, []))})
 
     erf_chart = _erf_chart(go, data)
     saliency_rows = []
