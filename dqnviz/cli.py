@@ -98,6 +98,7 @@ def main(argv=None) -> int:
         _quiet_backends()
     from dqnviz.errors import UserError
 
+    previous = _interrupt_on_stop_signals()
     try:
         code = args._module.run(args)
     except UserError as error:
@@ -106,7 +107,38 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"dqnviz {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _restore_signals(previous)
     return int(code or 0)
+
+
+def _interrupt_on_stop_signals() -> dict:
+    """Make SIGINT and SIGTERM raise KeyboardInterrupt, as Ctrl-C does; return the old handlers.
+
+    A run stopped by ``kill``, ``timeout`` or a job scheduler (SIGTERM) then saves its
+    ``_interrupted`` snapshot like Ctrl-C. SIGINT is set too because a process started in the
+    background by a non-interactive shell inherits it ignored, and would not stop at all.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {}
+    for number in (signal.SIGINT, signal.SIGTERM):
+        previous[number] = signal.signal(number, interrupt)
+    return previous
+
+
+def _restore_signals(previous: dict) -> None:
+    import signal
+
+    for number, handler in previous.items():
+        signal.signal(number, handler if handler is not None else signal.SIG_DFL)
 
 
 if __name__ == "__main__":

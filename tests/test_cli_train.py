@@ -117,3 +117,41 @@ def test_pickle_passed_to_test_is_refused(tmp_path, capsys):
     path.write_bytes(pickle.dumps({"weights": np.zeros(3)}))
     assert main(["test", str(path)]) == 2
     assert "pickle" in capsys.readouterr().err
+
+
+def _stop_a_background_run(tmp_path, name, stop_signal):
+    """Start ``dqnviz train`` with SIGINT ignored (as a background job of a script inherits it),
+    wait until its train phase runs, send ``stop_signal``; return (exit code, stdout + stderr)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = [sys.executable, "-m", "dqnviz", "train", "pong", "--name", name, "--quiet", "--epochs", "1",
+               "--random-steps", "64", "--train-steps", "1000000", "--replay-size", "2000", "--batch-size", "8",
+               "--validation-states", "8", "--snapshot-dir", str(tmp_path), "--report-dir", str(tmp_path)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    rows = tmp_path / f"{name}.csv"
+    deadline = time.monotonic() + 120
+    while not (rows.exists() and len(rows.read_text().splitlines()) >= 2):  # epoch 0 is written
+        assert process.poll() is None and time.monotonic() < deadline, "the run never reached its train phase"
+        time.sleep(0.2)
+    time.sleep(1.0)
+    process.send_signal(stop_signal)
+    try:
+        output, _ = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise AssertionError(f"signal {stop_signal} did not stop the run") from None
+    return process.returncode, output
+
+
+@pytest.mark.parametrize("stop_signal", ["SIGINT", "SIGTERM"])
+def test_a_background_run_stopped_by_a_signal_saves_its_snapshot(tmp_path, stop_signal):
+    import signal
+
+    code, output = _stop_a_background_run(tmp_path, "bg", getattr(signal, stop_signal))
+    assert code == 130, output
+    assert "interrupted: saved" in output and "--resume" in output
+    assert load_snapshot(tmp_path / "bg_1_interrupted.keras").meta["interrupted"]["phase"] == "train"
