@@ -1,0 +1,57 @@
+"""The trained agents shipped in snapshots/: they load safely, match their statistics, and play well."""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted(p for p in (ROOT / "snapshots").glob("*.keras") if not p.stem.endswith("_interrupted"))
+
+
+def test_the_repository_ships_a_trained_pong_agent():
+    assert any(p.name.startswith("pong_") for p in SHIPPED), "snapshots/ should hold a trained Pong agent"
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_snapshot_is_weights_only_and_matches_its_csv(path):
+    from dqnviz.snapshot import load_snapshot
+
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+    assert {"config.json", "model.weights.h5", "dqnviz.json"} <= names
+    assert not any(name.endswith((".pkl", ".pickle", ".npy")) for name in names)
+    import h5py
+    import io
+
+    with zipfile.ZipFile(path) as archive, h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as weights:
+        assert "optimizer" not in weights  # weights only, no optimizer state
+
+    snapshot = load_snapshot(path)
+    meta = snapshot.meta
+    assert path.name == f"{meta['run']}_{meta['epoch']}.keras"
+    # Its training statistics are shipped too, and the snapshot's test score is that epoch's test row.
+    with open(ROOT / "reports" / f"{meta['run']}.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["phase"] == "test" and int(r["epoch"]) == meta["epoch"]]
+    assert len(rows) == 1
+    assert float(rows[0]["average_reward"]) == pytest.approx(meta["test_score"]["average"], abs=1e-3)
+    assert int(rows[0]["total_train_steps"]) == meta["train_steps_done"]
+
+
+@pytest.mark.parametrize("path", [p for p in SHIPPED if p.name.startswith("pong_")], ids=lambda p: p.name)
+def test_shipped_pong_agent_wins_a_game(path):
+    """A random policy loses Pong 21–0 (about −20.5 on average); the shipped agent wins a whole game."""
+    from dqnviz.agent import env_for_snapshot, play_games
+    from dqnviz.snapshot import load_snapshot
+
+    snapshot = load_snapshot(path)
+    env = env_for_snapshot(snapshot.meta, seed=123)
+    record = play_games(snapshot.model, env, games=1, epsilon=0.05, seed=123)
+    score = record.scores[0]
+    assert score > 0, f"the shipped agent lost its game {score:+g}"
+    # It acts on what it sees: its Q-values are not constant across the game's states.
+    assert np.ptp(record.q_values.max(axis=1)) > 0.05
