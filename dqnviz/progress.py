@@ -51,6 +51,11 @@ class Progress:
         elapsed = time.perf_counter() - self.start
         return self._done / elapsed if elapsed > 0 else 0.0
 
+    def _rate_text(self) -> str:
+        """``1,234 steps/s``, or ``0.31 episodes/s`` for slow units, so a rate never reads 0."""
+        rate = self.rate()
+        return f"{rate:,.0f} {self.unit}/s" if rate >= 10 else f"{rate:.2g} {self.unit}/s"
+
     def _info(self) -> str:
         return "  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in self._fields.items())
 
@@ -63,7 +68,7 @@ class Progress:
         now = time.perf_counter()
         if self.fancy:
             if now - self._last_print > 0.1 or done >= self.total:
-                self._rich.update(self._task, completed=done, rate=f"{self.rate():,.0f} {self.unit}/s", info=self._info())
+                self._rich.update(self._task, completed=done, rate=self._rate_text(), info=self._info())
                 self._last_print = now
         elif now - self._last_print >= self.every_seconds:
             self._plain_line()
@@ -71,11 +76,11 @@ class Progress:
 
     def _plain_line(self) -> None:
         print(f"{self.description}: {self._done:,}/{self.total:,} {self.unit} "
-              f"({self.rate():,.0f} {self.unit}/s) {self._info()}".rstrip(), file=self.stream, flush=True)
+              f"({self._rate_text()}) {self._info()}".rstrip(), file=self.stream, flush=True)
 
     def __exit__(self, *exc):
         if self.fancy:
-            self._rich.update(self._task, completed=self._done, rate=f"{self.rate():,.0f} {self.unit}/s", info=self._info())
+            self._rich.update(self._task, completed=self._done, rate=self._rate_text(), info=self._info())
             self._rich.__exit__(*exc)
         elif self.enabled:
             self._plain_line()
