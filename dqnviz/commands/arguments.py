@@ -27,6 +27,18 @@ def probability(name: str, text) -> float:
     return value
 
 
+def check_viewing_options(args, max_scale: int) -> None:
+    """``--episodes``, ``--epsilon``, ``--scale`` and ``--seed`` of the commands that show a game (play, record)."""
+    if args.episodes < 1:
+        raise UserError(f"--episodes must be at least 1, got {args.episodes}")
+    if not 0.0 <= args.epsilon <= 1.0:
+        raise UserError(f"--epsilon must be between 0 and 1, got {args.epsilon}")
+    if not 1 <= args.scale <= max_scale:
+        raise UserError(f"--scale must be between 1 and {max_scale}, got {args.scale}")
+    if args.seed < 0:
+        raise UserError(f"--seed must not be negative, got {args.seed}")
+
+
 def playing_options(args) -> dict:
     """``--games``, ``--seed``, ``--max-steps`` and ``--epsilon`` of the commands that play games for states."""
     return {

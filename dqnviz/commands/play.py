@@ -44,14 +44,9 @@ def add_arguments(parser) -> None:
 
 
 def check_arguments(args) -> None:
-    if args.episodes < 1:
-        raise UserError(f"--episodes must be at least 1, got {args.episodes}")
-    if not 0.0 <= args.epsilon <= 1.0:
-        raise UserError(f"--epsilon must be between 0 and 1, got {args.epsilon}")
-    if not 1 <= args.scale <= 6:
-        raise UserError(f"--scale must be between 1 and 6, got {args.scale}")
-    if args.seed < 0:
-        raise UserError(f"--seed must not be negative, got {args.seed}")
+    from dqnviz.commands.arguments import check_viewing_options
+
+    check_viewing_options(args, max_scale=6)
 
 
 def display_problem(environ=None) -> str | None:

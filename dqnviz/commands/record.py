@@ -41,16 +41,11 @@ def add_arguments(parser) -> None:
 
 def check_arguments(args) -> Path:
     """Validate the numbers and the output path before anything is loaded or written."""
-    if args.episodes < 1:
-        raise UserError(f"--episodes must be at least 1, got {args.episodes}")
+    from dqnviz.commands.arguments import check_viewing_options
+
+    check_viewing_options(args, max_scale=4)
     if args.max_frames < 1:
         raise UserError(f"--max-frames must be at least 1, got {args.max_frames}")
-    if not 0.0 <= args.epsilon <= 1.0:
-        raise UserError(f"--epsilon must be between 0 and 1, got {args.epsilon}")
-    if not 1 <= args.scale <= 4:
-        raise UserError(f"--scale must be 1, 2, 3 or 4, got {args.scale}")
-    if args.seed < 0:
-        raise UserError(f"--seed must not be negative, got {args.seed}")
     out = Path(args.out) if args.out else Path("reports") / f"{Path(args.snapshot).stem}.mp4"
     if out.suffix.lower() != ".mp4":
         raise UserError(f"--out must end in .mp4 (an H.264 MP4 is written), got {out}")
