@@ -22,7 +22,7 @@ class TrainConfig:
     epochs: int = _f(200, "number of train/test epochs after the random epoch 0", positive=True)
     random_steps: int = _f(50_000, "agent steps of uniformly random play in epoch 0, which fill the replay memory", positive=True)
     train_steps: int = _f(250_000, "agent steps in each epoch's train phase", positive=True)
-    test_steps: int = _f(125_000, "agent steps in each epoch's test phase (ε = test-epsilon), summed over environments; only games that end within it count", positive=True)
+    test_steps: int = _f(125_000, "agent steps in each epoch's test phase (ε = test-epsilon), summed over environments; the games still running then play to their end, so every game started counts", positive=True)
     # Environment
     num_envs: int = _f(1, "environments stepped together; 1 is the classic Nature loop, >1 uses ale-py's C++ AtariVectorEnv", positive=True)
     frame_skip: int = _f(4, "emulator frames per agent step (the action repeats; the state is the max of the last two)", positive=True)

@@ -4,7 +4,9 @@
     epoch 1 … E  train phase: ε-greedy with ε from :func:`~dqnviz.config.epsilon_schedule`, one
                  batch update every ``train_frequency`` agent steps, θ⁻ ← θ every
                  ``target_steps``; then snapshot ``<run>_<epoch>.keras``; then a test phase with
-                 ε = ``test_epsilon`` in separate environments where a lost life is not terminal
+                 ε = ``test_epsilon`` in separate environments where a lost life is not terminal:
+                 ``test_steps`` agent steps, after which the games still running play to their
+                 end, so that every game started is counted whole, long ones as well as short
 
 Every phase appends one row to ``reports/<run>.csv`` (simple_dqn's columns). With several
 environments, actions are sent to ale-py's C++ threads before the learner update and the results
@@ -128,7 +130,6 @@ class PhaseStats:
     steps: int = 0
     game_scores: list = field(default_factory=list)
     partial_score: float = 0.0
-    unfinished: int = 0  # games still running when the phase ended (not in game_scores)
     epsilon: float = 1.0
     costs: list = field(default_factory=list)
     updates: int = 0
@@ -300,8 +301,18 @@ class Trainer:
         with Progress(label, total=steps, enabled=self.show_progress) as progress:
             iteration = 0
             last_game_overs = np.zeros(n, bool)
+            counted = np.ones(n, bool)  # environments whose current game counts in this phase
             try:
-                while stats.steps < steps:
+                while True:
+                    if stats.steps >= steps:
+                        if not testing:
+                            break
+                        # A test phase's budget is spent: the games still running play to their
+                        # end (at most 18,000 frames), and no new game counts. Cutting them off
+                        # would count only the games short enough to end in time.
+                        counted &= ~last_game_overs
+                        if not counted.any():
+                            break
                     epsilon = 1.0 if phase == "random" else config.test_epsilon if testing else self.epsilon()
                     with timer("act"):
                         actions = self._choose(states, epsilon)
@@ -326,20 +337,22 @@ class Trainer:
                         self.starts = game_overs
                         self.total_steps += n
                     scores += rewards
-                    for i in np.flatnonzero(game_overs):
+                    for i in np.flatnonzero(game_overs & counted):
                         stats.game_scores.append(float(scores[i]))
                         scores[i] = 0.0
                     states = next_states
-                    stats.steps += n
+                    stats.steps += int(np.count_nonzero(counted))
                     stats.epsilon = epsilon
                     if iteration % 50 == 0 or stats.steps >= steps:
                         average = np.mean(stats.game_scores[-20:]) if stats.game_scores else float(scores.mean())
-                        progress.update(min(stats.steps, steps), **{"ε": epsilon, "average reward": float(average)})
+                        fields = {"ε": epsilon, "average reward": float(average)}
+                        if stats.steps >= steps and testing:
+                            fields["games to finish"] = int(np.count_nonzero(counted & ~last_game_overs))
+                        progress.update(min(stats.steps, steps), **fields)
             finally:
                 if not testing:
                     self.states, self.running_scores = states, scores
                 stats.partial_score = float(scores.mean())
-                stats.unfinished = int(np.count_nonzero(~last_game_overs)) if testing else 0
                 stats.seconds = time.perf_counter() - start
         return stats
 
@@ -397,10 +410,8 @@ class Trainer:
             epoch_time=now - epoch_started,
         )
         self.csv.append(row)
-        # Only games that end in a phase count, so a short test phase favours short games: say so.
-        cut_off = f" ({stats.unfinished} unfinished, not counted)" if stats.unfinished else ""
         self.log(
-            f"epoch {row['epoch']} {row['phase']}: {row['steps']:,} steps, {row['nr_games']} games{cut_off}, "
+            f"epoch {row['epoch']} {row['phase']}: {row['steps']:,} steps, {row['nr_games']} games, "
             f"average {row['average_reward']:.2f} (min {row['min_game_reward']:g}, max {row['max_game_reward']:g}), "
             f"meanq {row['meanq']:.3f}, {row['steps_per_second']:,.0f} steps/s"
         )

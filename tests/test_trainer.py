@@ -8,26 +8,27 @@ from dqnviz.config import TrainConfig
 
 
 class ScriptedEnvs:
-    """Every step scores 1; a game lasts ``length`` steps. Same interface as VectorAtariEnv."""
+    """Every step scores 1; a game in environment i lasts ``lengths[i]`` steps. VectorAtariEnv's interface."""
 
-    num_envs, num_actions = 1, 4
+    num_actions = 4
     actions, action_names = [0, 1, 3, 4], ["NOOP", "FIRE", "RIGHT", "LEFT"]
 
-    def __init__(self, length):
-        self.length, self.t = length, 0
+    def __init__(self, length=10, lengths=None):
+        self.lengths = np.array(lengths or [length])
+        self.num_envs, self.t = len(self.lengths), 0
 
     def reset(self):
         self.t = 0
-        return np.zeros((1, 84, 84, 4), np.uint8)
+        return np.zeros((self.num_envs, 84, 84, 4), np.uint8)
 
     def send(self, actions):
-        pass
+        assert len(actions) == self.num_envs
 
     def recv(self):
         self.t += 1
-        over = self.t % self.length == 0
-        state = np.full((1, 84, 84, 4), self.t % 250, np.uint8)
-        return state, np.ones(1, np.float32), np.array([over]), np.array([over]), np.array([0])
+        over = self.t % self.lengths == 0
+        state = np.full((self.num_envs, 84, 84, 4), self.t % 250, np.uint8)
+        return state, np.ones(self.num_envs, np.float32), over, over, np.zeros(self.num_envs)
 
 
 def test_a_game_that_straddles_phases_is_counted_whole(tmp_path, monkeypatch):
@@ -44,19 +45,34 @@ def test_a_game_that_straddles_phases_is_counted_whole(tmp_path, monkeypatch):
     assert train_phase.updates == 10 // config.train_frequency
 
 
-def test_a_test_phase_reports_the_games_it_cut_off(tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer, "make_envs", lambda rom, config, training, seed: ScriptedEnvs(length=10))
-    config = TrainConfig(replay_size=200, batch_size=4, validation_states=4, seed=0)
-    lines = []
+def _trainer(tmp_path, monkeypatch, lengths, log=lambda *_: None):
+    monkeypatch.setattr(trainer, "make_envs", lambda rom, config, training, seed: ScriptedEnvs(lengths=lengths))
+    config = TrainConfig(replay_size=200, batch_size=4, validation_states=4, num_envs=len(lengths),
+                         train_frequency=len(lengths), seed=0)
     run = trainer.Trainer(resolve_rom("pong"), config, run="t", snapshot_dir=tmp_path, report_dir=tmp_path,
-                          show_progress=False, log=lines.append)
+                          show_progress=False, log=log)
     run.started = 0.0
+    return run
+
+
+def test_a_test_phase_plays_the_games_running_at_its_end_to_their_end(tmp_path, monkeypatch):
+    lines = []
+    run = _trainer(tmp_path, monkeypatch, lengths=[10], log=lines.append)
     run.run_phase(0, "random", 8)
-    cut = run.run_phase(1, "test", 25)  # two whole games, the third is 5 steps in
-    assert cut.game_scores == [10.0, 10.0] and cut.unfinished == 1
-    run.write_row(cut, 0.0)
-    assert "2 games (1 unfinished, not counted)" in lines[-1]
-    whole = run.run_phase(2, "test", 20)  # ends exactly with the second game
-    assert whole.game_scores == [10.0, 10.0] and whole.unfinished == 0
-    run.write_row(whole, 0.0)
-    assert "2 games, average" in lines[-1]
+    test = run.run_phase(1, "test", 25)  # two whole games, then the third, 5 steps in, is finished
+    assert test.game_scores == [10.0, 10.0, 10.0] and test.steps == 30
+    run.write_row(test, 0.0)
+    assert "30 steps, 3 games, average 10.00" in lines[-1]
+    exact = run.run_phase(2, "test", 20)  # ends exactly with the second game: no third is started
+    assert exact.game_scores == [10.0, 10.0] and exact.steps == 20
+
+
+def test_a_test_phase_is_not_biased_toward_short_games(tmp_path, monkeypatch):
+    # Environment 0 plays 3-step games, environment 1 one 10-step game. Counting only the games
+    # that end within 12 steps would give [3, 3] (average 3); the 10-step game started too.
+    run = _trainer(tmp_path, monkeypatch, lengths=[3, 10])
+    run.run_phase(0, "random", 8)
+    test = run.run_phase(1, "test", 12)
+    assert sorted(test.game_scores) == [3.0, 3.0, 10.0]
+    assert test.steps == 12 + 4  # the long game's last 4 steps; environment 0's next game is not counted
+    assert test.average_reward == (3 + 3 + 10) / 3
