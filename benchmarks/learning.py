@@ -57,6 +57,8 @@ def main():
             print(f"  epoch {row['epoch']:>3}  {int(row['total_train_steps']):>10,} train steps  {float(row['average_reward']):8.2f}")
     snapshots = sorted(folder.glob("*.keras"), key=lambda p: p.stat().st_mtime)
     complete = [p for p in snapshots if not p.stem.endswith("_interrupted")]
+    if not snapshots:
+        sys.exit(f"no snapshot was written in {minutes:.1f} min: the budget ended before the first train phase")
     chosen = (complete or snapshots)[-1]
     print(f"\ntesting {chosen} ({args.episodes} episodes, Nature protocol):", flush=True)
     result = subprocess.run([sys.executable, "-m", "dqnviz", "test", str(chosen), "--episodes", str(args.episodes),
