@@ -410,11 +410,13 @@ class Trainer:
             epoch_time=now - epoch_started,
         )
         self.csv.append(row)
-        self.log(
-            f"epoch {row['epoch']} {row['phase']}: {row['steps']:,} steps, {row['nr_games']} games, "
-            f"average {row['average_reward']:.2f} (min {row['min_game_reward']:g}, max {row['max_game_reward']:g}), "
-            f"meanq {row['meanq']:.3f}, {row['steps_per_second']:,.0f} steps/s"
-        )
+        if row["nr_games"]:
+            games = (f"{row['nr_games']} games, average {row['average_reward']:.2f} "
+                     f"(min {row['min_game_reward']:g}, max {row['max_game_reward']:g})")
+        else:  # the CSV then holds the running games' mean score so far, as simple_dqn's did
+            games = f"no game ended (score so far {row['average_reward']:.2f} on average)"
+        self.log(f"epoch {row['epoch']} {row['phase']}: {row['steps']:,} steps, {games}, "
+                 f"meanq {row['meanq']:.3f}, {row['steps_per_second']:,.0f} steps/s")
         return row
 
     def _fill_replay(self) -> None:

@@ -40,6 +40,10 @@ def test_a_game_that_straddles_phases_is_counted_whole(tmp_path, monkeypatch):
     random_phase = run.run_phase(0, "random", 6)  # the first game is 6 steps in
     train_phase = run.run_phase(1, "train", 10)  # it ends 4 steps later; the next one is 6 steps in
     assert random_phase.game_scores == [] and random_phase.partial_score == 6.0
+    lines = []
+    run.log = lines.append
+    run.write_row(random_phase, 0.0)
+    assert "6 steps, no game ended (score so far 6.00 on average)" in lines[-1]
     assert train_phase.game_scores == [10.0]
     assert train_phase.partial_score == 6.0
     assert train_phase.updates == 10 // config.train_frequency
