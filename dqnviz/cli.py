@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 
 COMMANDS = ["train", "test", "play", "record", "nvis", "compare", "plot", "games"]
@@ -52,8 +53,21 @@ def _quiet_backends() -> None:
         os.close(saved)
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line, like every other dqnviz error:
+
+        dqnviz test: error: --episodes must be at least 1, got 0 (see dqnviz test --help)
+    """
+
+    def error(self, message: str):
+        # "argument --games: must be …" reads "--games must be …"; other messages keep the colon
+        message = re.sub(r"^argument ([^:]+):(?= must)", lambda m: m.group(1).split("/")[-1], message)
+        message = re.sub(r"^argument ([^:]+):", lambda m: m.group(1).split("/")[-1] + ":", message)
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="dqnviz", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"dqnviz {_version()}")
@@ -90,7 +104,10 @@ NO_BACKEND = {"games", "plot"}
 def main(argv=None) -> int:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, --version, or a usage error already printed in one line
+        return stop.code if isinstance(stop.code, int) else 2
     if not getattr(args, "command", None):
         parser.print_help()
         return 2

@@ -101,8 +101,26 @@ def epsilon_schedule(step: int, config: TrainConfig) -> float:
     return config.epsilon_end + (config.epsilon_start - config.epsilon_end) * fraction
 
 
+def argument_type(f: dataclasses.Field):
+    """The argparse type of a config field: its Python type plus the range its metadata states."""
+    from dqnviz.commands.arguments import positive_number, probability, whole_number
+
+    default = f.default
+    if f.metadata.get("probability"):
+        return probability
+    if isinstance(default, int):
+        return whole_number(minimum=1 if f.metadata.get("positive") else 0 if f.metadata.get("nonnegative") else None)
+    if isinstance(default, float) and f.metadata.get("positive"):
+        return positive_number
+    return type(default)
+
+
 def add_config_arguments(parser, config_class=TrainConfig) -> None:
-    """Add one ``--flag`` per config field to an argparse parser, with the field's help and default."""
+    """Add one ``--flag`` per config field to an argparse parser, with the field's help and default.
+
+    A value outside the field's range is refused by the parser, in one line; :meth:`TrainConfig.validate`
+    checks the same ranges for configs built in Python.
+    """
     for f in dataclasses.fields(config_class):
         flag = "--" + f.name.replace("_", "-")
         default = f.default
@@ -111,7 +129,7 @@ def add_config_arguments(parser, config_class=TrainConfig) -> None:
             parser.add_argument(flag, action="store_true", default=None, help=help_text)
         else:
             parser.add_argument(
-                flag, type=type(default), default=None,
+                flag, type=argument_type(f), default=None,
                 metavar=None if "choices" in f.metadata else "N" if isinstance(default, int) else "X",
                 help=f"{help_text} (default: {default:,})" if isinstance(default, int)
                 else f"{help_text} (default: {default})",

@@ -88,8 +88,8 @@ def test_ctrl_c_saves_a_snapshot_that_resumes(tmp_path, monkeypatch, capsys):
     (["train", "no_such_game"], "unknown game"),
     (["train", "breakuot"], "did you mean breakout"),
     (["train", "/nonexistent/rom.bin"], "ROM file not found"),
-    (["train", "pong", "--train-steps", "0"], "--train-steps must be greater than 0"),
-    (["train", "pong", "--replay-size", "-5"], "--replay-size must be greater than 0"),
+    (["train", "pong", "--train-steps", "0"], "--train-steps must be at least 1, got 0"),
+    (["train", "pong", "--replay-size", "-5"], "--replay-size must be at least 1, got -5"),
     (["train", "pong", "--replay-size", "100000000"], "use --replay-size"),
     (["test", "/nonexistent/x.keras"], "snapshot not found"),
     (["train", "--resume", "/nonexistent/x.keras"], "snapshot not found"),
@@ -103,11 +103,25 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, messag
     assert not (tmp_path / "snapshots").exists() and not (tmp_path / "reports").exists()
 
 
-def test_bad_numbers_are_rejected_by_the_parser(capsys):
-    with pytest.raises(SystemExit) as exit_:
-        main(["train", "pong", "--train-steps", "abc"])
-    assert exit_.value.code == 2
-    assert "invalid int value: 'abc'" in capsys.readouterr().err
+@pytest.mark.parametrize("argv, message", [
+    (["train", "pong", "--train-steps", "abc"], "--train-steps must be a whole number, got 'abc'"),
+    (["train", "pong", "--learning-rate", "0"], "--learning-rate must be greater than 0, got 0"),
+    (["train", "pong", "--gamma", "1.5"], "--gamma must be between 0 and 1, got 1.5"),
+    (["train", "pong", "--epsilon-end", "nan"], "--epsilon-end must be a finite number"),
+    (["train", "pong", "--optimizer", "sgd"], "--optimizer: invalid choice: 'sgd'"),
+    (["test", "x.keras", "--episodes", "0"], "--episodes must be at least 1, got 0"),
+    (["test", "x.keras", "--seed", "-1"], "--seed must be at least 0, got -1"),
+    (["compare", "a.keras", "b.keras", "--filters", "0"], "--filters must be at least 1, got 0"),
+    (["play", "x.keras", "--scale", "7"], "--scale must be between 1 and 6, got 7"),
+    (["bogus"], "COMMAND: invalid choice: 'bogus'"),
+])
+def test_bad_numbers_are_one_line_from_the_parser(tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert err.endswith("--help)") and "usage:" not in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_pickle_passed_to_test_is_refused(tmp_path, capsys):

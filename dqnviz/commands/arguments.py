@@ -1,49 +1,79 @@
-"""Checks of command-line numbers that turn a bad value into a one-line :class:`UserError`."""
+"""argparse types for command-line numbers: a bad value becomes a one-line usage error.
+
+``parser.add_argument("--games", type=whole_number(minimum=1))`` rejects ``--games 0`` with
+``dqnviz nvis: error: --games must be at least 1, got 0`` and exit status 2, before anything is
+loaded or written (see :class:`dqnviz.cli.OneLineErrorParser`).
+"""
 
 from __future__ import annotations
 
-from dqnviz.errors import UserError
+import argparse
 
 
-def whole_number(name: str, text, minimum: int | None = None) -> int:
-    """``int(text)``, or a UserError naming the option (``--games``) and what was wrong."""
-    try:
-        value = int(str(text).strip())
-    except ValueError:
-        raise UserError(f"{name} must be a whole number, not {text!r}") from None
-    if minimum is not None and value < minimum:
-        raise UserError(f"{name} must be at least {minimum}, not {value}")
+def whole_number(minimum: int | None = None, maximum: int | None = None):
+    """An argparse type: ``int(text)`` within ``[minimum, maximum]`` (either end may be open)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(str(text).strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if minimum is not None and maximum is not None and not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be between {minimum} and {maximum}, got {value}")
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {value}")
+        return value
+
+    return parse
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a float greater than 0 (a learning rate, say)."""
+    value = _number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value:g}")
     return value
 
 
-def probability(name: str, text) -> float:
-    """``float(text)`` in [0, 1], or a UserError naming the option."""
+def probability(text: str) -> float:
+    """An argparse type: a float in [0, 1] (an ε, a sticky-action probability)."""
+    value = _number(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value:g}")
+    return value
+
+
+def _number(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise UserError(f"{name} must be a number between 0 and 1, not {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise UserError(f"{name} must be between 0 and 1, not {value}")
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
     return value
 
 
-def check_viewing_options(args, max_scale: int) -> None:
-    """``--episodes``, ``--epsilon``, ``--scale`` and ``--seed`` of the commands that show a game (play, record)."""
-    if args.episodes < 1:
-        raise UserError(f"--episodes must be at least 1, got {args.episodes}")
-    if not 0.0 <= args.epsilon <= 1.0:
-        raise UserError(f"--epsilon must be between 0 and 1, got {args.epsilon}")
-    if not 1 <= args.scale <= max_scale:
-        raise UserError(f"--scale must be between 1 and {max_scale}, got {args.scale}")
-    if args.seed < 0:
-        raise UserError(f"--seed must not be negative, got {args.seed}")
+def add_playing_arguments(parser, games_help: str,
+                          max_steps_help: str = "stop playing after N agent steps in all (default: whole games)") -> None:
+    """``--games``, ``--epsilon``, ``--seed`` and ``--max-steps`` of the commands that play games for states."""
+    parser.add_argument("--games", type=whole_number(minimum=1), default=1, metavar="N", help=f"{games_help} (default 1)")
+    parser.add_argument("--epsilon", type=probability, default=0.05, metavar="E", help="ε of the ε-greedy policy (default 0.05)")
+    parser.add_argument("--seed", type=whole_number(minimum=0), default=0, metavar="S", help="seed of the games and ε (default 0)")
+    parser.add_argument("--max-steps", type=whole_number(minimum=1), default=None, metavar="N", help=max_steps_help)
 
 
 def playing_options(args) -> dict:
-    """``--games``, ``--seed``, ``--max-steps`` and ``--epsilon`` of the commands that play games for states."""
-    return {
-        "games": whole_number("--games", args.games, minimum=1),
-        "seed": whole_number("--seed", args.seed),
-        "max_steps": None if args.max_steps is None else whole_number("--max-steps", args.max_steps, minimum=1),
-        "epsilon": probability("--epsilon", args.epsilon),
-    }
+    """The options that :func:`add_playing_arguments` added, as keyword arguments."""
+    return {"games": args.games, "seed": args.seed, "max_steps": args.max_steps, "epsilon": args.epsilon}
+
+
+def add_viewing_arguments(parser, max_scale: int, default_scale: int, episodes_help: str, scale_note: str = "") -> None:
+    """``--episodes``, ``--epsilon``, ``--scale`` and ``--seed`` of the commands that show a game (play, record)."""
+    parser.add_argument("--episodes", type=whole_number(minimum=1), default=1, metavar="N", help=f"{episodes_help} (default 1)")
+    parser.add_argument("--epsilon", type=probability, default=0.05, metavar="E", help="ε of the agent's ε-greedy policy (default 0.05)")
+    parser.add_argument("--scale", type=whole_number(1, max_scale), default=default_scale, metavar="N",
+                        help=f"screen magnification, 1-{max_scale} (default {default_scale}{scale_note})")
+    parser.add_argument("--seed", type=whole_number(minimum=0), default=0, metavar="S",
+                        help="seeds the emulator and the ε choices (default 0)")

@@ -23,22 +23,22 @@ examples:
 
 
 def add_arguments(parser) -> None:
+    from dqnviz.commands.arguments import add_playing_arguments, whole_number
+
     parser.add_argument("snapshots", nargs="+", metavar="SNAPSHOT", help="two or more .keras snapshots")
     parser.add_argument("--out", default=None, metavar="FILE",
                         help="output file (default reports/compare_<a>_vs_<b>.html)")
-    parser.add_argument("--filters", default="8", metavar="N", help="filters per layer and snapshot (default 8)")
-    parser.add_argument("--games", default="1", metavar="N", help="games each snapshot plays for states (default 1)")
-    parser.add_argument("--max-steps", default=None, metavar="N",
-                        help="at most N agent steps per snapshot (default: whole games)")
-    parser.add_argument("--epsilon", default="0.05", metavar="E", help="ε of the ε-greedy policy (default 0.05)")
-    parser.add_argument("--seed", default="0", metavar="S", help="seed of the games and ε (default 0)")
+    parser.add_argument("--filters", type=whole_number(minimum=1), default=8, metavar="N",
+                        help="filters per layer and snapshot (default 8)")
+    add_playing_arguments(parser, games_help="games each snapshot plays for states",
+                          max_steps_help="at most N agent steps per snapshot (default: whole games)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def options_from(args) -> dict:
-    from dqnviz.commands.arguments import playing_options, whole_number
+    from dqnviz.commands.arguments import playing_options
 
-    return {"filters": whole_number("--filters", args.filters, minimum=1), **playing_options(args)}
+    return {"filters": args.filters, **playing_options(args)}
 
 
 def run(args) -> int:

@@ -21,26 +21,18 @@ examples:
 
 
 def add_arguments(parser) -> None:
+    from dqnviz.commands.arguments import add_playing_arguments
+
     parser.add_argument("snapshot", metavar="SNAPSHOT", help="a .keras snapshot written by dqnviz train")
-    parser.add_argument("--games", default="1", metavar="N", help="games to play for states (default 1)")
-    parser.add_argument("--epsilon", default="0.05", metavar="E", help="ε of the ε-greedy policy (default 0.05)")
+    add_playing_arguments(parser, games_help="games to play for states")
     parser.add_argument("--filters", default="8", metavar="N|all",
                         help="the first N filters of each layer, or 'all' (default 8)")
     parser.add_argument("--layers", default=None, metavar="L1,L2",
                         help="conv layers to show, comma separated (default: all conv layers)")
-    parser.add_argument("--seed", default="0", metavar="S", help="seed of the games and ε (default 0)")
-    parser.add_argument("--max-steps", default=None, metavar="N",
-                        help="stop playing after N agent steps in all (default: whole games)")
     parser.add_argument("--out", default=None, metavar="PATH",
                         help="output file (default reports/<snapshot name>.html)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--timings", action="store_true", help="print the seconds spent in each phase")
-
-
-def _options(args) -> dict:
-    from dqnviz.commands.arguments import playing_options
-
-    return playing_options(args)
 
 
 def run(args) -> int:
@@ -52,7 +44,9 @@ def run(args) -> int:
     from dqnviz.snapshot import load_snapshot
 
     start = time.perf_counter()
-    options = _options(args)  # cheap checks before the model is loaded
+    from dqnviz.commands.arguments import playing_options
+
+    options = playing_options(args)
     snapshot = load_snapshot(args.snapshot)
     layers = parse_layers(args.layers, snapshot.model)
     channels = {name: int(snapshot.model.get_layer(name).output.shape[-1]) for name in layers}

@@ -37,16 +37,9 @@ DIRECTIONS = ("UP", "DOWN", "LEFT", "RIGHT", "FIRE")
 
 def add_arguments(parser) -> None:
     parser.add_argument("snapshot", help="a .keras snapshot written by dqnviz train")
-    parser.add_argument("--epsilon", type=float, default=0.05, help="ε of the agent's ε-greedy policy (default 0.05)")
-    parser.add_argument("--episodes", type=int, default=1, help="games to play before the window closes (default 1)")
-    parser.add_argument("--scale", type=int, default=3, help="screen magnification, 1-6 (default 3)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the emulator and the ε choices (default 0)")
+    from dqnviz.commands.arguments import add_viewing_arguments
 
-
-def check_arguments(args) -> None:
-    from dqnviz.commands.arguments import check_viewing_options
-
-    check_viewing_options(args, max_scale=6)
+    add_viewing_arguments(parser, max_scale=6, default_scale=3, episodes_help="games to play before the window closes")
 
 
 def display_problem(environ=None) -> str | None:
@@ -77,7 +70,6 @@ def import_pygame():
 
 
 def run(args) -> int:
-    check_arguments(args)
     reason = display_problem()
     if reason:
         raise no_display(reason)

@@ -26,26 +26,21 @@ PANEL_WIDTH = 232
 
 
 def add_arguments(parser) -> None:
+    from dqnviz.commands.arguments import add_viewing_arguments, whole_number
+
     parser.add_argument("snapshot", help="a .keras snapshot written by dqnviz train")
     parser.add_argument("--out", help="the MP4 to write (default reports/<snapshot name>.mp4)")
-    parser.add_argument("--episodes", type=int, default=1, help="games to play, one after another (default 1)")
-    parser.add_argument("--epsilon", type=float, default=0.05, help="ε of the ε-greedy policy (default 0.05)")
+    add_viewing_arguments(parser, max_scale=4, default_scale=2, episodes_help="games to play, one after another",
+                          scale_note=": 320×420")
     parser.add_argument("--saliency", choices=["gradient", "perturbation"],
                         help="draw this saliency map over the game, with Q-value bars beside it")
     parser.add_argument("--frames-dir", metavar="DIR", help="also keep every frame as a PNG in DIR")
-    parser.add_argument("--max-frames", type=int, default=18_000,
+    parser.add_argument("--max-frames", type=whole_number(minimum=1), default=18_000, metavar="N",
                         help="emulator frames at most per game (default 18000 = 5 minutes)")
-    parser.add_argument("--scale", type=int, default=2, help="screen magnification, 1-4 (default 2: 320×420)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the emulator and the ε choices (default 0)")
 
 
 def check_arguments(args) -> Path:
-    """Validate the numbers and the output path before anything is loaded or written."""
-    from dqnviz.commands.arguments import check_viewing_options
-
-    check_viewing_options(args, max_scale=4)
-    if args.max_frames < 1:
-        raise UserError(f"--max-frames must be at least 1, got {args.max_frames}")
+    """Check the output paths before anything is loaded or written (the parser checked the numbers)."""
     out = Path(args.out) if args.out else Path("reports") / f"{Path(args.snapshot).stem}.mp4"
     if out.suffix.lower() != ".mp4":
         raise UserError(f"--out must end in .mp4 (an H.264 MP4 is written), got {out}")

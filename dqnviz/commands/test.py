@@ -12,41 +12,19 @@ The last line reads: average 12.3 ± 4.5 over 30 episodes (min 3, max 21).
 """
 
 
-def _positive_int(text):
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
-    return value
-
-
-def _probability(text):
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
-    return value
-
-
 def add_arguments(parser) -> None:
+    from dqnviz.commands.arguments import probability, whole_number
+
     parser.add_argument("snapshot", help="a .keras snapshot written by dqnviz train")
-    parser.add_argument("--episodes", type=_positive_int, default=30, metavar="N", help="episodes to play (default: 30)")
-    parser.add_argument("--epsilon", type=_probability, default=0.05, metavar="E", help="ε of the ε-greedy policy (default: 0.05)")
-    parser.add_argument("--max-frames", type=_positive_int, default=18_000, metavar="N",
+    parser.add_argument("--episodes", type=whole_number(minimum=1), default=30, metavar="N", help="episodes to play (default: 30)")
+    parser.add_argument("--epsilon", type=probability, default=0.05, metavar="E", help="ε of the ε-greedy policy (default: 0.05)")
+    parser.add_argument("--max-frames", type=whole_number(minimum=1), default=18_000, metavar="N",
                         help="emulator frames per episode before it is cut off (default: 18,000 = 5 minutes)")
-    parser.add_argument("--repeat-action-probability", type=_probability, default=None, metavar="P",
+    parser.add_argument("--repeat-action-probability", type=probability, default=None, metavar="P",
                         help="sticky actions (default: the snapshot's training setting)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S",
+    parser.add_argument("--seed", type=whole_number(minimum=0), default=0, metavar="S",
                         help="random seed: game i uses emulator seed S+i (default: 0)")
-    parser.add_argument("--parallel", type=_positive_int, default=8, metavar="N",
+    parser.add_argument("--parallel", type=whole_number(minimum=1), default=8, metavar="N",
                         help="games played at once, sharing one batched network call per step; "
                              "the scores do not depend on it (default: 8)")
     parser.add_argument("--csv", metavar="FILE", help="also write one row per episode (episode, score, frames) to FILE")
