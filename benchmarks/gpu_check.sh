@@ -13,13 +13,13 @@
 # `start` returns what exists by then (throughput figures, the CSV so far), so a machine lost
 # between the two calls still leaves a partial learning curve behind.
 #
-# Environment: PONG_MINUTES (7), CALL_SECONDS (540), THROUGHPUT_STEPS (20000; 8x that for 64 envs).
+# Environment: PONG_MINUTES (7), CALL_SECONDS (540), THROUGHPUT_STEPS (15000; 8x that for 64 envs).
 set -u
 OUT=${OUT:-/tmp/out}
 WORK=/tmp/dqnviz-gpu
 PONG_MINUTES=${PONG_MINUTES:-7}
 CALL_SECONDS=${CALL_SECONDS:-540}
-THROUGHPUT_STEPS=${THROUGHPUT_STEPS:-20000}
+THROUGHPUT_STEPS=${THROUGHPUT_STEPS:-15000}
 mkdir -p "$OUT" "$WORK"
 
 # The recipe that learned Pong on the CPU with the same batch shape (README, "Shipped agents"):
@@ -53,12 +53,13 @@ case "${1:-}" in
     # Pong learns in the background (setsid: it outlives this call) while throughput is measured
     # first, so that the two do not share the GPU: the learning run starts once throughput is done.
     {
-      python3 benchmarks/throughput.py --num-envs 1 --steps "$THROUGHPUT_STEPS" --device-replay
-      python3 benchmarks/throughput.py --num-envs 64 --steps $((THROUGHPUT_STEPS * 8)) --device-replay \
+      # each capped, so that a slow surprise still leaves time for the learning run
+      timeout 150 python3 benchmarks/throughput.py --num-envs 1 --steps "$THROUGHPUT_STEPS" --device-replay
+      timeout 150 python3 benchmarks/throughput.py --num-envs 64 --steps $((THROUGHPUT_STEPS * 8)) --device-replay \
         --batch-size 512 --train-frequency 64
     } > "$OUT/throughput.txt" 2>&1
     if python3 -c "import pytest" 2>/dev/null; then
-      timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_device_replay.py tests/test_vectorised.py \
+      timeout 90 python3 -m pytest -q -p no:cacheprovider tests/test_device_replay.py tests/test_vectorised.py \
         > "$OUT/tests_gpu.txt" 2>&1
     fi
     setsid nohup python3 benchmarks/learning.py pong --minutes "$PONG_MINUTES" --out "$WORK/pong" -- \
