@@ -96,7 +96,36 @@ class Learner:
     def sync_target(self) -> None:
         self.step.sync_target()
 
+    def optimizer_state(self) -> dict[str, np.ndarray]:
+        """The optimizer's variables (step count, moment estimates), by name, as numpy arrays."""
+        self.step.write_back()
+        return {_state_name(v): keras.ops.convert_to_numpy(v.value) for v in self._state_variables()}
+
+    def _state_variables(self) -> list:
+        # The learning rate is the config's (a resumed run may change it), not part of the state.
+        return [v for v in self.optimizer.variables if _state_name(v) != "learning_rate"]
+
+    def restore_optimizer_state(self, state: dict) -> None:
+        """Load what :meth:`optimizer_state` returned (a resumed run continues the same Adam/RMSprop).
+
+        Raises:
+            ValueError: the names or shapes do not match this optimizer (another config).
+        """
+        variables = self._state_variables()
+        if sorted(map(_state_name, variables)) != sorted(state) or any(
+            tuple(np.shape(state[_state_name(v)])) != tuple(v.shape) for v in variables
+        ):
+            raise ValueError("the saved optimizer state does not match this optimizer")
+        for variable in variables:
+            variable.assign(state[_state_name(variable)])
+        self.step.reload_optimizer()
+
     def model(self) -> keras.Model:
         """The online network with its current weights (for snapshots and analysis)."""
         self.step.write_back()
         return self.online
+
+
+def _state_name(variable) -> str:
+    """An optimizer variable's path without the optimizer's own name (``adam_1/`` differs per instance)."""
+    return variable.path.split("/", 1)[-1]

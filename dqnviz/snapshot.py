@@ -77,6 +77,34 @@ def save_snapshot(path, model, meta: dict) -> Path:
     return atomic_write(path, write)
 
 
+def save_optimizer_state(path, state: dict, train_steps_done: int) -> Path:
+    """Write an optimizer's variables (``{name: array}``) to an ``.npz`` file, atomically.
+
+    This is what ``--resume`` needs besides the weights; snapshots themselves stay weights only.
+    ``train_steps_done`` ties the file to the snapshot it belongs with.
+    """
+    import numpy as np
+
+    names = list(state)
+    arrays = {f"v{i}": np.asarray(state[name]) for i, name in enumerate(names)}
+    return atomic_write(path, lambda tmp: np.savez(tmp, names=np.array(names, dtype=str),
+                                                   train_steps_done=np.int64(train_steps_done), **arrays))
+
+
+def load_optimizer_state(path, train_steps_done: int) -> dict | None:
+    """The state saved by :func:`save_optimizer_state`, or None if it belongs to another point of
+    the run (another ``train_steps_done``) or cannot be read. Never unpickles."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            if int(stored["train_steps_done"]) != int(train_steps_done):
+                return None
+            return {str(name): stored[f"v{i}"] for i, name in enumerate(stored["names"])}
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+
+
 def _accepts_include_optimizer() -> bool:
     import inspect
 

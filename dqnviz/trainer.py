@@ -33,7 +33,7 @@ from dqnviz.errors import UserError
 from dqnviz.learner import Learner
 from dqnviz.progress import Progress
 from dqnviz.replay import DeviceReplay, ReplayMemory, check_fits_in_memory
-from dqnviz.snapshot import save_snapshot
+from dqnviz.snapshot import load_optimizer_state, save_optimizer_state, save_snapshot
 
 
 def snapshot_meta(rom: Rom, env, config: TrainConfig, run: str, epoch: int, total_steps: int,
@@ -263,6 +263,22 @@ class Trainer:
         self.steps_since_sync = 0
         self.last_test = None
         self.timer = Timer(enabled=profile)
+        if resume is not None:
+            self._restore_optimizer(resume)
+
+    def _restore_optimizer(self, resume) -> None:
+        """Continue with the optimizer state saved beside the snapshot, if it belongs to it."""
+        run = resume.meta.get("run") or resume.meta.get("game")
+        path = Path(resume.path or ".").parent / f"{run}.optimizer.npz"
+        state = load_optimizer_state(path, self.train_steps_done) if path.exists() else None
+        try:
+            if state is not None:
+                self.learner.restore_optimizer_state(state)
+                self.log(f"optimizer state restored from {path}")
+                return
+        except ValueError:
+            pass
+        self.log(f"no optimizer state for this snapshot in {path}: the optimizer starts afresh")
 
     # -- acting --------------------------------------------------------------------------------
 
@@ -393,7 +409,14 @@ class Trainer:
     def snapshot_path(self, epoch: int, suffix: str = "") -> Path:
         return self.snapshot_dir / f"{self.run}_{epoch}{suffix}.keras"
 
+    def optimizer_path(self) -> Path:
+        """The newest snapshot's optimizer state, for ``--resume`` (one file per run, overwritten)."""
+        return self.snapshot_dir / f"{self.run}.optimizer.npz"
+
     def save(self, epoch: int, test_score=None, suffix: str = "", **extra) -> Path:
+        """Write the snapshot and, beside it, the optimizer state a resumed run continues from."""
+        if test_score is None:  # the second save of an epoch (with its test score) trains nothing new
+            save_optimizer_state(self.optimizer_path(), self.learner.optimizer_state(), self.train_steps_done)
         env = self.train_env
         meta = snapshot_meta(
             self.rom, env, self.config, run=self.run, epoch=epoch, total_steps=self.total_steps,

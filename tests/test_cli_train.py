@@ -77,7 +77,9 @@ def test_ctrl_c_saves_a_snapshot_that_resumes(tmp_path, monkeypatch, capsys):
     assert meta["interrupted"] == {"phase": "train", "steps_done": 20}  # the 5th update comes after step 20
     assert [r["phase"] for r in rows(tmp_path / "rep" / "pong.csv")] == ["random"]
     monkeypatch.setattr(trainer.Trainer, "_update", original)
+    assert (tmp_path / "snap" / "pong.optimizer.npz").exists()
     assert main(["train", "--resume", str(saved), *dirs]) == 0
+    assert f"optimizer state restored from {tmp_path / 'snap' / 'pong.optimizer.npz'}" in capsys.readouterr().out
     table = rows(tmp_path / "rep" / "pong.csv")
     assert [(r["epoch"], r["phase"]) for r in table] == [("0", "random"), ("1", "train"), ("1", "test")]
     assert int(table[1]["steps"]) == 48 - 20

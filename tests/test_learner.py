@@ -77,6 +77,51 @@ def test_training_step_reduces_the_loss_on_a_fixed_batch(double):
     np.testing.assert_allclose(learner.q_values(batch["states"]), online, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+def test_a_restored_optimizer_continues_exactly(tmp_path, optimizer):
+    from dqnviz.snapshot import load_optimizer_state, load_snapshot, save_optimizer_state, save_snapshot
+
+    config = TrainConfig(optimizer=optimizer, learning_rate=1e-3, seed=0)
+    rng = np.random.default_rng(1)
+    batches = [_batch(rng) for _ in range(4)]
+    original = Learner(3, config)
+    for batch in batches[:3]:
+        original.train(batch)
+    original.sync_target()  # a resumed learner's target network starts as a copy of the online one
+    save_snapshot(tmp_path / "s.keras", original.model(), {"game": "t"})
+    save_optimizer_state(tmp_path / "s.npz", original.optimizer_state(), train_steps_done=12)
+    assert load_optimizer_state(tmp_path / "s.npz", train_steps_done=13) is None  # another point of the run
+
+    def resumed(with_state):
+        learner = Learner(3, config, model=load_snapshot(tmp_path / "s.keras").model)
+        if with_state:
+            learner.restore_optimizer_state(load_optimizer_state(tmp_path / "s.npz", train_steps_done=12))
+        learner.train(batches[3])
+        return [np.array(w) for w in learner.model().get_weights()]
+
+    original.train(batches[3])
+    expected = [np.array(w) for w in original.model().get_weights()]
+    for got, want in zip(resumed(with_state=True), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # a fresh optimizer takes a different step (no moments, step count 0)
+    assert any(not np.allclose(got, want, rtol=1e-5, atol=1e-6) for got, want in zip(resumed(False), expected))
+
+
+def test_an_optimizer_state_of_another_shape_is_refused():
+    learner = Learner(3, TrainConfig(optimizer="adam", seed=0))
+    state = learner.optimizer_state()
+    assert "iteration" in state and "learning_rate" not in state  # a resumed run may set a new rate
+    faster = Learner(3, TrainConfig(optimizer="adam", learning_rate=1e-3, seed=0))
+    faster.restore_optimizer_state(state)
+    assert float(faster.optimizer.learning_rate) == pytest.approx(1e-3)
+    name = next(n for n, v in state.items() if v.ndim == 4)
+    with pytest.raises(ValueError, match="does not match"):
+        learner.restore_optimizer_state({**state, name: state[name][..., :1]})
+    other = Learner(3, TrainConfig(optimizer="rmsprop", seed=0))
+    with pytest.raises(ValueError, match="does not match"):
+        other.restore_optimizer_state(state)
+
+
 def test_epsilon_schedule_is_linear_then_flat():
     config = TrainConfig(epsilon_start=1.0, epsilon_end=0.1, epsilon_decay_steps=1000)
     assert epsilon_schedule(0, config) == 1.0

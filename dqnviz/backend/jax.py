@@ -103,6 +103,10 @@ class make_train_step:
         for variable, value in zip(self.target.trainable_variables, self.target_trainable):
             variable.assign(jnp.copy(value))
 
+    def reload_optimizer(self):
+        """Read the optimizer state back from its Keras variables (after they were assigned)."""
+        self.optimizer_state = [jnp.copy(v.value) for v in self.optimizer.variables]
+
     def write_back(self):
         """Copy the learner's arrays into the Keras variables of the online model and optimizer."""
         for variables, values in ((self.online.trainable_variables, self.trainable),

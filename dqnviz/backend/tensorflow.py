@@ -78,6 +78,9 @@ class make_train_step:
         """θ⁻ ← θ."""
         self.target.set_weights(self.online.get_weights())
 
+    def reload_optimizer(self):
+        pass  # the compiled step reads the optimizer's variables themselves
+
     def write_back(self):
         pass
 
