@@ -60,7 +60,11 @@ class Progress:
         return "  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in self._fields.items())
 
     def update(self, done: int, **fields) -> None:
-        """Set the units completed so far, and any fields to show (ε, reward, …)."""
+        """Set the units completed so far, and any fields to show (ε, reward, …).
+
+        ``done`` may pass ``total`` (a test phase finishing its last games): the bar stays full and
+        the rate counts everything done.
+        """
         self._done = done
         self._fields.update(fields)
         if not self.enabled:
@@ -68,19 +72,19 @@ class Progress:
         now = time.perf_counter()
         if self.fancy:
             if now - self._last_print > 0.1 or done >= self.total:
-                self._rich.update(self._task, completed=done, rate=self._rate_text(), info=self._info())
+                self._rich.update(self._task, completed=min(done, self.total), rate=self._rate_text(), info=self._info())
                 self._last_print = now
         elif now - self._last_print >= self.every_seconds:
             self._plain_line()
             self._last_print = now
 
     def _plain_line(self) -> None:
-        print(f"{self.description}: {self._done:,}/{self.total:,} {self.unit} "
+        print(f"{self.description}: {min(self._done, self.total):,}/{self.total:,} {self.unit} "
               f"({self._rate_text()}) {self._info()}".rstrip(), file=self.stream, flush=True)
 
     def __exit__(self, *exc):
         if self.fancy:
-            self._rich.update(self._task, completed=self._done, rate=self._rate_text(), info=self._info())
+            self._rich.update(self._task, completed=min(self._done, self.total), rate=self._rate_text(), info=self._info())
             self._rich.__exit__(*exc)
         elif self.enabled:
             self._plain_line()

@@ -364,7 +364,7 @@ class Trainer:
                         fields = {"ε": epsilon, "average reward": float(average)}
                         if stats.steps >= steps and testing:
                             fields["games to finish"] = int(np.count_nonzero(counted & ~last_game_overs))
-                        progress.update(min(stats.steps, steps), **fields)
+                        progress.update(stats.steps, **fields)
             finally:
                 if not testing:
                     self.states, self.running_scores = states, scores

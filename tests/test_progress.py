@@ -1,0 +1,49 @@
+"""Progress output when stderr is not a terminal: plain lines with a rate that never reads 0."""
+
+import io
+
+from dqnviz import progress as progress_module
+from dqnviz.progress import Progress
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_plain_lines_every_few_seconds_and_at_the_end(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(progress_module.time, "perf_counter", clock)
+    stream = io.StringIO()
+    with Progress("epoch 1 test", total=64, stream=stream, every_seconds=10) as bar:
+        clock.now += 4
+        bar.update(32, ε=0.05)  # too soon for a line
+        assert stream.getvalue() == ""
+        clock.now += 6
+        bar.update(64)
+        clock.now += 10
+        bar.update(6_084, **{"games to finish": 0})  # finishing its games: past the total
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "epoch 1 test: 64/64 steps (6.4 steps/s) ε 0.05"
+    # the bar stays full, the rate counts all 6,084 steps in 20 s
+    assert lines[-1] == "epoch 1 test: 64/64 steps (304 steps/s) ε 0.05  games to finish 0"
+
+
+def test_a_slow_rate_keeps_its_digits(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(progress_module.time, "perf_counter", clock)
+    stream = io.StringIO()
+    with Progress("testing pong_17", total=30, unit="episodes", stream=stream) as bar:
+        clock.now += 13
+        bar.update(4)
+    assert "4/30 episodes (0.31 episodes/s)" in stream.getvalue()
+
+
+def test_disabled_progress_prints_nothing():
+    stream = io.StringIO()
+    with Progress("quiet", total=10, stream=stream, enabled=False) as bar:
+        bar.update(10)
+    assert stream.getvalue() == ""
