@@ -13,21 +13,22 @@
 # `start` returns what exists by then (throughput figures, the CSV so far), so a machine lost
 # between the two calls still leaves a partial learning curve behind.
 #
-# Environment: PONG_MINUTES (7), CALL_SECONDS (540), THROUGHPUT_STEPS (15000; 8x that for 64 envs).
+# Environment: PONG_MINUTES (7), CALL_SECONDS (540), THROUGHPUT_STEPS (10000; 8x that for 64 envs).
 set -u
 OUT=${OUT:-/tmp/out}
 WORK=/tmp/dqnviz-gpu
 PONG_MINUTES=${PONG_MINUTES:-7}
 CALL_SECONDS=${CALL_SECONDS:-540}
-THROUGHPUT_STEPS=${THROUGHPUT_STEPS:-15000}
+THROUGHPUT_STEPS=${THROUGHPUT_STEPS:-10000}
 mkdir -p "$OUT" "$WORK"
 
-# The recipe that learned Pong on the CPU with the same batch shape (README, "Shipped agents"):
-# 64 environments, one batch-512 update per 64 agent steps (Nature's 8 sampled transitions per step).
+# The recipe that learned Pong on the 2-core CPU with 64 environments (README, "Shipped agents"):
+# four batch-128 updates per 64-environment step, i.e. one per 16 agent steps, which is Nature's
+# 8 sampled transitions per agent step.
 PONG_OPTIONS=(--epochs 200 --random-steps 50000 --train-steps 250000 --test-steps 10000
-  --num-envs 64 --device-replay --replay-size 1000000 --batch-size 512 --train-frequency 64
-  --double --dueling --n-step 3 --prioritized --target-steps 16000
-  --optimizer adam --learning-rate 0.00025 --epsilon-end 0.01 --epsilon-decay-steps 150000)
+  --num-envs 64 --device-replay --replay-size 1000000 --batch-size 128 --train-frequency 16
+  --double --dueling --n-step 3 --prioritized --target-steps 8000
+  --optimizer adam --learning-rate 0.00015 --epsilon-end 0.01 --epsilon-decay-steps 150000)
 
 setup() {
   # Without .whl/ (a dry run on a machine that has the packages), use what is installed.
@@ -50,13 +51,16 @@ case "${1:-}" in
     { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
       python3 -c "import jax, keras, ale_py; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__, 'ale-py', ale_py.__version__)"
     } > "$OUT/device.txt" 2>&1
-    # Pong learns in the background (setsid: it outlives this call) while throughput is measured
-    # first, so that the two do not share the GPU: the learning run starts once throughput is done.
+    # Throughput first, with the GPU to itself; then Pong learns in the background (setsid: the
+    # run outlives this call, and `collect` picks it up).
     {
       # each capped, so that a slow surprise still leaves time for the learning run
-      timeout 150 python3 benchmarks/throughput.py --num-envs 1 --steps "$THROUGHPUT_STEPS" --device-replay
-      timeout 150 python3 benchmarks/throughput.py --num-envs 64 --steps $((THROUGHPUT_STEPS * 8)) --device-replay \
-        --batch-size 512 --train-frequency 64
+      timeout 120 python3 benchmarks/throughput.py --num-envs 1 --steps "$THROUGHPUT_STEPS" --device-replay
+      for shape in "128 16" "512 64"; do  # the Pong recipe's updates, then the fewest, largest ones
+        set -- $shape
+        timeout 120 python3 benchmarks/throughput.py --num-envs 64 --steps $((THROUGHPUT_STEPS * 8)) --device-replay \
+          --batch-size "$1" --train-frequency "$2"
+      done
     } > "$OUT/throughput.txt" 2>&1
     if python3 -c "import pytest" 2>/dev/null; then
       timeout 90 python3 -m pytest -q -p no:cacheprovider tests/test_device_replay.py tests/test_vectorised.py \
