@@ -78,6 +78,26 @@ def test_random_baseline_is_epoch_zero_random_row(tmp_path):
     assert list(test.y) == [-16, -13, -10, -7]
 
 
+def test_no_score_baseline_when_no_random_game_ended(tmp_path):
+    # 64 environments and 20,000 random steps: no game ends, and the row's -6.14 is a running score
+    import csv
+
+    from dqnviz.report.plot import build_figure, read_stats
+
+    path = write_stats(tmp_path / "pong.csv", epochs=2)
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows[0].update(nr_games="0", average_reward="-6.14", min_game_reward="-6.14", max_game_reward="-6.14")
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    run = read_stats(path)
+    assert run.baseline("average_reward") is None
+    assert run.baseline("meanq") is not None  # not a game score: still drawn
+    assert [trace.name for trace in build_figure([run], ["average_reward"]).data] == ["train", "test"]
+
+
 def test_several_runs_overlay_and_any_column(tmp_path):
     from tests.browser import all_plots_drawn, open_report
 

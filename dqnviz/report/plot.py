@@ -22,6 +22,7 @@ COLUMNS = ["epoch", "phase", "steps", "nr_games", "average_reward", "min_game_re
            "weight_updates", "total_time", "epoch_time", "steps_per_second"]
 DEFAULT_FIELDS = ["average_reward", "meanq", "nr_games", "meancost"]
 PHASES = ("random", "train", "test")
+GAME_SCORE_FIELDS = ("average_reward", "min_game_reward", "max_game_reward")
 
 TITLES = {
     "average_reward": "average game score", "meanq": "mean max Q of the states seen",
@@ -62,7 +63,10 @@ class Run:
         if not randoms:
             return None
         zero = [row for row in randoms if _number(row["epoch"]) == 0]
-        value = _number((zero or randoms)[0].get(field))
+        row = (zero or randoms)[0]
+        if field in GAME_SCORE_FIELDS and _number(row.get("nr_games")) == 0:
+            return None  # no random game ended: the row holds running scores, not a game's score
+        value = _number(row.get(field))
         return None if math.isnan(value) else value
 
 
