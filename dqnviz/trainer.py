@@ -270,14 +270,14 @@ class Trainer:
         """Continue with the optimizer state saved beside the snapshot, if it belongs to it."""
         run = resume.meta.get("run") or resume.meta.get("game")
         path = Path(resume.path or ".").parent / f"{run}.optimizer.npz"
-        state = load_optimizer_state(path, self.train_steps_done) if path.exists() else None
-        try:
-            if state is not None:
+        state = load_optimizer_state(path, self.train_steps_done)  # None if absent or not this snapshot's
+        if state is not None:
+            try:
                 self.learner.restore_optimizer_state(state)
                 self.log(f"optimizer state restored from {path}")
                 return
-        except ValueError:
-            pass
+            except ValueError:  # saved by another optimizer or network shape
+                pass
         self.log(f"no optimizer state for this snapshot in {path}: the optimizer starts afresh")
 
     # -- acting --------------------------------------------------------------------------------
