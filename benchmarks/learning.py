@@ -4,9 +4,9 @@
     python benchmarks/learning.py breakout --minutes 28 --episodes 30 -- --double --dueling
 
 Everything after ``--`` goes to ``dqnviz train``. When the budget runs out the run is stopped
-with Ctrl-C (it saves ``<run>_<epoch>_interrupted.keras``); the newest complete epoch's snapshot,
-or else the interrupted one, is then tested with ``dqnviz test`` (30 episodes, ε = 0.05,
-18,000-frame cap). Prints the learning curve (test rows of the CSV) and the final line of
+with Ctrl-C (it saves ``<run>_<epoch>_interrupted.keras``, the weights at the end of the budget);
+the newest snapshot, that one included, is then tested with ``dqnviz test`` (30 episodes, ε = 0.05,
+18,000-frame cap; one row per episode in ``<snapshot>_test.csv`` beside it). Prints the learning curve (test rows of the CSV) and the final line of
 ``dqnviz test``, next to the Nature paper's score.
 """
 
@@ -56,13 +56,13 @@ def main():
         if row["phase"] == "test":
             print(f"  epoch {row['epoch']:>3}  {int(row['total_train_steps']):>10,} train steps  {float(row['average_reward']):8.2f}")
     snapshots = sorted(folder.glob("*.keras"), key=lambda p: p.stat().st_mtime)
-    complete = [p for p in snapshots if not p.stem.endswith("_interrupted")]
     if not snapshots:
         sys.exit(f"no snapshot was written in {minutes:.1f} min: the budget ended before the first train phase")
-    chosen = (complete or snapshots)[-1]
+    chosen = snapshots[-1]  # the weights at the end of the budget
     print(f"\ntesting {chosen} ({args.episodes} episodes, Nature protocol):", flush=True)
     result = subprocess.run([sys.executable, "-m", "dqnviz", "test", str(chosen), "--episodes", str(args.episodes),
-                             "--quiet"], capture_output=True, text=True)
+                             "--csv", str(chosen.with_name(chosen.stem + "_test.csv")), "--quiet"],
+                            capture_output=True, text=True)
     print(result.stdout.strip() or result.stderr.strip())
     if args.game in NATURE:
         print(f"Nature paper (Mnih et al. 2015): {NATURE[args.game]}")
