@@ -93,6 +93,23 @@ class Learner:
         self.updates += 1
         return loss, td_abs
 
+    def train_transitions(self, replay, transitions: list[dict]) -> "PendingUpdates":
+        """One gradient step per batch of ``transitions`` (from ``replay.sample_transitions``),
+        dispatched to the device and not awaited: read the results when they are needed.
+
+        With the frames on the device (``DeviceReplay``) the states are stacked there, and under
+        JAX all the steps are one compiled call; otherwise each batch is stacked on the host.
+        """
+        frames = getattr(replay, "buffer", None)
+        if frames is not None:
+            losses, td_abs = self.step.train_on_frames(frames, transitions)
+        else:
+            batches = [replay.stack_transitions(t) for t in transitions]
+            results = [self.step({key: batch[key] for key in BATCH_KEYS}) for batch in batches]
+            losses, td_abs = [loss for loss, _ in results], [td for _, td in results]
+        self.updates += len(transitions)
+        return PendingUpdates(transitions, losses, td_abs)
+
     def sync_target(self) -> None:
         self.step.sync_target()
 
@@ -124,6 +141,25 @@ class Learner:
         """The online network with its current weights (for snapshots and analysis)."""
         self.step.write_back()
         return self.online
+
+
+class PendingUpdates:
+    """Updates dispatched to the device; reading their results waits for them (a host sync).
+
+    Attributes:
+        transitions: the batches, as ``ReplayMemory.sample_transitions`` returned them.
+    """
+
+    def __init__(self, transitions, losses, td_abs):
+        self.transitions, self._losses, self._td_abs = transitions, losses, td_abs
+
+    def losses(self) -> np.ndarray:
+        """The loss of each update, shape (K,)."""
+        return np.asarray(self._losses, np.float32)
+
+    def td_abs(self) -> np.ndarray:
+        """|δ| per transition, shape (K, B)."""
+        return np.asarray(self._td_abs, np.float32)
 
 
 def _state_name(variable) -> str:

@@ -234,14 +234,22 @@ class ReplayMemory:
             priorities = self.tree.get(flat)
         return flat // self.per_env, flat % self.per_env, priorities / total
 
-    def stack(self, envs, slots) -> np.ndarray:
-        """The states s_slot, shaped (B, 84, 84, history), zero before the latest game start."""
-        offsets = np.arange(-self.history + 1, 1)  # oldest … newest
+    def window(self, envs, slots):
+        """The frames of states s_slot: ``(index, keep)``, both (B, history), oldest … newest.
+
+        ``index`` is each frame's slot in its environment's ring; ``keep`` is False for frames
+        from before the latest game start in the window (they are shown as zeros).
+        """
+        offsets = np.arange(-self.history + 1, 1)
         index = (slots[:, None] + offsets[None, :]) % self.per_env
         starts = (self.flags[envs[:, None], index] & START) > 0
         # A frame is kept if no later frame in the window starts a game.
         later_start = np.flip(np.cumsum(np.flip(starts, 1), 1), 1) - starts
-        return self._gather_states(envs, index, later_start == 0)
+        return index, later_start == 0
+
+    def stack(self, envs, slots) -> np.ndarray:
+        """The states s_slot, shaped (B, 84, 84, history), zero before the latest game start."""
+        return self._gather_states(envs, *self.window(envs, slots))
 
     def returns(self, envs, slots):
         """n-step returns and discounts: ``R = Σ_{k<m} γ^k r``, ``discount = γ^n · [no terminal]``."""
@@ -255,8 +263,13 @@ class ReplayMemory:
         discounts = np.where(terminal.any(1), 0.0, self.gamma ** self.n_step).astype(np.float32)
         return returns, discounts
 
-    def sample(self, batch_size: int, beta: float = 0.4) -> dict:
-        """A batch of ``states, actions, returns, discounts, next_states, weights`` (+ ``envs, slots``)."""
+    def sample_transitions(self, batch_size: int, beta: float = 0.4) -> dict:
+        """A batch without its frames: ``envs, slots, actions, returns, discounts, weights`` and
+        the frame windows ``state_index, state_keep, next_index, next_keep`` (see :meth:`window`).
+
+        A learner that reads the frames where they live (``--device-replay``) stacks the states
+        itself; :meth:`sample` stacks them here.
+        """
         envs, slots, probabilities = self.sample_indices(batch_size)
         returns, discounts = self.returns(envs, slots)
         if self.prioritized:
@@ -264,16 +277,31 @@ class ReplayMemory:
             weights = (weights / weights.max()).astype(np.float32)
         else:
             weights = np.ones(batch_size, np.float32)
+        state_index, state_keep = self.window(envs, slots)
+        next_index, next_keep = self.window(envs, (slots + self.n_step) % self.per_env)
         return {
-            "states": self.stack(envs, slots),
-            "actions": self.actions[envs, slots].astype(np.int32),
-            "returns": returns,
-            "discounts": discounts,
-            "next_states": self.stack(envs, (slots + self.n_step) % self.per_env),
-            "weights": weights,
-            "envs": envs,
-            "slots": slots,
+            "envs": envs, "slots": slots, "actions": self.actions[envs, slots].astype(np.int32),
+            "returns": returns, "discounts": discounts, "weights": weights,
+            "state_index": state_index, "state_keep": state_keep, "next_index": next_index, "next_keep": next_keep,
         }
+
+    def stack_transitions(self, transitions: dict) -> dict:
+        """The learner's batch for :meth:`sample_transitions`' output: states and next states stacked."""
+        envs = transitions["envs"]
+        return {
+            "states": self._gather_states(envs, transitions["state_index"], transitions["state_keep"]),
+            "actions": transitions["actions"],
+            "returns": transitions["returns"],
+            "discounts": transitions["discounts"],
+            "next_states": self._gather_states(envs, transitions["next_index"], transitions["next_keep"]),
+            "weights": transitions["weights"],
+            "envs": envs,
+            "slots": transitions["slots"],
+        }
+
+    def sample(self, batch_size: int, beta: float = 0.4) -> dict:
+        """A batch of ``states, actions, returns, discounts, next_states, weights`` (+ ``envs, slots``)."""
+        return self.stack_transitions(self.sample_transitions(batch_size, beta))
 
     def update_priorities(self, envs, slots, td_errors, epsilon: float = 1e-6) -> None:
         """p_i = (|δ_i| + ε)^α for the sampled transitions."""
@@ -291,9 +319,10 @@ class DeviceReplay(ReplayMemory):
 
     Bookkeeping (actions, rewards, flags, priorities) and the choice of transitions stay on the
     host and are shared with :class:`ReplayMemory`, so both sample the same distribution. Only
-    the frames — 7,056 of the 7,062 bytes per transition — move: one (num_envs, 84, 84) copy per
-    step, and a sampled batch is gathered and stacked on the device, so the learner's
-    2 × 32 × 28 KB of states never cross the host–device bus.
+    the frames — 7,056 of the 7,062 bytes per transition — move. New frames are staged on the
+    host and written in one call with the next update (or every few steps when nobody learns),
+    and the learner stacks a sampled batch's states on the device from the frame windows of
+    :meth:`sample_transitions`, so no state crosses the host–device bus.
     """
 
     def _allocate_frames(self, shape):
@@ -303,7 +332,7 @@ class DeviceReplay(ReplayMemory):
         return self.buffer
 
     def _write_frames(self, slot: int, frames) -> None:
-        self.buffer.write(slot, frames)
+        self.buffer.stage(slot, frames)
 
     def _gather_states(self, envs, index, keep):
         return self.buffer.gather(envs, index, keep)

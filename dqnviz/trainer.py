@@ -335,11 +335,11 @@ class Trainer:
                     with timer("emulate"):
                         env.send(actions)  # the emulators run in C++ threads while we learn
                     iteration += 1
+                    pending = None
                     if learn:
                         self.train_steps_done += n
                         if iteration % iterations_per_update == 0 and self.replay.num_sampleable() >= config.batch_size:
-                            for _ in range(updates_per_iteration):
-                                self._update(stats, timer)
+                            pending = self._start_updates(updates_per_iteration, stats)
                         self.steps_since_sync += n
                         if self.steps_since_sync >= config.target_steps:
                             self.learner.sync_target()
@@ -352,6 +352,8 @@ class Trainer:
                             self.replay.add(states[..., -1], actions, np.clip(rewards, -1.0, 1.0), terminals, self.starts)
                         self.starts = game_overs
                         self.total_steps += n
+                    if pending is not None:
+                        self._finish_updates(pending, stats)
                     scores += rewards
                     for i in np.flatnonzero(game_overs & counted):
                         stats.game_scores.append(float(scores[i]))
@@ -372,23 +374,36 @@ class Trainer:
                 stats.seconds = time.perf_counter() - start
         return stats
 
-    def _update(self, stats: PhaseStats, timer=None) -> None:
-        config = self.config
-        timer = timer or self.timer
+    def _start_updates(self, count: int, stats: PhaseStats):
+        """Sample ``count`` batches and dispatch their updates; the device works while we emulate.
+
+        All ``count`` batches are drawn before any of their priorities changes: prioritized
+        replay's priorities lag by one iteration (at most ``count`` updates).
+        """
+        config, timer = self.config, self.timer
         fraction = min(1.0, self.train_steps_done / max(1, config.epochs * config.train_steps))
         beta = config.priority_beta + (1.0 - config.priority_beta) * fraction
         with timer("sample"):
-            batch = self.replay.sample(config.batch_size, beta=beta)
+            transitions = [self.replay.sample_transitions(config.batch_size, beta=beta) for _ in range(count)]
         with timer("learn"):
-            loss, td_abs = self.learner.train(batch)
-            stats.updates += 1
-            # Reading the loss waits for the device; do it rarely unless priorities need |δ| anyway
-            # (or when profiling, so that the time lands here and not in the next host sync).
-            if stats.updates % 16 == 0 or config.prioritized or self.timer.enabled:
-                stats.costs.append(float(loss))
+            pending = self.learner.train_transitions(self.replay, transitions)
+            stats.updates += count
+            if timer.enabled:  # wait for the device, so that the time lands here
+                pending.losses()
+        return pending
+
+    def _finish_updates(self, pending, stats: PhaseStats) -> None:
+        """Read what the updates returned: |δ| for the priorities, and now and then the loss."""
+        config, timer = self.config, self.timer
+        # Reading a result waits for the device; do it rarely unless priorities need |δ| anyway.
+        calls = stats.updates // len(pending.transitions)
+        with timer("learn"):
+            if config.prioritized or timer.enabled or calls % 16 == 1:
+                stats.costs.extend(pending.losses().tolist())
         if config.prioritized:
             with timer("replay"):
-                self.replay.update_priorities(batch["envs"], batch["slots"], np.asarray(td_abs))
+                for transitions, td_abs in zip(pending.transitions, pending.td_abs()):
+                    self.replay.update_priorities(transitions["envs"], transitions["slots"], td_abs)
 
     # -- statistics and snapshots -------------------------------------------------------------
 

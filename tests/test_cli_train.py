@@ -59,15 +59,15 @@ def test_ctrl_c_saves_a_snapshot_that_resumes(tmp_path, monkeypatch, capsys):
     from dqnviz import trainer
 
     calls = {"n": 0}
-    original = trainer.Trainer._update
+    original = trainer.Trainer._start_updates
 
-    def interrupt_on_fifth(self, stats, timer=None):
+    def interrupt_on_fifth(self, count, stats):
         calls["n"] += 1
         if calls["n"] == 5:
             raise KeyboardInterrupt
-        return original(self, stats, timer)
+        return original(self, count, stats)
 
-    monkeypatch.setattr(trainer.Trainer, "_update", interrupt_on_fifth)
+    monkeypatch.setattr(trainer.Trainer, "_start_updates", interrupt_on_fifth)
     dirs = ["--snapshot-dir", str(tmp_path / "snap"), "--report-dir", str(tmp_path / "rep")]
     assert main(["train", "pong", "--epochs", "1", *TINY, *dirs]) == 130
     out = capsys.readouterr().out
@@ -76,7 +76,7 @@ def test_ctrl_c_saves_a_snapshot_that_resumes(tmp_path, monkeypatch, capsys):
     meta = load_snapshot(saved).meta
     assert meta["interrupted"] == {"phase": "train", "steps_done": 20}  # the 5th update comes after step 20
     assert [r["phase"] for r in rows(tmp_path / "rep" / "pong.csv")] == ["random"]
-    monkeypatch.setattr(trainer.Trainer, "_update", original)
+    monkeypatch.setattr(trainer.Trainer, "_start_updates", original)
     assert (tmp_path / "snap" / "pong.optimizer.npz").exists()
     assert main(["train", "--resume", str(saved), *dirs]) == 0
     assert f"optimizer state restored from {tmp_path / 'snap' / 'pong.optimizer.npz'}" in capsys.readouterr().out

@@ -68,3 +68,49 @@ def test_training_with_device_replay(tmp_path):
             "--validation-states", "8", "--quiet", "--snapshot-dir", str(tmp_path), "--report-dir", str(tmp_path)]
     assert main(argv) == 0
     assert (tmp_path / "pong_1.keras").exists()
+
+
+def _twin_learners(prioritized=True):
+    from dqnviz.config import TrainConfig
+    from dqnviz.learner import Learner
+
+    config = TrainConfig(num_envs=2, seed=5, double=True, dueling=True, n_step=3, prioritized=prioritized)
+    return Learner(4, config), Learner(4, config)
+
+
+def test_updates_on_device_frames_equal_updates_on_host_batches():
+    """One fused call of K updates, states stacked on the device from frames written in that
+    same call, makes the same K updates as K ordinary steps on batches stacked on the host."""
+    host = ReplayMemory(400, num_envs=2, n_step=3, prioritized=True, seed=3)
+    device = DeviceReplay(400, num_envs=2, n_step=3, prioritized=True, seed=3)
+    fill_both([host, device], steps=300)
+    assert device.buffer.staged_count > 0  # the newest frames are still on the host: the fused call writes them first
+    fused, stepwise = _twin_learners()
+    transitions = [device.sample_transitions(16, beta=0.5) for _ in range(3)]
+    pending = fused.train_transitions(device, transitions)
+    losses, td_abs = [], []
+    for t in transitions:
+        loss, td = stepwise.train(host.stack_transitions(t))
+        losses.append(float(loss))
+        td_abs.append(np.asarray(td))
+    np.testing.assert_allclose(pending.losses(), losses, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(pending.td_abs(), np.stack(td_abs), rtol=1e-4, atol=1e-5)
+    assert fused.updates == stepwise.updates == 3
+    for a, b in zip(fused.model().get_weights(), stepwise.model().get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(device.buffer.to_numpy(), host.frames)
+    # and the updates changed the weights (a call that did nothing would also "match")
+    fresh, _ = _twin_learners()
+    assert any(not np.allclose(a, b) for a, b in zip(fresh.model().get_weights(), fused.model().get_weights()))
+
+
+def test_host_replay_updates_through_the_same_call():
+    """Without device frames, ``train_transitions`` stacks each batch on the host: same results."""
+    host = ReplayMemory(400, num_envs=2, n_step=3, prioritized=True, seed=4)
+    fill_both([host], steps=300)
+    batched, stepwise = _twin_learners()
+    transitions = [host.sample_transitions(16) for _ in range(2)]
+    pending = batched.train_transitions(host, transitions)
+    expected = [np.asarray(stepwise.train(host.stack_transitions(t))[1]) for t in transitions]
+    np.testing.assert_array_equal(pending.td_abs(), np.stack(expected))
+    assert pending.losses().shape == (2,)

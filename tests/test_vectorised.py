@@ -3,6 +3,7 @@
 import csv
 
 import numpy as np
+import pytest
 
 from dqnviz.cli import main
 from dqnviz.config import TrainConfig
@@ -10,8 +11,10 @@ from dqnviz.learner import Learner
 from dqnviz.snapshot import load_snapshot
 
 
-def test_tiny_vectorised_run_with_every_option(tmp_path):
+@pytest.mark.parametrize("replay", ["host", "device"])
+def test_tiny_vectorised_run_with_every_option(tmp_path, replay):
     dirs = ["--snapshot-dir", str(tmp_path), "--report-dir", str(tmp_path)]
+    dirs += ["--device-replay"] if replay == "device" else []
     argv = ["train", "pong", "--num-envs", "4", "--epochs", "1", "--random-steps", "64", "--train-steps", "64",
             "--test-steps", "32", "--replay-size", "400", "--batch-size", "8", "--validation-states", "8",
             "--double", "--dueling", "--n-step", "3", "--prioritized", "--optimizer", "adam", "--quiet", *dirs]

@@ -15,6 +15,8 @@ Each backend module exposes the same two functions:
 ``make_train_step(online, target, optimizer, loss_fn) -> step``
     ``step(batch) -> (loss, td_abs)``, updating the online model's weights in place.
     ``loss_fn(q, q_next_online, q_next_target, batch) -> (loss, td_abs)`` is pure ``keras.ops`` maths.
+    ``step.train_on_frames(frame_buffer, transitions) -> (losses, td_abs)`` makes K updates whose
+    states are stacked from a ``FrameBuffer`` on the device (one jitted call under JAX).
 
 ``make_predict(model) -> predict(states, weights=None)``
     compiled Q-values for acting.
@@ -23,8 +25,9 @@ Each backend module exposes the same two functions:
     one compiled pass for recording with gradient saliency.
 
 ``FrameBuffer(shape)``
-    the replay memory's uint8 frames kept on the accelerator (``--device-replay``): ``write(slot,
-    frames)`` in place, ``gather(envs, index, keep)`` → stacked states on the device.
+    the replay memory's uint8 frames kept on the accelerator (``--device-replay``): ``stage(slot,
+    frames)`` (written with the next update, or by ``flush()``), ``gather(envs, index, keep)`` →
+    stacked states on the device, ``to_numpy()``.
 """
 
 import keras

@@ -4,7 +4,14 @@ The learner keeps the online network's weights, the target network's weights and
 state as JAX arrays between steps, so one update is one jitted call with no host round trip for
 the weights. ``write_back`` copies them into the Keras variables when someone needs the model
 itself (a snapshot, an analysis).
+
+With the replay frames on the device (:class:`FrameBuffer`), ``train_on_frames`` does all of an
+iteration's updates in one jitted call: it writes the frames staged since the last call, then
+makes the updates one after another, stacking each batch's states from the frames inside the step. The
+host sends two small index arrays and the new frames, and reads ``|δ|`` back once.
 """
+
+
 
 import jax
 import jax.numpy as jnp
@@ -81,6 +88,43 @@ class make_train_step:
 
         self._step = step
 
+        def train_batches(trainable, non_trainable, optimizer_state, target_trainable, target_non_trainable,
+                          frames, staged_frames, staged_slots, ints, floats):
+            frames = _write_staged(frames, staged_frames, staged_slots)
+
+            # A Python loop, unrolled when traced: XLA's CPU backend runs convolutions inside a
+            # lax.scan five times slower than the same steps unrolled (6.3 s against 1.2 s for
+            # four batch-128 updates on the 2-core development machine).
+            losses, td_abs = [], []
+            for k in range(ints.shape[0]):
+                batch = _unpack_batch(frames, ints[k], floats[k])
+                (loss, (td, non_trainable)), grads = grad_fn(
+                    trainable, non_trainable, target_trainable, target_non_trainable, batch
+                )
+                trainable, optimizer_state = optimizer.stateless_apply(optimizer_state, grads, trainable)
+                losses.append(loss)
+                td_abs.append(td)
+            losses, td_abs = jnp.stack(losses), jnp.stack(td_abs)
+            return losses, td_abs, trainable, non_trainable, optimizer_state, frames
+
+        self._train_batches = jax.jit(train_batches, donate_argnums=(5,))
+
+    def train_on_frames(self, buffer, transitions):
+        """K updates on the batches ``transitions`` (a list of :meth:`ReplayMemory.sample_transitions`
+        results) with states stacked from ``buffer`` on the device: one jitted call, not awaited.
+
+        Returns ``(losses, td_abs)`` shaped (K,) and (K, B), as device arrays.
+        """
+        ints, floats = pack_transitions(transitions)
+        staged_frames, staged_slots = buffer.take_staged()
+        (losses, td_abs, self.trainable, self.non_trainable, self.optimizer_state,
+         buffer.array) = self._train_batches(
+            self.trainable, self.non_trainable, self.optimizer_state,
+            self.target_trainable, self.target_non_trainable,
+            buffer.array, staged_frames, staged_slots, ints, floats,
+        )
+        return losses, td_abs
+
     def __call__(self, batch):
         loss, td_abs, self.trainable, self.non_trainable, self.optimizer_state = self._step(
             self.trainable, self.non_trainable, self.optimizer_state,
@@ -116,32 +160,96 @@ class make_train_step:
                 variable.assign(jnp.copy(value))
 
 
+def pack_transitions(transitions):
+    """K batches of :meth:`ReplayMemory.sample_transitions` as two arrays, one transfer each:
+    int32 (K, B, 2 + 4·history) = env, action, state_index, state_keep, next_index, next_keep, and
+    float32 (K, B, 3) = return, discount, importance weight."""
+    ints = np.stack([np.concatenate([
+        t["envs"][:, None], t["actions"][:, None], t["state_index"], t["state_keep"], t["next_index"], t["next_keep"],
+    ], axis=1).astype(np.int32) for t in transitions])
+    floats = np.stack([np.stack([t["returns"], t["discounts"], t["weights"]], axis=1) for t in transitions])
+    return ints, floats.astype(np.float32)
+
+
+def _unpack_batch(frames, ints, floats):
+    history = (ints.shape[-1] - 2) // 4
+    envs, columns = ints[:, 0], [ints[:, 2 + k * history:2 + (k + 1) * history] for k in range(4)]
+    return {
+        "states": _gather_states(frames, envs, columns[0], columns[1] > 0),
+        "actions": ints[:, 1],
+        "returns": floats[:, 0],
+        "discounts": floats[:, 1],
+        "next_states": _gather_states(frames, envs, columns[2], columns[3] > 0),
+        "weights": floats[:, 2],
+    }
+
+
 def _gather_states(frames, envs, index, keep):
     states = frames[envs[:, None], index]  # (B, history, H, W)
     states = jnp.where(keep[:, :, None, None], states, jnp.zeros((), states.dtype))
     return jnp.transpose(states, (0, 2, 3, 1))
 
 
+def _write_staged(frames, staged_frames, staged_slots):
+    """frames[:, slots[p]] ← staged[:, p]; the slots of one call are distinct (see FrameBuffer)."""
+    if staged_slots.shape[0] == 0:
+        return frames
+    return frames.at[:, staged_slots].set(staged_frames)
+
+
 class FrameBuffer:
     """uint8 frames ``(num_envs, slots, H, W)`` kept on the accelerator.
 
-    Writes are jitted with the buffer donated, so XLA updates it in place instead of copying
-    gigabytes per step; a sampled batch is gathered and stacked on the device.
+    New frames are staged on the host (``stage``) and written together: by the learner's next
+    ``train_on_frames`` call, or here once ``max_staged`` have gathered or before anyone reads the
+    buffer. Writes are jitted with the buffer donated, so XLA updates it in place instead of
+    copying gigabytes; a sampled batch is gathered and stacked on the device.
     """
 
-    def __init__(self, shape):
+    def __init__(self, shape, max_staged: int = 16):
         self.shape = tuple(shape)
         self.array = jnp.zeros(self.shape, jnp.uint8)
-        self._write = jax.jit(lambda buffer, slot, frames: buffer.at[:, slot].set(frames), donate_argnums=0)
+        # at most one ring's worth, so that the slots written in one call are distinct
+        self.max_staged = max(1, min(max_staged, self.shape[1]))
+        self._staged_frames, self._staged_slots = [], []
+        self._write = jax.jit(_write_staged, donate_argnums=0)
         self._gather = jax.jit(_gather_states)
 
+    @property
+    def staged_count(self) -> int:
+        """Frames staged on the host, not yet written."""
+        return len(self._staged_slots)
+
+    def stage(self, slot, frames):
+        self._staged_frames.append(np.asarray(frames, np.uint8))
+        self._staged_slots.append(int(slot))
+        if len(self._staged_slots) >= self.max_staged:
+            self.flush()
+
+    def take_staged(self):
+        """The staged frames (num_envs, P, H, W) and their slots (P,), now the caller's to write."""
+        if self._staged_slots:
+            frames = np.stack(self._staged_frames, axis=1)
+        else:
+            frames = np.zeros((self.shape[0], 0) + self.shape[2:], np.uint8)
+        slots = np.asarray(self._staged_slots, np.int32)
+        self._staged_frames, self._staged_slots = [], []
+        return frames, slots
+
+    def flush(self):
+        if self._staged_slots:
+            self.array = self._write(self.array, *self.take_staged())
+
     def write(self, slot, frames):
-        self.array = self._write(self.array, jnp.int32(slot), jnp.asarray(frames, jnp.uint8))
+        self.stage(slot, frames)
+        self.flush()
 
     def gather(self, envs, index, keep):
+        self.flush()
         return self._gather(self.array, jnp.asarray(envs, jnp.int32), jnp.asarray(index, jnp.int32), jnp.asarray(keep))
 
     def to_numpy(self):
+        self.flush()
         return np.asarray(self.array)
 
 

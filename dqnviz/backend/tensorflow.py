@@ -70,6 +70,20 @@ class make_train_step:
     def __call__(self, batch):
         return self._step({k: tf.convert_to_tensor(v) for k, v in batch.items()})
 
+    def train_on_frames(self, buffer, transitions):
+        """K updates with states stacked from ``buffer`` on the device, one compiled step each.
+
+        Returns ``(losses, td_abs)`` shaped (K,) and (K, B).
+        """
+        buffer.flush()
+        results = []
+        for t in transitions:
+            batch = {key: t[key] for key in ("actions", "returns", "discounts", "weights")}
+            batch["states"] = buffer.gather(t["envs"], t["state_index"], t["state_keep"])
+            batch["next_states"] = buffer.gather(t["envs"], t["next_index"], t["next_keep"])
+            results.append(self(batch))
+        return tf.stack([loss for loss, _ in results]), tf.stack([td for _, td in results])
+
     @property
     def weights(self):
         return None
@@ -88,12 +102,15 @@ class make_train_step:
 class FrameBuffer:
     """uint8 frames ``(num_envs, slots, H, W)`` in a ``tf.Variable`` (on the GPU when there is one).
 
-    Writes assign one slot in place; a sampled batch is gathered and stacked by a compiled function.
+    New frames are staged on the host (``stage``) and assigned slot by slot in place before anyone
+    reads the buffer; a sampled batch is gathered and stacked by a compiled function.
     """
 
-    def __init__(self, shape):
+    def __init__(self, shape, max_staged: int = 16):
         self.shape = tuple(shape)
         self.variable = tf.Variable(tf.zeros(self.shape, tf.uint8), trainable=False)
+        self.max_staged = max(1, min(max_staged, self.shape[1]))
+        self._staged = []
 
         @tf.function(reduce_retracing=True)
         def write(slot, frames):
@@ -108,14 +125,32 @@ class FrameBuffer:
 
         self._write, self._gather = write, gather
 
+    @property
+    def staged_count(self) -> int:
+        """Frames staged on the host, not yet written."""
+        return len(self._staged)
+
+    def stage(self, slot, frames):
+        self._staged.append((int(slot), np.asarray(frames, np.uint8)))
+        if len(self._staged) >= self.max_staged:
+            self.flush()
+
+    def flush(self):
+        for slot, frames in self._staged:
+            self._write(tf.constant(slot, tf.int32), tf.convert_to_tensor(frames))
+        self._staged = []
+
     def write(self, slot, frames):
-        self._write(tf.constant(int(slot), tf.int32), tf.convert_to_tensor(np.asarray(frames, np.uint8)))
+        self.stage(slot, frames)
+        self.flush()
 
     def gather(self, envs, index, keep):
+        self.flush()
         return self._gather(tf.constant(np.asarray(envs, np.int32)), tf.constant(np.asarray(index, np.int32)),
                             tf.constant(np.asarray(keep, bool)))
 
     def to_numpy(self):
+        self.flush()
         return self.variable.numpy()
 
 
