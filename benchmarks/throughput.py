@@ -7,6 +7,9 @@ Each configuration fills the replay memory with random play, then times a train 
 standard replay ratio (one batch-32 update per 4 agent steps: 8 sampled transitions per step).
 A first, untimed train phase compiles the step. A second run with ``--profile`` waits for every
 update so that the time is attributed to its part (act, emulate, replay, sample, learn).
+
+``--count-transfers`` (JAX) counts the host-to-device transfers per iteration of a train phase,
+from JAX's transfer guard: on a GPU each costs a round of driver work, whatever its size.
 """
 
 from __future__ import annotations
@@ -14,13 +17,37 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Quiet C++ logs, except the transfer guard's warnings when they are counted.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if "--count-transfers" in sys.argv else "3")
+
+
+def count_transfers(run, iterations: int) -> float:
+    """Host-to-device transfers per iteration while ``run()`` plays ``iterations`` iterations."""
+    import tempfile
+
+    import jax
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+") as log:
+        os.dup2(log.fileno(), 2)  # the guard logs from C++, to the process's stderr
+        try:
+            with jax.transfer_guard_host_to_device("log"):
+                run()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        log.seek(0)
+        transfers = sum("host-to-device transfer" in line for line in log)
+    return transfers / iterations
 
 
 def measure(game: str, num_envs: int, steps: int, warmup: int, replay_size: int, batch_size: int,
-            train_frequency: int, profile: bool, seed: int = 0, device_replay: bool = False):
+            train_frequency: int, profile: bool, seed: int = 0, device_replay: bool = False,
+            transfers: bool = False):
     from dqnviz.atari import resolve_rom
     from dqnviz.config import TrainConfig
     from dqnviz.trainer import Trainer
@@ -35,6 +62,9 @@ def measure(game: str, num_envs: int, steps: int, warmup: int, replay_size: int,
         trainer.started = time.perf_counter()
         trainer.run_phase(0, "random", max(warmup, 4 * batch_size))
         trainer.run_phase(1, "train", max(200, 16 * num_envs))  # compile, warm caches
+        if transfers:
+            iterations = max(16, train_frequency // num_envs * 16)
+            return count_transfers(lambda: trainer.run_phase(1, "train", iterations * num_envs), iterations)
         trainer.timer.seconds.clear()
         updates_before = trainer.learner.updates
         start = time.perf_counter()
@@ -55,6 +85,8 @@ def main():
     parser.add_argument("--train-frequency", type=int, default=4)
     parser.add_argument("--device-replay", action="store_true", help="keep replay frames on the accelerator")
     parser.add_argument("--no-profile", action="store_true", help="skip the per-part breakdown run")
+    parser.add_argument("--count-transfers", action="store_true",
+                        help="JAX: also count host-to-device transfers per iteration")
     args = parser.parse_args()
 
     import keras
@@ -74,6 +106,11 @@ def main():
                                                 device_replay=args.device_replay)
         print(f"\n{args.game}, {num_envs} env(s): {rate:,.0f} agent steps/s, {update_rate:,.1f} updates/s "
               f"({args.steps:,} steps in {seconds:.1f} s)")
+        if args.count_transfers:
+            per_iteration = measure(args.game, num_envs, args.steps, args.warmup, args.replay_size, args.batch_size,
+                                    args.train_frequency, profile=False, device_replay=args.device_replay,
+                                    transfers=True)
+            print(f"  host-to-device transfers: {per_iteration:.1f} per iteration of {num_envs} agent steps")
         if not args.no_profile:
             _, _, parts, total = measure(args.game, num_envs, args.steps, args.warmup, args.replay_size,
                                          args.batch_size, args.train_frequency, profile=True,
