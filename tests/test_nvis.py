@@ -44,6 +44,9 @@ def test_one_card_per_layer_and_filter(report):
     # header: game, epoch, test score, layers with shapes, receptive fields
     for text in ("breakout", "epoch 1", "1.50 ± 0.50", "20 × 20 × 32", "7 × 7 × 64", "36×36 px, stride 8"):
         assert text in html, text
+    # the snapshot's own test is labelled as what it is, and a test of few games says so
+    header = html[html.index('<div class="dq-header">'):html.index("</dl>")]
+    assert "in-training test" in header and "dqnviz test</code> plays 30" in header
     # saliency with ALE action names, and the explanations
     assert "NOOP" in html and "FIRE" in html
     text = " ".join(re.sub(r"<[^>]+>", " ", html).split())

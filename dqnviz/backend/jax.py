@@ -227,8 +227,15 @@ class FrameBuffer:
             self.flush()
 
     def take_staged(self):
-        """The staged frames (num_envs, P, H, W) and their slots (P,), now the caller's to write."""
+        """The staged frames (num_envs, P, H, W) and their slots (P,), now the caller's to write.
+
+        P is padded to a power of two by repeating the last frame (writing it twice writes the
+        same value), so a compiled call sees at most a handful of shapes.
+        """
         if self._staged_slots:
+            padding = (1 << (len(self._staged_slots) - 1).bit_length()) - len(self._staged_slots)
+            self._staged_frames += self._staged_frames[-1:] * padding
+            self._staged_slots += self._staged_slots[-1:] * padding
             frames = np.stack(self._staged_frames, axis=1)
         else:
             frames = np.zeros((self.shape[0], 0) + self.shape[2:], np.uint8)
