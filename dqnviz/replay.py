@@ -304,11 +304,15 @@ class ReplayMemory:
         return self.stack_transitions(self.sample_transitions(batch_size, beta))
 
     def update_priorities(self, envs, slots, td_errors, epsilon: float = 1e-6) -> None:
-        """p_i = (|δ_i| + ε)^α for the sampled transitions."""
+        """p_i = (|δ_i| + ε)^α for the sampled transitions; a transition listed twice gets its
+        last |δ|, so several batches can be passed at once, concatenated in order."""
         if not self.prioritized:
             return
-        priorities = (np.abs(np.asarray(td_errors, np.float64)) + epsilon) ** self.alpha
-        flat = np.asarray(envs) * self.per_env + np.asarray(slots)
+        priorities = (np.abs(np.asarray(td_errors, np.float64)).ravel() + epsilon) ** self.alpha
+        flat = (np.asarray(envs) * self.per_env + np.asarray(slots)).ravel()
+        _, last = np.unique(flat[::-1], return_index=True)
+        last = len(flat) - 1 - last
+        flat, priorities = flat[last], priorities[last]
         still_valid = self.tree.get(flat) > 0  # an overwritten slot keeps priority 0
         self.tree.set(flat[still_valid], priorities[still_valid])
         self.max_priority = max(self.max_priority, float(priorities.max()))

@@ -401,9 +401,11 @@ class Trainer:
             if config.prioritized or timer.enabled or calls % 16 == 1:
                 stats.costs.extend(pending.losses().tolist())
         if config.prioritized:
-            with timer("replay"):
-                for transitions, td_abs in zip(pending.transitions, pending.td_abs()):
-                    self.replay.update_priorities(transitions["envs"], transitions["slots"], td_abs)
+            with timer("replay"):  # one sum-tree update for all the batches
+                self.replay.update_priorities(
+                    np.concatenate([t["envs"] for t in pending.transitions]),
+                    np.concatenate([t["slots"] for t in pending.transitions]), pending.td_abs(),
+                )
 
     # -- statistics and snapshots -------------------------------------------------------------
 

@@ -124,6 +124,23 @@ def test_prioritized_sampling_follows_priorities():
     assert batch["weights"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_priorities_of_several_batches_at_once_equal_one_batch_after_another():
+    """The trainer passes an iteration's batches in one call: a transition drawn in two batches
+    keeps the later |δ|, as if the batches had been applied in order."""
+    rng = np.random.default_rng(2)
+    one_call, in_order = (ReplayMemory(64, history=1, prioritized=True, seed=1) for _ in range(2))
+    for memory in (one_call, in_order):
+        fill(memory, 40)
+    batches = [(np.zeros(16, int), rng.integers(0, 39, 16), rng.random(16)) for _ in range(3)]
+    batches.append((np.zeros(2, int), batches[0][1][:2], np.array([7.0, 9.0])))  # drawn again, later
+    for envs, slots, td in batches:
+        in_order.update_priorities(envs, slots, td)
+    one_call.update_priorities(*(np.concatenate(parts) for parts in zip(*batches)))
+    np.testing.assert_array_equal(one_call.tree.tree, in_order.tree.tree)
+    assert one_call.max_priority == in_order.max_priority
+    assert one_call.tree.get([batches[0][1][0]])[0] == pytest.approx((7.0 + 1e-6) ** one_call.alpha)
+
+
 def test_sum_tree_finds_prefix_sums():
     tree = SumTree(5)
     tree.set(np.arange(5), [1.0, 0.0, 2.0, 3.0, 4.0])
