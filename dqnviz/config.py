@@ -25,6 +25,7 @@ class TrainConfig:
     test_steps: int = _f(125_000, "agent steps in each epoch's test phase (ε = test-epsilon), summed over environments; the games still running then play to their end, so every game started counts", positive=True)
     # Environment
     num_envs: int = _f(1, "environments stepped together; 1 is the classic Nature loop, >1 uses ale-py's C++ AtariVectorEnv", positive=True)
+    test_envs: int = _f(0, "environments in the test phases; 0 means as many as --num-envs (fewer make a test phase shorter: each environment plays its last game to the end)", nonnegative=True)
     frame_skip: int = _f(4, "emulator frames per agent step (the action repeats; the state is the max of the last two)", positive=True)
     history: int = _f(4, "frames stacked into one state", positive=True)
     noop_max: int = _f(30, "at most this many NOOP actions at the start of each game", nonnegative=True)

@@ -106,9 +106,10 @@ def make_envs(rom: Rom, config: TrainConfig, training: bool, seed: int):
         max_frames_per_episode=config.max_frames_per_episode if training else min(config.max_frames_per_episode, 18_000),
         frame_skip=config.frame_skip, history=config.history,
     )
-    if config.num_envs == 1:
+    count = config.num_envs if training else config.test_envs or config.num_envs
+    if count == 1:
         return SingleEnvBatch(AtariEnv(rom, **options))
-    return VectorAtariEnv(rom, num_envs=config.num_envs, **options)
+    return VectorAtariEnv(rom, num_envs=count, **options)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -46,3 +46,16 @@ def test_vectorised_and_classic_learners_make_identical_updates():
         results.append([w.copy() for w in learner.model().get_weights()])
     for classic, vectorised in zip(*results):
         np.testing.assert_array_equal(classic, vectorised)
+
+
+def test_fewer_test_environments(tmp_path):
+    """--test-envs 2 with 4 training environments: the test phase plays 2 whole games, not 4."""
+    dirs = ["--snapshot-dir", str(tmp_path), "--report-dir", str(tmp_path)]
+    argv = ["train", "pong", "--num-envs", "4", "--test-envs", "2", "--epochs", "1", "--random-steps", "32",
+            "--train-steps", "16", "--test-steps", "8", "--replay-size", "200", "--batch-size", "8",
+            "--validation-states", "8", "--quiet", *dirs]
+    assert main(argv) == 0
+    with open(tmp_path / "pong.csv", newline="") as f:
+        test = [r for r in csv.DictReader(f) if r["phase"] == "test"]
+    assert int(test[0]["nr_games"]) == 2  # each test environment plays its one game to the end
+    assert load_snapshot(tmp_path / "pong_1.keras").meta["config"]["test_envs"] == 2
