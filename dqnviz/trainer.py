@@ -250,6 +250,7 @@ class Trainer:
         self.learner = Learner(self.num_actions, config, model=resume.model if resume else None)
         self.csv = StatisticsCSV(self.report_dir / f"{run}.csv")
         meta = resume.meta if resume else {}
+        self.learner.updates = int(meta.get("weight_updates", 0))  # the CSV's count goes on across a resume
         self.total_steps = int(meta.get("total_steps", 0))  # agent steps, all phases but test
         self.train_steps_done = int(meta.get("train_steps_done", 0))  # drives ε
         self.start_epoch = int(meta.get("epoch", -1)) + 1 if resume else 0
@@ -438,7 +439,7 @@ class Trainer:
         env = self.train_env
         meta = snapshot_meta(
             self.rom, env, self.config, run=self.run, epoch=epoch, total_steps=self.total_steps,
-            test_score=test_score, train_steps_done=self.train_steps_done,
+            test_score=test_score, train_steps_done=self.train_steps_done, weight_updates=self.learner.updates,
             total_time=self.total_time_before + time.perf_counter() - self.started, **extra,
         )
         return save_snapshot(self.snapshot_path(epoch, suffix), self.learner.model(), meta)

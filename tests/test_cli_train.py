@@ -83,6 +83,9 @@ def test_ctrl_c_saves_a_snapshot_that_resumes(tmp_path, monkeypatch, capsys):
     table = rows(tmp_path / "rep" / "pong.csv")
     assert [(r["epoch"], r["phase"]) for r in table] == [("0", "random"), ("1", "train"), ("1", "test")]
     assert int(table[1]["steps"]) == 48 - 20
+    # the update count goes on from the 4 made before Ctrl-C stopped the 5th (at step 20): the
+    # resumed 28 steps make one per 4, 7 more
+    assert meta["weight_updates"] == 4 and int(table[1]["weight_updates"]) == 4 + 7
     assert (tmp_path / "snap" / "pong_1.keras").exists()
 
 
