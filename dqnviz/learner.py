@@ -97,11 +97,12 @@ class Learner:
         """One gradient step per batch of ``transitions`` (from ``replay.sample_transitions``),
         dispatched to the device and not awaited: read the results when they are needed.
 
-        With the frames on the device (``DeviceReplay``) the states are stacked there, and under
-        JAX all the steps are one compiled call; otherwise each batch is stacked on the host.
+        Under JAX with the frames on the device (``DeviceReplay``) all the steps are one compiled
+        call that stacks the states itself; otherwise the replay memory stacks each batch where
+        its frames live (host or device) and each step is its own call.
         """
         frames = getattr(replay, "buffer", None)
-        if frames is not None:
+        if frames is not None and hasattr(self.step, "train_on_frames"):
             losses, td_abs = self.step.train_on_frames(frames, transitions)
         else:
             batches = [replay.stack_transitions(t) for t in transitions]

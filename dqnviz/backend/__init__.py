@@ -15,8 +15,9 @@ Each backend module exposes the same two functions:
 ``make_train_step(online, target, optimizer, loss_fn) -> step``
     ``step(batch) -> (loss, td_abs)``, updating the online model's weights in place.
     ``loss_fn(q, q_next_online, q_next_target, batch) -> (loss, td_abs)`` is pure ``keras.ops`` maths.
-    ``step.train_on_frames(frame_buffer, transitions) -> (losses, td_abs)`` makes K updates whose
-    states are stacked from a ``FrameBuffer`` on the device (one jitted call under JAX).
+    The JAX step also has ``train_on_frames(frame_buffer, transitions) -> (losses, td_abs)``: K
+    updates in one jitted call, their states stacked from a ``FrameBuffer`` inside it. Without it
+    (TensorFlow) the learner stacks each batch with the replay memory and calls ``step(batch)``.
 
 ``make_predict(model) -> predict(states, weights=None)``
     compiled Q-values for acting.

@@ -7,11 +7,9 @@ itself (a snapshot, an analysis).
 
 With the replay frames on the device (:class:`FrameBuffer`), ``train_on_frames`` does all of an
 iteration's updates in one jitted call: it writes the frames staged since the last call, then
-makes the updates one after another, stacking each batch's states from the frames inside the step. The
-host sends two small index arrays and the new frames, and reads ``|δ|`` back once.
+makes the updates one after another, stacking each batch's states from the frames. The host
+sends two small index arrays and the new frames, and reads ``|δ|`` back once.
 """
-
-
 
 import jax
 import jax.numpy as jnp
@@ -246,10 +244,6 @@ class FrameBuffer:
     def flush(self):
         if self._staged_slots:
             self.array = self._write(self.array, *self.take_staged())
-
-    def write(self, slot, frames):
-        self.stage(slot, frames)
-        self.flush()
 
     def gather(self, envs, index, keep):
         self.flush()

@@ -70,20 +70,6 @@ class make_train_step:
     def __call__(self, batch):
         return self._step({k: tf.convert_to_tensor(v) for k, v in batch.items()})
 
-    def train_on_frames(self, buffer, transitions):
-        """K updates with states stacked from ``buffer`` on the device, one compiled step each.
-
-        Returns ``(losses, td_abs)`` shaped (K,) and (K, B).
-        """
-        buffer.flush()
-        results = []
-        for t in transitions:
-            batch = {key: t[key] for key in ("actions", "returns", "discounts", "weights")}
-            batch["states"] = buffer.gather(t["envs"], t["state_index"], t["state_keep"])
-            batch["next_states"] = buffer.gather(t["envs"], t["next_index"], t["next_keep"])
-            results.append(self(batch))
-        return tf.stack([loss for loss, _ in results]), tf.stack([td for _, td in results])
-
     @property
     def weights(self):
         return None
@@ -139,10 +125,6 @@ class FrameBuffer:
         for slot, frames in self._staged:
             self._write(tf.constant(slot, tf.int32), tf.convert_to_tensor(frames))
         self._staged = []
-
-    def write(self, slot, frames):
-        self.stage(slot, frames)
-        self.flush()
 
     def gather(self, envs, index, keep):
         self.flush()
