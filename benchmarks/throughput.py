@@ -15,9 +15,11 @@ from JAX's transfer guard: on a GPU each costs a round of driver work, whatever 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import sys
+import tempfile
 import time
 
 # Quiet C++ logs, except the transfer guard's warnings when they are counted.
@@ -26,8 +28,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if "--count-transfers" in sys.
 
 def count_transfers(run, iterations: int) -> float:
     """Host-to-device transfers per iteration while ``run()`` plays ``iterations`` iterations."""
-    import tempfile
-
     import jax
 
     sys.stderr.flush()
@@ -45,13 +45,13 @@ def count_transfers(run, iterations: int) -> float:
     return transfers / iterations
 
 
-def measure(game: str, num_envs: int, steps: int, warmup: int, replay_size: int, batch_size: int,
-            train_frequency: int, profile: bool, seed: int = 0, device_replay: bool = False,
-            transfers: bool = False):
+@contextlib.contextmanager
+def warm_trainer(game: str, num_envs: int, warmup: int, replay_size: int, batch_size: int,
+                 train_frequency: int, profile: bool, seed: int = 0, device_replay: bool = False):
+    """A trainer whose replay memory holds ``warmup`` random steps and whose step is compiled."""
     from dqnviz.atari import resolve_rom
     from dqnviz.config import TrainConfig
     from dqnviz.trainer import Trainer
-    import tempfile
 
     config = TrainConfig(num_envs=num_envs, replay_size=replay_size, batch_size=batch_size,
                          train_frequency=train_frequency, seed=seed, validation_states=32,
@@ -62,16 +62,26 @@ def measure(game: str, num_envs: int, steps: int, warmup: int, replay_size: int,
         trainer.started = time.perf_counter()
         trainer.run_phase(0, "random", max(warmup, 4 * batch_size))
         trainer.run_phase(1, "train", max(200, 16 * num_envs))  # compile, warm caches
-        if transfers:
-            iterations = max(16, train_frequency // num_envs * 16)
-            return count_transfers(lambda: trainer.run_phase(1, "train", iterations * num_envs), iterations)
         trainer.timer.seconds.clear()
+        yield trainer
+
+
+def measure(steps: int, **options) -> tuple[float, float, dict, float]:
+    """``(agent steps/s, updates/s, seconds per part, seconds)`` of a ``steps``-step train phase."""
+    with warm_trainer(**options) as trainer:
         updates_before = trainer.learner.updates
         start = time.perf_counter()
         stats = trainer.run_phase(1, "train", steps)
         seconds = time.perf_counter() - start
         updates = trainer.learner.updates - updates_before
         return stats.steps / seconds, updates / seconds, dict(trainer.timer.seconds), seconds
+
+
+def measure_transfers(**options) -> float:
+    """Host-to-device transfers per iteration of a train phase (JAX)."""
+    with warm_trainer(**options) as trainer:
+        iterations = max(16, options["train_frequency"] // options["num_envs"] * 16)
+        return count_transfers(lambda: trainer.run_phase(1, "train", iterations * options["num_envs"]), iterations)
 
 
 def main():
@@ -101,20 +111,17 @@ def main():
     print(f"replay ratio: batch {args.batch_size} every {args.train_frequency} agent steps "
           f"= {args.batch_size / args.train_frequency:g} sampled transitions per step")
     for num_envs in [int(n) for n in args.num_envs.split(",")]:
-        rate, update_rate, _, seconds = measure(args.game, num_envs, args.steps, args.warmup, args.replay_size,
-                                                args.batch_size, args.train_frequency, profile=False,
-                                                device_replay=args.device_replay)
+        options = dict(game=args.game, num_envs=num_envs, warmup=args.warmup, replay_size=args.replay_size,
+                       batch_size=args.batch_size, train_frequency=args.train_frequency,
+                       device_replay=args.device_replay)
+        rate, update_rate, _, seconds = measure(args.steps, profile=False, **options)
         print(f"\n{args.game}, {num_envs} env(s): {rate:,.0f} agent steps/s, {update_rate:,.1f} updates/s "
               f"({args.steps:,} steps in {seconds:.1f} s)")
         if args.count_transfers:
-            per_iteration = measure(args.game, num_envs, args.steps, args.warmup, args.replay_size, args.batch_size,
-                                    args.train_frequency, profile=False, device_replay=args.device_replay,
-                                    transfers=True)
+            per_iteration = measure_transfers(profile=False, **options)
             print(f"  host-to-device transfers: {per_iteration:.1f} per iteration of {num_envs} agent steps")
         if not args.no_profile:
-            _, _, parts, total = measure(args.game, num_envs, args.steps, args.warmup, args.replay_size,
-                                         args.batch_size, args.train_frequency, profile=True,
-                                         device_replay=args.device_replay)
+            _, _, parts, total = measure(args.steps, profile=True, **options)
             other = total - sum(parts.values())
             print("  share of time (profiled run, every update waited for):")
             iterations = args.steps / num_envs
