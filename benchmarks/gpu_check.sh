@@ -4,7 +4,8 @@
 #
 # Here, once:   ../shared/gpu/wheels.sh pillow threadpoolctl        (wheels into .whl/)
 # On the device, carrying .whl (the device tool's `run`):
-#   bash benchmarks/gpu_check.sh start      # timeout_s 580: install, throughput (≈ 2 min), then Pong
+#   bash benchmarks/gpu_check.sh start      # timeout_s 580: install, emulator ceiling and throughput
+#                                           # (≈ 2.5 min), then Pong
 #                                           # learning in the background; returns at CALL_SECONDS
 #   bash benchmarks/gpu_check.sh collect    # at once (a warm machine is kept only 30 s): waits for
 #                                           # the Pong run and its test, returns snapshot and CSV
@@ -71,6 +72,8 @@ case "${1:-}" in
     # Throughput first, with the GPU to itself; then Pong learns in the background (setsid: the
     # run outlives this call, and `collect` picks it up).
     {
+      # the emulator's ceiling on this machine (no network): what no learner can beat
+      timeout 60 python3 benchmarks/emulator.py --game pong --steps 8000 --num-envs 1,16,64,128
       # each capped, so that a slow surprise still leaves time for the learning run
       timeout 100 python3 benchmarks/throughput.py --num-envs 1 --steps "$THROUGHPUT_STEPS" --device-replay
       # the Pong recipe's updates: batch 128 every 16 agent steps, Nature's 8 sampled transitions per step
