@@ -48,6 +48,19 @@ def test_state_stacks_four_frames_and_starts_with_zeros():
     np.testing.assert_array_equal(after[..., 2], state[..., 3])
 
 
+def test_every_history_length_stacks_the_same_frames():
+    """history 4 shifts packed bytes, other lengths copy: both hold the newest frames, oldest first."""
+    rom = resolve_rom("breakout")
+    envs = {h: AtariEnv(rom, seed=5, noop_max=0, history=h) for h in (2, 3, 4, 5)}
+    states = {h: env.reset() for h, env in envs.items()}
+    for t in range(40):
+        for h, env in envs.items():
+            states[h] = env.step(t % env.num_actions).state
+        assert states[4][..., -1].max() > 0
+        for h in (2, 3, 5):
+            np.testing.assert_array_equal(states[h][..., -min(h, 4):], states[4][..., -min(h, 4):])
+
+
 def test_life_loss_is_terminal_only_in_training():
     rom = resolve_rom("breakout")
     for training in (True, False):
