@@ -61,3 +61,24 @@ def test_shipped_pong_agent_wins_a_game(path):
     assert score > 0, f"the shipped agent lost its game {score:+g}"
     # It acts on what it sees: its Q-values are not constant across the game's states.
     assert np.ptp(record.q_values.max(axis=1)) > 0.05
+
+
+def _best_random_game(meta) -> float:
+    """The best game score of the run's random phase (epoch 0 of its statistics CSV)."""
+    with open(ROOT / "reports" / f"{meta['run']}.csv", newline="") as f:
+        (row,) = [r for r in csv.DictReader(f) if r["phase"] == "random"]
+    assert int(row["nr_games"]) >= 20
+    return float(row["max_game_reward"])
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_agent_beats_the_best_random_game(path):
+    """One game of the shipped agent (ε = 0.05) outscores the best of the 20+ games that
+    uniformly random play finished in the random phase of its own training run."""
+    from dqnviz.agent import env_for_snapshot, play_games
+    from dqnviz.snapshot import load_snapshot
+
+    snapshot = load_snapshot(path)
+    env = env_for_snapshot(snapshot.meta, seed=321)
+    record = play_games(snapshot.model, env, games=1, epsilon=0.05, seed=321)
+    assert record.scores[0] > _best_random_game(snapshot.meta)
