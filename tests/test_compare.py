@@ -105,3 +105,81 @@ def test_bad_inputs_fail_and_write_nothing(tmp_path, capsys, case, breakout_snap
     err = capsys.readouterr().err.strip()
     assert err and len(err.splitlines()) == 1
     assert not out.exists() and set(os.listdir(tmp_path)) == before
+
+
+def _changed_copy(source, path, game_epoch, layer, delta):
+    """A copy of snapshot ``source`` whose ``layer`` kernel has ``delta`` added, saved as ``path``."""
+    from dqnviz.snapshot import load_snapshot, save_snapshot
+
+    snapshot = load_snapshot(source)
+    model = snapshot.model
+    kernel, *rest = model.get_layer(layer).get_weights()
+    model.get_layer(layer).set_weights([kernel + delta, *rest])
+    meta = {**snapshot.meta, "epoch": game_epoch}
+    save_snapshot(path, model, meta)
+    return path
+
+
+def test_distance_from_the_start_is_exact(tmp_path):
+    """An untrained snapshot has not moved; a known change to conv1 is measured as ‖δ‖ / ‖W₀‖."""
+    import numpy as np
+
+    from dqnviz.report.compare import starting_point
+    from dqnviz.snapshot import load_snapshot
+
+    untrained = make_snapshot(tmp_path / "breakout_1.keras", "breakout", 1, seed=7)
+    start = starting_point(load_snapshot(untrained))
+    assert start.reason == "" and set(start.movement) >= {"conv1", "conv2", "conv3", "fc", "q"}
+    for layer, moved in start.movement.items():
+        assert moved["change"] == 0.0 and moved["cosine"] == pytest.approx(1.0, abs=1e-9), layer
+
+    w0 = load_snapshot(untrained).model.get_layer("conv1").get_weights()[0]
+    delta = np.random.default_rng(0).normal(0.0, 0.01, w0.shape).astype(np.float32)
+    changed = _changed_copy(untrained, tmp_path / "breakout_2.keras", 2, "conv1", delta)
+    moved = starting_point(load_snapshot(changed)).movement
+    assert moved["conv1"]["change"] == pytest.approx(np.linalg.norm(delta) / np.linalg.norm(w0), rel=1e-4)
+    assert moved["conv1"]["cosine"] < 1.0 - 1e-4
+    assert moved["conv2"]["change"] == 0.0
+
+
+def test_a_shared_start_is_flagged_and_the_changes_compared(tmp_path):
+    """Two games trained from the same seed start identical: their matched cosine is high before
+    any learning, so the page flags the pair and compares what changed (here opposite changes)."""
+    import numpy as np
+
+    from dqnviz.report.compare import build_context, gather
+    from dqnviz.snapshot import load_snapshot
+
+    breakout = make_snapshot(tmp_path / "b.keras", "breakout", 1, seed=7)
+    pong = make_snapshot(tmp_path / "p.keras", "pong", 1, seed=7)
+    other = make_snapshot(tmp_path / "o.keras", "pong", 1, seed=8)
+    w0 = load_snapshot(breakout).model.get_layer("conv1").get_weights()[0]
+    delta = np.random.default_rng(1).normal(0.0, 0.02, w0.shape).astype(np.float32)
+    a = _changed_copy(breakout, tmp_path / "breakout_3.keras", 3, "conv1", delta)
+    b = _changed_copy(pong, tmp_path / "pong_3.keras", 3, "conv1", -delta)
+
+    data = gather([load_snapshot(a), load_snapshot(b)], filters=1, max_steps=16, progress=False)
+    (pair,) = data.shared_start
+    assert (pair["a"], pair["b"], pair["seed"]) == (0, 1, 7)
+    assert pair["alignment"]["conv1"] == pytest.approx(-1.0, abs=1e-5)
+    assert np.isnan(pair["alignment"]["conv2"])  # unchanged in both: no direction to compare
+    assert data.matching[0]["mean"] > 0.9  # high only because of the shared start
+    context = build_context(data, {"games": 1, "epsilon": 0.05, "seed": 0, "max_steps": 16, "filters": 1})
+    assert context["matching"][0]["shared_seed"] == 7 and context["shared_rows"]
+
+    unrelated = gather([load_snapshot(a), load_snapshot(other)], filters=1, max_steps=16, progress=False)
+    assert unrelated.shared_start == [] and unrelated.matching[0]["mean"] < 0.5
+
+
+def test_the_start_of_a_snapshot_from_another_backend_is_not_guessed(tmp_path):
+    import keras
+
+    from dqnviz.report.compare import starting_point
+    from dqnviz.snapshot import load_snapshot
+
+    snapshot = load_snapshot(make_snapshot(tmp_path / "breakout_1.keras", "breakout", 1, seed=7))
+    other = "jax" if keras.config.backend() == "tensorflow" else "tensorflow"
+    snapshot.meta["backend"] = other
+    start = starting_point(snapshot)
+    assert start.movement == {} and start.initial is None
+    assert f"KERAS_BACKEND={other}" in start.reason

@@ -10,7 +10,11 @@ HTML report: per conv layer the filter cards of every snapshot side by side (inp
 backprop, receptive field), the first-layer weights per input frame, the temporal lean of the
 first layer, effective versus theoretical receptive fields, and similarity numbers (Hungarian
 filter matching against a random-network baseline, linear CKA per layer, and the similarity of
-guided-backprop patterns across layers), each explained on the page.
+guided-backprop patterns across layers), each explained on the page. It also measures how far
+each network moved from the weights its run started from (rebuilt from the seed, under the
+backend it trained with). Two runs with the same seed start from the same network, which makes
+their first layers look alike whatever they learned: the page flags such pairs and compares
+what changed instead.
 
 Snapshots of one game are sorted by epoch and read as "how the filters evolved". Networks of
 different shapes (dueling vs plain, different action sets) are compared where their layers match;

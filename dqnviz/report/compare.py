@@ -5,7 +5,9 @@ game), and computes everything the page shows: filter cards (input, guided backp
 field box), first-layer weights, temporal lean, effective receptive fields, and the similarity
 numbers of :mod:`dqnviz.analysis.similarity` (Hungarian filter matching with a random-network
 baseline, linear CKA per layer on each game's own states, and the cross-layer similarity of
-guided-backprop patterns). :func:`build_context` turns that into the context of
+guided-backprop patterns), and how far each network moved from the weights its run started from
+(:func:`starting_point`; two runs with one seed started identical, see :func:`shared_start`).
+:func:`build_context` turns that into the context of
 ``templates/compare.html.j2``.
 
 Layers are compared where they match: a view is computed for a layer only when every snapshot has
@@ -73,6 +75,8 @@ class CompareData:
     patterns: list  # per snapshot: (mean, {pair: value}) or None
     skipped: list  # (view, reason)
     timings: dict = field(default_factory=dict)
+    start: list = field(default_factory=list)  # per snapshot: StartingPoint
+    shared_start: list = field(default_factory=list)  # dicts per pair that started from the same weights
 
 
 def order_snapshots(snapshots: list) -> tuple[list, bool]:
@@ -296,8 +300,97 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
             images[layer] = np.asarray(analysis.guided_backprop(p.model, states, layer, top.astype(np.int64)))
         patterns.append(sim.cross_layer_similarity(images))
     timings["patterns"] = time.perf_counter() - t0
+    starts = [starting_point(p.snapshot) for p in played]
     return CompareData(played, evolution, pairs, conv_layers, cka_layers, cards, weights, lean, fields,
-                       matching, baseline, cka, patterns, skipped, timings)
+                       matching, baseline, cka, patterns, skipped, timings,
+                       start=starts, shared_start=shared_start(played, starts, pairs))
+
+
+@dataclass
+class StartingPoint:
+    """Where one snapshot's training started, and how far its weights have moved since.
+
+    ``movement`` maps each layer with a kernel to ``{"change": ‖W − W₀‖ / ‖W₀‖, "cosine": cos(W, W₀)}``
+    (kernels flattened); it is empty when W₀ cannot be rebuilt, and ``reason`` says why.
+    """
+
+    seed: int | None
+    backend: str | None
+    initial: dict | None = None  # layer name -> initial kernel W₀
+    movement: dict = field(default_factory=dict)
+    reason: str = ""
+
+
+def starting_point(snapshot) -> StartingPoint:
+    """Rebuild the weights a snapshot's run started from, and measure how far it moved from them.
+
+    The trainer builds its network as ``build_q_network(actions, dueling, history, seed)`` before
+    the first update, and Keras's seeded initialisers draw from the backend's own generator, so
+    the rebuild is exact under the backend the run trained with, and only there.
+    """
+    import keras
+
+    from dqnviz.network import build_q_network
+
+    meta, model = snapshot.meta, snapshot.model
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    seed, backend = config.get("seed"), meta.get("backend")
+    start = StartingPoint(seed=_int(seed) if seed is not None else None, backend=backend)
+    if seed is None:
+        start.reason = "its metadata records no seed"
+        return start
+    if backend != keras.config.backend():
+        start.reason = (f"it trained under {backend}, whose seeded initialisers draw other numbers than "
+                        f"{keras.config.backend()}'s; run compare with KERAS_BACKEND={backend} to see it")
+        return start
+    trained = {layer.name: layer.get_weights()[0] for layer in model.layers if layer.get_weights()}
+    try:
+        rebuilt = build_q_network(int(model.output_shape[-1]), dueling=bool(config.get("dueling")),
+                                  history=int(config.get("history", 4)), seed=int(seed))
+    except Exception as error:  # an unusual configuration: say so rather than fail the page
+        start.reason = f"its network could not be rebuilt ({error})"
+        return start
+    initial = {layer.name: layer.get_weights()[0] for layer in rebuilt.layers if layer.get_weights()}
+    if set(initial) != set(trained) or any(initial[k].shape != trained[k].shape for k in trained):
+        start.reason = "its layers differ from the network dqnviz builds"
+        return start
+    start.initial = initial
+    for name, weights in trained.items():
+        w, w0 = np.ravel(weights).astype(np.float64), np.ravel(initial[name]).astype(np.float64)
+        norm = np.linalg.norm(w0)
+        start.movement[name] = {
+            "change": float(np.linalg.norm(w - w0) / norm) if norm else float("nan"),
+            "cosine": float(w @ w0 / (np.linalg.norm(w) * norm)) if norm and np.linalg.norm(w) else float("nan"),
+        }
+    return start
+
+
+def shared_start(played: list, starts: list, pairs: list) -> list:
+    """Pairs that started from the same weights, with how alike their changes since then are.
+
+    Two runs start identically in every layer before the heads when they used the same seed,
+    backend and input shape (``build_q_network`` draws conv1, conv2, conv3, fc in that order).
+    Then filter i of one network and filter i of the other began as the same filter, and
+    ``cos(W_a − W₀, W_b − W₀)`` per layer says whether training moved them the same way.
+    """
+    out = []
+    for i, j in pairs:
+        a, b = starts[i], starts[j]
+        if a.seed is None or a.seed != b.seed or a.backend != b.backend:
+            continue
+        if "conv1" not in played[i].kernels or played[i].kernels["conv1"] != played[j].kernels.get("conv1"):
+            continue
+        alignment = {}
+        if a.initial is not None and b.initial is not None:
+            for name in a.initial:
+                if name in b.initial and a.initial[name].shape == b.initial[name].shape \
+                        and np.array_equal(a.initial[name], b.initial[name]):
+                    da = np.ravel(played[i].model.get_layer(name).get_weights()[0] - a.initial[name]).astype(np.float64)
+                    db = np.ravel(played[j].model.get_layer(name).get_weights()[0] - b.initial[name]).astype(np.float64)
+                    norms = np.linalg.norm(da) * np.linalg.norm(db)
+                    alignment[name] = float(da @ db / norms) if norms else float("nan")
+        out.append({"a": i, "b": j, "seed": a.seed, "backend": a.backend, "alignment": alignment})
+    return out
 
 
 def _random_baseline(played: list, layer: str, rows: list) -> dict:
@@ -458,11 +551,23 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
         fig.update_layout(**_layout(height=360, yaxis=dict(title="linear CKA", range=[0, 1.02]), xaxis_title="layer"))
         figures["fig-cka"] = script_json(fig)
 
+    shared = {(x["a"], x["b"]): x for x in data.shared_start}
     matching_rows = []
     for m in data.matching:
         i, j = m["a"], m["b"]
         matching_rows.append({"a": names[i], "b": names[j], "mean": m["mean"], "median": m["median"],
-                              "base_a": data.baseline.get(i), "base_b": data.baseline.get(j)})
+                              "base_a": data.baseline.get(i), "base_b": data.baseline.get(j),
+                              "shared_seed": shared[(i, j)]["seed"] if (i, j) in shared else None})
+
+    # how far each network moved from its initial weights, and how alike the moves of a shared start are
+    kernel_layers = [layer.name for layer in played[0].model.layers if layer.get_weights()]
+    movement_layers = [name for name in kernel_layers
+                       if all(name in start.movement for start in data.start if start.movement)]
+    start_rows = [{"snapshot": names[i], "seed": start.seed, "backend": start.backend, "reason": start.reason,
+                   "movement": start.movement} for i, start in enumerate(data.start)]
+    shared_rows = [{"a": names[x["a"]], "b": names[x["b"]], "seed": x["seed"], "backend": x["backend"],
+                    "alignment": x["alignment"]} for x in data.shared_start]
+    alignment_layers = [name for name in kernel_layers if any(name in x["alignment"] for x in data.shared_start)]
     if data.matching:
         fig = go.Figure()
         for m in data.matching:
@@ -492,6 +597,8 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
         "options": options or {}, "timings": {k: round(v, 1) for k, v in data.timings.items()},
         "cka_states": CKA_STATES, "pattern_states": PATTERN_STATES, "erf_states": ERF_STATES,
         "baseline_seed": BASELINE_SEED, "columns": len(played),
+        "start_rows": start_rows, "movement_layers": movement_layers, "shared_rows": shared_rows,
+        "alignment_layers": alignment_layers,
     }
 
 
