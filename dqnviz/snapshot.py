@@ -188,3 +188,63 @@ def load_snapshot(path) -> Snapshot:
         if tmp:
             os.unlink(tmp)
     return Snapshot(model=model, meta=meta, path=path)
+
+
+@dataclass
+class StartingPoint:
+    """Where one snapshot's training started, and how far its weights have moved since.
+
+    ``movement`` maps each layer with a kernel to ``{"change": ‖W − W₀‖ / ‖W₀‖, "cosine": cos(W, W₀)}``
+    (kernels flattened); it is empty when W₀ cannot be rebuilt, and ``reason`` says why.
+    """
+
+    seed: int | None
+    backend: str | None
+    initial: dict | None = None  # layer name -> initial kernel W₀
+    movement: dict = field(default_factory=dict)
+    reason: str = ""
+
+
+def starting_point(snapshot) -> StartingPoint:
+    """Rebuild the weights a snapshot's run started from, and measure how far it moved from them.
+
+    The trainer builds its network as ``build_q_network(actions, dueling, history, seed)`` before
+    the first update, and Keras's seeded initialisers draw from the backend's own generator, so
+    the rebuild is exact under the backend the run trained with, and only there.
+    """
+    import keras
+    import numpy as np
+
+    from dqnviz.network import build_q_network
+
+    meta, model = snapshot.meta, snapshot.model
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    seed, backend = config.get("seed"), meta.get("backend")
+    start = StartingPoint(seed=int(seed) if seed is not None else None, backend=backend)
+    if seed is None:
+        start.reason = "its metadata records no seed"
+        return start
+    if backend != keras.config.backend():
+        start.reason = (f"it trained under {backend}, whose seeded initialisers draw other numbers than "
+                        f"{keras.config.backend()}'s; run compare with KERAS_BACKEND={backend} to see it")
+        return start
+    trained = {layer.name: layer.get_weights()[0] for layer in model.layers if layer.get_weights()}
+    try:
+        rebuilt = build_q_network(int(model.output_shape[-1]), dueling=bool(config.get("dueling")),
+                                  history=int(config.get("history", 4)), seed=int(seed))
+    except Exception as error:  # an unusual configuration: say so rather than fail the page
+        start.reason = f"its network could not be rebuilt ({error})"
+        return start
+    initial = {layer.name: layer.get_weights()[0] for layer in rebuilt.layers if layer.get_weights()}
+    if set(initial) != set(trained) or any(initial[k].shape != trained[k].shape for k in trained):
+        start.reason = "its layers differ from the network dqnviz builds"
+        return start
+    start.initial = initial
+    for name, weights in trained.items():
+        w, w0 = np.ravel(weights).astype(np.float64), np.ravel(initial[name]).astype(np.float64)
+        norm = np.linalg.norm(w0)
+        start.movement[name] = {
+            "change": float(np.linalg.norm(w - w0) / norm) if norm else float("nan"),
+            "cosine": float(w @ w0 / (np.linalg.norm(w) * norm)) if norm and np.linalg.norm(w) else float("nan"),
+        }
+    return start

@@ -124,7 +124,7 @@ def test_distance_from_the_start_is_exact(tmp_path):
     """An untrained snapshot has not moved; a known change to conv1 is measured as ‖δ‖ / ‖W₀‖."""
     import numpy as np
 
-    from dqnviz.report.compare import starting_point
+    from dqnviz.snapshot import starting_point
     from dqnviz.snapshot import load_snapshot
 
     untrained = make_snapshot(tmp_path / "breakout_1.keras", "breakout", 1, seed=7)
@@ -174,7 +174,7 @@ def test_a_shared_start_is_flagged_and_the_changes_compared(tmp_path):
 def test_the_start_of_a_snapshot_from_another_backend_is_not_guessed(tmp_path):
     import keras
 
-    from dqnviz.report.compare import starting_point
+    from dqnviz.snapshot import starting_point
     from dqnviz.snapshot import load_snapshot
 
     snapshot = load_snapshot(make_snapshot(tmp_path / "breakout_1.keras", "breakout", 1, seed=7))

@@ -47,6 +47,11 @@ def test_one_card_per_layer_and_filter(report):
     # the snapshot's own test is labelled as what it is, and a test of few games says so
     header = html[html.index('<div class="dq-header">'):html.index("</dl>")]
     assert "in-training test" in header and "dqnviz test</code> plays 30" in header
+    # the fixture is untrained: every kernel is exactly where its run started (rebuilt from seed 0)
+    text = " ".join(re.sub(r"<[^>]+>", " ", html).split())
+    assert "moved from the start" in text and "rebuilt from seed 0" in text
+    for layer in ("conv1", "conv2", "conv3", "fc", "q"):
+        assert re.search(rf"{layer} .*? 0\.00 \(cos 1\.00\)", text), layer
     # saliency with ALE action names, and the explanations
     assert "NOOP" in html and "FIRE" in html
     text = " ".join(re.sub(r"<[^>]+>", " ", html).split())

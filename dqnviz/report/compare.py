@@ -6,7 +6,7 @@ field box), first-layer weights, temporal lean, effective receptive fields, and 
 numbers of :mod:`dqnviz.analysis.similarity` (Hungarian filter matching with a random-network
 baseline, linear CKA per layer on each game's own states, and the cross-layer similarity of
 guided-backprop patterns), and how far each network moved from the weights its run started from
-(:func:`starting_point`; two runs with one seed started identical, see :func:`shared_start`).
+(:func:`dqnviz.snapshot.starting_point`; two runs with one seed started identical, see :func:`shared_start`).
 :func:`build_context` turns that into the context of
 ``templates/compare.html.j2``.
 
@@ -26,6 +26,7 @@ import numpy as np
 
 from dqnviz.analysis import similarity as sim
 from dqnviz.errors import UserError
+from dqnviz.snapshot import starting_point
 from dqnviz.report.render import script_json
 
 CKA_STATES = 256  # states (evenly spaced over the games) per game for CKA
@@ -75,7 +76,7 @@ class CompareData:
     patterns: list  # per snapshot: (mean, {pair: value}) or None
     skipped: list  # (view, reason)
     timings: dict = field(default_factory=dict)
-    start: list = field(default_factory=list)  # per snapshot: StartingPoint
+    start: list = field(default_factory=list)  # per snapshot: dqnviz.snapshot.StartingPoint
     shared_start: list = field(default_factory=list)  # dicts per pair that started from the same weights
 
 
@@ -304,65 +305,6 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
     return CompareData(played, evolution, pairs, conv_layers, cka_layers, cards, weights, lean, fields,
                        matching, baseline, cka, patterns, skipped, timings,
                        start=starts, shared_start=shared_start(played, starts, pairs))
-
-
-@dataclass
-class StartingPoint:
-    """Where one snapshot's training started, and how far its weights have moved since.
-
-    ``movement`` maps each layer with a kernel to ``{"change": ‖W − W₀‖ / ‖W₀‖, "cosine": cos(W, W₀)}``
-    (kernels flattened); it is empty when W₀ cannot be rebuilt, and ``reason`` says why.
-    """
-
-    seed: int | None
-    backend: str | None
-    initial: dict | None = None  # layer name -> initial kernel W₀
-    movement: dict = field(default_factory=dict)
-    reason: str = ""
-
-
-def starting_point(snapshot) -> StartingPoint:
-    """Rebuild the weights a snapshot's run started from, and measure how far it moved from them.
-
-    The trainer builds its network as ``build_q_network(actions, dueling, history, seed)`` before
-    the first update, and Keras's seeded initialisers draw from the backend's own generator, so
-    the rebuild is exact under the backend the run trained with, and only there.
-    """
-    import keras
-
-    from dqnviz.network import build_q_network
-
-    meta, model = snapshot.meta, snapshot.model
-    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
-    seed, backend = config.get("seed"), meta.get("backend")
-    start = StartingPoint(seed=_int(seed) if seed is not None else None, backend=backend)
-    if seed is None:
-        start.reason = "its metadata records no seed"
-        return start
-    if backend != keras.config.backend():
-        start.reason = (f"it trained under {backend}, whose seeded initialisers draw other numbers than "
-                        f"{keras.config.backend()}'s; run compare with KERAS_BACKEND={backend} to see it")
-        return start
-    trained = {layer.name: layer.get_weights()[0] for layer in model.layers if layer.get_weights()}
-    try:
-        rebuilt = build_q_network(int(model.output_shape[-1]), dueling=bool(config.get("dueling")),
-                                  history=int(config.get("history", 4)), seed=int(seed))
-    except Exception as error:  # an unusual configuration: say so rather than fail the page
-        start.reason = f"its network could not be rebuilt ({error})"
-        return start
-    initial = {layer.name: layer.get_weights()[0] for layer in rebuilt.layers if layer.get_weights()}
-    if set(initial) != set(trained) or any(initial[k].shape != trained[k].shape for k in trained):
-        start.reason = "its layers differ from the network dqnviz builds"
-        return start
-    start.initial = initial
-    for name, weights in trained.items():
-        w, w0 = np.ravel(weights).astype(np.float64), np.ravel(initial[name]).astype(np.float64)
-        norm = np.linalg.norm(w0)
-        start.movement[name] = {
-            "change": float(np.linalg.norm(w - w0) / norm) if norm else float("nan"),
-            "cosine": float(w @ w0 / (np.linalg.norm(w) * norm)) if norm and np.linalg.norm(w) else float("nan"),
-        }
-    return start
 
 
 def shared_start(played: list, starts: list, pairs: list) -> list:

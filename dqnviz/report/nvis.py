@@ -22,6 +22,7 @@ import numpy as np
 from dqnviz import analysis
 from dqnviz.errors import UserError
 from dqnviz.report.render import script_json
+from dqnviz.snapshot import starting_point
 
 ERF_STATES = 32  # states (evenly spaced over the games) averaged for the effective receptive field
 
@@ -284,6 +285,11 @@ def build_context(data: NvisData, options: dict | None = None) -> dict:
             "q_figure": _q_figure(go, item["q"], snapshot.action_names, item["action"]),
         })
 
+    start = starting_point(snapshot)
+    network = network_rows(snapshot.model)
+    for row in network:
+        row["moved"] = start.movement.get(row["name"])
+
     score = meta.get("test_score")
     return {
         "title": f"nvis · {snapshot.name}",
@@ -294,7 +300,9 @@ def build_context(data: NvisData, options: dict | None = None) -> dict:
         "total_steps": meta.get("total_steps"),
         "backend": meta.get("backend"),
         "test_score": score,
-        "network": network_rows(snapshot.model),
+        "network": network,
+        "start": {"seed": start.seed, "backend": start.backend, "reason": start.reason,
+                  "measured": bool(start.movement)},
         "layers": layers,
         "erf_chart": erf_chart,
         "saliency": saliency_rows,
