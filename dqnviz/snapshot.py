@@ -226,7 +226,7 @@ def starting_point(snapshot) -> StartingPoint:
         return start
     if backend != keras.config.backend():
         start.reason = (f"it trained under {backend}, whose seeded initialisers draw other numbers than "
-                        f"{keras.config.backend()}'s; run compare with KERAS_BACKEND={backend} to see it")
+                        f"{keras.config.backend()}'s (KERAS_BACKEND={backend} shows it)")
         return start
     trained = {layer.name: layer.get_weights()[0] for layer in model.layers if layer.get_weights()}
     try:
