@@ -201,6 +201,7 @@ class StartingPoint:
     seed: int | None
     backend: str | None
     initial: dict | None = None  # layer name -> initial kernel W₀
+    change: dict = field(default_factory=dict)  # layer name -> W − W₀, flattened (float64)
     movement: dict = field(default_factory=dict)
     reason: str = ""
 
@@ -242,9 +243,10 @@ def starting_point(snapshot) -> StartingPoint:
     start.initial = initial
     for name, weights in trained.items():
         w, w0 = np.ravel(weights).astype(np.float64), np.ravel(initial[name]).astype(np.float64)
-        norm = np.linalg.norm(w0)
+        start.change[name] = w - w0
+        norm, norm_w = np.linalg.norm(w0), np.linalg.norm(w)
         start.movement[name] = {
-            "change": float(np.linalg.norm(w - w0) / norm) if norm else float("nan"),
-            "cosine": float(w @ w0 / (np.linalg.norm(w) * norm)) if norm and np.linalg.norm(w) else float("nan"),
+            "change": float(np.linalg.norm(start.change[name]) / norm) if norm else float("nan"),
+            "cosine": float(w @ w0 / (norm_w * norm)) if norm and norm_w else float("nan"),
         }
     return start

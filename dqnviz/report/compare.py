@@ -327,8 +327,8 @@ def shared_start(played: list, starts: list, pairs: list) -> list:
             for name in a.initial:
                 if name in b.initial and a.initial[name].shape == b.initial[name].shape \
                         and np.array_equal(a.initial[name], b.initial[name]):
-                    da = np.ravel(played[i].model.get_layer(name).get_weights()[0] - a.initial[name]).astype(np.float64)
-                    db = np.ravel(played[j].model.get_layer(name).get_weights()[0] - b.initial[name]).astype(np.float64)
+                    # NaN, not 0, where a layer did not move: there is no direction to compare
+                    da, db = a.change[name], b.change[name]
                     norms = np.linalg.norm(da) * np.linalg.norm(db)
                     alignment[name] = float(da @ db / norms) if norms else float("nan")
         out.append({"a": i, "b": j, "seed": a.seed, "backend": a.backend, "alignment": alignment})
@@ -502,7 +502,7 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
                               "shared_seed": shared[(i, j)]["seed"] if (i, j) in shared else None})
 
     # how far each network moved from its initial weights, and how alike the moves of a shared start are
-    kernel_layers = [layer.name for layer in played[0].model.layers if layer.get_weights()]
+    kernel_layers = [layer.name for layer in played[0].model.layers if layer.weights]
     movement_layers = [name for name in kernel_layers
                        if all(name in start.movement for start in data.start if start.movement)]
     start_rows = [{"snapshot": names[i], "seed": start.seed, "backend": start.backend, "reason": start.reason,
