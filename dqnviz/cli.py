@@ -114,48 +114,22 @@ def main(argv=None) -> int:
     if args.command not in NO_BACKEND:
         _quiet_backends()
     from dqnviz.errors import UserError
+    from dqnviz.stopping import interrupted_by, raise_interrupt_on_stop_signals, restore_signals
 
-    previous = _interrupt_on_stop_signals()
+    previous = raise_interrupt_on_stop_signals()
     try:
         code = args._module.run(args)
     except UserError as error:
         print(f"dqnviz {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
+    except BaseException as error:
+        if not interrupted_by(error):  # a Ctrl-C that numpy wrapped in a ValueError is still a Ctrl-C
+            raise
         print(f"dqnviz {args.command}: interrupted", file=sys.stderr)
         return 130
     finally:
-        _restore_signals(previous)
+        restore_signals(previous)
     return int(code or 0)
-
-
-def _interrupt_on_stop_signals() -> dict:
-    """Make SIGINT and SIGTERM raise KeyboardInterrupt, as Ctrl-C does; return the old handlers.
-
-    A run stopped by ``kill``, ``timeout`` or a job scheduler (SIGTERM) then saves its
-    ``_interrupted`` snapshot like Ctrl-C. SIGINT is set too because a process started in the
-    background by a non-interactive shell inherits it ignored, and would not stop at all.
-    """
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = {}
-    for number in (signal.SIGINT, signal.SIGTERM):
-        previous[number] = signal.signal(number, interrupt)
-    return previous
-
-
-def _restore_signals(previous: dict) -> None:
-    import signal
-
-    for number, handler in previous.items():
-        signal.signal(number, handler if handler is not None else signal.SIG_DFL)
 
 
 if __name__ == "__main__":

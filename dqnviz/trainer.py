@@ -34,6 +34,7 @@ from dqnviz.learner import Learner
 from dqnviz.progress import Progress
 from dqnviz.replay import DeviceReplay, ReplayMemory, check_fits_in_memory
 from dqnviz.snapshot import load_optimizer_state, save_optimizer_state, save_snapshot
+from dqnviz.stopping import deferred_interrupts
 
 
 def snapshot_meta(rom: Rom, env, config: TrainConfig, run: str, epoch: int, total_steps: int,
@@ -316,12 +317,15 @@ class Trainer:
         start = time.perf_counter()
         label = progress_label or f"epoch {epoch} {phase}"
         timer = self.timer
-        with Progress(label, total=steps, enabled=self.show_progress) as progress:
+        # A stop signal is raised only at the top of an iteration, where states, scores, the
+        # replay memory and the step counts agree (see dqnviz.stopping).
+        with Progress(label, total=steps, enabled=self.show_progress) as progress, deferred_interrupts() as stop:
             iteration = 0
             last_game_overs = np.zeros(n, bool)
             counted = np.ones(n, bool)  # environments whose current game counts in this phase
             try:
                 while True:
+                    stop.check()
                     if stats.steps >= steps:
                         if not testing:
                             break
