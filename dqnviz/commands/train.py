@@ -18,7 +18,8 @@ examples:
   dqnviz train --resume snapshots/pong_12.keras
 
 A new run never overwrites an earlier one: if reports/pong.csv exists, the run is named pong-2.
-Ctrl-C saves snapshots/<run>_<epoch>_interrupted.keras, which --resume continues from.
+Ctrl-C (or SIGTERM) saves snapshots/<run>_<epoch>_interrupted.keras once the current step is done;
+--resume continues from it.
 """
 
 
