@@ -10,8 +10,12 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import pytest  # noqa: E402
 
 
-def make_snapshot(path, game="breakout", epoch=1, dueling=False, seed=0, test_score=None):
-    """Save a randomly initialised Nature-CNN snapshot for ``game`` with full metadata."""
+def make_snapshot(path, game="breakout", epoch=1, dueling=False, seed=0, test_score=None, scale=None):
+    """Save a randomly initialised Nature-CNN snapshot for ``game`` with full metadata.
+
+    ``scale`` maps layer names to a factor c: that layer's kernel is saved as c·W₀, so it has
+    moved ‖W − W₀‖ / ‖W₀‖ = |c − 1| from its start, with cos(W, W₀) = sign(c).
+    """
     from dqnviz.atari import AtariEnv, resolve_rom
     from dqnviz.network import build_q_network
     from dqnviz.snapshot import save_snapshot
@@ -21,6 +25,9 @@ def make_snapshot(path, game="breakout", epoch=1, dueling=False, seed=0, test_sc
     rom = resolve_rom(game)
     env = AtariEnv(rom, seed=seed)
     model = build_q_network(env.num_actions, dueling=dueling, seed=seed)
+    for name, factor in (scale or {}).items():
+        kernel = model.get_layer(name).kernel
+        kernel.assign(kernel.numpy() * factor)
     config = TrainConfig(dueling=dueling, seed=seed)
     meta = snapshot_meta(rom, env, config, run=game, epoch=epoch, total_steps=1000 * epoch,
                          test_score=test_score or {"average": 1.5, "std": 0.5, "min": 1.0, "max": 2.0, "episodes": 2})

@@ -11,15 +11,17 @@ from dqnviz.cli import main
 
 FAST = ["--filters", "2", "--max-steps", "60", "--quiet"]
 LAYERS = ["conv1", "conv2", "conv3"]
+MOVED = {"conv2": 1.5, "conv3": -1.0}
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    """One report for the module: the same random-weight snapshot as ``breakout_snapshot``."""
+    """One report for the module: the random-weight snapshot of ``breakout_snapshot``, with conv2's
+    kernel scaled by 1.5 and conv3's by −1, so each layer has moved a known distance from its start."""
     from conftest import make_snapshot
 
     folder = tmp_path_factory.mktemp("nvis")
-    snapshot = make_snapshot(folder / "breakout_1.keras", "breakout", 1)
+    snapshot = make_snapshot(folder / "breakout_1.keras", "breakout", 1, scale=MOVED)
     out = folder / "breakout_1.html"
     assert main(["nvis", str(snapshot), *FAST, "--out", str(out)]) == 0
     return out
@@ -47,11 +49,15 @@ def test_one_card_per_layer_and_filter(report):
     # the snapshot's own test is labelled as what it is, and a test of few games says so
     header = html[html.index('<div class="dq-header">'):html.index("</dl>")]
     assert "in-training test" in header and "dqnviz test</code> plays 30" in header
-    # the fixture is untrained: every kernel is exactly where its run started (rebuilt from seed 0)
+    # how far each kernel moved from the weights rebuilt from seed 0: |c − 1| and cos = sign(c)
     text = " ".join(re.sub(r"<[^>]+>", " ", html).split())
     assert "moved from the start" in text and "rebuilt from seed 0" in text
-    for layer in ("conv1", "conv2", "conv3", "fc", "q"):
-        assert re.search(rf"{layer} .*? 0\.00 \(cos 1\.00\)", text), layer
+    table = html[html.index('<table class="net">'):]
+    table = table[:table.index("</table>")]
+    moved = {name: " ".join(re.sub(r"<[^>]+>", " ", cells.rsplit("<td", 1)[1].split(">", 1)[1]).split())
+             for name, cells in re.findall(r"<tr><td>(\w+)</td>(.*?)</tr>", table, re.S)}
+    assert moved == {"state": "", "scale": "", "conv1": "0.00 (cos 1.00)", "conv2": "0.50 (cos 1.00)",
+                     "conv3": "2.00 (cos -1.00)", "flatten": "", "fc": "0.00 (cos 1.00)", "q": "0.00 (cos 1.00)"}
     # saliency with ALE action names, and the explanations
     assert "NOOP" in html and "FIRE" in html
     text = " ".join(re.sub(r"<[^>]+>", " ", html).split())
