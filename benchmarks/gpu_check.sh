@@ -18,8 +18,8 @@
 # First run (2026-11-26, H200, before the fused update): 290 agent steps/s classic, 2,707 with 64
 # envs, GPU 9% busy; Pong -6.7 after 8 minutes (README, "Measured on a GPU").
 #
-# Environment: PONG_MINUTES (8), PONG_ENVS (128), CALL_SECONDS (540), THROUGHPUT_STEPS (10000; 8x and
-# 16x that for 64 and 128 envs),
+# Environment: PONG_MINUTES (8), PONG_ENVS (128), PONG_BATCH (64), PONG_FREQUENCY (8),
+# PONG_LR (0.0001), CALL_SECONDS (540), THROUGHPUT_STEPS (10000; 8x and 16x that for 64 and 128 envs),
 # RUN_TESTS (0; 1 runs the device-replay and vectorised tests after the learning run),
 # EXTRA_OPTIONS (appended to the Pong options: a dry run's tiny budgets).
 set -u
@@ -31,17 +31,24 @@ CALL_SECONDS=${CALL_SECONDS:-540}
 THROUGHPUT_STEPS=${THROUGHPUT_STEPS:-10000}
 mkdir -p "$OUT" "$WORK"
 
-# The recipe that learned Pong on the 2-core CPU with 64 environments (README, "Learning with 64
-# environments"): one batch-128 update per 16 agent steps, which is Nature's 8 sampled transitions
-# per agent step. On the GPU with 128 environments: emulating 64 took longer than acting and
-# learning together, and more environments spread the per-iteration costs over more steps.
+# The Pong recipe: one batch-64 update per 8 agent steps (Nature's 8 sampled transitions per step),
+# Adam 1e-4. On the 2-core CPU, 64 environments with this recipe learned as fast per agent step as
+# the 4-environment recipe of the shipped agent, while one batch-128 update per 16 steps learned
+# at half the speed per step (about the same per update): learning follows the number of updates,
+# not their size (README, "Learning with 64 environments"). PONG_BATCH, PONG_FREQUENCY and PONG_LR
+# select another recipe (128, 16, 0.00015 was the first GPU run's).
+# 128 environments on the GPU: emulating 64 took longer than acting and learning together, and
+# more environments spread the per-iteration costs over more steps.
 # Epochs of 1,000,000 agent steps, and test phases of 32 whole games: each test environment plays
 # its last game to the end (up to 4,500 agent steps), so a test costs the same whatever its steps,
 # and fewer environments make it cheaper (the first run's 64-env tests took 6% of its 8 minutes).
+PONG_BATCH=${PONG_BATCH:-64}
+PONG_FREQUENCY=${PONG_FREQUENCY:-8}
+PONG_LR=${PONG_LR:-0.0001}
 PONG_OPTIONS=(--epochs 200 --random-steps 50000 --train-steps 1000000 --test-steps 3200 --test-envs 32
-  --num-envs "$PONG_ENVS" --device-replay --replay-size 1000000 --batch-size 128 --train-frequency 16
-  --double --dueling --n-step 3 --prioritized --target-steps 8000
-  --optimizer adam --learning-rate 0.00015 --epsilon-end 0.01 --epsilon-decay-steps 150000
+  --num-envs "$PONG_ENVS" --device-replay --replay-size 1000000 --batch-size "$PONG_BATCH"
+  --train-frequency "$PONG_FREQUENCY" --double --dueling --n-step 3 --prioritized --target-steps 8000
+  --optimizer adam --learning-rate "$PONG_LR" --epsilon-end 0.01 --epsilon-decay-steps 150000
   ${EXTRA_OPTIONS:-})
 
 setup() {
@@ -76,10 +83,10 @@ case "${1:-}" in
       timeout 60 python3 benchmarks/emulator.py --game pong --steps 8000 --num-envs 1,16,64,128
       # each capped, so that a slow surprise still leaves time for the learning run
       timeout 100 python3 benchmarks/throughput.py --num-envs 1 --steps "$THROUGHPUT_STEPS" --device-replay
-      # the Pong recipe's updates: batch 128 every 16 agent steps, Nature's 8 sampled transitions per step
+      # the Pong recipe's updates (8 sampled transitions per agent step)
       for envs in 64 128; do
         timeout 100 python3 benchmarks/throughput.py --num-envs $envs --steps $((THROUGHPUT_STEPS * envs / 8)) \
-          --device-replay --batch-size 128 --train-frequency 16
+          --device-replay --batch-size "$PONG_BATCH" --train-frequency "$PONG_FREQUENCY"
       done
     } >> "$OUT/throughput.txt" 2>&1
     # GPU utilisation every 2 s while Pong learns
