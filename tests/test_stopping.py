@@ -11,6 +11,15 @@ from dqnviz.stopping import deferred_interrupts, interrupted_by
 from test_cli_train import TINY
 
 
+@pytest.fixture(autouse=True)
+def python_default_sigint():
+    """SIGINT as in an interactive Python: raising KeyboardInterrupt. A test run started in the
+    background by a non-interactive shell inherits SIGINT ignored, and nothing would be deferred."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def test_a_signal_inside_the_block_waits_for_the_next_check():
     reached = False
     with pytest.raises(KeyboardInterrupt):
