@@ -44,7 +44,7 @@ def test_one_card_per_layer_and_filter(report):
     cards = re.findall(r'<article class="card" data-layer="([^"]+)" data-filter="(\d+)"', html)
     assert sorted(cards) == sorted((layer, str(f)) for layer in LAYERS for f in range(2))
     # header: game, epoch, test score, layers with shapes, receptive fields
-    for text in ("breakout", "epoch 1", "1.50 ± 0.50", "20 × 20 × 32", "7 × 7 × 64", "36×36 px, stride 8"):
+    for text in ("breakout", "<dd>1 (1,000 agent steps)</dd>", "1.50 ± 0.50", "20 × 20 × 32", "7 × 7 × 64", "36×36 px, stride 8"):
         assert text in html, text
     # the snapshot's own test is labelled as what it is, and a test of few games says so
     header = html[html.index('<div class="dq-header">'):html.index("</dl>")]

@@ -297,7 +297,8 @@ def build_context(data: NvisData, options: dict | None = None) -> dict:
         "meta": meta,
         "game": meta.get("game", "?"),
         "epoch": meta.get("epoch", "?"),
-        "total_steps": meta.get("total_steps"),
+        "total_steps": meta.get("total_steps"),  # with the random phase and any refill
+        "train_steps": meta.get("train_steps_done"),
         "backend": meta.get("backend"),
         "test_score": score,
         "network": network,
