@@ -4,7 +4,10 @@
     KERAS_BACKEND=tensorflow python benchmarks/throughput.py --num-envs 1 --steps 4000
 
 Each configuration fills the replay memory with random play, then times a train phase at the
-standard replay ratio (one batch-32 update per 4 agent steps: 8 sampled transitions per step).
+standard replay ratio (one batch-32 update per 4 agent steps: 8 sampled transitions per step),
+at a fixed exploration rate ε (``--epsilon``, default 0.1: the Nature run's ε after its decay, for
+11.5 M of its 12.5 M agent steps). ε matters with one environment: a step whose action is random
+skips the network's forward pass.
 A first, untimed train phase compiles the step. A second run with ``--profile`` waits for every
 update so that the time is attributed to its part (act, emulate, replay, sample, learn).
 
@@ -47,7 +50,8 @@ def count_transfers(run, iterations: int) -> float:
 
 @contextlib.contextmanager
 def warm_trainer(game: str, num_envs: int, warmup: int, replay_size: int, batch_size: int,
-                 train_frequency: int, profile: bool, seed: int = 0, device_replay: bool = False):
+                 train_frequency: int, profile: bool, seed: int = 0, device_replay: bool = False,
+                 epsilon: float = 0.1):
     """A trainer whose replay memory holds ``warmup`` random steps and whose step is compiled."""
     from dqnviz.atari import resolve_rom
     from dqnviz.config import TrainConfig
@@ -55,7 +59,7 @@ def warm_trainer(game: str, num_envs: int, warmup: int, replay_size: int, batch_
 
     config = TrainConfig(num_envs=num_envs, replay_size=replay_size, batch_size=batch_size,
                          train_frequency=train_frequency, seed=seed, validation_states=32,
-                         device_replay=device_replay)
+                         device_replay=device_replay, epsilon_start=epsilon, epsilon_end=epsilon)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(resolve_rom(game), config, run="bench", snapshot_dir=tmp, report_dir=tmp,
                           show_progress=False, log=lambda *_: None, profile=profile)
@@ -94,6 +98,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--train-frequency", type=int, default=4)
     parser.add_argument("--device-replay", action="store_true", help="keep replay frames on the accelerator")
+    parser.add_argument("--epsilon", type=float, default=0.1, help="exploration rate during the timed phase")
     parser.add_argument("--no-profile", action="store_true", help="skip the per-part breakdown run")
     parser.add_argument("--count-transfers", action="store_true",
                         help="JAX: also count host-to-device transfers per iteration")
@@ -109,11 +114,11 @@ def main():
     except Exception:
         pass
     print(f"replay ratio: batch {args.batch_size} every {args.train_frequency} agent steps "
-          f"= {args.batch_size / args.train_frequency:g} sampled transitions per step")
+          f"= {args.batch_size / args.train_frequency:g} sampled transitions per step; ε = {args.epsilon:g}")
     for num_envs in [int(n) for n in args.num_envs.split(",")]:
         options = dict(game=args.game, num_envs=num_envs, warmup=args.warmup, replay_size=args.replay_size,
                        batch_size=args.batch_size, train_frequency=args.train_frequency,
-                       device_replay=args.device_replay)
+                       device_replay=args.device_replay, epsilon=args.epsilon)
         rate, update_rate, _, seconds = measure(args.steps, profile=False, **options)
         print(f"\n{args.game}, {num_envs} env(s): {rate:,.0f} agent steps/s, {update_rate:,.1f} updates/s "
               f"({args.steps:,} steps in {seconds:.1f} s)")

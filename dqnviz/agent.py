@@ -13,13 +13,23 @@ import numpy as np
 from dqnviz.atari import AtariEnv, Rom, rom_for_game
 
 
+def draw_exploration(count: int, num_actions: int, epsilon: float, rng: np.random.Generator):
+    """The random half of ε-greedy for ``count`` states: ``(explore, random_actions)``.
+
+    ``explore[i]`` is true with probability ε; ``random_actions[i]`` is uniform over the actions.
+    Drawing these before the network runs lets a caller skip the forward pass when every state
+    explores: with one environment that is a fraction ε of the steps, most of them early in ε's decay.
+    """
+    explore = rng.random(count) < epsilon
+    random_actions = rng.integers(0, num_actions, count)
+    return explore, random_actions
+
+
 def epsilon_greedy(q_values: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
-    """One action per row of ``q_values``: random with probability ε, else the argmax."""
+    """One action per row of ``q_values``: random with probability ε, else argmax_a Q(s, a)."""
     q_values = np.atleast_2d(q_values)
-    greedy = np.argmax(q_values, axis=-1)
-    explore = rng.random(len(greedy)) < epsilon
-    random_actions = rng.integers(0, q_values.shape[-1], len(greedy))
-    return np.where(explore, random_actions, greedy)
+    explore, random_actions = draw_exploration(len(q_values), q_values.shape[-1], epsilon, rng)
+    return np.where(explore, random_actions, np.argmax(q_values, axis=-1))
 
 
 class QFunction:

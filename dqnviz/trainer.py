@@ -26,7 +26,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from dqnviz.agent import epsilon_greedy
+from dqnviz.agent import draw_exploration
 from dqnviz.atari import AtariEnv, Rom, VectorAtariEnv
 from dqnviz.config import TrainConfig, epsilon_schedule
 from dqnviz.errors import UserError
@@ -289,9 +289,13 @@ class Trainer:
         return epsilon_schedule(self.train_steps_done, self.config)
 
     def _choose(self, states, epsilon):
+        """ε-greedy actions; the network runs only when at least one state acts greedily."""
         if epsilon >= 1.0:
             return self.rng.integers(0, self.num_actions, len(states))
-        return epsilon_greedy(self.learner.q_values(states), epsilon, self.rng)
+        explore, random_actions = draw_exploration(len(states), self.num_actions, epsilon, self.rng)
+        if explore.all():  # the same draws as epsilon_greedy, so the actions do not change
+            return random_actions
+        return np.where(explore, random_actions, np.argmax(self.learner.q_values(states), axis=-1))
 
     def run_phase(self, epoch: int, phase: str, steps: int, progress_label: str | None = None) -> PhaseStats:
         """Play ``steps`` agent steps: ``random`` (ε=1, fill replay), ``train`` (learn), ``test`` (ε=0.05)."""

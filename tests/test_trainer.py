@@ -80,3 +80,32 @@ def test_a_test_phase_is_not_biased_toward_short_games(tmp_path, monkeypatch):
     assert sorted(test.game_scores) == [3.0, 3.0, 10.0]
     assert test.steps == 12 + 4  # the long game's last 4 steps; environment 0's next game is not counted
     assert test.average_reward == (3 + 3 + 10) / 3
+
+
+def test_the_network_runs_only_when_some_state_acts_greedily(tmp_path, monkeypatch):
+    from dqnviz.agent import draw_exploration, epsilon_greedy
+
+    run = _trainer(tmp_path, monkeypatch, lengths=[10])
+    real_q_values, calls = run.learner.q_values, []
+
+    def counting_q_values(states):
+        calls.append(len(states))
+        return real_q_values(states)
+
+    run.learner.q_values = counting_q_values
+    states = np.random.default_rng(3).integers(0, 255, (1, 84, 84, 4), dtype=np.uint8)
+    run.rng = np.random.default_rng(7)
+    chosen = [int(run._choose(states, 0.6)[0]) for _ in range(300)]
+    reference_rng = np.random.default_rng(7)
+    q = real_q_values(states)
+    expected = [int(epsilon_greedy(q, 0.6, reference_rng)[0]) for _ in range(300)]
+    assert chosen == expected  # the same exploration draws, so the same actions
+    draws, greedy_steps = np.random.default_rng(7), 0
+    for _ in range(300):
+        explore, _ = draw_exploration(1, 4, 0.6, draws)
+        greedy_steps += int(not explore[0])
+    assert len(calls) == greedy_steps and 90 < greedy_steps < 150  # about (1 − ε) of 300
+    calls.clear()
+    run.rng = np.random.default_rng(7)
+    run._choose(np.repeat(states, 8, axis=0), 0.6)  # with 8 states, one greedy state needs the network
+    assert calls == [8]
