@@ -43,3 +43,44 @@ def test_evaluate_plays_each_game_with_its_own_seed(pong_snapshot):
     assert sorted(seeds) == [7, 8, 9, 10]
     assert done == [1, 2, 3, 4]
     assert [r["episode"] for r in results] == [1, 2, 3, 4]
+
+
+def test_several_snapshots_play_the_same_games_and_the_best_is_named(tmp_path, capsys):
+    from conftest import make_snapshot
+    from dqnviz.cli import main
+
+    paths = [str(make_snapshot(tmp_path / f"breakout_{epoch}.keras", epoch=epoch, seed=epoch)) for epoch in (1, 2)]
+    options = ["--episodes", "3", "--max-frames", "400", "--epsilon", "0.2", "--quiet"]
+    alone = []
+    for path in paths:
+        out = tmp_path / "alone.csv"
+        assert main(["test", path, *options, "--csv", str(out)]) == 0
+        with open(out, newline="") as f:
+            alone.append([float(r["score"]) for r in csv.DictReader(f)])
+    capsys.readouterr()
+    together = tmp_path / "together.csv"
+    assert main(["test", *paths, *options, "--csv", str(together)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    with open(together, newline="") as f:
+        rows = list(csv.DictReader(f))
+    # Each snapshot scores exactly what it scores when tested alone: the same three games.
+    assert [[float(r["score"]) for r in rows if r["snapshot"] == name] for name in ("breakout_1", "breakout_2")] == alone
+    assert lines[0].startswith("breakout_1  average ") and "over 3 episodes" in lines[0]
+    assert lines[1].startswith("breakout_2  average ")
+    best = ["breakout_1", "breakout_2"][max(range(2), key=lambda i: sum(alone[i]))]
+    assert lines[2].startswith(f"best: {best}, average ") and "seeds 0–2" in lines[2]
+
+
+def test_snapshots_of_different_games_are_not_ranked(breakout_snapshot, pong_snapshot, capsys):
+    from dqnviz.cli import main
+
+    assert main(["test", breakout_snapshot, pong_snapshot, "--episodes", "1", "--max-frames", "200", "--quiet"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("no best named: the snapshots play different games")
+
+
+def test_a_missing_snapshot_stops_before_any_game(breakout_snapshot, tmp_path, capsys):
+    from dqnviz.cli import main
+
+    assert main(["test", breakout_snapshot, str(tmp_path / "nope.keras"), "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert "snapshot not found" in captured.err and "average" not in captured.out

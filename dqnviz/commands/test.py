@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
-HELP = "evaluate a snapshot (Nature protocol: 30 episodes, ε = 0.05, 5-minute cap)"
+HELP = "evaluate snapshots (Nature protocol: 30 episodes, ε = 0.05, 5-minute cap)"
 DESCRIPTION = """\
 Evaluate a snapshot as in Mnih et al. (2015): 30 episodes with ε = 0.05, up to 30 random
 no-op starts, a lost life is not the end, and a cap of 18,000 frames (5 minutes) per episode.
 Use --max-frames 108000 for the Machado et al. (2018) protocol (with --repeat-action-probability 0.25).
 
 The last line reads: average 12.3 ± 4.5 over 30 episodes (min 3, max 21).
+
+Given several snapshots (say every epoch of a run), each plays the same games (game i: emulator
+seed S+i), one line each, and a last line names the best, with the standard error of each
+average (std / √episodes), which says whether the gap between two epochs is more than luck.
+
+examples:
+  dqnviz test snapshots/pong_24.keras
+  dqnviz test snapshots/pong_2?.keras --csv reports/pong_epochs_test.csv
 """
 
 
 def add_arguments(parser) -> None:
     from dqnviz.commands.arguments import probability, whole_number
 
-    parser.add_argument("snapshot", help="a .keras snapshot written by dqnviz train")
+    parser.add_argument("snapshots", nargs="+", metavar="SNAPSHOT", help="one or more .keras snapshots written by dqnviz train")
     parser.add_argument("--episodes", type=whole_number(minimum=1), default=30, metavar="N", help="episodes to play (default: 30)")
     parser.add_argument("--epsilon", type=probability, default=0.05, metavar="E", help="ε of the ε-greedy policy (default: 0.05)")
     parser.add_argument("--max-frames", type=whole_number(minimum=1), default=18_000, metavar="N",
@@ -27,8 +35,20 @@ def add_arguments(parser) -> None:
     parser.add_argument("--parallel", type=whole_number(minimum=1), default=8, metavar="N",
                         help="games played at once, sharing one batched network call per step; "
                              "the scores do not depend on it (default: 8)")
-    parser.add_argument("--csv", metavar="FILE", help="also write one row per episode (episode, score, frames) to FILE")
-    parser.add_argument("--quiet", action="store_true", help="no progress, only the final line")
+    parser.add_argument("--csv", metavar="FILE", help="also write one row per episode (episode, score, frames) to FILE; "
+                                                      "with several snapshots a first column names the snapshot")
+    parser.add_argument("--quiet", action="store_true", help="no progress, only the final line(s)")
+
+
+def summary(values) -> str:
+    """``average 12.3 ± 4.5 over 30 episodes (min 3, max 21)``: the mean and population std of the scores."""
+    return (f"average {values.mean():.1f} ± {values.std():.1f} over {len(values)} episode{'' if len(values) == 1 else 's'} "
+            f"(min {values.min():g}, max {values.max():g})")
+
+
+def standard_error(values) -> float:
+    """Standard error of the mean score: s / √n, with s the sample standard deviation (0 for one game)."""
+    return float(values.std(ddof=1) / len(values) ** 0.5) if len(values) > 1 else 0.0
 
 
 def run(args) -> int:
@@ -37,39 +57,59 @@ def run(args) -> int:
     import numpy as np
 
     from dqnviz.agent import env_for_snapshot, evaluate
+    from dqnviz.errors import UserError
     from dqnviz.progress import Progress
     from dqnviz.snapshot import atomic_write, load_snapshot
 
-    snapshot = load_snapshot(args.snapshot)
     overrides = {"max_frames_per_episode": args.max_frames}
     if args.repeat_action_probability is not None:
         overrides["repeat_action_probability"] = args.repeat_action_probability
+    # Load (and check) every snapshot before the first game: a typo in the last one should not
+    # cost the time of testing the others.
+    snapshots = [load_snapshot(path) for path in args.snapshots]
+    for path, snapshot in zip(args.snapshots, snapshots):
+        env = env_for_snapshot(snapshot.meta, seed=args.seed, **overrides)
+        if env.num_actions != snapshot.model.output_shape[-1]:
+            raise UserError(f"{path}: the model has {snapshot.model.output_shape[-1]} outputs but {env.rom.name} has {env.num_actions} actions")
+    several = len(snapshots) > 1
+    names = [snapshot.name for snapshot in snapshots]
+    if len(set(names)) < len(names):  # the same file name in two folders: use the paths
+        names = list(args.snapshots)
+    width = max(len(name) for name in names)
+    rows, results_by_snapshot = [], []
+    for number, (name, snapshot) in enumerate(zip(names, snapshots), start=1):
+        def make_env(seed, meta=snapshot.meta):
+            return env_for_snapshot(meta, seed=seed, **overrides)
 
-    def make_env(seed):
-        return env_for_snapshot(snapshot.meta, seed=seed, **overrides)
+        label = f"testing {name}" + (f" ({number}/{len(snapshots)})" if several else "")
+        scores = []
+        with Progress(label, total=args.episodes, unit="episodes", enabled=not args.quiet) as bar:
+            def progress(done, score):
+                scores.append(score)
+                bar.update(done, last=score, average=float(np.mean(scores)))
 
-    env = make_env(args.seed)
-    if env.num_actions != snapshot.model.output_shape[-1]:
-        from dqnviz.errors import UserError
-
-        raise UserError(f"{args.snapshot}: the model has {snapshot.model.output_shape[-1]} outputs but {env.rom.name} has {env.num_actions} actions")
-    scores = []
-    with Progress(f"testing {snapshot.name}", total=args.episodes, unit="episodes", enabled=not args.quiet) as bar:
-        def progress(done, score):
-            scores.append(score)
-            bar.update(done, last=score, average=float(np.mean(scores)))
-
-        results = evaluate(snapshot.model, make_env, args.episodes, args.epsilon, args.seed,
-                           parallel=args.parallel, progress=progress)
-    values = np.array([r["score"] for r in results])
+            results = evaluate(snapshot.model, make_env, args.episodes, args.epsilon, args.seed,
+                               parallel=args.parallel, progress=progress)
+        values = np.array([r["score"] for r in results])
+        results_by_snapshot.append(values)
+        rows.extend({"snapshot": name, **r} if several else r for r in results)
+        print(f"{name:<{width}}  {summary(values)}" if several else summary(values), flush=True)
     if args.csv:
         def write(tmp):
             with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, ["episode", "score", "frames"])
+                writer = csv.DictWriter(f, (["snapshot"] if several else []) + ["episode", "score", "frames"])
                 writer.writeheader()
-                writer.writerows(results)
+                writer.writerows(rows)
 
         atomic_write(args.csv, write)
-    print(f"average {values.mean():.1f} ± {values.std():.1f} over {len(values)} episode{'' if len(values) == 1 else 's'} "
-          f"(min {values.min():g}, max {values.max():g})")
+    if several:
+        games = {snapshot.meta.get("game") for snapshot in snapshots}
+        if len(games) > 1:
+            print(f"no best named: the snapshots play different games ({', '.join(sorted(map(str, games)))})")
+            return 0
+        means = [values.mean() for values in results_by_snapshot]
+        best = int(np.argmax(means))
+        errors = ", ".join(f"{name} {standard_error(values):.1f}" for name, values in zip(names, results_by_snapshot))
+        print(f"best: {names[best]}, average {means[best]:.1f}, on the same {args.episodes} games "
+              f"(seeds {args.seed}–{args.seed + args.episodes - 1}); standard errors: {errors}")
     return 0
