@@ -3,7 +3,7 @@
 The analysis functions work on any Keras 3 image model::
 
     import dqnviz
-    snapshot = dqnviz.load_snapshot("snapshots/breakout_77.keras")
+    snapshot = dqnviz.load_snapshot("snapshots/breakout_13.keras")
     images = dqnviz.guided_backprop(snapshot.model, states, "conv2", 5)
 """
 

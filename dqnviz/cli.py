@@ -19,8 +19,8 @@ DESCRIPTION = """\
 Train DeepMind-Nature-style DQN agents on Atari games and see what they learned.
 
   dqnviz train pong                      train on a ROM that ale-py ships (or a path to a .bin)
-  dqnviz test snapshots/pong_12.keras    evaluate with the Nature protocol
-  dqnviz nvis snapshots/pong_12.keras    guided backprop, saliency and receptive fields as HTML
+  dqnviz test snapshots/pong_24.keras    evaluate with the Nature protocol
+  dqnviz nvis snapshots/pong_24.keras    guided backprop, saliency and receptive fields as HTML
   dqnviz compare A.keras B.keras         filters of two agents side by side, with numbers
   dqnviz plot reports/pong.csv           training statistics as interactive charts
   dqnviz play | record SNAPSHOT          watch (and take over) an agent, or record a video

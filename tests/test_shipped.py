@@ -82,3 +82,17 @@ def test_shipped_agent_beats_the_best_random_game(path):
     env = env_for_snapshot(snapshot.meta, seed=321)
     record = play_games(snapshot.model, env, games=1, epsilon=0.05, seed=321)
     assert record.scores[0] > _best_random_game(snapshot.meta)
+
+
+def test_the_help_examples_that_a_new_user_copies_name_shipped_snapshots():
+    import re
+
+    from dqnviz import cli
+    from dqnviz.commands import nvis, record, test
+
+    texts = {"dqnviz --help": cli.DESCRIPTION, "nvis": nvis.DESCRIPTION, "record": record.DESCRIPTION,
+             "test": test.DESCRIPTION}
+    named = {(where, path) for where, text in texts.items() for path in re.findall(r"snapshots/[\w.-]+\.keras", text)}
+    assert len({where for where, _ in named}) == len(texts)  # every text gives a runnable example
+    missing = sorted((where, path) for where, path in named if not (ROOT / path).is_file())
+    assert not missing, f"help examples name snapshots that do not ship: {missing}"

@@ -21,7 +21,7 @@ different shapes (dueling vs plain, different action sets) are compared where th
 the page lists the views skipped and why.
 
 examples:
-  dqnviz compare snapshots/breakout_77.keras snapshots/pong_12.keras
+  dqnviz compare snapshots/breakout_13.keras snapshots/pong_24.keras
   dqnviz compare snapshots/pong_1.keras snapshots/pong_5.keras snapshots/pong_20.keras --filters 4
 """
 

@@ -14,9 +14,9 @@ most, and write one self-contained, interactive HTML report (no network needed t
   * gradient and perturbation saliency of Q(s, a*) for telling states, next to the Q-values.
 
 examples:
-  dqnviz nvis snapshots/breakout_77.keras                    first 8 filters of conv1..conv3
-  dqnviz nvis snapshots/pong_12.keras --filters all --out pong.html
-  dqnviz nvis snapshots/pong_12.keras --layers conv3 --filters 16 --max-steps 2000
+  dqnviz nvis snapshots/breakout_13.keras                    first 8 filters of conv1..conv3
+  dqnviz nvis snapshots/pong_24.keras --filters all --out pong.html
+  dqnviz nvis snapshots/pong_24.keras --layers conv3 --filters 16 --max-steps 2000
 """
 
 

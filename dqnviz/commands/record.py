@@ -17,8 +17,8 @@ and the Q-value of every action is shown beside it (the greedy action green, the
 marked ▶). Gradient saliency costs one compiled forward+backward pass per agent step;
 perturbation saliency is far slower.
 
-  dqnviz record snapshots/breakout_77.keras
-  dqnviz record snapshots/pong_12.keras --saliency gradient --out reports/pong_saliency.mp4
+  dqnviz record snapshots/breakout_13.keras
+  dqnviz record snapshots/pong_24.keras --saliency gradient --out reports/pong_saliency.mp4
 """
 
 FPS = 60
