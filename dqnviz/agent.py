@@ -25,11 +25,23 @@ def draw_exploration(count: int, num_actions: int, epsilon: float, rng: np.rando
     return explore, random_actions
 
 
+def epsilon_greedy_lazy(q_values_of, count: int, num_actions: int, epsilon: float,
+                       rng: np.random.Generator) -> np.ndarray:
+    """ε-greedy actions for ``count`` states, calling ``q_values_of()`` only if one acts greedily.
+
+    The draws are :func:`epsilon_greedy`'s, so the actions are the same; only the forward pass
+    is skipped when every state explores.
+    """
+    explore, random_actions = draw_exploration(count, num_actions, epsilon, rng)
+    if explore.all():
+        return random_actions
+    return np.where(explore, random_actions, np.argmax(np.atleast_2d(q_values_of()), axis=-1))
+
+
 def epsilon_greedy(q_values: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
     """One action per row of ``q_values``: random with probability ε, else argmax_a Q(s, a)."""
     q_values = np.atleast_2d(q_values)
-    explore, random_actions = draw_exploration(len(q_values), q_values.shape[-1], epsilon, rng)
-    return np.where(explore, random_actions, np.argmax(q_values, axis=-1))
+    return epsilon_greedy_lazy(lambda: q_values, len(q_values), q_values.shape[-1], epsilon, rng)
 
 
 class QFunction:

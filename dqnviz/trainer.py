@@ -26,7 +26,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from dqnviz.agent import draw_exploration
+from dqnviz.agent import epsilon_greedy_lazy
 from dqnviz.atari import AtariEnv, Rom, VectorAtariEnv
 from dqnviz.config import TrainConfig, epsilon_schedule
 from dqnviz.errors import UserError
@@ -292,10 +292,8 @@ class Trainer:
         """ε-greedy actions; the network runs only when at least one state acts greedily."""
         if epsilon >= 1.0:
             return self.rng.integers(0, self.num_actions, len(states))
-        explore, random_actions = draw_exploration(len(states), self.num_actions, epsilon, self.rng)
-        if explore.all():  # the same draws as epsilon_greedy, so the actions do not change
-            return random_actions
-        return np.where(explore, random_actions, np.argmax(self.learner.q_values(states), axis=-1))
+        return epsilon_greedy_lazy(lambda: self.learner.q_values(states), len(states), self.num_actions,
+                                   epsilon, self.rng)
 
     def run_phase(self, epoch: int, phase: str, steps: int, progress_label: str | None = None) -> PhaseStats:
         """Play ``steps`` agent steps: ``random`` (ε=1, fill replay), ``train`` (learn), ``test`` (ε=0.05)."""
