@@ -309,13 +309,17 @@ class ReplayMemory:
         if not self.prioritized:
             return
         priorities = (np.abs(np.asarray(td_errors, np.float64)).ravel() + epsilon) ** self.alpha
+        if priorities.size == 0:
+            return
+        # max over every |δ| passed, superseded ones included: applied in order, each batch
+        # would have raised max_priority before the next one replaced its leaf
+        self.max_priority = max(self.max_priority, float(priorities.max()))
         flat = (np.asarray(envs) * self.per_env + np.asarray(slots)).ravel()
         _, last = np.unique(flat[::-1], return_index=True)
         last = len(flat) - 1 - last
         flat, priorities = flat[last], priorities[last]
         still_valid = self.tree.get(flat) > 0  # an overwritten slot keeps priority 0
         self.tree.set(flat[still_valid], priorities[still_valid])
-        self.max_priority = max(self.max_priority, float(priorities.max()))
 
 
 class DeviceReplay(ReplayMemory):

@@ -132,12 +132,14 @@ def test_priorities_of_several_batches_at_once_equal_one_batch_after_another():
     for memory in (one_call, in_order):
         fill(memory, 40)
     batches = [(np.zeros(16, int), rng.integers(0, 39, 16), rng.random(16)) for _ in range(3)]
-    batches.append((np.zeros(2, int), batches[0][1][:2], np.array([7.0, 9.0])))  # drawn again, later
+    batches[0][2][:2] = [50.0, 40.0]  # the largest |δ| of all, then superseded ...
+    batches.append((np.zeros(2, int), batches[0][1][:2], np.array([7.0, 9.0])))  # ... drawn again, later
     for envs, slots, td in batches:
         in_order.update_priorities(envs, slots, td)
     one_call.update_priorities(*(np.concatenate(parts) for parts in zip(*batches)))
     np.testing.assert_array_equal(one_call.tree.tree, in_order.tree.tree)
-    assert one_call.max_priority == in_order.max_priority
+    # new transitions enter at the largest priority ever seen, the superseded 50 included
+    assert one_call.max_priority == in_order.max_priority == pytest.approx((50.0 + 1e-6) ** one_call.alpha)
     assert one_call.tree.get([batches[0][1][0]])[0] == pytest.approx((7.0 + 1e-6) ** one_call.alpha)
 
 
