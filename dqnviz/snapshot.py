@@ -201,7 +201,7 @@ class StartingPoint:
     seed: int | None
     backend: str | None
     initial: dict | None = None  # layer name -> initial kernel W₀
-    change: dict = field(default_factory=dict)  # layer name -> W − W₀, flattened (float64)
+    change: dict = field(default_factory=dict)  # layer name -> W − W₀, flattened (float32)
     movement: dict = field(default_factory=dict)
     reason: str = ""
 
@@ -243,10 +243,11 @@ def starting_point(snapshot) -> StartingPoint:
     start.initial = initial
     for name, weights in trained.items():
         w, w0 = np.ravel(weights).astype(np.float64), np.ravel(initial[name]).astype(np.float64)
-        start.change[name] = w - w0
+        change = w - w0
+        start.change[name] = change.astype(np.float32)  # half the memory; the norms use float64
         norm, norm_w = np.linalg.norm(w0), np.linalg.norm(w)
         start.movement[name] = {
-            "change": float(np.linalg.norm(start.change[name]) / norm) if norm else float("nan"),
+            "change": float(np.linalg.norm(change) / norm) if norm else float("nan"),
             "cosine": float(w @ w0 / (norm_w * norm)) if norm and norm_w else float("nan"),
         }
     return start

@@ -328,7 +328,7 @@ def shared_start(played: list, starts: list, pairs: list) -> list:
                 if name in b.initial and a.initial[name].shape == b.initial[name].shape \
                         and np.array_equal(a.initial[name], b.initial[name]):
                     # NaN, not 0, where a layer did not move: there is no direction to compare
-                    da, db = a.change[name], b.change[name]
+                    da, db = (np.asarray(point.change[name], np.float64) for point in (a, b))
                     norms = np.linalg.norm(da) * np.linalg.norm(db)
                     alignment[name] = float(da @ db / norms) if norms else float("nan")
         out.append({"a": i, "b": j, "seed": a.seed, "backend": a.backend, "alignment": alignment})
