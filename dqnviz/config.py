@@ -43,6 +43,7 @@ class TrainConfig:
     gamma: float = _f(0.99, "discount γ", probability=True)
     n_step: int = _f(1, "n-step returns: y = Σ_{k<n} γ^k r_{t+k} + γ^n max_a Q_target(s_{t+n}, a)", positive=True)
     double: bool = _f(False, "Double DQN (van Hasselt et al. 2016): y = r + γ Q_target(s', argmax_a Q(s', a))")
+    bootstrap_epsilon: float = _f(0.0, "bootstrap with the value of the ε-greedy policy, not the greedy max: y = R + discount·((1−ε)·Q_target(s', a*) + ε·mean_a Q_target(s', a)) (expected SARSA); 0.05, the test ε, learns the values of the policy that is tested", probability=True)
     dueling: bool = _f(False, "dueling head (Wang et al. 2016): Q = V + A - mean(A)")
     target_steps: int = _f(10_000, "agent steps between copies of the online network into the target network", positive=True)
     optimizer: str = _f("rmsprop", "'rmsprop' (DeepMind's centred RMSProp) or 'adam'", choices=("rmsprop", "adam"))

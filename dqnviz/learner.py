@@ -5,6 +5,9 @@ For a batch of transitions (s, a, R, discount, s') from the replay memory::
     a*   = argmax_a Q_target(s', a)                 (DQN)
     a*   = argmax_a Q(s', a)                        (Double DQN, van Hasselt et al. 2016)
     y    = R + discount · Q_target(s', a*)          (discount = γ^n, or 0 past a terminal)
+    y    = R + discount · ((1 − ε_b) · Q_target(s', a*) + ε_b · mean_a Q_target(s', a))
+                                                    (--bootstrap-epsilon ε_b > 0: expected SARSA
+                                                     toward the ε_b-greedy policy, van Seijen et al. 2009)
     δ    = y − Q(s, a)
     loss = mean_i w_i · huber(δ_i)                  (huber = error clipping of the Nature paper)
 
@@ -13,6 +16,8 @@ w_i are the importance weights of prioritized replay (1 otherwise). The target n
 """
 
 from __future__ import annotations
+
+import functools
 
 import keras
 import numpy as np
@@ -28,19 +33,25 @@ def huber(x, delta: float = 1.0):
     return ops.where(absolute <= delta, 0.5 * ops.square(x), delta * (absolute - 0.5 * delta))
 
 
-def td_targets(returns, discounts, q_next_online, q_next_target):
-    """y = R + discount · Q_target(s', argmax_a Q_online(s', a)).
+def td_targets(returns, discounts, q_next_online, q_next_target, bootstrap_epsilon: float = 0.0):
+    """y = R + discount · V(s'), with V(s') = Q_target(s', a*) and a* = argmax_a Q_online(s', a).
 
     Pass ``q_next_online = q_next_target`` for the plain DQN target ``R + discount · max_a Q_target``.
+    With ``bootstrap_epsilon`` ε_b > 0, V(s') is the value of the ε_b-greedy policy instead:
+    V(s') = (1 − ε_b) · Q_target(s', a*) + ε_b · mean_a Q_target(s', a). Q-learning's greedy V
+    assumes that every later action is the best one; an agent tested at ε = 0.05 takes a random
+    one in twenty, and with ε_b = 0.05 it learns what states are worth under that policy.
     """
     best = ops.argmax(q_next_online, axis=-1)
     q_next = ops.take_along_axis(q_next_target, ops.expand_dims(best, -1), axis=-1)[:, 0]
+    if bootstrap_epsilon:  # a Python branch: ε_b = 0 compiles exactly the greedy target
+        q_next = (1.0 - bootstrap_epsilon) * q_next + bootstrap_epsilon * ops.mean(q_next_target, axis=-1)
     return ops.stop_gradient(returns + discounts * q_next)
 
 
-def dqn_loss(q, q_next_online, q_next_target, batch):
+def dqn_loss(q, q_next_online, q_next_target, batch, bootstrap_epsilon: float = 0.0):
     """``(loss, |δ|)`` for one batch; see the module docstring."""
-    y = td_targets(batch["returns"], batch["discounts"], q_next_online, q_next_target)
+    y = td_targets(batch["returns"], batch["discounts"], q_next_online, q_next_target, bootstrap_epsilon)
     actions = ops.expand_dims(ops.cast(batch["actions"], "int32"), -1)
     q_taken = ops.take_along_axis(q, actions, axis=-1)[:, 0]
     delta = y - q_taken
@@ -79,7 +90,9 @@ class Learner:
         )
         self.target = build_q_network(num_actions, dueling=config.dueling, history=config.history)
         self.optimizer = make_optimizer(config)
-        self.step = backend.make_train_step(self.online, self.target, self.optimizer, dqn_loss, config.double)
+        loss_fn = functools.partial(dqn_loss, bootstrap_epsilon=config.bootstrap_epsilon) \
+            if config.bootstrap_epsilon else dqn_loss
+        self.step = backend.make_train_step(self.online, self.target, self.optimizer, loss_fn, config.double)
         self._predict = backend.make_predict(self.online)
         self.updates = 0
 

@@ -23,6 +23,33 @@ def test_double_dqn_target_picks_action_with_online_net_and_values_it_with_targe
     assert y.tolist() == pytest.approx([1.0 + 0.5 * 1.0, 2.0 + 0.25 * 4.0])
 
 
+def test_bootstrap_epsilon_values_the_next_state_under_the_epsilon_greedy_policy():
+    q_next_online = np.array([[9.0, 1.0, 2.0], [0.0, 0.0, 7.0]], np.float32)  # a* = 0 and 2
+    q_next_target = np.array([[1.0, 5.0, 3.0], [3.0, -1.0, 4.0]], np.float32)  # means 3 and 2
+    returns, discounts = np.array([1.0, 2.0], np.float32), np.array([0.5, 0.0], np.float32)
+    y = ops.convert_to_numpy(td_targets(returns, discounts, q_next_online, q_next_target, bootstrap_epsilon=0.25))
+    # V(s') = 0.75 · Q_target(s', a*) + 0.25 · mean_a Q_target(s', a); a terminal (discount 0) stays R
+    assert y.tolist() == pytest.approx([1.0 + 0.5 * (0.75 * 1.0 + 0.25 * 3.0), 2.0])
+    greedy = ops.convert_to_numpy(td_targets(returns, discounts, q_next_target, q_next_target, bootstrap_epsilon=1.0))
+    assert greedy.tolist() == pytest.approx([1.0 + 0.5 * 3.0, 2.0])  # ε_b = 1: the uniform policy's value
+
+
+def test_bootstrap_epsilon_reaches_the_compiled_update():
+    """The learner's compiled step uses the run's ε_b: its |δ| equal the loss computed by hand."""
+    batch = _batch(np.random.default_rng(3))
+    for epsilon in (0.0, 0.5):
+        learner = Learner(3, TrainConfig(double=True, bootstrap_epsilon=epsilon, seed=0))
+        online, target = learner.model(), learner.target
+        q_next_online = online.predict(batch["next_states"], verbose=0)
+        q_next_target = target.predict(batch["next_states"], verbose=0)
+        q = online.predict(batch["states"], verbose=0)
+        _, expected = dqn_loss(q, q_next_online, q_next_target, batch, bootstrap_epsilon=epsilon)
+        _, td_abs = learner.train(batch)
+        np.testing.assert_allclose(np.asarray(td_abs), ops.convert_to_numpy(expected), rtol=1e-4, atol=1e-5)
+    _, other = dqn_loss(q, q_next_online, q_next_target, batch, bootstrap_epsilon=0.0)
+    assert not np.allclose(ops.convert_to_numpy(other), np.asarray(td_abs), atol=1e-4)  # ε_b changes δ
+
+
 def test_n_step_discount_enters_the_target():
     gamma, n = 0.9, 3
     rewards = [1.0, 0.0, 2.0]
