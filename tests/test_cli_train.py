@@ -41,6 +41,13 @@ def test_train_then_test_then_resume(tmp_path, capsys):
     assert last.startswith("average ") and last.endswith(")") and "over 2 episodes (min" in last
     assert len(rows(tmp_path / "episodes.csv")) == 2
 
+    # --epochs is the run's last epoch: one that is already done is refused before anything runs.
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "snap" / "breakout_2.keras"), "--epochs", "2", *dirs]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "--epochs 2 would train nothing" in error and "epoch 3" in error
+    assert len(rows(tmp_path / "rep" / "breakout.csv")) == 5
+
     # Resume: numbering continues, the CSV is appended, nothing is overwritten.
     before = (tmp_path / "snap" / "breakout_2.keras").read_bytes()
     assert main(["train", "--resume", str(tmp_path / "snap" / "breakout_2.keras"), "--epochs", "3", *dirs]) == 0

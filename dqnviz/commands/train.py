@@ -68,6 +68,10 @@ def run(args) -> int:
         config = config_from_arguments(args, TrainConfig.from_dict(meta.get("config", {})))
         run_name = args.name or meta.get("run") or meta["game"]
         next_epoch = int(meta["epoch"]) + (0 if meta.get("interrupted") else 1)
+        if config.epochs < next_epoch:  # checked before the replay memory is refilled for nothing
+            raise UserError(f"--epochs {config.epochs} would train nothing: --epochs is the run's last epoch, "
+                            f"and {Path(args.resume).name} continues at epoch {next_epoch} "
+                            f"(--epochs {next_epoch + 9} trains epochs {next_epoch}–{next_epoch + 9})")
         if (snapshot_dir / f"{run_name}_{next_epoch}.keras").exists():
             # Resuming from an older epoch: branch off rather than overwrite later results.
             branched = free_run_name(run_name, snapshot_dir, report_dir)
