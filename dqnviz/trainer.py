@@ -265,6 +265,7 @@ class Trainer:
         self.running_scores = None
         self.steps_since_sync = 0
         self.last_test = None
+        self.test_scores: dict[int, dict] = {}  # epoch -> its test phase's score, this invocation's epochs
         self.timer = Timer(enabled=profile)
         if resume is not None:
             self._restore_optimizer(resume)
@@ -459,7 +460,7 @@ class Trainer:
         )
         self.csv.append(row)
         if row["nr_games"]:
-            games = (f"{row['nr_games']} games, average {row['average_reward']:.2f} "
+            games = (f"{row['nr_games']} game{'s' if row['nr_games'] != 1 else ''}, average {row['average_reward']:.2f} "
                      f"(min {row['min_game_reward']:g}, max {row['max_game_reward']:g})")
         else:  # the CSV then holds the running games' mean score so far, as simple_dqn's did
             games = f"no game ended (score so far {row['average_reward']:.2f} on average)"
@@ -504,7 +505,7 @@ class Trainer:
                 phase = "test"
                 test = self.run_phase(epoch, "test", config.test_steps)
                 self.write_row(test, epoch_started)
-                self.last_test = _test_score(test)
+                self.last_test = self.test_scores[epoch] = _test_score(test)
                 self.save(epoch, test_score=self.last_test)
                 self.log(f"saved {path}")
                 epoch += 1

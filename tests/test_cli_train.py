@@ -21,6 +21,12 @@ def test_train_then_test_then_resume(tmp_path, capsys):
     dirs = ["--snapshot-dir", str(tmp_path / "snap"), "--report-dir", str(tmp_path / "rep")]
     assert main(["train", "breakout", "--epochs", "2", *TINY, *dirs]) == 0
     table = rows(tmp_path / "rep" / "breakout.csv")
+    # the last line names the epoch whose test phase scored best, and how to rank them properly
+    tests = {int(r["epoch"]): float(r["average_reward"]) for r in table if r["phase"] == "test"}
+    best = max(tests, key=tests.get)
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith(f"finished epochs 1–2; best test phase: epoch {best}, average {tests[best]:.1f} over ")
+    assert str(tmp_path / "snap" / f"breakout_{best}.keras") in last and "dqnviz test " in last
     assert [(r["epoch"], r["phase"]) for r in table] == [("0", "random"), ("1", "train"), ("1", "test"), ("2", "train"), ("2", "test")]
     assert list(table[0]) == ["epoch", "phase", "steps", "nr_games", "average_reward", "min_game_reward",
                               "max_game_reward", "last_exploration_rate", "total_train_steps", "replay_memory_count",

@@ -106,4 +106,18 @@ def run(args) -> int:
         else:
             print("interrupted before the first train phase: no snapshot to save")
         return 130
+    print(finished_line(trainer))
     return 0
+
+
+def finished_line(trainer) -> str:
+    """The run's last line: where it stopped, and the epoch whose test phase scored best."""
+    scores = trainer.test_scores
+    if not scores:
+        return f"finished: the run had already reached epoch {trainer.config.epochs}"
+    best = max(scores, key=lambda epoch: scores[epoch]["average"])
+    first, last = min(scores), max(scores)
+    span = f"epoch {last}" if first == last else f"epochs {first}–{last}"
+    return (f"finished {span}; best test phase: epoch {best}, average {scores[best]['average']:.1f} over "
+            f"{scores[best]['episodes']} game{'s' if scores[best]['episodes'] != 1 else ''} ({trainer.snapshot_path(best)}). "
+            f"To rank epochs on the same 30 games: dqnviz test {trainer.snapshot_dir}/{trainer.run}_*.keras")
