@@ -88,10 +88,10 @@ def test_the_help_examples_that_a_new_user_copies_name_shipped_snapshots():
     import re
 
     from dqnviz import cli
-    from dqnviz.commands import nvis, record, test
+    from dqnviz.commands import nvis, record, test, train
 
     texts = {"dqnviz --help": cli.DESCRIPTION, "nvis": nvis.DESCRIPTION, "record": record.DESCRIPTION,
-             "test": test.DESCRIPTION}
+             "test": test.DESCRIPTION, "train": train.DESCRIPTION}
     named = {(where, path) for where, text in texts.items() for path in re.findall(r"snapshots/[\w.-]+\.keras", text)}
     assert len({where for where, _ in named}) == len(texts)  # every text gives a runnable example
     missing = sorted((where, path) for where, path in named if not (ROOT / path).is_file())

@@ -15,7 +15,7 @@ examples:
   dqnviz train pong
   dqnviz train roms/breakout.bin --double --dueling
   dqnviz train breakout --num-envs 16 --replay-size 200000
-  dqnviz train --resume snapshots/pong_12.keras
+  dqnviz train --resume snapshots/pong_24.keras --epochs 30 --name pong-more
 
 A new run never overwrites an earlier one: if reports/pong.csv exists, the run is named pong-2.
 Ctrl-C (or SIGTERM) saves snapshots/<run>_<epoch>_interrupted.keras once the current step is done;
