@@ -105,6 +105,35 @@ def load_optimizer_state(path, train_steps_done: int) -> dict | None:
         return None
 
 
+def save_validation_states(path, states) -> Path:
+    """Write the fixed states that ``meanq`` averages over to a compressed ``.npz``, atomically.
+
+    They are drawn once, from epoch 0's random play. Kept beside the snapshots, they let a resumed
+    run measure meanq on the same states, so its curve continues instead of stepping. Atari
+    frames compress well: 500 Breakout states (14 MB of uint8) take 0.2 MB.
+    """
+    import numpy as np
+
+    states = np.asarray(states, np.uint8)
+    return atomic_write(path, lambda tmp: np.savez_compressed(tmp, states=states))
+
+
+def load_validation_states(path, state_shape: tuple) -> np.ndarray | None:
+    """The states saved by :func:`save_validation_states`, or None if absent, unreadable or of
+    another state shape (``(H, W, history)``). Never unpickles."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            states = stored["states"]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    if states.dtype != np.uint8 or states.ndim != 4 or tuple(states.shape[1:]) != tuple(state_shape) \
+            or len(states) == 0:
+        return None
+    return states
+
+
 def _accepts_include_optimizer() -> bool:
     import inspect
 

@@ -27,13 +27,14 @@ import keras
 import numpy as np
 
 from dqnviz.agent import epsilon_greedy_lazy
-from dqnviz.atari import AtariEnv, Rom, VectorAtariEnv
+from dqnviz.atari import FRAME_SHAPE, AtariEnv, Rom, VectorAtariEnv
 from dqnviz.config import TrainConfig, epsilon_schedule
 from dqnviz.errors import UserError
 from dqnviz.learner import Learner
 from dqnviz.progress import Progress
 from dqnviz.replay import DeviceReplay, ReplayMemory, check_fits_in_memory
-from dqnviz.snapshot import load_optimizer_state, save_optimizer_state, save_snapshot
+from dqnviz.snapshot import (load_optimizer_state, load_validation_states, save_optimizer_state, save_snapshot,
+                             save_validation_states)
 from dqnviz.stopping import deferred_interrupts
 
 
@@ -260,6 +261,7 @@ class Trainer:
             self.start_epoch = int(meta["epoch"])
         self.total_time_before = float(meta.get("total_time", 0.0))
         self.validation = None
+        self._validation_file = None  # where self.validation was read from or last written to
         self.states = None
         self.starts = None
         self.running_scores = None
@@ -269,6 +271,7 @@ class Trainer:
         self.timer = Timer(enabled=profile)
         if resume is not None:
             self._restore_optimizer(resume)
+            self._restore_validation_states(resume)
 
     def _restore_optimizer(self, resume) -> None:
         """Continue with the optimizer state saved beside the snapshot, if it belongs to it."""
@@ -283,6 +286,18 @@ class Trainer:
             except ValueError:  # saved by another optimizer or network shape
                 pass
         self.log(f"no optimizer state for this snapshot in {path}: the optimizer starts afresh")
+
+    def _restore_validation_states(self, resume) -> None:
+        """Measure meanq on the states the run drew in its epoch 0, saved beside its snapshots."""
+        run = resume.meta.get("run") or resume.meta.get("game")
+        path = Path(resume.path or ".").parent / f"{run}.validation.npz"
+        states = load_validation_states(path, FRAME_SHAPE + (self.config.history,))
+        if states is not None:
+            self.validation, self._validation_file = states, path
+            self.log(f"meanq's {len(states):,} validation states restored from {path}")
+        else:
+            self.log(f"no validation states in {path}: meanq is measured on new ones, drawn from the "
+                     f"refilled replay memory, so its curve may step at epoch {self.start_epoch}")
 
     # -- acting --------------------------------------------------------------------------------
 
@@ -427,13 +442,21 @@ class Trainer:
         return float(q.max(axis=1).mean())
 
     def _keep_validation_states(self) -> None:
+        """Draw meanq's fixed states once from the replay memory (epoch 0's random play), and keep
+        them beside the snapshots (``<run>.validation.npz``) for a resumed run to measure on."""
         if self.validation is None and self.replay.num_sampleable() > 0:
             count = min(self.config.validation_states, self.replay.num_sampleable())
             envs, slots, _ = self.replay.sample_indices(count)
             self.validation = np.asarray(self.replay.stack(envs, slots))
+        if self.validation is not None and self._validation_file != self.validation_path():
+            self._validation_file = save_validation_states(self.validation_path(), self.validation)
 
     def snapshot_path(self, epoch: int, suffix: str = "") -> Path:
         return self.snapshot_dir / f"{self.run}_{epoch}{suffix}.keras"
+
+    def validation_path(self) -> Path:
+        """The fixed states meanq averages over, written once per run."""
+        return self.snapshot_dir / f"{self.run}.validation.npz"
 
     def optimizer_path(self) -> Path:
         """The newest snapshot's optimizer state, for ``--resume`` (one file per run, overwritten)."""

@@ -62,6 +62,15 @@ def test_train_then_test_then_resume(tmp_path, capsys):
     assert (tmp_path / "snap" / "breakout_2.keras").read_bytes() == before
     assert load_snapshot(tmp_path / "snap" / "breakout_3.keras").meta["total_steps"] > meta["total_steps"]
 
+    # meanq goes on over epoch 0's validation states, kept beside the snapshots, not over states
+    # drawn afresh from the refilled replay memory (which made the curve step at every resume)
+    assert "validation states restored from" in capsys.readouterr().out
+    with np.load(tmp_path / "snap" / "breakout.validation.npz", allow_pickle=False) as stored:
+        validation = stored["states"]
+    assert validation.shape == (16, 84, 84, 4) and validation.dtype == np.uint8
+    q = load_snapshot(tmp_path / "snap" / "breakout_3.keras").model.predict(validation, verbose=0)
+    assert float(table[5]["meanq"]) == pytest.approx(float(q.max(axis=1).mean()), rel=1e-4, abs=1e-5)
+
     # A second fresh run of the same game gets its own name instead of overwriting.
     assert main(["train", "breakout", "--epochs", "1", *TINY, *dirs]) == 0
     assert (tmp_path / "rep" / "breakout-2.csv").exists() and (tmp_path / "snap" / "breakout-2_1.keras").exists()
