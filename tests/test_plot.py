@@ -184,3 +184,24 @@ def test_missing_field_in_one_of_several_csvs(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "meancost" in err and "b.csv" in err
     assert not out.exists()
+
+
+def test_best_test_score_says_how_many_games_it_averages(tmp_path):
+    """An in-training test phase of one game can top the table by luck: the label says so."""
+    from dqnviz.report.plot import build_context, build_figure, read_stats
+
+    path = write_stats(tmp_path / "pong.csv", epochs=3)  # test scores -16, -13, -10: epoch 3 is best
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    labels = []
+    for games in ("1", "0", "12"):
+        rows[-1]["nr_games"] = games
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        run = read_stats(path)
+        best = build_context([run], ["average_reward"], build_figure([run], ["average_reward"]))["runs"][0]["best"]
+        assert best["score"] == -10
+        labels.append(best["label"])
+    assert labels == ["epoch 3, 1 game", "epoch 3, no game ended", "epoch 3, 12 games"]

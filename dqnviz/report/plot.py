@@ -207,6 +207,16 @@ def build_figure(runs: list, fields: list):
     return figure
 
 
+def _best_label(row: dict) -> str:
+    """"epoch 7, 1 game": a test phase's average over one game is luck as often as skill."""
+    games = _number(row.get("nr_games"))
+    if games != games:  # an older CSV without nr_games
+        return f"epoch {row['epoch']}"
+    if games == 0:
+        return f"epoch {row['epoch']}, no game ended"
+    return f"epoch {row['epoch']}, {int(games)} game{'s' if games != 1 else ''}"
+
+
 def build_context(runs: list, fields: list, figure) -> dict:
     summaries = []
     for run in runs:
@@ -215,7 +225,7 @@ def build_context(runs: list, fields: list, figure) -> dict:
         summaries.append({
             "name": run.name, "path": run.path, "rows": len(run.rows),
             "epochs": len({r["epoch"] for r in run.rows if r["phase"] != "random"}),
-            "best": None if best is None else {"epoch": best["epoch"], "score": _number(best["average_reward"])},
+            "best": None if best is None else {"score": _number(best["average_reward"]), "label": _best_label(best)},
             "baseline": run.baseline("average_reward") if "average_reward" in run.columns else None,
         })
     title = "training statistics · " + ", ".join(run.name for run in runs)
