@@ -266,17 +266,21 @@ class Trainer:
         self.starts = None
         self.running_scores = None
         self.steps_since_sync = 0
-        self.last_test = None
         self.test_scores: dict[int, dict] = {}  # epoch -> its test phase's score, this invocation's epochs
         self.timer = Timer(enabled=profile)
         if resume is not None:
             self._restore_optimizer(resume)
             self._restore_validation_states(resume)
 
+    @staticmethod
+    def _beside(resume, kind: str) -> Path:
+        """A resumed run's ``<run>.<kind>.npz``, in its snapshot's folder."""
+        run = resume.meta.get("run") or resume.meta.get("game")
+        return Path(resume.path or ".").parent / f"{run}.{kind}.npz"
+
     def _restore_optimizer(self, resume) -> None:
         """Continue with the optimizer state saved beside the snapshot, if it belongs to it."""
-        run = resume.meta.get("run") or resume.meta.get("game")
-        path = Path(resume.path or ".").parent / f"{run}.optimizer.npz"
+        path = self._beside(resume, "optimizer")
         state = load_optimizer_state(path, self.train_steps_done)  # None if absent or not this snapshot's
         if state is not None:
             try:
@@ -289,8 +293,7 @@ class Trainer:
 
     def _restore_validation_states(self, resume) -> None:
         """Measure meanq on the states the run drew in its epoch 0, saved beside its snapshots."""
-        run = resume.meta.get("run") or resume.meta.get("game")
-        path = Path(resume.path or ".").parent / f"{run}.validation.npz"
+        path = self._beside(resume, "validation")
         states = load_validation_states(path, FRAME_SHAPE + (self.config.history,))
         if states is not None:
             self.validation, self._validation_file = states, path
@@ -528,8 +531,8 @@ class Trainer:
                 phase = "test"
                 test = self.run_phase(epoch, "test", config.test_steps)
                 self.write_row(test, epoch_started)
-                self.last_test = self.test_scores[epoch] = _test_score(test)
-                self.save(epoch, test_score=self.last_test)
+                self.test_scores[epoch] = _test_score(test)
+                self.save(epoch, test_score=self.test_scores[epoch])
                 self.log(f"saved {path}")
                 epoch += 1
         except KeyboardInterrupt:

@@ -45,6 +45,14 @@ def write_stats(path, epochs=3, columns=COLUMNS, offset=0.0):
     return str(path)
 
 
+def rewrite_stats(path, rows):
+    """Write edited rows (dicts, as csv.DictReader read them) back over a statistics CSV."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def test_plot_page_draws_every_chart(tmp_path):
     from tests.browser import all_plots_drawn, open_report
 
@@ -88,10 +96,7 @@ def test_no_score_baseline_when_no_random_game_ended(tmp_path):
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     rows[0].update(nr_games="0", average_reward="-6.14", min_game_reward="-6.14", max_game_reward="-6.14")
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    rewrite_stats(path, rows)
     run = read_stats(path)
     assert run.baseline("average_reward") is None
     assert run.baseline("meanq") is not None  # not a game score: still drawn
@@ -196,10 +201,7 @@ def test_best_test_score_says_how_many_games_it_averages(tmp_path):
     labels = []
     for games in ("1", "0", "12"):
         rows[-1]["nr_games"] = games
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        rewrite_stats(path, rows)
         run = read_stats(path)
         best = build_context([run], ["average_reward"], build_figure([run], ["average_reward"]))["runs"][0]["best"]
         assert best["score"] == -10
