@@ -8,8 +8,13 @@ standard replay ratio (one batch-32 update per 4 agent steps: 8 sampled transiti
 at a fixed exploration rate ε (``--epsilon``, default 0.1: the Nature run's ε after its decay, for
 11.5 M of its 12.5 M agent steps). ε matters with one environment: a step whose action is random
 skips the network's forward pass.
-A first, untimed train phase compiles the step. A second run with ``--profile`` waits for every
-update so that the time is attributed to its part (act, emulate, replay, sample, learn).
+A first, untimed train phase compiles the step. Then a profiled run (``--profile``):
+``serial`` waits for every iteration's updates where they are dispatched, so that each part's cost
+(act, emulate, replay, sample, learn) is its own, the overlap of learning and emulation given up;
+``overlapped`` leaves the loop as it runs and says where the host waits: ``emulate`` is sending
+the actions plus waiting for the emulators, ``learn`` dispatching the updates plus waiting for
+their results. Where the two agree, nothing overlaps; the serial sum minus the overlapped total
+is what the overlap saves.
 
 ``--count-transfers`` (JAX) counts the host-to-device transfers per iteration of a train phase,
 from JAX's transfer guard: on a GPU each costs a round of driver work, whatever its size.
@@ -50,7 +55,7 @@ def count_transfers(run, iterations: int) -> float:
 
 @contextlib.contextmanager
 def warm_trainer(game: str, num_envs: int, warmup: int, replay_size: int, batch_size: int,
-                 train_frequency: int, profile: bool, seed: int = 0, device_replay: bool = False,
+                 train_frequency: int, profile: bool | str, seed: int = 0, device_replay: bool = False,
                  epsilon: float = 0.1):
     """A trainer whose replay memory holds ``warmup`` random steps and whose step is compiled."""
     from dqnviz.atari import resolve_rom
@@ -99,7 +104,11 @@ def main():
     parser.add_argument("--train-frequency", type=int, default=4)
     parser.add_argument("--device-replay", action="store_true", help="keep replay frames on the accelerator")
     parser.add_argument("--epsilon", type=float, default=0.1, help="exploration rate during the timed phase")
-    parser.add_argument("--no-profile", action="store_true", help="skip the per-part breakdown run")
+    parser.add_argument("--profile", choices=["serial", "overlapped", "both", "none"], default="serial",
+                        help="the per-part breakdown: serial (every update waited for), overlapped "
+                             "(where the running loop waits), both, or none (default: serial)")
+    parser.add_argument("--no-profile", action="store_const", dest="profile", const="none",
+                        help="the same as --profile none")
     parser.add_argument("--count-transfers", action="store_true",
                         help="JAX: also count host-to-device transfers per iteration")
     args = parser.parse_args()
@@ -125,19 +134,29 @@ def main():
         if args.count_transfers:
             per_iteration = measure_transfers(profile=False, **options)
             print(f"  host-to-device transfers: {per_iteration:.1f} per iteration of {num_envs} agent steps")
-        if not args.no_profile:
-            _, _, parts, total = measure(args.steps, profile=True, **options)
-            other = total - sum(parts.values())
-            print("  share of time (profiled run, every update waited for):")
-            iterations = args.steps / num_envs
-            for name, value in sorted({**parts, "other": other}.items(), key=lambda kv: -kv[1]):
-                print(f"    {name:8s} {100 * value / total:5.1f}%  {1e3 * value / iterations:7.3f} ms per iteration"
-                      f"  {1e6 * value / args.steps:8.1f} µs per agent step")
-            # Replay bookkeeping, sampling and the loop itself stay on the host whatever the device:
-            # they bound the agent steps/s that a faster learner and emulator could reach.
-            host = parts.get("replay", 0.0) + parts.get("sample", 0.0) + max(other, 0.0)
-            if host > 0:
-                print(f"  host-side ceiling (replay + sample + loop only): {args.steps / host:,.0f} agent steps/s")
+        modes = {"both": ["serial", "overlapped"], "none": []}.get(args.profile, [args.profile])
+        for mode in modes:
+            _, _, parts, total = measure(args.steps, profile=mode, **options)
+            print_profile(mode, parts, total, args.steps, num_envs)
+
+
+def print_profile(mode: str, parts: dict, total: float, steps: int, num_envs: int) -> None:
+    """Each part's share of the timed phase, per iteration and per agent step."""
+    other = total - sum(parts.values())
+    print({"serial": "  share of time (serial profile: every update waited for):",
+           "overlapped": "  where the loop waits (overlapped profile: emulate = send + wait for the "
+                         "emulators, learn = dispatch + wait for the device):"}[mode])
+    iterations = steps / num_envs
+    for name, value in sorted({**parts, "other": other}.items(), key=lambda kv: -kv[1]):
+        print(f"    {name:8s} {100 * value / total:5.1f}%  {1e3 * value / iterations:7.3f} ms per iteration"
+              f"  {1e6 * value / steps:8.1f} µs per agent step")
+    print(f"    total    {1e3 * total / iterations:7.3f} ms per iteration = {steps / total:,.0f} agent steps/s")
+    if mode == "serial":
+        # Replay bookkeeping, sampling and the loop itself stay on the host whatever the device:
+        # they bound the agent steps/s that a faster learner and emulator could reach.
+        host = parts.get("replay", 0.0) + parts.get("sample", 0.0) + max(other, 0.0)
+        if host > 0:
+            print(f"  host-side ceiling (replay + sample + loop only): {steps / host:,.0f} agent steps/s")
 
 
 if __name__ == "__main__":

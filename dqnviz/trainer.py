@@ -183,10 +183,21 @@ class StatisticsCSV:
 
 
 class Timer:
-    """Seconds spent per part of the loop: ``with timer("learn"): …``; free when disabled."""
+    """Seconds spent per part of the loop: ``with timer("learn"): …``; free when disabled.
 
-    def __init__(self, enabled: bool = False):
+    Args:
+        enabled: measure at all.
+        wait_for_device: wait for each iteration's updates where they are dispatched, so that
+            their device time lands in ``learn`` (a serial profile: what each part costs, with
+            the overlap of learning and emulation given up). Without it the loop keeps its
+            overlap, and each part's time is where the host spends or waits: ``emulate`` is
+            sending actions plus waiting for the emulators, ``learn`` dispatching the updates plus
+            waiting for their results (an overlapped profile: where the loop is held up).
+    """
+
+    def __init__(self, enabled: bool = False, wait_for_device: bool = True):
         self.enabled = enabled
+        self.wait_for_device = enabled and wait_for_device
         self.seconds: dict[str, float] = {}
 
     @contextlib.contextmanager
@@ -220,13 +231,15 @@ class Trainer:
         resume: a loaded snapshot to continue from (epoch numbering and step counts continue).
         show_progress: progress bars / lines on stderr.
         log: where one-line phase summaries go (``print`` by default).
-        profile: time each part of a step (act, emulate, replay, sample, learn) in ``self.timer``;
-            this waits for every update to finish, so it is slightly slower.
+        profile: time each part of a step (act, emulate, replay, sample, learn) in ``self.timer``:
+            ``True`` or ``"serial"`` waits for every update to finish, so that its device time is
+            counted in ``learn`` (slightly slower); ``"overlapped"`` leaves the loop as it runs
+            unprofiled and measures where it waits (see :class:`Timer`).
     """
 
     def __init__(self, rom: Rom, config: TrainConfig, run: str, snapshot_dir="snapshots",
                  report_dir="reports", resume=None, show_progress: bool = True, log=print,
-                 profile: bool = False):
+                 profile: bool | str = False):
         self.rom, self.config, self.run = rom, config, run
         self.snapshot_dir, self.report_dir = Path(snapshot_dir), Path(report_dir)
         self.show_progress, self.log = show_progress, log
@@ -267,7 +280,9 @@ class Trainer:
         self.running_scores = None
         self.steps_since_sync = 0
         self.test_scores: dict[int, dict] = {}  # epoch -> its test phase's score, this invocation's epochs
-        self.timer = Timer(enabled=profile)
+        if profile not in (False, True, "serial", "overlapped"):
+            raise ValueError(f"profile must be False, True, 'serial' or 'overlapped', not {profile!r}")
+        self.timer = Timer(enabled=bool(profile), wait_for_device=profile != "overlapped")
         if resume is not None:
             self._restore_optimizer(resume)
             self._restore_validation_states(resume)
@@ -415,7 +430,7 @@ class Trainer:
         with timer("learn"):
             pending = self.learner.train_transitions(self.replay, transitions)
             stats.updates += count
-            if timer.enabled:  # wait for the device, so that the time lands here
+            if timer.wait_for_device:  # a serial profile: the device's time lands here
                 pending.losses()
         return pending
 
@@ -425,7 +440,7 @@ class Trainer:
         # Reading a result waits for the device; do it rarely unless priorities need |δ| anyway.
         calls = stats.updates // len(pending.transitions)
         with timer("learn"):
-            if config.prioritized or timer.enabled or calls % 16 == 1:
+            if config.prioritized or timer.wait_for_device or calls % 16 == 1:
                 stats.costs.extend(pending.losses().tolist())
         if config.prioritized:
             with timer("replay"):  # one sum-tree update for all the batches

@@ -109,3 +109,42 @@ def test_the_network_runs_only_when_some_state_acts_greedily(tmp_path, monkeypat
     run.rng = np.random.default_rng(7)
     run._choose(np.repeat(states, 8, axis=0), 0.6)  # with 8 states, one greedy state needs the network
     assert calls == [8]
+
+
+def test_a_serial_profile_waits_for_each_update_and_an_overlapped_one_does_not(tmp_path, monkeypatch):
+    import sys
+
+    import pytest
+
+    from dqnviz.learner import PendingUpdates
+
+    monkeypatch.setattr(trainer, "make_envs", lambda rom, config, training, seed: ScriptedEnvs(lengths=[10, 7]))
+    readers = []  # who read an update's results: where the loop waited for the device
+    real_losses = PendingUpdates.losses
+
+    def recording_losses(self):
+        readers.append(sys._getframe(1).f_code.co_name)
+        return real_losses(self)
+
+    monkeypatch.setattr(PendingUpdates, "losses", recording_losses)
+    config = TrainConfig(num_envs=2, replay_size=200, batch_size=4, train_frequency=2, validation_states=4, seed=0)
+    seconds = {}
+    for profile in (False, "serial", "overlapped"):
+        readers.clear()
+        run = trainer.Trainer(resolve_rom("pong"), config, run=f"p{profile}", snapshot_dir=tmp_path,
+                              report_dir=tmp_path, show_progress=False, log=lambda *_: None, profile=profile)
+        run.started = 0.0
+        run.run_phase(0, "random", 20)
+        stats = run.run_phase(1, "train", 64)  # 32 iterations, one update each
+        assert stats.updates == 32
+        seconds[profile] = dict(run.timer.seconds)
+        if profile == "serial":  # waited where dispatched, then read again for the costs
+            assert readers.count("_start_updates") == 32 and readers.count("_finish_updates") == 32
+        else:  # the loop's own reads only: the loss of every 16th call
+            assert "_start_updates" not in readers and readers.count("_finish_updates") == 2
+    assert seconds[False] == {}
+    for profile in ("serial", "overlapped"):
+        assert set(seconds[profile]) == {"act", "emulate", "learn", "sample", "replay"}
+    with pytest.raises(ValueError, match="profile"):
+        trainer.Trainer(resolve_rom("pong"), config, run="bad", snapshot_dir=tmp_path, report_dir=tmp_path,
+                        show_progress=False, log=lambda *_: None, profile="parallel")
