@@ -6,8 +6,9 @@
 Everything after ``--`` goes to ``dqnviz train``. When the budget runs out the run is stopped
 with Ctrl-C (it saves ``<run>_<epoch>_interrupted.keras``, the weights at the end of the budget);
 the newest snapshot, that one included, is then tested with ``dqnviz test`` (30 episodes, ε = 0.05,
-18,000-frame cap; one row per episode in ``<snapshot>_test.csv`` beside it). Prints the learning curve (test rows of the CSV) and the final line of
-``dqnviz test``, next to the Nature paper's score.
+18,000-frame cap; one row per episode in ``<snapshot>_test.csv`` beside it), unless ``--no-test``.
+Prints the learning curve (test rows of the CSV) and the final line of ``dqnviz test``, next to
+the Nature paper's score.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def main():
     parser.add_argument("--minutes", type=float, default=10.0, help="wall-clock training budget")
     parser.add_argument("--episodes", type=int, default=30, help="test episodes (Nature: 30)")
     parser.add_argument("--out", default=None, help="folder for snapshots and the CSV (default: a temporary one)")
+    parser.add_argument("--no-test", action="store_true",
+                        help="skip the Nature test (on a leased GPU: test the snapshot elsewhere, where time is free)")
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:split])
@@ -59,6 +62,9 @@ def main():
     if not snapshots:
         sys.exit(f"no snapshot was written in {minutes:.1f} min: the budget ended before the first train phase")
     chosen = snapshots[-1]  # the weights at the end of the budget
+    if args.no_test:
+        print(f"\nnot tested (--no-test): dqnviz test {chosen}")
+        return
     print(f"\ntesting {chosen} ({args.episodes} episodes, Nature protocol):", flush=True)
     result = subprocess.run([sys.executable, "-m", "dqnviz", "test", str(chosen), "--episodes", str(args.episodes),
                              "--csv", str(chosen.with_name(chosen.stem + "_test.csv")), "--quiet"],
