@@ -10,7 +10,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import pytest  # noqa: E402
 
 
-def make_snapshot(path, game="breakout", epoch=1, dueling=False, seed=0, test_score=None, scale=None):
+def make_snapshot(path, game="breakout", epoch=1, dueling=False, seed=0, test_score=None, scale=None, run=None):
     """Save a randomly initialised Nature-CNN snapshot for ``game`` with full metadata.
 
     ``scale`` maps layer names to a factor c: that layer's kernel is saved as c·W₀, so it has
@@ -29,7 +29,7 @@ def make_snapshot(path, game="breakout", epoch=1, dueling=False, seed=0, test_sc
         kernel = model.get_layer(name).kernel
         kernel.assign(kernel.numpy() * factor)
     config = TrainConfig(dueling=dueling, seed=seed)
-    meta = snapshot_meta(rom, env, config, run=game, epoch=epoch, total_steps=1000 * epoch,
+    meta = snapshot_meta(rom, env, config, run=run or game, epoch=epoch, total_steps=1000 * epoch,
                          test_score=test_score or {"average": 1.5, "std": 0.5, "min": 1.0, "max": 2.0, "episodes": 2})
     save_snapshot(path, model, meta)
     return path

@@ -183,3 +183,17 @@ def test_the_start_of_a_snapshot_from_another_backend_is_not_guessed(tmp_path):
     start = starting_point(snapshot)
     assert start.movement == {} and start.initial is None
     assert f"KERAS_BACKEND={other}" in start.reason
+
+
+def test_two_runs_of_one_game_are_compared_not_read_as_a_time_line(tmp_path):
+    """Epochs of different runs count different trainings: the order given stays, the first is the reference."""
+    from dqnviz.report.compare import order_snapshots
+    from dqnviz.snapshot import load_snapshot
+
+    gpu = load_snapshot(make_snapshot(tmp_path / "pong-gpu_2.keras", "pong", 2, run="pong-gpu"))
+    cpu = load_snapshot(make_snapshot(tmp_path / "pong_24.keras", "pong", 24))
+    cpu_early = load_snapshot(make_snapshot(tmp_path / "pong_3.keras", "pong", 3))
+    ordered, evolution = order_snapshots([cpu, gpu])
+    assert not evolution and [s.meta["run"] for s in ordered] == ["pong", "pong-gpu"]
+    ordered, evolution = order_snapshots([cpu, cpu_early])  # one run: its epochs in order
+    assert evolution and [s.meta["epoch"] for s in ordered] == [3, 24]

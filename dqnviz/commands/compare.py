@@ -16,7 +16,8 @@ backend it trained with). Two runs with the same seed start from the same networ
 their first layers look alike whatever they learned: the page flags such pairs and compares
 what changed instead.
 
-Snapshots of one game are sorted by epoch and read as "how the filters evolved". Networks of
+Snapshots of one run are sorted by epoch and read as "how the filters evolved"; agents of
+different games or runs are compared with the first one given. Networks of
 different shapes (dueling vs plain, different action sets) are compared where their layers match;
 the page lists the views skipped and why.
 

@@ -81,9 +81,14 @@ class CompareData:
 
 
 def order_snapshots(snapshots: list) -> tuple[list, bool]:
-    """Snapshots of one game at several epochs are sorted by epoch (the evolution view)."""
-    games = {s.meta.get("game") for s in snapshots}
-    if len(games) == 1 and len(snapshots) > 1:
+    """Snapshots of one run at several epochs are sorted by epoch (the evolution view).
+
+    One run means one game and one run name (``snapshots/<run>_<epoch>.keras``). Agents of
+    different games, or of different runs of one game, keep the order given: their epochs count
+    different trainings, so they are no time line.
+    """
+    runs = {(s.meta.get("game"), s.meta.get("run") or s.meta.get("game")) for s in snapshots}
+    if len(runs) == 1 and len(snapshots) > 1:
         return sorted(snapshots, key=lambda s: (float(s.meta.get("epoch") or 0), s.name)), True
     return list(snapshots), False
 
