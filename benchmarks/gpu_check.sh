@@ -6,7 +6,8 @@
 # On the device, carrying .whl (the device tool's `run`), two calls that fit a 15-minute lease:
 #   bash benchmarks/gpu_check.sh start      # timeout_s 600: install, then Pong learns for
 #                                           # PONG_MINUTES in the background; returns at CALL_SECONDS
-#   bash benchmarks/gpu_check.sh collect    # at once (a warm machine is kept only 30 s), timeout_s =
+#   COLLECT_SECONDS=<left − 40> bash benchmarks/gpu_check.sh collect
+#                                           # at once (a warm machine is kept only 30 s), timeout_s =
 #                                           # the lease's time left − 20: waits for the Pong run, returns
 #                                           # its snapshots and CSV, then profiles throughput until
 #                                           # COLLECT_SECONDS
@@ -26,8 +27,10 @@
 # Environment: PONG_MINUTES (9.5: the whole train command, start-up and compilation included,
 # within the issue's 10 minutes), PONG_ENVS (128), PONG_BATCH (64), PONG_FREQUENCY (8),
 # PONG_LR (0.0001), PONG_TRAIN_STEPS (500000 per epoch: a snapshot and a test phase every ~2.5 min),
-# CALL_SECONDS (585), COLLECT_SECONDS (210), THROUGHPUT_ENVS (64,128), THROUGHPUT_STEPS (10000;
-# times envs/8 per configuration), EXTRA_OPTIONS (appended to the Pong options: a dry run's tiny
+# CALL_SECONDS (585), COLLECT_SECONDS (210; give it the lease's time left − 40),
+# THROUGHPUT_RUNS ("64:0:both 64:12:overlapped 64:8:none 128:0:overlapped": envs, emulator
+# threads (0 = one per env up to the CPU count), profile), THROUGHPUT_STEPS (10000; times envs/8
+# per configuration), EXTRA_OPTIONS (appended to the Pong options: a dry run's tiny
 # budgets), RUN_TESTS (0; 1 runs the device-replay and vectorised tests in collect, before profiling).
 set -u
 OUT=${OUT:-/tmp/out}
@@ -36,7 +39,7 @@ PONG_MINUTES=${PONG_MINUTES:-9.5}
 PONG_ENVS=${PONG_ENVS:-128}
 CALL_SECONDS=${CALL_SECONDS:-585}
 COLLECT_SECONDS=${COLLECT_SECONDS:-210}
-THROUGHPUT_ENVS=${THROUGHPUT_ENVS:-64,128}
+THROUGHPUT_RUNS=${THROUGHPUT_RUNS:-64:0:both 64:12:overlapped 64:8:none 128:0:overlapped}
 THROUGHPUT_STEPS=${THROUGHPUT_STEPS:-10000}
 mkdir -p "$OUT" "$WORK"
 
@@ -103,14 +106,16 @@ case "${1:-}" in
         > "$OUT/tests.txt" 2>&1
       tail -3 "$OUT/tests.txt"
     fi
-    # With the GPU to itself: the serial profile (what each part costs) and the overlapped one
-    # (where the running loop waits), one configuration at a time while time is left.
-    for envs in ${THROUGHPUT_ENVS//,/ }; do
+    # With the GPU to itself, one configuration at a time while time is left: the serial profile
+    # (what each part costs), the overlapped one (where the running loop waits), and fewer
+    # emulator threads (16 threads on 16 cores may starve the host work of the learner).
+    for run in $THROUGHPUT_RUNS; do
+      IFS=: read -r envs threads profile <<< "$run"
       left=$((COLLECT_SECONDS - SECONDS))
-      [ "$left" -lt 60 ] && { echo "no time left for $envs envs" >> "$OUT/throughput.txt"; break; }
+      [ "$left" -lt 50 ] && { echo "no time left for $run" >> "$OUT/throughput.txt"; break; }
       timeout "$left" python3 benchmarks/throughput.py --num-envs "$envs" --steps $((THROUGHPUT_STEPS * envs / 8)) \
-        --device-replay --batch-size "$PONG_BATCH" --train-frequency "$PONG_FREQUENCY" --profile both \
-        >> "$OUT/throughput.txt" 2>&1
+        --device-replay --batch-size "$PONG_BATCH" --train-frequency "$PONG_FREQUENCY" \
+        --emulator-threads "$threads" --profile "$profile" >> "$OUT/throughput.txt" 2>&1
     done
     cat "$OUT/throughput.txt"
     ;;

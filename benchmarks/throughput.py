@@ -56,7 +56,7 @@ def count_transfers(run, iterations: int) -> float:
 @contextlib.contextmanager
 def warm_trainer(game: str, num_envs: int, warmup: int, replay_size: int, batch_size: int,
                  train_frequency: int, profile: bool | str, seed: int = 0, device_replay: bool = False,
-                 epsilon: float = 0.1):
+                 epsilon: float = 0.1, emulator_threads: int = 0):
     """A trainer whose replay memory holds ``warmup`` random steps and whose step is compiled."""
     from dqnviz.atari import resolve_rom
     from dqnviz.config import TrainConfig
@@ -64,7 +64,8 @@ def warm_trainer(game: str, num_envs: int, warmup: int, replay_size: int, batch_
 
     config = TrainConfig(num_envs=num_envs, replay_size=replay_size, batch_size=batch_size,
                          train_frequency=train_frequency, seed=seed, validation_states=32,
-                         device_replay=device_replay, epsilon_start=epsilon, epsilon_end=epsilon)
+                         device_replay=device_replay, epsilon_start=epsilon, epsilon_end=epsilon,
+                         emulator_threads=emulator_threads)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(resolve_rom(game), config, run="bench", snapshot_dir=tmp, report_dir=tmp,
                           show_progress=False, log=lambda *_: None, profile=profile)
@@ -103,6 +104,8 @@ def main():
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--train-frequency", type=int, default=4)
     parser.add_argument("--device-replay", action="store_true", help="keep replay frames on the accelerator")
+    parser.add_argument("--emulator-threads", type=int, default=0,
+                        help="C++ emulator threads (default 0: one per environment up to the CPU count)")
     parser.add_argument("--epsilon", type=float, default=0.1, help="exploration rate during the timed phase")
     parser.add_argument("--profile", choices=["serial", "overlapped", "both", "none"], default="serial",
                         help="the per-part breakdown: serial (every update waited for), overlapped "
@@ -127,9 +130,11 @@ def main():
     for num_envs in [int(n) for n in args.num_envs.split(",")]:
         options = dict(game=args.game, num_envs=num_envs, warmup=args.warmup, replay_size=args.replay_size,
                        batch_size=args.batch_size, train_frequency=args.train_frequency,
-                       device_replay=args.device_replay, epsilon=args.epsilon)
+                       device_replay=args.device_replay, epsilon=args.epsilon, emulator_threads=args.emulator_threads)
         rate, update_rate, _, seconds = measure(args.steps, profile=False, **options)
-        print(f"\n{args.game}, {num_envs} env(s): {rate:,.0f} agent steps/s, {update_rate:,.1f} updates/s "
+        threads = args.emulator_threads if num_envs > 1 else 0
+        threads = f", {threads} emulator thread{'s' if threads != 1 else ''}" if threads else ""
+        print(f"\n{args.game}, {num_envs} env(s){threads}: {rate:,.0f} agent steps/s, {update_rate:,.1f} updates/s "
               f"({args.steps:,} steps in {seconds:.1f} s)")
         if args.count_transfers:
             per_iteration = measure_transfers(profile=False, **options)

@@ -111,7 +111,7 @@ def make_envs(rom: Rom, config: TrainConfig, training: bool, seed: int):
     count = config.num_envs if training else config.test_envs or config.num_envs
     if count == 1:
         return SingleEnvBatch(AtariEnv(rom, **options))
-    return VectorAtariEnv(rom, num_envs=count, **options)
+    return VectorAtariEnv(rom, num_envs=count, num_threads=config.emulator_threads, **options)
 
 
 # ----------------------------------------------------------------------------------------------

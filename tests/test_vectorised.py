@@ -59,3 +59,24 @@ def test_fewer_test_environments(tmp_path):
         test = [r for r in csv.DictReader(f) if r["phase"] == "test"]
     assert int(test[0]["nr_games"]) == 2  # each test environment plays its one game to the end
     assert load_snapshot(tmp_path / "pong_1.keras").meta["config"]["test_envs"] == 2
+
+
+@pytest.mark.parametrize("threads", [0, 3])
+def test_emulator_threads_reach_the_vector_interface(monkeypatch, threads):
+    import os
+
+    from dqnviz import atari
+    from dqnviz.atari import resolve_rom
+    from dqnviz.trainer import make_envs
+
+    real, seen = atari._vector_interface(), []
+
+    def recording(**options):
+        seen.append(options["num_threads"])
+        return real(**options)
+
+    monkeypatch.setattr(atari, "_vector_interface", lambda: recording)
+    env = make_envs(resolve_rom("pong"), TrainConfig(num_envs=4, emulator_threads=threads), training=True, seed=0)
+    assert env.reset().shape == (4, 84, 84, 4)
+    # 0: one thread per environment, up to the CPU count; otherwise as many as asked for
+    assert seen == [threads or min(4, os.cpu_count())]
