@@ -180,3 +180,20 @@ def test_dead_filters_are_flagged_not_drawn(tmp_path):
     # The layer's summary counts every dead filter, also those not shown (filter 5).
     assert re.search(r'data-silent-count="2"><b>2 of 32</b> conv1 filters never fire[^<]*: 1, 5\)', html)
     assert "3 of 32 filters" in html
+
+
+def test_a_snapshot_stopped_inside_its_epoch_says_so(tmp_path):
+    """A run stopped by Ctrl-C or a time budget saves ``<run>_<epoch>_interrupted``: no test score."""
+    from conftest import make_snapshot
+
+    from dqnviz.snapshot import load_snapshot, save_snapshot
+
+    snapshot = load_snapshot(make_snapshot(tmp_path / "made.keras", "breakout", 2))
+    meta = {**snapshot.meta, "test_score": None, "interrupted": {"phase": "train", "steps_done": 388096}}
+    path = save_snapshot(tmp_path / "breakout_2_interrupted.keras", snapshot.model, meta)
+    out = tmp_path / "stopped.html"
+    assert main(["nvis", str(path), "--layers", "conv3", "--filters", "1", "--max-steps", "20", "--quiet",
+                 "--out", str(out)]) == 0
+    html = out.read_text()
+    assert "training stopped 388,096 steps into this epoch's train phase, before its test" in html
+    assert "not tested" not in html

@@ -301,6 +301,7 @@ def build_context(data: NvisData, options: dict | None = None) -> dict:
         "train_steps": meta.get("train_steps_done"),
         "backend": meta.get("backend"),
         "test_score": score,
+        "interrupted": meta.get("interrupted"),  # stopped inside the epoch: {"phase", "steps_done"}
         "network": network,
         "start": {"seed": start.seed, "backend": start.backend, "reason": start.reason,
                   "measured": bool(start.movement)},
