@@ -240,6 +240,8 @@ class Trainer:
     def __init__(self, rom: Rom, config: TrainConfig, run: str, snapshot_dir="snapshots",
                  report_dir="reports", resume=None, show_progress: bool = True, log=print,
                  profile: bool | str = False):
+        if profile not in (False, True, "serial", "overlapped"):
+            raise ValueError(f"profile must be False, True, 'serial' or 'overlapped', not {profile!r}")
         self.rom, self.config, self.run = rom, config, run
         self.snapshot_dir, self.report_dir = Path(snapshot_dir), Path(report_dir)
         self.show_progress, self.log = show_progress, log
@@ -280,8 +282,6 @@ class Trainer:
         self.running_scores = None
         self.steps_since_sync = 0
         self.test_scores: dict[int, dict] = {}  # epoch -> its test phase's score, this invocation's epochs
-        if profile not in (False, True, "serial", "overlapped"):
-            raise ValueError(f"profile must be False, True, 'serial' or 'overlapped', not {profile!r}")
         self.timer = Timer(enabled=bool(profile), wait_for_device=profile != "overlapped")
         if resume is not None:
             self._restore_optimizer(resume)
