@@ -4,11 +4,11 @@
 #
 # Here, once:   ../shared/gpu/wheels.sh pillow threadpoolctl        (wheels into .whl/)
 # On the device, carrying .whl (the device tool's `run`), two calls that fit a 15-minute lease:
-#   bash benchmarks/gpu_check.sh start      # timeout_s 600: install, then Pong learns for
-#                                           # PONG_MINUTES in the background; returns at CALL_SECONDS
+#   bash benchmarks/gpu_check.sh start      # timeout_s 600: install, then GAME learns for
+#                                           # LEARN_MINUTES in the background; returns at CALL_SECONDS
 #   COLLECT_SECONDS=<left − 40> bash benchmarks/gpu_check.sh collect
 #                                           # at once (a warm machine is kept only 30 s), timeout_s =
-#                                           # the lease's time left − 20: waits for the Pong run, returns
+#                                           # the lease's time left − 20: waits for the learning run, returns
 #                                           # its snapshots and CSV, then profiles throughput until
 #                                           # COLLECT_SECONDS
 # Then, here: dqnviz test on the snapshots that came back (the Nature test costs ~2 minutes of a
@@ -24,19 +24,21 @@
 # classic figure are measured, so this version spends the lease on Pong's full 10 minutes and
 # on the overlapped profile.
 #
-# Environment: PONG_MINUTES (9.5: the whole train command, start-up and compilation included,
-# within the 10 minutes), PONG_ENVS (128), PONG_BATCH (64), PONG_FREQUENCY (8),
-# PONG_LR (0.0001), PONG_TRAIN_STEPS (500000 per epoch: a snapshot and a test phase every ~2.5 min),
+# Environment: GAME (pong; breakout runs the same recipe, for a learning curve: its 28 minutes do
+# not fit a lease), LEARN_MINUTES (9.5: the whole train command, start-up and compilation included,
+# within the 10 minutes for Pong), LEARN_ENVS (128), LEARN_BATCH (64), LEARN_FREQUENCY (8),
+# LEARN_LR (0.0001), LEARN_TRAIN_STEPS (500000 per epoch: a snapshot and a test phase every ~2.5 min),
 # CALL_SECONDS (585), COLLECT_SECONDS (210; give it the lease's time left − 40),
 # THROUGHPUT_RUNS ("64:0:both 64:12:overlapped 64:8:none 128:0:overlapped": envs, emulator
 # threads (0 = one per env up to the CPU count), profile), THROUGHPUT_STEPS (10000; times envs/8
-# per configuration), EXTRA_OPTIONS (appended to the Pong options: a dry run's tiny
+# per configuration), EXTRA_OPTIONS (appended to the learning options: a dry run's tiny
 # budgets), RUN_TESTS (0; 1 runs the device-replay and vectorised tests in collect, before profiling).
 set -u
 OUT=${OUT:-/tmp/out}
 WORK=/tmp/dqnviz-gpu
-PONG_MINUTES=${PONG_MINUTES:-9.5}
-PONG_ENVS=${PONG_ENVS:-128}
+GAME=${GAME:-pong}
+LEARN_MINUTES=${LEARN_MINUTES:-9.5}
+LEARN_ENVS=${LEARN_ENVS:-128}
 CALL_SECONDS=${CALL_SECONDS:-585}
 COLLECT_SECONDS=${COLLECT_SECONDS:-210}
 THROUGHPUT_RUNS=${THROUGHPUT_RUNS:-64:0:both 64:12:overlapped 64:8:none 128:0:overlapped}
@@ -49,14 +51,14 @@ mkdir -p "$OUT" "$WORK"
 # updates, not their size (README, "Learning with 64 environments").
 # Test phases of 8 environments: each plays its last game to the end (a won game of Pong is
 # ~2,000 agent steps), so 8 environments cost ~5 s where the last run's 32 cost 30 s.
-PONG_BATCH=${PONG_BATCH:-64}
-PONG_FREQUENCY=${PONG_FREQUENCY:-8}
-PONG_LR=${PONG_LR:-0.0001}
-PONG_TRAIN_STEPS=${PONG_TRAIN_STEPS:-500000}
-PONG_OPTIONS=(--epochs 200 --random-steps 50000 --train-steps "$PONG_TRAIN_STEPS" --test-steps 3200 --test-envs 8
-  --num-envs "$PONG_ENVS" --device-replay --replay-size 1000000 --batch-size "$PONG_BATCH"
-  --train-frequency "$PONG_FREQUENCY" --double --dueling --n-step 3 --prioritized --target-steps 8000
-  --optimizer adam --learning-rate "$PONG_LR" --epsilon-end 0.01 --epsilon-decay-steps 150000
+LEARN_BATCH=${LEARN_BATCH:-64}
+LEARN_FREQUENCY=${LEARN_FREQUENCY:-8}
+LEARN_LR=${LEARN_LR:-0.0001}
+LEARN_TRAIN_STEPS=${LEARN_TRAIN_STEPS:-500000}
+LEARN_OPTIONS=(--epochs 200 --random-steps 50000 --train-steps "$LEARN_TRAIN_STEPS" --test-steps 3200 --test-envs 8
+  --num-envs "$LEARN_ENVS" --device-replay --replay-size 1000000 --batch-size "$LEARN_BATCH"
+  --train-frequency "$LEARN_FREQUENCY" --double --dueling --n-step 3 --prioritized --target-steps 8000
+  --optimizer adam --learning-rate "$LEARN_LR" --epsilon-end 0.01 --epsilon-decay-steps 150000
   ${EXTRA_OPTIONS:-})
 
 setup() {
@@ -68,29 +70,29 @@ setup() {
 }
 
 copy_results() {
-  cp "$WORK"/pong/*.csv "$OUT"/ 2>/dev/null
+  cp "$WORK"/run/*.csv "$OUT"/ 2>/dev/null
   cp "$WORK"/gpu_utilisation.csv "$OUT"/ 2>/dev/null
   cp "$WORK"/learning.txt "$OUT"/ 2>/dev/null
   # the newest complete epoch, and the weights at the end of the budget (`_interrupted`)
-  newest=$(ls -t "$WORK"/pong/*.keras 2>/dev/null | grep -v _interrupted | head -1)
+  newest=$(ls -t "$WORK"/run/*.keras 2>/dev/null | grep -v _interrupted | head -1)
   rm -f "$OUT"/*.keras
   [ -n "$newest" ] && cp "$newest" "$OUT"/
-  cp "$WORK"/pong/*_interrupted.keras "$OUT"/ 2>/dev/null
+  cp "$WORK"/run/*_interrupted.keras "$OUT"/ 2>/dev/null
 }
 
 case "${1:-}" in
   start)
     setup
-    rm -rf "$WORK/pong"  # nothing from an earlier run may come back as this one's
+    rm -rf "$WORK/run"  # nothing from an earlier run may come back as this one's
     { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
       python3 -c "import jax, keras, ale_py; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__, 'ale-py', ale_py.__version__)"
     } > "$OUT/device.txt" 2>&1
-    # GPU utilisation every 2 s while Pong learns
+    # GPU utilisation every 2 s while the game learns
     setsid nohup nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 2 \
       > "$WORK/gpu_utilisation.csv" 2>/dev/null < /dev/null &
     # setsid: the run outlives this call, and `collect` picks it up
-    setsid nohup python3 benchmarks/learning.py pong --minutes "$PONG_MINUTES" --no-test --out "$WORK/pong" -- \
-      "${PONG_OPTIONS[@]}" > "$WORK/learning.txt" 2>&1 < /dev/null &
+    setsid nohup python3 benchmarks/learning.py "$GAME" --minutes "$LEARN_MINUTES" --no-test --out "$WORK/run" -- \
+      "${LEARN_OPTIONS[@]}" > "$WORK/learning.txt" 2>&1 < /dev/null &
     while [ "$SECONDS" -lt "$CALL_SECONDS" ] && pgrep -f benchmarks/learning.py > /dev/null; do copy_results; sleep 5; done
     copy_results
     cat "$OUT/device.txt"; tail -4 "$WORK/learning.txt"
@@ -114,7 +116,7 @@ case "${1:-}" in
       left=$((COLLECT_SECONDS - SECONDS))
       [ "$left" -lt 50 ] && { echo "no time left for $run" >> "$OUT/throughput.txt"; break; }
       timeout "$left" python3 benchmarks/throughput.py --num-envs "$envs" --steps $((THROUGHPUT_STEPS * envs / 8)) \
-        --device-replay --batch-size "$PONG_BATCH" --train-frequency "$PONG_FREQUENCY" \
+        --device-replay --batch-size "$LEARN_BATCH" --train-frequency "$LEARN_FREQUENCY" \
         --emulator-threads "$threads" --profile "$profile" >> "$OUT/throughput.txt" 2>&1
     done
     cat "$OUT/throughput.txt"
