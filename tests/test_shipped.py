@@ -48,10 +48,15 @@ def test_shipped_snapshot_is_weights_only_and_matches_its_csv(path):
         assert len(tests) == 1
         assert float(tests[0]["average_reward"]) == pytest.approx(meta["test_score"]["average"], abs=1e-3)
         assert int(tests[0]["total_train_steps"]) == meta["train_steps_done"]
-    # and so are its 30 games of the Nature test, which the README's table quotes
+    # and so are its 30 games of the Nature test, whose average ± std (min, max) the README's table quotes
     with open(ROOT / "reports" / f"{path.stem}_test.csv", newline="") as f:
         games = list(csv.DictReader(f))
     assert [int(g["episode"]) for g in games] == list(range(1, 31))
+    scores = np.array([float(g["score"]) for g in games])
+    (row,) = [line for line in (ROOT / "README.md").read_text().splitlines()  # the "Shipped agents" table
+              if line.startswith("| ") and line.split(" | ")[1:2] == [f"`snapshots/{path.name}`"]]
+    quoted = f"**{scores.mean():.1f} ± {scores.std():.1f}** ({scores.min():g}, {scores.max():g})"
+    assert quoted in row, f"README quotes {row!r}, the CSV gives {quoted}"
 
 
 def _game(path) -> str:
