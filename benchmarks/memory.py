@@ -64,8 +64,21 @@ def main():
     for _ in range(200):
         memory.sample(32)
     print(f"  sampling a batch of 32: {1e3 * (time.perf_counter() - start) / 200:.2f} ms")
+    # What the trainer draws per iteration of 64 environments (batch 64 every 8 agent steps), without
+    # the frames (``--device-replay`` stacks them on the device): one call for all 8 batches.
+    one_by_one = _milliseconds(lambda: [memory.sample_transitions(64) for _ in range(8)])
+    together = _milliseconds(lambda: memory.sample_batches(64, 8))
+    print(f"  8 batches of 64 without frames: {together:.2f} ms drawn together (sample_batches), "
+          f"{one_by_one:.2f} ms one by one")
     del memory
 
+
+def _milliseconds(draw, repeats: int = 200) -> float:
+    draw()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        draw()
+    return 1e3 * (time.perf_counter() - start) / repeats
 
 
 if __name__ == "__main__":

@@ -270,20 +270,43 @@ class ReplayMemory:
         A learner that reads the frames where they live (``--device-replay``) stacks the states
         itself; :meth:`sample` stacks them here.
         """
-        envs, slots, probabilities = self.sample_indices(batch_size)
+        return self.sample_batches(batch_size, 1, beta)[0]
+
+    def sample_batches(self, batch_size: int, count: int, beta: float = 0.4) -> list[dict]:
+        """``count`` batches of :meth:`sample_transitions`, drawn together (one pass of numpy
+        work instead of ``count``: an iteration of 64 environments needs 8 batches).
+
+        Uniform draws are independent, so drawing them together changes nothing. Prioritized
+        draws are stratified over ``count · batch_size`` equal segments of the total priority:
+        segment j·count + m is the m-th part of a batch's j-th segment, and each j's ``count``
+        parts are dealt to the batches in a random order. Sample j of every batch is then uniform
+        over its j-th segment, exactly as when the batch is drawn alone, and the batches together
+        are one finer stratified sample. Importance weights w_i = (N·P(i))^(−β) are normalised by
+        each batch's own largest.
+        """
+        envs, slots, probabilities = self.sample_indices(batch_size * count)
         returns, discounts = self.returns(envs, slots)
         if self.prioritized:
             weights = (self.num_sampleable() * probabilities) ** (-beta)
-            weights = (weights / weights.max()).astype(np.float32)
         else:
-            weights = np.ones(batch_size, np.float32)
+            weights = np.ones(len(slots))
         state_index, state_keep = self.window(envs, slots)
         next_index, next_keep = self.window(envs, (slots + self.n_step) % self.per_env)
-        return {
+        drawn = {
             "envs": envs, "slots": slots, "actions": self.actions[envs, slots].astype(np.int32),
             "returns": returns, "discounts": discounts, "weights": weights,
             "state_index": state_index, "state_keep": state_keep, "next_index": next_index, "next_keep": next_keep,
         }
+        # (batch_size, count): row j holds the draws from segment j's parts, in a random order
+        deal = np.arange(batch_size * count).reshape(batch_size, count)
+        if count > 1:
+            deal = np.take_along_axis(deal, np.argsort(self.rng.random(deal.shape), axis=1), axis=1)
+        batches = []
+        for k in range(count):
+            batch = {key: value[deal[:, k]] for key, value in drawn.items()}
+            batch["weights"] = (batch["weights"] / batch["weights"].max()).astype(np.float32)
+            batches.append(batch)
+        return batches
 
     def stack_transitions(self, transitions: dict) -> dict:
         """The learner's batch for :meth:`sample_transitions`' output: states and next states stacked."""

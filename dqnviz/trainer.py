@@ -426,7 +426,7 @@ class Trainer:
         fraction = min(1.0, self.train_steps_done / max(1, config.epochs * config.train_steps))
         beta = config.priority_beta + (1.0 - config.priority_beta) * fraction
         with timer("sample"):
-            transitions = [self.replay.sample_transitions(config.batch_size, beta=beta) for _ in range(count)]
+            transitions = self.replay.sample_batches(config.batch_size, count, beta=beta)
         with timer("learn"):
             pending = self.learner.train_transitions(self.replay, transitions)
             stats.updates += count

@@ -124,6 +124,33 @@ def test_prioritized_sampling_follows_priorities():
     assert batch["weights"] == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.parametrize("prioritized", [False, True])
+def test_batches_drawn_together_each_follow_the_priorities(prioritized):
+    """The trainer draws an iteration's batches in one call: each batch on its own must still
+    sample by priority (dealt round the strata, not cut into runs of low and high priorities)."""
+    memory = ReplayMemory(64, history=1, prioritized=prioritized, alpha=1.0, seed=1)
+    fill(memory, 40)
+    slots = np.arange(39)
+    memory.update_priorities(np.zeros(39, int), slots, np.where(slots == 5, 10.0, 1.0), epsilon=0.0)
+    counts = np.zeros((4, 64))
+    for _ in range(300):
+        batches = memory.sample_batches(8, 4, beta=1.0)
+        assert [len(b["slots"]) for b in batches] == [8] * 4
+        assert set(batches[0]) == set(memory.sample_transitions(8))
+        for k, batch in enumerate(batches):
+            np.add.at(counts[k], batch["slots"], 1)
+            assert batch["weights"].max() == pytest.approx(1.0) and batch["weights"].dtype == np.float32
+            if prioritized:  # w ∝ 1/P within the batch
+                expected = np.where(batch["slots"] == 5, 0.1, 1.0) / np.where(batch["slots"] == 5, 0.1, 1.0).max()
+                assert batch["weights"] == pytest.approx(expected, rel=1e-5)
+    share = counts / counts.sum(axis=1, keepdims=True)
+    for k in range(4):
+        assert share[k, 5] == pytest.approx(10 / 48 if prioritized else 1 / 39, abs=0.03)
+        assert share[k, 39:].sum() == 0
+        # every batch reaches the whole range: both halves of the ring, by their priority mass
+        assert share[k, 20:39].sum() == pytest.approx(19 / (48 if prioritized else 39), abs=0.06)
+
+
 def test_priorities_of_several_batches_at_once_equal_one_batch_after_another():
     """The trainer passes an iteration's batches in one call: a transition drawn in two batches
     keeps the later |δ|, as if the batches had been applied in order."""
