@@ -57,7 +57,7 @@ def count_transfers(run, iterations: int) -> float:
 @contextlib.contextmanager
 def warm_trainer(game: str, num_envs: int, warmup: int, replay_size: int, batch_size: int,
                  train_frequency: int, profile: bool | str, seed: int = 0, device_replay: bool = False,
-                 epsilon: float = 0.1, emulator_threads: int = 0):
+                 epsilon: float = 0.1, emulator_threads: int = 0, recipe: dict | None = None):
     """A trainer whose replay memory holds ``warmup`` random steps and whose step is compiled."""
     from dqnviz.atari import resolve_rom
     from dqnviz.config import TrainConfig
@@ -66,7 +66,7 @@ def warm_trainer(game: str, num_envs: int, warmup: int, replay_size: int, batch_
     config = TrainConfig(num_envs=num_envs, replay_size=replay_size, batch_size=batch_size,
                          train_frequency=train_frequency, seed=seed, validation_states=32,
                          device_replay=device_replay, epsilon_start=epsilon, epsilon_end=epsilon,
-                         emulator_threads=emulator_threads)
+                         emulator_threads=emulator_threads, **(recipe or {}))
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(resolve_rom(game), config, run="bench", snapshot_dir=tmp, report_dir=tmp,
                           show_progress=False, log=lambda *_: None, profile=profile)
@@ -108,6 +108,10 @@ def main():
     parser.add_argument("--emulator-threads", type=int, default=0,
                         help="C++ emulator threads (default 0: one per environment up to the CPU count)")
     parser.add_argument("--epsilon", type=float, default=0.1, help="exploration rate during the timed phase")
+    parser.add_argument("--prioritized", action="store_true", help="prioritized replay (its sum tree costs host time)")
+    parser.add_argument("--double", action="store_true", help="Double DQN targets")
+    parser.add_argument("--dueling", action="store_true", help="the dueling head")
+    parser.add_argument("--n-step", type=int, default=1, help="n-step returns")
     parser.add_argument("--profile", choices=["serial", "overlapped", "both", "none"], default="serial",
                         help="the per-part breakdown: serial (every update waited for), overlapped "
                              "(where the running loop waits), both, or none (default: serial)")
@@ -128,10 +132,16 @@ def main():
         pass
     print(f"replay ratio: batch {args.batch_size} every {args.train_frequency} agent steps "
           f"= {args.batch_size / args.train_frequency:g} sampled transitions per step; ε = {args.epsilon:g}")
+    extras = [name for name, on in (("prioritized", args.prioritized), ("double", args.double),
+                                    ("dueling", args.dueling), (f"{args.n_step}-step", args.n_step > 1)) if on]
+    if extras:
+        print("recipe:", ", ".join(extras))
     for num_envs in [int(n) for n in args.num_envs.split(",")]:
         options = dict(game=args.game, num_envs=num_envs, warmup=args.warmup, replay_size=args.replay_size,
                        batch_size=args.batch_size, train_frequency=args.train_frequency,
-                       device_replay=args.device_replay, epsilon=args.epsilon, emulator_threads=args.emulator_threads)
+                       device_replay=args.device_replay, epsilon=args.epsilon, emulator_threads=args.emulator_threads,
+                       recipe=dict(prioritized=args.prioritized, double=args.double, dueling=args.dueling,
+                                   n_step=args.n_step))
         # The overlapped profile only times the loop as it runs (a clock read per part), so its run
         # is the throughput run too; the serial profile waits for the device and needs its own.
         overlapped = args.profile in ("overlapped", "both")
