@@ -123,6 +123,8 @@ def main():
 
     import keras
 
+    from dqnviz.progress import plural
+
     print(f"backend {keras.config.backend()}, keras {keras.__version__}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
     try:
         import jax
@@ -147,7 +149,7 @@ def main():
         overlapped = args.profile in ("overlapped", "both")
         rate, update_rate, parts, seconds = measure(args.steps, profile="overlapped" if overlapped else False, **options)
         threads = args.emulator_threads if num_envs > 1 else 0
-        threads = f", {threads} emulator thread{'s' if threads != 1 else ''}" if threads else ""
+        threads = f", {threads} emulator {plural('thread', threads)}" if threads else ""
         print(f"\n{args.game}, {num_envs} env(s){threads}: {rate:,.0f} agent steps/s, {update_rate:,.1f} updates/s "
               f"({args.steps:,} steps in {seconds:.1f} s)")
         if args.count_transfers:

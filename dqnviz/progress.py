@@ -11,6 +11,11 @@ import sys
 import time
 
 
+def plural(noun: str, count) -> str:
+    """``noun`` for a count of 1, ``noun + "s"`` otherwise: f"{n} {plural('game', n)}"."""
+    return noun if count == 1 else noun + "s"
+
+
 class Progress:
     """A progress bar (rich, on a TTY) or a plain line every ``every_seconds`` (elsewhere).
 

@@ -297,10 +297,12 @@ class ReplayMemory:
             "returns": returns, "discounts": discounts, "weights": weights,
             "state_index": state_index, "state_keep": state_keep, "next_index": next_index, "next_keep": next_keep,
         }
+        if count == 1:
+            drawn["weights"] = (weights / weights.max()).astype(np.float32)
+            return [drawn]
         # (batch_size, count): row j holds the draws from segment j's parts, in a random order
         deal = np.arange(batch_size * count).reshape(batch_size, count)
-        if count > 1:
-            deal = np.take_along_axis(deal, np.argsort(self.rng.random(deal.shape), axis=1), axis=1)
+        deal = np.take_along_axis(deal, np.argsort(self.rng.random(deal.shape), axis=1), axis=1)
         batches = []
         for k in range(count):
             batch = {key: value[deal[:, k]] for key, value in drawn.items()}

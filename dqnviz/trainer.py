@@ -31,7 +31,7 @@ from dqnviz.atari import FRAME_SHAPE, AtariEnv, Rom, VectorAtariEnv
 from dqnviz.config import TrainConfig, epsilon_schedule
 from dqnviz.errors import UserError
 from dqnviz.learner import Learner
-from dqnviz.progress import Progress
+from dqnviz.progress import Progress, plural
 from dqnviz.replay import DeviceReplay, ReplayMemory, check_fits_in_memory
 from dqnviz.snapshot import (load_optimizer_state, load_validation_states, save_optimizer_state, save_snapshot,
                              save_validation_states)
@@ -182,6 +182,12 @@ class StatisticsCSV:
 # The epoch loop
 
 
+def sidecar_path(folder, run: str, kind: str) -> Path:
+    """``<folder>/<run>.<kind>.npz``: what a run keeps beside its snapshots for ``--resume``
+    (``optimizer``: the newest snapshot's optimizer state; ``validation``: meanq's fixed states)."""
+    return Path(folder) / f"{run}.{kind}.npz"
+
+
 class Timer:
     """Seconds spent per part of the loop: ``with timer("learn"): …``; free when disabled.
 
@@ -290,8 +296,7 @@ class Trainer:
     @staticmethod
     def _beside(resume, kind: str) -> Path:
         """A resumed run's ``<run>.<kind>.npz``, in its snapshot's folder."""
-        run = resume.meta.get("run") or resume.meta.get("game")
-        return Path(resume.path or ".").parent / f"{run}.{kind}.npz"
+        return sidecar_path(Path(resume.path or ".").parent, resume.meta.get("run") or resume.meta.get("game"), kind)
 
     def _restore_optimizer(self, resume) -> None:
         """Continue with the optimizer state saved beside the snapshot, if it belongs to it."""
@@ -474,11 +479,11 @@ class Trainer:
 
     def validation_path(self) -> Path:
         """The fixed states meanq averages over, written once per run."""
-        return self.snapshot_dir / f"{self.run}.validation.npz"
+        return sidecar_path(self.snapshot_dir, self.run, "validation")
 
     def optimizer_path(self) -> Path:
         """The newest snapshot's optimizer state, for ``--resume`` (one file per run, overwritten)."""
-        return self.snapshot_dir / f"{self.run}.optimizer.npz"
+        return sidecar_path(self.snapshot_dir, self.run, "optimizer")
 
     def save(self, epoch: int, test_score=None, suffix: str = "", **extra) -> Path:
         """Write the snapshot and, beside it, the optimizer state a resumed run continues from."""
@@ -501,7 +506,7 @@ class Trainer:
         )
         self.csv.append(row)
         if row["nr_games"]:
-            games = (f"{row['nr_games']} game{'s' if row['nr_games'] != 1 else ''}, average {row['average_reward']:.2f} "
+            games = (f"{row['nr_games']} {plural('game', row['nr_games'])}, average {row['average_reward']:.2f} "
                      f"(min {row['min_game_reward']:g}, max {row['max_game_reward']:g})")
         else:  # the CSV then holds the running games' mean score so far, as simple_dqn's did
             games = f"no game ended (score so far {row['average_reward']:.2f} on average)"

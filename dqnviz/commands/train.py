@@ -112,6 +112,8 @@ def run(args) -> int:
 
 def finished_line(trainer) -> str:
     """The run's last line: where it stopped, and the epoch whose test phase scored best."""
+    from dqnviz.progress import plural
+
     scores = trainer.test_scores
     if not scores:
         return f"finished: the run had already reached epoch {trainer.config.epochs}"
@@ -119,5 +121,5 @@ def finished_line(trainer) -> str:
     first, last = min(scores), max(scores)
     span = f"epoch {last}" if first == last else f"epochs {first}–{last}"
     return (f"finished {span}; best test phase: epoch {best}, average {scores[best]['average']:.1f} over "
-            f"{scores[best]['episodes']} game{'s' if scores[best]['episodes'] != 1 else ''} ({trainer.snapshot_path(best)}). "
+            f"{scores[best]['episodes']} {plural('game', scores[best]['episodes'])} ({trainer.snapshot_path(best)}). "
             f"To rank epochs on the same 30 games: dqnviz test {trainer.snapshot_dir}/{trainer.run}_*.keras")

@@ -97,7 +97,7 @@ def gather(snapshot, layers, filters: dict, games=1, epsilon=0.05, seed=0, max_s
            progress=True, saliency_states=3) -> NvisData:
     """Play, find the top unit of every selected filter, and compute all images of the report."""
     from dqnviz.agent import env_for_snapshot, play_games
-    from dqnviz.progress import Progress
+    from dqnviz.progress import Progress, plural
 
     model = snapshot.model
     timings = {}
@@ -105,7 +105,7 @@ def gather(snapshot, layers, filters: dict, games=1, epsilon=0.05, seed=0, max_s
     env = env_for_snapshot(snapshot.meta, seed=seed)
     frame_skip = max(int(snapshot.meta.get("preprocessing", {}).get("frame_skip", 4)), 1)
     total = max_steps or games * (18_000 // frame_skip)
-    with Progress(f"play {games} game{'s' if games != 1 else ''}", total=total, enabled=progress) as bar:
+    with Progress(f"play {games} {plural('game', games)}", total=total, enabled=progress) as bar:
         record = play_games(model, env, games=games, epsilon=epsilon, seed=seed, max_steps=max_steps,
                             on_step=lambda step, score: bar.update(step, score=float(score)))
     timings["play"] = time.perf_counter() - t0

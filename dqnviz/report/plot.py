@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dqnviz.errors import UserError
+from dqnviz.progress import plural
 from dqnviz.report.render import script_json
 
 COLUMNS = ["epoch", "phase", "steps", "nr_games", "average_reward", "min_game_reward", "max_game_reward",
@@ -103,7 +104,7 @@ def read_stats(path) -> Run:
     header = [cell.strip() for cell in header]
     missing = [column for column in ("epoch", "phase") if column not in header]
     if missing:
-        raise UserError(f"{path} lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+        raise UserError(f"{path} lacks the {plural('column', len(missing))} {', '.join(missing)} "
                         f"(has: {', '.join(header)}); is it a statistics CSV from dqnviz train?")
     if not rows:
         raise UserError(f"{path} has a header but no rows: nothing to plot yet")
@@ -141,7 +142,7 @@ def check_fields(runs: list, fields: list) -> None:
         missing = [field for field in fields if field not in run.columns]
         if missing:
             known = [c for c in run.columns if c not in ("phase",)]
-            raise UserError(f"unknown field{'s' if len(missing) > 1 else ''} {', '.join(missing)}: "
+            raise UserError(f"unknown {plural('field', len(missing))} {', '.join(missing)}: "
                             f"{run.path} has the columns {', '.join(known)}")
 
 
@@ -214,7 +215,7 @@ def _best_label(row: dict) -> str:
         return f"epoch {row['epoch']}"
     if games == 0:
         return f"epoch {row['epoch']}, no game ended"
-    return f"epoch {row['epoch']}, {int(games)} game{'s' if games != 1 else ''}"
+    return f"epoch {row['epoch']}, {int(games)} {plural('game', games)}"
 
 
 def build_context(runs: list, fields: list, figure) -> dict:
