@@ -73,6 +73,22 @@ def vector_envs(game: str, num_envs: int, steps: int, threads: int = 0) -> float
     return iterations * num_envs / (time.perf_counter() - start)
 
 
+def layout(num_envs: int, history: int = 4, repeats: int = 200) -> tuple[float, float]:
+    """Seconds to turn one step's frames (N, history, 84, 84) into states (N, 84, 84, history):
+    :func:`~dqnviz.atari.channels_last`, and numpy's contiguous copy of the transposed view."""
+    from dqnviz.atari import channels_last
+
+    frames = np.random.default_rng(0).integers(0, 256, (num_envs, history, 84, 84), dtype=np.uint8)
+    times = []
+    for convert in (channels_last, lambda f: np.ascontiguousarray(f.transpose(0, 2, 3, 1))):
+        convert(frames)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            convert(frames)
+        times.append((time.perf_counter() - start) / repeats)
+    return times[0], times[1]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--game", default="breakout")
@@ -94,6 +110,9 @@ def main():
             rate = vector_envs(args.game, num_envs, args.steps)
             print(f"{num_envs} envs, C++ vector interface, {min(num_envs, os.cpu_count() or 1)} threads: "
                   f"{rate:,.0f} agent steps/s")
+            ours, numpy_copy = layout(num_envs)
+            print(f"  of which laying the states out channels last: {1e3 * ours:.3f} ms per iteration "
+                  f"({1e3 * numpy_copy:.3f} ms as numpy's transposed copy)")
 
 
 if __name__ == "__main__":

@@ -172,6 +172,20 @@ def _area_taps(n_in: int, n_out: int):
     return index, tap_weights, total
 
 
+def channels_last(frames: np.ndarray) -> np.ndarray:
+    """Stacked frames (N, history, H, W), as ale-py's vector interface and the replay memory hold
+    them, as states (N, H, W, history), contiguous: ``states[n, y, x, k] = frames[n, k, y, x]``.
+
+    One strided copy per frame index: 3.2 times faster than ``np.ascontiguousarray`` of the
+    transposed view, which numpy copies byte by byte (64 states: 0.54 against 1.76 ms on the
+    2-core development CPU, ``benchmarks/emulator.py``).
+    """
+    states = np.empty(frames.shape[:1] + frames.shape[2:] + frames.shape[1:2], np.uint8)
+    for k in range(frames.shape[1]):
+        states[..., k] = frames[:, k]
+    return states
+
+
 def resize_frame(frame: np.ndarray, shape=FRAME_SHAPE) -> np.ndarray:
     """Area-average a (210, 160) uint8 frame to ``shape``, rounding half to even.
 
@@ -345,7 +359,7 @@ class VectorAtariEnv:
         """Start every game; return the states, shaped (num_envs, 84, 84, history)."""
         obs, info = self.vector.reset(np.arange(self.num_envs), np.arange(self.num_envs) + self.seed)
         self._lives = np.asarray(info["lives"]).copy()
-        return np.ascontiguousarray(obs.transpose(0, 2, 3, 1))
+        return channels_last(obs)
 
     def send(self, actions: np.ndarray) -> None:
         """Start stepping all emulators (returns at once, so the learner can work meanwhile)."""
@@ -360,7 +374,7 @@ class VectorAtariEnv:
         if self.life_loss_terminal:
             terminal |= lives < self._lives
         self._lives = lives.copy()
-        states = np.ascontiguousarray(obs.transpose(0, 2, 3, 1))
+        states = channels_last(obs)
         return states, np.asarray(rewards, dtype=np.float32), terminal, game_over, lives
 
     def step(self, actions: np.ndarray):

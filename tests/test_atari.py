@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dqnviz.atari import AtariEnv, VectorAtariEnv, resize_frame, resolve_rom, shipped_roms
+from dqnviz.atari import AtariEnv, VectorAtariEnv, channels_last, resize_frame, resolve_rom, shipped_roms
 from dqnviz.errors import UserError
 from dqnviz.trainer import SingleEnvBatch
 
@@ -59,6 +59,16 @@ def test_every_history_length_stacks_the_same_frames():
         assert states[4][..., -1].max() > 0
         for h in (2, 3, 5):
             np.testing.assert_array_equal(states[h][..., -min(h, 4):], states[4][..., -min(h, 4):])
+
+
+@pytest.mark.parametrize("history", [1, 2, 4, 5])
+def test_channels_last_is_the_transpose(history):
+    frames = np.random.default_rng(history).integers(0, 256, (3, history, 84, 84), dtype=np.uint8)
+    states = channels_last(frames)
+    assert states.shape == (3, 84, 84, history) and states.flags.c_contiguous
+    np.testing.assert_array_equal(states, frames.transpose(0, 2, 3, 1))
+    frames[0, 0, 0, 0] ^= 1  # a copy, not a view
+    assert states[0, 0, 0, 0] != frames[0, 0, 0, 0]
 
 
 def test_life_loss_is_terminal_only_in_training():
