@@ -224,15 +224,61 @@ class StartingPoint:
     """Where one snapshot's training started, and how far its weights have moved since.
 
     ``movement`` maps each layer with a kernel to ``{"change": ‖W − W₀‖ / ‖W₀‖, "cosine": cos(W, W₀)}``
-    (kernels flattened); it is empty when W₀ cannot be rebuilt, and ``reason`` says why.
+    (kernels flattened); it is empty when W₀ cannot be rebuilt and the snapshot recorded no
+    figures of its own, and ``reason`` says why. ``source`` says where the figures came from:
+    ``"rebuilt"`` (W₀ rebuilt here, so ``initial`` and ``change`` are set too) or ``"recorded"``
+    (stored in the snapshot's metadata when the trainer saved it).
     """
 
     seed: int | None
-    backend: str | None
+    backend: str | None  # the backend whose seeded initialisers drew W₀
     initial: dict | None = None  # layer name -> initial kernel W₀
     change: dict = field(default_factory=dict)  # layer name -> W − W₀, flattened (float32)
     movement: dict = field(default_factory=dict)
     reason: str = ""
+    source: str = ""
+
+
+def layer_kernels(model) -> dict:
+    """Layer name -> kernel (the first weight) of every layer that has weights."""
+    return {layer.name: layer.get_weights()[0] for layer in model.layers if layer.get_weights()}
+
+
+def kernel_movement(trained: dict, initial: dict) -> tuple[dict, dict]:
+    """How far each kernel moved: ``({name: {"change", "cosine"}}, {name: W − W₀ as float32})``.
+
+    change = ‖W − W₀‖ / ‖W₀‖ and cosine = W·W₀ / (‖W‖ ‖W₀‖), kernels flattened, in float64
+    (``nan`` where a norm is 0). Layers missing from ``initial`` are left out.
+    """
+    import numpy as np
+
+    movement, changes = {}, {}
+    for name, weights in trained.items():
+        if name not in initial:
+            continue
+        w, w0 = np.ravel(weights).astype(np.float64), np.ravel(initial[name]).astype(np.float64)
+        change = w - w0
+        changes[name] = change.astype(np.float32)  # half the memory; the norms use float64
+        norm, norm_w = np.linalg.norm(w0), np.linalg.norm(w)
+        movement[name] = {
+            "change": float(np.linalg.norm(change) / norm) if norm else float("nan"),
+            "cosine": float(w @ w0 / (norm_w * norm)) if norm and norm_w else float("nan"),
+        }
+    return movement, changes
+
+
+def _recorded_movement(meta: dict) -> dict:
+    """The ``movement`` figures a snapshot's metadata holds, checked; {} if absent or malformed."""
+    recorded = meta.get("movement")
+    if not isinstance(recorded, dict):
+        return {}
+    movement = {}
+    for name, figures in recorded.items():
+        try:
+            movement[str(name)] = {"change": float(figures["change"]), "cosine": float(figures["cosine"])}
+        except (TypeError, KeyError, ValueError):
+            return {}
+    return movement
 
 
 def starting_point(snapshot) -> StartingPoint:
@@ -240,43 +286,40 @@ def starting_point(snapshot) -> StartingPoint:
 
     The trainer builds its network as ``build_q_network(actions, dueling, history, seed)`` before
     the first update, and Keras's seeded initialisers draw from the backend's own generator, so
-    the rebuild is exact under the backend the run trained with, and only there.
+    the rebuild is exact under the backend the run started with (``initialised_under`` in the
+    metadata, else ``backend``), and only there. Under another backend the figures the trainer
+    recorded when it saved the snapshot are used, where it recorded them.
     """
     import keras
-    import numpy as np
 
     from dqnviz.network import build_q_network
 
     meta, model = snapshot.meta, snapshot.model
     config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
-    seed, backend = config.get("seed"), meta.get("backend")
+    seed, backend = config.get("seed"), meta.get("initialised_under") or meta.get("backend")
     start = StartingPoint(seed=int(seed) if seed is not None else None, backend=backend)
     if seed is None:
         start.reason = "its metadata records no seed"
         return start
     if backend != keras.config.backend():
-        start.reason = (f"it trained under {backend}, whose seeded initialisers draw other numbers than "
-                        f"{keras.config.backend()}'s (KERAS_BACKEND={backend} shows it)")
+        start.movement = _recorded_movement(meta)
+        if start.movement:
+            start.source = "recorded"
+        else:
+            start.reason = (f"it started under {backend}, whose seeded initialisers draw other numbers than "
+                            f"{keras.config.backend()}'s (KERAS_BACKEND={backend} shows it)")
         return start
-    trained = {layer.name: layer.get_weights()[0] for layer in model.layers if layer.get_weights()}
+    trained = layer_kernels(model)
     try:
         rebuilt = build_q_network(int(model.output_shape[-1]), dueling=bool(config.get("dueling")),
                                   history=int(config.get("history", 4)), seed=int(seed))
     except Exception as error:  # an unusual configuration: say so rather than fail the page
         start.reason = f"its network could not be rebuilt ({error})"
         return start
-    initial = {layer.name: layer.get_weights()[0] for layer in rebuilt.layers if layer.get_weights()}
+    initial = layer_kernels(rebuilt)
     if set(initial) != set(trained) or any(initial[k].shape != trained[k].shape for k in trained):
         start.reason = "its layers differ from the network dqnviz builds"
         return start
-    start.initial = initial
-    for name, weights in trained.items():
-        w, w0 = np.ravel(weights).astype(np.float64), np.ravel(initial[name]).astype(np.float64)
-        change = w - w0
-        start.change[name] = change.astype(np.float32)  # half the memory; the norms use float64
-        norm, norm_w = np.linalg.norm(w0), np.linalg.norm(w)
-        start.movement[name] = {
-            "change": float(np.linalg.norm(change) / norm) if norm else float("nan"),
-            "cosine": float(w @ w0 / (norm_w * norm)) if norm and norm_w else float("nan"),
-        }
+    start.initial, start.source = initial, "rebuilt"
+    start.movement, start.change = kernel_movement(trained, initial)
     return start

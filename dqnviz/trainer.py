@@ -33,8 +33,8 @@ from dqnviz.errors import UserError
 from dqnviz.learner import Learner
 from dqnviz.progress import Progress, plural
 from dqnviz.replay import DeviceReplay, ReplayMemory, check_fits_in_memory
-from dqnviz.snapshot import (load_optimizer_state, load_validation_states, save_optimizer_state, save_snapshot,
-                             save_validation_states)
+from dqnviz.snapshot import (kernel_movement, layer_kernels, load_optimizer_state, load_validation_states,
+                             save_optimizer_state, save_snapshot, save_validation_states, starting_point)
 from dqnviz.stopping import deferred_interrupts
 
 
@@ -271,6 +271,15 @@ class Trainer:
                 ) from None
             raise
         self.learner = Learner(self.num_actions, config, model=resume.model if resume else None)
+        # The weights the run started from (W₀), so that each snapshot records how far its layers
+        # moved: readable under any backend, where a rebuild from the seed is exact only under
+        # the backend that drew W₀. A run resumed under another backend cannot rebuild them.
+        if resume is None:
+            self.initialised_under = keras.config.backend()
+            self.initial_kernels = layer_kernels(self.learner.model())
+        else:
+            start = starting_point(resume)
+            self.initialised_under, self.initial_kernels = start.backend, start.initial
         self.csv = StatisticsCSV(self.report_dir / f"{run}.csv")
         meta = resume.meta if resume else {}
         self.learner.updates = int(meta.get("weight_updates", 0))  # the CSV's count goes on across a resume
@@ -493,9 +502,13 @@ class Trainer:
         meta = snapshot_meta(
             self.rom, env, self.config, run=self.run, epoch=epoch, total_steps=self.total_steps,
             test_score=test_score, train_steps_done=self.train_steps_done, weight_updates=self.learner.updates,
-            total_time=self.total_time_before + time.perf_counter() - self.started, **extra,
+            total_time=self.total_time_before + time.perf_counter() - self.started,
+            initialised_under=self.initialised_under, **extra,
         )
-        return save_snapshot(self.snapshot_path(epoch, suffix), self.learner.model(), meta)
+        model = self.learner.model()
+        if self.initial_kernels is not None:
+            meta["movement"] = kernel_movement(layer_kernels(model), self.initial_kernels)[0]
+        return save_snapshot(self.snapshot_path(epoch, suffix), model, meta)
 
     def write_row(self, stats: PhaseStats, epoch_started: float) -> dict:
         now = time.perf_counter()

@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from dqnviz.atari import resolve_rom
 from tests.conftest import make_snapshot
 from tests.test_plot import run_cli
 
@@ -183,6 +184,53 @@ def test_the_start_of_a_snapshot_from_another_backend_is_not_guessed(tmp_path):
     start = starting_point(snapshot)
     assert start.movement == {} and start.initial is None
     assert f"KERAS_BACKEND={other}" in start.reason
+
+
+def test_snapshots_record_how_far_they_moved_for_other_backends(tmp_path):
+    """The trainer stores ‖W − W₀‖ / ‖W₀‖ and cos(W, W₀) in each snapshot: equal to what a rebuild
+    from the seed measures, and what a backend that cannot rebuild W₀ shows instead. A run resumed
+    under another backend keeps the backend that drew W₀ and records nothing it cannot know."""
+    import time
+
+    import keras
+
+    from dqnviz.config import TrainConfig
+    from dqnviz.snapshot import load_snapshot, save_snapshot, starting_point
+    from dqnviz.trainer import Trainer
+
+    def trainer_for(run, resume=None):
+        config = TrainConfig(replay_size=500, batch_size=8, target_steps=20, validation_states=16, seed=3)
+        made = Trainer(resolve_rom("breakout"), config, run=run, snapshot_dir=tmp_path, report_dir=tmp_path,
+                       resume=resume, show_progress=False, log=lambda *_: None)
+        made.started = time.perf_counter()
+        return made
+
+    trainer = trainer_for("moved")
+    trainer.run_phase(0, "random", 64)
+    trainer.run_phase(1, "train", 48)
+    snapshot = load_snapshot(trainer.save(1))
+    recorded = snapshot.meta["movement"]
+    assert snapshot.meta["initialised_under"] == keras.config.backend()
+    rebuilt = starting_point(snapshot)
+    assert rebuilt.source == "rebuilt" and set(recorded) == set(rebuilt.movement) >= {"conv1", "fc", "q"}
+    for layer, figures in rebuilt.movement.items():
+        assert recorded[layer]["change"] == pytest.approx(figures["change"], rel=1e-6, abs=1e-12), layer
+        assert recorded[layer]["cosine"] == pytest.approx(figures["cosine"], rel=1e-6), layer
+    assert recorded["conv1"]["change"] > 0  # 12 updates moved it
+
+    other = "jax" if keras.config.backend() == "tensorflow" else "tensorflow"
+    snapshot.meta["initialised_under"] = other
+    shown = starting_point(snapshot)
+    assert shown.source == "recorded" and shown.movement == recorded and shown.initial is None
+    assert shown.backend == other and shown.reason == ""
+    snapshot.meta["movement"] = {"conv1": {"change": "a lot"}}  # malformed: not shown, not fatal
+    assert starting_point(snapshot).movement == {} and f"KERAS_BACKEND={other}" in starting_point(snapshot).reason
+
+    snapshot.meta["movement"] = recorded
+    save_snapshot(tmp_path / "other_1.keras", snapshot.model, snapshot.meta)
+    resumed = trainer_for("other", resume=load_snapshot(tmp_path / "other_1.keras"))
+    meta = load_snapshot(resumed.save(2)).meta
+    assert meta["initialised_under"] == other and "movement" not in meta
 
 
 def test_two_runs_of_one_game_are_compared_not_read_as_a_time_line(tmp_path):

@@ -64,6 +64,24 @@ def test_one_card_per_layer_and_filter(report):
     assert "guided backpropagation" in text and "colour trail" in text and "receptive field" in text
 
 
+def test_a_snapshot_from_another_backend_shows_the_movement_it_recorded(tmp_path):
+    """Under a backend that cannot rebuild W₀, the page shows the figures the trainer stored."""
+    import keras
+    from conftest import make_snapshot
+
+    from dqnviz.snapshot import load_snapshot, save_snapshot, starting_point
+
+    snapshot = load_snapshot(make_snapshot(tmp_path / "breakout_1.keras", "breakout", 1, scale=MOVED))
+    other = "jax" if keras.config.backend() == "tensorflow" else "tensorflow"
+    meta = {**snapshot.meta, "initialised_under": other, "movement": starting_point(snapshot).movement}
+    save_snapshot(tmp_path / "other_1.keras", snapshot.model, meta)
+    out = tmp_path / "other_1.html"
+    assert main(["nvis", str(tmp_path / "other_1.keras"), "--layers", "conv1", *FAST, "--out", str(out)]) == 0
+    text = " ".join(re.sub(r"<[^>]+>", " ", out.read_text()).split())
+    assert f"drawn from seed 0 under {other}; the trainer recorded these figures" in text
+    assert "0.50 (cos 1.00)" in text and "2.00 (cos -1.00)" in text and "rebuilt from seed" not in text
+
+
 def test_self_contained(report):
     html = report.read_text()
     assert not re.search(r'<(script|img|link|iframe)[^>]+(src|href)\s*=\s*["\']?(https?:)?//', html, re.I)

@@ -304,7 +304,7 @@ def build_context(data: NvisData, options: dict | None = None) -> dict:
         "interrupted": meta.get("interrupted"),  # stopped inside the epoch: {"phase", "steps_done"}
         "network": network,
         "start": {"seed": start.seed, "backend": start.backend, "reason": start.reason,
-                  "measured": bool(start.movement)},
+                  "measured": bool(start.movement), "source": start.source},
         "layers": layers,
         "erf_chart": erf_chart,
         "saliency": saliency_rows,
