@@ -92,6 +92,15 @@ class TrainConfig:
             raise UserError(
                 f"--train-frequency {self.train_frequency} and --num-envs {self.num_envs}: one must divide the other"
             )
+        # Each environment's ring holds replay_size // num_envs slots, of which history − 1 + n_step
+        # cannot be sampled (no full state before them, no n successors after): a smaller memory
+        # never holds a batch, and a run would play without a single update.
+        per_env = -(-self.batch_size // self.num_envs) + self.history - 1 + self.n_step
+        if self.replay_size // self.num_envs < per_env:
+            raise UserError(
+                f"--replay-size {self.replay_size:,} is too small to draw a batch of {self.batch_size} "
+                f"with {self.num_envs} env(s): give at least {per_env * self.num_envs:,}"
+            )
 
 
 def epsilon_schedule(step: int, config: TrainConfig) -> float:

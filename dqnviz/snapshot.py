@@ -41,19 +41,53 @@ class Snapshot:
         return list(self.meta.get("action_names") or [str(i) for i in range(self.model.output_shape[-1])])
 
 
-def atomic_write(path, write, suffix=None):
-    """Call ``write(tmp_path)`` then move the file to ``path`` in one step; clean up on failure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=suffix or path.suffix, dir=path.parent)
+def _temporary_beside(path: Path, suffix: str) -> str:
+    """A new empty file in ``path``'s folder (made if missing); an OSError is a one-line UserError."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=suffix, dir=path.parent)
+    except OSError as error:
+        raise UserError(f"cannot write {path}: {error.strerror or error}") from None
     os.close(fd)
+    return tmp
+
+
+def check_writable(path) -> Path:
+    """Fail now, in one line, if ``path`` cannot be written, rather than after the work that makes
+    it. Folders that :func:`atomic_write` would make are not made here: a file is tried in the
+    nearest folder that exists, and removed."""
+    path = Path(path)
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UserError(f"cannot write {path}: {folder} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".dqnviz-", suffix=".probe", dir=folder)
+    except OSError as error:
+        raise UserError(f"cannot write {path}: {error.strerror or error}") from None
+    os.close(fd)
+    os.unlink(probe)
+    return path
+
+
+def atomic_write(path, write, suffix=None):
+    """Call ``write(tmp_path)`` then move the file to ``path`` in one step; clean up on failure.
+
+    A file-system error (no such folder, no permission, a full disk) is a one-line UserError
+    naming ``path``, and nothing is left behind.
+    """
+    path = Path(path)
+    tmp = _temporary_beside(path, suffix or path.suffix)
     try:
         write(tmp)
         os.chmod(tmp, 0o644 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(error, OSError):
+            raise UserError(f"cannot write {path}: {error.strerror or error}") from None
         raise
     return path
 

@@ -118,6 +118,8 @@ def test_ctrl_c_saves_a_snapshot_that_resumes(tmp_path, monkeypatch, capsys):
     (["train", "pong", "--train-steps", "0"], "--train-steps must be at least 1, got 0"),
     (["train", "pong", "--replay-size", "-5"], "--replay-size must be at least 1, got -5"),
     (["train", "pong", "--replay-size", "100000000"], "use --replay-size"),
+    (["train", "pong", "--replay-size", "35"], "--replay-size 35 is too small to draw a batch of 32 with 1 env(s): give at least 36"),
+    (["train", "pong", "--replay-size", "100", "--num-envs", "64"], "give at least 320"),
     (["test", "/nonexistent/x.keras"], "snapshot not found"),
     (["train", "--resume", "/nonexistent/x.keras"], "snapshot not found"),
 ])
@@ -128,6 +130,36 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, messag
     assert code != 0
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "snapshots").exists() and not (tmp_path / "reports").exists()
+
+
+@pytest.mark.parametrize("command", ["train-snapshots", "train-reports", "nvis", "compare", "record", "test", "plot"])
+def test_an_unwritable_output_is_one_line_before_any_work(tmp_path, capsys, monkeypatch, command):
+    """An output under a regular file fails at once, in one line, leaving the folder as it was."""
+    from pathlib import Path
+
+    from tests.conftest import make_snapshot
+
+    monkeypatch.chdir(tmp_path)
+    snapshot = str(make_snapshot(tmp_path / "breakout_1.keras", "breakout", 1))
+    (tmp_path / "file").write_text("not a folder")
+    blocked = str(tmp_path / "file" / "sub" / "out")
+    statistics = str(Path(__file__).resolve().parent.parent / "reports" / "pong-h100.csv")
+    argv = {
+        "train-snapshots": ["train", "breakout", *TINY, "--snapshot-dir", blocked],
+        "train-reports": ["train", "breakout", *TINY, "--report-dir", blocked],
+        "nvis": ["nvis", snapshot, "--out", blocked + ".html", "--quiet"],
+        "compare": ["compare", snapshot, snapshot.replace("_1", "_1"), "--out", blocked + ".html", "--quiet"],
+        "record": ["record", snapshot, "--out", blocked + ".mp4", "--quiet"],
+        "test": ["test", snapshot, "--csv", blocked + ".csv", "--quiet"],
+        "plot": ["plot", statistics, "--out", blocked + ".html"],
+    }[command]
+    if command == "compare":
+        argv[2] = str(make_snapshot(tmp_path / "pong_1.keras", "pong", 1, seed=1))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"cannot write {blocked}" in err and "is not a folder" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and (tmp_path / "file").is_file()
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -52,7 +52,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from dqnviz.errors import UserError
-    from dqnviz.snapshot import load_snapshot, read_meta
+    from dqnviz.snapshot import check_writable, load_snapshot, read_meta
 
     start = time.perf_counter()
     if len(args.snapshots) < 2:
@@ -73,9 +73,9 @@ def run(args) -> int:
     if len(set(names)) != len(names):
         for s in snapshots:  # same file name in different folders: use the parent folder too
             s.path = str(Path(s.path).parent.name + "_" + Path(s.path).name)
+    out = check_writable(out or default_output([s.name for s in snapshots]))
     data = gather(snapshots, filters=options["filters"], games=options["games"], epsilon=options["epsilon"],
                   seed=options["seed"], max_steps=options["max_steps"], progress=not args.quiet)
-    out = out or default_output([s.name for s in snapshots])
     context = build_context(data, options)
     write_report(out, context)
     print(f"wrote {out} ({time.perf_counter() - start:.1f} s)")

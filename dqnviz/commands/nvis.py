@@ -41,7 +41,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from dqnviz.report.nvis import build_context, gather, parse_filters, parse_layers, write_report
-    from dqnviz.snapshot import load_snapshot
+    from dqnviz.snapshot import check_writable, load_snapshot
 
     start = time.perf_counter()
     from dqnviz.commands.arguments import playing_options
@@ -56,6 +56,7 @@ def run(args) -> int:
         from dqnviz.errors import UserError
 
         raise UserError(f"--out {out} is a folder; give a file name such as {out / (snapshot.name + '.html')}")
+    check_writable(out)
 
     data = gather(snapshot, layers, filters, progress=not args.quiet, **options)
     t0 = time.perf_counter()

@@ -33,6 +33,7 @@ def run(args) -> int:
     from dqnviz.errors import UserError
     from dqnviz.report.plot import check_fields, default_output, parse_fields, read_stats, render_page, write_png
     from dqnviz.report.render import write_html
+    from dqnviz.snapshot import check_writable
 
     fields = parse_fields(args.fields)
     runs = [read_stats(path) for path in args.csv]
@@ -44,6 +45,7 @@ def run(args) -> int:
     out = Path(args.out) if args.out else default_output(args.csv)
     if out.exists() and out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name such as {out / 'plot.html'}")
+    check_writable(out)
     html, figure = render_page(runs, fields)
     write_html(out, html)
     print(f"wrote {out}")

@@ -35,6 +35,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--saliency", choices=["gradient", "perturbation"],
                         help="draw this saliency map over the game, with Q-value bars beside it")
     parser.add_argument("--frames-dir", metavar="DIR", help="also keep every frame as a PNG in DIR")
+    parser.add_argument("--quiet", action="store_true", help="no progress, only the final line")
     parser.add_argument("--max-frames", type=whole_number(minimum=1), default=18_000, metavar="N",
                         help="emulator frames at most per game (default 18000 = 5 minutes)")
 
@@ -50,7 +51,9 @@ def check_arguments(args) -> Path:
         raise UserError(f"cannot write {out}: {out.parent} is not a folder")
     if args.frames_dir and Path(args.frames_dir).exists() and not Path(args.frames_dir).is_dir():
         raise UserError(f"--frames-dir {args.frames_dir} exists and is not a folder")
-    return out
+    from dqnviz.snapshot import check_writable
+
+    return check_writable(out)
 
 
 def run(args) -> int:
@@ -66,7 +69,7 @@ def run(args) -> int:
 
     from dqnviz.progress import Progress
 
-    with Progress(f"record {snapshot.name}", total=total, unit="frames") as progress:
+    with Progress(f"record {snapshot.name}", total=total, unit="frames", enabled=not args.quiet) as progress:
         def on_frame(done, score):
             if done % 16 == 0:
                 progress.update(done, score=score)

@@ -59,7 +59,7 @@ def run(args) -> int:
     from dqnviz.agent import env_for_snapshot, evaluate
     from dqnviz.errors import UserError
     from dqnviz.progress import Progress
-    from dqnviz.snapshot import atomic_write, load_snapshot
+    from dqnviz.snapshot import atomic_write, check_writable, load_snapshot
 
     overrides = {"max_frames_per_episode": args.max_frames}
     if args.repeat_action_probability is not None:
@@ -67,6 +67,8 @@ def run(args) -> int:
     # Load (and check) every snapshot before the first game: a typo in the last one should not
     # cost the time of testing the others.
     snapshots = [load_snapshot(path) for path in args.snapshots]
+    if args.csv:
+        check_writable(args.csv)
     for path, snapshot in zip(args.snapshots, snapshots):
         env = env_for_snapshot(snapshot.meta, seed=args.seed, **overrides)
         if env.num_actions != snapshot.model.output_shape[-1]:

@@ -91,6 +91,11 @@ def run(args) -> int:
         if run_name != base:
             print(f"files of an earlier {base} run exist; this run is {run_name}")
     config.validate()
+    from dqnviz.snapshot import check_writable
+
+    # Found now, not when the first epoch ends and its snapshot cannot be written.
+    check_writable(snapshot_dir / f"{run_name}_1.keras")
+    check_writable(report_dir / f"{run_name}.csv")
 
     from dqnviz.trainer import Interrupted, Trainer
 
