@@ -82,6 +82,20 @@ def test_a_snapshot_from_another_backend_shows_the_movement_it_recorded(tmp_path
     assert "0.50 (cos 1.00)" in text and "2.00 (cos -1.00)" in text and "rebuilt from seed" not in text
 
 
+def test_a_games_first_states_are_said_to_have_blank_frames(report):
+    """At a game's start the frames before it are zero: the card says so (and why the image is blue)."""
+    from dqnviz.atari import AtariEnv, resolve_rom
+    from dqnviz.report.nvis import _blank_frames
+
+    env = AtariEnv(resolve_rom("breakout"), seed=0, noop_max=0)
+    states = [env.reset()] + [env.step(1).state for _ in range(4)]
+    assert [_blank_frames(state) for state in states] == [3, 2, 1, 0, 0]
+    html = report.read_text()
+    for state, note in re.findall(r'<p class="meta">state (\d+) \(game 1\)[^<]*?(its game[^<]*)?</p>', html):
+        if note:
+            assert int(state) < 3 and "blank frame" in note, note
+
+
 def test_self_contained(report):
     html = report.read_text()
     assert not re.search(r'<(script|img|link|iframe)[^>]+(src|href)\s*=\s*["\']?(https?:)?//', html, re.I)

@@ -236,6 +236,15 @@ def network_rows(model) -> list:
     return rows
 
 
+def _blank_frames(state) -> int:
+    """How many of a state's oldest frames are all zero: at a game's start the frames before it
+    are blank (see :mod:`dqnviz.replay`), which colours the input image blue or cyan."""
+    blank = 0
+    while blank < state.shape[-1] and not state[..., blank].any():
+        blank += 1
+    return blank
+
+
 def build_context(data: NvisData, options: dict | None = None) -> dict:
     """The template context for ``nvis.html.j2``."""
     import plotly.graph_objects as go
@@ -264,7 +273,7 @@ def build_context(data: NvisData, options: dict | None = None) -> dict:
                 "y": card.position[0], "x": card.position[1], "value": card.value,
                 "input": state_image(card.state_index), "guided": images.add(rgb), "strip": images.add(strip),
                 "box": list(card.box), "scale": float(np.max(np.abs(card.gradient))),
-                "silent": card.value <= 0,
+                "silent": card.value <= 0, "blank": _blank_frames(record.states[card.state_index]),
             })
         field_ = data.fields[layer]
         layers.append({"name": layer, "cards": card_rows, "field": field_,
