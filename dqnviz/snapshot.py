@@ -41,13 +41,17 @@ class Snapshot:
         return list(self.meta.get("action_names") or [str(i) for i in range(self.model.output_shape[-1])])
 
 
+def _cannot_write(path, error: OSError) -> UserError:
+    return UserError(f"cannot write {path}: {error.strerror or error}")
+
+
 def _temporary_beside(path: Path, suffix: str) -> str:
     """A new empty file in ``path``'s folder (made if missing); an OSError is a one-line UserError."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=suffix, dir=path.parent)
     except OSError as error:
-        raise UserError(f"cannot write {path}: {error.strerror or error}") from None
+        raise _cannot_write(path, error) from None
     os.close(fd)
     return tmp
 
@@ -65,7 +69,7 @@ def check_writable(path) -> Path:
     try:
         fd, probe = tempfile.mkstemp(prefix=".dqnviz-", suffix=".probe", dir=folder)
     except OSError as error:
-        raise UserError(f"cannot write {path}: {error.strerror or error}") from None
+        raise _cannot_write(path, error) from None
     os.close(fd)
     os.unlink(probe)
     return path
@@ -87,7 +91,7 @@ def atomic_write(path, write, suffix=None):
         if os.path.exists(tmp):
             os.unlink(tmp)
         if isinstance(error, OSError):
-            raise UserError(f"cannot write {path}: {error.strerror or error}") from None
+            raise _cannot_write(path, error) from None
         raise
     return path
 

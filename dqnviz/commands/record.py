@@ -47,8 +47,6 @@ def check_arguments(args) -> Path:
         raise UserError(f"--out must end in .mp4 (an H.264 MP4 is written), got {out}")
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name ending in .mp4")
-    if out.parent.exists() and not out.parent.is_dir():
-        raise UserError(f"cannot write {out}: {out.parent} is not a folder")
     if args.frames_dir and Path(args.frames_dir).exists() and not Path(args.frames_dir).is_dir():
         raise UserError(f"--frames-dir {args.frames_dir} exists and is not a folder")
     from dqnviz.snapshot import check_writable
