@@ -76,17 +76,13 @@ def vector_envs(game: str, num_envs: int, steps: int, threads: int = 0) -> float
 def layout(num_envs: int, history: int = 4, repeats: int = 200) -> tuple[float, float]:
     """Seconds to turn one step's frames (N, history, 84, 84) into states (N, 84, 84, history):
     :func:`~dqnviz.atari.channels_last`, and numpy's contiguous copy of the transposed view."""
+    from _timing import seconds_per_call
+
     from dqnviz.atari import channels_last
 
     frames = np.random.default_rng(0).integers(0, 256, (num_envs, history, 84, 84), dtype=np.uint8)
-    times = []
-    for convert in (channels_last, lambda f: np.ascontiguousarray(f.transpose(0, 2, 3, 1))):
-        convert(frames)
-        start = time.perf_counter()
-        for _ in range(repeats):
-            convert(frames)
-        times.append((time.perf_counter() - start) / repeats)
-    return times[0], times[1]
+    return (seconds_per_call(lambda: channels_last(frames), repeats),
+            seconds_per_call(lambda: np.ascontiguousarray(frames.transpose(0, 2, 3, 1)), repeats))
 
 
 def main():

@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 import psutil
+from _timing import seconds_per_call
 
 
 def main():
@@ -60,26 +61,14 @@ def main():
     print(f"  measured    {(filled - before) / memory.capacity:8.1f} bytes per transition (resident growth after writing every slot)")
     print(f"  simple_dqn  {6.57 * 2**30 / 1e6:8.1f} bytes per transition (6.57 GiB per million)")
     print(f"  filling took {seconds:.1f} s ({memory.capacity / seconds:,.0f} adds/s)")
-    start = time.perf_counter()
-    for _ in range(200):
-        memory.sample(32)
     print(f"  sampling a batch of 32 (states and next states stacked, contiguous): "
-          f"{1e3 * (time.perf_counter() - start) / 200:.2f} ms")
+          f"{1e3 * seconds_per_call(lambda: memory.sample(32)):.2f} ms")
     # What the trainer draws per iteration of 64 environments (batch 64 every 8 agent steps), without
     # the frames (``--device-replay`` stacks them on the device): one call for all 8 batches.
-    one_by_one = _milliseconds(lambda: [memory.sample_transitions(64) for _ in range(8)])
-    together = _milliseconds(lambda: memory.sample_batches(64, 8))
+    one_by_one = 1e3 * seconds_per_call(lambda: [memory.sample_transitions(64) for _ in range(8)])
+    together = 1e3 * seconds_per_call(lambda: memory.sample_batches(64, 8))
     print(f"  8 batches of 64 without frames: {together:.2f} ms drawn together (sample_batches), "
           f"{one_by_one:.2f} ms one by one")
-    del memory
-
-
-def _milliseconds(draw, repeats: int = 200) -> float:
-    draw()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        draw()
-    return 1e3 * (time.perf_counter() - start) / repeats
 
 
 if __name__ == "__main__":

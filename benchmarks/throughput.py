@@ -31,6 +31,10 @@ import sys
 import tempfile
 import time
 
+# TrainConfig fields that shape the learning step, given with train's own flags (--prioritized,
+# --double, --dueling, --n-step) and --emulator-threads
+RECIPE = ("prioritized", "double", "dueling", "n_step", "emulator_threads")
+
 # Quiet C++ logs, except the transfer guard's warnings when they are counted.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if "--count-transfers" in sys.argv else "3")
 
@@ -57,16 +61,16 @@ def count_transfers(run, iterations: int) -> float:
 @contextlib.contextmanager
 def warm_trainer(game: str, num_envs: int, warmup: int, replay_size: int, batch_size: int,
                  train_frequency: int, profile: bool | str, seed: int = 0, device_replay: bool = False,
-                 epsilon: float = 0.1, emulator_threads: int = 0, recipe: dict | None = None):
-    """A trainer whose replay memory holds ``warmup`` random steps and whose step is compiled."""
+                 epsilon: float = 0.1, recipe: dict | None = None):
+    """A trainer whose replay memory holds ``warmup`` random steps and whose step is compiled;
+    ``recipe`` holds further :class:`~dqnviz.config.TrainConfig` fields (see ``RECIPE``)."""
     from dqnviz.atari import resolve_rom
     from dqnviz.config import TrainConfig
     from dqnviz.trainer import Trainer
 
     config = TrainConfig(num_envs=num_envs, replay_size=replay_size, batch_size=batch_size,
                          train_frequency=train_frequency, seed=seed, validation_states=32,
-                         device_replay=device_replay, epsilon_start=epsilon, epsilon_end=epsilon,
-                         emulator_threads=emulator_threads, **(recipe or {}))
+                         device_replay=device_replay, epsilon_start=epsilon, epsilon_end=epsilon, **(recipe or {}))
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(resolve_rom(game), config, run="bench", snapshot_dir=tmp, report_dir=tmp,
                           show_progress=False, log=lambda *_: None, profile=profile)
@@ -96,6 +100,8 @@ def measure_transfers(**options) -> float:
 
 
 def main():
+    from dqnviz.config import add_config_arguments
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--game", default="breakout")
     parser.add_argument("--num-envs", default="1,8", help="comma-separated environment counts")
@@ -105,13 +111,8 @@ def main():
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--train-frequency", type=int, default=4)
     parser.add_argument("--device-replay", action="store_true", help="keep replay frames on the accelerator")
-    parser.add_argument("--emulator-threads", type=int, default=0,
-                        help="C++ emulator threads (default 0: one per environment up to the CPU count)")
     parser.add_argument("--epsilon", type=float, default=0.1, help="exploration rate during the timed phase")
-    parser.add_argument("--prioritized", action="store_true", help="prioritized replay (its sum tree costs host time)")
-    parser.add_argument("--double", action="store_true", help="Double DQN targets")
-    parser.add_argument("--dueling", action="store_true", help="the dueling head")
-    parser.add_argument("--n-step", type=int, default=1, help="n-step returns")
+    add_config_arguments(parser, only=RECIPE)  # the learning recipe, with train's own flags and checks
     parser.add_argument("--profile", choices=["serial", "overlapped", "both", "none"], default="serial",
                         help="the per-part breakdown: serial (every update waited for), overlapped "
                              "(where the running loop waits), both, or none (default: serial)")
@@ -134,21 +135,18 @@ def main():
         pass
     print(f"replay ratio: batch {args.batch_size} every {args.train_frequency} agent steps "
           f"= {args.batch_size / args.train_frequency:g} sampled transitions per step; ε = {args.epsilon:g}")
-    extras = [name for name, on in (("prioritized", args.prioritized), ("double", args.double),
-                                    ("dueling", args.dueling), (f"{args.n_step}-step", args.n_step > 1)) if on]
-    if extras:
-        print("recipe:", ", ".join(extras))
+    recipe = {name: getattr(args, name) for name in RECIPE if getattr(args, name) is not None}
+    if recipe:
+        print("recipe:", ", ".join(f"{name} {value}" for name, value in recipe.items()))
     for num_envs in [int(n) for n in args.num_envs.split(",")]:
         options = dict(game=args.game, num_envs=num_envs, warmup=args.warmup, replay_size=args.replay_size,
                        batch_size=args.batch_size, train_frequency=args.train_frequency,
-                       device_replay=args.device_replay, epsilon=args.epsilon, emulator_threads=args.emulator_threads,
-                       recipe=dict(prioritized=args.prioritized, double=args.double, dueling=args.dueling,
-                                   n_step=args.n_step))
+                       device_replay=args.device_replay, epsilon=args.epsilon, recipe=recipe)
         # The overlapped profile only times the loop as it runs (a clock read per part), so its run
         # is the throughput run too; the serial profile waits for the device and needs its own.
         overlapped = args.profile in ("overlapped", "both")
         rate, update_rate, parts, seconds = measure(args.steps, profile="overlapped" if overlapped else False, **options)
-        threads = args.emulator_threads if num_envs > 1 else 0
+        threads = recipe.get("emulator_threads", 0) if num_envs > 1 else 0
         threads = f", {threads} emulator {plural('thread', threads)}" if threads else ""
         print(f"\n{args.game}, {num_envs} env(s){threads}: {rate:,.0f} agent steps/s, {update_rate:,.1f} updates/s "
               f"({args.steps:,} steps in {seconds:.1f} s)")

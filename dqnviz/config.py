@@ -127,13 +127,16 @@ def argument_type(f: dataclasses.Field):
     return type(default)
 
 
-def add_config_arguments(parser, config_class=TrainConfig) -> None:
-    """Add one ``--flag`` per config field to an argparse parser, with the field's help and default.
+def add_config_arguments(parser, config_class=TrainConfig, only=None) -> None:
+    """Add one ``--flag`` per config field to an argparse parser, with the field's help and default
+    (``only``: just these fields, by name). A flag not given parses as None.
 
     A value outside the field's range is refused by the parser, in one line; :meth:`TrainConfig.validate`
     checks the same ranges for configs built in Python.
     """
     for f in dataclasses.fields(config_class):
+        if only is not None and f.name not in only:
+            continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default
         help_text = f.metadata.get("help", "")

@@ -35,6 +35,18 @@ def make_snapshot(path, game="breakout", epoch=1, dueling=False, seed=0, test_sc
     return path
 
 
+def quiet_trainer(folder, config, game="pong", run="t", log=lambda *_: None, **options):
+    """A :class:`~dqnviz.trainer.Trainer` writing into ``folder``, with no progress and no log, ready
+    to run phases (its clock started)."""
+    from dqnviz.atari import resolve_rom
+    from dqnviz.trainer import Trainer
+
+    made = Trainer(resolve_rom(game), config, run=run, snapshot_dir=folder, report_dir=folder,
+                   show_progress=False, log=log, **options)
+    made.started = 0.0
+    return made
+
+
 @pytest.fixture
 def breakout_snapshot(tmp_path):
     return str(make_snapshot(tmp_path / "breakout_1.keras", "breakout", 1))

@@ -4,7 +4,6 @@ import os
 
 import pytest
 
-from dqnviz.atari import resolve_rom
 from tests.conftest import make_snapshot
 from tests.test_plot import run_cli
 
@@ -190,20 +189,16 @@ def test_snapshots_record_how_far_they_moved_for_other_backends(tmp_path):
     """The trainer stores ‖W − W₀‖ / ‖W₀‖ and cos(W, W₀) in each snapshot: equal to what a rebuild
     from the seed measures, and what a backend that cannot rebuild W₀ shows instead. A run resumed
     under another backend keeps the backend that drew W₀ and records nothing it cannot know."""
-    import time
 
     import keras
 
     from dqnviz.config import TrainConfig
     from dqnviz.snapshot import load_snapshot, save_snapshot, starting_point
-    from dqnviz.trainer import Trainer
+    from tests.conftest import quiet_trainer
 
     def trainer_for(run, resume=None):
         config = TrainConfig(replay_size=500, batch_size=8, target_steps=20, validation_states=16, seed=3)
-        made = Trainer(resolve_rom("breakout"), config, run=run, snapshot_dir=tmp_path, report_dir=tmp_path,
-                       resume=resume, show_progress=False, log=lambda *_: None)
-        made.started = time.perf_counter()
-        return made
+        return quiet_trainer(tmp_path, config, game="breakout", run=run, resume=resume)
 
     trainer = trainer_for("moved")
     trainer.run_phase(0, "random", 64)

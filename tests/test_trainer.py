@@ -3,8 +3,8 @@
 import numpy as np
 
 from dqnviz import trainer
-from dqnviz.atari import resolve_rom
 from dqnviz.config import TrainConfig
+from tests.conftest import quiet_trainer
 
 
 class ScriptedEnvs:
@@ -34,9 +34,7 @@ class ScriptedEnvs:
 def test_a_game_that_straddles_phases_is_counted_whole(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer, "make_envs", lambda rom, config, training, seed: ScriptedEnvs(length=10))
     config = TrainConfig(replay_size=200, batch_size=4, validation_states=4, seed=0)
-    run = trainer.Trainer(resolve_rom("pong"), config, run="t", snapshot_dir=tmp_path, report_dir=tmp_path,
-                          show_progress=False, log=lambda *_: None)
-    run.started = 0.0
+    run = quiet_trainer(tmp_path, config)
     random_phase = run.run_phase(0, "random", 6)  # the first game is 6 steps in
     train_phase = run.run_phase(1, "train", 10)  # it ends 4 steps later; the next one is 6 steps in
     assert random_phase.game_scores == [] and random_phase.partial_score == 6.0
@@ -53,10 +51,7 @@ def _trainer(tmp_path, monkeypatch, lengths, log=lambda *_: None):
     monkeypatch.setattr(trainer, "make_envs", lambda rom, config, training, seed: ScriptedEnvs(lengths=lengths))
     config = TrainConfig(replay_size=200, batch_size=4, validation_states=4, num_envs=len(lengths),
                          train_frequency=len(lengths), seed=0)
-    run = trainer.Trainer(resolve_rom("pong"), config, run="t", snapshot_dir=tmp_path, report_dir=tmp_path,
-                          show_progress=False, log=log)
-    run.started = 0.0
-    return run
+    return quiet_trainer(tmp_path, config, log=log)
 
 
 def test_a_test_phase_plays_the_games_running_at_its_end_to_their_end(tmp_path, monkeypatch):
@@ -131,9 +126,7 @@ def test_a_serial_profile_waits_for_each_update_and_an_overlapped_one_does_not(t
     seconds = {}
     for profile in (False, "serial", "overlapped"):
         readers.clear()
-        run = trainer.Trainer(resolve_rom("pong"), config, run=f"p{profile}", snapshot_dir=tmp_path,
-                              report_dir=tmp_path, show_progress=False, log=lambda *_: None, profile=profile)
-        run.started = 0.0
+        run = quiet_trainer(tmp_path, config, run=f"p{profile}", profile=profile)
         run.run_phase(0, "random", 20)
         stats = run.run_phase(1, "train", 64)  # 32 iterations, one update each
         assert stats.updates == 32
@@ -146,5 +139,4 @@ def test_a_serial_profile_waits_for_each_update_and_an_overlapped_one_does_not(t
     for profile in ("serial", "overlapped"):
         assert set(seconds[profile]) == {"act", "emulate", "learn", "sample", "replay"}
     with pytest.raises(ValueError, match="profile"):
-        trainer.Trainer(resolve_rom("pong"), config, run="bad", snapshot_dir=tmp_path, report_dir=tmp_path,
-                        show_progress=False, log=lambda *_: None, profile="parallel")
+        quiet_trainer(tmp_path, config, run="bad", profile="parallel")
