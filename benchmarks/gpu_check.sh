@@ -42,7 +42,7 @@ LEARN_MINUTES=${LEARN_MINUTES:-9.5}
 LEARN_ENVS=${LEARN_ENVS:-128}
 CALL_SECONDS=${CALL_SECONDS:-585}
 COLLECT_SECONDS=${COLLECT_SECONDS:-210}
-THROUGHPUT_RUNS=${THROUGHPUT_RUNS:-64:0:overlapped 64:12:overlapped 64:8:overlapped 128:0:overlapped:pong 128:12:overlapped:pong}
+THROUGHPUT_RUNS=${THROUGHPUT_RUNS:-64:0:overlapped 64:12:overlapped 128:12:overlapped:pong 128:0:overlapped:pong 64:8:overlapped}
 THROUGHPUT_STEPS=${THROUGHPUT_STEPS:-10000}
 mkdir -p "$OUT" "$WORK"
 
@@ -56,8 +56,11 @@ LEARN_BATCH=${LEARN_BATCH:-64}
 LEARN_FREQUENCY=${LEARN_FREQUENCY:-8}
 LEARN_LR=${LEARN_LR:-0.0001}
 LEARN_TRAIN_STEPS=${LEARN_TRAIN_STEPS:-500000}
+# 12 of the 16 cores emulate: at 21 % GPU utilisation the 2026-11-26 Pong run was host-bound, and
+# 16 emulator threads on 16 cores leave none for the loop and for XLA's kernel launches
+LEARN_THREADS=${LEARN_THREADS:-12}
 LEARN_OPTIONS=(--epochs 200 --random-steps 50000 --train-steps "$LEARN_TRAIN_STEPS" --test-steps 3200 --test-envs 8
-  --num-envs "$LEARN_ENVS" --device-replay --replay-size 1000000 --batch-size "$LEARN_BATCH"
+  --num-envs "$LEARN_ENVS" --emulator-threads "$LEARN_THREADS" --device-replay --replay-size 1000000 --batch-size "$LEARN_BATCH"
   --train-frequency "$LEARN_FREQUENCY" --double --dueling --n-step 3 --prioritized --target-steps 8000
   --optimizer adam --learning-rate "$LEARN_LR" --epsilon-end 0.01 --epsilon-decay-steps 150000
   ${EXTRA_OPTIONS:-})
@@ -108,6 +111,20 @@ case "${1:-}" in
       timeout 90 python3 -m pytest -q -p no:cacheprovider tests/test_device_replay.py tests/test_vectorised.py \
         > "$OUT/tests.txt" 2>&1
       tail -3 "$OUT/tests.txt"
+    fi
+    # The fused update alone, without the loop: host dispatch time against device time, under XLA
+    # flag variants (one process each: XLA reads its flags once). LEARNER_VARIANTS: ';'-separated
+    # XLA_FLAGS values, "default" for none.
+    if [ -f benchmarks/learner.py ]; then
+      IFS=';' read -ra variants <<< "${LEARNER_VARIANTS:-default;--xla_gpu_graph_min_graph_size=1;--xla_gpu_enable_command_buffer=}"
+      for variant in "${variants[@]}"; do
+        left=$((COLLECT_SECONDS - SECONDS))
+        [ "$left" -lt 40 ] && { echo "no time left for learner $variant" >> "$OUT/learner.txt"; break; }
+        flags=$variant; [ "$variant" = default ] && flags=
+        echo "== XLA_FLAGS=$flags" >> "$OUT/learner.txt"
+        XLA_FLAGS=$flags timeout $((left < 60 ? left : 60)) python3 benchmarks/learner.py ${LEARNER_OPTIONS:-} >> "$OUT/learner.txt" 2>&1
+      done
+      cat "$OUT/learner.txt"
     fi
     # With the GPU to itself, one configuration at a time while time is left (about 45 s each):
     # the overlapped profile (where the running loop waits; its run also gives the steps/s) with
