@@ -42,7 +42,7 @@ LEARN_MINUTES=${LEARN_MINUTES:-9.5}
 LEARN_ENVS=${LEARN_ENVS:-128}
 CALL_SECONDS=${CALL_SECONDS:-585}
 COLLECT_SECONDS=${COLLECT_SECONDS:-210}
-THROUGHPUT_RUNS=${THROUGHPUT_RUNS:-64:0:overlapped 64:12:overlapped 128:12:overlapped:pong 128:0:overlapped:pong 64:8:overlapped}
+THROUGHPUT_RUNS=${THROUGHPUT_RUNS:-64:12:overlapped 64:0:overlapped 128:12:overlapped:pong 128:0:overlapped:pong 64:8:overlapped}
 THROUGHPUT_STEPS=${THROUGHPUT_STEPS:-10000}
 mkdir -p "$OUT" "$WORK"
 
@@ -116,13 +116,13 @@ case "${1:-}" in
     # flag variants (one process each: XLA reads its flags once). LEARNER_VARIANTS: ';'-separated
     # XLA_FLAGS values, "default" for none.
     if [ -f benchmarks/learner.py ]; then
-      IFS=';' read -ra variants <<< "${LEARNER_VARIANTS:-default;--xla_gpu_graph_min_graph_size=1;--xla_gpu_enable_command_buffer=}"
+      IFS=';' read -ra variants <<< "${LEARNER_VARIANTS:-default;--xla_gpu_graph_min_graph_size=1}"
       for variant in "${variants[@]}"; do
         left=$((COLLECT_SECONDS - SECONDS))
         [ "$left" -lt 40 ] && { echo "no time left for learner $variant" >> "$OUT/learner.txt"; break; }
         flags=$variant; [ "$variant" = default ] && flags=
         echo "== XLA_FLAGS=$flags" >> "$OUT/learner.txt"
-        XLA_FLAGS=$flags timeout $((left < 60 ? left : 60)) python3 benchmarks/learner.py ${LEARNER_OPTIONS:-} >> "$OUT/learner.txt" 2>&1
+        XLA_FLAGS=$flags timeout $((left < 50 ? left : 50)) python3 benchmarks/learner.py ${LEARNER_OPTIONS:---calls 8x64,2x256 --repeats 30} >> "$OUT/learner.txt" 2>&1
       done
       cat "$OUT/learner.txt"
     fi

@@ -1,0 +1,96 @@
+"""The learner alone: how long one iteration's updates take to dispatch, and to finish.
+
+    KERAS_BACKEND=jax python benchmarks/learner.py                       # 64 envs' worth: 8 × batch 64
+    KERAS_BACKEND=jax python benchmarks/learner.py --calls 8x64,2x256,16x32
+    XLA_FLAGS=--xla_gpu_graph_min_graph_size=1 KERAS_BACKEND=jax python benchmarks/learner.py
+
+No emulator and no loop: a replay memory of random frames (on the device with ``--device-replay``,
+the default under JAX) and the compiled update, called as the trainer calls it, ``K`` batches per
+call. For each (K, batch size) it prints
+
+* ``dispatch``: host time until the call returns (JAX dispatches asynchronously, so this is the
+  host's own work: packing the batches, sending them, launching the device's kernels);
+* ``done``: time until the results are read back (host and device together);
+* per update, and the agent steps/s the learner alone allows at the replay ratio
+  ``--transitions-per-step`` (Nature: 8, one batch of 32 every 4 steps):
+  ``K · batch / ratio / done``.
+
+If ``dispatch`` is close to ``done``, the device waits for the host (kernel launches), and the
+learner's cost is the host's; a loop that overlaps it with emulation cannot hide it, because the
+same host runs the loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", default="8x64", type=lambda text: [tuple(map(int, c.split("x"))) for c in text.split(",")],
+                        help="comma-separated KxB: K updates of batch B per call (default 8x64: an iteration "
+                             "of 64 environments at batch 64 every 8 steps)")
+    parser.add_argument("--num-envs", type=int, default=64, help="environments the replay memory holds")
+    parser.add_argument("--replay-size", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=50, help="timed calls per configuration")
+    parser.add_argument("--transitions-per-step", type=float, default=8.0)
+    parser.add_argument("--host-replay", action="store_true", help="frames on the host (the default under TensorFlow)")
+    parser.add_argument("--double", action="store_true")
+    parser.add_argument("--dueling", action="store_true")
+    args = parser.parse_args()
+
+    import keras
+    import numpy as np
+
+    from dqnviz.config import TrainConfig
+    from dqnviz.learner import Learner
+    from dqnviz.replay import DeviceReplay, ReplayMemory
+
+    device_replay = keras.config.backend() == "jax" and not args.host_replay
+    print(f"backend {keras.config.backend()}, keras {keras.__version__}, {os.cpu_count()} CPUs, "
+          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, frames on the {'device' if device_replay else 'host'}")
+    try:
+        import jax
+
+        print("jax devices:", ", ".join(str(d) for d in jax.devices()))
+    except Exception:
+        pass
+
+    rng = np.random.default_rng(0)
+    n = args.num_envs
+    replay = (DeviceReplay if device_replay else ReplayMemory)(args.replay_size, num_envs=n, seed=0)
+    for _ in range(min(args.replay_size // n, 2_000)):
+        replay.add(rng.integers(0, 256, (n, 84, 84), np.uint8), rng.integers(0, 4, n),
+                   rng.choice([-1.0, 0.0, 1.0], n), rng.random(n) < 0.01, np.zeros(n, bool))
+    config = TrainConfig(num_envs=n, double=args.double, dueling=args.dueling, seed=0)
+    learner = Learner(4, config)
+    print(f"replay: {replay.num_sampleable():,} transitions of {n} environments; network: "
+          f"{'dueling' if args.dueling else 'Nature'}, {'double' if args.double else 'plain'} DQN targets\n")
+    print("  K  batch   dispatch ms   done ms   per update ms   learner-bound agent steps/s")
+    for count, batch_size in args.calls:
+        def call():
+            transitions = replay.sample_batches(batch_size, count)
+            # frames staged since the last call travel with it, as in training
+            replay.add(rng.integers(0, 256, (n, 84, 84), np.uint8), rng.integers(0, 4, n),
+                       np.zeros(n), np.zeros(n, bool), np.zeros(n, bool))
+            started = time.perf_counter()
+            pending = learner.train_transitions(replay, transitions)
+            dispatched = time.perf_counter()
+            pending.losses()
+            return dispatched - started, time.perf_counter() - started
+
+        for _ in range(3):  # compile, warm
+            call()
+        timings = np.array([call() for _ in range(args.repeats)])
+        dispatch, done = np.median(timings, axis=0)
+        steps_per_second = count * batch_size / args.transitions_per_step / done
+        print(f"{count:3d}  {batch_size:5d}   {1e3 * dispatch:11.3f}   {1e3 * done:7.3f}   "
+              f"{1e3 * done / count:13.3f}   {steps_per_second:27,.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
