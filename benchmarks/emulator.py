@@ -103,8 +103,9 @@ def main():
             rate = vector_envs(args.game, 1, args.steps, threads=1)
             print(f"1 env, C++ vector interface: {rate:,.0f} agent steps/s ({1e3 / rate:.3f} ms per step)")
         else:
-            rate = vector_envs(args.game, num_envs, args.steps)
-            print(f"{num_envs} envs, C++ vector interface, {min(num_envs, os.cpu_count() or 1)} threads: "
+            threads = min(num_envs, os.cpu_count() or 1)  # the ceiling: every core emulates
+            rate = vector_envs(args.game, num_envs, args.steps, threads=threads)
+            print(f"{num_envs} envs, C++ vector interface, {threads} threads: "
                   f"{rate:,.0f} agent steps/s")
             ours, numpy_copy = layout(num_envs)
             print(f"  of which laying the states out channels last: {1e3 * ours:.3f} ms per iteration "

@@ -30,7 +30,7 @@
 # LEARN_LR (0.0001), LEARN_TRAIN_STEPS (500000 per epoch: a snapshot and a test phase every ~2.5 min),
 # CALL_SECONDS (585), COLLECT_SECONDS (210; give it the lease's time left − 40),
 # THROUGHPUT_RUNS ("64:0:overlapped 64:12:overlapped 64:8:overlapped 128:0:overlapped:pong
-# 128:12:overlapped:pong": envs, emulator threads (0 = one per env up to the CPU count), profile,
+# 128:12:overlapped:pong": envs, emulator threads (0 = the default: one per env, up to 12 of 16 cores), profile,
 # and optionally `pong`, the learning recipe: Pong, prioritized, Double, dueling, 3-step), THROUGHPUT_STEPS (10000; times envs/8
 # per configuration), EXTRA_OPTIONS (appended to the learning options: a dry run's tiny
 # budgets), RUN_TESTS (0; 1 runs the device-replay and vectorised tests in collect, before profiling).

@@ -26,7 +26,7 @@ class TrainConfig:
     # Environment
     num_envs: int = _f(1, "environments stepped together; 1 is the classic Nature loop, >1 uses ale-py's C++ AtariVectorEnv", positive=True)
     test_envs: int = _f(0, "environments in the test phases; 0 means as many as --num-envs (fewer make a test phase shorter: each environment plays its last game to the end)", nonnegative=True)
-    emulator_threads: int = _f(0, "C++ threads that step the environments when --num-envs > 1; 0 means one per environment, up to the CPU count (fewer leave cores to the learner's host work: launching the device's kernels, sampling)", nonnegative=True)
+    emulator_threads: int = _f(0, "C++ threads that step the environments when --num-envs > 1; 0 means one per environment, up to the CPU count less a quarter of it (12 of 16 cores; the rest is left to the training loop: sampling, launching the device's kernels)", nonnegative=True)
     frame_skip: int = _f(4, "emulator frames per agent step (the action repeats; the state is the max of the last two)", positive=True)
     history: int = _f(4, "frames stacked into one state", positive=True)
     noop_max: int = _f(30, "at most this many NOOP actions at the start of each game", nonnegative=True)

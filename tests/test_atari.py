@@ -109,3 +109,11 @@ def test_single_and_vectorised_environments_see_the_same_states(game):
         seen["terminal"] += int(a[2][0])
         seen["game_over"] += int(a[3][0])
     assert seen["terminal"] > seen["game_over"] >= 1 or game == "pong"
+
+
+def test_default_emulator_threads_leave_a_quarter_of_the_cores_to_the_loop():
+    from dqnviz.atari import default_emulator_threads
+
+    assert [default_emulator_threads(64, cpus) for cpus in (1, 2, 3, 4, 8, 16)] == [1, 2, 3, 3, 6, 12]
+    assert default_emulator_threads(4, 16) == 4  # never more threads than environments
+    assert default_emulator_threads(1, 16) == 1

@@ -163,3 +163,19 @@ def test_default_optimizer_is_deepminds_centred_rmsprop():
     assert isinstance(optimizer, keras.optimizers.RMSprop)
     assert optimizer.centered and optimizer.rho == 0.95 and optimizer.epsilon == 0.01
     assert float(optimizer.learning_rate) == pytest.approx(0.00025)
+
+
+def test_jax_compiler_options_are_used_where_xla_knows_them_and_dropped_where_not(monkeypatch):
+    # The JAX module is importable under either Keras backend (CI installs jax for both runs).
+    from dqnviz.backend import jax as jax_backend
+
+    jax_backend.compiler_options.cache_clear()
+    assert jax_backend.compiler_options() == {"xla_gpu_graph_min_graph_size": 1}
+    monkeypatch.setattr(jax_backend, "GPU_COMPILER_OPTIONS", {"xla_no_such_option_anywhere": 1})
+    jax_backend.compiler_options.cache_clear()
+    try:
+        assert jax_backend.compiler_options() == {}
+        # and a function jitted with them still compiles and runs
+        assert float(jax_backend._jit(lambda x: x * 2)(np.float32(3))) == 6.0
+    finally:
+        jax_backend.compiler_options.cache_clear()

@@ -11,9 +11,36 @@ makes the updates one after another, stacking each batch's states from the frame
 sends two small index arrays and the new frames, and reads ``|δ|`` back once.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+# XLA replays a run of kernels as one CUDA graph (a command buffer) only when the run holds at
+# least ``xla_gpu_graph_min_graph_size`` of them, 5 by default. In the DQN update the runs between
+# two convolutions are shorter, so each of their kernels was launched from the host on its own, and
+# the update is bound by launches: on an H100, eight batch-64 updates in one call took 5.6 ms of
+# host time to dispatch and 6.3 ms in all. With 1 they took 4.8 and 5.3 ms (and two batch-256
+# updates 2.3 instead of 2.7; benchmarks/learner.py, benchmarks/results/h100-2026-11-26b/).
+# A GPU option; a CPU ignores it.
+GPU_COMPILER_OPTIONS = {"xla_gpu_graph_min_graph_size": 1}
+
+
+@functools.cache
+def compiler_options() -> dict:
+    """:data:`GPU_COMPILER_OPTIONS` if this XLA knows them, else ``{}`` (options come and go
+    between XLA versions, and an unknown one is an error at compile time)."""
+    try:
+        jax.jit(lambda x: x + 1, compiler_options=GPU_COMPILER_OPTIONS).lower(np.float32(0)).compile()
+    except Exception:  # noqa: BLE001 - XLA reports an unknown option as a runtime error
+        return {}
+    return dict(GPU_COMPILER_OPTIONS)
+
+
+def _jit(fn, **options):
+    """``jax.jit`` with :func:`compiler_options`: for the learner's and the actor's hot calls."""
+    return jax.jit(fn, compiler_options=compiler_options(), **options)
 
 
 def input_gradient(fn, x):
@@ -31,7 +58,7 @@ def input_gradient(fn, x):
 def make_predict(model):
     """A jitted ``states -> Q-values`` function that always reads the model's current weights."""
 
-    @jax.jit
+    @_jit
     def _predict(trainable, non_trainable, states):
         q, _ = model.stateless_call(trainable, non_trainable, states)
         return q
@@ -76,7 +103,7 @@ class make_train_step:
 
         grad_fn = jax.value_and_grad(loss_and_aux, has_aux=True)
 
-        @jax.jit
+        @_jit
         def step(trainable, non_trainable, optimizer_state, target_trainable, target_non_trainable, batch):
             (loss, (td_abs, non_trainable)), grads = grad_fn(
                 trainable, non_trainable, target_trainable, target_non_trainable, batch
@@ -105,7 +132,7 @@ class make_train_step:
             losses, td_abs = jnp.stack(losses), jnp.stack(td_abs)
             return losses, td_abs, trainable, non_trainable, optimizer_state, frames
 
-        self._train_batches = jax.jit(train_batches, donate_argnums=(5,))
+        self._train_batches = _jit(train_batches, donate_argnums=(5,))
 
     def train_on_frames(self, buffer, transitions):
         """K updates on the batches ``transitions`` (a list of :meth:`ReplayMemory.sample_transitions`
