@@ -20,19 +20,21 @@
 # Runs so far (benchmarks/results/): 2026-11-26 H200, before the fused update: 290 agent steps/s
 # classic, 2,707 with 64 envs, Pong -6.7 after 8 minutes. 2026-11-26 H100, fused update: 403
 # classic, 4,275 / 4,874 with 64 / 128 envs, emulator ceiling 10,735 (64 envs); Pong 8 minutes,
-# 128 envs: 18.1 ± 3.0 (shipped as snapshots/pong-h100_2.keras). The emulator ceiling and the
-# classic figure are measured, so this version spends the lease on Pong's full 10 minutes and
-# on the overlapped profile.
+# 128 envs: 18.1 ± 3.0 (shipped as snapshots/pong-h100_2.keras). 2026-11-26 H100, second lease
+# (h100-2026-11-26b): Pong 9.5 minutes with 12 emulator threads, 18.4 ± 1.9 (shipped as
+# snapshots/pong-h100-10min_6.keras); 64 envs 6,254 (12 threads) / 5,724 (16); 128 envs with the
+# Pong recipe 7,287; the learner alone launch-bound (learner.py). Not yet measured: the loop with
+# xla_gpu_graph_min_graph_size=1 (now the default), which `collect` measures first.
 #
 # Environment: GAME (pong; breakout runs the same recipe, for a learning curve: its 28 minutes do
 # not fit a lease), LEARN_MINUTES (9.5: the whole train command, start-up and compilation included,
 # within the issue's 10 minutes for Pong), LEARN_ENVS (128), LEARN_BATCH (64), LEARN_FREQUENCY (8),
 # LEARN_LR (0.0001), LEARN_TRAIN_STEPS (500000 per epoch: a snapshot and a test phase every ~2.5 min),
 # CALL_SECONDS (585), COLLECT_SECONDS (210; give it the lease's time left − 40),
-# THROUGHPUT_RUNS ("64:0:overlapped 64:12:overlapped 64:8:overlapped 128:0:overlapped:pong
-# 128:12:overlapped:pong": envs, emulator threads (0 = the default: one per env, up to 12 of 16 cores), profile,
+# LEARNER_VARIANTS ("default": XLA_FLAGS values for benchmarks/learner.py, ';'-separated),
+# THROUGHPUT_RUNS ("128:0:overlapped:pong 64:0:overlapped 128:0:overlapped 1:0:serial": envs, emulator threads (0 = the default: one per env, up to 12 of 16 cores), profile,
 # and optionally `pong`, the learning recipe: Pong, prioritized, Double, dueling, 3-step), THROUGHPUT_STEPS (10000; times envs/8
-# per configuration), EXTRA_OPTIONS (appended to the learning options: a dry run's tiny
+# per configuration), EXTRA_OPTIONS (appended to the learning options, a later flag winning: --epsilon-end 0.05, or a dry run's tiny
 # budgets), RUN_TESTS (0; 1 runs the device-replay and vectorised tests in collect, before profiling).
 set -u
 OUT=${OUT:-/tmp/out}
@@ -42,7 +44,7 @@ LEARN_MINUTES=${LEARN_MINUTES:-9.5}
 LEARN_ENVS=${LEARN_ENVS:-128}
 CALL_SECONDS=${CALL_SECONDS:-585}
 COLLECT_SECONDS=${COLLECT_SECONDS:-210}
-THROUGHPUT_RUNS=${THROUGHPUT_RUNS:-64:12:overlapped 64:0:overlapped 128:12:overlapped:pong 128:0:overlapped:pong 64:8:overlapped}
+THROUGHPUT_RUNS=${THROUGHPUT_RUNS:-128:0:overlapped:pong 64:0:overlapped 128:0:overlapped 1:0:serial}
 THROUGHPUT_STEPS=${THROUGHPUT_STEPS:-10000}
 mkdir -p "$OUT" "$WORK"
 
@@ -116,7 +118,7 @@ case "${1:-}" in
     # flag variants (one process each: XLA reads its flags once). LEARNER_VARIANTS: ';'-separated
     # XLA_FLAGS values, "default" for none.
     if [ -f benchmarks/learner.py ]; then
-      IFS=';' read -ra variants <<< "${LEARNER_VARIANTS:-default;--xla_gpu_graph_min_graph_size=1}"
+      IFS=';' read -ra variants <<< "${LEARNER_VARIANTS:-default}"
       for variant in "${variants[@]}"; do
         left=$((COLLECT_SECONDS - SECONDS))
         [ "$left" -lt 40 ] && { echo "no time left for learner $variant" >> "$OUT/learner.txt"; break; }
@@ -128,9 +130,9 @@ case "${1:-}" in
     fi
     # With the GPU to itself, one configuration at a time while time is left (about 45 s each):
     # the overlapped profile (where the running loop waits; its run also gives the steps/s) with
-    # fewer emulator threads (16 threads on 16 cores may starve the learner's host work). The
-    # serial profile of 64 envs is measured (benchmarks/results/h100-2026-11-26). Then 128 envs
-    # with the learning recipe, which trained at 3,309 agent steps/s against Breakout's 4,874.
+    # the default emulator threads (12 of 16 cores) and the CUDA-graph option: first 128 envs with
+    # the learning recipe (7,287 agent steps/s in the second lease, without the option), then 64
+    # and 128 envs with batch 64 every 8 steps, then classic mode's serial profile.
     for run in $THROUGHPUT_RUNS; do
       IFS=: read -r envs threads profile recipe <<< "$run"
       options=()  # the learning recipe's own costs (prioritized replay's sum tree, the dueling head)
