@@ -2,7 +2,7 @@
 
     KERAS_BACKEND=jax python benchmarks/learner.py                       # 64 envs' worth: 8 × batch 64
     KERAS_BACKEND=jax python benchmarks/learner.py --calls 8x64,2x256,16x32
-    XLA_FLAGS=--xla_gpu_graph_min_graph_size=1 KERAS_BACKEND=jax python benchmarks/learner.py
+    DQNVIZ_BATCHED_TARGETS=0 KERAS_BACKEND=jax python benchmarks/learner.py   # A/B (see backend/jax.py)
 
 No emulator and no loop: a replay memory of random frames (on the device with ``--device-replay``,
 the default under JAX) and the compiled update, called as the trainer calls it, ``K`` batches per
@@ -51,8 +51,14 @@ def main():
     from dqnviz.replay import DeviceReplay, ReplayMemory
 
     device_replay = keras.config.backend() == "jax" and not args.host_replay
+    targets = ""
+    if keras.config.backend() == "jax":
+        from dqnviz.backend.jax import batched_targets, compiler_options
+
+        targets = (f", target values {'in one pass per call' if batched_targets() else 'per batch'}, "
+                   f"compiler options {compiler_options()}")
     print(f"backend {keras.config.backend()}, keras {keras.__version__}, {os.cpu_count()} CPUs, "
-          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, frames on the {'device' if device_replay else 'host'}")
+          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, frames on the {'device' if device_replay else 'host'}{targets}")
     try:
         import jax
 

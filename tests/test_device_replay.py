@@ -1,6 +1,7 @@
 """The device-resident replay (--device-replay) samples exactly what the host replay samples."""
 
 import numpy as np
+import pytest
 from scipy import stats
 
 from dqnviz.replay import DeviceReplay, ReplayMemory
@@ -78,9 +79,12 @@ def _twin_learners(prioritized=True):
     return Learner(4, config), Learner(4, config)
 
 
-def test_updates_on_device_frames_equal_updates_on_host_batches():
+@pytest.mark.parametrize("batched_targets", ["0", "1"])
+def test_updates_on_device_frames_equal_updates_on_host_batches(monkeypatch, batched_targets):
     """One fused call of K updates, states stacked on the device from frames written in that
-    same call, makes the same K updates as K ordinary steps on batches stacked on the host."""
+    same call, makes the same K updates as K ordinary steps on batches stacked on the host;
+    under JAX also with the K batches' target values computed in one pass (a GPU's default)."""
+    monkeypatch.setenv("DQNVIZ_BATCHED_TARGETS", batched_targets)
     host = ReplayMemory(400, num_envs=2, n_step=3, prioritized=True, seed=3)
     device = DeviceReplay(400, num_envs=2, n_step=3, prioritized=True, seed=3)
     fill_both([host, device], steps=300)

@@ -179,3 +179,14 @@ def test_jax_compiler_options_are_used_where_xla_knows_them_and_dropped_where_no
         assert float(jax_backend._jit(lambda x: x * 2)(np.float32(3))) == 6.0
     finally:
         jax_backend.compiler_options.cache_clear()
+
+
+def test_batched_target_pass_is_an_accelerator_default_that_the_environment_overrides(monkeypatch):
+    from dqnviz.backend import jax as jax_backend
+
+    monkeypatch.delenv("DQNVIZ_BATCHED_TARGETS", raising=False)
+    assert jax_backend.batched_targets() is False  # the tests run on a CPU, where it is slower
+    monkeypatch.setenv("DQNVIZ_BATCHED_TARGETS", "1")
+    assert jax_backend.batched_targets() is True
+    monkeypatch.setenv("DQNVIZ_BATCHED_TARGETS", "0")
+    assert jax_backend.batched_targets() is False
