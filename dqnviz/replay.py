@@ -307,12 +307,12 @@ class ReplayMemory:
         # (batch_size, count): row j holds the draws from segment j's parts, in a random order
         deal = np.arange(batch_size * count).reshape(batch_size, count)
         deal = np.take_along_axis(deal, np.argsort(self.rng.random(deal.shape), axis=1), axis=1)
-        batches = []
-        for k in range(count):
-            batch = {key: value[deal[:, k]] for key, value in drawn.items()}
-            batch["weights"] = (batch["weights"] / batch["weights"].max()).astype(np.float32)
-            batches.append(batch)
-        return batches
+        # One gather per field for all the batches, (count, batch_size, …); batch k is row k, a view
+        # (gathering each batch's fields one by one cost 16 · 11 numpy calls for 16 batches).
+        dealt = {key: value[deal.T] for key, value in drawn.items()}
+        weights = dealt["weights"]
+        dealt["weights"] = (weights / weights.max(axis=1, keepdims=True)).astype(np.float32)
+        return [{key: value[k] for key, value in dealt.items()} for k in range(count)]
 
     def stack_transitions(self, transitions: dict) -> dict:
         """The learner's batch for :meth:`sample_transitions`' output: states and next states stacked."""
