@@ -44,7 +44,7 @@ def batched_targets() -> bool:
 
     On a GPU the update is bound by kernel launches, and one pass over K·B next states launches
     a K-th of the kernels of K passes. On a CPU the big pass is slower (its activations leave the
-    cache: eight batch-64 updates took 0.87 s against 0.67 s on the 2-core development machine),
+    cache: eight batch-64 updates took 0.86–0.90 s against 0.66–0.71 s on the 2-core development machine),
     so it is used on accelerators only. ``DQNVIZ_BATCHED_TARGETS=1`` or ``=0`` overrides.
     """
     choice = os.environ.get("DQNVIZ_BATCHED_TARGETS", "").strip()
