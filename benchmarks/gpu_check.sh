@@ -31,7 +31,7 @@
 # within the issue's 10 minutes for Pong), LEARN_ENVS (128), LEARN_BATCH (64), LEARN_FREQUENCY (8),
 # LEARN_LR (0.0001), LEARN_TRAIN_STEPS (500000 per epoch: a snapshot and a test phase every ~2.5 min),
 # CALL_SECONDS (585), COLLECT_SECONDS (210; give it the lease's time left − 40),
-# LEARNER_VARIANTS ("default;DQNVIZ_BATCHED_TARGETS=0": environments for benchmarks/learner.py),
+# LEARNER_VARIANTS ("default;DQNVIZ_FEWER_PASSES=0": environments for benchmarks/learner.py),
 # THROUGHPUT_RUNS ("128:0:overlapped:pong 64:0:overlapped 128:0:overlapped 1:0:serial": envs, emulator threads (0 = the default: one per env, up to 12 of 16 cores), profile,
 # and optionally `pong`, the learning recipe: Pong, prioritized, Double, dueling, 3-step), THROUGHPUT_STEPS (10000; times envs/8
 # per configuration), EXTRA_OPTIONS (appended to the learning options, a later flag winning: --epsilon-end 0.05, or a dry run's tiny
@@ -118,7 +118,7 @@ case "${1:-}" in
     # under variants (one process each: XLA reads its flags once). LEARNER_VARIANTS: ';'-separated
     # environment assignments, "default" for none.
     if [ -f benchmarks/learner.py ]; then
-      IFS=';' read -ra variants <<< "${LEARNER_VARIANTS:-default;DQNVIZ_BATCHED_TARGETS=0}"
+      IFS=';' read -ra variants <<< "${LEARNER_VARIANTS:-default;DQNVIZ_FEWER_PASSES=0}"
       for variant in "${variants[@]}"; do
         left=$((COLLECT_SECONDS - SECONDS))
         [ "$left" -lt 40 ] && { echo "no time left for learner $variant" >> "$OUT/learner.txt"; break; }

@@ -2,7 +2,7 @@
 
     KERAS_BACKEND=jax python benchmarks/learner.py                       # 64 envs' worth: 8 × batch 64
     KERAS_BACKEND=jax python benchmarks/learner.py --calls 8x64,2x256,16x32
-    DQNVIZ_BATCHED_TARGETS=0 KERAS_BACKEND=jax python benchmarks/learner.py   # A/B (see backend/jax.py)
+    DQNVIZ_FEWER_PASSES=0 KERAS_BACKEND=jax python benchmarks/learner.py   # A/B (see backend/jax.py)
 
 No emulator and no loop: a replay memory of random frames (on the device with ``--device-replay``,
 the default under JAX) and the compiled update, called as the trainer calls it, ``K`` batches per
@@ -53,9 +53,9 @@ def main():
     device_replay = keras.config.backend() == "jax" and not args.host_replay
     targets = ""
     if keras.config.backend() == "jax":
-        from dqnviz.backend.jax import batched_targets, compiler_options
+        from dqnviz.backend.jax import compiler_options, fewer_passes
 
-        targets = (f", target values {'in one pass per call' if batched_targets() else 'per batch'}, "
+        targets = (f", {'fewer, bigger passes' if fewer_passes() else 'a pass per network and batch'}, "
                    f"compiler options {compiler_options()}")
     print(f"backend {keras.config.backend()}, keras {keras.__version__}, {os.cpu_count()} CPUs, "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, frames on the {'device' if device_replay else 'host'}{targets}")

@@ -79,17 +79,20 @@ def _twin_learners(prioritized=True):
     return Learner(4, config), Learner(4, config)
 
 
-@pytest.mark.parametrize("batched_targets", ["0", "1"])
-def test_updates_on_device_frames_equal_updates_on_host_batches(monkeypatch, batched_targets):
+@pytest.mark.parametrize("fewer_passes", ["0", "1"])
+def test_updates_on_device_frames_equal_updates_on_host_batches(monkeypatch, fewer_passes):
     """One fused call of K updates, states stacked on the device from frames written in that
     same call, makes the same K updates as K ordinary steps on batches stacked on the host;
-    under JAX also with the K batches' target values computed in one pass (a GPU's default)."""
-    monkeypatch.setenv("DQNVIZ_BATCHED_TARGETS", batched_targets)
+    under JAX also in fewer, bigger passes (a GPU's default): the K batches' target values in
+    one pass, and Double DQN's online passes over s and s' in one."""
+    monkeypatch.setenv("DQNVIZ_FEWER_PASSES", "0")  # the reference: a pass per network and batch
+    _, stepwise = _twin_learners()
+    monkeypatch.setenv("DQNVIZ_FEWER_PASSES", fewer_passes)
+    fused, _ = _twin_learners()
     host = ReplayMemory(400, num_envs=2, n_step=3, prioritized=True, seed=3)
     device = DeviceReplay(400, num_envs=2, n_step=3, prioritized=True, seed=3)
     fill_both([host, device], steps=300)
     assert device.buffer.staged_count > 0  # the newest frames are still on the host: the fused call writes them first
-    fused, stepwise = _twin_learners()
     transitions = [device.sample_transitions(16, beta=0.5) for _ in range(3)]
     pending = fused.train_transitions(device, transitions)
     losses, td_abs = [], []

@@ -181,12 +181,30 @@ def test_jax_compiler_options_are_used_where_xla_knows_them_and_dropped_where_no
         jax_backend.compiler_options.cache_clear()
 
 
-def test_batched_target_pass_is_an_accelerator_default_that_the_environment_overrides(monkeypatch):
+def test_fewer_bigger_passes_are_an_accelerator_default_that_the_environment_overrides(monkeypatch):
     from dqnviz.backend import jax as jax_backend
 
-    monkeypatch.delenv("DQNVIZ_BATCHED_TARGETS", raising=False)
-    assert jax_backend.batched_targets() is False  # the tests run on a CPU, where it is slower
-    monkeypatch.setenv("DQNVIZ_BATCHED_TARGETS", "1")
-    assert jax_backend.batched_targets() is True
-    monkeypatch.setenv("DQNVIZ_BATCHED_TARGETS", "0")
-    assert jax_backend.batched_targets() is False
+    monkeypatch.delenv("DQNVIZ_FEWER_PASSES", raising=False)
+    assert jax_backend.fewer_passes() is False  # the tests run on a CPU, where it is slower
+    monkeypatch.setenv("DQNVIZ_FEWER_PASSES", "1")
+    assert jax_backend.fewer_passes() is True
+    monkeypatch.setenv("DQNVIZ_FEWER_PASSES", "0")
+    assert jax_backend.fewer_passes() is False
+
+
+def test_double_dqn_in_one_online_pass_makes_the_same_updates(monkeypatch):
+    """Q(s) and Q(s') in one pass over 2B states (a GPU's default) gives the updates of two passes."""
+    rng = np.random.default_rng(7)
+    batch = _batch(rng)
+    weights = []
+    for choice in ("0", "1"):
+        monkeypatch.setenv("DQNVIZ_FEWER_PASSES", choice)
+        learner = Learner(4, TrainConfig(seed=2, double=True, dueling=True))
+        results = [learner.train(batch) for _ in range(3)]
+        weights.append((learner.model().get_weights(), [np.asarray(td) for _, td in results]))
+    (separate, td_separate), (joint, td_joint) = weights
+    for a, b in zip(separate, joint):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(td_separate, td_joint, rtol=1e-4, atol=1e-5)
+    fresh = Learner(4, TrainConfig(seed=2, double=True, dueling=True)).model().get_weights()
+    assert any(not np.allclose(a, b) for a, b in zip(fresh, joint))  # and the updates did something
