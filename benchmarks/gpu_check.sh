@@ -31,7 +31,8 @@
 # within the issue's 10 minutes for Pong), LEARN_ENVS (128), LEARN_BATCH (64), LEARN_FREQUENCY (8),
 # LEARN_LR (0.0001), LEARN_TRAIN_STEPS (500000 per epoch: a snapshot and a test phase every ~2.5 min),
 # CALL_SECONDS (585), COLLECT_SECONDS (210; give it the lease's time left − 40),
-# LEARNER_VARIANTS ("default;DQNVIZ_FEWER_PASSES=0": environments for benchmarks/learner.py),
+# LEARNER_VARIANTS ("default;DQNVIZ_FEWER_PASSES=0;DQNVIZ_FEWER_PASSES=0 DQNVIZ_COMPILER_OPTIONS=0":
+# environments for benchmarks/learner.py, the last one the first lease's update),
 # THROUGHPUT_RUNS ("128:0:overlapped:pong 64:0:overlapped 128:0:overlapped 1:0:serial": envs, emulator threads (0 = the default: one per env, up to 12 of 16 cores), profile,
 # and optionally `pong`, the learning recipe: Pong, prioritized, Double, dueling, 3-step), THROUGHPUT_STEPS (10000; times envs/8
 # per configuration), EXTRA_OPTIONS (appended to the learning options, a later flag winning: --epsilon-end 0.05, or a dry run's tiny
@@ -115,16 +116,16 @@ case "${1:-}" in
       tail -3 "$OUT/tests.txt"
     fi
     # The fused update alone, without the loop: host dispatch time against time to the results,
-    # under variants (one process each: XLA reads its flags once). LEARNER_VARIANTS: ';'-separated
-    # environment assignments, "default" for none.
+    # under variants (one process each: XLA reads its options once). LEARNER_VARIANTS:
+    # ';'-separated variants, each "default" or space-separated VAR=value assignments.
     if [ -f benchmarks/learner.py ]; then
-      IFS=';' read -ra variants <<< "${LEARNER_VARIANTS:-default;DQNVIZ_FEWER_PASSES=0}"
+      IFS=';' read -ra variants <<< "${LEARNER_VARIANTS:-default;DQNVIZ_FEWER_PASSES=0;DQNVIZ_FEWER_PASSES=0 DQNVIZ_COMPILER_OPTIONS=0}"
       for variant in "${variants[@]}"; do
         left=$((COLLECT_SECONDS - SECONDS))
         [ "$left" -lt 40 ] && { echo "no time left for learner $variant" >> "$OUT/learner.txt"; break; }
-        assignment=$variant; [ "$variant" = default ] && assignment=DQNVIZ_VARIANT=default
+        read -ra assignments <<< "$variant"; [ "$variant" = default ] && assignments=()
         echo "== $variant" >> "$OUT/learner.txt"
-        env "$assignment" timeout $((left < 50 ? left : 50)) python3 benchmarks/learner.py \
+        env "${assignments[@]}" timeout $((left < 50 ? left : 50)) python3 benchmarks/learner.py \
           ${LEARNER_OPTIONS:---calls 8x64,16x64,2x256 --double --dueling --repeats 30} >> "$OUT/learner.txt" 2>&1
       done
       cat "$OUT/learner.txt"

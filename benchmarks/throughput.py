@@ -124,6 +124,7 @@ def main():
 
     import keras
 
+    from dqnviz.atari import default_emulator_threads
     from dqnviz.progress import plural
 
     print(f"backend {keras.config.backend()}, keras {keras.__version__}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
@@ -146,7 +147,7 @@ def main():
         # is the throughput run too; the serial profile waits for the device and needs its own.
         overlapped = args.profile in ("overlapped", "both")
         rate, update_rate, parts, seconds = measure(args.steps, profile="overlapped" if overlapped else False, **options)
-        threads = recipe.get("emulator_threads", 0) if num_envs > 1 else 0
+        threads = (recipe.get("emulator_threads") or default_emulator_threads(num_envs)) if num_envs > 1 else 0
         threads = f", {threads} emulator {plural('thread', threads)}" if threads else ""
         print(f"\n{args.game}, {num_envs} env(s){threads}: {rate:,.0f} agent steps/s, {update_rate:,.1f} updates/s "
               f"({args.steps:,} steps in {seconds:.1f} s)")

@@ -331,7 +331,7 @@ def default_emulator_threads(num_envs: int, cpus: int | None = None) -> int:
     A quarter of the cores stays with the training loop, which samples the replay memory and
     launches the learner's kernels while the emulators step. On the H100 host (16 cores, 64
     environments) 12 threads trained at 6,254 agent steps/s against 5,724 with 16
-    (benchmarks/results/h100-2026-11-26b/). 1 and 2 cores keep all of theirs.
+    (benchmarks/results/h100-2026-11-26b/). Up to 3 cores keep all of theirs.
     """
     cpus = cpus or os.cpu_count() or 1
     return max(1, min(num_envs, cpus - cpus // 4))

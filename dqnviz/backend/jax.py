@@ -31,7 +31,10 @@ GPU_COMPILER_OPTIONS = {"xla_gpu_graph_min_graph_size": 1}
 @functools.cache
 def compiler_options() -> dict:
     """:data:`GPU_COMPILER_OPTIONS` if this XLA knows them, else ``{}`` (options come and go
-    between XLA versions, and an unknown one is an error at compile time)."""
+    between XLA versions, and an unknown one is an error at compile time; ``jax.jit`` takes
+    them from JAX 0.4.36 on). ``DQNVIZ_COMPILER_OPTIONS=0`` turns them off, for an A/B."""
+    if os.environ.get("DQNVIZ_COMPILER_OPTIONS", "").strip() == "0":
+        return {}
     try:
         jax.jit(lambda x: x + 1, compiler_options=GPU_COMPILER_OPTIONS).lower(np.float32(0)).compile()
     except Exception:  # noqa: BLE001 - XLA reports an unknown option as a runtime error
@@ -62,7 +65,9 @@ def fewer_passes() -> bool:
 
 def _jit(fn, **options):
     """``jax.jit`` with :func:`compiler_options`: for the learner's and the actor's hot calls."""
-    return jax.jit(fn, compiler_options=compiler_options(), **options)
+    if compiler_options():  # a JAX before 0.4.36 has no such keyword at all
+        options["compiler_options"] = compiler_options()
+    return jax.jit(fn, **options)
 
 
 def input_gradient(fn, x):
