@@ -44,6 +44,7 @@ def main():
     args = parser.parse_args()
 
     import keras
+    from _timing import print_machine
     import numpy as np
 
     from dqnviz.config import TrainConfig
@@ -51,20 +52,14 @@ def main():
     from dqnviz.replay import DeviceReplay, ReplayMemory
 
     device_replay = keras.config.backend() == "jax" and not args.host_replay
-    targets = ""
+    print_machine()
+    update = ""
     if keras.config.backend() == "jax":
         from dqnviz.backend.jax import compiler_options, fewer_passes
 
-        targets = (f", {'fewer, bigger passes' if fewer_passes() else 'a pass per network and batch'}, "
-                   f"compiler options {compiler_options()}")
-    print(f"backend {keras.config.backend()}, keras {keras.__version__}, {os.cpu_count()} CPUs, "
-          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, frames on the {'device' if device_replay else 'host'}{targets}")
-    try:
-        import jax
-
-        print("jax devices:", ", ".join(str(d) for d in jax.devices()))
-    except Exception:
-        pass
+        update = (f", {'fewer, bigger passes' if fewer_passes() else 'a pass per network and batch'}, "
+                  f"compiler options {compiler_options()}")
+    print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, frames on the {'device' if device_replay else 'host'}{update}")
 
     rng = np.random.default_rng(0)
     n = args.num_envs

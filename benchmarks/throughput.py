@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -122,18 +121,12 @@ def main():
                         help="JAX: also count host-to-device transfers per iteration")
     args = parser.parse_args()
 
-    import keras
+    from _timing import print_machine
 
     from dqnviz.atari import default_emulator_threads
     from dqnviz.progress import plural
 
-    print(f"backend {keras.config.backend()}, keras {keras.__version__}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
-    try:
-        import jax
-
-        print("jax devices:", ", ".join(str(d) for d in jax.devices()))
-    except Exception:
-        pass
+    print_machine()
     print(f"replay ratio: batch {args.batch_size} every {args.train_frequency} agent steps "
           f"= {args.batch_size / args.train_frequency:g} sampled transitions per step; ε = {args.epsilon:g}")
     recipe = {name: getattr(args, name) for name in RECIPE if getattr(args, name) is not None}

@@ -7,7 +7,15 @@ the command line and this file can never disagree.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
+
+
+def env_switch(name: str) -> bool | None:
+    """A ``DQNVIZ_…=0|1`` override of a choice the backends make for the machine (XLA under
+    TensorFlow, fewer passes and compiler options under JAX): True, False, or None when unset."""
+    choice = os.environ.get(name, "").strip()
+    return None if choice not in ("0", "1") else choice == "1"
 
 
 def _f(default, help, **extra):

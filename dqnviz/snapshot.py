@@ -282,27 +282,33 @@ def layer_kernels(model) -> dict:
     return {layer.name: layer.get_weights()[0] for layer in model.layers if layer.get_weights()}
 
 
-def kernel_movement(trained: dict, initial: dict) -> tuple[dict, dict]:
-    """How far each kernel moved: ``({name: {"change", "cosine"}}, {name: W − W₀ as float32})``.
+def kernel_movement(trained: dict, initial: dict) -> dict:
+    """How far each kernel moved: ``{name: {"change", "cosine"}}``.
 
     change = ‖W − W₀‖ / ‖W₀‖ and cosine = W·W₀ / (‖W‖ ‖W₀‖), kernels flattened, in float64
     (``nan`` where a norm is 0). Layers missing from ``initial`` are left out.
     """
     import numpy as np
 
-    movement, changes = {}, {}
+    movement = {}
     for name, weights in trained.items():
         if name not in initial:
             continue
         w, w0 = np.ravel(weights).astype(np.float64), np.ravel(initial[name]).astype(np.float64)
-        change = w - w0
-        changes[name] = change.astype(np.float32)  # half the memory; the norms use float64
         norm, norm_w = np.linalg.norm(w0), np.linalg.norm(w)
         movement[name] = {
-            "change": float(np.linalg.norm(change) / norm) if norm else float("nan"),
+            "change": float(np.linalg.norm(w - w0) / norm) if norm else float("nan"),
             "cosine": float(w @ w0 / (norm_w * norm)) if norm and norm_w else float("nan"),
         }
-    return movement, changes
+    return movement
+
+
+def kernel_changes(trained: dict, initial: dict) -> dict:
+    """``{name: W − W₀}``, flattened, float32 (what nvis and compare draw; the norms use float64)."""
+    import numpy as np
+
+    return {name: np.ravel(w).astype(np.float32) - np.ravel(initial[name]).astype(np.float32)
+            for name, w in trained.items() if name in initial}
 
 
 def _recorded_movement(meta: dict) -> dict:
@@ -319,8 +325,9 @@ def _recorded_movement(meta: dict) -> dict:
     return movement
 
 
-def starting_point(snapshot) -> StartingPoint:
-    """Rebuild the weights a snapshot's run started from, and measure how far it moved from them.
+def starting_point(snapshot, measure: bool = True) -> StartingPoint:
+    """Rebuild the weights a snapshot's run started from, and measure how far it moved from them
+    (``measure=False``: only rebuild them, as a resumed trainer needs).
 
     The trainer builds its network as ``build_q_network(actions, dueling, history, seed)`` before
     the first update, and Keras's seeded initialisers draw from the backend's own generator, so
@@ -340,7 +347,7 @@ def starting_point(snapshot) -> StartingPoint:
         start.reason = "its metadata records no seed"
         return start
     if backend != keras.config.backend():
-        start.movement = _recorded_movement(meta)
+        start.movement = _recorded_movement(meta) if measure else {}
         if start.movement:
             start.source = "recorded"
         else:
@@ -358,6 +365,8 @@ def starting_point(snapshot) -> StartingPoint:
     if set(initial) != set(trained) or any(initial[k].shape != trained[k].shape for k in trained):
         start.reason = "its layers differ from the network dqnviz builds"
         return start
-    start.initial, start.source = initial, "rebuilt"
-    start.movement, start.change = kernel_movement(trained, initial)
+    start.initial = initial
+    if measure:
+        start.source = "rebuilt"
+        start.movement, start.change = kernel_movement(trained, initial), kernel_changes(trained, initial)
     return start

@@ -278,7 +278,7 @@ class Trainer:
             self.initialised_under = keras.config.backend()
             self.initial_kernels = layer_kernels(self.learner.model())
         else:
-            start = starting_point(resume)
+            start = starting_point(resume, measure=False)
             self.initialised_under, self.initial_kernels = start.backend, start.initial
         self.csv = StatisticsCSV(self.report_dir / f"{run}.csv")
         meta = resume.meta if resume else {}
@@ -507,7 +507,7 @@ class Trainer:
         )
         model = self.learner.model()
         if self.initial_kernels is not None:
-            meta["movement"] = kernel_movement(layer_kernels(model), self.initial_kernels)[0]
+            meta["movement"] = kernel_movement(layer_kernels(model), self.initial_kernels)
         return save_snapshot(self.snapshot_path(epoch, suffix), model, meta)
 
     def write_row(self, stats: PhaseStats, epoch_started: float) -> dict:

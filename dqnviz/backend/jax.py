@@ -12,11 +12,12 @@ sends two small index arrays and the new frames, and reads ``|δ|`` back once.
 """
 
 import functools
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from dqnviz.config import env_switch
 
 # XLA replays a run of kernels as one CUDA graph (a command buffer) only when the run holds at
 # least ``xla_gpu_graph_min_graph_size`` of them, 5 by default. In the DQN update the runs between
@@ -33,7 +34,7 @@ def compiler_options() -> dict:
     """:data:`GPU_COMPILER_OPTIONS` if this XLA knows them, else ``{}`` (options come and go
     between XLA versions, and an unknown one is an error at compile time; ``jax.jit`` takes
     them from JAX 0.4.36 on). ``DQNVIZ_COMPILER_OPTIONS=0`` turns them off, for an A/B."""
-    if os.environ.get("DQNVIZ_COMPILER_OPTIONS", "").strip() == "0":
+    if env_switch("DQNVIZ_COMPILER_OPTIONS") is False:
         return {}
     try:
         jax.jit(lambda x: x + 1, compiler_options=GPU_COMPILER_OPTIONS).lower(np.float32(0)).compile()
@@ -57,10 +58,8 @@ def fewer_passes() -> bool:
     alone: 0.86–0.90 s instead of 0.66–0.71), so fewer passes are used on accelerators only.
     ``DQNVIZ_FEWER_PASSES=1`` or ``=0`` overrides.
     """
-    choice = os.environ.get("DQNVIZ_FEWER_PASSES", "").strip()
-    if choice in ("0", "1"):
-        return choice == "1"
-    return jax.default_backend() != "cpu"
+    choice = env_switch("DQNVIZ_FEWER_PASSES")
+    return jax.default_backend() != "cpu" if choice is None else choice
 
 
 def _jit(fn, **options):

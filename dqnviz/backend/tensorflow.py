@@ -7,17 +7,15 @@ On a CPU, TensorFlow's oneDNN convolutions beat XLA's for the Nature CNN (a batc
 ``DQNVIZ_XLA=1`` or ``DQNVIZ_XLA=0`` overrides the choice.
 """
 
-import os
-
 import numpy as np
 import tensorflow as tf
 
+from dqnviz.config import env_switch
+
 
 def _use_xla() -> bool:
-    choice = os.environ.get("DQNVIZ_XLA", "").strip()
-    if choice in ("0", "1"):
-        return choice == "1"
-    return bool(tf.config.list_physical_devices("GPU"))
+    choice = env_switch("DQNVIZ_XLA")
+    return bool(tf.config.list_physical_devices("GPU")) if choice is None else choice
 
 
 XLA = _use_xla()
