@@ -342,14 +342,21 @@ class VectorAtariEnv:
 
     Same preprocessing as :class:`AtariEnv`. Games restart by themselves ("same-step" autoreset):
     after a game over the returned state is the next game's first state.
+
+    States are channels last, (num_envs, 84, 84, history), like :class:`AtariEnv`'s, or with
+    ``stacks=True`` the frame stacks (num_envs, history, 84, 84) as the emulators write them. The
+    trainer takes the stacks: its network transposes them on the device, and the replay memory
+    stores ``stacks[:, -1]``, so no state is transposed on the host (1.1 ms an iteration for 128
+    environments on the 2-core development machine, :func:`channels_last`).
     """
 
     def __init__(self, rom: Rom, num_envs: int, seed: int = 0, noop_max: int = 30,
                  life_loss_terminal: bool = False, repeat_action_probability: float = 0.0,
                  max_frames_per_episode: int = 108_000, frame_skip: int = 4, history: int = 4,
-                 num_threads: int = 0):
+                 num_threads: int = 0, stacks: bool = False):
         self.rom = rom
         self.num_envs = num_envs
+        self.stacks = stacks
         self.life_loss_terminal = life_loss_terminal
         self.vector = _vector_interface()(
             rom_path=rom.path, num_envs=num_envs, frame_skip=frame_skip, stack_num=history,
@@ -368,10 +375,10 @@ class VectorAtariEnv:
         self._lives = np.zeros(num_envs, np.int64)
 
     def reset(self) -> np.ndarray:
-        """Start every game; return the states, shaped (num_envs, 84, 84, history)."""
+        """Start every game; return the states (see the class docstring for their layout)."""
         obs, info = self.vector.reset(np.arange(self.num_envs), np.arange(self.num_envs) + self.seed)
         self._lives = np.asarray(info["lives"]).copy()
-        return channels_last(obs)
+        return obs if self.stacks else channels_last(obs)
 
     def send(self, actions: np.ndarray) -> None:
         """Start stepping all emulators (returns at once, so the learner can work meanwhile)."""
@@ -386,7 +393,7 @@ class VectorAtariEnv:
         if self.life_loss_terminal:
             terminal |= lives < self._lives
         self._lives = lives.copy()
-        states = channels_last(obs)
+        states = obs if self.stacks else channels_last(obs)  # ale-py returns new arrays each step
         return states, np.asarray(rewards, dtype=np.float32), terminal, game_over, lives
 
     def step(self, actions: np.ndarray):

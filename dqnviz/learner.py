@@ -93,12 +93,13 @@ class Learner:
         loss_fn = functools.partial(dqn_loss, bootstrap_epsilon=config.bootstrap_epsilon) \
             if config.bootstrap_epsilon else dqn_loss
         self.step = backend.make_train_step(self.online, self.target, self.optimizer, loss_fn, config.double)
-        self._predict = backend.make_predict(self.online)
+        self._predict = {stacks: backend.make_predict(self.online, stacks=stacks) for stacks in (False, True)}
         self.updates = 0
 
-    def q_values(self, states: np.ndarray) -> np.ndarray:
-        """Q(s, ·) for a batch of uint8 states, with the current online weights."""
-        return self._predict(np.asarray(states), self.step.weights)
+    def q_values(self, states: np.ndarray, stacks: bool = False) -> np.ndarray:
+        """Q(s, ·) for a batch of uint8 states (N, 84, 84, history), or of frame stacks
+        (N, history, 84, 84) with ``stacks``, with the current online weights."""
+        return self._predict[stacks](np.asarray(states), self.step.weights)
 
     def train(self, batch: dict) -> tuple[float, np.ndarray]:
         """One gradient step on ``batch``; returns the loss and |δ| per transition."""

@@ -177,9 +177,9 @@ class ReplayMemory:
             starts: whether s_t is the first state of a game.
         """
         slot = self.cursor
-        # States are channels last, so their newest frames arrive as a strided view; one
-        # contiguous copy (0.13 ms for 64 environments) spares the ring's write, or the device
-        # buffer's staging, a byte-by-byte strided copy (1.2 ms).
+        # Newest frames taken from channels-last states are a strided view; one contiguous copy
+        # (0.13 ms for 64 environments) spares the ring's write, or the device buffer's staging,
+        # a byte-by-byte strided copy (1.2 ms). The trainer's frame stacks give whole frames.
         self._write_frames(slot, np.ascontiguousarray(frames, np.uint8))
         self.actions[:, slot] = actions
         self.rewards[:, slot] = rewards

@@ -73,19 +73,23 @@ def snapshot_meta(rom: Rom, env, config: TrainConfig, run: str, epoch: int, tota
 # Environments as one batch
 
 class SingleEnvBatch:
-    """One :class:`AtariEnv` behind the same interface as :class:`VectorAtariEnv` (batch of 1).
+    """One :class:`AtariEnv` behind the same interface as :class:`VectorAtariEnv` (batch of 1),
+    ``stacks`` included.
 
     Games restart by themselves: after a game over, the returned state is the next game's first.
     """
 
     num_envs = 1
 
-    def __init__(self, env):
-        self.env = env
+    def __init__(self, env, stacks: bool = False):
+        self.env, self.stacks = env, stacks
         self.actions, self.action_names, self.num_actions = env.actions, env.action_names, env.num_actions
 
+    def _batch(self, state: np.ndarray) -> np.ndarray:
+        return (np.moveaxis(state, -1, 0) if self.stacks else state)[None]
+
     def reset(self) -> np.ndarray:
-        return self.env.reset()[None]
+        return self._batch(self.env.reset())
 
     def send(self, actions) -> None:
         self._actions = actions
@@ -96,12 +100,15 @@ class SingleEnvBatch:
     def step(self, actions):
         step = self.env.step(int(actions[0]))
         state = self.env.reset() if step.game_over else step.state
-        return (state[None], np.array([step.reward], np.float32), np.array([step.terminal]),
+        return (self._batch(state), np.array([step.reward], np.float32), np.array([step.terminal]),
                 np.array([step.game_over]), np.array([step.lives]))
 
 
 def make_envs(rom: Rom, config: TrainConfig, training: bool, seed: int):
-    """The environments of one phase kind: training (lost life = terminal) or testing."""
+    """The environments of one phase kind: training (lost life = terminal) or testing.
+
+    Their states are frame stacks, (num_envs, history, 84, 84): see :class:`VectorAtariEnv`.
+    """
     options = dict(
         seed=seed, noop_max=config.noop_max, life_loss_terminal=training,
         repeat_action_probability=config.repeat_action_probability,
@@ -110,8 +117,8 @@ def make_envs(rom: Rom, config: TrainConfig, training: bool, seed: int):
     )
     count = config.num_envs if training else config.test_envs or config.num_envs
     if count == 1:
-        return SingleEnvBatch(AtariEnv(rom, **options))
-    return VectorAtariEnv(rom, num_envs=count, num_threads=config.emulator_threads, **options)
+        return SingleEnvBatch(AtariEnv(rom, **options), stacks=True)
+    return VectorAtariEnv(rom, num_envs=count, num_threads=config.emulator_threads, stacks=True, **options)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -340,7 +347,7 @@ class Trainer:
         """ε-greedy actions; the network runs only when at least one state acts greedily."""
         if epsilon >= 1.0:
             return self.rng.integers(0, self.num_actions, len(states))
-        return epsilon_greedy_lazy(lambda: self.learner.q_values(states), len(states), self.num_actions,
+        return epsilon_greedy_lazy(lambda: self.learner.q_values(states, stacks=True), len(states), self.num_actions,
                                    epsilon, self.rng)
 
     def run_phase(self, epoch: int, phase: str, steps: int, progress_label: str | None = None) -> PhaseStats:
@@ -405,7 +412,7 @@ class Trainer:
                     last_game_overs = np.asarray(game_overs, bool)
                     if not testing:
                         with timer("replay"):
-                            self.replay.add(states[..., -1], actions, np.clip(rewards, -1.0, 1.0), terminals, self.starts)
+                            self.replay.add(states[:, -1], actions, np.clip(rewards, -1.0, 1.0), terminals, self.starts)
                         self.starts = game_overs
                         self.total_steps += n
                     if pending is not None:

@@ -111,6 +111,24 @@ def test_single_and_vectorised_environments_see_the_same_states(game):
     assert seen["terminal"] > seen["game_over"] >= 1 or game == "pong"
 
 
+def test_frame_stacks_are_the_states_transposed():
+    """The trainer's layout: (N, history, 84, 84) from both batch kinds, the same frames as the states."""
+    rom = resolve_rom("breakout")
+    options = dict(seed=3, noop_max=0, max_frames_per_episode=2_000)
+    envs = [(SingleEnvBatch(AtariEnv(rom, **options)), SingleEnvBatch(AtariEnv(rom, **options), stacks=True)),
+            (VectorAtariEnv(rom, num_envs=2, num_threads=1, **options),
+             VectorAtariEnv(rom, num_envs=2, num_threads=1, stacks=True, **options))]
+    rng = np.random.default_rng(0)
+    for states_env, stacks_env in envs:
+        states, stacks = states_env.reset(), stacks_env.reset()
+        for t in range(40):
+            assert stacks.shape == (states_env.num_envs, 4, 84, 84)
+            np.testing.assert_array_equal(np.moveaxis(stacks, 1, -1), states, err_msg=f"step {t}")
+            actions = rng.integers(0, states_env.num_actions, states_env.num_envs)
+            states, stacks = states_env.step(actions)[0], stacks_env.step(actions)[0]
+        assert states.any()  # the frames compared were not all blank
+
+
 def test_default_emulator_threads_leave_a_quarter_of_the_cores_to_the_loop():
     from dqnviz.atari import default_emulator_threads
 

@@ -102,6 +102,9 @@ def test_training_step_reduces_the_loss_on_a_fixed_batch(double):
     assert not np.allclose(target_q, online, atol=1e-4)
     np.testing.assert_allclose(synced, online, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(learner.q_values(batch["states"]), online, rtol=1e-4, atol=1e-4)
+    # the trainer's frame stacks (N, history, 84, 84) are transposed inside the compiled call
+    stacks = np.ascontiguousarray(np.moveaxis(batch["states"], -1, 1))
+    np.testing.assert_allclose(learner.q_values(stacks, stacks=True), online, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])

@@ -8,7 +8,8 @@ from tests.conftest import quiet_trainer
 
 
 class ScriptedEnvs:
-    """Every step scores 1; a game in environment i lasts ``lengths[i]`` steps. VectorAtariEnv's interface."""
+    """Every step scores 1; a game in environment i lasts ``lengths[i]`` steps. VectorAtariEnv's
+    interface, with frame stacks (N, history, 84, 84) as the trainer asks for them."""
 
     num_actions = 4
     actions, action_names = [0, 1, 3, 4], ["NOOP", "FIRE", "RIGHT", "LEFT"]
@@ -19,7 +20,7 @@ class ScriptedEnvs:
 
     def reset(self):
         self.t = 0
-        return np.zeros((self.num_envs, 84, 84, 4), np.uint8)
+        return np.zeros((self.num_envs, 4, 84, 84), np.uint8)
 
     def send(self, actions):
         assert len(actions) == self.num_envs
@@ -27,7 +28,7 @@ class ScriptedEnvs:
     def recv(self):
         self.t += 1
         over = self.t % self.lengths == 0
-        state = np.full((self.num_envs, 84, 84, 4), self.t % 250, np.uint8)
+        state = np.full((self.num_envs, 4, 84, 84), self.t % 250, np.uint8)
         return state, np.ones(self.num_envs, np.float32), over, over, np.zeros(self.num_envs)
 
 
@@ -83,16 +84,16 @@ def test_the_network_runs_only_when_some_state_acts_greedily(tmp_path, monkeypat
     run = _trainer(tmp_path, monkeypatch, lengths=[10])
     real_q_values, calls = run.learner.q_values, []
 
-    def counting_q_values(states):
+    def counting_q_values(states, stacks=False):
         calls.append(len(states))
-        return real_q_values(states)
+        return real_q_values(states, stacks=stacks)
 
     run.learner.q_values = counting_q_values
-    states = np.random.default_rng(3).integers(0, 255, (1, 84, 84, 4), dtype=np.uint8)
+    states = np.random.default_rng(3).integers(0, 255, (1, 4, 84, 84), dtype=np.uint8)  # frame stacks
     run.rng = np.random.default_rng(7)
     chosen = [int(run._choose(states, 0.6)[0]) for _ in range(300)]
     reference_rng = np.random.default_rng(7)
-    q = real_q_values(states)
+    q = real_q_values(np.moveaxis(states, 1, -1))
     expected = [int(epsilon_greedy(q, 0.6, reference_rng)[0]) for _ in range(300)]
     assert chosen == expected  # the same exploration draws, so the same actions
     draws, greedy_steps = np.random.default_rng(7), 0

@@ -77,6 +77,6 @@ def test_emulator_threads_reach_the_vector_interface(monkeypatch, threads):
 
     monkeypatch.setattr(atari, "_vector_interface", lambda: recording)
     env = make_envs(resolve_rom("pong"), TrainConfig(num_envs=4, emulator_threads=threads), training=True, seed=0)
-    assert env.reset().shape == (4, 84, 84, 4)
+    assert env.reset().shape == (4, 4, 84, 84)  # the trainer's frame stacks
     # 0: one thread per environment, up to the CPU count; otherwise as many as asked for
     assert seen == [threads or min(4, os.cpu_count())]

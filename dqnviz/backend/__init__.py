@@ -19,8 +19,8 @@ Each backend module exposes the same two functions:
     updates in one jitted call, their states stacked from a ``FrameBuffer`` inside it. Without it
     (TensorFlow) the learner stacks each batch with the replay memory and calls ``step(batch)``.
 
-``make_predict(model) -> predict(states, weights=None)``
-    compiled Q-values for acting.
+``make_predict(model, stacks=False) -> predict(states, weights=None)``
+    compiled Q-values for acting; with ``stacks`` from frame stacks (N, history, H, W).
 
 ``make_q_and_gradient(model, run) -> call(x) -> (Q, dQ(x, argmax Q)/dx)``
     one compiled pass for recording with gradient saliency.

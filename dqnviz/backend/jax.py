@@ -81,11 +81,17 @@ def input_gradient(fn, x):
     return np.asarray(values), np.asarray(gradient)
 
 
-def make_predict(model):
-    """A jitted ``states -> Q-values`` function that always reads the model's current weights."""
+def make_predict(model, stacks: bool = False):
+    """A jitted ``states -> Q-values`` function that always reads the model's current weights.
+
+    With ``stacks`` it takes frame stacks (N, history, H, W) and makes them channels-last states
+    on the device.
+    """
 
     @_jit
     def _predict(trainable, non_trainable, states):
+        if stacks:
+            states = jnp.transpose(states, (0, 2, 3, 1))
         q, _ = model.stateless_call(trainable, non_trainable, states)
         return q
 

@@ -31,11 +31,14 @@ def input_gradient(fn, x):
     return values.numpy(), tape.gradient(total, x).numpy()
 
 
-def make_predict(model):
-    """A compiled ``states -> Q-values`` function reading the model's current weights."""
+def make_predict(model, stacks: bool = False):
+    """A compiled ``states -> Q-values`` function reading the model's current weights; with
+    ``stacks`` it takes frame stacks (N, history, H, W) and transposes them inside."""
 
     @tf.function(jit_compile=XLA, reduce_retracing=True)
     def _predict(states):
+        if stacks:
+            states = tf.transpose(states, (0, 2, 3, 1))
         return model(states, training=False)
 
     def predict(states, weights=None):
