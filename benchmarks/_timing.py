@@ -15,7 +15,13 @@ def print_machine() -> None:
     if keras.config.backend() == "jax":
         import jax
 
+        from dqnviz.backend.jax import compiler_options, fewer_passes, launch_thread
+
         print("jax devices:", ", ".join(str(d) for d in jax.devices()))
+        print(f"update: {'fewer, bigger passes' if fewer_passes() else 'a pass per network and batch'}, "
+              f"compiler options {compiler_options()}, "
+              f"{'launched from a worker thread' if launch_thread() else 'launched in place'}; "
+              f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
 
 
 def seconds_per_call(call, repeats: int = 200) -> float:

@@ -24,19 +24,23 @@
 # (h100-2026-11-26b): Pong 9.5 minutes with 12 emulator threads, 18.4 ± 1.9 (shipped as
 # snapshots/pong-h100-10min_6.keras); 64 envs 6,254 (12 threads) / 5,724 (16); 128 envs with the
 # Pong recipe 7,287; the learner alone launch-bound (learner.py). Not yet measured: the loop with
-# xla_gpu_graph_min_graph_size=1 (now the default), which `collect` measures first.
+# xla_gpu_graph_min_graph_size=1, fewer passes, the frame stacks and the launch thread (all now the
+# default), which `collect` measures first, then without the launch thread.
 #
 # Environment: GAME (pong; breakout runs the same recipe, for a learning curve: its 28 minutes do
 # not fit a lease), LEARN_MINUTES (9.5: the whole train command, start-up and compilation included,
 # within the issue's 10 minutes for Pong), LEARN_ENVS (128), LEARN_BATCH (64), LEARN_FREQUENCY (8),
 # LEARN_LR (0.0001), LEARN_TRAIN_STEPS (500000 per epoch: a snapshot and a test phase every ~2.5 min),
 # CALL_SECONDS (585), COLLECT_SECONDS (210; give it the lease's time left − 40),
-# LEARNER_VARIANTS ("default;DQNVIZ_FEWER_PASSES=0;DQNVIZ_FEWER_PASSES=0 DQNVIZ_COMPILER_OPTIONS=0":
-# environments for benchmarks/learner.py, the last one the first lease's update),
-# THROUGHPUT_RUNS ("128:0:overlapped:pong 64:0:overlapped 128:0:overlapped 1:0:serial": envs, emulator threads (0 = the default: one per env, up to 12 of 16 cores), profile,
-# and optionally `pong`, the learning recipe: Pong, prioritized, Double, dueling, 3-step), THROUGHPUT_STEPS (10000; times envs/8
-# per configuration), EXTRA_OPTIONS (appended to the learning options, a later flag winning: --epsilon-end 0.05, or a dry run's tiny
-# budgets), RUN_TESTS (0; 1 runs the device-replay and vectorised tests in collect, before profiling).
+# THROUGHPUT_RUNS ("128:0:overlapped:pong 128:0:overlapped:pong:DQNVIZ_LAUNCH_THREAD=0 64:0:overlapped 1:0:serial":
+# envs, emulator threads (0 = the default: one per env, up to 12 of 16 cores), profile, optionally `pong`
+# (the learning recipe: Pong, prioritized, Double, dueling, 3-step) and optionally comma-separated VAR=value
+# assignments), THROUGHPUT_STEPS (10000; times envs/8 per configuration),
+# LEARNER_VARIANTS ("DQNVIZ_LAUNCH_THREAD=0;DQNVIZ_LAUNCH_THREAD=0 DQNVIZ_FEWER_PASSES=0": environments for
+# benchmarks/learner.py, run after the throughput runs while time is left; without the launch thread,
+# so that its dispatch time is the launches'), EXTRA_OPTIONS (appended to the learning options, a later flag
+# winning: a dry run's tiny budgets), RUN_TESTS (0; 1 runs the device-replay and vectorised tests in
+# collect, before profiling).
 set -u
 OUT=${OUT:-/tmp/out}
 WORK=/tmp/dqnviz-gpu
@@ -45,7 +49,7 @@ LEARN_MINUTES=${LEARN_MINUTES:-9.5}
 LEARN_ENVS=${LEARN_ENVS:-128}
 CALL_SECONDS=${CALL_SECONDS:-585}
 COLLECT_SECONDS=${COLLECT_SECONDS:-210}
-THROUGHPUT_RUNS=${THROUGHPUT_RUNS:-128:0:overlapped:pong 64:0:overlapped 128:0:overlapped 1:0:serial}
+THROUGHPUT_RUNS=${THROUGHPUT_RUNS:-128:0:overlapped:pong 128:0:overlapped:pong:DQNVIZ_LAUNCH_THREAD=0 64:0:overlapped 1:0:serial}
 THROUGHPUT_STEPS=${THROUGHPUT_STEPS:-10000}
 mkdir -p "$OUT" "$WORK"
 
@@ -55,6 +59,10 @@ mkdir -p "$OUT" "$WORK"
 # updates, not their size (README, "Learning with 64 environments").
 # Test phases of 8 environments: each plays its last game to the end (a won game of Pong is
 # ~2,000 agent steps), so 8 environments cost ~5 s where the last run's 32 cost 30 s.
+# Trained toward the test's policy: the second lease's agent won every game 21-0 when greedy but
+# scored 18.4 ± 1.9 at the test's ε = 0.05, so exploration ends at 0.05 (not 0.01), and the targets
+# value the next state under the 0.05-greedy policy (--bootstrap-epsilon, expected SARSA): the agent
+# learns what its states are worth when one action in twenty is random, and sees those states.
 LEARN_BATCH=${LEARN_BATCH:-64}
 LEARN_FREQUENCY=${LEARN_FREQUENCY:-8}
 LEARN_LR=${LEARN_LR:-0.0001}
@@ -65,7 +73,7 @@ LEARN_THREADS=${LEARN_THREADS:-12}
 LEARN_OPTIONS=(--epochs 200 --random-steps 50000 --train-steps "$LEARN_TRAIN_STEPS" --test-steps 3200 --test-envs 8
   --num-envs "$LEARN_ENVS" --emulator-threads "$LEARN_THREADS" --device-replay --replay-size 1000000 --batch-size "$LEARN_BATCH"
   --train-frequency "$LEARN_FREQUENCY" --double --dueling --n-step 3 --prioritized --target-steps 8000
-  --optimizer adam --learning-rate "$LEARN_LR" --epsilon-end 0.01 --epsilon-decay-steps 150000
+  --optimizer adam --learning-rate "$LEARN_LR" --epsilon-end 0.05 --bootstrap-epsilon 0.05 --epsilon-decay-steps 150000
   ${EXTRA_OPTIONS:-})
 
 setup() {
@@ -115,11 +123,29 @@ case "${1:-}" in
         > "$OUT/tests.txt" 2>&1
       tail -3 "$OUT/tests.txt"
     fi
+    # With the GPU to itself, one configuration at a time while time is left (about 45 s each):
+    # the overlapped profile (where the running loop waits; its run also gives the steps/s) with
+    # the default emulator threads (12 of 16 cores): first 128 envs with the learning recipe
+    # (7,287 agent steps/s in the second lease), as dqnviz now runs it and without the launch
+    # thread, then 64 envs with batch 64 every 8 steps, then classic mode's serial profile.
+    for run in $THROUGHPUT_RUNS; do
+      IFS=: read -r envs threads profile recipe assignments <<< "$run"
+      options=()  # the learning recipe's own costs (prioritized replay's sum tree, the dueling head)
+      [ "${recipe:-}" = pong ] && options=(--game pong --prioritized --double --dueling --n-step 3)
+      IFS=, read -ra variables <<< "${assignments:-}"
+      left=$((COLLECT_SECONDS - SECONDS))
+      [ "$left" -lt 50 ] && { echo "no time left for $run" >> "$OUT/throughput.txt"; break; }
+      echo "== $run" >> "$OUT/throughput.txt"
+      env "${variables[@]}" timeout "$left" python3 benchmarks/throughput.py --num-envs "$envs" --steps $((THROUGHPUT_STEPS * envs / 8)) \
+        --device-replay --batch-size "$LEARN_BATCH" --train-frequency "$LEARN_FREQUENCY" \
+        --emulator-threads "$threads" --profile "$profile" "${options[@]}" >> "$OUT/throughput.txt" 2>&1
+    done
+    cat "$OUT/throughput.txt"
     # The fused update alone, without the loop: host dispatch time against time to the results,
     # under variants (one process each: XLA reads its options once). LEARNER_VARIANTS:
     # ';'-separated variants, each "default" or space-separated VAR=value assignments.
     if [ -f benchmarks/learner.py ]; then
-      IFS=';' read -ra variants <<< "${LEARNER_VARIANTS:-default;DQNVIZ_FEWER_PASSES=0;DQNVIZ_FEWER_PASSES=0 DQNVIZ_COMPILER_OPTIONS=0}"
+      IFS=';' read -ra variants <<< "${LEARNER_VARIANTS:-DQNVIZ_LAUNCH_THREAD=0;DQNVIZ_LAUNCH_THREAD=0 DQNVIZ_FEWER_PASSES=0}"
       for variant in "${variants[@]}"; do
         left=$((COLLECT_SECONDS - SECONDS))
         [ "$left" -lt 40 ] && { echo "no time left for learner $variant" >> "$OUT/learner.txt"; break; }
@@ -130,22 +156,6 @@ case "${1:-}" in
       done
       cat "$OUT/learner.txt"
     fi
-    # With the GPU to itself, one configuration at a time while time is left (about 45 s each):
-    # the overlapped profile (where the running loop waits; its run also gives the steps/s) with
-    # the default emulator threads (12 of 16 cores) and the CUDA-graph option: first 128 envs with
-    # the learning recipe (7,287 agent steps/s in the second lease, without the option), then 64
-    # and 128 envs with batch 64 every 8 steps, then classic mode's serial profile.
-    for run in $THROUGHPUT_RUNS; do
-      IFS=: read -r envs threads profile recipe <<< "$run"
-      options=()  # the learning recipe's own costs (prioritized replay's sum tree, the dueling head)
-      [ "${recipe:-}" = pong ] && options=(--game pong --prioritized --double --dueling --n-step 3)
-      left=$((COLLECT_SECONDS - SECONDS))
-      [ "$left" -lt 50 ] && { echo "no time left for $run" >> "$OUT/throughput.txt"; break; }
-      timeout "$left" python3 benchmarks/throughput.py --num-envs "$envs" --steps $((THROUGHPUT_STEPS * envs / 8)) \
-        --device-replay --batch-size "$LEARN_BATCH" --train-frequency "$LEARN_FREQUENCY" \
-        --emulator-threads "$threads" --profile "$profile" "${options[@]}" >> "$OUT/throughput.txt" 2>&1
-    done
-    cat "$OUT/throughput.txt"
     ;;
   *)
     echo "usage: bash benchmarks/gpu_check.sh start|collect" >&2

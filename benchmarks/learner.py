@@ -9,7 +9,9 @@ the default under JAX) and the compiled update, called as the trainer calls it, 
 call. For each (K, batch size) it prints
 
 * ``dispatch``: host time until the call returns (JAX dispatches asynchronously, so this is the
-  host's own work: packing the batches, sending them, launching the device's kernels);
+  host's own work: packing the batches, sending them, launching the device's kernels; launched
+  from the worker thread, a GPU's default, it is only the packing: ``DQNVIZ_LAUNCH_THREAD=0``
+  measures the launches);
 * ``done``: time until the results are read back (host and device together);
 * per update, and the agent steps/s the learner alone allows at the replay ratio
   ``--transitions-per-step`` (Nature: 8, one batch of 32 every 4 steps):
@@ -53,13 +55,7 @@ def main():
 
     device_replay = keras.config.backend() == "jax" and not args.host_replay
     print_machine()
-    update = ""
-    if keras.config.backend() == "jax":
-        from dqnviz.backend.jax import compiler_options, fewer_passes
-
-        update = (f", {'fewer, bigger passes' if fewer_passes() else 'a pass per network and batch'}, "
-                  f"compiler options {compiler_options()}")
-    print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, frames on the {'device' if device_replay else 'host'}{update}")
+    print(f"frames on the {'device' if device_replay else 'host'}")
 
     rng = np.random.default_rng(0)
     n = args.num_envs

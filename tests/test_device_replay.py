@@ -123,3 +123,45 @@ def test_host_replay_updates_through_the_same_call():
     expected = [np.asarray(stepwise.train(host.stack_transitions(t))[1]) for t in transitions]
     np.testing.assert_array_equal(pending.td_abs(), np.stack(expected))
     assert pending.losses().shape == (2,)
+
+
+@pytest.mark.skipif(keras.config.backend() != "jax", reason="the launch thread is the JAX update's (backend/jax.py)")
+def test_updates_launched_from_the_worker_thread_equal_updates_launched_in_place(monkeypatch):
+    """The loop as the trainer runs it (launch, stage the next frames, read |δ|, act, now and
+    then θ⁻ ← θ), with the fused call launched from the worker thread (a GPU's default) and
+    in place: the same losses, |δ|, weights and device frames, bit for bit."""
+    import threading
+
+    launched_from, results = [], []
+    for threaded in ("0", "1"):
+        monkeypatch.setenv("DQNVIZ_LAUNCH_THREAD", threaded)
+        learner, _ = _twin_learners()
+        assert learner.step.threaded is (threaded == "1")
+        call = learner.step._train_batches
+
+        def recording(*arguments, call=call):
+            launched_from.append((threaded, threading.current_thread() is threading.main_thread()))
+            return call(*arguments)
+
+        learner.step._train_batches = recording
+        replay = DeviceReplay(400, num_envs=2, n_step=3, prioritized=True, seed=3)
+        fill_both([replay], steps=300)
+        rng, seen = np.random.default_rng(1), []
+        for iteration in range(5):
+            pending = learner.train_transitions(replay, replay.sample_batches(16, 2, beta=0.5))
+            # while the call is in flight: the next frames are staged, as the loop adds them
+            replay.add(rng.integers(0, 256, (2, 84, 84), np.uint8), rng.integers(0, 4, 2), np.ones(2),
+                       np.zeros(2, bool), np.zeros(2, bool))
+            seen += [pending.losses(), pending.td_abs()]
+            replay.update_priorities(np.concatenate([t["envs"] for t in pending.transitions]),
+                                     np.concatenate([t["slots"] for t in pending.transitions]), pending.td_abs())
+            seen.append(learner.q_values(replay.stack(*replay.sample_indices(4)[:2])))
+            if iteration == 2:
+                learner.sync_target()
+        results.append((seen, learner.model().get_weights(), replay.buffer.to_numpy()))
+    assert {entry for entry in launched_from if entry[0] == "0"} == {("0", True)}
+    assert {entry for entry in launched_from if entry[0] == "1"} == {("1", False)}
+    (seen_in_place, weights_in_place, frames_in_place), (seen_threaded, weights_threaded, frames_threaded) = results
+    for a, b in zip(seen_in_place + weights_in_place, seen_threaded + weights_threaded):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(frames_in_place, frames_threaded)

@@ -11,10 +11,12 @@ from dqnviz.learner import Learner
 from dqnviz.snapshot import load_snapshot
 
 
-@pytest.mark.parametrize("replay", ["host", "device"])
-def test_tiny_vectorised_run_with_every_option(tmp_path, replay):
+@pytest.mark.parametrize("replay", ["host", "device", "device, launched from the worker thread"])
+def test_tiny_vectorised_run_with_every_option(tmp_path, monkeypatch, replay):
     dirs = ["--snapshot-dir", str(tmp_path), "--report-dir", str(tmp_path)]
-    dirs += ["--device-replay"] if replay == "device" else []
+    dirs += ["--device-replay"] if replay.startswith("device") else []
+    # a GPU's default under JAX (backend/jax.py's launch_thread); TensorFlow has no such thread
+    monkeypatch.setenv("DQNVIZ_LAUNCH_THREAD", "1" if "worker" in replay else "0")
     argv = ["train", "pong", "--num-envs", "4", "--epochs", "1", "--random-steps", "64", "--train-steps", "64",
             "--test-steps", "32", "--replay-size", "400", "--batch-size", "8", "--validation-states", "8",
             "--double", "--dueling", "--n-step", "3", "--prioritized", "--optimizer", "adam", "--quiet", *dirs]

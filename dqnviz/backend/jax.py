@@ -12,6 +12,7 @@ sends two small index arrays and the new frames, and reads ``|δ|`` back once.
 """
 
 import functools
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import jax
 import jax.numpy as jnp
@@ -60,6 +61,38 @@ def fewer_passes() -> bool:
     """
     choice = env_switch("DQNVIZ_FEWER_PASSES")
     return jax.default_backend() != "cpu" if choice is None else choice
+
+
+def launch_thread() -> bool:
+    """Whether the fused update is launched from a worker thread, so that the loop goes on meanwhile.
+
+    On a GPU, a jitted call returns only once its kernels are launched: the host spends as long
+    launching an iteration's updates as the GPU spends running them (5.6 ms of 6.3 for eight
+    batch-64 updates on an H100, ``benchmarks/learner.py``), and the loop's own host work waited
+    behind it. JAX releases the GIL while it launches, and ale-py while it waits for the emulators,
+    so from a worker thread the launches overlap the loop's numpy work (receiving the states,
+    adding them to the replay memory). A CPU's XLA already runs the call on its own threads and
+    returns at once, so there the worker is used only when ``DQNVIZ_LAUNCH_THREAD=1`` asks for it
+    (``=0`` turns it off on a GPU, for an A/B).
+    """
+    choice = env_switch("DQNVIZ_LAUNCH_THREAD")
+    return jax.default_backend() != "cpu" if choice is None else choice
+
+
+@functools.cache
+def _launcher() -> ThreadPoolExecutor:
+    """One worker thread for every learner: calls launched from it run in the order submitted."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="dqnviz-launch")
+
+
+class _Later:
+    """Output ``index`` of a call launched on the worker thread; ``np.asarray`` waits for it."""
+
+    def __init__(self, future: Future, index: int):
+        self.future, self.index = future, index
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.future.result()[self.index], dtype=dtype)
 
 
 def _jit(fn, **options):
@@ -113,13 +146,16 @@ class make_train_step:
     one ``jax.jit``.
     """
 
-    def __init__(self, online, target, optimizer, loss_fn, double, merge_passes: bool | None = None):
+    def __init__(self, online, target, optimizer, loss_fn, double, merge_passes: bool | None = None,
+                 threaded: bool | None = None):
         self.online, self.target, self.optimizer = online, target, optimizer
         merge_passes = fewer_passes() if merge_passes is None else merge_passes
+        self.threaded = launch_thread() if threaded is None else threaded
+        self._in_flight = None  # the Future of a fused call launched on the worker thread
         optimizer.build(online.trainable_variables)
-        self.trainable = [jnp.copy(v.value) for v in online.trainable_variables]
-        self.non_trainable = [jnp.copy(v.value) for v in online.non_trainable_variables]
-        self.optimizer_state = [jnp.copy(v.value) for v in optimizer.variables]
+        self._trainable = [jnp.copy(v.value) for v in online.trainable_variables]
+        self._non_trainable = [jnp.copy(v.value) for v in online.non_trainable_variables]
+        self._optimizer_state = [jnp.copy(v.value) for v in optimizer.variables]
         self.sync_target()
 
         def loss_and_aux(trainable, non_trainable, batch, q_next_target):
@@ -188,20 +224,47 @@ class make_train_step:
         """K updates on the batches ``transitions`` (a list of :meth:`ReplayMemory.sample_transitions`
         results) with states stacked from ``buffer`` on the device: one jitted call, not awaited.
 
-        Returns ``(losses, td_abs)`` shaped (K,) and (K, B), as device arrays.
+        Returns ``(losses, td_abs)`` shaped (K,) and (K, B): device arrays, or with :attr:`threaded`
+        stand-ins that ``np.asarray`` turns into them. The call is then launched from the worker
+        thread (see :func:`launch_thread`); the weights and ``buffer.array`` are its outputs, and
+        whoever reads them first waits for the launch (not for the device).
         """
         ints, floats = pack_transitions(transitions)
-        staged_frames, staged_slots = buffer.take_staged()
-        (losses, td_abs, self.trainable, self.non_trainable, self.optimizer_state,
-         buffer.array) = self._train_batches(
-            self.trainable, self.non_trainable, self.optimizer_state,
-            self.target_trainable, self.target_non_trainable,
-            buffer.array, staged_frames, staged_slots, ints, floats,
-        )
-        return losses, td_abs
+        staged_frames, staged_slots = buffer.take_staged()  # here: the loop stages the next frames
+        arguments = (self.trainable, self.non_trainable, self.optimizer_state,
+                     self.target_trainable, self.target_non_trainable,
+                     buffer.array, staged_frames, staged_slots, ints, floats)
+        if not self.threaded:
+            (losses, td_abs, self._trainable, self._non_trainable, self._optimizer_state,
+             buffer.array) = self._train_batches(*arguments)
+            return losses, td_abs
+        self._in_flight = _launcher().submit(self._train_batches, *arguments)
+        buffer.array_from(self._in_flight, 5)
+        return _Later(self._in_flight, 0), _Later(self._in_flight, 1)
+
+    def _settle(self):
+        """Take the weights and optimizer state from the call in flight, once it is launched."""
+        if self._in_flight is not None:
+            future, self._in_flight = self._in_flight, None
+            _, _, self._trainable, self._non_trainable, self._optimizer_state, _ = future.result()
+
+    @property
+    def trainable(self):
+        self._settle()
+        return self._trainable
+
+    @property
+    def non_trainable(self):
+        self._settle()
+        return self._non_trainable
+
+    @property
+    def optimizer_state(self):
+        self._settle()
+        return self._optimizer_state
 
     def __call__(self, batch):
-        loss, td_abs, self.trainable, self.non_trainable, self.optimizer_state = self._step(
+        loss, td_abs, self._trainable, self._non_trainable, self._optimizer_state = self._step(
             self.trainable, self.non_trainable, self.optimizer_state,
             self.target_trainable, self.target_non_trainable, batch,
         )
@@ -214,7 +277,7 @@ class make_train_step:
 
     def sync_target(self):
         """θ⁻ ← θ (the arrays are immutable, so sharing them is a copy)."""
-        if hasattr(self, "trainable"):
+        if hasattr(self, "_trainable"):
             self.target_trainable = list(self.trainable)
             self.target_non_trainable = list(self.non_trainable)
         # Keras variables get their own buffers: Keras may donate a variable's buffer to a jitted
@@ -224,7 +287,8 @@ class make_train_step:
 
     def reload_optimizer(self):
         """Read the optimizer state back from its Keras variables (after they were assigned)."""
-        self.optimizer_state = [jnp.copy(v.value) for v in self.optimizer.variables]
+        self._settle()  # a call in flight must not overwrite it afterwards
+        self._optimizer_state = [jnp.copy(v.value) for v in self.optimizer.variables]
 
     def write_back(self):
         """Copy the learner's arrays into the Keras variables of the online model and optimizer."""
@@ -283,12 +347,29 @@ class FrameBuffer:
 
     def __init__(self, shape, max_staged: int = 16):
         self.shape = tuple(shape)
+        self._launched = None  # (Future, output index) of a call that returns the new buffer
         self.array = jnp.zeros(self.shape, jnp.uint8)
         # at most one ring's worth, so that the slots written in one call are distinct
         self.max_staged = max(1, min(max_staged, self.shape[1]))
         self._staged_frames, self._staged_slots = [], []
         self._write = jax.jit(_write_staged, donate_argnums=0)
         self._gather = jax.jit(_gather_states)
+
+    @property
+    def array(self):
+        """The frames on the device (waiting, if a call launched on the worker thread returns them)."""
+        if self._launched is not None:
+            (future, index), self._launched = self._launched, None
+            self._array = future.result()[index]
+        return self._array
+
+    @array.setter
+    def array(self, value):
+        self._launched, self._array = None, value
+
+    def array_from(self, future: Future, index: int) -> None:
+        """The buffer is now output ``index`` of the call ``future`` launches (it was donated to it)."""
+        self._launched = (future, index)
 
     @property
     def staged_count(self) -> int:
