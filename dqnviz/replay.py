@@ -244,12 +244,8 @@ class ReplayMemory:
         ``index`` is each frame's slot in its environment's ring; ``keep`` is False for frames
         from before the latest game start in the window (they are shown as zeros).
         """
-        offsets = np.arange(-self.history + 1, 1)
-        index = (slots[:, None] + offsets[None, :]) % self.per_env
-        starts = (self.flags[envs[:, None], index] & START) > 0
-        # A frame is kept if no later frame in the window starts a game.
-        later_start = np.flip(np.cumsum(np.flip(starts, 1), 1), 1) - starts
-        return index, later_start == 0
+        index = (slots[:, None] + np.arange(-self.history + 1, 1)[None, :]) % self.per_env
+        return index, _kept((self.flags[envs[:, None], index] & START) > 0)
 
     def stack(self, envs, slots) -> np.ndarray:
         """The states s_slot, shaped (B, 84, 84, history), zero before the latest game start."""
@@ -258,14 +254,36 @@ class ReplayMemory:
     def returns(self, envs, slots):
         """n-step returns and discounts: ``R = Σ_{k<m} γ^k r``, ``discount = γ^n · [no terminal]``."""
         steps = (slots[:, None] + np.arange(self.n_step)[None, :]) % self.per_env
-        rewards = self.rewards[envs[:, None], steps]
-        terminal = (self.flags[envs[:, None], steps] & TERMINAL) > 0
+        return self._returns(self.rewards[envs[:, None], steps], (self.flags[envs[:, None], steps] & TERMINAL) > 0)
+
+    def _returns(self, rewards, terminal):
+        """:meth:`returns` from the rewards and terminal flags of steps slot … slot+n−1, (B, n)."""
         # alive[k]: no terminal strictly before step k, so reward k still counts.
-        alive = np.concatenate([np.ones((len(slots), 1), bool), np.cumprod(~terminal[:, :-1], 1).astype(bool)], 1)
+        alive = np.concatenate([np.ones((len(rewards), 1), bool), np.cumprod(~terminal[:, :-1], 1).astype(bool)], 1)
         powers = self.gamma ** np.arange(self.n_step)
         returns = (rewards * alive * powers).sum(1).astype(np.float32)
         discounts = np.where(terminal.any(1), 0.0, self.gamma ** self.n_step).astype(np.float32)
         return returns, discounts
+
+    def describe(self, envs, slots) -> dict:
+        """What :meth:`sample_transitions` returns for the transitions ``(envs, slots)``, weights aside.
+
+        One gather of the flags covers both states' windows and the n steps' terminals (slots
+        slot−h+1 … slot+n): the same values as :meth:`window` twice and :meth:`returns`, with
+        three gathers from the (num_envs, per_env) tables instead of six.
+        """
+        h, n = self.history, self.n_step
+        index = (slots[:, None] + np.arange(-h + 1, n + 1)[None, :]) % self.per_env  # (B, h + n)
+        flags = self.flags[envs[:, None], index]
+        starts = (flags & START) > 0
+        steps = slice(h - 1, h - 1 + n)  # slot … slot+n−1
+        returns, discounts = self._returns(self.rewards[envs[:, None], index[:, steps]], (flags[:, steps] & TERMINAL) > 0)
+        return {
+            "envs": envs, "slots": slots, "actions": self.actions[envs, slots].astype(np.int32),
+            "returns": returns, "discounts": discounts,
+            "state_index": index[:, :h], "state_keep": _kept(starts[:, :h]),
+            "next_index": index[:, n:n + h], "next_keep": _kept(starts[:, n:n + h]),
+        }
 
     def sample_transitions(self, batch_size: int, beta: float = 0.4) -> dict:
         """A batch without its frames: ``envs, slots, actions, returns, discounts, weights`` and
@@ -289,29 +307,23 @@ class ReplayMemory:
         each batch's own largest.
         """
         envs, slots, probabilities = self.sample_indices(batch_size * count)
-        returns, discounts = self.returns(envs, slots)
+        if count > 1:
+            # (batch_size, count): row j holds the draws from segment j's parts, in a random order;
+            # batch k is column k. Dealt before anything else is looked up, so that each field is
+            # computed once, in batch order, and batch k is a row view of the (count, batch_size, …) arrays.
+            deal = np.arange(batch_size * count).reshape(batch_size, count)
+            deal = np.take_along_axis(deal, np.argsort(self.rng.random(deal.shape), axis=1), axis=1)
+            order = deal.T.ravel()
+            envs, slots, probabilities = envs[order], slots[order], probabilities[order]
+        drawn = self.describe(envs, slots)
         if self.prioritized:
-            weights = (self.num_sampleable() * probabilities) ** (-beta)
+            weights = ((self.num_sampleable() * probabilities) ** (-beta)).reshape(count, batch_size)
+            drawn["weights"] = (weights / weights.max(axis=1, keepdims=True)).astype(np.float32).ravel()
         else:
-            weights = np.ones(len(slots))
-        state_index, state_keep = self.window(envs, slots)
-        next_index, next_keep = self.window(envs, (slots + self.n_step) % self.per_env)
-        drawn = {
-            "envs": envs, "slots": slots, "actions": self.actions[envs, slots].astype(np.int32),
-            "returns": returns, "discounts": discounts, "weights": weights,
-            "state_index": state_index, "state_keep": state_keep, "next_index": next_index, "next_keep": next_keep,
-        }
+            drawn["weights"] = np.ones(len(slots), np.float32)
         if count == 1:
-            drawn["weights"] = (weights / weights.max()).astype(np.float32)
             return [drawn]
-        # (batch_size, count): row j holds the draws from segment j's parts, in a random order
-        deal = np.arange(batch_size * count).reshape(batch_size, count)
-        deal = np.take_along_axis(deal, np.argsort(self.rng.random(deal.shape), axis=1), axis=1)
-        # One gather per field for all the batches, (count, batch_size, …); batch k is row k, a view
-        # (gathering each batch's fields one by one cost 16 · 11 numpy calls for 16 batches).
-        dealt = {key: value[deal.T] for key, value in drawn.items()}
-        weights = dealt["weights"]
-        dealt["weights"] = (weights / weights.max(axis=1, keepdims=True)).astype(np.float32)
+        dealt = {key: value.reshape((count, batch_size) + value.shape[1:]) for key, value in drawn.items()}
         return [{key: value[k] for key, value in dealt.items()} for k in range(count)]
 
     def stack_transitions(self, transitions: dict) -> dict:
@@ -349,6 +361,12 @@ class ReplayMemory:
         flat, priorities = flat[last], priorities[last]
         still_valid = self.tree.get(flat) > 0  # an overwritten slot keeps priority 0
         self.tree.set(flat[still_valid], priorities[still_valid])
+
+
+def _kept(starts):
+    """keep[:, k]: no frame after k in the window starts a game (``starts``: (B, frames), oldest first)."""
+    later_start = np.flip(np.cumsum(np.flip(starts, 1), 1), 1) - starts
+    return later_start == 0
 
 
 class DeviceReplay(ReplayMemory):
