@@ -92,6 +92,27 @@ def test_n_step_returns_by_hand():
     assert np.all(values(sample["next_states"])[:, -1] == values(sample["states"])[:, -1] + 3)
 
 
+@pytest.mark.parametrize("n_step", [1, 3])
+def test_one_look_up_describes_what_window_and_returns_describe(n_step):
+    """sample_batches' single gather over slot−3 … slot+n gives the windows of s and s' and the
+    n-step returns exactly as window() twice and returns() do, across game starts and terminals."""
+    memory = ReplayMemory(600, num_envs=3, n_step=n_step, gamma=0.9, seed=0)
+    rng = np.random.default_rng(2)
+    for t in range(450):  # wraps around the 200-slot rings
+        memory.add(np.full((3, 84, 84), t % 250, np.uint8), rng.integers(0, 4, 3), rng.choice([-1.0, 0.0, 1.0], 3),
+                   rng.random(3) < 0.15, rng.random(3) < 0.15)
+    envs, slots, _ = memory.sample_indices(400)
+    described = memory.describe(envs, slots)
+    state_index, state_keep = memory.window(envs, slots)
+    next_index, next_keep = memory.window(envs, (slots + n_step) % memory.per_env)
+    returns, discounts = memory.returns(envs, slots)
+    expected = dict(state_index=state_index, state_keep=state_keep, next_index=next_index, next_keep=next_keep,
+                    returns=returns, discounts=discounts, actions=memory.actions[envs, slots])
+    for key, value in expected.items():
+        np.testing.assert_array_equal(described[key], value, err_msg=key)
+    assert not state_keep.all() and (discounts == 0).any()  # starts and terminals were crossed
+
+
 def test_vectorised_rings_keep_environments_apart():
     memory = ReplayMemory(40, num_envs=2, history=4)
     for t in range(1, 16):
