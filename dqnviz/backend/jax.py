@@ -8,7 +8,9 @@ itself (a snapshot, an analysis).
 With the replay frames on the device (:class:`FrameBuffer`), ``train_on_frames`` does all of an
 iteration's updates in one jitted call: it writes the frames staged since the last call, then
 makes the updates one after another, stacking each batch's states from the frames. The host
-sends two small index arrays and the new frames, and reads ``|δ|`` back once.
+sends two small index arrays and the new frames, and reads ``|δ|`` back once. On a GPU that call
+is launched from a worker thread (:func:`launch_thread`), so the loop receives the next states
+while the kernels are launched.
 """
 
 import functools
