@@ -198,6 +198,24 @@ def test_sum_tree_finds_prefix_sums():
     assert tree.find(np.array([0.0, 0.99, 1.0, 2.99, 3.0, 5.99, 6.0, 9.99])).tolist() == [0, 0, 2, 2, 3, 3, 4, 4]
 
 
+@pytest.mark.parametrize("size", [17, 300, 70_000])
+def test_sum_tree_agrees_with_a_search_of_the_cumulative_sum(size):
+    """Leaf i holds u when Σ_{k<i} p_k ≤ u < Σ_{k≤i} p_k: what searchsorted finds in the cumsum,
+    after updates that name a leaf twice, never a leaf of priority 0."""
+    rng = np.random.default_rng(size)
+    priorities = rng.random(size) * (rng.random(size) < 0.7)  # a third are 0 (not sampleable)
+    tree = SumTree(size)
+    tree.set(np.arange(size), priorities)
+    twice = rng.integers(0, size, 40)
+    tree.set(twice, 0.5)
+    priorities[twice] = 0.5
+    assert tree.total == pytest.approx(priorities.sum())
+    u = np.sort(rng.random(3000)) * priorities.sum()
+    found = tree.find(u)
+    np.testing.assert_array_equal(found, np.searchsorted(np.cumsum(priorities), u, side="right"))
+    assert (priorities[found] > 0).all()
+
+
 def test_bytes_per_transition_under_budget():
     assert bytes_per_transition() <= 7100
     assert bytes_per_transition(prioritized=True) <= 7100
