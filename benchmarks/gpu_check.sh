@@ -32,7 +32,7 @@
 # within the issue's 10 minutes for Pong), LEARN_ENVS (128), LEARN_BATCH (64), LEARN_FREQUENCY (8),
 # LEARN_LR (0.0001), LEARN_TRAIN_STEPS (500000 per epoch: a snapshot and a test phase every ~2.5 min),
 # CALL_SECONDS (585), COLLECT_SECONDS (210; give it the lease's time left − 40),
-# THROUGHPUT_RUNS ("128:0:overlapped:pong 128:0:overlapped:pong:DQNVIZ_LAUNCH_THREAD=0 128:0:overlapped 1:0:serial 64:0:overlapped":
+# THROUGHPUT_RUNS ("128:0:overlapped:pong 128:0:overlapped:pong:DQNVIZ_LAUNCH_THREAD=0 128:0:overlapped 1:0:overlapped 64:0:overlapped":
 # envs, emulator threads (0 = the default: one per env, up to 12 of 16 cores), profile, optionally `pong`
 # (the learning recipe: Pong, prioritized, Double, dueling, 3-step) and optionally comma-separated VAR=value
 # assignments), THROUGHPUT_STEPS (10000; times envs/8 per configuration),
@@ -49,7 +49,7 @@ LEARN_MINUTES=${LEARN_MINUTES:-9.5}
 LEARN_ENVS=${LEARN_ENVS:-128}
 CALL_SECONDS=${CALL_SECONDS:-585}
 COLLECT_SECONDS=${COLLECT_SECONDS:-210}
-THROUGHPUT_RUNS=${THROUGHPUT_RUNS:-128:0:overlapped:pong 128:0:overlapped:pong:DQNVIZ_LAUNCH_THREAD=0 128:0:overlapped 1:0:serial 64:0:overlapped}
+THROUGHPUT_RUNS=${THROUGHPUT_RUNS:-128:0:overlapped:pong 128:0:overlapped:pong:DQNVIZ_LAUNCH_THREAD=0 128:0:overlapped 1:0:overlapped 64:0:overlapped}
 THROUGHPUT_STEPS=${THROUGHPUT_STEPS:-10000}
 mkdir -p "$OUT" "$WORK"
 
@@ -128,7 +128,7 @@ case "${1:-}" in
     # the default emulator threads (12 of 16 cores): first 128 envs with the learning recipe
     # (7,287 agent steps/s in the second lease), as dqnviz now runs it and without the launch
     # thread, then 128 envs with batch 64 every 8 steps (uniform replay: the loop reads |δ| back
-    # only now and then), classic mode's serial profile, and 64 envs.
+    # only now and then), classic mode (overlapped too: the launch thread overlaps its update with the emulator), and 64 envs.
     for run in $THROUGHPUT_RUNS; do
       IFS=: read -r envs threads profile recipe assignments <<< "$run"
       options=()  # the learning recipe's own costs (prioritized replay's sum tree, the dueling head)
