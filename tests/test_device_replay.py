@@ -1,5 +1,7 @@
 """The device-resident replay (--device-replay) samples exactly what the host replay samples."""
 
+import functools
+
 import keras
 import numpy as np
 import pytest
@@ -162,6 +164,11 @@ def test_updates_launched_from_the_worker_thread_equal_updates_launched_in_place
     assert {entry for entry in launched_from if entry[0] == "0"} == {("0", True)}
     assert {entry for entry in launched_from if entry[0] == "1"} == {("1", False)}
     (seen_in_place, weights_in_place, frames_in_place), (seen_threaded, weights_threaded, frames_threaded) = results
+    import jax
+
+    # bit for bit on a CPU; a GPU's reductions may round differently from one run to the next
+    same = np.testing.assert_array_equal if jax.default_backend() == "cpu" else functools.partial(
+        np.testing.assert_allclose, rtol=1e-4, atol=1e-5)
     for a, b in zip(seen_in_place + weights_in_place, seen_threaded + weights_threaded):
-        np.testing.assert_array_equal(a, b)
+        same(a, b)
     np.testing.assert_array_equal(frames_in_place, frames_threaded)
