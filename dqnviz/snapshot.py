@@ -16,8 +16,12 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dqnviz.errors import UserError
+
+if TYPE_CHECKING:  # numpy is imported where it is used, so that reading a snapshot's metadata stays light
+    import numpy as np
 
 META_MEMBER = "dqnviz.json"
 FORMAT_VERSION = 1
