@@ -11,11 +11,11 @@ import os
 from dataclasses import dataclass, field
 
 
-def env_switch(name: str) -> bool | None:
-    """A ``DQNVIZ_…=0|1`` override of a choice the backends make for the machine (XLA under
-    TensorFlow, fewer passes and compiler options under JAX): True, False, or None when unset."""
+def env_switch(name: str, default: bool) -> bool:
+    """A choice the backends make for the machine (XLA under TensorFlow; fewer passes, compiler
+    options and the launch thread under JAX): ``default`` unless ``name=0`` or ``name=1`` overrides it."""
     choice = os.environ.get(name, "").strip()
-    return None if choice not in ("0", "1") else choice == "1"
+    return default if choice not in ("0", "1") else choice == "1"
 
 
 def _f(default, help, **extra):

@@ -179,7 +179,8 @@ class ReplayMemory:
         slot = self.cursor
         # Newest frames taken from channels-last states are a strided view; one contiguous copy
         # (0.13 ms for 64 environments) spares the ring's write, or the device buffer's staging,
-        # a byte-by-byte strided copy (1.2 ms). The trainer's frame stacks give whole frames.
+        # a byte-by-byte strided copy (1.2 ms). The trainer's stacks[:, -1] are whole frames, so
+        # their copy is a plain memcpy (0.02 ms for 128), and the staged frames are the memory's own.
         self._write_frames(slot, np.ascontiguousarray(frames, np.uint8))
         self.actions[:, slot] = actions
         self.rewards[:, slot] = rewards

@@ -37,7 +37,7 @@ def compiler_options() -> dict:
     """:data:`GPU_COMPILER_OPTIONS` if this XLA knows them, else ``{}`` (options come and go
     between XLA versions, and an unknown one is an error at compile time; ``jax.jit`` takes
     them from JAX 0.4.36 on). ``DQNVIZ_COMPILER_OPTIONS=0`` turns them off, for an A/B."""
-    if env_switch("DQNVIZ_COMPILER_OPTIONS") is False:
+    if not env_switch("DQNVIZ_COMPILER_OPTIONS", True):
         return {}
     try:
         jax.jit(lambda x: x + 1, compiler_options=GPU_COMPILER_OPTIONS).lower(np.float32(0)).compile()
@@ -61,8 +61,7 @@ def fewer_passes() -> bool:
     alone: 0.86–0.90 s instead of 0.66–0.71), so fewer passes are used on accelerators only.
     ``DQNVIZ_FEWER_PASSES=1`` or ``=0`` overrides.
     """
-    choice = env_switch("DQNVIZ_FEWER_PASSES")
-    return jax.default_backend() != "cpu" if choice is None else choice
+    return env_switch("DQNVIZ_FEWER_PASSES", jax.default_backend() != "cpu")
 
 
 def launch_thread() -> bool:
@@ -77,8 +76,7 @@ def launch_thread() -> bool:
     returns at once, so there the worker is used only when ``DQNVIZ_LAUNCH_THREAD=1`` asks for it
     (``=0`` turns it off on a GPU, for an A/B).
     """
-    choice = env_switch("DQNVIZ_LAUNCH_THREAD")
-    return jax.default_backend() != "cpu" if choice is None else choice
+    return env_switch("DQNVIZ_LAUNCH_THREAD", jax.default_backend() != "cpu")
 
 
 @functools.cache

@@ -14,8 +14,7 @@ from dqnviz.config import env_switch
 
 
 def _use_xla() -> bool:
-    choice = env_switch("DQNVIZ_XLA")
-    return bool(tf.config.list_physical_devices("GPU")) if choice is None else choice
+    return env_switch("DQNVIZ_XLA", bool(tf.config.list_physical_devices("GPU")))
 
 
 XLA = _use_xla()
