@@ -76,7 +76,6 @@ def warm_trainer(game: str, num_envs: int, warmup: int, replay_size: int, batch_
         trainer.started = time.perf_counter()
         trainer.run_phase(0, "random", max(warmup, 4 * batch_size))
         trainer.run_phase(1, "train", max(200, 16 * num_envs))  # compile, warm caches
-        trainer.timer.seconds.clear()
         yield trainer
 
 

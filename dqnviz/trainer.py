@@ -28,7 +28,7 @@ import numpy as np
 
 from dqnviz.agent import epsilon_greedy_lazy
 from dqnviz.atari import FRAME_SHAPE, AtariEnv, Rom, VectorAtariEnv
-from dqnviz.config import TrainConfig, epsilon_schedule
+from dqnviz.config import TrainConfig, env_switch, epsilon_schedule
 from dqnviz.errors import UserError
 from dqnviz.learner import Learner
 from dqnviz.progress import Progress, plural
@@ -224,6 +224,14 @@ class Timer:
     def __call__(self, name):
         return self._measure(name) if self.enabled else contextlib.nullcontext()
 
+    def summary(self, seconds: float, iterations: int) -> str:
+        """One line: milliseconds per iteration in each part, largest first, ``other`` being
+        ``seconds`` less the parts (the loop's own bookkeeping)."""
+        parts = {**self.seconds, "other": max(0.0, seconds - sum(self.seconds.values()))}
+        per = {name: 1e3 * value / max(1, iterations) for name, value in parts.items()}
+        return ", ".join(f"{name} {ms:.2f}" for name, ms in sorted(per.items(), key=lambda kv: -kv[1])) + \
+            f" ms; {1e3 * seconds / max(1, iterations):.2f} ms per iteration"
+
 
 class Interrupted(Exception):
     """Training stopped by Ctrl-C; carries the path of the snapshot saved on the way out."""
@@ -305,6 +313,13 @@ class Trainer:
         self.steps_since_sync = 0
         self.test_scores: dict[int, dict] = {}  # epoch -> its test phase's score, this invocation's epochs
         self.timer = Timer(enabled=bool(profile), wait_for_device=profile != "overlapped")
+        # Draw the next iteration's batches while the device runs this one's updates, off the
+        # loop's path. Uniform replay draws exactly the batches it would have drawn next (from
+        # the same memory, with its own generator). Prioritized replay draws them before this
+        # iteration's |δ| reach the sum tree: the next iteration's draw sees the priorities as
+        # they were before these updates (at most 2 · updates per iteration behind, not 1 ·).
+        # DQNVIZ_SAMPLE_AHEAD=0 draws each iteration's batches at its start, for an A/B.
+        self.sample_ahead = env_switch("DQNVIZ_SAMPLE_AHEAD", True)
         if resume is not None:
             self._restore_optimizer(resume)
             self._restore_validation_states(resume)
@@ -374,10 +389,12 @@ class Trainer:
         start = time.perf_counter()
         label = progress_label or f"epoch {epoch} {phase}"
         timer = self.timer
+        timer.seconds.clear()  # each phase's profile is its own
         # A stop signal is raised only at the top of an iteration, where states, scores, the
         # replay memory and the step counts agree (see dqnviz.stopping).
         with Progress(label, total=steps, enabled=self.show_progress) as progress, deferred_interrupts() as stop:
             iteration = 0
+            drawn_ahead = None  # the next iteration's batches, drawn while the device works
             last_game_overs = np.zeros(n, bool)
             counted = np.ones(n, bool)  # environments whose current game counts in this phase
             try:
@@ -401,8 +418,11 @@ class Trainer:
                     pending = None
                     if learn:
                         self.train_steps_done += n
-                        if iteration % iterations_per_update == 0 and self.replay.num_sampleable() >= config.batch_size:
-                            pending = self._start_updates(updates_per_iteration, stats)
+                        if drawn_ahead is not None or (iteration % iterations_per_update == 0
+                                                       and self.replay.num_sampleable() >= config.batch_size):
+                            transitions = self._draw(updates_per_iteration) if drawn_ahead is None else drawn_ahead
+                            pending = self._start_updates(stats, transitions)
+                            drawn_ahead = None
                         self.steps_since_sync += n
                         if self.steps_since_sync >= config.target_steps:
                             self.learner.sync_target()
@@ -416,6 +436,12 @@ class Trainer:
                         self.starts = game_overs
                         self.total_steps += n
                     if pending is not None:
+                        # While the device finishes these updates, draw the next iteration's
+                        # batches: from the memory as the next iteration would see it, unless
+                        # prioritized, where these updates' priorities are not written yet.
+                        if (self.sample_ahead and stats.steps + n < steps and (iteration + 1) % iterations_per_update == 0
+                                and self.replay.num_sampleable() >= config.batch_size):
+                            drawn_ahead = self._draw(updates_per_iteration, self.train_steps_done + n)
                         self._finish_updates(pending, stats)
                     scores += rewards
                     for i in np.flatnonzero(game_overs & counted):
@@ -437,21 +463,27 @@ class Trainer:
                 stats.seconds = time.perf_counter() - start
         return stats
 
-    def _start_updates(self, count: int, stats: PhaseStats):
-        """Sample ``count`` batches and dispatch their updates; the device works while we emulate.
-
-        All ``count`` batches are drawn before any of their priorities changes: prioritized
-        replay's priorities lag by one iteration (at most ``count`` updates).
-        """
-        config, timer = self.config, self.timer
-        fraction = min(1.0, self.train_steps_done / max(1, config.epochs * config.train_steps))
+    def _draw(self, count: int, train_steps_done: int | None = None) -> list[dict]:
+        """Sample ``count`` batches for the updates made when ``train_steps_done`` agent steps have
+        been trained (now by default): prioritized replay's β anneals from ``priority_beta`` to 1
+        over the run, β = β₀ + (1 − β₀) · min(1, train_steps_done / (epochs · train_steps))."""
+        config = self.config
+        done = self.train_steps_done if train_steps_done is None else train_steps_done
+        fraction = min(1.0, done / max(1, config.epochs * config.train_steps))
         beta = config.priority_beta + (1.0 - config.priority_beta) * fraction
-        with timer("sample"):
-            transitions = self.replay.sample_batches(config.batch_size, count, beta=beta)
-        with timer("learn"):
+        with self.timer("sample"):
+            return self.replay.sample_batches(config.batch_size, count, beta=beta)
+
+    def _start_updates(self, stats: PhaseStats, transitions: list[dict]):
+        """Dispatch one update per batch of ``transitions``; the device works while we emulate.
+
+        The batches are drawn before any of their priorities changes, and those of the next
+        iteration while these updates run (see :attr:`sample_ahead`).
+        """
+        with self.timer("learn"):
             pending = self.learner.train_transitions(self.replay, transitions)
-            stats.updates += count
-            if timer.wait_for_device:  # a serial profile: the device's time lands here
+            stats.updates += len(transitions)
+            if self.timer.wait_for_device:  # a serial profile: the device's time lands here
                 pending.losses()
         return pending
 
@@ -565,6 +597,10 @@ class Trainer:
                 steps = max(1, config.train_steps - already_done)
                 stats = self.run_phase(epoch, "train", steps)
                 self.write_row(stats, epoch_started)
+                if self.timer.enabled:
+                    iterations = -(-stats.steps // self.train_env.num_envs)
+                    self.log(f"  where the loop waited per iteration of {self.train_env.num_envs} agent steps: "
+                             + self.timer.summary(stats.seconds, iterations))
                 # Saved before the test phase, so a crash or Ctrl-C there loses no training;
                 # saved again (atomically, same name) once the epoch's test score is known.
                 path = self.save(epoch)

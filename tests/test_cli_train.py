@@ -228,3 +228,20 @@ def test_a_background_run_stopped_by_a_signal_saves_its_snapshot(tmp_path, stop_
     assert code == 130, output
     assert "interrupted: saved" in output and "--resume" in output
     assert load_snapshot(tmp_path / "bg_1_interrupted.keras").meta["interrupted"]["phase"] == "train"
+
+
+def test_profile_prints_where_each_train_phase_waited(tmp_path, capsys):
+    import re
+
+    dirs = ["--snapshot-dir", str(tmp_path), "--report-dir", str(tmp_path)]
+    assert main(["train", "pong", "--num-envs", "2", "--epochs", "2", "--profile", *TINY, *dirs]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "where the loop waited" in line]
+    assert len(lines) == 2  # one per train phase, none for the random and test phases
+    for line in lines:
+        assert line.strip().startswith("where the loop waited per iteration of 2 agent steps: ")
+        parts = dict((name, float(ms)) for name, ms in re.findall(r"(\w+) (\d+\.\d+)(?= ms|,)", line.split(": ", 1)[1]))
+        assert set(parts) == {"act", "emulate", "sample", "learn", "replay", "other"}
+        per_iteration = float(re.search(r"; (\d+\.\d+) ms per iteration", line).group(1))
+        # the parts are the phase's time, split: they add up to it, and learning is not free
+        assert sum(parts.values()) == pytest.approx(per_iteration, abs=0.01 * len(parts))
+        assert parts["learn"] > 0 and parts["emulate"] > 0

@@ -141,3 +141,66 @@ def test_a_serial_profile_waits_for_each_update_and_an_overlapped_one_does_not(t
         assert set(seconds[profile]) == {"act", "emulate", "learn", "sample", "replay"}
     with pytest.raises(ValueError, match="profile"):
         quiet_trainer(tmp_path, config, run="bad", profile="parallel")
+
+
+def _record_draws_and_priorities(monkeypatch, events):
+    """Log each draw of batches (its slots) and each priority write, in the order they happen."""
+    from dqnviz.replay import ReplayMemory
+
+    real_sample, real_update = ReplayMemory.sample_batches, ReplayMemory.update_priorities
+
+    def sample_batches(self, *args, **kwargs):
+        batches = real_sample(self, *args, **kwargs)
+        events.append(("draw", np.concatenate([b["envs"] * 1000 + b["slots"] for b in batches])))
+        return batches
+
+    def update_priorities(self, *args, **kwargs):
+        events.append(("priorities", None))
+        return real_update(self, *args, **kwargs)
+
+    monkeypatch.setattr(ReplayMemory, "sample_batches", sample_batches)
+    monkeypatch.setattr(ReplayMemory, "update_priorities", update_priorities)
+
+
+def _train_with_and_without_sampling_ahead(tmp_path, monkeypatch, **options):
+    monkeypatch.setattr(trainer, "make_envs", lambda rom, config, training, seed: ScriptedEnvs(lengths=[10, 7]))
+    config = TrainConfig(num_envs=2, replay_size=200, batch_size=4, train_frequency=1, validation_states=4,
+                         target_steps=12, seed=0, **options)  # two updates per iteration
+    results, events = {}, []
+    _record_draws_and_priorities(monkeypatch, events)
+    for ahead in ("0", "1"):
+        monkeypatch.setenv("DQNVIZ_SAMPLE_AHEAD", ahead)
+        events.clear()
+        run = quiet_trainer(tmp_path, config, run=f"ahead{ahead}")
+        assert run.sample_ahead is (ahead == "1")
+        run.run_phase(0, "random", 20)
+        updates = [run.run_phase(1, "train", 16).updates, run.run_phase(1, "test", 6).updates,
+                   run.run_phase(2, "train", 10).updates]
+        results[ahead] = list(events), updates, run.learner.model().get_weights()
+    return results
+
+
+def test_uniform_replay_draws_the_same_batches_ahead_of_time(tmp_path, monkeypatch):
+    """Drawn while the device runs the previous updates, the batches are those the loop would
+    draw at the next iteration's start: same draws, same weights, and no draw is wasted at the
+    end of a phase (a test phase comes between two train phases)."""
+    results = _train_with_and_without_sampling_ahead(tmp_path, monkeypatch)
+    (in_time, updates_in_time, weights_in_time), (ahead, updates_ahead, weights_ahead) = results["0"], results["1"]
+    assert updates_in_time == updates_ahead == [16, 0, 10]  # 8 + 5 iterations of two updates
+    assert len(in_time) == len(ahead) == 8 + 5  # a draw of two batches per iteration, none wasted
+    for (kind, slots), (kind_ahead, slots_ahead) in zip(in_time, ahead):
+        assert kind == kind_ahead == "draw"
+        np.testing.assert_array_equal(slots, slots_ahead)
+    for a, b in zip(weights_in_time, weights_ahead):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_prioritized_replay_draws_ahead_before_the_priorities_of_the_updates_in_flight(tmp_path, monkeypatch):
+    results = _train_with_and_without_sampling_ahead(tmp_path, monkeypatch, prioritized=True)
+    in_time, ahead = [kind for kind, _ in results["0"][0]], [kind for kind, _ in results["1"][0]]
+    # at each iteration's start, after the last iteration's |δ| reached the sum tree
+    assert in_time == ["draw", "priorities"] * 8 + ["draw", "priorities"] * 5
+    # the first draw of a train phase at its start; the next ones while the updates run
+    phase = lambda iterations: ["draw"] + ["draw", "priorities"] * (iterations - 1) + ["priorities"]
+    assert ahead == phase(8) + phase(5)
+    assert results["0"][1] == results["1"][1] == [16, 0, 10]

@@ -32,6 +32,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--snapshot-dir", default="snapshots", help="where snapshots go (default: snapshots)")
     parser.add_argument("--report-dir", default="reports", help="where the statistics CSV goes (default: reports)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, only a line per phase")
+    parser.add_argument("--profile", action="store_true",
+                        help="after each train phase, a line on where the loop waited per iteration (act, emulate, "
+                             "sample, learn, replay), as benchmarks/throughput.py --profile overlapped measures it; "
+                             "costs a clock read per part")
     group = parser.add_argument_group("hyper-parameters (defaults: the Nature paper)")
     add_config_arguments(group)
 
@@ -100,7 +104,7 @@ def run(args) -> int:
     from dqnviz.trainer import Interrupted, Trainer
 
     trainer = Trainer(rom, config, run=run_name, snapshot_dir=snapshot_dir, report_dir=report_dir,
-                      resume=resume, show_progress=not args.quiet)
+                      resume=resume, show_progress=not args.quiet, profile="overlapped" if args.profile else False)
     print(f"training {rom.name} as run {run_name}: {config.num_envs} env(s), replay {config.replay_size:,}, "
           f"statistics in {trainer.csv.path}")
     try:
