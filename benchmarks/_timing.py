@@ -10,8 +10,11 @@ def print_machine() -> None:
     output, so that figures from different machines are not compared by mistake."""
     import keras
 
+    from dqnviz.trainer import sample_ahead
+
     print(f"backend {keras.config.backend()}, keras {keras.__version__}, {os.cpu_count()} CPUs, "
           f"{platform.processor() or platform.machine()}")
+    print("loop: the next batches drawn " + ("while the updates run" if sample_ahead() else "at each iteration's start"))
     if keras.config.backend() == "jax":
         import jax
 

@@ -189,6 +189,19 @@ class StatisticsCSV:
 # The epoch loop
 
 
+def sample_ahead() -> bool:
+    """Whether the loop draws the next iteration's batches while the device runs this one's
+    updates, off the loop's path (``DQNVIZ_SAMPLE_AHEAD=0`` draws them at each iteration's start,
+    for an A/B).
+
+    Uniform replay then draws exactly the batches it would have drawn next: from the same memory
+    (the new transitions are stored first), with its own generator. Prioritized replay draws them
+    before this iteration's |δ| reach the sum tree, so a priority lags by up to two iterations'
+    updates instead of one.
+    """
+    return env_switch("DQNVIZ_SAMPLE_AHEAD", True)
+
+
 def sidecar_path(folder, run: str, kind: str) -> Path:
     """``<folder>/<run>.<kind>.npz``: what a run keeps beside its snapshots for ``--resume``
     (``optimizer``: the newest snapshot's optimizer state; ``validation``: meanq's fixed states)."""
@@ -313,13 +326,7 @@ class Trainer:
         self.steps_since_sync = 0
         self.test_scores: dict[int, dict] = {}  # epoch -> its test phase's score, this invocation's epochs
         self.timer = Timer(enabled=bool(profile), wait_for_device=profile != "overlapped")
-        # Draw the next iteration's batches while the device runs this one's updates, off the
-        # loop's path. Uniform replay draws exactly the batches it would have drawn next (from
-        # the same memory, with its own generator). Prioritized replay draws them before this
-        # iteration's |δ| reach the sum tree: the next iteration's draw sees the priorities as
-        # they were before these updates (at most 2 · updates per iteration behind, not 1 ·).
-        # DQNVIZ_SAMPLE_AHEAD=0 draws each iteration's batches at its start, for an A/B.
-        self.sample_ahead = env_switch("DQNVIZ_SAMPLE_AHEAD", True)
+        self.sample_ahead = sample_ahead()
         if resume is not None:
             self._restore_optimizer(resume)
             self._restore_validation_states(resume)
@@ -478,7 +485,7 @@ class Trainer:
         """Dispatch one update per batch of ``transitions``; the device works while we emulate.
 
         The batches are drawn before any of their priorities changes, and those of the next
-        iteration while these updates run (see :attr:`sample_ahead`).
+        iteration while these updates run (see :func:`sample_ahead`).
         """
         with self.timer("learn"):
             pending = self.learner.train_transitions(self.replay, transitions)
