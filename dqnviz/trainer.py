@@ -174,15 +174,24 @@ class StatisticsCSV:
                 header = next(csv.reader(f), [])
             if header != CSV_COLUMNS:
                 raise UserError(f"{self.path} exists but is not a dqnviz statistics file; use --report-dir or --name")
-        else:
+        else:  # created now, so that the run's name is taken while its first phase runs
             with open(self.path, "w", newline="") as f:
                 csv.writer(f).writerow(CSV_COLUMNS)
+            self._created = True
+        self.rows_appended = 0
 
     def append(self, row: dict) -> None:
         with open(self.path, "a", newline="") as f:
             csv.DictWriter(f, CSV_COLUMNS).writerow(row)
             f.flush()
             os.fsync(f.fileno())
+        self.rows_appended += 1
+
+    def discard_if_unused(self) -> None:
+        """Remove the file if this run created it and wrote no row (stopped in its first phase),
+        so that a header alone neither takes the run's name nor reads as an empty run."""
+        if getattr(self, "_created", False) and not self.rows_appended:
+            self.path.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -571,6 +580,9 @@ class Trainer:
             games = f"no game ended (score so far {row['average_reward']:.2f} on average)"
         self.log(f"epoch {row['epoch']} {row['phase']}: {row['steps']:,} steps, {games}, "
                  f"meanq {row['meanq']:.3f}, {row['steps_per_second']:,.0f} steps/s")
+        if stats.phase == "train" and not stats.updates:
+            self.log(f"  warning: no update was made: the replay memory held {self.replay.num_sampleable():,} "
+                     f"transitions that can be sampled, fewer than --batch-size {self.config.batch_size:,}")
         return row
 
     def _fill_replay(self) -> None:
@@ -623,6 +635,7 @@ class Trainer:
                 # the epoch's training is complete and its snapshot saved; nothing is lost
                 raise Interrupted(self.snapshot_path(epoch)) from None
             if phase in ("random", "refill") or epoch == 0:
+                self.csv.discard_if_unused()
                 raise Interrupted(None) from None
             steps_done = self.train_steps_done - self._train_phase_start
             path = self.save(epoch, suffix="_interrupted", interrupted={"phase": "train", "steps_done": steps_done})

@@ -83,11 +83,11 @@ def test_ctrl_c_saves_a_snapshot_that_resumes(tmp_path, monkeypatch, capsys):
     calls = {"n": 0}
     original = trainer.Trainer._start_updates
 
-    def interrupt_on_fifth(self, count, stats):
+    def interrupt_on_fifth(self, stats, transitions):
         calls["n"] += 1
         if calls["n"] == 5:
             raise KeyboardInterrupt
-        return original(self, count, stats)
+        return original(self, stats, transitions)
 
     monkeypatch.setattr(trainer.Trainer, "_start_updates", interrupt_on_fifth)
     dirs = ["--snapshot-dir", str(tmp_path / "snap"), "--report-dir", str(tmp_path / "rep")]
@@ -245,3 +245,70 @@ def test_profile_prints_where_each_train_phase_waited(tmp_path, capsys):
         # the parts are the phase's time, split: they add up to it, and learning is not free
         assert sum(parts.values()) == pytest.approx(per_iteration, abs=0.01 * len(parts))
         assert parts["learn"] > 0 and parts["emulate"] > 0
+
+
+def _two_runs_named_t(tmp_path):
+    """Run t in folder a/, and an unrelated run also named t in folder b/ (different steps)."""
+    for folder, steps in (("a", "48"), ("b", "40")):
+        dirs = ["--snapshot-dir", str(tmp_path / folder / "snapshots"), "--report-dir", str(tmp_path / folder / "reports")]
+        options = [o if o != "48" else steps for o in TINY]
+        assert main(["train", "pong", "--name", "t", "--epochs", "1", *options, *dirs]) == 0
+    return tmp_path / "a", tmp_path / "b"
+
+
+def _contents(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_resume_with_a_taken_name_is_refused_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    a, b = _two_runs_named_t(tmp_path)
+    monkeypatch.chdir(b)  # b/snapshots and b/reports are the defaults; run t there is not a's
+    before = _contents(b)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(a / "snapshots" / "t_1.keras"), "--name", "t", "--epochs", "2",
+                 "--snapshot-dir", "snapshots"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "error: run 't' already has files in snapshots/" in err and "\n" not in err
+    assert _contents(b) == before
+
+
+def test_resume_into_folders_of_another_run_of_that_name_branches_off(tmp_path, capsys, monkeypatch):
+    a, b = _two_runs_named_t(tmp_path)
+    monkeypatch.chdir(b)
+    before = _contents(b)
+    capsys.readouterr()
+    # b/reports/t.csv is another run t's: resuming a's t_1 must neither append to it nor write its sidecars
+    assert main(["train", "--resume", str(a / "snapshots" / "t_1.keras"), "--epochs", "2", "--snapshot-dir", "snapshots",
+                 "--report-dir", "reports"]) == 0
+    out = capsys.readouterr().out
+    assert "reports/t.csv holds another run's statistics; continuing as a new run, t-2" in out
+    after = _contents(b)
+    assert {path: after[path] for path in before} == before  # run t's files are untouched
+    assert [(r["epoch"], r["phase"]) for r in rows(b / "reports" / "t-2.csv")] == [("2", "train"), ("2", "test")]
+
+
+def test_resume_from_elsewhere_goes_on_beside_the_snapshot_and_its_csv(tmp_path, capsys, monkeypatch):
+    a, _ = _two_runs_named_t(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["train", "--resume", str(a / "snapshots" / "t_1.keras"), "--epochs", "2", "--quiet"]) == 0
+    assert (a / "snapshots" / "t_2.keras").exists() and not any(elsewhere.iterdir())
+    table = rows(a / "reports" / "t.csv")  # snapshots/ and reports/ are siblings: the CSV goes on
+    assert [(r["epoch"], r["phase"]) for r in table] == [("0", "random"), ("1", "train"), ("1", "test"),
+                                                         ("2", "train"), ("2", "test")]
+
+
+def test_ctrl_c_in_the_first_phase_leaves_no_csv_behind(tmp_path, monkeypatch, capsys):
+    from dqnviz import trainer
+
+    def interrupt(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer.Trainer, "_keep_validation_states", interrupt)  # at the random phase's end
+    dirs = ["--snapshot-dir", str(tmp_path / "snap"), "--report-dir", str(tmp_path / "rep")]
+    assert main(["train", "pong", "--name", "d", "--epochs", "1", *TINY, *dirs]) == 130
+    assert "no snapshot to save" in capsys.readouterr().out
+    assert not (tmp_path / "rep" / "d.csv").exists()
+    monkeypatch.undo()
+    assert main(["train", "pong", "--name", "d", "--epochs", "1", *TINY, *dirs]) == 0  # the name is free

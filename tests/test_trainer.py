@@ -204,3 +204,19 @@ def test_prioritized_replay_draws_ahead_before_the_priorities_of_the_updates_in_
     phase = lambda iterations: ["draw"] + ["draw", "priorities"] * (iterations - 1) + ["priorities"]
     assert ahead == phase(8) + phase(5)
     assert results["0"][1] == results["1"][1] == [16, 0, 10]
+
+
+def test_a_train_phase_without_updates_says_why(tmp_path, monkeypatch):
+    lines = []
+    monkeypatch.setattr(trainer, "make_envs", lambda rom, config, training, seed: ScriptedEnvs(length=10))
+    config = TrainConfig(replay_size=200, batch_size=64, validation_states=4, seed=0)
+    run = quiet_trainer(tmp_path, config, log=lines.append)
+    run.started = 0.0
+    run.write_row(run.run_phase(0, "random", 20), 0.0)
+    stats = run.run_phase(1, "train", 8)  # 28 transitions stored, fewer than a batch of 64
+    run.write_row(stats, 0.0)
+    assert stats.updates == 0
+    assert lines[-1].strip().startswith("warning: no update was made") and "--batch-size 64" in lines[-1]
+    stats = run.run_phase(1, "train", 60)  # now the memory can fill a batch
+    run.write_row(stats, 0.0)
+    assert stats.updates > 0 and "warning" not in lines[-1]

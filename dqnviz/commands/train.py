@@ -18,6 +18,8 @@ examples:
   dqnviz train --resume snapshots/pong_24.keras --epochs 30 --name pong-more
 
 A new run never overwrites an earlier one: if reports/pong.csv exists, the run is named pong-2.
+A resumed run goes on beside its snapshot and appends to its own CSV; where that would write into
+another run's files, it continues as a new run (name-2).
 Ctrl-C (or SIGTERM) saves snapshots/<run>_<epoch>_interrupted.keras once the current step is done;
 --resume continues from it.
 """
@@ -29,8 +31,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("rom", nargs="?", help="a ROM file (.bin) or the name of a game ale-py ships (see `dqnviz games`)")
     parser.add_argument("--resume", metavar="SNAPSHOT", help="continue a run from its snapshot: epochs and steps continue, the CSV is appended")
     parser.add_argument("--name", help="run name for files (default: the game's name, or name-2, name-3 … if taken)")
-    parser.add_argument("--snapshot-dir", default="snapshots", help="where snapshots go (default: snapshots)")
-    parser.add_argument("--report-dir", default="reports", help="where the statistics CSV goes (default: reports)")
+    parser.add_argument("--snapshot-dir", help="where snapshots go (default: snapshots; with --resume, the snapshot's folder)")
+    parser.add_argument("--report-dir", help="where the statistics CSV goes (default: reports; with --resume, the folder "
+                                             "among reports/, the snapshot's folder and its sibling reports/ that holds the run's CSV)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, only a line per phase")
     parser.add_argument("--profile", action="store_true",
                         help="after each train phase, a line on where the loop waited per iteration (act, emulate, "
@@ -40,8 +43,13 @@ def add_arguments(parser) -> None:
     add_config_arguments(group)
 
 
+def _has_snapshots(name: str, snapshot_dir: Path) -> bool:
+    """Whether ``snapshot_dir`` holds a snapshot of run ``name``, or the optimizer state beside them."""
+    return any(snapshot_dir.glob(f"{name}_*.keras")) or (snapshot_dir / f"{name}.optimizer.npz").exists()
+
+
 def _taken(name: str, snapshot_dir: Path, report_dir: Path) -> bool:
-    return (report_dir / f"{name}.csv").exists() or any(snapshot_dir.glob(f"{name}_*.keras"))
+    return (report_dir / f"{name}.csv").exists() or _has_snapshots(name, snapshot_dir)
 
 
 def free_run_name(base: str, snapshot_dir: Path, report_dir: Path) -> str:
@@ -54,18 +62,57 @@ def free_run_name(base: str, snapshot_dir: Path, report_dir: Path) -> str:
     return f"{base}-{number}"
 
 
+def run_statistics_match(csv_path: Path, meta: dict) -> bool:
+    """Whether ``csv_path`` holds the statistics of the run that saved a snapshot with ``meta``:
+    it has the row of the snapshot's last whole phase (the train phase of its epoch, with the
+    same count of train steps, or epoch 0's random phase). Snapshots older than that count pass."""
+    import csv
+
+    if "train_steps_done" not in meta:
+        return True
+    interrupted = meta.get("interrupted") or {}
+    epoch = int(meta["epoch"]) - (1 if interrupted else 0)
+    train_steps = int(meta["train_steps_done"]) - int(interrupted.get("steps_done", 0))
+    try:
+        with open(csv_path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    wanted = ("0", "random") if epoch == 0 else (str(epoch), "train")
+    return any((row.get("epoch"), row.get("phase")) == wanted
+               and (epoch == 0 or row.get("total_train_steps") == str(train_steps)) for row in rows)
+
+
+def resumed_report_dir(run_name: str, meta: dict, snapshot_folder: Path) -> Path:
+    """Where a resumed run's CSV is: reports/, the snapshot's folder, or the ``reports`` folder
+    beside it (snapshots/ and reports/ as siblings), the first that holds this run's CSV; else reports/."""
+    for folder in (Path("reports"), snapshot_folder, snapshot_folder.parent / "reports"):
+        if (folder / f"{run_name}.csv").exists() and run_statistics_match(folder / f"{run_name}.csv", meta):
+            return folder
+    return Path("reports")
+
+
+def check_run_name(name: str) -> None:
+    from dqnviz.errors import UserError
+
+    if not re.fullmatch(r"[\w.-]+", name):
+        raise UserError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
+
+
 def run(args) -> int:
     from dqnviz.atari import resolve_rom, rom_for_game
     from dqnviz.config import TrainConfig, config_from_arguments
     from dqnviz.errors import UserError
 
-    snapshot_dir, report_dir = Path(args.snapshot_dir), Path(args.report_dir)
     resume = None
     if args.resume:
         from dqnviz.snapshot import load_snapshot
 
         resume = load_snapshot(args.resume)
         meta = resume.meta
+        # A resumed run goes on where it was: beside its snapshot, appending to its own CSV.
+        snapshot_folder = Path(args.resume).parent
+        snapshot_dir = Path(args.snapshot_dir) if args.snapshot_dir else snapshot_folder
         rom = resolve_rom(args.rom) if args.rom else rom_for_game(meta["game"], meta.get("rom_md5"))
         if rom.name != meta["game"]:
             raise UserError(f"{args.resume} was trained on {meta['game']}, not {rom.name}")
@@ -76,19 +123,34 @@ def run(args) -> int:
             raise UserError(f"--epochs {config.epochs} would train nothing: --epochs is the run's last epoch, "
                             f"and {Path(args.resume).name} continues at epoch {next_epoch} "
                             f"(--epochs {next_epoch + 9} trains epochs {next_epoch}–{next_epoch + 9})")
-        if (snapshot_dir / f"{run_name}_{next_epoch}.keras").exists():
-            # Resuming from an older epoch: branch off rather than overwrite later results.
-            branched = free_run_name(run_name, snapshot_dir, report_dir)
-            print(f"{snapshot_dir / f'{run_name}_{next_epoch}.keras'} exists; continuing as a new run, {branched}")
-            run_name = branched
+        report_dir = Path(args.report_dir) if args.report_dir else resumed_report_dir(run_name, meta, snapshot_folder)
+        if args.name:  # a new run that starts from the snapshot's weights
+            check_run_name(args.name)
+            if _taken(args.name, snapshot_dir, report_dir):
+                raise UserError(f"run {args.name!r} already has files in {snapshot_dir}/ or {report_dir}/; "
+                                f"--name gives the resumed run a new name: choose one not taken")
+        else:
+            # Never append to, or write beside, another run's results: branch off instead.
+            statistics = report_dir / f"{run_name}.csv"
+            reason = None
+            if statistics.exists() and not run_statistics_match(statistics, meta):
+                reason = f"{statistics} holds another run's statistics"
+            elif snapshot_dir.resolve() != snapshot_folder.resolve() and _has_snapshots(run_name, snapshot_dir):
+                reason = f"{snapshot_dir}/ holds snapshots of another {run_name} run"
+            elif (snapshot_dir / f"{run_name}_{next_epoch}.keras").exists():  # resuming from an older epoch
+                reason = f"{snapshot_dir / f'{run_name}_{next_epoch}.keras'} exists"
+            if reason:
+                branched = free_run_name(run_name, snapshot_dir, report_dir)
+                print(f"{reason}; continuing as a new run, {branched}")
+                run_name = branched
     else:
         if not args.rom:
             raise UserError("give a ROM file or game name (e.g. `dqnviz train pong`), or --resume SNAPSHOT")
+        snapshot_dir, report_dir = Path(args.snapshot_dir or "snapshots"), Path(args.report_dir or "reports")
         rom = resolve_rom(args.rom)
         config = config_from_arguments(args)
         base = args.name or rom.name
-        if not re.fullmatch(r"[\w.-]+", base):
-            raise UserError(f"--name {base!r}: use letters, digits, '.', '_' and '-' only")
+        check_run_name(base)
         run_name = base if args.name else free_run_name(base, snapshot_dir, report_dir)
         if args.name and _taken(base, snapshot_dir, report_dir):
             raise UserError(f"run {base!r} already has files in {snapshot_dir}/ or {report_dir}/; use --resume or another --name")
