@@ -235,9 +235,11 @@ def load_snapshot(path) -> Snapshot:
     Raises:
         UserError: the file is missing, a pickle, corrupt, or not a dqnviz snapshot.
     """
+    import importlib
+
     import keras
 
-    import dqnviz.network  # noqa: F401  (registers DuelingQ for deserialisation)
+    importlib.import_module("dqnviz.network")  # registers DuelingQ for deserialisation
 
     meta = read_meta(path)
     path = str(path)

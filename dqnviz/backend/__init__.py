@@ -48,4 +48,5 @@ else:  # pragma: no cover - torch and numpy backends are not supported
         "set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax"
     )
 
+__all__ = ["BACKEND", "FrameBuffer", "input_gradient", "make_predict", "make_q_and_gradient", "make_train_step"]
 BACKEND = _name
