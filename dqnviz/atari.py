@@ -22,6 +22,7 @@ import difflib
 import functools
 import hashlib
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,18 +96,34 @@ def supported_md5s() -> dict[str, str]:
     return {_md5(path): name for name, path in shipped_roms().items()}
 
 
+# Gymnasium's and Gym's environment ids: ALE/Pong-v5, PongNoFrameskip-v4, BreakoutDeterministic-v4
+_ENVIRONMENT_ID = re.compile(r"(?:ALE/)?(?P<game>[A-Za-z0-9]+?)(?:NoFrameskip|Deterministic)?-v\d+")
+
+
+def game_key(name: str) -> str:
+    """ale-py's name for a game as a user may write it: ``Space Invaders``, ``space-invaders``,
+    ``SpaceInvaders`` and the environment id ``ALE/SpaceInvaders-v5`` are all ``space_invaders``."""
+    name = name.strip()
+    environment_id = _ENVIRONMENT_ID.fullmatch(name)
+    if environment_id:
+        name = environment_id["game"]
+    name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)  # CamelCase words
+    return re.sub(r"[\s-]+", "_", name).lower()
+
+
 def resolve_rom(spec: str | os.PathLike) -> Rom:
     """Find the ROM a user means: a path to a ROM file, or a game name such as ``breakout``.
 
     A file is identified by its MD5 against the games ale-py supports. A name may use any case,
-    spaces or hyphens (``Space Invaders``, ``space-invaders``).
+    spaces, hyphens or CamelCase, or be a Gymnasium environment id (see :func:`game_key`).
 
     Raises:
         UserError: the file is missing, is no supported ROM, or the name is unknown (with the
             closest names as suggestions).
     """
     text = str(spec)
-    looks_like_path = os.sep in text or text.endswith((".bin", ".a26", ".rom")) or os.path.exists(text)
+    looks_like_path = os.path.exists(text) or (not _ENVIRONMENT_ID.fullmatch(text.strip()) and (
+        os.sep in text or text.endswith((".bin", ".a26", ".rom"))))
     if looks_like_path:
         if not os.path.exists(text):
             raise UserError(f"ROM file not found: {text}")
@@ -120,8 +137,10 @@ def resolve_rom(spec: str | os.PathLike) -> Rom:
                 f"{len(supported_md5s())} games)"
             )
         return Rom(name=name, path=os.path.abspath(text), md5=md5)
-    key = text.strip().lower().replace("-", "_").replace(" ", "_")
+    key = game_key(text)
     roms = shipped_roms()
+    if key not in roms:  # written without ale-py's underscores: TicTacToe3D, UpNDown
+        key = {name.replace("_", ""): name for name in roms}.get(key.replace("_", ""), key)
     if key not in roms:
         close = difflib.get_close_matches(key, list(roms), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else "; `dqnviz games` lists them"

@@ -15,6 +15,17 @@ def test_rom_by_name_and_by_path_agree():
     assert by_path.name == "breakout" and len(by_path.md5) == 32
 
 
+def test_every_game_by_gymnasium_id_and_camel_case():
+    """ALE/Pong-v5, PongNoFrameskip-v4, SpaceInvaders, TicTacToe3D: the names of other tools."""
+    for name in shipped_roms():
+        camel = "".join(word.capitalize() for word in name.split("_"))
+        for spelling in (camel, f"ALE/{camel}-v5", f"{camel}NoFrameskip-v4", f"{camel}Deterministic-v4", camel.upper()):
+            assert resolve_rom(spelling).name == name, spelling
+    assert resolve_rom("TicTacToe3D").name == "tic_tac_toe_3d" and resolve_rom("ALE/UpNDown-v5").name == "up_n_down"
+    with pytest.raises(UserError, match="unknown game 'ALE/Pongg-v5'; did you mean pong"):
+        resolve_rom("ALE/Pongg-v5")
+
+
 def test_unknown_name_suggests_close_matches():
     with pytest.raises(UserError, match="did you mean breakout"):
         resolve_rom("breakuot")
