@@ -96,6 +96,9 @@ class TrainConfig:
                 raise UserError(f"{flag} must be between 0 and 1, got {value}")
             if "choices" in f.metadata and value not in f.metadata["choices"]:
                 raise UserError(f"{flag} must be one of {', '.join(f.metadata['choices'])}, got {value!r}")
+        if self.epsilon_end > self.epsilon_start:
+            raise UserError(f"--epsilon-end {self.epsilon_end:g} is above --epsilon-start {self.epsilon_start:g}: "
+                            f"ε decays from the start value to the end value")
         if self.train_frequency % self.num_envs and self.num_envs % self.train_frequency:
             raise UserError(
                 f"--train-frequency {self.train_frequency} and --num-envs {self.num_envs}: one must divide the other"

@@ -533,6 +533,9 @@ class Trainer:
         them beside the snapshots (``<run>.validation.npz``) for a resumed run to measure on."""
         if self.validation is None and self.replay.num_sampleable() > 0:
             count = min(self.config.validation_states, self.replay.num_sampleable())
+            if count < self.config.validation_states:
+                self.log(f"meanq is measured on {count:,} validation states, fewer than --validation-states "
+                         f"{self.config.validation_states:,}: the random phase stored no more")
             envs, slots, _ = self.replay.sample_indices(count)
             self.validation = np.asarray(self.replay.stack(envs, slots))
         if self.validation is not None and self._validation_file != self.validation_path():

@@ -118,6 +118,7 @@ def test_ctrl_c_saves_a_snapshot_that_resumes(tmp_path, monkeypatch, capsys):
     (["train", "pong", "--train-steps", "0"], "--train-steps must be at least 1, got 0"),
     (["train", "pong", "--replay-size", "-5"], "--replay-size must be at least 1, got -5"),
     (["train", "pong", "--replay-size", "100000000"], "use --replay-size"),
+    (["train", "pong", "--epsilon-start", "0.1", "--epsilon-end", "0.5"], "--epsilon-end 0.5 is above --epsilon-start 0.1"),
     (["train", "pong", "--replay-size", "35"], "--replay-size 35 is too small to draw a batch of 32 with 1 env(s): give at least 36"),
     (["train", "pong", "--replay-size", "100", "--num-envs", "64"], "give at least 320"),
     (["test", "/nonexistent/x.keras"], "snapshot not found"),

@@ -220,3 +220,15 @@ def test_a_train_phase_without_updates_says_why(tmp_path, monkeypatch):
     stats = run.run_phase(1, "train", 60)  # now the memory can fill a batch
     run.write_row(stats, 0.0)
     assert stats.updates > 0 and "warning" not in lines[-1]
+
+
+def test_fewer_validation_states_than_asked_are_reported(tmp_path, monkeypatch):
+    lines = []
+    monkeypatch.setattr(trainer, "make_envs", lambda rom, config, training, seed: ScriptedEnvs(length=10))
+    run = quiet_trainer(tmp_path, TrainConfig(replay_size=200, batch_size=4, validation_states=500, seed=0),
+                        log=lines.append)
+    run.run_phase(0, "random", 20)
+    run._keep_validation_states()
+    assert len(run.validation) == run.replay.num_sampleable() < 500
+    assert lines == [f"meanq is measured on {len(run.validation)} validation states, fewer than "
+                     f"--validation-states 500: the random phase stored no more"]
