@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import pytest
 
 from tests.conftest import make_snapshot
@@ -26,7 +27,8 @@ def test_page_draws_without_errors(compared):
     with open_report(compared) as check:
         count = check.page.evaluate("() => window.dqnvizDrawAll()")
         plots, drawn = all_plots_drawn(check.page)
-        assert plots == count and drawn == plots and plots >= 4 + 2 * 3 * 2 * 2
+        silent = check.page.evaluate("() => document.querySelectorAll('article.card .silent-note').length")
+        assert plots == count and drawn == plots and plots >= 4 + 2 * (2 * 3 * 2 - silent)  # 2 images a live card
         assert check.errors == [] and check.requests == []
         cards = check.page.evaluate("""() => Array.from(document.querySelectorAll('article.card'))
             .map(c => [c.dataset.snapshot, c.dataset.layer, c.dataset.filter])""")
@@ -240,3 +242,98 @@ def test_two_runs_of_one_game_are_compared_not_read_as_a_time_line(tmp_path):
     assert not evolution and [s.meta["run"] for s in ordered] == ["pong", "pong-gpu"]
     ordered, evolution = order_snapshots([cpu, cpu_early])  # one run: its epochs in order
     assert evolution and [s.meta["epoch"] for s in ordered] == [3, 24]
+
+
+def make_history_snapshot(path, history, game="pong", epoch=1, seed=0):
+    """A randomly initialised snapshot whose states stack ``history`` frames (``dqnviz train
+    --history N --frame-skip 1``), saved with dqnviz's own network builder and snapshot writer."""
+    from dqnviz.atari import AtariEnv, resolve_rom
+    from dqnviz.config import TrainConfig
+    from dqnviz.network import build_q_network
+    from dqnviz.snapshot import save_snapshot
+    from dqnviz.trainer import snapshot_meta
+
+    rom = resolve_rom(game)
+    env = AtariEnv(rom, seed=seed, history=history, frame_skip=1)
+    config = TrainConfig(history=history, frame_skip=1, seed=seed)
+    model = build_q_network(env.num_actions, history=history, seed=seed)
+    save_snapshot(path, model, snapshot_meta(rom, env, config, run=game, epoch=epoch, total_steps=1000 * epoch))
+    return str(path)
+
+
+@pytest.fixture
+def no_games(monkeypatch):
+    """Playing a game fails the test: what is checked must be checked up front."""
+    import dqnviz.agent
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a game was played before the arguments were checked")
+
+    monkeypatch.setattr(dqnviz.agent, "play_games", refuse)
+
+
+def _fails_with_one_line(args, out, capsys):
+    assert run_cli(["compare", *args, "--out", str(out), "--quiet"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert not out.exists()
+    return err
+
+
+@pytest.mark.parametrize("count", ["65", "100"])
+def test_too_many_filters_fail_up_front_as_in_nvis(tmp_path, capsys, no_games, breakout_snapshot, pong_snapshot, count):
+    err = _fails_with_one_line([breakout_snapshot, pong_snapshot, "--filters", count], tmp_path / "out.html", capsys)
+    assert f"--filters {count} is out of range" in err and "conv1 32, conv2 64, conv3 64" in err and "1..64" in err
+
+
+def test_a_history_below_three_fails_up_front(tmp_path, capsys, no_games, pong_snapshot):
+    one = make_history_snapshot(tmp_path / "pong-h1_1.keras", 1)
+    err = _fails_with_one_line([pong_snapshot, one], tmp_path / "out.html", capsys)
+    assert "pong-h1_1 stacks 1 frame per state" in err and "--history 1" in err and "red, green and blue" in err
+
+
+def test_a_history_of_three_is_compared_with_its_last_three_frames_as_rgb(tmp_path):
+    import re
+
+    from dqnviz.report.compare import four_frames
+
+    a = make_history_snapshot(tmp_path / "pong-h3_1.keras", 3, seed=1)
+    b = make_history_snapshot(tmp_path / "pong-h3_2.keras", 3, epoch=2, seed=2)
+    out = tmp_path / "h3.html"
+    assert run_cli(["compare", a, b, "--out", str(out), "--filters", "1", "--max-steps", "16", "--quiet"]) == 0
+    page = re.sub(r"<script.*?</script>", " ", out.read_text(), flags=re.S)
+    text = " ".join(re.sub(r"<[^>]+>", " ", page).split())
+    assert "(t-2 · t-1 · t)" in text and "its 3 8×8 weight patches" in text and "t-3" not in text
+    assert len(re.findall(r'<article class="card"', out.read_text())) == 2 * 3
+
+    state = np.arange(3, dtype=np.uint8).reshape(1, 1, 3) + 1  # frames t-2, t-1, t = 1, 2, 3
+    assert four_frames(state).tolist() == [[[0, 1, 2, 3]]]
+    five = np.arange(5).reshape(1, 1, 5)  # t-4 … t: the last four are kept
+    assert four_frames(five).tolist() == [[[1, 2, 3, 4]]]
+
+
+def test_never_firing_filters_are_labelled_as_in_nvis(tmp_path):
+    """conv1 filters 0 and 1 of one snapshot can never fire: their cards say so, with no unit box."""
+    import re
+
+    from dqnviz.snapshot import load_snapshot, save_snapshot
+
+    path = make_snapshot(tmp_path / "breakout_1.keras", "breakout", 1)
+    snapshot = load_snapshot(path)
+    conv1 = snapshot.model.get_layer("conv1")
+    kernel, bias = (np.asarray(w) for w in conv1.get_weights())
+    bias[[0, 1]] = -1e4  # inputs are at most 1 after scaling
+    conv1.set_weights([kernel, bias])
+    save_snapshot(path, snapshot.model, snapshot.meta)
+    other = str(make_snapshot(tmp_path / "pong_2.keras", "pong", 2, seed=1))
+    out = tmp_path / "dead.html"
+    assert run_cli(["compare", str(path), other, "--out", str(out), "--filters", "3", "--max-steps", "16",
+                    "--quiet"]) == 0
+    html = out.read_text()
+    cards = dict(re.findall(r'<article class="card" data-snapshot="breakout_1" data-layer="conv1" '
+                            r'data-filter="(\d+)"[^>]*>(.*?)</article>', html, re.S))
+    assert sorted(cards) == ["0", "1", "2"]
+    for dead in ("0", "1"):
+        assert "never fires" in cards[dead] and "data-box" not in cards[dead] and "unit (y, x)" not in cards[dead]
+        assert "activation" not in re.sub(r'title="[^"]*"', "", cards[dead])
+    assert "never fires" not in cards["2"] and "data-box" in cards["2"] and "unit (y, x)" in cards["2"]

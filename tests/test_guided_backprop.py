@@ -115,3 +115,60 @@ def test_errors():
     vector = keras.Sequential([keras.Input((16,)), keras.layers.Dense(3)])
     with pytest.raises(UserError, match=r"does not take images"):
         conv_layers(vector)
+
+
+def _strided_conv(kernel=None, activation=None):
+    """One 8×8 stride-4 Conv2D "c1" over 84×84×4 states (20×20 units), as the Nature DQN's conv1."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((84, 84, 4)),
+                              keras.layers.Conv2D(2, 8, strides=4, activation=activation, name="c1")])
+    if kernel is not None:
+        model.get_layer("c1").set_weights([kernel, np.zeros(2, np.float32)])
+    return model
+
+
+def _nonzero_box(gradient):
+    """(y0, y1, x0, x1) of the input pixels where the gradient is non-zero, ends exclusive."""
+    ys, xs = np.nonzero(np.abs(gradient).sum(axis=-1))
+    return int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+
+
+def test_tied_maxima_give_the_gradient_of_the_first_unit_only():
+    """On a constant state every unit of a filter ties; the gradient is that of unit (0, 0), whose
+    receptive field is the 8×8 patch in the corner, not the sum over all 400 units."""
+    model = _strided_conv()
+    const = np.full((84, 84, 4), 7.0, np.float32)
+    (state, position, _), = top_activations(model, const, "c1", filters=[0])
+    assert (state, position) == (0, (0, 0))
+    gradient = guided_backprop(model, const, "c1", 0)
+    assert _nonzero_box(gradient) == (0, 8, 0, 8)
+    np.testing.assert_allclose(gradient[:8, :8], model.get_layer("c1").kernel.numpy()[..., 0], rtol=1e-6)
+
+
+def test_a_tied_plateau_is_differentiated_at_the_unit_top_activations_names():
+    """A bright 16×16 square on black: every unit wholly inside it ties at 8·8·4 (kernel of ones).
+    The first in row-major order is (10, 5), at input y 40, x 20; its gradient is its own 8×8 patch."""
+    model = _strided_conv(kernel=np.ones((8, 8, 4, 2), np.float32), activation="relu")
+    state = np.zeros((84, 84, 4), np.uint8)
+    state[40:56, 20:36] = 1
+    (_, (y, x), value), = top_activations(model, state, "c1", filters=[1])
+    assert (y, x) == (10, 5) and value == 256
+    gradient = guided_backprop(model, state, "c1", 1)
+    assert _nonzero_box(gradient) == (4 * y, 4 * y + 8, 4 * x, 4 * x + 8)
+    np.testing.assert_array_equal(gradient[40:48, 20:28], 1.0)
+
+
+def test_a_given_position_names_the_unit_per_state():
+    model = _strided_conv()
+    states = np.full((2, 84, 84, 4), 3.0, np.float32)
+    gradients = guided_backprop(model, states, "c1", 1, position=np.array([[3, 5], [19, 0]]))
+    assert _nonzero_box(gradients[0]) == (12, 20, 20, 28)
+    assert _nonzero_box(gradients[1]) == (76, 84, 0, 8)
+    one = guided_backprop(model, states[0], "c1", 1, position=(3, 5))
+    np.testing.assert_array_equal(one, gradients[0])
+    with pytest.raises(UserError, match=r"position \(20, 0\) is outside layer 'c1'.*20×20"):
+        guided_backprop(model, states, "c1", 1, position=(20, 0))
+    with pytest.raises(UserError, match=r"one per state \(2, 2\)"):
+        guided_backprop(model, states, "c1", 1, position=[(0, 0)] * 3)
+    with pytest.raises(UserError, match=r"no spatial axes"):
+        guided_backprop(models.fused_uint8_model(), models.random_states(2), "fc", 0, position=(0, 0))

@@ -4,7 +4,7 @@ Works on any built Keras 3 image model with Conv2D layers: functional or Sequent
 uint8 input, channels last, ReLU fused (``activation="relu"``) or as its own layer. Only
 :func:`dqnviz.backend.input_gradient` is backend specific. Models are never modified.
 
-* :func:`guided_backprop` — guided-ReLU gradient of a filter's largest activation.
+* :func:`guided_backprop` — guided-ReLU gradient of a filter's strongest unit.
 * :func:`saliency` — gradient, SmoothGrad or perturbation saliency of Q-values.
 * :func:`receptive_field`, :func:`effective_receptive_field` — theoretical and measured RF.
 * :func:`encode_rgb`, :func:`encode_gradient_rgb`, :func:`frames_strip` — images of states.

@@ -11,18 +11,23 @@ from dqnviz.analysis._model import (
     resolve_layer,
 )
 from dqnviz.backend import input_gradient
+from dqnviz.errors import UserError
 
 
-def guided_backprop(model, states, layer, filter, *, batch_size=128) -> np.ndarray:
+def guided_backprop(model, states, layer, filter, *, position=None, batch_size=128) -> np.ndarray:
     """What in each state makes one filter fire: the guided gradient of its largest activation.
 
-    For state ``s`` and filter ``f`` of ``layer`` the target is
+    For state ``s`` and filter ``f`` of ``layer`` the target is one unit, the filter's strongest:
 
-        t(s) = max_{y,x} A_layer(s)[y, x, f]
+        t(s) = A_layer(s)[y*, x*, f],    (y*, x*) = first argmax_{y,x} A_layer(s)[y, x, f]
 
-    (``A`` without spatial axes, e.g. a Dense layer, is used as is), and the result is
-    ``dt/ds`` computed with the guided-ReLU backward rule at every ReLU of the model:
-    ``dL/dx = g · [x > 0] · [g > 0]``. The gradient is taken with respect to the float value
+    with ties going to the first position in row-major order, the rule of
+    :func:`~dqnviz.analysis.top_activations`; or ``(y*, x*) = position`` when given. Where the
+    activations tie (a blank region, ReLU outputs at 0) the gradient of ``max_{y,x}`` would be
+    split over every tied unit and light up all their receptive fields; this one stays inside the
+    receptive field of the unit a report names. (``A`` without spatial axes, e.g. a Dense layer,
+    is used as is.) The result is ``dt/ds`` computed with the guided-ReLU backward rule at every
+    ReLU of the model: ``dL/dx = g · [x > 0] · [g > 0]``. The gradient is taken with respect to the float value
     of the input pixels (``uint8`` states are cast to float32 and fed through the model's
     layers after the Input, without being cast back). The model is not modified.
 
@@ -32,6 +37,10 @@ def guided_backprop(model, states, layer, filter, *, batch_size=128) -> np.ndarr
         layer: a layer name or Layer object of ``model`` (top level).
         filter: an int (the same filter for every state) or an int array of length ``N``
             (one filter per state: all filters of a layer can be done in one batched pass).
+        position: None (each state's strongest unit of the filter), or the unit to differentiate:
+            one ``(y, x)`` for every state or an ``(N, 2)`` int array, e.g. the positions
+            :func:`~dqnviz.analysis.top_activations` returned, so that the image is of the very
+            unit a report labels.
         batch_size: states per forward+backward pass.
 
     Returns:
@@ -39,30 +48,64 @@ def guided_backprop(model, states, layer, filter, *, batch_size=128) -> np.ndarr
 
     Raises:
         UserError: no Conv2D layers, non-image input, unknown layer, states of the wrong
-            shape, or a filter index out of range.
+            shape, a filter index out of range, or a position outside the layer's output (or
+            given for a layer without spatial axes).
     """
     batch, single = as_batch(model, states)
     layer = resolve_layer(model, layer)
     filters = check_filters(model, layer, filter, count=len(batch))
     filters = np.broadcast_to(filters, (len(batch),))
-    channels = int(layer_output(model, layer).shape[-1])
-    run = graph_runner(model, layer_output(model, layer), guided=True)
+    output = layer_output(model, layer)
+    channels = int(output.shape[-1])
+    units = None if position is None else _flat_positions(layer, output, position, len(batch))
+    run = graph_runner(model, output, guided=True)
 
     gradients = np.empty(batch.shape, dtype=np.float32)
     for start in range(0, len(batch), batch_size):
         stop = start + batch_size
         one_hot = np.eye(channels, dtype=np.float32)[filters[start:stop]]
+        chosen = None if units is None else units[start:stop]
 
-        def target(x, one_hot=one_hot):
+        def target(x, one_hot=one_hot, chosen=chosen):
             activations = run(x)
             mask = ops.convert_to_tensor(
                 one_hot.reshape((len(one_hot),) + (1,) * (len(activations.shape) - 2) + (channels,))
             )
             selected = ops.sum(activations * mask, axis=-1)
-            if len(selected.shape) > 1:
-                selected = ops.max(ops.reshape(selected, (ops.shape(selected)[0], -1)), axis=1)
-            return selected
+            if len(selected.shape) == 1:
+                return selected
+            flat = ops.reshape(selected, (len(one_hot), -1))
+            where = first_argmax(ops.stop_gradient(flat)) if chosen is None else ops.convert_to_tensor(chosen)
+            unit = ops.stop_gradient(ops.one_hot(where, int(flat.shape[1]), dtype=flat.dtype))
+            return ops.sum(flat * unit, axis=1)
 
         _, gradient = input_gradient(target, batch[start:stop].astype(np.float32))
         gradients[start:stop] = gradient
     return gradients[0] if single else gradients
+
+
+def first_argmax(values):
+    """Per row of ``(N, P)`` values, ``min {p : values[p] = max_q values[q]}``: ties go to the first
+    position, as ``np.argmax`` (``ops.argmax`` leaves ties unspecified on some backends)."""
+    size = int(values.shape[1])
+    is_max = ops.equal(values, ops.max(values, axis=1, keepdims=True))
+    return ops.min(ops.where(is_max, ops.arange(size, dtype="int32"), size), axis=1)
+
+
+def _flat_positions(layer, output, position, count) -> np.ndarray:
+    """``(y, x)`` per state as row-major indices ``y · W + x`` into the layer's output."""
+    if len(output.shape) != 4:
+        raise UserError(f"layer {layer.name!r} has no spatial axes: give no position for it")
+    height, width = int(output.shape[1]), int(output.shape[2])
+    array = np.asarray(position)
+    if array.dtype.kind not in "iu" or array.shape not in ((2,), (count, 2)):
+        raise UserError(f"give one (y, x) position or one per state ({count}, 2), got {position!r}")
+    array = np.broadcast_to(array.astype(np.int64), (count, 2))
+    outside = (array < 0).any(axis=1) | (array[:, 0] >= height) | (array[:, 1] >= width)
+    if outside.any():
+        y, x = (int(v) for v in array[outside][0])
+        raise UserError(
+            f"position ({y}, {x}) is outside layer {layer.name!r}, whose output is {height}×{width} "
+            f"(valid: y 0..{height - 1}, x 0..{width - 1})"
+        )
+    return (array[:, 0] * width + array[:, 1]).astype(np.int32)

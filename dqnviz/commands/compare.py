@@ -19,7 +19,8 @@ what changed instead.
 Snapshots of one run are sorted by epoch and read as "how the filters evolved"; agents of
 different games or runs are compared with the first one given. Networks of
 different shapes (dueling vs plain, different action sets) are compared where their layers match;
-the page lists the views skipped and why.
+the page lists the views skipped and why. States must stack at least three frames (--history 3 or
+more): a card shows a state's last three frames as red, green and blue.
 
 examples:
   dqnviz compare snapshots/breakout_13.keras snapshots/pong_24.keras
@@ -34,7 +35,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default=None, metavar="FILE",
                         help="output file (default reports/compare_<a>_vs_<b>.html)")
     parser.add_argument("--filters", type=whole_number(minimum=1), default=8, metavar="N",
-                        help="filters per layer and snapshot (default 8)")
+                        help="filters per layer and snapshot (default 8; at most the filters of the largest layer)")
     add_playing_arguments(parser, games_help="games each snapshot plays for states",
                           max_steps_help="at most N agent steps per snapshot (default: whole games)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
@@ -66,9 +67,13 @@ def run(args) -> int:
     if out is not None and out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name such as {out / 'compare.html'}")
 
-    from dqnviz.report.compare import build_context, default_output, gather, write_report
+    from dqnviz.report.compare import (
+        build_context, check_filter_count, check_history, default_output, gather, write_report,
+    )
 
     snapshots = [load_snapshot(path) for path in args.snapshots]
+    check_history(snapshots)  # before any game is played
+    check_filter_count(options["filters"], snapshots)
     names = [s.name for s in snapshots]
     if len(set(names)) != len(names):
         for s in snapshots:  # same file name in different folders: use the parent folder too

@@ -13,6 +13,8 @@ most, and write one self-contained, interactive HTML report (no network needed t
   * effective versus theoretical receptive field of each layer;
   * gradient and perturbation saliency of Q(s, a*) for telling states, next to the Q-values.
 
+The snapshot's states must stack four frames (dqnviz train --history 4, the default).
+
 examples:
   dqnviz nvis snapshots/breakout_13.keras                    first 8 filters of conv1..conv3
   dqnviz nvis snapshots/pong_24.keras --filters all --out pong.html
@@ -35,6 +37,24 @@ def add_arguments(parser) -> None:
     parser.add_argument("--timings", action="store_true", help="print the seconds spent in each phase")
 
 
+def check_history(snapshot) -> None:
+    """Refuse, before any game is played, a snapshot whose states do not stack four frames: a card
+    shows a state's last three frames as red, green and blue, and its four frames t-3..t one by one.
+
+    Raises:
+        UserError: the snapshot's input does not have 4 channels (``--history``).
+    """
+    from dqnviz.errors import UserError
+
+    history = int(snapshot.model.inputs[0].shape[-1])
+    if history != 4:
+        raise UserError(
+            f"{snapshot.name} stacks {history} frame{'s' if history != 1 else ''} per state (trained with "
+            f"--history {history}); nvis needs 4, as its cards show a state's last three frames t-2, t-1, t "
+            "as red, green and blue and its four frames t-3..t one by one"
+        )
+
+
 def run(args) -> int:
     import sys
     import time
@@ -48,6 +68,7 @@ def run(args) -> int:
 
     options = playing_options(args)
     snapshot = load_snapshot(args.snapshot)
+    check_history(snapshot)
     layers = parse_layers(args.layers, snapshot.model)
     channels = {name: int(snapshot.model.get_layer(name).output.shape[-1]) for name in layers}
     filters = parse_filters(args.filters, channels)

@@ -33,6 +33,7 @@ CKA_STATES = 256  # states (evenly spaced over the games) per game for CKA
 ERF_STATES = 16  # states for the effective receptive field
 PATTERN_STATES = 16  # states for the cross-layer guided-backprop similarity
 BASELINE_SEED = 12345  # the randomly initialised network of the filter-matching baseline
+LEAST_HISTORY = 3  # a card shows a state's last three frames t-2, t-1, t as red, green and blue
 
 
 @dataclass
@@ -169,16 +170,76 @@ def choose_pairs(n: int, evolution: bool) -> list:
 
 
 def _unit_cards(analysis, model, states, layer, filters: list, stride_size) -> list:
-    """Top unit of each filter over ``states`` and its guided-backprop image (one batched pass)."""
+    """Top unit of each filter over ``states`` and its guided-backprop image (one batched pass).
+
+    The image is the gradient of the very unit the card names (its position is passed on). A filter
+    whose largest activation is ≤ 0 never fires on these states (a dead ReLU, as ``dqnviz nvis``
+    calls it): it has no strongest unit, so its card is marked ``silent``.
+    """
     size, stride = stride_size
     units = analysis.top_activations(model, states, layer, filters=filters)
     best = np.stack([states[int(s)] for s, _, _ in units])
-    gradients = np.asarray(analysis.guided_backprop(model, best, layer, np.asarray(filters, np.int64)))
+    positions = np.array([position for _, position, _ in units], np.int64)
+    gradients = np.asarray(analysis.guided_backprop(model, best, layer, np.asarray(filters, np.int64),
+                                                    position=positions))
     cards = []
     for f, (s, (y, x), value), gradient in zip(filters, units, gradients):
         cards.append({"filter": int(f), "state": int(s), "y": int(y), "x": int(x), "value": float(value),
-                      "box": (int(x) * stride, int(y) * stride, size, size), "gradient": gradient})
+                      "box": (int(x) * stride, int(y) * stride, size, size), "gradient": gradient,
+                      "silent": value <= 0})
     return cards
+
+
+def check_history(snapshots: list) -> None:
+    """Refuse, before any game is played, snapshots whose states stack fewer than three frames.
+
+    Raises:
+        UserError: a snapshot's input has fewer than :data:`LEAST_HISTORY` channels (``--history``).
+    """
+    for snapshot in snapshots:
+        history = int(snapshot.model.inputs[0].shape[-1])
+        if history < LEAST_HISTORY:
+            raise UserError(
+                f"{snapshot.name} stacks {history} frame{'s' if history != 1 else ''} per state (trained with "
+                f"--history {history}); compare needs at least {LEAST_HISTORY}, as its cards show a state's last "
+                "three frames t-2, t-1, t as red, green and blue"
+            )
+
+
+def check_filter_count(count: int, snapshots: list) -> None:
+    """``--filters N`` must lie in 1..(most filters of any conv layer), as ``dqnviz nvis`` requires; a
+    count above one layer's filters (but within the largest) shows all of that layer's.
+
+    Raises:
+        UserError: the count is out of range.
+    """
+    import dqnviz.analysis as analysis
+
+    channels = {}
+    for snapshot in snapshots:
+        for name in analysis.conv_layers(snapshot.model):
+            n = int(snapshot.model.get_layer(name).output.shape[-1])
+            channels[name] = max(channels.get(name, 0), n)
+    largest = max(channels.values())
+    if not 1 <= count <= largest:
+        sizes = ", ".join(f"{layer} {n}" for layer, n in channels.items())
+        raise UserError(f"--filters {count} is out of range: the layers have {sizes} filters (give 1..{largest})")
+
+
+def four_frames(images: np.ndarray) -> np.ndarray:
+    """States or gradients ``(..., H, W, history ≥ 3)`` in the four-frame layout that
+    :func:`~dqnviz.analysis.encode_rgb` reads (it shows frames t-2, t-1, t as RGB): their last four
+    frames, or with history 3 a zero frame t-3 put in front, which the RGB image does not show."""
+    images = np.asarray(images)
+    if images.shape[-1] >= 4:
+        return images[..., -4:]
+    padding = np.zeros(images.shape[:-1] + (4 - images.shape[-1],), images.dtype)
+    return np.concatenate([padding, images], axis=-1)
+
+
+def frame_labels(history: int) -> list:
+    """``["t-3", "t-2", "t-1", "t"]`` for a history of 4: the input frames, oldest first."""
+    return [f"t-{history - 1 - t}" if t < history - 1 else "t" for t in range(history)]
 
 
 def _int(value):
@@ -194,6 +255,7 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
     from dqnviz.progress import Progress
 
     timings = {}
+    check_history(snapshots)
     snapshots, evolution = order_snapshots(snapshots)
     played = []
     t0 = time.perf_counter()
@@ -425,7 +487,7 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
 
     def state_image(i, s):
         if (i, s) not in state_keys:
-            state_keys[(i, s)] = images.add(analysis.encode_rgb(played[i].states[s]))
+            state_keys[(i, s)] = images.add(analysis.encode_rgb(four_frames(played[i].states[s])))
         return state_keys[(i, s)]
 
     layers = []
@@ -433,7 +495,7 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
         columns = []
         for i, p in enumerate(played):
             cards = data.cards[layer][i]
-            guided = np.asarray(analysis.encode_gradient_rgb(np.stack([c["gradient"] for c in cards])))
+            guided = np.asarray(analysis.encode_gradient_rgb(four_frames(np.stack([c["gradient"] for c in cards]))))
             rows = []
             for c, rgb in zip(cards, guided):
                 rows.append({**{k: v for k, v in c.items() if k != "gradient"}, "snapshot": p.name, "layer": layer,
@@ -458,7 +520,7 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
     history = None
     if data.lean[0] is not None:
         history = len(data.lean[0])
-        frames = [f"t-{history - 1 - t}" if t < history - 1 else "t" for t in range(history)]
+        frames = frame_labels(history)
         fig = go.Figure()
         for i, p in enumerate(played):
             energy = np.asarray(data.lean[i])
@@ -537,6 +599,7 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
     return {
         "title": title, "snapshots": snapshots, "evolution": data.evolution, "layers": layers,
         "weight_rows": weight_rows, "history": history, "matching": matching_rows,
+        "frame_labels": frame_labels(history or int(played[0].model.inputs[0].shape[-1])),
         "random_vs_random": data.baseline.get("random"), "cka_layers": data.cka_layers, "cka_rows": cka_rows,
         "patterns": pattern_rows, "skipped": data.skipped, "figures": figures,
         "pairs": [(names[i], names[j]) for i, j in data.pairs],
