@@ -2,7 +2,8 @@
 
 Each subcommand lives in ``dqnviz/commands/<name>.py`` with ``HELP``, ``add_arguments(parser)``
 and ``run(args) -> exit code``. A :class:`~dqnviz.errors.UserError` becomes one line on stderr
-and a non-zero exit; Ctrl-C exits with 130.
+and a non-zero exit; Ctrl-C exits with 130; a reader that closes stdout early (``dqnviz games |
+head -2``) ends the command quietly with 141, as a pipe's SIGPIPE would.
 """
 
 from __future__ import annotations
@@ -102,6 +103,23 @@ NO_BACKEND = {"games", "plot"}
 
 
 def main(argv=None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit where Python would print it
+    except BrokenPipeError:
+        # The reader went away: nothing more can be said on stdout, and Python's flush at exit
+        # must not fail again on it.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout is not a file (a test's capture): nothing to flush
+            pass
+        os.close(devnull)
+        return 128 + 13  # SIGPIPE, what `yes | head -1` reports for yes
+    return code
+
+
+def _main(argv=None) -> int:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     parser = build_parser()
     try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 
+import pytest
+
 
 def _scores(snapshot, tmp_path, parallel):
     from dqnviz.cli import main
@@ -84,3 +86,23 @@ def test_a_missing_snapshot_stops_before_any_game(breakout_snapshot, tmp_path, c
     assert main(["test", breakout_snapshot, str(tmp_path / "nope.keras"), "--quiet"]) == 2
     captured = capsys.readouterr()
     assert "snapshot not found" in captured.err and "average" not in captured.out
+
+
+def test_a_csv_path_that_is_a_folder_is_refused_before_any_game(breakout_snapshot, tmp_path, capsys, monkeypatch):
+    import dqnviz.agent
+    from dqnviz.cli import main
+
+    monkeypatch.setattr(dqnviz.agent, "evaluate", lambda *a, **k: pytest.fail("a game was played"))
+    assert main(["test", breakout_snapshot, "--csv", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"--csv {tmp_path} is a folder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_one_game_is_one_game_with_one_seed(tmp_path, capsys):
+    from conftest import make_snapshot
+    from dqnviz.cli import main
+
+    paths = [str(make_snapshot(tmp_path / f"breakout_{epoch}.keras", epoch=epoch, seed=epoch)) for epoch in (1, 2)]
+    assert main(["test", *paths, "--episodes", "1", "--max-frames", "200", "--seed", "4", "--quiet"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "on the same 1 game (seed 4);" in last and "games" not in last and "4–4" not in last

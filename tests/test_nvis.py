@@ -229,3 +229,50 @@ def test_a_snapshot_stopped_inside_its_epoch_says_so(tmp_path):
     html = out.read_text()
     assert "training stopped 388,096 steps into this epoch's train phase, before its test" in html
     assert "not tested" not in html
+
+
+@pytest.mark.parametrize("history", [1, 3])
+def test_a_history_other_than_four_fails_before_any_game_is_played(tmp_path, capsys, monkeypatch, history):
+    """``dqnviz train --history 1 --frame-skip 1`` snapshots: one clear line, no game played, no file."""
+    import dqnviz.agent
+    from tests.test_compare import make_history_snapshot
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a game was played before the snapshot was checked")
+
+    monkeypatch.setattr(dqnviz.agent, "play_games", refuse)
+    snapshot = make_history_snapshot(tmp_path / f"pong-h{history}_1.keras", history)
+    out = tmp_path / "r.html"
+    assert main(["nvis", snapshot, "--quiet", "--out", str(out)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert f"stacks {history} frame" in err and f"--history {history}" in err and "nvis needs 4" in err
+    assert "red, green and blue" in err
+    assert not out.exists()
+
+
+def test_q_bars_show_whole_action_names_and_gaps_near_a_large_q():
+    import json
+
+    import plotly.graph_objects as go
+
+    from dqnviz.report.nvis import _q_figure
+
+    q = [1.655, 1.6215, 1.6199, 1.6228, 1.5773, 1.6744]
+    figure = json.loads(_q_figure(go, q, ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"], 5))
+    low, high = figure["layout"]["xaxis"]["range"]
+    assert 1.4 < low < min(q) and max(q) < high < 1.8  # not from 0: a gap of 0.01 is a visible step
+    assert figure["layout"]["yaxis"]["automargin"] is True  # "RIGHTFIRE", not "HTFIRE"
+    assert figure["data"][0]["text"][5] == "1.6744"
+
+
+def test_the_modebar_never_covers_a_legend(report):
+    from browser import open_report
+
+    with open_report(report) as check:
+        check.page.evaluate("dqnvizDrawAll()")
+        overlaps = check.page.evaluate(
+            """() => Array.from(document.querySelectorAll('.js-plotly-plot')).filter(gd => gd.querySelector('.legend'))
+                 .map(gd => ['.legend', '.modebar'].map(s => gd.querySelector(s).getBoundingClientRect()))
+                 .map(([l, m]) => !(l.left >= m.right || m.left >= l.right || l.top >= m.bottom || m.top >= l.bottom))""")
+        assert overlaps and not any(overlaps)

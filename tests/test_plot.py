@@ -207,3 +207,45 @@ def test_best_test_score_says_how_many_games_it_averages(tmp_path):
         assert best["score"] == -10
         labels.append(best["label"])
     assert labels == ["epoch 3, 1 game", "epoch 3, no game ended", "epoch 3, 12 games"]
+
+
+def test_a_best_test_phase_of_few_games_says_so_in_visible_text(tmp_path):
+    """Not only in a tooltip: the header that names the best test phase says it averaged few games."""
+    import re
+
+    path = write_stats(tmp_path / "pong.csv", epochs=3)
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    visible = {}
+    for games in ("1", "30"):
+        rows[-1]["nr_games"] = games
+        rewrite_stats(path, rows)
+        out = tmp_path / f"{games}.html"
+        assert run_cli(["plot", path, "--out", str(out)]) == 0
+        page = re.sub(r"<script.*?</script>|<[^>]+>", " ", out.read_text(), flags=re.S)  # text only, no title=""
+        visible[games] = " ".join(page.split())
+    assert "(epoch 3, 1 game) — few games" in visible["1"]
+    assert "(epoch 3, 30 games)" in visible["30"] and "few games" not in visible["30"]
+
+
+def test_meanq_is_titled_by_the_states_it_is_measured_on():
+    from dqnviz.report.plot import TITLES
+
+    assert TITLES["meanq"] == "mean max Q over fixed validation states"
+
+
+def test_the_modebar_never_covers_the_legend(tmp_path):
+    """Plotly draws its modebar at the top right on hover; many runs make a legend long enough to reach it."""
+    from tests.browser import open_report
+
+    paths = [write_stats(tmp_path / f"run_with_a_long_name_{i}.csv", offset=i) for i in range(4)]
+    out = tmp_path / "runs.html"
+    assert run_cli(["plot", *paths, "--out", str(out)]) == 0
+    with open_report(out) as check:
+        legend, modebar = check.page.evaluate(
+            """() => ['.legend', '.modebar'].map(s => {
+                   const r = document.querySelector(s).getBoundingClientRect();
+                   return [r.left, r.top, r.right, r.bottom]; })""")
+        assert modebar[2] > modebar[0] and legend[2] > legend[0]
+        apart = legend[0] >= modebar[2] or modebar[0] >= legend[2] or legend[1] >= modebar[3] or modebar[1] >= legend[3]
+        assert apart, (legend, modebar)

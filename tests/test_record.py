@@ -145,3 +145,54 @@ def test_missing_or_corrupt_snapshot(main, tmp_path, capsys, monkeypatch, conten
     err = capsys.readouterr().err.strip()
     assert err.startswith("dqnviz record: error:") and len(err.splitlines()) == 1
     assert not (tmp_path / "reports").exists()
+
+
+def test_an_unwritable_frames_dir_is_named_before_anything_is_played(main, breakout_snapshot, tmp_path, capfd):
+    (tmp_path / "a_file").write_text("")
+    frames_dir, out = tmp_path / "a_file" / "frames", tmp_path / "b.mp4"
+    assert main(["record", breakout_snapshot, "--out", str(out), "--frames-dir", str(frames_dir),
+                 "--max-frames", "50", "--quiet"]) == 2
+    err = capfd.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err  # no stray ffmpeg or imageio line
+    assert f"--frames-dir {frames_dir}" in err and "b.mp4" not in err
+    assert not out.exists()
+
+
+def test_ctrl_c_in_the_middle_of_a_frame_leaves_no_video_and_no_ffmpeg_complaint(main, breakout_snapshot, tmp_path,
+                                                                                   capfd, monkeypatch):
+    """ffmpeg must never read the half frame that a Ctrl-C leaves in its pipe ("Invalid buffer size")."""
+    import subprocess
+    import time
+
+    class HalfFrameThenCtrlC:
+        def __init__(self, pipe):
+            self.pipe, self.frames = pipe, 0
+
+        def write(self, data):
+            self.frames += 1
+            if self.frames == 20:
+                raw = bytes(memoryview(data).cast("B"))
+                self.pipe.write(raw[: len(raw) // 2])
+                self.pipe.flush()
+                raise KeyboardInterrupt
+            return self.pipe.write(data)
+
+        def close(self):
+            self.pipe.close()
+            time.sleep(0.5)  # a busy machine: ffmpeg gets to read what it was given before it is killed
+
+        def __getattr__(self, name):
+            return getattr(self.pipe, name)
+
+    class Popen(subprocess.Popen):
+        def __init__(self, command, *args, **kwargs):
+            super().__init__(command, *args, **kwargs)
+            if "ffmpeg" in os.path.basename(str(command[0])) and self.stdin is not None:
+                self.stdin = HalfFrameThenCtrlC(self.stdin)
+
+    monkeypatch.setattr(subprocess, "Popen", Popen)
+    out = tmp_path / "videos" / "c.mp4"
+    assert main(["record", breakout_snapshot, "--out", str(out), "--max-frames", "100", "--quiet"]) == 130
+    err = capfd.readouterr().err
+    assert err.strip() == "dqnviz record: interrupted", err
+    assert not out.exists() and os.listdir(out.parent) == []

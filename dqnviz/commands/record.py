@@ -51,7 +51,13 @@ def check_arguments(args) -> Path:
         raise UserError(f"--frames-dir {args.frames_dir} exists and is not a folder")
     from dqnviz.snapshot import check_writable
 
-    return check_writable(out)
+    check_writable(out)
+    if args.frames_dir:
+        try:
+            check_writable(Path(args.frames_dir) / "frame_000001.png")
+        except UserError as error:
+            raise UserError(f"--frames-dir {args.frames_dir}: {error}") from None
+    return out
 
 
 def run(args) -> int:
@@ -92,7 +98,13 @@ def run(args) -> int:
 
 
 class VideoWriter:
-    """H.264 (yuv420p) MP4 through imageio-ffmpeg's bundled ffmpeg; ``write(rgb uint8)`` per frame."""
+    """H.264 (yuv420p) MP4 through imageio-ffmpeg's bundled ffmpeg; ``write(rgb uint8)`` per frame.
+
+    ffmpeg runs in its own session, so a Ctrl-C reaches only us. Leaving the block on an error or
+    an interrupt kills ffmpeg before its input is closed: the video is thrown away anyway, and a
+    half-written frame must not reach it ("[rawvideo] Invalid buffer size" on the terminal).
+    ffmpeg's own messages are kept and become the error if it fails.
+    """
 
     def __init__(self, path, size, fps=FPS, crf=18, preset="veryfast"):
         width, height = size
@@ -100,35 +112,69 @@ class VideoWriter:
             raise ValueError(f"H.264 needs even frame sizes, got {width}×{height}")
         self.path, self.size, self.fps = str(path), (int(width), int(height)), fps
         self.crf, self.preset = crf, preset
-        self._gen = None
+        self._process = None
+        self._log = None
         self.frames = 0
 
     def __enter__(self):
+        import subprocess
+        import tempfile
         import warnings
 
         import imageio_ffmpeg
 
-        self._gen = imageio_ffmpeg.write_frames(
-            self.path, self.size, fps=self.fps, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
-            quality=None, macro_block_size=1, ffmpeg_log_level="error",
-            output_params=["-crf", str(self.crf), "-preset", self.preset, "-movflags", "+faststart"],
-        )
+        width, height = self.size
+        command = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error",
+                   "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(self.fps), "-i", "pipe:0",
+                   "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(self.crf), "-preset", self.preset,
+                   "-movflags", "+faststart", "-f", "mp4", self.path]
+        self._log = tempfile.TemporaryFile()  # not a pipe: ffmpeg can never block on a full one
         with warnings.catch_warnings():
             # JAX warns about any fork; subprocess forks and immediately execs ffmpeg, which is safe.
             warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
-            self._gen.send(None)  # starts ffmpeg
+            self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                             stderr=self._log, start_new_session=True)
         return self
 
     def write(self, frame) -> None:
+        import numpy as np
+
         if frame.shape[:2] != (self.size[1], self.size[0]):
             raise ValueError(f"frame of shape {frame.shape} in a {self.size[0]}×{self.size[1]} video")
-        self._gen.send(frame)
+        try:
+            self._process.stdin.write(np.ascontiguousarray(frame, np.uint8).data)
+        except BrokenPipeError:  # ffmpeg has quit: say why, not "Broken pipe"
+            self._process.wait()
+            raise UserError(f"ffmpeg stopped after {self.frames} frames of {self.path}: "
+                            f"{self._ffmpeg_said(self._process)}") from None
         self.frames += 1
 
+    def _ffmpeg_said(self, process) -> str:
+        self._log.seek(0)
+        lines = self._log.read().decode("utf-8", "replace").strip().splitlines()
+        return lines[-1].strip() if lines else f"exit status {process.returncode}"
+
     def __exit__(self, exc_type, *exc):
-        if self._gen is not None:
-            self._gen.close()
-            self._gen = None
+        process, self._process = self._process, None
+        if process is None:
+            return False
+        try:
+            if exc_type is None:
+                try:
+                    process.stdin.close()  # end of input: ffmpeg finishes the file
+                except BrokenPipeError:
+                    pass  # ffmpeg quit early: its exit status says so
+                if process.wait() != 0:
+                    raise UserError(f"ffmpeg could not write {self.path}: {self._ffmpeg_said(process)}")
+        finally:
+            if process.poll() is None:  # leaving on an error or Ctrl-C, here or in the block
+                process.kill()
+                process.wait()
+            try:
+                process.stdin.close()
+            except OSError:  # bytes still buffered for the killed ffmpeg
+                pass
+            self._log.close()
         return False
 
 
@@ -172,7 +218,10 @@ class Recorder:
         from dqnviz.viewer import blend, compose, glyph, saliency_layer, scale_screen
 
         if frames_dir is not None:
-            frames_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                frames_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as error:  # a UserError, so atomic_write does not blame the video
+                raise UserError(f"cannot write --frames-dir {frames_dir}: {error.strerror or error}") from None
         env = self.env
         for game in range(episodes):
             state = env.reset()
@@ -222,5 +271,8 @@ def _readable(path) -> None:
 def _save_png(path, image) -> None:
     from PIL import Image
 
-    Image.fromarray(image).save(path, compress_level=1)
+    try:
+        Image.fromarray(image).save(path, compress_level=1)
+    except OSError as error:  # a full disk, say: name the frame, not the video
+        raise UserError(f"cannot write {path}: {error.strerror or error}") from None
 

@@ -46,6 +46,13 @@ def summary(values) -> str:
             f"(min {values.min():g}, max {values.max():g})")
 
 
+def games_and_seeds(episodes: int, seed: int) -> str:
+    """``30 games (seeds 0–29)``, or ``1 game (seed 0)``: game i is played with emulator seed S+i."""
+    if episodes == 1:
+        return f"1 game (seed {seed})"
+    return f"{episodes} games (seeds {seed}–{seed + episodes - 1})"
+
+
 def standard_error(values) -> float:
     """Standard error of the mean score: s / √n, with s the sample standard deviation (0 for one game)."""
     return float(values.std(ddof=1) / len(values) ** 0.5) if len(values) > 1 else 0.0
@@ -53,6 +60,7 @@ def standard_error(values) -> float:
 
 def run(args) -> int:
     import csv
+    from pathlib import Path
 
     import numpy as np
 
@@ -68,6 +76,9 @@ def run(args) -> int:
     # cost the time of testing the others.
     snapshots = [load_snapshot(path) for path in args.snapshots]
     if args.csv:
+        if Path(args.csv).is_dir():
+            raise UserError(f"--csv {args.csv} is a folder; give a file name such as "
+                            f"{Path(args.csv) / (Path(args.snapshots[0]).stem + '_test.csv')}")
         check_writable(args.csv)
     for path, snapshot in zip(args.snapshots, snapshots):
         env = env_for_snapshot(snapshot.meta, seed=args.seed, **overrides)
@@ -112,6 +123,6 @@ def run(args) -> int:
         means = [values.mean() for values in results_by_snapshot]
         best = int(np.argmax(means))
         errors = ", ".join(f"{name} {standard_error(values):.1f}" for name, values in zip(names, results_by_snapshot))
-        print(f"best: {names[best]}, average {means[best]:.1f}, on the same {args.episodes} games "
-              f"(seeds {args.seed}–{args.seed + args.episodes - 1}); standard errors: {errors}")
+        print(f"best: {names[best]}, average {means[best]:.1f}, on the same {games_and_seeds(args.episodes, args.seed)}; "
+              f"standard errors: {errors}")
     return 0

@@ -375,14 +375,24 @@ def _erf_chart(go, data: NvisData) -> str:
     return script_json(fig)
 
 
+def q_axis_range(q) -> list:
+    """The Q axis of the bar chart: the values' span with padding, not from 0, so that a gap of
+    0.01 between actions near Q = 1.7 is visible; room on the right for the value labels."""
+    low, high = float(np.min(q)), float(np.max(q))
+    span = high - low or max(abs(high), 1.0) * 0.01  # all actions equal: still a readable axis
+    return [low - 0.25 * span, high + 0.45 * span]
+
+
 def _q_figure(go, q, action_names, action) -> str:
     q = np.asarray(q, np.float64)
     names = [action_names[i] if i < len(action_names) else str(i) for i in range(len(q))]
     colours = ["#e15759" if i == action else "#4e79a7" for i in range(len(q))]
-    fig = go.Figure(go.Bar(x=q.round(4), y=names, orientation="h", marker_color=colours,
+    fig = go.Figure(go.Bar(x=q.round(6), y=names, orientation="h", marker_color=colours,
+                           text=[f"{v:.4f}" for v in q], textposition="outside", cliponaxis=False,
                            hovertemplate="Q(s, %{y}) = %{x:.4f}<extra></extra>"))
     fig.update_layout(**_layout(height=max(160, 26 * len(q) + 60), xaxis_title="Q(s, a)",
-                                yaxis=dict(autorange="reversed")))
+                                xaxis=dict(range=q_axis_range(q)),
+                                yaxis=dict(autorange="reversed", automargin=True)))  # whole action names
     return script_json(fig)
 
 

@@ -26,7 +26,7 @@ PHASES = ("random", "train", "test")
 GAME_SCORE_FIELDS = ("average_reward", "min_game_reward", "max_game_reward")
 
 TITLES = {
-    "average_reward": "average game score", "meanq": "mean max Q of the states seen",
+    "average_reward": "average game score", "meanq": "mean max Q over fixed validation states",
     "nr_games": "games played", "meancost": "mean training loss", "min_game_reward": "lowest game score",
     "max_game_reward": "highest game score", "last_exploration_rate": "exploration rate ε at epoch end",
     "steps_per_second": "agent steps per second", "epoch_time": "epoch time (s)", "total_time": "total time (s)",
@@ -202,10 +202,15 @@ def build_figure(runs: list, fields: list):
         figure.update_xaxes(title_text="epoch", tick0=0, dtick=step, row=row, col=col)
         figure.update_yaxes(title_text=field, row=row, col=col)
     figure.update_layout(
-        height=max(380, 330 * rows), margin=dict(l=60, r=20, t=60, b=50), template="plotly_white",
-        legend=dict(orientation="h", yanchor="bottom", y=1.02 + 0.04 / rows, x=0), hovermode="closest",
+        height=max(380, 330 * rows), margin=dict(l=60, r=20, t=40, b=50), template="plotly_white",
+        # beside the charts, from their top down: never under the modebar, however many runs
+        legend=dict(orientation="v", x=1.01, xanchor="left", y=1, yanchor="top"), hovermode="closest",
     )
     return figure
+
+
+# A test phase that averages fewer games than this is said to, in the page's visible text.
+FEW_GAMES = 10
 
 
 def _best_label(row: dict) -> str:
@@ -226,7 +231,8 @@ def build_context(runs: list, fields: list, figure) -> dict:
         summaries.append({
             "name": run.name, "path": run.path, "rows": len(run.rows),
             "epochs": len({r["epoch"] for r in run.rows if r["phase"] != "random"}),
-            "best": None if best is None else {"score": _number(best["average_reward"]), "label": _best_label(best)},
+            "best": None if best is None else {"score": _number(best["average_reward"]), "label": _best_label(best),
+                                               "few": _number(best.get("nr_games")) < FEW_GAMES},
             "baseline": run.baseline("average_reward") if "average_reward" in run.columns else None,
         })
     title = "training statistics · " + ", ".join(run.name for run in runs)
