@@ -116,7 +116,8 @@ def gather(snapshot, layers, filters: dict, games=1, epsilon=0.05, seed=0, max_s
 
     cards, fields, silent, channels = {}, {}, {}, {}
     erf_states = states[np.unique(np.linspace(0, len(states) - 1, min(len(states), ERF_STATES)).astype(int))]
-    with Progress("analyse", total=len(layers) + 1, unit="layers", enabled=progress) as bar:
+    with Progress(f"analyse {len(layers)} {plural('layer', len(layers))}, then saliency", total=len(layers) + 1,
+                  unit="steps", enabled=progress) as bar:
         for i, layer in enumerate(layers):
             t0 = time.perf_counter()
             chosen = np.asarray(filters[layer], np.int64)
@@ -131,7 +132,8 @@ def gather(snapshot, layers, filters: dict, games=1, epsilon=0.05, seed=0, max_s
             size, stride = (_pair(v) for v in analysis.receptive_field(model, layer))
             best_states = states[[s for s, _, _ in units]]
             # One batched call for the whole layer: each filter's best state with its own filter.
-            gradients = np.asarray(analysis.guided_backprop(model, best_states, layer, chosen))
+            gradients = np.asarray(analysis.guided_backprop(model, best_states, layer, chosen,
+                                                            position=[(y, x) for _, (y, x), _ in units]))
             cards[layer] = [
                 Card(layer, int(f), int(s), (int(y), int(x)), float(value),
                      (int(x) * stride[1], int(y) * stride[0], size[1], size[0]), gradient)
