@@ -264,6 +264,13 @@ def test_q_bars_show_whole_action_names_and_gaps_near_a_large_q():
     assert 1.4 < low < min(q) and max(q) < high < 1.8  # not from 0: a gap of 0.01 is a visible step
     assert figure["layout"]["yaxis"]["automargin"] is True  # "RIGHTFIRE", not "HTFIRE"
     assert figure["data"][0]["text"][5] == "1.6744"
+    # all negative: each bar ends at its Q, grown from the axis's left end, so longer = larger
+    q = [-0.5379, -0.5761, -0.5345, -0.5495, -0.4933, -0.4957]
+    bars = json.loads(_q_figure(go, q, ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"], 4))["data"][0]
+    low = json.loads(_q_figure(go, q, ["NOOP"] * 6, 4))["layout"]["xaxis"]["range"][0]
+    assert bars["base"] == low < min(q)
+    np.testing.assert_allclose(np.add(bars["x"], bars["base"]), q, atol=1e-6)
+    assert bars["customdata"] == q and "customdata" in bars["hovertemplate"]
 
 
 def test_the_modebar_never_covers_a_legend(report):

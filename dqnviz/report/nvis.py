@@ -389,11 +389,14 @@ def _q_figure(go, q, action_names, action) -> str:
     q = np.asarray(q, np.float64)
     names = [action_names[i] if i < len(action_names) else str(i) for i in range(len(q))]
     colours = ["#e15759" if i == action else "#4e79a7" for i in range(len(q))]
-    fig = go.Figure(go.Bar(x=q.round(6), y=names, orientation="h", marker_color=colours,
+    axis = q_axis_range(q)
+    # Each bar grows from the axis's left end, so that a longer bar is a larger Q also when all
+    # are negative (a bar from 0 would grow leftwards from outside the axis).
+    fig = go.Figure(go.Bar(x=(q - axis[0]).round(6).tolist(), base=axis[0], y=names, orientation="h", marker_color=colours,
                            text=[f"{v:.4f}" for v in q], textposition="outside", cliponaxis=False,
-                           hovertemplate="Q(s, %{y}) = %{x:.4f}<extra></extra>"))
+                           customdata=q.round(6).tolist(), hovertemplate="Q(s, %{y}) = %{customdata:.4f}<extra></extra>"))
     fig.update_layout(**_layout(height=max(160, 26 * len(q) + 60), xaxis_title="Q(s, a)",
-                                xaxis=dict(range=q_axis_range(q)),
+                                xaxis=dict(range=axis),
                                 yaxis=dict(autorange="reversed", automargin=True)))  # whole action names
     return script_json(fig)
 
