@@ -172,3 +172,34 @@ def test_a_given_position_names_the_unit_per_state():
         guided_backprop(model, states, "c1", 1, position=[(0, 0)] * 3)
     with pytest.raises(UserError, match=r"no spatial axes"):
         guided_backprop(models.fused_uint8_model(), models.random_states(2), "fc", 0, position=(0, 0))
+
+
+def test_top_activations_prefers_states_with_a_whole_history():
+    """A game's first state (blank frames from before the start) wins for a filter only where the
+    filter fires on no other state."""
+    import keras
+
+    from dqnviz.analysis import full_history, top_activations
+
+    inputs = keras.Input((8, 8, 4))
+    conv = keras.layers.Conv2D(2, 1, activation="relu", name="c")
+    model = keras.Model(inputs, conv(inputs))
+    # filter 0 sums the frames; filter 1 fires only on the last frame minus the others (sudden light)
+    conv.set_weights([np.array([[[[1.0, -1.0], [1.0, -1.0], [1.0, -1.0], [1.0, 3.0]]]], np.float32), np.zeros(2, np.float32)])
+    start = np.zeros((8, 8, 4), np.float32)
+    start[2, 3, 3] = 5.0  # the game's first state: only its newest frame is lit
+    playing = np.ones((8, 8, 4), np.float32)
+    playing[5, 6] = 2.0
+    states = np.stack([start, playing])
+    assert full_history(states).tolist() == [False, True]
+    # without a preference, the start state wins both filters (5 > 4·2 is false for filter 0: 8 wins)
+    assert [s for s, _, _ in top_activations(model, states, "c")] == [1, 0]
+    chosen = top_activations(model, states, "c", prefer=full_history(states))
+    assert chosen[0] == (1, (5, 6), 8.0)
+    # filter 1 is 3·1 − 3·1 = 0 on the whole-history state: it fires on none of them, so the start state
+    assert chosen[1] == (0, (2, 3), 15.0)
+    # once it fires in play (3·2 − 3 = 3 at (1, 1)), that state wins over the start's 15
+    lit = np.ones((8, 8, 4), np.float32)
+    lit[1, 1, 3] = 2.0
+    chosen = top_activations(model, np.stack([start, playing, lit]), "c", prefer=full_history(np.stack([start, playing, lit])))
+    assert chosen[1] == (2, (1, 1), 3.0)

@@ -8,7 +8,7 @@ uint8 input, channels last, ReLU fused (``activation="relu"``) or as its own lay
 * :func:`saliency` — gradient, SmoothGrad or perturbation saliency of Q-values.
 * :func:`receptive_field`, :func:`effective_receptive_field` — theoretical and measured RF.
 * :func:`encode_rgb`, :func:`encode_gradient_rgb`, :func:`frames_strip` — images of states.
-* :func:`conv_layers`, :func:`top_activations` — layers and the inputs exciting them most.
+* :func:`conv_layers`, :func:`top_activations`, :func:`full_history` — layers and the inputs exciting them most.
 
 Mistakes (unknown layer, filter out of range, no Conv2D layers, non-image input) raise
 :class:`dqnviz.errors.UserError`.
@@ -16,7 +16,7 @@ Mistakes (unknown layer, filter out of range, no Conv2D layers, non-image input)
 
 from dqnviz.analysis.encoding import encode_gradient_rgb, encode_rgb, frames_strip
 from dqnviz.analysis.guided import guided_backprop
-from dqnviz.analysis.probes import conv_layers, top_activations
+from dqnviz.analysis.probes import conv_layers, full_history, top_activations
 from dqnviz.analysis.receptive_field import effective_receptive_field, receptive_field
 from dqnviz.analysis.saliency import saliency
 
@@ -26,6 +26,7 @@ __all__ = [
     "encode_gradient_rgb",
     "encode_rgb",
     "frames_strip",
+    "full_history",
     "guided_backprop",
     "receptive_field",
     "saliency",

@@ -22,12 +22,24 @@ def conv_layers(model) -> list:
     return [layer.name for layer in conv_layer_objects(model)]
 
 
-def top_activations(model, states, layer, filters=None, batch_size=256) -> list:
+def full_history(states) -> np.ndarray:
+    """``(N,)`` mask of the states whose every stacked frame (channel) has a lit pixel: not one of
+    a game's first steps, whose stacks start with blank frames from before the start."""
+    states = np.asarray(states)
+    return states.reshape(len(states), -1, states.shape[-1]).any(axis=1).all(axis=1)
+
+
+def top_activations(model, states, layer, filters=None, batch_size=256, prefer=None) -> list:
     """For each filter, the state and position where it fires most.
 
     ``value_f = max_{n, y, x} A_layer(states[n])[y, x, f]``; ties go to the first state, then the
     first position in row-major order. The activations come from batched forward passes
     through the model's graph up to ``layer`` (inference mode, float input).
+
+    With ``prefer`` (a boolean mask over the states) the maximum is taken over the preferred
+    states, and over all of them only for a filter that fires (value > 0) on none of the
+    preferred ones: e.g. the states of a game's first steps, whose stacks hold blank frames from
+    before the start, read as sudden motion and would otherwise win for many filters.
 
     Args:
         model: a built Keras image model.
@@ -35,6 +47,7 @@ def top_activations(model, states, layer, filters=None, batch_size=256) -> list:
         layer: layer name or Layer object.
         filters: filter indices (int or sequence); None for all filters of the layer.
         batch_size: states per forward pass.
+        prefer: None, or an ``(N,)`` boolean mask of the states to search first.
 
     Returns:
         A list with one ``(state_index, (y, x), value)`` per requested filter, in the order
@@ -50,9 +63,12 @@ def top_activations(model, states, layer, filters=None, batch_size=256) -> list:
     filters = np.arange(channels) if filters is None else np.atleast_1d(check_filters(model, layer, filters))
     run = graph_runner(model, output)
 
-    best_value = np.full(len(filters), -np.inf)
-    best_state = np.zeros(len(filters), dtype=np.int64)
-    best_position = np.zeros(len(filters), dtype=np.int64)
+    if prefer is not None:
+        prefer = np.broadcast_to(np.asarray(prefer, bool), (len(batch),))
+    # row 0: the best over all states; row 1: over the preferred ones
+    best_value = np.full((2, len(filters)), -np.inf)
+    best_state = np.zeros((2, len(filters)), dtype=np.int64)
+    best_position = np.zeros((2, len(filters)), dtype=np.int64)
     spatial = (1, 1)
     for start in range(0, len(batch), batch_size):
         activations = predict(run, batch[start:start + batch_size].astype(np.float32), batch_size)
@@ -60,13 +76,19 @@ def top_activations(model, states, layer, filters=None, batch_size=256) -> list:
             spatial = activations.shape[1:3]
         flat = activations.reshape(len(activations), -1, channels)[..., filters]  # (n, P, F)
         per_state = flat.max(axis=1)  # (n, F)
-        state = per_state.argmax(axis=0)
-        value = per_state[state, np.arange(len(filters))]
-        better = value > best_value
-        best_value[better] = value[better]
-        best_state[better] = start + state[better]
-        best_position[better] = flat[state, :, np.arange(len(filters))].argmax(axis=1)[better]
+        searches = [(0, per_state)]
+        if prefer is not None and prefer[start:start + len(flat)].any():
+            searches.append((1, np.where(prefer[start:start + len(flat), None], per_state, -np.inf)))
+        for row, candidates in searches:
+            state = candidates.argmax(axis=0)
+            value = candidates[state, np.arange(len(filters))]
+            better = value > best_value[row]
+            best_value[row, better] = value[better]
+            best_state[row, better] = start + state[better]
+            best_position[row, better] = flat[state, :, np.arange(len(filters))].argmax(axis=1)[better]
+    chosen = (best_value[1] > 0).astype(int) if prefer is not None else np.zeros(len(filters), int)
+    columns = np.arange(len(filters))
     return [
         (int(n), tuple(int(i) for i in np.unravel_index(p, spatial)), float(v))
-        for n, p, v in zip(best_state, best_position, best_value)
+        for n, p, v in zip(best_state[chosen, columns], best_position[chosen, columns], best_value[chosen, columns])
     ]

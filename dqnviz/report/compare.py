@@ -177,7 +177,8 @@ def _unit_cards(analysis, model, states, layer, filters: list, stride_size) -> l
     calls it): it has no strongest unit, so its card is marked ``silent``.
     """
     size, stride = stride_size
-    units = analysis.top_activations(model, states, layer, filters=filters)
+    # as in nvis: a game's first states (blank frames before the start) only if nothing else fires
+    units = analysis.top_activations(model, states, layer, filters=filters, prefer=analysis.full_history(states))
     best = np.stack([states[int(s)] for s, _, _ in units])
     positions = np.array([position for _, position, _ in units], np.int64)
     gradients = np.asarray(analysis.guided_backprop(model, best, layer, np.asarray(filters, np.int64),

@@ -115,6 +115,9 @@ def gather(snapshot, layers, filters: dict, games=1, epsilon=0.05, seed=0, max_s
                         "(play more games or raise --max-steps)")
 
     cards, fields, silent, channels = {}, {}, {}, {}
+    # A game's first states stack blank frames from before its start, which read as sudden motion:
+    # a filter's strongest unit is sought in them only if it fires on no other state.
+    in_play = analysis.full_history(states)
     erf_states = states[np.unique(np.linspace(0, len(states) - 1, min(len(states), ERF_STATES)).astype(int))]
     with Progress(f"analyse {len(layers)} {plural('layer', len(layers))}, then saliency", total=len(layers) + 1,
                   unit="steps", enabled=progress) as bar:
@@ -123,7 +126,7 @@ def gather(snapshot, layers, filters: dict, games=1, epsilon=0.05, seed=0, max_s
             chosen = np.asarray(filters[layer], np.int64)
             # Every filter of the layer costs the same forward passes as a few: it also tells which
             # filters never fire (ReLU output 0 at every position of every state: "dead" units).
-            every_unit = analysis.top_activations(model, states, layer)
+            every_unit = analysis.top_activations(model, states, layer, prefer=in_play)
             silent[layer] = [f for f, (_, _, value) in enumerate(every_unit) if value <= 0]
             channels[layer] = len(every_unit)
             units = [every_unit[f] for f in chosen]
