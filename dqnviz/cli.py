@@ -46,7 +46,7 @@ def _quiet_backends() -> None:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
             try:
-                import tensorflow  # noqa: F401
+                importlib.import_module("tensorflow")
             except Exception:
                 pass  # keras reports a missing or broken TensorFlow itself, with the real message
     finally:
