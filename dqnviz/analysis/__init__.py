@@ -1,8 +1,13 @@
 """Analyses of Keras image models, written once with ``keras.ops`` (TensorFlow and JAX).
 
 Works on any built Keras 3 image model with Conv2D layers: functional or Sequential, float or
-uint8 input, channels last, ReLU fused (``activation="relu"``) or as its own layer. Only
-:func:`dqnviz.backend.input_gradient` is backend specific. Models are never modified.
+uint8 input (any number of channels: frame stacks or RGB), channels last, ReLU fused
+(``activation="relu"``) or as its own layer, capped or leaky (ReLU6, LeakyReLU), with
+BatchNormalization (run with its moving statistics), Dropout (off), padding ``"same"`` or
+``"valid"``, pooling, DepthwiseConv2D / SeparableConv2D, residual ``Add`` branches and nested
+models (a Sequential or ``keras.applications`` backbone inside a Functional model, whose layers
+are named like top-level ones). Only :func:`dqnviz.backend.input_gradient` is backend specific.
+Models are never modified.
 
 * :func:`guided_backprop` — guided-ReLU gradient of a filter's strongest unit.
 * :func:`saliency` — gradient, SmoothGrad or perturbation saliency of Q-values.
@@ -10,8 +15,10 @@ uint8 input, channels last, ReLU fused (``activation="relu"``) or as its own lay
 * :func:`encode_rgb`, :func:`encode_gradient_rgb`, :func:`frames_strip` — images of states.
 * :func:`conv_layers`, :func:`top_activations`, :func:`full_history` — layers and the inputs exciting them most.
 
-Mistakes (unknown layer, filter out of range, no Conv2D layers, non-image input) raise
-:class:`dqnviz.errors.UserError`.
+Mistakes (unknown layer, filter out of range, no Conv2D layers, non-image input) and what is not
+supported (several inputs, a receptive field through Conv2DTranspose / UpSampling2D / Reshape or
+channels_first layers, a layer inside a nested model called more than once) raise
+:class:`dqnviz.errors.UserError` with a one-line message.
 """
 
 from dqnviz.analysis.encoding import encode_gradient_rgb, encode_rgb, frames_strip

@@ -4,6 +4,12 @@ All analyses feed *float32* inputs through the model's own layers (same layer ob
 weights). A Keras Functional model converts its inputs to the ``Input``'s dtype (``uint8`` for the
 Nature DQN), which would round the inputs and cut the gradient; :func:`graph_runner` therefore
 executes the layer graph directly from the input tensors, skipping that conversion.
+
+A model used as a layer of another (a Sequential backbone inside a Functional model, a
+``keras.applications`` model called on an input) is run the same way, through its own graph, and
+its layers can be named like the top-level ones: :func:`resolve_layer` finds ``"conv1"`` inside a
+nested model, and :func:`graph_runner` runs the outer graph up to the nested model's input, then
+the nested graph up to the layer. A nested model must be called once in the outer graph.
 """
 
 import keras
@@ -45,25 +51,78 @@ def input_shape(model) -> tuple:
     return tuple(model.inputs[0].shape[1:])
 
 
-def conv_layer_objects(model) -> list:
-    """The model's top-level ``Conv2D`` layers, in order.
+# 2-D convolutions, listed by :func:`conv_layer_objects` (DepthwiseConv2D and SeparableConv2D do
+# not subclass Conv2D in Keras 3).
+CONV_LAYER_TYPES = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
+
+
+def all_layers(model) -> list:
+    """The model's layers in order, each nested model replaced by its own layers (recursively)."""
+    layers = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            layers.extend(all_layers(layer))
+        else:
+            layers.append(layer)
+    return layers
+
+
+def nesting(model, operation):
+    """The nested models leading from ``model`` to the graph ``operation`` belongs to.
+
+    Returns:
+        ``[]`` for an operation of ``model``'s own graph (a top-level layer), ``[outer, ...,
+        innermost]`` for one inside nested models, None when it is not part of ``model``.
+    """
+    own = keras.Function(model.inputs, model.outputs)._operations  # layers, Input, keras.ops
+    if any(operation is layer for layer in model.layers) or any(operation is op for op in own):
+        return []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            inner = nesting(layer, operation)
+            if inner is not None:
+                return [layer] + inner
+    return None
+
+
+def nested_input(model, nested):
+    """The symbolic tensor of ``model``'s graph that the nested model ``nested`` is called on.
 
     Raises:
-        UserError: the model has no Conv2D layer.
+        UserError: ``nested`` is called on several tensors or more than once in ``model``.
+    """
+    graph = keras.Function(model.inputs, model.outputs)
+    nodes = [node for depth in graph._nodes_by_depth.values() for node in depth if node.operation is nested]
+    if len(nodes) != 1 or len(nodes[0].input_tensors) != 1:
+        raise UserError(
+            f"nested model {nested.name!r} is called {len(nodes)} times or on several inputs in "
+            f"model {model.name!r}; only layers of a nested model called once on one tensor can be analysed"
+        )
+    return nodes[0].input_tensors[0]
+
+
+def conv_layer_objects(model) -> list:
+    """The model's 2-D convolution layers (Conv2D, DepthwiseConv2D, SeparableConv2D), in order,
+    those of nested models included.
+
+    Raises:
+        UserError: the model has no such layer.
     """
     check_model(model)
-    layers = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    layers = [layer for layer in all_layers(model) if isinstance(layer, CONV_LAYER_TYPES)]
     if not layers:
         raise UserError(f"model {model.name!r} has no Conv2D layers to analyse")
     return layers
 
 
 def resolve_layer(model, layer):
-    """Turn a layer name or Layer object into a top-level layer of ``model``.
+    """Turn a layer name or Layer object into a layer of ``model`` or of a model nested in it.
+
+    A name is looked up among the top-level layers first, then inside nested models in order.
 
     Args:
         model: a Keras model (validated with :func:`check_model`).
-        layer: a layer name (str) or a Layer object belonging to ``model``.
+        layer: a layer name (str) or a Layer object belonging to ``model`` (or a nested model).
 
     Returns:
         The Layer object.
@@ -74,7 +133,7 @@ def resolve_layer(model, layer):
     """
     convs = [l.name for l in conv_layer_objects(model)]
     if isinstance(layer, keras.layers.Layer):
-        if any(layer is l for l in model.layers):
+        if nesting(model, layer) is not None:
             return layer
         raise UserError(
             f"layer {layer.name!r} is not part of model {model.name!r}; "
@@ -82,7 +141,7 @@ def resolve_layer(model, layer):
         )
     if not isinstance(layer, str):
         raise UserError(f"a layer must be a name or a Keras layer, got {type(layer).__name__}")
-    for candidate in model.layers:
+    for candidate in model.layers + all_layers(model):
         if candidate.name == layer:
             return candidate
     raise UserError(
@@ -169,17 +228,48 @@ def as_batch(model, states):
     return array, single
 
 
-def _call_operation(operation, guided):
-    """Wrap one graph operation: inference mode, and the guided rule after ReLU outputs."""
+def softmax_output(model):
+    """The top-level operation whose output is the model's softmax output, or None.
+
+    That is a ``Softmax`` layer, an ``Activation("softmax")`` or a ``Dense(..., activation="softmax")``
+    producing the model's single output: a classifier's probabilities rather than scores.
+    """
+    outputs = model.outputs
+    if len(outputs) != 1:
+        return None
+    operation = outputs[0]._keras_history[0]
+    if isinstance(operation, keras.layers.Softmax):
+        return operation
+    if isinstance(operation, (keras.layers.Activation, keras.layers.Dense)):
+        return operation if operation.activation is keras.activations.softmax else None
+    return None
+
+
+def _pre_softmax(operation):
+    """``operation`` (from :func:`softmax_output`) without its softmax: ``z`` for ``softmax(z)``."""
+    if isinstance(operation, keras.layers.Dense):
+        def logits(x, *args, **kwargs):
+            z = ops.matmul(x, operation.kernel)
+            return ops.add(z, operation.bias) if operation.use_bias else z
+
+        return logits
+    return lambda x, *args, **kwargs: x
+
+
+def _call_operation(operation, guided, logits_of=None):
+    """Wrap one graph operation: inference mode, nested models run on float inputs through their
+    own graph, the guided rule after rectifier outputs, and ``logits_of`` without its softmax."""
+    if logits_of is not None and operation is logits_of:
+        return _pre_softmax(operation)
     nested = None
-    if guided and isinstance(operation, keras.Model):
+    if isinstance(operation, keras.Model):
         try:
-            nested = graph_runner(operation, None, guided=True)
+            nested = graph_runner(operation, None, guided=guided)
         except UserError:
             nested = None
 
     def call(*args, **kwargs):
-        if nested is not None and len(args) == 1 and not kwargs:
+        if nested is not None and len(args) == 1 and set(kwargs) <= {"training", "mask"}:
             return nested(args[0])
         if "training" in getattr(operation, "_call_context_args", ()):
             kwargs["training"] = False
@@ -191,32 +281,52 @@ def _call_operation(operation, guided):
     return call
 
 
-def graph_runner(model, output=None, guided=False):
+def graph_runner(model, output=None, guided=False, logits=False):
     """A function ``x -> tensor`` running ``model``'s layers on a float input.
 
     Args:
         model: a built single-input Keras model (functional or Sequential).
-        output: a symbolic tensor of the model's graph to stop at (e.g. ``layer.output``);
-            None for the model's output.
-        guided: apply the guided-ReLU backward rule after every ReLU (see :mod:`.relu`).
+        output: a symbolic tensor to stop at (e.g. ``layer.output``), of the model's graph or of
+            a model nested in it; None for the model's output.
+        guided: apply the guided-ReLU backward rule after every rectifier (see :mod:`.relu`).
+        logits: when the model's output is a softmax (:func:`softmax_output`), return its
+            input ``z`` instead of ``softmax(z)``; only with ``output`` None.
 
     Returns:
         ``run(x)`` taking a float32 tensor ``(N, H, W, C)`` and returning the tensor at
-        ``output``, computed in inference mode with the model's current weights. Nothing is
-        cast to the Input's dtype.
+        ``output``, computed in inference mode (BatchNormalization with its moving statistics,
+        Dropout off) with the model's current weights. Nothing is cast to the Input's dtype.
+
+    Raises:
+        UserError: ``output`` is not in the model, or inside a nested model called several times.
     """
+    if output is not None:
+        chain = nesting(model, output._keras_history[0])
+        if chain is None:
+            raise UserError(f"tensor {output.name!r} is not part of model {model.name!r}")
+        if chain:
+            into_nested = graph_runner(model, nested_input(model, chain[0]), guided)
+            inside = graph_runner(chain[0], output, guided)
+            return lambda x: inside(into_nested(x))
     inputs = model.inputs
     if output is None:
         outputs = model.outputs
         output = outputs[0] if len(outputs) == 1 else outputs
+    if output is inputs[0]:
+        return lambda x: x
     function = keras.Function(inputs, output)
+    logits_of = softmax_output(model) if logits else None
+    wrapped = {}  # id(operation) -> its wrapper, so nested models' graphs are mapped once
+
+    def operation_fn(operation):
+        if id(operation) not in wrapped:
+            wrapped[id(operation)] = _call_operation(operation, guided, logits_of)
+        return wrapped[id(operation)]
 
     def run(x):
         # ``_run_through_graph`` is what Functional.call uses after casting the inputs; calling it
         # directly keeps float inputs float. It is stable across Keras 3 releases.
-        return function._run_through_graph(
-            [x], operation_fn=lambda operation: _call_operation(operation, guided)
-        )
+        return function._run_through_graph([x], operation_fn=operation_fn)
 
     return run
 

@@ -27,14 +27,18 @@ def guided_backprop(model, states, layer, filter, *, position=None, batch_size=1
     split over every tied unit and light up all their receptive fields; this one stays inside the
     receptive field of the unit a report names. (``A`` without spatial axes, e.g. a Dense layer,
     is used as is.) The result is ``dt/ds`` computed with the guided-ReLU backward rule at every
-    ReLU of the model: ``dL/dx = g · [x > 0] · [g > 0]``. The gradient is taken with respect to the float value
+    ReLU of the model: ``dL/dx = g · [x > 0] · [g > 0]``; capped and leaky rectifiers (ReLU6,
+    LeakyReLU) get ``dL/dx = f'(x) · max(g, 0)`` and smooth activations their plain derivative
+    (see :mod:`dqnviz.analysis.relu`), nested models included. BatchNormalization uses its moving
+    statistics and Dropout is off. The gradient is taken with respect to the float value
     of the input pixels (``uint8`` states are cast to float32 and fed through the model's
     layers after the Input, without being cast back). The model is not modified.
 
     Args:
         model: a built Keras image model (one ``(H, W, C)`` input, channels last).
         states: ``(N, H, W, C)`` array (or one ``(H, W, C)`` state), any numeric dtype.
-        layer: a layer name or Layer object of ``model`` (top level).
+        layer: a layer name or Layer object of ``model`` or of a model nested in it (any
+            layer with an output: Conv2D, DepthwiseConv2D, BatchNormalization, Add, Dense, ...).
         filter: an int (the same filter for every state) or an int array of length ``N``
             (one filter per state: all filters of a layer can be done in one batched pass).
         position: None (each state's strongest unit of the filter), or the unit to differentiate:
@@ -48,8 +52,9 @@ def guided_backprop(model, states, layer, filter, *, position=None, batch_size=1
 
     Raises:
         UserError: no Conv2D layers, non-image input, unknown layer, states of the wrong
-            shape, a filter index out of range, or a position outside the layer's output (or
-            given for a layer without spatial axes).
+            shape, a filter index out of range, a position outside the layer's output (or
+            given for a layer without spatial axes), or a layer inside a nested model that the
+            outer model calls more than once.
     """
     batch, single = as_batch(model, states)
     layer = resolve_layer(model, layer)

@@ -14,7 +14,8 @@ from dqnviz.analysis._model import (
 
 
 def conv_layers(model) -> list:
-    """Names of the model's (top-level) Conv2D layers, input to output.
+    """Names of the model's 2-D convolution layers (Conv2D, DepthwiseConv2D, SeparableConv2D),
+    input to output, those of nested models in place of the nested model.
 
     Raises:
         UserError: not a built image model, or no Conv2D layers.

@@ -9,6 +9,8 @@ from dqnviz.analysis._model import (
     conv_layer_objects,
     graph_runner,
     layer_output,
+    nested_input,
+    nesting,
     resolve_layer,
 )
 from dqnviz.backend import input_gradient
@@ -51,21 +53,43 @@ def _apply_window(field, layer, output_spatial):
     return _Field(tuple(size), tuple(stride), tuple(start), output_spatial)
 
 
-def _field_of(tensor, memo):
-    """Walk the graph back from ``tensor`` to the input, computing its :class:`_Field`."""
+def _edges(value):
+    """``((top, bottom), (left, right))`` from a ZeroPadding2D ``padding`` / Cropping2D ``cropping``."""
+    if isinstance(value, int):
+        return ((value, value), (value, value))
+    return tuple(_pair(edge) for edge in value)
+
+
+def _shift(field, output_spatial, rows_added, cols_added):
+    """``start' = start − added·j``: a border of ``added`` pixels (negative: cropped) before unit 0."""
+    start = (field.start[0] - rows_added * field.stride[0], field.start[1] - cols_added * field.stride[1])
+    return _Field(field.size, field.stride, start, output_spatial)
+
+
+_GLOBAL_POOLING = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
+
+
+def _field_of(tensor, memo, base=None):
+    """Walk the graph back from ``tensor`` to the input, computing its :class:`_Field`.
+
+    ``base`` is the field of the graph's input: None for the model's own input (one pixel),
+    the field of the tensor a nested model is called on when walking inside that model.
+    """
     key = id(tensor)
     if key in memo:
         return memo[key]
     operation, node_index, _ = tensor._keras_history
     spatial = tuple(tensor.shape[1:3]) if len(tensor.shape) == 4 else None
     if isinstance(operation, keras.layers.InputLayer):
-        field = _Field((1, 1), (1, 1), (0.0, 0.0), spatial)
+        field = base if base is not None else _Field((1, 1), (1, 1), (0.0, 0.0), spatial)
+    elif spatial is None or isinstance(operation, _GLOBAL_POOLING):
+        field = _Field(None, None, None, None)
     else:
         node = operation._inbound_nodes[node_index]
-        parents = [_field_of(t, memo) for t in node.input_tensors]
+        parents = [_field_of(t, memo, base) for t in node.input_tensors]
         if not parents:
             raise UserError(f"cannot follow layer {operation.name!r} back to the model input")
-        if any(p.size is None for p in parents) or spatial is None:
+        if any(p.size is None for p in parents):
             field = _Field(None, None, None, None)
         else:
             parent = max(parents, key=lambda p: p.size)
@@ -73,7 +97,18 @@ def _field_of(tensor, memo):
                 raise UserError(f"layer {operation.name!r} is channels_first; only channels_last is supported")
             if isinstance(operation, keras.layers.Conv2DTranspose):
                 raise UserError(f"cannot compute a receptive field through Conv2DTranspose {operation.name!r}")
-            if hasattr(operation, "strides") and (
+            if isinstance(operation, keras.Model):
+                if len(operation.outputs) != 1 or len(node.input_tensors) != 1:
+                    raise UserError(f"cannot compute a receptive field through nested model {operation.name!r}, "
+                                    "which has several inputs or outputs")
+                field = _field_of(operation.outputs[0], {}, parent)
+            elif isinstance(operation, keras.layers.ZeroPadding2D):
+                (top, _), (left, _) = _edges(operation.padding)
+                field = _shift(parent, spatial, top, left)
+            elif isinstance(operation, keras.layers.Cropping2D):
+                (top, _), (left, _) = _edges(operation.cropping)
+                field = _shift(parent, spatial, -top, -left)
+            elif hasattr(operation, "strides") and (
                 hasattr(operation, "kernel_size") or hasattr(operation, "pool_size")
             ):
                 field = _apply_window(parent, operation, spatial)
@@ -88,13 +123,24 @@ def _field_of(tensor, memo):
     return field
 
 
+def _tensor_field(model, tensor, base=None):
+    """The :class:`_Field` of a tensor of ``model``'s graph or of a graph nested in it."""
+    chain = nesting(model, tensor._keras_history[0])
+    if not chain:
+        return _field_of(tensor, {}, base)
+    outer_field = _tensor_field(model, nested_input(model, chain[0]), base)
+    if outer_field.size is None:
+        return outer_field
+    return _tensor_field(chain[0], tensor, outer_field)
+
+
 def _squash(pair):
     return pair[0] if pair[0] == pair[1] else tuple(pair)
 
 
 def _layer_field(model, layer):
     layer = resolve_layer(model, layer)
-    field = _field_of(layer_output(model, layer), {})
+    field = _tensor_field(model, layer_output(model, layer))
     if field.size is None:
         convs = ", ".join(l.name for l in conv_layer_objects(model))
         raise UserError(
@@ -107,14 +153,19 @@ def _layer_field(model, layer):
 def receptive_field(model, layer):
     """Theoretical receptive field of one unit of ``layer``, in input pixels.
 
-    Walking from the input through the graph, each Conv/pooling layer with kernel ``k``
+    Walking from the input through the graph, each window layer with kernel ``k``
     (``k_eff = d·(k − 1) + 1`` with dilation ``d``) and stride ``s`` updates
 
         size_out = size_in + (k_eff − 1) · stride_in,     stride_out = stride_in · s
 
-    starting from ``(1, 1)`` at the input; layers that keep the spatial size (Rescaling, ReLU,
-    BatchNormalization, ...) leave it unchanged. For the Nature DQN: conv1 (8, 4), conv2
-    (20, 8), conv3 (36, 8).
+    starting from ``(1, 1)`` at the input. Window layers are Conv2D, DepthwiseConv2D,
+    SeparableConv2D (its depthwise kernel; the pointwise 1×1 adds nothing) and the 2-D pooling
+    layers, with ``padding="valid"`` or ``"same"`` alike: padding moves where a unit looks (the
+    centre ``start`` used by :func:`effective_receptive_field`), not how far. ZeroPadding2D and
+    Cropping2D shift that centre only; layers that keep the spatial size (Rescaling, ReLU,
+    BatchNormalization, Dropout, ...) leave the field unchanged; where branches meet (``Add``,
+    ``Concatenate``) the largest field wins. Nested models are walked through. For the Nature
+    DQN: conv1 (8, 4), conv2 (20, 8), conv3 (36, 8).
 
     Args:
         model: a built Keras image model (channels last).
@@ -124,8 +175,9 @@ def receptive_field(model, layer):
         ``(size, stride)``; each is an int when equal along y and x, else a ``(y, x)`` tuple.
 
     Raises:
-        UserError: no Conv2D layers, unknown layer, a layer without spatial axes, or a layer
-            the walk cannot go through (e.g. Conv2DTranspose, Reshape).
+        UserError: no Conv2D layers, unknown layer, a layer without spatial axes (Flatten, Dense,
+            global pooling), or a layer the walk cannot go through (Conv2DTranspose, UpSampling2D,
+            Resizing, Reshape, channels_first layers).
     """
     _, field = _layer_field(model, layer)
     return _squash(field.size), _squash(field.stride)

@@ -11,6 +11,13 @@ without touching the model: we put an identity op after each ReLU output whose b
 backward rules is exactly the guided one, both for a ReLU fused into a layer
 (``Conv2D(..., activation="relu")``) and for a separate ``ReLU()`` / ``Activation("relu")`` layer.
 The user's model is never modified.
+
+Other rectifiers get the same clamp, so their backward pass becomes ``dL/dx = f'(x) · max(g, 0)``
+with their own derivative ``f'``: for ReLU6 / ``ReLU(max_value=m)`` / ``activation="relu6"``
+that is ``g · [0 < x < m] · [g > 0]`` (a saturated unit passes nothing back, as a dead one), for
+``LeakyReLU`` (slope α) and ``ReLU(negative_slope=α)`` it is ``max(g, 0) · (1 if x > 0 else α)``.
+Smooth activations (swish, GELU, ELU, tanh, ...) are not rectifiers and keep their ordinary
+derivative; a model without any rectifier gets plain gradients from guided backprop.
 """
 
 import keras
@@ -29,25 +36,27 @@ _FUSED_ACTIVATION_LAYERS = (
 )
 
 
+# Piecewise-linear rectifiers that the guided rule applies to, as fused activations.
+_RECTIFIERS = (keras.activations.relu, keras.activations.relu6, keras.activations.leaky_relu)
+
+
 def is_relu_output(operation) -> bool:
-    """Whether the output of ``operation`` is a plain ReLU ``max(x, 0)`` of something.
+    """Whether the output of ``operation`` is a rectifier (ReLU, capped or leaky) of something.
 
     Args:
         operation: a node's operation in a Keras functional graph (usually a layer).
 
     Returns:
-        True for ``keras.layers.ReLU()`` with default arguments (no ``max_value``, slope 0,
-        threshold 0), ``Activation("relu")`` and layers with a fused ``activation="relu"``
-        (Conv*, Dense, ...). Leaky or capped ReLUs are not plain ReLUs and return False.
+        True for ``keras.layers.ReLU`` with any arguments (``max_value``, ``negative_slope``,
+        ``threshold``: ReLU6 included), ``keras.layers.LeakyReLU``, ``Activation("relu")``,
+        ``Activation("relu6")``, ``Activation("leaky_relu")`` and layers with one of these fused
+        (``Conv2D(..., activation="relu6")``, Dense, DepthwiseConv2D, ...). False otherwise,
+        e.g. for smooth activations (swish, GELU) and PReLU, whose learned slope may be anything.
     """
-    if isinstance(operation, keras.layers.ReLU):
-        return (
-            operation.max_value is None
-            and not operation.negative_slope
-            and not operation.threshold
-        )
+    if isinstance(operation, (keras.layers.ReLU, keras.layers.LeakyReLU)):
+        return True
     if isinstance(operation, _FUSED_ACTIVATION_LAYERS):
-        return getattr(operation, "activation", None) is keras.activations.relu
+        return any(getattr(operation, "activation", None) is f for f in _RECTIFIERS)
     return False
 
 

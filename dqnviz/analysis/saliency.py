@@ -19,6 +19,13 @@ _OPTIONS = {
 def saliency(model, states, action=None, method="gradient", **options) -> np.ndarray:
     """Which pixels matter to the Q-value(s) of each state.
 
+    ``Q`` is the model's ``(N, A)`` output: Q-values for a DQN, any per-class score for another
+    model. For a classifier ending in a softmax (a top-level ``Softmax`` layer,
+    ``Activation("softmax")`` or ``Dense(..., activation="softmax")``) ``Q`` is the logits ``z``
+    of ``p = softmax(z)`` instead, as Simonyan et al. (2014) use the class score before the
+    softmax: a confident softmax saturates, ``dp/ds ≈ 0`` and a blurred patch changes no
+    probability, so the maps of ``p`` would be blank. (A softmax inside a nested model is kept.)
+
     Methods:
 
     ``"gradient"``
@@ -69,7 +76,7 @@ def saliency(model, states, action=None, method="gradient", **options) -> np.nda
         )
     settings = {**_OPTIONS[method], **options}
     batch, single = as_batch(model, states)
-    run = graph_runner(model)
+    run = graph_runner(model, logits=True)
     num_actions = _num_actions(model)
     actions = _check_actions(action, len(batch), num_actions)
 
