@@ -44,6 +44,24 @@ class Snapshot:
     def action_names(self) -> list[str]:
         return list(self.meta.get("action_names") or [str(i) for i in range(self.model.output_shape[-1])])
 
+    @property
+    def history(self) -> int:
+        """Frames stacked per state: the network input's channels (``train --history``)."""
+        return int(self.model.inputs[0].shape[-1])
+
+    def check_history(self, command: str, needs: str, least: int, most: int | None = None, why: str = "") -> None:
+        """Refuse, before any game is played, a snapshot whose states stack too few or too many
+        frames for ``command``, e.g. ``needs="4"`` with ``least=most=4``.
+
+        Raises:
+            UserError: ``history`` is outside ``least..most``; the message says ``why``.
+        """
+        from dqnviz.progress import plural
+
+        if self.history < least or (most is not None and self.history > most):
+            raise UserError(f"{self.name} stacks {self.history} {plural('frame', self.history)} per state (trained "
+                            f"with --history {self.history}); {command} needs {needs}, as {why}")
+
 
 def _cannot_write(path, error: OSError) -> UserError:
     return UserError(f"cannot write {path}: {error.strerror or error}")

@@ -169,6 +169,7 @@ class StatisticsCSV:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._created = False  # by this run (a resumed run appends to its own)
         if self.path.exists() and self.path.stat().st_size > 0:
             with open(self.path, newline="") as f:
                 header = next(csv.reader(f), [])
@@ -190,7 +191,7 @@ class StatisticsCSV:
     def discard_if_unused(self) -> None:
         """Remove the file if this run created it and wrote no row (stopped in its first phase),
         so that a header alone neither takes the run's name nor reads as an empty run."""
-        if getattr(self, "_created", False) and not self.rows_appended:
+        if self._created and not self.rows_appended:
             self.path.unlink(missing_ok=True)
 
 
@@ -408,6 +409,11 @@ class Trainer:
         timer.seconds.clear()  # each phase's profile is its own
         # A stop signal is raised only at the top of an iteration, where states, scores, the
         # replay memory and the step counts agree (see dqnviz.stopping).
+        def updates_due(iteration: int) -> bool:
+            """Whether an iteration makes updates: every ``iterations_per_update``-th, once the
+            memory can fill a batch."""
+            return iteration % iterations_per_update == 0 and self.replay.num_sampleable() >= config.batch_size
+
         with Progress(label, total=steps, enabled=self.show_progress) as progress, deferred_interrupts() as stop:
             iteration = 0
             drawn_ahead = None  # the next iteration's batches, drawn while the device works
@@ -434,8 +440,7 @@ class Trainer:
                     pending = None
                     if learn:
                         self.train_steps_done += n
-                        if drawn_ahead is not None or (iteration % iterations_per_update == 0
-                                                       and self.replay.num_sampleable() >= config.batch_size):
+                        if drawn_ahead is not None or updates_due(iteration):
                             transitions = self._draw(updates_per_iteration) if drawn_ahead is None else drawn_ahead
                             pending = self._start_updates(stats, transitions)
                             drawn_ahead = None
@@ -455,8 +460,7 @@ class Trainer:
                         # While the device finishes these updates, draw the next iteration's
                         # batches: from the memory as the next iteration would see it, unless
                         # prioritized, where these updates' priorities are not written yet.
-                        if (self.sample_ahead and stats.steps + n < steps and (iteration + 1) % iterations_per_update == 0
-                                and self.replay.num_sampleable() >= config.batch_size):
+                        if self.sample_ahead and stats.steps + n < steps and updates_due(iteration + 1):
                             drawn_ahead = self._draw(updates_per_iteration, self.train_steps_done + n)
                         self._finish_updates(pending, stats)
                     scores += rewards

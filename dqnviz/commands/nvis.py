@@ -37,24 +37,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--timings", action="store_true", help="print the seconds spent in each phase")
 
 
-def check_history(snapshot) -> None:
-    """Refuse, before any game is played, a snapshot whose states do not stack four frames: a card
-    shows a state's last three frames as red, green and blue, and its four frames t-3..t one by one.
-
-    Raises:
-        UserError: the snapshot's input does not have 4 channels (``--history``).
-    """
-    from dqnviz.errors import UserError
-
-    history = int(snapshot.model.inputs[0].shape[-1])
-    if history != 4:
-        raise UserError(
-            f"{snapshot.name} stacks {history} frame{'s' if history != 1 else ''} per state (trained with "
-            f"--history {history}); nvis needs 4, as its cards show a state's last three frames t-2, t-1, t "
-            "as red, green and blue and its four frames t-3..t one by one"
-        )
-
-
 def run(args) -> int:
     import sys
     import time
@@ -68,7 +50,8 @@ def run(args) -> int:
 
     options = playing_options(args)
     snapshot = load_snapshot(args.snapshot)
-    check_history(snapshot)
+    snapshot.check_history("nvis", "4", least=4, most=4, why="its cards show a state's last three frames "
+                           "t-2, t-1, t as red, green and blue and its four frames t-3..t one by one")
     layers = parse_layers(args.layers, snapshot.model)
     channels = {name: int(snapshot.model.get_layer(name).output.shape[-1]) for name in layers}
     filters = parse_filters(args.filters, channels)

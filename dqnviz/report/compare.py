@@ -192,19 +192,10 @@ def _unit_cards(analysis, model, states, layer, filters: list, stride_size) -> l
 
 
 def check_history(snapshots: list) -> None:
-    """Refuse, before any game is played, snapshots whose states stack fewer than three frames.
-
-    Raises:
-        UserError: a snapshot's input has fewer than :data:`LEAST_HISTORY` channels (``--history``).
-    """
+    """Refuse, before any game is played, snapshots whose states stack fewer than three frames."""
     for snapshot in snapshots:
-        history = int(snapshot.model.inputs[0].shape[-1])
-        if history < LEAST_HISTORY:
-            raise UserError(
-                f"{snapshot.name} stacks {history} frame{'s' if history != 1 else ''} per state (trained with "
-                f"--history {history}); compare needs at least {LEAST_HISTORY}, as its cards show a state's last "
-                "three frames t-2, t-1, t as red, green and blue"
-            )
+        snapshot.check_history("compare", f"at least {LEAST_HISTORY}", least=LEAST_HISTORY,
+                               why="its cards show a state's last three frames t-2, t-1, t as red, green and blue")
 
 
 def check_filter_count(count: int, snapshots: list) -> None:
@@ -215,16 +206,14 @@ def check_filter_count(count: int, snapshots: list) -> None:
         UserError: the count is out of range.
     """
     import dqnviz.analysis as analysis
+    from dqnviz.report.nvis import check_filter_range
 
     channels = {}
     for snapshot in snapshots:
         for name in analysis.conv_layers(snapshot.model):
             n = int(snapshot.model.get_layer(name).output.shape[-1])
             channels[name] = max(channels.get(name, 0), n)
-    largest = max(channels.values())
-    if not 1 <= count <= largest:
-        sizes = ", ".join(f"{layer} {n}" for layer, n in channels.items())
-        raise UserError(f"--filters {count} is out of range: the layers have {sizes} filters (give 1..{largest})")
+    check_filter_range(count, channels)
 
 
 def four_frames(images: np.ndarray) -> np.ndarray:

@@ -87,10 +87,21 @@ def parse_filters(text, layer_channels: dict) -> dict:
         count = int(text)
     except ValueError:
         raise UserError(f"--filters must be a number of filters (1..{largest}) or 'all', not {text!r}") from None
+    check_filter_range(count, layer_channels, also="'all'")
+    return {layer: list(range(min(count, n))) for layer, n in layer_channels.items()}
+
+
+def check_filter_range(count: int, layer_channels: dict, also: str = "") -> None:
+    """``--filters N`` must lie in 1..(the largest layer's filters); ``also`` names another accepted value.
+
+    Raises:
+        UserError: the count is out of range.
+    """
+    largest = max(layer_channels.values())
     if not 1 <= count <= largest:
         sizes = ", ".join(f"{layer} {n}" for layer, n in layer_channels.items())
-        raise UserError(f"--filters {count} is out of range: the layers have {sizes} filters (give 1..{largest} or 'all')")
-    return {layer: list(range(min(count, n))) for layer, n in layer_channels.items()}
+        raise UserError(f"--filters {count} is out of range: the layers have {sizes} filters "
+                        f"(give 1..{largest}{' or ' + also if also else ''})")
 
 
 def gather(snapshot, layers, filters: dict, games=1, epsilon=0.05, seed=0, max_steps=None,
