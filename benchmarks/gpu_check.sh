@@ -24,21 +24,24 @@
 # (h100-2026-11-26b): Pong 9.5 minutes with 12 emulator threads, 18.4 ± 1.9 (shipped as
 # snapshots/pong-h100-10min_6.keras); 64 envs 6,254 (12 threads) / 5,724 (16); 128 envs with the
 # Pong recipe 7,287; the learner alone launch-bound (learner.py). Not yet measured: the loop with
-# xla_gpu_graph_min_graph_size=1, fewer passes, the frame stacks, the launch thread and drawing the
-# next batches while the updates run (all now the default), which `collect` measures first, then
-# without the launch thread, then without the early draws. The learning run itself prints where its
-# loop waited after each train phase (`dqnviz train --profile`), with its 1 M replay memory.
+# xla_gpu_graph_min_graph_size=1, fewer passes, the frame stacks, the launch thread, drawing the
+# next batches while the updates run and convolutions computed as matrix products, so that an
+# update is one CUDA graph (all now the default), which `collect` measures first, then without the
+# matrix-product convolutions, classic mode with and without them, then without the launch thread,
+# then without the early draws. The learning run itself prints where its loop waited after each
+# train phase (`dqnviz train --profile`), with its 1 M replay memory: its `learn` against the
+# second lease's 10.75 ms per iteration is the first sign of what the matrix products bring.
 #
 # Environment: GAME (pong; breakout runs the same recipe, for a learning curve: its 28 minutes do
 # not fit a lease), LEARN_MINUTES (9.5: the whole train command, start-up and compilation included,
 # within the issue's 10 minutes for Pong), LEARN_ENVS (128), LEARN_BATCH (64), LEARN_FREQUENCY (8),
 # LEARN_LR (0.0001), LEARN_TRAIN_STEPS (500000 per epoch: a snapshot and a test phase every ~2.5 min),
 # CALL_SECONDS (585), COLLECT_SECONDS (210; give it the lease's time left − 40),
-# THROUGHPUT_RUNS ("128:0:overlapped:pong 128:0:overlapped:pong:DQNVIZ_LAUNCH_THREAD=0 128:0:overlapped:pong:DQNVIZ_SAMPLE_AHEAD=0 1:0:overlapped 128:0:overlapped 64:0:overlapped":
+# THROUGHPUT_RUNS ("128:0:overlapped:pong 128:0:overlapped:pong:DQNVIZ_MATMUL_CONVOLUTIONS=0 1:0:overlapped 1:0:overlapped::DQNVIZ_MATMUL_CONVOLUTIONS=0 128:0:overlapped:pong:DQNVIZ_LAUNCH_THREAD=0 128:0:overlapped:pong:DQNVIZ_SAMPLE_AHEAD=0 128:0:overlapped 64:0:overlapped":
 # envs, emulator threads (0 = the default: one per env, up to 12 of 16 cores), profile, optionally `pong`
 # (the learning recipe: Pong, prioritized, Double, dueling, 3-step) and optionally comma-separated VAR=value
 # assignments), THROUGHPUT_STEPS (10000; times envs/8 per configuration),
-# LEARNER_VARIANTS ("DQNVIZ_LAUNCH_THREAD=0;DQNVIZ_LAUNCH_THREAD=0 DQNVIZ_FEWER_PASSES=0": environments for
+# LEARNER_VARIANTS ("DQNVIZ_LAUNCH_THREAD=0;DQNVIZ_LAUNCH_THREAD=0 DQNVIZ_MATMUL_CONVOLUTIONS=0;DQNVIZ_LAUNCH_THREAD=0 DQNVIZ_FEWER_PASSES=0": environments for
 # benchmarks/learner.py, run after the throughput runs while time is left; without the launch thread,
 # so that its dispatch time is the launches'), EXTRA_OPTIONS (appended to the learning options, a later flag
 # winning: a dry run's tiny budgets), RUN_TESTS (0; 1 runs the device-replay and vectorised tests in
@@ -51,7 +54,7 @@ LEARN_MINUTES=${LEARN_MINUTES:-9.5}
 LEARN_ENVS=${LEARN_ENVS:-128}
 CALL_SECONDS=${CALL_SECONDS:-585}
 COLLECT_SECONDS=${COLLECT_SECONDS:-210}
-THROUGHPUT_RUNS=${THROUGHPUT_RUNS:-128:0:overlapped:pong 128:0:overlapped:pong:DQNVIZ_LAUNCH_THREAD=0 128:0:overlapped:pong:DQNVIZ_SAMPLE_AHEAD=0 1:0:overlapped 128:0:overlapped 64:0:overlapped}
+THROUGHPUT_RUNS=${THROUGHPUT_RUNS:-128:0:overlapped:pong 128:0:overlapped:pong:DQNVIZ_MATMUL_CONVOLUTIONS=0 1:0:overlapped 1:0:overlapped::DQNVIZ_MATMUL_CONVOLUTIONS=0 128:0:overlapped:pong:DQNVIZ_LAUNCH_THREAD=0 128:0:overlapped:pong:DQNVIZ_SAMPLE_AHEAD=0 128:0:overlapped 64:0:overlapped}
 THROUGHPUT_STEPS=${THROUGHPUT_STEPS:-10000}
 mkdir -p "$OUT" "$WORK"
 
@@ -128,9 +131,10 @@ case "${1:-}" in
     # With the GPU to itself, one configuration at a time while time is left (about 45 s each):
     # the overlapped profile (where the running loop waits; its run also gives the steps/s) with
     # the default emulator threads (12 of 16 cores): first 128 envs with the learning recipe
-    # (7,287 agent steps/s in the second lease), as dqnviz now runs it, without the launch thread
-    # and without drawing the next batches early (DQNVIZ_SAMPLE_AHEAD=0), then classic mode
-    # (overlapped too: the launch thread overlaps its update with the emulator), 128 envs with
+    # (7,287 agent steps/s in the second lease), as dqnviz now runs it, then with XLA's cuDNN
+    # convolutions (DQNVIZ_MATMUL_CONVOLUTIONS=0), classic mode with and without them (overlapped
+    # too: the launch thread overlaps its update with the emulator), the learning recipe without the
+    # launch thread and without drawing the next batches early (DQNVIZ_SAMPLE_AHEAD=0), 128 envs with
     # batch 64 every 8 steps (uniform replay: the loop reads |δ| back only now and then), and 64 envs.
     for run in $THROUGHPUT_RUNS; do
       IFS=: read -r envs threads profile recipe assignments <<< "$run"
@@ -149,7 +153,7 @@ case "${1:-}" in
     # under variants (one process each: XLA reads its options once). LEARNER_VARIANTS:
     # ';'-separated variants, each "default" or space-separated VAR=value assignments.
     if [ -f benchmarks/learner.py ]; then
-      IFS=';' read -ra variants <<< "${LEARNER_VARIANTS:-DQNVIZ_LAUNCH_THREAD=0;DQNVIZ_LAUNCH_THREAD=0 DQNVIZ_FEWER_PASSES=0}"
+      IFS=';' read -ra variants <<< "${LEARNER_VARIANTS:-DQNVIZ_LAUNCH_THREAD=0;DQNVIZ_LAUNCH_THREAD=0 DQNVIZ_MATMUL_CONVOLUTIONS=0;DQNVIZ_LAUNCH_THREAD=0 DQNVIZ_FEWER_PASSES=0}"
       for variant in "${variants[@]}"; do
         left=$((COLLECT_SECONDS - SECONDS))
         [ "$left" -lt 40 ] && { echo "no time left for learner $variant" >> "$OUT/learner.txt"; break; }

@@ -13,6 +13,7 @@ is launched from a worker thread (:func:`launch_thread`), so the loop receives t
 while the kernels are launched.
 """
 
+import contextlib
 import functools
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -79,6 +80,104 @@ def launch_thread() -> bool:
     return env_switch("DQNVIZ_LAUNCH_THREAD", jax.default_backend() != "cpu")
 
 
+def matmul_convolutions() -> bool:
+    """Whether the learner's and the actor's compiled calls compute each Conv2D as one matrix product.
+
+    A convolution with kernel k and stride s becomes, on channels-last inputs, a reshape of the
+    input into s×s blocks (space to depth: (H, W, C) → (H/s, W/s, s·s·C)), the ⌈k/s⌉² shifted
+    views of that concatenated into patches, and ``patches @ K`` with the kernel reordered to
+    (⌈k/s⌉² · s² · C, filters), its taps past k zero:
+
+        y[b, i, j, f] = Σ_{u,v,c} x[b, s·i + u, s·j + v, c] · K[u, v, c, f]
+
+    is the same sum in another order (max |Δ| 4e-6 on the Nature network's layers). Why on an
+    accelerator (its default), and not on a CPU:
+
+    * On a GPU, XLA launches a convolution as a cuDNN call that cannot join a CUDA graph (its
+      command buffers take fusions and cuBLAS matrix products, not convolutions), so each of an
+      update's 8 to 14 convolutions (forward, target and backward passes) splits the graph, and the
+      update is bound by the launches (0.66 ms for one batch-64 update on an H100, where four
+      times the rows cost only 1.7 times as much). Matrix products and the reshapes around them
+      are graph commands, so a fused call's updates can run as one graph.
+    * On a CPU there is no graph to keep whole, and the products gain nothing measurable: on the
+      2-core development machine, a fused call of eight batch-64 Double-DQN dueling updates took
+      694–745 ms instead of 742–779 (``benchmarks/learner.py``), but the training loop ran at
+      105 and 101 agent steps/s instead of 118 and 95 with one environment, and at 117 and 119
+      instead of 132 and 123 with eight (``benchmarks/throughput.py``), so a CPU keeps XLA's
+      convolutions.
+
+    Only the compiled training and acting calls use it; the model, its snapshots and the analysis
+    keep Keras's own Conv2D. ``DQNVIZ_MATMUL_CONVOLUTIONS=1`` or ``=0`` overrides, for an A/B.
+    """
+    return env_switch("DQNVIZ_MATMUL_CONVOLUTIONS", jax.default_backend() != "cpu")
+
+
+def conv_as_matmul(x, kernel, strides):
+    """A 'valid' 2-D convolution of channels-last ``x`` (B, H, W, C) with ``kernel`` (kh, kw, C, F)
+    as one matrix product (see :func:`matmul_convolutions`)."""
+    (kh, kw, channels, filters), (sh, sw) = kernel.shape, strides
+    batch, height, width, _ = x.shape
+    out_h, out_w = (height - kh) // sh + 1, (width - kw) // sw + 1
+    taps_h, taps_w = -(-kh // sh), -(-kw // sw)  # kernel taps per block, after padding k up to a multiple of s
+    blocks_h, blocks_w = out_h + taps_h - 1, out_w + taps_w - 1
+    # the input's blocks: crop (or zero-pad: padded pixels meet only zero taps) to whole blocks
+    x = x[:, :blocks_h * sh, :blocks_w * sw]
+    x = jnp.pad(x, ((0, 0), (0, blocks_h * sh - x.shape[1]), (0, blocks_w * sw - x.shape[2]), (0, 0)))
+    x = x.reshape(batch, blocks_h, sh, blocks_w, sw, channels).transpose(0, 1, 3, 2, 4, 5)
+    x = x.reshape(batch, blocks_h, blocks_w, sh * sw * channels)
+    kernel = jnp.pad(kernel, ((0, taps_h * sh - kh), (0, taps_w * sw - kw), (0, 0), (0, 0)))
+    kernel = kernel.reshape(taps_h, sh, taps_w, sw, channels, filters).transpose(0, 2, 1, 3, 4, 5)
+    patches = jnp.concatenate([x[:, u:u + out_h, v:v + out_w] for u in range(taps_h) for v in range(taps_w)],
+                              axis=-1)
+    depth = taps_h * taps_w * sh * sw * channels
+    y = jnp.dot(patches.reshape(batch * out_h * out_w, depth), kernel.reshape(depth, filters))
+    return y.reshape(batch, out_h, out_w, filters)
+
+
+def _plain_conv2d_layers(model):
+    """The model's Conv2D layers (nested models included) that :func:`conv_as_matmul` computes
+    exactly: valid padding, channels last, no dilation, no groups."""
+    import keras
+
+    for layer in model._flatten_layers(include_self=False):
+        if (type(layer) is keras.layers.Conv2D and layer.padding == "valid" and layer.groups == 1
+                and layer.data_format == "channels_last" and tuple(layer.dilation_rate) == (1, 1)):
+            yield layer
+
+
+@contextlib.contextmanager
+def convolutions_as_matmuls(*models, enabled: bool | None = None):
+    """While tracing a compiled call: the models' plain Conv2D layers compute with :func:`conv_as_matmul`.
+
+    The layers get an instance attribute ``convolution_op`` (the method Keras's Conv2D calls), and
+    lose it on exit, so a call traced afterwards (an analysis) uses Keras's convolution again.
+    """
+    enabled = matmul_convolutions() if enabled is None else enabled
+    layers = [layer for model in models for layer in _plain_conv2d_layers(model)] if enabled else []
+    for layer in layers:
+        object.__setattr__(layer, "convolution_op", functools.partial(_layer_conv_as_matmul, layer))
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.__dict__.pop("convolution_op", None)
+
+
+def _with_matmul_convolutions(*models):
+    """Decorator: the function is traced inside :func:`convolutions_as_matmuls` of ``models``."""
+    def decorate(fn):
+        @functools.wraps(fn)
+        def traced(*args, **kwargs):
+            with convolutions_as_matmuls(*models):
+                return fn(*args, **kwargs)
+        return traced
+    return decorate
+
+
+def _layer_conv_as_matmul(layer, inputs, kernel):
+    return conv_as_matmul(inputs, kernel, tuple(layer.strides))
+
+
 @functools.cache
 def _launcher() -> ThreadPoolExecutor:
     """One worker thread for every learner: calls launched from it run in the order submitted."""
@@ -125,7 +224,8 @@ def make_predict(model, stacks: bool = False):
     def _predict(trainable, non_trainable, states):
         if stacks:
             states = jnp.transpose(states, (0, 2, 3, 1))
-        q, _ = model.stateless_call(trainable, non_trainable, states)
+        with convolutions_as_matmuls(model):
+            q, _ = model.stateless_call(trainable, non_trainable, states)
         return q
 
     def predict(states, weights=None):
@@ -180,6 +280,7 @@ class make_train_step:
             return target.stateless_call(target_trainable, target_non_trainable, next_states)[0]
 
         @_jit
+        @_with_matmul_convolutions(online, target)
         def step(trainable, non_trainable, optimizer_state, target_trainable, target_non_trainable, batch):
             q_next_target = target_values(target_trainable, target_non_trainable, batch["next_states"])
             (loss, (td_abs, non_trainable)), grads = grad_fn(trainable, non_trainable, batch, q_next_target)
@@ -188,6 +289,7 @@ class make_train_step:
 
         self._step = step
 
+        @_with_matmul_convolutions(online, target)
         def train_batches(trainable, non_trainable, optimizer_state, target_trainable, target_non_trainable,
                           frames, staged_frames, staged_slots, ints, floats):
             frames = _write_staged(frames, staged_frames, staged_slots)
