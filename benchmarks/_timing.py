@@ -18,10 +18,11 @@ def print_machine() -> None:
     if keras.config.backend() == "jax":
         import jax
 
-        from dqnviz.backend.jax import compiler_options, fewer_passes, launch_thread
+        from dqnviz.backend.jax import compiler_options, fewer_passes, launch_thread, matmul_convolutions
 
         print("jax devices:", ", ".join(str(d) for d in jax.devices()))
         print(f"update: {'fewer, bigger passes' if fewer_passes() else 'a pass per network and batch'}, "
+              f"{'convolutions as matrix products' if matmul_convolutions() else 'XLA convolutions'}, "
               f"compiler options {compiler_options()}, "
               f"{'launched from a worker thread' if launch_thread() else 'launched in place'}; "
               f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
