@@ -87,6 +87,21 @@ def test_identical_weights_are_maximally_similar(tmp_path):
     assert data.matching[0]["mean"] == pytest.approx(1.0, abs=1e-6)
     assert data.baseline[0] < 0.5
     assert all(entry["value"] == pytest.approx(1.0, abs=1e-6) for entry in data.cka)
+    # the histogram of matched similarities shows them, in its last bin (plotly's bins are
+    # [start, start + size), so a value of exactly 1 would fall past the axis and vanish)
+    import json
+
+    from dqnviz.report.compare import build_context
+
+    histogram = json.loads(build_context(data)["figures"]["fig-match"])["data"][0]
+    values, bins = histogram["x"], histogram["xbins"]
+    if isinstance(values, dict):  # plotly's typed array: {"dtype": ..., "bdata": base64}
+        import base64
+
+        values = np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"])
+    assert len(values) == len(data.matching[0]["similarities"]) > 0
+    last_bin_start = bins["start"] + (round((bins["end"] - bins["start"]) / bins["size"]) - 1) * bins["size"]
+    assert np.all((values >= last_bin_start) & (values < bins["end"]))
 
 
 @pytest.mark.parametrize("case", ["one", "missing", "same", "not_snapshot", "bad_filters", "bad_steps"])

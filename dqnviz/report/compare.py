@@ -570,7 +570,9 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
     if data.matching:
         fig = go.Figure()
         for m in data.matching:
-            fig.add_histogram(x=np.round(m["similarities"], 4), name=f"{names[m['a']]} vs {names[m['b']]}",
+            # plotly's bins are [start, start + size): a similarity of exactly 1 (a filter matched to
+            # itself) would fall past the axis and vanish, so it is counted in the last bin, [0.95, 1)
+            fig.add_histogram(x=np.minimum(np.round(m["similarities"], 4), 0.9999), name=f"{names[m['a']]} vs {names[m['b']]}",
                               xbins=dict(start=-1, end=1, size=0.05), opacity=0.75)
         fig.update_layout(**_layout(barmode="overlay", height=300, xaxis=dict(title="cosine similarity of matched filters",
                                                                           range=[-1, 1]), yaxis_title="filters"))
