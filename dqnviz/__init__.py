@@ -4,7 +4,16 @@ The analysis functions work on any Keras 3 image model::
 
     import dqnviz
     snapshot = dqnviz.load_snapshot("snapshots/breakout_13.keras")
-    images = dqnviz.guided_backprop(snapshot.model, states, "conv2", 5)
+    record = dqnviz.play_games(snapshot.model, dqnviz.env_for_snapshot(snapshot.meta), max_steps=200)
+    images = dqnviz.guided_backprop(snapshot.model, record.states, "conv2", 5)
+
+Snapshots and games: load_snapshot, save_snapshot, Snapshot, build_q_network, TrainConfig,
+resolve_rom, AtariEnv, env_for_snapshot, play_games.
+Analysis (dqnviz.analysis): guided_backprop, saliency, receptive_field, effective_receptive_field,
+top_activations, full_history, conv_layers, encode_rgb, encode_gradient_rgb, frames_strip.
+Errors: UserError (a user's mistake, with a one-line message).
+
+The names are imported on first use, so ``import dqnviz`` does not start a Keras backend.
 """
 
 __version__ = "0.1.0"
@@ -17,6 +26,8 @@ _LAZY = {
     "TrainConfig": "dqnviz.config",
     "resolve_rom": "dqnviz.atari",
     "AtariEnv": "dqnviz.atari",
+    "env_for_snapshot": "dqnviz.agent",
+    "play_games": "dqnviz.agent",
     "guided_backprop": "dqnviz.analysis",
     "saliency": "dqnviz.analysis",
     "receptive_field": "dqnviz.analysis",
@@ -26,10 +37,16 @@ _LAZY = {
     "frames_strip": "dqnviz.analysis",
     "conv_layers": "dqnviz.analysis",
     "top_activations": "dqnviz.analysis",
+    "full_history": "dqnviz.analysis",
     "UserError": "dqnviz.errors",
 }
 
 __all__ = sorted(_LAZY)
+
+
+def __dir__():
+    """The lazy names too, for tab completion and ``help(dqnviz)``."""
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def __getattr__(name):

@@ -29,7 +29,18 @@ FORMAT_VERSION = 1
 
 @dataclass
 class Snapshot:
-    """A loaded snapshot: ``model`` (keras.Model) and ``meta`` (dict)."""
+    """A loaded snapshot.
+
+    Attributes:
+        model: the ``keras.Model`` (uint8 states (N, 84, 84, history) → Q-values), weights only.
+        meta: the metadata (``dqnviz.json``): ``game``, ``rom_md5``, ``actions`` (ALE action
+            ids) and ``action_names``, ``preprocessing`` (frame skip, history, no-op starts,
+            sticky actions, frame cap), ``run``, ``epoch``, ``total_steps`` and
+            ``train_steps_done``, ``config`` (the training options), ``backend`` and the Keras and
+            dqnviz versions, ``test_score`` (``average``, ``std``, ``min``, ``max``, …; None when
+            the epoch was not tested), ``created`` and ``format``.
+        path: the file it was loaded from (None for one built in memory).
+    """
 
     model: object
     meta: dict = field(default_factory=dict)
@@ -42,6 +53,8 @@ class Snapshot:
 
     @property
     def action_names(self) -> list[str]:
+        """The ALE names of the network's outputs (NOOP, FIRE, …), or ``"0"``, ``"1"``, … when
+        the metadata has none."""
         return list(self.meta.get("action_names") or [str(i) for i in range(self.model.output_shape[-1])])
 
     @property
@@ -125,7 +138,20 @@ def _umask() -> int:
 
 
 def save_snapshot(path, model, meta: dict) -> Path:
-    """Write ``model`` and ``meta`` to ``path`` atomically (weights only: no optimizer state)."""
+    """Write ``model`` and ``meta`` to ``path`` atomically (weights only: no optimizer state).
+
+    Args:
+        path: the ``.keras`` file to write; its folder must exist. A crash leaves either the old
+            file or the new one, never half of one.
+        model: a ``keras.Model``; custom layers must be registered Keras serialisables, as
+            loading runs in safe mode.
+        meta: JSON-serialisable metadata (numpy scalars and arrays are converted). Nothing is
+            required, but the commands read ``game`` (to replay it), ``action_names``,
+            ``preprocessing``, ``epoch`` and ``run`` (see :class:`Snapshot`); ``format`` is added.
+
+    Returns:
+        The path written.
+    """
     meta = {"format": FORMAT_VERSION, **meta}
     text = json.dumps(meta, indent=1, sort_keys=True, default=_json_default)
 
@@ -245,7 +271,11 @@ def _check_file(path) -> str:
 
 
 def load_snapshot(path) -> Snapshot:
-    """Load a snapshot safely.
+    """Load a snapshot safely: no pickle, and Keras's safe mode, so nothing in the file runs.
+
+    Args:
+        path: a snapshot written by ``dqnviz train`` or :func:`save_snapshot`. Any suffix is
+            accepted (a copied ``breakout_13.keras.bak``, say): the contents decide.
 
     Returns:
         A :class:`Snapshot` with ``.model`` (a ``keras.Model``) and ``.meta`` (a dict).

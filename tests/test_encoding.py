@@ -42,10 +42,39 @@ def test_frames_strip():
     assert list(raw[:, 0, 0]) == [0, 85, 170, 255]
 
 
+def test_any_stack_of_three_or_more_frames_shows_its_last_three_as_rgb():
+    for frames in (3, 5):
+        states = np.zeros((1, 2, 2, frames), np.uint8)
+        states[..., :] = np.arange(1, frames + 1) * 10
+        assert tuple(encode_rgb(states)[0, 0, 0]) == tuple(states[0, 0, 0, -3:])
+        g = np.zeros((2, 2, frames))
+        g[0, 0, 0] = -4.0  # the oldest frame sets the scale, shown or not
+        g[0, 0, -1] = 2.0
+        red = 0 if frames == 3 else 128  # with 3 frames the oldest is red
+        assert tuple(encode_gradient_rgb(g)[0, 0]) == (red, 128, 128 + int(np.floor(127.5 / 2)))
+        strip = frames_strip(g)
+        assert strip.shape == (frames, 2, 2) and strip[0, 0, 0] == 0 and strip[-1, 0, 0] == 191
+
+
+def test_states_scaled_to_one_draw_a_warning_and_raw_frames_do_not(recwarn):
+    import warnings
+
+    with pytest.warns(UserWarning, match=r"0\.\.255"):
+        encode_rgb(np.full((2, 2, 4), 0.5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        encode_rgb(np.full((2, 2, 4), 200.0))
+        encode_rgb(np.zeros((2, 2, 4)))
+
+
 def test_errors():
-    with pytest.raises(UserError, match=r"four stacked frames"):
-        encode_rgb(np.zeros((84, 84, 3), np.uint8))
-    with pytest.raises(UserError, match=r"four stacked frames"):
+    with pytest.raises(UserError, match=r"at least 3 stacked frames"):
+        encode_rgb(np.zeros((84, 84, 2), np.uint8))
+    with pytest.raises(UserError, match=r"at least 3 stacked frames"):
         encode_gradient_rgb(np.zeros((84, 84)))
-    with pytest.raises(UserError, match=r"four stacked frames"):
+    with pytest.raises(UserError, match=r"at least 3 stacked frames"):
         frames_strip(np.zeros((2, 84, 84, 1)))
+    with pytest.raises(UserError, match=r"NaN or infinite"):
+        encode_gradient_rgb(np.full((2, 2, 4), np.nan))
+    with pytest.raises(UserError, match=r"NaN or infinite"):
+        frames_strip(np.array([[[0.0, 1.0, np.inf]]]))

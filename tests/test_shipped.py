@@ -120,3 +120,32 @@ def test_the_help_examples_that_a_new_user_copies_name_shipped_snapshots():
     assert len({where for where, _ in named}) == len(texts)  # every text gives a runnable example
     missing = sorted((where, path) for where, path in named if not (ROOT / path).is_file())
     assert not missing, f"help examples name snapshots that do not ship: {missing}"
+
+
+def test_the_readmes_python_example_runs_as_written():
+    """The README's Python API block, run as a user would paste it (with fewer steps), gives the
+    shapes its comments promise."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Looking inside: the Python API"):readme.index("## Performance")]
+    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert "max_steps=200" in code
+    code = code.replace("max_steps=200", "max_steps=6").replace('"snapshots/', f'"{ROOT}/snapshots/')
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    states = namespace["states"]
+    assert states.shape == (6, 84, 84, 4) and states.dtype == np.uint8
+    assert namespace["images"].shape == states.shape and namespace["maps"].shape[:3] == states.shape[:3]
+    assert namespace["rgb"].shape == (6, 84, 84, 3)
+
+
+def test_the_top_level_names_resolve_and_are_listed():
+    import dqnviz
+
+    for name in dqnviz.__all__:
+        assert getattr(dqnviz, name) is not None
+        assert name in dir(dqnviz)
+    assert callable(dqnviz.full_history) and callable(dqnviz.play_games)
+    with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
+        dqnviz.nonsense
