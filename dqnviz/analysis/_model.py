@@ -128,13 +128,13 @@ def resolve_layer(model, layer):
         The Layer object.
 
     Raises:
-        UserError: unknown name or a layer that is not part of the model; the message lists
-            the model's Conv2D layers.
+        UserError: unknown name or a layer that is not part of the model (the message lists
+            the model's Conv2D layers), or a channels_first layer (:func:`check_channels_last`).
     """
     convs = [l.name for l in conv_layer_objects(model)]
     if isinstance(layer, keras.layers.Layer):
         if nesting(model, layer) is not None:
-            return layer
+            return check_channels_last(layer)
         raise UserError(
             f"layer {layer.name!r} is not part of model {model.name!r}; "
             f"its conv layers are: {', '.join(convs)}"
@@ -143,10 +143,36 @@ def resolve_layer(model, layer):
         raise UserError(f"a layer must be a name or a Keras layer, got {type(layer).__name__}")
     for candidate in model.layers + all_layers(model):
         if candidate.name == layer:
-            return candidate
+            return check_channels_last(candidate)
     raise UserError(
         f"unknown layer {layer!r}; the conv layers of model {model.name!r} are: {', '.join(convs)}"
     )
+
+
+def check_channels_last(layer):
+    """Return ``layer`` if its spatial axes come before its channels (``data_format``
+    ``"channels_last"``, or no ``data_format`` at all).
+
+    Every analysis reads the last axis as the filters and axes 1, 2 as (y, x); on a
+    channels_first layer they would silently pick the wrong units.
+
+    Raises:
+        UserError: ``layer`` is channels_first.
+    """
+    if getattr(layer, "data_format", "channels_last") == "channels_first":
+        raise UserError(f"layer {layer.name!r} is channels_first; only channels_last layers can be analysed")
+    return layer
+
+
+def check_batch_size(batch_size) -> int:
+    """Return ``batch_size`` as an int if it is a positive integer (not a bool).
+
+    Raises:
+        UserError: 0, negative, a float, a bool or not a number.
+    """
+    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise UserError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return int(batch_size)
 
 
 def layer_output(model, layer):
@@ -176,10 +202,12 @@ def check_filters(model, layer, filters, count=None) -> np.ndarray:
         ``filters`` as an int64 array (shape ``()`` for an int).
 
     Raises:
-        UserError: non-integer, wrong length or out of range ``[0, channels)``.
+        UserError: none given, non-integer, wrong length or out of range ``[0, channels)``.
     """
     n = num_channels(model, layer)
     array = np.asarray(filters)
+    if array.ndim == 1 and array.size == 0:
+        raise UserError(f"give at least one filter index for layer {layer.name!r}, got none")
     if array.dtype.kind not in "iu":
         raise UserError(f"filter indices must be integers, got {filters!r}")
     if array.ndim > 1 or (array.ndim == 1 and count is not None and len(array) != count):
@@ -206,7 +234,8 @@ def as_batch(model, states):
         whether a single state was given (so results can be squeezed back).
 
     Raises:
-        UserError: the shape does not match the model input.
+        UserError: the shape does not match the model input, a non-numeric dtype, no states,
+            or NaN / infinite values (whose gradients come out as silent all-zero maps).
     """
     check_model(model)
     expected = input_shape(model)
@@ -225,6 +254,10 @@ def as_batch(model, states):
         raise UserError(f"states must be numeric, got dtype {array.dtype}")
     if len(array) == 0:
         raise UserError("no states given")
+    if array.dtype.kind == "f":
+        bad = array.size - int(np.count_nonzero(np.isfinite(array)))
+        if bad:
+            raise UserError(f"states hold {bad} NaN or infinite values; the analyses need finite inputs")
     return array, single
 
 

@@ -5,6 +5,7 @@ from keras import ops
 
 from dqnviz.analysis._model import (
     as_batch,
+    check_batch_size,
     check_filters,
     graph_runner,
     layer_output,
@@ -26,7 +27,9 @@ def guided_backprop(model, states, layer, filter, *, position=None, batch_size=1
     activations tie (a blank region, ReLU outputs at 0) the gradient of ``max_{y,x}`` would be
     split over every tied unit and light up all their receptive fields; this one stays inside the
     receptive field of the unit a report names. (``A`` without spatial axes, e.g. a Dense layer,
-    is used as is.) The result is ``dt/ds`` computed with the guided-ReLU backward rule at every
+    is used as is, after its activation: a ``Dense(..., activation="softmax")`` layer's unit is a
+    probability, unlike :func:`~dqnviz.analysis.saliency`, which explains a softmax classifier's
+    scores before the softmax.) The result is ``dt/ds`` computed with the guided-ReLU backward rule at every
     ReLU of the model: ``dL/dx = g · [x > 0] · [g > 0]``; capped and leaky rectifiers (ReLU6,
     LeakyReLU) get ``dL/dx = f'(x) · max(g, 0)`` and smooth activations their plain derivative
     (see :mod:`dqnviz.analysis.relu`), nested models included. BatchNormalization uses its moving
@@ -45,17 +48,19 @@ def guided_backprop(model, states, layer, filter, *, position=None, batch_size=1
             one ``(y, x)`` for every state or an ``(N, 2)`` int array, e.g. the positions
             :func:`~dqnviz.analysis.top_activations` returned, so that the image is of the very
             unit a report labels.
-        batch_size: states per forward+backward pass.
+        batch_size: states per forward+backward pass, a positive integer.
 
     Returns:
         float32 array shaped like ``states``.
 
     Raises:
-        UserError: no Conv2D layers, non-image input, unknown layer, states of the wrong
-            shape, a filter index out of range, a position outside the layer's output (or
-            given for a layer without spatial axes), or a layer inside a nested model that the
-            outer model calls more than once.
+        UserError: no Conv2D layers, non-image input, unknown or channels_first layer, states
+            of the wrong shape or with NaN / infinite values, a filter index out of range, a
+            position outside the layer's output (or given for a layer without spatial axes), a
+            ``batch_size`` that is not a positive integer, or a layer inside a nested model that
+            the outer model calls more than once.
     """
+    batch_size = check_batch_size(batch_size)
     batch, single = as_batch(model, states)
     layer = resolve_layer(model, layer)
     filters = check_filters(model, layer, filter, count=len(batch))

@@ -4,6 +4,7 @@ import numpy as np
 
 from dqnviz.analysis._model import (
     as_batch,
+    check_batch_size,
     check_filters,
     conv_layer_objects,
     graph_runner,
@@ -11,6 +12,7 @@ from dqnviz.analysis._model import (
     predict,
     resolve_layer,
 )
+from dqnviz.errors import UserError
 
 
 def conv_layers(model) -> list:
@@ -47,25 +49,28 @@ def top_activations(model, states, layer, filters=None, batch_size=256, prefer=N
         states: ``(N, H, W, C)`` states (or one state).
         layer: layer name or Layer object.
         filters: filter indices (int or sequence); None for all filters of the layer.
-        batch_size: states per forward pass.
-        prefer: None, or an ``(N,)`` boolean mask of the states to search first.
+        batch_size: states per forward pass, a positive integer.
+        prefer: None, or an ``(N,)`` boolean mask of the states to search first (one bool
+            stands for all states).
 
     Returns:
         A list with one ``(state_index, (y, x), value)`` per requested filter, in the order
         of ``filters``. For a layer without spatial axes (Dense) the position is ``(0, 0)``.
 
     Raises:
-        UserError: no Conv2D layers, non-image input, unknown layer, filter out of range.
+        UserError: no Conv2D layers, non-image input, unknown or channels_first layer, states
+            with NaN / infinite values, no filter or one out of range, ``prefer`` not a boolean
+            mask over the states, ``batch_size`` not a positive integer.
     """
+    batch_size = check_batch_size(batch_size)
     batch, _ = as_batch(model, states)
     layer = resolve_layer(model, layer)
     output = layer_output(model, layer)
     channels = int(output.shape[-1])
     filters = np.arange(channels) if filters is None else np.atleast_1d(check_filters(model, layer, filters))
+    prefer = _check_prefer(prefer, len(batch))
     run = graph_runner(model, output)
 
-    if prefer is not None:
-        prefer = np.broadcast_to(np.asarray(prefer, bool), (len(batch),))
     # row 0: the best over all states; row 1: over the preferred ones
     best_value = np.full((2, len(filters)), -np.inf)
     best_state = np.zeros((2, len(filters)), dtype=np.int64)
@@ -93,3 +98,17 @@ def top_activations(model, states, layer, filters=None, batch_size=256, prefer=N
         (int(n), tuple(int(i) for i in np.unravel_index(p, spatial)), float(v))
         for n, p, v in zip(best_state[chosen, columns], best_position[chosen, columns], best_value[chosen, columns])
     ]
+
+
+def _check_prefer(prefer, count):
+    """None, or ``prefer`` as an ``(N,)`` bool array: a mask with one entry per state (or one
+    bool for all). Indices or a mask of another length would silently search the wrong states."""
+    if prefer is None:
+        return None
+    array = np.asarray(prefer)
+    if array.dtype.kind != "b" or array.shape not in ((), (count,)):
+        raise UserError(
+            f"prefer must be a boolean mask with one entry per state ({count}), "
+            f"got {array.dtype} of shape {array.shape}"
+        )
+    return np.broadcast_to(array, (count,))

@@ -6,6 +6,8 @@ from keras import ops
 
 from dqnviz.analysis._model import (
     as_batch,
+    check_batch_size,
+    check_channels_last,
     conv_layer_objects,
     graph_runner,
     layer_output,
@@ -22,8 +24,9 @@ class _Field:
 
     ``size``: side of one unit's receptive field in input pixels; ``stride``: input pixels
     between neighbouring units (the "jump"); ``start``: input pixel coordinate of the centre of
-    unit 0's receptive field; ``spatial``: the tensor's (H, W). ``size`` is None once the
-    spatial structure is lost (Flatten, Dense, global pooling).
+    unit 0's receptive field; ``spatial``: the tensor's (H, W), an axis None where the model
+    takes images of any size and no states fixed it. ``size`` is None once the spatial
+    structure is lost (Flatten, Dense, global pooling).
     """
 
     def __init__(self, size, stride, start, spatial):
@@ -35,22 +38,28 @@ def _pair(value):
 
 
 def _apply_window(field, layer, output_spatial):
-    """``r' = r + (k_eff − 1)·j``, ``j' = j·s``, ``start' = start + ((k_eff − 1)/2 − pad)·j``."""
+    """``r' = r + (k_eff − 1)·j``, ``j' = j·s``, ``start' = start + ((k_eff − 1)/2 − pad)·j``.
+
+    An output axis of unknown size (variable-size model) gets ``⌈n/s⌉`` ("same") or
+    ``⌊(n − k_eff)/s⌋ + 1`` ("valid") from the input's size ``n`` when that is known.
+    """
     kernel = _pair(getattr(layer, "kernel_size", None) or getattr(layer, "pool_size"))
     strides = _pair(layer.strides if layer.strides is not None else kernel)
     dilation = _pair(getattr(layer, "dilation_rate", 1))
-    size, stride, start = [], [], []
+    size, stride, start, spatial = [], [], [], []
     for axis in range(2):
         k = dilation[axis] * (kernel[axis] - 1) + 1
         s, j, n_in = strides[axis], field.stride[axis], field.spatial[axis]
-        pad = 0
+        pad, n_out = 0, output_spatial[axis]
+        if n_in is not None and n_out is None:
+            n_out = -(-n_in // s) if layer.padding == "same" else (n_in - k) // s + 1
         if layer.padding == "same" and n_in is not None:
-            n_out = -(-n_in // s)
             pad = max((n_out - 1) * s + k - n_in, 0) // 2
         size.append(field.size[axis] + (k - 1) * j)
         stride.append(j * s)
         start.append(field.start[axis] + ((k - 1) / 2 - pad) * j)
-    return _Field(tuple(size), tuple(stride), tuple(start), output_spatial)
+        spatial.append(n_out)
+    return _Field(tuple(size), tuple(stride), tuple(start), tuple(spatial))
 
 
 def _edges(value):
@@ -60,10 +69,37 @@ def _edges(value):
     return tuple(_pair(edge) for edge in value)
 
 
-def _shift(field, output_spatial, rows_added, cols_added):
-    """``start' = start − added·j``: a border of ``added`` pixels (negative: cropped) before unit 0."""
-    start = (field.start[0] - rows_added * field.stride[0], field.start[1] - cols_added * field.stride[1])
-    return _Field(field.size, field.stride, start, output_spatial)
+def _shift(field, output_spatial, edges, sign):
+    """``start' = start − added·j``: a border of ``added = sign·before`` pixels (sign −1: cropped)
+    before unit 0, for ``edges`` ``((top, bottom), (left, right))``. An output axis of unknown
+    size gets ``n + sign·(before + after)``."""
+    start = tuple(field.start[a] - sign * edges[a][0] * field.stride[a] for a in range(2))
+    spatial = tuple(
+        n_out if n_out is not None or n_in is None else n_in + sign * sum(edge)
+        for n_out, n_in, edge in zip(output_spatial, field.spatial, edges)
+    )
+    return _Field(field.size, field.stride, start, spatial)
+
+
+def _same_size(operation, node, parents, spatial):
+    """The spatial size of a layer's output that keeps its input's size, or None if it does not.
+
+    ``spatial`` is the output's static size; where the model takes images of any size, the size
+    for the states' images is asked of the layer (``compute_output_shape`` on the inputs' sizes).
+    """
+    parent = max(parents, key=lambda p: p.size)
+    if None not in spatial or None in parent.spatial:
+        return spatial if spatial == parent.spatial else None
+    shapes = [
+        (1,) + tuple(field.spatial) + tuple(tensor.shape[3:])
+        for tensor, field in zip(node.input_tensors, parents)
+    ]
+    try:
+        shape = operation.compute_output_shape(shapes[0] if len(shapes) == 1 else shapes)
+    except Exception:  # a layer that cannot say: the walk cannot know the size either
+        return None
+    concrete = tuple(shape[1:3]) if len(shape) == 4 else None
+    return concrete if concrete == parent.spatial else None
 
 
 _GLOBAL_POOLING = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
@@ -72,8 +108,9 @@ _GLOBAL_POOLING = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPo
 def _field_of(tensor, memo, base=None):
     """Walk the graph back from ``tensor`` to the input, computing its :class:`_Field`.
 
-    ``base`` is the field of the graph's input: None for the model's own input (one pixel),
-    the field of the tensor a nested model is called on when walking inside that model.
+    ``base`` is the field of the graph's input: None for the model's own input (one pixel, of
+    the Input's size), one pixel of the states' size (:func:`_layer_field`), or the field of the
+    tensor a nested model is called on when walking inside that model.
     """
     key = id(tensor)
     if key in memo:
@@ -93,8 +130,7 @@ def _field_of(tensor, memo, base=None):
             field = _Field(None, None, None, None)
         else:
             parent = max(parents, key=lambda p: p.size)
-            if getattr(operation, "data_format", "channels_last") != "channels_last":
-                raise UserError(f"layer {operation.name!r} is channels_first; only channels_last is supported")
+            check_channels_last(operation)
             if isinstance(operation, keras.layers.Conv2DTranspose):
                 raise UserError(f"cannot compute a receptive field through Conv2DTranspose {operation.name!r}")
             if isinstance(operation, keras.Model):
@@ -103,17 +139,15 @@ def _field_of(tensor, memo, base=None):
                                     "which has several inputs or outputs")
                 field = _field_of(operation.outputs[0], {}, parent)
             elif isinstance(operation, keras.layers.ZeroPadding2D):
-                (top, _), (left, _) = _edges(operation.padding)
-                field = _shift(parent, spatial, top, left)
+                field = _shift(parent, spatial, _edges(operation.padding), 1)
             elif isinstance(operation, keras.layers.Cropping2D):
-                (top, _), (left, _) = _edges(operation.cropping)
-                field = _shift(parent, spatial, -top, -left)
+                field = _shift(parent, spatial, _edges(operation.cropping), -1)
             elif hasattr(operation, "strides") and (
                 hasattr(operation, "kernel_size") or hasattr(operation, "pool_size")
             ):
                 field = _apply_window(parent, operation, spatial)
-            elif spatial == parent.spatial:
-                field = _Field(parent.size, parent.stride, parent.start, spatial)
+            elif _same_size(operation, node, parents, spatial) is not None:
+                field = _Field(parent.size, parent.stride, parent.start, parent.spatial)
             else:
                 raise UserError(
                     f"cannot compute a receptive field through layer {operation.name!r} "
@@ -138,9 +172,12 @@ def _squash(pair):
     return pair[0] if pair[0] == pair[1] else tuple(pair)
 
 
-def _layer_field(model, layer):
+def _layer_field(model, layer, spatial=None):
+    """``layer`` resolved and its :class:`_Field`; ``spatial``: the (H, W) of the images fed to
+    the model, which fixes the sizes of a model taking images of any size (None: as built)."""
     layer = resolve_layer(model, layer)
-    field = _tensor_field(model, layer_output(model, layer))
+    base = None if spatial is None else _Field((1, 1), (1, 1), (0.0, 0.0), tuple(spatial))
+    field = _tensor_field(model, layer_output(model, layer), base)
     if field.size is None:
         convs = ", ".join(l.name for l in conv_layer_objects(model))
         raise UserError(
@@ -175,9 +212,9 @@ def receptive_field(model, layer):
         ``(size, stride)``; each is an int when equal along y and x, else a ``(y, x)`` tuple.
 
     Raises:
-        UserError: no Conv2D layers, unknown layer, a layer without spatial axes (Flatten, Dense,
-            global pooling), or a layer the walk cannot go through (Conv2DTranspose, UpSampling2D,
-            Resizing, Reshape, channels_first layers).
+        UserError: no Conv2D layers, unknown or channels_first layer, a layer without spatial
+            axes (Flatten, Dense, global pooling), or a layer the walk cannot go through
+            (Conv2DTranspose, UpSampling2D, Resizing, Reshape, channels_first layers).
     """
     _, field = _layer_field(model, layer)
     return _squash(field.size), _squash(field.stride)
@@ -195,12 +232,15 @@ def effective_receptive_field(model, states, layer, mass=0.9, *, batch_size=128)
     (in input pixels) that holds at least ``mass`` of ``Σ E``; it never exceeds the
     theoretical size.
 
+    A model taking images of any size (``keras.Input((None, None, C))``) is measured on the
+    states' size: ``H_l``, ``W_l`` and the centre are those of the layer's output for them.
+
     Args:
         model: a built Keras image model.
         states: ``(N, H, W, C)`` states (or one state) to average over.
         layer: a conv layer name or Layer object.
-        mass: fraction of the gradient mass the square must hold, in (0, 1].
-        batch_size: states per forward+backward pass.
+        mass: fraction of the gradient mass the square must hold, a number in (0, 1].
+        batch_size: states per forward+backward pass, a positive integer.
 
     Returns:
         dict with ``"size"`` (int; 0 if the gradient is zero everywhere), ``"theoretical"``
@@ -209,14 +249,17 @@ def effective_receptive_field(model, states, layer, mass=0.9, *, batch_size=128)
         centre, ``"unit"`` ``(cy, cx)`` and ``"fraction"`` (the mass actually inside the square).
 
     Raises:
-        UserError: as :func:`receptive_field`, or ``mass`` outside (0, 1].
+        UserError: as :func:`receptive_field`, states of the wrong shape or with NaN / infinite
+            values, ``mass`` not a number in (0, 1], ``batch_size`` not a positive integer.
     """
-    if not 0 < mass <= 1:
-        raise UserError(f"mass must be in (0, 1], got {mass}")
+    is_number = isinstance(mass, (int, float, np.integer, np.floating)) and not isinstance(mass, (bool, np.bool_))
+    if not is_number or not 0 < mass <= 1:
+        raise UserError(f"mass must be in (0, 1], a number like 0.9, got {mass!r}")
+    batch_size = check_batch_size(batch_size)
     batch, _ = as_batch(model, states)
-    layer, field = _layer_field(model, layer)
+    layer, field = _layer_field(model, layer, batch.shape[1:3])
     output = layer_output(model, layer)
-    unit = (int(output.shape[1]) // 2, int(output.shape[2]) // 2)
+    unit = (field.spatial[0] // 2, field.spatial[1] // 2)
     centre = tuple(field.start[a] + unit[a] * field.stride[a] for a in range(2))
     run = graph_runner(model, output)
 
@@ -246,7 +289,7 @@ def effective_receptive_field(model, states, layer, mass=0.9, *, batch_size=128)
     peak = total.max()
     return {
         "size": size,
-        "theoretical": receptive_field(model, layer),
+        "theoretical": (_squash(field.size), _squash(field.stride)),
         "map": (total / peak if peak > 0 else total).astype(np.float32),
         "centre": centre,
         "unit": unit,

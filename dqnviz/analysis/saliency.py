@@ -4,7 +4,7 @@ import numpy as np
 from keras import ops
 from scipy.ndimage import gaussian_filter
 
-from dqnviz.analysis._model import as_batch, graph_runner, predict, to_float_tensor
+from dqnviz.analysis._model import as_batch, check_batch_size, graph_runner, predict, to_float_tensor
 from dqnviz.backend import input_gradient
 from dqnviz.errors import UserError
 
@@ -33,15 +33,17 @@ def saliency(model, states, action=None, method="gradient", **options) -> np.nda
         Options: ``batch_size`` (256).
 
     ``"smoothgrad"`` (Smilkov et al., 2017)
-        ``S = 1/n Σ_i dQ(s + ε_i, a)/ds``, ``ε_i ~ N(0, σ²)``, ``σ = noise · (max − min)``,
+        ``S = 1/n Σ_i dQ(s + ε_i, a)/ds``, ``ε_i ~ N(0, σ²)``, ``σ = noise · (x_max − x_min)``,
         ``a`` chosen on the clean state. The noise is drawn as
         ``np.random.default_rng(seed).standard_normal((N, samples, H, W, C)) * σ`` (σ per state),
         so it is reproducible; the noisy copies are not clipped. All ``samples`` copies of a
         state go through the model in the same forward+backward pass.
-        Options: ``samples`` (16), ``noise`` (0.15), ``seed`` (0), ``value_range`` (None: the
-        full range of an integer input dtype, e.g. 255 for uint8 states or models; otherwise the
-        state's own ``max − min``, Smilkov's definition), ``batch_size`` (256 noisy states per
-        pass, at least ``samples``).
+        Options: ``samples`` (16), ``noise`` (0.15), ``seed`` (0), ``value_range`` (the
+        ``x_max − x_min`` above; None: the full range of the model's integer Input dtype, e.g.
+        255 for a uint8 model, else of 8-bit integer states, e.g. 255 for uint8 states; otherwise
+        each state's own ``max − min``, Smilkov's definition, 1.0 for a constant state; never the
+        limits of a wider integer dtype such as numpy's default int64), ``batch_size`` (256
+        noisy states per pass, at least ``samples``).
 
     ``"perturbation"`` (Greydanus et al., 2018)
         For centres ``(y, x)`` every ``stride`` pixels, a Gaussian mask
@@ -57,14 +59,18 @@ def saliency(model, states, action=None, method="gradient", **options) -> np.nda
         model: a built Keras Q-network with one ``(H, W, C)`` image input and a ``(N, A)`` output.
         states: ``(N, H, W, C)`` array (or one state), any numeric dtype.
         action: None, an int, or an int array with one action per state.
-        method: ``"gradient"``, ``"smoothgrad"`` or ``"perturbation"``.
-        **options: per-method options listed above.
+        method: ``"gradient"``, ``"smoothgrad"`` or ``"perturbation"`` (a keyword: the third
+            positional argument is ``action``).
+        **options: per-method options listed above; every ``batch_size`` is a positive integer.
 
     Returns:
         float32 array shaped like ``states`` (non-negative for ``"perturbation"``).
 
     Raises:
-        UserError: unknown method or option, bad action, non-image model, wrong state shape.
+        UserError: unknown method or option, bad action (a method name given as the action
+            included), non-image model, wrong state shape, states with NaN / infinite values,
+            ``batch_size`` not a positive integer, perturbation ``stride`` < 1, ``radius`` <= 0
+            or ``blur`` < 0.
     """
     if method not in METHODS:
         raise UserError(f"unknown saliency method {method!r}; choose one of: {', '.join(METHODS)}")
@@ -75,6 +81,7 @@ def saliency(model, states, action=None, method="gradient", **options) -> np.nda
             f"valid: {', '.join(_OPTIONS[method])}"
         )
     settings = {**_OPTIONS[method], **options}
+    settings["batch_size"] = check_batch_size(settings["batch_size"])
     batch, single = as_batch(model, states)
     run = graph_runner(model, logits=True)
     num_actions = _num_actions(model)
@@ -103,6 +110,8 @@ def _check_actions(action, count, num_actions):
     """None, or an int64 array of ``count`` actions in ``[0, num_actions)``."""
     if action is None:
         return None
+    if isinstance(action, str) and action in METHODS:
+        raise UserError(f"{action!r} is a saliency method, not an action: pass it as method={action!r}")
     array = np.asarray(action)
     if array.dtype.kind not in "iu" or array.ndim > 1 or (array.ndim == 1 and len(array) != count):
         raise UserError(f"action must be an int or {count} ints (one per state), got {action!r}")
@@ -135,13 +144,26 @@ def _gradient(run, states, actions, num_actions, batch_size):
 
 
 def _value_range(model, batch, value_range):
-    """The per-state ``max − min`` scale of the SmoothGrad noise, shape ``(N,)``."""
+    """The per-state value range ``x_max − x_min`` that scales the SmoothGrad noise, shape ``(N,)``:
+    ``σ = noise_level · (x_max − x_min)``.
+
+    In order: ``value_range`` when given; the full range of the model's integer Input dtype
+    (255 for ``uint8``: the pixels' possible range, however dark a state); the full range of
+    8-bit integer states (255 for ``uint8`` states fed to a float model); otherwise each state's
+    own ``max − min`` (Smilkov's definition), or 1.0 for a constant state. A wider integer dtype's
+    limits are never used: ``int64`` states (numpy's default for ``rng.integers``) holding pixels
+    0..255 would get σ ≈ 0.15 · 2⁶⁴ and maps of pure noise.
+    """
     if value_range is not None:
         return np.full(len(batch), float(value_range))
-    for dtype in (batch.dtype, np.dtype(model.inputs[0].dtype)):
-        if dtype.kind in "iu":
-            info = np.iinfo(dtype)
-            return np.full(len(batch), float(info.max) - float(info.min))
+    full = None
+    model_dtype = np.dtype(model.inputs[0].dtype)
+    if model_dtype.kind in "iu":
+        full = np.iinfo(model_dtype)
+    elif batch.dtype.kind in "iu" and batch.dtype.itemsize == 1:
+        full = np.iinfo(batch.dtype)
+    if full is not None:
+        return np.full(len(batch), float(full.max) - float(full.min))
     flat = batch.reshape(len(batch), -1).astype(np.float64)
     spread = flat.max(axis=1) - flat.min(axis=1)
     return np.where(spread > 0, spread, 1.0)
@@ -196,8 +218,11 @@ def _interpolation_matrix(size, centres):
 
 def _perturbation(run, batch, actions, settings):
     stride = int(settings["stride"])
-    if stride < 1 or float(settings["radius"]) <= 0:
-        raise UserError("perturbation saliency needs stride >= 1 and radius > 0")
+    if stride < 1 or float(settings["radius"]) <= 0 or float(settings["blur"]) < 0:
+        raise UserError(
+            "perturbation saliency needs stride >= 1, radius > 0 and blur >= 0, got "
+            f"stride={settings['stride']!r}, radius={settings['radius']!r}, blur={settings['blur']!r}"
+        )
     states = batch.astype(np.float32)
     n, height, width = states.shape[:3]
     ys, xs = np.arange(0, height, stride), np.arange(0, width, stride)
@@ -205,7 +230,7 @@ def _perturbation(run, batch, actions, settings):
     masks = masks.astype(np.float32)[..., None]  # (K, H, W, 1)
     blur = float(settings["blur"])
     blurred = gaussian_filter(states, sigma=(0, blur, blur, 0)) if blur > 0 else states
-    batch_size = max(1, int(settings["batch_size"]))
+    batch_size = settings["batch_size"]
 
     q_clean = predict(run, states, batch_size)
     scores = np.empty((n, len(masks)), dtype=np.float64)
