@@ -54,6 +54,9 @@ def test_only_plain_conv2d_layers_are_computed_as_matrix_products_and_only_insid
     assert _convolutions_in(run, *variables, x) == 3
     with jax_backend.convolutions_as_matmuls(model, enabled=True):
         assert _convolutions_in(run, *variables, x) == 2  # "same" and dilated keep XLA's convolution
+        with jax_backend.convolutions_as_matmuls(model, enabled=True):  # a call traced inside another
+            pass
+        assert _convolutions_in(run, *variables, x) == 2  # the inner exit left the outer's layers alone
         inside = np.asarray(jax.jit(lambda *a: run(*a))(*variables, x))
     assert "convolution_op" not in model.get_layer("plain").__dict__
     assert _convolutions_in(run, *variables, x) == 3  # a call traced afterwards (an analysis) is as before

@@ -15,6 +15,7 @@ while the kernels are launched.
 
 import contextlib
 import functools
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import jax
@@ -145,6 +146,12 @@ def _plain_conv2d_layers(model):
             yield layer
 
 
+# Held while layers compute as matrix products: the learner's call is traced on the launch thread
+# while the loop may trace an acting call of the same model, and one must not take the other's
+# layers back mid-trace.
+_MATMUL_TRACE_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def convolutions_as_matmuls(*models, enabled: bool | None = None):
     """While tracing a compiled call: the models' plain Conv2D layers compute with :func:`conv_as_matmul`.
@@ -153,14 +160,20 @@ def convolutions_as_matmuls(*models, enabled: bool | None = None):
     lose it on exit, so a call traced afterwards (an analysis) uses Keras's convolution again.
     """
     enabled = matmul_convolutions() if enabled is None else enabled
-    layers = [layer for model in models for layer in _plain_conv2d_layers(model)] if enabled else []
-    for layer in layers:
-        object.__setattr__(layer, "convolution_op", functools.partial(_layer_conv_as_matmul, layer))
-    try:
+    if not enabled:
         yield
-    finally:
+        return
+    with _MATMUL_TRACE_LOCK:
+        # a layer already computing this way (a call traced inside another) is left to its owner
+        layers = [layer for model in models for layer in _plain_conv2d_layers(model)
+                  if "convolution_op" not in layer.__dict__]
         for layer in layers:
-            layer.__dict__.pop("convolution_op", None)
+            object.__setattr__(layer, "convolution_op", functools.partial(_layer_conv_as_matmul, layer))
+        try:
+            yield
+        finally:
+            for layer in layers:
+                layer.__dict__.pop("convolution_op", None)
 
 
 def _with_matmul_convolutions(*models):
