@@ -395,7 +395,9 @@ class VectorAtariEnv:
 
     def reset(self) -> np.ndarray:
         """Start every game; return the states (see the class docstring for their layout)."""
-        obs, info = self.vector.reset(np.arange(self.num_envs), np.arange(self.num_envs) + self.seed)
+        # the emulators take C ints, as AtariEnv's seed (seeds up to 2³² − 1 are accepted)
+        seeds = (np.arange(self.num_envs) + self.seed) % 2**31
+        obs, info = self.vector.reset(np.arange(self.num_envs), seeds)
         self._lives = np.asarray(info["lives"]).copy()
         return obs if self.stacks else channels_last(obs)
 

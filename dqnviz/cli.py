@@ -9,6 +9,7 @@ head -2``) ends the command quietly with 141, as a pipe's SIGPIPE would.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import re
@@ -140,6 +141,15 @@ def _main(argv=None) -> int:
     except UserError as error:
         print(f"dqnviz {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
+    except OSError as error:
+        # a path no file system takes (a 300-character --name, --out or --csv): the user's to mend,
+        # wherever the command first touched it
+        if error.errno not in (errno.ENAMETOOLONG, errno.EILSEQ):
+            raise
+        name = str(error.filename or "a path")
+        name = name if len(name) <= 80 else name[:40] + "…" + name[-39:]
+        print(f"dqnviz {args.command}: error: {name}: {os.strerror(error.errno).lower()}", file=sys.stderr)
+        return 2
     except BaseException as error:
         if not interrupted_by(error):  # a Ctrl-C that numpy wrapped in a ValueError is still a Ctrl-C
             raise

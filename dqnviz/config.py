@@ -18,6 +18,12 @@ def env_switch(name: str, default: bool) -> bool:
     return default if choice not in ("0", "1") else choice == "1"
 
 
+# Bounds past which a value is a typo rather than a choice: 2³² − 1 is the largest seed numpy and
+# the emulator take, and 4,096 environments already need a large machine (each is an emulator).
+MAX_SEED = 2**32 - 1
+MAX_ENVS = 4096
+
+
 def _f(default, help, **extra):
     return field(default=default, metadata={"help": help, **extra})
 
@@ -32,14 +38,14 @@ class TrainConfig:
     train_steps: int = _f(250_000, "agent steps in each epoch's train phase", positive=True)
     test_steps: int = _f(125_000, "agent steps in each epoch's test phase (ε = test-epsilon), summed over environments; the games still running then play to their end, so every game started counts", positive=True)
     # Environment
-    num_envs: int = _f(1, "environments stepped together; 1 is the classic Nature loop, >1 uses ale-py's C++ AtariVectorEnv", positive=True)
-    test_envs: int = _f(0, "environments in the test phases; 0 means as many as --num-envs (fewer make a test phase shorter: each environment plays its last game to the end)", nonnegative=True)
+    num_envs: int = _f(1, "environments stepped together; 1 is the classic Nature loop, >1 uses ale-py's C++ AtariVectorEnv", positive=True, maximum=MAX_ENVS)
+    test_envs: int = _f(0, "environments in the test phases; 0 means as many as --num-envs (fewer make a test phase shorter: each environment plays its last game to the end)", nonnegative=True, maximum=MAX_ENVS)
     emulator_threads: int = _f(0, "C++ threads that step the environments when --num-envs > 1; 0 means one per environment, up to the CPU count less a quarter of it (12 of 16 cores; the rest is left to the training loop: sampling, launching the device's kernels)", nonnegative=True)
-    frame_skip: int = _f(4, "emulator frames per agent step (the action repeats; the state is the max of the last two)", positive=True)
-    history: int = _f(4, "frames stacked into one state", positive=True)
+    frame_skip: int = _f(4, "emulator frames per agent step (the action repeats; the state is the max of the last two)", positive=True, maximum=64)
+    history: int = _f(4, "frames stacked into one state (nvis shows four, t-3..t; compare needs 3 or more)", positive=True, maximum=64)
     noop_max: int = _f(30, "at most this many NOOP actions at the start of each game", nonnegative=True)
     repeat_action_probability: float = _f(0.0, "sticky actions: the chance the emulator repeats the previous action (0.25 in Machado et al. 2018)", probability=True)
-    max_frames_per_episode: int = _f(108_000, "emulator frames after which a game is cut off (30 minutes)", positive=True)
+    max_frames_per_episode: int = _f(108_000, "emulator frames after which a training game is cut off (30 minutes at 60 frames/s; test phases stop games at 18,000 frames, 5 minutes, the Nature test's cap)", positive=True)
     # Replay
     replay_size: int = _f(1_000_000, "transitions kept in the replay memory (about 7 KB each)", positive=True)
     batch_size: int = _f(32, "transitions per gradient step", positive=True)
@@ -67,7 +73,7 @@ class TrainConfig:
     test_epsilon: float = _f(0.05, "ε in the test phase", probability=True)
     # Statistics
     validation_states: int = _f(500, "fixed states, kept from the random phase, over which meanq (mean max-Q) is measured", positive=True)
-    seed: int = _f(0, "random seed for the emulator, exploration, sampling and weights", nonnegative=True)
+    seed: int = _f(0, "random seed for the emulator, exploration, sampling and weights (a resumed run keeps the seed that drew its first weights)", nonnegative=True, maximum=MAX_SEED)
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
@@ -92,6 +98,8 @@ class TrainConfig:
                 raise UserError(f"{flag} must be greater than 0, got {value}")
             if f.metadata.get("nonnegative") and value < 0:
                 raise UserError(f"{flag} must be 0 or more, got {value}")
+            if "maximum" in f.metadata and value > f.metadata["maximum"]:
+                raise UserError(f"{flag} must be at most {f.metadata['maximum']:,}, got {value:,}")
             if f.metadata.get("probability") and not 0.0 <= value <= 1.0:
                 raise UserError(f"{flag} must be between 0 and 1, got {value}")
             if "choices" in f.metadata and value not in f.metadata["choices"]:
@@ -99,6 +107,9 @@ class TrainConfig:
         if self.epsilon_end > self.epsilon_start:
             raise UserError(f"--epsilon-end {self.epsilon_end:g} is above --epsilon-start {self.epsilon_start:g}: "
                             f"ε decays from the start value to the end value")
+        if self.max_frames_per_episode < self.frame_skip:
+            raise UserError(f"--max-frames-per-episode {self.max_frames_per_episode} is shorter than one agent step "
+                            f"(--frame-skip {self.frame_skip} frames)")
         if self.train_frequency % self.num_envs and self.num_envs % self.train_frequency:
             raise UserError(
                 f"--train-frequency {self.train_frequency} and --num-envs {self.num_envs}: one must divide the other"
@@ -132,7 +143,8 @@ def argument_type(f: dataclasses.Field):
     if f.metadata.get("probability"):
         return probability
     if isinstance(default, int):
-        return whole_number(minimum=1 if f.metadata.get("positive") else 0 if f.metadata.get("nonnegative") else None)
+        return whole_number(minimum=1 if f.metadata.get("positive") else 0 if f.metadata.get("nonnegative") else None,
+                            maximum=f.metadata.get("maximum"))
     if isinstance(default, float) and f.metadata.get("positive"):
         return positive_number
     return type(default)

@@ -121,6 +121,7 @@ def test_ctrl_c_saves_a_snapshot_that_resumes(tmp_path, monkeypatch, capsys):
     (["train", "pong", "--epsilon-start", "0.1", "--epsilon-end", "0.5"], "--epsilon-end 0.5 is above --epsilon-start 0.1"),
     (["train", "pong", "--replay-size", "35"], "--replay-size 35 is too small to draw a batch of 32 with 1 env(s): give at least 36"),
     (["train", "pong", "--replay-size", "100", "--num-envs", "64"], "give at least 320"),
+    (["train", "pong", "--max-frames-per-episode", "3"], "--max-frames-per-episode 3 is shorter than one agent step"),
     (["test", "/nonexistent/x.keras"], "snapshot not found"),
     (["train", "--resume", "/nonexistent/x.keras"], "snapshot not found"),
 ])
@@ -169,11 +170,21 @@ def test_an_unwritable_output_is_one_line_before_any_work(tmp_path, capsys, monk
     (["train", "pong", "--gamma", "1.5"], "--gamma must be between 0 and 1, got 1.5"),
     (["train", "pong", "--epsilon-end", "nan"], "--epsilon-end must be a finite number"),
     (["train", "pong", "--optimizer", "sgd"], "--optimizer: invalid choice: 'sgd'"),
-    (["test", "x.keras", "--episodes", "0"], "--episodes must be at least 1, got 0"),
-    (["test", "x.keras", "--seed", "-1"], "--seed must be at least 0, got -1"),
+    (["test", "x.keras", "--episodes", "0"], "--episodes must be between 1 and 100,000, got 0"),
+    (["test", "x.keras", "--seed", "-1"], "--seed must be between 0 and 4,294,967,295, got -1"),
     (["compare", "a.keras", "b.keras", "--filters", "0"], "--filters must be at least 1, got 0"),
     (["play", "x.keras", "--scale", "7"], "--scale must be between 1 and 6, got 7"),
     (["bogus"], "COMMAND: invalid choice: 'bogus'"),
+    # numbers past what anything can use: a one-line error, not a traceback later
+    (["train", "pong", "--seed", str(2**32)], "--seed must be between 0 and 4,294,967,295, got 4,294,967,296"),
+    (["train", "pong", "--test-envs", "100000"], "--test-envs must be between 0 and 4,096, got 100,000"),
+    (["train", "pong", "--num-envs", "5000"], "--num-envs must be between 1 and 4,096"),
+    (["train", "pong", "--frame-skip", "100000"], "--frame-skip must be between 1 and 64"),
+    (["test", "x.keras", "--episodes", "9" * 21], "--episodes must be between 1 and 100,000"),
+    (["test", "x.keras", "--parallel", "9" * 21], "--parallel must be between 1 and 4,096"),
+    (["nvis", "x.keras", "--games", "9" * 21], "--games must be between 1 and 100,000"),
+    (["record", "x.keras", "--seed", str(2**40)], "--seed must be between 0 and 4,294,967,295"),
+    (["train", "pong", "--train-steps", str(10**12)], "--train-steps must be at most 1,000,000,000, got 1,000,000,000,000"),
 ])
 def test_bad_numbers_are_one_line_from_the_parser(tmp_path, capsys, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)

@@ -352,3 +352,16 @@ def test_never_firing_filters_are_labelled_as_in_nvis(tmp_path):
         assert "never fires" in cards[dead] and "data-box" not in cards[dead] and "unit (y, x)" not in cards[dead]
         assert "activation" not in re.sub(r'title="[^"]*"', "", cards[dead])
     assert "never fires" not in cards["2"] and "data-box" in cards["2"] and "unit (y, x)" in cards["2"]
+
+
+def test_all_filters_as_in_nvis(breakout_snapshot, pong_snapshot, monkeypatch):
+    """``--filters all`` (nvis's spelling) is the largest layer's filter count."""
+    from dqnviz.cli import build_parser
+    from dqnviz.report.compare import check_filter_count
+    from dqnviz.snapshot import load_snapshot
+
+    args = build_parser().parse_args(["compare", breakout_snapshot, pong_snapshot, "--filters", "ALL"])
+    assert args.filters == "all"
+    snapshots = [load_snapshot(breakout_snapshot), load_snapshot(pong_snapshot)]
+    assert check_filter_count(args.filters, snapshots) == 64  # conv2 and conv3 of the Nature network
+    assert check_filter_count(8, snapshots) == 8

@@ -3,6 +3,7 @@ linked pairs, and bad input fails with one line and no file."""
 
 import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,7 +34,9 @@ def test_default_output_path(breakout_snapshot, tmp_path, monkeypatch, capsys):
     assert code == 0
     out = tmp_path / "reports" / "breakout_1.html"
     assert out.exists()
-    assert "wrote" in capsys.readouterr().err
+    assert f"wrote {Path('reports') / 'breakout_1.html'} (" in capsys.readouterr().out
+    assert main(["nvis", breakout_snapshot, "--layers", "conv3", "--filters", "1", "--max-steps", "1", "--quiet"]) == 0
+    assert "1 filter from 1 state," in capsys.readouterr().out  # --quiet silences progress, not the result
     html = out.read_text()
     assert len(re.findall(r'<article class="card" data-layer="conv3" data-filter="0"', html)) == 1
     assert 'data-layer="conv1"' not in html

@@ -249,3 +249,32 @@ def test_the_modebar_never_covers_the_legend(tmp_path):
         assert modebar[2] > modebar[0] and legend[2] > legend[0]
         apart = legend[0] >= modebar[2] or modebar[0] >= legend[2] or legend[1] >= modebar[3] or modebar[1] >= legend[3]
         assert apart, (legend, modebar)
+
+
+def test_the_same_csv_twice_is_drawn_once(tmp_path, capsys, monkeypatch):
+    from dqnviz.report import plot
+
+    monkeypatch.chdir(tmp_path)
+    write_stats(tmp_path / "pong.csv")
+    drawn = []
+    original = plot.render_page
+    monkeypatch.setattr(plot, "render_page", lambda runs, fields: drawn.append([r.name for r in runs]) or original(runs, fields))
+    assert run_cli(["plot", "pong.csv", str(tmp_path / "pong.csv"), "./pong.csv", "--out", "p.html"]) == 0
+    assert drawn == [["pong"]]
+    assert "2 CSV file(s) given twice, drawn once" in capsys.readouterr().err
+
+
+def test_cells_that_are_not_numbers_are_gaps_and_reported(tmp_path, capsys):
+    from dqnviz.report.plot import read_stats
+
+    path = write_stats(tmp_path / "pong.csv")
+    rows = list(csv.DictReader(open(path)))
+    rows[1]["meanq"], rows[2]["meanq"], rows[3]["meancost"] = "abc", "1e999", "nan"  # nan: a diverged run's mark
+    rewrite_stats(path, rows)
+    run = read_stats(path)
+    assert run.unreadable == [(3, "meanq", "abc"), (4, "meanq", "1e999")]
+    epochs, values = run.series("test", "meanq")
+    assert values[0] != values[0] and epochs == [1, 2, 3]  # the infinite cell is a gap (NaN), not a spike
+    assert run_cli(["plot", path, "--out", str(tmp_path / "p.html")]) == 0
+    err = capsys.readouterr().err
+    assert "line 3: meanq 'abc' is not a finite number, left out of the charts (and 1 more)" in err

@@ -9,21 +9,35 @@ from __future__ import annotations
 
 import argparse
 
+from dqnviz.config import MAX_ENVS, MAX_SEED  # the commands' bounds, in one place
+
+__all__ = ["MAX_ENVS", "MAX_GAMES", "MAX_SEED", "MAX_WHOLE", "add_playing_arguments", "add_viewing_arguments",
+           "playing_options", "positive_number", "probability", "whole_number"]
+
+# Past these a number is a typo, and a huge count would only fail later with a traceback (a list
+# of a quintillion results): counts of games go to a hundred thousand, any other whole number to
+# a billion (seeds to config.MAX_SEED, environments to config.MAX_ENVS).
+MAX_GAMES = 100_000
+MAX_WHOLE = 10**9
+
 
 def whole_number(minimum: int | None = None, maximum: int | None = None):
-    """An argparse type: ``int(text)`` within ``[minimum, maximum]`` (either end may be open)."""
+    """An argparse type: ``int(text)`` within ``[minimum, maximum]``; ``minimum`` may be open, and
+    without a ``maximum`` the value is capped at :data:`MAX_WHOLE`."""
+    ceiling = MAX_WHOLE if maximum is None else maximum
 
     def parse(text: str) -> int:
         try:
             value = int(str(text).strip())
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-        if minimum is not None and maximum is not None and not minimum <= value <= maximum:
-            raise argparse.ArgumentTypeError(f"must be between {minimum} and {maximum}, got {value}")
-        if minimum is not None and value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        if maximum is not None and value > maximum:
-            raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {value}")
+        low = minimum is not None and value < minimum
+        if maximum is not None and minimum is not None and (low or value > maximum):
+            raise argparse.ArgumentTypeError(f"must be between {minimum:,} and {maximum:,}, got {value:,}")
+        if low:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum:,}, got {value:,}")
+        if value > ceiling:
+            raise argparse.ArgumentTypeError(f"must be at most {ceiling:,}, got {value:,}")
         return value
 
     return parse
@@ -58,9 +72,9 @@ def _number(text: str) -> float:
 def add_playing_arguments(parser, games_help: str,
                           max_steps_help: str = "stop playing after N agent steps in all (default: whole games)") -> None:
     """``--games``, ``--epsilon``, ``--seed`` and ``--max-steps`` of the commands that play games for states."""
-    parser.add_argument("--games", type=whole_number(minimum=1), default=1, metavar="N", help=f"{games_help} (default 1)")
+    parser.add_argument("--games", type=whole_number(1, MAX_GAMES), default=1, metavar="N", help=f"{games_help} (default 1)")
     parser.add_argument("--epsilon", type=probability, default=0.05, metavar="E", help="ε of the ε-greedy policy (default 0.05)")
-    parser.add_argument("--seed", type=whole_number(minimum=0), default=0, metavar="S", help="seed of the games and ε (default 0)")
+    parser.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0, metavar="S", help="seed of the games and ε (default 0)")
     parser.add_argument("--max-steps", type=whole_number(minimum=1), default=None, metavar="N", help=max_steps_help)
 
 
@@ -71,9 +85,9 @@ def playing_options(args) -> dict:
 
 def add_viewing_arguments(parser, max_scale: int, default_scale: int, episodes_help: str, scale_note: str = "") -> None:
     """``--episodes``, ``--epsilon``, ``--scale`` and ``--seed`` of the commands that show a game (play, record)."""
-    parser.add_argument("--episodes", type=whole_number(minimum=1), default=1, metavar="N", help=f"{episodes_help} (default 1)")
+    parser.add_argument("--episodes", type=whole_number(1, MAX_GAMES), default=1, metavar="N", help=f"{episodes_help} (default 1)")
     parser.add_argument("--epsilon", type=probability, default=0.05, metavar="E", help="ε of the agent's ε-greedy policy (default 0.05)")
     parser.add_argument("--scale", type=whole_number(1, max_scale), default=default_scale, metavar="N",
                         help=f"screen magnification, 1-{max_scale} (default {default_scale}{scale_note})")
-    parser.add_argument("--seed", type=whole_number(minimum=0), default=0, metavar="S",
+    parser.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0, metavar="S",
                         help="seeds the emulator and the ε choices (default 0)")

@@ -34,8 +34,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("snapshots", nargs="+", metavar="SNAPSHOT", help="two or more .keras snapshots")
     parser.add_argument("--out", default=None, metavar="FILE",
                         help="output file (default reports/compare_<a>_vs_<b>.html)")
-    parser.add_argument("--filters", type=whole_number(minimum=1), default=8, metavar="N",
-                        help="filters per layer and snapshot (default 8; at most the filters of the largest layer)")
+    def filter_count(text):
+        return "all" if str(text).strip().lower() == "all" else whole_number(minimum=1)(text)
+
+    parser.add_argument("--filters", type=filter_count, default=8, metavar="N|all",
+                        help="the first N filters of each layer and snapshot, or 'all' (default 8; at most the "
+                             "filters of the largest layer)")
     add_playing_arguments(parser, games_help="games each snapshot plays for states",
                           max_steps_help="at most N agent steps per snapshot (default: whole games)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
@@ -73,7 +77,7 @@ def run(args) -> int:
 
     snapshots = [load_snapshot(path) for path in args.snapshots]
     check_history(snapshots)  # before any game is played
-    check_filter_count(options["filters"], snapshots)
+    options["filters"] = check_filter_count(options["filters"], snapshots)
     names = [s.name for s in snapshots]
     if len(set(names)) != len(names):
         for s in snapshots:  # same file name in different folders: use the parent folder too

@@ -71,9 +71,11 @@ def run(args) -> int:
     data.timings["render"] = time.perf_counter() - t0
     if args.timings:
         print("timings " + ", ".join(f"{k} {v:.2f} s" for k, v in data.timings.items()), file=sys.stderr)
-    if not args.quiet:
-        size = path.stat().st_size / 1e6
-        cards = sum(len(v) for v in data.cards.values())
-        print(f"wrote {path} ({size:.1f} MB, {cards} filters from {len(data.record.states)} states, "
-              f"{time.perf_counter() - start:.1f} s)", file=sys.stderr)
+    # like compare, record and plot: the file written, on stdout, with or without --quiet
+    from dqnviz.progress import plural
+
+    size = path.stat().st_size / 1e6
+    cards, states = sum(len(v) for v in data.cards.values()), len(data.record.states)
+    print(f"wrote {path} ({size:.1f} MB, {cards} {plural('filter', cards)} from {states:,} "
+          f"{plural('state', states)}, {time.perf_counter() - start:.1f} s)")
     return 0

@@ -36,13 +36,25 @@ def run(args) -> int:
     from dqnviz.snapshot import check_writable
 
     fields = parse_fields(args.fields)
-    runs = [read_stats(path) for path in args.csv]
+    seen, csvs = set(), []
+    for path in args.csv:  # the same file twice (a shell glob and a name) is drawn once
+        if Path(path).resolve() not in seen:
+            seen.add(Path(path).resolve())
+            csvs.append(path)
+    if len(csvs) < len(args.csv):
+        print(f"dqnviz plot: {len(args.csv) - len(csvs)} CSV file(s) given twice, drawn once", file=sys.stderr)
+    runs = [read_stats(path) for path in csvs]
+    for run in runs:
+        if run.unreadable:
+            (line, column, text), more = run.unreadable[0], len(run.unreadable) - 1
+            print(f"dqnviz plot: {run.path} line {line}: {column} {text!r} is not a finite number, left out of "
+                  f"the charts" + (f" (and {more} more)" if more else ""), file=sys.stderr)
     names = [run.name for run in runs]
     if len(set(names)) != len(names):  # two files with one stem: name them by path instead
         for run in runs:
             run.name = str(Path(run.path).with_suffix(""))
     check_fields(runs, fields)
-    out = Path(args.out) if args.out else default_output(args.csv)
+    out = Path(args.out) if args.out else default_output(csvs)
     if out.exists() and out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name such as {out / 'plot.html'}")
     check_writable(out)

@@ -21,18 +21,18 @@ examples:
 
 
 def add_arguments(parser) -> None:
-    from dqnviz.commands.arguments import probability, whole_number
+    from dqnviz.commands.arguments import MAX_ENVS, MAX_GAMES, MAX_SEED, probability, whole_number
 
     parser.add_argument("snapshots", nargs="+", metavar="SNAPSHOT", help="one or more .keras snapshots written by dqnviz train")
-    parser.add_argument("--episodes", type=whole_number(minimum=1), default=30, metavar="N", help="episodes to play (default: 30)")
+    parser.add_argument("--episodes", type=whole_number(1, MAX_GAMES), default=30, metavar="N", help="episodes to play (default: 30)")
     parser.add_argument("--epsilon", type=probability, default=0.05, metavar="E", help="ε of the ε-greedy policy (default: 0.05)")
     parser.add_argument("--max-frames", type=whole_number(minimum=1), default=18_000, metavar="N",
                         help="emulator frames per episode before it is cut off (default: 18,000 = 5 minutes)")
     parser.add_argument("--repeat-action-probability", type=probability, default=None, metavar="P",
                         help="sticky actions (default: the snapshot's training setting)")
-    parser.add_argument("--seed", type=whole_number(minimum=0), default=0, metavar="S",
+    parser.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0, metavar="S",
                         help="random seed: game i uses emulator seed S+i (default: 0)")
-    parser.add_argument("--parallel", type=whole_number(minimum=1), default=8, metavar="N",
+    parser.add_argument("--parallel", type=whole_number(1, MAX_ENVS), default=8, metavar="N",
                         help="games played at once, sharing one batched network call per step; "
                              "the scores do not depend on it (default: 8)")
     parser.add_argument("--csv", metavar="FILE", help="also write one row per episode (episode, score, frames) to FILE; "

@@ -198,9 +198,13 @@ def check_history(snapshots: list) -> None:
                                why="its cards show a state's last three frames t-2, t-1, t as red, green and blue")
 
 
-def check_filter_count(count: int, snapshots: list) -> None:
+def check_filter_count(count, snapshots: list) -> int:
     """``--filters N`` must lie in 1..(most filters of any conv layer), as ``dqnviz nvis`` requires; a
-    count above one layer's filters (but within the largest) shows all of that layer's.
+    count above one layer's filters (but within the largest) shows all of that layer's. ``"all"``
+    is that largest count.
+
+    Returns:
+        The count, ``"all"`` resolved.
 
     Raises:
         UserError: the count is out of range.
@@ -213,7 +217,10 @@ def check_filter_count(count: int, snapshots: list) -> None:
         for name in analysis.conv_layers(snapshot.model):
             n = int(snapshot.model.get_layer(name).output.shape[-1])
             channels[name] = max(channels.get(name, 0), n)
+    if count == "all":
+        return max(channels.values())
     check_filter_range(count, channels)
+    return count
 
 
 def four_frames(images: np.ndarray) -> np.ndarray:

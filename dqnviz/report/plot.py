@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,9 @@ class Run:
     path: str
     columns: list
     rows: list  # dicts column -> str
+    # (line, column, text) of the cells that are neither numbers nor empty nor "nan" (a diverged
+    # run's meanq): drawn as gaps, and reported by the command
+    unreadable: list = dataclasses.field(default_factory=list)
 
     def series(self, phase: str, field: str) -> tuple[list, list]:
         """(epochs, values) of ``field`` for the rows of ``phase``, in epoch order."""
@@ -72,10 +76,12 @@ class Run:
 
 
 def _number(text) -> float:
+    """The cell as a float; NaN (a gap in the chart) for an empty, non-numeric or infinite one."""
     try:
-        return float(text)
+        value = float(text)
     except (TypeError, ValueError):
         return float("nan")
+    return value if math.isfinite(value) else float("nan")
 
 
 def read_stats(path) -> Run:
@@ -116,7 +122,10 @@ def read_stats(path) -> Run:
     unknown = sorted({r["phase"] for r in records} - set(PHASES))
     if unknown:
         raise UserError(f"{path}: unknown phase {', '.join(map(repr, unknown))} (expected random, train or test)")
-    return Run(name=Path(path).stem, path=path, columns=header, rows=records)
+    unreadable = [(number, column, text) for number, record in enumerate(records, start=2)
+                  for column, text in record.items()
+                  if column != "phase" and text and text.lower() != "nan" and not math.isfinite(_number(text))]
+    return Run(name=Path(path).stem, path=path, columns=header, rows=records, unreadable=unreadable)
 
 
 def parse_fields(text) -> list:
