@@ -146,3 +146,13 @@ def test_default_emulator_threads_leave_a_quarter_of_the_cores_to_the_loop():
     assert [default_emulator_threads(64, cpus) for cpus in (1, 2, 3, 4, 8, 16)] == [1, 2, 3, 3, 6, 12]
     assert default_emulator_threads(4, 16) == 4  # never more threads than environments
     assert default_emulator_threads(1, 16) == 1
+
+
+def test_the_largest_seed_reaches_the_vector_emulators():
+    """--seed takes up to 2³² − 1; the C++ emulators take C ints, so their seeds wrap (a traceback before)."""
+    rom = resolve_rom("pong")
+    wrapped = VectorAtariEnv(rom, num_envs=2, num_threads=1, seed=2**32 - 1)
+    small = VectorAtariEnv(rom, num_envs=2, num_threads=1, seed=(2**32 - 1) % 2**31)
+    np.testing.assert_array_equal(wrapped.reset(), small.reset())
+    for _ in range(30):
+        np.testing.assert_array_equal(wrapped.step(np.array([1, 2]))[0], small.step(np.array([1, 2]))[0])
