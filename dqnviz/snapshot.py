@@ -36,7 +36,10 @@ class Snapshot:
         meta: the metadata (``dqnviz.json``): ``game``, ``rom_md5``, ``actions`` (ALE action
             ids) and ``action_names``, ``preprocessing`` (frame skip, history, no-op starts,
             sticky actions, frame cap), ``run``, ``epoch``, ``total_steps`` and
-            ``train_steps_done``, ``config`` (the training options), ``backend`` and the Keras and
+            ``train_steps_done``, ``config`` (the training options; ``config.seed`` is the seed the
+            last run played with), ``init_seed`` (the seed that drew the run's first weights, kept
+            through every resume) and ``initialised_under`` (the backend that drew them), ``movement``
+            (how far each kernel moved from them), ``backend`` and the Keras and
             dqnviz versions, ``test_score`` (``average``, ``std``, ``min``, ``max``, …; None when
             the epoch was not tested), ``created`` and ``format``.
         path: the file it was loaded from (None for one built in memory).
@@ -384,7 +387,8 @@ def starting_point(snapshot, measure: bool = True) -> StartingPoint:
     (``measure=False``: only rebuild them, as a resumed trainer needs).
 
     The trainer builds its network as ``build_q_network(actions, dueling, history, seed)`` before
-    the first update, and Keras's seeded initialisers draw from the backend's own generator, so
+    the first update, with the seed the metadata records as ``init_seed`` (``config.seed`` in
+    snapshots older than that key), and Keras's seeded initialisers draw from the backend's own generator, so
     the rebuild is exact under the backend the run started with (``initialised_under`` in the
     metadata, else ``backend``), and only there. Under another backend the figures the trainer
     recorded when it saved the snapshot are used, where it recorded them.
@@ -395,7 +399,11 @@ def starting_point(snapshot, measure: bool = True) -> StartingPoint:
 
     meta, model = snapshot.meta, snapshot.model
     config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
-    seed, backend = config.get("seed"), meta.get("initialised_under") or meta.get("backend")
+    # ``init_seed`` is the seed that drew W₀, kept unchanged by every resume; ``config.seed`` is
+    # the seed the last run played with, which a resume with --seed changes. Older snapshots have
+    # only the latter (right unless one of their resumes changed --seed).
+    seed = meta["init_seed"] if "init_seed" in meta else config.get("seed")
+    backend = meta.get("initialised_under") or meta.get("backend")
     start = StartingPoint(seed=int(seed) if seed is not None else None, backend=backend)
     if seed is None:
         start.reason = "its metadata records no seed"

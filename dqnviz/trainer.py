@@ -69,6 +69,40 @@ def snapshot_meta(rom: Rom, env, config: TrainConfig, run: str, epoch: int, tota
     }
 
 
+def network_options(snapshot) -> dict:
+    """The options that shaped a snapshot's network, read from its weights: ``history`` (the
+    input's channels) and ``dueling`` (whether it has the dueling head's ``value`` stream)."""
+    return {"history": snapshot.history, "dueling": any(layer.name == "value" for layer in snapshot.model.layers)}
+
+
+def check_same_network(snapshot, config: TrainConfig, num_actions: int | None = None) -> None:
+    """Refuse to resume ``snapshot`` with options that change its network's weight shapes.
+
+    The resumed weights are loaded into networks built from ``config``: the target network is
+    ``build_q_network(num_actions, dueling, history)``, and the first copy θ⁻ ← θ fails if any
+    kernel's shape differs. The snapshot's own model is the reference (older snapshots may lack
+    a stored config): ``history`` is its input's channels, ``dueling`` whether it has the
+    dueling head's ``value`` stream, the action count its outputs. Other options (learning
+    rate, ε, epochs, …) change no shape and may change on a resume.
+
+    Raises:
+        UserError: one line naming the option, its value in the snapshot and the value asked for.
+    """
+    dueling = network_options(snapshot)["dueling"]
+    if bool(config.dueling) != dueling:
+        raise UserError(f"--dueling cannot change on --resume: the snapshot was trained "
+                        f"{'with' if dueling else 'without'} it (its weights have "
+                        f"{'a' if dueling else 'no'} dueling head)")
+    if int(config.history) != snapshot.history:
+        raise UserError(f"--history {config.history} cannot change on --resume: the snapshot was trained with "
+                        f"--history {snapshot.history} (its first layer takes {snapshot.history} frames)")
+    outputs = int(snapshot.model.output_shape[-1])
+    if num_actions is not None and outputs != int(num_actions):
+        raise UserError(f"the snapshot's network has {outputs} {plural('output', outputs)}, but this game's "
+                        f"minimal action set has {num_actions} {plural('action', num_actions)}: "
+                        f"resume it with the ROM it was trained on")
+
+
 # ----------------------------------------------------------------------------------------------
 # Environments as one batch
 
@@ -151,13 +185,14 @@ class PhaseStats:
         return float(np.mean(scores))
 
     def row(self, total_train_steps, replay_count, meanq, weight_updates, total_time, epoch_time) -> dict:
+        """The CSV row; ``meanq`` None (no validation states) is an empty cell, not a made-up 0."""
         scores = self.game_scores or [self.partial_score]
         return {
             "epoch": self.epoch, "phase": self.phase, "steps": self.steps, "nr_games": len(self.game_scores),
             "average_reward": round(self.average_reward, 4), "min_game_reward": float(np.min(scores)),
             "max_game_reward": float(np.max(scores)), "last_exploration_rate": round(self.epsilon, 6),
             "total_train_steps": total_train_steps, "replay_memory_count": replay_count,
-            "meanq": round(float(meanq), 6), "meancost": round(float(np.mean(self.costs)), 6) if self.costs else 0.0,
+            "meanq": "" if meanq is None else round(float(meanq), 6), "meancost": round(float(np.mean(self.costs)), 6) if self.costs else 0.0,
             "weight_updates": weight_updates, "total_time": round(total_time, 2),
             "epoch_time": round(epoch_time, 2), "steps_per_second": round(self.steps / max(self.seconds, 1e-9), 2),
         }
@@ -295,6 +330,8 @@ class Trainer:
         self.train_env = make_envs(rom, config, training=True, seed=config.seed)
         self.test_env = None
         self.num_actions = self.train_env.num_actions
+        if resume is not None:  # before a network is built: a shape change would fail at θ⁻ ← θ
+            check_same_network(resume, config, self.num_actions)
         keras.utils.set_random_seed(config.seed)
         try:
             self.replay = (DeviceReplay if config.device_replay else ReplayMemory)(
@@ -312,12 +349,14 @@ class Trainer:
         # The weights the run started from (W₀), so that each snapshot records how far its layers
         # moved: readable under any backend, where a rebuild from the seed is exact only under
         # the backend that drew W₀. A run resumed under another backend cannot rebuild them.
+        # ``init_seed`` is the seed that drew W₀, carried unchanged through every resume: a
+        # resumed run may play with another --seed (config.seed), which drew no weight.
         if resume is None:
-            self.initialised_under = keras.config.backend()
+            self.initialised_under, self.init_seed = keras.config.backend(), config.seed
             self.initial_kernels = layer_kernels(self.learner.model())
         else:
             start = starting_point(resume, measure=False)
-            self.initialised_under, self.initial_kernels = start.backend, start.initial
+            self.initialised_under, self.init_seed, self.initial_kernels = start.backend, start.seed, start.initial
         self.csv = StatisticsCSV(self.report_dir / f"{run}.csv")
         meta = resume.meta if resume else {}
         self.learner.updates = int(meta.get("weight_updates", 0))  # the CSV's count goes on across a resume
@@ -385,8 +424,10 @@ class Trainer:
     def run_phase(self, epoch: int, phase: str, steps: int, progress_label: str | None = None) -> PhaseStats:
         """Play ``steps`` agent steps: ``random`` (ε=1, fill replay), ``train`` (learn), ``test`` (ε=0.05)."""
         config = self.config
-        stats = PhaseStats(epoch=epoch, phase=phase)
         testing = phase == "test"
+        # the phase's ε, also for a phase of no step (its row then shows the ε it would have used)
+        stats = PhaseStats(epoch=epoch, phase=phase, epsilon=1.0 if phase == "random" else
+                           config.test_epsilon if testing else self.epsilon())
         if testing:
             if self.test_env is None:
                 self.test_env = make_envs(self.rom, config, training=False, seed=config.seed + 10_000)
@@ -524,10 +565,11 @@ class Trainer:
 
     # -- statistics and snapshots -------------------------------------------------------------
 
-    def meanq(self) -> float:
-        """Mean over the fixed validation states of max_a Q(s, a)."""
+    def meanq(self) -> float | None:
+        """Mean over the fixed validation states of max_a Q(s, a); None when there are none (the
+        random phase stored no state that can be sampled), rather than a 0 that reads as a value."""
         if self.validation is None or len(self.validation) == 0:
-            return 0.0
+            return None
         q = np.concatenate([self.learner.q_values(chunk) for chunk in np.array_split(
             self.validation, max(1, len(self.validation) // 256))])
         return float(q.max(axis=1).mean())
@@ -542,6 +584,11 @@ class Trainer:
                          f"{self.config.validation_states:,}: the random phase stored no more")
             envs, slots, _ = self.replay.sample_indices(count)
             self.validation = np.asarray(self.replay.stack(envs, slots))
+        if self.validation is None:  # once per invocation: this runs after epoch 0 or the refill only
+            steps = self.replay_fill_steps()
+            self.log(f"warning: no validation states: the {steps:,} {plural('step', steps)} played before training "
+                     f"(--random-steps {self.config.random_steps:,}) left no state in the replay memory that can be "
+                     f"sampled, so meanq is not measured (an empty cell in the CSV); give more --random-steps")
         if self.validation is not None and self._validation_file != self.validation_path():
             self._validation_file = save_validation_states(self.validation_path(), self.validation)
 
@@ -565,7 +612,7 @@ class Trainer:
             self.rom, env, self.config, run=self.run, epoch=epoch, total_steps=self.total_steps,
             test_score=test_score, train_steps_done=self.train_steps_done, weight_updates=self.learner.updates,
             total_time=self.total_time_before + time.perf_counter() - self.started,
-            initialised_under=self.initialised_under, **extra,
+            initialised_under=self.initialised_under, init_seed=self.init_seed, **extra,
         )
         model = self.learner.model()
         if self.initial_kernels is not None:
@@ -585,16 +632,39 @@ class Trainer:
                      f"(min {row['min_game_reward']:g}, max {row['max_game_reward']:g})")
         else:  # the CSV then holds the running games' mean score so far, as simple_dqn's did
             games = f"no game ended (score so far {row['average_reward']:.2f} on average)"
+        meanq = "–" if row["meanq"] == "" else f"{row['meanq']:.3f}"
         self.log(f"epoch {row['epoch']} {row['phase']}: {row['steps']:,} steps, {games}, "
-                 f"meanq {row['meanq']:.3f}, {row['steps_per_second']:,.0f} steps/s")
-        if stats.phase == "train" and not stats.updates:
+                 f"meanq {meanq}, {row['steps_per_second']:,.0f} steps/s")
+        if stats.phase == "train" and stats.steps and not stats.updates:
             self.log(f"  warning: no update was made: the replay memory held {self.replay.num_sampleable():,} "
                      f"transitions that can be sampled, fewer than --batch-size {self.config.batch_size:,}")
         return row
 
+    def replay_fill_steps(self) -> int:
+        """Agent steps of random play before the first train phase: epoch 0's ``random_steps``, or
+        after a resume as many as the replay memory holds, at most."""
+        return self.config.random_steps if self.start_epoch == 0 else min(self.config.random_steps, self.replay.capacity)
+
+    def _check_diverged(self, row: dict) -> None:
+        """Stop the run if its network diverged in the train phase whose CSV ``row`` was just
+        written: its meancost or meanq, or a weight, is not finite (NaN or ±inf). The row stays
+        (it shows the NaN); no snapshot or optimizer state is written, so the last good epoch's
+        stay the newest. The weights are checked as well, since the loss is read only at every
+        16th update and meanq only where there are validation states.
+
+        Raises:
+            UserError: one line naming the epoch and suggesting a lower learning rate.
+        """
+        bad = [f"{column} {row[column]}" for column in ("meancost", "meanq")
+               if row[column] != "" and not np.isfinite(row[column])]
+        if not bad and all(np.isfinite(w).all() for w in self.learner.model().get_weights()):
+            return
+        raise UserError(f"the network diverged at epoch {row['epoch']} ({', '.join(bad) or 'weights not finite'}): "
+                        f"no snapshot saved; try a lower --learning-rate than {self.config.learning_rate:g}")
+
     def _fill_replay(self) -> None:
         """After a resume the replay memory is empty: refill it with the current policy, no learning."""
-        steps = min(self.config.random_steps, self.replay.capacity)
+        steps = self.replay_fill_steps()
         self.run_phase(self.start_epoch, "refill", steps, progress_label="refilling replay memory")
         self._keep_validation_states()
 
@@ -620,9 +690,17 @@ class Trainer:
                 already_done = int(self.resume_partial.get("steps_done", 0)) if self.resume_partial else 0
                 self.resume_partial = None
                 self._train_phase_start = self.train_steps_done - already_done
-                steps = max(1, config.train_steps - already_done)
+                steps = max(0, config.train_steps - already_done)
+                if not steps:
+                    # An interrupted epoch resumed with --train-steps at or below the steps it had
+                    # played: its training is complete. It plays no step, and its row says so
+                    # (0 steps, no update); the row is still written, since a later --resume finds
+                    # the run's CSV by the epoch's train row.
+                    self.log(f"epoch {epoch} train: {already_done:,} {plural('step', already_done)} were played before "
+                             f"the interruption, --train-steps {config.train_steps:,} asks for no more: "
+                             f"none is played, and the epoch goes on to its snapshot and test phase")
                 stats = self.run_phase(epoch, "train", steps)
-                self.write_row(stats, epoch_started)
+                self._check_diverged(self.write_row(stats, epoch_started))
                 if self.timer.enabled:
                     iterations = -(-stats.steps // self.train_env.num_envs)
                     self.log(f"  where the loop waited per iteration of {self.train_env.num_envs} agent steps: "

@@ -122,6 +122,10 @@ def test_ctrl_c_saves_a_snapshot_that_resumes(tmp_path, monkeypatch, capsys):
     (["train", "pong", "--replay-size", "35"], "--replay-size 35 is too small to draw a batch of 32 with 1 env(s): give at least 36"),
     (["train", "pong", "--replay-size", "100", "--num-envs", "64"], "give at least 320"),
     (["train", "pong", "--max-frames-per-episode", "3"], "--max-frames-per-episode 3 is shorter than one agent step"),
+    (["train", "pong", "--name", "n" * 300], "--name is 300 characters long: give at most 100"),
+    (["train", "pong", "--name", ""], "--name must not be empty"),
+    (["train", "pong", "--name", ".hidden"], "must not start with '.'"),
+    (["train", "--resume", "/nonexistent/x.keras", "--name", ".."], "must not start with '.'"),
     (["test", "/nonexistent/x.keras"], "snapshot not found"),
     (["train", "--resume", "/nonexistent/x.keras"], "snapshot not found"),
 ])

@@ -8,8 +8,8 @@ from pathlib import Path
 HELP = "train a DQN on a game (a ROM path, or a name like breakout)"
 DESCRIPTION = """\
 Train a DeepMind-Nature-style DQN. Epoch 0 plays randomly to fill the replay memory; every
-later epoch trains, writes snapshots/<run>_<epoch>.keras, then tests with ε = 0.05. One CSV
-row per phase goes to reports/<run>.csv (simple_dqn's columns).
+later epoch trains, writes snapshots/<run>_<epoch>.keras, then tests with ε = 0.05
+(--test-epsilon). One CSV row per phase goes to reports/<run>.csv (simple_dqn's columns).
 
 examples:
   dqnviz train pong
@@ -95,8 +95,14 @@ def resumed_report_dir(run_name: str, meta: dict, snapshot_folder: Path) -> Path
 def check_run_name(name: str) -> None:
     from dqnviz.errors import UserError
 
+    if not name:
+        raise UserError("--name must not be empty")
     if not re.fullmatch(r"[\w.-]+", name):
         raise UserError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
+    if name.startswith("."):  # reports/.x.csv would be hidden, and '.' or '..' a folder
+        raise UserError(f"--name {name!r}: must not start with '.'")
+    if len(name) > 100:  # the files' suffixes (_<epoch>_interrupted.keras) must still fit a file name
+        raise UserError(f"--name is {len(name)} characters long: give at most 100")
 
 
 def run(args) -> int:
@@ -104,6 +110,8 @@ def run(args) -> int:
     from dqnviz.config import TrainConfig, config_from_arguments
     from dqnviz.errors import UserError
 
+    if args.name is not None:  # before anything is loaded or written ('' too: it is no name)
+        check_run_name(args.name)
     resume = None
     if args.resume:
         from dqnviz.snapshot import load_snapshot
@@ -116,7 +124,15 @@ def run(args) -> int:
         rom = resolve_rom(args.rom) if args.rom else rom_for_game(meta["game"], meta.get("rom_md5"))
         if rom.name != meta["game"]:
             raise UserError(f"{args.resume} was trained on {meta['game']}, not {rom.name}")
-        config = config_from_arguments(args, TrainConfig.from_dict(meta.get("config", {})))
+        from dqnviz.trainer import check_same_network, network_options
+
+        # The stored options, with those that shaped the network read from its weights (older
+        # snapshots may not store them), overridden by the flags given. A flag that would change a
+        # weight's shape (--dueling, --history) is refused here, in one line, before the replay
+        # memory is refilled: the resumed weights could not be loaded into the new network.
+        stored = TrainConfig.from_dict(meta.get("config", {})).replace(**network_options(resume))
+        config = config_from_arguments(args, stored)
+        check_same_network(resume, config)
         run_name = args.name or meta.get("run") or meta["game"]
         next_epoch = int(meta["epoch"]) + (0 if meta.get("interrupted") else 1)
         if config.epochs < next_epoch:  # checked before the replay memory is refilled for nothing

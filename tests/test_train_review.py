@@ -1,0 +1,125 @@
+"""`dqnviz train` after a user review: a resume that changes the network's shape, a resume with
+another --seed, a diverged run, a run without validation states, and an interrupted epoch resumed
+with fewer --train-steps than it had played. Breakout, with games cut at 400 frames: short phases."""
+
+import csv
+
+import pytest
+from conftest import make_snapshot
+
+from dqnviz.cli import main
+from dqnviz.snapshot import load_snapshot, starting_point
+
+TINY = ["--random-steps", "64", "--train-steps", "48", "--test-steps", "40", "--replay-size", "500",
+        "--batch-size", "8", "--target-steps", "20", "--validation-states", "16", "--max-frames-per-episode", "400",
+        "--quiet"]
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def folders(tmp_path):
+    return ["--snapshot-dir", str(tmp_path / "snap"), "--report-dir", str(tmp_path / "rep")]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--dueling"], "--dueling cannot change on --resume: the snapshot was trained without it"),
+    (["--history", "2"], "--history 2 cannot change on --resume: the snapshot was trained with --history 4"),
+])
+def test_resume_refuses_a_change_of_the_network_shape(tmp_path, capsys, flags, message):
+    snapshot = make_snapshot(tmp_path / "breakout_1.keras")
+    argv = ["train", "--resume", str(snapshot), "--epochs", "2", "--name", "x", *TINY, *flags, *folders(tmp_path)]
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and message in error
+    assert not (tmp_path / "rep").exists() and not (tmp_path / "snap").exists()  # refused before any file
+
+
+def test_resume_into_another_game_action_set_is_refused():
+    """The trainer's own check (the Python API has no flag merge): outputs against the actions."""
+    from dqnviz.config import TrainConfig
+    from dqnviz.errors import UserError
+    from dqnviz.network import build_q_network
+    from dqnviz.snapshot import Snapshot
+    from dqnviz.trainer import check_same_network
+
+    snapshot = Snapshot(model=build_q_network(4, seed=0))
+    check_same_network(snapshot, TrainConfig(), num_actions=4)
+    with pytest.raises(UserError, match="4 outputs, but this game's minimal action set has 6 actions"):
+        check_same_network(snapshot, TrainConfig(), num_actions=6)
+    with pytest.raises(UserError, match="--dueling cannot change on --resume: the snapshot was trained with it"):
+        check_same_network(Snapshot(model=build_q_network(4, dueling=True, seed=0)), TrainConfig())
+
+
+def test_resume_with_another_seed_keeps_the_starting_point(tmp_path):
+    first = make_snapshot(tmp_path / "breakout_1.keras", seed=0)
+    # A snapshot without init_seed (older ones) starts from config.seed, as before.
+    assert "init_seed" not in load_snapshot(first).meta and starting_point(load_snapshot(first)).seed == 0
+    assert main(["train", "--resume", str(first), "--epochs", "2", "--seed", "5", "--name", "rz", *TINY,
+                 *folders(tmp_path)]) == 0
+    resumed = load_snapshot(tmp_path / "snap" / "rz_2.keras")
+    assert resumed.meta["config"]["seed"] == 5 and resumed.meta["init_seed"] == 0
+    start = starting_point(resumed)
+    assert start.seed == 0 and start.source == "rebuilt"
+    # rebuilt from seed 5, conv1 "moved" about 1.4; from seed 0 it moved what the trainer recorded
+    for layer, figures in resumed.meta["movement"].items():
+        assert start.movement[layer]["change"] == pytest.approx(figures["change"], rel=1e-5, abs=1e-7)
+    assert start.movement["conv1"]["change"] < 0.1
+    # a later resume without --seed keeps both
+    assert main(["train", "--resume", str(tmp_path / "snap" / "rz_2.keras"), "--epochs", "3", *TINY,
+                 *folders(tmp_path)]) == 0
+    again = load_snapshot(tmp_path / "snap" / "rz_3.keras")
+    assert again.meta["config"]["seed"] == 5 and again.meta["init_seed"] == 0
+    assert starting_point(again).movement["conv1"]["change"] == pytest.approx(
+        again.meta["movement"]["conv1"]["change"], rel=1e-5, abs=1e-7)
+
+
+@pytest.mark.parametrize("random_steps, meanq", [("64", "nan"), ("1", "")])
+def test_a_diverged_run_stops_without_a_snapshot(tmp_path, capsys, random_steps, meanq):
+    """meanq shows the NaN where there are validation states; without them the weights do."""
+    argv = ["train", "breakout", "--epochs", "2", *TINY, "--random-steps", random_steps, "--learning-rate", "1e30",
+            *folders(tmp_path)]
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "the network diverged at epoch 1" in error and "lower --learning-rate" in error
+    table = rows(tmp_path / "rep" / "breakout.csv")
+    assert [(r["epoch"], r["phase"]) for r in table] == [("0", "random"), ("1", "train")]
+    assert table[1]["meanq"] == meanq
+    assert not list((tmp_path / "snap").glob("*.keras")) and not (tmp_path / "snap" / "breakout.optimizer.npz").exists()
+
+
+def test_without_validation_states_meanq_is_empty_not_zero(tmp_path, capsys):
+    assert main(["train", "breakout", "--epochs", "1", *TINY, "--random-steps", "1", *folders(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("warning: no validation states") == 1 and "meanq 0.000" not in out and "meanq –" in out
+    csv_path = tmp_path / "rep" / "breakout.csv"
+    assert [r["meanq"] for r in rows(csv_path)] == ["", "", ""]
+    assert main(["plot", str(csv_path), "--out", str(tmp_path / "plot.html")]) == 0
+    assert (tmp_path / "plot.html").stat().st_size > 0
+
+
+def test_interrupted_epoch_resumed_with_fewer_train_steps_plays_none(tmp_path, capsys):
+    from dqnviz.atari import AtariEnv, resolve_rom
+    from dqnviz.config import TrainConfig
+    from dqnviz.network import build_q_network
+    from dqnviz.snapshot import save_snapshot
+    from dqnviz.trainer import snapshot_meta
+
+    rom = resolve_rom("breakout")
+    env = AtariEnv(rom, seed=0)
+    meta = snapshot_meta(rom, env, TrainConfig(epochs=1, train_steps=48), run="breakout", epoch=1, total_steps=104,
+                         train_steps_done=40, weight_updates=10, interrupted={"phase": "train", "steps_done": 40})
+    saved = save_snapshot(tmp_path / "snap" / "breakout_1_interrupted.keras",
+                          build_q_network(env.num_actions, seed=0), meta)
+    assert main(["train", "--resume", str(saved), *TINY, "--train-steps", "16", *folders(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "epoch 1 train: 40 steps were played before the interruption, --train-steps 16 asks for no more" in out
+    assert "no update was made" not in out
+    table = rows(tmp_path / "rep" / "breakout.csv")
+    assert [(r["epoch"], r["phase"]) for r in table] == [("1", "train"), ("1", "test")]
+    assert table[0]["steps"] == "0" and table[0]["weight_updates"] == "10" and table[0]["total_train_steps"] == "40"
+    assert float(table[0]["last_exploration_rate"]) < 1.0  # the ε the phase would have used, not a default
+    snapshot = load_snapshot(tmp_path / "snap" / "breakout_1.keras")
+    assert snapshot.meta["train_steps_done"] == 40 and "interrupted" not in snapshot.meta
