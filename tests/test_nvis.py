@@ -144,7 +144,7 @@ def test_page_draws_and_zoom_is_linked(report):
     (["--filters", "0"], "out of range"),
     (["--filters", "65"], "out of range"),
     (["--filters", "many"], "--filters must be"),
-    (["--games", "0"], "--games must be at least 1"),
+    (["--games", "0"], "--games must be between 1 and 100,000, got 0"),
     (["--epsilon", "2"], "--epsilon"),
 ])
 def test_bad_arguments(breakout_snapshot, tmp_path, capsys, args, message):

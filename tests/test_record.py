@@ -121,7 +121,7 @@ def test_gradient_evaluator_gives_q_values_and_input_gradient(breakout_snapshot)
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--episodes", "0"], "--episodes must be at least 1"),
+    (["--episodes", "0"], "--episodes must be between 1 and 100,000, got 0"),
     (["--max-frames", "0"], "--max-frames"),
     (["--epsilon", "1.5"], "--epsilon"),
     (["--out", "x.avi"], ".mp4"),
