@@ -234,9 +234,10 @@ def test_a_snapshot_stopped_inside_its_epoch_says_so(tmp_path):
     assert "not tested" not in html
 
 
-@pytest.mark.parametrize("history", [1, 3])
-def test_a_history_other_than_four_fails_before_any_game_is_played(tmp_path, capsys, monkeypatch, history):
-    """``dqnviz train --history 1 --frame-skip 1`` snapshots: one clear line, no game played, no file."""
+@pytest.mark.parametrize("history", [1, 2])
+def test_fewer_than_three_frames_fail_before_any_game_is_played(tmp_path, capsys, monkeypatch, history):
+    """``dqnviz train --history 2`` snapshots have no t-2 frame for red: one clear line, no game
+    played, no file."""
     import dqnviz.agent
     from tests.test_compare import make_history_snapshot
 
@@ -249,9 +250,59 @@ def test_a_history_other_than_four_fails_before_any_game_is_played(tmp_path, cap
     assert main(["nvis", snapshot, "--quiet", "--out", str(out)]) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
-    assert f"stacks {history} frame" in err and f"--history {history}" in err and "nvis needs 4" in err
+    assert f"stacks {history} frame" in err and f"--history {history}" in err and "nvis needs at least 3" in err
     assert "red, green and blue" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("history", [3, 6])
+def test_any_history_of_three_or_more_frames_gets_its_own_strip_and_words(tmp_path, history):
+    """A snapshot trained with ``--history 3`` or ``6``: its strips have that many frames, labelled
+    t-(history-1)..t, and the page's text counts them."""
+    import base64
+    import io
+    import json
+
+    from PIL import Image
+
+    from tests.test_compare import make_history_snapshot
+
+    snapshot = make_history_snapshot(tmp_path / f"pong-h{history}_1.keras", history)
+    out = tmp_path / "r.html"
+    assert main(["nvis", snapshot, "--layers", "conv1", "--filters", "2", "--max-steps", "12", "--quiet",
+                 "--out", str(out)]) == 0
+    html = out.read_text()
+    labels = [f"t-{back}" for back in range(history - 1, 0, -1)] + ["t"]
+    strip_labels = re.findall(r'<div class="strip-labels" style="grid-template-columns: repeat\((\d+), 1fr\)">(.*?)</div>', html)
+    assert strip_labels  # a card of a filter that never fires has no strip
+    for columns, spans in strip_labels:
+        assert int(columns) == history and re.findall(r"<span>(.*?)</span>", spans) == labels
+    word = {3: "three", 6: "six"}[history]
+    assert f"A DQN state is the last {word} 84×84 grey frames" in html
+    assert f"each of the {word} frames t-{history - 1}…t" in html and f"summed over the {word} frames" in html
+    # the strip image itself: history frames of 84 pixels with 2-pixel gaps
+    uris = json.loads(re.search(r'<script type="application/json" id="dq-images">(.*?)</script>', html, re.S).group(1))
+    key = re.search(r'<img class="strip" data-img="(\w+)"', html).group(1)
+    strip = Image.open(io.BytesIO(base64.b64decode(uris[key].split(",", 1)[1])))
+    assert strip.size == (history * 84 + (history - 1) * 2, 84)
+
+
+@pytest.mark.parametrize("blank, history, note", [
+    (0, 4, ""),
+    (3, 4, "its game's first state: 3 blank frames from before the start, hence the blue"),
+    (2, 4, "its game's second state: 2 blank frames from before the start, hence the cyan"),
+    (1, 4, "its game's third state: 1 blank frame from before the start"),
+    (2, 3, "its game's first state: 2 blank frames from before the start, hence the blue"),
+    (5, 8, "its game's third state: 5 blank frames from before the start"),  # t-2..t all lit: no tint
+    (6, 8, "its game's second state: 6 blank frames from before the start, hence the cyan"),
+    (2, 24, "its game's 22nd state: 2 blank frames from before the start"),
+    (16, 24, "its game's eighth state: 16 blank frames from before the start"),
+    (13, 24, "its game's 11th state: 13 blank frames from before the start"),
+])
+def test_a_blank_frame_note_names_the_state_and_its_tint(blank, history, note):
+    from dqnviz.report.nvis import blank_note
+
+    assert blank_note(blank, history) == note
 
 
 def test_q_bars_show_whole_action_names_and_gaps_near_a_large_q():

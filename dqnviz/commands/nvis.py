@@ -9,11 +9,13 @@ Play games with a snapshot, find for each conv filter the game state and positio
 most, and write one self-contained, interactive HTML report (no network needed to view it):
 
   * per layer, a card per filter: the input state (RGB = frames t-2, t-1, t), the guided-backprop
-    image of that unit, its four single frames t-3..t and the unit's receptive field on the input;
+    image of that unit, its single frames (t-3..t for four stacked frames) and the unit's
+    receptive field on the input;
   * effective versus theoretical receptive field of each layer;
   * gradient and perturbation saliency of Q(s, a*) for telling states, next to the Q-values.
 
-The snapshot's states must stack four frames (dqnviz train --history 4, the default).
+The snapshot's states must stack at least three frames (dqnviz train --history 3 or more;
+the default is 4).
 
 examples:
   dqnviz nvis snapshots/breakout_13.keras                    first 8 filters of conv1..conv3
@@ -50,8 +52,8 @@ def run(args) -> int:
 
     options = playing_options(args)
     snapshot = load_snapshot(args.snapshot)
-    snapshot.check_history("nvis", "4", least=4, most=4, why="its cards show a state's last three frames "
-                           "t-2, t-1, t as red, green and blue and its four frames t-3..t one by one")
+    snapshot.check_history("nvis", "at least 3", least=3, why="its cards show a state's last three frames "
+                           "t-2, t-1, t as red, green and blue")
     layers = parse_layers(args.layers, snapshot.model)
     channels = {name: int(snapshot.model.get_layer(name).output.shape[-1]) for name in layers}
     filters = parse_filters(args.filters, channels)

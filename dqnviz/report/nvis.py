@@ -215,7 +215,7 @@ class ImageStore:
 
 
 def _strip(frames: np.ndarray, gap: int = 2) -> np.ndarray:
-    """(4, H, W) grey frames t-3..t → one (H, 4·W + 3·gap) image with white gaps."""
+    """(F, H, W) grey frames t-F+1..t → one (H, F·W + (F-1)·gap) image with white gaps."""
     frames = np.asarray(frames, np.uint8)
     spacer = np.full((frames.shape[1], gap), 255, np.uint8)
     parts = []
@@ -261,6 +261,39 @@ def _blank_frames(state) -> int:
     return blank
 
 
+_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
+_NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
+def _number_word(n: int) -> str:
+    """4 → "four"; above ten, digits."""
+    return _NUMBER_WORDS[n] if 0 <= n < len(_NUMBER_WORDS) else str(n)
+
+
+def _ordinal(n: int) -> str:
+    """4 → "4th", 21 → "21st", 12 → "12th"."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def blank_note(blank: int, history: int) -> str:
+    """The card's note on a state from a game's first ``history - 1`` steps, whose ``blank`` oldest
+    frames are from before the start; "" for any other state.
+
+    Of the RGB image's frames t-2, t-1, t the oldest ``blank - (history - 3)`` are blank: one leaves
+    green + blue (cyan), two leave blue.
+    """
+    if not 0 < blank < history:
+        return ""
+    step = history - blank  # 1 for the game's first state
+    ordinal = _ORDINALS[step - 1] if step <= len(_ORDINALS) else _ordinal(step)
+    note = f"its game's {ordinal} state: {blank} blank {'frame' if blank == 1 else 'frames'} from before the start"
+    blank_in_colour = blank - (history - 3)
+    if blank_in_colour >= 1:
+        note += ", hence the " + ("blue" if blank_in_colour >= 2 else "cyan")
+    return note
+
+
 def build_context(data: NvisData, options: dict | None = None) -> dict:
     """The template context for ``nvis.html.j2``."""
     import plotly.graph_objects as go
@@ -275,6 +308,7 @@ def build_context(data: NvisData, options: dict | None = None) -> dict:
             states_rgb[index] = images.add(analysis.encode_rgb(record.states[index]))
         return states_rgb[index]
 
+    history = int(record.states.shape[-1])
     layers = []
     for layer in data.layers:
         cards = data.cards[layer]
@@ -289,7 +323,8 @@ def build_context(data: NvisData, options: dict | None = None) -> dict:
                 "y": card.position[0], "x": card.position[1], "value": card.value,
                 "input": state_image(card.state_index), "guided": images.add(rgb), "strip": images.add(strip),
                 "box": list(card.box), "scale": float(np.max(np.abs(card.gradient))),
-                "silent": card.value <= 0, "blank": _blank_frames(record.states[card.state_index]),
+                "silent": card.value <= 0,
+                "blank": blank_note(_blank_frames(record.states[card.state_index]), history),
             })
         field_ = data.fields[layer]
         layers.append({"name": layer, "cards": card_rows, "field": field_,
@@ -318,6 +353,8 @@ def build_context(data: NvisData, options: dict | None = None) -> dict:
     score = meta.get("test_score")
     return {
         "title": f"nvis · {snapshot.name}",
+        "history": history,  # frames per state: the strip's and the text's t-(history-1)..t
+        "history_words": _number_word(history), "early_words": _number_word(history - 1),
         "snapshot": snapshot.name,
         "meta": meta,
         "game": meta.get("game", "?"),
