@@ -178,11 +178,45 @@ class PhaseStats:
     costs: list = field(default_factory=list)
     updates: int = 0
     seconds: float = 0.0
+    # what an interrupted sitting of this phase measured (see :meth:`carried`), counted in the row
+    steps_before: int = 0
+    cost_sum_before: float = 0.0
+    costs_before: int = 0
+    earlier_added: bool = False
 
     @property
     def average_reward(self) -> float:
         scores = self.game_scores or [self.partial_score]
         return float(np.mean(scores))
+
+    def carried(self) -> dict:
+        """The figures an ``_interrupted`` snapshot keeps, so that the resumed phase's one CSV row
+        counts the whole phase: steps, ended games, seconds, updates and the losses read."""
+        return {"steps_done": self.steps, "seconds": round(self.seconds, 3),
+                "game_scores": [float(s) for s in self.game_scores], "updates": self.updates,
+                "cost_sum": float(np.sum(self.costs)) + self.cost_sum_before,
+                "cost_count": len(self.costs) + self.costs_before}
+
+    def add_earlier(self, carried: dict | None) -> None:
+        """Count an interrupted sitting's :meth:`carried` figures in this phase's. A snapshot
+        written before those were kept (only ``steps_done``) adds nothing: its steps without
+        their seconds would overstate the rate."""
+        if not carried or "seconds" not in carried or self.earlier_added:
+            return
+        self.earlier_added = True
+        self.steps_before = int(carried["steps_done"])
+        self.steps += self.steps_before
+        self.seconds += float(carried["seconds"])
+        self.game_scores[:0] = [float(s) for s in carried.get("game_scores", [])]
+        self.updates += int(carried.get("updates", 0))
+        self.cost_sum_before = float(carried.get("cost_sum", 0.0))
+        self.costs_before = int(carried.get("cost_count", 0))
+
+    @property
+    def meancost(self) -> float:
+        """The mean of the losses read: every 16th update's batch (every one's when prioritized)."""
+        count = len(self.costs) + self.costs_before
+        return (float(np.sum(self.costs)) + self.cost_sum_before) / count if count else 0.0
 
     def row(self, total_train_steps, replay_count, meanq, weight_updates, total_time, epoch_time) -> dict:
         """The CSV row; ``meanq`` None (no validation states) is an empty cell, not a made-up 0."""
@@ -192,7 +226,7 @@ class PhaseStats:
             "average_reward": round(self.average_reward, 4), "min_game_reward": float(np.min(scores)),
             "max_game_reward": float(np.max(scores)), "last_exploration_rate": round(self.epsilon, 6),
             "total_train_steps": total_train_steps, "replay_memory_count": replay_count,
-            "meanq": "" if meanq is None else round(float(meanq), 6), "meancost": round(float(np.mean(self.costs)), 6) if self.costs else 0.0,
+            "meanq": "" if meanq is None else round(float(meanq), 6), "meancost": round(self.meancost, 6),
             "weight_updates": weight_updates, "total_time": round(total_time, 2),
             "epoch_time": round(epoch_time, 2), "steps_per_second": round(self.steps / max(self.seconds, 1e-9), 2),
         }
@@ -428,6 +462,7 @@ class Trainer:
         # the phase's ε, also for a phase of no step (its row then shows the ε it would have used)
         stats = PhaseStats(epoch=epoch, phase=phase, epsilon=1.0 if phase == "random" else
                            config.test_epsilon if testing else self.epsilon())
+        self.phase_stats = stats  # what an interrupted train phase's snapshot keeps
         if testing:
             if self.test_env is None:
                 self.test_env = make_envs(self.rom, config, training=False, seed=config.seed + 10_000)
@@ -633,7 +668,9 @@ class Trainer:
         else:  # the CSV then holds the running games' mean score so far, as simple_dqn's did
             games = f"no game ended (score so far {row['average_reward']:.2f} on average)"
         meanq = "–" if row["meanq"] == "" else f"{row['meanq']:.3f}"
-        self.log(f"epoch {row['epoch']} {row['phase']}: {row['steps']:,} steps, {games}, "
+        before = (f" ({stats.steps_before:,} of them before the interruption)"
+                  if stats.earlier_added else "")
+        self.log(f"epoch {row['epoch']} {row['phase']}: {row['steps']:,} steps{before}, {games}, "
                  f"meanq {meanq}, {row['steps_per_second']:,.0f} steps/s")
         if stats.phase == "train" and stats.steps and not stats.updates:
             self.log(f"  warning: no update was made: the replay memory held {self.replay.num_sampleable():,} "
@@ -674,6 +711,7 @@ class Trainer:
         self.started = time.perf_counter()
         epoch = self.start_epoch
         phase = "random"
+        earlier = None
         try:
             if epoch == 0:
                 epoch_started = time.perf_counter()
@@ -687,7 +725,8 @@ class Trainer:
             while epoch <= config.epochs:
                 epoch_started = time.perf_counter()
                 phase = "train"
-                already_done = int(self.resume_partial.get("steps_done", 0)) if self.resume_partial else 0
+                earlier = self.resume_partial  # an interrupted sitting of this phase, counted in its row
+                already_done = int(earlier.get("steps_done", 0)) if earlier else 0
                 self.resume_partial = None
                 self._train_phase_start = self.train_steps_done - already_done
                 steps = max(0, config.train_steps - already_done)
@@ -700,6 +739,7 @@ class Trainer:
                              f"the interruption, --train-steps {config.train_steps:,} asks for no more: "
                              f"none is played, and the epoch goes on to its snapshot and test phase")
                 stats = self.run_phase(epoch, "train", steps)
+                stats.add_earlier(earlier)
                 self._check_diverged(self.write_row(stats, epoch_started))
                 if self.timer.enabled:
                     iterations = -(-stats.steps // self.train_env.num_envs)
@@ -722,8 +762,12 @@ class Trainer:
             if phase in ("random", "refill") or epoch == 0:
                 self.csv.discard_if_unused()
                 raise Interrupted(None) from None
-            steps_done = self.train_steps_done - self._train_phase_start
-            path = self.save(epoch, suffix="_interrupted", interrupted={"phase": "train", "steps_done": steps_done})
+            stats = self.phase_stats
+            stats.add_earlier(earlier)
+            # steps_done counts the phase's steps in all sittings, as train_steps_done does
+            interrupted = {"phase": "train", **stats.carried(),
+                           "steps_done": self.train_steps_done - self._train_phase_start}
+            path = self.save(epoch, suffix="_interrupted", interrupted=interrupted)
             raise Interrupted(path) from None
 
 

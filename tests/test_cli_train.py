@@ -96,15 +96,23 @@ def test_ctrl_c_saves_a_snapshot_that_resumes(tmp_path, monkeypatch, capsys):
     saved = tmp_path / "snap" / "pong_1_interrupted.keras"
     assert saved.exists() and f"--resume {saved}" in out
     meta = load_snapshot(saved).meta
-    assert meta["interrupted"] == {"phase": "train", "steps_done": 20}  # the 5th update comes after step 20
+    interrupted = meta["interrupted"]
+    assert (interrupted["phase"], interrupted["steps_done"]) == ("train", 20)  # the 5th update comes after step 20
+    # what the phase measured so far is kept for its row: 4 updates, the first one's loss read
+    assert interrupted["updates"] == 4 and interrupted["cost_count"] == 1 and interrupted["seconds"] > 0
+    assert interrupted["game_scores"] == [] and np.isfinite(interrupted["cost_sum"])
     assert [r["phase"] for r in rows(tmp_path / "rep" / "pong.csv")] == ["random"]
     monkeypatch.setattr(trainer.Trainer, "_start_updates", original)
     assert (tmp_path / "snap" / "pong.optimizer.npz").exists()
     assert main(["train", "--resume", str(saved), *dirs]) == 0
-    assert f"optimizer state restored from {tmp_path / 'snap' / 'pong.optimizer.npz'}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"optimizer state restored from {tmp_path / 'snap' / 'pong.optimizer.npz'}" in out
     table = rows(tmp_path / "rep" / "pong.csv")
     assert [(r["epoch"], r["phase"]) for r in table] == [("0", "random"), ("1", "train"), ("1", "test")]
-    assert int(table[1]["steps"]) == 48 - 20
+    # the epoch's one train row counts the whole phase, both sittings: 20 + 28 steps, and its rate
+    # spreads them over both sittings' seconds
+    assert int(table[1]["steps"]) == 48 and "epoch 1 train: 48 steps (20 of them before the interruption)" in out
+    assert float(table[1]["steps_per_second"]) < 48 / interrupted["seconds"]
     # the update count goes on from the 4 made before Ctrl-C stopped the 5th (at step 20): the
     # resumed 28 steps make one per 4, 7 more
     assert meta["weight_updates"] == 4 and int(table[1]["weight_updates"]) == 4 + 7

@@ -123,3 +123,26 @@ def test_interrupted_epoch_resumed_with_fewer_train_steps_plays_none(tmp_path, c
     assert float(table[0]["last_exploration_rate"]) < 1.0  # the ε the phase would have used, not a default
     snapshot = load_snapshot(tmp_path / "snap" / "breakout_1.keras")
     assert snapshot.meta["train_steps_done"] == 40 and "interrupted" not in snapshot.meta
+
+
+def test_a_phase_interrupted_twice_counts_every_sitting_in_its_row():
+    """carried() → add_earlier() over two interruptions: steps, games, updates, seconds and the mean
+    loss add up over all three sittings; adding the same sitting twice counts it once; a snapshot
+    from before these figures were kept (steps_done alone) adds nothing."""
+    from dqnviz.trainer import PhaseStats
+
+    first = PhaseStats(epoch=3, phase="train", steps=100, game_scores=[2.0], costs=[1.0, 3.0], updates=25, seconds=2.0)
+    second = PhaseStats(epoch=3, phase="train", steps=60, game_scores=[5.0], costs=[6.0], updates=15, seconds=1.0)
+    second.add_earlier(first.carried())
+    second.add_earlier(first.carried())  # once only
+    third = PhaseStats(epoch=3, phase="train", steps=40, game_scores=[], costs=[], updates=10, seconds=1.0)
+    third.add_earlier(second.carried())
+    assert (third.steps, third.steps_before, third.updates, third.game_scores) == (200, 160, 50, [2.0, 5.0])
+    assert third.meancost == pytest.approx((1.0 + 3.0 + 6.0) / 3)
+    row = third.row(total_train_steps=200, replay_count=10, meanq=None, weight_updates=50, total_time=4.0, epoch_time=1.0)
+    assert row["steps"] == 200 and row["nr_games"] == 2 and row["average_reward"] == 3.5
+    assert row["steps_per_second"] == pytest.approx(200 / 4.0)
+
+    old = PhaseStats(epoch=3, phase="train", steps=40, updates=10, seconds=1.0)
+    old.add_earlier({"phase": "train", "steps_done": 160})
+    assert (old.steps, old.updates, old.seconds, old.earlier_added) == (40, 10, 1.0, False)
