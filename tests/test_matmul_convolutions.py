@@ -65,6 +65,20 @@ def test_only_plain_conv2d_layers_are_computed_as_matrix_products_and_only_insid
         assert _convolutions_in(run, *variables, x) == 3
 
 
+def test_the_plain_conv2d_layers_of_nested_models_are_found_in_order():
+    """Through Keras's public ``layers``: a Sequential inside a functional model inside another."""
+    inner = keras.Sequential([keras.Input((7, 7, 4)), keras.layers.Conv2D(4, 3, name="inner_plain"),
+                              keras.layers.Conv2D(4, 3, padding="same", name="inner_same")], name="inner")
+    inputs = keras.Input((16, 16, 2))
+    middle_in = keras.Input((16, 16, 2))
+    middle = keras.Model(middle_in, inner(keras.layers.Conv2D(4, 3, strides=2, name="middle_plain")(middle_in)),
+                         name="middle")
+    x = keras.layers.Conv2D(4, 1, name="outer_plain")(middle(inputs))
+    model = keras.Model(inputs, x)
+    assert [layer.name for layer in jax_backend._plain_conv2d_layers(model)] == [
+        "middle_plain", "inner_plain", "outer_plain"]
+
+
 def _learners(monkeypatch, choice, calls):
     from dqnviz.config import TrainConfig
     from dqnviz.learner import Learner

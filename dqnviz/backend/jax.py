@@ -140,8 +140,12 @@ def _plain_conv2d_layers(model):
     exactly: valid padding, channels last, no dilation, no groups."""
     import keras
 
-    for layer in model._flatten_layers(include_self=False):
-        if (type(layer) is keras.layers.Conv2D and layer.padding == "valid" and layer.groups == 1
+    pending = list(reversed(model.layers))  # depth first, in the model's order
+    while pending:
+        layer = pending.pop()
+        if isinstance(layer, keras.Model):
+            pending.extend(reversed(layer.layers))
+        elif (type(layer) is keras.layers.Conv2D and layer.padding == "valid" and layer.groups == 1
                 and layer.data_format == "channels_last" and tuple(layer.dilation_rate) == (1, 1)):
             yield layer
 
