@@ -42,7 +42,7 @@ class TrainConfig:
     test_envs: int = _f(0, "environments in the test phases; 0 means as many as --num-envs (fewer make a test phase shorter: each environment plays its last game to the end)", nonnegative=True, maximum=MAX_ENVS)
     emulator_threads: int = _f(0, "C++ threads that step the environments when --num-envs > 1; 0 means one per environment, up to the CPU count less a quarter of it (12 of 16 cores; the rest is left to the training loop: sampling, launching the device's kernels)", nonnegative=True)
     frame_skip: int = _f(4, "emulator frames per agent step (the action repeats; the state is the max of the last two)", positive=True, maximum=64)
-    history: int = _f(4, "frames stacked into one state (nvis shows four, t-3..t; compare needs 3 or more)", positive=True, maximum=64)
+    history: int = _f(4, "frames stacked into one state (nvis and compare need 3 or more: they show the last three as red, green and blue)", positive=True, maximum=64)
     noop_max: int = _f(30, "at most this many NOOP actions at the start of each game", nonnegative=True)
     repeat_action_probability: float = _f(0.0, "sticky actions: the chance the emulator repeats the previous action (0.25 in Machado et al. 2018)", probability=True)
     max_frames_per_episode: int = _f(108_000, "emulator frames after which a training game is cut off (30 minutes at 60 frames/s; test phases stop games at 18,000 frames, 5 minutes, the Nature test's cap)", positive=True)
@@ -168,11 +168,19 @@ def add_config_arguments(parser, config_class=TrainConfig, only=None) -> None:
         else:
             parser.add_argument(
                 flag, type=argument_type(f), default=None,
-                metavar=None if "choices" in f.metadata else "N" if isinstance(default, int) else "X",
+                metavar=None if "choices" in f.metadata else _metavar(f),
                 help=f"{help_text} (default: {default:,})" if isinstance(default, int)
                 else f"{help_text} (default: {default})",
                 choices=f.metadata.get("choices"),
             )
+
+
+def _metavar(f) -> str:
+    """As the other commands name them: S a seed, E an exploration rate ε, P a probability, N another
+    whole number, X another number."""
+    named = {"seed": "S", "epsilon_start": "E", "epsilon_end": "E", "test_epsilon": "E", "bootstrap_epsilon": "E",
+             "repeat_action_probability": "P"}
+    return named.get(f.name, "N" if isinstance(f.default, int) else "X")
 
 
 def config_from_arguments(args, base: TrainConfig | None = None) -> TrainConfig:

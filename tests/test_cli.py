@@ -22,3 +22,26 @@ def test_a_reader_that_closes_stdout_early_ends_the_command_quietly(argv):
     assert "Traceback" not in err and "BrokenPipeError" not in err and "Exception ignored" not in err
     assert err == ""
     assert code in (0, 141)  # 141 = 128 + SIGPIPE; --help may have fitted in the pipe before it closed
+
+
+@pytest.mark.parametrize("command, option, dest, typed", [
+    ("nvis", "--episodes", "games", "3"), ("compare", "--episodes", "games", "2"),
+    ("record", "--games", "episodes", "4"), ("play", "--games", "episodes", "5"),
+])
+def test_games_and_episodes_name_the_same_count_in_every_command(command, option, dest, typed, capsys):
+    """test, play and record count --episodes and nvis and compare --games: each also takes the
+    other's word, checked the same way, without a second line in its help."""
+    from dqnviz.cli import build_parser
+
+    parser = build_parser()
+    snapshots = ["a.keras", "b.keras"] if command == "compare" else ["a.keras"]
+    assert getattr(parser.parse_args([command, *snapshots]), dest) == 1  # the default still holds
+    assert getattr(parser.parse_args([command, *snapshots, option, typed]), dest) == int(typed)
+    with pytest.raises(SystemExit) as stop:
+        parser.parse_args([command, *snapshots, option, "0"])
+    assert stop.value.code == 2
+    assert f"{option} must be between 1 and 100,000, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parser.parse_args([command, "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert f"also {option} N" in help_text and f"[{option} N]" not in help_text

@@ -33,7 +33,7 @@ def add_arguments(parser) -> None:
                         help="the first N filters of each layer, or 'all' (default 8)")
     parser.add_argument("--layers", default=None, metavar="L1,L2",
                         help="conv layers to show, comma separated (default: all conv layers)")
-    parser.add_argument("--out", default=None, metavar="PATH",
+    parser.add_argument("--out", default=None, metavar="FILE",
                         help="output file (default reports/<snapshot name>.html)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--timings", action="store_true", help="print the seconds spent in each phase")

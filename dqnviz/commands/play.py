@@ -36,7 +36,7 @@ DIRECTIONS = ("UP", "DOWN", "LEFT", "RIGHT", "FIRE")
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("snapshot", help="a .keras snapshot written by dqnviz train")
+    parser.add_argument("snapshot", metavar="SNAPSHOT", help="a .keras snapshot written by dqnviz train")
     from dqnviz.commands.arguments import add_viewing_arguments
 
     add_viewing_arguments(parser, max_scale=6, default_scale=3, episodes_help="games to play before the window closes")

@@ -28,11 +28,11 @@ Ctrl-C (or SIGTERM) saves snapshots/<run>_<epoch>_interrupted.keras once the cur
 def add_arguments(parser) -> None:
     from dqnviz.config import add_config_arguments
 
-    parser.add_argument("rom", nargs="?", help="a ROM file (.bin) or the name of a game ale-py ships (see `dqnviz games`)")
+    parser.add_argument("rom", nargs="?", metavar="ROM", help="a ROM file (.bin) or the name of a game ale-py ships (see `dqnviz games`)")
     parser.add_argument("--resume", metavar="SNAPSHOT", help="continue a run from its snapshot: epochs and steps continue, the CSV is appended")
     parser.add_argument("--name", help="run name for files (default: the game's name, or name-2, name-3 … if taken)")
-    parser.add_argument("--snapshot-dir", help="where snapshots go (default: snapshots; with --resume, the snapshot's folder)")
-    parser.add_argument("--report-dir", help="where the statistics CSV goes (default: reports; with --resume, the folder "
+    parser.add_argument("--snapshot-dir", metavar="DIR", help="where snapshots go (default: snapshots; with --resume, the snapshot's folder)")
+    parser.add_argument("--report-dir", metavar="DIR", help="where the statistics CSV goes (default: reports; with --resume, the folder "
                                              "among reports/, the snapshot's folder and its sibling reports/ that holds the run's CSV)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, only a line per phase")
     parser.add_argument("--profile", action="store_true",
