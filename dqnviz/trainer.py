@@ -398,6 +398,7 @@ class Trainer:
         self.train_steps_done = int(meta.get("train_steps_done", 0))  # drives ε
         self.start_epoch = int(meta.get("epoch", -1)) + 1 if resume else 0
         self.resume_partial = meta.get("interrupted") if resume else None
+        self.phase_stats: PhaseStats | None = None  # the phase running or last run
         if self.resume_partial:
             self.start_epoch = int(meta["epoch"])
         self.total_time_before = float(meta.get("total_time", 0.0))
@@ -763,6 +764,8 @@ class Trainer:
                 self.csv.discard_if_unused()
                 raise Interrupted(None) from None
             stats = self.phase_stats
+            if stats is None or (stats.epoch, stats.phase) != (epoch, "train"):  # stopped before it began
+                stats = PhaseStats(epoch=epoch, phase="train")
             stats.add_earlier(earlier)
             # steps_done counts the phase's steps in all sittings, as train_steps_done does
             interrupted = {"phase": "train", **stats.carried(),

@@ -146,3 +146,23 @@ def test_a_phase_interrupted_twice_counts_every_sitting_in_its_row():
     old = PhaseStats(epoch=3, phase="train", steps=40, updates=10, seconds=1.0)
     old.add_earlier({"phase": "train", "steps_done": 160})
     assert (old.steps, old.updates, old.seconds, old.earlier_added) == (40, 10, 1.0, False)
+
+
+def test_ctrl_c_between_phases_keeps_no_other_phase_s_figures(tmp_path, monkeypatch):
+    """Ctrl-C after the random phase ends but before the train phase starts: the _interrupted
+    snapshot's figures are the train phase's (none yet), not the random phase's 64 steps."""
+    from dqnviz import trainer
+
+    original = trainer.Trainer.run_phase
+
+    def stop_before_training(self, epoch, phase, steps, progress_label=None):
+        if phase == "train":
+            raise KeyboardInterrupt
+        return original(self, epoch, phase, steps, progress_label)
+
+    monkeypatch.setattr(trainer.Trainer, "run_phase", stop_before_training)
+    dirs = ["--snapshot-dir", str(tmp_path / "snap"), "--report-dir", str(tmp_path / "rep")]
+    assert main(["train", "pong", "--epochs", "1", *TINY, *dirs]) == 130
+    interrupted = load_snapshot(tmp_path / "snap" / "pong_1_interrupted.keras").meta["interrupted"]
+    assert interrupted["steps_done"] == 0 and interrupted["seconds"] == 0
+    assert interrupted["updates"] == 0 and interrupted["game_scores"] == [] and interrupted["cost_count"] == 0
