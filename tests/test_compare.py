@@ -365,3 +365,81 @@ def test_all_filters_as_in_nvis(breakout_snapshot, pong_snapshot, monkeypatch):
     snapshots = [load_snapshot(breakout_snapshot), load_snapshot(pong_snapshot)]
     assert check_filter_count(args.filters, snapshots) == 64  # conv2 and conv3 of the Nature network
     assert check_filter_count(8, snapshots) == 8
+
+
+def _figure(html, key):
+    """The plotly figure ``key`` of a compare page, as JSON."""
+    import json
+    import re
+
+    return json.loads(re.search(rf'<script type="application/json" id="{key}">(.*?)</script>', html, re.S).group(1))
+
+
+def test_a_score_cut_by_max_steps_says_so(compared):
+    """--max-steps 40 stops the game: the score shown is a score so far, not a game's score."""
+    import re
+
+    text = " ".join(re.sub(r"<[^>]+>", " ", re.sub(r"<script.*?</script>", " ", compared.read_text(), flags=re.S)).split())
+    assert text.count("(so far: the game was cut at 40 steps)") == 2
+
+
+def test_charts_keep_their_legends_off_the_lines(compared):
+    """CKA has a line per pair and per snapshot's states: each looks different, and the legend of long
+    pair names sits under the chart, not over the lines (nor under the modebar)."""
+    from tests.browser import open_report
+
+    html = compared.read_text()
+    cka = _figure(html, "fig-cka")
+    styles = [(t["line"]["color"], t["line"]["dash"]) for t in cka["data"]]
+    assert len(styles) == 2 and len(set(styles)) == 2
+    assert cka["layout"]["legend"]["y"] < 0 and cka["layout"]["legend"]["yanchor"] == "top"
+    match = _figure(html, "fig-match")
+    assert match["layout"]["barmode"] != "overlay"  # overlaid bars hid the shorter ones behind them
+    (chance,) = [s for s in match["layout"]["shapes"] if s["x0"] == s["x1"]]
+    assert 0 < chance["x0"] < 0.5  # random vs random: the chance level the pairs are judged against
+    assert _figure(html, "fig-erf")["layout"]["xaxis"]["title"]["text"] == "conv layer"
+    lean = _figure(html, "fig-lean")["layout"]["shapes"]
+    assert [s["y0"] for s in lean] == [25.0]  # an even share over 4 frames
+
+    with open_report(compared, width=1300) as check:
+        check.page.evaluate("() => window.dqnvizDrawAll()")
+        boxes = check.page.evaluate("""() => Array.from(document.querySelectorAll('.chart .js-plotly-plot')).map(gd => {
+            const box = e => { if (!e) return null; const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+            return [gd.parentElement.dataset.figure, box(gd.querySelector('.legend')), box(gd.querySelector('.nsewdrag'))]; })""")
+        assert {key for key, _, _ in boxes} == {"fig-match", "fig-cka", "fig-lean", "fig-erf"}
+        for key, legend, plot in boxes:
+            if legend:
+                assert legend[1] >= plot[3] or legend[3] <= plot[1], (key, legend, plot)
+
+
+def test_a_narrow_window_scrolls_the_cards_not_the_page(compared):
+    """Two columns of cards are 672 px at the least: in a 600 px window they scroll in their own box."""
+    from tests.browser import open_report
+
+    with open_report(compared, width=600) as check:
+        page = check.page
+        page.evaluate("() => window.dqnvizDrawAll()")
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 600
+        grids = page.evaluate("""() => Array.from(document.querySelectorAll('.cmp, .weights'))
+            .map(g => [g.scrollWidth > g.clientWidth, getComputedStyle(g).overflowX])""")
+        assert grids and all(overflow == "auto" for _, overflow in grids) and any(wide for wide, _ in grids)
+
+
+def test_distance_from_the_start_without_a_measurement_is_one_line(tmp_path):
+    """No snapshot could be measured: no table of empty layer columns, one line with the reasons."""
+    import dataclasses
+
+    from dqnviz.report.compare import build_context, gather, write_report
+    from dqnviz.snapshot import load_snapshot
+
+    a = make_snapshot(tmp_path / "breakout_1.keras", "breakout", 1, seed=7)
+    b = make_snapshot(tmp_path / "pong_3.keras", "pong", 3, seed=8)
+    data = gather([load_snapshot(a), load_snapshot(b)], filters=1, max_steps=16, progress=False)
+    data.start = [dataclasses.replace(s, movement={}, initial=None, reason="it started under another backend")
+                  for s in data.start]
+    data.shared_start = []
+    context = build_context(data, {"games": 1, "epsilon": 0.05, "seed": 0, "max_steps": 16, "filters": 1})
+    assert context["movement_layers"] == []
+    out = write_report(tmp_path / "c.html", context)
+    html = out.read_text()
+    assert "Not measured: breakout_1: it started under another backend; pong_3: it started under another backend" in html

@@ -67,10 +67,11 @@ def test_plot_page_draws_every_chart(tmp_path):
         assert check.errors == [] and check.requests == []
         names = check.page.evaluate(
             "() => document.querySelector('.js-plotly-plot').data.map(t => t.name + ':' + t.x.length)")
-        # 3 fields × (random, train, test) + meancost, which only the train phase measures
-        assert len(names) == 10
+        # 2 fields × (random, train, test), nr_games (equal in the train and test rows of this CSV:
+        # one line) + meancost, which only the train phase measures
+        assert len(names) == 9
         assert names[:3] == ["random:2", "train:3", "test:3"]
-        assert names[-1] == "train:3"
+        assert names[-3:] == ["random:2", "train:3", "train:3"]
         subplots = check.page.evaluate("() => document.querySelector('.js-plotly-plot')._fullLayout._subplots.cartesian.length")
         assert subplots == 4
 
@@ -115,7 +116,8 @@ def test_several_runs_overlay_and_any_column(tmp_path):
         assert check.errors == []
         names = check.page.evaluate("() => document.querySelector('.js-plotly-plot').data.map(t => t.name)")
         assert "pong · test" in names and "pong_dueling · train" in names
-        assert len(names) == 2 * 2 * 3
+        # steps_per_second is equal in the train and test rows of these CSVs: one line per run
+        assert len(names) == 2 * (2 + 3)
 
 
 def test_default_output_name(tmp_path, monkeypatch):
@@ -204,9 +206,9 @@ def test_best_test_score_says_how_many_games_it_averages(tmp_path):
         rewrite_stats(path, rows)
         run = read_stats(path)
         best = build_context([run], ["average_reward"], build_figure([run], ["average_reward"]))["runs"][0]["best"]
-        assert best["score"] == -10
-        labels.append(best["label"])
-    assert labels == ["epoch 3, 1 game", "epoch 3, no game ended", "epoch 3, 12 games"]
+        labels.append((best["score"], best["label"]))
+    # no game ended in epoch 3's test phase: its -10 is a running score, so epoch 2 (-13) is the best
+    assert labels == [(-10, "epoch 3, 1 game"), (-13, "epoch 2, 4 games"), (-10, "epoch 3, 12 games")]
 
 
 def test_a_best_test_phase_of_few_games_says_so_in_visible_text(tmp_path):
@@ -278,3 +280,187 @@ def test_cells_that_are_not_numbers_are_gaps_and_reported(tmp_path, capsys):
     assert run_cli(["plot", path, "--out", str(tmp_path / "p.html")]) == 0
     err = capsys.readouterr().err
     assert "line 3: meanq 'abc' is not a finite number, left out of the charts (and 1 more)" in err
+
+
+def _traces(figure, field_index=None):
+    """``{name: trace}`` of a figure (of one subplot's traces when ``field_index`` is given)."""
+    axis = None if field_index is None else ("x" if field_index == 0 else f"x{field_index + 1}")
+    return {t.name: t for t in figure.data if axis is None or (t.xaxis or "x") == axis}
+
+
+def test_a_phase_where_no_game_ended_is_not_drawn_as_a_game_score(tmp_path):
+    """nr_games 0: the trainer writes the running score of an unfinished game. It is marked apart
+    (an open circle), left out of the line, and never the best test phase."""
+    from dqnviz.report.plot import build_context, build_figure, read_stats
+
+    path = write_stats(tmp_path / "pong.csv", epochs=3)
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows[4].update(nr_games="0", average_reward="25", max_game_reward="25")  # epoch 2 test: 25 so far
+    rewrite_stats(path, rows)
+    run = read_stats(path)
+    assert run.series("test", "average_reward") == ([1, 3], [-16, -10])
+    assert run.series("test", "meanq")[0] == [1, 2, 3]  # not a game score: still drawn
+    assert run.unfinished("test", "average_reward") == ([2], [25])
+    figure = build_figure([run], ["average_reward", "max_game_reward", "meanq"])
+    traces = _traces(figure, 0)
+    assert list(traces["test"].y) == [-16, -10]
+    marked = traces["test: no game ended (score so far)"]
+    assert list(marked.x) == [2] and list(marked.y) == [25] and marked.mode == "markers"
+    assert [t.showlegend for t in figure.data if t.name.startswith("test: no game")] == [True, False]
+    best = build_context([run], ["average_reward"], figure)["runs"][0]["best"]
+    assert best["score"] == -10 and best["label"].startswith("epoch 3")
+
+
+def test_train_and_test_rows_with_equal_values_are_one_line(tmp_path):
+    """meanq is measured after each phase and the test phase does not learn: the test row repeats
+    the train row's value, and a test line drawn over the train line would hide it."""
+    from dqnviz.report.plot import build_figure, read_stats
+
+    path = write_stats(tmp_path / "pong.csv", epochs=3)
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for train, test in zip(rows[1::2], rows[2::2]):
+        test["meanq"] = train["meanq"]
+    rewrite_stats(path, rows)
+    figure = build_figure([read_stats(path)], ["average_reward", "meanq"])
+    assert sorted(_traces(figure, 0)) == ["random", "test", "train"]
+    meanq = [t for t in figure.data if t.xaxis == "x2"]
+    assert [t.name for t in meanq] == ["random", "train"]
+    assert "train = test" in meanq[1].hovertemplate and list(meanq[1].y) == [0.1, 0.2, 0.30000000000000004]
+
+
+def test_every_phase_has_a_legend_entry_whichever_chart_comes_first(tmp_path):
+    """meancost (train only) first: the test phase still gets its legend entry, from the next chart."""
+    from dqnviz.report.plot import build_figure, read_stats
+
+    figure = build_figure([read_stats(write_stats(tmp_path / "pong.csv"))], ["meancost", "average_reward"])
+    assert sorted(t.name for t in figure.data if t.showlegend) == ["random", "test", "train"]
+
+
+def test_no_two_runs_look_alike(tmp_path):
+    """Ten or more runs: the colours repeat, so the marker shape tells those runs apart."""
+    from dqnviz.report.plot import RUN_COLOURS, build_figure, read_stats
+
+    runs = [read_stats(write_stats(tmp_path / f"run{i}.csv", offset=i)) for i in range(len(RUN_COLOURS) + 3)]
+    figure = build_figure(runs, ["average_reward"])
+    styles = {}
+    for trace in figure.data:
+        if trace.name.endswith("· test"):
+            styles[trace.name] = (trace.line.color, trace.marker.symbol)
+    assert len(styles) == len(runs) and len(set(styles.values())) == len(runs)
+    assert len({colour for colour, _ in styles.values()}) == len(RUN_COLOURS)
+
+
+def test_an_empty_chart_says_why(tmp_path):
+    """Only the random row so far: meancost has nothing to draw, and its chart (not another) says so."""
+    from dqnviz.report.plot import build_figure, read_stats
+
+    path = tmp_path / "one.csv"
+    path.write_text(",".join(COLUMNS) + "\n0,random,20000,20,-20.25,-21,-18,1,0,20000,-0.08,0,0,5.8,5.8,3574\n")
+    run = read_stats(path)
+    for columns in (None, 1):
+        figure = build_figure([run], ["average_reward", "meanq", "nr_games", "meancost"], columns=columns)
+        (note,) = [a for a in figure.layout.annotations if "no train phase" in a.text]
+        x_domain, y_domain = figure.layout.xaxis4.domain, figure.layout.yaxis4.domain
+        assert note.xref == "paper" and x_domain[0] < note.x < x_domain[1] and y_domain[0] < note.y < y_domain[1]
+        assert figure.layout.showlegend is True  # so the page keeps the modebar off the chart titles
+
+
+def _boxes(page, selector):
+    return page.evaluate("""(s) => Array.from(document.querySelectorAll(s)).map(e => {
+        const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })""", selector)
+
+
+def _overlap(a, b):
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def test_narrow_windows_get_one_column_and_nothing_overlaps(tmp_path):
+    """At 800 px two columns and a legend beside them do not fit: the titles ran into each other and
+    the right column's axis title into the left chart. The page switches to one column there."""
+    from tests.browser import open_report
+
+    paths = [write_stats(tmp_path / f"pong-64envs-batch64-run{i}.csv", offset=i) for i in range(3)]
+    out = tmp_path / "runs.html"
+    assert run_cli(["plot", *paths, "--fields", "average_reward,meanq,nr_games,last_exploration_rate",
+                    "--out", str(out)]) == 0
+    for width, layout in ((800, "narrow"), (1400, "wide")):
+        with open_report(out, width=width) as check:
+            page = check.page
+            assert page.evaluate("() => document.getElementById('stats-plot').dataset.layout") == layout
+            assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+            titles = _boxes(page, ".infolayer .annotation")
+            assert len(titles) == 4
+            assert not any(_overlap(a, b) for i, a in enumerate(titles) for b in titles[i + 1:]), titles
+            plots = _boxes(page, ".draglayer .nsewdrag")
+            ytitles = _boxes(page, ".infolayer [class^='g-y'][class$='title']")
+            assert len(plots) == 4 and len(ytitles) >= 4
+            for title in ytitles:
+                assert not any(_overlap(title, plot) for plot in plots), (title, plots)
+            legend = _boxes(page, ".legend")[0]
+            assert not any(_overlap(legend, plot) for plot in plots)
+            columns = {round(plot[0]) for plot in plots}
+            assert len(columns) == (1 if layout == "narrow" else 2)
+
+
+def test_a_long_legend_is_not_scrolled(tmp_path):
+    """Nine runs make 27 legend entries: the figure grows so that none is hidden behind a scroll bar."""
+    from tests.browser import open_report
+
+    paths = [write_stats(tmp_path / f"run{i}.csv", offset=i) for i in range(9)]
+    out = tmp_path / "runs.html"
+    assert run_cli(["plot", *paths, "--out", str(out)]) == 0
+    for width in (800, 1400):
+        with open_report(out, width=width) as check:
+            entries, height, shown = check.page.evaluate("""() => { const legend = document.getElementById('stats-plot')._fullLayout.legend;
+                return [document.querySelectorAll('.legend .traces').length, legend._height, legend._effHeight]; }""")
+            assert entries == 27 and shown >= height
+
+
+def test_the_modebar_leaves_the_chart_titles_alone_with_one_legend_entry(tmp_path):
+    from tests.browser import open_report
+
+    path = tmp_path / "one.csv"
+    path.write_text(",".join(COLUMNS) + "\n0,random,20000,20,-20.25,-21,-18,1,0,20000,-0.08,0,0,5.8,5.8,3574\n")
+    out = tmp_path / "one.html"
+    assert run_cli(["plot", str(path), "--out", str(out)]) == 0
+    with open_report(out) as check:
+        check.page.hover("#stats-plot .nsewdrag")  # the modebar shows on hover
+        modebar = _boxes(check.page, ".modebar")[0]
+        titles = _boxes(check.page, ".infolayer .annotation")
+        assert titles and not any(_overlap(modebar, title) for title in titles), (modebar, titles)
+
+
+def test_score_lists_of_dqnviz_test_are_left_out_of_a_glob(tmp_path, capsys, monkeypatch):
+    """reports/ holds dqnviz test's <snapshot>_test.csv beside the statistics: reports/*.csv must work."""
+    monkeypatch.chdir(tmp_path)
+    write_stats(tmp_path / "pong.csv")
+    (tmp_path / "pong_6_test.csv").write_text("episode,score,frames\n1,20.0,7952\n2,17.0,8652\n")
+    assert run_cli(["plot", "pong.csv", "pong_6_test.csv"]) == 0
+    err = capsys.readouterr().err
+    assert "left out 1 CSV file of dqnviz test game scores" in err and "pong_6_test.csv" in err
+    assert (tmp_path / "reports" / "pong.html").is_file()
+    assert run_cli(["plot", "pong_6_test.csv", "--out", "x.html"]) == 2
+    err = capsys.readouterr().err
+    assert "game scores that dqnviz test writes" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.html").exists()
+
+
+def test_epochs_of_different_lengths_are_pointed_out(tmp_path):
+    """One epoch of a 1M-step run is twenty of a 50k-step run: the page says so above the charts."""
+    import re
+
+    short = write_stats(tmp_path / "pong.csv")
+    long = write_stats(tmp_path / "pong-h100.csv")
+    with open(long, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        row["steps"] = "1000064" if row["phase"] == "train" else row["steps"]
+    rewrite_stats(long, rows)
+    out = tmp_path / "both.html"
+    assert run_cli(["plot", short, long, "--out", str(out)]) == 0
+    text = " ".join(re.sub(r"<script.*?</script>|<[^>]+>", " ", out.read_text(), flags=re.S).split())
+    assert "epochs differ in length" in text and "pong-h100 1,000,064" in text
+    assert run_cli(["plot", short, write_stats(tmp_path / "again.csv"), "--out", str(out)]) == 0
+    assert "epochs differ in length" not in out.read_text()

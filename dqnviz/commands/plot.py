@@ -7,10 +7,13 @@ HELP = "training statistics (reports/<run>.csv) as interactive charts"
 DESCRIPTION = """\
 Plot the statistics CSV that `dqnviz train` writes (simple_dqn's columns) as one self-contained
 HTML page: one chart per field against epoch, each with the random baseline (epoch 0), the train
-phase and the test phase. Several CSVs are overlaid as separate runs, named by file.
+phase and the test phase. Several CSVs are overlaid as separate runs, named by file. The game-score
+CSVs of `dqnviz test` (reports/*_test.csv) that a glob such as reports/*.csv also matches are left
+out, with a note.
 
   dqnviz plot reports/pong.csv
   dqnviz plot reports/pong.csv reports/pong_dueling.csv --fields average_reward,meanq
+  dqnviz plot reports/*.csv                    every run in reports/
   dqnviz plot reports/breakout.csv --png        also write reports/breakout.png
 """
 
@@ -31,7 +34,9 @@ def run(args) -> int:
     from pathlib import Path
 
     from dqnviz.errors import UserError
-    from dqnviz.report.plot import check_fields, default_output, parse_fields, read_stats, render_page, write_png
+    from dqnviz.report.plot import (
+        ScoresCSV, check_fields, default_output, parse_fields, read_stats, render_page, write_png,
+    )
     from dqnviz.report.render import write_html
     from dqnviz.snapshot import check_writable
 
@@ -43,7 +48,19 @@ def run(args) -> int:
             csvs.append(path)
     if len(csvs) < len(args.csv):
         print(f"dqnviz plot: {len(args.csv) - len(csvs)} CSV file(s) given twice, drawn once", file=sys.stderr)
-    runs = [read_stats(path) for path in csvs]
+    runs, scores = [], []
+    for path in csvs:
+        try:
+            runs.append(read_stats(path))
+        except ScoresCSV as error:  # reports/*.csv also matches the score lists of dqnviz test
+            scores.append((path, error))
+    if not runs:
+        raise scores[0][1]
+    if scores:
+        print(f"dqnviz plot: left out {len(scores)} CSV {'file' if len(scores) == 1 else 'files'} of dqnviz test "
+              f"game scores (episode, score, …), not training statistics: "
+              f"{', '.join(path for path, _ in scores[:3])}{', …' if len(scores) > 3 else ''}", file=sys.stderr)
+        csvs = [run.path for run in runs]
     for run in runs:
         if run.unreadable:
             (line, column, text), more = run.unreadable[0], len(run.unreadable) - 1

@@ -46,6 +46,7 @@ class Played:
     conv: list  # conv layer names
     shapes: dict  # layer name -> output shape (without batch)
     kernels: dict  # conv layer name -> kernel shape
+    ended: bool = True  # the last game ended (False: --max-steps cut it, its score is a score so far)
 
     @property
     def name(self):
@@ -239,6 +240,14 @@ def frame_labels(history: int) -> list:
     return [f"t-{history - 1 - t}" if t < history - 1 else "t" for t in range(history)]
 
 
+def _game_over(env) -> bool:
+    """Whether the environment's current game has ended (True where it cannot tell)."""
+    try:
+        return bool(env.ale.game_over())
+    except AttributeError:
+        return True
+
+
 def _int(value):
     value = np.asarray(value).ravel()
     return int(value[0])
@@ -265,7 +274,9 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
         if len(record.states) == 0:
             raise UserError(f"{snapshot.name}: no states were played; raise --max-steps")
         conv, shapes, kernels = layer_facts(snapshot.model)
-        played.append(Played(snapshot, record.states, [float(s) for s in record.scores], conv, shapes, kernels))
+        ended = not (max_steps and len(record.states) >= max_steps) or _game_over(env)
+        played.append(Played(snapshot, record.states, [float(s) for s in record.scores], conv, shapes, kernels,
+                             ended=ended))
     timings["play"] = time.perf_counter() - t0
 
     conv_layers, skipped_conv = _common_layers(played, "conv")
@@ -458,6 +469,24 @@ def _layout(**extra):
     return base
 
 
+LEGEND_ROW = 22  # px per legend entry under a chart
+# pairs of snapshots (CKA, filter matching): colours that are not the snapshots' own
+PAIR_COLOURS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
+
+
+def _legend_below(entries: int, height: int) -> dict:
+    """``height``, ``margin`` and ``legend`` of a chart ``height`` px tall (plus room for its legend)
+    whose legend of ``entries`` lines sits under the x axis title: above the plot, a legend of long
+    pair names wrapped down over the lines (and the modebar sits there)."""
+    if entries <= 1:
+        return dict(height=height)
+    bottom = 40 + 30 + LEGEND_ROW * entries
+    height += 30 + LEGEND_ROW * entries
+    plot = height - 36 - 28 - bottom  # 28: the modebar strip that _plotly.js.j2 adds on top
+    return dict(height=height, margin=dict(l=50, r=10, t=36, b=bottom),
+                legend=dict(orientation="v", x=0, xanchor="left", yanchor="top", y=-60 / plot, tracegroupgap=0))
+
+
 def _label(p) -> str:
     return f"{p.name} ({p.meta.get('game', '?')}, epoch {p.meta.get('epoch', '?')})"
 
@@ -478,6 +507,7 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
                           "actions": int(p.model.output_shape[-1]), "dueling": bool(p.meta.get("config", {}).get("dueling"))
                           if isinstance(p.meta.get("config"), dict) else "dueling" in p.model.name,
                           "states": int(len(p.states)), "scores": p.scores, "test_score": score.get("average"),
+                          "cut": not p.ended,
                           "colour": PALETTE[i % len(PALETTE)], "network": p.model.name})
 
     state_keys = {}
@@ -525,6 +555,9 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
             fig.add_bar(name=p.name, x=frames, y=share.round(2), marker_color=PALETTE[i % len(PALETTE)],
                         customdata=energy, hovertemplate=f"{p.name}<br>frame %{{x}}: %{{y:.1f}}% of the energy"
                                                          "<br>Σ w² = %{customdata:.4g}<extra></extra>")
+        fig.add_hline(y=100 / history, line=dict(color="#56606b", dash="dot", width=1),
+                      annotation=dict(text=f"even share {100 / history:.3g}%", font=dict(size=11, color="#56606b")),
+                      annotation_position="top left")
         fig.update_layout(**_layout(barmode="group", height=340, yaxis_title="share of first-layer Σw² (%)",
                                     xaxis_title="input frame (t = newest)"))
         figures["fig-lean"] = script_json(fig)
@@ -539,22 +572,27 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
                         y=[round(data.fields[l][i]["size"], 1) for l in data.conv_layers],
                         marker_color=PALETTE[i % len(PALETTE)],
                         hovertemplate=f"{p.name}<br>%{{x}}: effective %{{y}} px<extra></extra>")
-        fig.update_layout(**_layout(barmode="group", height=360, yaxis_title="side of the square (input pixels)"))
+        fig.update_layout(**_layout(barmode="group", height=360, yaxis_title="side of the square (input pixels)",
+                                    xaxis_title="conv layer"))
         figures["fig-erf"] = script_json(fig)
 
     cka_rows = []
     if data.cka:
         fig = go.Figure()
         for k, (i, j) in enumerate(data.pairs):
+            # a colour per pair (two pairs on one snapshot's states must not look alike), the line
+            # style tells whose states: solid the first snapshot's, dashed the second's
+            colour = PAIR_COLOURS[k % len(PAIR_COLOURS)]
             for owner in dict.fromkeys((i, j)):
                 entries = [c for c in data.cka if c["a"] == i and c["b"] == j and c["on"] == owner]
                 label = f"{names[i]} vs {names[j]} on {played[owner].meta.get('game', '?')} states ({names[owner]})"
                 fig.add_scatter(x=[e["layer"] for e in entries], y=[_finite(e["value"]) for e in entries],
-                                mode="lines+markers", name=label,
-                                line=dict(color=PALETTE[owner % len(PALETTE)], dash="solid" if owner == i else "dash"),
+                                mode="lines+markers", name=label, marker=dict(symbol="circle" if owner == i else "square"),
+                                line=dict(color=colour, dash="solid" if owner == i else "dash"),
                                 hovertemplate=label + "<br>%{x}: CKA %{y:.3f}<extra></extra>")
                 cka_rows.append({"label": label, "values": {e["layer"]: e["value"] for e in entries}})
-        fig.update_layout(**_layout(height=360, yaxis=dict(title="linear CKA", range=[0, 1.02]), xaxis_title="layer"))
+        fig.update_layout(**_layout(yaxis=dict(title="linear CKA", range=[0, 1.02]), xaxis_title="layer",
+                                    **_legend_below(len(fig.data), 340)))
         figures["fig-cka"] = script_json(fig)
 
     shared = {(x["a"], x["b"]): x for x in data.shared_start}
@@ -567,8 +605,9 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
 
     # how far each network moved from its initial weights, and how alike the moves of a shared start are
     kernel_layers = [layer.name for layer in played[0].model.layers if layer.weights]
-    movement_layers = [name for name in kernel_layers
-                       if all(name in start.movement for start in data.start if start.movement)]
+    measured = [start for start in data.start if start.movement]
+    movement_layers = [name for name in kernel_layers  # none when no snapshot was measured
+                       if measured and all(name in start.movement for start in measured)]
     start_rows = [{"snapshot": names[i], "seed": start.seed, "backend": start.backend, "reason": start.reason,
                    "movement": start.movement} for i, start in enumerate(data.start)]
     shared_rows = [{"a": names[x["a"]], "b": names[x["b"]], "seed": x["seed"], "backend": x["backend"],
@@ -580,9 +619,17 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
             # plotly's bins are [start, start + size): a similarity of exactly 1 (a filter matched to
             # itself) would fall past the axis and vanish, so it is counted in the last bin, [0.95, 1)
             fig.add_histogram(x=np.minimum(np.round(m["similarities"], 4), 0.9999), name=f"{names[m['a']]} vs {names[m['b']]}",
-                              xbins=dict(start=-1, end=1, size=0.05), opacity=0.75)
-        fig.update_layout(**_layout(barmode="overlay", height=300, xaxis=dict(title="cosine similarity of matched filters",
-                                                                          range=[-1, 1]), yaxis_title="filters"))
+                              xbins=dict(start=-1, end=1, size=0.05),
+                              marker_color=PAIR_COLOURS[len(fig.data) % len(PAIR_COLOURS)])
+        chance = data.baseline.get("random")
+        if chance is not None and np.isfinite(chance):  # where unrelated filters land: the chance level
+            fig.add_vline(x=float(chance), line=dict(color="#56606b", dash="dot", width=1.5),
+                          annotation=dict(text=f"random vs random {chance:.2f}", font=dict(size=11, color="#56606b")),
+                          annotation_position="top left")
+        # side by side, not overlaid: an overlaid pair's bars hid the shorter bars behind them
+        fig.update_layout(**_layout(barmode="group", bargap=0.05,
+                                    xaxis=dict(title="cosine similarity of matched filters", range=[-1, 1]),
+                                    yaxis_title="filters", **_legend_below(len(data.matching), 300)))
         figures["fig-match"] = script_json(fig)
 
     pattern_rows = []

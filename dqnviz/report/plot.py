@@ -37,8 +37,21 @@ TITLES = {
 
 # one colour per phase for a single run; one colour per run (phases by dash) for several runs
 PHASE_COLOURS = {"random": "#7f7f7f", "train": "#1f77b4", "test": "#d62728"}
-RUN_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+RUN_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
+               "#bcbd22", "#7f7f7f"]
+# past len(RUN_COLOURS) runs the colours repeat: the markers' shape tells those runs apart
+RUN_SYMBOLS = ["circle", "square", "diamond", "triangle-up", "x", "star"]
 PHASE_DASH = {"random": "dot", "train": "dash", "test": "solid"}
+
+
+def run_style(number: int) -> tuple[str, str]:
+    """``(colour, marker symbol)`` of run ``number``: no two runs (up to 60) share both."""
+    return RUN_COLOURS[number % len(RUN_COLOURS)], RUN_SYMBOLS[(number // len(RUN_COLOURS)) % len(RUN_SYMBOLS)]
+
+
+class ScoresCSV(UserError):
+    """The CSV is a ``dqnviz test`` score list (episode, score, …), which sits beside the statistics
+    in reports/: a glob such as ``reports/*.csv`` picks it up, and the command leaves it out."""
 
 
 @dataclass
@@ -53,13 +66,31 @@ class Run:
     # run's meanq): drawn as gaps, and reported by the command
     unreadable: list = dataclasses.field(default_factory=list)
 
-    def series(self, phase: str, field: str) -> tuple[list, list]:
-        """(epochs, values) of ``field`` for the rows of ``phase``, in epoch order."""
-        points = []
-        for row in self.rows:
-            if row["phase"] == phase:
-                points.append((_number(row["epoch"]), _number(row.get(field))))
+    def _points(self, phase: str, field: str) -> list:
+        """``(epoch, value, total_train_steps)`` of the ``phase`` rows, in epoch order (NaN: a gap)."""
+        points = [(_number(row["epoch"]), _number(row.get(field)), _number(row.get("total_train_steps")))
+                  for row in self.rows if row["phase"] == phase and not _no_game_ended(row, field)]
         points.sort(key=lambda p: (math.isnan(p[0]), p[0]))
+        return points
+
+    def series(self, phase: str, field: str) -> tuple[list, list]:
+        """(epochs, values) of ``field`` for the rows of ``phase``, in epoch order.
+
+        A game score of a row in which no game ended is the running score of an unfinished game,
+        not a game's score: it is left out here (the line joins the phases around it), and
+        :meth:`unfinished` gives it.
+        """
+        points = self._points(phase, field)
+        return [p[0] for p in points], [p[1] for p in points]
+
+    def steps_done(self, phase: str, field: str) -> list:
+        """``total_train_steps`` of the points of :meth:`series` (NaN where the CSV has none)."""
+        return [p[2] for p in self._points(phase, field)]
+
+    def unfinished(self, phase: str, field: str) -> tuple[list, list]:
+        """(epochs, running scores) of the ``phase`` rows of a game-score ``field`` in which no game ended."""
+        points = sorted((_number(row["epoch"]), _number(row.get(field))) for row in self.rows
+                        if row["phase"] == phase and _no_game_ended(row, field))
         return [p[0] for p in points], [p[1] for p in points]
 
     def baseline(self, field: str) -> float | None:
@@ -73,6 +104,11 @@ class Run:
             return None  # no random game ended: the row holds running scores, not a game's score
         value = _number(row.get(field))
         return None if math.isnan(value) else value
+
+
+def _no_game_ended(row: dict, field: str) -> bool:
+    """A game-score ``field`` of a row whose ``nr_games`` is 0: the trainer wrote the score so far."""
+    return field in GAME_SCORE_FIELDS and _number(row.get("nr_games")) == 0
 
 
 def _number(text) -> float:
@@ -109,6 +145,9 @@ def read_stats(path) -> Run:
         raise UserError(f"{path} is empty: expected a header line with {', '.join(COLUMNS[:3])}, … and one row per phase")
     header = [cell.strip() for cell in header]
     missing = [column for column in ("epoch", "phase") if column not in header]
+    if missing and {"episode", "score"} <= set(header):
+        raise ScoresCSV(f"{path} holds the game scores that dqnviz test writes (columns {', '.join(header)}), "
+                        "not training statistics: dqnviz plot draws the reports/<run>.csv of dqnviz train")
     if missing:
         raise UserError(f"{path} lacks the {plural('column', len(missing))} {', '.join(missing)} "
                         f"(has: {', '.join(header)}); is it a statistics CSV from dqnviz train?")
@@ -167,21 +206,50 @@ def default_output(paths: list) -> Path:
 LEARNING_ONLY = {"meancost"}
 
 
-def build_figure(runs: list, fields: list):
-    """A plotly figure: one subplot per field (two columns when there are more than two)."""
+def _same_values(a: list, b: list) -> bool:
+    """Equal lists of numbers, NaN equal to NaN, with at least one number."""
+    return len(a) == len(b) and any(v == v for v in a) and all(x == y or (x != x and y != y) for x, y in zip(a, b))
+
+
+def _empty_note(field: str, runs: list) -> str:
+    if field in LEARNING_ONLY and not any(r["phase"] == "train" for run in runs for r in run.rows):
+        return f"no train phase yet: {field} is measured only while the agent learns"
+    return f"nothing to draw: no row has a number in {field}"
+
+
+# Below this plot width (px) the page lays the charts out in one column, with the legend under them.
+NARROW_WIDTH = 1000
+LEGEND_ROW = 21  # px per entry of the vertical legend
+MODEBAR_ROOM = 28  # px that templates/_plotly.js.j2 adds to the top margin of a figure with a legend
+
+
+def build_figure(runs: list, fields: list, columns: int | None = None):
+    """A plotly figure: one subplot per field (two columns when there are more than two, unless
+    ``columns`` says; ``columns=1`` is the page's narrow layout, with the legend under the charts)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    columns = 1 if len(fields) <= 2 else 2
+    narrow = columns == 1  # asked for: the narrow layout, whatever the number of fields
+    columns = columns or (1 if len(fields) <= 2 else 2)
     rows = math.ceil(len(fields) / columns)
     titles = [f"{field} · {TITLES[field]}" if field in TITLES else field for field in fields]
-    figure = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.08,
-                           vertical_spacing=min(0.18, 0.5 / rows) if rows > 1 else 0.1)
+    figure = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.12,
+                           vertical_spacing=min(0.18, (0.3 if narrow else 0.5) / rows) if rows > 1 else 0.1)
+    for annotation in figure.layout.annotations:  # the subplot titles: long ones must fit a column
+        annotation.font = dict(size=14)
     several = len(runs) > 1
+    shown = set()  # legend groups with an entry: each once, from whichever chart draws it first
+
+    def legend(group):
+        first = group not in shown
+        shown.add(group)
+        return first
+
     for index, field in enumerate(fields):
         row, col = index // columns + 1, index % columns + 1
+        traces = 0
         for number, run in enumerate(runs):
-            colour = RUN_COLOURS[number % len(RUN_COLOURS)]
+            colour, symbol = run_style(number)
             epochs = [_number(r["epoch"]) for r in run.rows]
             epochs = [e for e in epochs if not math.isnan(e)]
             first, last = (min(epochs), max(epochs)) if epochs else (0, 1)
@@ -191,29 +259,77 @@ def build_figure(runs: list, fields: list):
             if baseline is not None:
                 figure.add_trace(go.Scatter(
                     x=[first, last], y=[baseline, baseline], mode="lines", name=f"{prefix}random",
-                    legendgroup=f"{run.name}-random", showlegend=index == 0,
+                    legendgroup=f"{run.name}-random", showlegend=legend(f"{run.name}-random"),
                     line=dict(color=colour if several else PHASE_COLOURS["random"], dash=PHASE_DASH["random"], width=1.5),
                     hovertemplate=f"{prefix}random baseline (epoch 0)<br>{field} = %{{y:.4g}}<extra></extra>",
                 ), row=row, col=col)
-            for phase in ("train",) if field in LEARNING_ONLY else ("train", "test"):
-                x, y = run.series(phase, field)
-                if not x:
+                traces += 1
+            phases = ("train",) if field in LEARNING_ONLY else ("train", "test")
+            series = {phase: run.series(phase, field) for phase in phases}
+            # meanq (measured after each phase, and the test phase does not learn) and the counters
+            # repeat the train row's value in the test row: a test line would hide the train line
+            merged = len(phases) == 2 and all(series[p][0] for p in phases) and series["train"][0] == series["test"][0] \
+                and _same_values(series["train"][1], series["test"][1])
+            for phase in phases:
+                x, y = series[phase]
+                if merged and phase == "test":
                     continue
-                figure.add_trace(go.Scatter(
-                    x=x, y=y, mode="lines+markers", name=f"{prefix}{phase}", legendgroup=f"{run.name}-{phase}",
-                    showlegend=index == 0, marker=dict(size=5),
-                    line=dict(color=colour if several else PHASE_COLOURS[phase],
-                              dash=PHASE_DASH[phase] if several else "solid", width=2),
-                    hovertemplate=f"{prefix}{phase} epoch %{{x}}<br>{field} = %{{y:.4g}}<extra></extra>",
-                ), row=row, col=col)
+                label = "train = test" if merged else phase
+                if x and any(v == v for v in y):
+                    steps = run.steps_done(phase, field)
+                    figure.add_trace(go.Scatter(
+                        x=x, y=y, mode="lines+markers", name=f"{prefix}{phase}", legendgroup=f"{run.name}-{phase}",
+                        customdata=steps,
+                        showlegend=legend(f"{run.name}-{phase}"), marker=dict(size=5, symbol=symbol),
+                        line=dict(color=colour if several else PHASE_COLOURS[phase],
+                                  dash=PHASE_DASH[phase] if several else "solid", width=2),
+                        hovertemplate=f"{prefix}{label} epoch %{{x}}<br>{field} = %{{y:.4g}}"
+                                      + ("<br>after %{customdata:,.0f} training steps" if any(v == v for v in steps) else "")
+                                      + "<extra></extra>",
+                    ), row=row, col=col)
+                    traces += 1
+                ux, uy = run.unfinished(phase, field)
+                if ux:
+                    group = f"{run.name}-{phase}-unfinished"
+                    figure.add_trace(go.Scatter(
+                        x=ux, y=uy, mode="markers", name=f"{prefix}{phase}: no game ended (score so far)",
+                        legendgroup=group, showlegend=legend(group),
+                        marker=dict(size=7, symbol="circle-open", color=colour if several else PHASE_COLOURS[phase],
+                                    line=dict(width=1.5)),
+                        hovertemplate=f"{prefix}{phase} epoch %{{x}}: no game ended<br>score so far "
+                                      f"= %{{y:.4g}} (not a game's score)<extra></extra>",
+                    ), row=row, col=col)
+                    traces += 1
         span = max((max((_number(r["epoch"]) for r in run.rows), default=1) for run in runs), default=1)
         step = max(1, math.ceil(span / 10)) if not math.isnan(span) else 1
         figure.update_xaxes(title_text="epoch", tick0=0, dtick=step, row=row, col=col)
         figure.update_yaxes(title_text=field, row=row, col=col)
+        if not traces:  # an empty chart says why, rather than show a blank box
+            # in paper coordinates: plotly.js drops the axes of a subplot without traces, and with
+            # them any position given in those axes
+            axes = figure.get_subplot(row, col)
+            figure.add_annotation(text=_empty_note(field, runs), showarrow=False, font=dict(size=13, color="#56606b"),
+                                  xref="paper", yref="paper", x=sum(axes.xaxis.domain) / 2,
+                                  y=sum(axes.yaxis.domain) / 2)
+    entries = len(shown)
+    height, bottom = max(380, 330 * rows), 50
+    if narrow:
+        # under the charts: at this width a legend beside them would leave the charts no room
+        legend_rows = math.ceil(entries / 3)  # about three entries a row at these widths
+        height += LEGEND_ROW * legend_rows + 40
+        bottom = 50 + LEGEND_ROW * legend_rows + 40
+        # paper coordinates: 60 px under the last chart's axis (below its "epoch" title)
+        legend_layout = dict(orientation="h", x=0, xanchor="left", tracegroupgap=2, y=-60 / (height - 40 - MODEBAR_ROOM - bottom),
+                             yanchor="top")
+    else:
+        # beside the charts, from their top down: never under the modebar, however many runs; the
+        # figure is tall enough that no entry is scrolled out of sight
+        legend_layout = dict(orientation="v", x=1.01, xanchor="left", y=1, yanchor="top", tracegroupgap=2)
+        height = max(height, LEGEND_ROW * entries + 40 + MODEBAR_ROOM + bottom + 20)
     figure.update_layout(
-        height=max(380, 330 * rows), margin=dict(l=60, r=20, t=40, b=50), template="plotly_white",
-        # beside the charts, from their top down: never under the modebar, however many runs
-        legend=dict(orientation="v", x=1.01, xanchor="left", y=1, yanchor="top"), hovermode="closest",
+        height=height, margin=dict(l=60, r=20, t=40, b=bottom), template="plotly_white",
+        # always on, so the page makes room for the modebar above the charts even with one entry
+        showlegend=True, legend=legend_layout, hovermode="closest",
     )
     return figure
 
@@ -232,28 +348,61 @@ def _best_label(row: dict) -> str:
     return f"epoch {row['epoch']}, {int(games)} {plural('game', games)}"
 
 
-def build_context(runs: list, fields: list, figure) -> dict:
+def epoch_lengths(runs: list) -> list:
+    """``[(run name, agent steps of its train phase)]`` when the runs' epochs differ in length (by more
+    than 10%), else ``[]``: the same epoch of two such runs is not the same amount of training."""
+    lengths = []
+    for run in runs:
+        steps = sorted(_number(r.get("steps")) for r in run.rows if r["phase"] == "train")
+        steps = [v for v in steps if v == v]
+        if steps:
+            lengths.append((run.name, int(steps[len(steps) // 2])))
+    if len(lengths) < 2:
+        return []
+    values = [steps for _, steps in lengths]
+    return lengths if max(values) > 1.1 * min(values) else []
+
+
+def _best_test(run):
+    """The test row with the highest average score among those in which a game ended."""
+    if "average_reward" not in run.columns:
+        return None
+    tests = [r for r in run.rows if r["phase"] == "test" and not _no_game_ended(r, "average_reward")
+             and _number(r.get("average_reward")) == _number(r.get("average_reward"))]
+    return max(tests, key=lambda r: _number(r["average_reward"]), default=None)
+
+
+def build_context(runs: list, fields: list, figure, narrow=None) -> dict:
+    """The context of templates/plot.html.j2; ``narrow`` is the one-column figure (its layout is used
+    below :data:`NARROW_WIDTH`)."""
+    from plotly.io.json import to_json_plotly
+
     summaries = []
     for run in runs:
-        tests = [r for r in run.rows if r["phase"] == "test"]
-        best = max(tests, key=lambda r: _number(r.get("average_reward")), default=None) if "average_reward" in run.columns else None
+        best = _best_test(run)
+        randoms = [r for r in run.rows if r["phase"] == "random"]
         summaries.append({
             "name": run.name, "path": run.path, "rows": len(run.rows),
             "epochs": len({r["epoch"] for r in run.rows if r["phase"] != "random"}),
             "best": None if best is None else {"score": _number(best["average_reward"]), "label": _best_label(best),
                                                "few": _number(best.get("nr_games")) < FEW_GAMES},
             "baseline": run.baseline("average_reward") if "average_reward" in run.columns else None,
+            "no_random": not randoms,
         })
     title = "training statistics · " + ", ".join(run.name for run in runs)
+    unfinished = any(run.unfinished(phase, field)[0] for run in runs for phase in ("train", "test") for field in fields)
     return {"title": title, "runs": summaries, "fields": fields, "figure_json": script_json(figure),
-            "several": len(runs) > 1}
+            "narrow_layout_json": script_json(to_json_plotly((narrow or figure).layout.to_plotly_json())),
+            "narrow_width": NARROW_WIDTH, "several": len(runs) > 1, "epoch_lengths": epoch_lengths(runs),
+            "unfinished": unfinished}
 
 
 def render_page(runs: list, fields: list) -> tuple[str, object]:
     from dqnviz.report.render import render
 
     figure = build_figure(runs, fields)
-    return render("plot.html.j2", **build_context(runs, fields, figure)), figure
+    narrow = build_figure(runs, fields, columns=1)
+    return render("plot.html.j2", **build_context(runs, fields, figure, narrow)), figure
 
 
 def write_png(figure, path) -> tuple[Path | None, str]:
