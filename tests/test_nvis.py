@@ -138,6 +138,23 @@ def test_page_draws_and_zoom_is_linked(report):
         assert check.errors == [] and check.requests == []
 
 
+
+@pytest.mark.parametrize("width", [600, 400])
+def test_a_narrow_window_scrolls_no_part_of_the_page_sideways(report, width):
+    """A phone or a half screen: the saliency row's three images and Q bars shrink to fit instead
+    of widening the page (they were 3 × 230 px side by side), and the network table scrolls in
+    its own box."""
+    from browser import open_report
+
+    with open_report(report, width=width) as check:
+        page = check.page
+        page.evaluate("dqnvizDrawAll()")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        sizes = page.evaluate("""() => Array.from(document.querySelectorAll('.sal .imgs figure'))
+                                       .map(f => f.getBoundingClientRect().right)""")
+        assert sizes and max(sizes) <= width
+
+
 @pytest.mark.parametrize("args, message", [
     (["--layers", "conv9"], "unknown layer 'conv9'"),
     (["--layers", "fc"], "unknown layer 'fc'"),
