@@ -260,7 +260,8 @@ def test_the_same_csv_twice_is_drawn_once(tmp_path, capsys, monkeypatch):
     write_stats(tmp_path / "pong.csv")
     drawn = []
     original = plot.render_page
-    monkeypatch.setattr(plot, "render_page", lambda runs, fields: drawn.append([r.name for r in runs]) or original(runs, fields))
+    monkeypatch.setattr(plot, "render_page", lambda runs, fields, **options: drawn.append([r.name for r in runs])
+                        or original(runs, fields, **options))
     assert run_cli(["plot", "pong.csv", str(tmp_path / "pong.csv"), "./pong.csv", "--out", "p.html"]) == 0
     assert drawn == [["pong"]]
     assert "2 CSV file(s) given twice, drawn once" in capsys.readouterr().err
@@ -464,3 +465,131 @@ def test_epochs_of_different_lengths_are_pointed_out(tmp_path):
     assert "epochs differ in length" in text and "pong-h100 1,000,064" in text
     assert run_cli(["plot", short, write_stats(tmp_path / "again.csv"), "--out", str(out)]) == 0
     assert "epochs differ in length" not in out.read_text()
+
+
+def write_timed_stats(path, epochs=3, steps_per_epoch=50_000, seconds_per_epoch=400.0):
+    """A statistics CSV whose step counter and clock move as a run's do: the random phase at 0
+    steps, each test row after its train row in time. The test rows' total_train_steps are left
+    empty, so that only their epoch's train row can place them on a steps axis."""
+    path = write_stats(path, epochs=epochs)
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        epoch = int(row["epoch"])
+        if row["phase"] == "random":
+            row.update(total_train_steps="0", total_time="6.0")
+        elif row["phase"] == "train":
+            row.update(total_train_steps=str(epoch * steps_per_epoch), total_time=str(epoch * seconds_per_epoch))
+        else:
+            row.update(total_train_steps="", total_time=str(epoch * seconds_per_epoch + 30))
+    rows[-1].update(nr_games="0")  # the last test phase ended no game: an open circle
+    rewrite_stats(path, rows)
+    return path, rows
+
+
+@pytest.mark.parametrize("x", ["epoch", "steps", "minutes"])
+def test_x_axis_choice_places_every_point_at_its_column(tmp_path, x):
+    """--x epoch|steps|minutes: each point sits at its row's epoch, its epoch's train row's
+    total_train_steps (a test row learns nothing), or its row's total_time in minutes."""
+    from dqnviz.report.plot import X_AXES, build_figure, read_stats
+
+    path, rows = write_timed_stats(tmp_path / "pong.csv")
+    train_steps = {r["epoch"]: float(r["total_train_steps"]) for r in rows if r["phase"] == "train"}
+
+    def place(row):
+        if x == "epoch":
+            return float(row["epoch"])
+        if x == "minutes":
+            return float(row["total_time"]) / 60
+        return 0.0 if row["phase"] == "random" else train_steps[row["epoch"]]
+
+    trains = [r for r in rows if r["phase"] == "train"]
+    tests = [r for r in rows if r["phase"] == "test"]
+    figure = build_figure([read_stats(path)], ["average_reward", "meanq"], x=x)
+    traces = _traces(figure, 0)
+    assert list(traces["train"].x) == [place(r) for r in trains]
+    assert list(traces["test"].x) == [place(r) for r in tests[:-1]]
+    assert list(traces["test: no game ended (score so far)"].x) == [place(tests[-1])]
+    last = max(place(r) for r in rows)
+    assert list(traces["random"].x) == ([0, last] if x != "epoch" else [0, 3])
+    assert list(_traces(figure, 1)["test"].x) == [place(r) for r in tests]  # meanq: every test row
+    for axis in (figure.layout.xaxis, figure.layout.xaxis2):
+        assert axis.title.text == X_AXES[x]["title"]
+    assert X_AXES[x]["column"] in X_AXES[x]["title"] or x == "epoch"
+    # the hover says where a point is in all three terms, the x axis's first
+    test = traces["test"]
+    assert [list(d) for d in test.customdata] == [[float(r["epoch"]), train_steps[r["epoch"]],
+                                                   float(r["total_time"]) / 60] for r in tests[:-1]]
+    where = {"epoch": "epoch %{x}", "steps": "after %{x:,.0f} training steps",
+             "minutes": "%{x:,.1f} min into the run"}[x]
+    assert where in test.hovertemplate and where in traces["test: no game ended (score so far)"].hovertemplate
+
+
+def test_x_axis_titles_and_page_text_follow_the_choice(tmp_path):
+    import re
+
+    path, _ = write_timed_stats(tmp_path / "pong.csv")
+    texts, axes = {}, {}
+    for x in ("epoch", "steps", "minutes"):
+        out = tmp_path / f"{x}.html"
+        assert run_cli(["plot", path, "--x", x, "--out", str(out)]) == 0
+        html = out.read_text()
+        texts[x] = " ".join(re.sub(r"<script.*?</script>|<[^>]+>", " ", html, flags=re.S).split())
+        axes[x] = set(re.findall(r'"title":\{"text":"([^"]*)"\}', html))
+    assert "4 fields against epoch" in texts["epoch"] and "against the epoch" in texts["epoch"]
+    assert "4 fields against agent steps trained" in texts["steps"]
+    assert "against the agent steps trained so far" in texts["steps"] and "at 0 steps" in texts["steps"]
+    assert "4 fields against wall-clock minutes" in texts["minutes"]
+    assert "against the wall-clock minutes since the run started" in texts["minutes"]
+    assert "--x steps" in texts["minutes"]  # time is not training: where to compare by training
+    assert axes["epoch"] >= {"epoch"} and not any("minutes" in a or "steps" in a for a in axes["epoch"])
+    assert "agent steps trained (total_train_steps)" in axes["steps"] and "epoch" not in axes["steps"]
+    assert "minutes since the run started (wall clock, total_time)" in axes["minutes"] and "epoch" not in axes["minutes"]
+
+
+def test_epochs_of_different_lengths_suggest_steps_on_the_x_axis(tmp_path):
+    """By epoch, the note points to --x steps; by steps there is nothing to point out."""
+    import re
+
+    short, _ = write_timed_stats(tmp_path / "pong.csv")
+    long, _ = write_timed_stats(tmp_path / "pong-h100.csv", steps_per_epoch=1_000_064, seconds_per_epoch=300)
+    with open(long, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        row["steps"] = "1000064" if row["phase"] == "train" else row["steps"]
+    rewrite_stats(long, rows)
+    notes = {}
+    for x in ("epoch", "steps", "minutes"):
+        out = tmp_path / f"{x}.html"
+        assert run_cli(["plot", short, long, "--x", x, "--out", str(out)]) == 0
+        html = out.read_text()
+        text = " ".join(re.sub(r"<script.*?</script>|<[^>]+>", " ", html, flags=re.S).split())
+        notes[x] = "The runs' epochs differ in length" in text
+        assert notes[x] == ('class="note epoch-lengths"' in html)
+        if x == "epoch":
+            assert "pong-h100 1,000,064" in text and "dqnviz plot … --x steps" in text
+    assert notes == {"epoch": True, "steps": False, "minutes": False}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--x", "hours"], "dqnviz plot: error: --x: invalid choice: 'hours' (choose from"),
+    (["--x", "Steps"], "--x: invalid choice: 'Steps'"),
+    (["--x"], "--x: expected one argument"),
+])
+def test_a_bad_x_axis_is_a_one_line_usage_error(tmp_path, capsys, argv, message):
+    path, _ = write_timed_stats(tmp_path / "pong.csv")
+    out = tmp_path / "out.html"
+    assert run_cli(["plot", path, "--out", str(out), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+
+
+def test_an_x_axis_column_the_csv_lacks_is_a_clear_error(tmp_path, capsys):
+    path = write_stats(tmp_path / "old.csv", columns=[c for c in COLUMNS if c != "total_time"])
+    out = tmp_path / "out.html"
+    assert run_cli(["plot", path, "--x", "minutes", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--x minutes needs the column total_time" in err and "old.csv" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    assert run_cli(["plot", path, "--x", "steps", "--out", str(out)]) == 0  # it has total_train_steps

@@ -6,14 +6,17 @@ HELP = "training statistics (reports/<run>.csv) as interactive charts"
 
 DESCRIPTION = """\
 Plot the statistics CSV that `dqnviz train` writes (simple_dqn's columns) as one self-contained
-HTML page: one chart per field against epoch, each with the random baseline (epoch 0), the train
-phase and the test phase. Several CSVs are overlaid as separate runs, named by file. The game-score
-CSVs of `dqnviz test` (reports/*_test.csv) that a glob such as reports/*.csv also matches are left
-out, with a note.
+HTML page: one chart per field against epoch (or, with --x, agent steps trained or wall-clock
+minutes), each with the random baseline (epoch 0), the train phase and the test phase. Several CSVs
+are overlaid as separate runs, named by file. The game-score CSVs of `dqnviz test`
+(reports/*_test.csv) that a glob such as reports/*.csv also matches are left out, with a note.
 
   dqnviz plot reports/pong.csv
   dqnviz plot reports/pong.csv reports/pong_dueling.csv --fields average_reward,meanq
   dqnviz plot reports/*.csv                    every run in reports/
+  dqnviz plot reports/*.csv --x steps          at the same training, where the runs' epochs differ
+  dqnviz plot reports/pong.csv reports/pong-h100.csv --x minutes
+                                               a CPU run and a GPU run by wall-clock time
   dqnviz plot reports/breakout.csv --png        also write reports/breakout.png
 """
 
@@ -25,6 +28,9 @@ def add_arguments(parser) -> None:
                              "any CSV column can be named")
     parser.add_argument("--out", default=None, metavar="FILE",
                         help="HTML file to write (default: reports/<first csv name>.html)")
+    parser.add_argument("--x", choices=["epoch", "steps", "minutes"], default="epoch",
+                        help="the x axis: epoch (default), steps (agent steps trained so far, total_train_steps) "
+                             "or minutes (wall-clock minutes since the run started, total_time)")
     parser.add_argument("--png", action="store_true",
                         help="also write a static PNG next to the HTML (needs kaleido or playwright with Chromium)")
 
@@ -35,7 +41,7 @@ def run(args) -> int:
 
     from dqnviz.errors import UserError
     from dqnviz.report.plot import (
-        ScoresCSV, check_fields, default_output, parse_fields, read_stats, render_page, write_png,
+        ScoresCSV, check_fields, check_x, default_output, parse_fields, read_stats, render_page, write_png,
     )
     from dqnviz.report.render import write_html
     from dqnviz.snapshot import check_writable
@@ -71,11 +77,12 @@ def run(args) -> int:
         for run in runs:
             run.name = str(Path(run.path).with_suffix(""))
     check_fields(runs, fields)
+    check_x(runs, args.x)
     out = Path(args.out) if args.out else default_output(csvs)
     if out.exists() and out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name such as {out / 'plot.html'}")
     check_writable(out)
-    html, figure = render_page(runs, fields)
+    html, figure = render_page(runs, fields, x=args.x)
     write_html(out, html)
     print(f"wrote {out}")
     if args.png:

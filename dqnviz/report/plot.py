@@ -1,9 +1,10 @@
 """``dqnviz plot``: training statistics (simple_dqn's CSV columns) as interactive plotly charts.
 
 :func:`read_stats` reads and checks one statistics CSV, :func:`build_figure` draws one subplot per
-field against epoch with, per run, the random baseline (a horizontal line at epoch 0's ``random``
-row), the ``train`` phase and the ``test`` phase, as simple_dqn's ``plot.py`` did. :func:`write_png`
-tries the static renderers that exist on the machine.
+field against epoch (or agent steps trained, or wall-clock minutes: :data:`X_AXES`) with, per run,
+the random baseline (a horizontal line at epoch 0's ``random`` row), the ``train`` phase and the
+``test`` phase, as simple_dqn's ``plot.py`` did. :func:`write_png` tries the static renderers that
+exist on the machine.
 """
 
 from __future__ import annotations
@@ -44,6 +45,16 @@ RUN_SYMBOLS = ["circle", "square", "diamond", "triangle-up", "x", "star"]
 PHASE_DASH = {"random": "dot", "train": "dash", "test": "solid"}
 
 
+# What ``--x`` can put on the x axis: the column it reads, the axis title and the page's wording.
+X_AXES = {
+    "epoch": {"column": "epoch", "title": "epoch", "against": "epoch"},
+    "steps": {"column": "total_train_steps", "title": "agent steps trained (total_train_steps)",
+              "against": "agent steps trained"},
+    "minutes": {"column": "total_time", "title": "minutes since the run started (wall clock, total_time)",
+                "against": "wall-clock minutes"},
+}
+
+
 def run_style(number: int) -> tuple[str, str]:
     """``(colour, marker symbol)`` of run ``number``: no two runs (up to 60) share both."""
     return RUN_COLOURS[number % len(RUN_COLOURS)], RUN_SYMBOLS[(number // len(RUN_COLOURS)) % len(RUN_SYMBOLS)]
@@ -66,12 +77,36 @@ class Run:
     # run's meanq): drawn as gaps, and reported by the command
     unreadable: list = dataclasses.field(default_factory=list)
 
-    def _points(self, phase: str, field: str) -> list:
-        """``(epoch, value, total_train_steps)`` of the ``phase`` rows, in epoch order (NaN: a gap)."""
-        points = [(_number(row["epoch"]), _number(row.get(field)), _number(row.get("total_train_steps")))
-                  for row in self.rows if row["phase"] == phase and not _no_game_ended(row, field)]
+    def _points(self, phase: str, field: str, unfinished: bool = False) -> list:
+        """``(epoch, value, row)`` of the ``phase`` rows, in epoch order (NaN: a gap): those with a
+        game score (or the ones in which no game ended, with ``unfinished``)."""
+        points = [(_number(row["epoch"]), _number(row.get(field)), row)
+                  for row in self.rows if row["phase"] == phase and _no_game_ended(row, field) == unfinished]
         points.sort(key=lambda p: (math.isnan(p[0]), p[0]))
         return points
+
+    def position(self, row: dict, x: str = "epoch") -> float:
+        """Where ``row`` sits on an x axis of :data:`X_AXES` (NaN where the CSV has no number):
+        its epoch; the agent steps trained by the end of its epoch's train phase (a test row learns
+        nothing, so it sits at its train row's steps; the random phase, before any training, at 0);
+        or the wall-clock minutes since the run started, at the end of the row's phase."""
+        if x == "epoch":
+            return _number(row["epoch"])
+        if x == "minutes":
+            return _number(row.get("total_time")) / 60
+        if x != "steps":
+            raise ValueError(f"unknown x axis {x!r}")
+        if row["phase"] == "test":
+            for other in self.rows:
+                if other["phase"] == "train" and _number(other["epoch"]) == _number(row["epoch"]):
+                    steps = _number(other.get("total_train_steps"))
+                    if steps == steps:
+                        return steps
+        return _number(row.get("total_train_steps"))
+
+    def positions(self, phase: str, field: str, x: str = "epoch", unfinished: bool = False) -> list:
+        """The x values (see :meth:`position`) of the points of :meth:`series` (of :meth:`unfinished`)."""
+        return [self.position(p[2], x) for p in self._points(phase, field, unfinished)]
 
     def series(self, phase: str, field: str) -> tuple[list, list]:
         """(epochs, values) of ``field`` for the rows of ``phase``, in epoch order.
@@ -85,12 +120,16 @@ class Run:
 
     def steps_done(self, phase: str, field: str) -> list:
         """``total_train_steps`` of the points of :meth:`series` (NaN where the CSV has none)."""
-        return [p[2] for p in self._points(phase, field)]
+        return self.positions(phase, field, "steps")
+
+    def hover_data(self, phase: str, field: str, unfinished: bool = False) -> list:
+        """``[epoch, agent steps trained, minutes]`` of each point (NaN: not in the CSV), for the hover text."""
+        return [[p[0], self.position(p[2], "steps"), self.position(p[2], "minutes")]
+                for p in self._points(phase, field, unfinished)]
 
     def unfinished(self, phase: str, field: str) -> tuple[list, list]:
         """(epochs, running scores) of the ``phase`` rows of a game-score ``field`` in which no game ended."""
-        points = sorted((_number(row["epoch"]), _number(row.get(field))) for row in self.rows
-                        if row["phase"] == phase and _no_game_ended(row, field))
+        points = self._points(phase, field, unfinished=True)
         return [p[0] for p in points], [p[1] for p in points]
 
     def baseline(self, field: str) -> float | None:
@@ -194,6 +233,15 @@ def check_fields(runs: list, fields: list) -> None:
                             f"{run.path} has the columns {', '.join(known)}")
 
 
+def check_x(runs: list, x: str) -> None:
+    """``--x steps`` and ``--x minutes`` read a column that every run must have."""
+    column = X_AXES[x]["column"]
+    for run in runs:
+        if column not in run.columns:
+            raise UserError(f"--x {x} needs the column {column}, which {run.path} lacks; "
+                            f"plot it with --x epoch")
+
+
 def default_output(paths: list) -> Path:
     stem = Path(paths[0]).stem
     if len(paths) > 1:
@@ -223,9 +271,34 @@ LEGEND_ROW = 21  # px per entry of the vertical legend
 MODEBAR_ROOM = 28  # px that templates/_plotly.js.j2 adds to the top margin of a figure with a legend
 
 
-def build_figure(runs: list, fields: list, columns: int | None = None):
+# Hover lines that say where a point is, by the x axis: the x value itself, and the other two
+# (customdata: [epoch, agent steps trained, minutes], as Run.hover_data gives them)
+WHERE = {
+    "epoch": ("epoch %{x}", "after %{customdata[1]:,.0f} training steps, %{customdata[2]:,.1f} min"),
+    "steps": ("epoch %{customdata[0]}", "after %{x:,.0f} training steps, %{customdata[2]:,.1f} min"),
+    "minutes": ("epoch %{customdata[0]}", "%{x:,.1f} min into the run, after %{customdata[1]:,.0f} training steps"),
+}
+
+
+def _where(x: str, data: list) -> tuple[str, str]:
+    """The hover's "epoch …" and "after …" parts for points with ``data`` (Run.hover_data); the
+    "after" part is left out where the CSV has neither steps nor time, as in an older CSV."""
+    epoch, after = WHERE[x]
+    has_steps = any(d[1] == d[1] for d in data)
+    has_time = any(d[2] == d[2] for d in data)
+    if x == "epoch" and not has_time:
+        after = "after %{customdata[1]:,.0f} training steps" if has_steps else ""
+    elif x == "minutes" and not has_steps:
+        after = "%{x:,.1f} min into the run"
+    elif x == "steps" and not has_time:
+        after = "after %{x:,.0f} training steps"
+    return epoch, after
+
+
+def build_figure(runs: list, fields: list, columns: int | None = None, x: str = "epoch"):
     """A plotly figure: one subplot per field (two columns when there are more than two, unless
-    ``columns`` says; ``columns=1`` is the page's narrow layout, with the legend under the charts)."""
+    ``columns`` says; ``columns=1`` is the page's narrow layout, with the legend under the charts),
+    against ``x``, one of :data:`X_AXES`."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -250,9 +323,10 @@ def build_figure(runs: list, fields: list, columns: int | None = None):
         traces = 0
         for number, run in enumerate(runs):
             colour, symbol = run_style(number)
-            epochs = [_number(r["epoch"]) for r in run.rows]
-            epochs = [e for e in epochs if not math.isnan(e)]
-            first, last = (min(epochs), max(epochs)) if epochs else (0, 1)
+            # the random baseline spans the run: from its first epoch, or from 0 steps or minutes
+            places = [run.position(r, x) for r in run.rows]
+            places = [p for p in places if not math.isnan(p)] + ([] if x == "epoch" else [0])
+            first, last = (min(places), max(places)) if places else (0, 1)
             last = max(last, first + 1)
             prefix = f"{run.name} · " if several else ""
             baseline = None if field in LEARNING_ONLY else run.baseline(field)
@@ -271,38 +345,45 @@ def build_figure(runs: list, fields: list, columns: int | None = None):
             merged = len(phases) == 2 and all(series[p][0] for p in phases) and series["train"][0] == series["test"][0] \
                 and _same_values(series["train"][1], series["test"][1])
             for phase in phases:
-                x, y = series[phase]
+                epochs, y = series[phase]
                 if merged and phase == "test":
                     continue
                 label = "train = test" if merged else phase
-                if x and any(v == v for v in y):
-                    steps = run.steps_done(phase, field)
+                if epochs and any(v == v for v in y):
+                    data = run.hover_data(phase, field)
+                    epoch, after = _where(x, data)
                     figure.add_trace(go.Scatter(
-                        x=x, y=y, mode="lines+markers", name=f"{prefix}{phase}", legendgroup=f"{run.name}-{phase}",
-                        customdata=steps,
+                        x=run.positions(phase, field, x), y=y, mode="lines+markers", name=f"{prefix}{phase}",
+                        legendgroup=f"{run.name}-{phase}", customdata=data,
                         showlegend=legend(f"{run.name}-{phase}"), marker=dict(size=5, symbol=symbol),
                         line=dict(color=colour if several else PHASE_COLOURS[phase],
                                   dash=PHASE_DASH[phase] if several else "solid", width=2),
-                        hovertemplate=f"{prefix}{label} epoch %{{x}}<br>{field} = %{{y:.4g}}"
-                                      + ("<br>after %{customdata:,.0f} training steps" if any(v == v for v in steps) else "")
-                                      + "<extra></extra>",
+                        hovertemplate=f"{prefix}{label} {epoch}<br>{field} = %{{y:.4g}}"
+                                      + (f"<br>{after}" if after else "") + "<extra></extra>",
                     ), row=row, col=col)
                     traces += 1
                 ux, uy = run.unfinished(phase, field)
                 if ux:
                     group = f"{run.name}-{phase}-unfinished"
+                    data = run.hover_data(phase, field, unfinished=True)
+                    epoch, after = _where(x, data)
                     figure.add_trace(go.Scatter(
-                        x=ux, y=uy, mode="markers", name=f"{prefix}{phase}: no game ended (score so far)",
+                        x=run.positions(phase, field, x, unfinished=True), y=uy, mode="markers",
+                        name=f"{prefix}{phase}: no game ended (score so far)", customdata=data,
                         legendgroup=group, showlegend=legend(group),
                         marker=dict(size=7, symbol="circle-open", color=colour if several else PHASE_COLOURS[phase],
                                     line=dict(width=1.5)),
-                        hovertemplate=f"{prefix}{phase} epoch %{{x}}: no game ended<br>score so far "
-                                      f"= %{{y:.4g}} (not a game's score)<extra></extra>",
+                        hovertemplate=f"{prefix}{phase} {epoch}: no game ended<br>score so far "
+                                      f"= %{{y:.4g}} (not a game's score)" + (f"<br>{after}" if after else "")
+                                      + "<extra></extra>",
                     ), row=row, col=col)
                     traces += 1
-        span = max((max((_number(r["epoch"]) for r in run.rows), default=1) for run in runs), default=1)
-        step = max(1, math.ceil(span / 10)) if not math.isnan(span) else 1
-        figure.update_xaxes(title_text="epoch", tick0=0, dtick=step, row=row, col=col)
+        if x == "epoch":
+            span = max((max((_number(r["epoch"]) for r in run.rows), default=1) for run in runs), default=1)
+            step = max(1, math.ceil(span / 10)) if not math.isnan(span) else 1
+            figure.update_xaxes(title_text=X_AXES[x]["title"], tick0=0, dtick=step, row=row, col=col)
+        else:  # plotly's ticks: 500k, 1M, 1.5M steps; minutes from the run's start
+            figure.update_xaxes(title_text=X_AXES[x]["title"], rangemode="tozero", row=row, col=col)
         figure.update_yaxes(title_text=field, row=row, col=col)
         if not traces:  # an empty chart says why, rather than show a blank box
             # in paper coordinates: plotly.js drops the axes of a subplot without traces, and with
@@ -318,7 +399,7 @@ def build_figure(runs: list, fields: list, columns: int | None = None):
         legend_rows = math.ceil(entries / 3)  # about three entries a row at these widths
         height += LEGEND_ROW * legend_rows + 40
         bottom = 50 + LEGEND_ROW * legend_rows + 40
-        # paper coordinates: 60 px under the last chart's axis (below its "epoch" title)
+        # paper coordinates: 60 px under the last chart's axis (below its x axis title)
         legend_layout = dict(orientation="h", x=0, xanchor="left", tracegroupgap=2, y=-60 / (height - 40 - MODEBAR_ROOM - bottom),
                              yanchor="top")
     else:
@@ -372,9 +453,9 @@ def _best_test(run):
     return max(tests, key=lambda r: _number(r["average_reward"]), default=None)
 
 
-def build_context(runs: list, fields: list, figure, narrow=None) -> dict:
+def build_context(runs: list, fields: list, figure, narrow=None, x: str = "epoch") -> dict:
     """The context of templates/plot.html.j2; ``narrow`` is the one-column figure (its layout is used
-    below :data:`NARROW_WIDTH`)."""
+    below :data:`NARROW_WIDTH`); ``x`` the x axis the figures were drawn against."""
     from plotly.io.json import to_json_plotly
 
     summaries = []
@@ -393,16 +474,18 @@ def build_context(runs: list, fields: list, figure, narrow=None) -> dict:
     unfinished = any(run.unfinished(phase, field)[0] for run in runs for phase in ("train", "test") for field in fields)
     return {"title": title, "runs": summaries, "fields": fields, "figure_json": script_json(figure),
             "narrow_layout_json": script_json(to_json_plotly((narrow or figure).layout.to_plotly_json())),
-            "narrow_width": NARROW_WIDTH, "several": len(runs) > 1, "epoch_lengths": epoch_lengths(runs),
-            "unfinished": unfinished}
+            "narrow_width": NARROW_WIDTH, "several": len(runs) > 1,
+            # by steps the runs' epochs are not compared; by minutes the page points to --x steps itself
+            "epoch_lengths": epoch_lengths(runs) if x == "epoch" else [],
+            "unfinished": unfinished, "x": x, "against": X_AXES[x]["against"]}
 
 
-def render_page(runs: list, fields: list) -> tuple[str, object]:
+def render_page(runs: list, fields: list, x: str = "epoch") -> tuple[str, object]:
     from dqnviz.report.render import render
 
-    figure = build_figure(runs, fields)
-    narrow = build_figure(runs, fields, columns=1)
-    return render("plot.html.j2", **build_context(runs, fields, figure, narrow)), figure
+    figure = build_figure(runs, fields, x=x)
+    narrow = build_figure(runs, fields, columns=1, x=x)
+    return render("plot.html.j2", **build_context(runs, fields, figure, narrow, x=x)), figure
 
 
 def write_png(figure, path) -> tuple[Path | None, str]:
