@@ -17,7 +17,7 @@ are overlaid as separate runs, named by file. The game-score CSVs of `dqnviz tes
   dqnviz plot reports/*.csv --x steps          at the same training, where the runs' epochs differ
   dqnviz plot reports/pong.csv reports/pong-h100.csv --x minutes
                                                a CPU run and a GPU run by wall-clock time
-  dqnviz plot reports/breakout.csv --png        also write reports/breakout.png
+  dqnviz plot reports/breakout.csv --png       also write reports/breakout.png
 """
 
 
