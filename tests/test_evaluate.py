@@ -98,6 +98,16 @@ def test_a_csv_path_that_is_a_folder_is_refused_before_any_game(breakout_snapsho
     assert f"--csv {tmp_path} is a folder" in err and len(err.strip().splitlines()) == 1
 
 
+def test_an_empty_csv_name_is_refused_not_ignored(breakout_snapshot, capsys, monkeypatch):
+    import dqnviz.agent
+    from dqnviz.cli import main
+
+    monkeypatch.setattr(dqnviz.agent, "evaluate", lambda *a, **k: pytest.fail("a game was played"))
+    assert main(["test", breakout_snapshot, "--csv", "", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dqnviz test: error: --csv is empty") and len(err.splitlines()) == 1
+
+
 def test_one_game_is_one_game_with_one_seed(tmp_path, capsys):
     from conftest import make_snapshot
     from dqnviz.cli import main
@@ -106,3 +116,126 @@ def test_one_game_is_one_game_with_one_seed(tmp_path, capsys):
     assert main(["test", *paths, "--episodes", "1", "--max-frames", "200", "--seed", "4", "--quiet"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert "on the same 1 game (seed 4);" in last and "games" not in last and "4–4" not in last
+
+
+def _with_meta(source, target, change):
+    """A copy of the snapshot ``source`` at ``target`` whose dqnviz.json is ``change(meta)``."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(source) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members["dqnviz.json"] = json.dumps(change(json.loads(members["dqnviz.json"])))
+    with zipfile.ZipFile(target, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return str(target)
+
+
+def test_a_csv_that_names_a_snapshot_is_refused_and_the_snapshot_kept(tmp_path, capsys, monkeypatch):
+    """`dqnviz test --csv snapshots/pong_2?.keras`: the shell hands --csv the first snapshot, which
+    was overwritten by the CSV (a trained agent lost)."""
+    import shutil
+
+    import dqnviz.agent
+    from conftest import make_snapshot
+    from dqnviz.cli import main
+
+    first = make_snapshot(tmp_path / "breakout_1.keras", epoch=1)
+    second = tmp_path / "breakout_2.keras"
+    shutil.copy(first, second)
+    before = first.read_bytes()
+    monkeypatch.setattr(dqnviz.agent, "evaluate", lambda *a, **k: pytest.fail("a game was played"))
+    assert main(["test", "--csv", str(first), str(second), "--episodes", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--csv {first} is a snapshot" in err and len(err.splitlines()) == 1
+    assert first.read_bytes() == before
+    # A snapshot under another name is a zip archive, and refused too.
+    renamed = tmp_path / "agent.bak"
+    shutil.copy(first, renamed)
+    assert main(["test", str(second), "--csv", str(renamed), "--quiet"]) == 2
+    assert renamed.read_bytes() == before
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda meta: {k: v for k, v in meta.items() if k != "game"}, "does not name a game"),
+    (lambda meta: [], "does not name a game"),
+    (lambda meta: {**meta, "preprocessing": {**meta["preprocessing"], "history": 2}},
+     "the model takes 84×84×4 states but the snapshot's preprocessing makes 84×84×2"),
+    (lambda meta: {**meta, "preprocessing": "4 frames"}, "metadata (dqnviz.json) is damaged"),
+])
+@pytest.mark.parametrize("command", ["test", "record"])
+def test_damaged_metadata_is_one_line_not_a_traceback(breakout_snapshot, tmp_path, capfd, monkeypatch, change,
+                                                       message, command):
+    from dqnviz.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    path = _with_meta(breakout_snapshot, tmp_path / "edited.keras", change)
+    argv = ["test", path, "--episodes", "1", "--max-frames", "40", "--quiet"] if command == "test" else \
+        ["record", path, "--max-frames", "8", "--quiet"]
+    assert main(argv) == 2
+    err = capfd.readouterr().err.strip()
+    assert err.startswith(f"dqnviz {command}: error: {path}: ") and message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "reports").exists()
+
+
+def test_equal_averages_are_a_tie_not_a_best(breakout_snapshot, tmp_path, capsys):
+    import shutil
+
+    from dqnviz.cli import main
+
+    twin = tmp_path / "breakout_twin.keras"
+    shutil.copy(breakout_snapshot, twin)
+    assert main(["test", breakout_snapshot, str(twin), "--episodes", "2", "--max-frames", "200",
+                 "--epsilon", "0.5", "--quiet"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("best: tied between breakout_1 and breakout_twin, average "), last
+
+
+def test_a_snapshot_given_twice_is_tested_once(breakout_snapshot, tmp_path, capsys, monkeypatch):
+    from dqnviz.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["test", breakout_snapshot, "breakout_1.keras", "--episodes", "1", "--max-frames", "40"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip().splitlines() == [captured.out.strip()]  # one summary line, no "best"
+    assert captured.out.startswith("average ") and "given twice; testing it once" in captured.err
+
+
+def test_one_game_gives_no_standard_error(tmp_path, capsys):
+    """One game says nothing about the spread: a standard error of 0.0 would claim certainty."""
+    from conftest import make_snapshot
+    from dqnviz.cli import main
+
+    paths = [str(make_snapshot(tmp_path / f"breakout_{epoch}.keras", epoch=epoch, seed=epoch)) for epoch in (1, 2)]
+    assert main(["test", *paths, "--episodes", "1", "--max-frames", "120", "--quiet"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "no standard errors from a single game" in last and "standard errors:" not in last
+
+
+def test_the_numbers_printed_are_the_games_scores(breakout_snapshot, capsys, monkeypatch):
+    """Mean ± population std, min and max of the per-game scores, written as scores are written
+    (1976, not 1.98e+03), in the summary and in the progress line."""
+    import numpy as np
+
+    import dqnviz.agent
+    from dqnviz.cli import main
+
+    scores = [1976.0, 3.0, 21.0, 123456789.0]
+
+    def evaluate(model, make_env, episodes, epsilon, seed, parallel, progress):
+        results = []
+        for i, score in enumerate(scores[:episodes]):
+            results.append({"episode": i + 1, "score": score, "frames": 100})
+            progress(i + 1, score)
+        return results
+
+    monkeypatch.setattr(dqnviz.agent, "evaluate", evaluate)
+    assert main(["test", breakout_snapshot, "--episodes", "4"]) == 0
+    captured = capsys.readouterr()
+    values = np.array(scores)
+    assert captured.out.strip() == (f"average {values.mean():.1f} ± {values.std():.1f} over 4 episodes "
+                                    f"(min 3, max 123456789)")
+    progress = captured.err.strip().splitlines()[-1]
+    assert progress.startswith("testing breakout_1: 4/4 episodes") and "e+" not in progress, progress
+    assert f"last 123456789  average {values.mean():.1f}" in progress

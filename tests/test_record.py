@@ -125,6 +125,7 @@ def test_gradient_evaluator_gives_q_values_and_input_gradient(breakout_snapshot)
     (["--max-frames", "0"], "--max-frames"),
     (["--epsilon", "1.5"], "--epsilon"),
     (["--out", "x.avi"], ".mp4"),
+    (["--out", ""], "--out is empty"),  # not silently reports/<name>.mp4
 ])
 def test_bad_numbers_fail_before_anything_is_written(main, breakout_snapshot, tmp_path, capsys, monkeypatch, extra, message):
     monkeypatch.chdir(tmp_path)
@@ -196,3 +197,105 @@ def test_ctrl_c_in_the_middle_of_a_frame_leaves_no_video_and_no_ffmpeg_complaint
     err = capfd.readouterr().err
     assert err.strip() == "dqnviz record: interrupted", err
     assert not out.exists() and os.listdir(out.parent) == []
+
+
+class NullWriter:
+    frames = 0
+
+    def write(self, frame):
+        self.frames += 1
+
+
+def test_record_plays_the_games_that_test_plays(main, breakout_snapshot, tmp_path, capsys):
+    """Game i of `record --seed S` is episode i of `test --seed S` (emulator seed S+i-1, the same ε
+    draws), so a score in test's CSV can be watched; and the progress bar ends full at the frames
+    recorded, not at the games' cap."""
+    import re
+
+    from dqnviz.agent import env_for_snapshot, evaluate
+    from dqnviz.snapshot import load_snapshot
+
+    snapshot = load_snapshot(breakout_snapshot)
+    tested = evaluate(snapshot.model, lambda seed: env_for_snapshot(snapshot.meta, seed=seed), 2, 0.5, 3, parallel=2)
+    out = tmp_path / "games.mp4"
+    assert main(["record", breakout_snapshot, "--out", str(out), "--episodes", "2", "--epsilon", "0.5",
+                 "--seed", "3", "--scale", "1"]) == 0
+    captured = capsys.readouterr()
+    games = re.findall(r"game (\d): score (\S+) \(([\d,]+) frames, game over\)", captured.out)
+    assert [(int(i), float(score)) for i, score, _ in games] == [(r["episode"], r["score"]) for r in tested]
+    total = sum(int(frames.replace(",", "")) for *_, frames in games)
+    assert captured.err.strip().splitlines()[-1].startswith(f"record breakout_1: {total:,}/{total:,} frames")
+    assert len(read_video(out)[0]) == total
+
+
+def test_recorder_games_do_not_depend_on_what_played_before(breakout_snapshot):
+    from dqnviz.commands.record import Recorder
+    from dqnviz.snapshot import load_snapshot
+
+    snapshot = load_snapshot(breakout_snapshot)
+    both = Recorder(snapshot, epsilon=1.0, seed=11, max_frames=400)
+    both.play(2, NullWriter())
+    second = Recorder(snapshot, epsilon=1.0, seed=12, max_frames=400)
+    second.play(1, NullWriter())
+    assert both.game_frames[1] == second.game_frames[0] and both.scores[1] == second.scores[0]
+    again = Recorder(snapshot, epsilon=1.0, seed=11, max_frames=400)
+    again.play(1, NullWriter())
+    again.play(1, NullWriter())  # a second play() starts from game 1 again
+    assert again.game_frames == [both.game_frames[0]] * 2
+
+
+def test_a_frames_dir_with_another_recordings_frames_is_refused(main, breakout_snapshot, tmp_path, capsys):
+    """New frames would overwrite the first old ones and leave the rest: two recordings mixed."""
+    frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    (frames_dir / "frame_000099.png").write_bytes(b"old")
+    out = tmp_path / "v.mp4"
+    assert main(["record", breakout_snapshot, "--out", str(out), "--frames-dir", str(frames_dir),
+                 "--max-frames", "8", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--frames-dir {frames_dir} already holds frames" in err and len(err.splitlines()) == 1
+    assert not out.exists() and sorted(p.name for p in frames_dir.iterdir()) == ["frame_000099.png"]
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_failed_recording_leaves_no_frames(main, breakout_snapshot, tmp_path, capsys, monkeypatch, existing):
+    """Like the video, the PNGs go when the recording fails or is interrupted; a folder that was
+    there stays, with what it held."""
+    from dqnviz.commands import record
+
+    frames_dir = tmp_path / "frames" / "run1"
+    if existing:
+        frames_dir.mkdir(parents=True)
+        (frames_dir / "notes.txt").write_text("mine")
+    write = record.VideoWriter.write
+
+    def interrupted(self, frame):
+        if self.frames == 10:
+            raise KeyboardInterrupt
+        write(self, frame)
+
+    monkeypatch.setattr(record.VideoWriter, "write", interrupted)
+    out = tmp_path / "v.mp4"
+    assert main(["record", breakout_snapshot, "--out", str(out), "--frames-dir", str(frames_dir),
+                 "--max-frames", "40", "--scale", "1", "--quiet"]) == 130
+    assert not out.exists()
+    if existing:
+        assert sorted(p.name for p in frames_dir.iterdir()) == ["notes.txt"]
+    else:
+        assert not (tmp_path / "frames").exists()
+    assert capsys.readouterr().err.strip() == "dqnviz record: interrupted"
+
+
+def test_an_ffmpeg_failure_names_the_video_not_its_temporary_file(main, breakout_snapshot, tmp_path, capsys,
+                                                                   monkeypatch):
+    import imageio_ffmpeg
+
+    fake = tmp_path / "ffmpeg"
+    fake.write_text("#!/bin/sh\ncat > /dev/null\necho 'Error closing file: No space left on device' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", lambda: str(fake))
+    out = tmp_path / "videos" / "full.mp4"
+    assert main(["record", breakout_snapshot, "--out", str(out), "--max-frames", "8", "--scale", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"dqnviz record: error: ffmpeg could not write {out}: Error closing file: No space left on device"
+    assert os.listdir(out.parent) == []

@@ -12,10 +12,18 @@ DESCRIPTION = """\
 Play whole games (until game over, or --max-frames emulator frames a game) with an ε-greedy
 agent and write an H.264 MP4 at 60 fps showing every emulator frame, scaled up.
 
+Game i is the game that `dqnviz test` plays as its episode i with the same --seed (emulator seed
+S+i-1 and the same ε draws), so a score in its CSV can be watched: `--seed S --episodes i`. (Here
+--max-frames counts the frames recorded; test's also counts the no-op start.)
+
 With --saliency the chosen saliency map of the newest frame is drawn in colour over the game,
 and the Q-value of every action is shown beside it (the greedy action green, the action taken
 marked ▶). Gradient saliency costs one compiled forward+backward pass per agent step;
 perturbation saliency is far slower.
+
+The video is written only when the recording is complete: a failure or Ctrl-C leaves no video,
+and no PNGs from --frames-dir (which must not already hold frame_*.png files of another
+recording).
 
   dqnviz record snapshots/breakout_13.keras
   dqnviz record snapshots/pong_24.keras --saliency gradient --out reports/pong_saliency.mp4
@@ -23,25 +31,32 @@ perturbation saliency is far slower.
 
 FPS = 60
 PANEL_WIDTH = 232
+FRAME_GLOB = "frame_*.png"
 
 
 def add_arguments(parser) -> None:
     from dqnviz.commands.arguments import add_viewing_arguments, whole_number
 
-    parser.add_argument("snapshot", help="a .keras snapshot written by dqnviz train")
-    parser.add_argument("--out", help="the MP4 to write (default reports/<snapshot name>.mp4)")
+    parser.add_argument("snapshot", metavar="SNAPSHOT", help="a .keras snapshot written by dqnviz train")
+    parser.add_argument("--out", metavar="FILE", help="the MP4 to write, made atomically, with any missing folders "
+                                                      "(default reports/<snapshot name>.mp4)")
     add_viewing_arguments(parser, max_scale=4, default_scale=2, episodes_help="games to play, one after another",
                           scale_note=": 320×420")
     parser.add_argument("--saliency", choices=["gradient", "perturbation"],
                         help="draw this saliency map over the game, with Q-value bars beside it")
-    parser.add_argument("--frames-dir", metavar="DIR", help="also keep every frame as a PNG in DIR")
-    parser.add_argument("--quiet", action="store_true", help="no progress, only the final line")
+    parser.add_argument("--frames-dir", metavar="DIR", help="also keep every frame as a PNG in DIR "
+                                                            "(frame_000001.png, …; DIR must hold none yet)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar, only the lines that end the "
+                                                             "recording (each game's score, the file written)")
     parser.add_argument("--max-frames", type=whole_number(minimum=1), default=18_000, metavar="N",
                         help="emulator frames at most per game (default 18000 = 5 minutes)")
 
 
 def check_arguments(args) -> Path:
     """Check the output paths before anything is loaded or written (the parser checked the numbers)."""
+    if args.out is not None and not args.out.strip():
+        raise UserError("--out is empty; give a file name ending in .mp4, or leave --out out for "
+                        f"reports/{Path(args.snapshot).stem}.mp4")
     out = Path(args.out) if args.out else Path("reports") / f"{Path(args.snapshot).stem}.mp4"
     if out.suffix.lower() != ".mp4":
         raise UserError(f"--out must end in .mp4 (an H.264 MP4 is written), got {out}")
@@ -49,6 +64,10 @@ def check_arguments(args) -> Path:
         raise UserError(f"--out {out} is a folder; give a file name ending in .mp4")
     if args.frames_dir and Path(args.frames_dir).exists() and not Path(args.frames_dir).is_dir():
         raise UserError(f"--frames-dir {args.frames_dir} exists and is not a folder")
+    if args.frames_dir and Path(args.frames_dir).is_dir() and next(Path(args.frames_dir).glob(FRAME_GLOB), None):
+        # new frames would overwrite the first of them and leave the rest: two recordings mixed
+        raise UserError(f"--frames-dir {args.frames_dir} already holds frames ({FRAME_GLOB}) of another "
+                        f"recording; give an empty or new folder")
     from dqnviz.snapshot import check_writable
 
     check_writable(out)
@@ -76,15 +95,19 @@ def run(args) -> int:
     with Progress(f"record {snapshot.name}", total=total, unit="frames", enabled=not args.quiet) as progress:
         def on_frame(done, score):
             if done % 16 == 0:
-                progress.update(done, score=score)
+                game = min(len(recorder.scores) + 1, args.episodes)
+                progress.update(done, score=f"{score:g}", **({"game": f"{game}/{args.episodes}"} if args.episodes > 1 else {}))
 
         def write(tmp):
-            with VideoWriter(tmp, recorder.size, fps=FPS) as writer:
+            with VideoWriter(tmp, recorder.size, fps=FPS, name=out) as writer:
                 recorder.play(args.episodes, writer, frames_dir=frames_dir, on_frame=on_frame)
             _readable(tmp)
 
-        atomic_write(out, write, suffix=".mp4")
-        progress.update(recorder.frames_written, score=recorder.scores[-1] if recorder.scores else 0.0)
+        with _frames_removed_unless_done(frames_dir):
+            atomic_write(out, write, suffix=".mp4")
+        # Games end before their cap: the bar ends full at the frames recorded, not at the cap.
+        _finish(progress, recorder.frames_written)
+        progress.update(recorder.frames_written, score=f"{recorder.scores[-1]:g}" if recorder.scores else "0")
 
     for i, (score, frames) in enumerate(zip(recorder.scores, recorder.game_frames), 1):
         ended = "game over" if recorder.game_overs[i - 1] else f"cut off at {frames:,} frames"
@@ -97,6 +120,45 @@ def run(args) -> int:
     return 0
 
 
+class _frames_removed_unless_done:
+    """Around the recording: if it fails or is interrupted, remove the PNGs it wrote to
+    ``frames_dir`` (a frame may be half written) and the folders it made, as the video is."""
+
+    def __init__(self, frames_dir):
+        self.frames_dir = frames_dir
+        self.made = None
+        if frames_dir is not None:
+            folder = Path(frames_dir)
+            while not folder.exists() and folder != folder.parent:  # the topmost folder it will make
+                self.made, folder = folder, folder.parent
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        import shutil
+
+        if exc_type is None or self.frames_dir is None or not Path(self.frames_dir).is_dir():
+            return False
+        if self.made is not None:
+            shutil.rmtree(self.made, ignore_errors=True)
+        else:  # the folder was there (without frames, see check_arguments): take only ours
+            for frame in Path(self.frames_dir).glob(FRAME_GLOB):
+                try:
+                    frame.unlink()
+                except OSError:
+                    pass
+        return False
+
+
+def _finish(progress, done) -> None:
+    """Set the bar's total to ``done`` (the games ended before their caps)."""
+    progress.total = max(int(done), 1)
+    rich = getattr(progress, "_rich", None)
+    if progress.fancy and rich is not None:
+        rich.update(progress._task, total=progress.total)
+
+
 class VideoWriter:
     """H.264 (yuv420p) MP4 through imageio-ffmpeg's bundled ffmpeg; ``write(rgb uint8)`` per frame.
 
@@ -106,11 +168,12 @@ class VideoWriter:
     ffmpeg's own messages are kept and become the error if it fails.
     """
 
-    def __init__(self, path, size, fps=FPS, crf=18, preset="veryfast"):
+    def __init__(self, path, size, fps=FPS, crf=18, preset="veryfast", name=None):
         width, height = size
         if width % 2 or height % 2:
             raise ValueError(f"H.264 needs even frame sizes, got {width}×{height}")
         self.path, self.size, self.fps = str(path), (int(width), int(height)), fps
+        self.name = str(name if name is not None else path)  # what messages call it (not a temporary file)
         self.crf, self.preset = crf, preset
         self._process = None
         self._log = None
@@ -145,7 +208,7 @@ class VideoWriter:
             self._process.stdin.write(np.ascontiguousarray(frame, np.uint8).data)
         except BrokenPipeError:  # ffmpeg has quit: say why, not "Broken pipe"
             self._process.wait()
-            raise UserError(f"ffmpeg stopped after {self.frames} frames of {self.path}: "
+            raise UserError(f"ffmpeg stopped after {self.frames} frames of {self.name}: "
                             f"{self._ffmpeg_said(self._process)}") from None
         self.frames += 1
 
@@ -165,7 +228,7 @@ class VideoWriter:
                 except BrokenPipeError:
                     pass  # ffmpeg quit early: its exit status says so
                 if process.wait() != 0:
-                    raise UserError(f"ffmpeg could not write {self.path}: {self._ffmpeg_said(process)}")
+                    raise UserError(f"ffmpeg could not write {self.name}: {self._ffmpeg_said(process)}")
         finally:
             if process.poll() is None:  # leaving on an error or Ctrl-C, here or in the block
                 process.kill()
@@ -189,23 +252,30 @@ class Recorder:
                  panel_width=PANEL_WIDTH):
         import numpy as np
 
-        from dqnviz.agent import env_for_snapshot
-        from dqnviz.viewer import Evaluator, FrameEnv, Panel, even
+        from dqnviz.viewer import Evaluator, Panel, even
 
         self.snapshot, self.saliency, self.epsilon = snapshot, saliency, epsilon
-        self.scale, self.max_frames = scale, max_frames
-        self.rng = np.random.default_rng(seed)
-        # The ALE's own cap counts the no-op start too; ours counts recorded frames only.
-        self.env = FrameEnv.capture(env_for_snapshot(snapshot.meta, seed, max_frames_per_episode=max_frames + 200))
+        self.scale, self.max_frames, self.seed = scale, max_frames, seed
+        self.env = self._game_env(0)  # game 1's, made now to check the snapshot against its game
+        self.rng = np.random.default_rng([seed, 0])
+        self._fresh = True  # self.env and self.rng have not played yet
         self.evaluator = Evaluator(snapshot.model, saliency)
-        if self.evaluator.num_actions != self.env.num_actions:
-            raise UserError(f"{snapshot.path}: the model has {self.evaluator.num_actions} outputs but "
-                            f"{self.env.rom.name} has {self.env.num_actions} actions")
         height, width = 210 * scale, 160 * scale
         self.panel = Panel(height, even(panel_width), self.env.action_names) if saliency else None
         self.size = (width + (self.panel.width if self.panel else 0), height)
         self.scores, self.game_frames, self.game_overs = [], [], []
         self.frames_written = 0
+
+    def _game_env(self, game: int):
+        """Game ``game``'s (from 0) environment: emulator seed S+game, as ``dqnviz test`` plays it.
+
+        The ALE's own cap counts the no-op start too; ours counts recorded frames only."""
+        from dqnviz.commands.test import checked_env
+        from dqnviz.viewer import FrameEnv
+
+        path = self.snapshot.path or self.snapshot.name
+        return FrameEnv.capture(checked_env(path, self.snapshot, self.seed + game,
+                                            max_frames_per_episode=self.max_frames + 200))
 
     def play(self, episodes, writer, frames_dir=None, on_frame=None) -> None:
         from dqnviz.viewer import one_blas_thread
@@ -214,6 +284,8 @@ class Recorder:
             self._play(episodes, writer, frames_dir, on_frame)
 
     def _play(self, episodes, writer, frames_dir, on_frame) -> None:
+        import numpy as np
+
         from dqnviz.agent import epsilon_greedy
         from dqnviz.viewer import blend, compose, glyph, saliency_layer, scale_screen
 
@@ -222,8 +294,13 @@ class Recorder:
                 frames_dir.mkdir(parents=True, exist_ok=True)
             except OSError as error:  # a UserError, so atomic_write does not blame the video
                 raise UserError(f"cannot write --frames-dir {frames_dir}: {error.strerror or error}") from None
-        env = self.env
         for game in range(episodes):
+            # Each game its own emulator seed and ε stream, as in dqnviz test (agent.evaluate).
+            if game > 0 or not self._fresh:
+                self.env = self._game_env(game)
+                self.rng = np.random.default_rng([self.seed, game])
+            self._fresh = False
+            env = self.env
             state = env.reset()
             has_lives = env.lives > 0
             frames, score = 0, 0.0

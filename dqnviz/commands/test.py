@@ -8,11 +8,17 @@ Evaluate a snapshot as in Mnih et al. (2015): 30 episodes with ε = 0.05, up to 
 no-op starts, a lost life is not the end, and a cap of 18,000 frames (5 minutes) per episode.
 Use --max-frames 108000 for the Machado et al. (2018) protocol (with --repeat-action-probability 0.25).
 
-The last line reads: average 12.3 ± 4.5 over 30 episodes (min 3, max 21).
+The last line reads: average 12.3 ± 4.5 over 30 episodes (min 3, max 21): the mean score and
+the standard deviation of the episodes' scores (population std, as the README's tables give it).
+A game cut off by --max-frames (which counts the no-op start) counts with its score so far.
 
-Given several snapshots (say every epoch of a run), each plays the same games (game i: emulator
-seed S+i), one line each, and a last line names the best, with the standard error of each
-average (std / √episodes), which says whether the gap between two epochs is more than luck.
+Given several snapshots (say every epoch of a run), each plays the same games (episode i:
+emulator seed S+i-1), one line each, and a last line names the best (or the tied best), with
+the standard error of each average (sample std / √episodes; none from a single game), which
+says whether the gap between two epochs is more than luck. A snapshot given twice is tested once.
+
+--csv writes episode, score and frames (agent steps × frame skip, the no-op start not counted);
+it refuses a .keras name, so that `--csv snapshots/pong_2?.keras` cannot overwrite a snapshot.
 
 examples:
   dqnviz test snapshots/pong_24.keras
@@ -31,7 +37,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--repeat-action-probability", type=probability, default=None, metavar="P",
                         help="sticky actions (default: the snapshot's training setting)")
     parser.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0, metavar="S",
-                        help="random seed: game i uses emulator seed S+i (default: 0)")
+                        help="random seed: episode i (from 1) uses emulator seed S+i-1 (default: 0)")
     parser.add_argument("--parallel", type=whole_number(1, MAX_ENVS), default=8, metavar="N",
                         help="games played at once, sharing one batched network call per step; "
                              "the scores do not depend on it (default: 8)")
@@ -40,10 +46,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress, only the final line(s)")
 
 
+def score_text(value) -> str:
+    """A game score as people write it: ``12345`` (not ``12345.0`` or ``1.23e+04``), ``0.5``."""
+    value = float(value)
+    return f"{value:.0f}" if value.is_integer() and abs(value) < 1e15 else f"{value:g}"
+
+
 def summary(values) -> str:
     """``average 12.3 ± 4.5 over 30 episodes (min 3, max 21)``: the mean and population std of the scores."""
     return (f"average {values.mean():.1f} ± {values.std():.1f} over {len(values)} episode{'' if len(values) == 1 else 's'} "
-            f"(min {values.min():g}, max {values.max():g})")
+            f"(min {score_text(values.min())}, max {score_text(values.max())})")
 
 
 def games_and_seeds(episodes: int, seed: int) -> str:
@@ -58,8 +70,43 @@ def standard_error(values) -> float:
     return float(values.std(ddof=1) / len(values) ** 0.5) if len(values) > 1 else 0.0
 
 
+def checked_env(path, snapshot, seed: int = 0, **overrides):
+    """The snapshot's game as it was trained (``env_for_snapshot``), after checking that the
+    metadata can build it and that the network takes its states and has one output per action.
+
+    Raises:
+        UserError: metadata without a game or with damaged fields, or a network that does not
+            fit the game (a hand-edited or mixed-up snapshot), named in one line.
+    """
+    from dqnviz.agent import env_for_snapshot
+    from dqnviz.errors import UserError
+
+    meta = snapshot.meta
+    if not isinstance(meta, dict) or not meta.get("game"):
+        raise UserError(f"{path}: the snapshot's metadata (dqnviz.json) does not name a game; "
+                        f"it is damaged or was not written by dqnviz train")
+    try:
+        env = env_for_snapshot(meta, seed=seed, **overrides)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise UserError(f"{path}: the snapshot's metadata (dqnviz.json) is damaged "
+                        f"({type(error).__name__}: {str(error)[:120]})") from None
+    model = snapshot.model
+    outputs = model.output_shape[-1]
+    if env.num_actions != outputs:
+        raise UserError(f"{path}: the model has {outputs} outputs but {env.rom.name} has {env.num_actions} actions")
+    takes = tuple(model.inputs[0].shape[1:])
+    made = tuple(env.state.shape)
+    if len(takes) != len(made) or any(t is not None and t != m for t, m in zip(takes, made)):
+        shown = "×".join("?" if t is None else str(t) for t in takes)
+        raise UserError(f"{path}: the model takes {shown} states but the snapshot's preprocessing makes "
+                        f"{'×'.join(map(str, made))} (history {env.history})")
+    return env
+
+
 def run(args) -> int:
     import csv
+    import os
+    import sys
     from pathlib import Path
 
     import numpy as np
@@ -72,22 +119,38 @@ def run(args) -> int:
     overrides = {"max_frames_per_episode": args.max_frames}
     if args.repeat_action_probability is not None:
         overrides["repeat_action_probability"] = args.repeat_action_probability
+    if args.csv is not None and not args.csv.strip():
+        raise UserError("--csv is empty; give a file name such as "
+                        f"reports/{Path(args.snapshots[0]).stem}_test.csv")
+    if args.csv:
+        csv_path = Path(args.csv)
+        if csv_path.is_dir():
+            raise UserError(f"--csv {args.csv} is a folder; give a file name such as "
+                            f"{csv_path / (Path(args.snapshots[0]).stem + '_test.csv')}")
+        if csv_path.suffix.lower() == ".keras" or (csv_path.is_file() and _is_zip(csv_path)):
+            # `test --csv snapshots/pong_2?.keras`: the shell gives --csv the first snapshot
+            raise UserError(f"--csv {args.csv} is a snapshot, not a CSV file; give a .csv name "
+                            f"(--csv takes the word after it: put it after the snapshots)")
+        check_writable(args.csv)
+    # The same file given twice (overlapping globs) is tested once.
+    paths, seen = [], set()
+    for path in args.snapshots:
+        key = os.path.realpath(path)
+        if key in seen:
+            if not args.quiet:
+                print(f"{path} is given twice; testing it once", file=sys.stderr)
+            continue
+        seen.add(key)
+        paths.append(path)
     # Load (and check) every snapshot before the first game: a typo in the last one should not
     # cost the time of testing the others.
-    snapshots = [load_snapshot(path) for path in args.snapshots]
-    if args.csv:
-        if Path(args.csv).is_dir():
-            raise UserError(f"--csv {args.csv} is a folder; give a file name such as "
-                            f"{Path(args.csv) / (Path(args.snapshots[0]).stem + '_test.csv')}")
-        check_writable(args.csv)
-    for path, snapshot in zip(args.snapshots, snapshots):
-        env = env_for_snapshot(snapshot.meta, seed=args.seed, **overrides)
-        if env.num_actions != snapshot.model.output_shape[-1]:
-            raise UserError(f"{path}: the model has {snapshot.model.output_shape[-1]} outputs but {env.rom.name} has {env.num_actions} actions")
+    snapshots = [load_snapshot(path) for path in paths]
+    for path, snapshot in zip(paths, snapshots):
+        checked_env(path, snapshot, seed=args.seed, **overrides)
     several = len(snapshots) > 1
     names = [snapshot.name for snapshot in snapshots]
     if len(set(names)) < len(names):  # the same file name in two folders: use the paths
-        names = list(args.snapshots)
+        names = list(paths)
     width = max(len(name) for name in names)
     rows, results_by_snapshot = [], []
     for number, (name, snapshot) in enumerate(zip(names, snapshots), start=1):
@@ -98,8 +161,8 @@ def run(args) -> int:
         scores = []
         with Progress(label, total=args.episodes, unit="episodes", enabled=not args.quiet) as bar:
             def progress(done, score):
-                scores.append(score)
-                bar.update(done, last=score, average=float(np.mean(scores)))
+                scores.append(score)  # shown as text: a float field would read 1.98e+03
+                bar.update(done, last=score_text(score), average=f"{np.mean(scores):.1f}")
 
             results = evaluate(snapshot.model, make_env, args.episodes, args.epsilon, args.seed,
                                parallel=args.parallel, progress=progress)
@@ -120,9 +183,23 @@ def run(args) -> int:
         if len(games) > 1:
             print(f"no best named: the snapshots play different games ({', '.join(sorted(map(str, games)))})")
             return 0
-        means = [values.mean() for values in results_by_snapshot]
-        best = int(np.argmax(means))
-        errors = ", ".join(f"{name} {standard_error(values):.1f}" for name, values in zip(names, results_by_snapshot))
-        print(f"best: {names[best]}, average {means[best]:.1f}, on the same {games_and_seeds(args.episodes, args.seed)}; "
-              f"standard errors: {errors}")
+        means = [float(values.mean()) for values in results_by_snapshot]
+        top = [name for name, mean in zip(names, means) if mean == max(means)]
+        best = top[0] if len(top) == 1 else "tied between " + ", ".join(top[:-1]) + " and " + top[-1]
+        if args.episodes == 1:
+            errors = "no standard errors from a single game (it takes --episodes 2 or more)"
+        else:
+            errors = "standard errors: " + ", ".join(f"{name} {standard_error(values):.1f}"
+                                                     for name, values in zip(names, results_by_snapshot))
+        print(f"best: {best}, average {max(means):.1f}, on the same {games_and_seeds(args.episodes, args.seed)}; "
+              f"{errors}")
     return 0
+
+
+def _is_zip(path) -> bool:
+    import zipfile
+
+    try:
+        return zipfile.is_zipfile(path)
+    except OSError:
+        return False
