@@ -89,6 +89,39 @@ def env_for_snapshot(meta: dict, seed: int = 0, **overrides) -> AtariEnv:
     return AtariEnv(rom, seed=seed, **options)
 
 
+def checked_env_for_snapshot(snapshot, seed: int = 0, **overrides) -> AtariEnv:
+    """:func:`env_for_snapshot` for a loaded snapshot, after checking that its metadata can build
+    the game and that its network takes the game's states and has one output per action: what
+    the commands play with, so that a hand-edited or mixed-up snapshot is one line, not a traceback.
+
+    Raises:
+        UserError: metadata without a game or with damaged fields, or a network that does not
+            fit the game (a hand-edited or mixed-up snapshot), named in one line.
+    """
+    from dqnviz.errors import UserError
+
+    path, meta = snapshot.path or snapshot.name, snapshot.meta
+    if not isinstance(meta, dict) or not meta.get("game"):
+        raise UserError(f"{path}: the snapshot's metadata (dqnviz.json) does not name a game; "
+                        f"it is damaged or was not written by dqnviz train")
+    try:
+        env = env_for_snapshot(meta, seed=seed, **overrides)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise UserError(f"{path}: the snapshot's metadata (dqnviz.json) is damaged "
+                        f"({type(error).__name__}: {str(error)[:120]})") from None
+    model = snapshot.model
+    outputs = model.output_shape[-1]
+    if env.num_actions != outputs:
+        raise UserError(f"{path}: the model has {outputs} outputs but {env.rom.name} has {env.num_actions} actions")
+    takes = tuple(model.inputs[0].shape[1:])
+    made = tuple(env.state.shape)
+    if len(takes) != len(made) or any(t is not None and t != m for t, m in zip(takes, made)):
+        shown = "×".join("?" if t is None else str(t) for t in takes)
+        raise UserError(f"{path}: the model takes {shown} states but the snapshot's preprocessing makes "
+                        f"{'×'.join(map(str, made))} (history {env.history})")
+    return env
+
+
 def _exists(path) -> bool:
     import os
 

@@ -337,7 +337,7 @@ class AtariEnv:
                 break
         self._push(np.maximum(self._buffer[0], self._buffer[1]))
         self.episode_score += reward
-        self.episode_frames += self.frame_skip
+        self.episode_frames += k + 1  # frames played: a game may end before the step's last
         game_over = bool(self.ale.game_over())
         lives = self.ale.lives()
         terminal = game_over or (self.life_loss_terminal and lives < lives_before)

@@ -83,6 +83,13 @@ class Progress:
             self._plain_line()
             self._last_print = now
 
+    def set_total(self, total: int) -> None:
+        """Change the units at completion: work that ended early (games shorter than their cap)
+        ends its bar full, at what was done, rather than short of a total never reached."""
+        self.total = max(int(total), 1)
+        if self.fancy and hasattr(self, "_task"):
+            self._rich.update(self._task, total=self.total, completed=min(self._done, self.total))
+
     def _plain_line(self) -> None:
         print(f"{self.description}: {min(self._done, self.total):,}/{self.total:,} {self.unit} "
               f"({self._rate_text()}) {self._info()}".rstrip(), file=self.stream, flush=True)

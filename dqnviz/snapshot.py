@@ -251,9 +251,13 @@ def read_meta(path) -> dict:
         if META_MEMBER not in archive.namelist():
             raise UserError(f"{path} is a Keras model but not a dqnviz snapshot (it has no {META_MEMBER})")
         try:
-            return json.loads(archive.read(META_MEMBER))
+            meta = json.loads(archive.read(META_MEMBER))
         except (ValueError, UnicodeDecodeError) as error:
             raise UserError(f"{path}: the snapshot's metadata is corrupt ({error})") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{path}: the snapshot's metadata ({META_MEMBER}) is a JSON {type(meta).__name__}, "
+                        f"not an object: it is damaged or was not written by dqnviz")
+    return meta
 
 
 def _check_file(path) -> str:

@@ -156,3 +156,22 @@ def test_the_largest_seed_reaches_the_vector_emulators():
     np.testing.assert_array_equal(wrapped.reset(), small.reset())
     for _ in range(30):
         np.testing.assert_array_equal(wrapped.step(np.array([1, 2]))[0], small.step(np.array([1, 2]))[0])
+
+
+def test_episode_frames_count_the_frames_played_when_a_game_ends_inside_a_step():
+    """``dqnviz test --csv``'s frames column: a game over on a step's first frames counts those
+    frames, not the whole frame skip (the ALE's own count, the no-op start left out)."""
+    import numpy as np
+
+    from dqnviz.atari import AtariEnv, resolve_rom
+
+    endings = set()
+    for seed in range(3):
+        env = AtariEnv(resolve_rom("breakout"), seed=seed, noop_max=0, frame_skip=7)
+        env.reset()
+        rng = np.random.default_rng(seed)
+        while not env.step(int(rng.integers(env.num_actions))).game_over:
+            pass
+        assert env.episode_frames == env.ale.getEpisodeFrameNumber()
+        endings.add(env.episode_frames % 7)
+    assert endings != {0}  # some game ended inside a step, which the old count rounded up

@@ -27,6 +27,7 @@ def test_a_reader_that_closes_stdout_early_ends_the_command_quietly(argv):
 @pytest.mark.parametrize("command, option, dest, typed", [
     ("nvis", "--episodes", "games", "3"), ("compare", "--episodes", "games", "2"),
     ("record", "--games", "episodes", "4"), ("play", "--games", "episodes", "5"),
+    ("test", "--games", "episodes", "6"),
 ])
 def test_games_and_episodes_name_the_same_count_in_every_command(command, option, dest, typed, capsys):
     """test, play and record count --episodes and nvis and compare --games: each also takes the
@@ -35,7 +36,8 @@ def test_games_and_episodes_name_the_same_count_in_every_command(command, option
 
     parser = build_parser()
     snapshots = ["a.keras", "b.keras"] if command == "compare" else ["a.keras"]
-    assert getattr(parser.parse_args([command, *snapshots]), dest) == 1  # the default still holds
+    default = 30 if command == "test" else 1  # test: the Nature protocol's 30 episodes
+    assert getattr(parser.parse_args([command, *snapshots]), dest) == default  # the default still holds
     assert getattr(parser.parse_args([command, *snapshots, option, typed]), dest) == int(typed)
     with pytest.raises(SystemExit) as stop:
         parser.parse_args([command, *snapshots, option, "0"])

@@ -159,20 +159,22 @@ def test_a_csv_that_names_a_snapshot_is_refused_and_the_snapshot_kept(tmp_path, 
 
 @pytest.mark.parametrize("change, message", [
     (lambda meta: {k: v for k, v in meta.items() if k != "game"}, "does not name a game"),
-    (lambda meta: [], "does not name a game"),
+    (lambda meta: [], "metadata (dqnviz.json) is a JSON list, not an object"),
     (lambda meta: {**meta, "preprocessing": {**meta["preprocessing"], "history": 2}},
      "the model takes 84×84×4 states but the snapshot's preprocessing makes 84×84×2"),
     (lambda meta: {**meta, "preprocessing": "4 frames"}, "metadata (dqnviz.json) is damaged"),
 ])
-@pytest.mark.parametrize("command", ["test", "record"])
+@pytest.mark.parametrize("command", ["test", "record", "nvis", "compare"])
 def test_damaged_metadata_is_one_line_not_a_traceback(breakout_snapshot, tmp_path, capfd, monkeypatch, change,
                                                        message, command):
     from dqnviz.cli import main
 
     monkeypatch.chdir(tmp_path)
     path = _with_meta(breakout_snapshot, tmp_path / "edited.keras", change)
-    argv = ["test", path, "--episodes", "1", "--max-frames", "40", "--quiet"] if command == "test" else \
-        ["record", path, "--max-frames", "8", "--quiet"]
+    argv = {"test": ["test", path, "--episodes", "1", "--max-frames", "40", "--quiet"],
+            "record": ["record", path, "--max-frames", "8", "--quiet"],
+            "nvis": ["nvis", path, "--max-steps", "8", "--quiet"],
+            "compare": ["compare", path, breakout_snapshot, "--max-steps", "8", "--quiet"]}[command]
     assert main(argv) == 2
     err = capfd.readouterr().err.strip()
     assert err.startswith(f"dqnviz {command}: error: {path}: ") and message in err and len(err.splitlines()) == 1, err

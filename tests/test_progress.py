@@ -47,3 +47,26 @@ def test_disabled_progress_prints_nothing():
     with Progress("quiet", total=10, stream=stream, enabled=False) as bar:
         bar.update(10)
     assert stream.getvalue() == ""
+
+
+def test_work_that_ends_early_ends_its_bar_full(monkeypatch):
+    """A recording whose games end before their frame cap: the last line reads 706/706 frames,
+    not 706/18,000, in plain lines and on a terminal (rich)."""
+    clock = Clock()
+    monkeypatch.setattr(progress_module.time, "perf_counter", clock)
+    stream = io.StringIO()
+    with Progress("record pong_24", total=18_000, unit="frames", stream=stream) as bar:
+        clock.now += 2
+        bar.update(706)
+        bar.set_total(706)
+    assert stream.getvalue().splitlines()[-1] == "record pong_24: 706/706 frames (353 frames/s)"
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    with Progress("record pong_24", total=18_000, unit="frames", stream=Terminal()) as bar:
+        bar.update(706)
+        bar.set_total(706)
+        task = bar._rich.tasks[0]
+        assert (task.total, task.completed) == (706, 706)

@@ -69,7 +69,7 @@ def _number(text: str) -> float:
     return value
 
 
-def _add_alias(parser, option: str, dest: str, type_) -> None:
+def add_alias(parser, option: str, dest: str, type_) -> None:
     """``option`` as a second name of the option stored in ``dest``, kept out of the help's layout:
     test, play and record count ``--episodes`` where nvis and compare count ``--games``, and a
     user of one may type the other's word. An error names the option as typed."""
@@ -81,7 +81,7 @@ def add_playing_arguments(parser, games_help: str,
     """``--games``, ``--epsilon``, ``--seed`` and ``--max-steps`` of the commands that play games for states."""
     parser.add_argument("--games", type=whole_number(1, MAX_GAMES), default=1, metavar="N",
                         help=f"{games_help} (default 1; also --episodes N)")
-    _add_alias(parser, "--episodes", "games", whole_number(1, MAX_GAMES))
+    add_alias(parser, "--episodes", "games", whole_number(1, MAX_GAMES))
     parser.add_argument("--epsilon", type=probability, default=0.05, metavar="E", help="ε of the ε-greedy policy (default 0.05)")
     parser.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0, metavar="S", help="seed of the games and ε (default 0)")
     parser.add_argument("--max-steps", type=whole_number(minimum=1), default=None, metavar="N", help=max_steps_help)
@@ -96,7 +96,7 @@ def add_viewing_arguments(parser, max_scale: int, default_scale: int, episodes_h
     """``--episodes``, ``--epsilon``, ``--scale`` and ``--seed`` of the commands that show a game (play, record)."""
     parser.add_argument("--episodes", type=whole_number(1, MAX_GAMES), default=1, metavar="N",
                         help=f"{episodes_help} (default 1; also --games N)")
-    _add_alias(parser, "--games", "episodes", whole_number(1, MAX_GAMES))
+    add_alias(parser, "--games", "episodes", whole_number(1, MAX_GAMES))
     parser.add_argument("--epsilon", type=probability, default=0.05, metavar="E", help="ε of the agent's ε-greedy policy (default 0.05)")
     parser.add_argument("--scale", type=whole_number(1, max_scale), default=default_scale, metavar="N",
                         help=f"screen magnification, 1-{max_scale} (default {default_scale}{scale_note})")

@@ -176,11 +176,11 @@ class Player:
     def __init__(self, snapshot, env=None, evaluator=None, epsilon=0.05, episodes=1, seed=0, scale=3):
         import numpy as np
 
-        from dqnviz.agent import env_for_snapshot
+        from dqnviz.agent import checked_env_for_snapshot
         from dqnviz.viewer import Evaluator, FrameEnv, Panel, even
 
         self.snapshot, self.epsilon, self.episodes, self.scale = snapshot, epsilon, episodes, scale
-        self.env = env if env is not None else FrameEnv.capture(env_for_snapshot(snapshot.meta, seed))
+        self.env = env if env is not None else FrameEnv.capture(checked_env_for_snapshot(snapshot, seed))
         if not isinstance(self.env, FrameEnv):
             self.env = FrameEnv.capture(self.env)
         self.evaluator = evaluator if evaluator is not None else Evaluator(snapshot.model)

@@ -106,7 +106,7 @@ def run(args) -> int:
         with _frames_removed_unless_done(frames_dir):
             atomic_write(out, write, suffix=".mp4")
         # Games end before their cap: the bar ends full at the frames recorded, not at the cap.
-        _finish(progress, recorder.frames_written)
+        progress.set_total(recorder.frames_written)
         progress.update(recorder.frames_written, score=f"{recorder.scores[-1]:g}" if recorder.scores else "0")
 
     for i, (score, frames) in enumerate(zip(recorder.scores, recorder.game_frames), 1):
@@ -149,14 +149,6 @@ class _frames_removed_unless_done:
                 except OSError:
                     pass
         return False
-
-
-def _finish(progress, done) -> None:
-    """Set the bar's total to ``done`` (the games ended before their caps)."""
-    progress.total = max(int(done), 1)
-    rich = getattr(progress, "_rich", None)
-    if progress.fancy and rich is not None:
-        rich.update(progress._task, total=progress.total)
 
 
 class VideoWriter:
@@ -270,12 +262,11 @@ class Recorder:
         """Game ``game``'s (from 0) environment: emulator seed S+game, as ``dqnviz test`` plays it.
 
         The ALE's own cap counts the no-op start too; ours counts recorded frames only."""
-        from dqnviz.commands.test import checked_env
+        from dqnviz.agent import checked_env_for_snapshot
         from dqnviz.viewer import FrameEnv
 
-        path = self.snapshot.path or self.snapshot.name
-        return FrameEnv.capture(checked_env(path, self.snapshot, self.seed + game,
-                                            max_frames_per_episode=self.max_frames + 200))
+        return FrameEnv.capture(checked_env_for_snapshot(self.snapshot, self.seed + game,
+                                                         max_frames_per_episode=self.max_frames + 200))
 
     def play(self, episodes, writer, frames_dir=None, on_frame=None) -> None:
         from dqnviz.viewer import one_blas_thread

@@ -27,10 +27,12 @@ examples:
 
 
 def add_arguments(parser) -> None:
-    from dqnviz.commands.arguments import MAX_ENVS, MAX_GAMES, MAX_SEED, probability, whole_number
+    from dqnviz.commands.arguments import MAX_ENVS, MAX_GAMES, MAX_SEED, add_alias, probability, whole_number
 
     parser.add_argument("snapshots", nargs="+", metavar="SNAPSHOT", help="one or more .keras snapshots written by dqnviz train")
-    parser.add_argument("--episodes", type=whole_number(1, MAX_GAMES), default=30, metavar="N", help="episodes to play (default: 30)")
+    parser.add_argument("--episodes", type=whole_number(1, MAX_GAMES), default=30, metavar="N",
+                        help="episodes to play (default: 30; also --games N)")
+    add_alias(parser, "--games", "episodes", whole_number(1, MAX_GAMES))
     parser.add_argument("--epsilon", type=probability, default=0.05, metavar="E", help="ε of the ε-greedy policy (default: 0.05)")
     parser.add_argument("--max-frames", type=whole_number(minimum=1), default=18_000, metavar="N",
                         help="emulator frames per episode before it is cut off (default: 18,000 = 5 minutes)")
@@ -70,39 +72,6 @@ def standard_error(values) -> float:
     return float(values.std(ddof=1) / len(values) ** 0.5) if len(values) > 1 else 0.0
 
 
-def checked_env(path, snapshot, seed: int = 0, **overrides):
-    """The snapshot's game as it was trained (``env_for_snapshot``), after checking that the
-    metadata can build it and that the network takes its states and has one output per action.
-
-    Raises:
-        UserError: metadata without a game or with damaged fields, or a network that does not
-            fit the game (a hand-edited or mixed-up snapshot), named in one line.
-    """
-    from dqnviz.agent import env_for_snapshot
-    from dqnviz.errors import UserError
-
-    meta = snapshot.meta
-    if not isinstance(meta, dict) or not meta.get("game"):
-        raise UserError(f"{path}: the snapshot's metadata (dqnviz.json) does not name a game; "
-                        f"it is damaged or was not written by dqnviz train")
-    try:
-        env = env_for_snapshot(meta, seed=seed, **overrides)
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise UserError(f"{path}: the snapshot's metadata (dqnviz.json) is damaged "
-                        f"({type(error).__name__}: {str(error)[:120]})") from None
-    model = snapshot.model
-    outputs = model.output_shape[-1]
-    if env.num_actions != outputs:
-        raise UserError(f"{path}: the model has {outputs} outputs but {env.rom.name} has {env.num_actions} actions")
-    takes = tuple(model.inputs[0].shape[1:])
-    made = tuple(env.state.shape)
-    if len(takes) != len(made) or any(t is not None and t != m for t, m in zip(takes, made)):
-        shown = "×".join("?" if t is None else str(t) for t in takes)
-        raise UserError(f"{path}: the model takes {shown} states but the snapshot's preprocessing makes "
-                        f"{'×'.join(map(str, made))} (history {env.history})")
-    return env
-
-
 def run(args) -> int:
     import csv
     import os
@@ -111,7 +80,7 @@ def run(args) -> int:
 
     import numpy as np
 
-    from dqnviz.agent import env_for_snapshot, evaluate
+    from dqnviz.agent import checked_env_for_snapshot, env_for_snapshot, evaluate
     from dqnviz.errors import UserError
     from dqnviz.progress import Progress
     from dqnviz.snapshot import atomic_write, check_writable, load_snapshot
@@ -146,7 +115,7 @@ def run(args) -> int:
     # cost the time of testing the others.
     snapshots = [load_snapshot(path) for path in paths]
     for path, snapshot in zip(paths, snapshots):
-        checked_env(path, snapshot, seed=args.seed, **overrides)
+        checked_env_for_snapshot(snapshot, seed=args.seed, **overrides)
     several = len(snapshots) > 1
     names = [snapshot.name for snapshot in snapshots]
     if len(set(names)) < len(names):  # the same file name in two folders: use the paths

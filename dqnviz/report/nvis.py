@@ -107,13 +107,13 @@ def check_filter_range(count: int, layer_channels: dict, also: str = "") -> None
 def gather(snapshot, layers, filters: dict, games=1, epsilon=0.05, seed=0, max_steps=None,
            progress=True, saliency_states=3) -> NvisData:
     """Play, find the top unit of every selected filter, and compute all images of the report."""
-    from dqnviz.agent import env_for_snapshot, play_games
+    from dqnviz.agent import checked_env_for_snapshot, play_games
     from dqnviz.progress import Progress, plural
 
     model = snapshot.model
     timings = {}
     t0 = time.perf_counter()
-    env = env_for_snapshot(snapshot.meta, seed=seed)
+    env = checked_env_for_snapshot(snapshot, seed=seed)
     frame_skip = max(int(snapshot.meta.get("preprocessing", {}).get("frame_skip", 4)), 1)
     total = max_steps or games * (18_000 // frame_skip)
     with Progress(f"play {games} {plural('game', games)}", total=total, enabled=progress) as bar:
