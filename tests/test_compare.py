@@ -1,5 +1,6 @@
 """``dqnviz compare``: two fixture snapshots of different games (different action counts)."""
 
+import json
 import os
 
 import numpy as np
@@ -183,6 +184,9 @@ def test_a_shared_start_is_flagged_and_the_changes_compared(tmp_path):
     assert data.matching[0]["mean"] > 0.9  # high only because of the shared start
     context = build_context(data, {"games": 1, "epsilon": 0.05, "seed": 0, "max_steps": 16, "filters": 1})
     assert context["matching"][0]["shared_seed"] == 7 and context["shared_rows"]
+    # their CKA began at 1, not at the chance level of unrelated untrained networks: no verdict against it
+    assert [row["shared_seed"] for row in context["cka_rows"]] == [7, 7]
+    assert all(verdict is None for row in context["cka_rows"] for verdict in row["verdict"].values())
 
     unrelated = gather([load_snapshot(a), load_snapshot(other)], filters=1, max_steps=16, progress=False)
     assert unrelated.shared_start == [] and unrelated.matching[0]["mean"] < 0.5
@@ -390,8 +394,11 @@ def test_charts_keep_their_legends_off_the_lines(compared):
 
     html = compared.read_text()
     cka = _figure(html, "fig-cka")
-    styles = [(t["line"]["color"], t["line"]["dash"]) for t in cka["data"]]
+    styles = [(t["line"]["color"], t["line"]["dash"]) for t in cka["data"] if not t["name"].startswith("chance")]
     assert len(styles) == 2 and len(set(styles)) == 2
+    chance = [t for t in cka["data"] if t["name"].startswith("chance")]  # dotted grey: the untrained pairs
+    assert len(chance) == 2 and {(t["line"]["dash"], t["line"]["color"]) for t in chance} == {("dot", "#56606b")}
+    assert len({t["marker"]["symbol"] for t in chance}) == 2
     assert cka["layout"]["legend"]["y"] < 0 and cka["layout"]["legend"]["yanchor"] == "top"
     match = _figure(html, "fig-match")
     assert match["layout"]["barmode"] != "overlay"  # overlaid bars hid the shorter ones behind them
@@ -443,3 +450,107 @@ def test_distance_from_the_start_without_a_measurement_is_one_line(tmp_path):
     out = write_report(tmp_path / "c.html", context)
     html = out.read_text()
     assert "Not measured: breakout_1: it started under another backend; pong_3: it started under another backend" in html
+
+
+def _cka_direct(models, states, layer):
+    """Linear CKA of ``layer`` between two models on ``states``, computed here from scratch."""
+    import keras
+
+    from dqnviz.analysis.similarity import linear_cka
+
+    outputs = [np.asarray(keras.Model(m.inputs[0], m.get_layer(layer).output)(states, training=False)) for m in models]
+    return linear_cka(*outputs)
+
+
+def test_every_cka_value_has_the_chance_level_of_untrained_networks_on_the_same_states(tmp_path):
+    """The chance level of a CKA value is the CKA of the same layer between untrained networks of the
+    two snapshots' architectures (fixed seeds, every pair of them), fed the same states; the chart
+    draws it as a dotted line and the table as a row under each pair."""
+    from itertools import combinations
+
+    from dqnviz.network import build_q_network
+    from dqnviz.report.compare import CHANCE_SEEDS, CKA_STATES, _evenly, build_context, gather, write_report
+    from dqnviz.snapshot import load_snapshot
+
+    plain = make_snapshot(tmp_path / "breakout_1.keras", "breakout", 1, seed=7)  # 4 actions
+    dueling = make_snapshot(tmp_path / "pong_2.keras", "pong", 2, dueling=True, seed=8)  # 6 actions
+    data = gather([load_snapshot(plain), load_snapshot(dueling)], filters=1, max_steps=24, progress=False)
+    assert data.cka_layers == ["conv1", "conv2", "conv3", "fc"] and len(data.cka) == 2 * 4
+    untrained = {(kind, seed): build_q_network(4, seed=seed) if kind == "plain" else
+                 build_q_network(6, dueling=True, seed=seed) for kind in ("plain", "dueling") for seed in CHANCE_SEEDS}
+    for entry in data.cka:
+        states = data.played[entry["on"]].states
+        states = states[_evenly(len(states), CKA_STATES)]
+        expected = [_cka_direct([untrained[("plain", s)], untrained[("dueling", t)]], states, entry["layer"])
+                    for s, t in combinations(CHANCE_SEEDS, 2)]
+        assert len(expected) == 3
+        assert entry["chance_draws"] == pytest.approx(expected, abs=1e-5), entry["layer"]
+        assert entry["chance"] == pytest.approx(np.mean(expected), abs=1e-5)
+        assert entry["chance_range"] == pytest.approx((min(expected), max(expected)), abs=1e-5)
+    conv1 = [e["chance"] for e in data.cka if e["layer"] == "conv1"]
+    assert min(conv1) > 0.8  # untrained first layers already arrange the states alike: the reason for a reference
+
+    context = build_context(data, {"games": 1, "epsilon": 0.05, "seed": 0, "max_steps": 24, "filters": 1})
+    for row in context["cka_rows"]:
+        owner = 0 if "(breakout_1)" in row["label"] else 1
+        for layer in data.cka_layers:
+            (entry,) = [e for e in data.cka if e["on"] == owner and e["layer"] == layer]
+            assert row["chance"][layer] == entry["chance"]
+            low, high = entry["chance_range"]
+            assert row["verdict"][layer] == ("above" if entry["value"] > high else "below" if entry["value"] < low
+                                             else "within")
+    html = write_report(tmp_path / "c.html", context).read_text()
+    traces = _figure(html, "fig-cka")["data"]
+    chance = [t for t in traces if t["name"].startswith("chance")]
+    assert len(chance) == 2 and all(t["line"]["dash"] == "dot" for t in chance)  # one per set of states
+    for trace in chance:
+        owner = 0 if "(breakout_1)" in trace["name"] else 1
+        level = {e["layer"]: e["chance"] for e in data.cka if e["on"] == owner}
+        assert trace["y"] == pytest.approx([level[layer] for layer in trace["customdata"]], abs=1e-4)
+    assert "Chance level." in html and html.count('class="chance-row"') == 2
+    assert ", ".join(str(seed) for seed in CHANCE_SEEDS) in html
+
+
+def test_dueling_streams_are_not_joined_into_one_line(tmp_path):
+    """A dueling network branches after conv3 into fc_value → value and fc → advantage, joined in q:
+    the CKA chart and table group the layers by stream, and no line runs from one stream to another."""
+    from dqnviz.network import build_q_network
+    from dqnviz.report.compare import build_context, gather, layer_streams
+    from dqnviz.snapshot import load_snapshot
+
+    everything = ["conv1", "conv2", "conv3", "fc_value", "fc", "value", "advantage", "q"]  # model order
+    dueling, plain = build_q_network(4, dueling=True, seed=1), build_q_network(4, seed=1)
+    assert layer_streams([dueling, dueling], everything) == [
+        {"label": "trunk", "layers": ["conv1", "conv2", "conv3"]},
+        {"label": "value stream", "layers": ["fc_value", "value"]},
+        {"label": "advantage stream", "layers": ["fc", "advantage"]},
+        {"label": "q: joins the streams", "layers": ["q"]}]
+    plain_layers = ["conv1", "conv2", "conv3", "fc", "q"]
+    assert layer_streams([plain, plain], plain_layers) == [{"label": None, "layers": plain_layers}]
+    # different action sets: advantage and q are not compared, fc still reads as the advantage stream
+    assert layer_streams([dueling, build_q_network(6, dueling=True, seed=1)], everything[:-2])[2] == \
+        {"label": "advantage stream", "layers": ["fc"]}
+
+    a = make_snapshot(tmp_path / "breakout_1.keras", "breakout", 1, dueling=True, seed=3)
+    b = make_snapshot(tmp_path / "breakout-other_1.keras", "breakout", 1, dueling=True, seed=4, run="breakout-other")
+    data = gather([load_snapshot(a), load_snapshot(b)], filters=1, max_steps=16, progress=False)
+    assert data.cka_layers == everything
+    assert {e["layer"] for e in data.cka if e["chance"] is not None} == set(everything)
+    context = build_context(data, {"games": 1, "epsilon": 0.05, "seed": 0, "max_steps": 16, "filters": 1})
+    assert context["cka_layers"] == ["conv1", "conv2", "conv3", "fc_value", "value", "fc", "advantage", "q"]
+    streams = [s["layers"] for s in context["cka_streams"]]
+    figure = json.loads(context["figures"]["fig-cka"])
+    groups = {}
+    for trace in figure["data"]:
+        layers = list(trace["customdata"])
+        assert any(layers == stream[stream.index(layers[0]):stream.index(layers[0]) + len(layers)]
+                   for stream in streams if layers[0] in stream), layers  # within one stream, in order
+        groups.setdefault(trace["name"], []).append(layers)
+    assert len(groups) == 4  # both sets of states, each with its chance level
+    for name, pieces in groups.items():
+        assert sorted(map(tuple, pieces)) == sorted(map(tuple, streams)), name  # a piece per stream
+        assert [t["showlegend"] for t in figure["data"] if t["name"] == name].count(True) == 1
+    xs = {layer: x for t in figure["data"] for layer, x in zip(t["customdata"], t["x"])}
+    assert xs["value"] < xs["fc"] and xs["fc"] - xs["value"] > xs["conv2"] - xs["conv1"]  # a gap between streams
+    labels = [a["text"] for a in figure["layout"]["annotations"]]
+    assert labels == ["trunk", "value stream", "advantage stream", "q: joins the streams"]

@@ -9,8 +9,9 @@ Compare snapshots of different games, or of one game at different epochs, in one
 HTML report: per conv layer the filter cards of every snapshot side by side (input, guided
 backprop, receptive field), the first-layer weights per input frame, the temporal lean of the
 first layer, effective versus theoretical receptive fields, and similarity numbers (Hungarian
-filter matching against a random-network baseline, linear CKA per layer, and the similarity of
-guided-backprop patterns across layers), each explained on the page. It also measures how far
+filter matching against a random-network baseline, linear CKA per layer against its chance level
+(the CKA of untrained networks of the same architectures on the same states), and the similarity
+of guided-backprop patterns across layers), each explained on the page. It also measures how far
 each network moved from the weights its run started from (rebuilt from the seed, under the
 backend it trained with). Two runs with the same seed start from the same network, which makes
 their first layers look alike whatever they learned: the page flags such pairs and compares

@@ -33,6 +33,9 @@ CKA_STATES = 256  # states (evenly spaced over the games) per game for CKA
 ERF_STATES = 16  # states for the effective receptive field
 PATTERN_STATES = 16  # states for the cross-layer guided-backprop similarity
 BASELINE_SEED = 12345  # the randomly initialised network of the filter-matching baseline
+# the untrained networks of the CKA chance level: every pair of them (three pairs) on the same states
+CHANCE_SEEDS = (BASELINE_SEED, BASELINE_SEED + 1, BASELINE_SEED + 2)
+STREAM_GAP = 0.6  # extra room on the CKA chart's x axis between the trunk and each stream of a dueling head
 LEAST_HISTORY = 3  # a card shows a state's last three frames t-2, t-1, t as red, green and blue
 
 
@@ -74,7 +77,9 @@ class CompareData:
     fields: dict  # layer -> snapshot index -> {"size", "theoretical", "stride"}
     matching: list  # dicts per pair
     baseline: dict  # snapshot index -> mean matched cosine vs a random network; "random" -> random vs random
-    cka: list  # dicts per pair: {"layer", "on", "value"}
+    # dicts per pair, layer and states: {"a", "b", "on", "layer", "value"} and the chance level of that value,
+    # "chance" (mean CKA of untrained pairs on the same states), "chance_range" (min, max), "chance_draws"
+    cka: list
     patterns: list  # per snapshot: (mean, {pair: value}) or None
     skipped: list  # (view, reason)
     timings: dict = field(default_factory=dict)
@@ -257,7 +262,7 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
            max_steps: int | None = None, progress: bool = True) -> CompareData:
     """Play with every snapshot and compute all views and numbers of the compare page."""
     import dqnviz.analysis as analysis
-    from dqnviz.agent import env_for_snapshot, play_games
+    from dqnviz.agent import checked_env_for_snapshot, play_games
     from dqnviz.progress import Progress
 
     timings = {}
@@ -266,7 +271,7 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
     played = []
     t0 = time.perf_counter()
     for snapshot in snapshots:
-        env = env_for_snapshot(snapshot.meta, seed=seed)
+        env = checked_env_for_snapshot(snapshot, seed=seed)
         total = max_steps or games * 4500
         with Progress(f"play {snapshot.name}", total=total, enabled=progress) as bar:
             record = play_games(snapshot.model, env, games=games, epsilon=epsilon, seed=seed, max_steps=max_steps,
@@ -289,6 +294,8 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
             skipped.append((f"{name}: representation similarity (CKA)", reason))
     input_shapes = {tuple(p.states.shape[1:]) for p in played}
     pairs = choose_pairs(len(played), evolution)
+
+    untrained = UntrainedNetworks()  # shared by the filter-matching baseline and the CKA chance level
 
     # --- filter cards: conv1 matched across snapshots, deeper layers each snapshot's most active filters
     t0 = time.perf_counter()
@@ -314,7 +321,7 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
             match = sim.match_filters(rows[i], rows[j])
             matching.append({"a": i, "b": j, "mean": match.mean, "similarities": match.similarities,
                              "median": float(np.median(match.similarities))})
-        baseline.update(_random_baseline(played, first, rows))
+        baseline.update(_random_baseline(played, first, rows, untrained))
     elif first:
         skipped.append((f"{first}: weights, filter matching, temporal lean",
                         "kernel shapes differ (" + ", ".join(f"{p.name} {p.kernels.get(first)}" for p in played) + ")"))
@@ -359,6 +366,15 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
         skipped.append(("representation similarity (CKA)", "the snapshots take inputs of different shapes "
                         f"({', '.join(str(s) for s in input_shapes)}), so they cannot see the same states"))
     timings["cka"] = time.perf_counter() - t0
+
+    # --- the chance level of every CKA value: untrained networks of the same architectures, same states
+    t0 = time.perf_counter()
+    if cka:
+        levels = chance_levels(played, pairs, subsets, cka_layers, untrained)
+        for entry in cka:
+            level = levels.get((entry["a"], entry["b"], entry["on"]), {}).get(entry["layer"])
+            entry.update(level or {"chance": None, "chance_range": None, "chance_draws": []})
+    timings["cka chance"] = time.perf_counter() - t0
 
     # --- cross-layer similarity of guided-backprop patterns, per snapshot on its own states
     t0 = time.perf_counter()
@@ -410,33 +426,188 @@ def shared_start(played: list, starts: list, pairs: list) -> list:
     return out
 
 
-def _random_baseline(played: list, layer: str, rows: list) -> dict:
+def architecture(model) -> tuple:
+    """``(actions, dueling, history, frame shape)`` of a network: what
+    :func:`dqnviz.network.build_q_network` needs to build an untrained one like it."""
+    from dqnviz.network import DuelingQ
+
+    shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    dueling = any(isinstance(layer, DuelingQ) for layer in model.layers)
+    return int(model.output_shape[-1]), dueling, shape[-1], shape[:-1]
+
+
+class UntrainedNetworks:
+    """Untrained networks built by :func:`dqnviz.network.build_q_network`, one per architecture and
+    seed, built once: ``untrained(architecture, seed)`` (None where that architecture cannot be built)."""
+
+    def __init__(self):
+        self.models = {}
+
+    def __call__(self, arch: tuple, seed: int):
+        from dqnviz.network import build_q_network
+
+        if (arch, seed) not in self.models:
+            actions, dueling, history, frame_shape = arch
+            try:
+                model = build_q_network(actions, dueling=dueling, history=history, frame_shape=frame_shape, seed=seed)
+            except Exception:  # an unusual network: no untrained reference rather than no page
+                model = None
+            self.models[(arch, seed)] = model
+        return self.models[(arch, seed)]
+
+
+def _output_shape(model, layer):
+    try:
+        return tuple(int(d) for d in model.get_layer(layer).output.shape[1:])
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+def chance_levels(played: list, pairs: list, subsets: list, layers: list, untrained=None,
+                  seeds=CHANCE_SEEDS) -> dict:
+    """The chance level of CKA: the same layers of untrained networks, on the same states.
+
+    For a pair (i, j) on the states of ``owner``, every pair of seeds s < t gives two untrained
+    networks, one shaped like snapshot i (seed s) and one like snapshot j (seed t), both fed
+    ``subsets[owner]``; their linear CKA per layer is one draw of what CKA is before any learning.
+
+    Returns:
+        ``{(i, j, owner): {layer: {"chance": mean, "chance_range": (min, max), "chance_draws": [...]}}}``,
+        a layer left out where the untrained networks lack it (or it is constant on these states).
+    """
+    untrained = untrained or UntrainedNetworks()
+    out = {}
+    for owner in dict.fromkeys(o for i, j in pairs for o in (i, j)):
+        acts = {}  # (architecture, seed) -> {layer: activations}, freed after each owner's states
+
+        def activations(who, seed):
+            key = (architecture(played[who].model), seed)
+            if key not in acts:
+                model = untrained(*key)
+                have = [layer for layer in layers if model is not None
+                        and _output_shape(model, layer) == played[who].shapes[layer]]
+                acts[key] = _activations(model, subsets[owner], have) if have else {}
+            return acts[key]
+
+        for i, j in pairs:
+            if owner not in (i, j):
+                continue
+            draws = {layer: [] for layer in layers}
+            for s, t in combinations(seeds, 2):
+                x, y = activations(i, s), activations(j, t)
+                for layer in layers:
+                    if layer in x and layer in y:
+                        value = sim.linear_cka(x[layer], y[layer])
+                        if np.isfinite(value):
+                            draws[layer].append(float(value))
+            out[(i, j, owner)] = {layer: {"chance": float(np.mean(values)),
+                                          "chance_range": (min(values), max(values)), "chance_draws": values}
+                                  for layer, values in draws.items() if values}
+    return out
+
+
+def _parents(model) -> dict | None:
+    """Layer name -> names of the layers that feed it (None where Keras does not tell)."""
+    try:
+        return {layer.name: [parent.operation.name for node in layer._inbound_nodes for parent in node.parent_nodes]
+                for layer in model.layers}
+    except AttributeError:
+        return None
+
+
+def layer_streams(models: list, layers: list) -> list:
+    """The compared ``layers`` (in model order) split into chains of layers that follow each other.
+
+    A layer continues the chain of the layer before it when that is its only compared predecessor
+    and it is that layer's only compared successor. A plain network is one chain; a dueling one is
+    the trunk conv1 → conv3, two parallel streams fc_value → value and fc → advantage, and q, which
+    joins them: drawing one line through all of them would join parallel branches as if one
+    followed the other. Edges are those of every model (layers not compared are looked through).
+
+    Returns:
+        ``[{"label", "layers"}]`` in the order of each chain's first layer; one chain (label
+        ``None``) where the networks have no branches or Keras does not tell their graph.
+    """
+    names = set(layers)
+    pred, succ = {n: set() for n in layers}, {n: set() for n in layers}
+    graphs = []
+    for model in models:
+        parents = _parents(model)
+        if parents is None:
+            return [{"label": None, "layers": list(layers)}]
+        graphs.append(parents)
+        memo = {}
+
+        def nearest(name):  # the compared layers nearest above ``name`` on every path
+            if name not in memo:
+                memo[name] = found = set()
+                for parent in parents.get(name, []):
+                    found |= {parent} if parent in names else nearest(parent)
+            return memo[name]
+
+        for name in layers:
+            for up in nearest(name):
+                pred[name].add(up)
+                succ[up].add(name)
+    chains, where = [], {}
+    for name in layers:
+        up = next(iter(pred[name])) if len(pred[name]) == 1 else None
+        if up in where and len(succ[up]) == 1 and chains[where[up]][-1] == up:
+            where[name] = where[up]
+            chains[where[name]].append(name)
+        else:
+            where[name] = len(chains)
+            chains.append([name])
+    if len(chains) == 1:
+        return [{"label": None, "layers": chains[0]}]
+    streams = []
+    for chain in chains:
+        if len(succ[chain[-1]]) > 1:
+            label = "trunk"
+        elif len(pred[chain[0]]) > 1:
+            label = f"{chain[0]}: joins the streams"
+        else:
+            label = f"{_stream_end(graphs, chain[-1])} stream"
+        streams.append({"label": label, "layers": chain})
+    return streams
+
+
+def _stream_end(graphs: list, name: str) -> str:
+    """The last layer of the stream ``name`` lies in, in the first network that has it: ``advantage``
+    for ``fc`` of a dueling network even where ``advantage`` is not compared (its action sets differ)."""
+    for parents in graphs:
+        if name not in parents:
+            continue
+        children = {}
+        for child, ups in parents.items():
+            for up in ups:
+                children.setdefault(up, []).append(child)
+        while len(children.get(name, [])) == 1 and len(parents[children[name][0]]) == 1:
+            name = children[name][0]
+        return name
+    return name
+
+
+def _random_baseline(played: list, layer: str, rows: list, untrained=None) -> dict:
     """Mean matched cosine of each snapshot's first layer against a randomly initialised network.
 
-    The random networks are :func:`dqnviz.network.build_q_network` with a fixed seed and the
-    snapshot's action count; ``"random"`` is two such networks (two seeds) against each other.
+    The random networks are :func:`dqnviz.network.build_q_network` with a fixed seed, shaped like
+    the snapshot; ``"random"`` is two such networks (two seeds) against each other.
     """
-    from dqnviz.network import build_q_network
+    untrained = untrained or UntrainedNetworks()
 
-    cache = {}
-
-    def random_rows(actions, seed):
-        key = (actions, seed)
-        if key not in cache:
-            model = build_q_network(actions, seed=seed)
-            cache[key] = sim.kernels_as_rows(model.get_layer(layer).get_weights()[0])
-        return cache[key]
+    def random_rows(i, seed):
+        model = untrained(architecture(played[i].model), seed)
+        return sim.kernels_as_rows(model.get_layer(layer).get_weights()[0])
 
     out = {}
     try:
         for i, p in enumerate(played):
-            actions = int(p.model.output_shape[-1])
-            reference = random_rows(actions, BASELINE_SEED)
+            reference = random_rows(i, BASELINE_SEED)
             if reference.shape[1] != rows[i].shape[1]:
                 return {}
             out[i] = sim.match_filters(rows[i], reference).mean
-        actions = int(played[0].model.output_shape[-1])
-        out["random"] = sim.match_filters(random_rows(actions, BASELINE_SEED), random_rows(actions, BASELINE_SEED + 1)).mean
+        out["random"] = sim.match_filters(random_rows(0, BASELINE_SEED), random_rows(0, BASELINE_SEED + 1)).mean
     except Exception:  # a layer the standard network does not have: no baseline
         return {}
     return out
@@ -576,23 +747,9 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
                                     xaxis_title="conv layer"))
         figures["fig-erf"] = script_json(fig)
 
-    cka_rows = []
+    cka_rows, cka_streams = [], []
     if data.cka:
-        fig = go.Figure()
-        for k, (i, j) in enumerate(data.pairs):
-            # a colour per pair (two pairs on one snapshot's states must not look alike), the line
-            # style tells whose states: solid the first snapshot's, dashed the second's
-            colour = PAIR_COLOURS[k % len(PAIR_COLOURS)]
-            for owner in dict.fromkeys((i, j)):
-                entries = [c for c in data.cka if c["a"] == i and c["b"] == j and c["on"] == owner]
-                label = f"{names[i]} vs {names[j]} on {played[owner].meta.get('game', '?')} states ({names[owner]})"
-                fig.add_scatter(x=[e["layer"] for e in entries], y=[_finite(e["value"]) for e in entries],
-                                mode="lines+markers", name=label, marker=dict(symbol="circle" if owner == i else "square"),
-                                line=dict(color=colour, dash="solid" if owner == i else "dash"),
-                                hovertemplate=label + "<br>%{x}: CKA %{y:.3f}<extra></extra>")
-                cka_rows.append({"label": label, "values": {e["layer"]: e["value"] for e in entries}})
-        fig.update_layout(**_layout(yaxis=dict(title="linear CKA", range=[0, 1.02]), xaxis_title="layer",
-                                    **_legend_below(len(fig.data), 340)))
+        fig, cka_rows, cka_streams = _cka_figure(data, names)
         figures["fig-cka"] = script_json(fig)
 
     shared = {(x["a"], x["b"]): x for x in data.shared_start}
@@ -646,7 +803,9 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
         "title": title, "snapshots": snapshots, "evolution": data.evolution, "layers": layers,
         "weight_rows": weight_rows, "history": history, "matching": matching_rows,
         "frame_labels": frame_labels(history or int(played[0].model.inputs[0].shape[-1])),
-        "random_vs_random": data.baseline.get("random"), "cka_layers": data.cka_layers, "cka_rows": cka_rows,
+        "random_vs_random": data.baseline.get("random"), "cka_rows": cka_rows, "cka_streams": cka_streams,
+        "cka_layers": [layer for stream in cka_streams for layer in stream["layers"]],
+        "chance_seeds": CHANCE_SEEDS, "chance_pairs": len(CHANCE_SEEDS) * (len(CHANCE_SEEDS) - 1) // 2,
         "patterns": pattern_rows, "skipped": data.skipped, "figures": figures,
         "pairs": [(names[i], names[j]) for i, j in data.pairs],
         "images_json": json.dumps(images.uris, separators=(",", ":")).replace("</", "<\\/"),
@@ -656,6 +815,104 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
         "start_rows": start_rows, "movement_layers": movement_layers, "shared_rows": shared_rows,
         "alignment_layers": alignment_layers,
     }
+
+
+CHANCE_COLOUR = "#56606b"
+CHANCE_SYMBOLS = ["circle-open", "square-open", "diamond-open", "triangle-up-open", "cross-open", "star-open"]
+
+
+def _verdict(value, span) -> str | None:
+    """``"above"``, ``"within"`` or ``"below"`` the range of the untrained pairs (None: no value or range)."""
+    if value is None or span is None or not np.isfinite(value):
+        return None
+    low, high = span
+    return "above" if value > high else "below" if value < low else "within"
+
+
+def _cka_figure(data: CompareData, names: list):
+    """The CKA chart, its table rows, and the streams its x axis is grouped by.
+
+    A line per pair and states, drawn only along layers that follow each other (a dueling network's
+    parallel streams are separate pieces of one legend entry, see :func:`layer_streams`), and a grey
+    dotted line per states for the chance level: the CKA of untrained networks on those states.
+    """
+    import plotly.graph_objects as go
+
+    played = data.played
+    streams = layer_streams([p.model for p in played], data.cka_layers)
+    position = {}
+    for g, stream in enumerate(streams):
+        for layer in stream["layers"]:
+            position[layer] = round(len(position) + STREAM_GAP * g, 3)
+
+    fig = go.Figure()
+
+    def add_line(entries, key, name, **style):
+        """One trace per stream (a legend group), so no line joins two streams."""
+        shown = False
+        for stream in streams:
+            layers = [layer for layer in stream["layers"] if layer in entries and _finite(entries[layer][key]) is not None]
+            if not layers:
+                continue
+            extra = dict(style)
+            if key == "chance":
+                extra["error_y"] = dict(type="data", symmetric=False, color=CHANCE_COLOUR, thickness=1, width=4,
+                                        array=[round(entries[l]["chance_range"][1] - entries[l]["chance"], 4) for l in layers],
+                                        arrayminus=[round(entries[l]["chance"] - entries[l]["chance_range"][0], 4)
+                                                    for l in layers])
+            fig.add_scatter(x=[position[l] for l in layers], y=[_finite(entries[l][key]) for l in layers],
+                            customdata=layers, mode="lines+markers", name=name, legendgroup=name,
+                            showlegend=not shown, **extra)
+            shown = True
+        return shown
+
+    rows, chance_lines, legend = [], {}, 0
+    shared = {(x["a"], x["b"]): x["seed"] for x in data.shared_start}  # began as one network: CKA 1, not chance
+    for k, (i, j) in enumerate(data.pairs):
+        # a colour per pair (two pairs on one snapshot's states must not look alike), the line
+        # style tells whose states: solid the first snapshot's, dashed the second's
+        colour = PAIR_COLOURS[k % len(PAIR_COLOURS)]
+        for owner in dict.fromkeys((i, j)):
+            entries = {e["layer"]: e for e in data.cka if e["a"] == i and e["b"] == j and e["on"] == owner}
+            game = played[owner].meta.get("game", "?")
+            label = f"{names[i]} vs {names[j]} on {game} states ({names[owner]})"
+            legend += add_line(entries, "value", label, line=dict(color=colour, dash="solid" if owner == i else "dash"),
+                               marker=dict(symbol="circle" if owner == i else "square"),
+                               hovertemplate=label + "<br>%{customdata}: CKA %{y:.3f}<extra></extra>")
+            # untrained pairs on the same states: one line per distinct level (pairs of one architecture share it)
+            key = (owner, tuple((l, _finite(e.get("chance"))) for l, e in sorted(entries.items())))
+            if key not in chance_lines:
+                name = f"chance: untrained pairs on {game} states ({names[owner]})"
+                if name in chance_lines.values():  # another architecture's level on the same states
+                    name += f", shaped as {names[i]} and {names[j]}"
+                chance_lines[key] = name
+                legend += add_line(entries, "chance", name,
+                                   line=dict(color=CHANCE_COLOUR, dash="dot", width=1.5),
+                                   marker=dict(symbol=CHANCE_SYMBOLS[owner % len(CHANCE_SYMBOLS)], size=7),
+                                   hovertemplate=name + "<br>%{customdata}: CKA %{y:.3f}"
+                                                 "<br>(range of the untrained pairs shown as a bar)<extra></extra>")
+            rows.append({"label": label, "values": {layer: e["value"] for layer, e in entries.items()},
+                         "chance": {layer: e.get("chance") for layer, e in entries.items()},
+                         "range": {layer: e.get("chance_range") for layer, e in entries.items()},
+                         "shared_seed": shared.get((i, j)),
+                         "verdict": {layer: None if (i, j) in shared else _verdict(e["value"], e.get("chance_range"))
+                                     for layer, e in entries.items()}})
+
+    shapes, annotations = [], []
+    if len(streams) > 1:  # a shaded band and a name per stream, under the layer names
+        for stream in streams:
+            first, last = position[stream["layers"][0]], position[stream["layers"][-1]]
+            shapes.append(dict(type="rect", xref="x", yref="paper", x0=first - 0.4, x1=last + 0.4, y0=0, y1=1,
+                               fillcolor="#eef1f4", line=dict(width=0), layer="below"))
+            annotations.append(dict(text=stream["label"], x=(first + last) / 2, xref="x", y=0, yref="paper",
+                                    yanchor="top", yshift=-22, showarrow=False, font=dict(size=11, color="#56606b")))
+    ticks = list(position.values())
+    fig.update_layout(**_layout(yaxis=dict(title="linear CKA", range=[0, 1.04]),
+                                xaxis=dict(title=None if len(streams) > 1 else "layer", tickvals=ticks,
+                                           ticktext=list(position), range=[min(ticks) - 0.5, max(ticks) + (0.9 if len(streams) > 1 else 0.5)],
+                                           showgrid=False, zeroline=False),
+                                shapes=shapes, annotations=annotations, **_legend_below(legend, 340)))
+    return fig, rows, streams
 
 
 def _finite(value):
