@@ -30,9 +30,16 @@ class DuelingQ(layers.Layer):
         return advantage_shape
 
 
+INITIALISATIONS = ("independent", "shared")
+
+
 def build_q_network(num_actions: int, dueling: bool = False, history: int = 4,
-                    frame_shape=(84, 84), seed: int | None = None) -> keras.Model:
+                    frame_shape=(84, 84), seed: int | None = None,
+                    initialisation: str = "independent") -> keras.Model:
     """Build the Nature DQN for ``num_actions`` actions.
+
+    The conv and hidden layers' kernels are He-initialised, W ~ truncated N(0, 2 / fan_in), the
+    output layers' Glorot-uniform, the biases 0.
 
     Args:
         num_actions: size of the minimal action set.
@@ -40,24 +47,40 @@ def build_q_network(num_actions: int, dueling: bool = False, history: int = 4,
         history: frames per state (input channels).
         frame_shape: (height, width) of one frame.
         seed: seed for the weight initialisers.
+        initialisation: ``"independent"``: every kernel is drawn with its own seed. ``"shared"``:
+            one initialiser object for all the He-initialised layers, as dqnviz built networks
+            before snapshots recorded ``initialisation``. Keras 3 then draws every kernel from the
+            same seed, so each is a scaled prefix of one random stream (conv3's first 32,768
+            values are conv2's, fc_value equals fc); kept only to rebuild the starting weights of
+            snapshots trained so.
 
     Returns:
         A ``keras.Model`` named ``nature_dqn`` (or ``dueling_dqn``) from uint8 states to Q-values.
     """
+    if initialisation not in INITIALISATIONS:
+        raise ValueError(f"initialisation must be one of {INITIALISATIONS}, got {initialisation!r}")
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    init = keras.initializers.VarianceScaling(scale=2.0, mode="fan_in", distribution="truncated_normal")
+    shared = keras.initializers.VarianceScaling(scale=2.0, mode="fan_in", distribution="truncated_normal")
+
+    def he():
+        """A kernel initialiser for one layer: a new one draws its seed from the seeded global
+        generator, so the layers differ and the network is the same for the same ``seed``."""
+        if initialisation == "shared":
+            return shared
+        return keras.initializers.VarianceScaling(scale=2.0, mode="fan_in", distribution="truncated_normal")
+
     states = keras.Input(shape=tuple(frame_shape) + (history,), dtype="uint8", name="state")
     x = layers.Rescaling(1.0 / 255, name="scale")(states)
-    x = layers.Conv2D(32, 8, strides=4, activation="relu", kernel_initializer=init, name="conv1")(x)
-    x = layers.Conv2D(64, 4, strides=2, activation="relu", kernel_initializer=init, name="conv2")(x)
-    x = layers.Conv2D(64, 3, strides=1, activation="relu", kernel_initializer=init, name="conv3")(x)
+    x = layers.Conv2D(32, 8, strides=4, activation="relu", kernel_initializer=he(), name="conv1")(x)
+    x = layers.Conv2D(64, 4, strides=2, activation="relu", kernel_initializer=he(), name="conv2")(x)
+    x = layers.Conv2D(64, 3, strides=1, activation="relu", kernel_initializer=he(), name="conv3")(x)
     x = layers.Flatten(name="flatten")(x)
-    hidden = layers.Dense(512, activation="relu", kernel_initializer=init, name="fc")(x)
+    hidden = layers.Dense(512, activation="relu", kernel_initializer=he(), name="fc")(x)
     if not dueling:
         q = layers.Dense(num_actions, name="q")(hidden)
         return keras.Model(states, q, name="nature_dqn")
-    value_hidden = layers.Dense(512, activation="relu", kernel_initializer=init, name="fc_value")(x)
+    value_hidden = layers.Dense(512, activation="relu", kernel_initializer=he(), name="fc_value")(x)
     value = layers.Dense(1, name="value")(value_hidden)
     advantage = layers.Dense(num_actions, name="advantage")(hidden)
     q = DuelingQ(name="q")(value, advantage)

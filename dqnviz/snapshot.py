@@ -336,6 +336,9 @@ class StartingPoint:
     movement: dict = field(default_factory=dict)
     reason: str = ""
     source: str = ""
+    # how build_q_network drew W₀: "independent", or "shared" for snapshots from before the
+    # metadata recorded it (see dqnviz.network.build_q_network)
+    initialisation: str = "shared"
 
 
 def layer_kernels(model) -> dict:
@@ -394,7 +397,8 @@ def starting_point(snapshot, measure: bool = True) -> StartingPoint:
     the first update, with the seed the metadata records as ``init_seed`` (``config.seed`` in
     snapshots older than that key), and Keras's seeded initialisers draw from the backend's own generator, so
     the rebuild is exact under the backend the run started with (``initialised_under`` in the
-    metadata, else ``backend``), and only there. Under another backend the figures the trainer
+    metadata, else ``backend``), and only there. ``initialisation`` in the metadata says how the
+    kernels were drawn; snapshots without it drew them all from one initialiser ("shared"). Under another backend the figures the trainer
     recorded when it saved the snapshot are used, where it recorded them.
     """
     import keras
@@ -408,7 +412,8 @@ def starting_point(snapshot, measure: bool = True) -> StartingPoint:
     # only the latter (right unless one of their resumes changed --seed).
     seed = meta["init_seed"] if "init_seed" in meta else config.get("seed")
     backend = meta.get("initialised_under") or meta.get("backend")
-    start = StartingPoint(seed=int(seed) if seed is not None else None, backend=backend)
+    start = StartingPoint(seed=int(seed) if seed is not None else None, backend=backend,
+                          initialisation=meta.get("initialisation", "shared"))
     if seed is None:
         start.reason = "its metadata records no seed"
         return start
@@ -423,7 +428,8 @@ def starting_point(snapshot, measure: bool = True) -> StartingPoint:
     trained = layer_kernels(model)
     try:
         rebuilt = build_q_network(int(model.output_shape[-1]), dueling=bool(config.get("dueling")),
-                                  history=int(config.get("history", 4)), seed=int(seed))
+                                  history=int(config.get("history", 4)), seed=int(seed),
+                                  initialisation=start.initialisation)
     except Exception as error:  # an unusual configuration: say so rather than fail the page
         start.reason = f"its network could not be rebuilt ({error})"
         return start

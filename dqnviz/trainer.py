@@ -65,6 +65,7 @@ def snapshot_meta(rom: Rom, env, config: TrainConfig, run: str, epoch: int, tota
         "dqnviz_version": __version__,
         "test_score": test_score,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "initialisation": "independent",  # build_q_network's; a resumed older run passes "shared"
         **extra,
     }
 
@@ -387,10 +388,12 @@ class Trainer:
         # resumed run may play with another --seed (config.seed), which drew no weight.
         if resume is None:
             self.initialised_under, self.init_seed = keras.config.backend(), config.seed
+            self.initialisation = "independent"  # build_q_network's default, as Learner built it
             self.initial_kernels = layer_kernels(self.learner.model())
         else:
             start = starting_point(resume, measure=False)
             self.initialised_under, self.init_seed, self.initial_kernels = start.backend, start.seed, start.initial
+            self.initialisation = start.initialisation
         self.csv = StatisticsCSV(self.report_dir / f"{run}.csv")
         meta = resume.meta if resume else {}
         self.learner.updates = int(meta.get("weight_updates", 0))  # the CSV's count goes on across a resume
@@ -648,7 +651,8 @@ class Trainer:
             self.rom, env, self.config, run=self.run, epoch=epoch, total_steps=self.total_steps,
             test_score=test_score, train_steps_done=self.train_steps_done, weight_updates=self.learner.updates,
             total_time=self.total_time_before + time.perf_counter() - self.started,
-            initialised_under=self.initialised_under, init_seed=self.init_seed, **extra,
+            initialised_under=self.initialised_under, init_seed=self.init_seed,
+            initialisation=self.initialisation, **extra,
         )
         model = self.learner.model()
         if self.initial_kernels is not None:

@@ -166,3 +166,48 @@ def test_ctrl_c_between_phases_keeps_no_other_phase_s_figures(tmp_path, monkeypa
     interrupted = load_snapshot(tmp_path / "snap" / "pong_1_interrupted.keras").meta["interrupted"]
     assert interrupted["steps_done"] == 0 and interrupted["seconds"] == 0
     assert interrupted["updates"] == 0 and interrupted["game_scores"] == [] and interrupted["cost_count"] == 0
+
+
+def test_every_layer_starts_from_its_own_random_draw():
+    """One initialiser object shared by the layers made Keras 3 draw every kernel from one seed:
+    conv3 began as conv2 scaled, and a dueling network's fc_value as its fc. Now each kernel is
+    drawn on its own, the same for the same seed; "shared" rebuilds the old networks exactly."""
+    import numpy as np
+
+    from dqnviz.network import build_q_network
+    from dqnviz.snapshot import layer_kernels
+
+    kernels = layer_kernels(build_q_network(6, dueling=True, seed=3))
+    assert not np.array_equal(kernels["fc"], kernels["fc_value"])
+    conv2, conv3 = kernels["conv2"].ravel(), kernels["conv3"].ravel()
+    assert abs(np.corrcoef(conv2, conv3[:conv2.size])[0, 1]) < 0.05
+    assert np.array_equal(layer_kernels(build_q_network(6, dueling=True, seed=3))["conv3"], kernels["conv3"])
+    for name, kernel in kernels.items():  # He (fan-in) for the hidden layers: std ≈ √(2 / fan_in)
+        if name.startswith(("conv", "fc")):
+            fan_in = int(np.prod(kernel.shape[:-1]))
+            assert kernel.std() == pytest.approx(np.sqrt(2 / fan_in), rel=0.15), name
+    old = layer_kernels(build_q_network(6, dueling=True, seed=3, initialisation="shared"))
+    assert np.array_equal(old["fc"], old["fc_value"])
+    with pytest.raises(ValueError, match="initialisation"):
+        build_q_network(6, initialisation="other")
+
+
+def test_an_older_snapshot_rebuilds_its_shared_start_and_a_resume_keeps_it(tmp_path):
+    """Snapshots without ``initialisation`` were drawn "shared": their start is rebuilt so (moved
+    0 from it), and a run resumed from one records "shared" too; a new run records "independent"."""
+    from dqnviz.network import build_q_network
+    from dqnviz.snapshot import save_snapshot
+
+    made = load_snapshot(make_snapshot(tmp_path / "made_1.keras", seed=0))
+    assert made.meta["initialisation"] == "independent" and starting_point(made).movement["conv2"]["change"] == 0
+    meta = {k: v for k, v in made.meta.items() if k != "initialisation"}
+    old_model = build_q_network(made.model.output_shape[-1], seed=0, initialisation="shared")
+    old = save_snapshot(tmp_path / "breakout_1.keras", old_model, {**meta, "run": "breakout"})
+    start = starting_point(load_snapshot(old))
+    assert start.initialisation == "shared" and start.source == "rebuilt"
+    assert all(figures["change"] == 0 for figures in start.movement.values())
+    assert main(["train", "--resume", str(old), "--epochs", "2", *TINY, *folders(tmp_path)]) == 0
+    resumed = load_snapshot(tmp_path / "snap" / "breakout_2.keras")
+    assert resumed.meta["initialisation"] == "shared"
+    for layer, figures in resumed.meta["movement"].items():  # recorded against the shared start
+        assert starting_point(resumed).movement[layer]["change"] == pytest.approx(figures["change"], rel=1e-5, abs=1e-7)
