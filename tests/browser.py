@@ -33,8 +33,9 @@ class PageCheck:
 
 
 @contextlib.contextmanager
-def open_report(path, width: int = 1400, height: int = 1000):
-    """Open ``path`` in headless Chromium; yields a :class:`PageCheck` once the page has loaded."""
+def open_report(path, width: int = 1400, height: int = 1000, init_script: str | None = None):
+    """Open ``path`` in headless Chromium; yields a :class:`PageCheck` once the page has loaded
+    and unpacked plotly.js. ``init_script`` runs before the page's own scripts."""
     from playwright.sync_api import sync_playwright
 
     executable = chromium_path()
@@ -57,7 +58,11 @@ def open_report(path, width: int = 1400, height: int = 1000):
                     route_.abort()
 
             page.route("**/*", route)
+            if init_script:
+                page.add_init_script(init_script)
             page.goto("file://" + os.path.abspath(path), wait_until="load")
+            # plotly.js is unpacked after the load event (_plotly_loader.html.j2): wait for it
+            page.wait_for_function("() => window.dqnvizPageReady !== undefined", timeout=30_000)
             yield check
         finally:
             browser.close()

@@ -103,8 +103,26 @@ def test_self_contained(report):
     html = report.read_text()
     assert not re.search(r'<(script|img|link|iframe)[^>]+(src|href)\s*=\s*["\']?(https?:)?//', html, re.I)
     assert "cdn.plot.ly/plotly" not in html
-    assert html.count("<script>") == 2  # plotly.js once, the dqnviz helpers once
+    assert html.count("<script>") == 2  # plotly.js's unpacker once, the dqnviz helpers once
+    assert html.count('id="dq-plotly-js"') == 1  # plotly.js once, packed
     assert os.path.getsize(report) < 15e6
+
+
+def test_a_browser_that_cannot_unpack_plotly_keeps_the_images_and_says_why(report):
+    """Without DecompressionStream (browsers before 2023) no chart can be drawn: a banner says
+    so, and every image slot keeps its placeholder image; the page raises no other error."""
+    from browser import open_report
+
+    with open_report(report, init_script="delete window.DecompressionStream;") as check:
+        page = check.page
+        assert page.evaluate("window.dqnvizPageReady").startswith("no plotly: this browser has no DecompressionStream")
+        banner = page.locator('[role="alert"]').inner_text()
+        assert "cannot be drawn here" in banner and "Firefox 113+" in banner
+        page.evaluate("dqnvizDrawAll().catch(() => 0)")
+        shown = page.evaluate("""() => Array.from(document.querySelectorAll('img.placeholder'))
+                                       .filter(img => img.complete && img.naturalWidth > 0).length""")
+        assert shown == page.evaluate("document.querySelectorAll('.dq-fig[data-kind=\\'image\\']').length") > 0
+        assert page.evaluate("document.querySelectorAll('.js-plotly-plot').length") == 0
 
 
 def test_page_draws_and_zoom_is_linked(report):
