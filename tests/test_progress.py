@@ -2,6 +2,8 @@
 
 import io
 
+import pytest
+
 from dqnviz import progress as progress_module
 from dqnviz.progress import Progress
 
@@ -14,9 +16,15 @@ class Clock:
         return self.now
 
 
-def test_plain_lines_every_few_seconds_and_at_the_end(monkeypatch):
-    clock = Clock()
-    monkeypatch.setattr(progress_module.time, "perf_counter", clock)
+@pytest.fixture
+def clock(monkeypatch):
+    """Progress's clock, moved by hand: ``clock.now += 10``."""
+    fake = Clock()
+    monkeypatch.setattr(progress_module.time, "perf_counter", fake)
+    return fake
+
+
+def test_plain_lines_every_few_seconds_and_at_the_end(clock):
     stream = io.StringIO()
     with Progress("epoch 1 test", total=64, stream=stream, every_seconds=10) as bar:
         clock.now += 4
@@ -32,9 +40,7 @@ def test_plain_lines_every_few_seconds_and_at_the_end(monkeypatch):
     assert lines[-1] == "epoch 1 test: 64/64 steps (304 steps/s) ε 0.05  games to finish 0"
 
 
-def test_a_slow_rate_keeps_its_digits(monkeypatch):
-    clock = Clock()
-    monkeypatch.setattr(progress_module.time, "perf_counter", clock)
+def test_a_slow_rate_keeps_its_digits(clock):
     stream = io.StringIO()
     with Progress("testing pong_17", total=30, unit="episodes", stream=stream) as bar:
         clock.now += 13
@@ -49,11 +55,9 @@ def test_disabled_progress_prints_nothing():
     assert stream.getvalue() == ""
 
 
-def test_work_that_ends_early_ends_its_bar_full(monkeypatch):
+def test_work_that_ends_early_ends_its_bar_full(clock):
     """A recording whose games end before their frame cap: the last line reads 706/706 frames,
     not 706/18,000, in plain lines and on a terminal (rich)."""
-    clock = Clock()
-    monkeypatch.setattr(progress_module.time, "perf_counter", clock)
     stream = io.StringIO()
     with Progress("record pong_24", total=18_000, unit="frames", stream=stream) as bar:
         clock.now += 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from dqnviz.errors import UserError
@@ -120,35 +121,29 @@ def run(args) -> int:
     return 0
 
 
-class _frames_removed_unless_done:
+@contextlib.contextmanager
+def _frames_removed_unless_done(frames_dir):
     """Around the recording: if it fails or is interrupted, remove the PNGs it wrote to
     ``frames_dir`` (a frame may be half written) and the folders it made, as the video is."""
+    import shutil
 
-    def __init__(self, frames_dir):
-        self.frames_dir = frames_dir
-        self.made = None
-        if frames_dir is not None:
-            folder = Path(frames_dir)
-            while not folder.exists() and folder != folder.parent:  # the topmost folder it will make
-                self.made, folder = folder, folder.parent
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, *exc):
-        import shutil
-
-        if exc_type is None or self.frames_dir is None or not Path(self.frames_dir).is_dir():
-            return False
-        if self.made is not None:
-            shutil.rmtree(self.made, ignore_errors=True)
-        else:  # the folder was there (without frames, see check_arguments): take only ours
-            for frame in Path(self.frames_dir).glob(FRAME_GLOB):
-                try:
-                    frame.unlink()
-                except OSError:
-                    pass
-        return False
+    made = None  # the topmost folder the recording will make
+    folder = Path(frames_dir) if frames_dir is not None else None
+    while folder is not None and not folder.exists() and folder != folder.parent:
+        made, folder = folder, folder.parent
+    try:
+        yield
+    except BaseException:
+        if frames_dir is not None and Path(frames_dir).is_dir():
+            if made is not None:
+                shutil.rmtree(made, ignore_errors=True)
+            else:  # the folder was there (without frames, see check_arguments): take only ours
+                for frame in Path(frames_dir).glob(FRAME_GLOB):
+                    try:
+                        frame.unlink()
+                    except OSError:
+                        pass
+        raise
 
 
 class VideoWriter:

@@ -245,14 +245,6 @@ def frame_labels(history: int) -> list:
     return [f"t-{history - 1 - t}" if t < history - 1 else "t" for t in range(history)]
 
 
-def _game_over(env) -> bool:
-    """Whether the environment's current game has ended (True where it cannot tell)."""
-    try:
-        return bool(env.ale.game_over())
-    except AttributeError:
-        return True
-
-
 def _int(value):
     value = np.asarray(value).ravel()
     return int(value[0])
@@ -279,7 +271,7 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
         if len(record.states) == 0:
             raise UserError(f"{snapshot.name}: no states were played; raise --max-steps")
         conv, shapes, kernels = layer_facts(snapshot.model)
-        ended = not (max_steps and len(record.states) >= max_steps) or _game_over(env)
+        ended = not (max_steps and len(record.states) >= max_steps) or bool(env.ale.game_over())
         played.append(Played(snapshot, record.states, [float(s) for s in record.scores], conv, shapes, kernels,
                              ended=ended))
     timings["play"] = time.perf_counter() - t0

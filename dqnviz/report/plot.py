@@ -118,10 +118,6 @@ class Run:
         points = self._points(phase, field)
         return [p[0] for p in points], [p[1] for p in points]
 
-    def steps_done(self, phase: str, field: str) -> list:
-        """``total_train_steps`` of the points of :meth:`series` (NaN where the CSV has none)."""
-        return self.positions(phase, field, "steps")
-
     def hover_data(self, phase: str, field: str, unfinished: bool = False) -> list:
         """``[epoch, agent steps trained, minutes]`` of each point (NaN: not in the CSV), for the hover text."""
         return [[p[0], self.position(p[2], "steps"), self.position(p[2], "minutes")]
