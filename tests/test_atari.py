@@ -1,5 +1,8 @@
 """ROM lookup, Nature preprocessing, and parity of the single and vectorised environments."""
 
+import functools
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -48,6 +51,37 @@ def test_area_resize_averages_blocks():
     assert small[:, :42].max() == 0 and small[:, 42:].min() == 200
     ramp = np.tile(np.arange(160, dtype=np.uint8), (210, 1))
     assert np.all(np.diff(resize_frame(ramp)[0].astype(int)) > 0)
+
+
+@functools.lru_cache(maxsize=None)
+def _overlaps(n_in, n_out):
+    """Integer overlaps of each output pixel's box with each input pixel, in units of 1 / n_out
+    of an input pixel (the boxes' edges sit at multiples of n_in / n_out)."""
+    scale = Fraction(n_in, n_out)
+    return np.array([[max(0, min((i + 1) * scale, j + 1) - max(i * scale, j)) * n_out for j in range(n_in)]
+                     for i in range(n_out)], np.int64)
+
+
+def _exact_area_resize(frame, shape):
+    """The area resize in integers: round(H · frame · Wᵀ / (h · w)), half to even, where
+    H[i, u] · h is the overlap of output row i's box with input row u (W likewise)."""
+    rows, cols = _overlaps(frame.shape[0], shape[0]), _overlaps(frame.shape[1], shape[1])
+    numerator = rows @ frame.astype(np.int64) @ cols.T
+    denominator = frame.shape[0] * frame.shape[1]  # the weights of a row sum to n_in units
+    quotient, remainder = np.divmod(numerator, denominator)
+    round_up = (2 * remainder > denominator) | ((2 * remainder == denominator) & (quotient % 2 == 1))
+    return (quotient + round_up).astype(np.uint8)
+
+
+@pytest.mark.parametrize("size, shape", [((210, 160), (84, 84)), ((210, 160), (105, 80)), ((37, 29), (11, 13))])
+def test_area_resize_is_exact_and_rounds_ties_to_even(size, shape):
+    """The block matrix products in float equal the exact integer resize, ties included: frames
+    of random pixels, and of two neighbouring values, whose averages often fall on x.5."""
+    rng = np.random.default_rng(sum(size))
+    frames = [rng.integers(0, 256, size, dtype=np.uint8)]
+    frames += [rng.integers(value, value + 2, size, dtype=np.uint8) for value in (0, 7, 128, 254)]  # many ties
+    for frame in frames:
+        np.testing.assert_array_equal(resize_frame(frame, shape), _exact_area_resize(frame, shape))
 
 
 def test_state_stacks_four_frames_and_starts_with_zeros():
