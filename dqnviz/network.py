@@ -10,7 +10,7 @@
 
 Dueling (Wang et al. 2016): two streams after conv3, ``value`` (fc_value → 1) and ``advantage``
 (fc → A), joined by ``Q(s, a) = V(s) + A(s, a) − mean_a' A(s, a')`` in :class:`DuelingQ`, named
-``q``.
+``q``. :func:`network_streams` lists the layers of each stream.
 """
 
 from __future__ import annotations
@@ -85,3 +85,23 @@ def build_q_network(num_actions: int, dueling: bool = False, history: int = 4,
     advantage = layers.Dense(num_actions, name="advantage")(hidden)
     q = DuelingQ(name="q")(value, advantage)
     return keras.Model(states, q, name="dueling_dqn")
+
+
+def network_streams(dueling: bool) -> list[tuple[str | None, tuple[str, ...]]]:
+    """The conv and dense layers of :func:`build_q_network`'s network, and q, by stream.
+
+    A plain network is one chain, conv1 → conv2 → conv3 → fc → q. A dueling one is a ``trunk``,
+    conv1 → conv3, that branches into two parallel streams, ``value`` (fc_value → value: V(s))
+    and ``advantage`` (fc → advantage: A(s, a)), and the ``join``, q:
+    Q(s, a) = V(s) + A(s, a) − mean_a' A(s, a').
+
+    Returns:
+        ``[(stream, layer names)]``: ``[(None, (conv1, …, q))]`` for a plain network; ``trunk``,
+        ``value``, ``advantage`` and ``join`` for a dueling one. The streams come in the model
+        order of their first layers, each stream's layers in model order (which interleaves a
+        dueling model's streams: fc_value, fc, value, advantage).
+    """
+    trunk = ("conv1", "conv2", "conv3")
+    if not dueling:
+        return [(None, trunk + ("fc", "q"))]
+    return [("trunk", trunk), ("value", ("fc_value", "value")), ("advantage", ("fc", "advantage")), ("join", ("q",))]

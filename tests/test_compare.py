@@ -528,8 +528,14 @@ def test_dueling_streams_are_not_joined_into_one_line(tmp_path):
     plain_layers = ["conv1", "conv2", "conv3", "fc", "q"]
     assert layer_streams([plain, plain], plain_layers) == [{"label": None, "layers": plain_layers}]
     # different action sets: advantage and q are not compared, fc still reads as the advantage stream
-    assert layer_streams([dueling, build_q_network(6, dueling=True, seed=1)], everything[:-2])[2] == \
-        {"label": "advantage stream", "layers": ["fc"]}
+    assert layer_streams([dueling, build_q_network(6, dueling=True, seed=1)], everything[:-2]) == [
+        {"label": "trunk", "layers": ["conv1", "conv2", "conv3"]},
+        {"label": "value stream", "layers": ["fc_value", "value"]},
+        {"label": "advantage stream", "layers": ["fc"]}]
+    # plain against dueling: the layers both have are one path through each (fc → advantage → q), in either order
+    for pair in ([plain, dueling], [dueling, plain]):
+        assert layer_streams(pair, plain_layers) == [{"label": None, "layers": plain_layers}]
+        assert layer_streams(pair, plain_layers[:-1]) == [{"label": None, "layers": plain_layers[:-1]}]
 
     a = make_snapshot(tmp_path / "breakout_1.keras", "breakout", 1, dueling=True, seed=3)
     b = make_snapshot(tmp_path / "breakout-other_1.keras", "breakout", 1, dueling=True, seed=4, run="breakout-other")
@@ -554,3 +560,28 @@ def test_dueling_streams_are_not_joined_into_one_line(tmp_path):
     assert xs["value"] < xs["fc"] and xs["fc"] - xs["value"] > xs["conv2"] - xs["conv1"]  # a gap between streams
     labels = [a["text"] for a in figure["layout"]["annotations"]]
     assert labels == ["trunk", "value stream", "advantage stream", "q: joins the streams"]
+
+
+def test_a_network_that_dqnviz_did_not_build_is_one_chain():
+    """Layer names outside :func:`dqnviz.network.network_streams` are not guessed into streams."""
+    import keras
+
+    from dqnviz.report.compare import layer_streams
+
+    states = keras.Input((8,), name="state")
+    joined = keras.layers.Add(name="join")([keras.layers.Dense(4, name="left")(states),
+                                            keras.layers.Dense(4, name="right")(states)])
+    model = keras.Model(states, keras.layers.Dense(3, name="q")(joined))
+    assert layer_streams([model], ["left", "right", "q"]) == [{"label": None, "layers": ["left", "right", "q"]}]
+
+
+def test_an_architecture_that_cannot_be_built_has_no_untrained_network():
+    """The untrained reference is None, not an error, where build_q_network cannot build that shape."""
+    from dqnviz.network import build_q_network
+    from dqnviz.report.compare import architecture, untrained_network
+
+    assert untrained_network((6, False, 4, (4, 4)), 0) is None  # 4×4 frames: smaller than conv1's 8×8 kernel
+    built = untrained_network(architecture(build_q_network(6, dueling=True)), 7)
+    same = build_q_network(6, dueling=True, seed=7)
+    assert architecture(built) == (6, True, 4, (84, 84))
+    assert all(np.array_equal(a, b) for a, b in zip(built.get_weights(), same.get_weights()))

@@ -17,6 +17,7 @@ everything else is listed as skipped, with the reason.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -287,7 +288,7 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
     input_shapes = {tuple(p.states.shape[1:]) for p in played}
     pairs = choose_pairs(len(played), evolution)
 
-    untrained = UntrainedNetworks()  # shared by the filter-matching baseline and the CKA chance level
+    untrained = functools.cache(untrained_network)  # shared by the filter-matching baseline and the CKA chance level
 
     # --- filter cards: conv1 matched across snapshots, deeper layers each snapshot's most active filters
     t0 = time.perf_counter()
@@ -428,24 +429,20 @@ def architecture(model) -> tuple:
     return int(model.output_shape[-1]), dueling, shape[-1], shape[:-1]
 
 
-class UntrainedNetworks:
-    """Untrained networks built by :func:`dqnviz.network.build_q_network`, one per architecture and
-    seed, built once: ``untrained(architecture, seed)`` (None where that architecture cannot be built)."""
+def untrained_network(arch: tuple, seed: int):
+    """An untrained network of architecture ``arch`` (see :func:`architecture`), built by
+    :func:`dqnviz.network.build_q_network` with ``seed``; None where that architecture cannot be built.
 
-    def __init__(self):
-        self.models = {}
+    Callers wrap it in ``functools.cache`` once per run, so each architecture and seed is built
+    once and the networks are freed with the run.
+    """
+    from dqnviz.network import build_q_network
 
-    def __call__(self, arch: tuple, seed: int):
-        from dqnviz.network import build_q_network
-
-        if (arch, seed) not in self.models:
-            actions, dueling, history, frame_shape = arch
-            try:
-                model = build_q_network(actions, dueling=dueling, history=history, frame_shape=frame_shape, seed=seed)
-            except Exception:  # an unusual network: no untrained reference rather than no page
-                model = None
-            self.models[(arch, seed)] = model
-        return self.models[(arch, seed)]
+    actions, dueling, history, frame_shape = arch
+    try:
+        return build_q_network(actions, dueling=dueling, history=history, frame_shape=frame_shape, seed=seed)
+    except Exception:  # an unusual network: no untrained reference rather than no page
+        return None
 
 
 def _output_shape(model, layer):
@@ -467,7 +464,7 @@ def chance_levels(played: list, pairs: list, subsets: list, layers: list, untrai
         ``{(i, j, owner): {layer: {"chance": mean, "chance_range": (min, max), "chance_draws": [...]}}}``,
         a layer left out where the untrained networks lack it (or it is constant on these states).
     """
-    untrained = untrained or UntrainedNetworks()
+    untrained = untrained or functools.cache(untrained_network)
     out = {}
     for owner in dict.fromkeys(o for i, j in pairs for o in (i, j)):
         acts = {}  # (architecture, seed) -> {layer: activations}, freed after each owner's states
@@ -498,86 +495,36 @@ def chance_levels(played: list, pairs: list, subsets: list, layers: list, untrai
     return out
 
 
-def _parents(model) -> dict | None:
-    """Layer name -> names of the layers that feed it (None where Keras does not tell)."""
-    try:
-        return {layer.name: [parent.operation.name for node in layer._inbound_nodes for parent in node.parent_nodes]
-                for layer in model.layers}
-    except AttributeError:
-        return None
+STREAM_LABELS = {"trunk": "trunk", "value": "value stream", "advantage": "advantage stream",
+                 "join": "q: joins the streams"}
 
 
 def layer_streams(models: list, layers: list) -> list:
-    """The compared ``layers`` (in model order) split into chains of layers that follow each other.
+    """The compared ``layers`` split into the streams of :func:`dqnviz.network.network_streams`.
 
-    A layer continues the chain of the layer before it when that is its only compared predecessor
-    and it is that layer's only compared successor. A plain network is one chain; a dueling one is
-    the trunk conv1 → conv3, two parallel streams fc_value → value and fc → advantage, and q, which
-    joins them: drawing one line through all of them would join parallel branches as if one
-    followed the other. Edges are those of every model (layers not compared are looked through).
+    A dueling network is the trunk conv1 → conv3, two parallel streams fc_value → value and
+    fc → advantage, and q, which joins them: drawing one line through all of them would join
+    parallel branches as if one followed the other. The layers are split so only where every
+    network is dueling; where one is plain, the layers all of them have (conv1 → fc → q) are one
+    chain, a path through each network (fc → advantage → q in a dueling one).
+
+    Only dqnviz snapshots reach compare (:func:`dqnviz.snapshot.load_snapshot` refuses a file
+    without dqnviz's metadata), so the layer names are normally those of
+    :func:`dqnviz.network.build_q_network`.
 
     Returns:
-        ``[{"label", "layers"}]`` in the order of each chain's first layer; one chain (label
-        ``None``) where the networks have no branches or Keras does not tell their graph.
+        ``[{"label", "layers"}]`` in model order, streams without a compared layer left out; one
+        chain (label ``None``) for plain networks, or where a compared layer lies in no stream.
     """
-    names = set(layers)
-    pred, succ = {n: set() for n in layers}, {n: set() for n in layers}
-    graphs = []
-    for model in models:
-        parents = _parents(model)
-        if parents is None:
-            return [{"label": None, "layers": list(layers)}]
-        graphs.append(parents)
-        memo = {}
+    from dqnviz.network import network_streams
 
-        def nearest(name):  # the compared layers nearest above ``name`` on every path
-            if name not in memo:
-                memo[name] = found = set()
-                for parent in parents.get(name, []):
-                    found |= {parent} if parent in names else nearest(parent)
-            return memo[name]
-
-        for name in layers:
-            for up in nearest(name):
-                pred[name].add(up)
-                succ[up].add(name)
-    chains, where = [], {}
-    for name in layers:
-        up = next(iter(pred[name])) if len(pred[name]) == 1 else None
-        if up in where and len(succ[up]) == 1 and chains[where[up]][-1] == up:
-            where[name] = where[up]
-            chains[where[name]].append(name)
-        else:
-            where[name] = len(chains)
-            chains.append([name])
-    if len(chains) == 1:
-        return [{"label": None, "layers": chains[0]}]
-    streams = []
-    for chain in chains:
-        if len(succ[chain[-1]]) > 1:
-            label = "trunk"
-        elif len(pred[chain[0]]) > 1:
-            label = f"{chain[0]}: joins the streams"
-        else:
-            label = f"{_stream_end(graphs, chain[-1])} stream"
-        streams.append({"label": label, "layers": chain})
+    dueling = all(architecture(model)[1] for model in models)
+    streams = [{"label": STREAM_LABELS.get(name), "layers": [layer for layer in members if layer in layers]}
+               for name, members in network_streams(dueling)]
+    streams = [stream for stream in streams if stream["layers"]]
+    if len(streams) < 2 or sum(len(stream["layers"]) for stream in streams) < len(layers):
+        return [{"label": None, "layers": list(layers)}]
     return streams
-
-
-def _stream_end(graphs: list, name: str) -> str:
-    """The last layer of the stream ``name`` lies in, in the first network that has it: ``advantage``
-    for ``fc`` of a dueling network even where ``advantage`` is not compared (its action sets differ)."""
-    for parents in graphs:
-        if name not in parents:
-            continue
-        children = {}
-        for child, ups in parents.items():
-            for up in ups:
-                children.setdefault(up, []).append(child)
-        while len(children.get(name, [])) == 1 and len(parents[children[name][0]]) == 1:
-            name = children[name][0]
-        return name
-    return name
 
 
 def _random_baseline(played: list, layer: str, rows: list, untrained=None) -> dict:
@@ -586,7 +533,7 @@ def _random_baseline(played: list, layer: str, rows: list, untrained=None) -> di
     The random networks are :func:`dqnviz.network.build_q_network` with a fixed seed, shaped like
     the snapshot; ``"random"`` is two such networks (two seeds) against each other.
     """
-    untrained = untrained or UntrainedNetworks()
+    untrained = untrained or functools.cache(untrained_network)
 
     def random_rows(i, seed):
         model = untrained(architecture(played[i].model), seed)
