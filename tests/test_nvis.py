@@ -179,6 +179,11 @@ def test_a_narrow_window_scrolls_no_part_of_the_page_sideways(report, width):
     (["--filters", "0"], "out of range"),
     (["--filters", "65"], "out of range"),
     (["--filters", "many"], "--filters must be"),
+    (["--filters", "top0"], "out of range"),
+    (["--filters", "topx"], "--filters must be"),
+    (["--filters", "3,40"], "filter 40 does not exist in conv1, which has 32 filters"),
+    (["--filters", "3,3"], "named twice"),
+    (["--filters=-1,3"], "start at 0"),
     (["--games", "0"], "--games must be between 1 and 100,000, got 0"),
     (["--epsilon", "2"], "--epsilon"),
 ])
@@ -188,6 +193,42 @@ def test_bad_arguments(breakout_snapshot, tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
     assert not out.exists()
+
+
+def test_filters_chosen_by_strength_or_index(breakout_snapshot, tmp_path):
+    """``--filters top3`` shows each layer's three filters whose strongest unit fires most, strongest
+    first (as top_activations ranks them on the same states); ``5,9,`` exactly those filters."""
+    from dqnviz import analysis
+    from dqnviz.report.nvis import parse_filters
+    from dqnviz.snapshot import load_snapshot
+
+    def cards(html):
+        found = {}
+        for layer, f in re.findall(r'<article class="card" data-layer="([^"]+)" data-filter="(\d+)"', html):
+            found.setdefault(layer, []).append(int(f))
+        return found
+
+    out = tmp_path / "top.html"
+    assert main(["nvis", breakout_snapshot, "--layers", "conv3", "--filters", "top3", "--max-steps", "30",
+                 "--quiet", "--out", str(out)]) == 0
+    html = out.read_text()
+    shown = cards(html)
+    assert "the 3 strongest per layer" in html
+    model = load_snapshot(breakout_snapshot).model
+    from dqnviz.agent import env_for_snapshot, play_games
+
+    states = play_games(model, env_for_snapshot(load_snapshot(breakout_snapshot).meta, seed=0), games=1,
+                        epsilon=0.05, seed=0, max_steps=30).states
+    values = [v for _, _, v in analysis.top_activations(model, states, "conv3", prefer=analysis.full_history(states))]
+    assert len(shown["conv3"]) == 3 and len(set(values)) > 3
+    assert [values[f] for f in shown["conv3"]] == sorted(values, reverse=True)[:3]
+    out = tmp_path / "some.html"
+    assert main(["nvis", breakout_snapshot, "--layers", "conv1,conv2", "--filters", "5,9,", "--max-steps", "12",
+                 "--quiet", "--out", str(out)]) == 0
+    html = out.read_text()
+    assert cards(html) == {"conv1": [5, 9], "conv2": [5, 9]} and "filters 5 and 9 per layer" in html
+    assert parse_filters("17,", {"conv1": 32}) == {"conv1": [17]}
+    assert parse_filters("top 40", {"conv1": 32, "conv2": 64})["conv1"].count == 32
 
 
 def test_missing_snapshot(tmp_path, capsys):

@@ -21,6 +21,8 @@ examples:
   dqnviz nvis snapshots/breakout_13.keras                    first 8 filters of conv1..conv3
   dqnviz nvis snapshots/pong_24.keras --filters all --out pong.html
   dqnviz nvis snapshots/pong_24.keras --layers conv3 --filters 16 --max-steps 2000
+  dqnviz nvis snapshots/pong_24.keras --filters top4                     the 4 strongest of each layer
+  dqnviz nvis snapshots/pong_24.keras --layers conv2,conv3 --filters 5,40  filters 5 and 40
 """
 
 
@@ -29,8 +31,10 @@ def add_arguments(parser) -> None:
 
     parser.add_argument("snapshot", metavar="SNAPSHOT", help="a .keras snapshot written by dqnviz train")
     add_playing_arguments(parser, games_help="games to play for states")
-    parser.add_argument("--filters", default="8", metavar="N|all",
-                        help="the first N filters of each layer, or 'all' (default 8)")
+    parser.add_argument("--filters", default="8", metavar="N|all|topN|I,J",
+                        help="which filters of each layer: the first N, 'all', 'topN' (the N that fire "
+                             "most strongly on the states played, strongest first) or indices such "
+                             "as 0,5,17 ('17,' for filter 17 alone) (default 8)")
     parser.add_argument("--layers", default=None, metavar="L1,L2",
                         help="conv layers to show, comma separated (default: all conv layers)")
     parser.add_argument("--out", default=None, metavar="FILE",
@@ -44,7 +48,7 @@ def run(args) -> int:
     import time
     from pathlib import Path
 
-    from dqnviz.report.nvis import build_context, gather, parse_filters, parse_layers, write_report
+    from dqnviz.report.nvis import build_context, describe_filters, gather, parse_filters, parse_layers, write_report
     from dqnviz.snapshot import check_writable, load_snapshot
 
     start = time.perf_counter()
@@ -66,7 +70,7 @@ def run(args) -> int:
 
     data = gather(snapshot, layers, filters, progress=not args.quiet, **options)
     t0 = time.perf_counter()
-    context = build_context(data, options={**options, "filters": str(args.filters)})
+    context = build_context(data, options={**options, "filters": describe_filters(args.filters)})
     data.timings["figures"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     path = write_report(out, context)

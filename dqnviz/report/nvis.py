@@ -74,21 +74,73 @@ def parse_layers(text, model) -> list:
     return names
 
 
-def parse_filters(text, layer_channels: dict) -> dict:
-    """``"8"`` or ``"all"`` → {layer: [filter indices]}; UserError for bad counts.
+@dataclass(frozen=True)
+class StrongestFilters:
+    """``--filters top N``: each layer's N filters whose strongest unit fires most, strongest first
+    (chosen in :func:`gather`, once every filter's strongest unit is known)."""
 
-    A count above a layer's filters (but within the largest layer) shows all of that layer's.
+    count: int
+
+    def choose(self, units: list) -> list:
+        """The filters of ``units`` (filter → (state, position, value)) with the N largest values;
+        ties go to the lower filter index."""
+        order = sorted(range(len(units)), key=lambda f: (-units[f][2], f))
+        return order[: self.count]
+
+
+def parse_filters(text, layer_channels: dict) -> dict:
+    """``--filters`` → {layer: filter indices, or :class:`StrongestFilters`}; UserError for bad values.
+
+    ``N``: each layer's first N filters (all of a layer that has fewer, within the largest layer's
+    count); ``all``; ``top N``: the N that fire most strongly; ``3,17,40``: those filters of each
+    layer (an index must exist in every layer shown; ``17,`` is filter 17 alone).
     """
     text = str(text).strip().lower()
     largest = max(layer_channels.values())
     if text == "all":
         return {layer: list(range(n)) for layer, n in layer_channels.items()}
-    try:
-        count = int(text)
-    except ValueError:
-        raise UserError(f"--filters must be a number of filters (1..{largest}) or 'all', not {text!r}") from None
+    words = "a number of filters (1..{0}), 'all', 'top N' or filter indices such as 0,5,17".format(largest)
+    if text.startswith("top"):
+        count = _filter_number(text[3:], words, text)
+        check_filter_range(count, layer_channels, also="'all'")
+        return {layer: StrongestFilters(min(count, n)) for layer, n in layer_channels.items()}
+    if "," in text:
+        parts = [part for part in text.split(",") if part.strip()] or [""]  # "17," is filter 17 alone
+        indices = [_filter_number(part, words, text, index=True) for part in parts]
+        if len(set(indices)) != len(indices):
+            raise UserError(f"--filters {text}: a filter is named twice")
+        smallest = min(layer_channels.values())
+        if max(indices) >= smallest:
+            layer = min(layer_channels, key=layer_channels.get)
+            raise UserError(f"--filters {text}: filter {max(indices)} does not exist in {layer}, which has "
+                            f"{smallest} filters (0..{smallest - 1}); choose layers with --layers")
+        return {layer: list(indices) for layer in layer_channels}
+    count = _filter_number(text, words, text)
     check_filter_range(count, layer_channels, also="'all'")
     return {layer: list(range(min(count, n))) for layer, n in layer_channels.items()}
+
+
+def _filter_number(part: str, words: str, text: str, index: bool = False) -> int:
+    try:
+        value = int(part.strip())
+    except ValueError:
+        raise UserError(f"--filters must be {words}, not {text!r}") from None
+    if index and value < 0:
+        raise UserError(f"--filters {text}: filter indices start at 0")
+    return value
+
+
+def describe_filters(text) -> str:
+    """How the page names a ``--filters`` choice: "the first 8", "all", "the 8 strongest", "0, 5 and 17"."""
+    text = str(text).strip().lower()
+    if text == "all":
+        return "all"
+    if text.startswith("top"):
+        return f"the {int(text[3:])} strongest"
+    if "," in text:
+        indices = [str(int(part)) for part in text.split(",") if part.strip()]
+        return "filters " + (", ".join(indices[:-1]) + " and " + indices[-1] if len(indices) > 1 else indices[0])
+    return f"the first {int(text)}"
 
 
 def check_filter_range(count: int, layer_channels: dict, also: str = "") -> None:
@@ -134,10 +186,11 @@ def gather(snapshot, layers, filters: dict, games=1, epsilon=0.05, seed=0, max_s
                   unit="steps", enabled=progress) as bar:
         for i, layer in enumerate(layers):
             t0 = time.perf_counter()
-            chosen = np.asarray(filters[layer], np.int64)
             # Every filter of the layer costs the same forward passes as a few: it also tells which
             # filters never fire (ReLU output 0 at every position of every state: "dead" units).
             every_unit = analysis.top_activations(model, states, layer, prefer=in_play)
+            choice = filters[layer]
+            chosen = np.asarray(choice.choose(every_unit) if isinstance(choice, StrongestFilters) else choice, np.int64)
             silent[layer] = [f for f, (_, _, value) in enumerate(every_unit) if value <= 0]
             channels[layer] = len(every_unit)
             units = [every_unit[f] for f in chosen]
