@@ -185,7 +185,7 @@ def test_bad_numbers(main, breakout_snapshot, capsys):
 def test_play_command_runs_until_q(main, breakout_snapshot, monkeypatch, display, capsys):
     from dqnviz.commands import play
 
-    monkeypatch.setattr(play, "display_problem", lambda environ=None: None)
+    monkeypatch.setattr(play, "display_problem", lambda environ=None, driver=None: None)
     real_loop = play.main_loop
 
     def scripted(player, window, **kwargs):
@@ -198,3 +198,182 @@ def test_play_command_runs_until_q(main, breakout_snapshot, monkeypatch, display
     monkeypatch.setattr(play, "main_loop", scripted)
     assert main(["play", breakout_snapshot, "--scale", "1"]) == 0
     assert "stopped during game 1" in capsys.readouterr().out
+
+
+# ---- review fixes: Pong's arrows, taps, the games dqnviz test plays, the summary, no display
+
+
+def paddle_top(env) -> float:
+    """The row of the top of the agent's (green, right-hand) Pong paddle on screen."""
+    column = env.screen_rgb()[34:194, 140:144]
+    rows = np.flatnonzero((column == [92, 186, 92]).all(-1).any(-1))
+    return float(rows.min())
+
+
+def test_pong_up_and_down_arrows_move_the_paddle_up_and_down(pong_snapshot, display):
+    from dqnviz.commands.play import Player, closest_action
+    from dqnviz.snapshot import load_snapshot
+
+    snapshot = load_snapshot(pong_snapshot)
+    player = Player(snapshot, evaluator=lambda state: (np.zeros(6, np.float32), None), epsilon=0.0, scale=1)
+    for _ in range(20):
+        player.step()
+    player.handle_key(pygame.K_m)
+    start = paddle_top(player.env)
+    player.handle_key(pygame.K_UP)
+    for _ in range(6):
+        player.step()
+    up = paddle_top(player.env)
+    player.handle_key_up(pygame.K_UP)
+    player.handle_key(pygame.K_DOWN)
+    for _ in range(12):
+        player.step()
+    assert up < start - 10 and paddle_top(player.env) > up + 20
+    pong = ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]
+    assert pong[closest_action({"UP"}, pong, "pong")] == "RIGHT"  # ALE's Pong: RIGHT turns the paddle up
+    assert pong[closest_action({"DOWN", "FIRE"}, pong, "pong")] == "LEFTFIRE"
+    assert pong[closest_action({"UP", "DOWN"}, pong, "pong")] == "NOOP"
+    assert pong[closest_action({"UP"}, pong, "breakout")] == "NOOP"  # only Pong's paddle is turned so
+
+
+def test_a_tap_shorter_than_a_step_is_played(player):
+    player.handle_key(pygame.K_m)
+    feed(player, key(pygame.KEYDOWN, pygame.K_SPACE), key(pygame.KEYUP, pygame.K_SPACE))  # between two steps
+    player.step()
+    player.step()
+    assert player.sent == ["FIRE", "NOOP"]
+
+
+def test_agent_plays_the_games_dqnviz_test_plays(breakout_snapshot, display):
+    from dqnviz.agent import env_for_snapshot, evaluate
+    from dqnviz.commands.play import Player
+    from dqnviz.snapshot import load_snapshot
+
+    snapshot = load_snapshot(breakout_snapshot)
+    seed, cap = 5, 400
+    expected = evaluate(snapshot.model, lambda s: env_for_snapshot(snapshot.meta, s, max_frames_per_episode=cap),
+                        episodes=3, epsilon=0.5, seed=seed, parallel=1)
+    player = Player(snapshot, epsilon=0.5, episodes=3, seed=seed, scale=1, max_frames=cap)
+    while player.running:
+        player.step()
+    assert [(r.score, r.frames) for r in player.results] == [(e["score"], e["frames"]) for e in expected]
+    assert len({e["frames"] for e in expected}) > 1  # the no-op starts differ: the games are not one game thrice
+
+
+def test_frame_skip_and_history_are_the_snapshots(tmp_path, display):
+    from tests.conftest import make_snapshot
+
+    from dqnviz.commands.play import Player
+    from dqnviz.snapshot import load_snapshot, read_meta, save_snapshot
+
+    path = make_snapshot(tmp_path / "breakout_3.keras")
+    meta = read_meta(path)
+    meta["preprocessing"]["frame_skip"] = 3
+    save_snapshot(path, load_snapshot(path).model, meta)
+    player = Player(load_snapshot(path), scale=1)
+    assert player.env.frame_skip == 3 and player.env.history == 4
+    assert len(player.step()) == 3 and player.state.shape == (84, 84, 4)
+
+
+def test_the_panel_shows_the_score_of_the_frame_on_screen(player):
+    from dqnviz.viewer import glyph
+
+    drawn = []
+    original = player.panel.render
+    player.panel.render = lambda title, lines, *rest: drawn.append(dict(lines)) or original(title, lines, *rest)
+    player.render(player.frame, 3.0)
+    player.handle_key(pygame.K_m)
+    player.handle_key(pygame.K_LEFT)
+    player.render()
+    assert drawn[0]["score"] == "3" and drawn[0]["playing"] == "agent"
+    assert drawn[1]["score"] == "3" and drawn[1]["playing"] == "you (LEFT)" and drawn[1][glyph("ε", "eps")].endswith("(off)")
+
+
+def scripted_play(monkeypatch, script):
+    """Run `dqnviz play` on the dummy driver with ``script(player, window, loop)`` as its main loop."""
+    from dqnviz.commands import play
+
+    monkeypatch.setattr(play, "display_problem", lambda environ=None, driver=None: None)
+    real_loop = play.main_loop
+    monkeypatch.setattr(play, "main_loop", lambda player, window, **kwargs: script(player, window, real_loop))
+
+
+def test_the_end_says_each_games_score_and_who_played(main, breakout_snapshot, monkeypatch, display, capsys):
+    def script(player, window, loop):
+        pygame.event.post(key(pygame.KEYDOWN, pygame.K_m))  # take over for two steps, then hand back
+        loop(player, window, max_steps=2, fps=10_000)
+        pygame.event.post(key(pygame.KEYDOWN, pygame.K_m))
+        loop(player, window, fps=10_000)
+
+    scripted_play(monkeypatch, script)
+    assert main(["play", breakout_snapshot, "--episodes", "2", "--max-frames", "60", "--scale", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("game 1: score 0 (cut off by --max-frames after ") and "; you played 2 of " in lines[0]
+    assert lines[1].startswith("game 2: score 0 (cut off by --max-frames after ") and lines[1].endswith("; agent only)")
+
+
+@pytest.mark.parametrize("stop", ["window closed", "Ctrl-C"])
+def test_stopping_mid_game_says_the_score_so_far(main, breakout_snapshot, monkeypatch, display, capsys, stop):
+    def script(player, window, loop):
+        loop(player, window, max_steps=3, fps=10_000)
+        if stop == "Ctrl-C":
+            raise KeyboardInterrupt
+        pygame.event.post(pygame.event.Event(pygame.QUIT))
+        loop(player, window, fps=10_000)
+
+    scripted_play(monkeypatch, script)
+    assert main(["play", breakout_snapshot, "--scale", "1"]) == (130 if stop == "Ctrl-C" else 0)
+    captured = capsys.readouterr()
+    assert captured.out == "stopped during game 1 at score 0 (after 12 frames; agent only)\n"
+    assert captured.err == ("dqnviz play: interrupted\n" if stop == "Ctrl-C" else "")
+
+
+def test_an_unreachable_display_is_one_line_not_a_crash(main, breakout_snapshot, monkeypatch, capfd):
+    from dqnviz.commands.play import display_problem
+
+    for name in ("WAYLAND_DISPLAY", "SDL_VIDEODRIVER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DISPLAY", ":99")  # no X server there: SDL falls back to its offscreen driver
+
+    def set_mode(*args, **kwargs):  # what crashed the process (a segmentation fault) in that driver
+        raise AssertionError("a window opened on a display that is not there")
+
+    monkeypatch.setattr(pygame.display, "set_mode", set_mode)
+    try:
+        assert main(["play", breakout_snapshot]) == 2
+    finally:
+        pygame.display.quit()
+    err = capfd.readouterr().err.strip()  # SDL's own complaints (XDG_RUNTIME_DIR) are held back
+    assert len(err.splitlines()) == 1 and "cannot open a window" in err and "dqnviz record" in err
+    assert ":99 cannot be reached" in display_problem({"DISPLAY": ":99"}, driver="offscreen")
+    assert display_problem({"DISPLAY": ":0"}, driver="x11") is None
+
+
+def test_a_wrong_path_is_named_before_the_display(main, monkeypatch, tmp_path, capsys):
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["play", str(tmp_path / "pong_24.keras")]) == 2
+    assert "snapshot not found" in capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("not a snapshot")
+    assert main(["play", str(tmp_path / "notes.txt")]) == 2
+    assert "is not a dqnviz snapshot" in capsys.readouterr().err
+
+
+def test_without_pygame_it_says_how_to_install_it(main, breakout_snapshot, monkeypatch, capsys):
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.delenv("SDL_VIDEODRIVER", raising=False)
+    monkeypatch.setitem(__import__("sys").modules, "pygame", None)
+    assert main(["play", breakout_snapshot]) == 2
+    err = capsys.readouterr().err
+    assert err == "dqnviz play: error: dqnviz play needs pygame: pip install 'dqnviz[play]'\n"
+
+
+def test_help_names_the_keys_and_defaults(main, capsys):
+    assert main(["play", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for words in ["take over from the agent", "hands the game back", "a / s slower / faster", "1/8× to 8×",
+                  "p pause and resume", "q, Esc quit", "Ctrl-C", "in Pong ↑/↓ move your paddle",
+                  "--epsilon E", "(default 0.05)", "--seed S", "--max-frames N", "(default 18000",
+                  "--episodes N", "(default 1", "SNAPSHOT", "dqnviz record SNAPSHOT", "who played"]:
+        assert words in text, words
