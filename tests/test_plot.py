@@ -365,7 +365,6 @@ def test_an_empty_chart_says_why(tmp_path):
         (note,) = [a for a in figure.layout.annotations if "no train phase" in a.text]
         x_domain, y_domain = figure.layout.xaxis4.domain, figure.layout.yaxis4.domain
         assert note.xref == "paper" and x_domain[0] < note.x < x_domain[1] and y_domain[0] < note.y < y_domain[1]
-        assert figure.layout.showlegend is True  # so the page keeps the modebar off the chart titles
 
 
 def _boxes(page, selector):
@@ -431,6 +430,85 @@ def test_the_modebar_leaves_the_chart_titles_alone_with_one_legend_entry(tmp_pat
         modebar = _boxes(check.page, ".modebar")[0]
         titles = _boxes(check.page, ".infolayer .annotation")
         assert titles and not any(_overlap(modebar, title) for title in titles), (modebar, titles)
+
+
+def test_the_modebar_leaves_the_chart_titles_alone_without_a_legend(tmp_path):
+    """No chart has a line yet, so there is no legend: the modebar still gets its strip above the
+    titles (it used to get one only above a legend, and the page forced a legend on to have it)."""
+    from tests.browser import open_report
+
+    path = tmp_path / "start.csv"  # the random phase so far: no game ended, no meanq yet
+    path.write_text(",".join(COLUMNS) + "\n0,random,20000,0,-6.1,-6.1,-6.1,1,0,20000,,0,0,5.8,5.8,3574\n")
+    out = tmp_path / "start.html"
+    assert run_cli(["plot", str(path), "--fields", "average_reward,meanq,meancost", "--out", str(out)]) == 0
+    with open_report(out) as check:
+        assert check.page.evaluate("() => document.getElementById('stats-plot').data.length") == 0
+        assert _boxes(check.page, ".legend") == []
+        check.page.hover("#stats-plot .svg-container")  # the modebar shows on hover
+        modebar = _boxes(check.page, ".modebar")[0]
+        titles = _boxes(check.page, ".infolayer .annotation")
+        assert len(titles) == 6 and modebar[2] > modebar[0]  # 3 subplot titles, 3 "nothing to draw" notes
+        assert not any(_overlap(modebar, title) for title in titles), (modebar, titles)
+
+
+def test_the_page_is_ready_only_once_its_charts_are_drawn(tmp_path):
+    """tests/browser.py waits for window.dqnvizPageReady: base.html.j2's lazy figure helpers set it
+    once plotly.js is loaded, which on this page would be before the charts are drawn."""
+    from tests.browser import open_report
+
+    out = tmp_path / "pong.html"
+    assert run_cli(["plot", write_stats(tmp_path / "pong.csv"), "--out", str(out)]) == 0
+    watch = """(() => { let ready; window.dqnvizReadyWith = [];
+        Object.defineProperty(window, "dqnvizPageReady", { configurable: true, get: () => ready, set: (value) => {
+            const plot = document.getElementById("stats-plot");
+            window.dqnvizReadyWith.push([value, plot ? plot.querySelectorAll(".main-svg .scatterlayer .trace").length : -1]);
+            ready = value; } }); })();"""
+    with open_report(out, init_script=watch) as check:
+        assert check.page.evaluate("() => window.dqnvizReadyWith") == [[True, 9]]
+        assert check.errors == []
+
+
+def test_plot_page_is_built_on_the_shared_report_shell(tmp_path):
+    """plot.html.j2 extends base.html.j2, as the nvis and compare pages do: the same top bar, style
+    sheet and explanation box, and plotly.js embedded once."""
+    from dqnviz.report.render import render
+
+    out = tmp_path / "pong.html"
+    assert run_cli(["plot", write_stats(tmp_path / "pong.csv"), "--out", str(out)]) == 0
+    html = out.read_text()
+    assert render("_style.css.j2").strip() in html
+    assert '<nav class="dq-nav"><span class="brand">dqnviz</span>' in html and '<a href="#charts">charts</a>' in html
+    assert '<meta name="generator" content="dqnviz">' in html and '<div class="explain x-axis">' in html
+    assert html.count('id="dq-plotly-js"') == 1 and html.count("<html") == 1 and html.count("<style>") == 1
+    assert 'id="stats-plot"' in html and "window.dqnvizPlotly.layout(" in html
+
+
+def test_the_narrow_layout_is_drawn_with_the_wide_layouts_traces(tmp_path, monkeypatch):
+    """The traces are built once, for both layouts: chart i has the axes x{i+1}, y{i+1} in either grid."""
+    import json
+
+    from dqnviz.report import plot
+
+    runs = [plot.read_stats(write_stats(tmp_path / f"run{i}.csv", offset=i)) for i in range(3)]
+    fields = ["average_reward", "meanq", "nr_games"]  # three: the wide grid has an empty fourth cell
+    built = []
+    chart_traces = plot.chart_traces
+    monkeypatch.setattr(plot, "chart_traces", lambda *args, **options: built.append(1) or chart_traces(*args, **options))
+    figure, narrow = plot.build_figures(runs, fields, x="steps")
+    assert len(built) == 1
+    assert figure.to_json() == plot.build_figure(runs, fields, x="steps").to_json()
+    assert narrow.to_json() == plot.build_figure(runs, fields, columns=1, x="steps").layout.to_json()
+    wide, one_column = figure.layout.to_plotly_json(), narrow.to_plotly_json()
+    for trace in figure.data:
+        for axis in ("xaxis" + trace.xaxis[1:], "yaxis" + trace.yaxis[1:]):
+            assert axis in wide and axis in one_column
+    assert len({trace.xaxis for trace in figure.data}) == 3
+    assert one_column["legend"]["orientation"] == "h" and wide["legend"]["orientation"] == "v"
+    # the page carries the template once: the narrow layout takes the wide one's
+    context = plot.build_context(runs, fields, figure, narrow, x="steps")
+    page_layout = json.loads(context["narrow_layout_json"])
+    assert "template" not in page_layout and "template" in json.loads(context["figure_json"])["layout"]
+    assert page_layout == {k: v for k, v in json.loads(narrow.to_json()).items() if k != "template"}
 
 
 def test_score_lists_of_dqnviz_test_are_left_out_of_a_glob(tmp_path, capsys, monkeypatch):

@@ -30,3 +30,73 @@ def test_plotly_js_is_embedded_packed_and_unpacks_to_the_same_bytes():
     assert len(packed) < 0.5 * len(plotly_js())
     plotly_js_packed.cache_clear()
     assert plotly_js_packed() == packed  # gzip's timestamp is fixed: reports are reproducible
+
+
+def _page(tmp_path, source: str, **context):
+    """Write a page rendered from the template text ``source`` (with templates/ to include or extend)."""
+    from dqnviz.report.render import environment
+
+    path = tmp_path / "page.html"
+    path.write_text(environment().from_string(source).render(**context), encoding="utf-8")
+    return path
+
+
+def test_every_figure_that_shows_a_modebar_gets_a_strip_for_it(tmp_path):
+    """_plotly.js.j2's rule: the top margin grows by the modebar's 28 px wherever plotly shows the
+    modebar (on hover, plotly's default, or always), legend or not; never where it does not."""
+    from tests.browser import open_report
+
+    page = _page(tmp_path, "<script>{% include '_plotly.js.j2' %}\nwindow.dqnvizPageReady = true;</script>")
+    with open_report(page) as check:
+        tops = check.page.evaluate("""() => {
+            const top = (layout, data, config) => dqnvizPlotly.layout(layout, data, config).margin?.t ?? null;
+            const one = [{type: "heatmap", z: [[1]]}], two = [{name: "a"}, {name: "b"}];
+            return {
+                shared: top({margin: {t: 30}}, one),
+                legend: top({margin: {t: 30}}, two),
+                no_margin: top({}, one),
+                always: top({margin: {t: 30}}, one, {displayModeBar: true}),
+                plotly_default: top({margin: {t: 30, l: 5}}, one, {displaylogo: false}),
+                hidden: top({margin: {t: 30}}, two, {displayModeBar: false}),
+                static: top({margin: {t: 30}}, two, {staticPlot: true}),
+                config: dqnvizPlotly.config.displayModeBar,
+            }; }""")
+        assert tops == {"shared": 58, "legend": 58, "no_margin": 128, "always": 58, "plotly_default": 58,
+                        "hidden": 30, "static": 30, "config": "hover"}
+        layout = {"margin": {"t": 30, "l": 5}, "showlegend": False}
+        out = check.page.evaluate("(layout) => [dqnvizPlotly.layout(layout, []), layout]", layout)
+        assert out == [{"margin": {"t": 58, "l": 5}, "showlegend": False}, layout]  # the figure's own is left as it was
+        # a title that plotly places half way down the top margin keeps its place above the plot
+        titles = check.page.evaluate("""() => [{text: "auto", x: 0.02}, {text: "set", y: 0.95}, "text"].map(
+            title => dqnvizPlotly.layout({margin: {t: 30}, title: title}, []).title)""")
+        assert titles == [{"text": "auto", "x": 0.02, "yref": "paper", "y": 1, "yanchor": "bottom", "pad": {"b": 15}},
+                          {"text": "set", "y": 0.95},
+                          {"text": "text", "yref": "paper", "y": 1, "yanchor": "bottom", "pad": {"b": 15}}]
+
+
+def test_the_modebar_leaves_a_title_alone_without_a_legend(tmp_path):
+    """A figure of a page built on base.html.j2 (drawn by _zoom.js.j2, as nvis and compare draw theirs)
+    with a title at the top right and no legend: the modebar, shown on hover, sits above the title."""
+    import plotly.graph_objects as go
+
+    from tests.browser import open_report
+
+    figure = go.Figure(go.Heatmap(z=[[0, 1], [1, 0]], showscale=False))
+    figure.update_layout(height=300, margin=dict(l=20, r=10, t=30, b=20),
+                         title=dict(text="a title at the top right, where the modebar is drawn", x=0.98, xanchor="right"))
+    page = _page(tmp_path, """{% extends "base.html.j2" %}
+        {% block content %}<div class="dq-fig" data-kind="json" data-figure="fig" style="width:600px"></div>{% endblock %}
+        {% block data %}<script type="application/json" id="fig">{{ figure | safe }}</script>{% endblock %}""",
+                 title="modebar", figure=script_json(figure))
+    with open_report(page, width=800, height=600) as check:
+        assert check.page.evaluate("dqnvizDrawAll()") == 1
+        check.page.hover(".dq-fig .svg-container")
+        boxes = check.page.evaluate("""() => ['.modebar', '.gtitle', '.legend'].map(s => {
+            const e = document.querySelector('.dq-fig ' + s);
+            if (!e) return null;
+            const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })""")
+        modebar, title, legend = boxes
+        assert legend is None and modebar[2] > modebar[0] and title[2] > title[0]
+        assert modebar[2] > title[0] and title[2] > modebar[0]  # one above the other, not side by side
+        assert modebar[3] <= title[1], (modebar, title)
+        assert check.errors == []

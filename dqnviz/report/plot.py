@@ -3,8 +3,9 @@
 :func:`read_stats` reads and checks one statistics CSV, :func:`build_figure` draws one subplot per
 field against epoch (or agent steps trained, or wall-clock minutes: :data:`X_AXES`) with, per run,
 the random baseline (a horizontal line at epoch 0's ``random`` row), the ``train`` phase and the
-``test`` phase, as simple_dqn's ``plot.py`` did. :func:`write_png` tries the static renderers that
-exist on the machine.
+``test`` phase, as simple_dqn's ``plot.py`` did: :func:`chart_traces` draws the lines once and
+:func:`build_layout` lays them out, in two columns or (:func:`build_figures`, for a narrow window)
+one. :func:`write_png` tries the static renderers that exist on the machine.
 """
 
 from __future__ import annotations
@@ -264,7 +265,7 @@ def _empty_note(field: str, runs: list) -> str:
 # Below this plot width (px) the page lays the charts out in one column, with the legend under them.
 NARROW_WIDTH = 1000
 LEGEND_ROW = 21  # px per entry of the vertical legend
-MODEBAR_ROOM = 28  # px that templates/_plotly.js.j2 adds to the top margin of a figure with a legend
+MODEBAR_ROOM = 28  # px of the height that templates/_plotly.js.j2 adds to the top margin (for the modebar)
 
 
 # Hover lines that say where a point is, by the x axis: the x value itself, and the other two
@@ -291,32 +292,32 @@ def _where(x: str, data: list) -> tuple[str, str]:
     return epoch, after
 
 
-def build_figure(runs: list, fields: list, columns: int | None = None, x: str = "epoch"):
-    """A plotly figure: one subplot per field (two columns when there are more than two, unless
-    ``columns`` says; ``columns=1`` is the page's narrow layout, with the legend under the charts),
-    against ``x``, one of :data:`X_AXES`."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
+@dataclass
+class Charts:
+    """The traces of every chart, drawn once whatever the layout: ``traces[i]`` are those of
+    ``fields[i]`` (an empty list: the chart says why), ``entries`` the legend entries among them."""
 
-    narrow = columns == 1  # asked for: the narrow layout, whatever the number of fields
-    columns = columns or (1 if len(fields) <= 2 else 2)
-    rows = math.ceil(len(fields) / columns)
-    titles = [f"{field} · {TITLES[field]}" if field in TITLES else field for field in fields]
-    figure = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.12,
-                           vertical_spacing=min(0.18, (0.3 if narrow else 0.5) / rows) if rows > 1 else 0.1)
-    for annotation in figure.layout.annotations:  # the subplot titles: long ones must fit a column
-        annotation.font = dict(size=14)
+    traces: list
+    entries: int
+
+
+def chart_traces(runs: list, fields: list, x: str = "epoch") -> Charts:
+    """Per field, the random baseline, train and test lines (and the points of phases in which no
+    game ended) of every run, against ``x``, one of :data:`X_AXES`; each legend group has one entry,
+    from whichever chart draws it first."""
+    import plotly.graph_objects as go
+
     several = len(runs) > 1
-    shown = set()  # legend groups with an entry: each once, from whichever chart draws it first
+    shown = set()  # legend groups with an entry
 
     def legend(group):
         first = group not in shown
         shown.add(group)
         return first
 
-    for index, field in enumerate(fields):
-        row, col = index // columns + 1, index % columns + 1
-        traces = 0
+    charts = []
+    for field in fields:
+        traces = []
         for number, run in enumerate(runs):
             colour, symbol = run_style(number)
             # the random baseline spans the run: from its first epoch, or from 0 steps or minutes
@@ -327,13 +328,12 @@ def build_figure(runs: list, fields: list, columns: int | None = None, x: str = 
             prefix = f"{run.name} · " if several else ""
             baseline = None if field in LEARNING_ONLY else run.baseline(field)
             if baseline is not None:
-                figure.add_trace(go.Scatter(
+                traces.append(go.Scatter(
                     x=[first, last], y=[baseline, baseline], mode="lines", name=f"{prefix}random",
                     legendgroup=f"{run.name}-random", showlegend=legend(f"{run.name}-random"),
                     line=dict(color=colour if several else PHASE_COLOURS["random"], dash=PHASE_DASH["random"], width=1.5),
                     hovertemplate=f"{prefix}random baseline (epoch 0)<br>{field} = %{{y:.4g}}<extra></extra>",
-                ), row=row, col=col)
-                traces += 1
+                ))
             phases = ("train",) if field in LEARNING_ONLY else ("train", "test")
             series = {phase: run.series(phase, field) for phase in phases}
             # meanq (measured after each phase, and the test phase does not learn) and the counters
@@ -348,7 +348,7 @@ def build_figure(runs: list, fields: list, columns: int | None = None, x: str = 
                 if epochs and any(v == v for v in y):
                     data = run.hover_data(phase, field)
                     epoch, after = _where(x, data)
-                    figure.add_trace(go.Scatter(
+                    traces.append(go.Scatter(
                         x=run.positions(phase, field, x), y=y, mode="lines+markers", name=f"{prefix}{phase}",
                         legendgroup=f"{run.name}-{phase}", customdata=data,
                         showlegend=legend(f"{run.name}-{phase}"), marker=dict(size=5, symbol=symbol),
@@ -356,14 +356,13 @@ def build_figure(runs: list, fields: list, columns: int | None = None, x: str = 
                                   dash=PHASE_DASH[phase] if several else "solid", width=2),
                         hovertemplate=f"{prefix}{label} {epoch}<br>{field} = %{{y:.4g}}"
                                       + (f"<br>{after}" if after else "") + "<extra></extra>",
-                    ), row=row, col=col)
-                    traces += 1
+                    ))
                 ux, uy = run.unfinished(phase, field)
                 if ux:
                     group = f"{run.name}-{phase}-unfinished"
                     data = run.hover_data(phase, field, unfinished=True)
                     epoch, after = _where(x, data)
-                    figure.add_trace(go.Scatter(
+                    traces.append(go.Scatter(
                         x=run.positions(phase, field, x, unfinished=True), y=uy, mode="markers",
                         name=f"{prefix}{phase}: no game ended (score so far)", customdata=data,
                         legendgroup=group, showlegend=legend(group),
@@ -372,8 +371,33 @@ def build_figure(runs: list, fields: list, columns: int | None = None, x: str = 
                         hovertemplate=f"{prefix}{phase} {epoch}: no game ended<br>score so far "
                                       f"= %{{y:.4g}} (not a game's score)" + (f"<br>{after}" if after else "")
                                       + "<extra></extra>",
-                    ), row=row, col=col)
-                    traces += 1
+                    ))
+        charts.append(traces)
+    return Charts(traces=charts, entries=len(shown))
+
+
+def _grid(fields: list, columns: int | None) -> tuple[int, int]:
+    """``(rows, columns)`` of the charts: two columns when there are more than two, unless ``columns`` says."""
+    columns = columns or (1 if len(fields) <= 2 else 2)
+    return math.ceil(len(fields) / columns), columns
+
+
+def build_layout(runs: list, fields: list, charts: Charts, columns: int | None = None, x: str = "epoch"):
+    """A figure with the subplots, axes, notes and legend of the charts but no traces: the traces of
+    ``charts`` fit any such layout unchanged, as chart ``i`` has the axes ``x{i+1}``, ``y{i+1}`` in
+    every grid (make_subplots numbers them row by row). ``columns=1`` is the page's narrow layout,
+    with the legend under the charts."""
+    from plotly.subplots import make_subplots
+
+    narrow = columns == 1  # asked for: the narrow layout, whatever the number of fields
+    rows, columns = _grid(fields, columns)
+    titles = [f"{field} · {TITLES[field]}" if field in TITLES else field for field in fields]
+    figure = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.12,
+                           vertical_spacing=min(0.18, (0.3 if narrow else 0.5) / rows) if rows > 1 else 0.1)
+    for annotation in figure.layout.annotations:  # the subplot titles: long ones must fit a column
+        annotation.font = dict(size=14)
+    for index, field in enumerate(fields):
+        row, col = index // columns + 1, index % columns + 1
         if x == "epoch":
             span = max((max((_number(r["epoch"]) for r in run.rows), default=1) for run in runs), default=1)
             step = max(1, math.ceil(span / 10)) if not math.isnan(span) else 1
@@ -381,14 +405,14 @@ def build_figure(runs: list, fields: list, columns: int | None = None, x: str = 
         else:  # plotly's ticks: 500k, 1M, 1.5M steps; minutes from the run's start
             figure.update_xaxes(title_text=X_AXES[x]["title"], rangemode="tozero", row=row, col=col)
         figure.update_yaxes(title_text=field, row=row, col=col)
-        if not traces:  # an empty chart says why, rather than show a blank box
+        if not charts.traces[index]:  # an empty chart says why, rather than show a blank box
             # in paper coordinates: plotly.js drops the axes of a subplot without traces, and with
             # them any position given in those axes
             axes = figure.get_subplot(row, col)
             figure.add_annotation(text=_empty_note(field, runs), showarrow=False, font=dict(size=13, color="#56606b"),
                                   xref="paper", yref="paper", x=sum(axes.xaxis.domain) / 2,
                                   y=sum(axes.yaxis.domain) / 2)
-    entries = len(shown)
+    entries = charts.entries
     height, bottom = max(380, 330 * rows), 50
     if narrow:
         # under the charts: at this width a legend beside them would leave the charts no room
@@ -405,10 +429,35 @@ def build_figure(runs: list, fields: list, columns: int | None = None, x: str = 
         height = max(height, LEGEND_ROW * entries + 40 + MODEBAR_ROOM + bottom + 20)
     figure.update_layout(
         height=height, margin=dict(l=60, r=20, t=40, b=bottom), template="plotly_white",
-        # always on, so the page makes room for the modebar above the charts even with one entry
-        showlegend=True, legend=legend_layout, hovermode="closest",
+        legend=legend_layout, hovermode="closest",
     )
     return figure
+
+
+def _with_traces(figure, fields: list, charts: Charts, columns: int | None):
+    """``figure`` (a :func:`build_layout`) with the traces of ``charts`` on their charts."""
+    _, columns = _grid(fields, columns)
+    for index, traces in enumerate(charts.traces):
+        for trace in traces:
+            figure.add_trace(trace, row=index // columns + 1, col=index % columns + 1)
+    return figure
+
+
+def build_figure(runs: list, fields: list, columns: int | None = None, x: str = "epoch"):
+    """A plotly figure: one subplot per field (two columns when there are more than two, unless
+    ``columns`` says; ``columns=1`` is the page's narrow layout, with the legend under the charts),
+    against ``x``, one of :data:`X_AXES`."""
+    charts = chart_traces(runs, fields, x)
+    return _with_traces(build_layout(runs, fields, charts, columns, x), fields, charts, columns)
+
+
+def build_figures(runs: list, fields: list, x: str = "epoch") -> tuple:
+    """``(figure, narrow layout)``: the page's figure (:func:`build_figure`) and the layout it
+    switches to below :data:`NARROW_WIDTH`, one column with the legend under the charts; the
+    traces are drawn once, for both."""
+    charts = chart_traces(runs, fields, x)
+    figure = _with_traces(build_layout(runs, fields, charts, x=x), fields, charts, None)
+    return figure, build_layout(runs, fields, charts, columns=1, x=x).layout
 
 
 # A test phase that averages fewer games than this is said to, in the page's visible text.
@@ -449,9 +498,10 @@ def _best_test(run):
     return max(tests, key=lambda r: _number(r["average_reward"]), default=None)
 
 
-def build_context(runs: list, fields: list, figure, narrow=None, x: str = "epoch") -> dict:
-    """The context of templates/plot.html.j2; ``narrow`` is the one-column figure (its layout is used
-    below :data:`NARROW_WIDTH`); ``x`` the x axis the figures were drawn against."""
+def build_context(runs: list, fields: list, figure, narrow_layout=None, x: str = "epoch") -> dict:
+    """The context of templates/plot.html.j2; ``narrow_layout`` is the one-column layout of the
+    figure's traces (used below :data:`NARROW_WIDTH`; default: the figure's own); ``x`` the x axis
+    the figure was drawn against."""
     from plotly.io.json import to_json_plotly
 
     summaries = []
@@ -469,7 +519,9 @@ def build_context(runs: list, fields: list, figure, narrow=None, x: str = "epoch
     title = "training statistics · " + ", ".join(run.name for run in runs)
     unfinished = any(run.unfinished(phase, field)[0] for run in runs for phase in ("train", "test") for field in fields)
     return {"title": title, "runs": summaries, "fields": fields, "figure_json": script_json(figure),
-            "narrow_layout_json": script_json(to_json_plotly((narrow or figure).layout.to_plotly_json())),
+            # the page takes the template from the figure's layout: the same in both, and 6 kB
+            "narrow_layout_json": script_json(to_json_plotly(
+                {k: v for k, v in (narrow_layout or figure.layout).to_plotly_json().items() if k != "template"})),
             "narrow_width": NARROW_WIDTH, "several": len(runs) > 1,
             # by steps the runs' epochs are not compared; by minutes the page points to --x steps itself
             "epoch_lengths": epoch_lengths(runs) if x == "epoch" else [],
@@ -479,9 +531,8 @@ def build_context(runs: list, fields: list, figure, narrow=None, x: str = "epoch
 def render_page(runs: list, fields: list, x: str = "epoch") -> tuple[str, object]:
     from dqnviz.report.render import render
 
-    figure = build_figure(runs, fields, x=x)
-    narrow = build_figure(runs, fields, columns=1, x=x)
-    return render("plot.html.j2", **build_context(runs, fields, figure, narrow, x=x)), figure
+    figure, narrow_layout = build_figures(runs, fields, x=x)
+    return render("plot.html.j2", **build_context(runs, fields, figure, narrow_layout, x=x)), figure
 
 
 def write_png(figure, path) -> tuple[Path | None, str]:
