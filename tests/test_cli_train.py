@@ -311,6 +311,22 @@ def test_resume_into_folders_of_another_run_of_that_name_branches_off(tmp_path, 
     assert [(r["epoch"], r["phase"]) for r in rows(b / "reports" / "t-2.csv")] == [("2", "train"), ("2", "test")]
 
 
+def test_resume_from_an_older_epoch_whose_later_snapshots_are_gone_branches_off(tmp_path, capsys):
+    """The CSV holds epochs 1 and 2 but only t_1.keras is left (the shipped pong_24 with pong.csv up
+    to epoch 26 is such a case): resuming t_1 must not append a second epoch 2 to t.csv."""
+    dirs = ["--snapshot-dir", str(tmp_path / "snapshots"), "--report-dir", str(tmp_path / "reports")]
+    assert main(["train", "pong", "--name", "t", "--epochs", "2", *TINY, *dirs]) == 0
+    (tmp_path / "snapshots" / "t_2.keras").unlink()
+    statistics = tmp_path / "reports" / "t.csv"
+    before = statistics.read_bytes()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "snapshots" / "t_1.keras"), "--epochs", "2", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"{statistics} already holds epoch 2's statistics, past t_1.keras; continuing as a new run, t-2" in out
+    assert statistics.read_bytes() == before
+    assert [(r["epoch"], r["phase"]) for r in rows(tmp_path / "reports" / "t-2.csv")] == [("2", "train"), ("2", "test")]
+
+
 def test_resume_from_elsewhere_goes_on_beside_the_snapshot_and_its_csv(tmp_path, capsys, monkeypatch):
     a, _ = _two_runs_named_t(tmp_path)
     elsewhere = tmp_path / "elsewhere"

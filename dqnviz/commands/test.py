@@ -17,8 +17,9 @@ emulator seed S+i-1), one line each, and a last line names the best (or the tied
 the standard error of each average (sample std / √episodes; none from a single game), which
 says whether the gap between two epochs is more than luck. A snapshot given twice is tested once.
 
---csv writes episode, score and frames (agent steps × frame skip, the no-op start not counted);
-it refuses a .keras name, so that `--csv snapshots/pong_2?.keras` cannot overwrite a snapshot.
+--csv writes episode, score and frames (emulator frames played, the no-op start not counted: a game
+that ends inside an agent step counts only the frames it played); it refuses a .keras name, so
+that `--csv snapshots/pong_2?.keras` cannot overwrite a snapshot.
 
 examples:
   dqnviz test snapshots/pong_24.keras

@@ -83,6 +83,18 @@ def run_statistics_match(csv_path: Path, meta: dict) -> bool:
                and (epoch == 0 or row.get("total_train_steps") == str(train_steps)) for row in rows)
 
 
+def last_epoch_in(csv_path: Path) -> int | None:
+    """The highest epoch with a row in a statistics CSV (None if it has none or cannot be read)."""
+    import csv
+
+    try:
+        with open(csv_path, newline="") as f:
+            epochs = [int(row["epoch"]) for row in csv.DictReader(f) if str(row.get("epoch", "")).isdigit()]
+    except (OSError, UnicodeDecodeError, csv.Error, KeyError):
+        return None
+    return max(epochs, default=None)
+
+
 def resumed_report_dir(run_name: str, meta: dict, snapshot_folder: Path) -> Path:
     """Where a resumed run's CSV is: reports/, the snapshot's folder, or the ``reports`` folder
     beside it (snapshots/ and reports/ as siblings), the first that holds this run's CSV; else reports/."""
@@ -155,6 +167,11 @@ def run(args) -> int:
                 reason = f"{snapshot_dir}/ holds snapshots of another {run_name} run"
             elif (snapshot_dir / f"{run_name}_{next_epoch}.keras").exists():  # resuming from an older epoch
                 reason = f"{snapshot_dir / f'{run_name}_{next_epoch}.keras'} exists"
+            elif statistics.exists() and (last_epoch_in(statistics) or 0) >= next_epoch:
+                # an older epoch whose later snapshots were deleted (or never shipped): the CSV
+                # already holds the epochs this resume would write again
+                reason = (f"{statistics} already holds epoch {last_epoch_in(statistics)}'s statistics, "
+                          f"past {Path(args.resume).name}")
             if reason:
                 branched = free_run_name(run_name, snapshot_dir, report_dir)
                 print(f"{reason}; continuing as a new run, {branched}")
