@@ -120,6 +120,10 @@ def main(argv=None) -> int:
     return code
 
 
+PATH_ERRORS = {errno.ENAMETOOLONG, errno.EILSEQ, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR,
+               errno.ENOENT, errno.ELOOP, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
+
 def _main(argv=None) -> int:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     parser = build_parser()
@@ -142,9 +146,10 @@ def _main(argv=None) -> int:
         print(f"dqnviz {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
     except OSError as error:
-        # a path no file system takes (a 300-character --name, --out or --csv): the user's to mend,
-        # wherever the command first touched it
-        if error.errno not in (errno.ENAMETOOLONG, errno.EILSEQ):
+        # a path the user gave that cannot be used (a 300-character --name, a file without read
+        # permission, a folder where a file belongs, a full or read-only disk): the user's to
+        # mend, wherever the command first touched it. An OSError naming no path is a bug.
+        if error.errno not in PATH_ERRORS or (error.filename is None and error.errno not in (errno.ENAMETOOLONG, errno.EILSEQ)):
             raise
         name = str(error.filename or "a path")
         name = name if len(name) <= 80 else name[:40] + "…" + name[-39:]

@@ -47,3 +47,34 @@ def test_games_and_episodes_name_the_same_count_in_every_command(command, option
         parser.parse_args([command, "--help"])
     help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     assert f"also {option} N" in help_text and f"[{option} N]" not in help_text
+
+
+@pytest.mark.parametrize("error, shown", [
+    (PermissionError(13, "Permission denied", "/data/run.csv"), "error: /data/run.csv: permission denied"),
+    (IsADirectoryError(21, "Is a directory", "/data/x"), "error: /data/x: is a directory"),
+    (OSError(28, "No space left on device", "/data/big.html"), "error: /data/big.html: no space left on device"),
+])
+def test_a_path_the_system_refuses_is_one_line(monkeypatch, capsys, error, shown):
+    """Wherever a command first touches a path the user gave, the system's refusal is one line, exit 2."""
+    from dqnviz import cli
+    from dqnviz.commands import plot
+
+    def refuse(args):
+        raise error
+
+    monkeypatch.setattr(plot, "run", refuse)
+    assert cli.main(["plot", "reports/pong.csv"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"dqnviz plot: {shown}"
+
+
+def test_an_os_error_naming_no_path_is_a_bug_and_shows_its_traceback(monkeypatch):
+    from dqnviz import cli
+    from dqnviz.commands import plot
+
+    def fail(args):
+        raise PermissionError(13, "Permission denied")  # no file name: not a path the user gave
+
+    monkeypatch.setattr(plot, "run", fail)
+    with pytest.raises(PermissionError):
+        cli.main(["plot", "reports/pong.csv"])
