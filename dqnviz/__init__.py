@@ -12,6 +12,9 @@ resolve_rom, AtariEnv, env_for_snapshot, play_games.
 Analysis (dqnviz.analysis): guided_backprop, saliency, receptive_field, effective_receptive_field,
 top_activations, full_history, conv_layers, encode_rgb, encode_gradient_rgb, frames_strip.
 Errors: UserError (a user's mistake, with a one-line message).
+Report: nvis_report, the ``dqnviz nvis`` page for any Keras image model and the states you give::
+
+    dqnviz.nvis_report(model, record.states, "my_agent.html", filters="top8")
 
 The names are imported on first use, so ``import dqnviz`` does not start a Keras backend.
 """
@@ -38,6 +41,7 @@ _LAZY = {
     "conv_layers": "dqnviz.analysis",
     "top_activations": "dqnviz.analysis",
     "full_history": "dqnviz.analysis",
+    "nvis_report": "dqnviz.report.nvis",
     "UserError": "dqnviz.errors",
 }
 

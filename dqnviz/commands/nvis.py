@@ -15,7 +15,8 @@ most, and write one self-contained, interactive HTML report (no network needed t
   * gradient and perturbation saliency of Q(s, a*) for telling states, next to the Q-values.
 
 The snapshot's states must stack at least three frames (dqnviz train --history 3 or more;
-the default is 4).
+the default is 4). For any other Keras image model, and states you give, Python's
+dqnviz.nvis_report(model, states, "out.html") writes the same page.
 
 examples:
   dqnviz nvis snapshots/breakout_13.keras                    first 8 filters of conv1..conv3

@@ -1,10 +1,12 @@
-"""Data and figures for ``dqnviz nvis``: what each conv filter of a DQN responds to.
+"""Data and figures for ``dqnviz nvis`` and :func:`nvis_report`: what each conv filter responds to.
 
-:func:`gather` plays games with a snapshot, finds for every selected filter the state and position
-of its largest activation, and computes (batched: one call per layer) the guided-backprop image of
-that unit, the layers' effective receptive fields and saliency maps of a few telling states.
-:func:`build_context` turns that into the template context of ``templates/nvis.html.j2``
-(deduplicated PNG data URIs and plotly figure JSON), and :func:`write_report` renders it.
+:func:`analyse` finds for every selected filter the state and position of its largest activation,
+and computes (batched: one call per layer) the guided-backprop image of that unit, the layers'
+effective receptive fields and saliency maps of a few telling states. :func:`gather` feeds it the
+states of games a snapshot plays; :func:`nvis_report` the states a user gives for any Keras image
+model. :func:`build_context` (a snapshot) and :func:`model_context` (any model) turn the result
+into the template context of ``templates/nvis.html.j2`` (deduplicated PNG data URIs and plotly
+figure JSON), and :func:`write_report` renders it.
 
 The analyses themselves live in :mod:`dqnviz.analysis`; this module only chooses the states and
 units, batches the calls, and turns the results into images and figures.
@@ -42,15 +44,120 @@ class Card:
 
 @dataclass
 class NvisData:
-    snapshot: object
-    record: object  # agent.GameRecord
+    """What :func:`analyse` found; ``snapshot`` and ``record`` only for the games a snapshot played."""
+
+    model: object
+    states: np.ndarray  # (N, H, W, C) as the model takes them
+    scores: np.ndarray  # (N, A): Q-values, or a classifier's scores before its softmax
+    view: "StateView"
     layers: list
     cards: dict  # layer -> [Card]
     fields: dict  # layer -> {"size", "theoretical", "stride", "map", "centre"}
     saliency: list  # [{"index", "labels", "max_q", "gap", "q", "action", "gradient", "perturbation"}]
     timings: dict
-    silent: dict = field(default_factory=dict)  # layer -> filters whose activation is ≤ 0 on every state
+    silent: dict = field(default_factory=dict)  # layer -> filters of a rectified layer at ≤ 0 on every state
     channels: dict = field(default_factory=dict)  # layer -> number of filters in the layer (shown or not)
+    snapshot: object = None
+    record: object = None  # agent.GameRecord
+
+
+@dataclass(frozen=True)
+class StateView:
+    """How the report draws a model's states ``(N, H, W, C)`` as images.
+
+    A stack of frames (``frame_stack``, C ≥ 3, oldest first) is shown as
+    :func:`dqnviz.analysis.encode_rgb` shows it: its last three frames as R, G, B = t-2, t-1, t.
+    An image shows its 3 channels as R, G, B, or its one channel as grey. State values
+    ``low..high`` are drawn as 0..255 (uint8 states as they are).
+    """
+
+    frame_stack: bool
+    height: int
+    width: int
+    channels: int
+    low: float = 0.0
+    high: float = 255.0
+
+    @property
+    def scaled(self) -> bool:
+        return (self.low, self.high) != (0.0, 255.0)
+
+    def rgb(self, states) -> np.ndarray:
+        """uint8 ``(..., H, W, 3)`` images of states."""
+        states = np.asarray(states)
+        if self.scaled or states.dtype.kind == "f":
+            scale = 255.0 / (self.high - self.low)
+            states = np.clip(np.rint((states.astype(np.float64) - self.low) * scale), 0, 255).astype(np.uint8)
+        return analysis.encode_rgb(self._three(states))
+
+    def gradient_rgb(self, gradients) -> np.ndarray:
+        """uint8 ``(..., H, W, 3)`` images of gradients over states: grey 128 = 0."""
+        return np.asarray(analysis.encode_gradient_rgb(self._three(gradients)))
+
+    def strip(self, gradient):
+        """One image of the gradient of each frame or channel side by side; None for one channel."""
+        return None if self.channels == 1 else _strip(analysis.frames_strip(gradient))
+
+    @property
+    def labels(self) -> list:
+        """The strip's labels: t-(C-1) … t for a frame stack, R, G, B for a colour image."""
+        if self.frame_stack:
+            return [f"t-{back}" if back else "t" for back in range(self.channels - 1, -1, -1)]
+        return ["R", "G", "B"] if self.channels == 3 else []
+
+    def _three(self, array):
+        return np.repeat(array, 3, axis=-1) if self.channels == 1 else array
+
+
+def state_view(states, frame_stack=None) -> StateView:
+    """How to show ``states`` ``(N, H, W, C)``: C = 1 a grey image, C = 3 an RGB image unless
+    ``frame_stack`` (or, when None, consecutive states share frames as a game's stacks do), C ≥ 4
+    a stack of frames, oldest first.
+
+    Raises:
+        UserError: 2 channels, ``frame_stack=True`` with 1 channel, or ``frame_stack=False``
+            with more than 3.
+    """
+    states = np.asarray(states)
+    channels = int(states.shape[-1])
+    if channels == 2:
+        raise UserError("states have 2 channels; nvis_report shows 1 channel as grey, 3 as an RGB image, "
+                        "or a stack of 3 or more frames (the last three as red, green, blue)")
+    if frame_stack is None:
+        frame_stack = channels >= 4 or (channels == 3 and shares_frames(states))
+    elif frame_stack and channels < 3:
+        raise UserError(f"frame_stack=True needs states of 3 or more stacked frames, these have {channels} channel")
+    elif not frame_stack and channels > 3:
+        raise UserError(f"states of {channels} channels are shown as a stack of frames (the last three as red, "
+                        "green, blue); frame_stack=False is for grey (1) or RGB (3) images")
+    return StateView(bool(frame_stack), int(states.shape[1]), int(states.shape[2]), channels, *display_range(states))
+
+
+def shares_frames(states) -> bool:
+    """Whether consecutive states overlap as stacks of frames: ``s[i][..., :-1] = s[i−1][..., 1:]``
+    (the frames t-1, t of one are t-2, t-1 of the next) for at least half of the pairs, counting
+    only pairs whose shared frames are not blank."""
+    states = np.asarray(states)
+    if len(states) < 2 or states.shape[-1] < 2:
+        return False
+    newer, older = states[1:, ..., :-1], states[:-1, ..., 1:]
+    same = (newer == older).reshape(len(newer), -1).all(axis=1)
+    lit = np.ptp(newer.reshape(len(newer), -1), axis=1) > 0
+    return int((same & lit).sum()) * 2 >= len(newer)
+
+
+def display_range(states) -> tuple:
+    """The state values drawn as 0..255: uint8 and values within 0..255 as they are, values within
+    0..1 scaled by 255, others stretched from their minimum to their maximum."""
+    states = np.asarray(states)
+    if states.dtype == np.uint8:
+        return 0.0, 255.0
+    low, high = float(np.min(states)), float(np.max(states))
+    if low >= 0 and high <= 1:
+        return 0.0, 1.0
+    if low >= 0 and high <= 255:
+        return 0.0, 255.0
+    return low, high if high > low else low + 1.0
 
 
 def _pair(value) -> tuple:
@@ -58,26 +165,27 @@ def _pair(value) -> tuple:
     return (int(value[0]), int(value[1])) if isinstance(value, (tuple, list)) else (int(value), int(value))
 
 
-def parse_layers(text, model) -> list:
-    """``"conv1,conv3"`` (or None: all) → conv layer names; UserError for unknown names."""
+def parse_layers(text, model, name="--layers") -> list:
+    """``"conv1,conv3"`` (or None: all) → conv layer names; UserError for unknown names.
+    ``name`` is how the messages call the option (``layers`` from Python)."""
     convs = list(analysis.conv_layers(model))
     if text is None or str(text).strip() == "":
         return convs
-    names = [name.strip() for name in str(text).split(",") if name.strip()]
+    names = [layer.strip() for layer in str(text).split(",") if layer.strip()]
     if not names:
-        raise UserError(f"--layers names no layer; the conv layers of this network are: {', '.join(convs)}")
-    for name in names:
-        if name not in convs:
-            raise UserError(f"unknown layer {name!r}; the conv layers of this network are: {', '.join(convs)}")
+        raise UserError(f"{name} names no layer; the conv layers of this network are: {', '.join(convs)}")
+    for layer in names:
+        if layer not in convs:
+            raise UserError(f"unknown layer {layer!r}; the conv layers of this network are: {', '.join(convs)}")
     if len(set(names)) != len(names):
-        raise UserError(f"--layers names a layer twice: {text}")
+        raise UserError(f"{name} names a layer twice: {text}")
     return names
 
 
 @dataclass(frozen=True)
 class StrongestFilters:
     """``--filters top N``: each layer's N filters whose strongest unit fires most, strongest first
-    (chosen in :func:`gather`, once every filter's strongest unit is known)."""
+    (chosen in :func:`analyse`, once every filter's strongest unit is known)."""
 
     count: int
 
@@ -88,12 +196,13 @@ class StrongestFilters:
         return order[: self.count]
 
 
-def parse_filters(text, layer_channels: dict) -> dict:
+def parse_filters(text, layer_channels: dict, name="--filters") -> dict:
     """``--filters`` → {layer: filter indices, or :class:`StrongestFilters`}; UserError for bad values.
 
     ``N``: each layer's first N filters (all of a layer that has fewer, within the largest layer's
     count); ``all``; ``top N``: the N that fire most strongly; ``3,17,40``: those filters of each
-    layer (an index must exist in every layer shown; ``17,`` is filter 17 alone).
+    layer (an index must exist in every layer shown; ``17,`` is filter 17 alone). ``name`` is how
+    the messages call the option (``filters`` from Python).
     """
     text = str(text).strip().lower()
     largest = max(layer_channels.values())
@@ -101,32 +210,33 @@ def parse_filters(text, layer_channels: dict) -> dict:
         return {layer: list(range(n)) for layer, n in layer_channels.items()}
     words = "a number of filters (1..{0}), 'all', 'top N' or filter indices such as 0,5,17".format(largest)
     if text.startswith("top"):
-        count = _filter_number(text[3:], words, text)
-        check_filter_range(count, layer_channels, also="'all'")
+        count = _filter_number(text[3:], words, text, name=name)
+        check_filter_range(count, layer_channels, also="'all'", name=name)
         return {layer: StrongestFilters(min(count, n)) for layer, n in layer_channels.items()}
     if "," in text:
         parts = [part for part in text.split(",") if part.strip()] or [""]  # "17," is filter 17 alone
-        indices = [_filter_number(part, words, text, index=True) for part in parts]
+        indices = [_filter_number(part, words, text, index=True, name=name) for part in parts]
         if len(set(indices)) != len(indices):
-            raise UserError(f"--filters {text}: a filter is named twice")
+            raise UserError(f"{name} {text}: a filter is named twice")
         smallest = min(layer_channels.values())
         if max(indices) >= smallest:
             layer = min(layer_channels, key=layer_channels.get)
-            raise UserError(f"--filters {text}: filter {max(indices)} does not exist in {layer}, which has "
-                            f"{smallest} filters (0..{smallest - 1}); choose layers with --layers")
+            layers = "--layers" if name.startswith("--") else "the layers argument"
+            raise UserError(f"{name} {text}: filter {max(indices)} does not exist in {layer}, which has "
+                            f"{smallest} filters (0..{smallest - 1}); choose layers with {layers}")
         return {layer: list(indices) for layer in layer_channels}
-    count = _filter_number(text, words, text)
-    check_filter_range(count, layer_channels, also="'all'")
+    count = _filter_number(text, words, text, name=name)
+    check_filter_range(count, layer_channels, also="'all'", name=name)
     return {layer: list(range(min(count, n))) for layer, n in layer_channels.items()}
 
 
-def _filter_number(part: str, words: str, text: str, index: bool = False) -> int:
+def _filter_number(part: str, words: str, text: str, index: bool = False, name="--filters") -> int:
     try:
         value = int(part.strip())
     except ValueError:
-        raise UserError(f"--filters must be {words}, not {text!r}") from None
+        raise UserError(f"{name} must be {words}, not {text!r}") from None
     if index and value < 0:
-        raise UserError(f"--filters {text}: filter indices start at 0")
+        raise UserError(f"{name} {text}: filter indices start at 0")
     return value
 
 
@@ -143,8 +253,9 @@ def describe_filters(text) -> str:
     return f"the first {int(text)}"
 
 
-def check_filter_range(count: int, layer_channels: dict, also: str = "") -> None:
-    """``--filters N`` must lie in 1..(the largest layer's filters); ``also`` names another accepted value.
+def check_filter_range(count: int, layer_channels: dict, also: str = "", name="--filters") -> None:
+    """``--filters N`` must lie in 1..(the largest layer's filters); ``also`` names another accepted
+    value, ``name`` the option.
 
     Raises:
         UserError: the count is out of range.
@@ -152,18 +263,17 @@ def check_filter_range(count: int, layer_channels: dict, also: str = "") -> None
     largest = max(layer_channels.values())
     if not 1 <= count <= largest:
         sizes = ", ".join(f"{layer} {n}" for layer, n in layer_channels.items())
-        raise UserError(f"--filters {count} is out of range: the layers have {sizes} filters "
+        raise UserError(f"{name} {count} is out of range: the layers have {sizes} filters "
                         f"(give 1..{largest}{' or ' + also if also else ''})")
 
 
 def gather(snapshot, layers, filters: dict, games=1, epsilon=0.05, seed=0, max_steps=None,
            progress=True, saliency_states=3) -> NvisData:
-    """Play, find the top unit of every selected filter, and compute all images of the report."""
+    """Play games with a snapshot, then :func:`analyse` the states it acted on."""
     from dqnviz.agent import checked_env_for_snapshot, play_games
     from dqnviz.progress import Progress, plural
 
     model = snapshot.model
-    timings = {}
     t0 = time.perf_counter()
     env = checked_env_for_snapshot(snapshot, seed=seed)
     frame_skip = max(int(snapshot.meta.get("preprocessing", {}).get("frame_skip", 4)), 1)
@@ -171,16 +281,42 @@ def gather(snapshot, layers, filters: dict, games=1, epsilon=0.05, seed=0, max_s
     with Progress(f"play {games} {plural('game', games)}", total=total, enabled=progress) as bar:
         record = play_games(model, env, games=games, epsilon=epsilon, seed=seed, max_steps=max_steps,
                             on_step=lambda step, score: bar.update(step, score=float(score)))
-    timings["play"] = time.perf_counter() - t0
+    played = time.perf_counter() - t0
     states = record.states
     if len(states) < 1:
         raise UserError(f"collected {len(states)} game states: nothing to analyse "
                         "(play more games or raise --max-steps)")
+    data = analyse(model, states, record.q_values, layers, filters, state_view(states, frame_stack=True),
+                   progress=progress, saliency_states=saliency_states)
+    data.snapshot, data.record = snapshot, record
+    data.timings = {"play": played, **data.timings}
+    return data
 
+
+def analyse(model, states, scores, layers, filters: dict, view: StateView, progress=False,
+            saliency_states=3, labels=None) -> NvisData:
+    """Find the top unit of every selected filter and compute all images of the report.
+
+    Args:
+        model: a built Keras image model.
+        states: ``(N, H, W, C)`` states the model takes, N ≥ 1.
+        scores: ``(N, A)`` the model's outputs for them (Q-values, or a classifier's logits):
+            they choose the saliency states and the output each map explains.
+        layers: conv layer names (:func:`parse_layers`).
+        filters: {layer: indices or :class:`StrongestFilters`} (:func:`parse_filters`).
+        view: how the states are shown (:func:`state_view`); for a frame stack a filter's
+            strongest unit is sought first outside states with blank frames.
+        labels: the three saliency picks' labels (see :func:`pick_saliency_states`).
+    """
+    from dqnviz.analysis._model import resolve_layer
+    from dqnviz.analysis.relu import is_relu_output
+    from dqnviz.progress import Progress, plural
+
+    timings = {}
     cards, fields, silent, channels = {}, {}, {}, {}
     # A game's first states stack blank frames from before its start, which read as sudden motion:
     # a filter's strongest unit is sought in them only if it fires on no other state.
-    in_play = analysis.full_history(states)
+    in_play = analysis.full_history(states) if view.frame_stack else None
     erf_states = states[np.unique(np.linspace(0, len(states) - 1, min(len(states), ERF_STATES)).astype(int))]
     with Progress(f"analyse {len(layers)} {plural('layer', len(layers))}, then saliency", total=len(layers) + 1,
                   unit="steps", enabled=progress) as bar:
@@ -191,54 +327,79 @@ def gather(snapshot, layers, filters: dict, games=1, epsilon=0.05, seed=0, max_s
             every_unit = analysis.top_activations(model, states, layer, prefer=in_play)
             choice = filters[layer]
             chosen = np.asarray(choice.choose(every_unit) if isinstance(choice, StrongestFilters) else choice, np.int64)
-            silent[layer] = [f for f, (_, _, value) in enumerate(every_unit) if value <= 0]
+            # Only a rectified output at ≤ 0 everywhere is a unit that never fires; a linear
+            # convolution (a BatchNormalization and ReLU after it) may peak below 0.
+            rectified = is_relu_output(resolve_layer(model, layer))
+            silent[layer] = [f for f, (_, _, value) in enumerate(every_unit) if value <= 0] if rectified else []
             channels[layer] = len(every_unit)
             units = [every_unit[f] for f in chosen]
             timings[f"{layer} top"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             size, stride = (_pair(v) for v in analysis.receptive_field(model, layer))
+            erf = analysis.effective_receptive_field(model, erf_states, layer)
+            erf_seconds = time.perf_counter() - t0
+            t0 = time.perf_counter()
             best_states = states[[s for s, _, _ in units]]
             # One batched call for the whole layer: each filter's best state with its own filter.
             gradients = np.asarray(analysis.guided_backprop(model, best_states, layer, chosen,
                                                             position=[(y, x) for _, (y, x), _ in units]))
             cards[layer] = [
                 Card(layer, int(f), int(s), (int(y), int(x)), float(value),
-                     (int(x) * stride[1], int(y) * stride[0], size[1], size[0]), gradient)
+                     field_box(erf, size, stride, (y, x), (view.height, view.width)), gradient)
                 for f, (s, (y, x), value), gradient in zip(chosen, units, gradients)
             ]
             timings[f"{layer} guided"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            erf = analysis.effective_receptive_field(model, erf_states, layer)
             fields[layer] = {"size": float(erf["size"]), "theoretical": size[0], "stride": stride[0],
                              "map": np.asarray(erf["map"], np.float32), "centre": erf.get("centre")}
-            timings[f"{layer} erf"] = time.perf_counter() - t0
+            timings[f"{layer} erf"] = erf_seconds
             bar.update(i + 1)
         t0 = time.perf_counter()
         salient = []
-        picks = pick_saliency_states(record.q_values)[:saliency_states]
+        picks = pick_saliency_states(scores, *([labels] if labels else []))[:saliency_states]
         if picks:
             index = [p["index"] for p in picks]
-            actions = np.argmax(record.q_values[index], axis=-1)
+            actions = np.argmax(scores[index], axis=-1)
             grad = np.asarray(analysis.saliency(model, states[index], action=actions, method="gradient"))
             pert = np.asarray(analysis.saliency(model, states[index], action=actions, method="perturbation"))
             for pick, a, g, p in zip(picks, actions, grad, pert):
-                salient.append({**pick, "action": int(a), "q": record.q_values[pick["index"]].astype(float),
+                salient.append({**pick, "action": int(a), "q": scores[pick["index"]].astype(float),
                                 "gradient": g, "perturbation": p})
         timings["saliency"] = time.perf_counter() - t0
         bar.update(len(layers) + 1)
-    return NvisData(snapshot, record, layers, cards, fields, salient, timings, silent, channels)
+    return NvisData(model, states, scores, view, layers, cards, fields, salient, timings, silent, channels)
 
 
-def pick_saliency_states(q_values: np.ndarray) -> list:
-    """Highest max Q, lowest max Q, biggest action gap; a state picked twice is shown once."""
+def field_box(erf: dict, size: tuple, stride: tuple, position: tuple, image: tuple) -> tuple:
+    """``(x0, y0, width, height)``: the theoretical receptive field of unit ``position`` (y, x), in
+    input pixels, cut to the ``image`` (H, W).
+
+    Unit (y, x)'s field is centred on ``origin + (y, x) · stride`` with the origin from the
+    effective receptive field's centre unit; with ``padding="valid"`` it starts at
+    ``(y, x) · stride``, with ``"same"`` it reaches over the image's edges.
+    """
+    start = []
+    for axis in range(2):
+        origin = float(erf["centre"][axis]) - int(erf["unit"][axis]) * stride[axis]
+        start.append(math.floor(origin + position[axis] * stride[axis] - (size[axis] - 1) / 2))
+    y0, x0 = max(start[0], 0), max(start[1], 0)
+    y1, x1 = min(start[0] + size[0], image[0]), min(start[1] + size[1], image[1])
+    return (int(x0), int(y0), int(max(x1 - x0, 0)), int(max(y1 - y0, 0)))
+
+
+SCORE_PICKS = ("highest top score", "lowest top score", "biggest margin")
+
+
+def pick_saliency_states(q_values: np.ndarray,
+                         labels=("highest max Q", "lowest max Q", "biggest action gap")) -> list:
+    """Highest max Q, lowest max Q, biggest action gap (named by ``labels``); a state picked twice
+    is shown once."""
     q = np.asarray(q_values, np.float64)
     if len(q) == 0:
         return []
     best = q.max(axis=1)
     ordered = np.sort(q, axis=1)
     gap = ordered[:, -1] - ordered[:, -2] if q.shape[1] > 1 else np.zeros(len(q))
-    picks = [("highest max Q", int(best.argmax())), ("lowest max Q", int(best.argmin())),
-             ("biggest action gap", int(gap.argmax()))]
+    picks = [(labels[0], int(best.argmax())), (labels[1], int(best.argmin())), (labels[2], int(gap.argmax()))]
     merged = {}
     for label, index in picks:
         merged.setdefault(index, []).append(label)
@@ -287,6 +448,8 @@ def _saliency_rgb(saliency: np.ndarray) -> np.ndarray:
 
 
 def network_rows(model) -> list:
+    """One row per top-level layer: name, type, output shape, parameters, and for a conv layer its
+    filters, kernel and stride and its theoretical receptive field."""
     convs = set(analysis.conv_layers(model))
     rows = []
     for layer in model.layers:
@@ -299,7 +462,8 @@ def network_rows(model) -> list:
         if layer.name in convs:
             size, stride = (_pair(v) for v in analysis.receptive_field(model, layer.name))
             config = layer.get_config()
-            row["detail"] = f"{config['filters']} filters {config['kernel_size'][0]}×{config['kernel_size'][1]} stride {config['strides'][0]}"
+            filters = f"{config['filters']} filters" if config.get("filters") else "depthwise"
+            row["detail"] = f"{filters} {config['kernel_size'][0]}×{config['kernel_size'][1]} stride {config['strides'][0]}"
             row["rf"] = f"{size[0]}×{size[1]} px, stride {stride[0]}"
         rows.append(row)
     return rows
@@ -347,37 +511,47 @@ def blank_note(blank: int, history: int) -> str:
     return note
 
 
-def build_context(data: NvisData, options: dict | None = None) -> dict:
-    """The template context for ``nvis.html.j2``."""
+# How the saliency section names the outputs: a snapshot's are Q-values of ALE actions; any other
+# model's outputs are scores (Q-values, a policy's or a classifier's logits, ...).
+Q_WORDS = {"value": "Q", "top": "max Q", "gap": "action gap", "choice": "a*", "axis": "Q(s, a)",
+           "hover": "Q(s, %{y})", "picks": ("highest max Q", "lowest max Q", "biggest action gap")}
+SCORE_WORDS = {"value": "score", "top": "top score", "gap": "margin", "choice": "k*", "axis": "score y(s, k)",
+               "hover": "y(s, %{y})", "picks": SCORE_PICKS}
+
+
+def _report_context(data: NvisData, action_names: list, words: dict, game_index=None) -> dict:
+    """The part of the template context that any model's report shares: cards, receptive
+    fields, saliency, the layer table and the images."""
     import plotly.graph_objects as go
 
-    snapshot, record = data.snapshot, data.record
-    meta = snapshot.meta
+    view, states = data.view, data.states
     images = ImageStore()
     states_rgb = {}
 
     def state_image(index):
         if index not in states_rgb:
-            states_rgb[index] = images.add(analysis.encode_rgb(record.states[index]))
+            states_rgb[index] = images.add(view.rgb(states[index]))
         return states_rgb[index]
 
-    history = int(record.states.shape[-1])
+    history = int(states.shape[-1])
     layers = []
     for layer in data.layers:
         cards = data.cards[layer]
-        gradients = np.stack([c.gradient for c in cards])
-        guided_rgb = np.asarray(analysis.encode_gradient_rgb(gradients))
+        guided_rgb = view.gradient_rgb(np.stack([c.gradient for c in cards]))
+        silent = set(data.silent.get(layer, []))
         card_rows = []
         for card, rgb in zip(cards, guided_rgb):
-            strip = _strip(analysis.frames_strip(card.gradient))
+            strip = view.strip(card.gradient)
             card_rows.append({
                 "layer": layer, "filter": card.filter, "state": card.state_index,
-                "step": int(card.state_index), "game": int(record.game_index[card.state_index]),
+                "step": int(card.state_index),
+                "game": None if game_index is None else int(game_index[card.state_index]),
                 "y": card.position[0], "x": card.position[1], "value": card.value,
-                "input": state_image(card.state_index), "guided": images.add(rgb), "strip": images.add(strip),
+                "input": state_image(card.state_index), "guided": images.add(rgb),
+                "strip": None if strip is None else images.add(strip),
                 "box": list(card.box), "scale": float(np.max(np.abs(card.gradient))),
-                "silent": card.value <= 0,
-                "blank": blank_note(_blank_frames(record.states[card.state_index]), history),
+                "silent": card.filter in silent,
+                "blank": blank_note(_blank_frames(states[card.state_index]), history) if view.frame_stack else "",
             })
         field_ = data.fields[layer]
         layers.append({"name": layer, "cards": card_rows, "field": field_,
@@ -390,24 +564,52 @@ def build_context(data: NvisData, options: dict | None = None) -> dict:
     for item in data.saliency:
         i = item["index"]
         saliency_rows.append({
-            "index": i, "labels": item["labels"], "action": snapshot.action_names[item["action"]]
-            if item["action"] < len(snapshot.action_names) else str(item["action"]),
+            "index": i, "labels": item["labels"], "action": action_names[item["action"]]
+            if item["action"] < len(action_names) else str(item["action"]),
             "max_q": item["max_q"], "gap": item["gap"], "input": state_image(i),
             "gradient": images.add(_saliency_rgb(item["gradient"])),
             "perturbation": images.add(_saliency_rgb(item["perturbation"])),
-            "q_figure": _q_figure(go, item["q"], snapshot.action_names, item["action"]),
+            "q_figure": _q_figure(go, item["q"], action_names, item["action"], axis=words["axis"],
+                                  hover=words["hover"]),
         })
+    return {
+        "history": history,  # frames (or channels) per state: the strip's and the text's t-(history-1)..t
+        "history_words": _number_word(history), "early_words": _number_word(history - 1),
+        "view": {"frame_stack": view.frame_stack, "channels": view.channels, "height": view.height,
+                 "width": view.width, "size": [view.width, view.height], "labels": view.labels,
+                 "scaled": view.scaled, "low": view.low, "high": view.high, "dtype": str(states.dtype)},
+        "words": words,
+        # what the image figures' hover text says (_zoom.js.j2 knows "state", "gradient" and "saliency"
+        # as frame stacks and Q; anything else shows the pixel's coordinates)
+        "hover": {"state": "state", "gradient": "gradient", "saliency": "saliency"} if view.frame_stack and words is Q_WORDS
+        else {"state": "state" if view.frame_stack else "image", "gradient": "gradient" if view.frame_stack else "image-gradient",
+              "saliency": "score-saliency"},
+        "captions": {"state": "input state t-2/t-1/t", "saliency": "input (t-2/t-1/t)",
+                     "strip": f"frames t-{history - 1} to t"} if view.frame_stack
+        else {"state": "input image", "saliency": "input", "strip": "channels R, G, B"},
+        "network": network_rows(data.model),
+        "layers": layers,
+        "erf_chart": erf_chart,
+        "saliency": saliency_rows,
+        "images_json": script_json(images.uris),
+    }
 
+
+def build_context(data: NvisData, options: dict | None = None) -> dict:
+    """The template context of ``nvis.html.j2`` for the games a snapshot played (:func:`gather`)."""
+    snapshot, record = data.snapshot, data.record
+    meta = snapshot.meta
+    context = _report_context(data, snapshot.action_names, Q_WORDS, game_index=record.game_index)
     start = starting_point(snapshot)
-    network = network_rows(snapshot.model)
-    for row in network:
+    for row in context["network"]:
         row["moved"] = start.movement.get(row["name"])
 
     score = meta.get("test_score")
     return {
+        **context,
+        "source": "snapshot",
+        "seen": "played",
         "title": f"nvis · {snapshot.name}",
-        "history": history,  # frames per state: the strip's and the text's t-(history-1)..t
-        "history_words": _number_word(history), "early_words": _number_word(history - 1),
         "snapshot": snapshot.name,
         "meta": meta,
         "game": meta.get("game", "?"),
@@ -417,16 +619,150 @@ def build_context(data: NvisData, options: dict | None = None) -> dict:
         "backend": meta.get("backend"),
         "test_score": score,
         "interrupted": meta.get("interrupted"),  # stopped inside the epoch: {"phase", "steps_done"}
-        "network": network,
         "start": {"seed": start.seed, "backend": start.backend, "reason": start.reason,
                   "measured": bool(start.movement), "source": start.source},
-        "layers": layers,
-        "erf_chart": erf_chart,
-        "saliency": saliency_rows,
-        "images_json": script_json(images.uris),
         "play": {"states": int(len(record.states)), "games": len(record.scores),
                  "scores": [float(s) for s in record.scores], **(options or {})},
     }
+
+
+def model_context(data: NvisData, action_names: list | None = None, title: str | None = None, filters: str = "") -> dict:
+    """The template context of ``nvis.html.j2`` for any model and the states given from Python
+    (:func:`nvis_report`): no game, epoch or training facts, which only a snapshot has."""
+    import keras
+
+    from dqnviz.analysis._model import softmax_output
+
+    model = data.model
+    names_given = action_names is not None
+    if action_names is None:
+        action_names = [f"output {i}" for i in range(data.scores.shape[1])]
+    context = _report_context(data, action_names, SCORE_WORDS)
+    for row in context["network"]:
+        row["moved"] = None
+    shape = " × ".join(str(d) for d in data.states.shape[1:])
+    return {
+        **context,
+        "source": "python",
+        "seen": "given",
+        "title": title or f"nvis · {model.name}",
+        "heading": title or model.name,
+        "snapshot": None,
+        "model_name": model.name,
+        "input": f"{shape} {data.states.dtype}",
+        "outputs": {"count": int(data.scores.shape[1]), "softmax": softmax_output(model) is not None,
+                    "named": action_names[:8], "more": max(len(action_names) - 8, 0), "given": names_given},
+        "backend": keras.config.backend(),
+        "start": {"measured": False},
+        "play": {"states": int(len(data.states)), "filters": filters},
+    }
+
+
+def nvis_report(model, states, path, layers=None, filters=None, action_names=None, title=None, *,
+                frame_stack=None, progress=False):
+    """Write the ``dqnviz nvis`` report for any Keras image model and states you give.
+
+    The self-contained, interactive HTML page shows per conv layer a card per filter (the state
+    where its strongest unit fires most, the unit's receptive field and its guided-backprop
+    image), effective versus theoretical receptive fields, and gradient and perturbation
+    saliency of the top output for three telling states (highest and lowest top score, biggest
+    margin) next to the outputs as bars. The outputs are read as scores: Q-values for a DQN, the
+    logits before the softmax for a classifier ending in one (as :func:`dqnviz.saliency` explains
+    them). Example::
+
+        record = dqnviz.play_games(model, dqnviz.env_for_snapshot(meta), max_steps=300)
+        dqnviz.nvis_report(model, record.states, "my_agent.html", filters="top8")
+
+    Args:
+        model: a built Keras 3 image model with 2-D convolutions and one ``(N, outputs)`` output
+            (for a model with several, such as a policy and a value head, pass
+            ``keras.Model(model.input, the_output)``).
+        states: ``(N, H, W, C)`` array as the model takes it, uint8 or float. How it is drawn:
+            C ≥ 4 is a stack of frames, oldest first, its last three shown as red, green, blue
+            (t-2, t-1, t); C = 3 an RGB image, or such a stack when consecutive states share
+            frames (as those from :func:`dqnviz.play_games`) or ``frame_stack=True``; C = 1 a
+            grey image; C = 2 is refused. Values all within 0..1 are drawn × 255, within 0..255
+            as they are, any others stretched from their minimum to their maximum.
+        path: the HTML file to write (atomically: a file is there whole or not at all).
+        layers: conv layer names (a list or ``"conv1,conv3"``); None: all, as
+            :func:`dqnviz.analysis.conv_layers` lists them.
+        filters: per layer, what ``dqnviz nvis --filters`` takes: N (the first N), ``"all"``,
+            ``"topN"`` (the N that fire most on these states) or indices (``"0,5,17"`` or a list);
+            None: the first 8 (all of a layer with fewer, as ``--filters``'s default 8 does, also
+            where no layer has 8).
+        action_names: one name per output (default ``"output 0"``, ``"output 1"``, ...).
+        title: the page's title and heading (default: the model's name).
+        frame_stack: whether 3-channel states are stacks of frames (None: guessed, as above).
+        progress: show progress bars on stderr.
+
+    Returns:
+        The ``pathlib.Path`` written.
+
+    Raises:
+        UserError: (one line, before any work, and no file is written) a model without conv
+            layers or with another output than ``(N, outputs)``, states that do not fit it or
+            have 2 channels, an unknown layer, a bad ``filters``, names that do not match the
+            outputs, a path that cannot be written.
+    """
+    from pathlib import Path
+
+    from dqnviz.analysis._model import as_batch, graph_runner, predict
+    from dqnviz.snapshot import check_writable
+
+    names = parse_layers(_as_text(layers, "layers"), model, name="layers")  # an image model with conv layers
+    batch, _ = as_batch(model, states)
+    view = state_view(batch, frame_stack)
+    outputs = model.outputs
+    if len(outputs) != 1 or len(outputs[0].shape) != 2:
+        shapes = ", ".join(str(tuple(o.shape)) for o in outputs)
+        raise UserError(f"nvis_report needs a model with one (N, outputs) output to read as scores; {model.name!r} "
+                        f"outputs {shapes} (pass keras.Model(model.input, the_output) for one of them)")
+    count = int(outputs[0].shape[-1])
+    if action_names is not None:
+        try:
+            given = None if isinstance(action_names, str) else [str(name) for name in action_names]
+        except TypeError:
+            given = None
+        if given is None or len(given) != count:
+            raise UserError(f"action_names must be a list naming each of the model's {count} outputs, got {action_names!r}")
+        action_names = given
+    channels = _layer_channels(model, names)
+    text = _as_text(filters, "filters") if filters is not None else ("8" if max(channels.values()) >= 8 else "all")
+    chosen = parse_filters(text, channels, name="filters")
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give a file name such as {path / (model.name + '.html')}")
+    check_writable(path)
+
+    # The scores the saliency explains: a softmax classifier's logits, not its probabilities.
+    scores = predict(graph_runner(model, logits=True), batch.astype(np.float32))
+    data = analyse(model, batch, scores, names, chosen, view, progress=progress, labels=SCORE_PICKS)
+    return write_report(path, model_context(data, action_names, title=title, filters=describe_filters(text)))
+
+
+def _layer_channels(model, names) -> dict:
+    from dqnviz.analysis._model import num_channels, resolve_layer
+
+    return {name: num_channels(model, resolve_layer(model, name)) for name in names}
+
+
+def _as_text(value, name):
+    """``layers`` or ``filters`` given from Python as the text the CLI takes: a list of names or
+    indices joins with commas (one index stays an index: ``[17]`` → ``"17,"``)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        raise UserError(f"{name} must be a number, a string or a list, got {value!r}")
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    try:
+        items = [str(item).strip() for item in value]
+    except TypeError:
+        raise UserError(f"{name} must be a number, a string or a list, got {value!r}") from None
+    if not items:
+        example = "[0, 5]" if name == "filters" else "['conv1']"
+        raise UserError(f"{name} names nothing: give None for all, or a list such as {example}")
+    return ",".join(items) + ("," if len(items) == 1 and name == "filters" else "")
 
 
 def _layout(**extra):
@@ -489,18 +825,20 @@ def q_axis_range(q) -> list:
     return [low - 0.25 * span, high + 0.45 * span]
 
 
-def _q_figure(go, q, action_names, action) -> str:
+def _q_figure(go, q, action_names, action, axis="Q(s, a)", hover="Q(s, %{y})") -> str:
+    """Horizontal bars of the outputs ``q``, the chosen ``action`` red; ``axis`` titles the value
+    axis and ``hover`` names a bar's value (``%{y}``: its name)."""
     q = np.asarray(q, np.float64)
     names = [action_names[i] if i < len(action_names) else str(i) for i in range(len(q))]
     colours = ["#e15759" if i == action else "#4e79a7" for i in range(len(q))]
-    axis = q_axis_range(q)
+    span = q_axis_range(q)
     # Each bar grows from the axis's left end, so that a longer bar is a larger Q also when all
     # are negative (a bar from 0 would grow leftwards from outside the axis).
-    fig = go.Figure(go.Bar(x=(q - axis[0]).round(6).tolist(), base=axis[0], y=names, orientation="h", marker_color=colours,
+    fig = go.Figure(go.Bar(x=(q - span[0]).round(6).tolist(), base=span[0], y=names, orientation="h", marker_color=colours,
                            text=[f"{v:.4f}" for v in q], textposition="outside", cliponaxis=False,
-                           customdata=q.round(6).tolist(), hovertemplate="Q(s, %{y}) = %{customdata:.4f}<extra></extra>"))
-    fig.update_layout(**_layout(height=max(160, 26 * len(q) + 60), xaxis_title="Q(s, a)",
-                                xaxis=dict(range=axis),
+                           customdata=q.round(6).tolist(), hovertemplate=hover + " = %{customdata:.4f}<extra></extra>"))
+    fig.update_layout(**_layout(height=max(160, 26 * len(q) + 60), xaxis_title=axis,
+                                xaxis=dict(range=span),
                                 yaxis=dict(autorange="reversed", automargin=True)))  # whole action names
     return script_json(fig)
 

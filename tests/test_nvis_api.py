@@ -1,0 +1,265 @@
+"""``dqnviz.nvis_report``: the nvis page from Python for any Keras image model and the states a user
+gives — a DQN's frame stacks or a classifier's RGB images — with nothing only a snapshot has, and
+bad input failing in one line with no file."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+import dqnviz
+from dqnviz.errors import UserError
+
+CLASSES = ["cat", "dog", "ship"]
+
+
+def text_of(html: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+def cards_of(html: str) -> list:
+    return re.findall(r'<article class="card" data-layer="([^"]+)" data-filter="(\d+)"', html)
+
+
+def header_of(html: str) -> str:
+    return html[html.index('<div class="dq-header">'):html.index("</dl>")]
+
+
+@pytest.fixture(scope="module")
+def dqn(tmp_path_factory):
+    """A Nature DQN built by dqnviz (random weights, seed 0) and 24 states of Breakout it played."""
+    env = dqnviz.AtariEnv(dqnviz.resolve_rom("breakout"), seed=0)
+    model = dqnviz.build_q_network(env.num_actions, seed=0)
+    record = dqnviz.play_games(model, env, max_steps=24, seed=0)
+    out = tmp_path_factory.mktemp("dqn") / "agent.html"
+    path = dqnviz.nvis_report(model, record.states, out, filters=2, action_names=record.action_names)
+    return path, out, model, record
+
+
+def small_classifier():
+    """Not a DQN: float RGB input 16×20, a linear Conv2D → BatchNormalization (moving statistics
+    away from 0 and 1) → ReLU, a strided "same" Conv2D, global pooling, a softmax head."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((16, 20, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="c1")(inputs)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Conv2D(6, 3, strides=2, padding="same", activation="relu", name="c2")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(len(CLASSES), activation="softmax", name="probs")(x)
+    model = keras.Model(inputs, outputs, name="tiny_classifier")
+    bn = model.get_layer("bn1")
+    rng = np.random.default_rng(4)
+    bn.set_weights([np.ones(4, "float32"), np.zeros(4, "float32"),
+                    rng.normal(0, 0.2, 4).astype("float32"), rng.uniform(0.5, 2.0, 4).astype("float32")])
+    return model
+
+
+def images(n=6, seed=5):
+    return np.random.default_rng(seed).uniform(0, 1, (n, 16, 20, 3)).astype("float32")
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    model, states = small_classifier(), images()
+    out = tmp_path_factory.mktemp("classifier") / "classifier.html"
+    path = dqnviz.nvis_report(model, states, out, filters="all", action_names=CLASSES, title="A tiny classifier")
+    return path, model, states
+
+
+def test_nvis_report_is_exported_lazily():
+    import dqnviz.report.nvis
+
+    assert "nvis_report" in dqnviz.__all__ and "nvis_report" in dqnviz.__doc__
+    assert dqnviz.nvis_report is dqnviz.report.nvis.nvis_report
+
+
+def test_a_dqn_page_has_its_cards_and_no_snapshot_facts(dqn):
+    from dqnviz import analysis
+
+    path, out, model, record = dqn
+    assert path == out and path.exists()
+    html = path.read_text()
+    assert sorted(cards_of(html)) == sorted((layer, str(f)) for layer in ("conv1", "conv2", "conv3") for f in (0, 1))
+    header = header_of(html)
+    for absent in ("<dt>game</dt>", "<dt>epoch</dt>", "in-training test", "trained with", "<dt>snapshot</dt>"):
+        assert absent not in header, absent
+    text = text_of(html)
+    assert "moved from the start" not in text and "How far training moved" not in text
+    assert "24 states given from Python" in text and "84 × 84 × 4 uint8: a stack of 4 frames, oldest first" in text
+    assert "colour trail" in text and "the first 2 per layer" in text
+    # each card is the filter's strongest unit, sought outside a game's first states as nvis does
+    states = record.states
+    for layer in ("conv1", "conv3"):
+        units = analysis.top_activations(model, states, layer, filters=[0, 1], prefer=analysis.full_history(states))
+        for f, (state, (y, x), value) in enumerate(units):
+            card = re.search(rf'id="{layer}-{f}">(.*?)</article>', html, re.S).group(1)
+            if value > 0:
+                assert f"activation {value:.4g}" in card
+                assert f"state {state} · unit (y, x) = ({y}, {x})" in text_of(card)
+                assert "(game" not in card  # states given from Python belong to no known game
+    strip_labels = re.findall(r'<div class="strip-labels"[^>]*>(.*?)</div>', html)
+    assert strip_labels and all(re.findall(r"<span>(.*?)</span>", s) == ["t-3", "t-2", "t-1", "t"] for s in strip_labels)
+    # the saliency section labels the bars with the names given
+    figure = json.loads(re.search(r'<script type="application/json" id="fig-q-\d+">(.*?)</script>', html, re.S).group(1))
+    assert figure["data"][0]["y"] == record.action_names
+    assert "Saliency: where does the top score look?" in text
+
+
+def test_a_classifier_page_reads_as_images_with_named_scores(classifier):
+    import keras
+
+    path, model, states = classifier
+    html = path.read_text()
+    text = text_of(html)
+    assert sorted(cards_of(html)) == sorted([("c1", str(f)) for f in range(4)] + [("c2", str(f)) for f in range(6)])
+    assert "<title>A tiny classifier</title>" in html and "A tiny classifier — what the network's filters look for" in text
+    assert "16 × 20 × 3 float32: an RGB image" in text and "values 0..1 drawn as 0..255" in text
+    assert "These states are 16×20 images, not stacks of frames" in text
+    assert "colour trail" not in text and "blank frame" not in text and "DQN state" not in text
+    strip_labels = re.findall(r'<div class="strip-labels"[^>]*>(.*?)</div>', html)
+    assert strip_labels and all(re.findall(r"<span>(.*?)</span>", s) == ["R", "G", "B"] for s in strip_labels)
+    # the image slots know the input's size; a non-square one keeps its aspect
+    assert 'data-width="20" data-height="16" style="aspect-ratio: 20 / 16"' in html and 'data-width="84"' not in html
+    # "same" padding: a 3×3 unit at (y, x) looks at x-1..x+1, cut at the image's edges
+    for y, x, x0, y0, w, h in re.findall(r"unit \(y, x\) = \((\d+), (\d+)\) · field at x (\d+), y (\d+), (\d+)×(\d+) px",
+                                         text_of(html[html.index('id="c1-0"'):html.index('id="c2-0"')])):
+        y, x = int(y), int(x)
+        assert (int(x0), int(y0)) == (max(x - 1, 0), max(y - 1, 0))
+        assert (int(w), int(h)) == (min(x + 2, 20) - max(x - 1, 0), min(y + 2, 16) - max(y - 1, 0))
+    # saliency explains the logits z of softmax(z), the scores the bars show under the names given
+    features = keras.Model(model.input, model.get_layer("probs").input)
+    head = model.get_layer("probs")
+    logits = keras.ops.convert_to_numpy(keras.ops.matmul(features(states), head.kernel) + head.bias)
+    best = int(logits.max(axis=1).argmax())
+    heading = re.search(rf"<h3>state {best}: ([^<]*)<span[^>]*>([^<]*)</span></h3>", html)
+    assert heading and "highest top score" in heading.group(1)
+    assert f"top score {logits[best].max():.4g}" in heading.group(2)
+    assert f"k* = {CLASSES[int(logits[best].argmax())]}" in heading.group(2)
+    figure = json.loads(re.search(rf'id="fig-q-{best}">(.*?)</script>', html, re.S).group(1))
+    assert figure["data"][0]["y"] == CLASSES
+    np.testing.assert_allclose(figure["data"][0]["customdata"], logits[best], atol=1e-4)
+    assert "a softmax: its scores are the logits before it" in text and "with the names given" in text
+
+
+def test_a_grey_image_is_drawn_grey_and_a_wide_range_is_stretched(tmp_path):
+    """One channel of values in -1..1: grey images of (v + 1) · 127.5, no per-channel strip."""
+    import keras
+
+    from dqnviz.report.nvis import state_view
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((10, 10, 1))
+    x = keras.layers.Conv2D(2, 3, activation="relu", name="conv")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+    states = np.random.default_rng(0).uniform(-1, 1, (3, 10, 10, 1)).astype("float32")
+    states[0, 0, 0, 0], states[1, 0, 0, 0] = -1.0, 1.0
+    view = state_view(states)
+    rgb = view.rgb(states)
+    assert rgb.shape == (3, 10, 10, 3) and (rgb == rgb[..., :1]).all()
+    np.testing.assert_array_equal(rgb[..., 0], np.rint((states[..., 0].astype(np.float64) + 1) * 127.5).astype(np.uint8))
+    path = dqnviz.nvis_report(model, states, tmp_path / "grey.html")
+    text = text_of(path.read_text())
+    assert "a one-channel image" in text and "shown in grey" in text
+    assert "values -1..1 drawn as 0..255" in text and 'class="strip"' not in path.read_text()
+    assert "output 0" in text and "numbered" in text
+
+
+@pytest.mark.parametrize("channels, stack, expected", [
+    (1, False, False), (3, False, False), (3, True, True), (4, False, True), (6, True, True)])
+def test_which_states_are_frame_stacks(channels, stack, expected):
+    """C ≥ 4 is a stack; C = 3 only when consecutive states share frames, as a game's do."""
+    from dqnviz.report.nvis import shares_frames, state_view
+
+    rng = np.random.default_rng(channels)
+    if stack:
+        frames = rng.integers(0, 256, (12, 8, 8), dtype=np.uint8)
+        states = np.stack([np.moveaxis(frames[i:i + channels], 0, -1) for i in range(12 - channels)])
+    else:
+        states = rng.integers(0, 256, (8, 8, 8, channels), dtype=np.uint8)
+    assert shares_frames(states) == (stack and channels > 1)
+    view = state_view(states)
+    assert view.frame_stack == expected and (view.low, view.high) == (0.0, 255.0)
+    assert view.labels == ([f"t-{k}" if k else "t" for k in range(channels - 1, -1, -1)] if expected
+                           else ["R", "G", "B"] if channels == 3 else [])
+
+
+def test_display_range():
+    from dqnviz.report.nvis import display_range
+
+    assert display_range(np.zeros((1, 2, 2, 3), np.uint8)) == (0.0, 255.0)
+    assert display_range(np.full((1, 2, 2, 3), 0.5)) == (0.0, 1.0)
+    assert display_range(np.array([0.0, 200.0])) == (0.0, 255.0)
+    assert display_range(np.array([-2.0, 3.0])) == (-2.0, 3.0)
+    assert display_range(np.array([-2.0, -2.0])) == (-2.0, -1.0)
+
+
+def _two_outputs():
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Flatten()(keras.layers.Conv2D(2, 3, name="conv")(inputs))
+    return keras.Model(inputs, [keras.layers.Dense(2)(x), keras.layers.Dense(1)(x)])
+
+
+def _no_conv():
+    import keras
+
+    return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(2)], name="flat")
+
+
+def _two_channels():
+    import keras
+
+    inputs = keras.Input((8, 8, 2))
+    return keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(keras.layers.Conv2D(2, 3)(inputs))))
+
+
+@pytest.mark.parametrize("case, message", [
+    (dict(states=np.zeros((2, 16, 16, 3), "float32")), "states of shape (2, 16, 16, 3) do not fit model 'tiny_classifier'"),
+    (dict(layers="c1,c9"), "unknown layer 'c9'; the conv layers of this network are: c1, c2"),
+    (dict(layers=["bn1"]), "unknown layer 'bn1'"),
+    (dict(layers=[]), "layers names nothing"),
+    (dict(filters="3,5"), "filters 3,5: filter 5 does not exist in c1, which has 4 filters"),
+    (dict(filters=0), "filters 0 is out of range"),
+    (dict(filters="many"), "filters must be"),
+    (dict(action_names=["cat", "dog"]), "action_names must be a list naming each of the model's 3 outputs"),
+    (dict(action_names="cat"), "action_names must be a list"),
+    (dict(model=_no_conv, states=np.zeros((2, 8, 8, 3), "float32")), "model 'flat' has no Conv2D layers"),
+    (dict(model=_two_outputs, states=np.zeros((2, 8, 8, 3), "float32")), "needs a model with one (N, outputs) output"),
+    (dict(model=_two_channels, states=np.zeros((2, 8, 8, 2), "float32")), "states have 2 channels"),
+    (dict(frame_stack=True, model=_two_channels, states=np.zeros((2, 8, 8, 2), "float32")), "2 channels"),
+    (dict(states=np.full((2, 16, 20, 3), np.nan, "float32")), "NaN or infinite"),
+    (dict(out="folder"), "is a folder"),
+])
+def test_bad_input_fails_in_one_line_and_writes_nothing(tmp_path, case, message):
+    case = dict(case)
+    model = case.pop("model", small_classifier)()
+    states = case.pop("states", images(2))
+    out = tmp_path / case.pop("out", "r.html")
+    if out.name == "folder":
+        out.mkdir()
+    with pytest.raises(UserError) as error:
+        dqnviz.nvis_report(model, states, out, action_names=case.pop("action_names", None), **case)
+    assert "\n" not in str(error.value) and message in str(error.value), str(error.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["folder"] if out.name == "folder" else [])
+
+
+def test_the_page_draws_in_chromium(classifier):
+    from browser import all_plots_drawn, open_report
+
+    path, _, _ = classifier
+    with open_report(path, width=1300, height=900) as check:
+        page = check.page
+        expected = page.evaluate("dqnviz.figureCount()")
+        # 2 per card + ERF chart + 2 ERF maps + per saliency state 3 images and the bars
+        assert expected >= 10 * 2 + 3 + 4
+        assert page.evaluate("dqnvizDrawAll()") == expected
+        assert tuple(all_plots_drawn(page)) == (expected, expected)
+        ranges = page.evaluate("""() => { const gd = document.querySelector('#c2-0 .js-plotly-plot');
+                                          return [gd._fullLayout.xaxis.range, gd._fullLayout.yaxis.range]; }""")
+        assert ranges == [[-0.5, 19.5], [15.5, -0.5]]  # the whole 20×16 image
+        assert check.errors == [] and check.requests == []
