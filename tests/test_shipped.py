@@ -122,9 +122,9 @@ def test_the_help_examples_that_a_new_user_copies_name_shipped_snapshots():
     assert not missing, f"help examples name snapshots that do not ship: {missing}"
 
 
-def test_the_readmes_python_example_runs_as_written():
+def test_the_readmes_python_example_runs_as_written(tmp_path, monkeypatch):
     """The README's Python API block, run as a user would paste it (with fewer steps), gives the
-    shapes its comments promise."""
+    shapes its comments promise, and writes its page."""
     import re
 
     readme = (ROOT / "README.md").read_text()
@@ -133,7 +133,9 @@ def test_the_readmes_python_example_runs_as_written():
     assert "max_steps=200" in code
     code = code.replace("max_steps=200", "max_steps=6").replace('"snapshots/', f'"{ROOT}/snapshots/')
     namespace = {}
+    monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md", "exec"), namespace)
+    assert (tmp_path / "my_agent.html").stat().st_size > 100_000
     states = namespace["states"]
     assert states.shape == (6, 84, 84, 4) and states.dtype == np.uint8
     assert namespace["images"].shape == states.shape and namespace["maps"].shape[:3] == states.shape[:3]
