@@ -28,7 +28,7 @@ import numpy as np
 from dqnviz.analysis import similarity as sim
 from dqnviz.errors import UserError
 from dqnviz.snapshot import starting_point
-from dqnviz.report.render import script_json
+from dqnviz.report.render import MODEBAR_ROOM, script_json
 
 CKA_STATES = 256  # states (evenly spaced over the games) per game for CKA
 ERF_STATES = 16  # states for the effective receptive field
@@ -592,7 +592,7 @@ def _legend_below(entries: int, height: int) -> dict:
         return dict(height=height)
     bottom = 40 + 30 + LEGEND_ROW * entries
     height += 30 + LEGEND_ROW * entries
-    plot = height - 36 - 28 - bottom  # 28: the modebar strip that _plotly.js.j2 adds on top
+    plot = height - 36 - MODEBAR_ROOM - bottom
     return dict(height=height, margin=dict(l=50, r=10, t=36, b=bottom),
                 legend=dict(orientation="v", x=0, xanchor="left", yanchor="top", y=-60 / plot, tracegroupgap=0))
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from dqnviz import analysis
 from dqnviz.errors import UserError
-from dqnviz.report.render import script_json
+from dqnviz.report.render import MODEBAR_ROOM, script_json
 from dqnviz.snapshot import starting_point
 
 ERF_STATES = 32  # states (evenly spaced over the games) averaged for the effective receptive field
@@ -789,7 +789,7 @@ def _erf_figure(go, layer, field_) -> str:
             shapes.append(dict(type="rect", x0=cx - size / 2, x1=cx + size / 2, y0=cy - size / 2, y1=cy + size / 2,
                                line=dict(color=colour, dash=dash, width=2)))
     fig.update_layout(**_layout(title=dict(text=f"{layer}: input gradient of one central unit", x=0.02, font=dict(size=12)),
-                                height=300, shapes=shapes))
+                                height=300 + MODEBAR_ROOM, shapes=shapes))
     fig.update_xaxes(range=[-0.5, w - 0.5], constrain="domain", showgrid=False)
     fig.update_yaxes(range=[h - 0.5, -0.5], scaleanchor="x", showgrid=False)
     return script_json(fig)
@@ -837,7 +837,7 @@ def _q_figure(go, q, action_names, action, axis="Q(s, a)", hover="Q(s, %{y})") -
     fig = go.Figure(go.Bar(x=(q - span[0]).round(6).tolist(), base=span[0], y=names, orientation="h", marker_color=colours,
                            text=[f"{v:.4f}" for v in q], textposition="outside", cliponaxis=False,
                            customdata=q.round(6).tolist(), hovertemplate=hover + " = %{customdata:.4f}<extra></extra>"))
-    fig.update_layout(**_layout(height=max(160, 26 * len(q) + 60), xaxis_title=axis,
+    fig.update_layout(**_layout(height=max(160, 26 * len(q) + 60) + MODEBAR_ROOM, xaxis_title=axis,
                                 xaxis=dict(range=span),
                                 yaxis=dict(autorange="reversed", automargin=True)))  # whole action names
     return script_json(fig)

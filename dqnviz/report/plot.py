@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dqnviz.errors import UserError
 from dqnviz.progress import plural
-from dqnviz.report.render import script_json
+from dqnviz.report.render import MODEBAR_ROOM, script_json
 
 COLUMNS = ["epoch", "phase", "steps", "nr_games", "average_reward", "min_game_reward", "max_game_reward",
            "last_exploration_rate", "total_train_steps", "replay_memory_count", "meanq", "meancost",
@@ -265,7 +265,6 @@ def _empty_note(field: str, runs: list) -> str:
 # Below this plot width (px) the page lays the charts out in one column, with the legend under them.
 NARROW_WIDTH = 1000
 LEGEND_ROW = 21  # px per entry of the vertical legend
-MODEBAR_ROOM = 28  # px of the height that templates/_plotly.js.j2 adds to the top margin (for the modebar)
 
 
 # Hover lines that say where a point is, by the x axis: the x value itself, and the other two

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 
 TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
+# px of a figure's height that templates/_plotly.js.j2 gives its modebar, on top of the top margin
+MODEBAR_ROOM = 28
 
 
 @functools.lru_cache(maxsize=1)
@@ -28,6 +30,7 @@ def environment():
     )
     env.globals["plotly_js"] = plotly_js
     env.globals["plotly_js_packed"] = plotly_js_packed
+    env.globals["modebar_room"] = MODEBAR_ROOM
     return env
 
 
