@@ -119,7 +119,11 @@ def test_a_classifier_page_reads_as_images_with_named_scores(classifier):
     assert "<title>A tiny classifier</title>" in html and "A tiny classifier — what the network's filters look for" in text
     assert "16 × 20 × 3 float32: an RGB image" in text and "values 0..1 drawn as 0..255" in text
     assert "These states are 16×20 images, not stacks of frames" in text
-    assert "colour trail" not in text and "blank frame" not in text and "DQN state" not in text
+    main = text_of(html[html.index("<main>"):html.index("</main>")])
+    assert "colour trail" not in main and "blank frame" not in main and not re.search(r"\bDQN|Q-value|Atari", main)
+    # an image classifier's states are images: its cards, saliency and header call them so
+    assert "6 images given from Python" in text and "For a few telling images" in text
+    assert not re.search(r"\bstates? \d", text), re.search(r".{40}\bstates? \d.{40}", text).group(0)
     strip_labels = re.findall(r'<div class="strip-labels"[^>]*>(.*?)</div>', html)
     assert strip_labels and all(re.findall(r"<span>(.*?)</span>", s) == ["R", "G", "B"] for s in strip_labels)
     # the image slots know the input's size; a non-square one keeps its aspect
@@ -135,7 +139,7 @@ def test_a_classifier_page_reads_as_images_with_named_scores(classifier):
     head = model.get_layer("probs")
     logits = keras.ops.convert_to_numpy(keras.ops.matmul(features(states), head.kernel) + head.bias)
     best = int(logits.max(axis=1).argmax())
-    heading = re.search(rf"<h3>state {best}: ([^<]*)<span[^>]*>([^<]*)</span></h3>", html)
+    heading = re.search(rf"<h3>image {best}: ([^<]*)<span[^>]*>([^<]*)</span></h3>", html)
     assert heading and "highest top score" in heading.group(1)
     assert f"top score {logits[best].max():.4g}" in heading.group(2)
     assert f"k* = {CLASSES[int(logits[best].argmax())]}" in heading.group(2)
@@ -143,6 +147,8 @@ def test_a_classifier_page_reads_as_images_with_named_scores(classifier):
     assert figure["data"][0]["y"] == CLASSES
     np.testing.assert_allclose(figure["data"][0]["customdata"], logits[best], atol=1e-4)
     assert "a softmax: its scores are the logits before it" in text and "with the names given" in text
+    nav = html[html.index("<nav"):html.index("</nav>")]
+    assert '<a href="#layer-c1">c1</a><a href="#layer-c2">c2</a>' in nav and "<select" not in nav
 
 
 def test_a_grey_image_is_drawn_grey_and_a_wide_range_is_stretched(tmp_path):
@@ -202,7 +208,40 @@ def _two_outputs():
 
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Flatten()(keras.layers.Conv2D(2, 3, name="conv")(inputs))
-    return keras.Model(inputs, [keras.layers.Dense(2)(x), keras.layers.Dense(1)(x)])
+    return keras.Model(inputs, [keras.layers.Dense(2, name="policy")(x), keras.layers.Dense(1, name="value")(x)],
+                       name="two_heads")
+
+
+def _image_output():
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    return keras.Model(inputs, keras.layers.Conv2D(2, 3, name="conv")(inputs), name="segmenter")
+
+
+def _not_rebuildable():
+    """Any image size, through a layer that cannot be rebuilt from its config."""
+    import keras
+
+    class Doubling(keras.layers.Layer):
+        def call(self, x):
+            return 2 * x
+
+        def get_config(self):
+            raise NotImplementedError("no config")
+
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.GlobalMaxPooling2D()(keras.layers.Conv2D(2, 3, name="conv")(Doubling()(inputs)))
+    return keras.Model(inputs, keras.layers.Dense(2)(x), name="custom")
+
+
+def _huge_layer():
+    """2,048 cards of 160 × 160 images; strided, so that the model itself is cheap to run."""
+    import keras
+
+    inputs = keras.Input((160, 160, 3))
+    x = keras.layers.GlobalMaxPooling2D()(keras.layers.Conv2D(2048, 1, strides=16, name="wide")(inputs))
+    return keras.Model(inputs, keras.layers.Dense(2)(x), name="wide_model")
 
 
 def _no_conv():
@@ -229,13 +268,25 @@ def _two_channels():
     (dict(action_names=["cat", "dog"]), "action_names must be a list naming each of the model's 3 outputs"),
     (dict(action_names="cat"), "action_names must be a list"),
     (dict(model=_no_conv, states=np.zeros((2, 8, 8, 3), "float32")), "model 'flat' has no Conv2D layers"),
-    (dict(model=_two_outputs, states=np.zeros((2, 8, 8, 3), "float32")), "needs a model with one (N, outputs) output"),
+    (dict(model=_two_outputs, states=np.zeros((2, 8, 8, 3), "float32")),
+     "'two_heads' has 2 (0: policy (None, 2), 1: value (None, 1)): pass keras.Model(model.input, model.outputs[0])"),
+    (dict(model=_image_output, states=np.zeros((2, 8, 8, 3), "float32")), "(N, outputs); 'segmenter' outputs (None, 6, 6, 2)"),
+    (dict(model=_not_rebuildable, states=np.zeros((2, 8, 8, 3), "float32")),
+     "'custom' takes images of any size and could not be rebuilt at the states' size (8, 8, 3)"),
+    (dict(model=_huge_layer, states=np.zeros((1, 160, 160, 3), "float32"), filters="all"),
+     "filters='all' would draw 2,048 filter cards (wide: 2,048), a page of up to 419 MB that no browser opens well"),
     (dict(model=_two_channels, states=np.zeros((2, 8, 8, 2), "float32")), "states have 2 channels"),
     (dict(frame_stack=True, model=_two_channels, states=np.zeros((2, 8, 8, 2), "float32")), "2 channels"),
     (dict(states=np.full((2, 16, 20, 3), np.nan, "float32")), "NaN or infinite"),
     (dict(out="folder"), "is a folder"),
 ])
-def test_bad_input_fails_in_one_line_and_writes_nothing(tmp_path, case, message):
+def test_bad_input_fails_in_one_line_and_writes_nothing(tmp_path, monkeypatch, case, message):
+    import dqnviz.report.nvis
+
+    def analyse(*args, **kwargs):  # "before any work": a check that lets a case through fails here
+        raise AssertionError("the states were analysed")
+
+    monkeypatch.setattr(dqnviz.report.nvis, "analyse", analyse)
     case = dict(case)
     model = case.pop("model", small_classifier)()
     states = case.pop("states", images(2))
@@ -246,6 +297,105 @@ def test_bad_input_fails_in_one_line_and_writes_nothing(tmp_path, case, message)
         dqnviz.nvis_report(model, states, out, action_names=case.pop("action_names", None), **case)
     assert "\n" not in str(error.value) and message in str(error.value), str(error.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == (["folder"] if out.name == "folder" else [])
+
+
+def test_a_model_of_any_image_size_is_analysed_at_the_states_size(tmp_path):
+    """keras.Input((None, None, C)), here also inside a nested Sequential: the analyses index the
+    layers' positions, so they run on a copy built at the states' size, with the same weights."""
+    import keras
+
+    from dqnviz import analysis
+    from dqnviz.report.nvis import at_states_size
+
+    keras.utils.set_random_seed(6)
+    backbone = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(3, 3, activation="relu", name="inner")],
+                                name="backbone")
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu", name="outer")(backbone(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalMaxPooling2D()(x)), name="any_size")
+    states = images(4)  # 16 × 20
+    sized = at_states_size(model, states.shape[1:])
+    assert sized is not model and at_states_size(sized, states.shape[1:]) is sized
+    assert [layer.name for layer in sized.layers] == [layer.name for layer in model.layers]
+    assert tuple(sized.get_layer("outer").output.shape) == (None, 6, 8, 4)  # 16×20 → 14×18 → 6×8
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(sized(states)), keras.ops.convert_to_numpy(model(states)),
+                               atol=1e-6)
+
+    path = dqnviz.nvis_report(model, states, tmp_path / "any.html", filters=2)
+    html = path.read_text()
+    assert sorted(cards_of(html)) == [("inner", "0"), ("inner", "1"), ("outer", "0"), ("outer", "1")]
+    assert "16 × 20 × 3 float32" in text_of(html)
+    for f, (state, (y, x), value) in enumerate(analysis.top_activations(sized, states, "outer", filters=[0, 1])):
+        card = text_of(re.search(rf'id="outer-{f}">(.*?)</article>', html, re.S).group(1))
+        assert f"activation {value:.4g}" in card and f"image {state} · unit (y, x) = ({y}, {x})" in card
+
+
+def test_scores_of_any_magnitude_are_written_and_drawn():
+    """An untrained classifier's logits of 1e-12 were written "0.0000" and drawn as bars of
+    length 0; Q-values keep their 4 decimals."""
+    import plotly.graph_objects as go
+
+    from dqnviz.report.nvis import _q_figure, value_format
+
+    q = np.array([5.186e-12, -2.35e-12, 9.18e-12])
+    bars = json.loads(_q_figure(go, q, CLASSES, 2))["data"][0]
+    assert bars["text"] == ["5.186e-12", "-2.35e-12", "9.18e-12"] and "customdata:.4g" in bars["hovertemplate"]
+    assert min(bars["x"]) > 0
+    np.testing.assert_allclose(np.add(bars["x"], bars["base"]), q, rtol=1e-6)
+    np.testing.assert_allclose(bars["customdata"], q, rtol=1e-6)
+    assert value_format([1.6744, -0.5]) == ".4f" and value_format([0.004]) == ".4g"
+    assert value_format([12345.6]) == ".4g" and value_format([0.0, 0.0]) == ".4g"
+
+
+def test_a_deep_network_gets_a_layer_menu_and_a_wide_field_chart(tmp_path):
+    """52 layer links (MobileNetV2) filled seven rows of the sticky bar, and the field chart's
+    names were cut: past 12 layers the bar has a menu, the chart grows and makes room."""
+    import keras
+
+    keras.utils.set_random_seed(7)
+    model = keras.Sequential([keras.Input((4, 4, 1))] + [keras.layers.Conv2D(2, 1, activation="relu", name=f"c{i}")
+                                                          for i in range(20)]
+                             + [keras.layers.Flatten(), keras.layers.Dense(2)], name="deep")
+    states = np.random.default_rng(7).uniform(0, 1, (2, 4, 4, 1)).astype("float32")
+    html = dqnviz.nvis_report(model, states, tmp_path / "deep.html", filters=1).read_text()
+    nav = html[html.index("<nav"):html.index("</nav>")]
+    assert '<select class="layer-menu"' in nav and 'href="#layer-' not in nav
+    assert re.findall(r'<option value="layer-(\w+)">', nav) == [f"c{i}" for i in range(20)]
+    assert all(f'id="layer-c{i}"' in html for i in range(20))
+    assert 'style="width:500px"><div class="dq-fig" data-kind="json" data-figure="fig-erf-chart"' in html  # 60 + 22·20
+    chart = json.loads(re.search(r'id="fig-erf-chart">(.*?)</script>', html, re.S).group(1))
+    assert chart["layout"]["xaxis"]["automargin"] is True
+
+
+def test_a_page_of_many_large_cards_warns_in_one_line():
+    """MobileNetV2's Conv_1 at 96 px with filters="all": 1,280 cards, an 81 MB page after 250 s
+    (JAX, 2 CPU cores). The estimate warns before the work; a few cards pass quietly."""
+    import warnings
+
+    from dqnviz.report.nvis import check_page_size, parse_filters
+
+    channels = {"Conv_1": 1280}
+    with pytest.warns(UserWarning) as record:
+        check_page_size(parse_filters("all", channels), channels, (96, 96, 3), "all")
+    message = str(record[0].message)
+    assert "\n" not in message and "draws 1,280 filter cards (Conv_1: 1,280): a page of up to 94 MB" in message
+    assert "'top16'" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_page_size(parse_filters("top8", channels), channels, (96, 96, 3), "top8")
+
+
+def test_perturbation_patches_grow_with_larger_images(classifier):
+    """Saliency's patch (radius 5 px every 5 px) is sized for Atari's 84 px: a 224-pixel image is
+    probed at 18 × 18 positions of the same relative size, not 45 × 45 specks."""
+    from dqnviz.analysis.saliency import _OPTIONS
+    from dqnviz.report.nvis import perturbation_settings
+
+    defaults = {key: _OPTIONS["perturbation"][key] for key in ("stride", "radius", "blur")}
+    assert perturbation_settings(84, 84) == defaults == perturbation_settings(16, 20)
+    large = perturbation_settings(224, 160)
+    assert large == {"stride": 13, "radius": 13.33, "blur": 8.0} and len(range(0, 224, large["stride"])) == 18
+    assert "a Gaussian of radius 5 px, one every 5 px" in text_of(classifier[0].read_text())
 
 
 def test_the_page_draws_in_chromium(classifier):

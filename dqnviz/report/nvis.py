@@ -360,13 +360,23 @@ def analyse(model, states, scores, layers, filters: dict, view: StateView, progr
             index = [p["index"] for p in picks]
             actions = np.argmax(scores[index], axis=-1)
             grad = np.asarray(analysis.saliency(model, states[index], action=actions, method="gradient"))
-            pert = np.asarray(analysis.saliency(model, states[index], action=actions, method="perturbation"))
+            pert = np.asarray(analysis.saliency(model, states[index], action=actions, method="perturbation",
+                                                **perturbation_settings(view.height, view.width)))
             for pick, a, g, p in zip(picks, actions, grad, pert):
                 salient.append({**pick, "action": int(a), "q": scores[pick["index"]].astype(float),
                                 "gradient": g, "perturbation": p})
         timings["saliency"] = time.perf_counter() - t0
         bar.update(len(layers) + 1)
     return NvisData(model, states, scores, view, layers, cards, fields, salient, timings, silent, channels)
+
+
+def perturbation_settings(height: int, width: int) -> dict:
+    """The patch perturbation saliency blurs, for states of ``height`` × ``width``: the defaults of
+    :func:`dqnviz.analysis.saliency` (a Gaussian mask of radius 5 px every 5 px, blur σ 3) at
+    Atari's 84 px, grown with a larger image, so that a 224-pixel one is probed at 18 × 18
+    positions of the same relative size rather than at 45 × 45 specks (and 6 times faster)."""
+    scale = max(1.0, max(int(height), int(width)) / 84)
+    return {"stride": max(1, round(5 * scale)), "radius": round(5.0 * scale, 2), "blur": round(3.0 * scale, 2)}
 
 
 def field_box(erf: dict, size: tuple, stride: tuple, position: tuple, image: tuple) -> tuple:
@@ -579,6 +589,7 @@ def _report_context(data: NvisData, action_names: list, words: dict, game_index=
                  "width": view.width, "size": [view.width, view.height], "labels": view.labels,
                  "scaled": view.scaled, "low": view.low, "high": view.high, "dtype": str(states.dtype)},
         "words": words,
+        "noun": "state" if view.frame_stack else "image",  # what the page calls one of the states
         # what the image figures' hover text says (_zoom.js.j2 knows "state", "gradient" and "saliency"
         # as frame stacks and Q; anything else shows the pixel's coordinates)
         "hover": {"state": "state", "gradient": "gradient", "saliency": "saliency"} if view.frame_stack and words is Q_WORDS
@@ -587,6 +598,7 @@ def _report_context(data: NvisData, action_names: list, words: dict, game_index=
         "captions": {"state": "input state t-2/t-1/t", "saliency": "input (t-2/t-1/t)",
                      "strip": f"frames t-{history - 1} to t"} if view.frame_stack
         else {"state": "input image", "saliency": "input", "strip": "channels R, G, B"},
+        "perturbation": perturbation_settings(view.height, view.width),
         "network": network_rows(data.model),
         "layers": layers,
         "erf_chart": erf_chart,
@@ -668,7 +680,9 @@ def nvis_report(model, states, path, layers=None, filters=None, action_names=Non
     saliency of the top output for three telling states (highest and lowest top score, biggest
     margin) next to the outputs as bars. The outputs are read as scores: Q-values for a DQN, the
     logits before the softmax for a classifier ending in one (as :func:`dqnviz.saliency` explains
-    them). Example::
+    them). A model that takes images of any size (``keras.Input((None, None, 3))``) is analysed
+    as a copy built at the states' size (:func:`at_states_size`). Perturbation saliency's patch
+    grows with images larger than 84 px (:func:`perturbation_settings`). Example::
 
         record = dqnviz.play_games(model, dqnviz.env_for_snapshot(meta), max_steps=300)
         dqnviz.nvis_report(model, record.states, "my_agent.html", filters="top8")
@@ -689,7 +703,9 @@ def nvis_report(model, states, path, layers=None, filters=None, action_names=Non
         filters: per layer, what ``dqnviz nvis --filters`` takes: N (the first N), ``"all"``,
             ``"topN"`` (the N that fire most on these states) or indices (``"0,5,17"`` or a list);
             None: the first 8 (all of a layer with fewer, as ``--filters``'s default 8 does, also
-            where no layer has 8).
+            where no layer has 8). A choice whose card images may pass 50 MB warns in one line
+            (MobileNetV2's 1,280-filter ``Conv_1`` at 96 px, ``"all"``: 81 MB, minutes); past
+            400 MB it is refused.
         action_names: one name per output (default ``"output 0"``, ``"output 1"``, ...).
         title: the page's title and heading (default: the model's name).
         frame_stack: whether 3-channel states are stacks of frames (None: guessed, as above).
@@ -700,9 +716,11 @@ def nvis_report(model, states, path, layers=None, filters=None, action_names=Non
 
     Raises:
         UserError: (one line, before any work, and no file is written) a model without conv
-            layers or with another output than ``(N, outputs)``, states that do not fit it or
-            have 2 channels, an unknown layer, a bad ``filters``, names that do not match the
-            outputs, a path that cannot be written.
+            layers or with another output than ``(N, outputs)`` (several outputs are named, with
+            the line that keeps one), states that do not fit it or have 2 channels, a model of any
+            image size that cannot be rebuilt at theirs, an unknown layer, a bad ``filters`` or
+            one that makes too large a page, names that do not match the outputs, a path that
+            cannot be written.
     """
     from pathlib import Path
 
@@ -712,12 +730,9 @@ def nvis_report(model, states, path, layers=None, filters=None, action_names=Non
     names = parse_layers(_as_text(layers, "layers"), model, name="layers")  # an image model with conv layers
     batch, _ = as_batch(model, states)
     view = state_view(batch, frame_stack)
-    outputs = model.outputs
-    if len(outputs) != 1 or len(outputs[0].shape) != 2:
-        shapes = ", ".join(str(tuple(o.shape)) for o in outputs)
-        raise UserError(f"nvis_report needs a model with one (N, outputs) output to read as scores; {model.name!r} "
-                        f"outputs {shapes} (pass keras.Model(model.input, the_output) for one of them)")
-    count = int(outputs[0].shape[-1])
+    check_outputs(model)
+    model = at_states_size(model, batch.shape[1:])
+    count = int(model.outputs[0].shape[-1])
     if action_names is not None:
         try:
             given = None if isinstance(action_names, str) else [str(name) for name in action_names]
@@ -729,6 +744,7 @@ def nvis_report(model, states, path, layers=None, filters=None, action_names=Non
     channels = _layer_channels(model, names)
     text = _as_text(filters, "filters") if filters is not None else ("8" if max(channels.values()) >= 8 else "all")
     chosen = parse_filters(text, channels, name="filters")
+    check_page_size(chosen, channels, batch.shape[1:], text)
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path} is a folder; give a file name such as {path / (model.name + '.html')}")
@@ -738,6 +754,112 @@ def nvis_report(model, states, path, layers=None, filters=None, action_names=Non
     scores = predict(graph_runner(model, logits=True), batch.astype(np.float32))
     data = analyse(model, batch, scores, names, chosen, view, progress=progress, labels=SCORE_PICKS)
     return write_report(path, model_context(data, action_names, title=title, filters=describe_filters(text)))
+
+
+PAGE_WARN_MB, PAGE_LIMIT_MB = 50, 400  # estimated images of the filter cards: warn, refuse
+
+
+def card_megabytes(count: int, shape) -> float:
+    """Upper bound of the page's images for ``count`` filter cards of states ``shape`` (H, W, C):
+    per card the guided-backprop RGB image and, for C > 1, its strip of C grey images, as base64
+    PNG of incompressible pixels. A trained network's gradients compress several times better."""
+    height, width, channels = (int(d) for d in shape)
+    return count * height * width * (3 + (channels if channels > 1 else 0)) * 4 / 3 / 1e6
+
+
+def check_page_size(chosen: dict, channels: dict, shape, text: str) -> None:
+    """Warn (one line) about a page of more than ``PAGE_WARN_MB`` of card images; refuse one of more
+    than ``PAGE_LIMIT_MB``, which a browser cannot open (``filters="all"`` on a large network).
+
+    Raises:
+        UserError: the estimate is over ``PAGE_LIMIT_MB``.
+    """
+    import warnings
+
+    counts = {layer: choice.count if isinstance(choice, StrongestFilters) else len(choice)
+              for layer, choice in chosen.items()}
+    cards = sum(counts.values())
+    size = card_megabytes(cards, shape)
+    if size <= PAGE_WARN_MB:
+        return
+    largest = max(counts, key=counts.get)
+    where = (f"{len(counts)} layers, up to {counts[largest]:,} in {largest}" if len(counts) > 1
+             else f"{largest}: {counts[largest]:,}")
+    fewer = ("'top16' (each layer's 16 strongest) or fewer layers" if counts[largest] > 16
+             else "fewer layers (layers=[...])")
+    if size > PAGE_LIMIT_MB:
+        raise UserError(f"filters={text!r} would draw {cards:,} filter cards ({where}), a page of up to "
+                        f"{size:,.0f} MB that no browser opens well; give {fewer}")
+    warnings.warn(f"filters={text!r} draws {cards:,} filter cards ({where}): a page of up to {size:,.0f} MB "
+                  f"that takes minutes to compute and to open; for less, give {fewer}", UserWarning, stacklevel=3)
+
+
+def check_outputs(model) -> None:
+    """The page reads one ``(N, outputs)`` output as scores.
+
+    Raises:
+        UserError: several outputs (naming each, with the line that keeps one), or one of
+            another rank.
+    """
+    outputs = model.outputs
+    if len(outputs) == 1 and len(outputs[0].shape) == 2 and outputs[0].shape[-1] is not None:
+        return
+    if len(outputs) == 1:
+        raise UserError(f"nvis_report reads the model's output as one score per output unit, (N, outputs); "
+                        f"{model.name!r} outputs {tuple(outputs[0].shape)}")
+    named = ", ".join(f"{i}: {o._keras_history[0].name} {tuple(o.shape)}" for i, o in enumerate(outputs))
+    raise UserError(f"nvis_report reads one (N, outputs) output as scores; {model.name!r} has {len(outputs)} "
+                    f"({named}): pass keras.Model(model.input, model.outputs[0]) or another of them")
+
+
+def at_states_size(model, shape):
+    """``model`` itself when its conv layers' outputs have a fixed height and width; else a copy
+    built for states of ``shape`` (H, W, C), with the same layer names and weights.
+
+    A fully convolutional model (``keras.Input((None, None, 3))``, or a ``keras.applications``
+    backbone built without ``input_shape``) has no fixed positions for the analyses to index:
+    they run on a copy sized to the states, nested models included.
+
+    Raises:
+        UserError: the model cannot be rebuilt (a layer without ``get_config``, a subclassed model).
+    """
+    import keras
+
+    from dqnviz.analysis._model import layer_output, resolve_layer
+
+    def unsized(name):
+        return None in tuple(layer_output(model, resolve_layer(model, name)).shape[1:3])
+
+    if not any(unsized(name) for name in analysis.conv_layers(model)):
+        return model
+
+    def clone(layer):
+        return layer if isinstance(layer, keras.Model) else layer.__class__.from_config(layer.get_config())
+
+    def call(layer, *args, **kwargs):
+        if isinstance(layer, keras.Model):  # sized to what it is given in the outer graph
+            layer = sized(layer, tuple(args[0].shape[1:]))
+        return layer(*args, **kwargs)
+
+    def sized(inner, size):
+        tensor = inner.inputs[0]
+        inputs = keras.Input(size, dtype=tensor.dtype, name=tensor._keras_history[0].name)
+        if isinstance(inner, keras.Sequential):  # rebuilt as a functional graph: Sequential takes no call_function
+            x = inputs
+            for layer in inner.layers:
+                x = call(clone(layer), x)
+            return keras.Model(inputs, x, name=inner.name)
+        return keras.models.clone_model(inner, input_tensors=inputs, clone_function=clone, call_function=call)
+
+    size = tuple(int(d) for d in shape)
+    try:
+        copy = sized(model, size)
+        copy.set_weights([variable.value for variable in model.weights])
+    except Exception as error:  # noqa: BLE001 - any failure to rebuild says the same to the user
+        reason = " ".join(str(error).split())[:200]
+        raise UserError(f"model {model.name!r} takes images of any size and could not be rebuilt at the states' "
+                        f"size {size} ({type(error).__name__}: {reason}); build it with keras.Input({size})") from None
+    return copy
 
 
 def _layer_channels(model, names) -> dict:
@@ -812,7 +934,9 @@ def _erf_chart(go, data: NvisData) -> str:
         go.Bar(name="effective (90% of gradient mass)", x=names, y=[round(data.fields[n]["size"], 1) for n in names],
                marker_color="#f28e2b", hovertemplate="%{x}: effective %{y} px<extra></extra>"),
     ])
-    fig.update_layout(**_layout(barmode="group", height=300, yaxis_title="side of the square (input pixels)",
+    # Many layers' names stand upright under the bars: the axis makes room for them whole.
+    fig.update_layout(**_layout(barmode="group", height=300 if len(names) <= 8 else 400,
+                                yaxis_title="side of the square (input pixels)", xaxis=dict(automargin=True),
                                 legend=dict(orientation="h", y=1.12)))
     return script_json(fig)
 
@@ -825,6 +949,13 @@ def q_axis_range(q) -> list:
     return [low - 0.25 * span, high + 0.45 * span]
 
 
+def value_format(values) -> str:
+    """How the bars write the outputs: 4 decimals (``"1.6744"``), or 4 significant digits
+    (``"5.186e-12"``) for values too small or too large for that."""
+    largest = float(np.abs(np.asarray(values, np.float64)).max(initial=0.0))
+    return ".4f" if 0.01 <= largest < 1e4 else ".4g"
+
+
 def _q_figure(go, q, action_names, action, axis="Q(s, a)", hover="Q(s, %{y})") -> str:
     """Horizontal bars of the outputs ``q``, the chosen ``action`` red; ``axis`` titles the value
     axis and ``hover`` names a bar's value (``%{y}``: its name)."""
@@ -832,11 +963,17 @@ def _q_figure(go, q, action_names, action, axis="Q(s, a)", hover="Q(s, %{y})") -
     names = [action_names[i] if i < len(action_names) else str(i) for i in range(len(q))]
     colours = ["#e15759" if i == action else "#4e79a7" for i in range(len(q))]
     span = q_axis_range(q)
+    fmt = value_format(q)
+    # Rounded for a compact page, but to 6 decimals below the values' magnitude: scores of 1e-12
+    # (an untrained classifier's) would otherwise all be 0, as would their bars.
+    magnitude = max(float(np.abs(q).max()), span[1] - span[0])
+    decimals = 6 - min(0, math.floor(math.log10(magnitude))) if magnitude > 0 else 6
     # Each bar grows from the axis's left end, so that a longer bar is a larger Q also when all
     # are negative (a bar from 0 would grow leftwards from outside the axis).
-    fig = go.Figure(go.Bar(x=(q - span[0]).round(6).tolist(), base=span[0], y=names, orientation="h", marker_color=colours,
-                           text=[f"{v:.4f}" for v in q], textposition="outside", cliponaxis=False,
-                           customdata=q.round(6).tolist(), hovertemplate=hover + " = %{customdata:.4f}<extra></extra>"))
+    fig = go.Figure(go.Bar(x=(q - span[0]).round(decimals).tolist(), base=span[0], y=names, orientation="h",
+                           marker_color=colours, text=[format(v, fmt) for v in q], textposition="outside",
+                           cliponaxis=False, customdata=q.round(decimals).tolist(),
+                           hovertemplate=hover + " = %{customdata:" + fmt + "}<extra></extra>"))
     fig.update_layout(**_layout(height=max(160, 26 * len(q) + 60) + MODEBAR_ROOM, xaxis_title=axis,
                                 xaxis=dict(range=span),
                                 yaxis=dict(autorange="reversed", automargin=True)))  # whole action names
