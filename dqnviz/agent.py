@@ -172,6 +172,13 @@ def play_games(model, env: AtariEnv, games: int = 1, epsilon: float = 0.05, seed
     )
 
 
+def episode_seeds(seed: int, episode: int) -> tuple[int, np.random.Generator]:
+    """What makes ``dqnviz test --seed seed``'s game ``episode`` (from 0): the emulator seed
+    ``seed + episode`` and the ε stream ``default_rng([seed, episode])``. ``record`` and ``play``
+    use it too, so that their game i is test's episode i."""
+    return seed + episode, np.random.default_rng([seed, episode])
+
+
 def evaluate(model, make_env, episodes: int, epsilon: float = 0.05, seed: int = 0, parallel: int = 8,
              progress=None) -> list[dict]:
     """Play ``episodes`` independent games, ``parallel`` at a time, with one batched Q call per step.
@@ -193,8 +200,9 @@ def evaluate(model, make_env, episodes: int, epsilon: float = 0.05, seed: int = 
     next_episode, done = 0, 0
 
     def start(episode):
-        env = make_env(seed + episode)
-        return episode, env, np.random.default_rng([seed, episode]), env.reset()
+        emulator_seed, rng = episode_seeds(seed, episode)
+        env = make_env(emulator_seed)
+        return episode, env, rng, env.reset()
 
     while next_episode < min(parallel, episodes):
         active.append(start(next_episode))

@@ -65,6 +65,15 @@ class FrameEnv(AtariEnv):
         env._init_capture()
         return env
 
+    @classmethod
+    def for_episode(cls, snapshot, seed: int, episode: int, max_frames: int) -> tuple["FrameEnv", "np.random.Generator"]:
+        """``dqnviz test --seed seed``'s game ``episode`` (from 0) as a FrameEnv with its ε stream
+        (:func:`dqnviz.agent.episode_seeds`), cut off after ``max_frames`` emulator frames."""
+        from dqnviz.agent import checked_env_for_snapshot, episode_seeds
+
+        emulator_seed, rng = episode_seeds(seed, episode)
+        return cls.capture(checked_env_for_snapshot(snapshot, emulator_seed, max_frames_per_episode=max_frames)), rng
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._init_capture()

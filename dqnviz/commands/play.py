@@ -322,17 +322,18 @@ class Player:
                  max_frames=18_000):
         import numpy as np
 
+        from dqnviz.agent import episode_seeds
         from dqnviz.viewer import Evaluator, FrameEnv, Panel, even
 
         self.snapshot, self.epsilon, self.episodes, self.scale = snapshot, epsilon, episodes, scale
         self.seed, self.max_frames = seed, max_frames
-        self.env = env if env is not None else self._game_env(0)
+        self.env, self.rng = FrameEnv.for_episode(snapshot, seed, 0, max_frames) if env is None else \
+            (env, episode_seeds(seed, 0)[1])
         if not isinstance(self.env, FrameEnv):
             self.env = FrameEnv.capture(self.env)
         self.evaluator = evaluator if evaluator is not None else Evaluator(snapshot.model)
         self.action_names = list(self.env.action_names)
         self.game_name = str(getattr(getattr(self.env, "rom", None), "name", "") or "").lower()
-        self.rng = np.random.default_rng([seed, 0])
         self.panel = Panel(210 * scale, even(PANEL_WIDTH), self.action_names, help_lines=help_lines(self.game_name))
         self.size = (160 * scale + self.panel.width, 210 * scale)
         self.manual = self.paused = False
@@ -350,14 +351,6 @@ class Player:
         self.step_scores = np.zeros(0)
         self.score = 0.0  # shown: the score after the frame on screen
         self._keys = None
-
-    def _game_env(self, game: int):
-        """Game ``game``'s (from 0) environment, as ``dqnviz test`` makes its episode ``game``."""
-        from dqnviz.agent import checked_env_for_snapshot
-        from dqnviz.viewer import FrameEnv
-
-        return FrameEnv.capture(checked_env_for_snapshot(self.snapshot, self.seed + game,
-                                                         max_frames_per_episode=self.max_frames))
 
     @property
     def scores(self) -> list:
@@ -459,8 +452,6 @@ class Player:
         return frames
 
     def _end_game(self) -> None:
-        import numpy as np
-
         env = self.env
         try:
             over = bool(env.ale.game_over(with_truncation=False))
@@ -473,8 +464,9 @@ class Player:
         if self.game >= self.episodes:
             self.running = False
             return
-        self.env = self._game_env(self.game)
-        self.rng = np.random.default_rng([self.seed, self.game])
+        from dqnviz.viewer import FrameEnv
+
+        self.env, self.rng = FrameEnv.for_episode(self.snapshot, self.seed, self.game, self.max_frames)
         self.state = self.env.reset()
         self.has_lives = self.env.lives > 0
 

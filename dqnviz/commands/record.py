@@ -237,14 +237,11 @@ class Recorder:
 
     def __init__(self, snapshot, saliency=None, epsilon=0.05, seed=0, scale=2, max_frames=18_000,
                  panel_width=PANEL_WIDTH):
-        import numpy as np
-
         from dqnviz.viewer import Evaluator, Panel, even
 
         self.snapshot, self.saliency, self.epsilon = snapshot, saliency, epsilon
         self.scale, self.max_frames, self.seed = scale, max_frames, seed
-        self.env = self._game_env(0)  # game 1's, made now to check the snapshot against its game
-        self.rng = np.random.default_rng([seed, 0])
+        self.env, self.rng = self._game(0)  # game 1's, made now to check the snapshot against its game
         self._fresh = True  # self.env and self.rng have not played yet
         self.evaluator = Evaluator(snapshot.model, saliency)
         height, width = 210 * scale, 160 * scale
@@ -253,15 +250,12 @@ class Recorder:
         self.scores, self.game_frames, self.game_overs = [], [], []
         self.frames_written = 0
 
-    def _game_env(self, game: int):
-        """Game ``game``'s (from 0) environment: emulator seed S+game, as ``dqnviz test`` plays it.
-
-        The ALE's own cap counts the no-op start too; ours counts recorded frames only."""
-        from dqnviz.agent import checked_env_for_snapshot
+    def _game(self, game: int):
+        """Game ``game``'s (from 0) environment and ε stream, as ``dqnviz test`` plays its episode
+        ``game``. The ALE's own cap counts the no-op start too; ours counts recorded frames only."""
         from dqnviz.viewer import FrameEnv
 
-        return FrameEnv.capture(checked_env_for_snapshot(self.snapshot, self.seed + game,
-                                                         max_frames_per_episode=self.max_frames + 200))
+        return FrameEnv.for_episode(self.snapshot, self.seed, game, self.max_frames + 200)
 
     def play(self, episodes, writer, frames_dir=None, on_frame=None) -> None:
         from dqnviz.viewer import one_blas_thread
@@ -270,8 +264,6 @@ class Recorder:
             self._play(episodes, writer, frames_dir, on_frame)
 
     def _play(self, episodes, writer, frames_dir, on_frame) -> None:
-        import numpy as np
-
         from dqnviz.agent import epsilon_greedy
         from dqnviz.viewer import blend, compose, glyph, saliency_layer, scale_screen
 
@@ -283,8 +275,7 @@ class Recorder:
         for game in range(episodes):
             # Each game its own emulator seed and ε stream, as in dqnviz test (agent.evaluate).
             if game > 0 or not self._fresh:
-                self.env = self._game_env(game)
-                self.rng = np.random.default_rng([self.seed, game])
+                self.env, self.rng = self._game(game)
             self._fresh = False
             env = self.env
             state = env.reset()

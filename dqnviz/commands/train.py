@@ -167,11 +167,10 @@ def run(args) -> int:
                 reason = f"{snapshot_dir}/ holds snapshots of another {run_name} run"
             elif (snapshot_dir / f"{run_name}_{next_epoch}.keras").exists():  # resuming from an older epoch
                 reason = f"{snapshot_dir / f'{run_name}_{next_epoch}.keras'} exists"
-            elif statistics.exists() and (last_epoch_in(statistics) or 0) >= next_epoch:
+            elif (last := last_epoch_in(statistics)) is not None and last >= next_epoch:
                 # an older epoch whose later snapshots were deleted (or never shipped): the CSV
                 # already holds the epochs this resume would write again
-                reason = (f"{statistics} already holds epoch {last_epoch_in(statistics)}'s statistics, "
-                          f"past {Path(args.resume).name}")
+                reason = f"{statistics} already holds epoch {last}'s statistics, past {Path(args.resume).name}"
             if reason:
                 branched = free_run_name(run_name, snapshot_dir, report_dir)
                 print(f"{reason}; continuing as a new run, {branched}")
