@@ -281,12 +281,12 @@ def _two_channels():
     (dict(out="folder"), "is a folder"),
 ])
 def test_bad_input_fails_in_one_line_and_writes_nothing(tmp_path, monkeypatch, case, message):
-    import dqnviz.report.nvis
+    import dqnviz.report.nvis.api
 
     def analyse(*args, **kwargs):  # "before any work": a check that lets a case through fails here
         raise AssertionError("the states were analysed")
 
-    monkeypatch.setattr(dqnviz.report.nvis, "analyse", analyse)
+    monkeypatch.setattr(dqnviz.report.nvis.api, "analyse", analyse)  # where nvis_report looks it up
     case = dict(case)
     model = case.pop("model", small_classifier)()
     states = case.pop("states", images(2))

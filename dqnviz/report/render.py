@@ -8,12 +8,24 @@ from __future__ import annotations
 
 import base64
 import functools
+import importlib.resources
 import io
 from pathlib import Path
 
 import numpy as np
 
-TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
+
+
+def _templates_folder() -> Path:
+    """templates/ beside dqnviz/ in a source checkout (or an editable install), else the copy a
+    wheel installs as the ``dqnviz.templates`` package (see pyproject.toml)."""
+    source = Path(__file__).resolve().parent.parent.parent / "templates"
+    if source.is_dir():
+        return source
+    return Path(str(importlib.resources.files("dqnviz.templates")))
+
+
+TEMPLATES = _templates_folder()
 # px of a figure's height that templates/_plotly.js.j2 gives its modebar, on top of the top margin
 MODEBAR_ROOM = 28
 

@@ -1,0 +1,184 @@
+"""The page: :func:`build_context` (a snapshot's games) and :func:`model_context` (any model and
+the states given) turn :class:`NvisData` into the template context of ``templates/nvis.html.j2``,
+and :func:`write_report` renders and writes it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dqnviz import analysis
+from dqnviz.report.nvis.figures import _erf_chart, _erf_figure, _q_figure
+from dqnviz.report.nvis.findings import NvisData, _pair, perturbation_settings
+from dqnviz.report.nvis.images import ImageStore, _saliency_rgb
+from dqnviz.report.nvis.wording import Q_WORDS, SCORE_WORDS, _blank_frames, _number_word, blank_note
+from dqnviz.report.render import script_json
+from dqnviz.snapshot import starting_point
+
+
+def network_rows(model) -> list:
+    """One row per top-level layer: name, type, output shape, parameters, and for a conv layer its
+    filters, kernel and stride and its theoretical receptive field."""
+    convs = set(analysis.conv_layers(model))
+    rows = []
+    for layer in model.layers:
+        try:
+            shape = tuple(layer.output.shape[1:])
+        except (AttributeError, ValueError):
+            shape = ()
+        row = {"name": layer.name, "kind": type(layer).__name__, "shape": " × ".join(str(d) for d in shape),
+               "params": int(layer.count_params()) if layer.built else 0, "rf": ""}
+        if layer.name in convs:
+            size, stride = (_pair(v) for v in analysis.receptive_field(model, layer.name))
+            config = layer.get_config()
+            filters = f"{config['filters']} filters" if config.get("filters") else "depthwise"
+            row["detail"] = f"{filters} {config['kernel_size'][0]}×{config['kernel_size'][1]} stride {config['strides'][0]}"
+            row["rf"] = f"{size[0]}×{size[1]} px, stride {stride[0]}"
+        rows.append(row)
+    return rows
+
+
+def _report_context(data: NvisData, action_names: list, words: dict, game_index=None) -> dict:
+    """The part of the template context that any model's report shares: cards, receptive
+    fields, saliency, the layer table and the images."""
+    import plotly.graph_objects as go
+
+    view, states = data.view, data.states
+    images = ImageStore()
+    states_rgb = {}
+
+    def state_image(index):
+        if index not in states_rgb:
+            states_rgb[index] = images.add(view.rgb(states[index]))
+        return states_rgb[index]
+
+    history = int(states.shape[-1])
+    layers = []
+    for layer in data.layers:
+        cards = data.cards[layer]
+        guided_rgb = view.gradient_rgb(np.stack([c.gradient for c in cards]))
+        silent = set(data.silent.get(layer, []))
+        card_rows = []
+        for card, rgb in zip(cards, guided_rgb):
+            strip = view.strip(card.gradient)
+            card_rows.append({
+                "layer": layer, "filter": card.filter, "state": card.state_index,
+                "step": int(card.state_index),
+                "game": None if game_index is None else int(game_index[card.state_index]),
+                "y": card.position[0], "x": card.position[1], "value": card.value,
+                "input": state_image(card.state_index), "guided": images.add(rgb),
+                "strip": None if strip is None else images.add(strip),
+                "box": list(card.box), "scale": float(np.max(np.abs(card.gradient))),
+                "silent": card.filter in silent,
+                "blank": blank_note(_blank_frames(states[card.state_index]), history) if view.frame_stack else "",
+            })
+        field_ = data.fields[layer]
+        layers.append({"name": layer, "cards": card_rows, "field": field_,
+                       "erf_figure": _erf_figure(go, layer, field_), "count": len(card_rows),
+                       "channels": data.channels.get(layer, len(card_rows)),
+                       "silent": list(data.silent.get(layer, []))})
+
+    erf_chart = _erf_chart(go, data)
+    saliency_rows = []
+    for item in data.saliency:
+        i = item["index"]
+        saliency_rows.append({
+            "index": i, "labels": item["labels"], "action": action_names[item["action"]]
+            if item["action"] < len(action_names) else str(item["action"]),
+            "max_q": item["max_q"], "gap": item["gap"], "input": state_image(i),
+            "gradient": images.add(_saliency_rgb(item["gradient"])),
+            "perturbation": images.add(_saliency_rgb(item["perturbation"])),
+            "q_figure": _q_figure(go, item["q"], action_names, item["action"], axis=words["axis"],
+                                  hover=words["hover"]),
+        })
+    return {
+        "history": history,  # frames (or channels) per state: the strip's and the text's t-(history-1)..t
+        "history_words": _number_word(history), "early_words": _number_word(history - 1),
+        "view": {"frame_stack": view.frame_stack, "channels": view.channels, "height": view.height,
+                 "width": view.width, "size": [view.width, view.height], "labels": view.labels,
+                 "scaled": view.scaled, "low": view.low, "high": view.high, "dtype": str(states.dtype)},
+        "words": words,
+        "noun": "state" if view.frame_stack else "image",  # what the page calls one of the states
+        # what the image figures' hover text says (_zoom.js.j2 knows "state", "gradient" and "saliency"
+        # as frame stacks and Q; anything else shows the pixel's coordinates)
+        "hover": {"state": "state", "gradient": "gradient", "saliency": "saliency"} if view.frame_stack and words is Q_WORDS
+        else {"state": "state" if view.frame_stack else "image", "gradient": "gradient" if view.frame_stack else "image-gradient",
+              "saliency": "score-saliency"},
+        "captions": {"state": "input state t-2/t-1/t", "saliency": "input (t-2/t-1/t)",
+                     "strip": f"frames t-{history - 1} to t"} if view.frame_stack
+        else {"state": "input image", "saliency": "input", "strip": "channels R, G, B"},
+        "perturbation": perturbation_settings(view.height, view.width),
+        "network": network_rows(data.model),
+        "layers": layers,
+        "erf_chart": erf_chart,
+        "saliency": saliency_rows,
+        "images_json": script_json(images.uris),
+    }
+
+
+def build_context(data: NvisData, options: dict | None = None) -> dict:
+    """The template context of ``nvis.html.j2`` for the games a snapshot played (:func:`gather`)."""
+    snapshot, record = data.snapshot, data.record
+    meta = snapshot.meta
+    context = _report_context(data, snapshot.action_names, Q_WORDS, game_index=record.game_index)
+    start = starting_point(snapshot)
+    for row in context["network"]:
+        row["moved"] = start.movement.get(row["name"])
+
+    score = meta.get("test_score")
+    return {
+        **context,
+        "source": "snapshot",
+        "seen": "played",
+        "title": f"nvis · {snapshot.name}",
+        "snapshot": snapshot.name,
+        "meta": meta,
+        "game": meta.get("game", "?"),
+        "epoch": meta.get("epoch", "?"),
+        "total_steps": meta.get("total_steps"),  # with the random phase and any refill
+        "train_steps": meta.get("train_steps_done"),
+        "backend": meta.get("backend"),
+        "test_score": score,
+        "interrupted": meta.get("interrupted"),  # stopped inside the epoch: {"phase", "steps_done"}
+        "start": {"seed": start.seed, "backend": start.backend, "reason": start.reason,
+                  "measured": bool(start.movement), "source": start.source},
+        "play": {"states": int(len(record.states)), "games": len(record.scores),
+                 "scores": [float(s) for s in record.scores], **(options or {})},
+    }
+
+
+def model_context(data: NvisData, action_names: list | None = None, title: str | None = None, filters: str = "") -> dict:
+    """The template context of ``nvis.html.j2`` for any model and the states given from Python
+    (:func:`nvis_report`): no game, epoch or training facts, which only a snapshot has."""
+    import keras
+
+    from dqnviz.analysis._model import softmax_output
+
+    model = data.model
+    names_given = action_names is not None
+    if action_names is None:
+        action_names = [f"output {i}" for i in range(data.scores.shape[1])]
+    context = _report_context(data, action_names, SCORE_WORDS)
+    for row in context["network"]:
+        row["moved"] = None
+    shape = " × ".join(str(d) for d in data.states.shape[1:])
+    return {
+        **context,
+        "source": "python",
+        "seen": "given",
+        "title": title or f"nvis · {model.name}",
+        "heading": title or model.name,
+        "snapshot": None,
+        "model_name": model.name,
+        "input": f"{shape} {data.states.dtype}",
+        "outputs": {"count": int(data.scores.shape[1]), "softmax": softmax_output(model) is not None,
+                    "named": action_names[:8], "more": max(len(action_names) - 8, 0), "given": names_given},
+        "backend": keras.config.backend(),
+        "start": {"measured": False},
+        "play": {"states": int(len(data.states)), "filters": filters},
+    }
+
+
+def write_report(path, context: dict):
+    from dqnviz.report.render import render, write_html
+
+    return write_html(path, render("nvis.html.j2", **context))
