@@ -6,8 +6,11 @@ uint8 input (any number of channels: frame stacks or RGB), channels last, ReLU f
 BatchNormalization (run with its moving statistics), Dropout (off), padding ``"same"`` or
 ``"valid"``, pooling, DepthwiseConv2D / SeparableConv2D, residual ``Add`` branches and nested
 models (a Sequential or ``keras.applications`` backbone inside a Functional model, whose layers
-are named like top-level ones). Only :func:`dqnviz.backend.input_gradient` is backend specific.
-Models are never modified.
+are named like top-level ones). Only computing input gradients and compiling the passes is backend
+specific (:func:`dqnviz.backend.compile_input_gradient`, :func:`dqnviz.backend.compile_forward`):
+under JAX each analysis target is jitted once per model and layer, its per-call data (filters,
+positions, actions) and the model's current weights passed as arguments. Models are never modified
+(the compiled functions are kept in a private dict on the model, so they go with it).
 
 * :func:`guided_backprop` — guided-ReLU gradient of a filter's strongest unit.
 * :func:`saliency` — gradient, SmoothGrad or perturbation saliency of Q-values.

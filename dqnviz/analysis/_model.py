@@ -17,6 +17,7 @@ import numpy as np
 from keras import ops
 
 from dqnviz.analysis.relu import is_relu_output, positive_gradient
+from dqnviz.backend import compile_forward, compile_input_gradient
 from dqnviz.errors import UserError
 
 
@@ -364,13 +365,41 @@ def graph_runner(model, output=None, guided=False, logits=False):
     return run
 
 
+def _compiled(model, key, build):
+    """``build()`` once per ``(model, key)``, kept in a dict in the model's ``__dict__`` (set
+    directly, so Keras does not track it) so that it lives and dies with the model.
+
+    ``key`` names what was built; it holds the model's current output tensor, so a Sequential
+    model that gets a new layer gets new functions.
+    """
+    cache = vars(model).setdefault("_dqnviz_compiled", {})
+    key = (id(model.outputs[0]),) + key
+    if key not in cache:
+        cache[key] = (model.outputs[0], build())  # the tensor is kept so that its id stays unique
+    return cache[key][1]
+
+
+def compiled_runner(model, output=None, guided=False, logits=False):
+    """:func:`graph_runner` compiled once per model and arguments: ``x (N, H, W, C) float32 -> numpy``."""
+    key = ("forward", None if output is None else id(output), guided, logits)
+    return _compiled(model, key, lambda: compile_forward(model, graph_runner(model, output, guided, logits)))
+
+
+def compiled_gradient(model, key, make_target):
+    """``make_target() -> target(x, *args) -> (N,) values``, compiled once per model and ``key``
+    (which must name everything ``target`` closes over) by
+    :func:`dqnviz.backend.compile_input_gradient`: ``call(x, *args) -> (values, gradient)``."""
+    return _compiled(model, ("gradient",) + tuple(key), lambda: compile_input_gradient(model, make_target()))
+
+
 def to_float_tensor(x):
     """A float32 backend tensor from a numpy array."""
     return ops.convert_to_tensor(np.asarray(x, dtype=np.float32))
 
 
 def predict(run, states, batch_size=256) -> np.ndarray:
-    """Apply ``run`` (from :func:`graph_runner`) to float32 ``states`` in batches; numpy out."""
+    """Apply ``run`` (from :func:`compiled_runner`, or :func:`graph_runner`) to float32 ``states``
+    in batches; numpy out."""
     outputs = []
     for start in range(0, len(states), batch_size):
         outputs.append(ops.convert_to_numpy(run(to_float_tensor(states[start:start + batch_size]))))

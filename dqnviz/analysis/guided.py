@@ -7,11 +7,11 @@ from dqnviz.analysis._model import (
     as_batch,
     check_batch_size,
     check_filters,
+    compiled_gradient,
     graph_runner,
     layer_output,
     resolve_layer,
 )
-from dqnviz.backend import input_gradient
 from dqnviz.errors import UserError
 
 
@@ -66,32 +66,37 @@ def guided_backprop(model, states, layer, filter, *, position=None, batch_size=1
     filters = check_filters(model, layer, filter, count=len(batch))
     filters = np.broadcast_to(filters, (len(batch),))
     output = layer_output(model, layer)
-    channels = int(output.shape[-1])
     units = None if position is None else _flat_positions(layer, output, position, len(batch))
-    run = graph_runner(model, output, guided=True)
+    target = compiled_gradient(model, ("guided", id(output), units is None),
+                               lambda: _strongest_unit_target(model, output, units is None))
 
     gradients = np.empty(batch.shape, dtype=np.float32)
     for start in range(0, len(batch), batch_size):
         stop = start + batch_size
-        one_hot = np.eye(channels, dtype=np.float32)[filters[start:stop]]
-        chosen = None if units is None else units[start:stop]
-
-        def target(x, one_hot=one_hot, chosen=chosen):
-            activations = run(x)
-            mask = ops.convert_to_tensor(
-                one_hot.reshape((len(one_hot),) + (1,) * (len(activations.shape) - 2) + (channels,))
-            )
-            selected = ops.sum(activations * mask, axis=-1)
-            if len(selected.shape) == 1:
-                return selected
-            flat = ops.reshape(selected, (len(one_hot), -1))
-            where = first_argmax(ops.stop_gradient(flat)) if chosen is None else ops.convert_to_tensor(chosen)
-            unit = ops.stop_gradient(ops.one_hot(where, int(flat.shape[1]), dtype=flat.dtype))
-            return ops.sum(flat * unit, axis=1)
-
-        _, gradient = input_gradient(target, batch[start:stop].astype(np.float32))
-        gradients[start:stop] = gradient
+        chosen = () if units is None else (units[start:stop],)
+        _, gradients[start:stop] = target(batch[start:stop].astype(np.float32), filters[start:stop].astype(np.int32), *chosen)
     return gradients[0] if single else gradients
+
+
+def _strongest_unit_target(model, output, strongest):
+    """``t(x, filters[, units])``: per example, filter ``filters[i]`` of ``output`` (guided) at its
+    first strongest position, or at ``units[i]`` (a row-major index ``y · W + x``)."""
+    run = graph_runner(model, output, guided=True)
+    channels = int(output.shape[-1])
+
+    def target(x, filters, *units):
+        activations = run(x)
+        rank = len(activations.shape)
+        mask = ops.one_hot(filters, channels, dtype=activations.dtype)
+        selected = ops.sum(activations * ops.reshape(mask, (-1,) + (1,) * (rank - 2) + (channels,)), axis=-1)
+        if rank == 2:
+            return selected
+        flat = ops.reshape(selected, (-1, int(np.prod(selected.shape[1:]))))
+        where = first_argmax(ops.stop_gradient(flat)) if strongest else units[0]
+        unit = ops.stop_gradient(ops.one_hot(where, int(flat.shape[1]), dtype=flat.dtype))
+        return ops.sum(flat * unit, axis=1)
+
+    return target
 
 
 def first_argmax(values):

@@ -6,8 +6,8 @@ from dqnviz.analysis._model import (
     as_batch,
     check_batch_size,
     check_filters,
+    compiled_runner,
     conv_layer_objects,
-    graph_runner,
     layer_output,
     predict,
     resolve_layer,
@@ -69,7 +69,7 @@ def top_activations(model, states, layer, filters=None, batch_size=256, prefer=N
     channels = int(output.shape[-1])
     filters = np.arange(channels) if filters is None else np.atleast_1d(check_filters(model, layer, filters))
     prefer = _check_prefer(prefer, len(batch))
-    run = graph_runner(model, output)
+    run = compiled_runner(model, output)
 
     # row 0: the best over all states; row 1: over the preferred ones
     best_value = np.full((2, len(filters)), -np.inf)

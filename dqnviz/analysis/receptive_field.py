@@ -8,6 +8,7 @@ from dqnviz.analysis._model import (
     as_batch,
     check_batch_size,
     check_channels_last,
+    compiled_gradient,
     conv_layer_objects,
     graph_runner,
     layer_output,
@@ -15,7 +16,6 @@ from dqnviz.analysis._model import (
     nesting,
     resolve_layer,
 )
-from dqnviz.backend import input_gradient
 from dqnviz.errors import UserError
 
 
@@ -261,14 +261,15 @@ def effective_receptive_field(model, states, layer, mass=0.9, *, batch_size=128)
     output = layer_output(model, layer)
     unit = (field.spatial[0] // 2, field.spatial[1] // 2)
     centre = tuple(field.start[a] + unit[a] * field.stride[a] for a in range(2))
-    run = graph_runner(model, output)
 
-    def target(x):
-        return ops.sum(run(x)[:, unit[0], unit[1], :], axis=-1)
+    def make_target():
+        run = graph_runner(model, output)
+        return lambda x: ops.sum(run(x)[:, unit[0], unit[1], :], axis=-1)
 
+    target = compiled_gradient(model, ("centre unit", id(output), unit), make_target)
     total = np.zeros(batch.shape[1:3], dtype=np.float64)
     for start in range(0, len(batch), batch_size):
-        _, gradient = input_gradient(target, batch[start:start + batch_size].astype(np.float32))
+        _, gradient = target(batch[start:start + batch_size].astype(np.float32))
         total += np.abs(gradient).sum(axis=(0, 3))
     total /= len(batch)
 

@@ -4,8 +4,14 @@ import numpy as np
 from keras import ops
 from scipy.ndimage import gaussian_filter
 
-from dqnviz.analysis._model import as_batch, check_batch_size, graph_runner, predict, to_float_tensor
-from dqnviz.backend import input_gradient
+from dqnviz.analysis._model import (
+    as_batch,
+    check_batch_size,
+    compiled_gradient,
+    compiled_runner,
+    graph_runner,
+    predict,
+)
 from dqnviz.errors import UserError
 
 METHODS = ("gradient", "smoothgrad", "perturbation")
@@ -83,16 +89,15 @@ def saliency(model, states, action=None, method="gradient", **options) -> np.nda
     settings = {**_OPTIONS[method], **options}
     settings["batch_size"] = check_batch_size(settings["batch_size"])
     batch, single = as_batch(model, states)
-    run = graph_runner(model, logits=True)
     num_actions = _num_actions(model)
     actions = _check_actions(action, len(batch), num_actions)
 
     if method == "gradient":
-        result = _gradient(run, batch.astype(np.float32), actions, num_actions, settings["batch_size"])
+        result = _gradient(model, batch.astype(np.float32), actions, settings["batch_size"])
     elif method == "smoothgrad":
-        result = _smoothgrad(model, run, batch, actions, num_actions, settings)
+        result = _smoothgrad(model, batch, actions, settings)
     else:
-        result = _perturbation(run, batch, actions, settings)
+        result = _perturbation(compiled_runner(model, logits=True), batch, actions, settings)
     return result[0] if single else result
 
 
@@ -120,26 +125,30 @@ def _check_actions(action, count, num_actions):
     return np.broadcast_to(array.astype(np.int64), (count,)).copy()
 
 
-def _q_target(run, actions, num_actions):
-    """``x -> Q(x, a)`` with ``a`` fixed, or the argmax of Q when ``actions`` is None."""
+def _q_target(model, chosen):
+    """Compiled ``(x[, actions]) -> Q(x, a)``: ``a`` = ``actions`` when ``chosen``, else ``argmax_a Q(x, a)``."""
 
-    def target(x):
-        q = run(x)
-        if actions is None:
-            one_hot = ops.one_hot(ops.argmax(ops.stop_gradient(q), axis=-1), num_actions)
-        else:
-            one_hot = ops.convert_to_tensor(np.eye(num_actions, dtype=np.float32)[actions])
-        return ops.sum(q * ops.stop_gradient(ops.cast(one_hot, q.dtype)), axis=-1)
+    def make_target():
+        run = graph_runner(model, logits=True)
 
-    return target
+        def target(x, *actions):
+            q = run(x)
+            best = actions[0] if chosen else ops.argmax(ops.stop_gradient(q), axis=-1)
+            one_hot = ops.one_hot(best, int(q.shape[-1]), dtype=q.dtype)
+            return ops.sum(q * ops.stop_gradient(one_hot), axis=-1)
+
+        return target
+
+    return compiled_gradient(model, ("q", chosen), make_target)
 
 
-def _gradient(run, states, actions, num_actions, batch_size):
+def _gradient(model, states, actions, batch_size):
+    target = _q_target(model, actions is not None)
     gradients = np.empty(states.shape, dtype=np.float32)
     for start in range(0, len(states), batch_size):
         stop = start + batch_size
-        chunk = None if actions is None else actions[start:stop]
-        _, gradients[start:stop] = input_gradient(_q_target(run, chunk, num_actions), states[start:stop])
+        chosen = () if actions is None else (actions[start:stop].astype(np.int32),)
+        _, gradients[start:stop] = target(states[start:stop], *chosen)
     return gradients
 
 
@@ -183,13 +192,14 @@ def smoothgrad_noise(shape, samples, sigma, seed):
     return noise * np.asarray(sigma, dtype=np.float32).reshape((-1,) + (1,) * len(shape))
 
 
-def _smoothgrad(model, run, batch, actions, num_actions, settings):
+def _smoothgrad(model, batch, actions, settings):
     samples = int(settings["samples"])
     if samples < 1:
         raise UserError(f"smoothgrad needs samples >= 1, got {samples}")
     states = batch.astype(np.float32)
     if actions is None:
-        actions = np.argmax(predict(run, states, settings["batch_size"]), axis=-1)
+        actions = np.argmax(predict(compiled_runner(model, logits=True), states, settings["batch_size"]), axis=-1)
+    target = _q_target(model, chosen=True)
     sigma = float(settings["noise"]) * _value_range(model, batch, settings["value_range"])
     noise = smoothgrad_noise(states.shape, samples, sigma, settings["seed"])
     per_pass = max(1, int(settings["batch_size"]) // samples)
@@ -198,7 +208,7 @@ def _smoothgrad(model, run, batch, actions, num_actions, settings):
         stop = min(start + per_pass, len(states))
         noisy = (states[start:stop, None] + noise[start:stop]).reshape((-1,) + states.shape[1:])
         repeated = np.repeat(actions[start:stop], samples)
-        _, gradient = input_gradient(_q_target(run, repeated, num_actions), noisy)
+        _, gradient = target(noisy, repeated.astype(np.int32))
         result[start:stop] = gradient.reshape((stop - start, samples) + states.shape[1:]).mean(axis=1)
     return result
 
@@ -239,7 +249,7 @@ def _perturbation(run, batch, actions, settings):
         chunk = pairs[start:start + batch_size]
         index, mask_index = np.array([p[0] for p in chunk]), np.array([p[1] for p in chunk])
         perturbed = states[index] + (blurred[index] - states[index]) * masks[mask_index]
-        q = ops.convert_to_numpy(run(to_float_tensor(perturbed))).astype(np.float64)
+        q = run(perturbed).astype(np.float64)
         diff = q_clean[index].astype(np.float64) - q
         if actions is not None:
             diff = diff[np.arange(len(chunk)), actions[index]][:, None]

@@ -12,6 +12,12 @@ Each backend module exposes the same two functions:
     ``values = fn(x)`` is a 1-D tensor (one scalar per example); ``gradient`` is
     ``d sum(values) / d x`` as a numpy array shaped like ``x``.
 
+``compile_input_gradient(model, fn) -> call(x, *args) -> (values, gradient)``
+    the same, for a ``fn(x, *args)`` whose per-call data (filter indices, positions, actions:
+    one row per example) are arguments, compiled once (``jax.jit``, the model's variables
+    passed at each call) so that an analysis reuses it across batches, filters and calls.
+    ``compile_forward(model, fn) -> call(x, *args) -> numpy`` likewise for forward passes.
+
 ``make_train_step(online, target, optimizer, loss_fn) -> step``
     ``step(batch) -> (loss, td_abs)``, updating the online model's weights in place.
     ``loss_fn(q, q_next_online, q_next_target, batch) -> (loss, td_abs)`` is pure ``keras.ops`` maths.
@@ -36,11 +42,13 @@ import keras
 _name = keras.config.backend()
 if _name == "jax":
     from dqnviz.backend.jax import (  # noqa: F401
-        FrameBuffer, input_gradient, make_predict, make_q_and_gradient, make_train_step,
+        FrameBuffer, compile_forward, compile_input_gradient, input_gradient, make_predict, make_q_and_gradient,
+        make_train_step,
     )
 elif _name == "tensorflow":
     from dqnviz.backend.tensorflow import (  # noqa: F401
-        FrameBuffer, input_gradient, make_predict, make_q_and_gradient, make_train_step,
+        FrameBuffer, compile_forward, compile_input_gradient, input_gradient, make_predict, make_q_and_gradient,
+        make_train_step,
     )
 else:  # pragma: no cover - torch and numpy backends are not supported
     raise ImportError(
@@ -48,5 +56,8 @@ else:  # pragma: no cover - torch and numpy backends are not supported
         "set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax"
     )
 
-__all__ = ["BACKEND", "FrameBuffer", "input_gradient", "make_predict", "make_q_and_gradient", "make_train_step"]
+__all__ = [
+    "BACKEND", "FrameBuffer", "compile_forward", "compile_input_gradient", "input_gradient", "make_predict",
+    "make_q_and_gradient", "make_train_step",
+]
 BACKEND = _name

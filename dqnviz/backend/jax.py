@@ -230,6 +230,70 @@ def input_gradient(fn, x):
     return np.asarray(values), np.asarray(gradient)
 
 
+def _batch_padded(call):
+    """``call(x, *args) -> tuple of arrays`` run on batches padded to a size it was already compiled for.
+
+    ``jax.jit`` compiles once per input shape, so an analysis's last, shorter batch would cost a
+    second compilation per layer. A batch of ``n`` rows is padded (by repeating its last row, so
+    that index arguments stay valid) to the smallest size ``s`` seen before with ``n <= s <= 4n``;
+    rows are independent (inference mode), so the first ``n`` rows of the result are the batch's.
+    """
+    sizes = set()
+
+    def padded(x, *args):
+        count = len(x)
+        size = min((s for s in sizes if count <= s <= 4 * count), default=count)
+        sizes.add(size)
+        if size > count:
+            x, *args = (np.concatenate([a, np.repeat(a[-1:], size - count, axis=0)]) for a in (x, *args))
+        outputs = call(jnp.asarray(x, jnp.float32), *(jnp.asarray(a) for a in args))
+        return tuple(np.asarray(output)[:count] for output in outputs)
+
+    return padded
+
+
+def _stateless(model, fn):
+    """``fn`` with the model's variables as an argument: ``(values, *inputs) -> fn(*inputs)``, so a
+    jitted analysis reads the weights at each call instead of baking them in as constants."""
+    import keras
+
+    variables = list(model.variables)
+
+    def call(values, *inputs):
+        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            return fn(*inputs)
+
+    return variables, call
+
+
+def compile_input_gradient(model, fn):
+    """``fn(x, *args) -> values`` (one scalar per example, any ``args`` of one row per example)
+    jitted once as ``call(x, *args) -> (values, d Σ values / dx)`` in numpy, reading the model's
+    current weights at each call."""
+    variables, stateless = _stateless(model, fn)
+
+    def total(values, x, *args):
+        outputs = stateless(values, x, *args)
+        return jnp.sum(outputs), outputs
+
+    gradient = jax.jit(jax.value_and_grad(total, argnums=1, has_aux=True))
+
+    def call(x, *args):
+        (_, values), grad = gradient([v.value for v in variables], x, *args)
+        return values, grad
+
+    return _batch_padded(call)
+
+
+def compile_forward(model, fn):
+    """``fn(x, *args) -> tensor`` jitted once as ``call(x, *args) -> numpy``, reading the model's
+    current weights at each call."""
+    variables, stateless = _stateless(model, fn)
+    forward = jax.jit(stateless)
+    padded = _batch_padded(lambda x, *args: (forward([v.value for v in variables], x, *args),))
+    return lambda x, *args: padded(x, *args)[0]
+
+
 def make_predict(model, stacks: bool = False):
     """A jitted ``states -> Q-values`` function that always reads the model's current weights.
 
@@ -537,14 +601,11 @@ def make_q_and_gradient(model, run):
     ``run`` maps float inputs through the model's layers (see ``dqnviz.analysis``), so uint8
     models are differentiated with respect to the pixel values.
     """
-    import keras
-
-    variables = list(model.trainable_variables) + list(model.non_trainable_variables)
+    variables, stateless = _stateless(model, run)
 
     def q_and_gradient(values, x):
         def target(x):
-            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-                q = run(x)
+            q = stateless(values, x)
             best = jax.nn.one_hot(jnp.argmax(q, axis=-1), q.shape[-1], dtype=q.dtype)
             return jnp.sum(q * jax.lax.stop_gradient(best)), q
 

@@ -30,6 +30,27 @@ def input_gradient(fn, x):
     return values.numpy(), tape.gradient(total, x).numpy()
 
 
+def compile_input_gradient(model, fn):
+    """``fn(x, *args) -> values`` as ``call(x, *args) -> (values, d Σ values / dx)`` in numpy (eager:
+    TensorFlow runs each op as a compiled kernel already)."""
+
+    def call(x, *args):
+        args = [tf.convert_to_tensor(a) for a in args]
+        return input_gradient(lambda t: fn(t, *args), x)
+
+    return call
+
+
+def compile_forward(model, fn):
+    """``fn(x, *args) -> tensor`` as ``call(x, *args) -> numpy`` (eager)."""
+
+    def call(x, *args):
+        x = tf.convert_to_tensor(np.asarray(x, dtype=np.float32))
+        return fn(x, *(tf.convert_to_tensor(a) for a in args)).numpy()
+
+    return call
+
+
 def make_predict(model, stacks: bool = False):
     """A compiled ``states -> Q-values`` function reading the model's current weights; with
     ``stacks`` it takes frame stacks (N, history, H, W) and transposes them inside."""

@@ -68,7 +68,7 @@ def nvis_report(model, states, path, layers=None, filters=None, action_names=Non
     """
     from pathlib import Path
 
-    from dqnviz.analysis._model import as_batch, graph_runner, predict
+    from dqnviz.analysis._model import as_batch, compiled_runner, predict
     from dqnviz.snapshot import check_writable
 
     names = parse_layers(_as_text(layers, "layers"), model, name="layers")  # an image model with conv layers
@@ -95,6 +95,6 @@ def nvis_report(model, states, path, layers=None, filters=None, action_names=Non
     check_writable(path)
 
     # The scores the saliency explains: a softmax classifier's logits, not its probabilities.
-    scores = predict(graph_runner(model, logits=True), batch.astype(np.float32))
+    scores = predict(compiled_runner(model, logits=True), batch.astype(np.float32))
     data = analyse(model, batch, scores, names, chosen, view, progress=progress, labels=SCORE_PICKS)
     return write_report(path, model_context(data, action_names, title=title, filters=describe_filters(text)))
