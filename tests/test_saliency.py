@@ -110,3 +110,15 @@ def test_errors():
         saliency(model, states, action=3)
     with pytest.raises(UserError, match=r"one per state"):
         saliency(model, states, action=np.array([0, 1, 2]))
+
+
+def test_a_model_with_two_outputs_is_told_which_to_keep():
+    import keras
+
+    inputs = keras.Input((8, 8, 2))
+    x = keras.layers.Flatten()(keras.layers.Conv2D(2, 3, name="conv")(inputs))
+    model = keras.Model(inputs, [keras.layers.Dense(3, name="policy")(x), keras.layers.Dense(1, name="value")(x)],
+                        name="two_heads")
+    with pytest.raises(UserError, match=r"saliency reads one \(N, outputs\) output as scores; 'two_heads' has 2 "
+                                        r"\(0: policy \(None, 3\), 1: value \(None, 1\)\): pass keras.Model"):
+        saliency(model, np.zeros((2, 8, 8, 2), "float32"))

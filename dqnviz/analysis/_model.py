@@ -262,6 +262,24 @@ def as_batch(model, states):
     return array, single
 
 
+def score_count(model, reader: str) -> int:
+    """How many scores the model's one ``(N, scores)`` output holds (Q-values, class scores).
+
+    Raises:
+        UserError: several outputs (naming each, with the line that keeps one), or one of
+            another rank; ``reader`` names who needs it (``"saliency"``, ``"nvis_report"``).
+    """
+    outputs = model.outputs
+    if len(outputs) == 1 and len(outputs[0].shape) == 2 and outputs[0].shape[-1] is not None:
+        return int(outputs[0].shape[-1])
+    if len(outputs) == 1:
+        raise UserError(f"{reader} reads the model's output as one score per output unit, (N, outputs); "
+                        f"{model.name!r} outputs {tuple(outputs[0].shape)}")
+    named = ", ".join(f"{i}: {name} {tuple(o.shape)}" for i, (name, o) in enumerate(zip(model.output_names, outputs)))
+    raise UserError(f"{reader} reads one (N, outputs) output as scores; {model.name!r} has {len(outputs)} "
+                    f"({named}): pass keras.Model(model.input, model.outputs[0]) or another of them")
+
+
 def softmax_output(model):
     """The top-level operation whose output is the model's softmax output, or None.
 

@@ -11,6 +11,7 @@ from dqnviz.analysis._model import (
     compiled_runner,
     graph_runner,
     predict,
+    score_count,
 )
 from dqnviz.errors import UserError
 
@@ -89,7 +90,7 @@ def saliency(model, states, action=None, method="gradient", **options) -> np.nda
     settings = {**_OPTIONS[method], **options}
     settings["batch_size"] = check_batch_size(settings["batch_size"])
     batch, single = as_batch(model, states)
-    num_actions = _num_actions(model)
+    num_actions = score_count(model, "saliency")
     actions = _check_actions(action, len(batch), num_actions)
 
     if method == "gradient":
@@ -99,16 +100,6 @@ def saliency(model, states, action=None, method="gradient", **options) -> np.nda
     else:
         result = _perturbation(compiled_runner(model, logits=True), batch, actions, settings)
     return result[0] if single else result
-
-
-def _num_actions(model) -> int:
-    outputs = model.outputs
-    if len(outputs) != 1 or len(outputs[0].shape) != 2:
-        raise UserError(
-            f"saliency needs a model with one (N, actions) output; {model.name!r} outputs "
-            f"{[tuple(o.shape) for o in outputs]}"
-        )
-    return int(outputs[0].shape[-1])
 
 
 def _check_actions(action, count, num_actions):

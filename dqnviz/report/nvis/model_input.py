@@ -5,25 +5,18 @@ filters each layer has."""
 from __future__ import annotations
 
 from dqnviz import analysis
+from dqnviz.analysis._model import score_count
 from dqnviz.errors import UserError
 
 
-def check_outputs(model) -> None:
-    """The page reads one ``(N, outputs)`` output as scores.
+def check_outputs(model) -> int:
+    """The page reads one ``(N, outputs)`` output as scores; returns their number.
 
     Raises:
         UserError: several outputs (naming each, with the line that keeps one), or one of
             another rank.
     """
-    outputs = model.outputs
-    if len(outputs) == 1 and len(outputs[0].shape) == 2 and outputs[0].shape[-1] is not None:
-        return
-    if len(outputs) == 1:
-        raise UserError(f"nvis_report reads the model's output as one score per output unit, (N, outputs); "
-                        f"{model.name!r} outputs {tuple(outputs[0].shape)}")
-    named = ", ".join(f"{i}: {o._keras_history[0].name} {tuple(o.shape)}" for i, o in enumerate(outputs))
-    raise UserError(f"nvis_report reads one (N, outputs) output as scores; {model.name!r} has {len(outputs)} "
-                    f"({named}): pass keras.Model(model.input, model.outputs[0]) or another of them")
+    return score_count(model, "nvis_report")
 
 
 def at_states_size(model, shape):
