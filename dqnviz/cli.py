@@ -27,14 +27,65 @@ Train DeepMind-Nature-style DQN agents on Atari games and see what they learned.
   dqnviz plot reports/pong.csv           training statistics as interactive charts
   dqnviz play | record SNAPSHOT          watch (and take over) an agent, or record a video
 
-The Keras backend is chosen with KERAS_BACKEND=tensorflow (default) or KERAS_BACKEND=jax.
+The Keras backend is KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax when set, else the one in
+~/.keras/keras.json, else TensorFlow when it is installed and JAX when only JAX is.
 """
+
+
+BACKEND_PACKAGES = {"tensorflow": "tensorflow", "jax": "jax"}
+
+
+def choose_backend() -> str:
+    """The Keras backend to run: ``KERAS_BACKEND`` when set, else the one in Keras's own config
+    file (``$KERAS_HOME/keras.json``, default ``~/.keras/keras.json``), else TensorFlow when it is
+    installed and JAX when only JAX is (a GPU machine with JAX but no TensorFlow). The choice is
+    written to ``KERAS_BACKEND`` before Keras is imported.
+
+    Raises:
+        UserError: the chosen backend, or both, are not installed (one line saying what to install).
+    """
+    from importlib.util import find_spec
+
+    from dqnviz.errors import UserError
+
+    def installed(name):
+        try:
+            return find_spec(BACKEND_PACKAGES[name]) is not None
+        except (ImportError, ValueError):
+            return False
+
+    name = os.environ.get("KERAS_BACKEND") or _configured_backend()
+    if not name:
+        name = next((b for b in ("tensorflow", "jax") if installed(b)), None)
+        if name is None:
+            raise UserError("dqnviz needs TensorFlow or JAX as Keras's backend and neither is installed: "
+                            "pip install 'dqnviz[tensorflow]' (or 'dqnviz[jax]')")
+    if name not in BACKEND_PACKAGES:
+        raise UserError(f"KERAS_BACKEND={name!r} is not one dqnviz supports: use tensorflow or jax")
+    if not installed(name):
+        other = next(b for b in BACKEND_PACKAGES if b != name)
+        hint = f", or run with KERAS_BACKEND={other}" if installed(other) else ""
+        raise UserError(f"the Keras backend {name!r} is not installed: pip install 'dqnviz[{name}]'{hint}")
+    os.environ["KERAS_BACKEND"] = name
+    return name
+
+
+def _configured_backend() -> str | None:
+    """The ``backend`` of Keras's config file, if there is one and it names one."""
+    import json
+
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json")) as file:
+            backend = json.load(file).get("backend")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return backend if isinstance(backend, str) and backend else None
 
 
 def _quiet_backends() -> None:
     """Keep TensorFlow's start-up log lines (oneDNN, CPU features) off the user's terminal."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     if os.environ["KERAS_BACKEND"] == "jax":
         # Keras still imports TensorFlow (if installed) for file I/O; its oneDNN kernels are unused.
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
@@ -125,7 +176,8 @@ PATH_ERRORS = {errno.ENAMETOOLONG, errno.EILSEQ, errno.EACCES, errno.EPERM, errn
 
 
 def _main(argv=None) -> int:
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    from dqnviz.errors import UserError
+
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -135,8 +187,12 @@ def _main(argv=None) -> int:
         parser.print_help()
         return 2
     if args.command not in NO_BACKEND:
+        try:
+            choose_backend()
+        except UserError as error:
+            print(f"dqnviz {args.command}: error: {error}", file=sys.stderr)
+            return error.exit_code
         _quiet_backends()
-    from dqnviz.errors import UserError
     from dqnviz.stopping import interrupted_by, raise_interrupt_on_stop_signals, restore_signals
 
     previous = raise_interrupt_on_stop_signals()

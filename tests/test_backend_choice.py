@@ -1,0 +1,90 @@
+"""Which Keras backend the dqnviz command starts: KERAS_BACKEND, else keras.json, else an installed one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from dqnviz import cli
+from dqnviz.errors import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def machine(monkeypatch, tmp_path):
+    """A machine with the given backends installed, no KERAS_BACKEND and an empty KERAS_HOME."""
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+
+    def with_backends(*names, config=None):
+        if config is not None:
+            (tmp_path / "keras.json").write_text(json.dumps(config))
+        import importlib.util
+
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name in names else None)
+        return cli.choose_backend
+
+    yield with_backends
+    os.environ.pop("KERAS_BACKEND", None)  # monkeypatch restores the test run's own value
+
+
+def test_tensorflow_when_installed_else_jax(machine):
+    assert machine("tensorflow", "jax")() == "tensorflow"
+    assert os.environ["KERAS_BACKEND"] == "tensorflow"
+    os.environ.pop("KERAS_BACKEND")
+    assert machine("jax")() == "jax"  # a GPU machine with JAX and no TensorFlow
+    assert os.environ["KERAS_BACKEND"] == "jax"
+
+
+def test_the_environment_then_keras_json_decide(machine, monkeypatch):
+    assert machine("tensorflow", "jax", config={"backend": "jax", "floatx": "float32"})() == "jax"
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    assert machine("tensorflow", "jax")() == "tensorflow"
+
+
+@pytest.mark.parametrize("installed, environment, message", [
+    ((), None, "dqnviz needs TensorFlow or JAX as Keras's backend and neither is installed: "
+               "pip install 'dqnviz[tensorflow]' (or 'dqnviz[jax]')"),
+    (("jax",), "tensorflow", "the Keras backend 'tensorflow' is not installed: pip install 'dqnviz[tensorflow]', "
+                             "or run with KERAS_BACKEND=jax"),
+    (("tensorflow",), "jax", "the Keras backend 'jax' is not installed: pip install 'dqnviz[jax]', or run with "
+                             "KERAS_BACKEND=tensorflow"),
+    (("tensorflow", "jax"), "torch", "KERAS_BACKEND='torch' is not one dqnviz supports: use tensorflow or jax"),
+])
+def test_a_missing_or_unknown_backend_is_one_line(machine, monkeypatch, installed, environment, message):
+    if environment:
+        monkeypatch.setenv("KERAS_BACKEND", environment)
+    with pytest.raises(UserError) as error:
+        machine(*installed)()
+    assert str(error.value) == message
+
+
+def test_without_tensorflow_the_command_runs_on_jax(tmp_path):
+    """TensorFlow made unimportable, KERAS_BACKEND unset: Keras starts on JAX instead of failing on import."""
+    pytest.importorskip("jax")
+    script = textwrap.dedent("""
+        import importlib.abc, sys
+        class NoTensorFlow(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "tensorflow":
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        sys.meta_path.insert(0, NoTensorFlow())
+        from dqnviz.cli import choose_backend
+        choose_backend()
+        import keras
+        from dqnviz.snapshot import load_snapshot
+        snapshot = load_snapshot("snapshots/pong-h100-10min_6.keras")
+        print(keras.config.backend(), snapshot.model.name, "tensorflow" in sys.modules)
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env["KERAS_HOME"] = str(tmp_path)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    backend, _, tensorflow_imported = done.stdout.split()
+    assert (backend, tensorflow_imported) == ("jax", "False")
