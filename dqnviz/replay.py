@@ -28,6 +28,7 @@ import numpy as np
 
 from dqnviz.atari import channels_last
 from dqnviz.errors import UserError
+from dqnviz.units import format_bytes
 
 TERMINAL, START = np.uint8(1), np.uint8(2)
 
@@ -64,8 +65,8 @@ def check_fits_in_memory(capacity: int, frame_shape=(84, 84), prioritized: bool 
     if needed > headroom * available:
         fits = int(headroom * available / per) // 1000 * 1000
         raise UserError(
-            f"--replay-size {capacity:,} needs {needed / 2**30:.2f} GiB but only "
-            f"{available / 2**30:.2f} GiB of memory is available; use --replay-size {fits:,} or less"
+            f"--replay-size {capacity:,} needs {format_bytes(needed)} but only "
+            f"{format_bytes(available)} of memory is available; use --replay-size {fits:,} or less"
         )
     return needed
 

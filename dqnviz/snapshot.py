@@ -3,46 +3,42 @@
 A snapshot is the zip archive that ``model.save`` writes (``config.json``, ``model.weights.h5``)
 plus one more member, ``dqnviz.json``, with the metadata: game, ROM MD5, action set and names,
 preprocessing, epoch, total steps, config, backend, and that epoch's test score. There is no
-pickle anywhere, and nothing in the file can run code: before Keras sees an archive,
-:func:`load_snapshot` checks its member names and declared sizes (no path outside it, no name
-twice, no zip bomb), its metadata's format, and that its model config names no Lambda layer and
-no class outside Keras that the program has not registered; Keras then loads it in safe mode. A
-bad file is a one-line :class:`~dqnviz.errors.UserError`. Files are written to a temporary name
-in the target folder and moved into place with ``os.replace``, so a crash never leaves half a
-snapshot.
+pickle anywhere, and nothing in the file can run code: :func:`load_snapshot` reads the file once
+and, before Keras sees those bytes, checks its member names and declared sizes (no path outside
+it, no name twice, no zip bomb), its metadata's format, that its model config names no Lambda
+layer and no class outside Keras that the program has not registered, and that its weights file
+reads no other file; Keras then loads those same bytes in safe mode. The checks live in
+:mod:`dqnviz.snapshot_checks`. A bad file is a one-line :class:`~dqnviz.errors.UserError`. Files
+are written to a temporary name in the target folder and moved into place with ``os.replace``,
+so a crash never leaves half a snapshot.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
+import io
 import json
 import os
 import re
-import shutil
-import stat
 import tempfile
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dqnviz.errors import UserError
+from dqnviz.snapshot_checks import (FORMAT_VERSION, MAX_JSON_BYTES, MAX_MEMBERS, MAX_SNAPSHOT_BYTES, META_MEMBER,
+                                    check_loaded, check_model_config, check_weights_file, npz_within_limits,
+                                    open_archive, opened_snapshot, read_json, snapshot_bytes)
 
 if TYPE_CHECKING:  # numpy is imported where it is used, so that reading a snapshot's metadata stays light
     import numpy as np
 
-META_MEMBER = "dqnviz.json"
-FORMAT_VERSION = 1
-
-# What loading will read: far above any real snapshot, far below what would hurt. The biggest
-# network dqnviz builds (dueling, 18 actions) has 3.3 M float32 weights, a 13 MB
-# model.weights.h5, and its JSON members take a few kB. The sizes are those the archive
-# declares, checked before anything is unpacked, so a zip bomb is refused without being inflated.
-MAX_SNAPSHOT_BYTES = 256 * 2**20  # the file, any member, and all members unpacked together
-MAX_JSON_BYTES = 4 * 2**20  # each of config.json, metadata.json and dqnviz.json
-MAX_MEMBERS = 64  # a snapshot has 4
+# Kept importable from here, where they were first defined; the limits that loading applies are
+# those of dqnviz.snapshot_checks.
+__all__ = ["FORMAT_VERSION", "MAX_JSON_BYTES", "MAX_MEMBERS", "MAX_SNAPSHOT_BYTES", "META_MEMBER", "Snapshot",
+           "StartingPoint", "atomic_write", "check_writable", "kernel_changes", "kernel_movement",
+           "layer_kernels", "load_optimizer_state", "load_snapshot", "load_validation_states", "read_meta",
+           "save_optimizer_state", "save_snapshot", "save_validation_states", "starting_point"]
 
 
 @dataclass
@@ -201,10 +197,10 @@ def save_optimizer_state(path, state: dict, train_steps_done: int) -> Path:
 def load_optimizer_state(path, train_steps_done: int) -> dict | None:
     """The state saved by :func:`save_optimizer_state`, or None if it belongs to another point of
     the run (another ``train_steps_done``) or cannot be read. Never unpickles, and never
-    allocates more than the file holds (see :func:`_npz_within_limits`)."""
+    allocates more than the file holds (see :func:`~dqnviz.snapshot_checks.npz_within_limits`)."""
     import numpy as np
 
-    if not _npz_within_limits(path):
+    if not npz_within_limits(path):
         return None
     try:
         with np.load(path, allow_pickle=False) as stored:
@@ -231,10 +227,10 @@ def save_validation_states(path, states) -> Path:
 def load_validation_states(path, state_shape: tuple) -> np.ndarray | None:
     """The states saved by :func:`save_validation_states`, or None if absent, unreadable or of
     another state shape (``(H, W, history)``). Never unpickles, and never allocates more than
-    the file holds (see :func:`_npz_within_limits`)."""
+    the file holds (see :func:`~dqnviz.snapshot_checks.npz_within_limits`)."""
     import numpy as np
 
-    if not _npz_within_limits(path):
+    if not npz_within_limits(path):
         return None
     try:
         with np.load(path, allow_pickle=False) as stored:
@@ -245,36 +241,6 @@ def load_validation_states(path, state_shape: tuple) -> np.ndarray | None:
             or len(states) == 0:
         return None
     return states
-
-
-def _npz_within_limits(path) -> bool:
-    """Whether the ``.npz`` at ``path`` is a zip archive whose members are within
-    :data:`MAX_SNAPSHOT_BYTES` and whose arrays declare no more bytes than their members hold.
-
-    numpy allocates an array of the shape its header declares before reading the data, so a
-    file of a few bytes could otherwise ask for petabytes (a MemoryError, not a None).
-    """
-    import math
-
-    from numpy.lib import format as npy
-
-    try:
-        with zipfile.ZipFile(path) as archive:
-            infos = archive.infolist()
-            if sum(info.file_size for info in infos) > MAX_SNAPSHOT_BYTES:
-                return False
-            for info in infos:
-                if not info.filename.endswith(".npy"):
-                    continue
-                with archive.open(info) as member:
-                    major, _ = npy.read_magic(member)
-                    read_header = getattr(npy, f"read_array_header_{major}_0", npy.read_array_header_2_0)
-                    shape, _, dtype = read_header(member)
-                if math.prod(shape) * dtype.itemsize > info.file_size:
-                    return False
-    except (*_ARCHIVE_ERRORS, TypeError):
-        return False
-    return True
 
 
 def _accepts_include_optimizer() -> bool:
@@ -307,250 +273,23 @@ def read_meta(path) -> dict:
         UserError: the file is missing, unreadable, not a snapshot, damaged or tampered with, or
             from a newer dqnviz; one line that says which.
     """
-    path = _check_file(path)
-    with _open_archive(path) as archive:
-        meta = _read_json(archive, META_MEMBER, path)
+    with opened_snapshot(path) as (path, file), open_archive(file, path) as archive:
+        meta = read_json(archive, META_MEMBER, path)
     return meta
-
-
-def _check_file(path) -> str:
-    """``path`` as a string, if it names a readable regular file that could be a snapshot.
-
-    Raises:
-        UserError: missing, a dangling or looping link, a folder, a pipe or device, empty, too
-            big, unreadable, a pickle or HDF5 file, or not a zip archive.
-    """
-    path = str(path)
-    try:
-        info = os.stat(path)
-    except OSError as error:
-        if os.path.lexists(path):  # the link itself is there; what it points at is not
-            raise UserError(f"{path} is a symbolic link that leads nowhere (to a missing file, or round in a loop)") from None
-        if error.errno == errno.ENOENT:
-            raise UserError(f"snapshot not found: {path}") from None
-        raise _cannot_read(path, error) from None
-    if stat.S_ISDIR(info.st_mode):
-        raise UserError(f"{path} is a folder, not a snapshot file")
-    if not stat.S_ISREG(info.st_mode):  # a pipe would block the read below for ever
-        raise UserError(f"{path} is not a regular file (a pipe, device or socket), so not a snapshot")
-    if info.st_size == 0:
-        raise UserError(f"{path} is empty (0 bytes), not a snapshot")
-    if info.st_size > MAX_SNAPSHOT_BYTES:
-        raise UserError(f"{path} is {_size(info.st_size)}, more than any dqnviz snapshot "
-                        f"(at most {_size(MAX_SNAPSHOT_BYTES)}; a Nature network takes 13 MB): not a snapshot")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-    except OSError as error:
-        raise _cannot_read(path, error) from None
-    if head[:1] == b"\x80" or path.endswith((".pkl", ".pickle", ".pt", ".pth")):
-        raise UserError(f"{path} looks like a pickle; dqnviz snapshots are .keras files and never pickles, which could run code")
-    if head == b"\x89HDF":
-        raise UserError(f"{path} is an HDF5 file, not a dqnviz snapshot (.keras)")
-    if not zipfile.is_zipfile(path):
-        raise UserError(f"{path} is not a dqnviz snapshot (not a .keras archive, or the file is corrupt)")
-    return path
-
-
-def _cannot_read(path, error: OSError) -> UserError:
-    return UserError(f"cannot read {path}: {error.strerror or error}")
-
-
-def _size(size: int) -> str:
-    return f"{size / 2**30:.1f} GB" if size >= 2**30 else f"{size / 2**20:.0f} MB" if size >= 2**20 else f"{size:,} bytes"
-
-
-# zipfile and zlib raise these for a damaged archive (a flipped bit, an encrypted or unknown
-# compression member, a cut-off stream); they all mean "corrupt" to the user.
-_ARCHIVE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, RuntimeError,
-                   NotImplementedError, ValueError, OSError)
-
-
-@contextlib.contextmanager
-def _open_archive(path: str):
-    """The snapshot's zip archive, open, after its member list has passed :func:`_check_members`."""
-    try:
-        archive = zipfile.ZipFile(path)
-    except _ARCHIVE_ERRORS as error:
-        raise _corrupt(path, error) from None
-    with archive:
-        _check_members(archive, path)
-        yield archive
-
-
-def _corrupt(path, error: BaseException) -> UserError:
-    if isinstance(error, OSError) and not isinstance(error, zipfile.BadZipFile) and error.errno is not None:
-        return _cannot_read(path, error)
-    detail = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
-    return UserError(f"{path}: the snapshot is corrupt ({detail})")
-
-
-def _unsafe_member_name(name: str) -> bool:
-    """True for a member name that would be unpacked outside its folder: absolute, with a drive,
-    or with a ``..`` part (Keras unpacks every member of a snapshot into a temporary folder)."""
-    name = name.replace("\\", "/")
-    return name.startswith("/") or ".." in name.split("/") or name[1:2] == ":" or "\x00" in name
-
-
-def _check_members(archive: zipfile.ZipFile, path: str) -> None:
-    """Refuse an archive whose member list no dqnviz snapshot has, before any member is read.
-
-    Sizes are the ones the archive declares, which bound what zipfile will ever inflate, so a
-    zip bomb is refused without being unpacked.
-
-    Raises:
-        UserError: too many members, two with one name (which one would be read depends on the
-            reader), a name pointing outside the archive, or a member bigger than any snapshot's.
-    """
-    infos = archive.infolist()
-    if len(infos) > MAX_MEMBERS:
-        raise UserError(f"{path} holds {len(infos):,} members; a dqnviz snapshot holds 4: it is not a snapshot")
-    seen = set()
-    for info in infos:
-        name = info.filename
-        if name in seen:
-            raise UserError(f"{path} holds two members named {name!r}: it is damaged or was tampered with, "
-                            f"and dqnviz does not guess which one to trust")
-        seen.add(name)
-        if _unsafe_member_name(name):
-            raise UserError(f"{path} holds a member named {name!r}, which points outside the archive: "
-                            f"it was tampered with, not written by dqnviz")
-        limit = MAX_JSON_BYTES if name.endswith(".json") else MAX_SNAPSHOT_BYTES
-        if info.file_size > limit:
-            raise UserError(f"{path}: its member {name!r} would unpack to {_size(info.file_size)} (from "
-                            f"{_size(info.compress_size)}); a snapshot's is at most {_size(limit)}, so it is "
-                            f"damaged or a zip bomb, and was not unpacked")
-    total = sum(info.file_size for info in infos)
-    if total > MAX_SNAPSHOT_BYTES:
-        raise UserError(f"{path}: its members would unpack to {_size(total)}; a snapshot's are at most "
-                        f"{_size(MAX_SNAPSHOT_BYTES)}, so it is damaged or a zip bomb, and was not unpacked")
-
-
-def _read_json(archive: zipfile.ZipFile, name: str, path: str):
-    """Member ``name`` of a checked archive, parsed: dqnviz's metadata (checked with
-    :func:`_check_meta`) or Keras's model config (a dict)."""
-    if name not in archive.namelist():
-        if name == META_MEMBER:
-            raise UserError(f"{path} is a Keras model but not a dqnviz snapshot (it has no {META_MEMBER})")
-        raise UserError(f"{path}: the snapshot is damaged (it has no {name}, the model's description)")
-    what = "the snapshot's metadata" if name == META_MEMBER else "the model's description"
-    try:
-        data = archive.read(name)
-    except _ARCHIVE_ERRORS as error:
-        raise _corrupt(path, error) from None
-    try:
-        value = json.loads(data)
-    except (ValueError, UnicodeDecodeError, RecursionError) as error:  # deep nesting: RecursionError
-        detail = "nested too deeply" if isinstance(error, RecursionError) else str(error)[:160]
-        raise UserError(f"{path}: {what} ({name}) is corrupt ({detail})") from None
-    if not isinstance(value, dict):
-        raise UserError(f"{path}: {what} ({name}) is a JSON {_json_type(value)}, "
-                        f"not an object: it is damaged or was not written by dqnviz")
-    if name == META_MEMBER:
-        _check_meta(value, path)
-    return value
-
-
-def _json_type(value) -> str:
-    return {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null"}.get(
-        type(value), "number")
-
-
-# The types of the metadata fields that the commands read, where present (None where allowed).
-_META_TYPES = {
-    "game": (str,), "run": (str,), "epoch": (int,), "total_steps": (int,), "train_steps_done": (int,),
-    "action_names": (list,), "actions": (list,), "preprocessing": (dict,), "config": (dict,),
-    "rom": (dict,), "test_score": (dict, type(None)), "interrupted": (dict, bool, type(None)),
-}
-_TYPE_NAMES = {str: "a string", int: "a whole number", list: "a list", dict: "an object"}
-
-
-def _check_meta(meta: dict, path: str) -> None:
-    """Refuse metadata from a newer dqnviz, or whose fields have the wrong types.
-
-    Raises:
-        UserError: ``format`` is newer than :data:`FORMAT_VERSION` (naming the dqnviz that wrote
-            it) or not a format number, or a field the commands read has another type.
-    """
-    from dqnviz import __version__
-
-    if "format" in meta:
-        fmt = meta["format"]
-        if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
-            raise UserError(f"{path}: the snapshot's metadata ({META_MEMBER}) is damaged "
-                            f"('format' is {fmt!r:.40}, not a format number)")
-        if fmt > FORMAT_VERSION:
-            writer = meta.get("dqnviz_version")
-            known = isinstance(writer, str) and len(writer) < 40 and writer.isprintable()
-            needs = f"dqnviz {writer} or newer" if known else "a newer dqnviz"
-            raise UserError(f"{path} is a snapshot of format {fmt}, which needs {needs}; this is dqnviz "
-                            f"{__version__}, which reads format {FORMAT_VERSION}: upgrade dqnviz "
-                            f"(pip install --upgrade dqnviz)")
-    for key, types in _META_TYPES.items():
-        value = meta.get(key)
-        if key in meta and (not isinstance(value, types) or isinstance(value, bool) and bool not in types):
-            raise UserError(f"{path}: the snapshot's metadata ({META_MEMBER}) is damaged ({key!r} is a JSON "
-                            f"{_json_type(value)}, not {_TYPE_NAMES[types[0]]})")
-    for key, kind in (("action_names", str), ("actions", int)):
-        if any(not isinstance(item, kind) or isinstance(item, bool) for item in meta.get(key) or []):
-            raise UserError(f"{path}: the snapshot's metadata ({META_MEMBER}) is damaged ({key!r} holds "
-                            f"something other than {'strings' if kind is str else 'whole numbers'})")
-
-
-# Layers whose loading would run code stored in the file (a lambda's bytecode) or load a program
-# or file that the config names. Keras refuses them in safe mode, but one call of
-# keras.config.enable_unsafe_deserialization() turns safe mode off for the whole process, and
-# dqnviz's networks never hold one: so they are refused here, before Keras reads the config.
-_CODE_CLASSES = {"__lambda__", "Lambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer",
-                 "StringLookup", "IntegerLookup", "TextVectorization"}
-
-
-def _check_model_config(config: dict, path: str) -> None:
-    """Refuse a Keras model config that names code: a Lambda (or another code-running layer), or
-    a class outside Keras that this program has not registered (dqnviz's ``DuelingQ`` is).
-
-    The walk is iterative, as a hostile config may nest as deep as json allows.
-
-    Raises:
-        UserError: naming the layer or class.
-    """
-    import keras
-
-    stack = [config]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, list):
-            stack.extend(node)
-            continue
-        if not isinstance(node, dict):
-            continue
-        stack.extend(node.values())
-        name, module = node.get("class_name"), node.get("module")
-        if not isinstance(name, str):
-            continue
-        if name in _CODE_CLASSES:
-            what = "a Lambda layer (Python code stored in the file)" if "ambda" in name else f"a {name} layer (it loads code or files named in the file)"
-            raise UserError(f"{path}: refusing to load: its model holds {what}, which dqnviz never loads; "
-                            f"dqnviz's networks have none")
-        if isinstance(module, str) and module != "builtins" and module != "keras" and not module.startswith("keras."):
-            registered = node.get("registered_name")
-            if not (isinstance(registered, str) and keras.saving.get_registered_object(registered) is not None):
-                shown = f"{module}.{name}" if f"{module}.{name}".isprintable() else ascii(f"{module}.{name}")
-                raise UserError(f"{path}: refusing to load: its model names the class {shown[:120]}, which is "
-                                f"neither part of Keras nor registered in this program (dqnviz's layers are); "
-                                f"loading never imports code that a snapshot names")
 
 
 def load_snapshot(path) -> Snapshot:
     """Load a snapshot safely: no pickle, and nothing in the file can run code.
 
-    Before Keras sees the file, the archive is checked: every member name stays inside it, no
-    name appears twice, the sizes it declares are within :data:`MAX_SNAPSHOT_BYTES` and
+    The file is read once (see :func:`~dqnviz.snapshot_checks.snapshot_bytes`), and before Keras
+    sees those bytes the archive is checked: every member name stays inside it, no name appears
+    twice, the sizes it declares are within :data:`MAX_SNAPSHOT_BYTES` and
     :data:`MAX_JSON_BYTES` (so a zip bomb is never inflated), the metadata is from this format
-    or an older one, and the model config names no Lambda layer and no class outside Keras that
-    this program has not registered: this holds even where
-    ``keras.config.enable_unsafe_deserialization()`` was called. Keras then loads it in safe
-    mode, and the weights must be finite.
+    or an older one, the model config names no Lambda layer and no class outside Keras that
+    this program has not registered (this holds even where
+    ``keras.config.enable_unsafe_deserialization()`` was called), and the weights file holds no
+    link, external storage or virtual dataset that would read other files. Keras then loads
+    those same bytes (never the path again) in safe mode, and the weights must be finite.
 
     Args:
         path: a snapshot written by ``dqnviz train`` or :func:`save_snapshot`. Any suffix is
@@ -575,18 +314,23 @@ def load_snapshot(path) -> Snapshot:
 
     importlib.import_module("dqnviz.network")  # registers DuelingQ for deserialisation
 
-    path = _check_file(path)
-    with _open_archive(path) as archive:
-        meta = _read_json(archive, META_MEMBER, path)
-        _check_model_config(_read_json(archive, "config.json", path), path)
+    path, data = snapshot_bytes(path)  # the file is read here, once: all below uses these bytes
+    with open_archive(io.BytesIO(data), path) as archive:
+        meta = read_json(archive, META_MEMBER, path)
+        check_model_config(read_json(archive, "config.json", path), path)
+        check_weights_file(archive, path)
+    # Keras reads a path, so it gets the checked bytes as a file of their own, in a folder that
+    # only this user can enter; whatever ``path`` names by now is never read again. The name
+    # also gives Keras the .keras suffix it insists on, whatever the snapshot's own is.
     with tempfile.TemporaryDirectory(prefix="dqnviz-") as folder:
-        readable = path
-        if not path.endswith(".keras"):  # keras refuses other suffixes: load a copy with the right one
-            readable = os.path.join(folder, "snapshot.keras")
-            try:
-                shutil.copyfile(path, readable)
-            except OSError as error:
-                raise _cannot_read(path, error) from None
+        readable = os.path.join(folder, "snapshot.keras")
+        try:
+            with open(readable, "xb") as copy:
+                copy.write(data)
+        except OSError as error:
+            raise UserError(f"cannot load {path}: writing the copy that Keras reads to {folder} failed "
+                            f"({error.strerror or error})") from None
+        del data
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
@@ -596,7 +340,7 @@ def load_snapshot(path) -> Snapshot:
                 raise UserError(f"{path}: could not load the model ({_keras_reason(error)})") from None
     for warning in caught:  # a model that loaded: its warnings go on, as if never caught
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-    _check_loaded(model, meta, path)
+    check_loaded(model, meta, path)
     return Snapshot(model=model, meta=meta, path=path)
 
 
@@ -614,28 +358,6 @@ def _keras_reason(error: Exception) -> str:
         reason = (f"layer {layer.group(1)}: " if layer else "") + lines[1]
     reason = re.sub(r"\s*(Target variable|Full object config):.*", "", reason)
     return reason[:200]
-
-
-def _check_loaded(model, meta: dict, path: str) -> None:
-    """Refuse a loaded model whose metadata names another number of actions, or whose weights
-    hold NaN or ±inf (the trainer never saves those: a diverged run stops without a snapshot).
-
-    Raises:
-        UserError: one line naming the mismatch, or the first layer with a non-finite weight.
-    """
-    import numpy as np
-
-    names = meta.get("action_names")
-    outputs = model.output_shape[-1] if isinstance(model.output_shape, tuple) else None
-    if names and outputs is not None and len(names) != outputs:
-        raise UserError(f"{path}: the snapshot's metadata ({META_MEMBER}) is damaged (it names {len(names)} "
-                        f"action{'' if len(names) == 1 else 's'}, but the network has {outputs} outputs)")
-    for layer in model.layers:
-        bad = sum(int(np.size(w) - np.count_nonzero(np.isfinite(w))) for w in layer.get_weights())
-        if bad:
-            raise UserError(f"{path}: the network's weights hold {bad:,} NaN or infinite values (layer "
-                            f"{layer.name}), so its Q-values mean nothing: the file is damaged or its "
-                            f"training diverged; use an earlier snapshot")
 
 
 @dataclass

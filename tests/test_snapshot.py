@@ -83,3 +83,14 @@ def test_lambda_layer_is_refused_before_keras_reads_it(tmp_path):
     path = save_snapshot(tmp_path / "lambda.keras", keras.Model(inputs, outputs), {"game": "pong"})
     with pytest.raises(UserError, match=r"refusing to load: its model holds a Lambda layer \(Python code"):
         load_snapshot(path)
+
+
+@pytest.mark.parametrize("count, shown", [
+    (4096, "4,096 bytes"), (2**20 - 1, "1,048,575 bytes"), (5 * 2**20, "5 MiB"), (256 * 2**20, "256 MiB"),
+    (3 * 2**29, "1.50 GiB"), (7056 * 10**6, "6.57 GiB"),
+])
+def test_byte_counts_read_in_binary_units(count, shown):
+    """The snapshot messages' sizes ("would unpack to 5 MiB"), and the replay memory's ("6.57 GiB")."""
+    from dqnviz.units import format_bytes
+
+    assert format_bytes(count) == shown

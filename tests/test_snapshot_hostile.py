@@ -3,6 +3,7 @@ one line, before anything in it can run or be unpacked, and never with a traceba
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -195,7 +196,7 @@ def test_a_metadata_zip_bomb_is_refused_without_being_unpacked(tmp_path, members
     original = zipfile.ZipFile.open
     monkeypatch.setattr(zipfile.ZipFile, "open", lambda self, name, *a, **k: opened.append(
         getattr(name, "filename", name)) or original(self, name, *a, **k))
-    with pytest.raises(UserError, match=r"'dqnviz.json' would unpack to 5 MB .* at most 4 MB, so it is damaged or a "
+    with pytest.raises(UserError, match=r"'dqnviz.json' would unpack to 5 MiB .* at most 4 MiB, so it is damaged or a "
                                         r"zip bomb, and was not unpacked"):
         load_snapshot(path)
     assert "dqnviz.json" not in opened
@@ -204,16 +205,16 @@ def test_a_metadata_zip_bomb_is_refused_without_being_unpacked(tmp_path, members
 def test_a_weights_zip_bomb_is_refused_without_being_unpacked(tmp_path, members, monkeypatch):
     """The limit on weights is 256 MB (20 times the biggest Nature network); here it is lowered
     to 32 MB, so that the test need not deflate 256 MB."""
-    import dqnviz.snapshot
+    import dqnviz.snapshot_checks
     from dqnviz.snapshot import load_snapshot
 
-    monkeypatch.setattr(dqnviz.snapshot, "MAX_SNAPSHOT_BYTES", 32 * 2**20, raising=False)
+    monkeypatch.setattr(dqnviz.snapshot_checks, "MAX_SNAPSHOT_BYTES", 32 * 2**20)
     path = _bomb(tmp_path / "bomb.keras", members, "model.weights.h5", 64 * 2**20)
     opened = []
     original = zipfile.ZipFile.open
     monkeypatch.setattr(zipfile.ZipFile, "open", lambda self, name, *a, **k: opened.append(
         getattr(name, "filename", name)) or original(self, name, *a, **k))
-    with pytest.raises(UserError, match=r"'model.weights.h5' would unpack to 64 MB .* zip bomb, and was not unpacked"):
+    with pytest.raises(UserError, match=r"'model.weights.h5' would unpack to 64 MiB .* zip bomb, and was not unpacked"):
         load_snapshot(path)
     assert "model.weights.h5" not in opened
 
@@ -373,6 +374,211 @@ def test_weights_of_the_wrong_shape_name_the_layer_in_one_line(tmp_path, members
 
     path = with_weights(tmp_path / "shape.keras", members, narrow)
     load_via_api_and_cli(path, capfd, r"could not load the model \(layer q: .*\(512, 2\)")
+
+
+@pytest.fixture
+def keras_loads(monkeypatch):
+    """The paths that ``keras.saving.load_model`` was asked to load, in this test."""
+    import keras
+
+    asked, original = [], keras.saving.load_model
+    monkeypatch.setattr(keras.saving, "load_model", lambda filepath, *a, **k: asked.append(str(filepath)) or
+                        original(filepath, *a, **k))
+    return asked
+
+
+def _outside_h5(path, kernel):
+    """An HDF5 file outside the snapshot holding ``kernel`` at /kernel."""
+    import h5py
+
+    with h5py.File(path, "w") as outside:
+        outside["kernel"] = kernel
+    return str(path)
+
+
+KERNEL = "layers/conv2d/vars/0"  # conv1's kernel in model.weights.h5
+
+
+def _link_outside(tmp_path):
+    """conv1's kernel replaced by an external link to the same kernel in another file, which a
+    reader that followed it would load without a complaint."""
+    import h5py
+
+    def edit(weights):
+        outside = _outside_h5(tmp_path / "outside.h5", weights[KERNEL][...])
+        del weights[KERNEL]
+        weights[KERNEL] = h5py.ExternalLink(outside, "/kernel")
+
+    return edit, r"hold an external link at '/layers/conv2d/vars/0' \(to '/kernel' in the file '.*outside.h5'\), " \
+                 r"which would make loading read that file; Keras never writes one"
+
+
+def _unused_link_outside(tmp_path):
+    """An external link where Keras never looks (so Keras would load the file): dqnviz refuses
+    any, as reading the file would still follow it."""
+    import h5py
+
+    def edit(weights):
+        weights["extra"] = h5py.ExternalLink(str(tmp_path / "outside.h5"), "/")
+
+    return edit, r"hold an external link at '/extra' \(to '/' in the file '.*outside.h5'\)"
+
+
+def _stored_outside(tmp_path):
+    """conv1's kernel kept in a raw file outside the snapshot (HDF5 external storage)."""
+    def edit(weights):
+        kernel = weights[KERNEL][...]
+        raw = str(tmp_path / "outside.bin")
+        del weights[KERNEL]
+        weights.create_dataset(KERNEL, kernel.shape, kernel.dtype, external=[(raw, 0, kernel.nbytes)])[...] = kernel
+
+    return edit, r"hold a dataset at '/layers/conv2d/vars/0' whose data is stored in other files " \
+                 r"\('.*outside.bin'\), which loading would read"
+
+
+def _mapped_from_outside(tmp_path):
+    """conv1's kernel a virtual dataset mapped from a dataset in another file."""
+    import h5py
+
+    def edit(weights):
+        kernel = weights[KERNEL][...]
+        outside = _outside_h5(tmp_path / "outside.h5", kernel)
+        layout = h5py.VirtualLayout(kernel.shape, kernel.dtype)
+        layout[...] = h5py.VirtualSource(outside, "kernel", kernel.shape, kernel.dtype)
+        del weights[KERNEL]
+        weights.create_virtual_dataset(KERNEL, layout)
+
+    return edit, r"hold a virtual dataset at '/layers/conv2d/vars/0' \(its data is mapped from other files"
+
+
+def _soft_link(tmp_path):
+    """conv1's kernel moved elsewhere in the file and reached through a soft link."""
+    import h5py
+
+    def edit(weights):
+        weights.move(KERNEL, "stash")
+        weights[KERNEL] = h5py.SoftLink("/stash")
+
+    return edit, r"hold a soft link at '/layers/conv2d/vars/0' \(to '/stash'\)"
+
+
+@pytest.mark.parametrize("reference", [_link_outside, _unused_link_outside, _stored_outside, _mapped_from_outside,
+                                       _soft_link])
+def test_weights_that_would_read_other_files_are_refused_before_keras_reads_them(tmp_path, members, capfd,
+                                                                                 keras_loads, reference):
+    """HDF5 can keep a dataset's data in other files, map it from them, or link to them; reading
+    such a weights file would open files that the snapshot names, anywhere on disk."""
+    edit, message = reference(tmp_path)
+    path = with_weights(tmp_path / "outside.keras", members, edit)
+    load_via_api_and_cli(path, capfd, r"outside.keras: refusing to load: its weights \(model.weights.h5\) " + message)
+    assert keras_loads == [], "Keras was given the file"
+
+
+def test_weights_with_more_links_than_any_snapshot_are_refused_without_a_long_walk(tmp_path, members, capfd,
+                                                                                   monkeypatch, keras_loads):
+    """256 MB of HDF5 could hold 300,000 groups, half a minute's walk; the walk stops at a limit
+    (10,000 links, lowered here to 20 so that the real snapshot, with 38, passes it)."""
+    import dqnviz.snapshot_checks
+
+    monkeypatch.setattr(dqnviz.snapshot_checks, "MAX_WEIGHT_LINKS", 20)
+    path = variant(tmp_path / "tangle.keras", members)
+    load_via_api_and_cli(path, capfd, r"tangle.keras: its weights \(model.weights.h5\) hold more than 20 links; a "
+                                      r"dqnviz snapshot's hold a few dozen: it is not a snapshot")
+    assert keras_loads == []
+
+
+def test_weights_that_are_not_hdf5_are_one_line(tmp_path, members, capfd, keras_loads):
+    path = variant(tmp_path / "garbled.keras", members, {"model.weights.h5": b"not HDF5 at all" * 100})
+    load_via_api_and_cli(path, capfd, r"garbled.keras: could not load the model \(")
+    assert keras_loads == []
+
+
+# --- a file that changes while it is loaded ------------------------------------------------------
+
+
+def _swap_before_keras_reads(monkeypatch, path, replacement):
+    """Make ``keras.saving.load_model`` first put ``replacement`` at ``path`` (as another process
+    could, between dqnviz's checks and Keras's read), then load what it was given."""
+    import keras
+
+    original = keras.saving.load_model
+
+    def swapping(filepath, *args, **kwargs):
+        os.replace(replacement, path)
+        return original(filepath, *args, **kwargs)
+
+    monkeypatch.setattr(keras.saving, "load_model", swapping)
+
+
+def test_a_file_swapped_for_code_after_the_checks_never_runs(tmp_path, members, monkeypatch):
+    """The checks refuse a Lambda layer, so a file that passes them must be the one Keras
+    loads: a Lambda snapshot swapped in after the checks must not reach Keras, even where
+    Keras's own safe mode was switched off."""
+    import keras
+    from keras.src.backend.common import global_state
+
+    from dqnviz.snapshot import load_snapshot
+
+    marker = tmp_path / "pwned"
+    evil = archive(tmp_path / "evil.keras", [*_lambda_members(marker).items(), ("dqnviz.json", members["dqnviz.json"])])
+    path = variant(tmp_path / "good.keras", members)
+    _swap_before_keras_reads(monkeypatch, path, evil)
+    previous = global_state.get_global_attribute("safe_mode_saving")
+    keras.config.enable_unsafe_deserialization()
+    loaded = []
+    try:
+        with contextlib.suppress(UserError):  # whatever happens after the code ran, it ran
+            loaded.append(load_snapshot(path))
+    finally:
+        global_state.set_global_attribute("safe_mode_saving", previous)
+    assert not marker.exists(), "the swapped-in Lambda layer's code ran"
+    assert loaded and "conv1" in {layer.name for layer in loaded[0].model.layers}
+
+
+def test_a_file_swapped_after_the_checks_is_not_what_loads(tmp_path, members, monkeypatch):
+    """What loads is the file that was checked, not whatever the path names when Keras reads."""
+    from dqnviz.network import build_q_network
+    from dqnviz.snapshot import load_snapshot, save_snapshot
+
+    path = variant(tmp_path / "good.keras", members)
+    other = save_snapshot(tmp_path / "other.keras", build_q_network(4, seed=1), json.loads(members["dqnviz.json"]))
+    _swap_before_keras_reads(monkeypatch, path, other)
+    loaded = load_snapshot(path).model.get_layer("conv1").get_weights()[0]
+    expected = build_q_network(4, seed=0).get_layer("conv1").get_weights()[0]
+    np.testing.assert_array_equal(loaded, expected)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_pipe_swapped_in_after_the_check_by_name_is_refused_not_waited_on(tmp_path, members, monkeypatch):
+    """The path is checked by name, then opened: what was opened is checked again (fstat), and
+    opening never waits for a pipe's writer."""
+    import signal
+
+    from dqnviz.snapshot import load_snapshot
+
+    path = variant(tmp_path / "good.keras", members)
+    original = os.stat
+
+    def stat_then_swap(target, *args, **kwargs):
+        info = original(target, *args, **kwargs)
+        if str(target) == path and not os.path.exists(path + ".swapped"):
+            open(path + ".swapped", "w").close()
+            os.unlink(path)
+            os.mkfifo(path)
+        return info
+
+    def hung(*_):
+        raise AssertionError("loading a named pipe waited for a writer")
+
+    monkeypatch.setattr(os, "stat", stat_then_swap)
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    try:
+        with pytest.raises(UserError, match=r"is not a regular file \(a pipe, device or socket\)"):
+            load_snapshot(path)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 # --- what --resume reads beside a snapshot -----------------------------------------------------
