@@ -28,7 +28,7 @@ Train DeepMind-Nature-style DQN agents on Atari games and see what they learned.
   dqnviz play | record SNAPSHOT          watch (and take over) an agent, or record a video
 
 The Keras backend is KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax when set, else the one in
-~/.keras/keras.json, else TensorFlow when it is installed and JAX when only JAX is.
+~/.keras/keras.json if installed, else TensorFlow when it is installed and JAX when only JAX is.
 """
 
 
@@ -37,9 +37,9 @@ BACKEND_PACKAGES = {"tensorflow": "tensorflow", "jax": "jax"}
 
 def choose_backend() -> str:
     """The Keras backend to run: ``KERAS_BACKEND`` when set, else the one in Keras's own config
-    file (``$KERAS_HOME/keras.json``, default ``~/.keras/keras.json``), else TensorFlow when it is
-    installed and JAX when only JAX is (a GPU machine with JAX but no TensorFlow). The choice is
-    written to ``KERAS_BACKEND`` before Keras is imported.
+    file (``$KERAS_HOME/keras.json``, default ``~/.keras/keras.json``) when it is installed, else
+    TensorFlow when it is installed and JAX when only JAX is (a GPU machine with JAX but no
+    TensorFlow). The choice is written to ``KERAS_BACKEND`` before Keras is imported.
 
     Raises:
         UserError: the chosen backend, or both, are not installed (one line saying what to install).
@@ -54,7 +54,12 @@ def choose_backend() -> str:
         except (ImportError, ValueError):
             return False
 
-    name = os.environ.get("KERAS_BACKEND") or _configured_backend()
+    name = os.environ.get("KERAS_BACKEND")
+    if not name:
+        # Keras writes keras.json on its first import, naming the backend of that moment (its
+        # default, tensorflow): a backend it names that is not installed is no user's choice.
+        configured = _configured_backend()
+        name = configured if configured in BACKEND_PACKAGES and installed(configured) else None
     if not name:
         name = next((b for b in ("tensorflow", "jax") if installed(b)), None)
         if name is None:

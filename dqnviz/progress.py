@@ -91,6 +91,7 @@ class Progress:
             self._rich.update(self._task, total=self.total, completed=min(self._done, self.total))
 
     def _plain_line(self) -> None:
+        self._printed = (self._done, dict(self._fields))
         print(f"{self.description}: {min(self._done, self.total):,}/{self.total:,} {self.unit} "
               f"({self._rate_text()}) {self._info()}".rstrip(), file=self.stream, flush=True)
 
@@ -98,6 +99,6 @@ class Progress:
         if self.fancy:
             self._rich.update(self._task, completed=min(self._done, self.total), rate=self._rate_text(), info=self._info())
             self._rich.__exit__(*exc)
-        elif self.enabled:
-            self._plain_line()
+        elif self.enabled and getattr(self, "_printed", None) != (self._done, self._fields):
+            self._plain_line()  # the last line, unless the last update printed it already
         return False

@@ -44,6 +44,9 @@ def test_tensorflow_when_installed_else_jax(machine):
 
 def test_the_environment_then_keras_json_decide(machine, monkeypatch):
     assert machine("tensorflow", "jax", config={"backend": "jax", "floatx": "float32"})() == "jax"
+    # the keras.json Keras wrote on its first import names its default, which may not be installed
+    assert machine("jax", config={"backend": "tensorflow"})() == "jax"
+    assert machine("jax", config={"backend": "torch"})() == "jax"
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
     assert machine("tensorflow", "jax")() == "tensorflow"
 

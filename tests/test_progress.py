@@ -74,3 +74,16 @@ def test_work_that_ends_early_ends_its_bar_full(clock):
         bar.set_total(706)
         task = bar._rich.tasks[0]
         assert (task.total, task.completed) == (706, 706)
+
+
+def test_the_last_line_is_not_printed_twice(clock):
+    """Work whose last update came after a long step prints that line once, not again at the end."""
+    stream = io.StringIO()
+    with Progress("analyse 3 layers", total=4, stream=stream, every_seconds=10) as bar:
+        clock.now += 11
+        bar.update(3)
+        clock.now += 11
+        bar.update(4)
+        clock.now += 0.01
+    assert stream.getvalue().splitlines() == ["analyse 3 layers: 3/4 steps (0.27 steps/s)",
+                                              "analyse 3 layers: 4/4 steps (0.18 steps/s)"]

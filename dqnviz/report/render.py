@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import functools
-import importlib.resources
+import importlib.util
 import io
 from pathlib import Path
 
@@ -22,7 +22,8 @@ def _templates_folder() -> Path:
     source = Path(__file__).resolve().parent.parent.parent / "templates"
     if source.is_dir():
         return source
-    return Path(str(importlib.resources.files("dqnviz.templates")))
+    installed = importlib.util.find_spec("dqnviz.templates")  # a namespace package: no __init__.py
+    return Path(installed.submodule_search_locations[0])
 
 
 TEMPLATES = _templates_folder()
