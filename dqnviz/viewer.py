@@ -9,7 +9,8 @@
 * Drawing works on numpy RGB arrays with Pillow (no window needed): :func:`scale_screen`,
   :func:`saliency_layer` / :func:`blend` / :func:`saliency_overlay` for the coloured saliency,
   :class:`Panel` for the side panel (text lines, Q-value bars with ALE action names, key help),
-  and :func:`compose` to put screen and panel side by side. ``play`` blits the result into a
+  :func:`compose` to put screen and panel side by side, and :func:`banner` for a message across
+  the middle (``play``'s "game over"). ``play`` blits the result into a
   pygame window, ``record`` sends it to ffmpeg.
 """
 
@@ -66,13 +67,23 @@ class FrameEnv(AtariEnv):
         return env
 
     @classmethod
-    def for_episode(cls, snapshot, seed: int, episode: int, max_frames: int) -> tuple["FrameEnv", "np.random.Generator"]:
+    def for_episode(cls, snapshot, seed: int, episode: int, max_frames: int,
+                    check: bool = True) -> tuple["FrameEnv", "np.random.Generator"]:
         """``dqnviz test --seed seed``'s game ``episode`` (from 0) as a FrameEnv with its ε stream
-        (:func:`dqnviz.agent.episode_seeds`), cut off after ``max_frames`` emulator frames."""
-        from dqnviz.agent import checked_env_for_snapshot, episode_seeds
+        (:func:`dqnviz.agent.episode_seeds`), cut off after ``max_frames`` emulator frames.
+
+        ``check``: first check that the snapshot's metadata builds its game and that its network
+        fits it (:func:`dqnviz.agent.checked_env_for_snapshot`, a one-line UserError if not). The
+        snapshot does not change between games: a caller playing several checks the first only.
+        """
+        from dqnviz.agent import checked_env_for_snapshot, env_for_snapshot, episode_seeds
 
         emulator_seed, rng = episode_seeds(seed, episode)
-        return cls.capture(checked_env_for_snapshot(snapshot, emulator_seed, max_frames_per_episode=max_frames)), rng
+        if check:
+            env = checked_env_for_snapshot(snapshot, emulator_seed, max_frames_per_episode=max_frames)
+        else:
+            env = env_for_snapshot(snapshot.meta, emulator_seed, max_frames_per_episode=max_frames)
+        return cls.capture(env), rng
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -348,6 +359,37 @@ class Panel:
             draw.text((right + 4, text_y), f"{value:.2f}", fill=TEXT if i == best else DIM, font=label_font)
         draw.line((zero, y, zero, y + row * len(names)), fill=(120, 120, 130))
         return y + row * len(names)
+
+
+def banner(image: np.ndarray, title: str, lines=(), dim_lines=()) -> np.ndarray:
+    """``image`` (H, W, 3 uint8) with a dark translucent band across its middle holding ``title``
+    (large, in the colour of the action taken), then ``lines`` and ``dim_lines`` (greyer), centred.
+
+    A line too wide for the image is drawn in a smaller font, down to 8 px."""
+    from PIL import Image, ImageDraw
+
+    height, width = image.shape[:2]
+    size = max(9, min(16, height // 28))  # the panel's text size
+    texts = [(title, 2 * size, CHOSEN)] + [(t, size, TEXT) for t in lines] + [(t, size, DIM) for t in dim_lines]
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    fitted = []
+    for text, points, colour in texts:
+        while points > 8 and measure.textlength(text, font=font(points)) > width - 16:
+            points -= 1
+        fitted.append((text, font(points), points, colour))
+    pad = size
+    band = sum(points + 6 for *_, points, _ in fitted) + 2 * pad
+    top = max(0, (height - band) // 2)
+    out = np.array(image, np.uint8, copy=True)
+    region = out[top:top + band].astype(np.float32)
+    out[top:top + band] = np.rint(0.25 * region + 0.75 * np.array(BACKGROUND, np.float32)).astype(np.uint8)
+    picture = Image.fromarray(out)
+    draw = ImageDraw.Draw(picture)
+    y = top + pad
+    for text, face, points, colour in fitted:
+        draw.text(((width - draw.textlength(text, font=face)) / 2, y), text, fill=colour, font=face)
+        y += points + 6
+    return np.asarray(picture)
 
 
 def compose(screen: np.ndarray, panel: np.ndarray | None = None) -> np.ndarray:

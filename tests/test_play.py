@@ -160,6 +160,143 @@ def test_game_over_ends_after_the_episodes(player):
     assert player.scores == [0.0] and not player.running
 
 
+def end_at_the_first_step(player):
+    """Report the player's next step as the end of its game (losing all lives for real takes long);
+    returns the list that gets the screens of each step played."""
+    from dqnviz.atari import Step
+
+    screens, original = [], player.env.step
+
+    def step(action):
+        done = original(action)
+        screens.append(player.env.captured().copy())
+        return Step(done.state, done.reward, True, True, 0)
+
+    player.env.step = step
+    return screens
+
+
+def on_screen(window):
+    return pygame.surfarray.array3d(window).transpose(1, 0, 2)
+
+
+def test_the_last_screen_stays_up_until_a_key(player, monkeypatch):
+    """When the last game ends the window does not vanish: its final frame stays on screen under a
+    "game over" banner with the score until a key is pressed."""
+    import time
+
+    import dqnviz.viewer
+    from dqnviz.commands.play import main_loop
+
+    window = pygame.display.set_mode(player.size)
+    screens = end_at_the_first_step(player)
+    pygame.event.clear()
+    main_loop(player, window, fps=1000)
+    assert [len(s) for s in screens] == [4] and not player.running
+    assert np.array_equal(player.frame, screens[0][-1])  # the game's final frame, not its last step's first
+    assert player.finished and not player.quit
+    before = on_screen(window)
+
+    from dqnviz.commands.play import hold_last_screen
+    banners = []
+    real = dqnviz.viewer.banner
+    monkeypatch.setattr(dqnviz.viewer, "banner", lambda image, *text: banners.append(text) or real(image, *text))
+    pygame.time.set_timer(key(pygame.KEYDOWN, pygame.K_x), 400, loops=1)  # someone presses x after 0.4 s
+    start = time.monotonic()
+    hold_last_screen(player, window, seconds=20, grace=0.1)
+    assert 0.35 < time.monotonic() - start < 5  # until the key, not the 20 s
+    held = on_screen(window)
+    rows = np.flatnonzero((held != before).any(axis=(1, 2)))
+    assert len(rows) and rows.min() > 0.3 * len(held) and rows.max() < 0.7 * len(held)  # a band across the middle
+    title, lines, dim = banners[0]
+    # (the stand-in end is no game over to the ALE: the game counts as cut off, as in the summary)
+    assert title == "CUT OFF (--max-frames)" and not player.results[-1].game_over and lines == ["score 0"]
+    assert "press any key or close the window" in dim[0] and dim[1] == "closes by itself in 20 s"
+
+
+def test_p_keeps_the_last_screen_up_past_the_countdown(player):
+    import time
+
+    from dqnviz.commands.play import hold_last_screen
+
+    window = pygame.display.set_mode(player.size)
+    end_at_the_first_step(player)
+    player.step()
+    pygame.event.clear()
+    pygame.time.set_timer(key(pygame.KEYDOWN, pygame.K_p), 150, loops=1)
+    pygame.time.set_timer(pygame.event.Event(pygame.QUIT), 1500, loops=1)  # then the window is closed
+    start = time.monotonic()
+    hold_last_screen(player, window, seconds=0.6, grace=0.05)
+    assert 1.4 < time.monotonic() - start < 6
+
+
+@pytest.mark.parametrize("case", ["nobody at the keys", "a key still pressed from playing", "no window to see"])
+def test_the_last_screen_never_waits_for_ever(player, monkeypatch, case):
+    """With no key it closes after the countdown; a key pressed while still playing (within the grace
+    time) does not skip the final screen; on a driver that shows no window it does not wait at all."""
+    import time
+
+    from dqnviz.commands import play
+
+    window = pygame.display.set_mode(player.size)
+    end_at_the_first_step(player)
+    player.step()
+    pygame.event.clear()
+    start = time.monotonic()
+    if case == "no window to see":  # SDL_VIDEODRIVER=dummy, as in these tests: the default waits not at all
+        monkeypatch.setattr(play, "HOLD_SECONDS", 60.0)
+        play.hold_last_screen(player, window)
+        assert time.monotonic() - start < 1.0
+        return
+    if case == "a key still pressed from playing":
+        pygame.event.post(key(pygame.KEYDOWN, pygame.K_SPACE))
+    play.hold_last_screen(player, window, seconds=0.8, grace=0.5)
+    assert 0.75 < time.monotonic() - start < 5
+
+
+def test_ctrl_c_while_the_last_screen_is_up_ends_it_quietly(player, monkeypatch):
+    from dqnviz.commands.play import hold_last_screen
+
+    window = pygame.display.set_mode(player.size)
+    end_at_the_first_step(player)
+    player.step()
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pygame.event, "get", interrupted)
+    hold_last_screen(player, window, seconds=30)  # returns: the games are over and reported
+
+
+def test_the_banner_names_a_cut_off_and_every_score(player):
+    from dqnviz.commands.play import GameResult
+
+    player.results = [GameResult(3, 100, 25, 0), GameResult(5, 100, 25, 0), GameResult(12, 60, 15, 0, game_over=False)]
+    player.game = player.episodes = 3
+    import dqnviz.viewer
+
+    seen = []
+    real = dqnviz.viewer.banner
+    dqnviz.viewer.banner = lambda image, *text: seen.append(text) or real(image, *text)
+    try:
+        image = player.render_end(None)
+    finally:
+        dqnviz.viewer.banner = real
+    assert image.shape == player.render().shape
+    (title, lines, dim), = seen
+    assert title == "CUT OFF (--max-frames)" and lines[0].startswith("scores 3, 5, 12 ") and lines[0].endswith("average 6.7")
+    assert dim == ["press any key or close the window (kept open)"]
+    player.results = player.results[-1:]
+    player.results[0].game_over = True
+    player.game = player.episodes = 1
+    dqnviz.viewer.banner = lambda image, *text: seen.append(text) or real(image, *text)
+    try:
+        player.render_end(9)
+    finally:
+        dqnviz.viewer.banner = real
+    assert seen[-1][:2] == ("GAME OVER", ["score 12"]) and seen[-1][2][-1] == "closes by itself in 9 s"
+
+
 @pytest.fixture
 def main(monkeypatch):
     monkeypatch.setattr(cli, "COMMANDS", ["play"])
@@ -329,6 +466,54 @@ def test_stopping_mid_game_says_the_score_so_far(main, breakout_snapshot, monkey
     assert captured.err == ("dqnviz play: interrupted\n" if stop == "Ctrl-C" else "")
 
 
+@pytest.mark.parametrize("end", ["last game over", "q"])
+def test_the_command_holds_the_last_screen_only_when_the_games_end(main, breakout_snapshot, monkeypatch, display,
+                                                                   capsys, end):
+    """After the last game the scores are printed and then the last screen is held; q (or closing the
+    window) ends at once, without a final screen to dismiss."""
+    from dqnviz.commands import play
+
+    held = []
+    monkeypatch.setattr(play, "hold_last_screen",
+                        lambda player, window: held.append((player.finished, capsys.readouterr().out)))
+
+    def script(player, window, loop):
+        if end == "q":
+            loop(player, window, max_steps=2, fps=10_000)
+            pygame.event.post(key(pygame.KEYDOWN, pygame.K_q))
+        loop(player, window, fps=10_000)
+
+    scripted_play(monkeypatch, script)
+    assert main(["play", breakout_snapshot, "--max-frames", "40", "--scale", "1"]) == 0
+    if end == "q":
+        assert held == [] and capsys.readouterr().out.startswith("stopped during game 1")
+    else:
+        assert held == [(True, held[0][1])] and held[0][1].startswith("game 1: score 0 (cut off by --max-frames")
+
+
+def test_the_window_closes_on_the_final_screen_with_the_scores(main, breakout_snapshot, monkeypatch, display):
+    """What the window shows as it closes after the last game (at once here: no window to see on the
+    dummy driver) is the last screen under the "game over" banner, not the bare game."""
+    from dqnviz.commands import play
+
+    rendered, closing = [], []
+    real_render, real_quit = play.Player.render, pygame.display.quit
+    monkeypatch.setattr(play.Player, "render", lambda self, *a: rendered.append(real_render(self, *a)) or rendered[-1])
+
+    def quit():
+        surface = pygame.display.get_surface()
+        if surface is not None:
+            closing.append(on_screen(surface))
+        real_quit()
+
+    monkeypatch.setattr(pygame.display, "quit", quit)
+    scripted_play(monkeypatch, lambda player, window, loop: loop(player, window, fps=10_000))
+    assert main(["play", breakout_snapshot, "--max-frames", "40", "--scale", "1"]) == 0
+    last, shown = rendered[-1], closing[0]
+    changed = np.flatnonzero((shown != last).any(axis=(1, 2)))
+    assert len(changed) and 0.2 * len(shown) < changed.min() and changed.max() < 0.8 * len(shown)
+
+
 def test_an_unreachable_display_is_one_line_not_a_crash(main, breakout_snapshot, monkeypatch, capfd):
     from dqnviz.commands.play import display_problem
 
@@ -375,5 +560,6 @@ def test_help_names_the_keys_and_defaults(main, capsys):
     for words in ["take over from the agent", "hands the game back", "a / s slower / faster", "1/8× to 8×",
                   "p pause and resume", "q, Esc quit", "Ctrl-C", "in Pong ↑/↓ move your paddle",
                   "--epsilon E", "(default 0.05)", "--seed S", "--max-frames N", "(default 18000",
-                  "--episodes N", "(default 1", "SNAPSHOT", "dqnviz record SNAPSHOT", "who played"]:
+                  "--episodes N", "(default 1", "SNAPSHOT", "dqnviz record SNAPSHOT", "who played",
+                  "its last screen stays up", "until you press a key or close the window"]:
         assert words in text, words

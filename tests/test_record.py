@@ -244,6 +244,24 @@ def test_recorder_games_do_not_depend_on_what_played_before(breakout_snapshot):
     assert again.game_frames == [both.game_frames[0]] * 2
 
 
+def test_the_snapshot_is_checked_against_its_game_once_not_once_a_game(breakout_snapshot, monkeypatch):
+    """Every game builds its own environment (its own seed), but the snapshot is the same: it is checked
+    against its game once, when the recorder is made, and the later games are not checked again."""
+    import dqnviz.agent
+    from dqnviz.commands.record import Recorder
+    from dqnviz.snapshot import load_snapshot
+
+    checked = []
+    real = dqnviz.agent.checked_env_for_snapshot
+    monkeypatch.setattr(dqnviz.agent, "checked_env_for_snapshot",
+                        lambda snapshot, seed=0, **kw: checked.append(seed) or real(snapshot, seed, **kw))
+    recorder = Recorder(load_snapshot(breakout_snapshot), epsilon=1.0, seed=3, max_frames=40)
+    assert checked == [3]
+    recorder.play(3, NullWriter())
+    recorder.play(2, NullWriter())  # a second play() makes game 1's environment again
+    assert checked == [3] and len(recorder.scores) == 5
+
+
 def test_a_frames_dir_with_another_recordings_frames_is_refused(main, breakout_snapshot, tmp_path, capsys):
     """New frames would overwrite the first old ones and leave the rest: two recordings mixed."""
     frames_dir = tmp_path / "frames"

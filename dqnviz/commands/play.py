@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import tempfile
+import time
 import types
 from dataclasses import dataclass
 
@@ -34,7 +36,9 @@ do not take over it is the game that `dqnviz test --seed S` plays as its episode
 play, ε is off and the Q-values are what the agent would have done.
 
 At the end (the last game over, q, the window closed or Ctrl-C) a line per game gives its score,
-how it ended, and who played: "agent only", or how many of its steps you played.
+how it ended, and who played: "agent only", or how many of its steps you played. When the last
+game ends, its last screen stays up with the scores ("game over") until you press a key or close
+the window, or for 30 seconds if nobody does (p there stops that countdown).
 
 Needs a display (and `pip install 'dqnviz[play]'` for pygame); without one,
 `dqnviz record SNAPSHOT` makes a video instead.
@@ -50,6 +54,8 @@ DIRECTIONS = ("UP", "DOWN", "LEFT", "RIGHT", "FIRE")
 # has no UP or DOWN action: without this, ↑ and ↓ would send NOOP and the paddle would not move.
 ARROWS_BY_GAME = {"pong": {"UP": "RIGHT", "DOWN": "LEFT"}}
 WINDOWLESS_DRIVERS = ("dummy", "offscreen")  # SDL drivers that show no window
+HOLD_SECONDS = 30.0  # the last game's last screen stays up this long when no key is pressed
+HOLD_GRACE = 0.75  # seconds after the end in which a key (still playing) does not close the window
 
 
 def help_lines(game: str = "") -> list:
@@ -179,13 +185,15 @@ def run(args) -> int:
             raise no_display(str(error) or "pygame could not open a window") from None
         pygame.display.set_caption(f"dqnviz play {snapshot.name}")
         main_loop(player, window)
+        print_summary(player)  # now: the terminal has the scores while the last screen stays up
+        if player.finished and not player.quit:  # the last game ended (not q, not the window closed)
+            hold_last_screen(player, window)
     except KeyboardInterrupt:  # Ctrl-C: the games so far, then the command line's "interrupted"
-        if player is not None:
+        if player is not None and not player.summarised:
             print_summary(player)
         raise
     finally:
         pygame.display.quit()
-    print_summary(player)
     return 0
 
 
@@ -193,6 +201,7 @@ def print_summary(player) -> None:
     """One line per game: its score, how it ended, and who played it."""
     from dqnviz.commands.test import score_text
 
+    player.summarised = True
     for number, game in enumerate(player.results, 1):
         ended = "game over" if game.game_over else "cut off by --max-frames"
         print(f"game {number}: score {score_text(game.score)} ({ended} after {game.frames:,} frames; {game.who})")
@@ -211,7 +220,8 @@ def read_events(player) -> None:
 def main_loop(player, window, max_steps: int | None = None, fps: float = 60.0) -> None:
     """Read pygame events, step the player and draw, until it stops (or ``max_steps`` agent steps).
 
-    At speeds up to 2× every emulator frame is shown; faster, only the last frame of each step.
+    At speeds up to 2× every emulator frame is shown; faster, only the last frame of each step
+    (the last game's last step too: its final frame is on screen when the loop ends).
     Events are read between the frames too, so q and p answer within a frame at any speed.
     Paused, the window is redrawn 30 times a second and no step is taken.
     """
@@ -240,8 +250,46 @@ def main_loop(player, window, max_steps: int | None = None, fps: float = 60.0) -
                 clock.tick(fps * player.speed / (1 if every_frame else len(frames) or 1))
                 if k != shown[-1]:
                     read_events(player)
-                    if not player.running or player.paused:
+                    if player.quit or player.paused:
                         break
+
+
+def hold_last_screen(player, window, seconds: float | None = None, grace: float = HOLD_GRACE) -> None:
+    """After the last game: keep its last screen up under a "game over" banner with the scores.
+
+    It stays until a key is pressed (one pressed within ``grace`` seconds of the end, while still
+    playing, does not count), the window is closed, or ``seconds`` pass with no key (default
+    :data:`HOLD_SECONDS`; a countdown says so). p stops the countdown: then only a key or closing
+    the window ends it. On a driver that shows no window (tests, no display) nobody can watch:
+    the banner is drawn once and it returns at once. Ctrl-C ends the wait quietly (the games are
+    over and reported already).
+    """
+    pygame = import_pygame()
+    if seconds is None:
+        seconds = 0.0 if str(pygame.display.get_driver()).lower() in WINDOWLESS_DRIVERS else HOLD_SECONDS
+    clock = pygame.time.Clock()
+    start = time.monotonic()
+    kept, drawn, image = False, None, None
+    try:
+        while True:
+            left = None if kept else max(0.0, seconds - (time.monotonic() - start))
+            shown = None if left is None else math.ceil(left)
+            if shown != drawn or image is None:  # the countdown changed: draw the banner anew
+                image, drawn = player.render_end(shown), shown
+            show(window, image)
+            if left is not None and left <= 0:
+                return
+            for event in pygame.event.get():
+                if event.type == pygame.QUIT:
+                    return
+                if event.type == pygame.KEYDOWN and time.monotonic() - start >= grace:
+                    if event.key == pygame.K_p and not kept:
+                        kept = True
+                    else:
+                        return
+            clock.tick(20)
+    except KeyboardInterrupt:
+        return
 
 
 def show(window, image) -> None:
@@ -338,6 +386,9 @@ class Player:
         self.size = (160 * scale + self.panel.width, 210 * scale)
         self.manual = self.paused = False
         self.running = True
+        self.quit = False  # q, Esc or the window closed (not the last game ending)
+        self.summarised = False  # print_summary has reported the games
+        self.end_frame, self.end_score = None, 0.0  # the last game's last screen and its score
         self.speed_index = SPEEDS.index(1.0)
         self.held: set = set()
         self.tapped: set = set()  # pressed since the last step, though perhaps released already
@@ -355,6 +406,11 @@ class Player:
     @property
     def scores(self) -> list:
         return [result.score for result in self.results]
+
+    @property
+    def finished(self) -> bool:
+        """Every game has been played to its end (game over or --max-frames)."""
+        return self.game >= self.episodes
 
     def current_game(self) -> GameResult | None:
         """The game being played, if it has begun and not ended (None otherwise)."""
@@ -394,7 +450,7 @@ class Player:
         elif key == pygame.K_p:
             self.paused = not self.paused
         elif key in (pygame.K_q, pygame.K_ESCAPE):
-            self.running = False
+            self.running, self.quit = False, True
 
     def handle_key_up(self, key) -> None:
         """A key was released (a tap shorter than a step still counts for the next step)."""
@@ -405,7 +461,7 @@ class Player:
     def handle_event(self, event) -> None:
         pygame = import_pygame()
         if event.type == pygame.QUIT:
-            self.running = False
+            self.running, self.quit = False, True
         elif event.type == pygame.KEYDOWN:
             self.handle_key(event.key)
         elif event.type == pygame.KEYUP:
@@ -463,10 +519,12 @@ class Player:
         self.steps = self.person_steps = 0
         if self.game >= self.episodes:
             self.running = False
+            self.end_frame, self.end_score = self.frame, self.score
             return
         from dqnviz.viewer import FrameEnv
 
-        self.env, self.rng = FrameEnv.for_episode(self.snapshot, self.seed, self.game, self.max_frames)
+        # the snapshot was checked against its game with the first game's environment: not again
+        self.env, self.rng = FrameEnv.for_episode(self.snapshot, self.seed, self.game, self.max_frames, check=False)
         self.state = self.env.reset()
         self.has_lives = self.env.lives > 0
 
@@ -496,3 +554,30 @@ class Player:
         ]
         panel = self.panel.render(self.snapshot.name, lines, self.q, self.action)
         return compose(scale_screen(self.frame, self.scale), panel)
+
+    def render_end(self, seconds_left: int | None = None):
+        """The window after the last game: its last screen under a banner with how it ended, the
+        scores and how to close the window (``seconds_left`` of the countdown; None: kept open)."""
+        import numpy as np
+
+        from dqnviz.commands.test import score_text
+        from dqnviz.viewer import banner, glyph
+
+        dot = glyph("·", "-")
+        frame = self.frame if self.end_frame is None else self.end_frame
+        image = self.render(frame, self.end_score if self.end_frame is not None else None)
+        last = self.results[-1] if self.results else None
+        title = "GAME OVER" if last is None or last.game_over else "CUT OFF (--max-frames)"
+        scores = self.scores
+        if len(scores) <= 1:
+            line = f"score {score_text(scores[0] if scores else self.score)}"
+        elif len(scores) <= 5:
+            line = f"scores {', '.join(score_text(v) for v in scores)} {dot} average {np.mean(scores):.1f}"
+        else:
+            line = f"last game {score_text(scores[-1])} {dot} average {np.mean(scores):.1f} over {len(scores)} games"
+        keys = "press any key or close the window"
+        if seconds_left is None:
+            dim = [f"{keys} (kept open)"]
+        else:
+            dim = [f"{keys} {dot} p keeps it open", f"closes by itself in {seconds_left} s"]
+        return banner(image, title, [line], dim)

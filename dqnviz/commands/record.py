@@ -241,7 +241,8 @@ class Recorder:
 
         self.snapshot, self.saliency, self.epsilon = snapshot, saliency, epsilon
         self.scale, self.max_frames, self.seed = scale, max_frames, seed
-        self.env, self.rng = self._game(0)  # game 1's, made now to check the snapshot against its game
+        # game 1's, made now to check the snapshot against its game (once: later games are not checked again)
+        self.env, self.rng = self._game(0, check=True)
         self._fresh = True  # self.env and self.rng have not played yet
         self.evaluator = Evaluator(snapshot.model, saliency)
         height, width = 210 * scale, 160 * scale
@@ -250,12 +251,13 @@ class Recorder:
         self.scores, self.game_frames, self.game_overs = [], [], []
         self.frames_written = 0
 
-    def _game(self, game: int):
+    def _game(self, game: int, check: bool = False):
         """Game ``game``'s (from 0) environment and ε stream, as ``dqnviz test`` plays its episode
-        ``game``. The ALE's own cap counts the no-op start too; ours counts recorded frames only."""
+        ``game``. The ALE's own cap counts the no-op start too; ours counts recorded frames only.
+        ``check``: check the snapshot against its game first (the constructor does, once)."""
         from dqnviz.viewer import FrameEnv
 
-        return FrameEnv.for_episode(self.snapshot, self.seed, game, self.max_frames + 200)
+        return FrameEnv.for_episode(self.snapshot, self.seed, game, self.max_frames + 200, check=check)
 
     def play(self, episodes, writer, frames_dir=None, on_frame=None) -> None:
         from dqnviz.viewer import one_blas_thread
