@@ -155,6 +155,34 @@ def test_a_csv_that_names_a_snapshot_is_refused_and_the_snapshot_kept(tmp_path, 
     shutil.copy(first, renamed)
     assert main(["test", str(second), "--csv", str(renamed), "--quiet"]) == 2
     assert renamed.read_bytes() == before
+    assert f"--csv {renamed} is a zip archive (as a snapshot is), not a CSV file" in capsys.readouterr().err
+
+
+def test_the_csv_guard_refuses_any_archive_but_not_a_csv(tmp_path):
+    """``not_a_csv`` checks the file's format, not whether dqnviz can load it: a snapshot whose
+    metadata is damaged (which ``dqnviz.snapshot.read_meta`` refuses) is still kept; an old CSV
+    file, or a path not there yet, may be written."""
+    import zipfile
+
+    from conftest import make_snapshot
+    from dqnviz.commands.test import not_a_csv
+    from dqnviz.errors import UserError
+    from dqnviz.snapshot import read_meta
+
+    snapshot = make_snapshot(tmp_path / "breakout_1.keras", epoch=1)
+    damaged = tmp_path / "damaged.bak"
+    with zipfile.ZipFile(snapshot) as source, zipfile.ZipFile(damaged, "w") as target:
+        for name in source.namelist():
+            if name != "dqnviz.json":
+                target.writestr(name, source.read(name))
+    with pytest.raises(UserError):
+        read_meta(damaged)
+    old_csv = tmp_path / "scores.csv"
+    old_csv.write_text("episode,score,frames\n1,3,400\n")
+    assert not_a_csv(snapshot) == "a snapshot" and not_a_csv(tmp_path / "missing.keras") == "a snapshot"
+    assert not_a_csv(damaged) == "a zip archive (as a snapshot is)"
+    assert not_a_csv(old_csv) is None and not_a_csv(tmp_path / "new.csv") is None
+    assert not_a_csv(tmp_path) is None  # a folder: refused before, with its own message
 
 
 @pytest.mark.parametrize("change, message", [

@@ -97,9 +97,9 @@ def run(args) -> int:
         if csv_path.is_dir():
             raise UserError(f"--csv {args.csv} is a folder; give a file name such as "
                             f"{csv_path / (Path(args.snapshots[0]).stem + '_test.csv')}")
-        if csv_path.suffix.lower() == ".keras" or (csv_path.is_file() and _is_zip(csv_path)):
-            # `test --csv snapshots/pong_2?.keras`: the shell gives --csv the first snapshot
-            raise UserError(f"--csv {args.csv} is a snapshot, not a CSV file; give a .csv name "
+        kept = not_a_csv(csv_path)
+        if kept:  # `test --csv snapshots/pong_2?.keras`: the shell gives --csv the first snapshot
+            raise UserError(f"--csv {args.csv} is {kept}, not a CSV file; give a .csv name "
                             f"(--csv takes the word after it: put it after the snapshots)")
         check_writable(args.csv)
     # The same file given twice (overlapping globs) is tested once.
@@ -166,10 +166,22 @@ def run(args) -> int:
     return 0
 
 
-def _is_zip(path) -> bool:
-    import zipfile
+def not_a_csv(path) -> str | None:
+    """What ``--csv path`` would overwrite that is no CSV file, or None where a CSV may be written.
 
+    ``"a snapshot"`` for a ``.keras`` name; ``"a zip archive (as a snapshot is)"`` for an existing
+    file that is a zip archive, which a snapshot is under any name. The check is that of the file's
+    format, not :func:`dqnviz.snapshot.read_meta`: a snapshot with damaged metadata, or another
+    Keras model, is no CSV either and must not be overwritten, and a missing file is no error here.
+    """
+    import zipfile
+    from pathlib import Path
+
+    path = Path(path)
+    if path.suffix.lower() == ".keras":
+        return "a snapshot"
     try:
-        return zipfile.is_zipfile(path)
-    except OSError:
-        return False
+        archive = path.is_file() and zipfile.is_zipfile(path)
+    except OSError:  # unreadable: check_writable says so
+        archive = False
+    return "a zip archive (as a snapshot is)" if archive else None
