@@ -452,22 +452,22 @@ def test_distance_from_the_start_without_a_measurement_is_one_line(tmp_path):
     assert "Not measured: breakout_1: it started under another backend; pong_3: it started under another backend" in html
 
 
-def _cka_direct(models, states, layer):
-    """Linear CKA of ``layer`` between two models on ``states``, computed here from scratch."""
+def _layer_outputs(model, states, layers):
+    """The outputs of ``layers`` of ``model`` on ``states``, computed here from scratch."""
     import keras
 
-    from dqnviz.analysis.similarity import linear_cka
-
-    outputs = [np.asarray(keras.Model(m.inputs[0], m.get_layer(layer).output)(states, training=False)) for m in models]
-    return linear_cka(*outputs)
+    probe = keras.Model(model.inputs[0], [model.get_layer(layer).output for layer in layers])
+    return dict(zip(layers, (np.asarray(value) for value in probe(states, training=False))))
 
 
 def test_every_cka_value_has_the_chance_level_of_untrained_networks_on_the_same_states(tmp_path):
     """The chance level of a CKA value is the CKA of the same layer between untrained networks of the
-    two snapshots' architectures (fixed seeds, every pair of them), fed the same states; the chart
-    draws it as a dotted line and the table as a row under each pair."""
+    two snapshots' architectures (fixed seeds, every pair of them), fed the same states: their mean,
+    and their 5th and 95th percentiles as the band a value is judged against; the chart draws it as
+    a dotted line and the table as a row under each pair."""
     from itertools import combinations
 
+    from dqnviz.analysis.similarity import linear_cka
     from dqnviz.network import build_q_network
     from dqnviz.report.compare import CHANCE_SEEDS, CKA_STATES, _evenly, build_context, gather, write_report
     from dqnviz.snapshot import load_snapshot
@@ -478,15 +478,21 @@ def test_every_cka_value_has_the_chance_level_of_untrained_networks_on_the_same_
     assert data.cka_layers == ["conv1", "conv2", "conv3", "fc"] and len(data.cka) == 2 * 4
     untrained = {(kind, seed): build_q_network(4, seed=seed) if kind == "plain" else
                  build_q_network(6, dueling=True, seed=seed) for kind in ("plain", "dueling") for seed in CHANCE_SEEDS}
-    for entry in data.cka:
-        states = data.played[entry["on"]].states
+    outputs = {}
+    for owner in (0, 1):
+        states = data.played[owner].states
         states = states[_evenly(len(states), CKA_STATES)]
-        expected = [_cka_direct([untrained[("plain", s)], untrained[("dueling", t)]], states, entry["layer"])
+        for key, model in untrained.items():
+            outputs[key + (owner,)] = _layer_outputs(model, states, data.cka_layers)
+    for entry in data.cka:
+        layer, owner = entry["layer"], entry["on"]
+        expected = [linear_cka(outputs[("plain", s, owner)][layer], outputs[("dueling", t, owner)][layer])
                     for s, t in combinations(CHANCE_SEEDS, 2)]
-        assert len(expected) == 3
+        assert len(expected) == 15
         assert entry["chance_draws"] == pytest.approx(expected, abs=1e-5), entry["layer"]
         assert entry["chance"] == pytest.approx(np.mean(expected), abs=1e-5)
-        assert entry["chance_range"] == pytest.approx((min(expected), max(expected)), abs=1e-5)
+        assert entry["chance_range"] == pytest.approx(tuple(np.quantile(expected, (0.05, 0.95))), abs=1e-5)
+        assert min(expected) < entry["chance_range"][0] < entry["chance_range"][1] < max(expected)
     conv1 = [e["chance"] for e in data.cka if e["layer"] == "conv1"]
     assert min(conv1) > 0.8  # untrained first layers already arrange the states alike: the reason for a reference
 
@@ -505,10 +511,95 @@ def test_every_cka_value_has_the_chance_level_of_untrained_networks_on_the_same_
     assert len(chance) == 2 and all(t["line"]["dash"] == "dot" for t in chance)  # one per set of states
     for trace in chance:
         owner = 0 if "(breakout_1)" in trace["name"] else 1
-        level = {e["layer"]: e["chance"] for e in data.cka if e["on"] == owner}
-        assert trace["y"] == pytest.approx([level[layer] for layer in trace["customdata"]], abs=1e-4)
+        level = {e["layer"]: e for e in data.cka if e["on"] == owner}
+        assert trace["y"] == pytest.approx([level[layer]["chance"] for layer in trace["customdata"]], abs=1e-4)
+        high = [level[layer]["chance_range"][1] - level[layer]["chance"] for layer in trace["customdata"]]
+        assert trace["error_y"]["array"] == pytest.approx(high, abs=1e-4)  # the bar reaches the 95th percentile
+        assert "5th–95th percentiles" in trace["hovertemplate"]
     assert "Chance level." in html and html.count('class="chance-row"') == 2
     assert ", ".join(str(seed) for seed in CHANCE_SEEDS) in html
+    text = " ".join(html.split())
+    assert "6 networks per architecture, so 15 pairs" in text and "5th and 95th percentiles" in text
+    assert "mean; 5th–95th percentile of 15 pairs" in text
+    assert "lowest and highest" not in text  # the band is no longer the extremes of three pairs
+
+
+def _untrained_played(*architectures, states=24, seed=0):
+    """``Played`` stand-ins for untrained networks of ``(actions, dueling)``, with random states."""
+    from types import SimpleNamespace
+
+    from dqnviz.network import build_q_network
+    from dqnviz.report.compare import Played, layer_facts
+
+    played = []
+    rng = np.random.default_rng(seed)
+    for k, (actions, dueling) in enumerate(architectures):
+        model = build_q_network(actions, dueling=dueling, seed=100 + k)
+        conv, shapes, kernels = layer_facts(model)
+        frames = rng.integers(0, 256, size=(states, 84, 84, 4), dtype=np.uint8)
+        played.append(Played(SimpleNamespace(model=model, name=f"net{k}", meta={}), frames, [], conv, shapes, kernels))
+    return played
+
+
+def test_the_cka_chance_level_rests_on_many_pairs_for_the_forward_passes_of_few(monkeypatch):
+    """Three untrained pairs gave a noisy chance level: it now rests on the 15 pairs of 6 networks,
+    the same whenever it is computed (fixed seeds). Each network's layers are reduced once to a Gram
+    matrix, and a layer equal to one already computed (the trunk of another action count, built from
+    one seed) is not computed again: per set of states, one forward pass per seed."""
+    import functools
+
+    import dqnviz.report.compare as compare
+    from dqnviz.report.compare import CHANCE_SEEDS, _common_layers, chance_levels, untrained_network
+
+    played = _untrained_played((4, False), (6, False))
+    layers, _ = _common_layers(played, "all")
+    assert layers == ["conv1", "conv2", "conv3", "fc"]  # q: different action sets
+    subsets = [p.states for p in played]
+    passes = []
+    real = compare._activations
+    monkeypatch.setattr(compare, "_activations", lambda model, states, names, **kw: passes.append(list(names))
+                        or real(model, states, names, **kw))
+    levels = chance_levels(played, [(0, 1)], subsets, layers, functools.cache(untrained_network))
+    assert len(passes) == 2 * len(CHANCE_SEEDS)  # not 2 × 2 × 6: the 6-action trunks equal the 4-action ones
+    again = chance_levels(played, [(0, 1)], subsets, layers, functools.cache(untrained_network))
+    assert set(levels) == {(0, 1, 0), (0, 1, 1)}
+    for key, by_layer in levels.items():
+        assert set(by_layer) == set(layers)
+        for layer, level in by_layer.items():
+            draws = level["chance_draws"]
+            assert len(draws) == 15 and all(0 < d < 1 for d in draws)  # no pair of one network with itself
+            assert level["chance"] == pytest.approx(np.mean(draws))
+            assert level["chance_range"] == pytest.approx(tuple(np.quantile(draws, (0.05, 0.95))))
+            assert again[key][layer] == level  # deterministic: fixed seeds, no random permutation
+
+
+def test_the_chance_level_of_architectures_that_differ_in_the_trunk_computes_both(monkeypatch):
+    """A dueling network's fc follows fc_value in its layers: its Gram matrix is not assumed equal to
+    a plain network's, and each architecture gets its own forward passes."""
+    import functools
+
+    import dqnviz.report.compare as compare
+    from dqnviz.report.compare import CHANCE_SEEDS, _layer_fingerprints, chance_levels, untrained_network
+    from dqnviz.network import build_q_network
+
+    same = [_layer_fingerprints(build_q_network(actions, seed=5)) for actions in (4, 6)]
+    assert all(same[0][layer] == same[1][layer] for layer in ("conv1", "conv2", "conv3", "fc"))
+    assert same[0]["q"] != same[1]["q"]
+    assert _layer_fingerprints(build_q_network(4, seed=6))["conv1"] != same[0]["conv1"]
+
+    played = _untrained_played((4, False), (4, True), states=12)
+    passes = []
+    real = compare._activations
+    monkeypatch.setattr(compare, "_activations", lambda model, states, names, **kw: passes.append(list(names))
+                        or real(model, states, names, **kw))
+    subsets = [p.states for p in played]
+    levels = chance_levels(played, [(0, 1)], subsets, ["conv1", "fc"], functools.cache(untrained_network))
+    assert [len(level["chance_draws"]) for level in levels[(0, 1, 0)].values()] == [15, 15]
+    # per set of states, the plain nets (seeds s of the pairs s < t: the first 5) and the dueling nets
+    # (seeds t: the last 5): conv1 once per seed, fc once per network
+    computed = [layer for names in passes for layer in names]
+    assert computed.count("conv1") == 2 * len(CHANCE_SEEDS)
+    assert computed.count("fc") == 2 * 2 * (len(CHANCE_SEEDS) - 1)
 
 
 def test_dueling_streams_are_not_joined_into_one_line(tmp_path):

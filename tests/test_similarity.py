@@ -5,12 +5,15 @@ import pytest
 from scipy.stats import ortho_group
 
 from dqnviz.analysis.similarity import (
+    chance_level,
+    cka_of_grams,
     cosine_matrix,
     cross_layer_similarity,
     kernels_as_rows,
     linear_cka,
     match_filters,
     rowwise_cosine,
+    unit_gram,
 )
 
 
@@ -71,6 +74,39 @@ def test_cka_constant_representation_is_nan():
 def test_cka_needs_same_examples():
     with pytest.raises(ValueError):
         linear_cka(np.zeros((4, 2)), np.zeros((5, 2)))
+
+
+def test_cka_from_gram_matrices_is_linear_cka():
+    """compare's chance level reduces each network's layer to one Gram matrix and pairs them: the
+    same number as linear_cka, in both its forms, and nan for a constant representation."""
+    rng = np.random.default_rng(4)
+    wide = [rng.normal(size=(10, 3, 3, 4)) for _ in range(3)]  # N < features
+    tall = [rng.normal(size=(40, 5)) + 7.0 for _ in range(3)]  # N > features, with an offset
+    for group in (wide, tall):
+        grams = [unit_gram(x) for x in group]
+        for a in range(3):
+            assert np.linalg.norm(grams[a]) == pytest.approx(1.0)
+            for b in range(3):
+                assert cka_of_grams(grams[a], grams[b]) == pytest.approx(linear_cka(group[a], group[b]), rel=1e-10)
+    assert unit_gram(np.ones((6, 4))) is None and unit_gram(np.zeros((6, 4))) is None
+    assert unit_gram(np.full((6, 4), 0.1) + np.zeros((6, 1))) is None  # constant up to rounding
+    assert unit_gram(1e-6 * rng.normal(size=(6, 4))) is not None  # small is not constant
+    assert np.isnan(cka_of_grams(None, unit_gram(tall[0])))
+    with pytest.raises(ValueError):
+        cka_of_grams(unit_gram(wide[0]), unit_gram(tall[0]))
+
+
+def test_chance_level_is_mean_and_central_percentiles():
+    draws = list(np.linspace(0.0, 1.0, 21))  # 0, 0.05, …, 1
+    level = chance_level(draws + [float("nan")])
+    assert level.draws == pytest.approx(draws)  # the nan is dropped
+    assert level.mean == pytest.approx(0.5)
+    assert (level.low, level.high) == pytest.approx((0.05, 0.95))  # 5th and 95th percentiles
+    assert chance_level([0.3]) == chance_level([0.3, float("inf")])
+    assert (chance_level([0.3]).low, chance_level([0.3]).high) == (0.3, 0.3)
+    assert chance_level([]) is None and chance_level([float("nan")]) is None
+    narrow = chance_level(draws, quantiles=(0.25, 0.75))
+    assert (narrow.low, narrow.high) == pytest.approx((0.25, 0.75))
 
 
 def test_hungarian_recovers_a_permutation_of_a_filter_bank():

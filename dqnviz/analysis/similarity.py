@@ -67,6 +67,58 @@ def linear_cka(x, y) -> float:
     return numerator / denominator
 
 
+def unit_gram(x) -> np.ndarray | None:
+    """The centred linear Gram matrix ``K = X Xᵀ`` of ``(N, ...)`` activations (``X`` column-centred),
+    scaled to ‖K‖_F = 1; None when the representation is constant over the examples.
+
+    With it, ``linear_cka(x, y) == cka_of_grams(unit_gram(x), unit_gram(y))``: computing each
+    representation's matrix once makes CKA over many pairs of representations (say every pair of
+    several untrained networks) cost an ``N × N`` dot product per pair.
+    """
+    x = _as_matrix(x)
+    energy = float(np.sum(x * x))  # ‖K‖_F is at most this; a constant X leaves only rounding
+    x = x - x.mean(axis=0, keepdims=True)
+    k = x @ x.T
+    norm = float(np.linalg.norm(k))
+    if not norm > 1e-20 * energy or not np.isfinite(norm):
+        return None
+    return k / norm
+
+
+def cka_of_grams(k, l) -> float:
+    """Linear CKA from two :func:`unit_gram` matrices of the same ``N`` examples (``nan`` if either is None)."""
+    if k is None or l is None:
+        return float("nan")
+    if k.shape != l.shape:
+        raise ValueError(f"CKA needs the same examples for both: {len(k)} vs {len(l)} rows")
+    return float(np.sum(k * l))
+
+
+@dataclass
+class ChanceLevel:
+    """What a similarity measure gives for unrelated pairs: ``draws`` (one value per pair), their
+    ``mean`` and the central ``low``–``high`` quantiles (by default the 5th and 95th percentiles:
+    a value above ``high`` is higher than 95 % of the pairs)."""
+
+    mean: float
+    low: float
+    high: float
+    draws: list
+
+
+def chance_level(draws, quantiles=(0.05, 0.95)) -> ChanceLevel | None:
+    """Summarise the values of unrelated pairs (non-finite ones dropped); None without any.
+
+    The quantiles are numpy's (linear interpolation between the sorted draws), so with few draws
+    they lie just inside the smallest and largest value.
+    """
+    values = [float(v) for v in draws if np.isfinite(v)]
+    if not values:
+        return None
+    low, high = (float(q) for q in np.quantile(values, quantiles))
+    return ChanceLevel(float(np.mean(values)), low, high, values)
+
+
 def cosine_matrix(a, b) -> np.ndarray:
     """Cosine similarity of every row of ``a`` (``(m, ...)``) with every row of ``b`` (``(n, ...)``).
 

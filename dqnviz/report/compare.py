@@ -34,8 +34,9 @@ CKA_STATES = 256  # states (evenly spaced over the games) per game for CKA
 ERF_STATES = 16  # states for the effective receptive field
 PATTERN_STATES = 16  # states for the cross-layer guided-backprop similarity
 BASELINE_SEED = 12345  # the randomly initialised network of the filter-matching baseline
-# the untrained networks of the CKA chance level: every pair of them (three pairs) on the same states
-CHANCE_SEEDS = (BASELINE_SEED, BASELINE_SEED + 1, BASELINE_SEED + 2)
+# the untrained networks of the CKA chance level: every pair of them (6 networks: 15 pairs) on the same states
+CHANCE_SEEDS = tuple(BASELINE_SEED + k for k in range(6))
+CHANCE_QUANTILES = (0.05, 0.95)  # the band of the chance level: 90 % of the untrained pairs lie within it
 STREAM_GAP = 0.6  # extra room on the CKA chart's x axis between the trunk and each stream of a dueling head
 LEAST_HISTORY = 3  # a card shows a state's last three frames t-2, t-1, t as red, green and blue
 
@@ -79,7 +80,8 @@ class CompareData:
     matching: list  # dicts per pair
     baseline: dict  # snapshot index -> mean matched cosine vs a random network; "random" -> random vs random
     # dicts per pair, layer and states: {"a", "b", "on", "layer", "value"} and the chance level of that value,
-    # "chance" (mean CKA of untrained pairs on the same states), "chance_range" (min, max), "chance_draws"
+    # "chance" (mean CKA of untrained pairs on the same states), "chance_range" (5th, 95th percentile of
+    # those pairs, CHANCE_QUANTILES), "chance_draws" (one value per pair)
     cka: list
     patterns: list  # per snapshot: (mean, {pair: value}) or None
     skipped: list  # (view, reason)
@@ -459,39 +461,75 @@ def chance_levels(played: list, pairs: list, subsets: list, layers: list, untrai
     For a pair (i, j) on the states of ``owner``, every pair of seeds s < t gives two untrained
     networks, one shaped like snapshot i (seed s) and one like snapshot j (seed t), both fed
     ``subsets[owner]``; their linear CKA per layer is one draw of what CKA is before any learning.
+    With the 6 seeds of :data:`CHANCE_SEEDS` that is 15 draws, summarised by their mean and the
+    5th and 95th percentiles (:data:`CHANCE_QUANTILES`, :func:`dqnviz.analysis.similarity.chance_level`).
+
+    The cost is the networks' forward passes, not the pairs: each network's layers are reduced once
+    to a :func:`~dqnviz.analysis.similarity.unit_gram` matrix, after which a pair is one dot product.
+    A layer whose weights, and those of every layer before it, equal another network's on these
+    states (the trunks of two architectures that differ only in their heads, built from one seed)
+    shares that network's matrix, so it costs no second pass.
 
     Returns:
-        ``{(i, j, owner): {layer: {"chance": mean, "chance_range": (min, max), "chance_draws": [...]}}}``,
-        a layer left out where the untrained networks lack it (or it is constant on these states).
+        ``{(i, j, owner): {layer: {"chance": mean, "chance_range": (5th, 95th percentile),
+        "chance_draws": [...]}}}``, a layer left out where the untrained networks lack it (or it is
+        constant on these states).
     """
     untrained = untrained or functools.cache(untrained_network)
     out = {}
     for owner in dict.fromkeys(o for i, j in pairs for o in (i, j)):
-        acts = {}  # (architecture, seed) -> {layer: activations}, freed after each owner's states
+        grams = {}  # (architecture, seed) -> {layer: unit Gram matrix}, freed after each owner's states
+        by_weights = {}  # fingerprint of a layer and all before it -> its unit Gram matrix on these states
 
-        def activations(who, seed):
+        def gram_matrices(who, seed):
             key = (architecture(played[who].model), seed)
-            if key not in acts:
+            if key not in grams:
                 model = untrained(*key)
                 have = [layer for layer in layers if model is not None
                         and _output_shape(model, layer) == played[who].shapes[layer]]
-                acts[key] = _activations(model, subsets[owner], have) if have else {}
-            return acts[key]
+                prints = _layer_fingerprints(model) if have else {}
+                new = list(dict.fromkeys(layer for layer in have if prints[layer] not in by_weights))
+                if new:
+                    for layer, values in _activations(model, subsets[owner], new).items():
+                        by_weights[prints[layer]] = sim.unit_gram(values)
+                grams[key] = {layer: by_weights[prints[layer]] for layer in have}
+            return grams[key]
 
         for i, j in pairs:
             if owner not in (i, j):
                 continue
             draws = {layer: [] for layer in layers}
             for s, t in combinations(seeds, 2):
-                x, y = activations(i, s), activations(j, t)
+                x, y = gram_matrices(i, s), gram_matrices(j, t)
                 for layer in layers:
                     if layer in x and layer in y:
-                        value = sim.linear_cka(x[layer], y[layer])
-                        if np.isfinite(value):
-                            draws[layer].append(float(value))
-            out[(i, j, owner)] = {layer: {"chance": float(np.mean(values)),
-                                          "chance_range": (min(values), max(values)), "chance_draws": values}
-                                  for layer, values in draws.items() if values}
+                        draws[layer].append(sim.cka_of_grams(x[layer], y[layer]))
+            levels = {layer: sim.chance_level(values, CHANCE_QUANTILES) for layer, values in draws.items()}
+            out[(i, j, owner)] = {layer: {"chance": level.mean, "chance_range": (level.low, level.high),
+                                          "chance_draws": level.draws}
+                                  for layer, level in levels.items() if level is not None}
+    return out
+
+
+def _layer_fingerprints(model) -> dict:
+    """``{layer name: digest}`` of each layer's class, configuration and weights together with those
+    of every layer before it (``model.layers`` is in graph order, so that covers all it depends on):
+    two layers with one digest compute the same function of the input."""
+    import hashlib
+
+    running = hashlib.sha256()
+    out = {}
+    for layer in model.layers:
+        try:
+            config = json.dumps(layer.get_config(), sort_keys=True, default=repr)
+        except Exception:  # a layer that cannot describe itself: never treated as another's equal
+            config = f"{id(model)}:{id(layer)}"
+        running.update(f"{type(layer).__name__}:{config}".encode())
+        for value in layer.get_weights():
+            value = np.ascontiguousarray(value)
+            running.update(f"{value.dtype}{value.shape}".encode())
+            running.update(value.tobytes())
+        out[layer.name] = running.copy().hexdigest()
     return out
 
 
@@ -745,6 +783,7 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
         "random_vs_random": data.baseline.get("random"), "cka_rows": cka_rows, "cka_streams": cka_streams,
         "cka_layers": [layer for stream in cka_streams for layer in stream["layers"]],
         "chance_seeds": CHANCE_SEEDS, "chance_pairs": len(CHANCE_SEEDS) * (len(CHANCE_SEEDS) - 1) // 2,
+        "chance_quantiles": [round(100 * q) for q in CHANCE_QUANTILES],
         "patterns": pattern_rows, "skipped": data.skipped, "figures": figures,
         "pairs": [(names[i], names[j]) for i, j in data.pairs],
         "images_json": json.dumps(images.uris, separators=(",", ":")).replace("</", "<\\/"),
@@ -761,7 +800,8 @@ CHANCE_SYMBOLS = ["circle-open", "square-open", "diamond-open", "triangle-up-ope
 
 
 def _verdict(value, span) -> str | None:
-    """``"above"``, ``"within"`` or ``"below"`` the range of the untrained pairs (None: no value or range)."""
+    """``"above"``, ``"within"`` or ``"below"`` the chance band ``span`` of the untrained pairs (their 5th and
+    95th percentiles, :data:`CHANCE_QUANTILES`), or None without a value or band."""
     if value is None or span is None or not np.isfinite(value):
         return None
     low, high = span
@@ -829,7 +869,8 @@ def _cka_figure(data: CompareData, names: list):
                                    line=dict(color=CHANCE_COLOUR, dash="dot", width=1.5),
                                    marker=dict(symbol=CHANCE_SYMBOLS[owner % len(CHANCE_SYMBOLS)], size=7),
                                    hovertemplate=name + "<br>%{customdata}: CKA %{y:.3f}"
-                                                 "<br>(range of the untrained pairs shown as a bar)<extra></extra>")
+                                                 f"<br>(mean of the untrained pairs; the bar: their {_percentile_band()})"
+                                                 "<extra></extra>")
             rows.append({"label": label, "values": {layer: e["value"] for layer, e in entries.items()},
                          "chance": {layer: e.get("chance") for layer, e in entries.items()},
                          "range": {layer: e.get("chance_range") for layer, e in entries.items()},
@@ -852,6 +893,12 @@ def _cka_figure(data: CompareData, names: list):
                                            showgrid=False, zeroline=False),
                                 shapes=shapes, annotations=annotations, **_legend_below(legend, 340)))
     return fig, rows, streams
+
+
+def _percentile_band() -> str:
+    """``5th–95th percentiles``: the band of :data:`CHANCE_QUANTILES` in words."""
+    low, high = (round(100 * q) for q in CHANCE_QUANTILES)
+    return f"{low}th–{high}th percentiles"
 
 
 def _finite(value):
