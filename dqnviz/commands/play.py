@@ -580,4 +580,6 @@ class Player:
             dim = [f"{keys} (kept open)"]
         else:
             dim = [f"{keys} {dot} p keeps it open", f"closes by itself in {seconds_left} s"]
-        return banner(image, title, [line], dim)
+        screen = self.frame.shape[1] * self.scale  # the band covers the game, not the panel's Q-values
+        image[:, :screen] = banner(image[:, :screen], title, [line], dim)
+        return image
