@@ -581,5 +581,4 @@ class Player:
         else:
             dim = [f"{keys} {dot} p keeps it open", f"closes by itself in {seconds_left} s"]
         screen = self.frame.shape[1] * self.scale  # the band covers the game, not the panel's Q-values
-        image[:, :screen] = banner(image[:, :screen], title, [line], dim)
-        return image
+        return np.concatenate([banner(image[:, :screen], title, [line], dim), image[:, screen:]], axis=1)
