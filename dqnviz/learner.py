@@ -152,6 +152,19 @@ class Learner:
             variable.assign(state[_state_name(variable)])
         self.step.reload_optimizer()
 
+    def weights_finite(self) -> bool:
+        """Whether every weight of the online network is finite (no NaN, no ±inf).
+
+        Reduced on the device, a boolean per variable and then one for them all: only that one
+        comes to the host, not the weights. It reads the weights where the compiled step keeps
+        them (under JAX its own arrays), so nothing is written back to the Keras variables.
+        """
+        weights = self.step.weights  # JAX: (trainable, non_trainable) arrays; TensorFlow: None
+        values = [*weights[0], *weights[1]] if weights is not None else [v.value for v in self.online.weights]
+        flags = [ops.all(ops.isfinite(value)) for value in values
+                 if keras.backend.is_float_dtype(keras.backend.standardize_dtype(value.dtype))]
+        return bool(ops.convert_to_numpy(ops.all(ops.stack(flags)))) if flags else True
+
     def model(self) -> keras.Model:
         """The online network with its current weights (for snapshots and analysis)."""
         self.step.write_back()
@@ -161,20 +174,33 @@ class Learner:
 class PendingUpdates:
     """Updates dispatched to the device; reading their results waits for them (a host sync).
 
+    The losses and |δ| come to the host together, in one device→host copy (``backend.results_to_host``),
+    the first time either is read; both are kept, so that reading the other costs nothing.
+
     Attributes:
         transitions: the batches, as ``ReplayMemory.sample_transitions`` returned them.
     """
 
     def __init__(self, transitions, losses, td_abs):
         self.transitions, self._losses, self._td_abs = transitions, losses, td_abs
+        self._on_host = None  # (losses, td_abs) as numpy arrays, once read
+
+    def results(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(losses, td_abs)``, shapes (K,) and (K, B): one wait and one copy for both."""
+        if self._on_host is None:
+            from dqnviz.backend import results_to_host
+
+            self._on_host = results_to_host(self._losses, self._td_abs)
+            self._losses = self._td_abs = None  # the device's copies are no longer needed
+        return self._on_host
 
     def losses(self) -> np.ndarray:
         """The loss of each update, shape (K,)."""
-        return np.asarray(self._losses, np.float32)
+        return self.results()[0]
 
     def td_abs(self) -> np.ndarray:
         """|δ| per transition, shape (K, B)."""
-        return np.asarray(self._td_abs, np.float32)
+        return self.results()[1]
 
 
 def _state_name(variable) -> str:

@@ -36,6 +36,7 @@ from dqnviz.replay import DeviceReplay, ReplayMemory, check_fits_in_memory
 from dqnviz.snapshot import (kernel_movement, layer_kernels, load_optimizer_state, load_validation_states,
                              save_optimizer_state, save_snapshot, save_validation_states, starting_point)
 from dqnviz.stopping import deferred_interrupts
+from dqnviz.units import format_bytes
 
 
 def snapshot_meta(rom: Rom, env, config: TrainConfig, run: str, epoch: int, total_steps: int,
@@ -377,7 +378,7 @@ class Trainer:
             if "RESOURCE_EXHAUSTED" in str(error) or "out of memory" in str(error).lower():
                 raise UserError(
                     f"--replay-size {config.replay_size:,} does not fit in the accelerator's memory "
-                    f"({config.replay_size * 7056 / 2**30:.2f} GiB of frames); use a smaller --replay-size"
+                    f"({format_bytes(config.replay_size * 7056)} of frames); use a smaller --replay-size"
                 ) from None
             raise
         self.learner = Learner(self.num_actions, config, model=resume.model if resume else None)
@@ -594,6 +595,7 @@ class Trainer:
         calls = stats.updates // len(pending.transitions)
         with timer("learn"):
             if config.prioritized or timer.wait_for_device or calls % 16 == 1:
+                # the losses come with |δ|, in one device→host copy: td_abs() below reads no more
                 stats.costs.extend(pending.losses().tolist())
         if config.prioritized:
             with timer("replay"):  # one sum-tree update for all the batches
@@ -692,14 +694,15 @@ class Trainer:
         written: its meancost or meanq, or a weight, is not finite (NaN or ±inf). The row stays
         (it shows the NaN); no snapshot or optimizer state is written, so the last good epoch's
         stay the newest. The weights are checked as well, since the loss is read only at every
-        16th update and meanq only where there are validation states.
+        16th update and meanq only where there are validation states: on the device (see
+        :meth:`Learner.weights_finite`), and only when the row's figures are finite.
 
         Raises:
             UserError: one line naming the epoch and suggesting a lower learning rate.
         """
         bad = [f"{column} {row[column]}" for column in ("meancost", "meanq")
                if row[column] != "" and not np.isfinite(row[column])]
-        if not bad and all(np.isfinite(w).all() for w in self.learner.model().get_weights()):
+        if not bad and self.learner.weights_finite():
             return
         raise UserError(f"the network diverged at epoch {row['epoch']} ({', '.join(bad) or 'weights not finite'}): "
                         f"no snapshot saved; try a lower --learning-rate than {self.config.learning_rate:g}")

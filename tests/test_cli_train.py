@@ -1,6 +1,7 @@
 """The train and test commands end to end on a tiny config, resume, Ctrl-C, and bad input."""
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -352,3 +353,58 @@ def test_ctrl_c_in_the_first_phase_leaves_no_csv_behind(tmp_path, monkeypatch, c
     assert not (tmp_path / "rep" / "d.csv").exists()
     monkeypatch.undo()
     assert main(["train", "pong", "--name", "d", "--epochs", "1", *TINY, *dirs]) == 0  # the name is free
+
+
+def _resumable_run_t(tmp_path, epochs=1, train_steps=48):
+    """snapshots/t_1.keras of a pong run t (48 train steps in epoch 1) and reports/t.csv with the
+    rows of ``epochs`` epochs of a run t that trained ``train_steps`` per epoch; made, not trained."""
+    from dqnviz.atari import AtariEnv, resolve_rom
+    from dqnviz.config import TrainConfig
+    from dqnviz.network import build_q_network
+    from dqnviz.snapshot import save_snapshot
+    from dqnviz.trainer import CSV_COLUMNS, snapshot_meta
+
+    rom = resolve_rom("pong")
+    env = AtariEnv(rom, seed=0)
+    meta = snapshot_meta(rom, env, TrainConfig(epochs=1, train_steps=48, replay_size=500), run="t", epoch=1,
+                         total_steps=112, train_steps_done=48, weight_updates=12)
+    save_snapshot(tmp_path / "snapshots" / "t_1.keras", build_q_network(env.num_actions, seed=0), meta)
+    (tmp_path / "reports").mkdir()
+    with open(tmp_path / "reports" / "t.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, CSV_COLUMNS, restval="0")
+        writer.writeheader()
+        writer.writerow({"epoch": 0, "phase": "random", "total_train_steps": 0})
+        for epoch in range(1, epochs + 1):
+            for phase in ("train", "test"):
+                writer.writerow({"epoch": epoch, "phase": phase, "total_train_steps": epoch * train_steps})
+
+
+@pytest.mark.parametrize("epochs, train_steps, options, said", [
+    (1, 48, [], "training pong as run t:"),  # goes on: appends to reports/t.csv
+    (2, 48, [], "reports/t.csv already holds epoch 2's statistics, past t_1.keras; continuing as a new run, t-2"),
+    (1, 40, ["--report-dir", "reports"], "reports/t.csv holds another run's statistics; continuing as a new run, t-2"),
+])
+def test_resume_reads_the_run_statistics_once(tmp_path, capsys, monkeypatch, epochs, train_steps, options, said):
+    """`train --resume` finds the run's CSV, and decides from its rows whether to go on or to
+    branch off, having read the file once."""
+    import builtins
+
+    from dqnviz import trainer
+    from dqnviz.commands import train as train_command
+
+    _resumable_run_t(tmp_path, epochs, train_steps)
+    monkeypatch.chdir(tmp_path)
+    opened = []
+
+    def counting_open(file, *args, **kwargs):
+        opened.append(Path(file).name)
+        return builtins.open(file, *args, **kwargs)
+
+    monkeypatch.setattr(train_command, "open", counting_open, raising=False)
+    monkeypatch.setattr(trainer.Trainer, "train", lambda self: None)  # what it decided, not the training
+    before = (tmp_path / "reports" / "t.csv").read_bytes()
+    assert main(["train", "--resume", "snapshots/t_1.keras", "--epochs", "2", "--quiet", *options]) == 0
+    assert said in capsys.readouterr().out
+    assert opened.count("t.csv") == 1, opened
+    if "t-2" in said:
+        assert (tmp_path / "reports" / "t.csv").read_bytes() == before and (tmp_path / "reports" / "t-2.csv").exists()

@@ -223,3 +223,31 @@ def test_double_dqn_in_one_online_pass_makes_the_same_updates(monkeypatch):
     np.testing.assert_allclose(td_separate, td_joint, rtol=1e-4, atol=1e-5)
     fresh = Learner(4, TrainConfig(seed=2, double=True, dueling=True)).model().get_weights()
     assert any(not np.allclose(a, b) for a, b in zip(fresh, joint))  # and the updates did something
+
+
+@pytest.mark.parametrize("on_device", [False, True])
+def test_the_results_of_updates_read_in_one_go_are_those_of_each_update(monkeypatch, on_device):
+    """results_to_host: the losses (K,) and |δ| (K, B), from a result per update or one for all,
+    and under TensorFlow packed on the device (as on an accelerator) or read as they are (a CPU)."""
+    import keras
+
+    from dqnviz.backend import results_to_host as to_host
+    from dqnviz.learner import PendingUpdates
+
+    if keras.config.backend() == "tensorflow":
+        from dqnviz.backend import tensorflow as tensorflow_backend
+
+        monkeypatch.setattr(tensorflow_backend, "_on_device", lambda tensors: on_device)
+    rng = np.random.default_rng(5)
+    losses = rng.random(3).astype(np.float32)
+    td_abs = rng.random((3, 8)).astype(np.float32)
+    each = [ops.convert_to_tensor(v) for v in losses], [ops.convert_to_tensor(v) for v in td_abs]
+    for result in (each, (ops.convert_to_tensor(losses), ops.convert_to_tensor(td_abs)), (each[0][:1], each[1][:1])):
+        got_losses, got_td = to_host(*result)
+        count = len(got_losses)
+        assert got_losses.dtype == got_td.dtype == np.float32 and got_td.shape == (count, 8)
+        np.testing.assert_array_equal(got_losses, losses[:count])
+        np.testing.assert_array_equal(got_td, td_abs[:count])
+    pending = PendingUpdates([], *each)
+    assert pending.losses() is pending.results()[0] and pending.td_abs() is pending.results()[1]  # read once
+    np.testing.assert_array_equal(pending.td_abs(), td_abs)

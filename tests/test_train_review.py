@@ -53,6 +53,34 @@ def test_resume_into_another_game_action_set_is_refused():
         check_same_network(Snapshot(model=build_q_network(4, dueling=True, seed=0)), TrainConfig())
 
 
+def test_the_network_shape_is_checked_once_by_the_trainer(tmp_path, monkeypatch):
+    """One check, the Trainer's (with the game's action count), for `train --resume` and for the
+    Python API alike; the CLI's refusal is the same line and exit code (the test above)."""
+    from dqnviz import trainer
+    from dqnviz.atari import resolve_rom
+    from dqnviz.config import TrainConfig
+    from dqnviz.errors import UserError
+
+    calls = []
+    real_check = trainer.check_same_network
+
+    def counting_check(snapshot, config, num_actions=None):
+        calls.append(num_actions)
+        return real_check(snapshot, config, num_actions)
+
+    monkeypatch.setattr(trainer, "check_same_network", counting_check)
+    monkeypatch.setattr(trainer.Trainer, "train", lambda self: None)  # built, and so checked, but not run
+    snapshot = make_snapshot(tmp_path / "breakout_1.keras")
+    assert main(["train", "--resume", str(snapshot), "--epochs", "2", "--name", "x", *TINY, *folders(tmp_path)]) == 0
+    assert calls == [4]  # once, with breakout's 4 actions
+    calls.clear()
+    with pytest.raises(UserError, match="^--dueling cannot change on --resume: the snapshot was trained without it"):
+        trainer.Trainer(resolve_rom("breakout"), TrainConfig(dueling=True, replay_size=500), run="y",
+                        snapshot_dir=tmp_path / "api", report_dir=tmp_path / "api", resume=load_snapshot(snapshot),
+                        show_progress=False, log=lambda *_: None)
+    assert calls == [4] and not (tmp_path / "api").exists()
+
+
 def test_resume_with_another_seed_keeps_the_starting_point(tmp_path):
     first = make_snapshot(tmp_path / "breakout_1.keras", seed=0)
     # A snapshot without init_seed (older ones) starts from config.seed, as before.

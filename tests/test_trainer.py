@@ -232,3 +232,139 @@ def test_fewer_validation_states_than_asked_are_reported(tmp_path, monkeypatch):
     assert len(run.validation) == run.replay.num_sampleable() < 500
     assert lines == [f"meanq is measured on {len(run.validation)} validation states, fewer than "
                      f"--validation-states 500: the random phase stored no more"]
+
+
+def _count_copies_of_update_results(monkeypatch, copies):
+    """Record in ``copies`` each device→host read of the results of updates (losses, |δ|) while
+    the trainer reads them (at dispatch or at finish): dqnviz.learner's numpy conversions of
+    tensors, its ``keras.ops.convert_to_numpy`` calls and its ``jax.device_get`` calls. Under
+    TensorFlow the results are taken to be on an accelerator (on a CPU they need no copy)."""
+    import keras
+
+    from dqnviz import learner as learner_module
+
+    reading = []
+
+    def tensors_in(value):
+        leaves = value if isinstance(value, (list, tuple)) else [value]
+        return any(not isinstance(leaf, (np.ndarray, np.generic, int, float)) for leaf in leaves)
+
+    class CountingNumpy:  # numpy as dqnviz.learner sees it
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        def asarray(self, value, *args, **kwargs):
+            if reading and tensors_in(value):
+                copies.append("np.asarray")
+            return np.asarray(value, *args, **kwargs)
+
+        def array(self, value, *args, **kwargs):
+            if reading and tensors_in(value):
+                copies.append("np.array")
+            return np.array(value, *args, **kwargs)
+
+    def counting(name, real):
+        def call(*args, **kwargs):
+            if reading:
+                copies.append(name)
+            return real(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(learner_module, "np", CountingNumpy())
+    monkeypatch.setattr(learner_module.ops, "convert_to_numpy", counting("convert_to_numpy", keras.ops.convert_to_numpy))
+    if keras.config.backend() == "jax":
+        import jax
+
+        monkeypatch.setattr(jax, "device_get", counting("device_get", jax.device_get))
+    else:
+        from dqnviz.backend import tensorflow as tensorflow_backend
+
+        monkeypatch.setattr(tensorflow_backend, "_on_device", lambda tensors: True)
+    for name in ("_start_updates", "_finish_updates"):
+        real = getattr(trainer.Trainer, name)
+
+        def while_reading(self, *args, real=real):
+            reading.append(True)
+            try:
+                return real(self, *args)
+            finally:
+                reading.pop()
+
+        monkeypatch.setattr(trainer.Trainer, name, while_reading)
+
+
+def test_the_losses_and_td_errors_of_updates_come_to_the_host_in_one_copy(tmp_path, monkeypatch):
+    """Prioritized replay reads |δ| and the losses of every group of updates: one device→host
+    read for both (not one each), also where a serial profile has read the losses already; the
+    priorities and the mean loss are those of the updates made."""
+    import keras
+
+    from dqnviz.replay import ReplayMemory
+
+    monkeypatch.setattr(trainer, "make_envs", lambda rom, config, training, seed: ScriptedEnvs(lengths=[10, 7]))
+    config = TrainConfig(num_envs=2, replay_size=200, batch_size=4, train_frequency=1, validation_states=4,
+                         prioritized=True, seed=0)  # two updates per iteration
+    written = []
+    real_update = ReplayMemory.update_priorities
+
+    def update_priorities(self, envs, slots, td_abs):
+        written.append(np.asarray(td_abs).shape)
+        return real_update(self, envs, slots, td_abs)
+
+    monkeypatch.setattr(ReplayMemory, "update_priorities", update_priorities)
+    copies = []
+    _count_copies_of_update_results(monkeypatch, copies)
+    one_read = "device_get" if keras.config.backend() == "jax" else "convert_to_numpy"
+    for profile in (False, "serial"):
+        copies.clear(), written.clear()
+        run = quiet_trainer(tmp_path, config, run=f"copies{profile}", profile=profile)
+        run.run_phase(0, "random", 20)
+        stats = run.run_phase(1, "train", 16)  # 8 iterations of two updates
+        assert stats.updates == 16 and written == [(2, 4)] * 8  # |δ| of both batches of 4, at each iteration
+        assert len(stats.costs) == 16 and np.isfinite(stats.meancost) and stats.meancost > 0
+        assert copies == [one_read] * 8, f"{profile}: {copies}"
+
+
+def _diverged_trainer(tmp_path, monkeypatch, bad_value):
+    """A trainer whose network has one weight ``bad_value`` (None: all finite)."""
+    from dqnviz.learner import Learner
+    from dqnviz.network import build_q_network
+
+    run = _trainer(tmp_path, monkeypatch, lengths=[10])
+    model = build_q_network(4, seed=0)
+    if bad_value is not None:
+        kernel = model.get_layer("conv2").kernel
+        values = kernel.numpy()
+        values[1, 2, 3, 4] = bad_value
+        kernel.assign(values)
+    run.learner = Learner(4, run.config, model=model)
+    return run
+
+
+def test_divergence_is_found_on_the_device_without_copying_the_weights(tmp_path, monkeypatch):
+    """_check_diverged: a NaN or ±inf weight stops the run with its one-line message, as a
+    non-finite meancost or meanq does; the weights are reduced on the device, not copied to the
+    host (neither get_weights nor a write-back through Learner.model)."""
+    import keras
+    import pytest
+
+    from dqnviz.errors import UserError
+    from dqnviz.learner import Learner
+
+    runs = {value: _diverged_trainer(tmp_path, monkeypatch, value) for value in (None, np.nan, np.inf, -np.inf)}
+
+    def copied(*args, **kwargs):
+        raise AssertionError("the weights were copied to the host to check them")
+
+    monkeypatch.setattr(keras.Model, "get_weights", copied)
+    monkeypatch.setattr(Learner, "model", copied)
+    finite = {"epoch": 3, "meancost": 0.25, "meanq": ""}  # no validation states: the weights tell
+    runs[None]._check_diverged(finite)
+    runs[None]._check_diverged({**finite, "meanq": 1.5})
+    for value in (np.nan, np.inf, -np.inf):
+        with pytest.raises(UserError) as raised:
+            runs[value]._check_diverged(finite)
+        assert str(raised.value) == ("the network diverged at epoch 3 (weights not finite): no snapshot saved; "
+                                     "try a lower --learning-rate than 0.00025")
+    with pytest.raises(UserError, match=r"diverged at epoch 3 \(meancost nan, meanq inf\): no snapshot saved"):
+        runs[None]._check_diverged({**finite, "meancost": float("nan"), "meanq": float("inf")})

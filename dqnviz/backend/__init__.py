@@ -25,6 +25,10 @@ Each backend module exposes the same two functions:
     updates in one jitted call, their states stacked from a ``FrameBuffer`` inside it. Without it
     (TensorFlow) the learner stacks each batch with the replay memory and calls ``step(batch)``.
 
+``results_to_host(losses, td_abs) -> (losses (K,), td_abs (K, B))``
+    the results of K updates (a result per update, or one for all) as float32 numpy arrays,
+    read from the device in one copy.
+
 ``make_predict(model, stacks=False) -> predict(states, weights=None)``
     compiled Q-values for acting; with ``stacks`` from frame stacks (N, history, H, W).
 
@@ -43,12 +47,12 @@ _name = keras.config.backend()
 if _name == "jax":
     from dqnviz.backend.jax import (  # noqa: F401
         FrameBuffer, compile_forward, compile_input_gradient, input_gradient, make_predict, make_q_and_gradient,
-        make_train_step,
+        make_train_step, results_to_host,
     )
 elif _name == "tensorflow":
     from dqnviz.backend.tensorflow import (  # noqa: F401
         FrameBuffer, compile_forward, compile_input_gradient, input_gradient, make_predict, make_q_and_gradient,
-        make_train_step,
+        make_train_step, results_to_host,
     )
 else:  # pragma: no cover - torch and numpy backends are not supported
     raise ImportError(
@@ -58,6 +62,6 @@ else:  # pragma: no cover - torch and numpy backends are not supported
 
 __all__ = [
     "BACKEND", "FrameBuffer", "compile_forward", "compile_input_gradient", "input_gradient", "make_predict",
-    "make_q_and_gradient", "make_train_step",
+    "make_q_and_gradient", "make_train_step", "results_to_host",
 ]
 BACKEND = _name

@@ -482,6 +482,21 @@ class make_train_step:
                 variable.assign(jnp.copy(value))
 
 
+def results_to_host(losses, td_abs):
+    """K updates' losses (K,) and |δ| (K, B) as float32 numpy arrays, from a result per update
+    or one for all: one ``jax.device_get`` of both (it starts every copy, then waits once), where
+    reading each would be two waits. A :class:`_Later` (a call launched on the worker thread)
+    is waited for until launched, not until done."""
+
+    def arrays(values):
+        values = values if isinstance(values, (list, tuple)) else [values]
+        return [v.future.result()[v.index] if isinstance(v, _Later) else v for v in values]
+
+    losses, td_abs = jax.device_get((arrays(losses), arrays(td_abs)))
+    losses = np.asarray(losses, np.float32).reshape(-1)
+    return losses, np.asarray(td_abs, np.float32).reshape(len(losses), -1)
+
+
 def pack_transitions(transitions):
     """K batches of :meth:`ReplayMemory.sample_transitions` as two arrays, one transfer each:
     int32 (K, B, 2 + 4·history) = env, action, state_index, state_keep, next_index, next_keep, and

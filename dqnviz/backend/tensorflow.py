@@ -7,6 +7,7 @@ On a CPU, TensorFlow's oneDNN convolutions beat XLA's for the Nature CNN (a batc
 ``DQNVIZ_XLA=1`` or ``DQNVIZ_XLA=0`` overrides the choice.
 """
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -49,6 +50,29 @@ def compile_forward(model, fn):
         return fn(x, *(tf.convert_to_tensor(a) for a in args)).numpy()
 
     return call
+
+
+def _on_device(tensors) -> bool:
+    """Whether these tensors, the results of one step, live on an accelerator (a CPU's need no
+    copy); they live together, so the first tells."""
+    return "CPU" not in (getattr(tensors[0], "device", "") or "CPU")
+
+
+def results_to_host(losses, td_abs):
+    """K updates' losses (K,) and |δ| (K, B) as float32 numpy arrays, from a result per update or
+    one for all. On an accelerator both are packed on the device into one (K, 1 + B) array,
+    column 0 the losses, and that one array is copied; on a CPU they are host memory already and
+    are read as they are (packing them would only cost eager ops)."""
+    losses = list(losses) if isinstance(losses, (list, tuple)) else [losses]
+    td_abs = list(td_abs) if isinstance(td_abs, (list, tuple)) else [td_abs]
+    if _on_device(losses + td_abs):
+        stack = tf.stack if len(losses) > 1 else (lambda tensors: tensors[0])
+        losses = tf.reshape(tf.cast(stack(losses), tf.float32), (-1, 1))
+        td_abs = tf.reshape(tf.cast(stack(td_abs), tf.float32), (losses.shape[0], -1))
+        packed = keras.ops.convert_to_numpy(tf.concat([losses, td_abs], axis=-1))
+        return packed[:, 0], packed[:, 1:]
+    losses = np.asarray(losses, np.float32).reshape(-1)
+    return losses, np.asarray(td_abs, np.float32).reshape(len(losses), -1)
 
 
 def make_predict(model, stacks: bool = False):

@@ -62,44 +62,63 @@ def free_run_name(base: str, snapshot_dir: Path, report_dir: Path) -> str:
     return f"{base}-{number}"
 
 
-def run_statistics_match(csv_path: Path, meta: dict) -> bool:
-    """Whether ``csv_path`` holds the statistics of the run that saved a snapshot with ``meta``:
-    it has the row of the snapshot's last whole phase (the train phase of its epoch, with the
-    same count of train steps, or epoch 0's random phase). Snapshots older than that count pass."""
+def read_statistics(csv_path: Path) -> list[dict] | None:
+    """The rows of a statistics CSV, by column name; None if it cannot be read. ``train --resume``
+    reads the run's CSV once, here, and decides everything from these rows."""
     import csv
 
+    try:
+        with open(csv_path, newline="") as f:
+            return list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+
+
+def statistics_match(rows: list[dict] | None, meta: dict) -> bool:
+    """Whether the ``rows`` of a statistics CSV (None: unreadable) are those of the run that saved
+    a snapshot with ``meta``: they hold the row of the snapshot's last whole phase (the train phase
+    of its epoch, with the same count of train steps, or epoch 0's random phase). Snapshots older
+    than that count pass."""
     if "train_steps_done" not in meta:
         return True
+    if rows is None:
+        return False
     interrupted = meta.get("interrupted") or {}
     epoch = int(meta["epoch"]) - (1 if interrupted else 0)
     train_steps = int(meta["train_steps_done"]) - int(interrupted.get("steps_done", 0))
-    try:
-        with open(csv_path, newline="") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return False
     wanted = ("0", "random") if epoch == 0 else (str(epoch), "train")
     return any((row.get("epoch"), row.get("phase")) == wanted
                and (epoch == 0 or row.get("total_train_steps") == str(train_steps)) for row in rows)
 
 
-def last_epoch_in(csv_path: Path) -> int | None:
-    """The highest epoch with a row in a statistics CSV (None if it has none or cannot be read)."""
-    import csv
-
-    try:
-        with open(csv_path, newline="") as f:
-            epochs = [int(row["epoch"]) for row in csv.DictReader(f) if str(row.get("epoch", "")).isdigit()]
-    except (OSError, UnicodeDecodeError, csv.Error, KeyError):
-        return None
+def last_epoch(rows: list[dict] | None) -> int | None:
+    """The highest epoch with a row in a statistics CSV's ``rows`` (None if it has none or could not be read)."""
+    epochs = [int(row["epoch"]) for row in rows or () if str(row.get("epoch", "")).isdigit()]
     return max(epochs, default=None)
 
 
-def resumed_report_dir(run_name: str, meta: dict, snapshot_folder: Path) -> Path:
+class StatisticsReader:
+    """``read(path)`` → :func:`read_statistics`, each file read once however often it is asked
+    for: ``train --resume`` looks at the run's CSV to find its folder and then to decide whether
+    to branch off, from the same rows."""
+
+    def __init__(self, read=read_statistics):
+        self._read, self._rows = read, {}
+
+    def __call__(self, csv_path: Path) -> list[dict] | None:
+        key = Path(csv_path).resolve()
+        if key not in self._rows:
+            self._rows[key] = self._read(csv_path)
+        return self._rows[key]
+
+
+def resumed_report_dir(run_name: str, meta: dict, snapshot_folder: Path, read=read_statistics) -> Path:
     """Where a resumed run's CSV is: reports/, the snapshot's folder, or the ``reports`` folder
-    beside it (snapshots/ and reports/ as siblings), the first that holds this run's CSV; else reports/."""
+    beside it (snapshots/ and reports/ as siblings), the first that holds this run's CSV; else
+    reports/. Each CSV is read with ``read`` (a :class:`StatisticsReader`, to read it only once)."""
     for folder in (Path("reports"), snapshot_folder, snapshot_folder.parent / "reports"):
-        if (folder / f"{run_name}.csv").exists() and run_statistics_match(folder / f"{run_name}.csv", meta):
+        path = folder / f"{run_name}.csv"
+        if path.exists() and statistics_match(read(path), meta):
             return folder
     return Path("reports")
 
@@ -136,22 +155,24 @@ def run(args) -> int:
         rom = resolve_rom(args.rom) if args.rom else rom_for_game(meta["game"], meta.get("rom_md5"))
         if rom.name != meta["game"]:
             raise UserError(f"{args.resume} was trained on {meta['game']}, not {rom.name}")
-        from dqnviz.trainer import check_same_network, network_options
+        from dqnviz.trainer import network_options
 
         # The stored options, with those that shaped the network read from its weights (older
         # snapshots may not store them), overridden by the flags given. A flag that would change a
-        # weight's shape (--dueling, --history) is refused here, in one line, before the replay
-        # memory is refilled: the resumed weights could not be loaded into the new network.
+        # weight's shape (--dueling, --history) is refused by the Trainer (check_same_network, with
+        # the game's action count), in one line, before it writes a file or refills the replay
+        # memory: the resumed weights could not be loaded into the new network.
         stored = TrainConfig.from_dict(meta.get("config", {})).replace(**network_options(resume))
         config = config_from_arguments(args, stored)
-        check_same_network(resume, config)
         run_name = args.name or meta.get("run") or meta["game"]
         next_epoch = int(meta["epoch"]) + (0 if meta.get("interrupted") else 1)
         if config.epochs < next_epoch:  # checked before the replay memory is refilled for nothing
             raise UserError(f"--epochs {config.epochs} would train nothing: --epochs is the run's last epoch, "
                             f"and {Path(args.resume).name} continues at epoch {next_epoch} "
                             f"(--epochs {next_epoch + 9} trains epochs {next_epoch}–{next_epoch + 9})")
-        report_dir = Path(args.report_dir) if args.report_dir else resumed_report_dir(run_name, meta, snapshot_folder)
+        read = StatisticsReader()  # the run's CSV is read once, for all that is decided from it
+        report_dir = (Path(args.report_dir) if args.report_dir
+                      else resumed_report_dir(run_name, meta, snapshot_folder, read))
         if args.name:  # a new run that starts from the snapshot's weights
             check_run_name(args.name)
             if _taken(args.name, snapshot_dir, report_dir):
@@ -160,14 +181,16 @@ def run(args) -> int:
         else:
             # Never append to, or write beside, another run's results: branch off instead.
             statistics = report_dir / f"{run_name}.csv"
+            exists = statistics.exists()
+            rows = read(statistics) if exists else None
             reason = None
-            if statistics.exists() and not run_statistics_match(statistics, meta):
+            if exists and not statistics_match(rows, meta):
                 reason = f"{statistics} holds another run's statistics"
             elif snapshot_dir.resolve() != snapshot_folder.resolve() and _has_snapshots(run_name, snapshot_dir):
                 reason = f"{snapshot_dir}/ holds snapshots of another {run_name} run"
             elif (snapshot_dir / f"{run_name}_{next_epoch}.keras").exists():  # resuming from an older epoch
                 reason = f"{snapshot_dir / f'{run_name}_{next_epoch}.keras'} exists"
-            elif (last := last_epoch_in(statistics)) is not None and last >= next_epoch:
+            elif exists and (last := last_epoch(rows)) is not None and last >= next_epoch:
                 # an older epoch whose later snapshots were deleted (or never shipped): the CSV
                 # already holds the epochs this resume would write again
                 reason = f"{statistics} already holds epoch {last}'s statistics, past {Path(args.resume).name}"
