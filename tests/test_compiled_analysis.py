@@ -110,3 +110,37 @@ def test_compiled_functions_go_with_their_model():
     del model
     gc.collect()
     assert gone() is None, "a compiled analysis keeps its model alive"
+
+
+@jax_only
+def test_a_deep_model_runs_op_by_op_and_gives_the_same_images(monkeypatch):
+    """Past MAX_COMPILED_OPERATIONS a layer's pass is not compiled (its compilation, repeated for
+    every layer's prefix, would cost more than it saves); the images are the same either way."""
+    import dqnviz.analysis._model as model_helpers
+    import dqnviz.analysis.guided as guided
+
+    keras.utils.set_random_seed(16)
+    layers = [keras.Input((10, 10, 3))]
+    for i in range(12):
+        layers += [keras.layers.Conv2D(4, 3, padding="same", name=f"conv{i}"), keras.layers.ReLU()]
+    model = keras.Sequential(layers + [keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+    assert model_helpers.graph_size(model, model.get_layer("conv11").output) > model_helpers.MAX_COMPILED_OPERATIONS
+    assert model_helpers.graph_size(model, model.get_layer("conv2").output) <= model_helpers.MAX_COMPILED_OPERATIONS
+    runs = []
+    graph_runner = guided.graph_runner
+
+    def counting_graph_runner(*args, **kwargs):
+        run = graph_runner(*args, **kwargs)
+        return lambda x: runs.append(1) or run(x)
+
+    monkeypatch.setattr(guided, "graph_runner", counting_graph_runner)
+    states = np.random.default_rng(7).random((6, 10, 10, 3)).astype(np.float32)
+    deep = [guided_backprop(model, states, "conv11", 1, batch_size=4) for _ in range(2)]
+    assert len(runs) == 4  # two calls of two batches, each run in Python: op by op
+    shallow = [guided_backprop(model, states, "conv2", 1, batch_size=4) for _ in range(2)]
+    assert len(runs) == 5  # traced once, then compiled
+    monkeypatch.setattr(model_helpers, "MAX_COMPILED_OPERATIONS", 1000)
+    vars(model).pop("_dqnviz_compiled")
+    np.testing.assert_allclose(guided_backprop(model, states, "conv11", 1, batch_size=4), deep[1], rtol=1e-4,
+                               atol=1e-5 * np.abs(deep[1]).max())
+    assert np.abs(deep[0]).max() > 0 and np.abs(shallow[0]).max() > 0

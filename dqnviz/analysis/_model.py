@@ -17,7 +17,7 @@ import numpy as np
 from keras import ops
 
 from dqnviz.analysis.relu import is_relu_output, positive_gradient
-from dqnviz.backend import compile_forward, compile_input_gradient
+from dqnviz.backend import compile_forward, compile_input_gradient, input_gradient
 from dqnviz.errors import UserError
 
 
@@ -397,17 +397,53 @@ def _compiled(model, key, build):
     return cache[key][1]
 
 
+# Compiling a pass costs time in proportion to its operations, once per model and layer; running it
+# op by op costs per call. For a DQN (11 operations in all) compiling wins at once: nvis took 13-16 s
+# instead of 21 under JAX. A deep model's layer L compiles its L-operation prefix, so all layers
+# cost O(L²): nvis_report of MobileNetV2 (152 operations; 5 images, 8 filters of each of its 52
+# conv layers) took 115 s op by op, 205 s all compiled, 128 s compiling passes of up to 32
+# operations and 117 s up to 16. Passes of more operations than this run op by op.
+MAX_COMPILED_OPERATIONS = 16
+
+
+def graph_size(model, output=None) -> int:
+    """The operations between the model's input and ``output`` (None: its outputs), a nested
+    model's layers counted one by one; for an ``output`` inside a nested model, all the model's."""
+    try:
+        operations = keras.Function(model.inputs, model.outputs if output is None else output).operations
+    except (ValueError, KeyError, AttributeError):
+        return len(all_layers(model))
+    return sum(len(all_layers(op)) if isinstance(op, keras.Model) else 1 for op in operations)
+
+
 def compiled_runner(model, output=None, guided=False, logits=False):
-    """:func:`graph_runner` compiled once per model and arguments: ``x (N, H, W, C) float32 -> numpy``."""
-    key = ("forward", None if output is None else id(output), guided, logits)
-    return _compiled(model, key, lambda: compile_forward(model, graph_runner(model, output, guided, logits)))
+    """:func:`graph_runner` as ``x (N, H, W, C) float32 -> numpy``, compiled once per model and
+    arguments (:func:`dqnviz.backend.compile_forward`) when it has at most
+    :data:`MAX_COMPILED_OPERATIONS` operations, else run op by op."""
+
+    def build():
+        run = graph_runner(model, output, guided, logits)
+        if graph_size(model, output) <= MAX_COMPILED_OPERATIONS:
+            return compile_forward(model, run)
+        return lambda x, *args: ops.convert_to_numpy(run(to_float_tensor(x), *args))
+
+    return _compiled(model, ("forward", None if output is None else id(output), guided, logits), build)
 
 
-def compiled_gradient(model, key, make_target):
-    """``make_target() -> target(x, *args) -> (N,) values``, compiled once per model and ``key``
-    (which must name everything ``target`` closes over) by
-    :func:`dqnviz.backend.compile_input_gradient`: ``call(x, *args) -> (values, gradient)``."""
-    return _compiled(model, ("gradient",) + tuple(key), lambda: compile_input_gradient(model, make_target()))
+def compiled_gradient(model, key, make_target, output=None):
+    """``make_target() -> target(x, *args) -> (N,) values`` as ``call(x, *args) -> (values, d Σ
+    values / dx)``, built once per model and ``key`` (which must name everything ``target`` closes
+    over), compiled (:func:`dqnviz.backend.compile_input_gradient`) when the graph up to ``output``
+    (None: the model's outputs) has at most :data:`MAX_COMPILED_OPERATIONS` operations, else run
+    op by op."""
+
+    def build():
+        target = make_target()
+        if graph_size(model, output) <= MAX_COMPILED_OPERATIONS:
+            return compile_input_gradient(model, target)
+        return lambda x, *args: input_gradient(lambda t: target(t, *(ops.convert_to_tensor(a) for a in args)), x)
+
+    return _compiled(model, ("gradient",) + tuple(key), build)
 
 
 def to_float_tensor(x):

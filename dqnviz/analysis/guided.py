@@ -68,7 +68,7 @@ def guided_backprop(model, states, layer, filter, *, position=None, batch_size=1
     output = layer_output(model, layer)
     units = None if position is None else _flat_positions(layer, output, position, len(batch))
     target = compiled_gradient(model, ("guided", id(output), units is None),
-                               lambda: _strongest_unit_target(model, output, units is None))
+                               lambda: _strongest_unit_target(model, output, units is None), output)
 
     gradients = np.empty(batch.shape, dtype=np.float32)
     for start in range(0, len(batch), batch_size):

@@ -266,7 +266,7 @@ def effective_receptive_field(model, states, layer, mass=0.9, *, batch_size=128)
         run = graph_runner(model, output)
         return lambda x: ops.sum(run(x)[:, unit[0], unit[1], :], axis=-1)
 
-    target = compiled_gradient(model, ("centre unit", id(output), unit), make_target)
+    target = compiled_gradient(model, ("centre unit", id(output), unit), make_target, output)
     total = np.zeros(batch.shape[1:3], dtype=np.float64)
     for start in range(0, len(batch), batch_size):
         _, gradient = target(batch[start:start + batch_size].astype(np.float32))
