@@ -425,7 +425,7 @@ def compiled_runner(model, output=None, guided=False, logits=False):
         run = graph_runner(model, output, guided, logits)
         if graph_size(model, output) <= MAX_COMPILED_OPERATIONS:
             return compile_forward(model, run)
-        return lambda x, *args: ops.convert_to_numpy(run(to_float_tensor(x), *args))
+        return lambda x: ops.convert_to_numpy(run(to_float_tensor(x)))
 
     return _compiled(model, ("forward", None if output is None else id(output), guided, logits), build)
 
