@@ -264,6 +264,9 @@ def test_layers_of_a_nested_sequential_are_analysed_as_top_level_ones():
         assert np.abs(guided).max() > 0, (layer, found)
         np.testing.assert_allclose(guided, dqnviz.guided_backprop(flat, states, flat_layer, strongest),
                                    rtol=1e-4, atol=1e-4 * np.abs(guided).max())
+    # several layers at once, nested and top-level: the nested ones on passes of their own
+    together = dqnviz.top_activations_by_layer(nested, states, ["outer", "inner1", "inner2"])
+    assert together == [top_activations(nested, states, layer) for layer in ["outer", "inner1", "inner2"]]
     np.testing.assert_allclose(dqnviz.saliency(nested, states), dqnviz.saliency(flat, states), rtol=1e-4, atol=1e-8)
     erf = dqnviz.effective_receptive_field(nested, states, "inner2")
     assert erf["theoretical"] == (5, 2) and 0 < erf["size"] <= 5

@@ -144,3 +144,59 @@ def test_a_deep_model_runs_op_by_op_and_gives_the_same_images(monkeypatch):
     np.testing.assert_allclose(guided_backprop(model, states, "conv11", 1, batch_size=4), deep[1], rtol=1e-4,
                                atol=1e-5 * np.abs(deep[1]).max())
     assert np.abs(deep[0]).max() > 0 and np.abs(shallow[0]).max() > 0
+
+
+def test_every_layers_strongest_units_from_one_pass_are_each_layers_own():
+    """``top_activations_by_layer`` reads every layer from the same passes: the same units and values
+    as one layer at a time, with filters, a preferred-states mask, a short last batch and a layer asked
+    twice."""
+    from dqnviz.analysis import full_history, top_activations_by_layer
+
+    model = fresh_model(15)
+    states = models.random_states(11, seed=6, dtype="uint8")
+    states[:3, ..., :2] = 0  # blank early frames: not full history
+    prefer = full_history(states)
+    layers = ["conv1", "conv2", "fc", "conv1"]
+    filters = [None, [5, 0, 3], None, [2]]
+    found = top_activations_by_layer(model, states, layers, filters=filters, batch_size=4, prefer=prefer)
+    assert len(found) == len(layers)
+    for layer, chosen, units in zip(layers, filters, found):
+        alone = top_activations(model, states, layer, filters=chosen, batch_size=4, prefer=prefer)
+        assert [(n, yx) for n, yx, _ in units] == [(n, yx) for n, yx, _ in alone], layer
+        assert [v for *_, v in units] == pytest.approx([v for *_, v in alone], rel=1e-5, abs=1e-6)
+    assert len(found[0]) == 4 and len(found[3]) == 1 and found[3][0] == found[0][2]
+
+
+def test_a_wrong_number_of_filter_entries_is_a_clear_error():
+    from dqnviz.analysis import top_activations_by_layer
+    from dqnviz.errors import UserError
+
+    model = fresh_model(15)
+    with pytest.raises(UserError, match="one entry per layer"):
+        top_activations_by_layer(model, models.random_states(2), ["conv1", "conv2"], filters=[[0]])
+
+
+@jax_only
+def test_every_layer_is_read_from_one_compiled_pass(monkeypatch):
+    """One trace for all of a model's own layers; a second call reuses it."""
+    import dqnviz.analysis._model as model_module
+    from dqnviz.analysis import top_activations_by_layer
+
+    traces = []
+    graph_runner = model_module.graph_runner
+
+    def counting_graph_runner(*args, **kwargs):
+        run = graph_runner(*args, **kwargs)
+
+        def counted(x):
+            traces.append(x.shape)
+            return run(x)
+
+        return counted
+
+    monkeypatch.setattr(model_module, "graph_runner", counting_graph_runner)
+    model = fresh_model(16)
+    states = models.random_states(10, seed=7, dtype="uint8")
+    top_activations_by_layer(model, states, ["conv1", "conv2", "fc"], batch_size=4)
+    top_activations_by_layer(model, states[:6], ["conv1", "conv2", "fc"], batch_size=4)
+    assert len(traces) == 1, traces

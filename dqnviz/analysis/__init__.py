@@ -16,7 +16,8 @@ positions, actions) and the model's current weights passed as arguments. Models 
 * :func:`saliency` — gradient, SmoothGrad or perturbation saliency of Q-values.
 * :func:`receptive_field`, :func:`effective_receptive_field` — theoretical and measured RF.
 * :func:`encode_rgb`, :func:`encode_gradient_rgb`, :func:`frames_strip` — images of states.
-* :func:`conv_layers`, :func:`top_activations`, :func:`full_history` — layers and the inputs exciting them most.
+* :func:`conv_layers`, :func:`top_activations`, :func:`top_activations_by_layer`, :func:`full_history` —
+  layers and the inputs exciting them most.
 
 Mistakes (unknown layer, filter out of range, no Conv2D layers, non-image input) and what is not
 supported (several inputs, a receptive field through Conv2DTranspose / UpSampling2D / Reshape or
@@ -26,7 +27,7 @@ channels_first layers, a layer inside a nested model called more than once) rais
 
 from dqnviz.analysis.encoding import encode_gradient_rgb, encode_rgb, frames_strip
 from dqnviz.analysis.guided import guided_backprop
-from dqnviz.analysis.probes import conv_layers, full_history, top_activations
+from dqnviz.analysis.probes import conv_layers, full_history, top_activations, top_activations_by_layer
 from dqnviz.analysis.receptive_field import effective_receptive_field, receptive_field
 from dqnviz.analysis.saliency import saliency
 
@@ -41,4 +42,5 @@ __all__ = [
     "receptive_field",
     "saliency",
     "top_activations",
+    "top_activations_by_layer",
 ]

@@ -339,20 +339,28 @@ def graph_runner(model, output=None, guided=False, logits=False):
     Args:
         model: a built single-input Keras model (functional or Sequential).
         output: a symbolic tensor to stop at (e.g. ``layer.output``), of the model's graph or of
-            a model nested in it; None for the model's output.
+            a model nested in it; a list of tensors of the model's own graph, computed in one
+            pass; None for the model's output.
         guided: apply the guided-ReLU backward rule after every rectifier (see :mod:`.relu`).
         logits: when the model's output is a softmax (:func:`softmax_output`), return its
             input ``z`` instead of ``softmax(z)``; only with ``output`` None.
 
     Returns:
         ``run(x)`` taking a float32 tensor ``(N, H, W, C)`` and returning the tensor at
-        ``output``, computed in inference mode (BatchNormalization with its moving statistics,
+        ``output`` (a list of tensors for a list), computed in inference mode (BatchNormalization with its moving statistics,
         Dropout off) with the model's current weights. Nothing is cast to the Input's dtype.
 
     Raises:
-        UserError: ``output`` is not in the model, or inside a nested model called several times.
+        UserError: ``output`` is not in the model, or inside a nested model called several times
+            (or, in a list, inside a nested model at all).
     """
-    if output is not None:
+    if isinstance(output, (list, tuple)):
+        output = list(output)
+        for tensor in output:
+            if nesting(model, tensor._keras_history[0]) != []:
+                raise UserError(f"tensor {tensor.name!r} is not an output of a layer of model {model.name!r} "
+                                "itself (one pass computes several outputs only of the model's own layers)")
+    elif output is not None:
         chain = nesting(model, output._keras_history[0])
         if chain is None:
             raise UserError(f"tensor {output.name!r} is not part of model {model.name!r}")
@@ -364,7 +372,7 @@ def graph_runner(model, output=None, guided=False, logits=False):
     if output is None:
         outputs = model.outputs
         output = outputs[0] if len(outputs) == 1 else outputs
-    if output is inputs[0]:
+    if not isinstance(output, list) and output is inputs[0]:
         return lambda x: x
     function = keras.Function(inputs, output)
     logits_of = softmax_output(model) if logits else None
@@ -425,9 +433,18 @@ def compiled_runner(model, output=None, guided=False, logits=False):
         run = graph_runner(model, output, guided, logits)
         if graph_size(model, output) <= MAX_COMPILED_OPERATIONS:
             return compile_forward(model, run)
-        return lambda x: ops.convert_to_numpy(run(to_float_tensor(x)))
+        return lambda x: to_numpy(run(to_float_tensor(x)))
 
-    return _compiled(model, ("forward", None if output is None else id(output), guided, logits), build)
+    return _compiled(model, ("forward", _tensor_key(output), guided, logits), build)
+
+
+def _tensor_key(output):
+    """What names ``output`` (None, a symbolic tensor, or a list of them) in a cache key."""
+    if output is None:
+        return None
+    if isinstance(output, (list, tuple)):
+        return tuple(id(tensor) for tensor in output)
+    return id(output)
 
 
 def compiled_gradient(model, key, make_target, output=None):
@@ -451,10 +468,18 @@ def to_float_tensor(x):
     return ops.convert_to_tensor(np.asarray(x, dtype=np.float32))
 
 
-def predict(run, states, batch_size=256) -> np.ndarray:
+def to_numpy(outputs):
+    """A tensor as a numpy array, a list or tuple of tensors as a tuple of them."""
+    if isinstance(outputs, (list, tuple)):
+        return tuple(ops.convert_to_numpy(output) for output in outputs)
+    return ops.convert_to_numpy(outputs)
+
+
+def predict(run, states, batch_size=256):
     """Apply ``run`` (from :func:`compiled_runner`, or :func:`graph_runner`) to float32 ``states``
-    in batches; numpy out."""
-    outputs = []
-    for start in range(0, len(states), batch_size):
-        outputs.append(ops.convert_to_numpy(run(to_float_tensor(states[start:start + batch_size]))))
-    return np.concatenate(outputs, axis=0)
+    in batches; numpy out (a tuple of arrays when ``run`` returns several tensors)."""
+    batches = [to_numpy(run(to_float_tensor(states[start:start + batch_size])))
+               for start in range(0, len(states), batch_size)]
+    if isinstance(batches[0], tuple):
+        return tuple(np.concatenate(parts, axis=0) for parts in zip(*batches))
+    return np.concatenate(batches, axis=0)

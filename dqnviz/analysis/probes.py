@@ -9,6 +9,7 @@ from dqnviz.analysis._model import (
     compiled_runner,
     conv_layer_objects,
     layer_output,
+    nesting,
     predict,
     resolve_layer,
 )
@@ -62,42 +63,105 @@ def top_activations(model, states, layer, filters=None, batch_size=256, prefer=N
             with NaN / infinite values, no filter or one out of range, ``prefer`` not a boolean
             mask over the states, ``batch_size`` not a positive integer.
     """
+    return top_activations_by_layer(model, states, [layer], None if filters is None else [filters],
+                                    batch_size, prefer)[0]
+
+
+def top_activations_by_layer(model, states, layers, filters=None, batch_size=256, prefer=None) -> list:
+    """:func:`top_activations` of several layers from the same forward passes.
+
+    Each batch of states runs through the model once, up to its deepest requested layer, and every
+    requested layer's output is searched (for nvis's conv1..conv3 that computes conv1 once
+    instead of three times). Layers inside a nested model are each run on their own pass.
+
+    Args:
+        model, states, batch_size, prefer: as for :func:`top_activations`.
+        layers: layer names or Layer objects.
+        filters: None for all filters of every layer, or one entry per layer (filter indices,
+            or None for all of that layer's).
+
+    Returns:
+        One list per layer, in the order of ``layers``, as :func:`top_activations` returns it.
+
+    Raises:
+        UserError: as :func:`top_activations`; ``filters`` not one entry per layer.
+    """
     batch_size = check_batch_size(batch_size)
     batch, _ = as_batch(model, states)
-    layer = resolve_layer(model, layer)
-    output = layer_output(model, layer)
-    channels = int(output.shape[-1])
-    filters = np.arange(channels) if filters is None else np.atleast_1d(check_filters(model, layer, filters))
+    layers = [resolve_layer(model, layer) for layer in layers]
+    if filters is not None and len(filters) != len(layers):
+        raise UserError(f"filters must have one entry per layer ({len(layers)}), got {len(filters)}")
     prefer = _check_prefer(prefer, len(batch))
-    run = compiled_runner(model, output)
+    searches = []
+    for i, layer in enumerate(layers):
+        output = layer_output(model, layer)
+        chosen = None if filters is None else filters[i]
+        channels = int(output.shape[-1])
+        chosen = np.arange(channels) if chosen is None else np.atleast_1d(check_filters(model, layer, chosen))
+        searches.append(_StrongestUnits(output, channels, chosen))
+    for group in _passes(model, [search.output for search in searches]):
+        run = compiled_runner(model, group if len(group) > 1 else group[0])
+        index = {id(output): i for i, output in enumerate(group)}
+        members = [(search, index[id(search.output)]) for search in searches if id(search.output) in index]
+        for start in range(0, len(batch), batch_size):
+            activations = predict(run, batch[start:start + batch_size].astype(np.float32), batch_size)
+            activations = activations if len(group) > 1 else (activations,)
+            for search, i in members:
+                search.update(start, activations[i], prefer)
+    return [search.result(prefer is not None) for search in searches]
 
-    # row 0: the best over all states; row 1: over the preferred ones
-    best_value = np.full((2, len(filters)), -np.inf)
-    best_state = np.zeros((2, len(filters)), dtype=np.int64)
-    best_position = np.zeros((2, len(filters)), dtype=np.int64)
-    spatial = (1, 1)
-    for start in range(0, len(batch), batch_size):
-        activations = predict(run, batch[start:start + batch_size].astype(np.float32), batch_size)
+
+def _passes(model, outputs) -> list:
+    """Group symbolic ``outputs`` into forward passes: those of ``model``'s own graph share one
+    (their distinct tensors, in order), each one inside a nested model has its own."""
+    own, nested = [], []
+    for output in outputs:
+        if nesting(model, output._keras_history[0]):
+            if not any(output is seen for seen in nested):
+                nested.append(output)
+        elif not any(output is seen for seen in own):
+            own.append(output)
+    return ([own] if own else []) + [[output] for output in nested]
+
+
+class _StrongestUnits:
+    """The running best (state, position, value) of each chosen filter of one layer's output.
+
+    Row 0 holds the best over all states seen, row 1 over the preferred ones."""
+
+    def __init__(self, output, channels: int, filters: np.ndarray):
+        self.output, self.channels, self.filters = output, channels, filters
+        self.value = np.full((2, len(filters)), -np.inf)
+        self.state = np.zeros((2, len(filters)), dtype=np.int64)
+        self.position = np.zeros((2, len(filters)), dtype=np.int64)
+        self.spatial = (1, 1)
+
+    def update(self, start: int, activations: np.ndarray, prefer) -> None:
+        """Take in the activations ``(n, [H, W,] C)`` of the states ``start .. start + n``."""
         if activations.ndim == 4:
-            spatial = activations.shape[1:3]
-        flat = activations.reshape(len(activations), -1, channels)[..., filters]  # (n, P, F)
+            self.spatial = activations.shape[1:3]
+        columns = np.arange(len(self.filters))
+        flat = activations.reshape(len(activations), -1, self.channels)[..., self.filters]  # (n, P, F)
         per_state = flat.max(axis=1)  # (n, F)
-        searches = [(0, per_state)]
+        candidates = [(0, per_state)]
         if prefer is not None and prefer[start:start + len(flat)].any():
-            searches.append((1, np.where(prefer[start:start + len(flat), None], per_state, -np.inf)))
-        for row, candidates in searches:
-            state = candidates.argmax(axis=0)
-            value = candidates[state, np.arange(len(filters))]
-            better = value > best_value[row]
-            best_value[row, better] = value[better]
-            best_state[row, better] = start + state[better]
-            best_position[row, better] = flat[state, :, np.arange(len(filters))].argmax(axis=1)[better]
-    chosen = (best_value[1] > 0).astype(int) if prefer is not None else np.zeros(len(filters), int)
-    columns = np.arange(len(filters))
-    return [
-        (int(n), tuple(int(i) for i in np.unravel_index(p, spatial)), float(v))
-        for n, p, v in zip(best_state[chosen, columns], best_position[chosen, columns], best_value[chosen, columns])
-    ]
+            candidates.append((1, np.where(prefer[start:start + len(flat), None], per_state, -np.inf)))
+        for row, values in candidates:
+            state = values.argmax(axis=0)
+            value = values[state, columns]
+            better = value > self.value[row]
+            self.value[row, better] = value[better]
+            self.state[row, better] = start + state[better]
+            self.position[row, better] = flat[state, :, columns].argmax(axis=1)[better]
+
+    def result(self, preferring: bool) -> list:
+        """``[(state, (y, x), value)]`` per filter: the preferred states' best where it fires."""
+        row = (self.value[1] > 0).astype(int) if preferring else np.zeros(len(self.filters), int)
+        columns = np.arange(len(self.filters))
+        return [
+            (int(n), tuple(int(i) for i in np.unravel_index(p, self.spatial)), float(v))
+            for n, p, v in zip(self.state[row, columns], self.position[row, columns], self.value[row, columns])
+        ]
 
 
 def _check_prefer(prefer, count):

@@ -286,12 +286,25 @@ def compile_input_gradient(model, fn):
 
 
 def compile_forward(model, fn):
-    """``fn(x, *args) -> tensor`` jitted once as ``call(x, *args) -> numpy``, reading the model's
-    current weights at each call."""
+    """``fn(x, *args) -> tensor`` (or a list of tensors) jitted once as ``call(x, *args) -> numpy``
+    (a tuple of arrays for a list), reading the model's current weights at each call."""
     variables, stateless = _stateless(model, fn)
     forward = jax.jit(stateless)
-    padded = _batch_padded(lambda x, *args: (forward([v.value for v in variables], x, *args),))
-    return lambda x, *args: padded(x, *args)[0]
+    several = []  # whether fn returns a list: known at the first call
+
+    def call(x, *args):
+        outputs = forward([v.value for v in variables], x, *args)
+        if not several:
+            several.append(isinstance(outputs, (list, tuple)))
+        return tuple(outputs) if several[0] else (outputs,)
+
+    padded = _batch_padded(call)
+
+    def run(x, *args):
+        outputs = padded(x, *args)
+        return outputs if several[0] else outputs[0]
+
+    return run
 
 
 def make_predict(model, stacks: bool = False):

@@ -43,11 +43,15 @@ def compile_input_gradient(model, fn):
 
 
 def compile_forward(model, fn):
-    """``fn(x, *args) -> tensor`` as ``call(x, *args) -> numpy`` (eager)."""
+    """``fn(x, *args) -> tensor`` (or a list of tensors) as ``call(x, *args) -> numpy`` (a tuple of
+    arrays for a list), eager."""
 
     def call(x, *args):
         x = tf.convert_to_tensor(np.asarray(x, dtype=np.float32))
-        return fn(x, *(tf.convert_to_tensor(a) for a in args)).numpy()
+        outputs = fn(x, *(tf.convert_to_tensor(a) for a in args))
+        if isinstance(outputs, (list, tuple)):
+            return tuple(output.numpy() for output in outputs)
+        return outputs.numpy()
 
     return call
 

@@ -127,16 +127,15 @@ def _evenly(n: int, k: int) -> np.ndarray:
 
 
 def _activations(model, states, layers, batch_size=128) -> dict:
-    import keras
+    """{layer: its outputs for ``states``}, every layer from the same forward passes (compiled
+    under JAX), in inference mode."""
+    from dqnviz.analysis._model import compiled_runner, predict
 
-    probe = keras.Model(model.inputs[0], [model.get_layer(name).output for name in layers])
-    outputs = {name: [] for name in layers}
-    for start in range(0, len(states), batch_size):
-        values = probe(states[start:start + batch_size], training=False)
-        values = values if isinstance(values, (list, tuple)) else [values]
-        for name, value in zip(layers, values):
-            outputs[name].append(np.asarray(keras.ops.convert_to_numpy(value), np.float32))
-    return {name: np.concatenate(parts) for name, parts in outputs.items()}
+    outputs = [model.get_layer(name).output for name in layers]
+    run = compiled_runner(model, outputs if len(outputs) > 1 else outputs[0])
+    values = predict(run, np.asarray(states, np.float32), batch_size)
+    values = values if len(outputs) > 1 else (values,)
+    return {name: np.asarray(value, np.float32) for name, value in zip(layers, values)}
 
 
 def _common_layers(played: list, kind: str) -> tuple[list, list]:
@@ -178,16 +177,15 @@ def choose_pairs(n: int, evolution: bool) -> list:
     return list(combinations(range(n), 2))
 
 
-def _unit_cards(analysis, model, states, layer, filters: list, stride_size) -> list:
-    """Top unit of each filter over ``states`` and its guided-backprop image (one batched pass).
+def _unit_cards(analysis, model, states, layer, filters: list, units: list, stride_size) -> list:
+    """Each filter's strongest unit over ``states`` (``units``, from
+    :func:`~dqnviz.analysis.top_activations`) and its guided-backprop image (one batched pass).
 
     The image is the gradient of the very unit the card names (its position is passed on). A filter
     whose largest activation is ≤ 0 never fires on these states (a dead ReLU, as ``dqnviz nvis``
     calls it): it has no strongest unit, so its card is marked ``silent``.
     """
     size, stride = stride_size
-    # as in nvis: a game's first states (blank frames before the start) only if nothing else fires
-    units = analysis.top_activations(model, states, layer, filters=filters, prefer=analysis.full_history(states))
     best = np.stack([states[int(s)] for s, _, _ in units])
     positions = np.array([position for _, position, _ in units], np.int64)
     gradients = np.asarray(analysis.guided_backprop(model, best, layer, np.asarray(filters, np.int64),
@@ -321,26 +319,33 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
         skipped.append((f"{first}: weights, filter matching, temporal lean",
                         "kernel shapes differ (" + ", ".join(f"{p.name} {p.kernels.get(first)}" for p in played) + ")"))
 
-    cards, fields = {}, {}
+    cards = {layer: {} for layer in conv_layers}
+    fields = {layer: {} for layer in conv_layers}
     with Progress("filters and receptive fields", total=len(conv_layers) * len(played), unit="layers",
                   enabled=progress) as bar:
-        for li, layer in enumerate(conv_layers):
-            cards[layer], fields[layer] = {}, {}
-            for i, p in enumerate(played):
-                size, stride = analysis.receptive_field(p.model, layer)
-                size, stride = _int(size), _int(stride)
+        for i, p in enumerate(played):
+            strongest = _activations(p.model, p.states[_evenly(len(p.states), CKA_STATES)], conv_layers)
+            chosen = {}
+            for layer in conv_layers:
                 channels = p.shapes[layer][-1]
                 count = min(filters, channels)
                 if layer == first and orders[i] is not None:
-                    chosen = [int(f) for f in orders[i][:count]]
+                    chosen[layer] = [int(f) for f in orders[i][:count]]
                 else:
-                    peak = _activations(p.model, p.states[_evenly(len(p.states), CKA_STATES)], [layer])[layer]
-                    strength = peak.reshape(len(peak), -1, channels).max(axis=1).max(axis=0)
-                    chosen = [int(f) for f in np.argsort(-strength, kind="stable")[:count]]
-                cards[layer][i] = _unit_cards(analysis, p.model, p.states, layer, chosen, (size, stride))
+                    peak = strongest[layer].reshape(len(strongest[layer]), -1, channels).max(axis=1).max(axis=0)
+                    chosen[layer] = [int(f) for f in np.argsort(-peak, kind="stable")[:count]]
+            # every layer's strongest units from the same forward passes over the games' states
+            units = analysis.top_activations_by_layer(p.model, p.states, conv_layers,
+                                                      filters=[chosen[layer] for layer in conv_layers],
+                                                      prefer=analysis.full_history(p.states))
+            for li, layer in enumerate(conv_layers):
+                size, stride = analysis.receptive_field(p.model, layer)
+                size, stride = _int(size), _int(stride)
+                cards[layer][i] = _unit_cards(analysis, p.model, p.states, layer, chosen[layer], units[li],
+                                              (size, stride))
                 erf = analysis.effective_receptive_field(p.model, p.states[_evenly(len(p.states), ERF_STATES)], layer)
                 fields[layer][i] = {"size": float(np.mean(erf["size"])), "theoretical": size, "stride": stride}
-                bar.update(li * len(played) + i + 1)
+                bar.update(i * len(conv_layers) + li + 1)
     timings["cards+erf"] = time.perf_counter() - t0
 
     # --- CKA on each game's own states

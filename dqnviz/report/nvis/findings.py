@@ -81,11 +81,12 @@ def analyse(model, states, scores, layers, filters: dict, view: StateView, progr
     erf_states = states[np.unique(np.linspace(0, len(states) - 1, min(len(states), ERF_STATES)).astype(int))]
     with Progress(f"analyse {len(layers)} {plural('layer', len(layers))}, then saliency", total=len(layers) + 1,
                   unit="steps", enabled=progress) as bar:
-        for i, layer in enumerate(layers):
-            t0 = time.perf_counter()
-            # Every filter of the layer costs the same forward passes as a few: it also tells which
-            # filters never fire (ReLU output 0 at every position of every state: "dead" units).
-            every_unit = analysis.top_activations(model, states, layer, prefer=in_play)
+        # Every filter costs the same forward passes as a few, and every layer is read from the same
+        # passes: it also tells which filters never fire (ReLU output 0 everywhere: "dead" units).
+        t0 = time.perf_counter()
+        strongest = analysis.top_activations_by_layer(model, states, layers, prefer=in_play)
+        timings["top"] = time.perf_counter() - t0
+        for i, (layer, every_unit) in enumerate(zip(layers, strongest)):
             choice = filters[layer]
             chosen = np.asarray(choice.choose(every_unit) if isinstance(choice, StrongestFilters) else choice, np.int64)
             # Only a rectified output at ≤ 0 everywhere is a unit that never fires; a linear
@@ -94,7 +95,6 @@ def analyse(model, states, scores, layers, filters: dict, view: StateView, progr
             silent[layer] = [f for f, (_, _, value) in enumerate(every_unit) if value <= 0] if rectified else []
             channels[layer] = len(every_unit)
             units = [every_unit[f] for f in chosen]
-            timings[f"{layer} top"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             size, stride = (_pair(v) for v in analysis.receptive_field(model, layer))
             erf = analysis.effective_receptive_field(model, erf_states, layer)
