@@ -671,3 +671,197 @@ def test_an_x_axis_column_the_csv_lacks_is_a_clear_error(tmp_path, capsys):
     assert "--x minutes needs the column total_time" in err and "old.csv" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
     assert run_cli(["plot", path, "--x", "steps", "--out", str(out)]) == 0  # it has total_train_steps
+
+
+def write_sittings(path, epochs=4, resume_at=None, edit=None):
+    """A statistics CSV with counters as ``dqnviz train`` writes them: one sitting, or (``resume_at``) a
+    second sitting from that epoch on whose snapshot predates the update count (weight_updates start
+    again), after a refill of the replay memory (30 s of total_time in no phase, and a smaller
+    replay). ``edit(rows)`` changes the rows (dicts) before they are written."""
+    rows = [dict(epoch=0, phase="random", steps=500, nr_games=2, average_reward=-20.5, min_game_reward=-21,
+                 max_game_reward=-20, last_exploration_rate=1.0, total_train_steps=0, replay_memory_count=500,
+                 meanq=-0.1, meancost=0.0, weight_updates=0, total_time=5.0, epoch_time=5.0, steps_per_second=100)]
+    time, updates, trained, replay = 5.0, 0, 0, 500
+    for epoch in range(1, epochs + 1):
+        if epoch == resume_at:
+            time, updates, replay = time + 30.0, 0, 300  # the refill, a restarted count, an emptied replay
+        start = time + 0.2  # the snapshot written between epochs
+        updates, trained, replay = updates + 125, trained + 1000, min(replay + 1000, 2000)
+        common = dict(epoch=epoch, last_exploration_rate=0.1, total_train_steps=trained, replay_memory_count=replay,
+                      meanq=0.1 * epoch + (1 if resume_at and epoch >= resume_at else 0), weight_updates=updates)
+        rows.append(dict(common, phase="train", steps=1000, nr_games=5, average_reward=-15 + epoch,
+                         min_game_reward=-19, max_game_reward=-10 + epoch, meancost=0.01,
+                         total_time=round(start + 100, 2), epoch_time=100.0, steps_per_second=10))
+        games = epoch if epoch < 4 else 7  # the test phase's games: 1, 2, 3, then 7
+        rows.append(dict(common, phase="test", steps=200, nr_games=games, average_reward=-12 + epoch,
+                         min_game_reward=-14 + epoch, max_game_reward=-12 + epoch + (games > 1), meancost=0.0,
+                         total_time=round(start + 110, 2), epoch_time=110.0, steps_per_second=20))
+        time = start + 110
+    if edit:
+        edit(rows)
+    rewrite_stats(path, rows)
+    return str(path)
+
+
+def _resume_lines(figure):
+    return [(s.xref, s.yref, s.x0) for s in figure.layout.shapes if s.type == "line" and s.line.dash == "dot"]
+
+
+def test_a_resumed_run_is_marked_on_every_chart_and_in_the_notes(tmp_path):
+    """pong.csv's meanq jumps at epoch 18 because the run was resumed there: the page said nothing, and
+    the jump read as a learning event. Each chart marks the resume, where the CSV shows one, and the
+    notes say how the CSV shows it."""
+    import re
+
+    from dqnviz.report.plot import build_figure, read_stats
+
+    run = read_stats(write_sittings(tmp_path / "pong.csv", epochs=5, resume_at=3))
+    assert [r.epoch for r in run.resumes()] == [3]
+    signs = " ".join(run.resumes()[0].signs)
+    assert "weight_updates start again (250 → 125)" in signs and "replay_memory_count falls (2,000 → 1,300" in signs
+    assert "total_time grows 30 s" in signs
+    fields = ["average_reward", "meanq", "nr_games", "meancost"]
+    for x, place in (("epoch", 2.5), ("steps", 2000), ("minutes", 225.4 / 60)):
+        figure = build_figure([run], fields, x=x)
+        lines = _resume_lines(figure)
+        # every chart, across its height, where the earlier sitting stopped (by epoch: between the two)
+        assert sorted(lines) == sorted((f"x{a}", f"y{a} domain", pytest.approx(place)) for a in ("", 2, 3, 4)), (x, lines)
+        labels = [a for a in figure.layout.annotations if a.text == "resumed"]
+        assert len(labels) == 4 and all("before epoch 3" in a.hovertext for a in labels)
+    out = tmp_path / "pong.html"
+    assert run_cli(["plot", str(run.path), "--out", str(out)]) == 0
+    text = " ".join(re.sub(r"<script.*?</script>|<[^>]+>", " ", out.read_text(), flags=re.S).split())
+    assert "A run was resumed" in text and "pong before epoch 3: weight_updates start again" in text
+    assert "a step in a curve at the line (in meanq especially) can come from the resume" in text
+
+
+@pytest.mark.parametrize("case", ["none", "slow snapshot save"])
+def test_a_run_in_one_sitting_is_not_marked(tmp_path, case):
+    """Only what the data shows: a run in one sitting, or one whose snapshot took 3 s to write, has
+    no resume; nor have the tiny CSVs of the other tests, whose counters stand still."""
+    from dqnviz.report.plot import build_context, build_figure, read_stats
+
+    def slow(rows):
+        for row in rows[5:]:
+            row["total_time"] += 3.0
+
+    for path in (write_sittings(tmp_path / "pong.csv", edit=slow if case != "none" else None),
+                 write_stats(tmp_path / "tiny.csv")):
+        run = read_stats(path)
+        figure = build_figure([run], ["average_reward", "meanq"])
+        assert run.resumes() == [] and _resume_lines(figure) == []
+        assert build_context([run], ["average_reward", "meanq"], figure)["resumes"] == []
+
+
+def _no_update_count(rows):  # a snapshot that predates the update count: only weight_updates says it
+    for row in rows[5:]:
+        row["weight_updates"] -= 250
+
+
+def _refilled(rows):  # a replay memory refilled: only its size says it
+    rows[5]["replay_memory_count"] = rows[6]["replay_memory_count"] = 1200
+
+
+def _refill_time(rows):  # the refill's time in total_time and in no phase
+    for row in rows[5:]:
+        row["total_time"] += 40
+
+
+def _interrupted(rows):  # the train phase's first sitting's steps counted in total_train_steps only
+    rows[5]["steps"] = 700
+
+
+def _no_test_row(rows):  # stopped in epoch 2's test phase, resumed from its snapshot
+    del rows[4]
+
+
+def _new_csv(rows):  # resumed as a new run: its CSV starts with epoch 3
+    del rows[:5]
+
+
+@pytest.mark.parametrize("edit, sign", [
+    (_no_update_count, "weight_updates start again (250 → 125)"),
+    (_refilled, "replay_memory_count falls (2,000 → 1,200: the replay memory was refilled)"),
+    (_refill_time, "total_time grows 40 s more than the epoch took"),
+    (_interrupted, "total_train_steps grows by 1,000, the row's phase counts 700 steps"),
+    (_no_test_row, "epoch 2 has no test row"),
+    (_new_csv, "the CSV starts at epoch 3 without a random phase, with 2,000 agent steps trained before it"),
+])
+def test_each_sign_of_a_resume_is_enough(tmp_path, edit, sign):
+    from dqnviz.report.plot import build_figure, read_stats
+
+    run = read_stats(write_sittings(tmp_path / "pong.csv", epochs=4, edit=edit))
+    resumes = run.resumes()
+    assert [r.epoch for r in resumes] == [3] and len(resumes[0].signs) == 1 and resumes[0].signs[0].startswith(sign)
+    assert [line[2] for line in _resume_lines(build_figure([run], ["meanq"]))] == [2.5]
+    assert [line[2] for line in _resume_lines(build_figure([run], ["meanq"], x="steps"))] == [2000]
+
+
+def test_several_runs_mark_each_ones_resumes_in_its_colour(tmp_path):
+    """With several runs each resume line takes its run's colour and names the run, on the charts that
+    draw that run, and two runs' labels do not sit on one another."""
+    from dqnviz.report.plot import build_figure, read_stats, run_style
+
+    runs = [read_stats(write_sittings(tmp_path / "pong.csv", epochs=4, resume_at=3)),
+            read_stats(write_sittings(tmp_path / "breakout.csv", epochs=4)),
+            read_stats(write_sittings(tmp_path / "seaquest.csv", epochs=4, resume_at=2))]
+    figure = build_figure(runs, ["average_reward", "meanq"])
+    lines = sorted((s.x0, s.line.color, s.xref) for s in figure.layout.shapes)
+    assert lines == [(1.5, run_style(2)[0], "x"), (1.5, run_style(2)[0], "x2"),
+                     (2.5, run_style(0)[0], "x"), (2.5, run_style(0)[0], "x2")]
+    labels = {(a.text, a.xref, a.yshift) for a in figure.layout.annotations if "resumed" in a.text}
+    assert labels == {("pong resumed", "x", 0), ("pong resumed", "x2", 0),
+                      ("seaquest resumed", "x", -13), ("seaquest resumed", "x2", -13)}
+
+
+def test_a_test_points_hover_says_how_many_games_it_averages(tmp_path):
+    """A one-game test point looked as solid as a seven-game one: its hover says how many games, and
+    their lowest and highest score, where the CSV has them."""
+    from dqnviz.report.plot import build_figure, read_stats
+
+    run = read_stats(write_sittings(tmp_path / "pong.csv", epochs=4))
+    traces = {t.name: t for t in build_figure([run], ["average_reward", "min_game_reward"]).data if t.xaxis == "x"}
+    test = traces["test"]
+    assert "%{text}" in test.hovertemplate
+    assert list(test.text) == ["over 1 game only (score -13)", "over 2 games: min -12, max -9",
+                               "over 3 games: min -11, max -8", "over 7 games: min -10, max -7"]
+    assert list(traces["train"].text)[0] == "over 5 games: min -19, max -9"
+    meanq = build_figure([run], ["meanq"]).data
+    assert all(t.text is None and "%{text}" not in t.hovertemplate for t in meanq)
+    # an older CSV without nr_games: no games line, rather than "NaN games"
+    columns = [c for c in COLUMNS if c != "nr_games"]
+    old = read_stats(write_stats(tmp_path / "old.csv", columns=columns))
+    assert all(t.text is None and "%{text}" not in t.hovertemplate for t in build_figure([old], ["average_reward"]).data)
+
+
+def test_the_runs_table_reads_on_a_phone(tmp_path):
+    """At 420 px the best test phase column was squeezed to 67 px by the CSV's path, and a row wrapped
+    to 250 px: the file shows its name (the path in its title), no column is squeezed, and the table
+    scrolls in its own box, not the page. The charts' resume marks are drawn in the narrow layout too."""
+    from tests.browser import open_report
+
+    folder = tmp_path / "a" / "rather" / "long" / "folder" / "of" / "training" / "reports"
+    folder.mkdir(parents=True)
+    path = write_sittings(folder / "pong-h100-10min-expected-sarsa.csv", epochs=4, resume_at=3)
+    out = tmp_path / "pong.html"
+    assert run_cli(["plot", path, "--out", str(out)]) == 0
+    with open_report(out, width=420, height=900) as check:
+        page = check.page
+        page.wait_for_function("() => window.dqnvizPageReady === true")
+        table = page.evaluate("""() => {
+            const table = document.querySelector('table.runs');
+            const best = Array.from(table.rows[0].cells).find(c => c.textContent.trim() === 'best test phase');
+            const code = Array.from(table.querySelectorAll('td code')).find(c => c.textContent.endsWith('.csv'));
+            return {best: Math.round(best.getBoundingClientRect().width), rows: Array.from(table.rows).map(r => r.getBoundingClientRect().height),
+                    file: code.textContent, title: code.title, page: document.documentElement.scrollWidth,
+                    wrap: table.parentElement.scrollWidth > table.parentElement.clientWidth};
+        }""")
+        assert table["best"] >= 150, table
+        assert max(table["rows"]) <= 130, table
+        assert table["file"] == "pong-h100-10min-expected-sarsa.csv" and table["title"] == path
+        assert table["page"] <= 420 and table["wrap"], table
+        plot = page.evaluate("""() => { const p = document.getElementById('stats-plot');
+            return [p.dataset.layout, p._fullLayout.shapes.length,
+                    p._fullLayout.annotations.filter(a => a.text === 'resumed').length]; }""")
+        assert plot == ["narrow", 4, 4]
+        assert check.errors == [] and check.requests == []

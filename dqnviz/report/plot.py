@@ -129,6 +129,59 @@ class Run:
         points = self._points(phase, field, unfinished=True)
         return [p[0] for p in points], [p[1] for p in points]
 
+    def resumes(self) -> list:
+        """The :class:`Resume` points of the run: where a later sitting (``dqnviz train --resume``)
+        took over, as the CSV itself shows them (see :func:`resume_signs`), in file order."""
+        found = []
+        if not any(r["phase"] == "random" for r in self.rows) and self.rows and self.rows[0]["phase"] == "train":
+            first = self.rows[0]
+            epoch, done = _number(first["epoch"]), _number(first.get("total_train_steps")) - _number(first.get("steps"))
+            if epoch > 1 and not done <= 0:  # done NaN (no step columns): the epoch number alone says it
+                sign = f"the CSV starts at epoch {_int(epoch)} without a random phase"
+                if done == done:
+                    sign += f", with {_int(done)} agent steps trained before it"
+                found.append(Resume(epoch=epoch, before=None, after=first, signs=[sign]))
+        for before, after in zip(self.rows, self.rows[1:]):
+            signs = resume_signs(before, after)
+            if signs:
+                found.append(Resume(epoch=_number(after["epoch"]), before=before, after=after, signs=signs))
+        return found
+
+    def resume_position(self, resume: "Resume", x: str = "epoch") -> float:
+        """Where ``resume`` is marked on an x axis of :data:`X_AXES` (NaN: nowhere): by epoch, half
+        way between the last epoch of one sitting and the first of the next; by steps or minutes,
+        where the earlier sitting stopped (its last row; the snapshot the later one started from),
+        or for a CSV that starts with a resume, where its first train phase began."""
+        if x == "epoch":
+            return resume.epoch - 0.5
+        if resume.before is not None:
+            return self.position(resume.before, x)
+        row = resume.after
+        if x == "steps":
+            return _number(row.get("total_train_steps")) - _number(row.get("steps"))
+        return (_number(row.get("total_time")) - _number(row.get("epoch_time"))) / 60
+
+    def games_text(self, phase: str, field: str) -> list | None:
+        """Per point of :meth:`series` of a game-score ``field``, how many games its average is over
+        and their lowest and highest score ("5 games: min 9, max 18"), for the hover text; None for
+        other fields, or where the CSV has no ``nr_games``."""
+        if field not in GAME_SCORE_FIELDS or "nr_games" not in self.columns:
+            return None
+        texts = []
+        for _, _, row in self._points(phase, field):
+            games = _number(row.get("nr_games"))
+            low, high = _number(row.get("min_game_reward")), _number(row.get("max_game_reward"))
+            if games != games:
+                texts.append("")
+                continue
+            text = f"over {_int(games)} {plural('game', games)}"
+            if games > 1 and low == low and high == high:
+                text += f": min {low:g}, max {high:g}"
+            elif games == 1 and low == low:
+                text += f" only (score {low:g})"
+            texts.append(text)
+        return texts if any(texts) else None
+
     def baseline(self, field: str) -> float | None:
         """``field`` of the ``random`` row (epoch 0 if there is one, else the first)."""
         randoms = [row for row in self.rows if row["phase"] == "random"]
@@ -140,6 +193,68 @@ class Run:
             return None  # no random game ended: the row holds running scores, not a game's score
         value = _number(row.get(field))
         return None if math.isnan(value) else value
+
+
+@dataclass
+class Resume:
+    """Where a later sitting of the run took over: ``after`` is its first row (a train row of
+    ``epoch``), ``before`` the earlier sitting's last row (None: the CSV starts with the resume),
+    ``signs`` what in the CSV shows it, in words."""
+
+    epoch: float
+    before: dict | None
+    after: dict
+    signs: list
+
+
+# More than this many seconds of total_time between a sitting's rows that no phase accounts for
+# (the snapshot written between them takes well under a second): the replay memory's refill of a
+# resumed run, which total_time counts and epoch_time does not.
+RESUME_GAP_SECONDS = 5.0
+
+
+def _int(value: float) -> str:
+    return f"{int(round(value)):,}"
+
+
+def resume_signs(before: dict, after: dict) -> list:
+    """What shows that row ``after`` was written by a later sitting than row ``before`` (the row
+    above it in the CSV), in words; ``[]`` where nothing does. A resumed run (``dqnviz train
+    --resume``) writes no random row: its first row is a train row, after a refill of the replay
+    memory that no row records. One sitting's counters never go back and its replay memory never
+    shrinks, so the signs are: ``weight_updates`` or ``total_time`` going back (a run resumed from
+    a snapshot that predates them), ``replay_memory_count`` falling (the refilled replay memory),
+    ``total_time`` counting more than :data:`RESUME_GAP_SECONDS` that no phase took (the refill),
+    ``total_train_steps`` growing by more than the phase's steps (an interrupted phase whose first
+    sitting's steps the row does not count), and an epoch without a test row (a sitting that
+    stopped in its test phase)."""
+    if after["phase"] != "train" or before["phase"] == "random":
+        return []  # a sitting starts with a train row, from a snapshot written after a train phase
+    signs = []
+
+    def value(row, column):
+        return _number(row.get(column))
+
+    if before["phase"] == "train" and value(after, "epoch") > value(before, "epoch"):
+        signs.append(f"epoch {before['epoch']} has no test row")
+    updates = value(before, "weight_updates"), value(after, "weight_updates")
+    if updates[1] < updates[0]:
+        signs.append(f"weight_updates start again ({_int(updates[0])} → {_int(updates[1])})")
+    replay = value(before, "replay_memory_count"), value(after, "replay_memory_count")
+    if replay[1] < replay[0]:
+        signs.append(f"replay_memory_count falls ({_int(replay[0])} → {_int(replay[1])}: the replay memory was refilled)")
+    times = value(before, "total_time"), value(after, "total_time")
+    gap = times[1] - times[0] - value(after, "epoch_time")
+    if times[1] < times[0]:
+        signs.append(f"total_time starts again ({times[0]:,.0f} s → {times[1]:,.0f} s)")
+    elif gap > RESUME_GAP_SECONDS and before["phase"] == "test":  # a train row's time leaves out its test phase
+        signs.append(f"total_time grows {gap:,.0f} s more than the epoch took (the replay memory's refill)")
+    trained = value(after, "total_train_steps") - value(before, "total_train_steps")
+    steps = value(after, "steps")
+    if trained > steps:
+        signs.append(f"total_train_steps grows by {_int(trained)}, the row's phase counts {_int(steps)} "
+                     f"steps (it was interrupted and resumed)")
+    return signs
 
 
 def _no_game_ended(row: dict, field: str) -> bool:
@@ -298,6 +413,8 @@ class Charts:
 
     traces: list
     entries: int
+    # per chart, the numbers (indices into the runs) of the runs it draws: their resumes are marked on it
+    drawn: list = dataclasses.field(default_factory=list)
 
 
 def chart_traces(runs: list, fields: list, x: str = "epoch") -> Charts:
@@ -314,10 +431,12 @@ def chart_traces(runs: list, fields: list, x: str = "epoch") -> Charts:
         shown.add(group)
         return first
 
-    charts = []
+    charts, drawn = [], []
     for field in fields:
         traces = []
+        drawn.append(set())
         for number, run in enumerate(runs):
+            before = len(traces)
             colour, symbol = run_style(number)
             # the random baseline spans the run: from its first epoch, or from 0 steps or minutes
             places = [run.position(r, x) for r in run.rows]
@@ -347,13 +466,16 @@ def chart_traces(runs: list, fields: list, x: str = "epoch") -> Charts:
                 if epochs and any(v == v for v in y):
                     data = run.hover_data(phase, field)
                     epoch, after = _where(x, data)
+                    # a game score's point says how many games it averages: one game is luck as often as skill
+                    games = run.games_text(phase, field)
                     traces.append(go.Scatter(
                         x=run.positions(phase, field, x), y=y, mode="lines+markers", name=f"{prefix}{phase}",
-                        legendgroup=f"{run.name}-{phase}", customdata=data,
+                        legendgroup=f"{run.name}-{phase}", customdata=data, text=games,
                         showlegend=legend(f"{run.name}-{phase}"), marker=dict(size=5, symbol=symbol),
                         line=dict(color=colour if several else PHASE_COLOURS[phase],
                                   dash=PHASE_DASH[phase] if several else "solid", width=2),
                         hovertemplate=f"{prefix}{label} {epoch}<br>{field} = %{{y:.4g}}"
+                                      + ("<br>%{text}" if games else "")
                                       + (f"<br>{after}" if after else "") + "<extra></extra>",
                     ))
                 ux, uy = run.unfinished(phase, field)
@@ -371,8 +493,50 @@ def chart_traces(runs: list, fields: list, x: str = "epoch") -> Charts:
                                       f"= %{{y:.4g}} (not a game's score)" + (f"<br>{after}" if after else "")
                                       + "<extra></extra>",
                     ))
+            if len(traces) > before:
+                drawn[-1].add(number)
         charts.append(traces)
-    return Charts(traces=charts, entries=len(shown))
+    return Charts(traces=charts, entries=len(shown), drawn=drawn)
+
+
+RESUME_COLOUR = "#52606d"  # a single run's resume marks: the page's muted ink, apart from the phases' colours
+
+
+def _mark_resumes(figure, runs: list, charts: Charts, x: str) -> None:
+    """A vertical dotted line labelled "resumed" at each resume (:meth:`Run.resumes`) of each run, on
+    every chart that draws the run, across the chart's height: a step in a curve there may come
+    from the resume (a refilled replay memory, maybe a fresh optimizer or new meanq states), not
+    from learning. Hovering the label says what in the CSV shows the resume."""
+    several = len(runs) > 1
+    # a label right of its line, or left of it in the right half of the x axis, where it would run off the chart
+    places = [run.position(row, x) for run in runs for row in run.rows] + ([] if x == "epoch" else [0])
+    places = [p for p in places if p == p]
+    middle = (min(places) + max(places)) / 2 if places else 0
+    labelled = 0  # runs whose resumes are marked so far: each run's labels a line lower, not over another's
+    for number, run in enumerate(runs):
+        marks = [(run.resume_position(resume, x), resume) for resume in run.resumes()]
+        marks = [(place, resume) for place, resume in marks if place == place]
+        if not marks:
+            continue
+        shift, labelled = -13 * labelled, labelled + 1
+        colour = run_style(number)[0] if several else RESUME_COLOUR
+        label = f"{run.name} resumed" if several else "resumed"
+        for index, runs_drawn in enumerate(charts.drawn):
+            if number not in runs_drawn:
+                continue
+            axis = "" if index == 0 else str(index + 1)
+            for place, resume in marks:
+                figure.add_shape(type="line", xref=f"x{axis}", yref=f"y{axis} domain", x0=place, x1=place,
+                                 y0=0, y1=1, layer="below", line=dict(color=colour, dash="dot", width=1.5),
+                                 name=f"resume-{run.name}")
+                figure.add_annotation(
+                    text=label, xref=f"x{axis}", yref=f"y{axis} domain", x=place, y=1,
+                    xanchor="left" if place <= middle else "right", xshift=2 if place <= middle else -2,
+                    yanchor="top", yshift=shift, showarrow=False, font=dict(size=10, color=colour),
+                    bgcolor="rgba(255,255,255,0.75)",
+                    hovertext=f"{run.name} resumed before epoch {_int(resume.epoch)}:<br>" + "<br>".join(resume.signs),
+                    name=f"resume-{run.name}",
+                )
 
 
 def _grid(fields: list, columns: int | None) -> tuple[int, int]:
@@ -411,6 +575,7 @@ def build_layout(runs: list, fields: list, charts: Charts, columns: int | None =
             figure.add_annotation(text=_empty_note(field, runs), showarrow=False, font=dict(size=13, color="#56606b"),
                                   xref="paper", yref="paper", x=sum(axes.xaxis.domain) / 2,
                                   y=sum(axes.yaxis.domain) / 2)
+    _mark_resumes(figure, runs, charts, x)
     entries = charts.entries
     height, bottom = max(380, 330 * rows), 50
     if narrow:
@@ -508,7 +673,8 @@ def build_context(runs: list, fields: list, figure, narrow_layout=None, x: str =
         best = _best_test(run)
         randoms = [r for r in run.rows if r["phase"] == "random"]
         summaries.append({
-            "name": run.name, "path": run.path, "rows": len(run.rows),
+            # the file's name, its path in the cell's title: a long path would take a narrow window's width
+            "name": run.name, "path": run.path, "file": Path(run.path).name, "rows": len(run.rows),
             "epochs": len({r["epoch"] for r in run.rows if r["phase"] != "random"}),
             "best": None if best is None else {"score": _number(best["average_reward"]), "label": _best_label(best),
                                                "few": _number(best.get("nr_games")) < FEW_GAMES},
@@ -517,7 +683,11 @@ def build_context(runs: list, fields: list, figure, narrow_layout=None, x: str =
         })
     title = "training statistics · " + ", ".join(run.name for run in runs)
     unfinished = any(run.unfinished(phase, field)[0] for run in runs for phase in ("train", "test") for field in fields)
+    # every resume, for the notes: the charts mark them; the CSV's signs say how it is known
+    resumes = [{"name": run.name, "epoch": _int(resume.epoch), "signs": resume.signs}
+               for run in runs for resume in run.resumes()]
     return {"title": title, "runs": summaries, "fields": fields, "figure_json": script_json(figure),
+            "resumes": resumes,
             # the page takes the template from the figure's layout: the same in both, and 6 kB
             "narrow_layout_json": script_json(to_json_plotly(
                 {k: v for k, v in (narrow_layout or figure.layout).to_plotly_json().items() if k != "template"})),
