@@ -356,6 +356,46 @@ def test_never_firing_filters_are_labelled_as_in_nvis(tmp_path):
         assert "never fires" in cards[dead] and "data-box" not in cards[dead] and "unit (y, x)" not in cards[dead]
         assert "activation" not in re.sub(r'title="[^"]*"', "", cards[dead])
     assert "never fires" not in cards["2"] and "data-box" in cards["2"] and "unit (y, x)" in cards["2"]
+    # counted in the column's heading, and marked in the first-layer weights
+    assert "2 of 32 filters never fire" in html
+    weights = dict(re.findall(r'data-snapshot="breakout_1" data-weight-filter="(\d+)">(.*?)</div>', html, re.S))
+    assert {f for f, text in weights.items() if "never fires" in text} == {"0", "1"}
+
+
+def test_cards_are_strongest_first_by_the_activation_they_show(compared):
+    """Deeper layers show each snapshot's most active filters in the order of the value on the card."""
+    import re
+
+    html = compared.read_text()
+    for snapshot in ("breakout_1", "pong_2"):
+        for layer in ("conv2", "conv3"):
+            shown = re.findall(rf'data-snapshot="{snapshot}" data-layer="{layer}" data-filter="\d+">.*?'
+                               r'(?:activation ([-0-9.e+]+)|never fires)', html, re.S)
+            values = [float(v) if v else 0.0 for v in shown]
+            assert len(values) == 2 and values == sorted(values, reverse=True), (snapshot, layer, values)
+
+
+def test_matched_first_layer_cards_show_their_weights_cosine(compared):
+    """Each conv1 card of the second snapshot names its partner and the cosine of their weights, the
+    value computed here from the snapshots' kernels; the weight rows give the same cosine."""
+    import re
+
+    from dqnviz.snapshot import load_snapshot
+
+    html = compared.read_text()
+    folder = compared.parent
+    kernels = {name: np.asarray(load_snapshot(folder / f"{name}.keras").model.get_layer("conv1").get_weights()[0],
+                                np.float64) for name in ("breakout_1", "pong_2")}
+    matches = re.findall(r'data-snapshot="pong_2" data-layer="conv1" data-filter="(\d+)">\s*<p class="match"[^>]*>'
+                         r'matched to breakout_1\'s filter (\d+): weights cos <b>([-0-9.]+)</b>', html)
+    assert len(matches) == 2
+    for mine, theirs, cosine in matches:
+        a, b = kernels["pong_2"][..., int(mine)].ravel(), kernels["breakout_1"][..., int(theirs)].ravel()
+        assert float(cosine) == pytest.approx(a @ b / np.linalg.norm(a) / np.linalg.norm(b), abs=0.006)
+        row = re.search(rf'data-snapshot="pong_2" data-weight-filter="{mine}">.*?</div>', html, re.S).group(0)
+        assert f"cos {cosine}" in row
+    first_column = re.findall(r'data-snapshot="breakout_1" data-layer="conv1" data-filter="\d+">(.*?)</article>', html, re.S)
+    assert len(first_column) == 2 and not any('class="match"' in card for card in first_column)  # no partner
 
 
 def test_all_filters_as_in_nvis(breakout_snapshot, pong_snapshot, monkeypatch):
@@ -433,7 +473,8 @@ def test_a_narrow_window_scrolls_the_cards_not_the_page(compared):
 
 
 def test_distance_from_the_start_without_a_measurement_is_one_line(tmp_path):
-    """No snapshot could be measured: no table of empty layer columns, one line with the reasons."""
+    """No snapshot could be measured: no table of empty layer columns and no key to its cells, one line
+    with the reasons, each reason once."""
     import dataclasses
 
     from dqnviz.report.compare import build_context, gather, write_report
@@ -449,7 +490,13 @@ def test_distance_from_the_start_without_a_measurement_is_one_line(tmp_path):
     assert context["movement_layers"] == []
     out = write_report(tmp_path / "c.html", context)
     html = out.read_text()
-    assert "Not measured: breakout_1: it started under another backend; pong_3: it started under another backend" in html
+    assert "Not measured for breakout_1, pong_3: it started under another backend." in html
+    assert "Each cell is" not in html
+    data.start[1] = dataclasses.replace(data.start[1], reason="it predates those records")
+    html = write_report(tmp_path / "d.html", build_context(data, {"games": 1, "epsilon": 0.05, "seed": 0,
+                                                                 "max_steps": 16, "filters": 1})).read_text()
+    assert ("Not measured for breakout_1: it started under another backend; for pong_3: it predates those records."
+            in html)
 
 
 def _layer_outputs(model, states, layers):

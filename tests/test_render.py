@@ -100,3 +100,26 @@ def test_the_modebar_leaves_a_title_alone_without_a_legend(tmp_path):
         assert modebar[2] > title[0] and title[2] > modebar[0]  # one above the other, not side by side
         assert modebar[3] <= title[1], (modebar, title)
         assert check.errors == []
+
+
+def test_a_link_to_a_section_leaves_its_heading_below_the_sticky_bar(tmp_path):
+    """base.html.j2's bar stays on screen; a jump to a section must not hide the heading under it,
+    even on a phone-width window where the bar's links wrap onto several rows."""
+    from tests.browser import open_report
+
+    links = "".join(f'<a href="#s{i}">section number {i}</a>' for i in range(12))
+    sections = "".join(f'<h2 id="s{i}">heading {i}</h2><div style="height:900px"></div>' for i in range(12))
+    page = _page(tmp_path, """{% extends "base.html.j2" %}{% block nav %}{{ links | safe }}{% endblock %}
+        {% block content %}{{ sections | safe }}{% endblock %}
+        {% block figures %}window.dqnvizPageReady = true;{% endblock %}""",
+                 title="anchors", links=links, sections=sections)
+    for width in (1300, 420):
+        with open_report(page, width=width, height=700) as check:
+            bar = check.page.evaluate("document.querySelector('.dq-nav').getBoundingClientRect().height")
+            if width == 420:
+                assert bar > 60  # the links wrap: a fixed offset would not do
+            for i in (3, 7):
+                check.page.click(f'a[href="#s{i}"]')
+                top = check.page.evaluate(f"document.getElementById('s{i}').getBoundingClientRect().top")
+                assert bar <= top <= bar + 30, (width, i, bar, top)
+            assert check.errors == []

@@ -87,6 +87,11 @@ class CompareData:
     skipped: list  # (view, reason)
     timings: dict = field(default_factory=dict)
     start: list = field(default_factory=list)  # per snapshot: dqnviz.snapshot.StartingPoint
+    # per snapshot: its first-layer filters in matched order (row r of every snapshot is one matched
+    # set), and each row's cosine with its partner in the column it was matched to (None: the first)
+    orders: list = field(default_factory=list)
+    partner_cosine: list = field(default_factory=list)
+    silent: dict = field(default_factory=dict)  # layer -> snapshot index -> filters at ≤ 0 on every state
     shared_start: list = field(default_factory=list)  # dicts per pair that started from the same weights
 
 
@@ -294,7 +299,7 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
     t0 = time.perf_counter()
     first = conv_layers[0] if conv_layers else None
     weights, lean, matching, baseline = [None] * len(played), [None] * len(played), [], {}
-    orders = [None] * len(played)
+    orders, partner_cosine = [None] * len(played), [None] * len(played)
     kernel_shapes = {p.kernels.get(first) for p in played} if first else set()
     if first and len(kernel_shapes) == 1:
         kernels = [p.model.get_layer(first).get_weights()[0] for p in played]
@@ -307,6 +312,8 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
             order = np.empty(n_filters, int)
             order[match.rows] = match.cols
             orders[i] = order
+            partner_cosine[i] = np.full(n_filters, np.nan)
+            partner_cosine[i][match.rows] = match.similarities
         for i, p in enumerate(played):
             weights[i] = kernels[i]
             lean[i] = np.sum(np.asarray(kernels[i], np.float64) ** 2, axis=(0, 1, 3))
@@ -321,28 +328,26 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
 
     cards = {layer: {} for layer in conv_layers}
     fields = {layer: {} for layer in conv_layers}
+    silent = {layer: {} for layer in conv_layers}
     with Progress("filters and receptive fields", total=len(conv_layers) * len(played), unit="layers",
                   enabled=progress) as bar:
         for i, p in enumerate(played):
-            strongest = _activations(p.model, p.states[_evenly(len(p.states), CKA_STATES)], conv_layers)
-            chosen = {}
-            for layer in conv_layers:
-                channels = p.shapes[layer][-1]
-                count = min(filters, channels)
-                if layer == first and orders[i] is not None:
-                    chosen[layer] = [int(f) for f in orders[i][:count]]
-                else:
-                    peak = strongest[layer].reshape(len(strongest[layer]), -1, channels).max(axis=1).max(axis=0)
-                    chosen[layer] = [int(f) for f in np.argsort(-peak, kind="stable")[:count]]
-            # every layer's strongest units from the same forward passes over the games' states
-            units = analysis.top_activations_by_layer(p.model, p.states, conv_layers,
-                                                      filters=[chosen[layer] for layer in conv_layers],
+            # every filter's strongest unit over all the states played, all layers from the same passes
+            # (as in nvis: a game's first states, blank frames before the start, only if nothing else fires)
+            every = analysis.top_activations_by_layer(p.model, p.states, conv_layers,
                                                       prefer=analysis.full_history(p.states))
             for li, layer in enumerate(conv_layers):
+                values = np.array([value for _, _, value in every[li]])
+                silent[layer][i] = [int(f) for f in np.flatnonzero(values <= 0)]
+                count = min(filters, len(values))
+                if layer == first and orders[i] is not None:
+                    chosen = [int(f) for f in orders[i][:count]]
+                else:  # strongest first, by the activation its card shows
+                    chosen = [int(f) for f in np.argsort(-values, kind="stable")[:count]]
                 size, stride = analysis.receptive_field(p.model, layer)
                 size, stride = _int(size), _int(stride)
-                cards[layer][i] = _unit_cards(analysis, p.model, p.states, layer, chosen[layer], units[li],
-                                              (size, stride))
+                cards[layer][i] = _unit_cards(analysis, p.model, p.states, layer, chosen,
+                                              [every[li][f] for f in chosen], (size, stride))
                 erf = analysis.effective_receptive_field(p.model, p.states[_evenly(len(p.states), ERF_STATES)], layer)
                 fields[layer][i] = {"size": float(np.mean(erf["size"])), "theoretical": size, "stride": stride}
                 bar.update(i * len(conv_layers) + li + 1)
@@ -395,7 +400,8 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
     starts = [starting_point(p.snapshot) for p in played]
     return CompareData(played, evolution, pairs, conv_layers, cka_layers, cards, weights, lean, fields,
                        matching, baseline, cka, patterns, skipped, timings,
-                       start=starts, shared_start=shared_start(played, starts, pairs))
+                       start=starts, shared_start=shared_start(played, starts, pairs), orders=orders,
+                       partner_cosine=partner_cosine, silent=silent)
 
 
 def shared_start(played: list, starts: list, pairs: list) -> list:
@@ -672,28 +678,34 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
 
     layers = []
     for layer in data.conv_layers:
+        first = layer == (data.conv_layers[0] if data.conv_layers else None) and data.weights[0] is not None
         columns = []
         for i, p in enumerate(played):
             cards = data.cards[layer][i]
             guided = np.asarray(analysis.encode_gradient_rgb(four_frames(np.stack([c["gradient"] for c in cards]))))
             rows = []
-            for c, rgb in zip(cards, guided):
+            for r, (c, rgb) in enumerate(zip(cards, guided)):
                 rows.append({**{k: v for k, v in c.items() if k != "gradient"}, "snapshot": p.name, "layer": layer,
                              "input": state_image(i, c["state"]), "guided": images.add(rgb),
-                             "link": f"{p.name}-{layer}-{c['filter']}"})
-            columns.append({"snapshot": snapshots[i], "cards": rows, "field": data.fields[layer][i]})
-        first = layer == (data.conv_layers[0] if data.conv_layers else None) and data.weights[0] is not None
+                             "link": f"{p.name}-{layer}-{c['filter']}",
+                             "cosine": _partner_cosine(data, i, r) if first else None})
+            partner = (i - 1 if data.evolution else 0) if first and i > 0 else None
+            columns.append({"snapshot": snapshots[i], "cards": rows, "field": data.fields[layer][i],
+                            "silent": len(data.silent.get(layer, {}).get(i, ())), "channels": int(p.shapes[layer][-1]),
+                            "partner": partner})
         layers.append({"name": layer, "columns": columns, "matched": first,
                        "rows": max(len(c["cards"]) for c in columns)})
 
     # first-layer weights, rows aligned by matching (same order as the conv1 cards, all filters)
     weight_rows = []
     if data.weights[0] is not None:
-        orders = _weight_orders(data)
+        orders, first = data.orders, data.conv_layers[0]
         for r in range(data.weights[0].shape[-1]):
             weight_rows.append([{"snapshot": names[i], "filter": int(orders[i][r]),
                                  "img": images.add(weight_strip(data.weights[i][..., orders[i][r]])),
-                                 "energy": float(np.sum(data.weights[i][..., orders[i][r]] ** 2))}
+                                 "energy": float(np.sum(data.weights[i][..., orders[i][r]] ** 2)),
+                                 "cosine": _partner_cosine(data, i, r),
+                                 "silent": int(orders[i][r]) in data.silent.get(first, {}).get(i, ())}
                                 for i in range(len(played))])
 
     figures = {}
@@ -749,6 +761,10 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
                        if measured and all(name in start.movement for start in measured)]
     start_rows = [{"snapshot": names[i], "seed": start.seed, "backend": start.backend, "reason": start.reason,
                    "movement": start.movement} for i, start in enumerate(data.start)]
+    start_missing = {}  # reason -> the snapshots it applies to, in their order
+    for row in start_rows:
+        if not row["movement"]:
+            start_missing.setdefault(row["reason"], []).append(row["snapshot"])
     shared_rows = [{"a": names[x["a"]], "b": names[x["b"]], "seed": x["seed"], "backend": x["backend"],
                     "alignment": x["alignment"]} for x in data.shared_start]
     alignment_layers = [name for name in kernel_layers if any(name in x["alignment"] for x in data.shared_start)]
@@ -765,10 +781,14 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
             fig.add_vline(x=float(chance), line=dict(color="#56606b", dash="dot", width=1.5),
                           annotation=dict(text=f"random vs random {chance:.2f}", font=dict(size=11, color="#56606b")),
                           annotation_position="top left")
+        # room above the tallest bar for the chance level's label
+        tallest = max(np.histogram(np.minimum(m["similarities"], 0.9999), bins=40, range=(-1, 1))[0].max()
+                      for m in data.matching)
         # side by side, not overlaid: an overlaid pair's bars hid the shorter bars behind them
         fig.update_layout(**_layout(barmode="group", bargap=0.05,
                                     xaxis=dict(title="cosine similarity of matched filters", range=[-1, 1]),
-                                    yaxis_title="filters", **_legend_below(len(data.matching), 300)))
+                                    yaxis=dict(title="filters", range=[0, 1.3 * tallest + 1]),
+                                    **_legend_below(len(data.matching), 300)))
         figures["fig-match"] = script_json(fig)
 
     pattern_rows = []
@@ -795,7 +815,7 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
         "options": options or {}, "timings": {k: round(v, 1) for k, v in data.timings.items()},
         "cka_states": CKA_STATES, "pattern_states": PATTERN_STATES, "erf_states": ERF_STATES,
         "baseline_seed": BASELINE_SEED, "columns": len(played),
-        "start_rows": start_rows, "movement_layers": movement_layers, "shared_rows": shared_rows,
+        "start_rows": start_rows, "start_missing": start_missing, "movement_layers": movement_layers, "shared_rows": shared_rows,
         "alignment_layers": alignment_layers,
     }
 
@@ -846,7 +866,7 @@ def _cka_figure(data: CompareData, names: list):
                                                     for l in layers])
             fig.add_scatter(x=[position[l] for l in layers], y=[_finite(entries[l][key]) for l in layers],
                             customdata=layers, mode="lines+markers", name=name, legendgroup=name,
-                            showlegend=not shown, **extra)
+                            showlegend=not shown, cliponaxis=False, **extra)  # a CKA of 1 shows whole
             shown = True
         return shown
 
@@ -910,21 +930,11 @@ def _finite(value):
     return None if value is None or not np.isfinite(value) else round(float(value), 4)
 
 
-def _weight_orders(data: CompareData) -> list:
-    """Order of the first-layer filters of every snapshot, as the conv1 cards use (matched)."""
-    layer = data.conv_layers[0]
-    orders = []
-    rows = [sim.kernels_as_rows(w) for w in data.weights]
-    n = data.weights[0].shape[-1]
-    orders.append(np.arange(n))
-    for i in range(1, len(data.weights)):
-        ref = i - 1 if data.evolution else 0
-        match = sim.match_filters(rows[ref][orders[ref]], rows[i])
-        order = np.empty(n, int)
-        order[match.rows] = match.cols
-        orders.append(order)
-    del layer
-    return orders
+def _partner_cosine(data: CompareData, i: int, row: int):
+    """The cosine of snapshot ``i``'s first-layer filter in matched row ``row`` with its partner (the
+    first snapshot's, or the previous epoch's in the evolution view); None for the first column."""
+    cosines = data.partner_cosine[i] if i < len(data.partner_cosine) else None
+    return None if cosines is None else float(cosines[row])
 
 
 def default_output(names: list):
