@@ -45,7 +45,8 @@
 # benchmarks/learner.py, run after the throughput runs while time is left; without the launch thread,
 # so that its dispatch time is the launches'), EXTRA_OPTIONS (appended to the learning options, a later flag
 # winning: a dry run's tiny budgets), RUN_TESTS (0; 1 runs the device-replay and vectorised tests in
-# collect, before profiling).
+# collect, before profiling), NVIS_SECONDS (60: what must be left of COLLECT_SECONDS at the end for
+# timing `dqnviz nvis --filters all` of the shipped Pong agent on the GPU).
 set -u
 OUT=${OUT:-/tmp/out}
 WORK=/tmp/dqnviz-gpu
@@ -166,6 +167,15 @@ case "${1:-}" in
           ${LEARNER_OPTIONS:---calls 8x64,16x64,2x256 --double --dueling --repeats 30} >> "$OUT/learner.txt" 2>&1
       done
       cat "$OUT/learner.txt"
+    fi
+    # nvis of the shipped Pong agent, every filter, where the compiled analyses run on the GPU (no
+    # Chromium there: the command's phases and end-to-end time only), while NVIS_SECONDS are left
+    left=$((COLLECT_SECONDS - SECONDS))
+    if [ "$left" -ge "${NVIS_SECONDS:-60}" ]; then
+      timeout "$left" python3 benchmarks/nvis_speed.py snapshots/pong-h100-10min_6.keras --no-browser > "$OUT/nvis.txt" 2>&1
+      cat "$OUT/nvis.txt"
+    else
+      echo "no time left for nvis" > "$OUT/nvis.txt"
     fi
     ;;
   *)

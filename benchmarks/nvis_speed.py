@@ -3,6 +3,7 @@
     python benchmarks/nvis_speed.py                       # random-weight Breakout agent, one game
     python benchmarks/nvis_speed.py SNAPSHOT --games 1
     KERAS_BACKEND=jax python benchmarks/nvis_speed.py
+    KERAS_BACKEND=jax python benchmarks/nvis_speed.py snapshots/pong-h100-10min_6.keras --no-browser   # no Chromium
 
 Prints: seconds for the whole command in a fresh process (imports, model load, playing, all 160
 filters of conv1..conv3, receptive fields, saliency, rendering), the time per phase, the report
@@ -55,11 +56,22 @@ def browser_times(path):
         return load, navigation / 1000, draw_all, figures, list(check.errors)
 
 
+def _devices() -> str:
+    """The accelerators the backend sees, in a child process (this one never imports Keras)."""
+    probe = ("import keras; b = keras.config.backend()\n"
+             "if b == 'jax':\n import jax; print(', '.join(sorted({d.device_kind for d in jax.devices()})))\n"
+             "else:\n import tensorflow as tf; print(', '.join(d.name for d in tf.config.list_physical_devices('GPU')) or 'CPU')")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    return result.stdout.strip() or "devices unknown"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("snapshot", nargs="?", help="a snapshot (default: a random-weight Breakout agent)")
     parser.add_argument("--games", type=int, default=1)
     parser.add_argument("--filters", default="all")
+    parser.add_argument("--no-browser", action="store_true",
+                        help="time the command only, not Chromium (a GPU machine has none)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         snapshot = args.snapshot or random_snapshot(folder)
@@ -78,13 +90,16 @@ def main() -> int:
             return result.returncode
         phases = [line for line in result.stderr.splitlines() if line.startswith(("timings", "wrote"))]
         size = os.path.getsize(out) / 1e6
-        page_load, navigation, draw_all, figures, errors = browser_times(out)
         backend = os.environ["KERAS_BACKEND"]
-        print(f"nvis --filters {args.filters} --games {args.games} ({backend}, {os.cpu_count()} CPUs)")
+        print(f"nvis --filters {args.filters} --games {args.games} ({backend}, {os.cpu_count()} CPUs, "
+              f"{_devices()})")
         for line in phases:
             print("  " + line)
         print(f"end to end      {seconds:6.1f} s   (target <= 60 s; CPU time {cpu:.1f} s, load average {load:.1f})")
         print(f"report size     {size:6.2f} MB  (target <= 15 MB)")
+        if args.no_browser:
+            return 0
+        page_load, navigation, draw_all, figures, errors = browser_times(out)
         print(f"chromium load   {page_load:6.2f} s   (navigation→load event {navigation:.2f} s, first figures drawn; target <= 3 s)")
         print(f"draw all        {draw_all:6.2f} s   ({figures} figures, dqnvizDrawAll())")
         print(f"script errors   {len(errors)}")
