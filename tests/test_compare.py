@@ -470,6 +470,13 @@ def test_a_narrow_window_scrolls_the_cards_not_the_page(compared):
         grids = page.evaluate("""() => Array.from(document.querySelectorAll('.cmp, .weights'))
             .map(g => [g.scrollWidth > g.clientWidth, getComputedStyle(g).overflowX])""")
         assert grids and all(overflow == "auto" for _, overflow in grids) and any(wide for wide, _ in grids)
+        # a grid that scrolls says so above it; in a wide window no hint shows
+        hints = page.evaluate("""() => Array.from(document.querySelectorAll('.scroll-hint'))
+            .map(h => [getComputedStyle(h).display !== 'none', h.nextElementSibling.scrollWidth > h.nextElementSibling.clientWidth])""")
+        assert len(hints) == 4 and all(shown == wide for shown, wide in hints) and any(shown for shown, _ in hints)
+    with open_report(compared, width=1400) as check:
+        assert check.page.evaluate("() => Array.from(document.querySelectorAll('.scroll-hint'))"
+                                   ".filter(h => getComputedStyle(h).display !== 'none').length") == 0
 
 
 def test_distance_from_the_start_without_a_measurement_is_one_line(tmp_path):
