@@ -708,10 +708,14 @@ class Trainer:
                         f"no snapshot saved; try a lower --learning-rate than {self.config.learning_rate:g}")
 
     def _fill_replay(self) -> None:
-        """After a resume the replay memory is empty: refill it with the current policy, no learning."""
+        """After a resume the replay memory is empty: refill it with the current policy, no learning.
+        The CSV gets a ``refill`` row, so that the statistics say where a later sitting took over
+        (``dqnviz plot`` marks it: curves may step there)."""
+        started = time.perf_counter()
         steps = self.replay_fill_steps()
-        self.run_phase(self.start_epoch, "refill", steps, progress_label="refilling replay memory")
+        stats = self.run_phase(self.start_epoch, "refill", steps, progress_label="refilling replay memory")
         self._keep_validation_states()
+        self.write_row(stats, started)
 
     def train(self) -> None:
         """Run epochs ``start_epoch … config.epochs``; Ctrl-C saves a snapshot and raises :class:`Interrupted`."""

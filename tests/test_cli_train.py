@@ -59,7 +59,12 @@ def test_train_then_test_then_resume(tmp_path, capsys):
     before = (tmp_path / "snap" / "breakout_2.keras").read_bytes()
     assert main(["train", "--resume", str(tmp_path / "snap" / "breakout_2.keras"), "--epochs", "3", *dirs]) == 0
     table = rows(tmp_path / "rep" / "breakout.csv")
-    assert [(r["epoch"], r["phase"]) for r in table][5:] == [("3", "train"), ("3", "test")]
+    # the refill of the replay memory has a row of its own: the statistics say where the run resumed
+    assert [(r["epoch"], r["phase"]) for r in table][5:] == [("3", "refill"), ("3", "train"), ("3", "test")]
+    refill = table[5]
+    assert int(refill["steps"]) == 64 and refill["total_train_steps"] == table[4]["total_train_steps"]
+    assert refill["weight_updates"] == table[4]["weight_updates"] and float(refill["meancost"]) == 0
+    assert int(refill["replay_memory_count"]) == 64
     assert (tmp_path / "snap" / "breakout_2.keras").read_bytes() == before
     assert load_snapshot(tmp_path / "snap" / "breakout_3.keras").meta["total_steps"] > meta["total_steps"]
 
@@ -70,12 +75,12 @@ def test_train_then_test_then_resume(tmp_path, capsys):
         validation = stored["states"]
     assert validation.shape == (16, 84, 84, 4) and validation.dtype == np.uint8
     q = load_snapshot(tmp_path / "snap" / "breakout_3.keras").model.predict(validation, verbose=0)
-    assert float(table[5]["meanq"]) == pytest.approx(float(q.max(axis=1).mean()), rel=1e-4, abs=1e-5)
+    assert float(table[6]["meanq"]) == pytest.approx(float(q.max(axis=1).mean()), rel=1e-4, abs=1e-5)
 
     # A second fresh run of the same game gets its own name instead of overwriting.
     assert main(["train", "breakout", "--epochs", "1", *TINY, *dirs]) == 0
     assert (tmp_path / "rep" / "breakout-2.csv").exists() and (tmp_path / "snap" / "breakout-2_1.keras").exists()
-    assert len(rows(tmp_path / "rep" / "breakout.csv")) == 7
+    assert len(rows(tmp_path / "rep" / "breakout.csv")) == 8
 
 
 def test_ctrl_c_saves_a_snapshot_that_resumes(tmp_path, monkeypatch, capsys):
@@ -109,14 +114,14 @@ def test_ctrl_c_saves_a_snapshot_that_resumes(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert f"optimizer state restored from {tmp_path / 'snap' / 'pong.optimizer.npz'}" in out
     table = rows(tmp_path / "rep" / "pong.csv")
-    assert [(r["epoch"], r["phase"]) for r in table] == [("0", "random"), ("1", "train"), ("1", "test")]
+    assert [(r["epoch"], r["phase"]) for r in table] == [("0", "random"), ("1", "refill"), ("1", "train"), ("1", "test")]
     # the epoch's one train row counts the whole phase, both sittings: 20 + 28 steps, and its rate
     # spreads them over both sittings' seconds
-    assert int(table[1]["steps"]) == 48 and "epoch 1 train: 48 steps (20 of them before the interruption)" in out
-    assert float(table[1]["steps_per_second"]) < 48 / interrupted["seconds"]
+    assert int(table[2]["steps"]) == 48 and "epoch 1 train: 48 steps (20 of them before the interruption)" in out
+    assert float(table[2]["steps_per_second"]) < 48 / interrupted["seconds"]
     # the update count goes on from the 4 made before Ctrl-C stopped the 5th (at step 20): the
-    # resumed 28 steps make one per 4, 7 more
-    assert meta["weight_updates"] == 4 and int(table[1]["weight_updates"]) == 4 + 7
+    # resumed 28 steps make one per 4, 7 more; the refill before them made none
+    assert meta["weight_updates"] == 4 and int(table[1]["weight_updates"]) == 4 and int(table[2]["weight_updates"]) == 4 + 7
     assert (tmp_path / "snap" / "pong_1.keras").exists()
 
 
@@ -309,7 +314,7 @@ def test_resume_into_folders_of_another_run_of_that_name_branches_off(tmp_path, 
     assert "reports/t.csv holds another run's statistics; continuing as a new run, t-2" in out
     after = _contents(b)
     assert {path: after[path] for path in before} == before  # run t's files are untouched
-    assert [(r["epoch"], r["phase"]) for r in rows(b / "reports" / "t-2.csv")] == [("2", "train"), ("2", "test")]
+    assert [(r["epoch"], r["phase"]) for r in rows(b / "reports" / "t-2.csv")] == [("2", "refill"), ("2", "train"), ("2", "test")]
 
 
 def test_resume_from_an_older_epoch_whose_later_snapshots_are_gone_branches_off(tmp_path, capsys):
@@ -325,7 +330,8 @@ def test_resume_from_an_older_epoch_whose_later_snapshots_are_gone_branches_off(
     out = capsys.readouterr().out
     assert f"{statistics} already holds epoch 2's statistics, past t_1.keras; continuing as a new run, t-2" in out
     assert statistics.read_bytes() == before
-    assert [(r["epoch"], r["phase"]) for r in rows(tmp_path / "reports" / "t-2.csv")] == [("2", "train"), ("2", "test")]
+    assert [(r["epoch"], r["phase"]) for r in rows(tmp_path / "reports" / "t-2.csv")] == [("2", "refill"), ("2", "train"),
+                                                                                          ("2", "test")]
 
 
 def test_resume_from_elsewhere_goes_on_beside_the_snapshot_and_its_csv(tmp_path, capsys, monkeypatch):
@@ -337,7 +343,7 @@ def test_resume_from_elsewhere_goes_on_beside_the_snapshot_and_its_csv(tmp_path,
     assert (a / "snapshots" / "t_2.keras").exists() and not any(elsewhere.iterdir())
     table = rows(a / "reports" / "t.csv")  # snapshots/ and reports/ are siblings: the CSV goes on
     assert [(r["epoch"], r["phase"]) for r in table] == [("0", "random"), ("1", "train"), ("1", "test"),
-                                                         ("2", "train"), ("2", "test")]
+                                                         ("2", "refill"), ("2", "train"), ("2", "test")]
 
 
 def test_ctrl_c_in_the_first_phase_leaves_no_csv_behind(tmp_path, monkeypatch, capsys):

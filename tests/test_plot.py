@@ -735,6 +735,30 @@ def test_a_resumed_run_is_marked_on_every_chart_and_in_the_notes(tmp_path):
     assert "a step in a curve at the line (in meanq especially) can come from the resume" in text
 
 
+def test_a_refill_row_marks_the_resume_without_guessing(tmp_path):
+    """The trainer writes a ``refill`` row when a resumed run refills its replay memory: that row marks
+    the resume (even where no counter shows it, as on a fast machine whose replay memory refills full),
+    and is not drawn as a point of any phase."""
+    from dqnviz.report.plot import build_figure, read_stats
+
+    def refill(rows):  # a resume at epoch 3 that no counter shows, but for the refill row before it
+        at = next(i for i, row in enumerate(rows) if row["epoch"] == 3)
+        rows.insert(at, dict(rows[at - 1], phase="refill", steps=2000, epoch=3, meancost=0.0, epoch_time=2.0,
+                             total_time=rows[at - 1]["total_time"] + 2.0))
+        for row in rows[at + 1:]:
+            row["total_time"] += 2.0
+
+    run = read_stats(write_sittings(tmp_path / "pong.csv", epochs=4, edit=refill))
+    resumes = run.resumes()
+    assert [r.epoch for r in resumes] == [3] and len(resumes[0].signs) == 1
+    assert "a refill row: the replay memory was refilled with 2,000 agent steps" in resumes[0].signs[0]
+    for x, place in (("epoch", 2.5), ("steps", 2000)):
+        figure = build_figure([run], ["average_reward", "meanq"], x=x)
+        assert sorted(_resume_lines(figure)) == sorted((f"x{a}", f"y{a} domain", pytest.approx(place)) for a in ("", 2))
+        points = [len(trace.x) for trace in figure.data if trace.name in ("train", "test")]
+        assert points and set(points) == {4}  # epochs 1-4 of each phase: the refill row is no point
+
+
 @pytest.mark.parametrize("case", ["none", "slow snapshot save"])
 def test_a_run_in_one_sitting_is_not_marked(tmp_path, case):
     """Only what the data shows: a run in one sitting, or one whose snapshot took 3 s to write, has

@@ -25,7 +25,7 @@ COLUMNS = ["epoch", "phase", "steps", "nr_games", "average_reward", "min_game_re
            "last_exploration_rate", "total_train_steps", "replay_memory_count", "meanq", "meancost",
            "weight_updates", "total_time", "epoch_time", "steps_per_second"]
 DEFAULT_FIELDS = ["average_reward", "meanq", "nr_games", "meancost"]
-PHASES = ("random", "train", "test")
+PHASES = ("random", "refill", "train", "test")  # refill: a resumed run's replay memory, refilled (not drawn)
 GAME_SCORE_FIELDS = ("average_reward", "min_game_reward", "max_game_reward")
 
 TITLES = {
@@ -133,6 +133,11 @@ class Run:
         """The :class:`Resume` points of the run: where a later sitting (``dqnviz train --resume``)
         took over, as the CSV itself shows them (see :func:`resume_signs`), in file order."""
         found = []
+        for number, row in enumerate(self.rows):  # written since the trainer wrote refill rows: no guessing
+            if row["phase"] == "refill":
+                found.append(Resume(epoch=_number(row["epoch"]), before=self.rows[number - 1] if number else None,
+                                    after=row, signs=[f"a refill row: the replay memory was refilled with "
+                                                      f"{_int(_number(row.get('steps')))} agent steps of the resumed agent's play"]))
         if not any(r["phase"] == "random" for r in self.rows) and self.rows and self.rows[0]["phase"] == "train":
             first = self.rows[0]
             epoch, done = _number(first["epoch"]), _number(first.get("total_train_steps")) - _number(first.get("steps"))
@@ -157,8 +162,8 @@ class Run:
         if resume.before is not None:
             return self.position(resume.before, x)
         row = resume.after
-        if x == "steps":
-            return _number(row.get("total_train_steps")) - _number(row.get("steps"))
+        if x == "steps":  # a refill phase trains no step: its count is where the earlier sitting stopped
+            return _number(row.get("total_train_steps")) - (0 if row["phase"] == "refill" else _number(row.get("steps")))
         return (_number(row.get("total_time")) - _number(row.get("epoch_time"))) / 60
 
     def games_text(self, phase: str, field: str) -> list | None:
@@ -228,8 +233,8 @@ def resume_signs(before: dict, after: dict) -> list:
     ``total_train_steps`` growing by more than the phase's steps (an interrupted phase whose first
     sitting's steps the row does not count), and an epoch without a test row (a sitting that
     stopped in its test phase)."""
-    if after["phase"] != "train" or before["phase"] == "random":
-        return []  # a sitting starts with a train row, from a snapshot written after a train phase
+    if after["phase"] != "train" or before["phase"] in ("random", "refill"):
+        return []  # a sitting starts with a train row (after its refill row, which says so itself)
     signs = []
 
     def value(row, column):
@@ -311,7 +316,7 @@ def read_stats(path) -> Run:
         records.append({column: cell.strip() for column, cell in zip(header, row)})
     unknown = sorted({r["phase"] for r in records} - set(PHASES))
     if unknown:
-        raise UserError(f"{path}: unknown phase {', '.join(map(repr, unknown))} (expected random, train or test)")
+        raise UserError(f"{path}: unknown phase {', '.join(map(repr, unknown))} (expected random, refill, train or test)")
     unreadable = [(number, column, text) for number, record in enumerate(records, start=2)
                   for column, text in record.items()
                   if column != "phase" and text and text.lower() != "nan" and not math.isfinite(_number(text))]
