@@ -1,6 +1,7 @@
 """``dqnviz nvis``: the report is written, self-contained, complete, draws in Chromium, zooms in
 linked pairs, and bad input fails with one line and no file."""
 
+import json
 import os
 import re
 from pathlib import Path
@@ -103,7 +104,7 @@ def test_self_contained(report):
     html = report.read_text()
     assert not re.search(r'<(script|img|link|iframe)[^>]+(src|href)\s*=\s*["\']?(https?:)?//', html, re.I)
     assert "cdn.plot.ly/plotly" not in html
-    assert html.count("<script>") == 2  # plotly.js's unpacker once, the dqnviz helpers once
+    assert html.count("<script>") == 3  # the bar's height (base.html.j2), plotly.js's unpacker, the dqnviz helpers
     assert html.count('id="dq-plotly-js"') == 1  # plotly.js once, packed
     assert os.path.getsize(report) < 15e6
 
@@ -131,7 +132,7 @@ def test_page_draws_and_zoom_is_linked(report):
     with open_report(report) as check:
         page = check.page
         expected = page.evaluate("dqnviz.figureCount()")
-        # 2 per card + ERF chart + 3 ERF maps + per saliency state 3 images and the Q bars
+        # 2 per card + ERF chart + 3 ERF maps + per saliency state 3 images and the Q dots
         assert expected >= 6 * 2 + 4 + 4
         assert page.evaluate("dqnvizDrawAll()") == expected
         assert tuple(all_plots_drawn(page)) == (expected, expected)
@@ -145,16 +146,72 @@ def test_page_draws_and_zoom_is_linked(report):
         page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.4)
         page.mouse.wheel(0, -400)
         page.wait_for_function(
-            """el => { const g = Array.from(el.querySelectorAll('.js-plotly-plot'));
+            """([el, start]) => { const g = Array.from(el.querySelectorAll('.js-plotly-plot'));
                        const r = g.map(gd => JSON.stringify(gd._fullLayout.xaxis.range));
-                       return r[0] !== '[-0.5,83.5]' && r[0] === r[1]; }""",
-            arg=card.element_handle(), timeout=5000)
+                       return r[0] !== start && r[0] === r[1]; }""",
+            arg=[card.element_handle(), json.dumps(before[0][0])], timeout=5000)
         after = card.evaluate(ranges)
         x0, x1 = after[0][0]
-        assert x1 - x0 < 84 - 1  # zoomed in
+        assert x1 - x0 < before[0][0][1] - before[0][0][0]  # zoomed in further
         assert np.allclose(after[0], after[1])  # the guided image followed
         assert check.errors == [] and check.requests == []
 
+
+def test_a_card_opens_on_its_receptive_field_and_a_double_click_shows_the_whole_state(report):
+    """conv1's 8×8 field was an 18-px speck in a picture of the whole 84×84 screen: each card opens
+    on a window of at least 28 px around its field (its two images alike), and plotly's reset
+    (double-click) shows the whole screen, in both images."""
+    from browser import open_report
+
+    from dqnviz.report.nvis import ZOOM_LEAST, zoom_window
+
+    html = report.read_text()
+    with open_report(report) as check:
+        page = check.page
+        page.evaluate("dqnvizDrawAll()")
+        ranges = """el => Array.from(el.querySelectorAll('.js-plotly-plot'))
+                        .map(gd => [gd._fullLayout.xaxis.range.slice(), gd._fullLayout.yaxis.range.slice()])"""
+        for layer in LAYERS:
+            card = page.locator(f'article[data-layer="{layer}"][data-filter="0"]')
+            body = re.search(rf'id="{layer}-0">(.*?)</article>', html, re.S).group(1)
+            field = [int(v) for v in re.search(r'data-box="(\d+),(\d+),(\d+),(\d+)', body).groups()]
+            window = zoom_window(field, (84, 84))
+            assert window is not None and body.count(f'data-zoom="{",".join(map(str, window))}"') == 2
+            x0, y0, x1, y1 = window
+            assert x1 - x0 == y1 - y0 == max(ZOOM_LEAST, field[2] + 4)  # square, the field and a margin
+            assert x0 <= field[0] and field[0] + field[2] <= x1 and y0 <= field[1] and field[1] + field[3] <= y1
+            opened = card.evaluate(ranges)
+            assert opened == [[[x0 - 0.5, x1 - 0.5], [y1 - 0.5, y0 - 0.5]]] * 2, (layer, opened)
+        card = page.locator('article[data-layer="conv1"][data-filter="0"]')
+        card.scroll_into_view_if_needed()
+        box = card.locator(".dq-fig").nth(1).bounding_box()  # the guided image: the input follows
+        page.mouse.dblclick(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.wait_for_function(
+            """el => Array.from(el.querySelectorAll('.js-plotly-plot'))
+                       .every(gd => JSON.stringify(gd._fullLayout.xaxis.range) === '[-0.5,83.5]')""",
+            arg=card.element_handle(), timeout=5000)
+        assert card.evaluate(ranges) == [[[-0.5, 83.5], [83.5, -0.5]]] * 2
+        text = " ".join(page.locator(".explain").first.inner_text().split())
+        assert "A filter card opens zoomed in on its unit's receptive field" in text
+        assert "double-click either to see the whole state" in text
+        assert check.errors == [] and check.requests == []
+
+
+@pytest.mark.parametrize("field, size, window", [
+    ((48, 72, 8, 8), (84, 84), [38, 56, 66, 84]),  # conv1 at the bottom edge: moved up, not cut
+    ((0, 0, 8, 8), (84, 84), [0, 0, 28, 28]),
+    ((32, 16, 20, 20), (84, 84), [28, 12, 56, 40]),  # conv2: 20 + 2·2 < 28
+    ((32, 40, 36, 36), (84, 84), [30, 38, 70, 78]),  # conv3: its 36 px and a margin of 2 on each side
+    ((32, 48, 36, 36), (84, 84), [30, 44, 70, 84]),  # at the bottom edge: moved up
+    ((-2, 3, 9, 9), (84, 84), [0, 0, 28, 28]),  # a field reaching past the edge is cut first
+    ((4, 4, 8, 8), (20, 16), None),  # 28 px cover a 20×16 image: no zoom
+    ((0, 10, 8, 8), (160, 20), [0, 0, 28, 20]),  # a window taller than the image covers its height
+    ((90, 0, 8, 8), (84, 84), None),  # no part of the field on the image
+])
+def test_the_zoom_window_of_a_card(field, size, window):
+    from dqnviz.report.nvis import zoom_window
+
+    assert zoom_window(field, size) == window
 
 
 @pytest.mark.parametrize("width", [600, 400])
@@ -214,6 +271,9 @@ def test_filters_chosen_by_strength_or_index(breakout_snapshot, tmp_path):
     html = out.read_text()
     shown = cards(html)
     assert "the 3 strongest per layer" in html
+    default = tmp_path / "default.html"  # without --filters: each layer's 8 strongest, as nvis_report's default
+    assert main(["nvis", breakout_snapshot, "--layers", "conv3", "--max-steps", "30", "--quiet", "--out", str(default)]) == 0
+    assert "the 8 strongest per layer" in default.read_text() and len(cards(default.read_text())["conv3"]) == 8
     model = load_snapshot(breakout_snapshot).model
     from dqnviz.agent import env_for_snapshot, play_games
 
@@ -306,8 +366,32 @@ def test_a_snapshot_stopped_inside_its_epoch_says_so(tmp_path):
     assert main(["nvis", str(path), "--layers", "conv3", "--filters", "1", "--max-steps", "20", "--quiet",
                  "--out", str(out)]) == 0
     html = out.read_text()
-    assert "training stopped 388,096 steps into this epoch's train phase, before its test" in html
-    assert "not tested" not in html
+    header = " ".join(re.sub(r"<[^>]+>", " ", html[html.index('<div class="dq-header">'):html.index("</dl>")]).split())
+    assert "epoch 2, stopped 388,096 agent steps into its train phase (2,000 agent steps)" in header
+    assert "in-training test none for epoch 2: training stopped before its test phase" in header
+    assert "not tested" not in html and "training steps" not in html
+
+
+def test_the_header_counts_agent_steps_and_says_why_an_epoch_has_no_test_score(tmp_path):
+    """A trained snapshot counts its agent steps of training and in all in one unit (it said
+    "training steps" for the first and "agent steps" for the second); a snapshot saved before its
+    test phase, whose run stopped during that phase, says so instead of "not tested"."""
+    from conftest import make_snapshot
+
+    from dqnviz.snapshot import load_snapshot, save_snapshot
+
+    snapshot = load_snapshot(make_snapshot(tmp_path / "made.keras", "breakout", 3))
+    meta = {**snapshot.meta, "test_score": None, "train_steps_done": 2_669_952, "total_steps": 2_720_000}
+    path = save_snapshot(tmp_path / "breakout_3.keras", snapshot.model, meta)
+    out = tmp_path / "untested.html"
+    assert main(["nvis", str(path), "--layers", "conv3", "--filters", "1", "--max-steps", "20", "--quiet",
+                 "--out", str(out)]) == 0
+    html = out.read_text()
+    header = " ".join(re.sub(r"<[^>]+>", " ", html[html.index('<div class="dq-header">'):html.index("</dl>")]).split())
+    assert "epoch 3 (2,669,952 agent steps trained in all epochs, 2,720,000 with the random phase)" in header
+    assert "none for epoch 3: the run stopped during the epoch's test phase, before its score was saved" in header
+    assert "at most 20 agent steps" in header
+    assert "training steps" not in html and "not tested" not in html
 
 
 @pytest.mark.parametrize("history", [1, 2])
@@ -381,26 +465,52 @@ def test_a_blank_frame_note_names_the_state_and_its_tint(blank, history, note):
     assert blank_note(blank, history) == note
 
 
-def test_q_bars_show_whole_action_names_and_gaps_near_a_large_q():
+ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]
+
+
+def test_q_values_are_dots_on_an_axis_that_spans_them():
+    """Bars from the axis's left edge drew Pong's 1.8139 a sixth as long as its 1.8480, and bars of
+    negative values grew from an arbitrary edge: the chart is a dot plot, a dot per action at its
+    value, the value written beside it (left of a negative dot where 0 is on the axis, clear of
+    the zero line), a* a larger red dot with a dotted line at its value."""
     import json
 
     import plotly.graph_objects as go
 
     from dqnviz.report.nvis import _q_figure
 
-    q = [1.655, 1.6215, 1.6199, 1.6228, 1.5773, 1.6744]
-    figure = json.loads(_q_figure(go, q, ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"], 5))
-    low, high = figure["layout"]["xaxis"]["range"]
-    assert 1.4 < low < min(q) and max(q) < high < 1.8  # not from 0: a gap of 0.01 is a visible step
-    assert figure["layout"]["yaxis"]["automargin"] is True  # "RIGHTFIRE", not "HTFIRE"
-    assert figure["data"][0]["text"][5] == "1.6744"
-    # all negative: each bar ends at its Q, grown from the axis's left end, so longer = larger
-    q = [-0.5379, -0.5761, -0.5345, -0.5495, -0.4933, -0.4957]
-    bars = json.loads(_q_figure(go, q, ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"], 4))["data"][0]
-    low = json.loads(_q_figure(go, q, ["NOOP"] * 6, 4))["layout"]["xaxis"]["range"][0]
-    assert bars["base"] == low < min(q)
-    np.testing.assert_allclose(np.add(bars["x"], bars["base"]), q, atol=1e-6)
-    assert bars["customdata"] == q and "customdata" in bars["hovertemplate"]
+    def figure(q, action):
+        return json.loads(_q_figure(go, q, ACTIONS, action))
+
+    # the highest max Q of pong-h100-10min_6's game: values 0.034 apart near 1.83
+    q = [1.8327, 1.8139, 1.8422, 1.8382, 1.8480, 1.8229]
+    fig = figure(q, 4)
+    assert len(fig["data"]) == 1
+    dots = fig["data"][0]
+    assert dots["type"] == "scatter" and dots["mode"] == "markers+text" and "base" not in dots
+    assert dots["x"] == q and dots["y"] == ACTIONS and dots["text"][1] == "1.8139"
+    low, high = fig["layout"]["xaxis"]["range"]
+    assert 1.8 < low < min(q) and max(q) < high < 1.9  # a gap of 0.01 is a visible step
+    assert fig["layout"]["yaxis"]["automargin"] is True  # "RIGHTFIRE", not "HTFIRE"
+    colours, sizes = dots["marker"]["color"], dots["marker"]["size"]
+    assert colours[4] != colours[0] and len(set(colours[:4] + colours[5:])) == 1 and sizes[4] > sizes[0]
+    assert set(dots["textposition"]) == {"middle right"}
+    line, = fig["layout"]["shapes"]
+    assert line["x0"] == line["x1"] == 1.848 and line["line"]["dash"] == "dot"
+    assert dots["customdata"][1] == [1.8139, "0.0341 below a*"] and dots["customdata"][4] == [1.848, ""]
+    # all negative: still dots at their values, written to their right (0 is not on the axis)
+    q = [-0.4319, -0.4697, -0.4347, -0.4284, -0.3843, -0.3880]
+    fig = figure(q, 4)
+    low, high = fig["layout"]["xaxis"]["range"]
+    assert fig["data"][0]["x"] == q and low < min(q) and max(q) < high < 0
+    assert set(fig["data"][0]["textposition"]) == {"middle right"}
+    # both signs: 0 on the axis, drawn as a line, and the negative values written left of their dots
+    q = [0.0426, -0.0781, 1.2451, -0.1273, 0.3611, 0.0071]
+    fig = figure(q, 2)
+    low, high = fig["layout"]["xaxis"]["range"]
+    assert low < min(q) and high > max(q) and fig["layout"]["xaxis"]["zeroline"] is True
+    assert [p == "middle left" for p in fig["data"][0]["textposition"]] == [v < 0 for v in q]
+    assert low < -0.1273 - 0.3 * (max(q) - min(q))  # room on the left for "-0.1273"
 
 
 def test_the_modebar_never_covers_a_legend(report):

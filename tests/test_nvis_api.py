@@ -145,7 +145,8 @@ def test_a_classifier_page_reads_as_images_with_named_scores(classifier):
     assert f"k* = {CLASSES[int(logits[best].argmax())]}" in heading.group(2)
     figure = json.loads(re.search(rf'id="fig-q-{best}">(.*?)</script>', html, re.S).group(1))
     assert figure["data"][0]["y"] == CLASSES
-    np.testing.assert_allclose(figure["data"][0]["customdata"], logits[best], atol=1e-4)
+    np.testing.assert_allclose(figure["data"][0]["x"], logits[best], atol=1e-4)  # a dot at each score
+    np.testing.assert_allclose([v for v, _ in figure["data"][0]["customdata"]], logits[best], atol=1e-4)
     assert "a softmax: its scores are the logits before it" in text and "with the names given" in text
     nav = html[html.index("<nav"):html.index("</nav>")]
     assert '<a href="#layer-c1">c1</a><a href="#layer-c2">c2</a>' in nav and "<select" not in nav
@@ -331,20 +332,56 @@ def test_a_model_of_any_image_size_is_analysed_at_the_states_size(tmp_path):
 
 
 def test_scores_of_any_magnitude_are_written_and_drawn():
-    """An untrained classifier's logits of 1e-12 were written "0.0000" and drawn as bars of
-    length 0; Q-values keep their 4 decimals."""
+    """An untrained classifier's logits of 1e-12 were written "0.0000" and drawn at 0; Q-values
+    keep their 4 decimals."""
     import plotly.graph_objects as go
 
     from dqnviz.report.nvis import _q_figure, value_format
 
     q = np.array([5.186e-12, -2.35e-12, 9.18e-12])
-    bars = json.loads(_q_figure(go, q, CLASSES, 2))["data"][0]
-    assert bars["text"] == ["5.186e-12", "-2.35e-12", "9.18e-12"] and "customdata:.4g" in bars["hovertemplate"]
-    assert min(bars["x"]) > 0
-    np.testing.assert_allclose(np.add(bars["x"], bars["base"]), q, rtol=1e-6)
-    np.testing.assert_allclose(bars["customdata"], q, rtol=1e-6)
+    figure = json.loads(_q_figure(go, q, CLASSES, 2, choice="k*"))
+    dots = figure["data"][0]
+    assert dots["text"] == ["5.186e-12", "-2.35e-12", "9.18e-12"] and "customdata[0]:.4g" in dots["hovertemplate"]
+    np.testing.assert_allclose(dots["x"], q, rtol=1e-6)
+    np.testing.assert_allclose([v for v, _ in dots["customdata"]], q, rtol=1e-6)
+    assert dots["customdata"][0][1] == "3.994e-12 below k*"
+    low, high = figure["layout"]["xaxis"]["range"]
+    assert low < q.min() and q.max() < high < 1e-10
     assert value_format([1.6744, -0.5]) == ".4f" and value_format([0.004]) == ".4g"
     assert value_format([12345.6]) == ".4g" and value_format([0.0, 0.0]) == ".4g"
+
+
+def test_by_default_each_layer_shows_its_strongest_filters(tmp_path):
+    """Without ``filters`` the page showed each layer's first 8, dead ones among them (2 of the first
+    8 conv1 filters of the shipped pong-h100-10min_6): it shows the 8 that fire most, strongest
+    first, and counts the dead ones in the layer's summary; a layer of fewer shows all of its own."""
+    import keras
+
+    from dqnviz import analysis
+    from dqnviz.report.nvis import default_filters
+
+    keras.utils.set_random_seed(11)
+    inputs = keras.Input((12, 12, 1))
+    wide = keras.layers.Conv2D(12, 3, activation="relu", name="wide")(inputs)
+    narrow = keras.layers.Conv2D(3, 3, activation="relu", name="narrow")(wide)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(narrow)), name="small")
+    kernel, bias = model.get_layer("wide").get_weights()
+    bias[[0, 3, 6]] = -1e4  # three of the first 8 can never fire
+    kernel[..., 9] *= 5  # filters past the first 8 fire most
+    kernel[..., 11] *= 3
+    model.get_layer("wide").set_weights([kernel, bias])
+    states = np.random.default_rng(11).uniform(0, 1, (4, 12, 12, 1)).astype("float32")
+    html = dqnviz.nvis_report(model, states, tmp_path / "default.html").read_text()
+    shown = {}
+    for layer, f in cards_of(html):
+        shown.setdefault(layer, []).append(int(f))
+    values = [v for _, _, v in analysis.top_activations(model, states, "wide")]
+    assert len(shown["wide"]) == 8 and not {0, 3, 6} & set(shown["wide"]) and {9, 11} <= set(shown["wide"])
+    assert [values[f] for f in shown["wide"]] == sorted(values, reverse=True)[:8]
+    assert sorted(shown["narrow"]) == [0, 1, 2]
+    assert "the 8 strongest per layer" in text_of(header_of(html))
+    assert "<b>3 of 12</b> wide filters never fire" in html
+    assert default_filters({"a": 32, "b": 64}) == "top8" and default_filters({"a": 3, "b": 5}) == "top5"
 
 
 def test_a_deep_network_gets_a_layer_menu_and_a_wide_field_chart(tmp_path):

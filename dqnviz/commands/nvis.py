@@ -19,10 +19,10 @@ the default is 4). For any other Keras image model, and states you give, Python'
 dqnviz.nvis_report(model, states, "out.html") writes the same page.
 
 examples:
-  dqnviz nvis snapshots/breakout_13.keras                    first 8 filters of conv1..conv3
+  dqnviz nvis snapshots/breakout_13.keras                    the 8 strongest filters of conv1..conv3
   dqnviz nvis snapshots/pong_24.keras --filters all --out pong.html
   dqnviz nvis snapshots/pong_24.keras --layers conv3 --filters 16 --max-steps 2000
-  dqnviz nvis snapshots/pong_24.keras --filters top4                     the 4 strongest of each layer
+  dqnviz nvis snapshots/pong_24.keras --filters 8                        the first 8 of each layer
   dqnviz nvis snapshots/pong_24.keras --layers conv2,conv3 --filters 5,40  filters 5 and 40
 """
 
@@ -32,10 +32,10 @@ def add_arguments(parser) -> None:
 
     parser.add_argument("snapshot", metavar="SNAPSHOT", help="a .keras snapshot written by dqnviz train")
     add_playing_arguments(parser, games_help="games to play for states")
-    parser.add_argument("--filters", default="8", metavar="N|all|topN|I,J",
+    parser.add_argument("--filters", default=None, metavar="N|all|topN|I,J",
                         help="which filters of each layer: the first N, 'all', 'topN' (the N that fire "
                              "most strongly on the states played, strongest first) or indices such "
-                             "as 0,5,17 ('17,' for filter 17 alone) (default 8)")
+                             "as 0,5,17 ('17,' for filter 17 alone) (default top8: the 8 strongest)")
     parser.add_argument("--layers", default=None, metavar="L1,L2",
                         help="conv layers to show, comma separated (default: all conv layers)")
     parser.add_argument("--out", default=None, metavar="FILE",
@@ -49,7 +49,9 @@ def run(args) -> int:
     import time
     from pathlib import Path
 
-    from dqnviz.report.nvis import build_context, describe_filters, gather, parse_filters, parse_layers, write_report
+    from dqnviz.report.nvis import (
+        build_context, default_filters, describe_filters, gather, parse_filters, parse_layers, write_report,
+    )
     from dqnviz.snapshot import check_writable, load_snapshot
 
     start = time.perf_counter()
@@ -61,6 +63,8 @@ def run(args) -> int:
                            "t-2, t-1, t as red, green and blue")
     layers = parse_layers(args.layers, snapshot.model)
     channels = {name: int(snapshot.model.get_layer(name).output.shape[-1]) for name in layers}
+    if args.filters is None:
+        args.filters = default_filters(channels)
     filters = parse_filters(args.filters, channels)
     out = Path(args.out) if args.out else Path("reports") / f"{snapshot.name}.html"
     if out.exists() and out.is_dir():

@@ -27,7 +27,7 @@ Every name other code imports from ``dqnviz.report.nvis`` is imported here.
 """
 
 from dqnviz.report.nvis.api import nvis_report
-from dqnviz.report.nvis.figures import _q_figure, q_axis_range, value_format
+from dqnviz.report.nvis.figures import ZOOM_LEAST, _q_figure, q_axis_range, value_format, zoom_window
 from dqnviz.report.nvis.findings import (
     ERF_STATES, SCORE_PICKS, Card, NvisData, analyse, field_box, perturbation_settings, pick_saliency_states,
 )
@@ -35,7 +35,8 @@ from dqnviz.report.nvis.gather import gather
 from dqnviz.report.nvis.images import ImageStore
 from dqnviz.report.nvis.model_input import at_states_size, check_outputs
 from dqnviz.report.nvis.options import (
-    StrongestFilters, check_filter_range, describe_filters, parse_filters, parse_layers,
+    DEFAULT_FILTERS, StrongestFilters, check_filter_range, default_filters, describe_filters, parse_filters,
+    parse_layers,
 )
 from dqnviz.report.nvis.page import build_context, model_context, network_rows, write_report
 from dqnviz.report.nvis.page_size import PAGE_LIMIT_MB, PAGE_WARN_MB, card_megabytes, check_page_size
@@ -44,9 +45,11 @@ from dqnviz.report.nvis.wording import Q_WORDS, SCORE_WORDS, _blank_frames, blan
 
 __all__ = [
     "analyse", "at_states_size", "_blank_frames", "blank_note", "build_context", "Card", "card_megabytes",
-    "check_filter_range", "check_outputs", "check_page_size", "describe_filters", "display_range",
+    "check_filter_range", "check_outputs", "check_page_size", "DEFAULT_FILTERS", "default_filters",
+    "describe_filters", "display_range",
     "ERF_STATES", "field_box", "gather", "ImageStore", "model_context", "network_rows", "nvis_report",
     "NvisData", "PAGE_LIMIT_MB", "PAGE_WARN_MB", "parse_filters", "parse_layers", "perturbation_settings",
     "pick_saliency_states", "q_axis_range", "_q_figure", "Q_WORDS", "SCORE_PICKS", "SCORE_WORDS",
-    "shares_frames", "state_view", "StateView", "StrongestFilters", "value_format", "write_report",
+    "shares_frames", "state_view", "StateView", "StrongestFilters", "value_format", "write_report", "ZOOM_LEAST",
+    "zoom_window",
 ]

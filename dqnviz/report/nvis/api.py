@@ -8,7 +8,7 @@ import numpy as np
 from dqnviz.errors import UserError
 from dqnviz.report.nvis.findings import SCORE_PICKS, analyse
 from dqnviz.report.nvis.model_input import _layer_channels, at_states_size, check_outputs
-from dqnviz.report.nvis.options import _as_text, describe_filters, parse_filters, parse_layers
+from dqnviz.report.nvis.options import _as_text, default_filters, describe_filters, parse_filters, parse_layers
 from dqnviz.report.nvis.page import model_context, write_report
 from dqnviz.report.nvis.page_size import check_page_size
 from dqnviz.report.nvis.states import state_view
@@ -22,7 +22,7 @@ def nvis_report(model, states, path, layers=None, filters=None, action_names=Non
     where its strongest unit fires most, the unit's receptive field and its guided-backprop
     image), effective versus theoretical receptive fields, and gradient and perturbation
     saliency of the top output for three telling states (highest and lowest top score, biggest
-    margin) next to the outputs as bars. The outputs are read as scores: Q-values for a DQN, the
+    margin) next to the outputs as a dot plot. The outputs are read as scores: Q-values for a DQN, the
     logits before the softmax for a classifier ending in one (as :func:`dqnviz.saliency` explains
     them). A model that takes images of any size (``keras.Input((None, None, 3))``) is analysed
     as a copy built at the states' size (:func:`at_states_size`). Perturbation saliency's patch
@@ -46,8 +46,9 @@ def nvis_report(model, states, path, layers=None, filters=None, action_names=Non
             :func:`dqnviz.analysis.conv_layers` lists them.
         filters: per layer, what ``dqnviz nvis --filters`` takes: N (the first N), ``"all"``,
             ``"topN"`` (the N that fire most on these states) or indices (``"0,5,17"`` or a list);
-            None: the first 8 (all of a layer with fewer, as ``--filters``'s default 8 does, also
-            where no layer has 8). A choice whose card images may pass 50 MB warns in one line
+            None: ``"top8"``, each layer's 8 strongest, strongest first (all of a layer with fewer,
+            also where no layer has 8), as ``--filters``'s default: the first 8 of a trained layer
+            often include filters that never fire. A choice whose card images may pass 50 MB warns in one line
             (MobileNetV2's 1,280-filter ``Conv_1`` at 96 px, ``"all"``: 81 MB, minutes); past
             400 MB it is refused.
         action_names: one name per output (default ``"output 0"``, ``"output 1"``, ...).
@@ -86,7 +87,7 @@ def nvis_report(model, states, path, layers=None, filters=None, action_names=Non
             raise UserError(f"action_names must be a list naming each of the model's {count} outputs, got {action_names!r}")
         action_names = given
     channels = _layer_channels(model, names)
-    text = _as_text(filters, "filters") if filters is not None else ("8" if max(channels.values()) >= 8 else "all")
+    text = _as_text(filters, "filters") if filters is not None else default_filters(channels)
     chosen = parse_filters(text, channels, name="filters")
     check_page_size(chosen, channels, batch.shape[1:], text)
     path = Path(path)

@@ -76,6 +76,18 @@ def parse_filters(text, layer_channels: dict, name="--filters") -> dict:
     return {layer: list(range(min(count, n))) for layer, n in layer_channels.items()}
 
 
+DEFAULT_FILTERS = "top8"  # --filters' and nvis_report's default: each layer's 8 strongest filters
+
+
+def default_filters(layer_channels: dict) -> str:
+    """The filters shown when none are asked for: :data:`DEFAULT_FILTERS`, each layer's 8 strongest
+    (``top N`` of a network whose largest layer has N < 8 filters: all of them). Strongest rather
+    than the first 8, which in a trained layer may include filters that never fire (2 of the first
+    8 conv1 filters of ``snapshots/pong-h100-10min_6.keras`` on a game of Pong)."""
+    largest = max(layer_channels.values())
+    return DEFAULT_FILTERS if largest >= 8 else f"top{largest}"
+
+
 def _filter_number(part: str, words: str, text: str, index: bool = False, name="--filters") -> int:
     try:
         value = int(part.strip())

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from dqnviz import analysis
-from dqnviz.report.nvis.figures import _erf_chart, _erf_figure, _q_figure
+from dqnviz.report.nvis.figures import ZOOM_LEAST, _erf_chart, _erf_figure, _q_figure, zoom_window
 from dqnviz.report.nvis.findings import NvisData, _pair, perturbation_settings
 from dqnviz.report.nvis.images import ImageStore, _saliency_rgb
 from dqnviz.report.nvis.wording import Q_WORDS, SCORE_WORDS, _blank_frames, _number_word, blank_note
@@ -67,7 +67,8 @@ def _report_context(data: NvisData, action_names: list, words: dict, game_index=
                 "y": card.position[0], "x": card.position[1], "value": card.value,
                 "input": state_image(card.state_index), "guided": images.add(rgb),
                 "strip": None if strip is None else images.add(strip),
-                "box": list(card.box), "scale": float(np.max(np.abs(card.gradient))),
+                "box": list(card.box), "zoom": zoom_window(card.box, (view.width, view.height)),
+                "scale": float(np.max(np.abs(card.gradient))),
                 "silent": card.filter in silent,
                 "blank": blank_note(_blank_frames(states[card.state_index]), history) if view.frame_stack else "",
             })
@@ -88,7 +89,7 @@ def _report_context(data: NvisData, action_names: list, words: dict, game_index=
             "gradient": images.add(_saliency_rgb(item["gradient"])),
             "perturbation": images.add(_saliency_rgb(item["perturbation"])),
             "q_figure": _q_figure(go, item["q"], action_names, item["action"], axis=words["axis"],
-                                  hover=words["hover"]),
+                                  hover=words["hover"], choice=words["choice"]),
         })
     return {
         "history": history,  # frames (or channels) per state: the strip's and the text's t-(history-1)..t
@@ -107,6 +108,7 @@ def _report_context(data: NvisData, action_names: list, words: dict, game_index=
                      "strip": f"frames t-{history - 1} to t"} if view.frame_stack
         else {"state": "input image", "saliency": "input", "strip": "channels R, G, B"},
         "perturbation": perturbation_settings(view.height, view.width),
+        "zoom": {"least": ZOOM_LEAST},  # a card opens on its receptive field: figures.zoom_window
         "network": network_rows(data.model),
         "layers": layers,
         "erf_chart": erf_chart,
@@ -138,12 +140,21 @@ def build_context(data: NvisData, options: dict | None = None) -> dict:
         "train_steps": meta.get("train_steps_done"),
         "backend": meta.get("backend"),
         "test_score": score,
-        "interrupted": meta.get("interrupted"),  # stopped inside the epoch: {"phase", "steps_done"}
+        "interrupted": meta.get("interrupted"),  # stopped inside the epoch: {"phase", "steps_done"} (True in old snapshots)
+        "stopped": _stopped(meta.get("interrupted")),
         "start": {"seed": start.seed, "backend": start.backend, "reason": start.reason,
                   "measured": bool(start.movement), "source": start.source},
         "play": {"states": int(len(record.states)), "games": len(record.scores),
                  "scores": [float(s) for s in record.scores], **(options or {})},
     }
+
+
+def _stopped(interrupted) -> dict | None:
+    """An ``_interrupted`` snapshot's ``{"phase", "steps_done"}`` (the agent steps its epoch's phase
+    had played), or None where the snapshot does not say (not interrupted, or only ``True``)."""
+    if not isinstance(interrupted, dict) or not isinstance(interrupted.get("steps_done"), (int, float)):
+        return None
+    return {"phase": str(interrupted.get("phase") or "train"), "steps_done": int(interrupted["steps_done"])}
 
 
 def model_context(data: NvisData, action_names: list | None = None, title: str | None = None, filters: str = "") -> dict:
