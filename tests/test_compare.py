@@ -730,3 +730,22 @@ def test_an_architecture_that_cannot_be_built_has_no_untrained_network():
     same = build_q_network(6, dueling=True, seed=7)
     assert architecture(built) == (6, True, 4, (84, 84))
     assert all(np.array_equal(a, b) for a, b in zip(built.get_weights(), same.get_weights()))
+
+
+def test_cards_open_on_the_units_receptive_field_as_in_nvis(compared):
+    """Both images of every live card carry the zoom window of the field its box shows (nvis's rule);
+    a silent card has none."""
+    import re
+
+    from dqnviz.report.nvis import zoom_window
+
+    html = compared.read_text()
+    cards = re.findall(r'<article class="card" data-snapshot="[^"]+" data-layer="[^"]+" data-filter="\d+">(.*?)</article>',
+                       html, re.S)
+    live = [card for card in cards if "data-box" in card]
+    assert live
+    for card in live:
+        box = [int(v) for v in re.search(r'data-box="(\d+),(\d+),(\d+),(\d+)', card).groups()]
+        window = zoom_window(box, (84, 84))
+        assert window is not None and card.count(f'data-zoom="{",".join(map(str, window))}"') == 2
+    assert all("data-zoom" not in card for card in cards if "data-box" not in card)

@@ -654,7 +654,7 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
     import plotly.graph_objects as go
 
     import dqnviz.analysis as analysis
-    from dqnviz.report.nvis import ImageStore
+    from dqnviz.report.nvis import ImageStore, zoom_window
 
     images = ImageStore()
     played = data.played
@@ -688,6 +688,8 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
                 rows.append({**{k: v for k, v in c.items() if k != "gradient"}, "snapshot": p.name, "layer": layer,
                              "input": state_image(i, c["state"]), "guided": images.add(rgb),
                              "link": f"{p.name}-{layer}-{c['filter']}",
+                             # opened on the unit's receptive field, as nvis's cards (double-click: the whole state)
+                             "zoom": zoom_window(c["box"], (p.states.shape[2], p.states.shape[1])),
                              "cosine": _partner_cosine(data, i, r) if first else None})
             partner = (i - 1 if data.evolution else 0) if first and i > 0 else None
             columns.append({"snapshot": snapshots[i], "cards": rows, "field": data.fields[layer][i],
