@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # numpy is imported where it is used, so that reading a snaps
 # Kept importable from here, where they were first defined; the limits that loading applies are
 # those of dqnviz.snapshot_checks.
 __all__ = ["FORMAT_VERSION", "MAX_JSON_BYTES", "MAX_MEMBERS", "MAX_SNAPSHOT_BYTES", "META_MEMBER", "Snapshot",
-           "StartingPoint", "atomic_write", "check_writable", "kernel_changes", "kernel_movement",
+           "StartingPoint", "atomic_write", "check_output", "check_writable", "kernel_changes", "kernel_movement",
            "layer_kernels", "load_optimizer_state", "load_snapshot", "load_validation_states", "read_meta",
            "save_optimizer_state", "save_snapshot", "save_validation_states", "starting_point"]
 
@@ -125,6 +125,57 @@ def check_writable(path) -> Path:
     os.close(fd)
     os.unlink(probe)
     return path
+
+
+def kept_file(path) -> str | None:
+    """What an existing ``path`` holds that a command's output must not replace, in words, or None.
+
+    A snapshot (a ``.keras`` name, or any zip archive: a snapshot under another name, or the
+    ``.optimizer.npz`` / ``.validation.npz`` beside one) or a training run's statistics
+    (``dqnviz train``'s CSV, whose header starts ``epoch,phase,``): what a slip such as
+    ``--out snapshots/pong_24.keras`` or ``--csv reports/pong.csv`` would destroy.
+    """
+    import zipfile
+
+    path = Path(path)
+    if path.suffix.lower() == ".keras":
+        return "a snapshot"
+    try:
+        if not path.is_file():
+            return None
+        if zipfile.is_zipfile(path):
+            return "a zip archive (as a snapshot is)"
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return None  # unreadable: check_writable says whether it can be written
+    if head.lstrip(b"\xef\xbb\xbf").startswith(b"epoch,phase,"):
+        return "a training run's statistics (dqnviz train's CSV)"
+    return None
+
+
+def check_output(path, option: str = "--out", inputs=(), suffixes=None, makes: str = "the report") -> Path:
+    """:func:`check_writable`, after refusing in one line what writing ``path`` would wrongly
+    replace: one of the command's own ``inputs``, or a file :func:`kept_file` names; and, with
+    ``suffixes`` (lower case, with the dot), a name ending in none of them (``--out pong.keras``
+    for an HTML report).
+    """
+    path = Path(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise UserError(f"{option} {path}: {makes} is written there; give a name ending in "
+                        + " or ".join(suffixes))
+    if path.exists():
+        for given in inputs:
+            try:
+                same = os.path.samefile(path, given)
+            except OSError:
+                same = False
+            if same:
+                raise UserError(f"{option} {path} is one of this command's inputs; writing there would destroy it")
+        kept = kept_file(path)
+        if kept:
+            raise UserError(f"{option} {path} is {kept}; writing there would destroy it: give another name")
+    return check_writable(path)
 
 
 def atomic_write(path, write, suffix=None):

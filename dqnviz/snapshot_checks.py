@@ -240,7 +240,13 @@ def read_json(archive: zipfile.ZipFile, name: str, path: str):
     :func:`_check_meta`) or Keras's model config (a dict)."""
     if name not in archive.namelist():
         if name == META_MEMBER:
-            raise UserError(f"{path} is a Keras model but not a dqnviz snapshot (it has no {META_MEMBER})")
+            if "config.json" in archive.namelist():
+                raise UserError(f"{path} is a Keras model but not a dqnviz snapshot (it has no {META_MEMBER})")
+            numpy = all(member.endswith(".npy") for member in archive.namelist())
+            raise UserError(f"{path} is a {'numpy' if numpy else 'zip'} archive, not a dqnviz snapshot "
+                            f"(it has no {META_MEMBER} and no Keras model)"
+                            + ("; a run's .optimizer.npz and .validation.npz sit beside its snapshots"
+                               if numpy else ""))
         raise UserError(f"{path}: the snapshot is damaged (it has no {name}, the model's description)")
     what = "the snapshot's metadata" if name == META_MEMBER else "the model's description"
     try:

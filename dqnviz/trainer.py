@@ -680,8 +680,14 @@ class Trainer:
         self.log(f"epoch {row['epoch']} {row['phase']}: {row['steps']:,} steps{before}, {games}, "
                  f"meanq {meanq}, {row['steps_per_second']:,.0f} steps/s")
         if stats.phase == "train" and stats.steps and not stats.updates:
-            self.log(f"  warning: no update was made: the replay memory held {self.replay.num_sampleable():,} "
-                     f"transitions that can be sampled, fewer than --batch-size {self.config.batch_size:,}")
+            sampleable = self.replay.num_sampleable()
+            if sampleable < self.config.batch_size:
+                why = (f"the replay memory held {sampleable:,} transitions that can be sampled, fewer than "
+                       f"--batch-size {self.config.batch_size:,}")
+            else:  # one update per train_frequency agent steps, and the phase had fewer
+                why = (f"--train-frequency {self.config.train_frequency:,} asks for one update per "
+                       f"{self.config.train_frequency:,} agent steps, and the phase played {stats.steps:,}")
+            self.log(f"  warning: no update was made: {why}")
         return row
 
     def replay_fill_steps(self) -> int:

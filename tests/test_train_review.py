@@ -146,9 +146,9 @@ def test_interrupted_epoch_resumed_with_fewer_train_steps_plays_none(tmp_path, c
     assert "epoch 1 train: 40 steps were played before the interruption, --train-steps 16 asks for no more" in out
     assert "no update was made" not in out
     table = rows(tmp_path / "rep" / "breakout.csv")
-    assert [(r["epoch"], r["phase"]) for r in table] == [("1", "train"), ("1", "test")]
-    assert table[0]["steps"] == "0" and table[0]["weight_updates"] == "10" and table[0]["total_train_steps"] == "40"
-    assert float(table[0]["last_exploration_rate"]) < 1.0  # the ε the phase would have used, not a default
+    assert [(r["epoch"], r["phase"]) for r in table] == [("1", "refill"), ("1", "train"), ("1", "test")]
+    assert table[1]["steps"] == "0" and table[1]["weight_updates"] == "10" and table[1]["total_train_steps"] == "40"
+    assert float(table[1]["last_exploration_rate"]) < 1.0  # the ε the phase would have used, not a default
     snapshot = load_snapshot(tmp_path / "snap" / "breakout_1.keras")
     assert snapshot.meta["train_steps_done"] == 40 and "interrupted" not in snapshot.meta
 

@@ -220,6 +220,11 @@ def test_a_train_phase_without_updates_says_why(tmp_path, monkeypatch):
     stats = run.run_phase(1, "train", 60)  # now the memory can fill a batch
     run.write_row(stats, 0.0)
     assert stats.updates > 0 and "warning" not in lines[-1]
+    # a memory that can fill a batch, but one update per 1,000 agent steps in a phase of 8
+    run.config = run.config.replace(train_frequency=1000)
+    run.write_row(run.run_phase(2, "train", 8), 0.0)
+    assert lines[-1].strip() == ("warning: no update was made: --train-frequency 1,000 asks for one update per "
+                                 "1,000 agent steps, and the phase played 8")
 
 
 def test_fewer_validation_states_than_asked_are_reported(tmp_path, monkeypatch):

@@ -58,7 +58,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from dqnviz.errors import UserError
-    from dqnviz.snapshot import check_writable, load_snapshot, read_meta
+    from dqnviz.snapshot import check_output, load_snapshot, read_meta
 
     start = time.perf_counter()
     if len(args.snapshots) < 2:
@@ -83,7 +83,8 @@ def run(args) -> int:
     if len(set(names)) != len(names):
         for s in snapshots:  # same file name in different folders: use the parent folder too
             s.path = str(Path(s.path).parent.name + "_" + Path(s.path).name)
-    out = check_writable(out or default_output([s.name for s in snapshots]))
+    out = check_output(out or default_output([s.name for s in snapshots]), inputs=[s.path for s in snapshots],
+                       suffixes=(".html", ".htm"), makes="an HTML report")
     data = gather(snapshots, filters=options["filters"], games=options["games"], epsilon=options["epsilon"],
                   seed=options["seed"], max_steps=options["max_steps"], progress=not args.quiet)
     context = build_context(data, options)

@@ -52,7 +52,7 @@ def run(args) -> int:
     from dqnviz.report.nvis import (
         build_context, default_filters, describe_filters, gather, parse_filters, parse_layers, write_report,
     )
-    from dqnviz.snapshot import check_writable, load_snapshot
+    from dqnviz.snapshot import check_output, load_snapshot
 
     start = time.perf_counter()
     from dqnviz.commands.arguments import playing_options
@@ -71,7 +71,7 @@ def run(args) -> int:
         from dqnviz.errors import UserError
 
         raise UserError(f"--out {out} is a folder; give a file name such as {out / (snapshot.name + '.html')}")
-    check_writable(out)
+    check_output(out, inputs=[args.snapshot], suffixes=(".html", ".htm"), makes="an HTML report")
 
     data = gather(snapshot, layers, filters, progress=not args.quiet, **options)
     t0 = time.perf_counter()

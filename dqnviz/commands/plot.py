@@ -44,7 +44,7 @@ def run(args) -> int:
         ScoresCSV, check_fields, check_x, default_output, parse_fields, read_stats, render_page, write_png,
     )
     from dqnviz.report.render import write_html
-    from dqnviz.snapshot import check_writable
+    from dqnviz.snapshot import check_output
 
     fields = parse_fields(args.fields)
     seen, csvs = set(), []
@@ -81,7 +81,7 @@ def run(args) -> int:
     out = Path(args.out) if args.out else default_output(csvs)
     if out.exists() and out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name such as {out / 'plot.html'}")
-    check_writable(out)
+    check_output(out, inputs=csvs, suffixes=(".html", ".htm"), makes="an HTML page")
     html, figure = render_page(runs, fields, x=args.x)
     write_html(out, html)
     print(f"wrote {out}")

@@ -69,9 +69,9 @@ def check_arguments(args) -> Path:
         # new frames would overwrite the first of them and leave the rest: two recordings mixed
         raise UserError(f"--frames-dir {args.frames_dir} already holds frames ({FRAME_GLOB}) of another "
                         f"recording; give an empty or new folder")
-    from dqnviz.snapshot import check_writable
+    from dqnviz.snapshot import check_output, check_writable
 
-    check_writable(out)
+    check_output(out, inputs=[args.snapshot])
     if args.frames_dir:
         try:
             check_writable(Path(args.frames_dir) / "frame_000001.png")

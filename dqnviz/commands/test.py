@@ -84,7 +84,7 @@ def run(args) -> int:
     from dqnviz.agent import checked_env_for_snapshot, env_for_snapshot, evaluate
     from dqnviz.errors import UserError
     from dqnviz.progress import Progress
-    from dqnviz.snapshot import atomic_write, check_writable, load_snapshot
+    from dqnviz.snapshot import atomic_write, check_output, load_snapshot
 
     overrides = {"max_frames_per_episode": args.max_frames}
     if args.repeat_action_probability is not None:
@@ -101,7 +101,7 @@ def run(args) -> int:
         if kept:  # `test --csv snapshots/pong_2?.keras`: the shell gives --csv the first snapshot
             raise UserError(f"--csv {args.csv} is {kept}, not a CSV file; give a .csv name "
                             f"(--csv takes the word after it: put it after the snapshots)")
-        check_writable(args.csv)
+        check_output(args.csv, "--csv", inputs=args.snapshots)
     # The same file given twice (overlapping globs) is tested once.
     paths, seen = [], set()
     for path in args.snapshots:

@@ -70,7 +70,7 @@ def nvis_report(model, states, path, layers=None, filters=None, action_names=Non
     from pathlib import Path
 
     from dqnviz.analysis._model import as_batch, compiled_runner, predict
-    from dqnviz.snapshot import check_writable
+    from dqnviz.snapshot import check_output
 
     names = parse_layers(_as_text(layers, "layers"), model, name="layers")  # an image model with conv layers
     batch, _ = as_batch(model, states)
@@ -93,7 +93,7 @@ def nvis_report(model, states, path, layers=None, filters=None, action_names=Non
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path} is a folder; give a file name such as {path / (model.name + '.html')}")
-    check_writable(path)
+    check_output(path, "path", suffixes=(".html", ".htm"), makes="an HTML report")
 
     # The scores the saliency explains: a softmax classifier's logits, not its probabilities.
     scores = predict(compiled_runner(model, logits=True), batch.astype(np.float32))
