@@ -328,11 +328,14 @@ class Timer:
 
 
 class Interrupted(Exception):
-    """Training stopped by Ctrl-C; carries the path of the snapshot saved on the way out."""
+    """Training stopped by Ctrl-C; carries the path of the snapshot saved on the way out (or the
+    one to resume from), and a ``note`` on what a resume will do first."""
 
-    def __init__(self, snapshot_path):
+    def __init__(self, snapshot_path, note: str = "", saved: bool = True):
         super().__init__(str(snapshot_path))
         self.snapshot_path = snapshot_path
+        self.note = note
+        self.saved = saved  # False: nothing new was written, snapshot_path is the one resumed from
 
 
 class Trainer:
@@ -405,6 +408,12 @@ class Trainer:
         self.phase_stats: PhaseStats | None = None  # the phase running or last run
         if self.resume_partial:
             self.start_epoch = int(meta["epoch"])
+        # A run stopped in an epoch's test phase left that epoch's snapshot without a test score
+        # (saved before the test; saved again with the score after it): a resume plays that test first.
+        self.untested_epoch = (int(meta["epoch"]) if resume and not self.resume_partial and "train_steps_done" in meta
+                               and int(meta.get("epoch", 0)) >= 1 and meta.get("test_score") is None
+                               and not _has_row(self.csv.path, int(meta["epoch"]), "test") else None)
+        self.resume_path = getattr(resume, "path", None)
         self.total_time_before = float(meta.get("total_time", 0.0))
         self.validation = None
         self._validation_file = None  # where self.validation was read from or last written to
@@ -713,6 +722,16 @@ class Trainer:
         raise UserError(f"the network diverged at epoch {row['epoch']} ({', '.join(bad) or 'weights not finite'}): "
                         f"no snapshot saved; try a lower --learning-rate than {self.config.learning_rate:g}")
 
+    def _test_again(self, epoch: int) -> None:
+        """Play epoch ``epoch``'s test phase, which the last sitting stopped in, write its row and
+        save the epoch's snapshot again with its score (its weights are those being resumed)."""
+        self.log(f"epoch {epoch}'s test phase was cut short when the run stopped: playing it again")
+        started = time.perf_counter()
+        test = self.run_phase(epoch, "test", self.config.test_steps)
+        self.write_row(test, started)
+        self.test_scores[epoch] = _test_score(test)
+        self.save(epoch, test_score=self.test_scores[epoch])
+
     def _fill_replay(self) -> None:
         """After a resume the replay memory is empty: refill it with the current policy, no learning.
         The CSV gets a ``refill`` row, so that the statistics say where a later sitting took over
@@ -738,6 +757,9 @@ class Trainer:
                 self.write_row(stats, epoch_started)
                 epoch = 1
             else:
+                if self.untested_epoch is not None:
+                    phase = "retest"
+                    self._test_again(self.untested_epoch)
                 phase = "refill"
                 self._fill_replay()
             while epoch <= config.epochs:
@@ -775,8 +797,12 @@ class Trainer:
                 epoch += 1
         except KeyboardInterrupt:
             if phase == "test":
-                # the epoch's training is complete and its snapshot saved; nothing is lost
-                raise Interrupted(self.snapshot_path(epoch)) from None
+                # the epoch's training is complete and its snapshot saved; its test is played again on resume
+                raise Interrupted(self.snapshot_path(epoch), note=f"epoch {epoch}'s test phase was cut short: "
+                                  "a resume plays it again first") from None
+            if phase == "retest":
+                raise Interrupted(self.resume_path, note=f"epoch {self.untested_epoch}'s test phase was cut short "
+                                  "again: a resume plays it again first", saved=False) from None
             if phase in ("random", "refill") or epoch == 0:
                 self.csv.discard_if_unused()
                 raise Interrupted(None) from None
@@ -789,6 +815,17 @@ class Trainer:
                            "steps_done": self.train_steps_done - self._train_phase_start}
             path = self.save(epoch, suffix="_interrupted", interrupted=interrupted)
             raise Interrupted(path) from None
+
+
+def _has_row(csv_path, epoch: int, phase: str) -> bool:
+    """Whether the statistics CSV at ``csv_path`` (if any) has a row of ``epoch``'s ``phase``."""
+    import csv
+
+    try:
+        with open(csv_path, newline="") as f:
+            return any(row.get("epoch") == str(epoch) and row.get("phase") == phase for row in csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
 
 
 def _test_score(stats: PhaseStats) -> dict:

@@ -414,3 +414,48 @@ def test_resume_reads_the_run_statistics_once(tmp_path, capsys, monkeypatch, epo
     assert opened.count("t.csv") == 1, opened
     if "t-2" in said:
         assert (tmp_path / "reports" / "t.csv").read_bytes() == before and (tmp_path / "reports" / "t-2.csv").exists()
+
+
+def test_ctrl_c_in_a_test_phase_is_played_again_on_resume(tmp_path, monkeypatch, capsys):
+    """A run stopped in epoch 1's test phase leaves epoch 1's snapshot (saved before the test) without
+    a test score and the CSV without its test row: the resume plays that test first, writes its row,
+    saves the snapshot again with the score, and then goes on with epoch 2."""
+    from dqnviz import trainer
+
+    original = trainer.Trainer.run_phase
+
+    def stop_in_the_test(self, epoch, phase, steps, progress_label=None):
+        if phase == "test":
+            raise KeyboardInterrupt
+        return original(self, epoch, phase, steps, progress_label)
+
+    monkeypatch.setattr(trainer.Trainer, "run_phase", stop_in_the_test)
+    dirs = ["--snapshot-dir", str(tmp_path / "snap"), "--report-dir", str(tmp_path / "rep")]
+    assert main(["train", "pong", "--epochs", "1", *TINY, *dirs]) == 130
+    out = capsys.readouterr().out
+    saved = tmp_path / "snap" / "pong_1.keras"
+    assert f"interrupted: saved {saved}; continue with: dqnviz train --resume {saved}" in out
+    assert "epoch 1's test phase was cut short: a resume plays it again first" in out
+    assert load_snapshot(saved).meta["test_score"] is None
+    assert [(r["epoch"], r["phase"]) for r in rows(tmp_path / "rep" / "pong.csv")] == [("0", "random"), ("1", "train")]
+
+    # stopped again in that test: nothing new is saved, and the resume still owes it
+    assert main(["train", "--resume", str(saved), "--epochs", "2", *dirs]) == 130
+    out = capsys.readouterr().out
+    assert f"interrupted: nothing new to save; continue with: dqnviz train --resume {saved}" in out
+    assert "cut short again" in out
+
+    monkeypatch.setattr(trainer.Trainer, "run_phase", original)
+    assert main(["train", "--resume", str(saved), "--epochs", "2", *dirs]) == 0
+    assert "epoch 1's test phase was cut short when the run stopped: playing it again" in capsys.readouterr().out
+    table = rows(tmp_path / "rep" / "pong.csv")
+    assert [(r["epoch"], r["phase"]) for r in table] == [("0", "random"), ("1", "train"), ("1", "test"), ("2", "refill"),
+                                                         ("2", "train"), ("2", "test")]
+    score = load_snapshot(saved).meta["test_score"]
+    assert score is not None and score["average"] == pytest.approx(float(table[2]["average_reward"]))
+    assert load_snapshot(tmp_path / "snap" / "pong_2.keras").meta["epoch"] == 2
+
+    # a snapshot whose test is in the CSV is not tested again
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "snap" / "pong_2.keras"), "--epochs", "3", *dirs]) == 0
+    assert "playing it again" not in capsys.readouterr().out

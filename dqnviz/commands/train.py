@@ -228,7 +228,9 @@ def run(args) -> int:
         trainer.train()
     except Interrupted as stop:
         if stop.snapshot_path:
-            print(f"interrupted: saved {stop.snapshot_path}; continue with: dqnviz train --resume {stop.snapshot_path}")
+            done = f"saved {stop.snapshot_path}" if stop.saved else "nothing new to save"
+            print(f"interrupted: {done}; continue with: dqnviz train --resume {stop.snapshot_path}"
+                  + (f" ({stop.note})" if stop.note else ""))
         else:
             print("interrupted before the first train phase: no snapshot to save")
         return 130
