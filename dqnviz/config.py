@@ -33,7 +33,7 @@ class TrainConfig:
     """Hyper-parameters of a training run. Defaults follow the Nature paper unless noted."""
 
     # Epochs and phases
-    epochs: int = _f(200, "the run's last epoch: train/test epochs 1 … N follow the random epoch 0 (a resumed run counts on from where it stopped)", positive=True)
+    epochs: int = _f(50, "the run's last epoch: train/test epochs 1 … N follow the random epoch 0 (a resumed run counts on from where it stopped); 50 epochs of 250,000 agent steps are the Nature paper's 50 M frames", positive=True)
     random_steps: int = _f(50_000, "agent steps of uniformly random play in epoch 0, which fill the replay memory", positive=True)
     train_steps: int = _f(250_000, "agent steps in each epoch's train phase", positive=True)
     test_steps: int = _f(125_000, "agent steps in each epoch's test phase (ε = test-epsilon), summed over environments; the games still running then play to their end, so every game started counts", positive=True)
