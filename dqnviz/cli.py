@@ -2,7 +2,7 @@
 
 Each subcommand lives in ``dqnviz/commands/<name>.py`` with ``HELP``, ``add_arguments(parser)``
 and ``run(args) -> exit code``. A :class:`~dqnviz.errors.UserError` becomes one line on stderr
-and a non-zero exit; Ctrl-C exits with 130; a reader that closes stdout early (``dqnviz games |
+and a non-zero exit; Ctrl-C exits with 130 and SIGTERM with 143 (128 + the signal); a reader that closes stdout early (``dqnviz games |
 head -2``) ends the command quietly with 141, as a pipe's SIGPIPE would.
 """
 
@@ -125,9 +125,11 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # allow_abbrev=False: `--max` for `--max-steps` would change meaning the day another --max… option comes
     parser = OneLineErrorParser(
-        prog="dqnviz", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="dqnviz", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
     )
+    parser.commands = {}  # name -> its subparser, whose usage errors name the command
     parser.add_argument("--version", action="version", version=f"dqnviz {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
@@ -139,8 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         command = sub.add_parser(
             name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP),
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
         )
+        parser.commands[name] = command
         module.add_arguments(command)
         command.set_defaults(_module=module)
     return parser
@@ -185,7 +188,9 @@ def _main(argv=None) -> int:
 
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # named by the command they were given to: `dqnviz test: error: unrecognized arguments: --bogus`
+            parser.commands.get(getattr(args, "command", None), parser).error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as stop:  # --help, --version, or a usage error already printed in one line
         return stop.code if isinstance(stop.code, int) else 2
     if not getattr(args, "command", None):
@@ -198,7 +203,7 @@ def _main(argv=None) -> int:
             print(f"dqnviz {args.command}: error: {error}", file=sys.stderr)
             return error.exit_code
         _quiet_backends()
-    from dqnviz.stopping import interrupted_by, raise_interrupt_on_stop_signals, restore_signals
+    from dqnviz.stopping import exit_status, interrupted_by, raise_interrupt_on_stop_signals, restore_signals
 
     previous = raise_interrupt_on_stop_signals()
     try:
@@ -220,7 +225,7 @@ def _main(argv=None) -> int:
         if not interrupted_by(error):  # a Ctrl-C that numpy wrapped in a ValueError is still a Ctrl-C
             raise
         print(f"dqnviz {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return exit_status()
     finally:
         restore_signals(previous)
     return int(code or 0)

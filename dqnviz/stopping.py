@@ -16,10 +16,18 @@ import signal
 import threading
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_last_signal = [signal.SIGINT]  # the stop signal that arrived last (a plain KeyboardInterrupt: SIGINT)
 
 
 def _raise_interrupt(signum, frame):
+    _last_signal[0] = signum
     raise KeyboardInterrupt
+
+
+def exit_status() -> int:
+    """The shell's exit status of a process stopped by the last stop signal: 128 + its number
+    (130 for Ctrl-C, 143 for SIGTERM: what `timeout` and job schedulers expect)."""
+    return 128 + int(_last_signal[0])
 
 
 def raise_interrupt_on_stop_signals() -> dict:
@@ -29,6 +37,7 @@ def raise_interrupt_on_stop_signals() -> dict:
     inherits it ignored, and would not stop at all. Does nothing outside the main thread, where
     Python cannot set handlers.
     """
+    _last_signal[0] = signal.SIGINT  # a command's own stop, not an earlier command's in this process
     if threading.current_thread() is not threading.main_thread():
         return {}
     return {number: signal.signal(number, _raise_interrupt) for number in STOP_SIGNALS}
@@ -74,6 +83,7 @@ class deferred_interrupts:
         return self
 
     def _note(self, signum, frame):
+        _last_signal[0] = signum
         if self.requested:  # asked twice: stop now
             raise KeyboardInterrupt
         self.requested = True

@@ -78,3 +78,26 @@ def test_an_os_error_naming_no_path_is_a_bug_and_shows_its_traceback(monkeypatch
     monkeypatch.setattr(plot, "run", fail)
     with pytest.raises(PermissionError):
         cli.main(["plot", "reports/pong.csv"])
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["nvis", "x.keras", "--out", ""], "dqnviz nvis: error: --out must not be empty"),
+    (["nvis", "x.keras", "--layers", " "], "dqnviz nvis: error: --layers must not be empty"),
+    (["compare", "a.keras", "b.keras", "--out", ""], "dqnviz compare: error: --out must not be empty"),
+    (["plot", "x.csv", "--out", ""], "dqnviz plot: error: --out must not be empty"),
+    (["record", "x.keras", "--frames-dir", ""], "dqnviz record: error: --frames-dir must not be empty"),
+    # an unknown option is named by the command it was given to, with that command's help
+    (["test", "x.keras", "--bogus"], "dqnviz test: error: unrecognized arguments: --bogus (see dqnviz test --help)"),
+    (["games", "extra"], "dqnviz games: error: unrecognized arguments: extra (see dqnviz games --help)"),
+    # no abbreviations: `--max` would mean another option the day one more --max… is added
+    (["nvis", "x.keras", "--max", "5"], "dqnviz nvis: error: unrecognized arguments: --max 5"),
+    (["test", "x.keras", "--epsilon", "1.0000001"], "--epsilon must be between 0 and 1, got 1.0000001"),
+])
+def test_slips_on_the_command_line_are_one_line_naming_the_command(argv, said, capsys):
+    """An empty value is a slip, not the option's default; nothing is loaded before these are refused."""
+    from dqnviz.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(said) or said in err, err
+    assert "\n" not in err

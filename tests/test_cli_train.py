@@ -255,7 +255,7 @@ def test_a_background_run_stopped_by_a_signal_saves_its_snapshot(tmp_path, stop_
     import signal
 
     code, output = _stop_a_background_run(tmp_path, "bg", getattr(signal, stop_signal))
-    assert code == 130, output
+    assert code == 128 + getattr(signal, stop_signal), output  # 130 for SIGINT, 143 for SIGTERM, as the shell gives
     assert "interrupted: saved" in output and "--resume" in output
     assert load_snapshot(tmp_path / "bg_1_interrupted.keras").meta["interrupted"]["phase"] == "train"
 
@@ -459,3 +459,13 @@ def test_ctrl_c_in_a_test_phase_is_played_again_on_resume(tmp_path, monkeypatch,
     capsys.readouterr()
     assert main(["train", "--resume", str(tmp_path / "snap" / "pong_2.keras"), "--epochs", "3", *dirs]) == 0
     assert "playing it again" not in capsys.readouterr().out
+
+
+def test_a_run_that_does_not_start_announces_no_name(tmp_path, capsys, monkeypatch):
+    """With an earlier run's files present, a bad option is the one line: no 'this run is pong-2' first."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "pong.csv").write_text("epoch,phase\n")
+    assert main(["train", "pong", "--epsilon-start", "0", "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert "this run is" not in captured.out and "--epsilon-end 0.1 is above --epsilon-start 0" in captured.err

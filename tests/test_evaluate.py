@@ -105,7 +105,7 @@ def test_an_empty_csv_name_is_refused_not_ignored(breakout_snapshot, capsys, mon
     monkeypatch.setattr(dqnviz.agent, "evaluate", lambda *a, **k: pytest.fail("a game was played"))
     assert main(["test", breakout_snapshot, "--csv", "", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("dqnviz test: error: --csv is empty") and len(err.splitlines()) == 1
+    assert err.startswith("dqnviz test: error: --csv must not be empty") and len(err.splitlines()) == 1
 
 
 def test_one_game_is_one_game_with_one_seed(tmp_path, capsys):

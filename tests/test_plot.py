@@ -264,7 +264,7 @@ def test_the_same_csv_twice_is_drawn_once(tmp_path, capsys, monkeypatch):
                         or original(runs, fields, **options))
     assert run_cli(["plot", "pong.csv", str(tmp_path / "pong.csv"), "./pong.csv", "--out", "p.html"]) == 0
     assert drawn == [["pong"]]
-    assert "2 CSV file(s) given twice, drawn once" in capsys.readouterr().err
+    assert "2 CSV files were given twice, drawn once" in capsys.readouterr().err
 
 
 def test_cells_that_are_not_numbers_are_gaps_and_reported(tmp_path, capsys):

@@ -125,7 +125,7 @@ def test_gradient_evaluator_gives_q_values_and_input_gradient(breakout_snapshot)
     (["--max-frames", "0"], "--max-frames"),
     (["--epsilon", "1.5"], "--epsilon"),
     (["--out", "x.avi"], ".mp4"),
-    (["--out", ""], "--out is empty"),  # not silently reports/<name>.mp4
+    (["--out", ""], "--out must not be empty"),  # not silently reports/<name>.mp4
 ])
 def test_bad_numbers_fail_before_anything_is_written(main, breakout_snapshot, tmp_path, capsys, monkeypatch, extra, message):
     monkeypatch.chdir(tmp_path)

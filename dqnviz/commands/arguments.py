@@ -12,7 +12,7 @@ import argparse
 from dqnviz.config import MAX_ENVS, MAX_SEED  # the commands' bounds, in one place
 
 __all__ = ["MAX_ENVS", "MAX_GAMES", "MAX_SEED", "MAX_WHOLE", "add_playing_arguments", "add_viewing_arguments",
-           "playing_options", "positive_number", "probability", "whole_number"]
+           "nonempty", "playing_options", "positive_number", "probability", "whole_number"]
 
 # Past these a number is a typo, and a huge count would only fail later with a traceback (a list
 # of a quintillion results): counts of games go to a hundred thousand, any other whole number to
@@ -47,7 +47,7 @@ def positive_number(text: str) -> float:
     """An argparse type: a float greater than 0 (a learning rate, say)."""
     value = _number(text)
     if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value:g}")
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {str(text).strip()}")
     return value
 
 
@@ -55,8 +55,15 @@ def probability(text: str) -> float:
     """An argparse type: a float in [0, 1] (an ε, a sticky-action probability)."""
     value = _number(text)
     if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value:g}")
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {str(text).strip()}")  # as typed: 1.0000001 is not 1
     return value
+
+
+def nonempty(text: str) -> str:
+    """An argparse type: a path or list that is not empty (``--out ''`` is a slip, not the default)."""
+    if not str(text).strip():
+        raise argparse.ArgumentTypeError("must not be empty (leave the option out for its default)")
+    return text
 
 
 def _number(text: str) -> float:

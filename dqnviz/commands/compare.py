@@ -30,10 +30,10 @@ examples:
 
 
 def add_arguments(parser) -> None:
-    from dqnviz.commands.arguments import add_playing_arguments, whole_number
+    from dqnviz.commands.arguments import add_playing_arguments, nonempty, whole_number
 
     parser.add_argument("snapshots", nargs="+", metavar="SNAPSHOT", help="two or more .keras snapshots")
-    parser.add_argument("--out", default=None, metavar="FILE",
+    parser.add_argument("--out", type=nonempty, default=None, metavar="FILE",
                         help="output file (default reports/compare_<a>_vs_<b>.html)")
     def filter_count(text):
         return "all" if str(text).strip().lower() == "all" else whole_number(minimum=1)(text)

@@ -28,7 +28,7 @@ examples:
 
 
 def add_arguments(parser) -> None:
-    from dqnviz.commands.arguments import add_playing_arguments
+    from dqnviz.commands.arguments import add_playing_arguments, nonempty
 
     parser.add_argument("snapshot", metavar="SNAPSHOT", help="a .keras snapshot written by dqnviz train")
     add_playing_arguments(parser, games_help="games to play for states")
@@ -36,9 +36,9 @@ def add_arguments(parser) -> None:
                         help="which filters of each layer: the first N, 'all', 'topN' (the N that fire "
                              "most strongly on the states played, strongest first) or indices such "
                              "as 0,5,17 ('17,' for filter 17 alone) (default top8: the 8 strongest)")
-    parser.add_argument("--layers", default=None, metavar="L1,L2",
+    parser.add_argument("--layers", type=nonempty, default=None, metavar="L1,L2",
                         help="conv layers to show, comma separated (default: all conv layers)")
-    parser.add_argument("--out", default=None, metavar="FILE",
+    parser.add_argument("--out", type=nonempty, default=None, metavar="FILE",
                         help="output file (default reports/<snapshot name>.html)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--timings", action="store_true", help="print the seconds spent in each phase")

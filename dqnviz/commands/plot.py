@@ -22,11 +22,13 @@ are overlaid as separate runs, named by file. The game-score CSVs of `dqnviz tes
 
 
 def add_arguments(parser) -> None:
+    from dqnviz.commands.arguments import nonempty
+
     parser.add_argument("csv", nargs="+", metavar="CSV", help="statistics CSV(s) written by dqnviz train")
     parser.add_argument("--fields", default=None, metavar="A,B,…",
                         help="columns to plot, comma separated (default: average_reward,meanq,nr_games,meancost); "
                              "any CSV column can be named")
-    parser.add_argument("--out", default=None, metavar="FILE",
+    parser.add_argument("--out", type=nonempty, default=None, metavar="FILE",
                         help="HTML file to write (default: reports/<first csv name>.html)")
     parser.add_argument("--x", choices=["epoch", "steps", "minutes"], default="epoch",
                         help="the x axis: epoch (default), steps (agent steps trained so far, total_train_steps) "
@@ -53,7 +55,9 @@ def run(args) -> int:
             seen.add(Path(path).resolve())
             csvs.append(path)
     if len(csvs) < len(args.csv):
-        print(f"dqnviz plot: {len(args.csv) - len(csvs)} CSV file(s) given twice, drawn once", file=sys.stderr)
+        twice = len(args.csv) - len(csvs)
+        print(f"dqnviz plot: {twice} CSV {'file was' if twice == 1 else 'files were'} given twice, drawn once",
+              file=sys.stderr)
     runs, scores = [], []
     for path in csvs:
         try:

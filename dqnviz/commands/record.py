@@ -36,16 +36,16 @@ FRAME_GLOB = "frame_*.png"
 
 
 def add_arguments(parser) -> None:
-    from dqnviz.commands.arguments import add_viewing_arguments, whole_number
+    from dqnviz.commands.arguments import add_viewing_arguments, nonempty, whole_number
 
     parser.add_argument("snapshot", metavar="SNAPSHOT", help="a .keras snapshot written by dqnviz train")
-    parser.add_argument("--out", metavar="FILE", help="the MP4 to write, made atomically, with any missing folders "
+    parser.add_argument("--out", type=nonempty, metavar="FILE", help="the MP4 to write, made atomically, with any missing folders "
                                                       "(default reports/<snapshot name>.mp4)")
     add_viewing_arguments(parser, max_scale=4, default_scale=2, episodes_help="games to play, one after another",
                           scale_note=": 320×420")
     parser.add_argument("--saliency", choices=["gradient", "perturbation"],
                         help="draw this saliency map over the game, with Q-value bars beside it")
-    parser.add_argument("--frames-dir", metavar="DIR", help="also keep every frame as a PNG in DIR "
+    parser.add_argument("--frames-dir", type=nonempty, metavar="DIR", help="also keep every frame as a PNG in DIR "
                                                             "(frame_000001.png, …; DIR must hold none yet)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, only the lines that end the "
                                                              "recording (each game's score, the file written)")
@@ -81,6 +81,8 @@ def check_arguments(args) -> Path:
 
 
 def run(args) -> int:
+    from dqnviz.progress import plural
+
     out = check_arguments(args)
 
     from dqnviz.snapshot import atomic_write, load_snapshot
@@ -111,10 +113,10 @@ def run(args) -> int:
         progress.update(recorder.frames_written, score=f"{recorder.scores[-1]:g}" if recorder.scores else "0")
 
     for i, (score, frames) in enumerate(zip(recorder.scores, recorder.game_frames), 1):
-        ended = "game over" if recorder.game_overs[i - 1] else f"cut off at {frames:,} frames"
-        print(f"game {i}: score {score:g} ({frames:,} frames, {ended})")
+        print(f"game {i}: score {score:g} ({frames:,} {plural('frame', frames)}, "
+              f"{'game over' if recorder.game_overs[i - 1] else 'cut off by --max-frames'})")
     seconds = recorder.frames_written / FPS
-    print(f"wrote {out} ({recorder.frames_written:,} frames, {seconds:.1f} s at {FPS} fps"
+    print(f"wrote {out} ({recorder.frames_written:,} {plural('frame', recorder.frames_written)}, {seconds:.1f} s at {FPS} fps"
           f"{', ' + args.saliency + ' saliency' if args.saliency else ''})")
     if frames_dir:
         print(f"frames in {frames_dir}/")

@@ -28,7 +28,7 @@ examples:
 
 
 def add_arguments(parser) -> None:
-    from dqnviz.commands.arguments import MAX_ENVS, MAX_GAMES, MAX_SEED, add_alias, probability, whole_number
+    from dqnviz.commands.arguments import MAX_ENVS, MAX_GAMES, MAX_SEED, add_alias, nonempty, probability, whole_number
 
     parser.add_argument("snapshots", nargs="+", metavar="SNAPSHOT", help="one or more .keras snapshots written by dqnviz train")
     parser.add_argument("--episodes", type=whole_number(1, MAX_GAMES), default=30, metavar="N",
@@ -44,7 +44,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--parallel", type=whole_number(1, MAX_ENVS), default=8, metavar="N",
                         help="games played at once, sharing one batched network call per step; "
                              "the scores do not depend on it (default: 8)")
-    parser.add_argument("--csv", metavar="FILE", help="also write one row per episode (episode, score, frames) to FILE; "
+    parser.add_argument("--csv", type=nonempty, metavar="FILE", help="also write one row per episode (episode, score, frames) to FILE; "
                                                       "with several snapshots a first column names the snapshot")
     parser.add_argument("--quiet", action="store_true", help="no progress, only the final line(s)")
 

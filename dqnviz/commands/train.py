@@ -143,7 +143,7 @@ def run(args) -> int:
 
     if args.name is not None:  # before anything is loaded or written ('' too: it is no name)
         check_run_name(args.name)
-    resume = None
+    resume, notice = None, None
     if args.resume:
         from dqnviz.snapshot import load_snapshot
 
@@ -196,7 +196,7 @@ def run(args) -> int:
                 reason = f"{statistics} already holds epoch {last}'s statistics, past {Path(args.resume).name}"
             if reason:
                 branched = free_run_name(run_name, snapshot_dir, report_dir)
-                print(f"{reason}; continuing as a new run, {branched}")
+                notice = f"{reason}; continuing as a new run, {branched}"
                 run_name = branched
     else:
         if not args.rom:
@@ -210,8 +210,10 @@ def run(args) -> int:
         if args.name and _taken(base, snapshot_dir, report_dir):
             raise UserError(f"run {base!r} already has files in {snapshot_dir}/ or {report_dir}/; use --resume or another --name")
         if run_name != base:
-            print(f"files of an earlier {base} run exist; this run is {run_name}")
-    config.validate()
+            notice = f"files of an earlier {base} run exist; this run is {run_name}"
+    config.validate()  # before the notice: a run that does not start has no name to announce
+    if notice:
+        print(notice)
     from dqnviz.snapshot import check_writable
 
     # Found now, not when the first epoch ends and its snapshot cannot be written.
@@ -233,7 +235,9 @@ def run(args) -> int:
                   + (f" ({stop.note})" if stop.note else ""))
         else:
             print("interrupted before the first train phase: no snapshot to save")
-        return 130
+        from dqnviz.stopping import exit_status
+
+        return exit_status()
     print(finished_line(trainer))
     return 0
 

@@ -732,7 +732,7 @@ def write_png(figure, path) -> tuple[Path | None, str]:
                       f"headless Chromium: {reason[:120]}); install one with `pip install kaleido` "
                       "or install playwright and Chromium, then run again with --png")
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
-    return path, "headless Chromium (Plotly.toImage)"
+    return path, "headless Chromium, Plotly.toImage"
 
 
 def _chromium_png(figure, width: int, height: int) -> bytes:

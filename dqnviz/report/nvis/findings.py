@@ -80,7 +80,7 @@ def analyse(model, states, scores, layers, filters: dict, view: StateView, progr
     in_play = analysis.full_history(states) if view.frame_stack else None
     erf_states = states[np.unique(np.linspace(0, len(states) - 1, min(len(states), ERF_STATES)).astype(int))]
     with Progress(f"analyse {len(layers)} {plural('layer', len(layers))}, then saliency", total=len(layers) + 1,
-                  unit="steps", enabled=progress) as bar:
+                  unit="parts", enabled=progress) as bar:
         # Every filter costs the same forward passes as a few, and every layer is read from the same
         # passes: it also tells which filters never fire (ReLU output 0 everywhere: "dead" units).
         t0 = time.perf_counter()
