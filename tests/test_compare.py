@@ -749,3 +749,27 @@ def test_cards_open_on_the_units_receptive_field_as_in_nvis(compared):
         window = zoom_window(box, (84, 84))
         assert window is not None and card.count(f'data-zoom="{",".join(map(str, window))}"') == 2
     assert all("data-zoom" not in card for card in cards if "data-box" not in card)
+
+
+def test_the_page_says_its_findings_in_short(compared):
+    """A line per finding at the top: the matched cosine (the table's number) against random networks'
+    level as a ratio, each CKA pair's layers by their place against the chance band (as the table
+    colours them), and the count of filters that never fire."""
+    import re
+
+    html = compared.read_text()
+    text = " ".join(re.sub(r"<script.*?</script>|<[^>]+>", " ", html, flags=re.S).split())
+    found = re.search(r"First-layer filters, breakout_1 vs pong_2: mean matched cosine ([0-9.]+); the filters of random "
+                      r"networks match at ([0-9.]+)–([0-9.]+), so the pair is ([0-9.]+)× the level", text)
+    assert found, text[text.find("In short"):][:1500]
+    mean, low, high, ratio = (float(v) for v in found.groups())
+    table = re.search(r'<td class="num big">([0-9.]+)</td>', html).group(1)
+    assert mean == float(table) and low <= high and ratio == pytest.approx(mean / high, abs=0.06)
+    summary = html.split('id="summary"')[1].split("</div>")[0]
+    for row in re.findall(r"<li><b>CKA, (.*?):</b> (.*?)\.</li>", summary):
+        label, verdicts = row
+        cells = re.search(re.escape(label) + r"</td>(.*?)</tr>", html, re.S).group(1)
+        for verdict, words in (("above", "above chance"), ("within", "within the chance band"), ("below", "below chance")):
+            coloured = len(re.findall(rf'class="num {verdict}"', cells))
+            assert (words in verdicts) == (coloured > 0), (label, verdict)
+    assert re.search(r"<li><b>CKA, ", summary)

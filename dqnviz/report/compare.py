@@ -802,6 +802,7 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
             pattern_rows.append({"snapshot": names[i], "game": played[i].meta.get("game"), "mean": mean,
                                  "pairs": [{"a": a, "b": b, "value": v} for (a, b), v in pairs.items()]})
 
+    summary = _summary(data, names, matching_rows, cka_rows)
     title = ("how the filters evolved · " if data.evolution else "compare · ") + " vs ".join(names)
     return {
         "title": title, "snapshots": snapshots, "evolution": data.evolution, "layers": layers,
@@ -818,8 +819,47 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
         "cka_states": CKA_STATES, "pattern_states": PATTERN_STATES, "erf_states": ERF_STATES,
         "baseline_seed": BASELINE_SEED, "columns": len(played),
         "start_rows": start_rows, "start_missing": start_missing, "movement_layers": movement_layers, "shared_rows": shared_rows,
-        "alignment_layers": alignment_layers,
+        "alignment_layers": alignment_layers, "summary": summary,
     }
+
+
+def _summary(data: CompareData, names: list, matching_rows: list, cka_rows: list) -> list:
+    """The page's findings in words, one per entry: ``{"head", "text"}``.
+
+    - first-layer filters: the mean matched cosine against what a random network's filters reach
+      (the baselines), as a ratio; a pair that began as one network is said to be so;
+    - CKA: per pair and states, the layers above, within and below the untrained pairs' band;
+    - filters that never fire, per snapshot and layer.
+    """
+    lines = []
+    for m in matching_rows:
+        bases = [b for b in (m["base_a"], m["base_b"], data.baseline.get("random")) if b is not None and np.isfinite(b)]
+        text = f"mean matched cosine {m['mean']:.3f}"
+        if bases:
+            low, high = min(bases), max(bases)
+            ratio = m["mean"] / high
+            text += (f"; the filters of random networks match at {low:.3f}–{high:.3f}, so the pair is "
+                     f"{ratio:.1f}× the level of unrelated filters"
+                     + (": no more alike than chance" if ratio < 1.1 else ""))
+        if m["shared_seed"] is not None:
+            text += " (they began as one network, so a high value says little: see the alignment of the changes)"
+        lines.append({"head": f"First-layer filters, {m['a']} vs {m['b']}", "text": text})
+    words = {"above": "above chance", "within": "within the chance band", "below": "below chance"}
+    for row in cka_rows:
+        if row["shared_seed"] is not None:
+            continue  # began at CKA 1: the band of unrelated networks does not apply
+        groups = {}
+        for layer, verdict in row["verdict"].items():
+            if verdict:
+                groups.setdefault(verdict, []).append(layer)
+        if groups:
+            parts = [f"{words[v]} in {', '.join(groups[v])}" for v in ("above", "within", "below") if v in groups]
+            lines.append({"head": f"CKA, {row['label']}", "text": "; ".join(parts)})
+    dead = [f"{names[i]} {layer} {len(filters)} of {data.played[i].shapes[layer][-1]}"
+            for layer in data.conv_layers for i, filters in sorted(data.silent.get(layer, {}).items()) if filters]
+    if dead:
+        lines.append({"head": "Filters that never fire on the states played", "text": ", ".join(dead)})
+    return lines
 
 
 CHANCE_COLOUR = "#56606b"
