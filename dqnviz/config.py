@@ -69,7 +69,7 @@ class TrainConfig:
     # Exploration
     epsilon_start: float = _f(1.0, "ε at the first train step", probability=True)
     epsilon_end: float = _f(0.1, "ε after the decay", probability=True)
-    epsilon_decay_steps: int = _f(1_000_000, "train steps over which ε falls linearly from start to end", positive=True)
+    epsilon_decay_steps: int = _f(1_000_000, "agent steps of training (train phases only) over which ε falls linearly from start to end", positive=True)
     test_epsilon: float = _f(0.05, "ε in the test phase", probability=True)
     # Statistics
     validation_states: int = _f(500, "fixed states, kept from the random phase, over which meanq (mean max-Q) is measured", positive=True)

@@ -87,10 +87,10 @@ def add_playing_arguments(parser, games_help: str,
                           max_steps_help: str = "stop playing after N agent steps in all (default: whole games)") -> None:
     """``--games``, ``--epsilon``, ``--seed`` and ``--max-steps`` of the commands that play games for states."""
     parser.add_argument("--games", type=whole_number(1, MAX_GAMES), default=1, metavar="N",
-                        help=f"{games_help} (default 1; also --episodes N)")
+                        help=f"{games_help} (default: 1; also --episodes N)")
     add_alias(parser, "--episodes", "games", whole_number(1, MAX_GAMES))
-    parser.add_argument("--epsilon", type=probability, default=0.05, metavar="E", help="ε of the ε-greedy policy (default 0.05)")
-    parser.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0, metavar="S", help="seed of the games and ε (default 0)")
+    parser.add_argument("--epsilon", type=probability, default=0.05, metavar="E", help="ε of the ε-greedy policy (default: 0.05)")
+    parser.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0, metavar="S", help="seed of the games and ε (default: 0)")
     parser.add_argument("--max-steps", type=whole_number(minimum=1), default=None, metavar="N", help=max_steps_help)
 
 
@@ -102,10 +102,10 @@ def playing_options(args) -> dict:
 def add_viewing_arguments(parser, max_scale: int, default_scale: int, episodes_help: str, scale_note: str = "") -> None:
     """``--episodes``, ``--epsilon``, ``--scale`` and ``--seed`` of the commands that show a game (play, record)."""
     parser.add_argument("--episodes", type=whole_number(1, MAX_GAMES), default=1, metavar="N",
-                        help=f"{episodes_help} (default 1; also --games N)")
+                        help=f"{episodes_help} (default: 1; also --games N)")
     add_alias(parser, "--games", "episodes", whole_number(1, MAX_GAMES))
-    parser.add_argument("--epsilon", type=probability, default=0.05, metavar="E", help="ε of the agent's ε-greedy policy (default 0.05)")
+    parser.add_argument("--epsilon", type=probability, default=0.05, metavar="E", help="ε of the agent's ε-greedy policy (default: 0.05)")
     parser.add_argument("--scale", type=whole_number(1, max_scale), default=default_scale, metavar="N",
-                        help=f"screen magnification, 1-{max_scale} (default {default_scale}{scale_note})")
+                        help=f"screen magnification, 1-{max_scale} (default: {default_scale}{scale_note})")
     parser.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0, metavar="S",
-                        help="seeds the emulator and the ε choices (default 0)")
+                        help="seeds the emulator and the ε choices (default: 0)")

@@ -34,12 +34,13 @@ def add_arguments(parser) -> None:
 
     parser.add_argument("snapshots", nargs="+", metavar="SNAPSHOT", help="two or more .keras snapshots")
     parser.add_argument("--out", type=nonempty, default=None, metavar="FILE",
-                        help="output file (default reports/compare_<a>_vs_<b>.html)")
+                        help="output file (default: reports/compare_<a>_vs_<b>.html)")
     def filter_count(text):
         return "all" if str(text).strip().lower() == "all" else whole_number(minimum=1)(text)
 
     parser.add_argument("--filters", type=filter_count, default=8, metavar="N|all",
-                        help="the first N filters of each layer and snapshot, or 'all' (default 8; at most the "
+                        help="filters per layer and snapshot: conv1's first N in matched order, deeper "
+                             "layers' N strongest on the states played; or 'all' (default: 8; at most the "
                              "filters of the largest layer)")
     add_playing_arguments(parser, games_help="games each snapshot plays for states",
                           max_steps_help="at most N agent steps per snapshot (default: whole games)")

@@ -35,11 +35,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--filters", default=None, metavar="N|all|topN|I,J",
                         help="which filters of each layer: the first N, 'all', 'topN' (the N that fire "
                              "most strongly on the states played, strongest first) or indices such "
-                             "as 0,5,17 ('17,' for filter 17 alone) (default top8: the 8 strongest)")
+                             "as 0,5,17 ('17,' for filter 17 alone) (default: top8, the 8 strongest)")
     parser.add_argument("--layers", type=nonempty, default=None, metavar="L1,L2",
                         help="conv layers to show, comma separated (default: all conv layers)")
     parser.add_argument("--out", type=nonempty, default=None, metavar="FILE",
-                        help="output file (default reports/<snapshot name>.html)")
+                        help="output file (default: reports/<snapshot name>.html)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--timings", action="store_true", help="print the seconds spent in each phase")
 

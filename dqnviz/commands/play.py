@@ -25,7 +25,7 @@ Keys (in the window):
   arrows, space play while you have taken over: the keys held (or tapped) during a step give the
                 game's closest action, e.g. ↑+→+space → UPRIGHTFIRE; in Pong ↑/↓ move your paddle
                 (ALE calls these RIGHT/LEFT); nothing held is NOOP
-  a / s         slower / faster: 1/8× to 8× (default 1× = 60 emulator frames a second, real time)
+  a / s         slower / faster: 1/8× to 8× (default: 1× = 60 emulator frames a second, real time)
   p             pause and resume
   q, Esc        quit (closing the window or Ctrl-C in the terminal also quits)
 
@@ -77,7 +77,7 @@ def add_arguments(parser) -> None:
     add_viewing_arguments(parser, max_scale=6, default_scale=3, episodes_help="games to play before the window closes")
     parser.add_argument("--max-frames", type=whole_number(minimum=1), default=18_000, metavar="N",
                         help="emulator frames per game before it is cut off, counting the no-op start "
-                             "as dqnviz test does (default 18000 = 5 minutes)")
+                             "as dqnviz test does (default: 18000 = 5 minutes)")
 
 
 def display_problem(environ=None, driver: str | None = None) -> str | None:

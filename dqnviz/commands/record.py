@@ -40,7 +40,7 @@ def add_arguments(parser) -> None:
 
     parser.add_argument("snapshot", metavar="SNAPSHOT", help="a .keras snapshot written by dqnviz train")
     parser.add_argument("--out", type=nonempty, metavar="FILE", help="the MP4 to write, made atomically, with any missing folders "
-                                                      "(default reports/<snapshot name>.mp4)")
+                                                      "(default: reports/<snapshot name>.mp4)")
     add_viewing_arguments(parser, max_scale=4, default_scale=2, episodes_help="games to play, one after another",
                           scale_note=": 320×420")
     parser.add_argument("--saliency", choices=["gradient", "perturbation"],
@@ -50,7 +50,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar, only the lines that end the "
                                                              "recording (each game's score, the file written)")
     parser.add_argument("--max-frames", type=whole_number(minimum=1), default=18_000, metavar="N",
-                        help="emulator frames at most per game (default 18000 = 5 minutes)")
+                        help="emulator frames at most per game (default: 18000 = 5 minutes)")
 
 
 def check_arguments(args) -> Path:
