@@ -440,11 +440,12 @@ def test_any_history_of_three_or_more_frames_gets_its_own_strip_and_words(tmp_pa
     word = {3: "three", 6: "six"}[history]
     assert f"A DQN state is the last {word} 84×84 grey frames" in html
     assert f"each of the {word} frames t-{history - 1}…t" in html and f"summed over the {word} frames" in html
-    # the strip image itself: history frames of 84 pixels with 2-pixel gaps
+    # the strip image itself: history frames of the square the card opens on, with 2-pixel gaps
     uris = json.loads(re.search(r'<script type="application/json" id="dq-images">(.*?)</script>', html, re.S).group(1))
-    key = re.search(r'<img class="strip" data-img="(\w+)"', html).group(1)
-    strip = Image.open(io.BytesIO(base64.b64decode(uris[key].split(",", 1)[1])))
-    assert strip.size == (history * 84 + (history - 1) * 2, 84)
+    card = re.search(r'data-zoom="(\d+),(\d+),(\d+),(\d+)".*?<img class="strip" data-img="(\w+)"', html, re.S)
+    x0, y0, x1, y1 = (int(v) for v in card.groups()[:4])
+    strip = Image.open(io.BytesIO(base64.b64decode(uris[card.group(5)].split(",", 1)[1])))
+    assert x1 - x0 == y1 - y0 < 84 and strip.size == (history * (x1 - x0) + (history - 1) * 2, y1 - y0)
 
 
 @pytest.mark.parametrize("blank, history, note", [

@@ -59,7 +59,10 @@ def _report_context(data: NvisData, action_names: list, words: dict, game_index=
         silent = set(data.silent.get(layer, []))
         card_rows = []
         for card, rgb in zip(cards, guided_rgb):
-            strip = view.strip(card.gradient)
+            # the strip shows the square the card opens on (the receptive field and its surroundings),
+            # each frame's pixels as large as the strip's width allows; the whole image without a zoom
+            zoom = zoom_window(card.box, (view.width, view.height))
+            strip = view.strip(card.gradient if zoom is None else card.gradient[zoom[1]:zoom[3], zoom[0]:zoom[2]])
             card_rows.append({
                 "layer": layer, "filter": card.filter, "state": card.state_index,
                 "step": int(card.state_index),
@@ -67,7 +70,7 @@ def _report_context(data: NvisData, action_names: list, words: dict, game_index=
                 "y": card.position[0], "x": card.position[1], "value": card.value,
                 "input": state_image(card.state_index), "guided": images.add(rgb),
                 "strip": None if strip is None else images.add(strip),
-                "box": list(card.box), "zoom": zoom_window(card.box, (view.width, view.height)),
+                "box": list(card.box), "zoom": zoom,
                 "scale": float(np.max(np.abs(card.gradient))),
                 "silent": card.filter in silent,
                 "blank": blank_note(_blank_frames(states[card.state_index]), history) if view.frame_stack else "",
