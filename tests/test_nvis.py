@@ -524,3 +524,19 @@ def test_the_modebar_never_covers_a_legend(report):
                  .map(gd => ['.legend', '.modebar'].map(s => gd.querySelector(s).getBoundingClientRect()))
                  .map(([l, m]) => !(l.left >= m.right || m.left >= l.right || l.top >= m.bottom || m.top >= l.bottom))""")
         assert overlaps and not any(overlaps)
+
+
+def test_pongs_misleading_action_names_are_explained(tmp_path):
+    """ALE names Pong's paddle moves RIGHT and LEFT: the page says they move the paddle up and down;
+    Breakout's page says nothing of the kind."""
+    from conftest import make_snapshot
+
+    pong = make_snapshot(tmp_path / "pong_1.keras", "pong", 1)
+    out = tmp_path / "pong.html"
+    assert main(["nvis", str(pong), "--layers", "conv1", "--filters", "1", "--max-steps", "12", "--quiet",
+                 "--out", str(out)]) == 0
+    assert "RIGHT moves the paddle up, LEFT down" in out.read_text()
+    breakout = make_snapshot(tmp_path / "breakout_1.keras", "breakout", 1)
+    assert main(["nvis", str(breakout), "--layers", "conv1", "--filters", "1", "--max-steps", "12", "--quiet",
+                 "--out", str(tmp_path / "b.html")]) == 0
+    assert "paddle up" not in (tmp_path / "b.html").read_text()

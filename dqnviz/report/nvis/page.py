@@ -138,6 +138,7 @@ def build_context(data: NvisData, options: dict | None = None) -> dict:
         "snapshot": snapshot.name,
         "meta": meta,
         "game": meta.get("game", "?"),
+        "action_note": ACTION_NOTES.get(meta.get("game")),
         "epoch": meta.get("epoch", "?"),
         "total_steps": meta.get("total_steps"),  # with the random phase and any refill
         "train_steps": meta.get("train_steps_done"),
@@ -150,6 +151,12 @@ def build_context(data: NvisData, options: dict | None = None) -> dict:
         "play": {"states": int(len(record.states)), "games": len(record.scores),
                  "scores": [float(s) for s in record.scores], **(options or {})},
     }
+
+
+# Games whose ALE action names mislead: the joystick direction is not what moves on the screen.
+ACTION_NOTES = {
+    "pong": "In Pong the ALE reads a paddle controller: RIGHT moves the paddle up, LEFT down (as dqnviz play maps ↑ and ↓).",
+}
 
 
 def _stopped(interrupted) -> dict | None:
