@@ -107,6 +107,12 @@ class TrainConfig:
         if self.epsilon_end > self.epsilon_start:
             raise UserError(f"--epsilon-end {self.epsilon_end:g} is above --epsilon-start {self.epsilon_start:g}: "
                             f"ε decays from the start value to the end value")
+        if self.repeat_action_probability >= 1:
+            raise UserError(f"--repeat-action-probability {self.repeat_action_probability:g} repeats the first action "
+                            f"for ever, so the agent's choices never reach the game: give less than 1")
+        if self.noop_max > self.max_frames_per_episode:
+            raise UserError(f"--noop-max {self.noop_max:,} no-op frames at a game's start are more than a whole game "
+                            f"(--max-frames-per-episode {self.max_frames_per_episode:,})")
         if self.max_frames_per_episode < self.frame_skip:
             raise UserError(f"--max-frames-per-episode {self.max_frames_per_episode} is shorter than one agent step "
                             f"(--frame-skip {self.frame_skip} frames)")

@@ -92,6 +92,7 @@ def test_an_os_error_naming_no_path_is_a_bug_and_shows_its_traceback(monkeypatch
     # no abbreviations: `--max` would mean another option the day one more --max… is added
     (["nvis", "x.keras", "--max", "5"], "dqnviz nvis: error: unrecognized arguments: --max 5"),
     (["test", "x.keras", "--epsilon", "1.0000001"], "--epsilon must be between 0 and 1, got 1.0000001"),
+    (["test", "x.keras", "--repeat-action-probability", "1"], "--repeat-action-probability must be less than 1"),
 ])
 def test_slips_on_the_command_line_are_one_line_naming_the_command(argv, said, capsys):
     """An empty value is a slip, not the option's default; nothing is loaded before these are refused."""

@@ -469,3 +469,13 @@ def test_a_run_that_does_not_start_announces_no_name(tmp_path, capsys, monkeypat
     assert main(["train", "pong", "--epsilon-start", "0", "--quiet"]) == 2
     captured = capsys.readouterr()
     assert "this run is" not in captured.out and "--epsilon-end 0.1 is above --epsilon-start 0" in captured.err
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["--repeat-action-probability", "1"], "--repeat-action-probability 1 repeats the first action for ever"),
+    (["--noop-max", "200", "--max-frames-per-episode", "100"], "--noop-max 200 no-op frames at a game's start are more"),
+])
+def test_settings_that_leave_the_agent_no_game_are_refused(tmp_path, capsys, monkeypatch, argv, said):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "pong", *argv, "--quiet"]) == 2
+    assert said in capsys.readouterr().err and not any(tmp_path.iterdir())

@@ -12,7 +12,7 @@ import argparse
 from dqnviz.config import MAX_ENVS, MAX_SEED  # the commands' bounds, in one place
 
 __all__ = ["MAX_ENVS", "MAX_GAMES", "MAX_SEED", "MAX_WHOLE", "add_playing_arguments", "add_viewing_arguments",
-           "nonempty", "playing_options", "positive_number", "probability", "whole_number"]
+           "nonempty", "playing_options", "positive_number", "probability", "sticky_probability", "whole_number"]
 
 # Past these a number is a typo, and a huge count would only fail later with a traceback (a list
 # of a quintillion results): counts of games go to a hundred thousand, any other whole number to
@@ -64,6 +64,15 @@ def nonempty(text: str) -> str:
     if not str(text).strip():
         raise argparse.ArgumentTypeError("must not be empty (leave the option out for its default)")
     return text
+
+
+def sticky_probability(text: str) -> float:
+    """An argparse type: a probability below 1 (sticky actions: at 1 the first action repeats for ever)."""
+    value = probability(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be less than 1 (at {str(text).strip()} the first action repeats "
+                                         "for ever and the agent's choices never reach the game)")
+    return value
 
 
 def _number(text: str) -> float:
