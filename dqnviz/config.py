@@ -110,12 +110,12 @@ class TrainConfig:
         if self.repeat_action_probability >= 1:
             raise UserError(f"--repeat-action-probability {self.repeat_action_probability:g} repeats the first action "
                             f"for ever, so the agent's choices never reach the game: give less than 1")
-        if self.noop_max > self.max_frames_per_episode:
-            raise UserError(f"--noop-max {self.noop_max:,} no-op frames at a game's start are more than a whole game "
-                            f"(--max-frames-per-episode {self.max_frames_per_episode:,})")
         if self.max_frames_per_episode < self.frame_skip:
             raise UserError(f"--max-frames-per-episode {self.max_frames_per_episode} is shorter than one agent step "
                             f"(--frame-skip {self.frame_skip} frames)")
+        if self.noop_max > self.max_frames_per_episode:
+            raise UserError(f"--noop-max {self.noop_max:,} no-op frames at a game's start are more than a whole game "
+                            f"(--max-frames-per-episode {self.max_frames_per_episode:,})")
         if self.train_frequency % self.num_envs and self.num_envs % self.train_frequency:
             raise UserError(
                 f"--train-frequency {self.train_frequency} and --num-envs {self.num_envs}: one must divide the other"

@@ -55,3 +55,18 @@ def breakout_snapshot(tmp_path):
 @pytest.fixture
 def pong_snapshot(tmp_path):
     return str(make_snapshot(tmp_path / "pong_2.keras", "pong", 2, seed=1))
+
+
+def stop_in_phase(monkeypatch, phase: str) -> None:
+    """Make the trainer's ``phase`` (random, refill, train or test) raise KeyboardInterrupt as it
+    begins, as Ctrl-C there would."""
+    from dqnviz import trainer
+
+    original = trainer.Trainer.run_phase
+
+    def stopped(self, epoch, name, steps, progress_label=None):
+        if name == phase:
+            raise KeyboardInterrupt
+        return original(self, epoch, name, steps, progress_label)
+
+    monkeypatch.setattr(trainer.Trainer, "run_phase", stopped)

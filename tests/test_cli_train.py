@@ -420,16 +420,11 @@ def test_ctrl_c_in_a_test_phase_is_played_again_on_resume(tmp_path, monkeypatch,
     """A run stopped in epoch 1's test phase leaves epoch 1's snapshot (saved before the test) without
     a test score and the CSV without its test row: the resume plays that test first, writes its row,
     saves the snapshot again with the score, and then goes on with epoch 2."""
+    from tests.conftest import stop_in_phase
     from dqnviz import trainer
 
     original = trainer.Trainer.run_phase
-
-    def stop_in_the_test(self, epoch, phase, steps, progress_label=None):
-        if phase == "test":
-            raise KeyboardInterrupt
-        return original(self, epoch, phase, steps, progress_label)
-
-    monkeypatch.setattr(trainer.Trainer, "run_phase", stop_in_the_test)
+    stop_in_phase(monkeypatch, "test")
     dirs = ["--snapshot-dir", str(tmp_path / "snap"), "--report-dir", str(tmp_path / "rep")]
     assert main(["train", "pong", "--epochs", "1", *TINY, *dirs]) == 130
     out = capsys.readouterr().out

@@ -29,6 +29,26 @@ def fresh_model(seed):
     return models.fused_uint8_model.__wrapped__(seed=seed)
 
 
+def count_traces(monkeypatch, module) -> list:
+    """Make ``module.graph_runner``'s functions note the input shape of each run in Python: under
+    ``jax.jit`` that is a trace, so the returned list grows once per compilation (op by op, once per
+    batch)."""
+    traces = []
+    graph_runner = module.graph_runner
+
+    def counting_graph_runner(*args, **kwargs):
+        run = graph_runner(*args, **kwargs)
+
+        def counted(x):
+            traces.append(x.shape)
+            return run(x)
+
+        return counted
+
+    monkeypatch.setattr(module, "graph_runner", counting_graph_runner)
+    return traces
+
+
 def every_analysis(model, states):
     conv1 = top_activations(model, states, "conv1")
     livest = int(np.argmax([value for _, _, value in conv1]))  # a filter that fires, and where
@@ -77,19 +97,7 @@ def test_one_trace_per_model_and_layer(monkeypatch):
     """Later calls, filters, states and the last short batch reuse the first call's compilation."""
     import dqnviz.analysis.guided as guided
 
-    traces = []
-    graph_runner = guided.graph_runner
-
-    def counting_graph_runner(*args, **kwargs):
-        run = graph_runner(*args, **kwargs)
-
-        def counted(x):
-            traces.append(x.shape)
-            return run(x)
-
-        return counted
-
-    monkeypatch.setattr(guided, "graph_runner", counting_graph_runner)
+    traces = count_traces(monkeypatch, guided)
     model = fresh_model(14)
     states = models.random_states(10, seed=5, dtype="uint8")
     guided_backprop(model, states, "conv2", 1, batch_size=4)  # batches of 4, 4 and 2 (padded to 4)
@@ -126,14 +134,7 @@ def test_a_deep_model_runs_op_by_op_and_gives_the_same_images(monkeypatch):
     model = keras.Sequential(layers + [keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
     assert model_helpers.graph_size(model, model.get_layer("conv11").output) > model_helpers.MAX_COMPILED_OPERATIONS
     assert model_helpers.graph_size(model, model.get_layer("conv2").output) <= model_helpers.MAX_COMPILED_OPERATIONS
-    runs = []
-    graph_runner = guided.graph_runner
-
-    def counting_graph_runner(*args, **kwargs):
-        run = graph_runner(*args, **kwargs)
-        return lambda x: runs.append(1) or run(x)
-
-    monkeypatch.setattr(guided, "graph_runner", counting_graph_runner)
+    runs = count_traces(monkeypatch, guided)
     states = np.random.default_rng(7).random((6, 10, 10, 3)).astype(np.float32)
     deep = [guided_backprop(model, states, "conv11", 1, batch_size=4) for _ in range(2)]
     assert len(runs) == 4  # two calls of two batches, each run in Python: op by op
@@ -182,19 +183,7 @@ def test_every_layer_is_read_from_one_compiled_pass(monkeypatch):
     import dqnviz.analysis._model as model_module
     from dqnviz.analysis import top_activations_by_layer
 
-    traces = []
-    graph_runner = model_module.graph_runner
-
-    def counting_graph_runner(*args, **kwargs):
-        run = graph_runner(*args, **kwargs)
-
-        def counted(x):
-            traces.append(x.shape)
-            return run(x)
-
-        return counted
-
-    monkeypatch.setattr(model_module, "graph_runner", counting_graph_runner)
+    traces = count_traces(monkeypatch, model_module)
     model = fresh_model(16)
     states = models.random_states(10, seed=7, dtype="uint8")
     top_activations_by_layer(model, states, ["conv1", "conv2", "fc"], batch_size=4)

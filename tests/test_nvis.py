@@ -353,20 +353,26 @@ def test_dead_filters_are_flagged_not_drawn(tmp_path):
     assert "3 of 32 filters" in html
 
 
-def test_a_snapshot_stopped_inside_its_epoch_says_so(tmp_path):
-    """A run stopped by Ctrl-C or a time budget saves ``<run>_<epoch>_interrupted``: no test score."""
+def _report_header(tmp_path, name: str, epoch: int, changes: dict) -> tuple[str, str]:
+    """The nvis page (conv3, one filter, 20 steps) of a Breakout snapshot whose metadata has
+    ``changes``, and its header's text."""
     from conftest import make_snapshot
 
     from dqnviz.snapshot import load_snapshot, save_snapshot
 
-    snapshot = load_snapshot(make_snapshot(tmp_path / "made.keras", "breakout", 2))
-    meta = {**snapshot.meta, "test_score": None, "interrupted": {"phase": "train", "steps_done": 388096}}
-    path = save_snapshot(tmp_path / "breakout_2_interrupted.keras", snapshot.model, meta)
-    out = tmp_path / "stopped.html"
+    snapshot = load_snapshot(make_snapshot(tmp_path / "made.keras", "breakout", epoch))
+    path = save_snapshot(tmp_path / name, snapshot.model, {**snapshot.meta, **changes})
+    out = tmp_path / "page.html"
     assert main(["nvis", str(path), "--layers", "conv3", "--filters", "1", "--max-steps", "20", "--quiet",
                  "--out", str(out)]) == 0
     html = out.read_text()
-    header = " ".join(re.sub(r"<[^>]+>", " ", html[html.index('<div class="dq-header">'):html.index("</dl>")]).split())
+    return html, " ".join(re.sub(r"<[^>]+>", " ", html[html.index('<div class="dq-header">'):html.index("</dl>")]).split())
+
+
+def test_a_snapshot_stopped_inside_its_epoch_says_so(tmp_path):
+    """A run stopped by Ctrl-C or a time budget saves ``<run>_<epoch>_interrupted``: no test score."""
+    html, header = _report_header(tmp_path, "breakout_2_interrupted.keras", 2,
+                                  {"test_score": None, "interrupted": {"phase": "train", "steps_done": 388096}})
     assert "epoch 2, stopped 388,096 agent steps into its train phase (2,000 agent steps)" in header
     assert "in-training test none for epoch 2: training stopped before its test phase" in header
     assert "not tested" not in html and "training steps" not in html
@@ -376,20 +382,11 @@ def test_the_header_counts_agent_steps_and_says_why_an_epoch_has_no_test_score(t
     """A trained snapshot counts its agent steps of training and in all in one unit (it said
     "training steps" for the first and "agent steps" for the second); a snapshot saved before its
     test phase, whose run stopped during that phase, says so instead of "not tested"."""
-    from conftest import make_snapshot
-
-    from dqnviz.snapshot import load_snapshot, save_snapshot
-
-    snapshot = load_snapshot(make_snapshot(tmp_path / "made.keras", "breakout", 3))
-    meta = {**snapshot.meta, "test_score": None, "train_steps_done": 2_669_952, "total_steps": 2_720_000}
-    path = save_snapshot(tmp_path / "breakout_3.keras", snapshot.model, meta)
-    out = tmp_path / "untested.html"
-    assert main(["nvis", str(path), "--layers", "conv3", "--filters", "1", "--max-steps", "20", "--quiet",
-                 "--out", str(out)]) == 0
-    html = out.read_text()
-    header = " ".join(re.sub(r"<[^>]+>", " ", html[html.index('<div class="dq-header">'):html.index("</dl>")]).split())
+    html, header = _report_header(tmp_path, "breakout_3.keras", 3,
+                                  {"test_score": None, "train_steps_done": 2_669_952, "total_steps": 2_720_000})
     assert "epoch 3 (2,669,952 agent steps trained in all epochs, 2,720,000 with the random phase)" in header
-    assert "none for epoch 3: the run stopped during the epoch's test phase, before its score was saved" in header
+    assert ("none for epoch 3: the run stopped during the epoch's test phase, before its score was saved "
+            "( dqnviz train --resume plays that test first)") in header
     assert "at most 20 agent steps" in header
     assert "training steps" not in html and "not tested" not in html
 

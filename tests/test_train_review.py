@@ -179,16 +179,9 @@ def test_a_phase_interrupted_twice_counts_every_sitting_in_its_row():
 def test_ctrl_c_between_phases_keeps_no_other_phase_s_figures(tmp_path, monkeypatch):
     """Ctrl-C after the random phase ends but before the train phase starts: the _interrupted
     snapshot's figures are the train phase's (none yet), not the random phase's 64 steps."""
-    from dqnviz import trainer
+    from tests.conftest import stop_in_phase
 
-    original = trainer.Trainer.run_phase
-
-    def stop_before_training(self, epoch, phase, steps, progress_label=None):
-        if phase == "train":
-            raise KeyboardInterrupt
-        return original(self, epoch, phase, steps, progress_label)
-
-    monkeypatch.setattr(trainer.Trainer, "run_phase", stop_before_training)
+    stop_in_phase(monkeypatch, "train")
     dirs = ["--snapshot-dir", str(tmp_path / "snap"), "--report-dir", str(tmp_path / "rep")]
     assert main(["train", "pong", "--epochs", "1", *TINY, *dirs]) == 130
     interrupted = load_snapshot(tmp_path / "snap" / "pong_1_interrupted.keras").meta["interrupted"]
