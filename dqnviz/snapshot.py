@@ -127,13 +127,12 @@ def check_writable(path) -> Path:
     return path
 
 
-def kept_file(path) -> str | None:
-    """What an existing ``path`` holds that a command's output must not replace, in words, or None.
+def snapshot_like(path) -> str | None:
+    """``"a snapshot"`` for a ``.keras`` name, ``"a zip archive (as a snapshot is)"`` for an existing
+    zip archive (a snapshot under another name, or the ``.npz`` files beside one), else None.
 
-    A snapshot (a ``.keras`` name, or any zip archive: a snapshot under another name, or the
-    ``.optimizer.npz`` / ``.validation.npz`` beside one) or a training run's statistics
-    (``dqnviz train``'s CSV, whose header starts ``epoch,phase,``): what a slip such as
-    ``--out snapshots/pong_24.keras`` or ``--csv reports/pong.csv`` would destroy.
+    The check is of the file's format, not :func:`read_meta`: a snapshot with damaged metadata, or
+    another Keras model, must not be overwritten either; a missing or unreadable file is None here.
     """
     import zipfile
 
@@ -141,14 +140,25 @@ def kept_file(path) -> str | None:
     if path.suffix.lower() == ".keras":
         return "a snapshot"
     try:
-        if not path.is_file():
-            return None
-        if zipfile.is_zipfile(path):
-            return "a zip archive (as a snapshot is)"
+        return "a zip archive (as a snapshot is)" if path.is_file() and zipfile.is_zipfile(path) else None
+    except OSError:
+        return None  # unreadable: check_writable says whether it can be written
+
+
+def kept_file(path) -> str | None:
+    """What an existing ``path`` holds that a command's output must not replace, in words, or None:
+    what :func:`snapshot_like` names, or a training run's statistics (``dqnviz train``'s CSV, whose
+    header starts ``epoch,phase,``): what a slip such as ``--out snapshots/pong_24.keras`` or
+    ``--csv reports/pong.csv`` would destroy.
+    """
+    kept = snapshot_like(path)
+    if kept:
+        return kept
+    try:
         with open(path, "rb") as f:
             head = f.read(64)
     except OSError:
-        return None  # unreadable: check_writable says whether it can be written
+        return None  # missing, a folder, or unreadable: check_writable says whether it can be written
     if head.lstrip(b"\xef\xbb\xbf").startswith(b"epoch,phase,"):
         return "a training run's statistics (dqnviz train's CSV)"
     return None

@@ -35,6 +35,7 @@ from dqnviz.progress import Progress, plural
 from dqnviz.replay import DeviceReplay, ReplayMemory, check_fits_in_memory
 from dqnviz.snapshot import (kernel_movement, layer_kernels, load_optimizer_state, load_validation_states,
                              save_optimizer_state, save_snapshot, save_validation_states, starting_point)
+from dqnviz.statistics import has_row, read_statistics
 from dqnviz.stopping import deferred_interrupts
 from dqnviz.units import format_bytes
 
@@ -347,6 +348,8 @@ class Trainer:
         run: the run's name; files are ``snapshots/<run>_<epoch>.keras`` and ``reports/<run>.csv``.
         snapshot_dir, report_dir: where they go.
         resume: a loaded snapshot to continue from (epoch numbering and step counts continue).
+        statistics: with ``resume``, the rows of the run's CSV as its caller read them
+            (:func:`dqnviz.statistics.read_statistics`), so that the file is read once; None: read here.
         show_progress: progress bars / lines on stderr.
         log: where one-line phase summaries go (``print`` by default).
         profile: time each part of a step (act, emulate, replay, sample, learn) in ``self.timer``:
@@ -357,7 +360,7 @@ class Trainer:
 
     def __init__(self, rom: Rom, config: TrainConfig, run: str, snapshot_dir="snapshots",
                  report_dir="reports", resume=None, show_progress: bool = True, log=print,
-                 profile: bool | str = False):
+                 profile: bool | str = False, statistics=None):
         if profile not in (False, True, "serial", "overlapped"):
             raise ValueError(f"profile must be False, True, 'serial' or 'overlapped', not {profile!r}")
         self.rom, self.config, self.run = rom, config, run
@@ -412,7 +415,9 @@ class Trainer:
         # (saved before the test; saved again with the score after it): a resume plays that test first.
         self.untested_epoch = (int(meta["epoch"]) if resume and not self.resume_partial and "train_steps_done" in meta
                                and int(meta.get("epoch", 0)) >= 1 and meta.get("test_score") is None
-                               and not _has_row(self.csv.path, int(meta["epoch"]), "test") else None)
+                               and not has_row(statistics if statistics is not None else read_statistics(self.csv.path),
+                                               int(meta["epoch"]), "test")
+                               else None)
         self.resume_path = getattr(resume, "path", None)
         self.total_time_before = float(meta.get("total_time", 0.0))
         self.validation = None
@@ -815,17 +820,6 @@ class Trainer:
                            "steps_done": self.train_steps_done - self._train_phase_start}
             path = self.save(epoch, suffix="_interrupted", interrupted=interrupted)
             raise Interrupted(path) from None
-
-
-def _has_row(csv_path, epoch: int, phase: str) -> bool:
-    """Whether the statistics CSV at ``csv_path`` (if any) has a row of ``epoch``'s ``phase``."""
-    import csv
-
-    try:
-        with open(csv_path, newline="") as f:
-            return any(row.get("epoch") == str(epoch) and row.get("phase") == phase for row in csv.DictReader(f))
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return False
 
 
 def _test_score(stats: PhaseStats) -> dict:

@@ -395,8 +395,7 @@ def test_resume_reads_the_run_statistics_once(tmp_path, capsys, monkeypatch, epo
     branch off, having read the file once."""
     import builtins
 
-    from dqnviz import trainer
-    from dqnviz.commands import train as train_command
+    from dqnviz import statistics, trainer
 
     _resumable_run_t(tmp_path, epochs, train_steps)
     monkeypatch.chdir(tmp_path)
@@ -406,7 +405,7 @@ def test_resume_reads_the_run_statistics_once(tmp_path, capsys, monkeypatch, epo
         opened.append(Path(file).name)
         return builtins.open(file, *args, **kwargs)
 
-    monkeypatch.setattr(train_command, "open", counting_open, raising=False)
+    monkeypatch.setattr(statistics, "open", counting_open, raising=False)  # where the CSV is read
     monkeypatch.setattr(trainer.Trainer, "train", lambda self: None)  # what it decided, not the training
     before = (tmp_path / "reports" / "t.csv").read_bytes()
     assert main(["train", "--resume", "snapshots/t_1.keras", "--epochs", "2", "--quiet", *options]) == 0

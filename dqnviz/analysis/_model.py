@@ -75,7 +75,8 @@ def nesting(model, operation):
         ``[]`` for an operation of ``model``'s own graph (a top-level layer), ``[outer, ...,
         innermost]`` for one inside nested models, None when it is not part of ``model``.
     """
-    own = keras.Function(model.inputs, model.outputs)._operations  # layers, Input, keras.ops
+    # layers, Input, keras.ops: built once per model (every pass of every analysis asks, some twice)
+    own = _compiled(model, ("own operations",), lambda: keras.Function(model.inputs, model.outputs)._operations)
     if any(operation is layer for layer in model.layers) or any(operation is op for op in own):
         return []
     for layer in model.layers:

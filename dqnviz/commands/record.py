@@ -55,9 +55,6 @@ def add_arguments(parser) -> None:
 
 def check_arguments(args) -> Path:
     """Check the output paths before anything is loaded or written (the parser checked the numbers)."""
-    if args.out is not None and not args.out.strip():
-        raise UserError("--out is empty; give a file name ending in .mp4, or leave --out out for "
-                        f"reports/{Path(args.snapshot).stem}.mp4")
     out = Path(args.out) if args.out else Path("reports") / f"{Path(args.snapshot).stem}.mp4"
     if out.suffix.lower() != ".mp4":
         raise UserError(f"--out must end in .mp4 (an H.264 MP4 is written), got {out}")

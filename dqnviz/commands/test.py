@@ -89,9 +89,6 @@ def run(args) -> int:
     overrides = {"max_frames_per_episode": args.max_frames}
     if args.repeat_action_probability is not None:
         overrides["repeat_action_probability"] = args.repeat_action_probability
-    if args.csv is not None and not args.csv.strip():
-        raise UserError("--csv is empty; give a file name such as "
-                        f"reports/{Path(args.snapshots[0]).stem}_test.csv")
     if args.csv:
         csv_path = Path(args.csv)
         if csv_path.is_dir():
@@ -167,21 +164,8 @@ def run(args) -> int:
 
 
 def not_a_csv(path) -> str | None:
-    """What ``--csv path`` would overwrite that is no CSV file, or None where a CSV may be written.
+    """What ``--csv path`` would overwrite that is no CSV file (:func:`dqnviz.snapshot.snapshot_like`),
+    or None where a CSV may be written."""
+    from dqnviz.snapshot import snapshot_like
 
-    ``"a snapshot"`` for a ``.keras`` name; ``"a zip archive (as a snapshot is)"`` for an existing
-    file that is a zip archive, which a snapshot is under any name. The check is that of the file's
-    format, not :func:`dqnviz.snapshot.read_meta`: a snapshot with damaged metadata, or another
-    Keras model, is no CSV either and must not be overwritten, and a missing file is no error here.
-    """
-    import zipfile
-    from pathlib import Path
-
-    path = Path(path)
-    if path.suffix.lower() == ".keras":
-        return "a snapshot"
-    try:
-        archive = path.is_file() and zipfile.is_zipfile(path)
-    except OSError:  # unreadable: check_writable says so
-        archive = False
-    return "a zip archive (as a snapshot is)" if archive else None
+    return snapshot_like(path)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from dqnviz.statistics import read_statistics  # train --resume reads the run's CSV once, and decides from its rows
+
 HELP = "train a DQN on a game (a ROM path, or a name like breakout)"
 DESCRIPTION = """\
 Train a DeepMind-Nature-style DQN. Epoch 0 plays randomly to fill the replay memory; every
@@ -60,18 +62,6 @@ def free_run_name(base: str, snapshot_dir: Path, report_dir: Path) -> str:
     while _taken(f"{base}-{number}", snapshot_dir, report_dir):
         number += 1
     return f"{base}-{number}"
-
-
-def read_statistics(csv_path: Path) -> list[dict] | None:
-    """The rows of a statistics CSV, by column name; None if it cannot be read. ``train --resume``
-    reads the run's CSV once, here, and decides everything from these rows."""
-    import csv
-
-    try:
-        with open(csv_path, newline="") as f:
-            return list(csv.DictReader(f))
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return None
 
 
 def statistics_match(rows: list[dict] | None, meta: dict) -> bool:
@@ -223,7 +213,8 @@ def run(args) -> int:
     from dqnviz.trainer import Interrupted, Trainer
 
     trainer = Trainer(rom, config, run=run_name, snapshot_dir=snapshot_dir, report_dir=report_dir,
-                      resume=resume, show_progress=not args.quiet, profile="overlapped" if args.profile else False)
+                      resume=resume, show_progress=not args.quiet, profile="overlapped" if args.profile else False,
+                      statistics=(read(report_dir / f"{run_name}.csv") or []) if resume else None)
     print(f"training {rom.name} as run {run_name}: {config.num_envs} env(s), replay {config.replay_size:,}, "
           f"statistics in {trainer.csv.path}")
     try:
