@@ -192,6 +192,7 @@ def test_an_unwritable_output_is_one_line_before_any_work(tmp_path, capsys, monk
     (["test", "x.keras", "--seed", "-1"], "--seed must be between 0 and 4,294,967,295, got -1"),
     (["compare", "a.keras", "b.keras", "--filters", "0"], "--filters must be at least 1, got 0"),
     (["play", "x.keras", "--scale", "7"], "--scale must be between 1 and 6, got 7"),
+    (["record", "x.keras", "--scale", "7"], "--scale must be between 1 and 6, got 7"),  # the same range as play's
     (["bogus"], "COMMAND: invalid choice: 'bogus'"),
     # numbers past what anything can use: a one-line error, not a traceback later
     (["train", "pong", "--seed", str(2**32)], "--seed must be between 0 and 4,294,967,295, got 4,294,967,296"),

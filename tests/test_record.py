@@ -54,6 +54,13 @@ def test_record_with_saliency_and_png_frames(main, breakout_snapshot, tmp_path):
     assert np.abs(frames[0].astype(int) - first).mean() < 6  # the video shows the same image (lossy)
 
 
+def test_record_takes_plays_largest_scale(main, breakout_snapshot, tmp_path):
+    out = tmp_path / "big.mp4"
+    assert main(["record", breakout_snapshot, "--out", str(out), "--max-frames", "4", "--scale", "6", "--quiet"]) == 0
+    frames, _ = read_video(out)
+    assert frames.shape == (4, 210 * 6, 160 * 6, 3)
+
+
 def test_overlay_changes_pixels_only_where_saliency_is_non_zero():
     from dqnviz.viewer import saliency_overlay, upsample_map
 

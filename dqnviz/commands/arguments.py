@@ -108,13 +108,20 @@ def playing_options(args) -> dict:
     return {"games": args.games, "seed": args.seed, "max_steps": args.max_steps, "epsilon": args.epsilon}
 
 
-def add_viewing_arguments(parser, max_scale: int, default_scale: int, episodes_help: str, scale_note: str = "") -> None:
-    """``--episodes``, ``--epsilon``, ``--scale`` and ``--seed`` of the commands that show a game (play, record)."""
+MAX_SCALE = 6
+"""The largest ``--scale`` of play and record: 160·6 × 210·6 = 960 × 1260 pixels of game."""
+
+
+def add_viewing_arguments(parser, default_scale: int, episodes_help: str, scale_note: str = "") -> None:
+    """``--episodes``, ``--epsilon``, ``--scale`` and ``--seed`` of the commands that show a game (play, record).
+
+    Both take the same ``--scale`` range, 1 to :data:`MAX_SCALE`; only their defaults differ.
+    """
     parser.add_argument("--episodes", type=whole_number(1, MAX_GAMES), default=1, metavar="N",
                         help=f"{episodes_help} (default: 1; also --games N)")
     add_alias(parser, "--games", "episodes", whole_number(1, MAX_GAMES))
     parser.add_argument("--epsilon", type=probability, default=0.05, metavar="E", help="ε of the agent's ε-greedy policy (default: 0.05)")
-    parser.add_argument("--scale", type=whole_number(1, max_scale), default=default_scale, metavar="N",
-                        help=f"screen magnification, 1-{max_scale} (default: {default_scale}{scale_note})")
+    parser.add_argument("--scale", type=whole_number(1, MAX_SCALE), default=default_scale, metavar="N",
+                        help=f"screen magnification, 1-{MAX_SCALE}: N·160 × N·210 pixels (default: {default_scale}{scale_note})")
     parser.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0, metavar="S",
                         help="seeds the emulator and the ε choices (default: 0)")

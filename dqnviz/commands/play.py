@@ -74,7 +74,8 @@ def add_arguments(parser) -> None:
     from dqnviz.commands.arguments import add_viewing_arguments, whole_number
 
     parser.add_argument("snapshot", metavar="SNAPSHOT", help="a .keras snapshot written by dqnviz train")
-    add_viewing_arguments(parser, max_scale=6, default_scale=3, episodes_help="games to play before the window closes")
+    add_viewing_arguments(parser, default_scale=3, episodes_help="games to play before the window closes",
+                          scale_note=", a 480 × 630 game beside the Q-values")
     parser.add_argument("--max-frames", type=whole_number(minimum=1), default=18_000, metavar="N",
                         help="emulator frames per game before it is cut off, counting the no-op start "
                              "as dqnviz test does (default: 18000 = 5 minutes)")

@@ -41,8 +41,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("snapshot", metavar="SNAPSHOT", help="a .keras snapshot written by dqnviz train")
     parser.add_argument("--out", type=nonempty, metavar="FILE", help="the MP4 to write, made atomically, with any missing folders "
                                                       "(default: reports/<snapshot name>.mp4)")
-    add_viewing_arguments(parser, max_scale=4, default_scale=2, episodes_help="games to play, one after another",
-                          scale_note=": 320×420")
+    add_viewing_arguments(parser, default_scale=2, episodes_help="games to play, one after another",
+                          scale_note=", a 320 × 420 game")
     parser.add_argument("--saliency", choices=["gradient", "perturbation"],
                         help="draw this saliency map over the game, with Q-value bars beside it")
     parser.add_argument("--frames-dir", type=nonempty, metavar="DIR", help="also keep every frame as a PNG in DIR "
