@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dqnviz.atari import AtariEnv, Rom, rom_for_game
+from dqnviz.config import TEST_MAX_FRAMES
 
 
 def draw_exploration(count: int, num_actions: int, epsilon: float, rng: np.random.Generator):
@@ -82,7 +83,7 @@ def env_for_snapshot(meta: dict, seed: int = 0, **overrides) -> AtariEnv:
         repeat_action_probability=pre.get("repeat_action_probability", 0.0),
         frame_skip=pre.get("frame_skip", 4),
         history=pre.get("history", 4),
-        max_frames_per_episode=18_000,
+        max_frames_per_episode=TEST_MAX_FRAMES,
         life_loss_terminal=False,
     )
     options.update(overrides)

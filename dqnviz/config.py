@@ -23,6 +23,9 @@ def env_switch(name: str, default: bool) -> bool:
 MAX_SEED = 2**32 - 1
 MAX_ENVS = 4096
 
+TEST_MAX_FRAMES = 18_000
+"""Emulator frames after which a test game stops: 5 minutes at 60 frames/s, the Nature test's cap."""
+
 
 def _f(default, help, **extra):
     return field(default=default, metadata={"help": help, **extra})
@@ -116,6 +119,9 @@ class TrainConfig:
         if self.noop_max > self.max_frames_per_episode:
             raise UserError(f"--noop-max {self.noop_max:,} no-op frames at a game's start are more than a whole game "
                             f"(--max-frames-per-episode {self.max_frames_per_episode:,})")
+        if self.noop_max > TEST_MAX_FRAMES:
+            raise UserError(f"--noop-max {self.noop_max:,} no-op frames at a game's start are more than a whole test game "
+                            f"({TEST_MAX_FRAMES:,} frames, the Nature test's cap)")
         if self.train_frequency % self.num_envs and self.num_envs % self.train_frequency:
             raise UserError(
                 f"--train-frequency {self.train_frequency} and --num-envs {self.num_envs}: one must divide the other"

@@ -28,7 +28,7 @@ import numpy as np
 
 from dqnviz.agent import epsilon_greedy_lazy
 from dqnviz.atari import FRAME_SHAPE, AtariEnv, Rom, VectorAtariEnv
-from dqnviz.config import TrainConfig, env_switch, epsilon_schedule
+from dqnviz.config import TEST_MAX_FRAMES, TrainConfig, env_switch, epsilon_schedule
 from dqnviz.errors import UserError
 from dqnviz.learner import Learner
 from dqnviz.progress import Progress, plural
@@ -149,7 +149,7 @@ def make_envs(rom: Rom, config: TrainConfig, training: bool, seed: int):
     options = dict(
         seed=seed, noop_max=config.noop_max, life_loss_terminal=training,
         repeat_action_probability=config.repeat_action_probability,
-        max_frames_per_episode=config.max_frames_per_episode if training else min(config.max_frames_per_episode, 18_000),
+        max_frames_per_episode=config.max_frames_per_episode if training else min(config.max_frames_per_episode, TEST_MAX_FRAMES),
         frame_skip=config.frame_skip, history=config.history,
     )
     count = config.num_envs if training else config.test_envs or config.num_envs

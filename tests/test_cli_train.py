@@ -469,6 +469,8 @@ def test_a_run_that_does_not_start_announces_no_name(tmp_path, capsys, monkeypat
 @pytest.mark.parametrize("argv, said", [
     (["--repeat-action-probability", "1"], "--repeat-action-probability 1 repeats the first action for ever"),
     (["--noop-max", "200", "--max-frames-per-episode", "100"], "--noop-max 200 no-op frames at a game's start are more"),
+    # within the training cap (108,000) but past the test games' 18,000: every test game would be no-ops
+    (["--noop-max", "20000"], "--noop-max 20,000 no-op frames at a game's start are more than a whole test game (18,000"),
 ])
 def test_settings_that_leave_the_agent_no_game_are_refused(tmp_path, capsys, monkeypatch, argv, said):
     monkeypatch.chdir(tmp_path)

@@ -559,7 +559,7 @@ def test_help_names_the_keys_and_defaults(main, capsys):
     text = " ".join(capsys.readouterr().out.split())
     for words in ["take over from the agent", "hands the game back", "a / s slower / faster", "1/8× to 8×",
                   "p pause and resume", "q, Esc quit", "Ctrl-C", "in Pong ↑/↓ move your paddle",
-                  "--epsilon E", "(default: 0.05)", "--seed S", "--max-frames N", "(default: 18000",
+                  "--epsilon E", "(default: 0.05)", "--seed S", "--max-frames N", "(default: 18,000",
                   "--episodes N", "(default: 1", "SNAPSHOT", "dqnviz record SNAPSHOT", "who played",
                   "its last screen stays up", "until you press a key or close the window"]:
         assert words in text, words

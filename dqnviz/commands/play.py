@@ -11,6 +11,7 @@ import time
 import types
 from dataclasses import dataclass
 
+from dqnviz.config import TEST_MAX_FRAMES
 from dqnviz.errors import UserError
 
 HELP = "watch an agent play in a window; take over and hand back with the keyboard"
@@ -76,9 +77,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("snapshot", metavar="SNAPSHOT", help="a .keras snapshot written by dqnviz train")
     add_viewing_arguments(parser, default_scale=3, episodes_help="games to play before the window closes",
                           scale_note=", a 480 × 630 game beside the Q-values")
-    parser.add_argument("--max-frames", type=whole_number(minimum=1), default=18_000, metavar="N",
+    parser.add_argument("--max-frames", type=whole_number(minimum=1), default=TEST_MAX_FRAMES, metavar="N",
                         help="emulator frames per game before it is cut off, counting the no-op start "
-                             "as dqnviz test does (default: 18000 = 5 minutes)")
+                             f"as dqnviz test does (default: {TEST_MAX_FRAMES:,} = 5 minutes)")
 
 
 def display_problem(environ=None, driver: str | None = None) -> str | None:
@@ -368,7 +369,7 @@ class Player:
     """
 
     def __init__(self, snapshot, env=None, evaluator=None, epsilon=0.05, episodes=1, seed=0, scale=3,
-                 max_frames=18_000):
+                 max_frames=TEST_MAX_FRAMES):
         import numpy as np
 
         from dqnviz.agent import episode_seeds

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from dqnviz.config import TEST_MAX_FRAMES
 from dqnviz.errors import UserError
 
 HELP = "record an MP4 of the agent playing (optionally with saliency and Q-values)"
@@ -49,8 +50,8 @@ def add_arguments(parser) -> None:
                                                             "(frame_000001.png, …; DIR must hold none yet)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, only the lines that end the "
                                                              "recording (each game's score, the file written)")
-    parser.add_argument("--max-frames", type=whole_number(minimum=1), default=18_000, metavar="N",
-                        help="emulator frames at most per game (default: 18000 = 5 minutes)")
+    parser.add_argument("--max-frames", type=whole_number(minimum=1), default=TEST_MAX_FRAMES, metavar="N",
+                        help=f"emulator frames at most per game (default: {TEST_MAX_FRAMES:,} = 5 minutes)")
 
 
 def check_arguments(args) -> Path:
@@ -234,7 +235,7 @@ class Recorder:
     to ``frames_dir``) and fills ``scores``, ``game_frames``, ``game_overs`` and ``frames_written``.
     """
 
-    def __init__(self, snapshot, saliency=None, epsilon=0.05, seed=0, scale=2, max_frames=18_000,
+    def __init__(self, snapshot, saliency=None, epsilon=0.05, seed=0, scale=2, max_frames=TEST_MAX_FRAMES,
                  panel_width=PANEL_WIDTH):
         from dqnviz.viewer import Evaluator, Panel, even
 

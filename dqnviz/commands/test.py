@@ -29,14 +29,15 @@ examples:
 
 def add_arguments(parser) -> None:
     from dqnviz.commands.arguments import MAX_ENVS, MAX_GAMES, MAX_SEED, add_alias, nonempty, probability, sticky_probability, whole_number
+    from dqnviz.config import TEST_MAX_FRAMES
 
     parser.add_argument("snapshots", nargs="+", metavar="SNAPSHOT", help="one or more .keras snapshots written by dqnviz train")
     parser.add_argument("--episodes", type=whole_number(1, MAX_GAMES), default=30, metavar="N",
                         help="episodes to play (default: 30; also --games N)")
     add_alias(parser, "--games", "episodes", whole_number(1, MAX_GAMES))
     parser.add_argument("--epsilon", type=probability, default=0.05, metavar="E", help="ε of the ε-greedy policy (default: 0.05)")
-    parser.add_argument("--max-frames", type=whole_number(minimum=1), default=18_000, metavar="N",
-                        help="emulator frames per episode before it is cut off (default: 18,000 = 5 minutes)")
+    parser.add_argument("--max-frames", type=whole_number(minimum=1), default=TEST_MAX_FRAMES, metavar="N",
+                        help=f"emulator frames per episode before it is cut off (default: {TEST_MAX_FRAMES:,} = 5 minutes)")
     parser.add_argument("--repeat-action-probability", type=sticky_probability, default=None, metavar="P",
                         help="sticky actions (default: the snapshot's training setting)")
     parser.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0, metavar="S",
