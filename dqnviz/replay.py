@@ -34,7 +34,12 @@ TERMINAL, START = np.uint8(1), np.uint8(2)
 
 
 def bytes_per_transition(frame_shape=(84, 84), prioritized: bool = False) -> float:
-    """Bytes one transition costs, all bookkeeping included."""
+    """Bytes one transition costs, all bookkeeping included.
+
+    H·W (the newest frame, uint8) + 1 (action) + 4 (reward, float32) + 1 (terminal and
+    game-start flags), plus 16 with prioritized replay (its sum tree: 2 float64 nodes a leaf).
+    For 84×84 frames: 7,056 + 6 = 7,062 bytes, or 7,078 prioritized.
+    """
     base = int(np.prod(frame_shape)) + 1 + 4 + 1
     return base + (16.0 if prioritized else 0.0)
 
@@ -221,7 +226,12 @@ class ReplayMemory:
         return max(0, high - low + 1) * self.num_envs
 
     def sample_indices(self, batch_size: int):
-        """Draw ``(env, slot)`` pairs: uniformly, or by priority. Returns (envs, slots, probabilities)."""
+        """Draw ``(env, slot)`` pairs: uniformly, or by priority. Returns (envs, slots, probabilities).
+
+        Uniform: P(i) = 1/N over the N sampleable transitions. By priority (Schaul et al. 2016):
+        P(i) = p_i / Σ_k p_k, stratified: draw k of a batch of B finds the leaf holding
+        u_k = (k + U[0, 1)) · Σp / B, so every batch spans the whole range of priorities.
+        """
         if self.num_sampleable() == 0:
             raise ValueError("the replay memory has no complete transition yet")
         if not self.prioritized:
@@ -233,10 +243,13 @@ class ReplayMemory:
         bounds = (np.arange(batch_size) + self.rng.random(batch_size)) / batch_size * total
         flat = np.minimum(self.tree.find(bounds), self.capacity - 1)
         priorities = self.tree.get(flat)
-        if np.any(priorities <= 0):  # rounding at a segment edge: redraw those uniformly by priority
-            valid = np.flatnonzero(self.tree.tree[self.tree.leaves:self.tree.leaves + self.capacity] > 0)
+        if np.any(priorities <= 0):
+            # Rounding at a segment's edge found an empty leaf: redraw those by priority too, so
+            # that P(i) = p_i / Σp, the probability returned, stays the one they were drawn with.
+            leaves = self.tree.get(np.arange(self.capacity))
+            valid = np.flatnonzero(leaves > 0)
             bad = priorities <= 0
-            flat[bad] = self.rng.choice(valid, bad.sum())
+            flat[bad] = self.rng.choice(valid, bad.sum(), p=leaves[valid] / leaves[valid].sum())
             priorities = self.tree.get(flat)
         return flat // self.per_env, flat % self.per_env, priorities / total
 
@@ -254,7 +267,8 @@ class ReplayMemory:
         return self._gather_states(envs, *self.window(envs, slots))
 
     def returns(self, envs, slots):
-        """n-step returns and discounts: ``R = Σ_{k<m} γ^k r``, ``discount = γ^n · [no terminal]``."""
+        """n-step returns and discounts: ``R = Σ_{k<m} γ^k r_{slot+k}``, ``discount = γ^n · [no terminal]``,
+        where m = n, or the steps up to and including the first terminal among the n."""
         steps = (slots[:, None] + np.arange(self.n_step)[None, :]) % self.per_env
         return self._returns(self.rewards[envs[:, None], steps], (self.flags[envs[:, None], steps] & TERMINAL) > 0)
 

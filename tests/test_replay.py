@@ -145,6 +145,27 @@ def test_prioritized_sampling_follows_priorities():
     assert batch["weights"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_a_draw_landing_on_an_empty_leaf_is_redrawn_by_priority(monkeypatch):
+    """Rounding can make the sum tree's search end on an empty leaf; the redraw must follow the
+    priorities too, or the probability returned (and so the importance weight) is wrong."""
+    memory = ReplayMemory(64, history=1, prioritized=True, alpha=1.0, seed=3)
+    fill(memory, 40)
+    slots = np.arange(39)
+    memory.update_priorities(np.zeros(39, int), slots, np.where(slots == 7, 30.0, 1.0), epsilon=0.0)
+    empty = int(np.flatnonzero(memory.tree.get(np.arange(memory.capacity)) == 0)[0])
+    monkeypatch.setattr(memory.tree, "find", lambda values: np.full(len(values), empty))  # every search fails
+    drawn, probabilities = [], []
+    for _ in range(100):
+        _, slot, probability = memory.sample_indices(32)
+        drawn.append(slot)
+        probabilities.append(probability)
+    drawn, probabilities = np.concatenate(drawn), np.concatenate(probabilities)
+    total = 30.0 + 38.0
+    assert np.mean(drawn == 7) == pytest.approx(30 / total, abs=0.03)  # uniform would give 1/39
+    assert np.all(probabilities[drawn == 7] == pytest.approx(30 / total))
+    assert np.all(probabilities[drawn != 7] == pytest.approx(1 / total))
+
+
 @pytest.mark.parametrize("prioritized", [False, True])
 def test_batches_drawn_together_each_follow_the_priorities(prioritized):
     """The trainer draws an iteration's batches in one call: each batch on its own must still
