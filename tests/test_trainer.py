@@ -1,6 +1,7 @@
 """The epoch loop's bookkeeping, on a scripted environment (no emulator)."""
 
 import numpy as np
+import pytest
 
 from dqnviz import trainer
 from dqnviz.config import TrainConfig
@@ -373,3 +374,124 @@ def test_divergence_is_found_on_the_device_without_copying_the_weights(tmp_path,
                                      "try a lower --learning-rate than 0.00025")
     with pytest.raises(UserError, match=r"diverged at epoch 3 \(meancost nan, meanq inf\): no snapshot saved"):
         runs[None]._check_diverged({**finite, "meancost": float("nan"), "meanq": float("inf")})
+
+
+def _train_on_given_batches(tmp_path, monkeypatch, num_envs, batches, source):
+    """A train phase of 32 agent steps with ``num_envs`` scripted environments whose every update
+    takes the next of ``batches`` (drawn from ``source``); returns (events, weights)."""
+    monkeypatch.setattr(trainer, "make_envs", lambda rom, config, training, seed: ScriptedEnvs(lengths=[10] * num_envs))
+    config = TrainConfig(replay_size=400, batch_size=4, validation_states=4, num_envs=num_envs, train_frequency=4,
+                         target_steps=8, seed=0)
+    run = quiet_trainer(tmp_path / f"envs{num_envs}", config)
+    run.run_phase(0, "random", 32)
+    given, events = iter(batches), []
+    run._draw = lambda count, train_steps_done=None: [next(given) for _ in range(count)]
+    real_train, real_sync = run.learner.train_transitions, run.learner.sync_target
+
+    def train_transitions(replay, transitions):
+        events.append(f"{len(transitions)} update(s) after {run.train_steps_done} steps")
+        return real_train(source, transitions)
+
+    def sync_target():
+        events.append(f"θ⁻ ← θ after {run.train_steps_done} steps")
+        real_sync()
+
+    run.learner.train_transitions, run.learner.sync_target = train_transitions, sync_target
+    run.run_phase(1, "train", 32)
+    return events, [w.copy() for w in run.learner.model().get_weights()]
+
+
+def test_vectorised_and_classic_training_make_identical_updates_for_identical_batches(tmp_path, monkeypatch):
+    """Classic mode (one environment, an update every 4th step) and vectorised mode (4
+    environments, an update every iteration of all four): the standard ratio, one batch per 4
+    agent steps, and θ⁻ ← θ every 8 agent steps, in the same order. Given the same batches,
+    the trainer loop makes the same updates, so the weights agree bit for bit."""
+    from dqnviz.replay import ReplayMemory
+
+    source = ReplayMemory(200, seed=5)
+    rng = np.random.default_rng(5)
+    for t in range(120):
+        source.add(rng.integers(0, 255, (1, 84, 84), dtype=np.uint8), rng.integers(0, 4, 1),
+                   rng.normal(size=1).astype(np.float32), [t % 40 == 39], [t % 40 == 0])
+    batches = [source.sample_transitions(4) for _ in range(8)]
+    classic, classic_weights = _train_on_given_batches(tmp_path, monkeypatch, 1, batches, source)
+    vectorised, vectorised_weights = _train_on_given_batches(tmp_path, monkeypatch, 4, batches, source)
+    expected = []  # an update every 4 agent steps, then θ⁻ ← θ whenever 8 more steps have passed
+    for steps in range(4, 33, 4):
+        expected += [f"1 update(s) after {steps} steps"] + [f"θ⁻ ← θ after {steps} steps"] * (steps % 8 == 0)
+    assert classic == vectorised == expected
+    for a, b in zip(classic_weights, vectorised_weights):
+        np.testing.assert_array_equal(a, b)
+    fresh = quiet_trainer(tmp_path / "fresh", TrainConfig(replay_size=400, batch_size=4, validation_states=4, seed=0))
+    assert any(not np.array_equal(a, b) for a, b in zip(fresh.learner.model().get_weights(), classic_weights))
+
+
+def test_each_phase_acts_with_its_own_epsilon(tmp_path, monkeypatch):
+    """Random: ε = 1. Train: ε(t) = ε_end + (ε_start − ε_end)·max(0, 1 − t/T), t counting train steps
+    only, carried across epochs. Test: --test-epsilon, in environments built for testing."""
+    built = []
+    monkeypatch.setattr(trainer, "make_envs",
+                        lambda rom, config, training, seed: built.append(training) or ScriptedEnvs(length=10))
+    config = TrainConfig(replay_size=200, batch_size=4, validation_states=4, seed=0, epsilon_start=1.0,
+                         epsilon_end=0.1, epsilon_decay_steps=40, test_epsilon=0.07)
+    run = quiet_trainer(tmp_path, config)
+    used = []
+    real_choose = run._choose
+    run._choose = lambda states, epsilon: used.append(epsilon) or real_choose(states, epsilon)
+
+    def phase(epoch, name, steps):
+        used.clear()
+        stats = run.run_phase(epoch, name, steps)
+        return list(used), stats
+
+    assert phase(0, "random", 8)[0] == [1.0] * 8
+    first, stats = phase(1, "train", 20)
+    assert first == pytest.approx([0.1 + 0.9 * (1 - t / 40) for t in range(20)])  # 1.0, 0.9775, …
+    assert run.write_row(stats, 0.0)["last_exploration_rate"] == pytest.approx(0.1 + 0.9 * (1 - 19 / 40))
+    second, _ = phase(2, "train", 30)  # t goes on from 20; from t = 40 on, ε stays at ε_end
+    assert second == pytest.approx([0.1 + 0.9 * max(0.0, 1 - t / 40) for t in range(20, 50)])
+    tested, stats = phase(2, "test", 10)
+    assert tested == [0.07] * 10 and stats.epsilon == 0.07
+    assert built == [True, False]  # the training environments, then (once) the test environments
+
+
+@pytest.mark.parametrize("num_envs", [1, 2])
+def test_test_environments_end_games_as_the_nature_test_does(monkeypatch, num_envs):
+    """Training: a lost life is terminal and games stop at --max-frames-per-episode. Testing: only
+    game over is terminal, and games stop at 18,000 frames (5 minutes)."""
+    from dqnviz import atari
+    from dqnviz.atari import resolve_rom
+
+    real, vector_caps = atari._vector_interface(), []
+
+    def recording(**options):
+        vector_caps.append(options["max_episode_steps"])  # ale-py counts this cap in frames
+        return real(**options)
+
+    monkeypatch.setattr(atari, "_vector_interface", lambda: recording)
+    config = TrainConfig(num_envs=num_envs, max_frames_per_episode=50_000)
+    caps = []
+    for training in (True, False):
+        envs = trainer.make_envs(resolve_rom("breakout"), config, training=training, seed=0)
+        single = getattr(envs, "env", None)  # one environment: an AtariEnv inside a batch of one
+        assert (single or envs).life_loss_terminal is training
+        caps.append(single.ale.getInt("max_num_frames_per_episode") if single else vector_caps[-1])
+    assert caps == [50_000, 18_000]
+
+
+def test_prioritized_replay_beta_anneals_to_one_over_the_run(tmp_path, monkeypatch):
+    """β = β₀ + (1 − β₀)·min(1, t / (epochs · train_steps)): 0.4 at the start, 0.7 half-way, then 1."""
+    monkeypatch.setattr(trainer, "make_envs", lambda rom, config, training, seed: ScriptedEnvs(length=10))
+    config = TrainConfig(replay_size=200, batch_size=4, validation_states=4, seed=0, prioritized=True,
+                         priority_beta=0.4, epochs=2, train_steps=50)
+    run = quiet_trainer(tmp_path, config)
+    run.run_phase(0, "random", 16)
+    betas = []
+    real = run.replay.sample_batches
+    run.replay.sample_batches = lambda batch_size, count, beta: betas.append(beta) or real(batch_size, count, beta)
+    for done in (0, 50, 100, 150):
+        run._draw(1, train_steps_done=done)
+    assert betas == pytest.approx([0.4, 0.7, 1.0, 1.0])
+    run.train_steps_done = 25  # without an explicit count: the steps trained so far
+    run._draw(1)
+    assert betas[-1] == pytest.approx(0.4 + 0.6 * 25 / 100)

@@ -1,13 +1,12 @@
-"""Vectorised training (ale-py's AtariVectorEnv): a tiny run, and the same update as classic mode."""
+"""Vectorised training (ale-py's AtariVectorEnv): tiny runs. That it makes the same updates as classic
+mode for the same batches is tests/test_trainer.py's ``test_vectorised_and_classic_training_make_identical_updates_for_identical_batches``."""
 
 import csv
 
-import numpy as np
 import pytest
 
 from dqnviz.cli import main
 from dqnviz.config import TrainConfig
-from dqnviz.learner import Learner
 from dqnviz.snapshot import load_snapshot
 
 
@@ -28,26 +27,6 @@ def test_tiny_vectorised_run_with_every_option(tmp_path, monkeypatch, replay):
     assert int(rows[1]["weight_updates"]) == 16 and int(rows[1]["replay_memory_count"]) == 128
     meta = load_snapshot(tmp_path / "pong_1.keras").meta
     assert meta["config"]["num_envs"] == 4 and meta["config"]["dueling"] and meta["action_names"][0] == "NOOP"
-
-
-def test_vectorised_and_classic_learners_make_identical_updates():
-    rng = np.random.default_rng(0)
-    batch = {
-        "states": rng.integers(0, 255, (8, 84, 84, 4), dtype=np.uint8),
-        "actions": rng.integers(0, 4, 8).astype(np.int32),
-        "returns": rng.normal(size=8).astype(np.float32),
-        "discounts": np.full(8, 0.99, np.float32),
-        "next_states": rng.integers(0, 255, (8, 84, 84, 4), dtype=np.uint8),
-        "weights": np.ones(8, np.float32),
-    }
-    results = []
-    for num_envs in (1, 16):
-        learner = Learner(4, TrainConfig(num_envs=num_envs, seed=3, double=True))
-        for _ in range(3):
-            learner.train(batch)
-        results.append([w.copy() for w in learner.model().get_weights()])
-    for classic, vectorised in zip(*results):
-        np.testing.assert_array_equal(classic, vectorised)
 
 
 def test_fewer_test_environments(tmp_path):
