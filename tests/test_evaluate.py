@@ -269,3 +269,25 @@ def test_the_numbers_printed_are_the_games_scores(breakout_snapshot, capsys, mon
     progress = captured.err.strip().splitlines()[-1]
     assert progress.startswith("testing breakout_1: 4/4 episodes") and "e+" not in progress, progress
     assert f"last 123456789  average {values.mean():.1f}" in progress
+
+
+def test_best_of_several_snapshots_with_standard_errors(tmp_path, capsys, monkeypatch):
+    """Two snapshots, the same 4 games: the best is the higher mean, and each standard error is
+    s/√n with s the sample standard deviation (ddof 1), e.g. [0, 2, 4, 6]: s = √(20/3), s/2 = 1.29."""
+    import dqnviz.agent
+    from conftest import make_snapshot
+    from dqnviz.cli import main
+
+    paths = [str(make_snapshot(tmp_path / f"breakout_{epoch}.keras", epoch=epoch, seed=epoch)) for epoch in (1, 2)]
+    scores = {1: [0.0, 2.0, 4.0, 6.0], 2: [10.0, 10.0, 13.0, 7.0]}
+    calls = []
+
+    def evaluate(model, make_env, episodes, epsilon, seed, parallel, progress):
+        calls.append(model)
+        return [{"episode": i + 1, "score": s, "frames": 100} for i, s in enumerate(scores[len(calls)][:episodes])]
+
+    monkeypatch.setattr(dqnviz.agent, "evaluate", evaluate)
+    assert main(["test", *paths, "--episodes", "4", "--quiet"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == ("best: breakout_2, average 10.0, on the same 4 games (seeds 0–3); "
+                    "standard errors: breakout_1 1.3, breakout_2 1.2")  # √(20/3)/2 = 1.29, √6/2 = 1.22
