@@ -13,6 +13,7 @@ from dqnviz.analysis.similarity import (
     linear_cka,
     match_filters,
     rowwise_cosine,
+    temporal_lean,
     unit_gram,
 )
 
@@ -181,3 +182,19 @@ def test_cross_layer_similarity():
     assert pairs[("b", "c")] == pytest.approx(0.0)
     assert mean == pytest.approx(np.sqrt(0.5) / 3)
     assert np.isnan(cross_layer_similarity({"a": g1})[0])
+
+
+def test_temporal_lean_is_each_input_frame_s_share_of_the_squared_weights():
+    kernel = np.zeros((8, 8, 4, 32))
+    kernel[2, 3, 1, 0] = 3.0  # frame 1: 3² + 4² = 25
+    kernel[7, 0, 1, 31] = -4.0
+    kernel[:, :, 3, 5] = 0.5  # frame 3 (the newest): 64 weights of 0.5², = 16
+    assert temporal_lean(kernel).tolist() == [0.0, 25.0, 0.0, 16.0]
+    rng = np.random.default_rng(0)
+    even = rng.normal(size=(8, 8, 4, 32))
+    lean = temporal_lean(even)
+    assert np.sum(lean) == pytest.approx(np.sum(even**2))
+    assert np.allclose(lean / lean.sum(), 0.25, atol=0.03)  # i.i.d. weights: about an even share each
+    assert temporal_lean(2 * even) == pytest.approx(4 * lean)  # energy: quadratic in the weights
+    with pytest.raises(ValueError, match="kh, kw, in, out"):
+        temporal_lean(np.zeros((8, 8, 4)))

@@ -150,6 +150,18 @@ def kernels_as_rows(kernel) -> np.ndarray:
     return np.moveaxis(kernel, -1, 0).reshape(kernel.shape[-1], -1)
 
 
+def temporal_lean(kernel) -> np.ndarray:
+    """How much of a first-layer kernel ``(kh, kw, frames, out)`` looks at each input frame:
+    its energy per frame, ``lean_c = Σ_{y,x,f} W[y,x,c,f]²`` (float64, one value per frame, oldest
+    first). A network that ignores motion spreads it evenly; ``100 · lean_c / Σ_c lean_c`` is the
+    share of frame c that ``dqnviz compare`` plots against the even share 100 / frames.
+    """
+    kernel = np.asarray(kernel, dtype=np.float64)
+    if kernel.ndim != 4:
+        raise ValueError(f"expected a Conv2D kernel (kh, kw, in, out), got shape {kernel.shape}")
+    return np.sum(kernel**2, axis=(0, 1, 3))
+
+
 @dataclass
 class FilterMatch:
     """A one-to-one matching of filters of bank A to filters of bank B.

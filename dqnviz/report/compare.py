@@ -316,7 +316,7 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
             partner_cosine[i][match.rows] = match.similarities
         for i, p in enumerate(played):
             weights[i] = kernels[i]
-            lean[i] = np.sum(np.asarray(kernels[i], np.float64) ** 2, axis=(0, 1, 3))
+            lean[i] = sim.temporal_lean(kernels[i])
         for i, j in pairs:
             match = sim.match_filters(rows[i], rows[j])
             matching.append({"a": i, "b": j, "mean": match.mean, "similarities": match.similarities,
@@ -644,10 +644,6 @@ def _legend_below(entries: int, height: int) -> dict:
     plot = height - 36 - MODEBAR_ROOM - bottom
     return dict(height=height, margin=dict(l=50, r=10, t=36, b=bottom),
                 legend=dict(orientation="v", x=0, xanchor="left", yanchor="top", y=-60 / plot, tracegroupgap=0))
-
-
-def _label(p) -> str:
-    return f"{p.name} ({p.meta.get('game', '?')}, epoch {p.meta.get('epoch', '?')})"
 
 
 def build_context(data: CompareData, options: dict | None = None) -> dict:
