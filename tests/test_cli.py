@@ -102,3 +102,37 @@ def test_slips_on_the_command_line_are_one_line_naming_the_command(argv, said, c
     err = capsys.readouterr().err.strip()
     assert err.startswith(said) or said in err, err
     assert "\n" not in err
+
+
+def _another_value(field):
+    """A valid value of a TrainConfig field other than its default, as typed and as parsed."""
+    default = field.default
+    if isinstance(default, bool):
+        return [], True
+    if "choices" in field.metadata:
+        other = next(c for c in field.metadata["choices"] if c != default)
+        return [other], other
+    if isinstance(default, int):
+        value = default + 1 if default else 2  # 2 environments still divide --train-frequency 4
+        return [str(value)], value
+    value = default / 2 if default else 0.25  # within (0, 1] for every probability
+    return [repr(value)], value
+
+
+def test_every_train_option_reaches_the_config_and_nothing_else():
+    """Each of train's --flags sets its own TrainConfig field, and only that field."""
+    import dataclasses
+
+    from dqnviz.cli import build_parser
+    from dqnviz.config import TrainConfig, config_from_arguments
+
+    parser, defaults = build_parser(), TrainConfig()
+    fields = dataclasses.fields(TrainConfig)
+    assert len(fields) > 30
+    for field in fields:
+        typed, value = _another_value(field)
+        flag = "--" + field.name.replace("_", "-")
+        config = config_from_arguments(parser.parse_args(["train", "pong", flag, *typed]))
+        assert getattr(config, field.name) == value != getattr(defaults, field.name), flag
+        changed = [f.name for f in fields if getattr(config, f.name) != getattr(defaults, f.name)]
+        assert changed == [field.name], flag
