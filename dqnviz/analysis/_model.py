@@ -21,22 +21,34 @@ from dqnviz.backend import compile_forward, compile_input_gradient, input_gradie
 from dqnviz.errors import UserError
 
 
+def has_graph(model) -> bool:
+    """Whether ``model`` has a layer graph to run and analyse: a functional or Sequential model
+    with its inputs known. A subclassed ``keras.Model`` has none (its ``call`` is Python code),
+    nor has a Sequential model that has not been built."""
+    try:
+        return bool(model.inputs)
+    except (AttributeError, ValueError):
+        return False
+
+
 def check_model(model) -> None:
-    """Make sure ``model`` is a built Keras model with one rank-4 (image) input.
+    """Make sure ``model`` is a built Keras model with one rank-4 (image) input and a layer graph.
 
     Raises:
-        UserError: not a Keras model, not built, several inputs, or an input of rank != 4.
+        UserError: not a Keras model, not built, subclassed, several inputs, or an input of rank != 4.
     """
     if not isinstance(model, keras.Model):
         raise UserError(f"expected a Keras model, got {type(model).__name__}")
-    try:
-        inputs = model.inputs
-    except (AttributeError, ValueError):
-        inputs = None
-    if not inputs:
+    if not has_graph(model):
+        if model.built and not isinstance(model, keras.Sequential):
+            raise UserError(
+                f"model {model.name!r} is a subclassed keras.Model: its call() is Python code, not a graph of "
+                "layers to analyse; build it with the functional API (keras.Input → layers → keras.Model)"
+            )
         raise UserError(
             f"model {model.name!r} is not built: give it a keras.Input or call it on data first"
         )
+    inputs = model.inputs
     if len(inputs) != 1:
         raise UserError(f"model {model.name!r} has {len(inputs)} inputs; the analyses need exactly one image input")
     shape = tuple(inputs[0].shape)
@@ -58,10 +70,11 @@ CONV_LAYER_TYPES = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.lay
 
 
 def all_layers(model) -> list:
-    """The model's layers in order, each nested model replaced by its own layers (recursively)."""
+    """The model's layers in order, each nested model replaced by its own layers (recursively);
+    a nested subclassed model stays one layer (its inner layers have no graph to analyse)."""
     layers = []
     for layer in model.layers:
-        if isinstance(layer, keras.Model):
+        if isinstance(layer, keras.Model) and has_graph(layer):
             layers.extend(all_layers(layer))
         else:
             layers.append(layer)
@@ -80,7 +93,7 @@ def nesting(model, operation):
     if any(operation is layer for layer in model.layers) or any(operation is op for op in own):
         return []
     for layer in model.layers:
-        if isinstance(layer, keras.Model):
+        if isinstance(layer, keras.Model) and has_graph(layer):
             inner = nesting(layer, operation)
             if inner is not None:
                 return [layer] + inner
@@ -113,7 +126,10 @@ def conv_layer_objects(model) -> list:
     check_model(model)
     layers = [layer for layer in all_layers(model) if isinstance(layer, CONV_LAYER_TYPES)]
     if not layers:
-        raise UserError(f"model {model.name!r} has no Conv2D layers to analyse")
+        opaque = [layer.name for layer in all_layers(model) if isinstance(layer, keras.Model)]
+        why = (f" (the layers inside subclassed model {opaque[0]!r} have no graph to analyse: build it with "
+               "the functional API)") if opaque else ""
+        raise UserError(f"model {model.name!r} has no Conv2D layers to analyse{why}")
     return layers
 
 
@@ -213,9 +229,9 @@ def check_filters(model, layer, filters, count=None) -> np.ndarray:
     if array.dtype.kind not in "iu":
         raise UserError(f"filter indices must be integers, got {filters!r}")
     if array.ndim > 1 or (array.ndim == 1 and count is not None and len(array) != count):
-        raise UserError(
-            f"give one filter index or one per state ({count}), got shape {array.shape}"
-        )
+        if count is None:
+            raise UserError(f"filter indices must be one int or a flat list of ints, got shape {array.shape}")
+        raise UserError(f"give one filter index or one per state ({count}), got shape {array.shape}")
     if array.size and (array.min() < 0 or array.max() >= n):
         bad = int(array[(array < 0) | (array >= n)].flat[0])
         raise UserError(
@@ -241,6 +257,9 @@ def as_batch(model, states):
     """
     check_model(model)
     expected = input_shape(model)
+    if isinstance(states, dict):
+        raise UserError(f"states must be one array (N, {', '.join(str(e) for e in expected)}), not a dict: "
+                        "pass the image array itself")
     array = np.asarray(states)
     single = array.ndim == len(expected)
     if single:
@@ -315,7 +334,7 @@ def _call_operation(operation, guided, logits_of=None):
     if logits_of is not None and operation is logits_of:
         return _pre_softmax(operation)
     nested = None
-    if isinstance(operation, keras.Model):
+    if isinstance(operation, keras.Model) and has_graph(operation):  # a subclassed one is called as it is
         try:
             nested = graph_runner(operation, None, guided=guided)
         except UserError:

@@ -66,7 +66,7 @@ def guided_backprop(model, states, layer, filter, *, position=None, batch_size=1
     filters = check_filters(model, layer, filter, count=len(batch))
     filters = np.broadcast_to(filters, (len(batch),))
     output = layer_output(model, layer)
-    units = None if position is None else _flat_positions(layer, output, position, len(batch))
+    units = None if position is None else _flat_positions(model, layer, output, position, batch.shape[:3])
     target = compiled_gradient(model, ("guided", id(output), units is None),
                                lambda: _strongest_unit_target(model, output, units is None), output)
 
@@ -107,11 +107,18 @@ def first_argmax(values):
     return ops.min(ops.where(is_max, ops.arange(size, dtype="int32"), size), axis=1)
 
 
-def _flat_positions(layer, output, position, count) -> np.ndarray:
-    """``(y, x)`` per state as row-major indices ``y · W + x`` into the layer's output."""
+def _flat_positions(model, layer, output, position, batch_shape) -> np.ndarray:
+    """``(y, x)`` per state as row-major indices ``y · W + x`` into the layer's output, for states
+    of ``batch_shape`` (N, H, W): a model of any image size has the output size those states give."""
     if len(output.shape) != 4:
         raise UserError(f"layer {layer.name!r} has no spatial axes: give no position for it")
-    height, width = int(output.shape[1]), int(output.shape[2])
+    count = batch_shape[0]
+    height, width = output.shape[1], output.shape[2]
+    if height is None or width is None:
+        from dqnviz.analysis.receptive_field import _layer_field
+
+        height, width = _layer_field(model, layer, tuple(batch_shape[1:3]))[1].spatial
+    height, width = int(height), int(width)
     array = np.asarray(position)
     if array.dtype.kind not in "iu" or array.shape not in ((2,), (count, 2)):
         raise UserError(f"give one (y, x) position or one per state ({count}, 2), got {position!r}")

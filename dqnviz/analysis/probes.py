@@ -20,6 +20,9 @@ def conv_layers(model) -> list:
     """Names of the model's 2-D convolution layers (Conv2D, DepthwiseConv2D, SeparableConv2D),
     input to output, those of nested models in place of the nested model.
 
+    Returns:
+        A list of layer names, e.g. ``["conv1", "conv2", "conv3"]`` for the Nature DQN.
+
     Raises:
         UserError: not a built image model, or no Conv2D layers.
     """
@@ -28,9 +31,20 @@ def conv_layers(model) -> list:
 
 def full_history(states) -> np.ndarray:
     """``(N,)`` mask of the states whose every stacked frame (channel) has a lit pixel: not one of
-    a game's first steps, whose stacks start with blank frames from before the start."""
+    a game's first steps, whose stacks start with blank frames from before the start.
+
+    ``full_n = ∀c ∃(y, x): states[n, y, x, c] ≠ 0``. Pass it as ``prefer`` to :func:`top_activations`.
+
+    Args:
+        states: ``(N, H, W, C)`` states, any dtype; N may be 0.
+
+    Raises:
+        UserError: states of another rank (one state needs its batch axis: ``states[None]``).
+    """
     states = np.asarray(states)
-    return states.reshape(len(states), -1, states.shape[-1]).any(axis=1).all(axis=1)
+    if states.ndim != 4:
+        raise UserError(f"full_history takes states (N, H, W, C), got shape {states.shape}")
+    return (states != 0).any(axis=(1, 2)).all(axis=1)
 
 
 def top_activations(model, states, layer, filters=None, batch_size=256, prefer=None) -> list:
@@ -88,9 +102,13 @@ def top_activations_by_layer(model, states, layers, filters=None, batch_size=256
     """
     batch_size = check_batch_size(batch_size)
     batch, _ = as_batch(model, states)
+    if isinstance(layers, str) or not isinstance(layers, (list, tuple)):
+        raise UserError(f"layers must be a list of layer names or Layer objects, got {layers!r} "
+                        "(for one layer, top_activations)")
     layers = [resolve_layer(model, layer) for layer in layers]
-    if filters is not None and len(filters) != len(layers):
-        raise UserError(f"filters must have one entry per layer ({len(layers)}), got {len(filters)}")
+    if filters is not None and (not isinstance(filters, (list, tuple)) or len(filters) != len(layers)):
+        raise UserError(f"filters must be a list with one entry per layer ({len(layers)}: indices, or None "
+                        f"for all of that layer's), got {filters!r}")
     prefer = _check_prefer(prefer, len(batch))
     searches = []
     for i, layer in enumerate(layers):

@@ -63,7 +63,8 @@ def saliency(model, states, action=None, method="gradient", **options) -> np.nda
         (5), ``blur`` (3), ``batch_size`` (256 perturbed states per forward pass).
 
     Args:
-        model: a built Keras Q-network with one ``(H, W, C)`` image input and a ``(N, A)`` output.
+        model: a built Keras image model with one ``(H, W, C)`` input and a ``(N, A)`` output
+            (a Q-network's A actions, or a classifier's A scores).
         states: ``(N, H, W, C)`` array (or one state), any numeric dtype.
         action: None, an int, or an int array with one action per state.
         method: ``"gradient"``, ``"smoothgrad"`` or ``"perturbation"`` (a keyword: the third
@@ -76,8 +77,9 @@ def saliency(model, states, action=None, method="gradient", **options) -> np.nda
     Raises:
         UserError: unknown method or option, bad action (a method name given as the action
             included), non-image model, wrong state shape, states with NaN / infinite values,
-            ``batch_size`` not a positive integer, perturbation ``stride`` < 1, ``radius`` <= 0
-            or ``blur`` < 0.
+            ``batch_size`` not a positive integer, an option of the wrong type or out of range:
+            ``samples`` and ``stride`` whole numbers >= 1, ``seed`` a whole number >= 0,
+            ``noise`` and ``blur`` finite and >= 0, ``value_range`` and ``radius`` finite and > 0.
     """
     if method not in METHODS:
         raise UserError(f"unknown saliency method {method!r}; choose one of: {', '.join(METHODS)}")
@@ -87,8 +89,7 @@ def saliency(model, states, action=None, method="gradient", **options) -> np.nda
             f"unknown option(s) {', '.join(unknown)} for saliency method {method!r}; "
             f"valid: {', '.join(_OPTIONS[method])}"
         )
-    settings = {**_OPTIONS[method], **options}
-    settings["batch_size"] = check_batch_size(settings["batch_size"])
+    settings = _checked_settings(method, {**_OPTIONS[method], **options})
     batch, single = as_batch(model, states)
     num_actions = score_count(model, "saliency")
     actions = _check_actions(action, len(batch), num_actions)
@@ -100,6 +101,41 @@ def saliency(model, states, action=None, method="gradient", **options) -> np.nda
     else:
         result = _perturbation(compiled_runner(model, logits=True), batch, actions, settings)
     return result[0] if single else result
+
+
+# Each option's rule: (kind, lowest, whether the lowest is allowed); None where None is allowed too.
+_RULES = {
+    "samples": ("whole", 1, True), "seed": ("whole", 0, True), "stride": ("whole", 1, True),
+    "noise": ("number", 0.0, True), "value_range": ("number", 0.0, False),
+    "radius": ("number", 0.0, False), "blur": ("number", 0.0, True),
+}
+
+
+def _checked_settings(method, settings) -> dict:
+    """``settings`` with every option checked: whole numbers (no bool, no 2.5) and finite numbers
+    in range, so that a NaN cannot silently give a map of zeros or NaN.
+
+    Raises:
+        UserError: naming the method, the option and the value given.
+    """
+    settings = dict(settings)
+    settings["batch_size"] = check_batch_size(settings["batch_size"])
+    for name, value in settings.items():
+        if name not in _RULES or (name == "value_range" and value is None):
+            continue
+        kind, lowest, inclusive = _RULES[name]
+        bound = f">= {lowest:g}" if inclusive else f"> {lowest:g}"
+        if kind == "whole":
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < lowest:
+                raise UserError(f"{method} saliency needs {name} to be a whole number {bound}, got {value!r}")
+            settings[name] = int(value)
+        else:
+            number = value if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+                value, (bool, np.bool_)) else None
+            if number is None or not np.isfinite(number) or number < lowest or (number == lowest and not inclusive):
+                raise UserError(f"{method} saliency needs {name} to be a finite number {bound}, got {value!r}")
+            settings[name] = float(number)
+    return settings
 
 
 def _check_actions(action, count, num_actions):
@@ -184,9 +220,7 @@ def smoothgrad_noise(shape, samples, sigma, seed):
 
 
 def _smoothgrad(model, batch, actions, settings):
-    samples = int(settings["samples"])
-    if samples < 1:
-        raise UserError(f"smoothgrad needs samples >= 1, got {samples}")
+    samples = settings["samples"]
     states = batch.astype(np.float32)
     if actions is None:
         actions = np.argmax(predict(compiled_runner(model, logits=True), states, settings["batch_size"]), axis=-1)
@@ -218,12 +252,7 @@ def _interpolation_matrix(size, centres):
 
 
 def _perturbation(run, batch, actions, settings):
-    stride = int(settings["stride"])
-    if stride < 1 or float(settings["radius"]) <= 0 or float(settings["blur"]) < 0:
-        raise UserError(
-            "perturbation saliency needs stride >= 1, radius > 0 and blur >= 0, got "
-            f"stride={settings['stride']!r}, radius={settings['radius']!r}, blur={settings['blur']!r}"
-        )
+    stride = settings["stride"]
     states = batch.astype(np.float32)
     n, height, width = states.shape[:3]
     ys, xs = np.arange(0, height, stride), np.arange(0, width, stride)

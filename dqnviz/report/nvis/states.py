@@ -66,14 +66,16 @@ def state_view(states, frame_stack=None) -> StateView:
     a stack of frames, oldest first.
 
     Raises:
-        UserError: 2 channels, ``frame_stack=True`` with 1 channel, or ``frame_stack=False``
-            with more than 3.
+        UserError: 2 channels, ``frame_stack`` not True, False or None, ``frame_stack=True``
+            with 1 channel, or ``frame_stack=False`` with more than 3.
     """
     states = np.asarray(states)
     channels = int(states.shape[-1])
     if channels == 2:
         raise UserError("states have 2 channels; nvis_report shows 1 channel as grey, 3 as an RGB image, "
                         "or a stack of 3 or more frames (the last three as red, green, blue)")
+    if frame_stack is not None and not isinstance(frame_stack, (bool, np.bool_)):
+        raise UserError(f"frame_stack must be True, False or None (guess), got {frame_stack!r}")
     if frame_stack is None:
         frame_stack = channels >= 4 or (channels == 3 and shares_frames(states))
     elif frame_stack and channels < 3:
