@@ -149,7 +149,7 @@ def epsilon_schedule(step: int, config: TrainConfig) -> float:
 
 def argument_type(f: dataclasses.Field):
     """The argparse type of a config field: its Python type plus the range its metadata states."""
-    from dqnviz.commands.arguments import positive_number, probability, whole_number
+    from dqnviz.validation import positive_number, probability, whole_number
 
     default = f.default
     if f.metadata.get("probability"):

@@ -92,7 +92,7 @@ class Learner:
         self.optimizer = make_optimizer(config)
         loss_fn = functools.partial(dqn_loss, bootstrap_epsilon=config.bootstrap_epsilon) \
             if config.bootstrap_epsilon else dqn_loss
-        self.step = backend.make_train_step(self.online, self.target, self.optimizer, loss_fn, config.double)
+        self.step = backend.TrainStep(self.online, self.target, self.optimizer, loss_fn, config.double)
         self._predict = {stacks: backend.make_predict(self.online, stacks=stacks) for stacks in (False, True)}
         self.updates = 0
 
@@ -126,6 +126,8 @@ class Learner:
         return PendingUpdates(transitions, losses, td_abs)
 
     def sync_target(self) -> None:
+        """θ⁻ ← θ: copy the online network's weights into the target network. The trainer calls
+        this every ``target_steps`` agent steps; a new learner starts with θ⁻ = θ."""
         self.step.sync_target()
 
     def optimizer_state(self) -> dict[str, np.ndarray]:

@@ -9,8 +9,8 @@ it, no name twice, no zip bomb), its metadata's format, that its model config na
 layer and no class outside Keras that the program has not registered, and that its weights file
 reads no other file; Keras then loads those same bytes in safe mode. The checks live in
 :mod:`dqnviz.snapshot_checks`. A bad file is a one-line :class:`~dqnviz.errors.UserError`. Files
-are written to a temporary name in the target folder and moved into place with ``os.replace``,
-so a crash never leaves half a snapshot.
+are written to a temporary name in the target folder and moved into place with ``os.replace``
+(:func:`dqnviz.outputs.atomic_write`), so a crash never leaves half a snapshot.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dqnviz.errors import UserError
+from dqnviz.outputs import atomic_write
 from dqnviz.snapshot_checks import (FORMAT_VERSION, MAX_JSON_BYTES, MAX_MEMBERS, MAX_SNAPSHOT_BYTES, META_MEMBER,
                                     check_loaded, check_model_config, check_weights_file, npz_within_limits,
                                     open_archive, opened_snapshot, read_json, snapshot_bytes)
@@ -33,12 +34,12 @@ from dqnviz.snapshot_checks import (FORMAT_VERSION, MAX_JSON_BYTES, MAX_MEMBERS,
 if TYPE_CHECKING:  # numpy is imported where it is used, so that reading a snapshot's metadata stays light
     import numpy as np
 
-# Kept importable from here, where they were first defined; the limits that loading applies are
-# those of dqnviz.snapshot_checks.
+# The limits are kept importable from here, where they were first defined; the limits that loading
+# applies are those of dqnviz.snapshot_checks. The output-file helpers live in dqnviz.outputs.
 __all__ = ["FORMAT_VERSION", "MAX_JSON_BYTES", "MAX_MEMBERS", "MAX_SNAPSHOT_BYTES", "META_MEMBER", "Snapshot",
-           "StartingPoint", "atomic_write", "check_output", "check_writable", "kernel_changes", "kernel_movement",
-           "layer_kernels", "load_optimizer_state", "load_snapshot", "load_validation_states", "read_meta",
-           "save_optimizer_state", "save_snapshot", "save_validation_states", "starting_point"]
+           "StartingPoint", "kernel_changes", "kernel_movement", "layer_kernels",
+           "load_optimizer_state", "load_snapshot", "load_validation_states", "read_meta", "save_optimizer_state",
+           "save_snapshot", "save_validation_states", "starting_point"]
 
 
 @dataclass
@@ -93,128 +94,6 @@ class Snapshot:
                             f"with --history {self.history}); {command} needs {needs}, as {why}")
 
 
-def _cannot_write(path, error: OSError) -> UserError:
-    return UserError(f"cannot write {path}: {error.strerror or error}")
-
-
-def _temporary_beside(path: Path, suffix: str) -> str:
-    """A new empty file in ``path``'s folder (made if missing); an OSError is a one-line UserError."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=suffix, dir=path.parent)
-    except OSError as error:
-        raise _cannot_write(path, error) from None
-    os.close(fd)
-    return tmp
-
-
-def check_writable(path) -> Path:
-    """Fail now, in one line, if ``path`` cannot be written, rather than after the work that makes
-    it. Folders that :func:`atomic_write` would make are not made here: a file is tried in the
-    nearest folder that exists, and removed."""
-    path = Path(path)
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise UserError(f"cannot write {path}: {folder} is not a folder")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".dqnviz-", suffix=".probe", dir=folder)
-    except OSError as error:
-        raise _cannot_write(path, error) from None
-    os.close(fd)
-    os.unlink(probe)
-    return path
-
-
-def snapshot_like(path) -> str | None:
-    """``"a snapshot"`` for a ``.keras`` name, ``"a zip archive (as a snapshot is)"`` for an existing
-    zip archive (a snapshot under another name, or the ``.npz`` files beside one), else None.
-
-    The check is of the file's format, not :func:`read_meta`: a snapshot with damaged metadata, or
-    another Keras model, must not be overwritten either; a missing or unreadable file is None here.
-    """
-    import zipfile
-
-    path = Path(path)
-    if path.suffix.lower() == ".keras":
-        return "a snapshot"
-    try:
-        return "a zip archive (as a snapshot is)" if path.is_file() and zipfile.is_zipfile(path) else None
-    except OSError:
-        return None  # unreadable: check_writable says whether it can be written
-
-
-def kept_file(path) -> str | None:
-    """What an existing ``path`` holds that a command's output must not replace, in words, or None:
-    what :func:`snapshot_like` names, or a training run's statistics (``dqnviz train``'s CSV, whose
-    header starts ``epoch,phase,``): what a slip such as ``--out snapshots/pong_24.keras`` or
-    ``--csv reports/pong.csv`` would destroy.
-    """
-    kept = snapshot_like(path)
-    if kept:
-        return kept
-    try:
-        with open(path, "rb") as f:
-            head = f.read(64)
-    except OSError:
-        return None  # missing, a folder, or unreadable: check_writable says whether it can be written
-    if head.lstrip(b"\xef\xbb\xbf").startswith(b"epoch,phase,"):
-        return "a training run's statistics (dqnviz train's CSV)"
-    return None
-
-
-def check_output(path, option: str = "--out", inputs=(), suffixes=None, makes: str = "the report") -> Path:
-    """:func:`check_writable`, after refusing in one line what writing ``path`` would wrongly
-    replace: one of the command's own ``inputs``, or a file :func:`kept_file` names; and, with
-    ``suffixes`` (lower case, with the dot), a name ending in none of them (``--out pong.keras``
-    for an HTML report).
-    """
-    path = Path(path)
-    if suffixes and path.suffix.lower() not in suffixes:
-        raise UserError(f"{option} {path}: {makes} is written there; give a name ending in "
-                        + " or ".join(suffixes))
-    if path.exists():
-        for given in inputs:
-            try:
-                same = os.path.samefile(path, given)
-            except OSError:
-                same = False
-            if same:
-                raise UserError(f"{option} {path} is one of this command's inputs; writing there would destroy it")
-        kept = kept_file(path)
-        if kept:
-            raise UserError(f"{option} {path} is {kept}; writing there would destroy it: give another name")
-    return check_writable(path)
-
-
-def atomic_write(path, write, suffix=None):
-    """Call ``write(tmp_path)`` then move the file to ``path`` in one step; clean up on failure.
-
-    A file-system error (no such folder, no permission, a full disk) is a one-line UserError
-    naming ``path``, and nothing is left behind.
-    """
-    path = Path(path)
-    tmp = _temporary_beside(path, suffix or path.suffix)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException as error:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(error, OSError):
-            raise _cannot_write(path, error) from None
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_snapshot(path, model, meta: dict) -> Path:
     """Write ``model`` and ``meta`` to ``path`` atomically (weights only: no optimizer state).
 
@@ -259,17 +138,13 @@ def load_optimizer_state(path, train_steps_done: int) -> dict | None:
     """The state saved by :func:`save_optimizer_state`, or None if it belongs to another point of
     the run (another ``train_steps_done``) or cannot be read. Never unpickles, and never
     allocates more than the file holds (see :func:`~dqnviz.snapshot_checks.npz_within_limits`)."""
-    import numpy as np
 
-    if not npz_within_limits(path):
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as stored:
-            if int(stored["train_steps_done"]) != int(train_steps_done):
-                return None
-            return {str(name): stored[f"v{i}"] for i, name in enumerate(stored["names"])}
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        return None
+    def read(stored):
+        if int(stored["train_steps_done"]) != int(train_steps_done):
+            return None
+        return {str(name): stored[f"v{i}"] for i, name in enumerate(stored["names"])}
+
+    return _read_npz(path, read)
 
 
 def save_validation_states(path, states) -> Path:
@@ -291,17 +166,26 @@ def load_validation_states(path, state_shape: tuple) -> np.ndarray | None:
     the file holds (see :func:`~dqnviz.snapshot_checks.npz_within_limits`)."""
     import numpy as np
 
+    states = _read_npz(path, lambda stored: stored["states"])
+    if states is None or states.dtype != np.uint8 or states.ndim != 4 \
+            or tuple(states.shape[1:]) != tuple(state_shape) or len(states) == 0:
+        return None
+    return states
+
+
+def _read_npz(path, read):
+    """``read(stored)`` on the ``.npz`` file ``path`` opened without pickles, or None if the file
+    is absent, unreadable, damaged, or lacks a member ``read`` asks for. Never unpickles, and never
+    allocates more than the file holds (see :func:`~dqnviz.snapshot_checks.npz_within_limits`)."""
+    import numpy as np
+
     if not npz_within_limits(path):
         return None
     try:
         with np.load(path, allow_pickle=False) as stored:
-            states = stored["states"]
+            return read(stored)
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return None
-    if states.dtype != np.uint8 or states.ndim != 4 or tuple(states.shape[1:]) != tuple(state_shape) \
-            or len(states) == 0:
-        return None
-    return states
 
 
 def _accepts_include_optimizer() -> bool:

@@ -6,7 +6,9 @@ Everything else in dqnviz is written once with ``keras.ops``. Two things cannot 
 * the compiled DQN training step (``tf.function(jit_compile=True)`` or ``jax.jit`` over
   ``stateless_call``).
 
-Each backend module exposes the same two functions:
+Both backend modules, :mod:`dqnviz.backend.jax` and :mod:`dqnviz.backend.tensorflow`, expose the
+same eight names, and this package gives those of the backend Keras runs, with ``BACKEND`` (its
+name):
 
 ``input_gradient(fn, x) -> (values, gradient)``
     ``values = fn(x)`` is a 1-D tensor (one scalar per example); ``gradient`` is
@@ -16,14 +18,21 @@ Each backend module exposes the same two functions:
     the same, for a ``fn(x, *args)`` whose per-call data (filter indices, positions, actions:
     one row per example) are arguments, compiled once (``jax.jit``, the model's variables
     passed at each call) so that an analysis reuses it across batches, filters and calls.
-    ``compile_forward(model, fn) -> call(x, *args) -> numpy`` likewise for forward passes.
 
-``make_train_step(online, target, optimizer, loss_fn) -> step``
-    ``step(batch) -> (loss, td_abs)``, updating the online model's weights in place.
-    ``loss_fn(q, q_next_online, q_next_target, batch) -> (loss, td_abs)`` is pure ``keras.ops`` maths.
-    The JAX step also has ``train_on_frames(frame_buffer, transitions) -> (losses, td_abs)``: K
-    updates in one jitted call, their states stacked from a ``FrameBuffer`` inside it. Without it
-    (TensorFlow) the learner stacks each batch with the replay memory and calls ``step(batch)``.
+``compile_forward(model, fn) -> call(x, *args) -> numpy``
+    likewise for forward passes.
+
+``TrainStep(online, target, optimizer, loss_fn, double) -> step``
+    the compiled DQN update, a stateful object: ``step(batch) -> (loss, td_abs)`` updates the
+    online model's weights. ``loss_fn(q, q_next_online, q_next_target, batch) -> (loss, td_abs)``
+    is pure ``keras.ops`` maths; ``double`` adds Q(s′, ·; θ) for Double DQN's argmax. It also has
+    ``weights`` (what ``make_predict`` takes), ``sync_target()`` (θ⁻ ← θ), ``reload_optimizer()``
+    and ``write_back()`` (the weights into the Keras variables). The JAX step takes
+    ``merge_passes`` and ``threaded`` too (None: the machine's default, see
+    :func:`dqnviz.backend.jax.fewer_passes` and :func:`dqnviz.backend.jax.launch_thread`), and has
+    ``train_on_frames(frame_buffer, transitions) -> (losses, td_abs)``: K updates in one jitted
+    call, their states stacked from a ``FrameBuffer`` inside it. Without it (TensorFlow) the
+    learner stacks each batch with the replay memory and calls ``step(batch)``.
 
 ``results_to_host(losses, td_abs) -> (losses (K,), td_abs (K, B))``
     the results of K updates (a result per update, or one for all) as float32 numpy arrays,
@@ -39,29 +48,36 @@ Each backend module exposes the same two functions:
     the replay memory's uint8 frames kept on the accelerator (``--device-replay``): ``stage(slot,
     frames)`` (written with the next update, or by ``flush()``), ``gather(envs, index, keep)`` →
     stacked states on the device, ``to_numpy()``.
+
+Keras reads ``KERAS_BACKEND`` on its first import, and :mod:`dqnviz.backend.choice` sets it: so
+that importing that module (which runs this package first) imports no Keras, this package imports
+Keras and the backend's module only when one of the names above is first asked for.
 """
 
-import keras
+_NAMES = ("FrameBuffer", "TrainStep", "compile_forward", "compile_input_gradient", "input_gradient", "make_predict",
+          "make_q_and_gradient", "results_to_host")
 
-_name = keras.config.backend()
-if _name == "jax":
-    from dqnviz.backend.jax import (  # noqa: F401
-        FrameBuffer, compile_forward, compile_input_gradient, input_gradient, make_predict, make_q_and_gradient,
-        make_train_step, results_to_host,
-    )
-elif _name == "tensorflow":
-    from dqnviz.backend.tensorflow import (  # noqa: F401
-        FrameBuffer, compile_forward, compile_input_gradient, input_gradient, make_predict, make_q_and_gradient,
-        make_train_step, results_to_host,
-    )
-else:  # pragma: no cover - torch and numpy backends are not supported
-    raise ImportError(
-        f"dqnviz supports the 'tensorflow' and 'jax' Keras backends, not {_name!r}; "
-        "set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax"
-    )
+__all__ = ["BACKEND", *_NAMES]
 
-__all__ = [
-    "BACKEND", "FrameBuffer", "compile_forward", "compile_input_gradient", "input_gradient", "make_predict",
-    "make_q_and_gradient", "make_train_step", "results_to_host",
-]
-BACKEND = _name
+
+def __getattr__(name: str):
+    """The names of ``__all__``, from the backend module of the backend Keras runs (loaded on first use)."""
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    _load()
+    return globals()[name]
+
+
+def _load() -> None:
+    import importlib
+
+    import keras
+
+    name = keras.config.backend()
+    if name not in ("jax", "tensorflow"):  # pragma: no cover - torch and numpy backends are not supported
+        raise ImportError(
+            f"dqnviz supports the 'tensorflow' and 'jax' Keras backends, not {name!r}; "
+            "set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax"
+        )
+    module = importlib.import_module(f"dqnviz.backend.{name}")
+    globals().update({attribute: getattr(module, attribute) for attribute in _NAMES}, BACKEND=name)

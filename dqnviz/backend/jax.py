@@ -332,7 +332,7 @@ def make_predict(model, stacks: bool = False):
     return predict
 
 
-class make_train_step:
+class TrainStep:
     """The compiled DQN update for JAX: ``step(batch) -> (loss, td_abs)``.
 
     ``loss_fn(q, q_next_online, q_next_target, batch) -> (loss, td_abs)`` holds the maths; here we

@@ -95,7 +95,7 @@ def make_predict(model, stacks: bool = False):
     return predict
 
 
-class make_train_step:
+class TrainStep:
     """The compiled DQN update for TensorFlow: ``step(batch) -> (loss, td_abs)``."""
 
     def __init__(self, online, target, optimizer, loss_fn, double):

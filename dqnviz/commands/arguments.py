@@ -1,5 +1,7 @@
-"""argparse types for command-line numbers: a bad value becomes a one-line usage error.
+"""The options that several commands share, and the argparse types for command-line numbers.
 
+The types live in :mod:`dqnviz.validation` (which :mod:`dqnviz.config` uses too) and are
+re-exported here: a bad value becomes a one-line usage error.
 ``parser.add_argument("--games", type=whole_number(minimum=1))`` rejects ``--games 0`` with
 ``dqnviz nvis: error: --games must be at least 1, got 0`` and exit status 2, before anything is
 loaded or written (see :class:`dqnviz.cli.OneLineErrorParser`).
@@ -10,79 +12,16 @@ from __future__ import annotations
 import argparse
 
 from dqnviz.config import MAX_ENVS, MAX_SEED  # the commands' bounds, in one place
+from dqnviz.validation import MAX_WHOLE, nonempty, positive_number, probability, sticky_probability, whole_number
 
-__all__ = ["MAX_ENVS", "MAX_GAMES", "MAX_SEED", "MAX_WHOLE", "add_playing_arguments", "add_viewing_arguments",
-           "nonempty", "playing_options", "positive_number", "probability", "sticky_probability", "whole_number"]
+__all__ = ["MAX_ENVS", "MAX_GAMES", "MAX_SEED", "MAX_WHOLE", "add_alias", "add_count_and_epsilon", "add_playing_arguments",
+           "add_seed", "add_viewing_arguments", "nonempty", "playing_options", "positive_number", "probability",
+           "sticky_probability", "whole_number"]
 
-# Past these a number is a typo, and a huge count would only fail later with a traceback (a list
-# of a quintillion results): counts of games go to a hundred thousand, any other whole number to
-# a billion (seeds to config.MAX_SEED, environments to config.MAX_ENVS).
+# Past this a count of games is a typo, and a huge count would only fail later with a traceback (a
+# list of a quintillion results): counts of games go to a hundred thousand (any other whole number
+# to validation.MAX_WHOLE, a billion; seeds to config.MAX_SEED, environments to config.MAX_ENVS).
 MAX_GAMES = 100_000
-MAX_WHOLE = 10**9
-
-
-def whole_number(minimum: int | None = None, maximum: int | None = None):
-    """An argparse type: ``int(text)`` within ``[minimum, maximum]``; ``minimum`` may be open, and
-    without a ``maximum`` the value is capped at :data:`MAX_WHOLE`."""
-    ceiling = MAX_WHOLE if maximum is None else maximum
-
-    def parse(text: str) -> int:
-        try:
-            value = int(str(text).strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-        low = minimum is not None and value < minimum
-        if maximum is not None and minimum is not None and (low or value > maximum):
-            raise argparse.ArgumentTypeError(f"must be between {minimum:,} and {maximum:,}, got {value:,}")
-        if low:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum:,}, got {value:,}")
-        if value > ceiling:
-            raise argparse.ArgumentTypeError(f"must be at most {ceiling:,}, got {value:,}")
-        return value
-
-    return parse
-
-
-def positive_number(text: str) -> float:
-    """An argparse type: a float greater than 0 (a learning rate, say)."""
-    value = _number(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {str(text).strip()}")
-    return value
-
-
-def probability(text: str) -> float:
-    """An argparse type: a float in [0, 1] (an ε, a sticky-action probability)."""
-    value = _number(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {str(text).strip()}")  # as typed: 1.0000001 is not 1
-    return value
-
-
-def nonempty(text: str) -> str:
-    """An argparse type: a path or list that is not empty (``--out ''`` is a slip, not the default)."""
-    if not str(text).strip():
-        raise argparse.ArgumentTypeError("must not be empty (leave the option out for its default)")
-    return text
-
-
-def sticky_probability(text: str) -> float:
-    """An argparse type: a probability below 1 (sticky actions: at 1 the first action repeats for ever)."""
-    value = probability(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"must be less than 1 (at {str(text).strip()} the first action repeats "
-                                         "for ever and the agent's choices never reach the game)")
-    return value
-
-
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return value
 
 
 def add_alias(parser, option: str, dest: str, type_) -> None:
@@ -92,14 +31,28 @@ def add_alias(parser, option: str, dest: str, type_) -> None:
     parser.add_argument(option, dest=dest, type=type_, default=argparse.SUPPRESS, metavar="N", help=argparse.SUPPRESS)
 
 
+def add_count_and_epsilon(parser, option: str, count_help: str, default: int = 1,
+                          epsilon_help: str = "ε of the ε-greedy policy") -> None:
+    """The count of games to play, ``option`` (``--games`` or ``--episodes``, with the other as its
+    alias), 1 to :data:`MAX_GAMES`, and then ``--epsilon``: as test, play, record, nvis and compare
+    all take them."""
+    alias = "--episodes" if option == "--games" else "--games"
+    parser.add_argument(option, type=whole_number(1, MAX_GAMES), default=default, metavar="N",
+                        help=f"{count_help} (default: {default}; also {alias} N)")
+    add_alias(parser, alias, option[2:], whole_number(1, MAX_GAMES))
+    parser.add_argument("--epsilon", type=probability, default=0.05, metavar="E", help=f"{epsilon_help} (default: 0.05)")
+
+
+def add_seed(parser, seed_help: str) -> None:
+    """``--seed S``, 0 to :data:`MAX_SEED`, default 0."""
+    parser.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0, metavar="S", help=f"{seed_help} (default: 0)")
+
+
 def add_playing_arguments(parser, games_help: str,
                           max_steps_help: str = "stop playing after N agent steps in all (default: whole games)") -> None:
     """``--games``, ``--epsilon``, ``--seed`` and ``--max-steps`` of the commands that play games for states."""
-    parser.add_argument("--games", type=whole_number(1, MAX_GAMES), default=1, metavar="N",
-                        help=f"{games_help} (default: 1; also --episodes N)")
-    add_alias(parser, "--episodes", "games", whole_number(1, MAX_GAMES))
-    parser.add_argument("--epsilon", type=probability, default=0.05, metavar="E", help="ε of the ε-greedy policy (default: 0.05)")
-    parser.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0, metavar="S", help="seed of the games and ε (default: 0)")
+    add_count_and_epsilon(parser, "--games", games_help)
+    add_seed(parser, "seed of the games and ε")
     parser.add_argument("--max-steps", type=whole_number(minimum=1), default=None, metavar="N", help=max_steps_help)
 
 
@@ -117,11 +70,7 @@ def add_viewing_arguments(parser, default_scale: int, episodes_help: str, scale_
 
     Both take the same ``--scale`` range, 1 to :data:`MAX_SCALE`; only their defaults differ.
     """
-    parser.add_argument("--episodes", type=whole_number(1, MAX_GAMES), default=1, metavar="N",
-                        help=f"{episodes_help} (default: 1; also --games N)")
-    add_alias(parser, "--games", "episodes", whole_number(1, MAX_GAMES))
-    parser.add_argument("--epsilon", type=probability, default=0.05, metavar="E", help="ε of the agent's ε-greedy policy (default: 0.05)")
+    add_count_and_epsilon(parser, "--episodes", episodes_help, epsilon_help="ε of the agent's ε-greedy policy")
     parser.add_argument("--scale", type=whole_number(1, MAX_SCALE), default=default_scale, metavar="N",
                         help=f"screen magnification, 1-{MAX_SCALE}: N·160 × N·210 pixels (default: {default_scale}{scale_note})")
-    parser.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0, metavar="S",
-                        help="seeds the emulator and the ε choices (default: 0)")
+    add_seed(parser, "seeds the emulator and the ε choices")

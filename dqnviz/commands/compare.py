@@ -59,7 +59,8 @@ def run(args) -> int:
     from pathlib import Path
 
     from dqnviz.errors import UserError
-    from dqnviz.snapshot import check_output, load_snapshot, read_meta
+    from dqnviz.outputs import check_output
+    from dqnviz.snapshot import load_snapshot, read_meta
 
     start = time.perf_counter()
     if len(args.snapshots) < 2:

@@ -49,10 +49,11 @@ def run(args) -> int:
     import time
     from pathlib import Path
 
+    from dqnviz.outputs import check_output
     from dqnviz.report.nvis import (
         build_context, default_filters, describe_filters, gather, parse_filters, parse_layers, write_report,
     )
-    from dqnviz.snapshot import check_output, load_snapshot
+    from dqnviz.snapshot import load_snapshot
 
     start = time.perf_counter()
     from dqnviz.commands.arguments import playing_options

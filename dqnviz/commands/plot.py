@@ -46,7 +46,7 @@ def run(args) -> int:
         ScoresCSV, check_fields, check_x, default_output, parse_fields, read_stats, render_page, write_png,
     )
     from dqnviz.report.render import write_html
-    from dqnviz.snapshot import check_output
+    from dqnviz.outputs import check_output
 
     fields = parse_fields(args.fields)
     seen, csvs = set(), []

@@ -67,7 +67,7 @@ def check_arguments(args) -> Path:
         # new frames would overwrite the first of them and leave the rest: two recordings mixed
         raise UserError(f"--frames-dir {args.frames_dir} already holds frames ({FRAME_GLOB}) of another "
                         f"recording; give an empty or new folder")
-    from dqnviz.snapshot import check_output, check_writable
+    from dqnviz.outputs import check_output, check_writable
 
     check_output(out, inputs=[args.snapshot])
     if args.frames_dir:
@@ -83,7 +83,8 @@ def run(args) -> int:
 
     out = check_arguments(args)
 
-    from dqnviz.snapshot import atomic_write, load_snapshot
+    from dqnviz.outputs import atomic_write
+    from dqnviz.snapshot import load_snapshot
 
     snapshot = load_snapshot(args.snapshot)
     recorder = Recorder(snapshot, saliency=args.saliency, epsilon=args.epsilon, seed=args.seed,

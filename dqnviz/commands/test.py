@@ -28,20 +28,17 @@ examples:
 
 
 def add_arguments(parser) -> None:
-    from dqnviz.commands.arguments import MAX_ENVS, MAX_GAMES, MAX_SEED, add_alias, nonempty, probability, sticky_probability, whole_number
+    from dqnviz.commands.arguments import (MAX_ENVS, add_count_and_epsilon, add_seed, nonempty, sticky_probability,
+                                           whole_number)
     from dqnviz.config import TEST_MAX_FRAMES
 
     parser.add_argument("snapshots", nargs="+", metavar="SNAPSHOT", help="one or more .keras snapshots written by dqnviz train")
-    parser.add_argument("--episodes", type=whole_number(1, MAX_GAMES), default=30, metavar="N",
-                        help="episodes to play (default: 30; also --games N)")
-    add_alias(parser, "--games", "episodes", whole_number(1, MAX_GAMES))
-    parser.add_argument("--epsilon", type=probability, default=0.05, metavar="E", help="ε of the ε-greedy policy (default: 0.05)")
+    add_count_and_epsilon(parser, "--episodes", "episodes to play", default=30)
     parser.add_argument("--max-frames", type=whole_number(minimum=1), default=TEST_MAX_FRAMES, metavar="N",
                         help=f"emulator frames per episode before it is cut off (default: {TEST_MAX_FRAMES:,} = 5 minutes)")
     parser.add_argument("--repeat-action-probability", type=sticky_probability, default=None, metavar="P",
                         help="sticky actions (default: the snapshot's training setting)")
-    parser.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0, metavar="S",
-                        help="random seed: episode i (from 1) uses emulator seed S+i-1 (default: 0)")
+    add_seed(parser, "random seed: episode i (from 1) uses emulator seed S+i-1")
     parser.add_argument("--parallel", type=whole_number(1, MAX_ENVS), default=8, metavar="N",
                         help="games played at once, sharing one batched network call per step; "
                              "the scores do not depend on it (default: 8)")
@@ -84,8 +81,9 @@ def run(args) -> int:
 
     from dqnviz.agent import checked_env_for_snapshot, env_for_snapshot, evaluate
     from dqnviz.errors import UserError
+    from dqnviz.outputs import atomic_write, check_output
     from dqnviz.progress import Progress
-    from dqnviz.snapshot import atomic_write, check_output, load_snapshot
+    from dqnviz.snapshot import load_snapshot
 
     overrides = {"max_frames_per_episode": args.max_frames}
     if args.repeat_action_probability is not None:
@@ -165,8 +163,8 @@ def run(args) -> int:
 
 
 def not_a_csv(path) -> str | None:
-    """What ``--csv path`` would overwrite that is no CSV file (:func:`dqnviz.snapshot.snapshot_like`),
+    """What ``--csv path`` would overwrite that is no CSV file (:func:`dqnviz.outputs.snapshot_like`),
     or None where a CSV may be written."""
-    from dqnviz.snapshot import snapshot_like
+    from dqnviz.outputs import snapshot_like
 
     return snapshot_like(path)

@@ -204,7 +204,7 @@ def run(args) -> int:
     config.validate()  # before the notice: a run that does not start has no name to announce
     if notice:
         print(notice)
-    from dqnviz.snapshot import check_writable
+    from dqnviz.outputs import check_writable
 
     # Found now, not when the first epoch ends and its snapshot cannot be written.
     check_writable(snapshot_dir / f"{run_name}_1.keras")

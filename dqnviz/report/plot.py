@@ -715,7 +715,7 @@ def write_png(figure, path) -> tuple[Path | None, str]:
     Returns:
         ``(path, how)`` on success, ``(None, why not)`` when no static renderer is available.
     """
-    from dqnviz.snapshot import atomic_write
+    from dqnviz.outputs import atomic_write
 
     path = Path(path)
     width, height = 1200, int(figure.layout.height or 800)

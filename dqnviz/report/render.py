@@ -101,7 +101,7 @@ def png_data_uri(image: np.ndarray, scale: int = 1) -> str:
 
 def write_html(path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically (a temporary file in the same folder, then rename)."""
-    from dqnviz.snapshot import atomic_write
+    from dqnviz.outputs import atomic_write
 
     def write(tmp):
         Path(tmp).write_text(text, encoding="utf-8")

@@ -70,7 +70,7 @@ def nvis_report(model, states, path, layers=None, filters=None, action_names=Non
     from pathlib import Path
 
     from dqnviz.analysis._model import as_batch, compiled_runner, predict
-    from dqnviz.snapshot import check_output
+    from dqnviz.outputs import check_output
 
     names = parse_layers(_as_text(layers, "layers"), model, name="layers")  # an image model with conv layers
     batch, _ = as_batch(model, states)

@@ -1,0 +1,94 @@
+"""Which Keras backend a command runs, chosen before Keras is imported, and TensorFlow's start-up
+log kept off the terminal.
+
+Keras reads ``KERAS_BACKEND`` once, on its first import, so this module imports no Keras (nor
+TensorFlow or JAX, except :func:`quiet_backends` importing TensorFlow on purpose); nor does
+:mod:`dqnviz.backend`, which Python runs first to import this one: it imports Keras only when one
+of its functions is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+__all__ = ["BACKEND_PACKAGES", "choose_backend", "quiet_backends"]
+
+BACKEND_PACKAGES = {"tensorflow": "tensorflow", "jax": "jax"}
+
+
+def choose_backend() -> str:
+    """The Keras backend to run: ``KERAS_BACKEND`` when set, else the one in Keras's own config
+    file (``$KERAS_HOME/keras.json``, default ``~/.keras/keras.json``) when it is installed, else
+    TensorFlow when it is installed and JAX when only JAX is (a GPU machine with JAX but no
+    TensorFlow). The choice is written to ``KERAS_BACKEND`` before Keras is imported.
+
+    Raises:
+        UserError: the chosen backend, or both, are not installed (one line saying what to install).
+    """
+    from importlib.util import find_spec
+
+    from dqnviz.errors import UserError
+
+    def installed(name):
+        try:
+            return find_spec(BACKEND_PACKAGES[name]) is not None
+        except (ImportError, ValueError):
+            return False
+
+    name = os.environ.get("KERAS_BACKEND")
+    if not name:
+        # Keras writes keras.json on its first import, naming the backend of that moment (its
+        # default, tensorflow): a backend it names that is not installed is no user's choice.
+        configured = _configured_backend()
+        name = configured if configured in BACKEND_PACKAGES and installed(configured) else None
+    if not name:
+        name = next((b for b in ("tensorflow", "jax") if installed(b)), None)
+        if name is None:
+            raise UserError("dqnviz needs TensorFlow or JAX as Keras's backend and neither is installed: "
+                            "pip install 'dqnviz[tensorflow]' (or 'dqnviz[jax]')")
+    if name not in BACKEND_PACKAGES:
+        raise UserError(f"KERAS_BACKEND={name!r} is not one dqnviz supports: use tensorflow or jax")
+    if not installed(name):
+        other = next(b for b in BACKEND_PACKAGES if b != name)
+        hint = f", or run with KERAS_BACKEND={other}" if installed(other) else ""
+        raise UserError(f"the Keras backend {name!r} is not installed: pip install 'dqnviz[{name}]'{hint}")
+    os.environ["KERAS_BACKEND"] = name
+    return name
+
+
+def _configured_backend() -> str | None:
+    """The ``backend`` of Keras's config file, if there is one and it names one."""
+    import json
+
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json")) as file:
+            backend = json.load(file).get("backend")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return backend if isinstance(backend, str) and backend else None
+
+
+def quiet_backends() -> None:
+    """Keep TensorFlow's start-up log lines (oneDNN, CPU features) off the user's terminal."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if os.environ["KERAS_BACKEND"] == "jax":
+        # Keras still imports TensorFlow (if installed) for file I/O; its oneDNN kernels are unused.
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+        return
+    if "tensorflow" in sys.modules:
+        return
+    # The remaining lines come from C++ before logging is configured: silence fd 2 during import.
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            try:
+                importlib.import_module("tensorflow")
+            except Exception:
+                pass  # keras reports a missing or broken TensorFlow itself, with the real message
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

@@ -1,0 +1,141 @@
+"""Writing a command's output files: refuse, before any work, a path that cannot be written or
+whose file must not be replaced, and write atomically.
+
+:func:`check_output` refuses in one line what writing a path would wrongly replace (one of the
+command's own inputs, a snapshot or any zip archive, a training run's statistics CSV) and then
+:func:`check_writable` tries the folder. :func:`atomic_write` writes to a temporary name in the
+target folder and moves the file into place with ``os.replace``, so a crash never leaves half a
+file. Snapshots, reports, videos and CSVs are all written this way.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from dqnviz.errors import UserError
+
+__all__ = ["atomic_write", "check_output", "check_writable", "kept_file", "snapshot_like"]
+
+
+def _cannot_write(path, error: OSError) -> UserError:
+    return UserError(f"cannot write {path}: {error.strerror or error}")
+
+
+def _temporary_beside(path: Path, suffix: str) -> str:
+    """A new empty file in ``path``'s folder (made if missing); an OSError is a one-line UserError."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=suffix, dir=path.parent)
+    except OSError as error:
+        raise _cannot_write(path, error) from None
+    os.close(fd)
+    return tmp
+
+
+def check_writable(path) -> Path:
+    """Fail now, in one line, if ``path`` cannot be written, rather than after the work that makes
+    it. Folders that :func:`atomic_write` would make are not made here: a file is tried in the
+    nearest folder that exists, and removed."""
+    path = Path(path)
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UserError(f"cannot write {path}: {folder} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".dqnviz-", suffix=".probe", dir=folder)
+    except OSError as error:
+        raise _cannot_write(path, error) from None
+    os.close(fd)
+    os.unlink(probe)
+    return path
+
+
+def snapshot_like(path) -> str | None:
+    """``"a snapshot"`` for a ``.keras`` name, ``"a zip archive (as a snapshot is)"`` for an existing
+    zip archive (a snapshot under another name, or the ``.npz`` files beside one), else None.
+
+    The check is of the file's format, not :func:`~dqnviz.snapshot.read_meta`: a snapshot with damaged metadata, or
+    another Keras model, must not be overwritten either; a missing or unreadable file is None here.
+    """
+    import zipfile
+
+    path = Path(path)
+    if path.suffix.lower() == ".keras":
+        return "a snapshot"
+    try:
+        return "a zip archive (as a snapshot is)" if path.is_file() and zipfile.is_zipfile(path) else None
+    except OSError:
+        return None  # unreadable: check_writable says whether it can be written
+
+
+def kept_file(path) -> str | None:
+    """What an existing ``path`` holds that a command's output must not replace, in words, or None:
+    what :func:`snapshot_like` names, or a training run's statistics (``dqnviz train``'s CSV, whose
+    header starts ``epoch,phase,``): what a slip such as ``--out snapshots/pong_24.keras`` or
+    ``--csv reports/pong.csv`` would destroy.
+    """
+    kept = snapshot_like(path)
+    if kept:
+        return kept
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return None  # missing, a folder, or unreadable: check_writable says whether it can be written
+    if head.lstrip(b"\xef\xbb\xbf").startswith(b"epoch,phase,"):
+        return "a training run's statistics (dqnviz train's CSV)"
+    return None
+
+
+def check_output(path, option: str = "--out", inputs=(), suffixes=None, makes: str = "the report") -> Path:
+    """:func:`check_writable`, after refusing in one line what writing ``path`` would wrongly
+    replace: one of the command's own ``inputs``, or a file :func:`kept_file` names; and, with
+    ``suffixes`` (lower case, with the dot), a name ending in none of them (``--out pong.keras``
+    for an HTML report).
+    """
+    path = Path(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise UserError(f"{option} {path}: {makes} is written there; give a name ending in "
+                        + " or ".join(suffixes))
+    if path.exists():
+        for given in inputs:
+            try:
+                same = os.path.samefile(path, given)
+            except OSError:
+                same = False
+            if same:
+                raise UserError(f"{option} {path} is one of this command's inputs; writing there would destroy it")
+        kept = kept_file(path)
+        if kept:
+            raise UserError(f"{option} {path} is {kept}; writing there would destroy it: give another name")
+    return check_writable(path)
+
+
+def atomic_write(path, write, suffix=None):
+    """Call ``write(tmp_path)`` then move the file to ``path`` in one step; clean up on failure.
+
+    A file-system error (no such folder, no permission, a full disk) is a one-line UserError
+    naming ``path``, and nothing is left behind.
+    """
+    path = Path(path)
+    tmp = _temporary_beside(path, suffix or path.suffix)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
+        os.replace(tmp, path)
+    except BaseException as error:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(error, OSError):
+            raise _cannot_write(path, error) from None
+        raise
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
