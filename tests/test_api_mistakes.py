@@ -146,3 +146,50 @@ def test_frame_stack_must_be_a_bool_or_none(tmp_path):
     with pytest.raises(UserError, match="frame_stack must be True, False or None"):
         dqnviz.nvis_report(_classifier(), _states((16, 16, 3)), tmp_path / "x.html", frame_stack="no")
     assert not any(tmp_path.iterdir())
+
+
+def _conv_bn_relu():
+    """The ResNet/MobileNet block: a conv without activation, BatchNormalization, then ReLU; BN's
+    negative scale on filter 0 makes that filter's strongest raw unit silent after the ReLU."""
+    keras.utils.set_random_seed(4)
+    x = keras.Input((16, 16, 3))
+    y = layers.Conv2D(4, 3, padding="same", name="conv_a")(x)
+    y = layers.BatchNormalization(name="bn_a")(y)
+    y = layers.ReLU(name="relu_a")(y)
+    y = layers.MaxPooling2D(name="pool_a")(y)
+    y = layers.Conv2D(4, 3, activation="relu", name="conv_b")(y)
+    branch = layers.Conv2D(4, 1, name="conv_c")(y)  # linear, then used twice: no rectifier of its own
+    y = layers.Add(name="add")([y, branch])
+    model = keras.Model(x, layers.Dense(2)(layers.Flatten()(y)), name="block")
+    model.get_layer("bn_a").gamma.assign([-1.0, 1.0, 1.0, 1.0])
+    return model
+
+
+def test_layers_after_a_conv_can_be_analysed_and_a_linear_conv_names_its_rectifier():
+    from dqnviz.analysis import image_layers, rectified_by
+
+    model = _conv_bn_relu()
+    assert image_layers(model) == ["conv_a", "bn_a", "relu_a", "pool_a", "conv_b", "conv_c", "add"]
+    assert rectified_by(model, "conv_a") == ["bn_a", "relu_a"]
+    assert rectified_by(model, "conv_b") == [] and rectified_by(model, "conv_c") == []
+    states = _states((16, 16, 3), count=6)
+    after = keras.ops.convert_to_numpy(keras.Model(model.input, model.get_layer("relu_a").output)(states.astype("float32")))
+    for f, (state, (y, x), value) in enumerate(dqnviz.top_activations(model, states, "relu_a")):
+        assert value == pytest.approx(after[..., f].max(), rel=1e-5)  # the unit after BN and ReLU
+        assert after[state, y, x, f] == pytest.approx(value, rel=1e-5)
+    raw_state, (y, x), _ = dqnviz.top_activations(model, states, "conv_a", filters=[0])[0]
+    assert after[raw_state, y, x, 0] == 0  # filter 0's strongest raw unit is silenced by BN's −1 and the ReLU
+
+
+def test_nvis_report_takes_a_layer_after_a_conv_and_notes_a_linear_conv(tmp_path):
+    model, states = _conv_bn_relu(), _states((16, 16, 3), count=6)
+    out = tmp_path / "block.html"
+    dqnviz.nvis_report(model, states, out, layers="conv_a,relu_a", filters=2)
+    text = out.read_text()
+    assert 'id="layer-relu_a"' in text and 'id="layer-conv_a"' in text
+    assert text.count('class="rectified-note"') == 1 and 'data-rectified-by="bn_a,relu_a"' in text
+    assert 'layers="relu_a"</code>' in text
+    with pytest.raises(UserError, match=r"unknown layer 'dense'; the conv layers of this network are: conv_a, "
+                                        r"conv_b, conv_c \(also any layer with an image output after them: bn_a, "
+                                        r"relu_a, pool_a, add\)"):
+        dqnviz.nvis_report(model, states, tmp_path / "x.html", layers="conv_a,dense")

@@ -16,8 +16,9 @@ positions, actions) and the model's current weights passed as arguments. Models 
 * :func:`saliency` — gradient, SmoothGrad or perturbation saliency of Q-values.
 * :func:`receptive_field`, :func:`effective_receptive_field` — theoretical and measured RF.
 * :func:`encode_rgb`, :func:`encode_gradient_rgb`, :func:`frames_strip` — images of states.
-* :func:`conv_layers`, :func:`top_activations`, :func:`top_activations_by_layer`, :func:`full_history` —
-  layers and the inputs exciting them most.
+* :func:`conv_layers`, :func:`image_layers`, :func:`rectified_by`, :func:`top_activations`,
+  :func:`top_activations_by_layer`, :func:`full_history` — layers and the inputs exciting them most.
+* :func:`temporal_lean` — how much of a first-layer kernel looks at each input frame.
 
 Mistakes (unknown layer, filter out of range, no Conv2D layers, non-image input) and what is not
 supported (several inputs, a receptive field through Conv2DTranspose / UpSampling2D / Reshape or
@@ -27,9 +28,11 @@ channels_first layers, a layer inside a nested model called more than once) rais
 
 from dqnviz.analysis.encoding import encode_gradient_rgb, encode_rgb, frames_strip
 from dqnviz.analysis.guided import guided_backprop
-from dqnviz.analysis.probes import conv_layers, full_history, top_activations, top_activations_by_layer
+from dqnviz.analysis.probes import (conv_layers, full_history, image_layers, rectified_by, top_activations,
+                                    top_activations_by_layer)
 from dqnviz.analysis.receptive_field import effective_receptive_field, receptive_field
 from dqnviz.analysis.saliency import saliency
+from dqnviz.analysis.similarity import temporal_lean
 
 __all__ = [
     "conv_layers",
@@ -39,8 +42,11 @@ __all__ = [
     "frames_strip",
     "full_history",
     "guided_backprop",
+    "image_layers",
     "receptive_field",
+    "rectified_by",
     "saliency",
+    "temporal_lean",
     "top_activations",
     "top_activations_by_layer",
 ]

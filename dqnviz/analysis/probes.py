@@ -1,8 +1,10 @@
 """Finding layers and the inputs that excite their filters most."""
 
+import keras
 import numpy as np
 
 from dqnviz.analysis._model import (
+    all_layers,
     as_batch,
     check_batch_size,
     check_filters,
@@ -13,6 +15,7 @@ from dqnviz.analysis._model import (
     predict,
     resolve_layer,
 )
+from dqnviz.analysis.relu import is_relu_output
 from dqnviz.errors import UserError
 
 
@@ -27,6 +30,57 @@ def conv_layers(model) -> list:
         UserError: not a built image model, or no Conv2D layers.
     """
     return [layer.name for layer in conv_layer_objects(model)]
+
+
+def image_layers(model) -> list:
+    """Names of the layers whose output is an image ``(N, H, W, C)`` from the first conv layer on:
+    every conv layer and what follows one while the spatial axes last (BatchNormalization, ReLU, Activation, pooling, Add),
+    input to output, those of nested models in place of the nested model. Any of them can be
+    analysed as a conv layer is: channel ``f`` of the ReLU after a conv is that conv's filter ``f``
+    after the ReLU.
+
+    Raises:
+        UserError: not a built image model, or no Conv2D layers.
+    """
+    convs = conv_layer_objects(model)  # the same checks and message as conv_layers
+    names, seen_conv = [], False
+    for layer in all_layers(model):
+        seen_conv = seen_conv or any(layer is conv for conv in convs)
+        if not seen_conv:  # the input, Rescaling: pixels, not features
+            continue
+        try:
+            shape = layer_output(model, layer).shape
+        except UserError:  # shared: no single output to analyse
+            continue
+        if len(shape) == 4:
+            names.append(layer.name)
+    return names
+
+
+# Layers that act on each channel of each unit on its own: after a conv they keep its filters' meaning.
+_PER_UNIT = (keras.layers.BatchNormalization, keras.layers.Activation, keras.layers.ReLU, keras.layers.LeakyReLU,
+             keras.layers.ELU, keras.layers.PReLU, keras.layers.Rescaling, keras.layers.Dropout)
+
+
+def rectified_by(model, layer) -> list:
+    """For a conv layer without an activation of its own, the layers after it up to its rectifier:
+    ``["bn_a", "relu_a"]`` for Conv2D(activation=None) → BatchNormalization → ReLU, each the one
+    consumer of the one before and acting per unit. ``[]`` for a conv with its own activation, or
+    where no rectifier follows that way. Its units are then read *before* those layers; the last
+    name reads them after (:func:`image_layers`).
+    """
+    layer = resolve_layer(model, layer)
+    if getattr(layer, "activation", None) is not keras.activations.linear:
+        return []
+    chain, current = [], layer
+    while True:
+        consumers = [node.operation for node in getattr(current, "_outbound_nodes", [])]
+        if len(consumers) != 1 or not isinstance(consumers[0], _PER_UNIT):
+            return []
+        current = consumers[0]
+        chain.append(current.name)
+        if is_relu_output(current):
+            return chain
 
 
 def full_history(states) -> np.ndarray:

@@ -37,7 +37,8 @@ def add_arguments(parser) -> None:
                              "most strongly on the states played, strongest first) or indices such "
                              "as 0,5,17 ('17,' for filter 17 alone) (default: top8, the 8 strongest)")
     parser.add_argument("--layers", type=nonempty, default=None, metavar="L1,L2",
-                        help="conv layers to show, comma separated (default: all conv layers)")
+                        help="layers to show, comma separated: conv layers, or any layer with an image output "
+                             "after them, such as a ReLU (default: all conv layers)")
     parser.add_argument("--out", type=nonempty, default=None, metavar="FILE",
                         help="output file (default: reports/<snapshot name>.html)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")

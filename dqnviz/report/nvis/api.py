@@ -41,9 +41,13 @@ def nvis_report(model, states, path, layers=None, filters=None, action_names=Non
             frames (as those from :func:`dqnviz.play_games`) or ``frame_stack=True``; C = 1 a
             grey image; C = 2 is refused. Values all within 0..1 are drawn × 255, within 0..255
             as they are, any others stretched from their minimum to their maximum.
-        path: the HTML file to write (atomically: a file is there whole or not at all).
-        layers: conv layer names (a list or ``"conv1,conv3"``); None: all, as
-            :func:`dqnviz.analysis.conv_layers` lists them.
+        path: the HTML file to write (atomically: a file is there whole or not at all), with
+            any missing folders made, as ``dqnviz nvis --out`` does.
+        layers: layer names (a list or ``"conv1,conv3"``); None: all conv layers, as
+            :func:`dqnviz.analysis.conv_layers` lists them. Any layer with an image output after
+            the first conv may be named too (:func:`dqnviz.analysis.image_layers`), e.g. the ReLU
+            after a ``Conv2D(activation=None)`` and its BatchNormalization: the page then shows
+            the conv's filters after them, where the conv alone shows them before (and says so).
         filters: per layer, what ``dqnviz nvis --filters`` takes: N (the first N), ``"all"``,
             ``"topN"`` (the N that fire most on these states) or indices (``"0,5,17"`` or a list);
             None: ``"top8"``, each layer's 8 strongest, strongest first (all of a layer with fewer,

@@ -12,20 +12,35 @@ from dqnviz.errors import UserError
 
 
 def parse_layers(text, model, name="--layers") -> list:
-    """``"conv1,conv3"`` (or None: all) → conv layer names; UserError for unknown names.
+    """``"conv1,conv3"`` (or None: all conv layers) → layer names; UserError for unknown names.
+
+    Besides the conv layers, any layer with an image output after them may be named
+    (:func:`dqnviz.analysis.image_layers`), e.g. the ReLU after a conv and its BatchNormalization.
     ``name`` is how the messages call the option (``layers`` from Python)."""
     convs = list(analysis.conv_layers(model))
     if text is None or str(text).strip() == "":
         return convs
     names = [layer.strip() for layer in str(text).split(",") if layer.strip()]
+    listed = f"the conv layers of this network are: {', '.join(convs)}"
     if not names:
-        raise UserError(f"{name} names no layer; the conv layers of this network are: {', '.join(convs)}")
+        raise UserError(f"{name} names no layer; {listed}")
+    images = None
     for layer in names:
-        if layer not in convs:
-            raise UserError(f"unknown layer {layer!r}; the conv layers of this network are: {', '.join(convs)}")
+        if layer in convs:
+            continue
+        images = analysis.image_layers(model) if images is None else images
+        if layer not in images:
+            others = [n for n in images if n not in convs]
+            also = f" (also any layer with an image output after them: {_few(others)})" if others else ""
+            raise UserError(f"unknown layer {layer!r}; {listed}{also}")
     if len(set(names)) != len(names):
         raise UserError(f"{name} names a layer twice: {text}")
     return names
+
+
+def _few(names, shown=6) -> str:
+    """``a, b, c`` or ``a, b, c, … (40 more)``."""
+    return ", ".join(names[:shown]) + (f", … ({len(names) - shown} more)" if len(names) > shown else "")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from dqnviz import analysis
+from dqnviz.errors import UserError
 from dqnviz.report.nvis.figures import ZOOM_LEAST, _erf_chart, _erf_figure, _q_figure, zoom_window
 from dqnviz.report.nvis.findings import NvisData, _pair, perturbation_settings
 from dqnviz.report.nvis.images import ImageStore, _saliency_rgb
@@ -16,9 +17,11 @@ from dqnviz.snapshot import starting_point
 
 
 def network_rows(model) -> list:
-    """One row per top-level layer: name, type, output shape, parameters, and for a conv layer its
-    filters, kernel and stride and its theoretical receptive field."""
+    """One row per top-level layer: name, type, output shape, parameters, for a conv layer its
+    filters, kernel and stride, and for it and every image layer after it (:func:`analysis.image_layers`)
+    its theoretical receptive field."""
     convs = set(analysis.conv_layers(model))
+    spatial = set(analysis.image_layers(model))  # a receptive field for these too
     rows = []
     for layer in model.layers:
         try:
@@ -33,6 +36,12 @@ def network_rows(model) -> list:
             filters = f"{config['filters']} filters" if config.get("filters") else "depthwise"
             row["detail"] = f"{filters} {config['kernel_size'][0]}×{config['kernel_size'][1]} stride {config['strides'][0]}"
             row["rf"] = f"{size[0]}×{size[1]} px, stride {stride[0]}"
+        elif layer.name in spatial:
+            try:
+                size, stride = (_pair(v) for v in analysis.receptive_field(model, layer.name))
+                row["rf"] = f"{size[0]}×{size[1]} px, stride {stride[0]}"
+            except UserError:  # past a layer the walk cannot go through (UpSampling2D, Reshape)
+                pass
         rows.append(row)
     return rows
 
@@ -77,6 +86,7 @@ def _report_context(data: NvisData, action_names: list, words: dict, game_index=
             })
         field_ = data.fields[layer]
         layers.append({"name": layer, "cards": card_rows, "field": field_,
+                       "rectified_by": analysis.rectified_by(data.model, layer),
                        "erf_figure": _erf_figure(go, layer, field_), "count": len(card_rows),
                        "channels": data.channels.get(layer, len(card_rows)),
                        "silent": list(data.silent.get(layer, []))})
