@@ -10,6 +10,7 @@ file. Snapshots, reports, videos and CSVs are all written this way.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -50,6 +51,18 @@ def check_writable(path) -> Path:
         raise _cannot_write(path, error) from None
     os.close(fd)
     os.unlink(probe)
+    if path.is_dir():
+        raise UserError(f"cannot write {path}: it is a folder; give a file name")
+    if path.exists():
+        # A file the folder lets us replace may still refuse to be replaced: immutable (chattr +i)
+        # or append-only. Opening it to append, and writing nothing, asks without changing it; only
+        # EPERM counts (a file merely read-only to us is replaced by the rename all the same).
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+        except OSError as error:
+            if error.errno == errno.EPERM:
+                raise UserError(f"cannot write {path}: operation not permitted (the file is immutable or "
+                                "append-only: lsattr shows its flags)") from None
     return path
 
 

@@ -123,3 +123,36 @@ def test_a_link_to_a_section_leaves_its_heading_below_the_sticky_bar(tmp_path):
                 top = check.page.evaluate(f"document.getElementById('s{i}').getBoundingClientRect().top")
                 assert bar <= top <= bar + 30, (width, i, bar, top)
             assert check.errors == []
+
+
+def test_a_figure_with_a_narrow_layout_switches_as_the_window_is_resized(tmp_path):
+    """render.with_narrow_layout: below its width the figure takes the narrow values of its keys,
+    and above it its own again (the CKA chart's upright layer names, say)."""
+    from dqnviz.report.render import with_narrow_layout
+    from tests.browser import open_report
+
+    figure = go.Figure(go.Scatter(x=[0, 1, 2], y=[1, 0, 1]))
+    figure.update_layout(height=300, margin=dict(l=40, r=10, t=30, b=40), xaxis=dict(tickvals=[0, 1, 2],
+                         ticktext=["a_long_layer_name"] * 3), annotations=[dict(text="wide words", x=1, y=0)])
+    text = with_narrow_layout(figure, 500, {"xaxis.tickangle": -90, "margin.b": 140, "height": 400,
+                                            "annotations": [dict(text="narrow<br>words", x=1, y=0)]})
+    narrow = json.loads(text)["narrow"]
+    assert narrow["wide"]["xaxis.tickangle"] is None and narrow["wide"]["margin.b"] == 40  # the figure's own
+    assert narrow["wide"]["height"] == 300 and narrow["wide"]["annotations"][0]["text"] == "wide words"
+    page = _page(tmp_path, """{% extends "base.html.j2" %}
+        {% block content %}<div class="dq-fig" data-kind="json" data-figure="fig"></div>{% endblock %}
+        {% block data %}<script type="application/json" id="fig">{{ figure | safe }}</script>{% endblock %}""",
+                 title="narrow", figure=text)
+
+    def state(check):
+        return check.page.evaluate("""() => { const gd = document.querySelector('.dq-fig .js-plotly-plot');
+            return [document.querySelector(".dq-fig").dataset.layout, gd.layout.xaxis.tickangle, gd.layout.margin.b,
+                    gd.layout.height, gd.layout.annotations[0].text]; }""")
+
+    with open_report(page, width=420, height=700) as check:
+        assert check.page.evaluate("dqnvizDrawAll()") == 1
+        assert state(check) == ["narrow", -90, 140, 400, "narrow<br>words"]
+        check.page.set_viewport_size({"width": 1200, "height": 700})
+        check.page.wait_for_function("document.querySelector('.dq-fig').dataset.layout === 'wide'")
+        assert state(check) == ["wide", "auto", 40, 300, "wide words"]
+        assert check.errors == []

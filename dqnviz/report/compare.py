@@ -28,7 +28,7 @@ import numpy as np
 from dqnviz.analysis import similarity as sim
 from dqnviz.errors import UserError
 from dqnviz.snapshot import starting_point
-from dqnviz.report.render import MODEBAR_ROOM, script_json
+from dqnviz.report.render import MODEBAR_ROOM, script_json, with_narrow_layout
 
 CKA_STATES = 256  # states (evenly spaced over the games) per game for CKA
 ERF_STATES = 16  # states for the effective receptive field
@@ -741,8 +741,8 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
 
     cka_rows, cka_streams = [], []
     if data.cka:
-        fig, cka_rows, cka_streams = _cka_figure(data, names)
-        figures["fig-cka"] = script_json(fig)
+        fig, cka_rows, cka_streams, narrow = _cka_figure(data, names)
+        figures["fig-cka"] = with_narrow_layout(fig, NARROW_CHART, narrow)
 
     shared = {(x["a"], x["b"]): x for x in data.shared_start}
     matching_rows = []
@@ -960,7 +960,36 @@ def _cka_figure(data: CompareData, names: list):
                                            ticktext=list(position), range=[min(ticks) - 0.5, max(ticks) + (0.9 if len(streams) > 1 else 0.5)],
                                            showgrid=False, zeroline=False),
                                 shapes=shapes, annotations=annotations, **_legend_below(legend, 340)))
-    return fig, rows, streams
+    return fig, rows, streams, _narrow_cka_layout(fig, list(position), annotations)
+
+
+def _two_lines(text: str) -> str:
+    """``text`` broken at the space nearest its middle: ``"value<br>stream"``, ``"q: joins<br>the streams"``."""
+    spaces = [i for i, c in enumerate(text) if c == " "]
+    if not spaces:
+        return text
+    cut = min(spaces, key=lambda i: abs(2 * i - len(text)))
+    return text[:cut] + "<br>" + text[cut + 1:]
+
+
+NARROW_CHART = 640  # px: a chart whose plot is narrower turns its layer names upright (render.with_narrow_layout)
+
+
+def _narrow_cka_layout(fig, layer_names: list, annotations: list) -> dict:
+    """The CKA chart's layout in a narrow window: layer names turned upright (side by side they
+    overlap), the stream names under them on two lines, and the margin and the legend moved down
+    by the names' length; the plot keeps its height."""
+    label_px = 7 * max(len(name) for name in layer_names) + 6  # upright names at 12 px, about 7 px a letter
+    streams_px = 30 if annotations else 0
+    extra = label_px - 14 + streams_px  # beyond the one line of level labels the wide layout leaves room for
+    changes = {"xaxis.tickangle": -90, "height": fig.layout.height + extra,
+               "margin.b": (fig.layout.margin.b or 40) + extra, "legend.font.size": 10}
+    if annotations:
+        changes["annotations"] = [dict(a, text=_two_lines(a["text"]), yshift=-label_px - 4) for a in annotations]
+    if fig.layout.legend.y is not None and fig.layout.legend.y < 0:  # a legend under the x axis: down by as much
+        plot = fig.layout.height - fig.layout.margin.t - MODEBAR_ROOM - fig.layout.margin.b
+        changes["legend.y"] = fig.layout.legend.y - extra / plot
+    return changes
 
 
 def _percentile_band() -> str:

@@ -70,6 +70,26 @@ def render(template: str, **context) -> str:
     return environment().get_template(template).render(**context)
 
 
+def with_narrow_layout(fig, below: int, changes: dict) -> str:
+    """:func:`script_json` of a plotly figure that changes its layout in a window where its plot is
+    narrower than ``below`` px: ``changes`` maps plotly's relayout keys (``"xaxis.tickangle"``,
+    ``"margin.b"``, ``"annotations"``) to their narrow values. The figure's own values of those
+    keys go with them, so that _zoom.js.j2 can switch back and forth as the window is resized."""
+    import json
+
+    def current(key):
+        value = fig.layout
+        for part in key.split("."):
+            value = value[part]
+        if isinstance(value, tuple):
+            value = [v.to_plotly_json() if hasattr(v, "to_plotly_json") else v for v in value]
+        return value.to_plotly_json() if hasattr(value, "to_plotly_json") else value
+
+    narrow = {"below": int(below), "narrow": changes, "wide": {key: current(key) for key in changes}}
+    text = fig.to_json()
+    return script_json(text[:-1] + ',"narrow":' + json.dumps(narrow, separators=(",", ":")) + "}")
+
+
 def script_json(value) -> str:
     """JSON that is safe inside a ``<script>`` element: a plotly figure, JSON text, or plain data.
 
