@@ -154,5 +154,5 @@ def test_a_figure_with_a_narrow_layout_switches_as_the_window_is_resized(tmp_pat
         assert state(check) == ["narrow", -90, 140, 400, "narrow<br>words"]
         check.page.set_viewport_size({"width": 1200, "height": 700})
         check.page.wait_for_function("document.querySelector('.dq-fig').dataset.layout === 'wide'")
-        assert state(check) == ["wide", "auto", 40, 300, "wide words"]
+        assert state(check) == ["wide", None, 40, 300, "wide words"]  # tickangle back to plotly's default
         assert check.errors == []
