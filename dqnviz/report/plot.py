@@ -737,6 +737,18 @@ def write_png(figure, path) -> tuple[Path | None, str]:
 
 def _chromium_png(figure, width: int, height: int) -> bytes:
     """Render with Plotly.toImage in headless Chromium via playwright (no network)."""
+    try:
+        return _render_in_chromium(figure, width, height)
+    except KeyboardInterrupt:
+        # Ctrl-C at a terminal reaches playwright's driver too (it is in our process group): it
+        # dies, and asyncio would report the lost connection's future at exit, after "interrupted".
+        import logging
+
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+        raise
+
+
+def _render_in_chromium(figure, width: int, height: int) -> bytes:
     import base64
     import shutil
     import tempfile
