@@ -10,7 +10,8 @@ The analysis functions work on any Keras 3 image model::
 Snapshots and games: load_snapshot, save_snapshot, Snapshot, build_q_network, TrainConfig,
 resolve_rom, AtariEnv, env_for_snapshot, play_games.
 Analysis (dqnviz.analysis): guided_backprop, saliency, receptive_field, effective_receptive_field,
-top_activations, top_activations_by_layer, full_history, conv_layers, encode_rgb, encode_gradient_rgb, frames_strip.
+top_activations, top_activations_by_layer, full_history, conv_layers, image_layers, rectified_by,
+temporal_lean, encode_rgb, encode_gradient_rgb, frames_strip.
 Errors: UserError (a user's mistake, with a one-line message).
 Report: nvis_report, the ``dqnviz nvis`` page for any Keras image model and the states you give::
 
@@ -39,6 +40,9 @@ _LAZY = {
     "encode_gradient_rgb": "dqnviz.analysis",
     "frames_strip": "dqnviz.analysis",
     "conv_layers": "dqnviz.analysis",
+    "image_layers": "dqnviz.analysis",
+    "rectified_by": "dqnviz.analysis",
+    "temporal_lean": "dqnviz.analysis",
     "top_activations": "dqnviz.analysis",
     "top_activations_by_layer": "dqnviz.analysis",
     "full_history": "dqnviz.analysis",
