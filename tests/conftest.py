@@ -3,11 +3,54 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import pytest  # noqa: E402
+
+JAX_CACHE_VARIABLES = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
+
+
+def pytest_configure(config):
+    """Under JAX, one persistent compilation cache for the test session, in a temporary folder of
+    its own (not the user's ~/.cache): every Learner and every CLI training compiles the same
+    Nature-CNN update, and all but the first read it from the cache. Set before any test module
+    imports jax, and through the environment so that the subprocesses some tests start use it too."""
+    if os.environ.get("KERAS_BACKEND") != "jax" or any(name in os.environ for name in JAX_CACHE_VARIABLES):
+        return
+    folder = tempfile.mkdtemp(prefix="dqnviz-tests-jax-cache-")
+    config.stash[JAX_CACHE] = folder
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = folder
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # cache every compile, not only slow ones
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+
+
+def pytest_unconfigure(config):
+    folder = config.stash.get(JAX_CACHE, None)
+    if folder is not None:
+        for name in JAX_CACHE_VARIABLES:
+            os.environ.pop(name, None)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+JAX_CACHE = pytest.StashKey[str]()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def close_the_shared_browser():
+    """tests/browser.py keeps one Chromium for the session: close it at the end."""
+    yield
+    for name in ("tests.browser", "browser"):  # the one module, whichever way a test imported it
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, "close_shared_browser"):
+            module.close_shared_browser()
 
 
 def make_snapshot(path, game="breakout", epoch=1, dueling=False, seed=0, test_score=None, scale=None, run=None):

@@ -135,6 +135,46 @@ def test_saliency_of_a_float_rgb_classifier(method):
     assert np.isfinite(maps).all() and np.abs(maps).max() > 0
 
 
+def _mixed_logits(model, states):
+    """The mixed model's scores before its softmax, in inference mode: what saliency explains."""
+    features = keras.Model(model.input, model.get_layer("probs").input)(states, training=False)
+    head = model.get_layer("probs")
+    return keras.ops.convert_to_numpy(keras.ops.matmul(features, head.kernel) + head.bias).astype(np.float64)
+
+
+def test_smoothgrad_of_the_batch_norm_residual_model_is_the_mean_gradient_at_its_noisy_copies():
+    """S = 1/n Σ_i dz(s + ε_i, a)/ds with ε_i ~ N(0, σ²), σ = noise · value_range, the noise drawn
+    as the docstring says; the plain gradients are checked against finite differences elsewhere."""
+    model, states, samples = mixed_model(), rgb_states(2), 4
+    got = dqnviz.saliency(model, states, action=1, method="smoothgrad", samples=samples, noise=0.15,
+                          value_range=255.0, seed=7)
+    noise = np.random.default_rng(7).standard_normal((2, samples, 32, 32, 3), dtype=np.float32) * np.float32(0.15 * 255)
+    noisy = (states[:, None] + noise).reshape(-1, 32, 32, 3)
+    expected = dqnviz.saliency(model, noisy, action=1).reshape(2, samples, 32, 32, 3).mean(axis=1)
+    assert np.abs(expected).max() > 0
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+
+
+def test_perturbation_of_the_batch_norm_residual_model_at_each_centre_is_its_definition():
+    """At each centre (y, x) the map is ½ ‖z(s) − z(s')‖², s' = s·(1 − M) + G_blur(s)·M with the
+    Gaussian mask M of ``radius`` around (y, x): worked out here with scipy and the model's logits."""
+    from scipy.ndimage import gaussian_filter
+
+    model, states = mixed_model(), rgb_states(2)
+    stride, radius, blur = 8, 5.0, 3.0
+    got = dqnviz.saliency(model, states, method="perturbation", stride=stride, radius=radius, blur=blur)
+    clean, blurred = _mixed_logits(model, states), gaussian_filter(states, sigma=(0, blur, blur, 0))
+    rows, cols = np.mgrid[0:32, 0:32]
+    for y in range(0, 32, stride):
+        for x in range(0, 32, stride):
+            mask = np.exp(-((rows - y) ** 2 + (cols - x) ** 2) / (2 * radius ** 2)).astype(np.float32)[None, ..., None]
+            moved = _mixed_logits(model, states * (1 - mask) + blurred * mask)
+            expected = 0.5 * ((clean - moved) ** 2).sum(axis=1)
+            for channel in range(3):
+                np.testing.assert_allclose(got[:, y, x, channel], expected, rtol=1e-3, atol=1e-6)
+    assert got.min() >= 0 and got.max() > 0
+
+
 def test_top_activations_of_a_batch_norm_layer_use_the_moving_statistics():
     model = mixed_model()
     states = rgb_states(3)

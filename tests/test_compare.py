@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import make_snapshot
-from tests.test_plot import run_cli
+from tests.helpers import make_history_snapshot, run_cli
 
 FAST = ["--filters", "2", "--max-steps", "40", "--quiet"]
 
@@ -50,7 +50,7 @@ def test_page_content(compared):
     for figure in ("fig-lean", "fig-erf", "fig-cka", "fig-match"):
         assert f'id="{figure}"' in html
     assert "<script src=" not in html and "<link" not in html  # self-contained
-    assert html.count("Plotly.newPlot=") + html.count("window.Plotly") >= 1
+    assert html.count('id="dq-plotly-js"') == 1  # plotly.js embedded exactly once, packed (base.html.j2)
 
 
 def test_gather_numbers_and_evolution_order(tmp_path):
@@ -261,23 +261,6 @@ def test_two_runs_of_one_game_are_compared_not_read_as_a_time_line(tmp_path):
     assert not evolution and [s.meta["run"] for s in ordered] == ["pong", "pong-gpu"]
     ordered, evolution = order_snapshots([cpu, cpu_early])  # one run: its epochs in order
     assert evolution and [s.meta["epoch"] for s in ordered] == [3, 24]
-
-
-def make_history_snapshot(path, history, game="pong", epoch=1, seed=0):
-    """A randomly initialised snapshot whose states stack ``history`` frames (``dqnviz train
-    --history N --frame-skip 1``), saved with dqnviz's own network builder and snapshot writer."""
-    from dqnviz.atari import AtariEnv, resolve_rom
-    from dqnviz.config import TrainConfig
-    from dqnviz.network import build_q_network
-    from dqnviz.snapshot import save_snapshot
-    from dqnviz.trainer import snapshot_meta
-
-    rom = resolve_rom(game)
-    env = AtariEnv(rom, seed=seed, history=history, frame_skip=1)
-    config = TrainConfig(history=history, frame_skip=1, seed=seed)
-    model = build_q_network(env.num_actions, history=history, seed=seed)
-    save_snapshot(path, model, snapshot_meta(rom, env, config, run=game, epoch=epoch, total_steps=1000 * epoch))
-    return str(path)
 
 
 @pytest.fixture

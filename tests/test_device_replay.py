@@ -65,13 +65,25 @@ def test_device_frames_match_host_frames_after_wraparound():
 
 
 def test_training_with_device_replay(tmp_path):
+    """Uniform sampling from the device replay in a whole run (test_vectorised.py's device case is a
+    prioritized one: the trainer reads losses and writes priorities differently for each)."""
+    import csv
+
     from dqnviz.cli import main
+    from dqnviz.snapshot import load_snapshot
 
     argv = ["train", "pong", "--device-replay", "--num-envs", "2", "--epochs", "1", "--random-steps", "40",
             "--train-steps", "32", "--test-steps", "16", "--replay-size", "200", "--batch-size", "8",
             "--validation-states", "8", "--quiet", "--snapshot-dir", str(tmp_path), "--report-dir", str(tmp_path)]
     assert main(argv) == 0
-    assert (tmp_path / "pong_1.keras").exists()
+    with open(tmp_path / "pong.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["phase"] for r in rows] == ["random", "train", "test"]
+    # 32 train steps at one update per 4 steps: 8 updates; the replay holds the 40 random and 32 train steps
+    assert int(rows[1]["weight_updates"]) == 32 // 4 and int(rows[1]["replay_memory_count"]) == 40 + 32
+    assert float(rows[1]["meancost"]) > 0  # the losses were read back from the device
+    meta = load_snapshot(tmp_path / "pong_1.keras").meta
+    assert meta["config"]["device_replay"] and not meta["config"]["prioritized"] and meta["weight_updates"] == 8
 
 
 def _twin_learners(prioritized=True):

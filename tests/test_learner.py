@@ -7,6 +7,7 @@ from keras import ops
 
 from dqnviz.config import TrainConfig, epsilon_schedule
 from dqnviz.learner import Learner, dqn_loss, huber, td_targets
+from tests.helpers import random_batch
 
 
 def test_dqn_target_uses_max_of_target_network():
@@ -36,7 +37,7 @@ def test_bootstrap_epsilon_values_the_next_state_under_the_epsilon_greedy_policy
 
 def test_bootstrap_epsilon_reaches_the_compiled_update():
     """The learner's compiled step uses the run's ε_b: its |δ| equal the loss computed by hand."""
-    batch = _batch(np.random.default_rng(3))
+    batch = random_batch(np.random.default_rng(3))
     for epsilon in (0.0, 0.5):
         learner = Learner(3, TrainConfig(double=True, bootstrap_epsilon=epsilon, seed=0))
         online, target = learner.model(), learner.target
@@ -74,22 +75,11 @@ def test_loss_weights_and_td_errors():
     assert float(loss) == pytest.approx((0.5 * 1.0 + 0.5 * 0.125) / 2)
 
 
-def _batch(rng, size=8):
-    return {
-        "states": rng.integers(0, 255, (size, 84, 84, 4), dtype=np.uint8),
-        "actions": rng.integers(0, 3, size).astype(np.int32),
-        "returns": rng.normal(size=size).astype(np.float32),
-        "discounts": np.full(size, 0.99, np.float32),
-        "next_states": rng.integers(0, 255, (size, 84, 84, 4), dtype=np.uint8),
-        "weights": np.ones(size, np.float32),
-    }
-
-
 @pytest.mark.parametrize("double", [False, True])
 def test_training_step_reduces_the_loss_on_a_fixed_batch(double):
     config = TrainConfig(double=double, optimizer="adam", learning_rate=1e-3, seed=0)
     learner = Learner(3, config)
-    batch = _batch(np.random.default_rng(0))
+    batch = random_batch(np.random.default_rng(0))
     first, _ = learner.train(batch)
     for _ in range(20):
         loss, _ = learner.train(batch)
@@ -113,7 +103,7 @@ def test_a_restored_optimizer_continues_exactly(tmp_path, optimizer):
 
     config = TrainConfig(optimizer=optimizer, learning_rate=1e-3, seed=0)
     rng = np.random.default_rng(1)
-    batches = [_batch(rng) for _ in range(4)]
+    batches = [random_batch(rng) for _ in range(4)]
     original = Learner(3, config)
     for batch in batches[:3]:
         original.train(batch)
@@ -175,7 +165,19 @@ def test_jax_compiler_options_are_used_where_xla_knows_them_and_dropped_where_no
     monkeypatch.delenv("DQNVIZ_COMPILER_OPTIONS", raising=False)
     jax_backend.compiler_options.cache_clear()
     try:
-        assert jax_backend.compiler_options() in ({}, jax_backend.GPU_COMPILER_OPTIONS)
+        import jax
+
+        # all the options where this XLA knows them (CPU XLA too: they are DebugOptions fields), none
+        # only where it refuses them
+        def compile_with(options):
+            return jax.jit(lambda x: x + 1, compiler_options=options).lower(np.float32(0)).compile()
+
+        options = jax_backend.compiler_options()
+        if options:
+            assert options == jax_backend.GPU_COMPILER_OPTIONS and compile_with(options) is not None
+        else:
+            with pytest.raises(Exception):
+                compile_with(jax_backend.GPU_COMPILER_OPTIONS)
         # an option this XLA does not know is dropped, and functions still compile and run
         monkeypatch.setattr(jax_backend, "GPU_COMPILER_OPTIONS", {"xla_no_such_option_anywhere": 1})
         jax_backend.compiler_options.cache_clear()
@@ -210,7 +212,7 @@ def test_fewer_bigger_passes_are_an_accelerator_default_that_the_environment_ove
 def test_double_dqn_in_one_online_pass_makes_the_same_updates(monkeypatch):
     """Q(s) and Q(s') in one pass over 2B states (a GPU's default) gives the updates of two passes."""
     rng = np.random.default_rng(7)
-    batch = _batch(rng)
+    batch = random_batch(rng)
     weights = []
     for choice in ("0", "1"):
         monkeypatch.setenv("DQNVIZ_FEWER_PASSES", choice)

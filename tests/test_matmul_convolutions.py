@@ -89,9 +89,9 @@ def _learners(monkeypatch, choice, calls):
 
 
 def test_the_learner_and_the_actor_make_the_same_updates_and_values_either_way(monkeypatch):
-    from test_learner import _batch
+    from tests.helpers import random_batch
 
-    batch = _batch(np.random.default_rng(5))
+    batch = random_batch(np.random.default_rng(5))
     results = {}
     for choice in ("0", "1"):
         calls = []

@@ -20,7 +20,7 @@ MOVED = {"conv2": 1.5, "conv3": -1.0}
 def report(tmp_path_factory):
     """One report for the module: the random-weight snapshot of ``breakout_snapshot``, with conv2's
     kernel scaled by 1.5 and conv3's by −1, so each layer has moved a known distance from its start."""
-    from conftest import make_snapshot
+    from tests.conftest import make_snapshot
 
     folder = tmp_path_factory.mktemp("nvis")
     snapshot = make_snapshot(folder / "breakout_1.keras", "breakout", 1, scale=MOVED)
@@ -71,7 +71,7 @@ def test_one_card_per_layer_and_filter(report):
 def test_a_snapshot_from_another_backend_shows_the_movement_it_recorded(tmp_path):
     """Under a backend that cannot rebuild W₀, the page shows the figures the trainer stored."""
     import keras
-    from conftest import make_snapshot
+    from tests.conftest import make_snapshot
 
     from dqnviz.snapshot import load_snapshot, save_snapshot, starting_point
 
@@ -95,9 +95,11 @@ def test_a_games_first_states_are_said_to_have_blank_frames(report):
     states = [env.reset()] + [env.step(1).state for _ in range(4)]
     assert [_blank_frames(state) for state in states] == [3, 2, 1, 0, 0]
     html = report.read_text()
-    for state, note in re.findall(r'<p class="meta">state (\d+) \(game 1\)[^<]*?(its game[^<]*)?</p>', html):
-        if note:
-            assert int(state) < 3 and "blank frame" in note, note
+    shown = [(int(state), note) for state, note in
+             re.findall(r'<p class="meta">state (\d+) \(game 1\)[^<]*?(its game[^<]*)?</p>', html)]
+    assert shown  # the cards name their states (a change of markup must not leave this checking nothing)
+    for state, note in shown:  # a note on states 0-2, which have blank frames, and on no other
+        assert ("blank frame" in note) == (state < 3) and bool(note) == (state < 3), (state, note)
 
 
 def test_self_contained(report):
@@ -112,7 +114,7 @@ def test_self_contained(report):
 def test_a_browser_that_cannot_unpack_plotly_keeps_the_images_and_says_why(report):
     """Without DecompressionStream (browsers before 2023) no chart can be drawn: a banner says
     so, and every image slot keeps its placeholder image; the page raises no other error."""
-    from browser import open_report
+    from tests.browser import open_report
 
     with open_report(report, init_script="delete window.DecompressionStream;") as check:
         page = check.page
@@ -127,7 +129,7 @@ def test_a_browser_that_cannot_unpack_plotly_keeps_the_images_and_says_why(repor
 
 
 def test_page_draws_and_zoom_is_linked(report):
-    from browser import all_plots_drawn, open_report
+    from tests.browser import all_plots_drawn, open_report
 
     with open_report(report) as check:
         page = check.page
@@ -161,7 +163,7 @@ def test_a_card_opens_on_its_receptive_field_and_a_double_click_shows_the_whole_
     """conv1's 8×8 field was an 18-px speck in a picture of the whole 84×84 screen: each card opens
     on a window of at least 28 px around its field (its two images alike), and plotly's reset
     (double-click) shows the whole screen, in both images."""
-    from browser import open_report
+    from tests.browser import open_report
 
     from dqnviz.report.nvis import ZOOM_LEAST, zoom_window
 
@@ -219,7 +221,7 @@ def test_a_narrow_window_scrolls_no_part_of_the_page_sideways(report, width):
     """A phone or a half screen: the saliency row's three images and Q bars shrink to fit instead
     of widening the page (they were 3 × 230 px side by side), and the network table scrolls in
     its own box."""
-    from browser import open_report
+    from tests.browser import open_report
 
     with open_report(report, width=width) as check:
         page = check.page
@@ -328,7 +330,7 @@ def test_saliency_state_choice():
 
 def test_dead_filters_are_flagged_not_drawn(tmp_path):
     """A filter whose bias keeps its ReLU off on every state is reported as never firing."""
-    from conftest import make_snapshot
+    from tests.conftest import make_snapshot
 
     from dqnviz.snapshot import load_snapshot, save_snapshot
 
@@ -356,7 +358,7 @@ def test_dead_filters_are_flagged_not_drawn(tmp_path):
 def _report_header(tmp_path, name: str, epoch: int, changes: dict) -> tuple[str, str]:
     """The nvis page (conv3, one filter, 20 steps) of a Breakout snapshot whose metadata has
     ``changes``, and its header's text."""
-    from conftest import make_snapshot
+    from tests.conftest import make_snapshot
 
     from dqnviz.snapshot import load_snapshot, save_snapshot
 
@@ -396,7 +398,7 @@ def test_fewer_than_three_frames_fail_before_any_game_is_played(tmp_path, capsys
     """``dqnviz train --history 2`` snapshots have no t-2 frame for red: one clear line, no game
     played, no file."""
     import dqnviz.agent
-    from tests.test_compare import make_history_snapshot
+    from tests.helpers import make_history_snapshot
 
     def refuse(*args, **kwargs):
         raise AssertionError("a game was played before the snapshot was checked")
@@ -422,7 +424,7 @@ def test_any_history_of_three_or_more_frames_gets_its_own_strip_and_words(tmp_pa
 
     from PIL import Image
 
-    from tests.test_compare import make_history_snapshot
+    from tests.helpers import make_history_snapshot
 
     snapshot = make_history_snapshot(tmp_path / f"pong-h{history}_1.keras", history)
     out = tmp_path / "r.html"
@@ -512,7 +514,7 @@ def test_q_values_are_dots_on_an_axis_that_spans_them():
 
 
 def test_the_modebar_never_covers_a_legend(report):
-    from browser import open_report
+    from tests.browser import open_report
 
     with open_report(report) as check:
         check.page.evaluate("dqnvizDrawAll()")
@@ -526,7 +528,7 @@ def test_the_modebar_never_covers_a_legend(report):
 def test_pongs_misleading_action_names_are_explained(tmp_path):
     """ALE names Pong's paddle moves RIGHT and LEFT: the page says they move the paddle up and down;
     Breakout's page says nothing of the kind."""
-    from conftest import make_snapshot
+    from tests.conftest import make_snapshot
 
     pong = make_snapshot(tmp_path / "pong_1.keras", "pong", 1)
     out = tmp_path / "pong.html"

@@ -95,12 +95,15 @@ def test_a_dqn_page_has_its_cards_and_no_snapshot_facts(dqn):
     states = record.states
     for layer in ("conv1", "conv3"):
         units = analysis.top_activations(model, states, layer, filters=[0, 1], prefer=analysis.full_history(states))
+        assert len(units) == 2 and any(value > 0 for _, _, value in units), (layer, units)  # something to check
         for f, (state, (y, x), value) in enumerate(units):
             card = re.search(rf'id="{layer}-{f}">(.*?)</article>', html, re.S).group(1)
             if value > 0:
                 assert f"activation {value:.4g}" in card
                 assert f"state {state} · unit (y, x) = ({y}, {x})" in text_of(card)
                 assert "(game" not in card  # states given from Python belong to no known game
+            else:
+                assert "never fires" in card and "activation " not in card
     strip_labels = re.findall(r'<div class="strip-labels"[^>]*>(.*?)</div>', html)
     assert strip_labels and all(re.findall(r"<span>(.*?)</span>", s) == ["t-3", "t-2", "t-1", "t"] for s in strip_labels)
     # the saliency section labels the bars with the names given
@@ -118,7 +121,7 @@ def test_a_classifier_page_reads_as_images_with_named_scores(classifier):
     assert sorted(cards_of(html)) == sorted([("c1", str(f)) for f in range(4)] + [("c2", str(f)) for f in range(6)])
     assert "<title>A tiny classifier</title>" in html and "A tiny classifier — what the network's filters look for" in text
     assert "16 × 20 × 3 float32: an RGB image" in text and "values 0..1 drawn as 0..255" in text
-    assert "These states are 16×20 images, not stacks of frames" in text
+    assert "These inputs are 16×20 images, not stacks of frames" in text
     main = text_of(html[html.index("<main>"):html.index("</main>")])
     assert "colour trail" not in main and "blank frame" not in main and not re.search(r"\bDQN|Q-value|Atari", main)
     # an image classifier's states are images: its cards, saliency and header call them so
@@ -129,8 +132,10 @@ def test_a_classifier_page_reads_as_images_with_named_scores(classifier):
     # the image slots know the input's size; a non-square one keeps its aspect
     assert 'data-width="20" data-height="16" style="aspect-ratio: 20 / 16"' in html and 'data-width="84"' not in html
     # "same" padding: a 3×3 unit at (y, x) looks at x-1..x+1, cut at the image's edges
-    for y, x, x0, y0, w, h in re.findall(r"unit \(y, x\) = \((\d+), (\d+)\) · field at x (\d+), y (\d+), (\d+)×(\d+) px",
-                                         text_of(html[html.index('id="c1-0"'):html.index('id="c2-0"')])):
+    fields = re.findall(r"unit \(y, x\) = \((\d+), (\d+)\) · field at x (\d+), y (\d+), (\d+)×(\d+) px",
+                        text_of(html[html.index('id="c1-0"'):html.index('id="c2-0"')]))
+    assert len(fields) == 4  # one per c1 card
+    for y, x, x0, y0, w, h in fields:
         y, x = int(y), int(x)
         assert (int(x0), int(y0)) == (max(x - 1, 0), max(y - 1, 0))
         assert (int(w), int(h)) == (min(x + 2, 20) - max(x - 1, 0), min(y + 2, 16) - max(y - 1, 0))
@@ -261,7 +266,9 @@ def _two_channels():
 @pytest.mark.parametrize("case, message", [
     (dict(states=np.zeros((2, 16, 16, 3), "float32")), "states of shape (2, 16, 16, 3) do not fit model 'tiny_classifier'"),
     (dict(layers="c1,c9"), "unknown layer 'c9'; the conv layers of this network are: c1, c2"),
-    (dict(layers=["bn1"]), "unknown layer 'bn1'"),
+    # a Dense layer is no image layer; BatchNormalization after a conv is one (and is listed)
+    (dict(layers=["probs"]), "unknown layer 'probs'; the conv layers of this network are: c1, c2 (also any layer "
+                             "with an image output after them: bn1, "),
     (dict(layers=[]), "layers names nothing"),
     (dict(filters="3,5"), "filters 3,5: filter 5 does not exist in c1, which has 4 filters"),
     (dict(filters=0), "filters 0 is out of range"),
@@ -274,6 +281,7 @@ def _two_channels():
     (dict(model=_image_output, states=np.zeros((2, 8, 8, 3), "float32")), "(N, outputs); 'segmenter' outputs (None, 6, 6, 2)"),
     (dict(model=_not_rebuildable, states=np.zeros((2, 8, 8, 3), "float32")),
      "'custom' takes images of any size and could not be rebuilt at the states' size (8, 8, 3)"),
+    # card_megabytes: count·H·W·(3 RGB + C strip)·4/3 (base64) / 1e6 = 2048·160·160·(3 + 3)·4/3 / 1e6 = 419.4
     (dict(model=_huge_layer, states=np.zeros((1, 160, 160, 3), "float32"), filters="all"),
      "filters='all' would draw 2,048 filter cards (wide: 2,048), a page of up to 419 MB that no browser opens well"),
     (dict(model=_two_channels, states=np.zeros((2, 8, 8, 2), "float32")), "states have 2 channels"),
@@ -415,6 +423,7 @@ def test_a_page_of_many_large_cards_warns_in_one_line():
     with pytest.warns(UserWarning) as record:
         check_page_size(parse_filters("all", channels), channels, (96, 96, 3), "all")
     message = str(record[0].message)
+    # card_megabytes: count·H·W·(3 RGB + C strip)·4/3 (base64) / 1e6 = 1280·96·96·(3 + 3)·4/3 / 1e6 = 94.4
     assert "\n" not in message and "draws 1,280 filter cards (Conv_1: 1,280): a page of up to 94 MB" in message
     assert "'top16'" in message
     with warnings.catch_warnings():
@@ -436,7 +445,7 @@ def test_perturbation_patches_grow_with_larger_images(classifier):
 
 
 def test_the_page_draws_in_chromium(classifier):
-    from browser import all_plots_drawn, open_report
+    from tests.browser import all_plots_drawn, open_report
 
     path, _, _ = classifier
     with open_report(path, width=1300, height=900) as check:

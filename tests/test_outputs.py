@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from tests.conftest import make_snapshot
-from tests.test_plot import run_cli
+from tests.helpers import run_cli
 
 
 @pytest.fixture

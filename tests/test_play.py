@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dqnviz import cli
+from dqnviz.cli import main
 
 import pygame  # noqa: E402  (a dependency of the play extra, which the tests install)
 
@@ -113,12 +113,17 @@ def test_pause_stops_stepping(player):
 
 
 def test_speed_keys(player):
+    from dqnviz.commands.play import SPEEDS
+
     assert player.speed == 1.0
     feed(player, key(pygame.KEYDOWN, pygame.K_s), key(pygame.KEYDOWN, pygame.K_s))
     assert player.speed == 4.0
     for _ in range(10):
         player.handle_key(pygame.K_a)
-    assert player.speed == min(player.speed, 0.125)
+    assert player.speed == SPEEDS[0] == 0.125  # the slowest, and no slower
+    for _ in range(10):
+        player.handle_key(pygame.K_s)
+    assert player.speed == SPEEDS[-1] == 8.0  # the fastest, and no faster
 
 
 @pytest.mark.parametrize("event", [
@@ -180,11 +185,25 @@ def on_screen(window):
     return pygame.surfarray.array3d(window).transpose(1, 0, 2)
 
 
+class ScriptedTime:
+    """``hold_last_screen``'s clock and wait, with no real time passing: each wait moves the clock on
+    1/20 s (the loop's own pace) and posts the events due by then, given as ``(seconds, event)``."""
+
+    def __init__(self, *events):
+        self.waits, self.events = 0, sorted(events, key=lambda due: due[0])
+
+    def clock(self):
+        return self.waits / 20
+
+    def wait(self):
+        self.waits += 1
+        while self.events and self.events[0][0] <= self.clock():
+            pygame.event.post(self.events.pop(0)[1])
+
+
 def test_the_last_screen_stays_up_until_a_key(player, monkeypatch):
     """When the last game ends the window does not vanish: its final frame stays on screen under a
     "game over" banner with the score until a key is pressed."""
-    import time
-
     import dqnviz.viewer
     from dqnviz.commands.play import main_loop
 
@@ -201,10 +220,9 @@ def test_the_last_screen_stays_up_until_a_key(player, monkeypatch):
     banners = []
     real = dqnviz.viewer.banner
     monkeypatch.setattr(dqnviz.viewer, "banner", lambda image, *text: banners.append(text) or real(image, *text))
-    pygame.time.set_timer(key(pygame.KEYDOWN, pygame.K_x), 400, loops=1)  # someone presses x after 0.4 s
-    start = time.monotonic()
-    hold_last_screen(player, window, seconds=20, grace=0.1)
-    assert 0.35 < time.monotonic() - start < 5  # until the key, not the 20 s
+    time = ScriptedTime((0.4, key(pygame.KEYDOWN, pygame.K_x)))  # someone presses x after 0.4 s
+    hold_last_screen(player, window, seconds=20, grace=0.1, clock=time.clock, wait=time.wait)
+    assert time.clock() == 0.4  # until the key, not the 20 s
     held = on_screen(window)
     rows = np.flatnonzero((held != before).any(axis=(1, 2)))
     assert len(rows) and rows.min() > 0.3 * len(held) and rows.max() < 0.7 * len(held)  # a band across the middle
@@ -215,46 +233,41 @@ def test_the_last_screen_stays_up_until_a_key(player, monkeypatch):
 
 
 def test_p_keeps_the_last_screen_up_past_the_countdown(player):
-    import time
-
     from dqnviz.commands.play import hold_last_screen
 
     window = pygame.display.set_mode(player.size)
     end_at_the_first_step(player)
     player.step()
     pygame.event.clear()
-    pygame.time.set_timer(key(pygame.KEYDOWN, pygame.K_p), 150, loops=1)
-    pygame.time.set_timer(pygame.event.Event(pygame.QUIT), 1500, loops=1)  # then the window is closed
-    start = time.monotonic()
-    hold_last_screen(player, window, seconds=0.6, grace=0.05)
-    assert 1.4 < time.monotonic() - start < 6
+    # p after 0.15 s, then the window is closed after 1.5 s: well past the 0.6 s countdown
+    time = ScriptedTime((0.15, key(pygame.KEYDOWN, pygame.K_p)), (1.5, pygame.event.Event(pygame.QUIT)))
+    hold_last_screen(player, window, seconds=0.6, grace=0.05, clock=time.clock, wait=time.wait)
+    assert time.clock() == 1.5
 
 
 @pytest.mark.parametrize("case", ["nobody at the keys", "a key still pressed from playing", "no window to see"])
 def test_the_last_screen_never_waits_for_ever(player, monkeypatch, case):
     """With no key it closes after the countdown; a key pressed while still playing (within the grace
     time) does not skip the final screen; on a driver that shows no window it does not wait at all."""
-    import time
-
     from dqnviz.commands import play
 
     window = pygame.display.set_mode(player.size)
     end_at_the_first_step(player)
     player.step()
     pygame.event.clear()
-    start = time.monotonic()
+    time = ScriptedTime()
     if case == "no window to see":  # SDL_VIDEODRIVER=dummy, as in these tests: the default waits not at all
         monkeypatch.setattr(play, "HOLD_SECONDS", 60.0)
-        play.hold_last_screen(player, window)
-        assert time.monotonic() - start < 1.0
+        play.hold_last_screen(player, window, clock=time.clock, wait=time.wait)
+        assert time.waits == 0
         return
     if case == "a key still pressed from playing":
         pygame.event.post(key(pygame.KEYDOWN, pygame.K_SPACE))
-    play.hold_last_screen(player, window, seconds=0.8, grace=0.5)
-    assert 0.75 < time.monotonic() - start < 5
+    play.hold_last_screen(player, window, seconds=0.8, grace=0.5, clock=time.clock, wait=time.wait)
+    assert time.clock() == 0.8  # the whole countdown, to the 1/20 s
 
 
-def test_ctrl_c_while_the_last_screen_is_up_ends_it_quietly(player, monkeypatch):
+def test_ctrl_c_while_the_last_screen_is_up_ends_it_quietly(player, monkeypatch, capsys):
     from dqnviz.commands.play import hold_last_screen
 
     window = pygame.display.set_mode(player.size)
@@ -265,7 +278,11 @@ def test_ctrl_c_while_the_last_screen_is_up_ends_it_quietly(player, monkeypatch)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(pygame.event, "get", interrupted)
-    hold_last_screen(player, window, seconds=30)  # returns: the games are over and reported
+    time = ScriptedTime()
+    hold_last_screen(player, window, seconds=30, clock=time.clock, wait=time.wait)  # returns, no traceback
+    assert player.finished and time.waits == 0  # at the first look at the keys, not after the countdown
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""  # the games are over and reported already: nothing more
 
 
 def test_the_banner_names_a_cut_off_and_every_score(player):
@@ -297,14 +314,8 @@ def test_the_banner_names_a_cut_off_and_every_score(player):
     assert seen[-1][:2] == ("GAME OVER", ["score 12"]) and seen[-1][2][-1] == "closes by itself in 9 s"
 
 
-@pytest.fixture
-def main(monkeypatch):
-    monkeypatch.setattr(cli, "COMMANDS", ["play"])
-    return cli.main
-
-
 @pytest.mark.parametrize("environ", [{}, {"SDL_VIDEODRIVER": "dummy"}, {"SDL_VIDEODRIVER": "offscreen", "DISPLAY": ":0"}])
-def test_without_a_display_it_suggests_record(main, breakout_snapshot, monkeypatch, capsys, environ):
+def test_without_a_display_it_suggests_record(breakout_snapshot, monkeypatch, capsys, environ):
     for name in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"):
         monkeypatch.delenv(name, raising=False)
     for name, value in environ.items():
@@ -314,12 +325,12 @@ def test_without_a_display_it_suggests_record(main, breakout_snapshot, monkeypat
     assert len(err.splitlines()) == 1 and "dqnviz record" in err
 
 
-def test_bad_numbers(main, breakout_snapshot, capsys):
+def test_bad_numbers(breakout_snapshot, capsys):
     assert main(["play", breakout_snapshot, "--episodes", "0"]) == 2
     assert "--episodes" in capsys.readouterr().err
 
 
-def test_play_command_runs_until_q(main, breakout_snapshot, monkeypatch, display, capsys):
+def test_play_command_runs_until_q(breakout_snapshot, monkeypatch, display, capsys):
     from dqnviz.commands import play
 
     monkeypatch.setattr(play, "display_problem", lambda environ=None, driver=None: None)
@@ -435,7 +446,7 @@ def scripted_play(monkeypatch, script):
     monkeypatch.setattr(play, "main_loop", lambda player, window, **kwargs: script(player, window, real_loop))
 
 
-def test_the_end_says_each_games_score_and_who_played(main, breakout_snapshot, monkeypatch, display, capsys):
+def test_the_end_says_each_games_score_and_who_played(breakout_snapshot, monkeypatch, display, capsys):
     def script(player, window, loop):
         pygame.event.post(key(pygame.KEYDOWN, pygame.K_m))  # take over for two steps, then hand back
         loop(player, window, max_steps=2, fps=10_000)
@@ -451,7 +462,7 @@ def test_the_end_says_each_games_score_and_who_played(main, breakout_snapshot, m
 
 
 @pytest.mark.parametrize("stop", ["window closed", "Ctrl-C"])
-def test_stopping_mid_game_says_the_score_so_far(main, breakout_snapshot, monkeypatch, display, capsys, stop):
+def test_stopping_mid_game_says_the_score_so_far(breakout_snapshot, monkeypatch, display, capsys, stop):
     def script(player, window, loop):
         loop(player, window, max_steps=3, fps=10_000)
         if stop == "Ctrl-C":
@@ -467,7 +478,7 @@ def test_stopping_mid_game_says_the_score_so_far(main, breakout_snapshot, monkey
 
 
 @pytest.mark.parametrize("end", ["last game over", "q"])
-def test_the_command_holds_the_last_screen_only_when_the_games_end(main, breakout_snapshot, monkeypatch, display,
+def test_the_command_holds_the_last_screen_only_when_the_games_end(breakout_snapshot, monkeypatch, display,
                                                                    capsys, end):
     """After the last game the scores are printed and then the last screen is held; q (or closing the
     window) ends at once, without a final screen to dismiss."""
@@ -491,7 +502,7 @@ def test_the_command_holds_the_last_screen_only_when_the_games_end(main, breakou
         assert held == [(True, held[0][1])] and held[0][1].startswith("game 1: score 0 (cut off by --max-frames")
 
 
-def test_the_window_closes_on_the_final_screen_with_the_scores(main, breakout_snapshot, monkeypatch, display):
+def test_the_window_closes_on_the_final_screen_with_the_scores(breakout_snapshot, monkeypatch, display):
     """What the window shows as it closes after the last game (at once here: no window to see on the
     dummy driver) is the last screen under the "game over" banner, not the bare game."""
     from dqnviz.commands import play
@@ -514,7 +525,7 @@ def test_the_window_closes_on_the_final_screen_with_the_scores(main, breakout_sn
     assert len(changed) and 0.2 * len(shown) < changed.min() and changed.max() < 0.8 * len(shown)
 
 
-def test_an_unreachable_display_is_one_line_not_a_crash(main, breakout_snapshot, monkeypatch, capfd):
+def test_an_unreachable_display_is_one_line_not_a_crash(breakout_snapshot, monkeypatch, capfd):
     from dqnviz.commands.play import display_problem
 
     for name in ("WAYLAND_DISPLAY", "SDL_VIDEODRIVER"):
@@ -535,7 +546,7 @@ def test_an_unreachable_display_is_one_line_not_a_crash(main, breakout_snapshot,
     assert display_problem({"DISPLAY": ":0"}, driver="x11") is None
 
 
-def test_a_wrong_path_is_named_before_the_display(main, monkeypatch, tmp_path, capsys):
+def test_a_wrong_path_is_named_before_the_display(monkeypatch, tmp_path, capsys):
     for name in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"):
         monkeypatch.delenv(name, raising=False)
     assert main(["play", str(tmp_path / "pong_24.keras")]) == 2
@@ -545,7 +556,7 @@ def test_a_wrong_path_is_named_before_the_display(main, monkeypatch, tmp_path, c
     assert "is not a dqnviz snapshot" in capsys.readouterr().err
 
 
-def test_without_pygame_it_says_how_to_install_it(main, breakout_snapshot, monkeypatch, capsys):
+def test_without_pygame_it_says_how_to_install_it(breakout_snapshot, monkeypatch, capsys):
     monkeypatch.setenv("DISPLAY", ":0")
     monkeypatch.delenv("SDL_VIDEODRIVER", raising=False)
     monkeypatch.setitem(__import__("sys").modules, "pygame", None)
@@ -554,7 +565,7 @@ def test_without_pygame_it_says_how_to_install_it(main, breakout_snapshot, monke
     assert err == "dqnviz play: error: dqnviz play needs pygame: pip install 'dqnviz[play]'\n"
 
 
-def test_help_names_the_keys_and_defaults(main, capsys):
+def test_help_names_the_keys_and_defaults(capsys):
     assert main(["play", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     for words in ["take over from the agent", "hands the game back", "a / s slower / faster", "1/8× to 8×",

@@ -1,34 +1,12 @@
 """``dqnviz plot``: statistics CSVs to an interactive page; bad inputs fail cleanly."""
 
-import argparse
 import csv
 import os
 
 import pytest
 
 from dqnviz.report.plot import COLUMNS
-
-
-def run_cli(argv):
-    """Run a dqnviz subcommand like ``dqnviz.cli.main`` does (UserError → message, exit 2)."""
-    try:
-        from dqnviz.cli import main
-
-        return main(argv)
-    except ImportError:  # other subcommands not written yet: drive this one directly
-        import importlib
-        import sys
-
-        from dqnviz.errors import UserError
-
-        module = importlib.import_module(f"dqnviz.commands.{argv[0]}")
-        parser = argparse.ArgumentParser(prog=f"dqnviz {argv[0]}")
-        module.add_arguments(parser)
-        try:
-            return module.run(parser.parse_args(argv[1:]))
-        except UserError as error:
-            print(f"dqnviz {argv[0]}: error: {error}", file=sys.stderr)
-            return error.exit_code
+from tests.helpers import run_cli
 
 
 def write_stats(path, epochs=3, columns=COLUMNS, offset=0.0):
@@ -131,19 +109,54 @@ def test_default_output_name(tmp_path, monkeypatch):
     assert (tmp_path / "reports" / "pong_and_more.html").is_file()
 
 
-def test_png_written_or_clearly_explained(tmp_path, capsys):
+def test_png_is_written(tmp_path, capsys):
+    """tests/run.sh installs playwright and Chromium: --png must write the image (kaleido, when it
+    is there, or headless Chromium), 1200 px wide at the figure's height."""
+    import struct
+
+    from tests.browser import close_shared_browser
+
+    close_shared_browser()  # the renderer starts playwright's sync API itself, which cannot run twice at once
     csv_path = write_stats(tmp_path / "pong.csv")
     out = tmp_path / "pong.html"
     assert run_cli(["plot", csv_path, "--out", str(out), "--png"]) == 0
     assert out.is_file()
     captured = capsys.readouterr()
-    png = tmp_path / "pong.png"
-    if png.exists():
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert "wrote" in captured.out and "pong.png" in captured.out
-    else:
-        assert "no static image renderer is available" in captured.err
-        assert "pip install kaleido" in captured.err
+    png = (tmp_path / "pong.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png[16:24])  # the IHDR chunk's size
+    assert width == 1200 and height > 0
+    assert f"wrote {tmp_path / 'pong.png'} (rendered with " in captured.out
+    assert "no PNG written" not in captured.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pong.csv", "pong.html", "pong.png"]  # no temporary left
+
+
+def test_png_without_a_renderer_is_clearly_explained(tmp_path, capsys, monkeypatch):
+    """With neither kaleido nor Chromium at hand the page is still written, and one line says why
+    there is no PNG and how to get one."""
+    import plotly.graph_objects as go
+
+    from dqnviz.report import plot
+
+    def no_kaleido(*args, **kwargs):
+        raise ValueError("Image export using the \"kaleido\" engine requires the kaleido package")
+
+    def no_chromium(*args, **kwargs):
+        raise RuntimeError("Executable doesn't exist at /nowhere/chromium")
+
+    monkeypatch.setattr(go.Figure, "write_image", no_kaleido)
+    monkeypatch.setattr(plot, "_chromium_png", no_chromium)
+    csv_path = write_stats(tmp_path / "pong.csv")
+    out = tmp_path / "pong.html"
+    assert run_cli(["plot", csv_path, "--out", str(out), "--png"]) == 0
+    assert out.is_file() and not (tmp_path / "pong.png").exists()
+    captured = capsys.readouterr()
+    assert captured.out.strip() == f"wrote {out}"
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("dqnviz plot: no PNG written: no static image renderer is available")
+    assert "plotly: Image export using the" in err and "headless Chromium: Executable doesn't exist" in err
+    assert "pip install kaleido" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pong.csv", "pong.html"]
 
 
 def _bad(tmp_path, name, text):

@@ -7,14 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from dqnviz import cli
-
-
-@pytest.fixture
-def main(monkeypatch):
-    """``dqnviz`` with only the commands of this test (the others may not exist yet)."""
-    monkeypatch.setattr(cli, "COMMANDS", ["record"])
-    return cli.main
+from dqnviz.cli import main
 
 
 def read_video(path):
@@ -26,7 +19,7 @@ def read_video(path):
     return np.asarray(frames), fps
 
 
-def test_record_writes_every_emulator_frame(main, breakout_snapshot, tmp_path, capsys):
+def test_record_writes_every_emulator_frame(breakout_snapshot, tmp_path, capsys):
     out = tmp_path / "videos" / "breakout.mp4"
     assert main(["record", breakout_snapshot, "--out", str(out), "--max-frames", "200"]) == 0
     frames, fps = read_video(out)
@@ -39,7 +32,7 @@ def test_record_writes_every_emulator_frame(main, breakout_snapshot, tmp_path, c
     assert oct(out.stat().st_mode & 0o044) != "0o0"  # readable by others, not mkstemp's 0600
 
 
-def test_record_with_saliency_and_png_frames(main, breakout_snapshot, tmp_path):
+def test_record_with_saliency_and_png_frames(breakout_snapshot, tmp_path):
     out, frames_dir = tmp_path / "s.mp4", tmp_path / "frames"
     argv = ["record", breakout_snapshot, "--out", str(out), "--max-frames", "24", "--saliency", "gradient",
             "--frames-dir", str(frames_dir), "--scale", "1", "--episodes", "2"]
@@ -54,7 +47,7 @@ def test_record_with_saliency_and_png_frames(main, breakout_snapshot, tmp_path):
     assert np.abs(frames[0].astype(int) - first).mean() < 6  # the video shows the same image (lossy)
 
 
-def test_record_takes_plays_largest_scale(main, breakout_snapshot, tmp_path):
+def test_record_takes_plays_largest_scale(breakout_snapshot, tmp_path):
     out = tmp_path / "big.mp4"
     assert main(["record", breakout_snapshot, "--out", str(out), "--max-frames", "4", "--scale", "6", "--quiet"]) == 0
     frames, _ = read_video(out)
@@ -134,7 +127,7 @@ def test_gradient_evaluator_gives_q_values_and_input_gradient(breakout_snapshot)
     (["--out", "x.avi"], ".mp4"),
     (["--out", ""], "--out must not be empty"),  # not silently reports/<name>.mp4
 ])
-def test_bad_numbers_fail_before_anything_is_written(main, breakout_snapshot, tmp_path, capsys, monkeypatch, extra, message):
+def test_bad_numbers_fail_before_anything_is_written(breakout_snapshot, tmp_path, capsys, monkeypatch, extra, message):
     monkeypatch.chdir(tmp_path)
     assert main(["record", breakout_snapshot, *extra, "--frames-dir", "frames"]) == 2
     err = capsys.readouterr().err.strip()
@@ -144,7 +137,7 @@ def test_bad_numbers_fail_before_anything_is_written(main, breakout_snapshot, tm
 
 
 @pytest.mark.parametrize("content", [None, b"not a zip at all", b"PK\x03\x04broken"])
-def test_missing_or_corrupt_snapshot(main, tmp_path, capsys, monkeypatch, content):
+def test_missing_or_corrupt_snapshot(tmp_path, capsys, monkeypatch, content):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "agent.keras"
     if content is not None:
@@ -155,7 +148,7 @@ def test_missing_or_corrupt_snapshot(main, tmp_path, capsys, monkeypatch, conten
     assert not (tmp_path / "reports").exists()
 
 
-def test_an_unwritable_frames_dir_is_named_before_anything_is_played(main, breakout_snapshot, tmp_path, capfd):
+def test_an_unwritable_frames_dir_is_named_before_anything_is_played(breakout_snapshot, tmp_path, capfd):
     (tmp_path / "a_file").write_text("")
     frames_dir, out = tmp_path / "a_file" / "frames", tmp_path / "b.mp4"
     assert main(["record", breakout_snapshot, "--out", str(out), "--frames-dir", str(frames_dir),
@@ -166,7 +159,7 @@ def test_an_unwritable_frames_dir_is_named_before_anything_is_played(main, break
     assert not out.exists()
 
 
-def test_ctrl_c_in_the_middle_of_a_frame_leaves_no_video_and_no_ffmpeg_complaint(main, breakout_snapshot, tmp_path,
+def test_ctrl_c_in_the_middle_of_a_frame_leaves_no_video_and_no_ffmpeg_complaint(breakout_snapshot, tmp_path,
                                                                                    capfd, monkeypatch):
     """ffmpeg must never read the half frame that a Ctrl-C leaves in its pipe ("Invalid buffer size")."""
     import subprocess
@@ -213,7 +206,7 @@ class NullWriter:
         self.frames += 1
 
 
-def test_record_plays_the_games_that_test_plays(main, breakout_snapshot, tmp_path, capsys):
+def test_record_plays_the_games_that_test_plays(breakout_snapshot, tmp_path, capsys):
     """Game i of `record --seed S` is episode i of `test --seed S` (emulator seed S+i-1, the same ε
     draws), so a score in test's CSV can be watched; and the progress bar ends full at the frames
     recorded, not at the games' cap."""
@@ -269,7 +262,7 @@ def test_the_snapshot_is_checked_against_its_game_once_not_once_a_game(breakout_
     assert checked == [3] and len(recorder.scores) == 5
 
 
-def test_a_frames_dir_with_another_recordings_frames_is_refused(main, breakout_snapshot, tmp_path, capsys):
+def test_a_frames_dir_with_another_recordings_frames_is_refused(breakout_snapshot, tmp_path, capsys):
     """New frames would overwrite the first old ones and leave the rest: two recordings mixed."""
     frames_dir = tmp_path / "frames"
     frames_dir.mkdir()
@@ -283,7 +276,7 @@ def test_a_frames_dir_with_another_recordings_frames_is_refused(main, breakout_s
 
 
 @pytest.mark.parametrize("existing", [False, True])
-def test_a_failed_recording_leaves_no_frames(main, breakout_snapshot, tmp_path, capsys, monkeypatch, existing):
+def test_a_failed_recording_leaves_no_frames(breakout_snapshot, tmp_path, capsys, monkeypatch, existing):
     """Like the video, the PNGs go when the recording fails or is interrupted; a folder that was
     there stays, with what it held."""
     from dqnviz.commands import record
@@ -311,7 +304,7 @@ def test_a_failed_recording_leaves_no_frames(main, breakout_snapshot, tmp_path, 
     assert capsys.readouterr().err.strip() == "dqnviz record: interrupted"
 
 
-def test_an_ffmpeg_failure_names_the_video_not_its_temporary_file(main, breakout_snapshot, tmp_path, capsys,
+def test_an_ffmpeg_failure_names_the_video_not_its_temporary_file(breakout_snapshot, tmp_path, capsys,
                                                                    monkeypatch):
     import imageio_ffmpeg
 

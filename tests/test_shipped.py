@@ -145,10 +145,15 @@ def test_the_readmes_python_example_runs_as_written(tmp_path, monkeypatch):
 
 
 def test_the_top_level_names_resolve_and_are_listed():
+    import importlib
+
     import dqnviz
 
+    assert dqnviz.__all__ and set(dqnviz.__all__) <= set(dir(dqnviz))
     for name in dqnviz.__all__:
-        assert getattr(dqnviz, name) is not None
+        # the very object of the module that defines it, and named in the package's docstring
+        assert getattr(dqnviz, name) is getattr(importlib.import_module(dqnviz._LAZY[name]), name), name
+        assert name in dqnviz.__doc__, name
         assert name in dir(dqnviz)
     assert callable(dqnviz.full_history) and callable(dqnviz.play_games)
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):

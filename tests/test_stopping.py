@@ -8,7 +8,7 @@ from dqnviz.cli import main
 from dqnviz.snapshot import load_snapshot
 from dqnviz.stopping import deferred_interrupts, interrupted_by
 
-from test_cli_train import TINY
+from tests.helpers import TINY
 
 
 @pytest.fixture(autouse=True)

@@ -5,14 +5,11 @@ with fewer --train-steps than it had played. Breakout, with games cut at 400 fra
 import csv
 
 import pytest
-from conftest import make_snapshot
 
 from dqnviz.cli import main
 from dqnviz.snapshot import load_snapshot, starting_point
-
-TINY = ["--random-steps", "64", "--train-steps", "48", "--test-steps", "40", "--replay-size", "500",
-        "--batch-size", "8", "--target-steps", "20", "--validation-states", "16", "--max-frames-per-episode", "400",
-        "--quiet"]
+from tests.conftest import make_snapshot
+from tests.helpers import TINY_SHORT_GAMES as TINY  # games cut at 400 frames
 
 
 def rows(path):

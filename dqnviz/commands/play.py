@@ -256,7 +256,8 @@ def main_loop(player, window, max_steps: int | None = None, fps: float = 60.0) -
                         break
 
 
-def hold_last_screen(player, window, seconds: float | None = None, grace: float = HOLD_GRACE) -> None:
+def hold_last_screen(player, window, seconds: float | None = None, grace: float = HOLD_GRACE,
+                     clock=time.monotonic, wait=None) -> None:
     """After the last game: keep its last screen up under a "game over" banner with the scores.
 
     It stays until a key is pressed (one pressed within ``grace`` seconds of the end, while still
@@ -265,16 +266,24 @@ def hold_last_screen(player, window, seconds: float | None = None, grace: float 
     the window ends it. On a driver that shows no window (tests, no display) nobody can watch:
     the banner is drawn once and it returns at once. Ctrl-C ends the wait quietly (the games are
     over and reported already).
+
+    ``clock()`` gives the time in seconds, and ``wait()`` is called after each look at the events
+    (by default it paces the loop at 20 looks a second); tests pass their own, to run without
+    waiting.
     """
     pygame = import_pygame()
     if seconds is None:
         seconds = 0.0 if str(pygame.display.get_driver()).lower() in WINDOWLESS_DRIVERS else HOLD_SECONDS
-    clock = pygame.time.Clock()
-    start = time.monotonic()
+    if wait is None:
+        ticker = pygame.time.Clock()
+
+        def wait():
+            ticker.tick(20)
+    start = clock()
     kept, drawn, image = False, None, None
     try:
         while True:
-            left = None if kept else max(0.0, seconds - (time.monotonic() - start))
+            left = None if kept else max(0.0, seconds - (clock() - start))
             shown = None if left is None else math.ceil(left)
             if shown != drawn or image is None:  # the countdown changed: draw the banner anew
                 image, drawn = player.render_end(shown), shown
@@ -284,12 +293,12 @@ def hold_last_screen(player, window, seconds: float | None = None, grace: float 
             for event in pygame.event.get():
                 if event.type == pygame.QUIT:
                     return
-                if event.type == pygame.KEYDOWN and time.monotonic() - start >= grace:
+                if event.type == pygame.KEYDOWN and clock() - start >= grace:
                     if event.key == pygame.K_p and not kept:
                         kept = True
                     else:
                         return
-            clock.tick(20)
+            wait()
     except KeyboardInterrupt:
         return
 
