@@ -1,14 +1,16 @@
 """Helpers that several test modules share: import them as ``from tests.helpers import ...``.
 
-(conftest.py puts the project root on ``sys.path``, so ``tests`` imports under ``pytest`` and
-``python -m pytest`` alike, from any folder.)
+(pyproject.toml's pytest ``pythonpath`` puts the project root on ``sys.path``, so ``tests``
+imports under ``pytest`` and ``python -m pytest`` alike.)
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from dqnviz.cli import main as run_cli  # noqa: F401  (the real command line: parser, UserError → exit 2)
+from dqnviz.cli import main as run_cli  # the real command line: parser, UserError → exit 2
+
+__all__ = ["TINY", "TINY_SHORT_GAMES", "make_history_snapshot", "random_batch", "run_cli"]
 
 # A tiny `dqnviz train` run: a few dozen agent steps per phase, a small replay memory and batch.
 TINY = ["--random-steps", "64", "--train-steps", "48", "--test-steps", "40", "--replay-size", "500",

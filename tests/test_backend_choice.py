@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from dqnviz import cli
+from dqnviz.backend import choice
 from dqnviz.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,7 +28,7 @@ def machine(monkeypatch, tmp_path):
         import importlib.util
 
         monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name in names else None)
-        return cli.choose_backend
+        return choice.choose_backend
 
     yield with_backends
     os.environ.pop("KERAS_BACKEND", None)  # monkeypatch restores the test run's own value
@@ -78,7 +78,7 @@ def test_without_tensorflow_the_command_runs_on_jax(tmp_path):
                 if name.split(".")[0] == "tensorflow":
                     raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         sys.meta_path.insert(0, NoTensorFlow())
-        from dqnviz.cli import choose_backend
+        from dqnviz.backend.choice import choose_backend
         choose_backend()
         import keras
         from dqnviz.snapshot import load_snapshot
