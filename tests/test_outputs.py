@@ -82,3 +82,33 @@ def test_a_numpy_archive_given_as_a_snapshot_is_named_as_one(tmp_path, capsys):
     assert run_cli(["test", str(archive)]) == 2
     err = capsys.readouterr().err.strip()
     assert "is a numpy archive, not a dqnviz snapshot" in err and "Keras model but" not in err and "\n" not in err
+
+
+def test_an_immutable_output_is_refused_before_the_work_and_a_read_only_one_replaced(tmp_path, files, capsys,
+                                                                                    monkeypatch):
+    """An existing output that refuses to be replaced (chattr +i, append-only: EPERM even for root)
+    is one line before the work, not a failure after it; one merely read-only to the user is
+    replaced by the rename as before (EACCES does not count)."""
+    import errno
+    import os
+
+    out = tmp_path / "plot.html"
+    out.write_text("kept")
+    real_open = os.open
+
+    def refusing(error_number):
+        def fake_open(path, flags, *args, **kwargs):
+            if os.fspath(path) == str(out) and flags & os.O_WRONLY:
+                raise OSError(error_number, os.strerror(error_number), str(path))
+            return real_open(path, flags, *args, **kwargs)
+        return fake_open
+
+    monkeypatch.setattr(os, "open", refusing(errno.EPERM))
+    assert run_cli(["plot", files["statistics"], "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"dqnviz plot: error: cannot write {out}: operation not permitted (the file is immutable or "
+                   "append-only: lsattr shows its flags)")
+    assert out.read_text() == "kept"
+    monkeypatch.setattr(os, "open", refusing(errno.EACCES))
+    assert run_cli(["plot", files["statistics"], "--out", str(out)]) == 0
+    assert out.read_text().startswith("<!DOCTYPE html>")

@@ -131,6 +131,47 @@ def test_png_is_written(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pong.csv", "pong.html", "pong.png"]  # no temporary left
 
 
+def test_ctrl_c_while_the_png_renders_ends_in_one_line(tmp_path):
+    """Ctrl-C at a terminal signals the whole process group: playwright's driver dies with the
+    command, and what asyncio would say of the lost connection must not follow "interrupted"."""
+    import glob
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    csv_path = write_stats(tmp_path / "pong.csv")
+    out = tmp_path / "pong.html"
+    environment = dict(os.environ, PYTHONWARNINGS="ignore")
+    process = subprocess.Popen([sys.executable, "-m", "dqnviz", "plot", csv_path, "--out", str(out), "--png"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                               env=environment, cwd=tmp_path)
+    def driver_started():
+        """Whether playwright's driver runs in the command's process group (it then starts Chromium)."""
+        for stat in glob.glob("/proc/[0-9]*/stat"):
+            try:
+                with open(stat) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                with open(stat[:-4] + "cmdline", "rb") as f:
+                    command = f.read()
+            except OSError:
+                continue
+            if int(fields[2]) == process.pid and b"run-driver" in command:  # fields[2]: the process group
+                return True
+        return False
+
+    deadline = time.monotonic() + 120
+    while not driver_started() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the page is written first, then the PNG's renderer starts
+    assert process.poll() is None, "the command ended before playwright's driver started"
+    time.sleep(0.5)  # the driver connected, Chromium starting
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the command and its children
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, (stdout, stderr)
+    assert stderr.decode().strip() == "dqnviz plot: interrupted"
+    assert not (tmp_path / "pong.png").exists()
+
+
 def test_png_without_a_renderer_is_clearly_explained(tmp_path, capsys, monkeypatch):
     """With neither kaleido nor Chromium at hand the page is still written, and one line says why
     there is no PNG and how to get one."""
