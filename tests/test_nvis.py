@@ -43,6 +43,19 @@ def test_default_output_path(breakout_snapshot, tmp_path, monkeypatch, capsys):
     assert 'data-layer="conv1"' not in html
 
 
+def test_timings_name_each_phase_and_add_up_to_no_more_than_the_whole(breakout_snapshot, tmp_path, capsys):
+    out = tmp_path / "t.html"
+    assert main(["nvis", breakout_snapshot, "--layers", "conv3", "--filters", "1", "--max-steps", "8", "--quiet",
+                 "--timings", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    line = captured.err.strip().splitlines()[-1]
+    assert line.startswith("timings "), captured.err
+    phases = dict(re.fullmatch(r"(.+) (\d+\.\d\d) s", part).groups() for part in line[len("timings "):].split(", "))
+    assert list(phases) == ["play", "top", "conv3 guided", "conv3 erf", "saliency", "figures", "render"]
+    whole = float(re.search(r", (\d+\.\d) s\)$", captured.out.strip()).group(1))  # "wrote … (…, 7.3 s)"
+    assert sum(map(float, phases.values())) <= whole + 0.1
+
+
 def test_one_card_per_layer_and_filter(report):
     html = report.read_text()
     cards = re.findall(r'<article class="card" data-layer="([^"]+)" data-filter="(\d+)"', html)
