@@ -51,7 +51,9 @@ def guided_backprop(model, states, layer, filter, *, position=None, batch_size=1
         batch_size: states per forward+backward pass, a positive integer.
 
     Returns:
-        float32 array shaped like ``states``.
+        float32 array shaped like ``states``. A filter whose strongest unit is 0 on a state (a dead
+        ReLU; :func:`~dqnviz.analysis.top_activations` gives its value as 0) has no gradient
+        there: its image is all zeros, as is a saturated softmax unit's.
 
     Raises:
         UserError: no Conv2D layers, non-image input, unknown or channels_first layer, states
