@@ -317,3 +317,20 @@ def test_an_ffmpeg_failure_names_the_video_not_its_temporary_file(breakout_snaps
     err = capsys.readouterr().err.strip()
     assert err == f"dqnviz record: error: ffmpeg could not write {out}: Error closing file: No space left on device"
     assert os.listdir(out.parent) == []
+
+
+def test_without_an_encoder_record_fails_in_one_line_before_playing(breakout_snapshot, tmp_path, capsys,
+                                                                     monkeypatch):
+    """imageio-ffmpeg comes with the [play] extra: without it, one line says so before any game."""
+    import sys
+
+    import dqnviz.commands.record as record
+
+    played = []
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # as if not installed: import fails
+    monkeypatch.setattr(record.Recorder, "play", lambda *args, **kwargs: played.append(1))
+    out = tmp_path / "x.mp4"
+    assert main(["record", breakout_snapshot, "--out", str(out), "--max-frames", "8", "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == ("dqnviz record: error: dqnviz record needs imageio-ffmpeg to encode "
+                                               "the video: pip install 'dqnviz[play]'")
+    assert played == [] and [p.name for p in tmp_path.iterdir()] == ["breakout_1.keras"]  # no video begun

@@ -69,6 +69,7 @@ def check_arguments(args) -> Path:
                         f"recording; give an empty or new folder")
     from dqnviz.outputs import check_output, check_writable
 
+    ffmpeg()  # before the games: a missing encoder found after them would lose the recording
     check_output(out, inputs=[args.snapshot])
     if args.frames_dir:
         try:
@@ -76,6 +77,18 @@ def check_arguments(args) -> Path:
         except UserError as error:
             raise UserError(f"--frames-dir {args.frames_dir}: {error}") from None
     return out
+
+
+def ffmpeg() -> str:
+    """The ffmpeg that imageio-ffmpeg ships (or finds); a one-line UserError when there is none."""
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        raise UserError("dqnviz record needs imageio-ffmpeg to encode the video: pip install 'dqnviz[play]'") from None
+    try:
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError as error:  # neither its own binary nor one on PATH
+        raise UserError(f"dqnviz record cannot find ffmpeg: {error}") from None
 
 
 def run(args) -> int:
@@ -172,10 +185,8 @@ class VideoWriter:
         import tempfile
         import warnings
 
-        import imageio_ffmpeg
-
         width, height = self.size
-        command = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error",
+        command = [ffmpeg(), "-y", "-loglevel", "error",
                    "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(self.fps), "-i", "pipe:0",
                    "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(self.crf), "-preset", self.preset,
                    "-movflags", "+faststart", "-f", "mp4", self.path]
