@@ -94,3 +94,22 @@ def test_byte_counts_read_in_binary_units(count, shown):
     from dqnviz.units import format_bytes
 
     assert format_bytes(count) == shown
+
+
+def test_loading_draws_no_random_initial_weights_and_leaves_the_initializers_as_they_were(tmp_path, monkeypatch):
+    """The file's weights replace a loaded layer's initial ones: drawing those (a compiled function
+    per kernel shape under JAX, seconds on a CPU) is skipped, and nothing else changes."""
+    import keras
+    from keras.src.initializers.random_initializers import VarianceScaling
+
+    model = build_q_network(4, seed=3)
+    path = save_snapshot(tmp_path / "pong_1.keras", model, {"game": "pong", "epoch": 1})
+    draws = []
+    real = VarianceScaling.__call__
+    monkeypatch.setattr(VarianceScaling, "__call__", lambda self, *args, **kwargs: draws.append(1) or real(self, *args, **kwargs))
+    loaded = load_snapshot(path)
+    assert draws == []  # He and Glorot initializers are VarianceScaling: none drew
+    for saved, read in zip(model.get_weights(), loaded.model.get_weights()):
+        np.testing.assert_array_equal(saved, read)
+    assert np.abs(keras.ops.convert_to_numpy(keras.initializers.HeNormal(seed=1)((8, 8)))).sum() > 0
+    assert draws == [1]  # restored: a network built afterwards draws as before
