@@ -91,3 +91,30 @@ def test_without_tensorflow_the_command_runs_on_jax(tmp_path):
     assert done.returncode == 0, done.stderr
     backend, _, tensorflow_imported = done.stdout.split()
     assert (backend, tensorflow_imported) == ("jax", "False")
+
+
+def test_under_jax_the_commands_leave_an_installed_tensorflow_unimported(tmp_path):
+    """As on a GPU machine without TensorFlow: training (its snapshots' get_config), test, nvis and
+    compare (its untrained networks' set_random_seed) never import it, where Keras would (4 s)."""
+    import jax  # noqa: F401  (tests/run.sh installs both backends)
+    import tensorflow  # noqa: F401
+
+    script = textwrap.dedent("""
+        import shutil, sys
+        from dqnviz.cli import main
+        run = ["--epochs", "1", "--random-steps", "64", "--train-steps", "32", "--test-steps", "16",
+               "--replay-size", "500", "--batch-size", "8", "--validation-states", "8", "--name", "t", "--quiet"]
+        codes = [main(["train", "pong", *run]),
+                 main(["test", "snapshots/t_1.keras", "--episodes", "1", "--max-frames", "200", "--quiet"]),
+                 main(["nvis", "snapshots/t_1.keras", "--max-steps", "20", "--filters", "1", "--quiet"]),
+                 shutil.copy("snapshots/t_1.keras", "u_1.keras"),
+                 main(["compare", "snapshots/t_1.keras", "u_1.keras", "--max-steps", "20", "--filters", "1",
+                       "--quiet"])]
+        del codes[3]  # the copy's path
+        print(codes, "tensorflow" in sys.modules)
+    """)
+    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=ROOT)
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[0, 0, 0, 0] False", done.stdout

@@ -2,7 +2,9 @@
 log kept off the terminal.
 
 Keras reads ``KERAS_BACKEND`` once, on its first import, so this module imports no Keras (nor
-TensorFlow or JAX, except :func:`quiet_backends` importing TensorFlow on purpose); nor does
+TensorFlow or JAX) until :func:`quiet_backends`, called once the backend is chosen: under
+TensorFlow it imports TensorFlow with its log silenced, under JAX it keeps Keras from importing
+TensorFlow at all (:func:`keras_without_tensorflow`); nor does
 :mod:`dqnviz.backend`, which Python runs first to import this one: it imports Keras only when one
 of its functions is first used.
 """
@@ -13,7 +15,7 @@ import importlib
 import os
 import sys
 
-__all__ = ["BACKEND_PACKAGES", "choose_backend", "quiet_backends"]
+__all__ = ["BACKEND_PACKAGES", "choose_backend", "keras_without_tensorflow", "quiet_backends"]
 
 BACKEND_PACKAGES = {"tensorflow": "tensorflow", "jax": "jax"}
 
@@ -71,12 +73,29 @@ def _configured_backend() -> str | None:
     return backend if isinstance(backend, str) and backend else None
 
 
+def keras_without_tensorflow() -> None:
+    """Under JAX, keep Keras from importing TensorFlow where it is installed: as on a GPU machine
+    that has JAX and no TensorFlow.
+
+    Keras imports TensorFlow, when it finds it, only to look for its types while describing a
+    layer (``get_config``, so saving a snapshot too) and to seed its generator beside JAX's
+    (``keras.utils.set_random_seed``): 4 s of a 2-core CPU's time and 0.5 GB, for nothing a JAX
+    run uses. Keras's own switch for this is the lazy module's ``_available``; on a Keras
+    without it, nothing changes.
+    """
+    from keras.src.utils import module_utils  # keras itself: KERAS_BACKEND is set by now
+
+    tensorflow = getattr(module_utils, "tensorflow", None)
+    if tensorflow is not None and getattr(tensorflow, "_available", True) is None:  # not imported yet
+        tensorflow._available = False
+
+
 def quiet_backends() -> None:
     """Keep TensorFlow's start-up log lines (oneDNN, CPU features) off the user's terminal."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if os.environ["KERAS_BACKEND"] == "jax":
-        # Keras still imports TensorFlow (if installed) for file I/O; its oneDNN kernels are unused.
-        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # should anything import TensorFlow after all
+        keras_without_tensorflow()
         return
     if "tensorflow" in sys.modules:
         return

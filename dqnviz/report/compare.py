@@ -531,17 +531,36 @@ def _layer_fingerprints(model) -> dict:
     running = hashlib.sha256()
     out = {}
     for layer in model.layers:
-        try:
-            config = json.dumps(layer.get_config(), sort_keys=True, default=repr)
-        except Exception:  # a layer that cannot describe itself: never treated as another's equal
-            config = f"{id(model)}:{id(layer)}"
-        running.update(f"{type(layer).__name__}:{config}".encode())
+        running.update(f"{type(layer).__name__}:{_layer_settings(layer)}".encode())
         for value in layer.get_weights():
             value = np.ascontiguousarray(value)
             running.update(f"{value.dtype}{value.shape}".encode())
             running.update(value.tobytes())
         out[layer.name] = running.copy().hexdigest()
     return out
+
+
+def _layer_settings(layer) -> str:
+    """A layer's settings as text: its public attributes that are numbers, strings, tuples of them
+    or functions (by name: ``activation``), and its dtype policy. What ``get_config()`` says, read
+    without it: under JAX, ``get_config()`` imports TensorFlow (4 s) to check for its types."""
+    def plain(value):
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        if isinstance(value, (tuple, list)):
+            items = [plain(v) for v in value]
+            return items if all(i is not _SKIP for i in items) else _SKIP
+        if callable(value) and hasattr(value, "__name__"):  # an activation function
+            return f"{getattr(value, '__module__', '')}.{value.__name__}"
+        return _SKIP
+
+    settings = {key: plain(value) for key, value in vars(layer).items() if not key.startswith("_")}
+    settings = {key: value for key, value in settings.items() if value is not _SKIP}
+    settings["dtype_policy"] = getattr(getattr(layer, "dtype_policy", None), "name", None)
+    return json.dumps(settings, sort_keys=True)
+
+
+_SKIP = object()  # an attribute _layer_settings leaves out: a tensor, a variable, a sub-object
 
 
 STREAM_LABELS = {"trunk": "trunk", "value": "value stream", "advantage": "advantage stream",

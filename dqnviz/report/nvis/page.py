@@ -32,9 +32,10 @@ def network_rows(model) -> list:
                "params": int(layer.count_params()) if layer.built else 0, "rf": ""}
         if layer.name in convs:
             size, stride = (_pair(v) for v in analysis.receptive_field(model, layer.name))
-            config = layer.get_config()
-            filters = f"{config['filters']} filters" if config.get("filters") else "depthwise"
-            row["detail"] = f"{filters} {config['kernel_size'][0]}×{config['kernel_size'][1]} stride {config['strides'][0]}"
+            # the layer's attributes, not get_config(): under JAX that imports TensorFlow (4 s)
+            filters = f"{layer.filters} filters" if getattr(layer, "filters", None) else "depthwise"
+            kernel, strides = _pair(layer.kernel_size), _pair(layer.strides)
+            row["detail"] = f"{filters} {kernel[0]}×{kernel[1]} stride {strides[0]}"
             row["rf"] = f"{size[0]}×{size[1]} px, stride {stride[0]}"
         elif layer.name in spatial:
             try:
