@@ -113,8 +113,32 @@ def test_under_jax_the_commands_leave_an_installed_tensorflow_unimported(tmp_pat
         del codes[3]  # the copy's path
         print(codes, "tensorflow" in sys.modules)
     """)
-    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=ROOT)
+    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=ROOT, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)  # the test session's own, under JAX
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[0, 0, 0, 0] False", done.stdout
+    # and the compiled passes were kept for the next command (dqnviz.backend.choice.compilation_cache)
+    assert len(list((tmp_path / "cache" / "dqnviz" / "jax").iterdir())) >= 5
+
+
+@pytest.mark.parametrize("setting, expected", [
+    ({}, "{cache}/dqnviz/jax"),
+    ({"DQNVIZ_COMPILE_CACHE": "0"}, "None None"),
+    ({"JAX_COMPILATION_CACHE_DIR": "{tmp}/own"}, "{tmp}/own {tmp}/own"),  # the user's own choice stands
+])
+def test_the_jax_compilation_cache_folder(tmp_path, setting, expected):
+    import jax  # noqa: F401
+
+    script = ("import keras, jax\nfrom dqnviz.backend.choice import compilation_cache\n"
+              "print(compilation_cache(), jax.config.jax_compilation_cache_dir)")
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_COMPILATION_CACHE_DIR", "DQNVIZ_COMPILE_CACHE")}
+    env.update(KERAS_BACKEND="jax", XDG_CACHE_HOME=str(tmp_path / "cache"),
+               **{k: v.format(tmp=tmp_path) for k, v in setting.items()})
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    folder = f"{tmp_path}/cache/dqnviz/jax"
+    wanted = f"{folder} {folder}" if expected == "{cache}/dqnviz/jax" else expected.format(tmp=tmp_path)
+    assert done.stdout.strip() == wanted
+    assert (tmp_path / "cache" / "dqnviz" / "jax").is_dir() is (not setting)
