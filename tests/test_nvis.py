@@ -51,7 +51,7 @@ def test_timings_name_each_phase_and_add_up_to_no_more_than_the_whole(breakout_s
     line = captured.err.strip().splitlines()[-1]
     assert line.startswith("timings "), captured.err
     phases = dict(re.fullmatch(r"(.+) (\d+\.\d\d) s", part).groups() for part in line[len("timings "):].split(", "))
-    assert list(phases) == ["play", "top", "conv3 guided", "conv3 erf", "saliency", "figures", "render"]
+    assert list(phases) == ["load", "play", "top", "conv3 guided", "conv3 erf", "saliency", "figures", "render"]
     whole = float(re.search(r", (\d+\.\d) s\)$", captured.out.strip()).group(1))  # "wrote … (…, 7.3 s)"
     assert sum(map(float, phases.values())) <= whole + 0.1
 

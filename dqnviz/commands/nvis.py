@@ -61,6 +61,7 @@ def run(args) -> int:
 
     options = playing_options(args)
     snapshot = load_snapshot(args.snapshot)
+    loaded = time.perf_counter() - start
     snapshot.check_history("nvis", "at least 3", least=3, why="its cards show a state's last three frames "
                            "t-2, t-1, t as red, green and blue")
     layers = parse_layers(args.layers, snapshot.model)
@@ -83,7 +84,8 @@ def run(args) -> int:
     path = write_report(out, context)
     data.timings["render"] = time.perf_counter() - t0
     if args.timings:
-        print("timings " + ", ".join(f"{k} {v:.2f} s" for k, v in data.timings.items()), file=sys.stderr)
+        timings = {"load": loaded, **data.timings}
+        print("timings " + ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()), file=sys.stderr)
     # like compare, record and plot: the file written, on stdout, with or without --quiet
     from dqnviz.progress import plural
 
