@@ -298,7 +298,8 @@ def _no_random_initial_weights():
     The file's weights replace whatever the layers start with, and under JAX each kernel shape's
     random draw first compiles a function: about 6 s of a Nature network's 6.5 s load on a 2-core
     CPU. (Keras refuses a file that lacks a weight, so no zero is ever kept.) The initializers are
-    restored on the way out, so networks built afterwards draw as usual.
+    restored on the way out, so networks built afterwards draw as usual; one built by another
+    thread during the load would start from zeros.
     """
     try:
         from keras.src.initializers.random_initializers import RandomInitializer
