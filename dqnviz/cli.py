@@ -109,31 +109,39 @@ PATH_ERRORS = {errno.ENAMETOOLONG, errno.EILSEQ, errno.EACCES, errno.EPERM, errn
 
 def _main(argv=None) -> int:
     from dqnviz.errors import UserError
+    from dqnviz.stopping import (deferred_interrupts, exit_status, interrupted_by, raise_interrupt_on_stop_signals,
+                                 restore_signals)
 
-    parser = build_parser()
-    try:
-        args, extra = parser.parse_known_args(argv)
-        if extra:  # named by the command they were given to: `dqnviz test: error: unrecognized arguments: --bogus`
-            parser.commands.get(getattr(args, "command", None), parser).error(f"unrecognized arguments: {' '.join(extra)}")
-    except SystemExit as stop:  # --help, --version, or a usage error already printed in one line
-        return stop.code if isinstance(stop.code, int) else 2
-    if not getattr(args, "command", None):
-        parser.print_help()
-        return 2
-    if args.command not in NO_BACKEND:
-        try:
-            choose_backend()
-        except UserError as error:
-            print(f"dqnviz {args.command}: error: {error}", file=sys.stderr)
-            return error.exit_code
-        quiet_backends()
-    from dqnviz.stopping import exit_status, interrupted_by, raise_interrupt_on_stop_signals, restore_signals
-
+    # First of all: a stop signal during start-up stops the command too (a background job's SIGINT,
+    # inherited ignored, would otherwise be lost until the handlers were set).
     previous = raise_interrupt_on_stop_signals()
+    command = None
     try:
+        # Start-up imports the backend's native code, where a KeyboardInterrupt can abort the
+        # process: a stop signal is noted there and raised once the imports are done.
+        with deferred_interrupts():
+            parser = build_parser()
+            try:
+                args, extra = parser.parse_known_args(argv)
+                if extra:  # named by the command they were given to: `dqnviz test: error: unrecognized arguments: --bogus`
+                    parser.commands.get(getattr(args, "command", None), parser).error(
+                        f"unrecognized arguments: {' '.join(extra)}")
+            except SystemExit as stop:  # --help, --version, or a usage error already printed in one line
+                return stop.code if isinstance(stop.code, int) else 2
+            if not getattr(args, "command", None):
+                parser.print_help()
+                return 2
+            command = args.command
+            if args.command not in NO_BACKEND:
+                try:
+                    choose_backend()
+                except UserError as error:
+                    print(f"dqnviz {args.command}: error: {error}", file=sys.stderr)
+                    return error.exit_code
+                quiet_backends()
         code = args._module.run(args)
     except UserError as error:
-        print(f"dqnviz {args.command}: error: {error}", file=sys.stderr)
+        print(f"{_who(command)}: error: {error}", file=sys.stderr)
         return error.exit_code
     except OSError as error:
         # a path the user gave that cannot be used (a 300-character --name, a file without read
@@ -143,16 +151,21 @@ def _main(argv=None) -> int:
             raise
         name = str(error.filename or "a path")
         name = name if len(name) <= 80 else name[:40] + "…" + name[-39:]
-        print(f"dqnviz {args.command}: error: {name}: {os.strerror(error.errno).lower()}", file=sys.stderr)
+        print(f"{_who(command)}: error: {name}: {os.strerror(error.errno).lower()}", file=sys.stderr)
         return 2
     except BaseException as error:
         if not interrupted_by(error):  # a Ctrl-C that numpy wrapped in a ValueError is still a Ctrl-C
             raise
-        print(f"dqnviz {args.command}: interrupted", file=sys.stderr)
+        print(f"{_who(command)}: interrupted", file=sys.stderr)
         return exit_status()
     finally:
         restore_signals(previous)
     return int(code or 0)
+
+
+def _who(command) -> str:
+    """How a message names its command: ``dqnviz test``, or ``dqnviz`` before one is known."""
+    return f"dqnviz {command}" if command else "dqnviz"
 
 
 if __name__ == "__main__":

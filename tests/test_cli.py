@@ -136,3 +136,23 @@ def test_every_train_option_reaches_the_config_and_nothing_else():
         assert getattr(config, field.name) == value != getattr(defaults, field.name), flag
         changed = [f.name for f in fields if getattr(config, f.name) != getattr(defaults, f.name)]
         assert changed == [field.name], flag
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.0])
+def test_a_stop_signal_during_start_up_stops_the_command(tmp_path, delay):
+    """A background job's SIGINT (inherited ignored) sent while the command still starts (imports,
+    backend) is not lost, and one arriving inside the backend's native imports does not abort it:
+    the command stops with 130 and one line, whenever the signal comes."""
+    import signal
+    import time
+
+    from tests.conftest import make_snapshot
+
+    snapshot = make_snapshot(tmp_path / "breakout_1.keras", "breakout", 1)
+    process = subprocess.Popen([sys.executable, "-m", "dqnviz", "test", str(snapshot), "--episodes", "100", "--quiet"],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=300)
+    assert (process.returncode, err.decode().strip()) == (130, "dqnviz test: interrupted"), (out, err)
