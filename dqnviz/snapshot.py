@@ -137,13 +137,24 @@ def save_optimizer_state(path, state: dict, train_steps_done: int) -> Path:
 
 def load_optimizer_state(path, train_steps_done: int) -> dict | None:
     """The state saved by :func:`save_optimizer_state`, or None if it belongs to another point of
-    the run (another ``train_steps_done``) or cannot be read. Never unpickles, and never
-    allocates more than the file holds (see :func:`~dqnviz.snapshot_checks.npz_within_limits`)."""
+    the run (another ``train_steps_done``), cannot be read, or is not one an optimizer could have
+    saved (members of the wrong shape or kind, values that are not finite real numbers). Never
+    unpickles, and never allocates more than the file holds (see
+    :func:`~dqnviz.snapshot_checks.npz_within_limits`)."""
+    import numpy as np
 
     def read(stored):
-        if int(stored["train_steps_done"]) != int(train_steps_done):
+        steps, names = stored["train_steps_done"], stored["names"]
+        if steps.shape != () or steps.dtype.kind not in "iu" or int(steps) != int(train_steps_done):
             return None
-        return {str(name): stored[f"v{i}"] for i, name in enumerate(stored["names"])}
+        if names.ndim != 1 or names.dtype.kind != "U":
+            return None
+        state = {str(name): stored[f"v{i}"] for i, name in enumerate(names)}
+        # a hand-made or damaged file: only real, finite numbers are an optimizer's state (NaN
+        # moments would pass for a diverged network, complex ones for nothing at all)
+        if not all(v.dtype.kind in "iuf" and np.all(np.isfinite(v)) for v in state.values()):
+            return None
+        return state
 
     return _read_npz(path, read)
 
@@ -185,7 +196,7 @@ def _read_npz(path, read):
     try:
         with np.load(path, allow_pickle=False) as stored:
             return read(stored)
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile):
         return None
 
 

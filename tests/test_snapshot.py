@@ -113,3 +113,26 @@ def test_loading_draws_no_random_initial_weights_and_leaves_the_initializers_as_
         np.testing.assert_array_equal(saved, read)
     assert np.abs(keras.ops.convert_to_numpy(keras.initializers.HeNormal(seed=1)((8, 8)))).sum() > 0
     assert draws == [1]  # restored: a network built afterwards draws as before
+
+
+@pytest.mark.parametrize("damage", ["steps as a vector", "names as a scalar", "a NaN moment", "complex moments",
+                                    "steps as a float"])
+def test_an_optimizer_state_no_optimizer_could_have_saved_is_not_restored(tmp_path, damage):
+    """As a missing or truncated file: None (the optimizer starts afresh), never a traceback nor a
+    NaN state that would pass for a diverged network."""
+    from dqnviz.snapshot import load_optimizer_state, save_optimizer_state
+
+    path = tmp_path / "r.optimizer.npz"
+    good = {"iterations": np.int64(7), "m": np.ones((3, 2), np.float32)}
+    save_optimizer_state(path, good, 400)
+    restored = load_optimizer_state(path, 400)
+    assert sorted(restored) == ["iterations", "m"] and restored["m"].shape == (3, 2)
+    members = {"names": np.array(["iterations", "m"]), "train_steps_done": np.int64(400),
+               "v0": np.int64(7), "v1": np.ones((3, 2), np.float32)}
+    members.update({"steps as a vector": {"train_steps_done": np.array([400, 400])},
+                    "names as a scalar": {"names": np.array("iterations")},
+                    "a NaN moment": {"v1": np.full((3, 2), np.nan, np.float32)},
+                    "complex moments": {"v1": np.ones((3, 2), np.complex64)},
+                    "steps as a float": {"train_steps_done": np.float64(400.0)}}[damage])
+    np.savez(path, **members)
+    assert load_optimizer_state(path, 400) is None
