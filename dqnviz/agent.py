@@ -77,7 +77,7 @@ class GameRecord:
 def env_for_snapshot(meta: dict, seed: int = 0, **overrides) -> AtariEnv:
     """An :class:`AtariEnv` with the preprocessing stored in a snapshot's metadata."""
     rom = Rom(**meta["rom"]) if "rom" in meta and _exists(meta["rom"].get("path")) else rom_for_game(meta["game"], meta.get("rom_md5"))
-    pre = dict(meta.get("preprocessing", {}))
+    pre = _checked_preprocessing(meta.get("preprocessing", {}))
     options = dict(
         noop_max=pre.get("noop_max", 30),
         repeat_action_probability=pre.get("repeat_action_probability", 0.0),
@@ -88,6 +88,32 @@ def env_for_snapshot(meta: dict, seed: int = 0, **overrides) -> AtariEnv:
     )
     options.update(overrides)
     return AtariEnv(rom, seed=seed, **options)
+
+
+# What a snapshot's preprocessing may hold: (kind, lowest, highest) per field; the CLI's bounds.
+_PREPROCESSING = {"noop_max": ("whole", 0, 108_000), "frame_skip": ("whole", 1, 64), "history": ("whole", 1, 64),
+                  "repeat_action_probability": ("number", 0.0, 0.999999)}
+
+
+def _checked_preprocessing(pre) -> dict:
+    """The metadata's ``preprocessing``, its fields checked: a hand-edited ``"four"`` or ``0`` would
+    otherwise fail only once the game runs, deep in the emulator's loop.
+
+    Raises:
+        ValueError: not a dict, or a field of the wrong kind or out of range, named.
+    """
+    if not isinstance(pre, dict):
+        raise ValueError(f"preprocessing is {type(pre).__name__}, not a dict")
+    for key, (kind, lowest, highest) in _PREPROCESSING.items():
+        if key not in pre:
+            continue
+        value = pre[key]
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        number = whole or (isinstance(value, float) and value == value)
+        if not (whole if kind == "whole" else number) or not lowest <= value <= highest:
+            what = "a whole number" if kind == "whole" else "a number"
+            raise ValueError(f"preprocessing.{key} is {value!r}, not {what} from {lowest:g} to {highest:g}")
+    return dict(pre)
 
 
 def checked_env_for_snapshot(snapshot, seed: int = 0, **overrides) -> AtariEnv:

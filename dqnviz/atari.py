@@ -261,6 +261,9 @@ class AtariEnv:
     def __init__(self, rom: Rom, seed: int = 0, noop_max: int = 30, life_loss_terminal: bool = False,
                  repeat_action_probability: float = 0.0, max_frames_per_episode: int = 108_000,
                  frame_skip: int = 4, history: int = 4):
+        if int(frame_skip) < 1 or int(history) < 1 or int(noop_max) < 0:
+            raise ValueError(f"frame_skip and history must be 1 or more and noop_max 0 or more, got frame_skip "
+                             f"{frame_skip}, history {history}, noop_max {noop_max}")
         ale_py = _ale()
         self.rom = rom
         ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)

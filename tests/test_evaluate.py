@@ -191,6 +191,13 @@ def test_the_csv_guard_refuses_any_archive_but_not_a_csv(tmp_path):
     (lambda meta: {**meta, "preprocessing": {**meta["preprocessing"], "history": 2}},
      "the model takes 84×84×4 states but the snapshot's preprocessing makes 84×84×2"),
     (lambda meta: {**meta, "preprocessing": "4 frames"}, "metadata (dqnviz.json) is damaged"),
+    # fields that would fail only once the game runs, in the emulator's loop
+    (lambda meta: {**meta, "preprocessing": {**meta["preprocessing"], "frame_skip": "four"}},
+     "is damaged (ValueError: preprocessing.frame_skip is 'four', not a whole number from 1 to 64)"),
+    (lambda meta: {**meta, "preprocessing": {**meta["preprocessing"], "frame_skip": 0}},
+     "preprocessing.frame_skip is 0, not a whole number from 1 to 64"),
+    (lambda meta: {**meta, "preprocessing": {**meta["preprocessing"], "noop_max": "x"}},
+     "preprocessing.noop_max is 'x', not a whole number from 0 to 108000"),
 ])
 @pytest.mark.parametrize("command", ["test", "record", "nvis", "compare"])
 def test_damaged_metadata_is_one_line_not_a_traceback(breakout_snapshot, tmp_path, capfd, monkeypatch, change,
