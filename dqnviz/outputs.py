@@ -4,8 +4,9 @@ whose file must not be replaced, and write atomically.
 :func:`check_output` refuses in one line what writing a path would wrongly replace (one of the
 command's own inputs, a snapshot or any zip archive, a training run's statistics CSV) and then
 :func:`check_writable` tries the folder. :func:`atomic_write` writes to a temporary name in the
-target folder and moves the file into place with ``os.replace``, so a crash never leaves half a
-file. Snapshots, reports, videos and CSVs are all written this way.
+target folder, flushes it to the disk, and moves the file into place with ``os.replace``, so a
+crash (or a power cut) never leaves half a file. Snapshots, reports, videos and CSVs are all
+written this way.
 """
 
 from __future__ import annotations
@@ -33,6 +34,18 @@ def _temporary_beside(path: Path, suffix: str) -> str:
         raise _cannot_write(path, error) from None
     os.close(fd)
     return tmp
+
+
+def _to_disk(path) -> None:
+    """``fsync`` the file ``path`` (a no-op where the file system cannot)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as error:
+        if error.errno not in (errno.EINVAL, errno.ENOTSUP):  # a pipe, a file system without fsync
+            raise
+    finally:
+        os.close(fd)
 
 
 def check_writable(path) -> Path:
@@ -138,6 +151,7 @@ def atomic_write(path, write, suffix=None):
     try:
         write(tmp)
         os.chmod(tmp, 0o644 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
+        _to_disk(tmp)  # the bytes reach the disk before the name does: a power cut leaves the old file
         os.replace(tmp, path)
     except BaseException as error:
         if os.path.exists(tmp):

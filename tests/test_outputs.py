@@ -112,3 +112,18 @@ def test_an_immutable_output_is_refused_before_the_work_and_a_read_only_one_repl
     monkeypatch.setattr(os, "open", refusing(errno.EACCES))
     assert run_cli(["plot", files["statistics"], "--out", str(out)]) == 0
     assert out.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_a_file_is_on_the_disk_before_it_takes_its_name(tmp_path, monkeypatch):
+    """atomic_write flushes the temporary file to the disk before the rename: after a power cut the
+    name holds the old file or the whole new one, never an empty or short one."""
+    import os
+
+    from dqnviz.outputs import atomic_write
+
+    events, real_fsync, real_replace = [], os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: events.append(("fsync", os.fstat(fd).st_size)) or real_fsync(fd))
+    monkeypatch.setattr(os, "replace", lambda a, b: events.append(("replace", os.path.basename(b))) or real_replace(a, b))
+    atomic_write(tmp_path / "r.html", lambda tmp: open(tmp, "w").write("x" * 1000))
+    assert events == [("fsync", 1000), ("replace", "r.html")]
+    assert (tmp_path / "r.html").read_text() == "x" * 1000
