@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime
+import errno
+import io
 import os
 import time
 from dataclasses import dataclass, field
@@ -38,6 +40,11 @@ from dqnviz.snapshot import (kernel_movement, layer_kernels, load_optimizer_stat
 from dqnviz.statistics import has_row, read_statistics
 from dqnviz.stopping import deferred_interrupts
 from dqnviz.units import format_bytes
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: a new run's claim is then its CSV's O_EXCL creation alone
+    fcntl = None
 
 
 def snapshot_meta(rom: Rom, env, config: TrainConfig, run: str, epoch: int, total_steps: int,
@@ -104,6 +111,43 @@ def check_same_network(snapshot, config: TrainConfig, num_actions: int | None = 
         raise UserError(f"the snapshot's network has {outputs} {plural('output', outputs)}, but this game's "
                         f"minimal action set has {num_actions} {plural('action', num_actions)}: "
                         f"resume it with the ROM it was trained on")
+
+
+# What a run's environments are: each changes what its phases' rows measure (the agent's step,
+# how a game starts, the emulator's dynamics, where a game is cut off), so the run's CSV would mix
+# two tasks. The snapshot records them under "preprocessing" (and "config").
+TASK_OPTIONS = {
+    "frame_skip": "--frame-skip", "noop_max": "--noop-max",
+    "repeat_action_probability": "--repeat-action-probability", "max_frames_per_episode": "--max-frames-per-episode",
+}
+
+
+def trained_task(meta: dict) -> dict:
+    """The :data:`TASK_OPTIONS` a snapshot's run was trained with, from its metadata: those it
+    records as numbers (an older or hand-edited snapshot may lack some)."""
+    recorded = {}
+    for source in (meta.get("config"), meta.get("preprocessing")):  # preprocessing's, if both
+        if isinstance(source, dict):
+            recorded.update({name: source[name] for name in TASK_OPTIONS if name in source
+                             and isinstance(source[name], (int, float)) and not isinstance(source[name], bool)})
+    return recorded
+
+
+def check_same_task(meta: dict, config: TrainConfig) -> None:
+    """Refuse to go on with a run (appending to its CSV) with another task than it was trained on:
+    a changed --frame-skip, --noop-max, --repeat-action-probability or --max-frames-per-episode.
+    A resume given a new --name is a new run, with a CSV of its own, and may change them.
+
+    Raises:
+        UserError: one line naming the option, its value in the snapshot and the value asked for.
+    """
+    for name, value in trained_task(meta).items():
+        asked = getattr(config, name)
+        if float(asked) != float(value):
+            flag = TASK_OPTIONS[name]
+            raise UserError(f"{flag} {asked:g} cannot change on --resume: the run was trained with {flag} {value:g}, "
+                            f"and its statistics would mix the two; to train on from this snapshot with {flag} "
+                            f"{asked:g}, start a new run with --name")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -235,36 +279,164 @@ class PhaseStats:
         }
 
 
-class StatisticsCSV:
-    """``reports/<run>.csv``: one row per phase, appended and flushed at once (never rewritten)."""
+class RunTaken(UserError):
+    """The run's statistics CSV is another's: it exists though a new run was to create it
+    (``busy`` False), or another process holds it open to write (``busy`` True)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, busy: bool = False):
+        self.path, self.busy = Path(path), busy
+        super().__init__(f"{path} is in use by another dqnviz train running now" if busy else f"{path} exists")
+
+
+def _cannot_write(path, error: OSError) -> UserError:
+    return UserError(f"cannot write {path}: {error.strerror or error}")
+
+
+class StatisticsCSV:
+    """``reports/<run>.csv``: one row per phase, appended and synced at once (never rewritten).
+
+    Each row (and the header) goes to the file in one ``os.write``; if that fails (a full disk, a
+    file-size limit) the file is cut back to its size before, so that it only ever holds whole
+    lines, and the failure is a one-line :class:`UserError`.
+
+    Args:
+        path: the file.
+        new: a new run's CSV, which must not exist yet: it is created with ``O_EXCL``, the run's
+            claim on its name, atomic against another ``dqnviz train`` choosing the same name at
+            the same moment (:class:`RunTaken`). Otherwise (a resumed run) an existing file is
+            appended to, after its header is checked and a last line without its newline (a row
+            half written when a run stopped) is dropped, saying so; a missing one is created.
+        lock: hold an exclusive ``flock`` on the file until :meth:`close` (or the process's end,
+            however it ends: a killed run leaves no stale lock), so that a second run writing
+            the same CSV at the same time is refused (:class:`RunTaken` with ``busy``).
+        log: where the line on a dropped partial row goes.
+    """
+
+    def __init__(self, path: Path, new: bool = False, lock: bool = False, log=print):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = None
         self._created = False  # by this run (a resumed run appends to its own)
-        if self.path.exists() and self.path.stat().st_size > 0:
-            with open(self.path, newline="") as f:
-                header = next(csv.reader(f), [])
-            if header != CSV_COLUMNS:
-                raise UserError(f"{self.path} exists but is not a dqnviz statistics file; use --report-dir or --name")
-        else:  # created now, so that the run's name is taken while its first phase runs
-            with open(self.path, "w", newline="") as f:
-                csv.writer(f).writerow(CSV_COLUMNS)
-            self._created = True
         self.rows_appended = 0
+        self.dropped = None  # the partial last line dropped on opening, if any
+        # the folders made for the file, outermost first: removed with it by discard_if_unused
+        self._made_folders = [folder for folder in reversed(self.path.parents) if not folder.exists()]
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise _cannot_write(self.path, error) from None
+        if new or not self.path.exists():
+            try:  # created now, so that the run's name is taken while its first phase runs
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o666)
+                self._created = True
+            except FileExistsError:
+                if new:
+                    raise RunTaken(self.path) from None
+            except OSError as error:
+                raise _cannot_write(self.path, error) from None
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+            except OSError as error:
+                raise _cannot_write(self.path, error) from None
+        try:
+            if lock and fcntl is not None:
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise RunTaken(self.path, busy=True) from None
+            if not self._created:
+                self._open_existing(log)
+            if os.fstat(self._fd).st_size == 0:
+                self._write(_csv_line(CSV_COLUMNS))
+        except BaseException:
+            self.close()
+            if self._created:
+                self._remove()
+            raise
+
+    def _open_existing(self, log) -> None:
+        """Check the header of the file being appended to, and drop a partial last line."""
+        with open(self.path, "rb") as f:
+            data = f.read()
+        if not data:
+            self._created = True  # an empty file: as good as new (its header is written now)
+            return
+        first = data.splitlines()[0] if data.splitlines() else b""
+        try:
+            header = next(csv.reader([first.decode("utf-8")]), [])
+        except (UnicodeDecodeError, csv.Error):
+            header = None
+        if header != CSV_COLUMNS:
+            raise UserError(f"{self.path} exists but is not a dqnviz statistics file; use --report-dir or --name")
+        if not data.endswith((b"\n", b"\r")):
+            keep = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
+            self.dropped = data[keep:]
+            try:
+                os.ftruncate(self._fd, keep)
+            except OSError as error:
+                raise _cannot_write(self.path, error) from None
+            shown = self.dropped.decode("utf-8", "replace")
+            shown = shown if len(shown) <= 40 else shown[:37] + "…"
+            log(f"{self.path}: dropped its last line, a row cut short when an earlier sitting stopped "
+                f"({shown!r}, no newline)" if keep else
+                f"{self.path}: its header lacked its newline: written again")
+
+    def _write(self, data: bytes) -> None:
+        """Append ``data`` whole or not at all: on any failure the file is cut back to its size before."""
+        if self._fd is None:
+            raise UserError(f"cannot write {self.path}: the statistics file was closed")
+        size = os.fstat(self._fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                if written <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                view = view[written:]
+            os.fsync(self._fd)
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, size)
+            raise _cannot_write(self.path, error) from None
 
     def append(self, row: dict) -> None:
-        with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, CSV_COLUMNS).writerow(row)
-            f.flush()
-            os.fsync(f.fileno())
+        buffer = io.StringIO()
+        csv.DictWriter(buffer, CSV_COLUMNS).writerow(row)
+        self._write(buffer.getvalue().encode("utf-8"))
         self.rows_appended += 1
+
+    def close(self) -> None:
+        """Close the file (and so release its lock); appending after this is an error."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __del__(self):
+        self.close()
 
     def discard_if_unused(self) -> None:
         """Remove the file if this run created it and wrote no row (stopped in its first phase),
         so that a header alone neither takes the run's name nor reads as an empty run."""
         if self._created and not self.rows_appended:
-            self.path.unlink(missing_ok=True)
+            self._remove()
+
+    def _remove(self) -> None:
+        """Delete the file, and the folders made for it if they are empty."""
+        self.close()
+        self.path.unlink(missing_ok=True)
+        for folder in reversed(self._made_folders):
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: another file went there meanwhile
+                break
+
+
+def _csv_line(values) -> bytes:
+    """One CSV line as ``csv.writer`` writes it (``\\r\\n``-terminated), in UTF-8."""
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(values)
+    return buffer.getvalue().encode("utf-8")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -350,6 +522,8 @@ class Trainer:
         resume: a loaded snapshot to continue from (epoch numbering and step counts continue).
         statistics: with ``resume``, the rows of the run's CSV as its caller read them
             (:func:`dqnviz.statistics.read_statistics`), so that the file is read once; None: read here.
+        statistics_csv: the run's :class:`StatisticsCSV`, already opened (``dqnviz train`` claims
+            it before any work); None: opened here, at ``report_dir/<run>.csv``.
         show_progress: progress bars / lines on stderr.
         log: where one-line phase summaries go (``print`` by default).
         profile: time each part of a step (act, emulate, replay, sample, learn) in ``self.timer``:
@@ -360,7 +534,7 @@ class Trainer:
 
     def __init__(self, rom: Rom, config: TrainConfig, run: str, snapshot_dir="snapshots",
                  report_dir="reports", resume=None, show_progress: bool = True, log=print,
-                 profile: bool | str = False, statistics=None):
+                 profile: bool | str = False, statistics=None, statistics_csv: "StatisticsCSV | None" = None):
         if profile not in (False, True, "serial", "overlapped"):
             raise ValueError(f"profile must be False, True, 'serial' or 'overlapped', not {profile!r}")
         self.rom, self.config, self.run = rom, config, run
@@ -401,7 +575,8 @@ class Trainer:
             start = starting_point(resume, measure=False)
             self.initialised_under, self.init_seed, self.initial_kernels = start.backend, start.seed, start.initial
             self.initialisation = start.initialisation
-        self.csv = StatisticsCSV(self.report_dir / f"{run}.csv")
+        # the CSV the command line claimed for the run (see StatisticsCSV's new and lock), or opened here
+        self.csv = statistics_csv if statistics_csv is not None else StatisticsCSV(self.report_dir / f"{run}.csv", log=log)
         meta = resume.meta if resume else {}
         self.learner.updates = int(meta.get("weight_updates", 0))  # the CSV's count goes on across a resume
         self.total_steps = int(meta.get("total_steps", 0))  # agent steps, all phases but test

@@ -134,7 +134,9 @@ def test_interrupted_epoch_resumed_with_fewer_train_steps_plays_none(tmp_path, c
 
     rom = resolve_rom("breakout")
     env = AtariEnv(rom, seed=0)
-    meta = snapshot_meta(rom, env, TrainConfig(epochs=1, train_steps=48), run="breakout", epoch=1, total_steps=104,
+    # trained with TINY's 400-frame games (a resumed run keeps its task: --max-frames-per-episode included)
+    config = TrainConfig(epochs=1, train_steps=48, max_frames_per_episode=400)
+    meta = snapshot_meta(rom, env, config, run="breakout", epoch=1, total_steps=104,
                          train_steps_done=40, weight_updates=10, interrupted={"phase": "train", "steps_done": 40})
     saved = save_snapshot(tmp_path / "snap" / "breakout_1_interrupted.keras",
                           build_q_network(env.num_actions, seed=0), meta)
@@ -219,6 +221,8 @@ def test_an_older_snapshot_rebuilds_its_shared_start_and_a_resume_keeps_it(tmp_p
     made = load_snapshot(make_snapshot(tmp_path / "made_1.keras", seed=0))
     assert made.meta["initialisation"] == "independent" and starting_point(made).movement["conv2"]["change"] == 0
     meta = {k: v for k, v in made.meta.items() if k != "initialisation"}
+    for part in ("config", "preprocessing"):  # trained with TINY's 400-frame games: a resume keeps its task
+        meta[part] = {**meta[part], "max_frames_per_episode": 400}
     old_model = build_q_network(made.model.output_shape[-1], seed=0, initialisation="shared")
     old = save_snapshot(tmp_path / "breakout_1.keras", old_model, {**meta, "run": "breakout"})
     start = starting_point(load_snapshot(old))

@@ -81,6 +81,24 @@ def statistics_match(rows: list[dict] | None, meta: dict) -> bool:
                and (epoch == 0 or row.get("total_train_steps") == str(train_steps)) for row in rows)
 
 
+def mismatch_reason(path: Path, rows: list[dict] | None, meta: dict) -> str:
+    """Why the CSV at ``path``, with ``rows`` (None: unreadable), is not that of the run that saved
+    a snapshot with ``meta`` (:func:`statistics_match` said so), in words: a file that cannot be
+    read, or is not a statistics CSV at all, or has no rows, is damaged, not another run's."""
+    from dqnviz.trainer import CSV_COLUMNS
+
+    if rows is None:
+        return f"{path} cannot be read as a statistics CSV"
+    columns = getattr(rows, "columns", None)
+    if columns is not None and not columns:
+        return f"{path} is empty, not a statistics CSV"
+    if columns is not None and columns != CSV_COLUMNS:
+        return f"{path} is not a dqnviz statistics CSV (its first line is not the header)"
+    if not rows:
+        return f"{path} holds no rows"
+    return f"{path} holds another run's statistics"
+
+
 def last_epoch(rows: list[dict] | None) -> int | None:
     """The highest epoch with a row in a statistics CSV's ``rows`` (None if it has none or could not be read)."""
     epochs = [int(row["epoch"]) for row in rows or () if str(row.get("epoch", "")).isdigit()]
@@ -134,6 +152,10 @@ def run(args) -> int:
     if args.name is not None:  # before anything is loaded or written ('' too: it is no name)
         check_run_name(args.name)
     resume, notice = None, None
+    # A new run (a fresh one, a resume given --name, or one branched off) claims its name by
+    # creating its CSV; auto_base: the name it was found free from, when the user gave none (a run
+    # that loses the name to another started at the same moment takes the next free one).
+    new_run, auto_base = True, None
     if args.resume:
         from dqnviz.snapshot import load_snapshot
 
@@ -175,7 +197,7 @@ def run(args) -> int:
             rows = read(statistics) if exists else None
             reason = None
             if exists and not statistics_match(rows, meta):
-                reason = f"{statistics} holds another run's statistics"
+                reason = mismatch_reason(statistics, rows, meta)
             elif snapshot_dir.resolve() != snapshot_folder.resolve() and _has_snapshots(run_name, snapshot_dir):
                 reason = f"{snapshot_dir}/ holds snapshots of another {run_name} run"
             elif (snapshot_dir / f"{run_name}_{next_epoch}.keras").exists():  # resuming from an older epoch
@@ -185,9 +207,13 @@ def run(args) -> int:
                 # already holds the epochs this resume would write again
                 reason = f"{statistics} already holds epoch {last}'s statistics, past {Path(args.resume).name}"
             if reason:
-                branched = free_run_name(run_name, snapshot_dir, report_dir)
-                notice = f"{reason}; continuing as a new run, {branched}"
-                run_name = branched
+                auto_base, run_name = run_name, free_run_name(run_name, snapshot_dir, report_dir)
+                notice = lambda name, reason=reason: f"{reason}; continuing as a new run, {name}"  # noqa: E731
+            else:
+                new_run = False  # the same run goes on, appending to its CSV: on the same task
+                from dqnviz.trainer import check_same_task
+
+                check_same_task(meta, config)
     else:
         if not args.rom:
             raise UserError("give a ROM file or game name (e.g. `dqnviz train pong`), or --resume SNAPSHOT")
@@ -199,38 +225,83 @@ def run(args) -> int:
         run_name = base if args.name else free_run_name(base, snapshot_dir, report_dir)
         if args.name and _taken(base, snapshot_dir, report_dir):
             raise UserError(f"run {base!r} already has files in {snapshot_dir}/ or {report_dir}/; use --resume or another --name")
-        if run_name != base:
-            notice = f"files of an earlier {base} run exist; this run is {run_name}"
+        if not args.name:
+            auto_base = base
+            notice = lambda name: f"files of an earlier {base} run exist; this run is {name}" if name != base else None  # noqa: E731
     config.validate()  # before the notice: a run that does not start has no name to announce
-    if notice:
-        print(notice)
-    from dqnviz.outputs import check_writable
-
-    # Found now, not when the first epoch ends and its snapshot cannot be written.
-    check_writable(snapshot_dir / f"{run_name}_1.keras")
-    check_writable(report_dir / f"{run_name}.csv")
-
-    from dqnviz.trainer import Interrupted, Trainer
-
-    trainer = Trainer(rom, config, run=run_name, snapshot_dir=snapshot_dir, report_dir=report_dir,
-                      resume=resume, show_progress=not args.quiet, profile="overlapped" if args.profile else False,
-                      statistics=(read(report_dir / f"{run_name}.csv") or []) if resume else None)
-    print(f"training {rom.name} as run {run_name}: {config.num_envs} env(s), replay {config.replay_size:,}, "
-          f"statistics in {trainer.csv.path}")
+    # The name is claimed atomically (a new run's CSV is created with O_EXCL), and the CSV held
+    # locked while the run writes it; its outputs are checked first.
+    statistics = _claim_run(run_name, auto_base, new_run, snapshot_dir, report_dir,
+                            taken_hint="--name gives the resumed run a new name: choose one not taken" if resume
+                            else "use --resume or another --name")
+    run_name = statistics.path.stem
     try:
-        trainer.train()
-    except Interrupted as stop:
-        if stop.snapshot_path:
-            done = f"saved {stop.snapshot_path}" if stop.saved else "nothing new to save"
-            print(f"interrupted: {done}; continue with: dqnviz train --resume {stop.snapshot_path}"
-                  + (f" ({stop.note})" if stop.note else ""))
-        else:
-            print("interrupted before the first train phase: no snapshot to save")
-        from dqnviz.stopping import exit_status
+        if notice and notice(run_name):
+            print(notice(run_name))
 
-        return exit_status()
+        from dqnviz.trainer import Interrupted, Trainer
+
+        trainer = Trainer(rom, config, run=run_name, snapshot_dir=snapshot_dir, report_dir=report_dir,
+                          resume=resume, show_progress=not args.quiet, profile="overlapped" if args.profile else False,
+                          statistics=(read(report_dir / f"{run_name}.csv") or []) if resume else None,
+                          statistics_csv=statistics)
+        print(f"training {rom.name} as run {run_name}: {config.num_envs} env(s), replay {config.replay_size:,}, "
+              f"statistics in {trainer.csv.path}")
+        try:
+            trainer.train()
+        except Interrupted as stop:
+            if stop.snapshot_path:
+                done = f"saved {stop.snapshot_path}" if stop.saved else "nothing new to save"
+                print(f"interrupted: {done}; continue with: dqnviz train --resume {stop.snapshot_path}"
+                      + (f" ({stop.note})" if stop.note else ""))
+            else:
+                print("interrupted before the first train phase: no snapshot to save")
+            from dqnviz.stopping import exit_status
+
+            return exit_status()
+    except BaseException:
+        statistics.discard_if_unused()  # a run that wrote no row leaves no CSV to take its name
+        raise
+    finally:
+        statistics.close()
     print(finished_line(trainer))
     return 0
+
+
+def _check_outputs(run_name: str, snapshot_dir: Path, report_dir: Path) -> None:
+    """Refuse in one line, before any work, a run whose files could not be written: its snapshots,
+    its CSV, and the optimizer state and validation states kept beside the snapshots (found now,
+    not when the first epoch ends and one of them cannot be written)."""
+    from dqnviz.outputs import check_writable
+    from dqnviz.trainer import sidecar_path
+
+    check_writable(snapshot_dir / f"{run_name}_1.keras")
+    check_writable(report_dir / f"{run_name}.csv")
+    for kind in ("optimizer", "validation"):
+        check_writable(sidecar_path(snapshot_dir, run_name, kind))
+
+
+def _claim_run(run_name: str, base: str | None, new: bool, snapshot_dir: Path, report_dir: Path, taken_hint: str):
+    """The run's :class:`~dqnviz.trainer.StatisticsCSV`, opened (``new``: created, atomically) and
+    locked, after its outputs are checked. Another run that took the name since it was found free
+    (both started at the same moment) makes a run named automatically (``base``: it is ``base`` or
+    ``base-N``) take the next free name; a name the user gave is refused in one line, as is a run
+    whose CSV another ``dqnviz train`` is writing now."""
+    from dqnviz.errors import UserError
+    from dqnviz.trainer import RunTaken, StatisticsCSV
+
+    while True:
+        _check_outputs(run_name, snapshot_dir, report_dir)
+        try:
+            return StatisticsCSV(report_dir / f"{run_name}.csv", new=new, lock=True)
+        except RunTaken as taken:
+            if taken.busy:
+                raise UserError(f"run {run_name!r} is being trained by another dqnviz train now ({taken.path} "
+                                f"is in use); wait for it to end, or give this one another --name") from None
+            if base is None:
+                raise UserError(f"run {run_name!r} already has files in {snapshot_dir}/ or {report_dir}/; "
+                                f"{taken_hint}") from None
+            run_name = free_run_name(base, snapshot_dir, report_dir)
 
 
 def finished_line(trainer) -> str:
