@@ -943,3 +943,147 @@ def test_the_runs_table_reads_on_a_phone(tmp_path):
                     p._fullLayout.annotations.filter(a => a.text === 'resumed').length]; }""")
         assert plot == ["narrow", 4, 4]
         assert check.errors == [] and check.requests == []
+
+
+def test_a_csv_with_a_byte_order_mark_plots(tmp_path):
+    """Excel saves a CSV with a UTF-8 byte-order mark: it is no part of the first column's name."""
+    from dqnviz.report.plot import build_figure, read_stats
+
+    plain = write_stats(tmp_path / "pong.csv")
+    (tmp_path / "bom").mkdir()
+    bom = tmp_path / "bom" / "pong.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + open(plain, "rb").read())
+    run, expected = read_stats(bom), read_stats(plain)
+    assert run.columns == expected.columns and run.columns[0] == "epoch" and run.rows == expected.rows
+    fields = ["average_reward", "meanq"]
+    assert build_figure([run], fields).to_json() == build_figure([expected], fields).to_json()
+    out = tmp_path / "bom.html"
+    assert run_cli(["plot", str(bom), "--out", str(out)]) == 0 and out.stat().st_size > 0
+
+
+def _reference_steps_position(run, row):
+    """Run.position(row, "steps") as defined row by row: a test row sits at the total_train_steps of
+    the first train row (in file order) of its epoch that has a number there, else at its own."""
+    from dqnviz.report.plot import _number
+
+    if row["phase"] == "test":
+        for other in run.rows:
+            if other["phase"] == "train" and _number(other["epoch"]) == _number(row["epoch"]):
+                steps = _number(other.get("total_train_steps"))
+                if steps == steps:
+                    return steps
+    return _number(row.get("total_train_steps"))
+
+
+def _same(a, b):
+    return a == b or (a != a and b != b)
+
+
+def write_large_stats(path, epochs):
+    """A random row and ``epochs`` train and test rows (monotonic counters), with the oddities that
+    Run.position must place as its row-by-row definition does: an epoch with two train rows (the first
+    without steps), a test row without a train row, a train row without steps, an epoch "7.0" and an
+    empty epoch."""
+    rows = [dict(epoch=0, phase="random", total_train_steps=0)]
+    for epoch in range(1, epochs + 1):
+        rows.append(dict(epoch=epoch, phase="train", steps=1000, total_train_steps=1000 * epoch))
+        rows.append(dict(epoch=epoch, phase="test", steps=200, total_train_steps=1000 * epoch + 7))
+    # rows[2 * e - 1] is epoch e's train row, rows[2 * e] its test row: edited from the end, so that
+    # an insert or a deletion leaves the places of the ones still to edit as they were
+    rows[2 * 20]["epoch"] = ""  # epoch 20's test row: no epoch (NaN matches nothing)
+    rows[2 * 12 - 1]["total_train_steps"] = ""  # epoch 12: no train steps at all
+    del rows[2 * 9 - 1]  # epoch 9: a test row without a train row, at its own steps
+    rows[2 * 7 - 1]["epoch"] = "7.0"  # the same epoch, written otherwise
+    rows[2 * 5 - 1]["total_train_steps"] = ""  # epoch 5: its train row has no steps ...
+    rows.insert(2 * 5, dict(epoch=5, phase="train", steps=1000, total_train_steps=4999))  # ... and a second one has
+    rows.insert(2 * 5 + 1, dict(epoch=5, phase="train", steps=1000, total_train_steps=5001))  # (the first with a number wins)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(COLUMNS)
+        for row in rows:
+            writer.writerow([row.get(c, 1.0) for c in COLUMNS])
+    return str(path)
+
+
+def test_positions_of_a_large_csv_match_the_row_by_row_definition(tmp_path):
+    """dqnviz plot was quadratic in the rows (20,000 rows took 99 s): Run.position scanned every row
+    for a test row's train row. Its lookup must place every row where the scan did."""
+    from dqnviz.report.plot import read_stats
+
+    run = read_stats(write_large_stats(tmp_path / "large.csv", epochs=10_000))
+    assert len(run.rows) > 20_000 and len(run.resumes()) == 0
+    positions = [run.position(row, "steps") for row in run.rows]
+    # the reference scans the rows for each row: checked on the first 100 rows (the oddities) and
+    # every 97th row of the rest, which keeps it quick
+    checked = list(range(100)) + list(range(100, len(run.rows), 97)) + [len(run.rows) - 1]
+    for index in checked:
+        assert _same(positions[index], _reference_steps_position(run, run.rows[index])), (index, run.rows[index])
+    tests = {row["epoch"]: position for row, position in zip(run.rows, positions) if row["phase"] == "test"}
+    assert tests["5"] == 4999 and tests["9"] == 9007 and tests["12"] == 12007 and tests["7"] == 7000
+    assert tests[""] == 20007 and tests["10000"] == 10_000_000  # no epoch: at its own steps
+    # a changed rows list is looked up afresh
+    run.rows = [dict(row, total_train_steps="1") if row["phase"] == "train" else row for row in run.rows]
+    assert run.position(run.rows[2], "steps") == 1
+
+
+def test_a_large_csv_plots_as_the_row_by_row_definition(tmp_path, monkeypatch):
+    """The whole figure of a 20,000-row CSV against steps: the same as with the row-by-row Run.position,
+    here swapped in for a smaller slice of the same CSV (the scan is quadratic)."""
+    from dqnviz.report import plot
+
+    path = write_large_stats(tmp_path / "large.csv", epochs=10_000)
+    run = plot.read_stats(path)
+    fields = ["average_reward", "total_train_steps"]
+    figure = plot.build_figure([run], fields, x="steps")
+    train, test = [t for t in figure.data if t.name == "train"], [t for t in figure.data if t.name == "test"]
+    assert train and test
+    for trace in figure.data:
+        if trace.name in ("train", "test"):
+            rows = [p[2] for p in run._points(trace.name, fields[0])]
+            assert len(trace.x) == len(rows)
+            assert all(_same(x, p) for x, p in zip(trace.x, [run.position(r, "steps") for r in rows]))
+
+    small = tmp_path / "small.csv"
+    with open(path) as f:
+        small.write_text("".join(line for _, line in zip(range(400), f)))
+    fast = plot.build_figure([plot.read_stats(small)], fields, x="steps").to_json()
+    monkeypatch.setattr(plot.Run, "position", lambda self, row, x="epoch": (
+        _reference_steps_position(self, row) if x == "steps" else
+        plot._number(row["epoch"]) if x == "epoch" else plot._number(row.get("total_time")) / 60))
+    assert plot.build_figure([plot.read_stats(small)], fields, x="steps").to_json() == fast
+
+
+def write_resuming_stats(path, epochs):
+    """Train and test rows whose counters start again every epoch: each train row looks like a resume."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(COLUMNS)
+        writer.writerow([dict(epoch=0, phase="random", total_train_steps=0, steps=100).get(c, 1.0) for c in COLUMNS])
+        for epoch in range(1, epochs + 1):
+            for phase in ("train", "test"):
+                # weight_updates 20 in a test row, 10 in the next train row: they start again
+                row = dict(epoch=epoch, phase=phase, steps=100, total_train_steps=100 * epoch,
+                           weight_updates=10 if phase == "train" else 20, replay_memory_count=100,
+                           total_time=10 * epoch + (5 if phase == "test" else 0), epoch_time=5)
+                writer.writerow([row.get(c, 1.0) for c in COLUMNS])
+    return str(path)
+
+
+def test_many_resumes_are_all_marked_in_order(tmp_path):
+    """A CSV in which every epoch looks like a resume: _mark_resumes added each mark with plotly's
+    add_shape/add_annotation, which copy every mark so far (100 rows took 105 s). All the marks are
+    there, after the subplot titles, in the order of the runs' resumes, chart by chart."""
+    from dqnviz.report.plot import build_figure, read_stats
+
+    run = read_stats(write_resuming_stats(tmp_path / "many.csv", epochs=1000))
+    resumes = run.resumes()
+    assert [r.epoch for r in resumes] == list(range(2, 1001))
+    fields = ["average_reward", "meanq"]
+    figure = build_figure([run], fields)
+    expected = [(f"x{axis}", resume.epoch - 0.5) for axis in ("", "2") for resume in resumes]
+    assert [(s.xref, s.x0) for s in figure.layout.shapes] == expected
+    titles = [a.text for a in figure.layout.annotations[:2]]
+    assert titles[0].startswith("average_reward") and titles[1].startswith("meanq")
+    labels = figure.layout.annotations[2:]
+    assert [(a.xref, a.x) for a in labels] == expected and all(a.text == "resumed" for a in labels)
+    assert labels[0].hovertext == "many resumed before epoch 2:<br>weight_updates start again (20 → 10)"

@@ -77,6 +77,8 @@ class Run:
     # (line, column, text) of the cells that are neither numbers nor empty nor "nan" (a diverged
     # run's meanq): drawn as gaps, and reported by the command
     unreadable: list = dataclasses.field(default_factory=list)
+    # {epoch: agent steps trained by the end of its train phase}, built once (see _train_steps)
+    _steps: tuple | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def _points(self, phase: str, field: str, unfinished: bool = False) -> list:
         """``(epoch, value, row)`` of the ``phase`` rows, in epoch order (NaN: a gap): those with a
@@ -98,12 +100,26 @@ class Run:
         if x != "steps":
             raise ValueError(f"unknown x axis {x!r}")
         if row["phase"] == "test":
-            for other in self.rows:
-                if other["phase"] == "train" and _number(other["epoch"]) == _number(row["epoch"]):
-                    steps = _number(other.get("total_train_steps"))
-                    if steps == steps:
-                        return steps
+            steps = self._train_steps().get(_number(row["epoch"]))
+            if steps is not None:
+                return steps
         return _number(row.get("total_train_steps"))
+
+    def _train_steps(self) -> dict:
+        """``{epoch: total_train_steps}`` of the first train row of each epoch (in file order) that
+        has a number there: where :meth:`position` puts a test row by steps. Built once per rows
+        list, so that placing every row is linear in the rows, not quadratic."""
+        if self._steps is None or self._steps[0] is not self.rows or self._steps[1] != len(self.rows):
+            steps = {}
+            for row in self.rows:
+                if row["phase"] == "train":
+                    epoch = _number(row["epoch"])
+                    if epoch == epoch and epoch not in steps:  # NaN equals no epoch
+                        value = _number(row.get("total_train_steps"))
+                        if value == value:
+                            steps[epoch] = value
+            self._steps = (self.rows, len(self.rows), steps)
+        return self._steps[2]
 
     def positions(self, phase: str, field: str, x: str = "epoch", unfinished: bool = False) -> list:
         """The x values (see :meth:`position`) of the points of :meth:`series` (of :meth:`unfinished`)."""
@@ -289,7 +305,8 @@ def read_stats(path) -> Run:
     if os.path.isdir(path):
         raise UserError(f"{path} is a folder, not a statistics CSV")
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        # utf-8-sig: a byte-order mark (as Excel saves a CSV) is not part of the first column's name
+        with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
             header = next(reader, None)
             rows = [row for row in reader if any(cell.strip() for cell in row)]
@@ -513,6 +530,7 @@ def _mark_resumes(figure, runs: list, charts: Charts, x: str) -> None:
     from the resume (a refilled replay memory, maybe a fresh optimizer or new meanq states), not
     from learning. Hovering the label says what in the CSV shows the resume."""
     several = len(runs) > 1
+    shapes, annotations = [], []  # the marks, in the order add_shape and add_annotation would add them
     # a label right of its line, or left of it in the right half of the x axis, where it would run off the chart
     places = [run.position(row, x) for run in runs for row in run.rows] + ([] if x == "epoch" else [0])
     places = [p for p in places if p == p]
@@ -531,17 +549,23 @@ def _mark_resumes(figure, runs: list, charts: Charts, x: str) -> None:
                 continue
             axis = "" if index == 0 else str(index + 1)
             for place, resume in marks:
-                figure.add_shape(type="line", xref=f"x{axis}", yref=f"y{axis} domain", x0=place, x1=place,
-                                 y0=0, y1=1, layer="below", line=dict(color=colour, dash="dot", width=1.5),
-                                 name=f"resume-{run.name}")
-                figure.add_annotation(
+                shapes.append(dict(type="line", xref=f"x{axis}", yref=f"y{axis} domain", x0=place, x1=place,
+                                   y0=0, y1=1, layer="below", line=dict(color=colour, dash="dot", width=1.5),
+                                   name=f"resume-{run.name}"))
+                annotations.append(dict(
                     text=label, xref=f"x{axis}", yref=f"y{axis} domain", x=place, y=1,
                     xanchor="left" if place <= middle else "right", xshift=2 if place <= middle else -2,
                     yanchor="top", yshift=shift, showarrow=False, font=dict(size=10, color=colour),
                     bgcolor="rgba(255,255,255,0.75)",
                     hovertext=f"{run.name} resumed before epoch {_int(resume.epoch)}:<br>" + "<br>".join(resume.signs),
                     name=f"resume-{run.name}",
-                )
+                ))
+    # added at once (as dicts: plotly builds each mark once), after the figure's own: plotly's add_shape
+    # and add_annotation copy every mark so far on each call, which made a run with many resumes quadratic
+    if shapes:
+        figure.layout.shapes = tuple(figure.layout.shapes) + tuple(shapes)
+    if annotations:
+        figure.layout.annotations = tuple(figure.layout.annotations) + tuple(annotations)
 
 
 def _grid(fields: list, columns: int | None) -> tuple[int, int]:
