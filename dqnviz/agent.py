@@ -77,6 +77,8 @@ class GameRecord:
 def env_for_snapshot(meta: dict, seed: int = 0, **overrides) -> AtariEnv:
     """An :class:`AtariEnv` with the preprocessing stored in a snapshot's metadata."""
     rom = Rom(**meta["rom"]) if "rom" in meta and _exists(meta["rom"].get("path")) else rom_for_game(meta["game"], meta.get("rom_md5"))
+    if rom.name != meta["game"]:  # a hand-edited or mixed-up snapshot: which game would it be?
+        raise ValueError(f"it names the game {meta['game']!r} but its ROM is {rom.name!r}")
     pre = _checked_preprocessing(meta.get("preprocessing", {}))
     options = dict(
         noop_max=pre.get("noop_max", 30),

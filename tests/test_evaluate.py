@@ -198,6 +198,7 @@ def test_the_csv_guard_refuses_any_archive_but_not_a_csv(tmp_path):
      "preprocessing.frame_skip is 0, not a whole number from 1 to 64"),
     (lambda meta: {**meta, "preprocessing": {**meta["preprocessing"], "noop_max": "x"}},
      "preprocessing.noop_max is 'x', not a whole number from 0 to 108000"),
+    (lambda meta: {**meta, "game": "pong"}, "it names the game 'pong' but its ROM is 'breakout'"),
 ])
 @pytest.mark.parametrize("command", ["test", "record", "nvis", "compare"])
 def test_damaged_metadata_is_one_line_not_a_traceback(breakout_snapshot, tmp_path, capfd, monkeypatch, change,
