@@ -18,10 +18,11 @@ from pathlib import Path
 
 from dqnviz.errors import UserError
 
-__all__ = ["atomic_write", "check_output", "check_writable", "kept_file", "snapshot_like"]
+__all__ = ["atomic_write", "cannot_write", "check_output", "check_writable", "kept_file", "snapshot_like"]
 
 
-def _cannot_write(path, error: OSError) -> UserError:
+def cannot_write(path, error: OSError) -> UserError:
+    """The one-line UserError for an OSError met writing ``path``: ``cannot write PATH: REASON``."""
     return UserError(f"cannot write {path}: {error.strerror or error}")
 
 
@@ -31,7 +32,7 @@ def _temporary_beside(path: Path, suffix: str) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=suffix, dir=path.parent)
     except OSError as error:
-        raise _cannot_write(path, error) from None
+        raise cannot_write(path, error) from None
     os.close(fd)
     return tmp
 
@@ -61,7 +62,7 @@ def check_writable(path) -> Path:
     try:
         fd, probe = tempfile.mkstemp(prefix=".dqnviz-", suffix=".probe", dir=folder)
     except OSError as error:
-        raise _cannot_write(path, error) from None
+        raise cannot_write(path, error) from None
     os.close(fd)
     os.unlink(probe)
     if path.is_dir():
@@ -157,7 +158,7 @@ def atomic_write(path, write, suffix=None):
         if os.path.exists(tmp):
             os.unlink(tmp)
         if isinstance(error, OSError):
-            raise _cannot_write(path, error) from None
+            raise cannot_write(path, error) from None
         raise
     return path
 

@@ -33,6 +33,7 @@ from dqnviz.atari import FRAME_SHAPE, AtariEnv, Rom, VectorAtariEnv
 from dqnviz.config import TEST_MAX_FRAMES, TrainConfig, env_switch, epsilon_schedule
 from dqnviz.errors import UserError
 from dqnviz.learner import Learner
+from dqnviz.outputs import cannot_write
 from dqnviz.progress import Progress, plural
 from dqnviz.replay import DeviceReplay, ReplayMemory, check_fits_in_memory
 from dqnviz.snapshot import (kernel_movement, layer_kernels, load_optimizer_state, load_validation_states,
@@ -288,10 +289,6 @@ class RunTaken(UserError):
         super().__init__(f"{path} is in use by another dqnviz train running now" if busy else f"{path} exists")
 
 
-def _cannot_write(path, error: OSError) -> UserError:
-    return UserError(f"cannot write {path}: {error.strerror or error}")
-
-
 class StatisticsCSV:
     """``reports/<run>.csv``: one row per phase, appended and synced at once (never rewritten).
 
@@ -323,7 +320,7 @@ class StatisticsCSV:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise _cannot_write(self.path, error) from None
+            raise cannot_write(self.path, error) from None
         if new or not self.path.exists():
             try:  # created now, so that the run's name is taken while its first phase runs
                 self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o666)
@@ -332,12 +329,12 @@ class StatisticsCSV:
                 if new:
                     raise RunTaken(self.path) from None
             except OSError as error:
-                raise _cannot_write(self.path, error) from None
+                raise cannot_write(self.path, error) from None
         if self._fd is None:
             try:
                 self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
             except OSError as error:
-                raise _cannot_write(self.path, error) from None
+                raise cannot_write(self.path, error) from None
         try:
             if lock and fcntl is not None:
                 try:
@@ -374,7 +371,7 @@ class StatisticsCSV:
             try:
                 os.ftruncate(self._fd, keep)
             except OSError as error:
-                raise _cannot_write(self.path, error) from None
+                raise cannot_write(self.path, error) from None
             shown = self.dropped.decode("utf-8", "replace")
             shown = shown if len(shown) <= 40 else shown[:37] + "…"
             log(f"{self.path}: dropped its last line, a row cut short when an earlier sitting stopped "
@@ -397,7 +394,7 @@ class StatisticsCSV:
         except OSError as error:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, size)
-            raise _cannot_write(self.path, error) from None
+            raise cannot_write(self.path, error) from None
 
     def append(self, row: dict) -> None:
         buffer = io.StringIO()

@@ -182,13 +182,18 @@ def check_channels_last(layer):
     return layer
 
 
+def is_whole_number(value) -> bool:
+    """Whether ``value`` is a Python or numpy integer, and not a bool (``True`` is no count)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def check_batch_size(batch_size) -> int:
     """Return ``batch_size`` as an int if it is a positive integer (not a bool).
 
     Raises:
         UserError: 0, negative, a float, a bool or not a number.
     """
-    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    if not is_whole_number(batch_size) or batch_size < 1:
         raise UserError(f"batch_size must be a positive integer, got {batch_size!r}")
     return int(batch_size)
 

@@ -10,6 +10,7 @@ from dqnviz.analysis._model import (
     compiled_gradient,
     compiled_runner,
     graph_runner,
+    is_whole_number,
     predict,
     score_count,
 )
@@ -126,7 +127,7 @@ def _checked_settings(method, settings) -> dict:
         kind, lowest, inclusive = _RULES[name]
         bound = f">= {lowest:g}" if inclusive else f"> {lowest:g}"
         if kind == "whole":
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < lowest:
+            if not is_whole_number(value) or value < lowest:
                 raise UserError(f"{method} saliency needs {name} to be a whole number {bound}, got {value!r}")
             settings[name] = int(value)
         else:
