@@ -5,6 +5,44 @@ from __future__ import annotations
 
 from pathlib import Path
 
+CSV_COLUMNS = [
+    "epoch", "phase", "steps", "nr_games", "average_reward", "min_game_reward", "max_game_reward",
+    "last_exploration_rate", "total_train_steps", "replay_memory_count", "meanq", "meancost",
+    "weight_updates", "total_time", "epoch_time", "steps_per_second",
+]
+
+# random: epoch 0, the replay memory filled by random play; refill: a resumed run refilling it
+PHASES = ("random", "refill", "train", "test")
+
+
+def first_malformed_row(data: bytes) -> tuple[int, str] | None:
+    """The first whole row of a statistics CSV's bytes ``data`` (header and a last line without
+    its newline aside) that no run could have written, as (line number, text); None if every row
+    is sound. A row is sound with one field per column, a whole-number epoch and a known phase;
+    blank lines are ignored, as the CSV reader does."""
+    import csv
+
+    text, _ = complete_lines(data.decode("utf-8", "replace"))
+    lines = text.splitlines()
+    for number, fields in enumerate(csv.reader(lines[1:]), start=2):
+        if not fields:
+            continue
+        if len(fields) != len(CSV_COLUMNS) or not fields[0].isdigit() or fields[1] not in PHASES:
+            return number, lines[number - 1]
+    return None
+
+
+def malformed_row_message(path: Path, data: bytes) -> str | None:
+    """Why a resumed run cannot append to the statistics CSV at ``path`` holding ``data``: a whole
+    row no run wrote (:func:`first_malformed_row`); None if there is none. Such a row is not a
+    crash's leftover (that has no newline, and is dropped), so it is not dropped silently."""
+    if (bad := first_malformed_row(data)) is None:
+        return None
+    number, line = bad
+    shown = line if len(line) <= 40 else line[:37] + "…"
+    return (f"{path} line {number} is not a statistics row ({shown!r}): mend or delete that line, "
+            f"or use --name to continue as a new run")
+
 
 class Statistics(list):
     """The rows of a statistics CSV (dicts by column name), with ``columns``: its header ([] for an

@@ -38,7 +38,7 @@ from dqnviz.progress import Progress, plural
 from dqnviz.replay import DeviceReplay, ReplayMemory, check_fits_in_memory
 from dqnviz.snapshot import (kernel_movement, layer_kernels, load_optimizer_state, load_validation_states,
                              save_optimizer_state, save_snapshot, save_validation_states, starting_point)
-from dqnviz.statistics import has_row, read_statistics
+from dqnviz.statistics import CSV_COLUMNS, has_row, malformed_row_message, read_statistics
 from dqnviz.stopping import deferred_interrupts
 from dqnviz.units import format_bytes
 
@@ -206,13 +206,6 @@ def make_envs(rom: Rom, config: TrainConfig, training: bool, seed: int):
 # ----------------------------------------------------------------------------------------------
 # Statistics
 
-CSV_COLUMNS = [
-    "epoch", "phase", "steps", "nr_games", "average_reward", "min_game_reward", "max_game_reward",
-    "last_exploration_rate", "total_train_steps", "replay_memory_count", "meanq", "meancost",
-    "weight_updates", "total_time", "epoch_time", "steps_per_second",
-]
-
-
 @dataclass
 class PhaseStats:
     """What one phase measured; becomes one CSV row."""
@@ -365,6 +358,8 @@ class StatisticsCSV:
             header = None
         if header != CSV_COLUMNS:
             raise UserError(f"{self.path} exists but is not a dqnviz statistics file; use --report-dir or --name")
+        if message := malformed_row_message(self.path, data):
+            raise UserError(message)
         if not data.endswith((b"\n", b"\r")):
             keep = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
             self.dropped = data[keep:]

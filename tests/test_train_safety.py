@@ -302,3 +302,30 @@ def test_a_damaged_csv_is_named_so_and_branches_off(tmp_path, monkeypatch, capsy
     out = capsys.readouterr().out
     assert f"{said}; continuing as a new run, t-2" in out and "another run" not in out
     assert statistics.read_bytes() == content
+
+
+@pytest.mark.parametrize("garbage", [b"2,train,48\r\n", b"hello world\r\n", b"two,train" + b",0" * 14 + b"\r\n",
+                                     b"2,warmup" + b",0" * 14 + b"\r\n"])
+def test_a_resume_refuses_a_whole_row_no_run_wrote_and_names_its_line(tmp_path, monkeypatch, capsys, garbage):
+    _resumable_run_t(tmp_path, config=_tiny_config())
+    statistics = tmp_path / "reports" / "t.csv"
+    with open(statistics, "ab") as f:
+        f.write(garbage)  # a whole line, newline and all: not a crash's leftover, so not dropped silently
+    before = statistics.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--resume", "snapshots/t_1.keras", "--epochs", "2", "--quiet"]) == 2
+    line = len(before.splitlines())
+    _one_line_error(capsys, f"reports/t.csv line {line} is not a statistics row ({garbage.decode().strip()!r})")
+    assert statistics.read_bytes() == before
+    assert not (tmp_path / "snapshots" / "t_2.keras").exists()
+
+
+def test_malformed_rows_are_found_and_sound_files_pass():
+    from dqnviz.statistics import CSV_COLUMNS, first_malformed_row
+
+    header = ",".join(CSV_COLUMNS).encode() + b"\r\n"
+    row = b"1,train" + b",0" * 14 + b"\r\n"
+    assert first_malformed_row(header) is None
+    assert first_malformed_row(header + row + b"\r\n" + row + b"2,tra") is None  # blank line and cut row aside
+    assert first_malformed_row(header + row + b"1,train,0\r\n" + row) == (3, "1,train,0")
+    assert first_malformed_row(header + row.replace(b"1,", b"-1,", 1)) == (2, "-1,train" + ",0" * 14)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from dqnviz.statistics import read_statistics  # train --resume reads the run's CSV once, and decides from its rows
+from dqnviz.statistics import CSV_COLUMNS, malformed_row_message, read_statistics  # train --resume reads the run's CSV once, and decides from its rows
 
 HELP = "train a DQN on a game (a ROM path, or a name like breakout)"
 DESCRIPTION = """\
@@ -85,8 +85,6 @@ def mismatch_reason(path: Path, rows: list[dict] | None, meta: dict) -> str:
     """Why the CSV at ``path``, with ``rows`` (None: unreadable), is not that of the run that saved
     a snapshot with ``meta`` (:func:`statistics_match` said so), in words: a file that cannot be
     read, or is not a statistics CSV at all, or has no rows, is damaged, not another run's."""
-    from dqnviz.trainer import CSV_COLUMNS
-
     if rows is None:
         return f"{path} cannot be read as a statistics CSV"
     columns = getattr(rows, "columns", None)
@@ -97,6 +95,15 @@ def mismatch_reason(path: Path, rows: list[dict] | None, meta: dict) -> str:
     if not rows:
         return f"{path} holds no rows"
     return f"{path} holds another run's statistics"
+
+
+def _malformed_row_message(path: Path) -> str | None:
+    """:func:`malformed_row_message` for the file at ``path`` (None if it cannot be read: that is
+    said where it is read)."""
+    try:
+        return malformed_row_message(path, path.read_bytes())
+    except OSError:
+        return None
 
 
 def last_epoch(rows: list[dict] | None) -> int | None:
@@ -195,6 +202,9 @@ def run(args) -> int:
             statistics = report_dir / f"{run_name}.csv"
             exists = statistics.exists()
             rows = read(statistics) if exists else None
+            if getattr(rows, "columns", None) == CSV_COLUMNS and (message := _malformed_row_message(statistics)):
+                # this run's CSV, with a row no run wrote: said before a branch-off is decided from it
+                raise UserError(message)
             reason = None
             if exists and not statistics_match(rows, meta):
                 reason = mismatch_reason(statistics, rows, meta)

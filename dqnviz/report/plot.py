@@ -20,12 +20,12 @@ from pathlib import Path
 from dqnviz.errors import UserError
 from dqnviz.progress import plural
 from dqnviz.report.render import MODEBAR_ROOM, script_json
+from dqnviz.statistics import PHASES
 
 COLUMNS = ["epoch", "phase", "steps", "nr_games", "average_reward", "min_game_reward", "max_game_reward",
            "last_exploration_rate", "total_train_steps", "replay_memory_count", "meanq", "meancost",
            "weight_updates", "total_time", "epoch_time", "steps_per_second"]
 DEFAULT_FIELDS = ["average_reward", "meanq", "nr_games", "meancost"]
-PHASES = ("random", "refill", "train", "test")  # refill: a resumed run's replay memory, refilled (not drawn)
 GAME_SCORE_FIELDS = ("average_reward", "min_game_reward", "max_game_reward")
 
 TITLES = {
