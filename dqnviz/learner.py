@@ -60,12 +60,25 @@ def dqn_loss(q, q_next_online, q_next_target, batch, bootstrap_epsilon: float = 
 
 
 def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
-    """DeepMind's centred RMSProp (lr 0.00025, ρ 0.95, ε 0.01), or Adam."""
+    """DeepMind's centred RMSProp (lr η 0.00025, ρ 0.95, ε 0.01), or Adam.
+
+    DeepMind's RMSProp (their Lua ``NeuralQLearner``) steps on the gradient G of the loss summed
+    over the batch, with ε inside the square root::
+
+        m ← ρ m + (1 − ρ) G,   v ← ρ v + (1 − ρ) G²,   θ ← θ − η G / √(v − m² + ε)
+
+    The loss here is the batch mean, whose gradient is g = G / B for a batch of B. Putting G = B g
+    in the update gives η g / √(v_g − m_g² + ε / B²), with m_g, v_g the same averages of g: so
+    Keras' centred RMSprop, given ε / B², takes exactly DeepMind's steps. (Given ε itself, its
+    steps would be up to B times smaller: for B = 32, v_g ≈ 1e-6 ≪ ε = 0.01.) ``rmsprop_epsilon``
+    is therefore in DeepMind's units, the paper's "min squared gradient". Adam's ε is not
+    rescaled: the shipped recipes tuned it for the mean loss, as Dopamine's does.
+    """
     if config.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate=config.learning_rate, epsilon=config.adam_epsilon)
     return keras.optimizers.RMSprop(
         learning_rate=config.learning_rate, rho=config.rmsprop_rho,
-        epsilon=config.rmsprop_epsilon, centered=True,
+        epsilon=config.rmsprop_epsilon / config.batch_size ** 2, centered=True,
     )
 
 

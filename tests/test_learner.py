@@ -154,8 +154,33 @@ def test_default_optimizer_is_deepminds_centred_rmsprop():
     learner = Learner(2, TrainConfig())
     optimizer = learner.optimizer
     assert isinstance(optimizer, keras.optimizers.RMSprop)
-    assert optimizer.centered and optimizer.rho == 0.95 and optimizer.epsilon == 0.01
+    assert optimizer.centered and optimizer.rho == 0.95 and optimizer.epsilon == pytest.approx(0.01 / 32 ** 2)
     assert float(optimizer.learning_rate) == pytest.approx(0.00025)
+
+
+@pytest.mark.parametrize("batch_size", [32, 8])
+def test_rmsprop_takes_deepminds_steps_on_the_batch_mean_loss(batch_size):
+    """DeepMind's update (their Lua NeuralQLearner), written out in numpy on the gradient G of the
+    loss summed over the batch: m ← ρm + (1−ρ)G, v ← ρv + (1−ρ)G², θ ← θ − ηG/√(v − m² + 0.01).
+    The learner's optimizer, stepping on the batch mean's gradient G/B, must move θ the same."""
+    from dqnviz.learner import make_optimizer
+
+    config = TrainConfig(batch_size=batch_size)
+    optimizer = make_optimizer(config)
+    rng = np.random.default_rng(3)
+    start = rng.normal(scale=1e-3, size=(5,)).astype("float32")  # small: float32 resolves the steps
+    weight = keras.Variable(start)
+    optimizer.build([weight])
+    theta, m, v = start.astype("float64"), np.zeros(5), np.zeros(5)
+    for _ in range(4):
+        summed = rng.normal(scale=0.05, size=(5,))  # G: gradients of this size make ε dominate
+        optimizer.apply_gradients([(keras.ops.convert_to_tensor((summed / batch_size).astype("float32")), weight)])
+        m = 0.95 * m + 0.05 * summed
+        v = 0.95 * v + 0.05 * summed ** 2
+        theta = theta - 0.00025 * summed / np.sqrt(v - m ** 2 + 0.01)
+    moved, wanted = np.asarray(weight) - start, theta - start
+    np.testing.assert_allclose(moved, wanted, rtol=2e-3, atol=1e-8)
+    assert np.abs(wanted).max() > 1e-4  # the steps are not vanishingly small
 
 
 def test_jax_compiler_options_are_used_where_xla_knows_them_and_dropped_where_not(monkeypatch):
