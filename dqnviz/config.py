@@ -36,7 +36,7 @@ class TrainConfig:
     """Hyper-parameters of a training run. Defaults follow the Nature paper unless noted."""
 
     # Epochs and phases
-    epochs: int = _f(50, "the run's last epoch: train/test epochs 1 … N follow the random epoch 0 (a resumed run counts on from where it stopped); 50 epochs of 250,000 agent steps are the Nature paper's 50 M frames", positive=True)
+    epochs: int = _f(200, "the run's last epoch: train/test epochs 1 … N follow the random epoch 0 (a resumed run counts on from where it stopped); 200 epochs of 250,000 agent steps are the Nature run's 50 M agent steps (the paper's \"50 million frames\" are agent steps: 200 M emulator frames)", positive=True)
     random_steps: int = _f(50_000, "agent steps of uniformly random play in epoch 0, which fill the replay memory", positive=True)
     train_steps: int = _f(250_000, "agent steps in each epoch's train phase", positive=True)
     test_steps: int = _f(125_000, "agent steps in each epoch's test phase (ε = test-epsilon), summed over environments; the games still running then play to their end, so every game started counts", positive=True)
@@ -67,7 +67,7 @@ class TrainConfig:
     optimizer: str = _f("rmsprop", "'rmsprop' (DeepMind's centred RMSProp) or 'adam'", choices=("rmsprop", "adam"))
     learning_rate: float = _f(0.00025, "learning rate", positive=True)
     rmsprop_rho: float = _f(0.95, "RMSProp decay ρ", probability=True)
-    rmsprop_epsilon: float = _f(0.01, "RMSProp ε", positive=True)
+    rmsprop_epsilon: float = _f(0.01, "RMSProp ε, as DeepMind's: for the loss summed over the batch (the loss here is the batch mean, so the optimizer is given ε / batch-size², which takes the same steps)", positive=True)
     adam_epsilon: float = _f(1.5e-4, "Adam ε (used with --optimizer adam)", positive=True)
     # Exploration
     epsilon_start: float = _f(1.0, "ε at the first train step", probability=True)
