@@ -123,7 +123,7 @@ def resolve_rom(spec: str | os.PathLike) -> Rom:
     """
     text = str(spec)
     looks_like_path = os.path.exists(text) or (not _ENVIRONMENT_ID.fullmatch(text.strip()) and (
-        os.sep in text or text.endswith((".bin", ".a26", ".rom"))))
+        os.sep in text or (os.altsep and os.altsep in text) or text.endswith((".bin", ".a26", ".rom"))))
     if looks_like_path:
         if not os.path.exists(text):
             raise UserError(f"ROM file not found: {text}")

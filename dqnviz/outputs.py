@@ -37,9 +37,14 @@ def _temporary_beside(path: Path, suffix: str) -> str:
     return tmp
 
 
+# Windows' fsync (_commit) needs a handle open for writing; POSIX's takes any, and a read-only
+# one works on files this process could not write.
+_WINDOWS = os.name == "nt"
+
+
 def _to_disk(path) -> None:
     """``fsync`` the file ``path`` (a no-op where the file system cannot)."""
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0) if _WINDOWS else os.O_RDONLY)
     try:
         os.fsync(fd)
     except OSError as error:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import signal
 import threading
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGBREAK: Ctrl-Break on Windows, where SIGTERM is never delivered
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, *([signal.SIGBREAK] if hasattr(signal, "SIGBREAK") else []))
 _last_signal = [signal.SIGINT]  # the stop signal that arrived last (a plain KeyboardInterrupt: SIGINT)
 
 

@@ -206,6 +206,8 @@ def make_envs(rom: Rom, config: TrainConfig, training: bool, seed: int):
 # ----------------------------------------------------------------------------------------------
 # Statistics
 
+_BINARY = getattr(os, "O_BINARY", 0)  # Windows: bytes as written, no \n → \r\n (rows end in \r\n already)
+
 @dataclass
 class PhaseStats:
     """What one phase measured; becomes one CSV row."""
@@ -316,7 +318,7 @@ class StatisticsCSV:
             raise cannot_write(self.path, error) from None
         if new or not self.path.exists():
             try:  # created now, so that the run's name is taken while its first phase runs
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o666)
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | _BINARY, 0o666)
                 self._created = True
             except FileExistsError:
                 if new:
@@ -325,7 +327,7 @@ class StatisticsCSV:
                 raise cannot_write(self.path, error) from None
         if self._fd is None:
             try:
-                self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+                self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | _BINARY)
             except OSError as error:
                 raise cannot_write(self.path, error) from None
         try:

@@ -138,6 +138,8 @@ def test_ctrl_c_saves_a_snapshot_that_resumes(tmp_path, monkeypatch, capsys):
     (["train", "pong", "--name", ""], "--name must not be empty"),
     (["train", "pong", "--name", ".hidden"], "must not start with '.'"),
     (["train", "--resume", "/nonexistent/x.keras", "--name", ".."], "must not start with '.'"),
+    (["train", "pong", "--name", "nul"], "--name 'nul' is a device name on Windows"),
+    (["train", "pong", "--name", "Com3.run"], "--name 'Com3.run' is a device name on Windows"),
     (["test", "/nonexistent/x.keras"], "snapshot not found"),
     (["train", "--resume", "/nonexistent/x.keras"], "snapshot not found"),
 ])
@@ -486,3 +488,15 @@ def test_settings_that_leave_the_agent_no_game_are_refused(tmp_path, capsys, mon
     monkeypatch.chdir(tmp_path)
     assert main(["train", "pong", *argv, "--quiet"]) == 2
     assert said in capsys.readouterr().err and not any(tmp_path.iterdir())
+
+
+def test_a_run_name_differing_only_in_case_is_taken(tmp_path):
+    """On a case-insensitive disk (macOS's, Windows') run Pong's pong_3.keras is run pong's: the
+    name is taken, on any disk, so that the files of one are never written over the other's."""
+    from dqnviz.commands.train import _taken, free_run_name
+
+    (tmp_path / "snapshots").mkdir()
+    (tmp_path / "snapshots" / "pong_3.keras").write_bytes(b"")
+    assert _taken("Pong", tmp_path / "snapshots", tmp_path / "reports")
+    assert free_run_name("PONG", tmp_path / "snapshots", tmp_path / "reports") == "PONG-2"
+    assert not _taken("pongo", tmp_path / "snapshots", tmp_path / "reports")

@@ -127,3 +127,30 @@ def test_a_file_is_on_the_disk_before_it_takes_its_name(tmp_path, monkeypatch):
     atomic_write(tmp_path / "r.html", lambda tmp: open(tmp, "w").write("x" * 1000))
     assert events == [("fsync", 1000), ("replace", "r.html")]
     assert (tmp_path / "r.html").read_text() == "x" * 1000
+
+
+def test_a_file_is_flushed_through_a_writable_handle_on_windows(tmp_path, monkeypatch):
+    """Windows' fsync refuses a read-only handle (EBADF): there the flush opens the file for
+    writing. Windows' rule is played here by an fsync that refuses read-only descriptors."""
+    import errno
+    import fcntl
+    import os
+
+    from dqnviz import outputs
+
+    real_fsync, flushed = os.fsync, []
+
+    def windows_fsync(fd):
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        flushed.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", windows_fsync)
+    monkeypatch.setattr(outputs, "_WINDOWS", True)
+    outputs.atomic_write(tmp_path / "r.html", lambda tmp: open(tmp, "w").write("x"))
+    assert flushed and (tmp_path / "r.html").read_text() == "x"
+    monkeypatch.setattr(outputs, "_WINDOWS", False)  # the rule is real: a read-only handle fails it
+    with pytest.raises(Exception, match="Bad file descriptor"):
+        outputs.atomic_write(tmp_path / "s.html", lambda tmp: open(tmp, "w").write("x"))
+    assert not (tmp_path / "s.html").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -46,8 +47,17 @@ def add_arguments(parser) -> None:
 
 
 def _has_snapshots(name: str, snapshot_dir: Path) -> bool:
-    """Whether ``snapshot_dir`` holds a snapshot of run ``name``, or the optimizer state beside them."""
-    return any(snapshot_dir.glob(f"{name}_*.keras")) or (snapshot_dir / f"{name}.optimizer.npz").exists()
+    """Whether ``snapshot_dir`` holds a snapshot of run ``name``, or the optimizer state beside them.
+    Names are compared case-folded: on a case-insensitive disk (macOS's, Windows') run ``Pong``
+    would write over ``pong_3.keras``."""
+    if (snapshot_dir / f"{name}.optimizer.npz").exists():
+        return True
+    try:
+        names = [entry.name.casefold() for entry in os.scandir(snapshot_dir)]
+    except OSError:
+        return False
+    stem = f"{name}_".casefold()
+    return any(entry.startswith(stem) and entry.endswith(".keras") for entry in names)
 
 
 def _taken(name: str, snapshot_dir: Path, report_dir: Path) -> bool:
@@ -149,6 +159,12 @@ def check_run_name(name: str) -> None:
         raise UserError(f"--name {name!r}: must not start with '.'")
     if len(name) > 100:  # the files' suffixes (_<epoch>_interrupted.keras) must still fit a file name
         raise UserError(f"--name is {len(name)} characters long: give at most 100")
+    if name.split(".")[0].upper() in WINDOWS_DEVICE_NAMES:  # reports/con.csv cannot exist on Windows
+        raise UserError(f"--name {name!r} is a device name on Windows: choose another")
+
+
+# names Windows keeps for devices, whatever the extension: a run's files there could not be made
+WINDOWS_DEVICE_NAMES = {"CON", "PRN", "AUX", "NUL", *(f"{port}{n}" for port in ("COM", "LPT") for n in range(10))}
 
 
 def run(args) -> int:
