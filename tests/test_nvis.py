@@ -124,6 +124,22 @@ def test_self_contained(report):
     assert os.path.getsize(report) < 15e6
 
 
+def test_each_layer_gives_the_squares_that_hold_90_percent_and_half_of_its_gradient(report):
+    html = report.read_text()
+    chart = json.loads(re.search(r'<script type="application/json" id="fig-erf-chart">(.*?)</script>', html, re.S).group(1))
+    bars = {trace["name"]: trace["y"] for trace in chart["data"]}
+    theoretical, ninety, half = (bars[name] for name in ("theoretical", "effective: 90% of the gradient",
+                                                         "half of the gradient"))
+    assert theoretical == [8, 20, 36]
+    for layer, n, h, t in zip(LAYERS, ninety, half, theoretical):
+        if n == 0:  # the centre unit is off on these states: nothing reaches the input, and the page says so
+            assert h == 0 and f"{layer}: no gradient reaches the input" in html
+            continue
+        assert 0 < h <= n <= t  # half the mass needs no more room than 90% of it
+        assert f"{layer}: 90% of the gradient within {n:.0f} px, half within {h} px, of a theoretical {t} px" in html
+    assert sum(n > 0 for n in ninety) >= 2 and any(h < n for h, n in zip(half, ninety))
+
+
 def test_a_browser_that_cannot_unpack_plotly_keeps_the_images_and_says_why(report):
     """Without DecompressionStream (browsers before 2023) no chart can be drawn: a banner says
     so, and every image slot keeps its placeholder image; the page raises no other error."""

@@ -65,6 +65,32 @@ def test_erf_of_one_conv_is_its_kernel_support():
     assert effective_receptive_field(model, np.ones((1, 9, 9, 1)), "c", mass=0.1)["size"] == 1
 
 
+def test_smallest_square_sides_for_an_even_spread_and_a_peaked_one():
+    from dqnviz.analysis.receptive_field import smallest_square
+
+    even = np.zeros((84, 84))
+    even[24:60, 24:60] = 1.0  # a 36-px field, centred at 41.5: even sides
+    assert smallest_square(even, (41.5, 41.5), 0.9) == (36, pytest.approx(1.0))  # 34² holds 89.2%
+    size, fraction = smallest_square(even, (41.5, 41.5), 0.5)
+    assert size == 26 and fraction == pytest.approx(26 ** 2 / 36 ** 2)  # 24² holds 44%: √0.5 · 36 ≈ 25.5
+    peaked = even.copy()
+    peaked[39:44, 39:44] = 100.0  # most of the mass at the centre
+    assert smallest_square(peaked, (41.5, 41.5), 0.5)[0] < 10
+    assert smallest_square(np.zeros((5, 5)), (2, 2), 0.5) == (0, 0.0)
+    odd = np.zeros((9, 9))
+    odd[4, 4], odd[2, 4] = 3.0, 1.0  # a whole-pixel centre: odd sides
+    assert smallest_square(odd, (4, 4), 0.75) == (1, 0.75) and smallest_square(odd, (4, 4), 0.8)[0] == 5
+
+
+def test_the_core_holds_half_the_gradient_and_lies_within_the_size(nature):
+    states = np.random.default_rng(0).integers(0, 256, (2, 84, 84, 4)).astype("uint8")
+    erf = effective_receptive_field(nature, states, "conv3")
+    from dqnviz.analysis.receptive_field import smallest_square
+
+    assert 0 < erf["core"] < erf["size"] <= 36
+    assert erf["core"] == smallest_square(erf["map"], erf["centre"], 0.5)[0]
+
+
 def test_errors(nature):
     with pytest.raises(UserError, match=r"'fc' has no spatial axes.*conv1, conv2, conv3"):
         receptive_field(nature, "fc")

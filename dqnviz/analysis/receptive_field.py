@@ -220,6 +220,29 @@ def receptive_field(model, layer):
     return _squash(field.size), _squash(field.stride)
 
 
+def smallest_square(weight_map, centre, mass: float) -> tuple[int, float]:
+    """The side of the smallest square centred on ``centre`` (input coordinates ``(y, x)``, whole
+    or half pixels) that holds at least ``mass`` of the non-negative ``weight_map``'s sum, and the
+    share it holds: ``(0, 0.0)`` for an all-zero map. A pixel at (i, j) lies in the square of side
+    2·h + 1 when max(|i − cy|, |j − cx|) ≤ h, so the sides step by 2 (odd sides about a whole-pixel
+    centre, even ones about a half-pixel centre)."""
+    weight_map = np.asarray(weight_map, np.float64)
+    rows = np.abs(np.arange(weight_map.shape[0])[:, None] - centre[0])
+    cols = np.abs(np.arange(weight_map.shape[1])[None, :] - centre[1])
+    half = np.maximum(rows, cols).ravel()  # a square of side 2·half + 1 holds this pixel
+    weight = weight_map.ravel()
+    if not weight.sum() > 0:
+        return 0, 0.0
+    order = np.argsort(half, kind="stable")
+    sorted_half = half[order]
+    cumulative = np.cumsum(weight[order]) / weight.sum()
+    for level in np.unique(sorted_half):
+        inside = cumulative[np.searchsorted(sorted_half, level, side="right") - 1]
+        if inside >= mass - 1e-9:
+            return int(round(2 * level + 1)), float(inside)
+    return int(round(2 * sorted_half[-1] + 1)), 1.0
+
+
 def effective_receptive_field(model, states, layer, mass=0.9, *, batch_size=128) -> dict:
     """Measure the effective receptive field (Luo et al., 2016) of ``layer``'s centre unit.
 
@@ -230,7 +253,10 @@ def effective_receptive_field(model, states, layer, mass=0.9, *, batch_size=128)
     using plain gradients (ordinary ReLU derivatives, not guided backprop). ``size`` is the side
     of the smallest square centred on the centre unit's theoretical receptive-field centre
     (in input pixels) that holds at least ``mass`` of ``Σ E``; it never exceeds the
-    theoretical size.
+    theoretical size. ``core`` is the same side for half the mass: with mass 0.9 a gradient
+    spread evenly over the theoretical field already needs √0.9 ≈ 95% of its side, so ``size``
+    alone barely tells a unit that listens to its field's centre from one that listens to all
+    of it; ``core`` (√0.5 ≈ 71% for an even spread) does.
 
     A model taking images of any size (``keras.Input((None, None, C))``) is measured on the
     states' size: ``H_l``, ``W_l`` and the centre are those of the layer's output for them.
@@ -243,7 +269,8 @@ def effective_receptive_field(model, states, layer, mass=0.9, *, batch_size=128)
         batch_size: states per forward+backward pass, a positive integer.
 
     Returns:
-        dict with ``"size"`` (int; 0 if the gradient is zero everywhere), ``"theoretical"``
+        dict with ``"size"`` (int; 0 if the gradient is zero everywhere), ``"core"`` (int: the
+        side for half the mass, 0 likewise), ``"theoretical"``
         ``(size, stride)`` as :func:`receptive_field`, ``"map"`` (``(H, W)`` float32 map ``E``
         scaled to max 1), ``"centre"`` ``(y, x)`` input coordinates of the unit's receptive-field
         centre, ``"unit"`` ``(cy, cx)`` and ``"fraction"`` (the mass actually inside the square).
@@ -273,23 +300,12 @@ def effective_receptive_field(model, states, layer, mass=0.9, *, batch_size=128)
         total += np.abs(gradient).sum(axis=(0, 3))
     total /= len(batch)
 
-    rows = np.abs(np.arange(total.shape[0])[:, None] - centre[0])
-    cols = np.abs(np.arange(total.shape[1])[None, :] - centre[1])
-    half = np.maximum(rows, cols).ravel()  # a square of side 2·half + 1 holds this pixel
-    weight = total.ravel()
-    size, fraction = 0, 0.0
-    if weight.sum() > 0:
-        order = np.argsort(half, kind="stable")
-        sorted_half = half[order]
-        cumulative = np.cumsum(weight[order]) / weight.sum()
-        for level in np.unique(sorted_half):
-            inside = cumulative[np.searchsorted(sorted_half, level, side="right") - 1]
-            if inside >= mass - 1e-9:
-                size, fraction = int(round(2 * level + 1)), float(inside)
-                break
+    size, fraction = smallest_square(total, centre, mass)
+    core, _ = smallest_square(total, centre, 0.5)
     peak = total.max()
     return {
         "size": size,
+        "core": core,
         "theoretical": (_squash(field.size), _squash(field.stride)),
         "map": (total / peak if peak > 0 else total).astype(np.float32),
         "centre": centre,

@@ -261,6 +261,8 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
     """Play with every snapshot and compute all views and numbers of the compare page."""
     import dqnviz.analysis as analysis
     from dqnviz.agent import checked_env_for_snapshot, play_games
+    from dqnviz.analysis._model import resolve_layer
+    from dqnviz.analysis.relu import is_relu_output
     from dqnviz.progress import Progress
 
     timings = {}
@@ -338,7 +340,10 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
                                                       prefer=analysis.full_history(p.states))
             for li, layer in enumerate(conv_layers):
                 values = np.array([value for _, _, value in every[li]])
-                silent[layer][i] = [int(f) for f in np.flatnonzero(values <= 0)]
+                # as in nvis: only a rectified output at ≤ 0 everywhere never fires (a linear
+                # convolution, a BatchNormalization and ReLU after it, may peak below 0)
+                rectified = is_relu_output(resolve_layer(p.model, layer))
+                silent[layer][i] = [int(f) for f in np.flatnonzero(values <= 0)] if rectified else []
                 count = min(filters, len(values))
                 if layer == first and orders[i] is not None:
                     chosen = [int(f) for f in orders[i][:count]]
@@ -349,7 +354,8 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
                 cards[layer][i] = _unit_cards(analysis, p.model, p.states, layer, chosen,
                                               [every[li][f] for f in chosen], (size, stride))
                 erf = analysis.effective_receptive_field(p.model, p.states[_evenly(len(p.states), ERF_STATES)], layer)
-                fields[layer][i] = {"size": float(np.mean(erf["size"])), "theoretical": size, "stride": stride}
+                fields[layer][i] = {"size": int(erf["size"]), "core": int(erf["core"]), "theoretical": size,
+                                    "stride": stride}
                 bar.update(i * len(conv_layers) + li + 1)
     timings["cards+erf"] = time.perf_counter() - t0
 
@@ -750,10 +756,13 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
         fig.add_bar(name="theoretical", x=data.conv_layers, y=theoretical, marker_color="#c5ccd3",
                     hovertemplate="%{x}: theoretical %{y} px<extra></extra>")
         for i, p in enumerate(played):
-            fig.add_bar(name=f"effective · {p.name}", x=data.conv_layers,
-                        y=[round(data.fields[l][i]["size"], 1) for l in data.conv_layers],
-                        marker_color=PALETTE[i % len(PALETTE)],
-                        hovertemplate=f"{p.name}<br>%{{x}}: effective %{{y}} px<extra></extra>")
+            # a solid bar for 90% of the gradient, a hatched one for half of it, each in the snapshot's colour
+            for key, what, pattern in (("size", "90%", ""), ("core", "half", "/")):
+                fig.add_bar(name=f"{what} · {p.name}", x=data.conv_layers,
+                            y=[data.fields[l][i].get(key) for l in data.conv_layers],
+                            marker=dict(color=PALETTE[i % len(PALETTE)], pattern=dict(shape=pattern, fillmode="overlay",
+                                                                                      fgcolor="white")),
+                            hovertemplate=f"{p.name}<br>%{{x}}: {what} of the gradient within %{{y}} px<extra></extra>")
         fig.update_layout(**_layout(barmode="group", height=360, yaxis_title="side of the square (input pixels)",
                                     xaxis_title="conv layer"))
         figures["fig-erf"] = script_json(fig)
@@ -792,6 +801,7 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
             # itself) would fall past the axis and vanish, so it is counted in the last bin, [0.95, 1)
             fig.add_histogram(x=np.minimum(np.round(m["similarities"], 4), 0.9999), name=f"{names[m['a']]} vs {names[m['b']]}",
                               xbins=dict(start=-1, end=1, size=0.05),
+                              hovertemplate="similarity %{x}<br>%{y} filters<extra>%{fullData.name}</extra>",
                               marker_color=PAIR_COLOURS[len(fig.data) % len(PAIR_COLOURS)])
         chance = data.baseline.get("random")
         if chance is not None and np.isfinite(chance):  # where unrelated filters land: the chance level

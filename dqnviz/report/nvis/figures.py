@@ -25,12 +25,15 @@ def _erf_figure(go, layer, field_) -> str:
     grid = grid / (float(np.abs(grid).max()) or 1.0)
     h, w = grid.shape
     fig = go.Figure(go.Heatmap(z=np.round(grid, 3), colorscale="Viridis", showscale=True, zmin=0, zmax=1,
-                               hovertemplate="x %{x}<br>y %{y}<br>gradient mass %{z:.3f}<extra></extra>"))
+                               colorbar=dict(title=dict(text="share of<br>the peak", side="top", font=dict(size=10)),
+                                             thickness=12),
+                               hovertemplate="x %{x}<br>y %{y}<br>|gradient| %{z:.0%} of the peak<extra></extra>"))
     theoretical = field_["theoretical"]
     shapes = []
     centre = field_.get("centre")
     cy, cx = (float(centre[0]), float(centre[1])) if centre is not None else _mass_center(grid)
-    for size, colour, dash in ((theoretical, "white", "dash"), (field_["size"], "orange", "solid")):
+    for size, colour, dash in ((theoretical, "white", "dash"), (field_["size"], "orange", "solid"),
+                               (field_.get("core"), "orange", "dot")):
         if size and math.isfinite(size):
             shapes.append(dict(type="rect", x0=cx - size / 2, x1=cx + size / 2, y0=cy - size / 2, y1=cy + size / 2,
                                line=dict(color=colour, dash=dash, width=2)))
@@ -55,8 +58,10 @@ def _erf_chart(go, data: NvisData) -> str:
     fig = go.Figure([
         go.Bar(name="theoretical", x=names, y=[data.fields[n]["theoretical"] for n in names], marker_color="#9aa5b1",
                hovertemplate="%{x}: theoretical %{y} px<extra></extra>"),
-        go.Bar(name="effective (90% of gradient mass)", x=names, y=[round(data.fields[n]["size"], 1) for n in names],
-               marker_color="#f28e2b", hovertemplate="%{x}: effective %{y} px<extra></extra>"),
+        go.Bar(name="effective: 90% of the gradient", x=names, y=[round(data.fields[n]["size"], 1) for n in names],
+               marker_color="#f28e2b", hovertemplate="%{x}: 90% of the gradient within %{y} px<extra></extra>"),
+        go.Bar(name="half of the gradient", x=names, y=[data.fields[n].get("core") for n in names],
+               marker_color="#b35806", hovertemplate="%{x}: half of the gradient within %{y} px<extra></extra>"),
     ])
     # Many layers' names stand upright under the bars: the axis makes room for them whole.
     fig.update_layout(**_layout(barmode="group", height=300 if len(names) <= 8 else 400,

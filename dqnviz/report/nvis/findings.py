@@ -110,7 +110,7 @@ def analyse(model, states, scores, layers, filters: dict, view: StateView, progr
                 for f, (s, (y, x), value), gradient in zip(chosen, units, gradients)
             ]
             timings[f"{layer} guided"] = time.perf_counter() - t0
-            fields[layer] = {"size": float(erf["size"]), "theoretical": size[0], "stride": stride[0],
+            fields[layer] = {"size": float(erf["size"]), "core": int(erf["core"]), "theoretical": size[0], "stride": stride[0],
                              "map": np.asarray(erf["map"], np.float32), "centre": erf.get("centre")}
             timings[f"{layer} erf"] = erf_seconds
             bar.update(i + 1)
