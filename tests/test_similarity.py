@@ -44,6 +44,10 @@ def test_cka_invariant_to_orthogonal_transform_and_isotropic_scaling():
     assert linear_cka(3.7 * x, y) == pytest.approx(base, rel=1e-10)
     assert linear_cka(x, -0.01 * y) == pytest.approx(base, rel=1e-10)
     assert linear_cka(x + 5.0, y) == pytest.approx(base, rel=1e-10)  # centring removes offsets
+    for tiny in (1e-4, 1e-8, 1e-30):  # activations of any scale, not taken for constant ones
+        assert linear_cka(tiny * x, y) == pytest.approx(base, rel=1e-8)
+        assert linear_cka(x, tiny * y) == pytest.approx(base, rel=1e-8)
+    assert np.isnan(linear_cka(np.full_like(x, 1e-6), y)) and np.isnan(linear_cka(x, np.full_like(y, 3.0)))
     # but not invariant to an arbitrary (non-orthogonal) invertible linear map
     assert linear_cka(x @ np.diag(np.arange(1, 13.0)), y) != pytest.approx(base, rel=1e-3)
 

@@ -42,9 +42,9 @@ def saliency(model, states, action=None, method="gradient", **options) -> np.nda
 
     ``"smoothgrad"`` (Smilkov et al., 2017)
         ``S = 1/n Σ_i dQ(s + ε_i, a)/ds``, ``ε_i ~ N(0, σ²)``, ``σ = noise · (x_max − x_min)``,
-        ``a`` chosen on the clean state. The noise is drawn as
-        ``np.random.default_rng(seed).standard_normal((N, samples, H, W, C)) * σ`` (σ per state),
-        so it is reproducible; the noisy copies are not clipped. All ``samples`` copies of a
+        ``a`` chosen on the clean state. The noise is drawn as ``σ *
+        np.random.default_rng(seed).standard_normal((N, samples, H, W, C), dtype=np.float32)``
+        (σ per state), so it is reproducible; the noisy copies are not clipped. All ``samples`` copies of a
         state go through the model in the same forward+backward pass.
         Options: ``samples`` (16), ``noise`` (0.15), ``seed`` (0), ``value_range`` (the
         ``x_max − x_min`` above; None: the full range of the model's integer Input dtype, e.g.

@@ -51,9 +51,15 @@ def linear_cka(x, y) -> float:
     Returns:
         The CKA value; ``nan`` when either representation is constant over the examples.
     """
-    x, y = center(x), center(y)
+    x, y = _as_matrix(x), _as_matrix(y)
     if len(x) != len(y):
         raise ValueError(f"CKA needs the same examples for both: {len(x)} vs {len(y)} rows")
+    # constant over the examples: centring leaves only rounding, far below the values' own energy
+    # (a threshold relative to it, so that scaled-down activations are not taken for constant ones)
+    varies = [float(np.sum(c * c)) > 1e-20 * float(np.sum(r * r)) for r, c in ((x, center(x)), (y, center(y)))]
+    x, y = center(x), center(y)
+    if not all(varies):
+        return float("nan")
     n, p, q = len(x), x.shape[1], y.shape[1]
     if n < max(p, q):
         k, l = x @ x.T, y @ y.T
@@ -62,7 +68,7 @@ def linear_cka(x, y) -> float:
     else:
         numerator = float(np.linalg.norm(y.T @ x) ** 2)
         denominator = float(np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y))
-    if denominator <= _EPS * max(numerator, 1.0) or denominator == 0.0:
+    if not denominator > 0.0 or not np.isfinite(denominator):
         return float("nan")
     return numerator / denominator
 
