@@ -71,7 +71,9 @@ def test_gather_numbers_and_evolution_order(tmp_path):
     for entry in data.cka:
         assert 0.0 <= entry["value"] <= 1.0 + 1e-9
     for layer, size in zip(data.conv_layers, (8, 20, 36)):  # the squares holding half and 90% of the gradient
-        assert all(0 < f["core"] <= f["size"] <= f["theoretical"] == size for f in data.fields[layer].values())
+        for f in data.fields[layer].values():  # (0 and 0: the centre unit is off on these states)
+            assert f["theoretical"] == size and (0 < f["core"] <= f["size"] <= size or f["core"] == f["size"] == 0)
+    assert any(f["size"] > 0 for fields in data.fields.values() for f in fields.values())
     assert len(data.matching) == 2 and all(-1 <= m["mean"] <= 1 for m in data.matching)
     for item in data.patterns:
         assert -1 <= item[0] <= 1 and len(item[1]) == 3
