@@ -568,3 +568,15 @@ def test_pongs_misleading_action_names_are_explained(tmp_path):
     assert main(["nvis", str(breakout), "--layers", "conv1", "--filters", "1", "--max-steps", "12", "--quiet",
                  "--out", str(tmp_path / "b.html")]) == 0
     assert "paddle up" not in (tmp_path / "b.html").read_text()
+
+
+def test_the_strongest_filters_are_those_firing_in_play_before_those_firing_only_at_a_start():
+    """A filter whose strongest unit is on a game's first state (blank frames before the start read
+    as sudden motion) fires nowhere in play: it ranks after every filter that does."""
+    from dqnviz.report.nvis.options import StrongestFilters
+
+    units = [(5, (0, 0), 2.0), (0, (1, 1), 9.0), (7, (0, 0), 3.0), (1, (2, 2), 8.0), (6, (0, 0), 3.0)]
+    in_play = np.array([False, False, True, True, True, True, True, True])
+    assert StrongestFilters(5).choose(units) == [1, 3, 2, 4, 0]  # by value alone; ties to the lower filter
+    assert StrongestFilters(5).choose(units, in_play) == [2, 4, 0, 1, 3]
+    assert StrongestFilters(2).choose(units, in_play) == [2, 4]

@@ -264,6 +264,7 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
     from dqnviz.analysis._model import resolve_layer
     from dqnviz.analysis.relu import is_relu_output
     from dqnviz.progress import Progress
+    from dqnviz.report.nvis.options import StrongestFilters
 
     timings = {}
     check_history(snapshots)
@@ -336,8 +337,8 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
         for i, p in enumerate(played):
             # every filter's strongest unit over all the states played, all layers from the same passes
             # (as in nvis: a game's first states, blank frames before the start, only if nothing else fires)
-            every = analysis.top_activations_by_layer(p.model, p.states, conv_layers,
-                                                      prefer=analysis.full_history(p.states))
+            in_play = analysis.full_history(p.states)
+            every = analysis.top_activations_by_layer(p.model, p.states, conv_layers, prefer=in_play)
             for li, layer in enumerate(conv_layers):
                 values = np.array([value for _, _, value in every[li]])
                 # as in nvis: only a rectified output at ≤ 0 everywhere never fires (a linear
@@ -347,8 +348,8 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
                 count = min(filters, len(values))
                 if layer == first and orders[i] is not None:
                     chosen = [int(f) for f in orders[i][:count]]
-                else:  # strongest first, by the activation its card shows
-                    chosen = [int(f) for f in np.argsort(-values, kind="stable")[:count]]
+                else:  # strongest first, by the activation its card shows (as nvis: those firing in play first)
+                    chosen = StrongestFilters(count).choose(every[li], in_play)
                 size, stride = analysis.receptive_field(p.model, layer)
                 size, stride = _int(size), _int(stride)
                 cards[layer][i] = _unit_cards(analysis, p.model, p.states, layer, chosen,

@@ -88,7 +88,8 @@ def analyse(model, states, scores, layers, filters: dict, view: StateView, progr
         timings["top"] = time.perf_counter() - t0
         for i, (layer, every_unit) in enumerate(zip(layers, strongest)):
             choice = filters[layer]
-            chosen = np.asarray(choice.choose(every_unit) if isinstance(choice, StrongestFilters) else choice, np.int64)
+            chosen = np.asarray(choice.choose(every_unit, in_play) if isinstance(choice, StrongestFilters) else choice,
+                                np.int64)
             # Only a rectified output at ≤ 0 everywhere is a unit that never fires; a linear
             # convolution (a BatchNormalization and ReLU after it) may peak below 0.
             rectified = is_relu_output(resolve_layer(model, layer))

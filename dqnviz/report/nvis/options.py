@@ -50,10 +50,16 @@ class StrongestFilters:
 
     count: int
 
-    def choose(self, units: list) -> list:
+    def choose(self, units: list, in_play=None) -> list:
         """The filters of ``units`` (filter → (state, position, value)) with the N largest values;
-        ties go to the lower filter index."""
-        order = sorted(range(len(units)), key=lambda f: (-units[f][2], f))
+        ties go to the lower filter index. With ``in_play`` (per state: whether it holds only
+        frames of the game, :func:`dqnviz.analysis.full_history`), filters that fire only on a
+        game's first states, whose blank frames from before the start read as sudden motion, come
+        after every filter that fires in play, however strongly they fire."""
+        def only_at_a_start(f):
+            return in_play is not None and not in_play[units[f][0]]
+
+        order = sorted(range(len(units)), key=lambda f: (only_at_a_start(f), -units[f][2], f))
         return order[: self.count]
 
 
