@@ -33,6 +33,7 @@ _LAZY = {
     "env_for_snapshot": "dqnviz.agent",
     "play_games": "dqnviz.agent",
     "guided_backprop": "dqnviz.analysis",
+    "ZeroGradientWarning": "dqnviz.analysis",
     "saliency": "dqnviz.analysis",
     "receptive_field": "dqnviz.analysis",
     "effective_receptive_field": "dqnviz.analysis",

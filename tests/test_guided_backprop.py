@@ -203,3 +203,24 @@ def test_top_activations_prefers_states_with_a_whole_history():
     lit[1, 1, 3] = 2.0
     chosen = top_activations(model, np.stack([start, playing, lit]), "c", prefer=full_history(np.stack([start, playing, lit])))
     assert chosen[1] == (2, (1, 1), 3.0)
+
+
+def test_all_zero_images_are_said_in_one_warning_naming_their_filters():
+    """Filter 1's kernel is negative and the states positive: its ReLU unit never fires, so its
+    image is all zero, and a researcher is told so rather than left with a blank picture."""
+    import warnings
+
+    from dqnviz.analysis import ZeroGradientWarning
+
+    kernel = np.stack([np.ones((8, 8, 4)), -np.ones((8, 8, 4))], axis=-1).astype(np.float32)
+    model = _strided_conv(kernel, activation="relu")
+    states = np.random.default_rng(0).integers(1, 256, (3, 84, 84, 4)).astype(np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a firing filter warns of nothing
+        assert np.abs(guided_backprop(model, states, "c1", 0)).max() > 0
+    with pytest.warns(ZeroGradientWarning, match=r"^guided_backprop: 2 of 3 images are all zero: c1 filter 1 does "
+                                                 r"not fire on those states") as caught:
+        images = guided_backprop(model, states, "c1", np.array([1, 0, 1]))
+    assert len(caught) == 1 and not images[0].any() and images[1].any() and not images[2].any()
+    with pytest.warns(ZeroGradientWarning, match=r"the image is all zero: c1 filter 1 does not fire on the state"):
+        guided_backprop(model, states[0], "c1", 1)

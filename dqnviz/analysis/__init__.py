@@ -27,7 +27,7 @@ channels_first layers, a layer inside a nested model called more than once) rais
 """
 
 from dqnviz.analysis.encoding import encode_gradient_rgb, encode_rgb, frames_strip
-from dqnviz.analysis.guided import guided_backprop
+from dqnviz.analysis.guided import ZeroGradientWarning, guided_backprop
 from dqnviz.analysis.probes import (conv_layers, full_history, image_layers, rectified_by, top_activations,
                                     top_activations_by_layer)
 from dqnviz.analysis.receptive_field import effective_receptive_field, receptive_field
@@ -42,6 +42,7 @@ __all__ = [
     "frames_strip",
     "full_history",
     "guided_backprop",
+    "ZeroGradientWarning",
     "image_layers",
     "receptive_field",
     "rectified_by",

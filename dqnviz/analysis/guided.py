@@ -1,5 +1,7 @@
 """Guided backpropagation (Springenberg et al., 2014, "Striving for Simplicity")."""
 
+import warnings
+
 import numpy as np
 from keras import ops
 
@@ -13,6 +15,11 @@ from dqnviz.analysis._model import (
     resolve_layer,
 )
 from dqnviz.errors import UserError
+
+
+class ZeroGradientWarning(UserWarning):
+    """:func:`guided_backprop` made images that are all zero: their unit does not fire on those
+    states. (The reports flag such filters themselves, and silence this warning.)"""
 
 
 def guided_backprop(model, states, layer, filter, *, position=None, batch_size=128) -> np.ndarray:
@@ -53,7 +60,8 @@ def guided_backprop(model, states, layer, filter, *, position=None, batch_size=1
     Returns:
         float32 array shaped like ``states``. A filter whose strongest unit is 0 on a state (a dead
         ReLU; :func:`~dqnviz.analysis.top_activations` gives its value as 0) has no gradient
-        there: its image is all zeros, as is a saturated softmax unit's.
+        there: its image is all zeros, as is a saturated softmax unit's. Such images are said in
+        one :class:`ZeroGradientWarning`, which names their states and filters.
 
     Raises:
         UserError: no Conv2D layers, non-image input, unknown or channels_first layer, states
@@ -77,7 +85,23 @@ def guided_backprop(model, states, layer, filter, *, position=None, batch_size=1
         stop = start + batch_size
         chosen = () if units is None else (units[start:stop],)
         _, gradients[start:stop] = target(batch[start:stop].astype(np.float32), filters[start:stop].astype(np.int32), *chosen)
+    _warn_of_zero_images(gradients, filters, layer.name, single, "filter" if len(output.shape) == 4 else "unit")
     return gradients[0] if single else gradients
+
+
+def _warn_of_zero_images(gradients, filters, layer_name: str, single: bool, kind: str) -> None:
+    """One :class:`ZeroGradientWarning` for the images of ``gradients`` that are all zero."""
+    zero = np.flatnonzero(~gradients.reshape(len(gradients), -1).any(axis=1))
+    if not len(zero):
+        return
+    which = sorted({int(filters[i]) for i in zero})
+    names = ", ".join(map(str, which[:8])) + (f", … ({len(which) - 8} more)" if len(which) > 8 else "")
+    several = len(which) > 1
+    images = "the image is" if single else f"{len(zero)} of {len(gradients)} images are"
+    warnings.warn(f"guided_backprop: {images} all zero: {layer_name} {kind}{'s' if several else ''} {names} "
+                  f"do{'' if several else 'es'} not fire on {'the' if single else 'those'} state"
+                  f"{'' if single else 's'} (the unit's output is 0), so no gradient reaches the input",
+                  ZeroGradientWarning, stacklevel=3)
 
 
 def _strongest_unit_target(model, output, strongest):

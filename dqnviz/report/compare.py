@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from itertools import combinations
 
@@ -193,8 +194,10 @@ def _unit_cards(analysis, model, states, layer, filters: list, units: list, stri
     size, stride = stride_size
     best = np.stack([states[int(s)] for s, _, _ in units])
     positions = np.array([position for _, position, _ in units], np.int64)
-    gradients = np.asarray(analysis.guided_backprop(model, best, layer, np.asarray(filters, np.int64),
-                                                    position=positions))
+    with warnings.catch_warnings():  # a filter that never fires has a card marked silent, not a warning
+        warnings.simplefilter("ignore", analysis.ZeroGradientWarning)
+        gradients = np.asarray(analysis.guided_backprop(model, best, layer, np.asarray(filters, np.int64),
+                                                        position=positions))
     cards = []
     for f, (s, (y, x), value), gradient in zip(filters, units, gradients):
         cards.append({"filter": int(f), "state": int(s), "y": int(y), "x": int(x), "value": float(value),
@@ -401,7 +404,9 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
         for layer in p.conv:
             a = outputs[layer]
             top = a.reshape(len(a), -1, a.shape[-1]).max(axis=1).argmax(axis=1)  # most active filter per state
-            images[layer] = np.asarray(analysis.guided_backprop(p.model, states, layer, top.astype(np.int64)))
+            with warnings.catch_warnings():  # a state on which no filter fires: a zero image, as it should be
+                warnings.simplefilter("ignore", analysis.ZeroGradientWarning)
+                images[layer] = np.asarray(analysis.guided_backprop(p.model, states, layer, top.astype(np.int64)))
         patterns.append(sim.cross_layer_similarity(images))
     timings["patterns"] = time.perf_counter() - t0
     starts = [starting_point(p.snapshot) for p in played]

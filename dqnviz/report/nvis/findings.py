@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -103,8 +104,10 @@ def analyse(model, states, scores, layers, filters: dict, view: StateView, progr
             t0 = time.perf_counter()
             best_states = states[[s for s, _, _ in units]]
             # One batched call for the whole layer: each filter's best state with its own filter.
-            gradients = np.asarray(analysis.guided_backprop(model, best_states, layer, chosen,
-                                                            position=[(y, x) for _, (y, x), _ in units]))
+            with warnings.catch_warnings():  # a filter that never fires is flagged on its card instead
+                warnings.simplefilter("ignore", analysis.ZeroGradientWarning)
+                gradients = np.asarray(analysis.guided_backprop(model, best_states, layer, chosen,
+                                                                position=[(y, x) for _, (y, x), _ in units]))
             cards[layer] = [
                 Card(layer, int(f), int(s), (int(y), int(x)), float(value),
                      field_box(erf, size, stride, (y, x), (view.height, view.width)), gradient)
