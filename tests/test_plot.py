@@ -1,6 +1,7 @@
 """``dqnviz plot``: statistics CSVs to an interactive page; bad inputs fail cleanly."""
 
 import csv
+import re
 import os
 
 import pytest
@@ -1087,3 +1088,52 @@ def test_many_resumes_are_all_marked_in_order(tmp_path):
     labels = figure.layout.annotations[2:]
     assert [(a.xref, a.x) for a in labels] == expected and all(a.text == "resumed" for a in labels)
     assert labels[0].hovertext == "many resumed before epoch 2:<br>weight_updates start again (20 → 10)"
+
+
+def test_hover_numbers_drop_trailing_zeros(tmp_path):
+    """A count read "nr_games = 26.00" and a score "score so far = 1.750": the hover's value format
+    ('~' in d3's format) keeps 4 significant digits without padding them with zeros."""
+    from dqnviz.report.plot import build_figure, read_stats
+    from tests.browser import open_report
+
+    run = read_stats(write_sittings(tmp_path / "pong.csv", epochs=4))
+    for trace in build_figure([run], ["average_reward", "nr_games", "meanq"]).data:
+        values = re.findall(r"%\{y:([^}]*)\}", trace.hovertemplate)
+        assert values and all(v.startswith("~") for v in values), trace.hovertemplate
+    out = tmp_path / "pong.html"
+    assert run_cli(["plot", str(tmp_path / "pong.csv"), "--fields", "nr_games", "--out", str(out)]) == 0
+    with open_report(out) as check:  # plotly's own formatting of the first test point (5 games)
+        text = check.page.evaluate("""() => { const gd = document.getElementById('stats-plot');
+            const i = gd.data.findIndex(t => t.name === 'test');
+            Plotly.Fx.hover(gd, [{curveNumber: i, pointNumber: 3}]);
+            return document.querySelector('.hoverlayer .hovertext')?.textContent; }""")
+        assert "nr_games = 7" in text and "7.000" not in text, text
+
+
+def test_a_phones_charts_keep_their_titles_and_resume_labels_clear_of_the_points(tmp_path):
+    """At 390 px the meanq chart's title was cut at the right edge and the "resumed" labels, inside
+    the charts' tops, sat on the data points: in the narrow layout a title's description has a line
+    of its own and the labels stand over the chart, a row per resumed run."""
+    from tests.browser import open_report
+
+    paths = [write_sittings(tmp_path / "pong.csv", epochs=6, resume_at=3),
+             write_sittings(tmp_path / "breakout.csv", epochs=6, resume_at=5)]
+    out = tmp_path / "runs.html"
+    assert run_cli(["plot", *paths, "--out", str(out)]) == 0
+    with open_report(out, width=390, height=900) as check:
+        page = check.page
+        assert page.evaluate("document.getElementById('stats-plot').dataset.layout") == "narrow"
+        figure = _boxes(page, "#stats-plot .main-svg")[0]
+        plots = _boxes(page, ".draglayer .nsewdrag")
+        notes = page.evaluate("""() => Array.from(document.querySelectorAll('.infolayer .annotation')).map(a => {
+            const r = a.getBoundingClientRect(); return [a.textContent, r.left, r.top, r.right, r.bottom]; })""")
+        titles = [n[1:] for n in notes if "·" in n[0] or n[0].startswith(("average_reward", "meanq", "nr_games", "meancost"))]
+        labels = [n[1:] for n in notes if "resumed" in n[0]]
+        assert len(plots) == 4 and len(titles) == 4 and len(labels) == 8, notes
+        for title in titles:
+            assert figure[0] <= title[0] and title[2] <= figure[2], (title, figure)  # not cut at either edge
+        for label in labels:
+            assert not any(_overlap(label, plot) for plot in plots), (label, plots)  # over the chart, not on it
+            assert not any(_overlap(label, title) for title in titles), (label, titles)
+        assert not any(_overlap(a, b) for i, a in enumerate(labels) for b in labels[i + 1:])
+        assert check.errors == []

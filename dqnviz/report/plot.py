@@ -472,7 +472,7 @@ def chart_traces(runs: list, fields: list, x: str = "epoch") -> Charts:
                     x=[first, last], y=[baseline, baseline], mode="lines", name=f"{prefix}random",
                     legendgroup=f"{run.name}-random", showlegend=legend(f"{run.name}-random"),
                     line=dict(color=colour if several else PHASE_COLOURS["random"], dash=PHASE_DASH["random"], width=1.5),
-                    hovertemplate=f"{prefix}random baseline (epoch 0)<br>{field} = %{{y:.4g}}<extra></extra>",
+                    hovertemplate=f"{prefix}random baseline (epoch 0)<br>{field} = %{{y:~.4g}}<extra></extra>",
                 ))
             phases = ("train",) if field in LEARNING_ONLY else ("train", "test")
             series = {phase: run.series(phase, field) for phase in phases}
@@ -496,7 +496,7 @@ def chart_traces(runs: list, fields: list, x: str = "epoch") -> Charts:
                         showlegend=legend(f"{run.name}-{phase}"), marker=dict(size=5, symbol=symbol),
                         line=dict(color=colour if several else PHASE_COLOURS[phase],
                                   dash=PHASE_DASH[phase] if several else "solid", width=2),
-                        hovertemplate=f"{prefix}{label} {epoch}<br>{field} = %{{y:.4g}}"
+                        hovertemplate=f"{prefix}{label} {epoch}<br>{field} = %{{y:~.4g}}"
                                       + ("<br>%{text}" if games else "")
                                       + (f"<br>{after}" if after else "") + "<extra></extra>",
                     ))
@@ -512,7 +512,7 @@ def chart_traces(runs: list, fields: list, x: str = "epoch") -> Charts:
                         marker=dict(size=7, symbol="circle-open", color=colour if several else PHASE_COLOURS[phase],
                                     line=dict(width=1.5)),
                         hovertemplate=f"{prefix}{phase} {epoch}: no game ended<br>score so far "
-                                      f"= %{{y:.4g}} (not a game's score)" + (f"<br>{after}" if after else "")
+                                      f"= %{{y:~.4g}} (not a game's score)" + (f"<br>{after}" if after else "")
                                       + "<extra></extra>",
                     ))
             if len(traces) > before:
@@ -524,11 +524,24 @@ def chart_traces(runs: list, fields: list, x: str = "epoch") -> Charts:
 RESUME_COLOUR = "#52606d"  # a single run's resume marks: the page's muted ink, apart from the phases' colours
 
 
-def _mark_resumes(figure, runs: list, charts: Charts, x: str) -> None:
+def _resumed_runs(runs: list, x: str) -> int:
+    """How many of ``runs`` have a resume to mark against ``x`` (each gets a row of labels)."""
+    return sum(1 for run in runs if any(run.resume_position(r, x) == run.resume_position(r, x) for r in run.resumes()))
+
+
+# px per row of "resumed" labels inside a chart's top (the wide layout), and over it (the narrow
+# layout: a label's box is 15 px high); narrow layout: px between one chart's x axis and the next
+# chart's title (tick labels and the axis title), and px of a second line of a chart's title
+LABEL_ROW, ABOVE_ROW, NARROW_GAP, TITLE_LINE = 13, 16, 95, 18
+
+
+def _mark_resumes(figure, runs: list, charts: Charts, x: str, above: bool = False) -> None:
     """A vertical dotted line labelled "resumed" at each resume (:meth:`Run.resumes`) of each run, on
     every chart that draws the run, across the chart's height: a step in a curve there may come
     from the resume (a refilled replay memory, maybe a fresh optimizer or new meanq states), not
-    from learning. Hovering the label says what in the CSV shows the resume."""
+    from learning. Hovering the label says what in the CSV shows the resume. ``above``: the labels
+    sit over the chart, a row per run (the narrow layout, whose charts are too narrow for a label
+    inside them to miss the points), rather than inside its top."""
     several = len(runs) > 1
     shapes, annotations = [], []  # the marks, in the order add_shape and add_annotation would add them
     # a label right of its line, or left of it in the right half of the x axis, where it would run off the chart
@@ -541,7 +554,7 @@ def _mark_resumes(figure, runs: list, charts: Charts, x: str) -> None:
         marks = [(place, resume) for place, resume in marks if place == place]
         if not marks:
             continue
-        shift, labelled = -13 * labelled, labelled + 1
+        shift, labelled = (ABOVE_ROW if above else -LABEL_ROW) * labelled, labelled + 1
         colour = run_style(number)[0] if several else RESUME_COLOUR
         label = f"{run.name} resumed" if several else "resumed"
         for index, runs_drawn in enumerate(charts.drawn):
@@ -555,7 +568,7 @@ def _mark_resumes(figure, runs: list, charts: Charts, x: str) -> None:
                 annotations.append(dict(
                     text=label, xref=f"x{axis}", yref=f"y{axis} domain", x=place, y=1,
                     xanchor="left" if place <= middle else "right", xshift=2 if place <= middle else -2,
-                    yanchor="top", yshift=shift, showarrow=False, font=dict(size=10, color=colour),
+                    yanchor="bottom" if above else "top", yshift=shift, showarrow=False, font=dict(size=10, color=colour),
                     bgcolor="rgba(255,255,255,0.75)",
                     hovertext=f"{run.name} resumed before epoch {_int(resume.epoch)}:<br>" + "<br>".join(resume.signs),
                     name=f"resume-{run.name}",
@@ -583,11 +596,23 @@ def build_layout(runs: list, fields: list, charts: Charts, columns: int | None =
 
     narrow = columns == 1  # asked for: the narrow layout, whatever the number of fields
     rows, columns = _grid(fields, columns)
-    titles = [f"{field} · {TITLES[field]}" if field in TITLES else field for field in fields]
+    # narrow (down to a phone's width): a title's description on a line of its own, and the resume
+    # labels over the chart (a row per resumed run) between it and the chart, never on the points
+    labelled = _resumed_runs(runs, x) if narrow else 0
+    above = TITLE_LINE + ABOVE_ROW * labelled  # px more over each narrow chart
+    separator = "<br>" if narrow else " · "
+    titles = [f"{field}{separator}{TITLES[field]}" if field in TITLES else field for field in fields]
+    charts_height = max(380, 330 * rows) + (above * (rows - 1) if narrow else 0)
+    if narrow and rows > 1:  # as a share of the charts' height (its margins and the legend's rows aside)
+        spacing = (NARROW_GAP + above) / (charts_height - 50 - 40 - above - MODEBAR_ROOM)
+    else:
+        spacing = min(0.18, (0.3 if narrow else 0.5) / rows) if rows > 1 else 0.1
     figure = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.12,
-                           vertical_spacing=min(0.18, (0.3 if narrow else 0.5) / rows) if rows > 1 else 0.1)
+                           vertical_spacing=spacing)
     for annotation in figure.layout.annotations:  # the subplot titles: long ones must fit a column
-        annotation.font = dict(size=14)
+        annotation.font = dict(size=13 if narrow else 14)
+        if narrow:
+            annotation.yshift = ABOVE_ROW * labelled + 2
     for index, field in enumerate(fields):
         row, col = index // columns + 1, index % columns + 1
         if x == "epoch":
@@ -604,16 +629,16 @@ def build_layout(runs: list, fields: list, charts: Charts, columns: int | None =
             figure.add_annotation(text=_empty_note(field, runs), showarrow=False, font=dict(size=13, color="#56606b"),
                                   xref="paper", yref="paper", x=sum(axes.xaxis.domain) / 2,
                                   y=sum(axes.yaxis.domain) / 2)
-    _mark_resumes(figure, runs, charts, x)
+    _mark_resumes(figure, runs, charts, x, above=narrow)
     entries = charts.entries
-    height, bottom = max(380, 330 * rows), 50
+    height, bottom, top = charts_height, 50, 40 + (above if narrow else 0)
     if narrow:
         # under the charts: at this width a legend beside them would leave the charts no room
         legend_rows = math.ceil(entries / 3)  # about three entries a row at these widths
         height += LEGEND_ROW * legend_rows + 40
         bottom = 50 + LEGEND_ROW * legend_rows + 40
         # paper coordinates: 60 px under the last chart's axis (below its x axis title)
-        legend_layout = dict(orientation="h", x=0, xanchor="left", tracegroupgap=2, y=-60 / (height - 40 - MODEBAR_ROOM - bottom),
+        legend_layout = dict(orientation="h", x=0, xanchor="left", tracegroupgap=2, y=-60 / (height - top - MODEBAR_ROOM - bottom),
                              yanchor="top")
     else:
         # beside the charts, from their top down: never under the modebar, however many runs; the
@@ -621,7 +646,7 @@ def build_layout(runs: list, fields: list, charts: Charts, columns: int | None =
         legend_layout = dict(orientation="v", x=1.01, xanchor="left", y=1, yanchor="top", tracegroupgap=2)
         height = max(height, LEGEND_ROW * entries + 40 + MODEBAR_ROOM + bottom + 20)
     figure.update_layout(
-        height=height, margin=dict(l=60, r=20, t=40, b=bottom), template="plotly_white",
+        height=height, margin=dict(l=60, r=20, t=top, b=bottom), template="plotly_white",
         legend=legend_layout, hovermode="closest",
     )
     return figure
