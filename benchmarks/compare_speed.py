@@ -26,7 +26,7 @@ def main():
     import keras
 
     from tests.conftest import make_snapshot
-    from tests.test_plot import run_cli
+    from tests.helpers import run_cli
 
     with tempfile.TemporaryDirectory() as folder:
         a = str(make_snapshot(os.path.join(folder, "breakout_1.keras"), "breakout", 1))
