@@ -104,6 +104,7 @@ def test_identical_weights_are_maximally_similar(tmp_path):
         import base64
 
         values = np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"])
+    values = np.asarray(values)  # plotly 5 writes a plain list
     assert len(values) == len(data.matching[0]["similarities"]) > 0
     last_bin_start = bins["start"] + (round((bins["end"] - bins["start"]) / bins["size"]) - 1) * bins["size"]
     assert np.all((values >= last_bin_start) & (values < bins["end"]))

@@ -274,7 +274,11 @@ def _perturbation(run, batch, actions, settings):
         diff = q_clean[index].astype(np.float64) - q
         if actions is not None:
             diff = diff[np.arange(len(chunk)), actions[index]][:, None]
-        scores[index, mask_index] = 0.5 * np.sum(diff ** 2, axis=1)
+        # A perturbation that changes no pixel (blur 0, or a flat patch that blurs to itself)
+        # scores exactly 0: the network's outputs then differ only by the rounding of another
+        # batch size (about 1e-9 on XLA's CPU), which a map scaled to its own peak would show.
+        changed = (perturbed != states[index]).reshape(len(chunk), -1).any(axis=1)
+        scores[index, mask_index] = np.where(changed, 0.5 * np.sum(diff ** 2, axis=1), 0.0)
 
     coarse = scores.reshape(n, len(ys), len(xs))
     rows, cols = _interpolation_matrix(height, ys), _interpolation_matrix(width, xs)

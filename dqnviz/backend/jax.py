@@ -116,6 +116,7 @@ def matmul_convolutions() -> bool:
 def conv_as_matmul(x, kernel, strides):
     """A 'valid' 2-D convolution of channels-last ``x`` (B, H, W, C) with ``kernel`` (kh, kw, C, F)
     as one matrix product (see :func:`matmul_convolutions`)."""
+    kernel = jnp.asarray(kernel)  # a Keras variable: jax before 0.5 takes it in no jnp function
     (kh, kw, channels, filters), (sh, sw) = kernel.shape, strides
     batch, height, width, _ = x.shape
     out_h, out_w = (height - kh) // sh + 1, (width - kw) // sw + 1
