@@ -6,7 +6,7 @@
 Each configuration fills the replay memory with random play, then times a train phase at the
 standard replay ratio (one batch-32 update per 4 agent steps: 8 sampled transitions per step),
 at a fixed exploration rate ε (``--epsilon``, default 0.1: the Nature run's ε after its decay, for
-11.5 M of its 12.5 M agent steps). ε matters with one environment: a step whose action is random
+49 M of its 50 M agent steps). ε matters with one environment: a step whose action is random
 skips the network's forward pass.
 A first, untimed train phase compiles the step. The profiles (``--profile``):
 ``serial`` waits for every iteration's updates where they are dispatched, so that each part's cost
