@@ -12,7 +12,8 @@ resolve_rom, AtariEnv, env_for_snapshot, play_games.
 Analysis (dqnviz.analysis): guided_backprop, saliency, receptive_field, effective_receptive_field,
 top_activations, top_activations_by_layer, full_history, conv_layers, image_layers, rectified_by,
 temporal_lean, encode_rgb, encode_gradient_rgb, frames_strip.
-Errors: UserError (a user's mistake, with a one-line message).
+Errors: UserError (a user's mistake, with a one-line message); ZeroGradientWarning (guided_backprop
+images that are all zero: their filter does not fire on those states).
 Report: nvis_report, the ``dqnviz nvis`` page for any Keras image model and the states you give::
 
     dqnviz.nvis_report(model, record.states, "my_agent.html", filters="top8")
