@@ -28,6 +28,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from dqnviz import backend
 from dqnviz.agent import epsilon_greedy_lazy
 from dqnviz.atari import FRAME_SHAPE, AtariEnv, Rom, VectorAtariEnv
 from dqnviz.config import TEST_MAX_FRAMES, TrainConfig, env_switch, epsilon_schedule
@@ -201,6 +202,14 @@ def make_envs(rom: Rom, config: TrainConfig, training: bool, seed: int):
     if count == 1:
         return SingleEnvBatch(AtariEnv(rom, **options), stacks=True)
     return VectorAtariEnv(rom, num_envs=count, num_threads=config.emulator_threads, stacks=True, **options)
+
+
+def passes_multiple(done: int, step: int, period: int) -> bool:
+    """Whether a count going from ``done − step`` to ``done`` passes a multiple of ``period``:
+    ⌊done / period⌋ > ⌊(done − step) / period⌋. The training loop's clock: updates every
+    ``train_frequency`` agent steps and target copies every ``target_steps``, counted over the
+    whole run, whatever the environments' count and the phases' lengths."""
+    return done // period > (done - step) // period
 
 
 # ----------------------------------------------------------------------------------------------
@@ -535,8 +544,10 @@ class Trainer:
         self.snapshot_dir, self.report_dir = Path(snapshot_dir), Path(report_dir)
         self.show_progress, self.log = show_progress, log
         self.rng = np.random.default_rng(config.seed)
+        # --device-replay keeps the frames in the accelerator's memory, which on a CPU is the host's
+        frames_on_host = not config.device_replay or not backend.has_accelerator()
         check_fits_in_memory(config.replay_size, prioritized=config.prioritized,
-                             frame_shape=(0,) if config.device_replay else (84, 84))
+                             frame_shape=(84, 84) if frames_on_host else (0,))
         self.train_env = make_envs(rom, config, training=True, seed=config.seed)
         self.test_env = None
         self.num_actions = self.train_env.num_actions
@@ -594,7 +605,6 @@ class Trainer:
         self.states = None
         self.starts = None
         self.running_scores = None
-        self.steps_since_sync = 0
         self.test_scores: dict[int, dict] = {}  # epoch -> its test phase's score, this invocation's epochs
         self.timer = Timer(enabled=bool(profile), wait_for_device=profile != "overlapped")
         self.sample_ahead = sample_ahead()
@@ -666,17 +676,19 @@ class Trainer:
         scores = np.zeros(n) if testing or self.running_scores is None else self.running_scores
         learn = phase == "train"
         updates_per_iteration = max(1, n // config.train_frequency)
-        iterations_per_update = max(1, config.train_frequency // n)
         start = time.perf_counter()
         label = progress_label or f"epoch {epoch} {phase}"
         timer = self.timer
         timer.seconds.clear()  # each phase's profile is its own
         # A stop signal is raised only at the top of an iteration, where states, scores, the
         # replay memory and the step counts agree (see dqnviz.stopping).
-        def updates_due(iteration: int) -> bool:
-            """Whether an iteration makes updates: every ``iterations_per_update``-th, once the
-            memory can fill a batch."""
-            return iteration % iterations_per_update == 0 and self.replay.num_sampleable() >= config.batch_size
+        def updates_due(done: int) -> bool:
+            """Whether the iteration that brings the run's train steps to ``done`` makes updates:
+            one that passes a multiple of the train frequency f (with n ≥ f environments, every
+            iteration), once the memory can fill a batch. Counted over the whole run, as DeepMind's
+            ``numSteps % update_freq``, so that a phase or a resumed sitting whose length f does not
+            divide loses no update: after D train steps the run has made ⌊D / f⌋ sets of updates."""
+            return passes_multiple(done, n, config.train_frequency) and self.replay.num_sampleable() >= config.batch_size
 
         with Progress(label, total=steps, enabled=self.show_progress) as progress, deferred_interrupts() as stop:
             iteration = 0
@@ -704,14 +716,15 @@ class Trainer:
                     pending = None
                     if learn:
                         self.train_steps_done += n
-                        if drawn_ahead is not None or updates_due(iteration):
+                        if drawn_ahead is not None or updates_due(self.train_steps_done):
                             transitions = self._draw(updates_per_iteration) if drawn_ahead is None else drawn_ahead
                             pending = self._start_updates(stats, transitions)
                             drawn_ahead = None
-                        self.steps_since_sync += n
-                        if self.steps_since_sync >= config.target_steps:
+                        # the target network is copied each time the run's train steps pass a
+                        # multiple of --target-steps: every target_steps on average, also with n
+                        # environments that do not divide it, and on across a resume
+                        if passes_multiple(self.train_steps_done, n, config.target_steps):
                             self.learner.sync_target()
-                            self.steps_since_sync = 0
                     with timer("emulate"):
                         next_states, rewards, terminals, game_overs, _ = env.recv()
                     last_game_overs = np.asarray(game_overs, bool)
@@ -724,7 +737,7 @@ class Trainer:
                         # While the device finishes these updates, draw the next iteration's
                         # batches: from the memory as the next iteration would see it, unless
                         # prioritized, where these updates' priorities are not written yet.
-                        if self.sample_ahead and stats.steps + n < steps and updates_due(iteration + 1):
+                        if self.sample_ahead and stats.steps + n < steps and updates_due(self.train_steps_done + n):
                             drawn_ahead = self._draw(updates_per_iteration, self.train_steps_done + n)
                         self._finish_updates(pending, stats)
                     scores += rewards
@@ -844,10 +857,13 @@ class Trainer:
             meta["movement"] = kernel_movement(layer_kernels(model), self.initial_kernels)
         return save_snapshot(self.snapshot_path(epoch, suffix), model, meta)
 
-    def write_row(self, stats: PhaseStats, epoch_started: float) -> dict:
+    def write_row(self, stats: PhaseStats, epoch_started: float, replay_count: int | None = None) -> dict:
+        """Append ``stats``' row to the CSV and log it; ``replay_count``: the replay memory's count
+        to record (None: its count now)."""
         now = time.perf_counter()
         row = stats.row(
-            total_train_steps=self.train_steps_done, replay_count=len(self.replay), meanq=self.meanq(),
+            total_train_steps=self.train_steps_done, replay_count=len(self.replay) if replay_count is None else replay_count,
+            meanq=self.meanq(),
             weight_updates=self.learner.updates, total_time=self.total_time_before + now - self.started,
             epoch_time=now - epoch_started,
         )
@@ -902,7 +918,12 @@ class Trainer:
         self.log(f"epoch {epoch}'s test phase was cut short when the run stopped: playing it again")
         started = time.perf_counter()
         test = self.run_phase(epoch, "test", self.config.test_steps)
-        self.write_row(test, started)
+        # the memory is refilled after this phase: its row repeats the count of the train phase
+        # it tests, as every test row does, not the empty memory it was replayed with
+        rows = read_statistics(self.csv.path) or []
+        trained = next((row for row in reversed(rows) if (row.get("epoch"), row.get("phase")) == (str(epoch), "train")), {})
+        count = str(trained.get("replay_memory_count", ""))
+        self.write_row(test, started, replay_count=int(count) if count.isdigit() else None)
         self.test_scores[epoch] = _test_score(test)
         self.save(epoch, test_score=self.test_scores[epoch])
 

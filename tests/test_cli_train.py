@@ -130,6 +130,8 @@ def test_ctrl_c_saves_a_snapshot_that_resumes(tmp_path, monkeypatch, capsys):
     (["train", "pong", "--train-steps", "0"], "--train-steps must be at least 1, got 0"),
     (["train", "pong", "--replay-size", "-5"], "--replay-size must be at least 1, got -5"),
     (["train", "pong", "--replay-size", "100000000"], "use --replay-size"),
+    # with no GPU the "device" memory of --device-replay is the host's: its frames count too
+    (["train", "pong", "--replay-size", "100000000", "--device-replay"], "use --replay-size"),
     (["train", "pong", "--epsilon-start", "0.1", "--epsilon-end", "0.5"], "--epsilon-end 0.5 is above --epsilon-start 0.1"),
     (["train", "pong", "--replay-size", "35"], "--replay-size 35 is too small to draw a batch of 32 with 1 env(s): give at least 36"),
     (["train", "pong", "--replay-size", "100", "--num-envs", "64"], "give at least 320"),
@@ -460,6 +462,8 @@ def test_ctrl_c_in_a_test_phase_is_played_again_on_resume(tmp_path, monkeypatch,
                                                          ("2", "train"), ("2", "test")]
     score = load_snapshot(saved).meta["test_score"]
     assert score is not None and score["average"] == pytest.approx(float(table[2]["average_reward"]))
+    # the test played again before the refill records the count of the train phase it tests, not 0
+    assert table[2]["replay_memory_count"] == table[1]["replay_memory_count"] != "0"
     assert load_snapshot(tmp_path / "snap" / "pong_2.keras").meta["epoch"] == 2
 
     # a snapshot whose test is in the CSV is not tested again

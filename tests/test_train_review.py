@@ -34,6 +34,21 @@ def test_resume_refuses_a_change_of_the_network_shape(tmp_path, capsys, flags, m
     assert not (tmp_path / "rep").exists() and not (tmp_path / "snap").exists()  # refused before any file
 
 
+def test_a_refused_resume_announces_no_new_run(tmp_path, capsys):
+    """A resume that would branch off (its next epoch's snapshot exists) and is then refused for
+    its network says only why: no "continuing as a new run" line for a run that never starts."""
+    import shutil
+
+    snapshot = make_snapshot(tmp_path / "snap" / "breakout_1.keras")
+    shutil.copy(snapshot, tmp_path / "snap" / "breakout_2.keras")
+    argv = ["train", "--resume", str(snapshot), "--epochs", "3", *TINY, "--history", "2", *folders(tmp_path)]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert "--history 2 cannot change on --resume" in captured.err and captured.err.count("\n") == 1
+    assert "new run" not in captured.out
+    assert not list((tmp_path / "rep").glob("*.csv")) if (tmp_path / "rep").exists() else True
+
+
 def test_resume_into_another_game_action_set_is_refused():
     """The trainer's own check (the Python API has no flag merge): outputs against the actions."""
     from dqnviz.config import TrainConfig

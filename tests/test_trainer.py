@@ -426,6 +426,34 @@ def test_vectorised_and_classic_training_make_identical_updates_for_identical_ba
     assert any(not np.array_equal(a, b) for a, b in zip(fresh.learner.model().get_weights(), classic_weights))
 
 
+@pytest.mark.parametrize("num_envs, train_frequency, target_steps", [(1, 5, 7), (4, 8, 6), (2, 2, 5)])
+def test_updates_and_target_copies_keep_their_period_over_the_run_not_per_phase(tmp_path, monkeypatch, num_envs,
+                                                                                train_frequency, target_steps):
+    """Train phases of 8 agent steps with an update every 5 (or 8) steps and θ⁻ ← θ every 7 (or 6):
+    neither divides a phase, so a clock that restarted each phase would make ⌊8/5⌋ = 1 update a
+    phase, 3 in 24 steps instead of ⌊24/5⌋ = 4, and copy θ⁻ late. Counted over the run, after D
+    train steps the run has made ⌊D / f⌋ sets of updates and ⌊D / C⌋ copies, each where D passes
+    a multiple (DeepMind's numSteps % update_freq)."""
+    monkeypatch.setattr(trainer, "make_envs", lambda rom, config, training, seed: ScriptedEnvs(lengths=[10] * num_envs))
+    config = TrainConfig(replay_size=400, batch_size=4, validation_states=4, num_envs=num_envs,
+                         train_frequency=train_frequency, target_steps=target_steps, seed=0)
+    run = quiet_trainer(tmp_path, config)
+    run.run_phase(0, "random", 40)
+    updates, copies = [], []
+    real_train, real_sync = run.learner.train_transitions, run.learner.sync_target
+    run.learner.train_transitions = lambda replay, transitions: (updates.append((run.train_steps_done, len(transitions)))
+                                                                 or real_train(replay, transitions))
+    run.learner.sync_target = lambda: copies.append(run.train_steps_done) or real_sync()
+    for epoch in (1, 2, 3):
+        run.run_phase(epoch, "train", 8)
+    steps = range(num_envs, 25, num_envs)  # the run's train steps after each iteration
+    per_iteration = max(1, num_envs // train_frequency)
+    assert updates == [(d, per_iteration) for d in steps if d // train_frequency > (d - num_envs) // train_frequency]
+    assert sum(count for _, count in updates) == 24 // train_frequency
+    assert copies == [d for d in steps if d // target_steps > (d - num_envs) // target_steps]
+    assert len(copies) == 24 // target_steps
+
+
 def test_each_phase_acts_with_its_own_epsilon(tmp_path, monkeypatch):
     """Random: ε = 1. Train: ε(t) = ε_end + (ε_start − ε_end)·max(0, 1 − t/T), t counting train steps
     only, carried across epochs. Test: --test-epsilon, in environments built for testing."""

@@ -7,7 +7,7 @@ Everything else in dqnviz is written once with ``keras.ops``. Two things cannot 
   ``stateless_call``).
 
 Both backend modules, :mod:`dqnviz.backend.jax` and :mod:`dqnviz.backend.tensorflow`, expose the
-same eight names, and this package gives those of the backend Keras runs, with ``BACKEND`` (its
+same nine names, and this package gives those of the backend Keras runs, with ``BACKEND`` (its
 name):
 
 ``input_gradient(fn, x) -> (values, gradient)``
@@ -44,6 +44,10 @@ name):
 ``make_q_and_gradient(model, run) -> call(x) -> (Q, dQ(x, argmax Q)/dx)``
     one compiled pass for recording with gradient saliency.
 
+``has_accelerator() -> bool``
+    whether the backend computes on a GPU (or TPU), not the host's CPU: on the CPU the
+    "accelerator's" memory (``--device-replay``'s frames) is the host's.
+
 ``FrameBuffer(shape)``
     the replay memory's uint8 frames kept on the accelerator (``--device-replay``): ``stage(slot,
     frames)`` (written with the next update, or by ``flush()``), ``gather(envs, index, keep)`` →
@@ -54,8 +58,8 @@ that importing that module (which runs this package first) imports no Keras, thi
 Keras and the backend's module only when one of the names above is first asked for.
 """
 
-_NAMES = ("FrameBuffer", "TrainStep", "compile_forward", "compile_input_gradient", "input_gradient", "make_predict",
-          "make_q_and_gradient", "results_to_host")
+_NAMES = ("FrameBuffer", "TrainStep", "compile_forward", "compile_input_gradient", "has_accelerator", "input_gradient",
+          "make_predict", "make_q_and_gradient", "results_to_host")
 
 __all__ = ["BACKEND", *_NAMES]
 

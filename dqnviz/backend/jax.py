@@ -24,6 +24,11 @@ import numpy as np
 
 from dqnviz.config import env_switch
 
+def has_accelerator() -> bool:
+    """Whether JAX computes on an accelerator (a GPU or TPU), not the host's CPU."""
+    return jax.default_backend() != "cpu"
+
+
 # XLA replays a run of kernels as one CUDA graph (a command buffer) only when the run holds at
 # least ``xla_gpu_graph_min_graph_size`` of them, 5 by default. In the DQN update the runs between
 # two convolutions are shorter, so each of their kernels was launched from the host on its own, and

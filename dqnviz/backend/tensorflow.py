@@ -14,8 +14,13 @@ import tensorflow as tf
 from dqnviz.config import env_switch
 
 
+def has_accelerator() -> bool:
+    """Whether TensorFlow computes on a GPU, not the host's CPU."""
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
 def _use_xla() -> bool:
-    return env_switch("DQNVIZ_XLA", bool(tf.config.list_physical_devices("GPU")))
+    return env_switch("DQNVIZ_XLA", has_accelerator())
 
 
 XLA = _use_xla()

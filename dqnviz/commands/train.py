@@ -262,15 +262,16 @@ def run(args) -> int:
                             else "use --resume or another --name")
     run_name = statistics.path.stem
     try:
-        if notice and notice(run_name):
-            print(notice(run_name))
-
         from dqnviz.trainer import Interrupted, Trainer
 
         trainer = Trainer(rom, config, run=run_name, snapshot_dir=snapshot_dir, report_dir=report_dir,
                           resume=resume, show_progress=not args.quiet, profile="overlapped" if args.profile else False,
                           statistics=(read(report_dir / f"{run_name}.csv") or []) if resume else None,
                           statistics_csv=statistics)
+        # said once the Trainer has accepted the resumed network (check_same_network): a run that
+        # is refused is no new run
+        if notice and notice(run_name):
+            print(notice(run_name))
         print(f"training {rom.name} as run {run_name}: {config.num_envs} env(s), replay {config.replay_size:,}, "
               f"statistics in {trainer.csv.path}")
         try:
