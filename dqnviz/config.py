@@ -37,8 +37,8 @@ class TrainConfig:
 
     # Epochs and phases
     epochs: int = _f(200, "the run's last epoch: train/test epochs 1 … N follow the random epoch 0 (a resumed run counts on from where it stopped); 200 epochs of 250,000 agent steps are the Nature run's 50 M agent steps (the paper's \"50 million frames\" are agent steps: 200 M emulator frames)", positive=True)
-    random_steps: int = _f(50_000, "agent steps of uniformly random play in epoch 0, which fill the replay memory (with --num-envs N, rounded up to a multiple of N: all N step together)", positive=True)
-    train_steps: int = _f(250_000, "agent steps in each epoch's train phase (with --num-envs N, rounded up to a multiple of N: all N step together)", positive=True)
+    random_steps: int = _f(50_000, "agent steps of uniformly random play in epoch 0, which fill the replay memory (rounded up to a multiple of --num-envs: the environments step together)", positive=True)
+    train_steps: int = _f(250_000, "agent steps in each epoch's train phase (rounded up to a multiple of --num-envs: the environments step together)", positive=True)
     test_steps: int = _f(125_000, "agent steps in each epoch's test phase (ε = test-epsilon), summed over environments; the games still running then play to their end, so every game started counts", positive=True)
     # Environment
     num_envs: int = _f(1, "environments stepped together; 1 is the classic Nature loop, >1 uses ale-py's C++ AtariVectorEnv", positive=True, maximum=MAX_ENVS)
