@@ -159,6 +159,14 @@ def test_printing_fits_every_chart_and_image_to_the_paper(tmp_path, kind):
             plot = check.page.evaluate("""() => { const gd = document.getElementById('stats-plot');
                 return [gd.dataset.layout, gd._fullLayout.width, gd._context.displayModeBar]; }""")
             assert plot[0] == "narrow" and plot[1] <= PAPER_WIDTH and plot[2] is False, plot
+            # no axis title on the next chart's title (a print height shorter than the layout's
+            # spacing was made for put each "epoch" onto the title below it)
+            clashes = check.page.evaluate("""() => {
+                const boxes = s => Array.from(document.querySelectorAll(s)).map(e => e.getBoundingClientRect());
+                const titles = boxes('#stats-plot .annotation-text'), axes = boxes('#stats-plot .g-xtitle text');
+                return axes.filter(a => titles.some(t => a.left < t.right && t.left < a.right
+                                                         && a.top < t.bottom && t.top < a.bottom)).length; }""")
+            assert clashes == 0
         check.page.emulate_media(media="screen")
         check.page.set_viewport_size({"width": 1440, "height": 900})
         check.page.evaluate("() => { window.dispatchEvent(new Event('afterprint')); window.__dqFrozen = false; }")
