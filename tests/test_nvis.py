@@ -155,6 +155,8 @@ def test_a_browser_that_cannot_unpack_plotly_keeps_the_images_and_says_why(repor
                                        .filter(img => img.complete && img.naturalWidth > 0).length""")
         assert shown == page.evaluate("document.querySelectorAll('.dq-fig[data-kind=\\'image\\']').length") > 0
         assert page.evaluate("document.querySelectorAll('.js-plotly-plot').length") == 0
+        # and no image is a tab stop for zoom keys that could do nothing here
+        assert page.evaluate("document.querySelectorAll('.dq-fig[tabindex]').length") == 0
 
 
 def test_page_draws_and_zoom_is_linked(report):
