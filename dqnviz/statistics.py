@@ -3,6 +3,7 @@ command line decides where a resumed run goes from it, and the trainer what a re
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 CSV_COLUMNS = [
@@ -21,15 +22,25 @@ def first_malformed_row(data: bytes) -> tuple[int, str] | None:
     is sound. A row is sound with one field per column, a whole-number epoch and a known phase;
     blank lines are ignored, as the CSV reader does."""
     import csv
+    import io
 
     text, _ = complete_lines(data.decode("utf-8", "replace"))
-    lines = text.splitlines()
-    for number, fields in enumerate(csv.reader(lines[1:]), start=2):
+    reader = csv.reader(io.StringIO(text, newline=""))  # the CSV module's lines, quotes and all
+    next(reader, None)  # the header
+    first_line = 2
+    for fields in reader:
+        number, first_line = first_line, reader.line_num + 1  # where this record began
         if not fields:
             continue
-        if len(fields) != len(CSV_COLUMNS) or not fields[0].isdigit() or fields[1] not in PHASES:
-            return number, lines[number - 1]
+        if len(fields) != len(CSV_COLUMNS) or not is_epoch(fields[0]) or fields[1] not in PHASES:
+            return number, ",".join(fields)
     return None
+
+
+def is_epoch(text: str) -> bool:
+    """Whether a CSV cell is an epoch: ASCII digits only (``str.isdigit`` takes ``"²"``, which
+    ``int`` refuses)."""
+    return bool(re.fullmatch(r"[0-9]+", text))
 
 
 def malformed_row_message(path: Path, data: bytes) -> str | None:

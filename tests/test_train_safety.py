@@ -329,3 +329,9 @@ def test_malformed_rows_are_found_and_sound_files_pass():
     assert first_malformed_row(header + row + b"\r\n" + row + b"2,tra") is None  # blank line and cut row aside
     assert first_malformed_row(header + row + b"1,train,0\r\n" + row) == (3, "1,train,0")
     assert first_malformed_row(header + row.replace(b"1,", b"-1,", 1)) == (2, "-1,train" + ",0" * 14)
+    assert first_malformed_row(header + row.replace(b"1,", "²,".encode(), 1))[0] == 2  # int() refuses "²"
+    # lines as the CSV reader counts them: a quoted field may hold a line break
+    quoted = b'1,train,"a\r\nb"' + b",0" * 13 + b"\r\n"
+    assert first_malformed_row(header + quoted + row + b"x,y\r\n") == (5, "x,y")
+    # a file written in text mode on Windows (\r\r\n) reads as rows and blank lines: still sound
+    assert first_malformed_row((header + row + row).replace(b"\r\n", b"\r\r\n")) is None
