@@ -130,8 +130,6 @@ def test_ctrl_c_saves_a_snapshot_that_resumes(tmp_path, monkeypatch, capsys):
     (["train", "pong", "--train-steps", "0"], "--train-steps must be at least 1, got 0"),
     (["train", "pong", "--replay-size", "-5"], "--replay-size must be at least 1, got -5"),
     (["train", "pong", "--replay-size", "100000000"], "use --replay-size"),
-    # with no GPU the "device" memory of --device-replay is the host's: its frames count too
-    (["train", "pong", "--replay-size", "100000000", "--device-replay"], "use --replay-size"),
     (["train", "pong", "--epsilon-start", "0.1", "--epsilon-end", "0.5"], "--epsilon-end 0.5 is above --epsilon-start 0.1"),
     (["train", "pong", "--replay-size", "35"], "--replay-size 35 is too small to draw a batch of 32 with 1 env(s): give at least 36"),
     (["train", "pong", "--replay-size", "100", "--num-envs", "64"], "give at least 320"),
@@ -152,6 +150,16 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, messag
     assert code != 0
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "snapshots").exists() and not (tmp_path / "reports").exists()
+
+
+def test_device_replay_frames_count_in_host_memory_where_there_is_no_accelerator(tmp_path, capsys, monkeypatch):
+    """With no GPU the "device" memory of --device-replay is the host's: its frames count too, and
+    a replay memory that cannot fit is refused in one line rather than allocated."""
+    from dqnviz import backend
+
+    monkeypatch.setattr(backend, "has_accelerator", lambda: False)  # as on this CPU, also where CI has a GPU
+    test_bad_input_is_one_line_and_writes_nothing(
+        tmp_path, capsys, ["train", "pong", "--replay-size", "100000000", "--device-replay"], "use --replay-size", monkeypatch)
 
 
 @pytest.mark.parametrize("command", ["train-snapshots", "train-reports", "nvis", "compare", "record", "test", "plot"])
