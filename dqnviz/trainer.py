@@ -586,6 +586,9 @@ class Trainer:
         self.learner.updates = int(meta.get("weight_updates", 0))  # the CSV's count goes on across a resume
         self.total_steps = int(meta.get("total_steps", 0))  # agent steps, all phases but test
         self.train_steps_done = int(meta.get("train_steps_done", 0))  # drives ε
+        # the replay memory's count when the resumed snapshot was saved (the memory itself is not
+        # kept): what a test phase replayed before the refill records, as its train row did
+        self.resumed_replay_count = meta.get("replay_memory_count")
         self.start_epoch = int(meta.get("epoch", -1)) + 1 if resume else 0
         self.resume_partial = meta.get("interrupted") if resume else None
         self.phase_stats: PhaseStats | None = None  # the phase running or last run
@@ -850,7 +853,7 @@ class Trainer:
             test_score=test_score, train_steps_done=self.train_steps_done, weight_updates=self.learner.updates,
             total_time=self.total_time_before + time.perf_counter() - self.started,
             initialised_under=self.initialised_under, init_seed=self.init_seed,
-            initialisation=self.initialisation, **extra,
+            initialisation=self.initialisation, **{"replay_memory_count": len(self.replay), **extra},
         )
         model = self.learner.model()
         if self.initial_kernels is not None:
@@ -919,13 +922,19 @@ class Trainer:
         started = time.perf_counter()
         test = self.run_phase(epoch, "test", self.config.test_steps)
         # the memory is refilled after this phase: its row repeats the count of the train phase
-        # it tests, as every test row does, not the empty memory it was replayed with
-        rows = read_statistics(self.csv.path) or []
-        trained = next((row for row in reversed(rows) if (row.get("epoch"), row.get("phase")) == (str(epoch), "train")), {})
-        count = str(trained.get("replay_memory_count", ""))
-        self.write_row(test, started, replay_count=int(count) if count.isdigit() else None)
+        # it tests (as every test row does), from the snapshot, or from the run's CSV for a
+        # snapshot older than that count; not the empty memory it was replayed with
+        count = self.resumed_replay_count
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            rows = read_statistics(self.csv.path) or []
+            trained = next((row for row in reversed(rows) if (row.get("epoch"), row.get("phase")) == (str(epoch), "train")),
+                           {})
+            count = str(trained.get("replay_memory_count", ""))
+            count = int(count) if count.isascii() and count.isdigit() else None
+        self.write_row(test, started, replay_count=count)
         self.test_scores[epoch] = _test_score(test)
-        self.save(epoch, test_score=self.test_scores[epoch])
+        extra = {} if count is None else {"replay_memory_count": count}
+        self.save(epoch, test_score=self.test_scores[epoch], **extra)
 
     def _fill_replay(self) -> None:
         """After a resume the replay memory is empty: refill it with the current policy, no learning.

@@ -472,6 +472,7 @@ def test_ctrl_c_in_a_test_phase_is_played_again_on_resume(tmp_path, monkeypatch,
     assert score is not None and score["average"] == pytest.approx(float(table[2]["average_reward"]))
     # the test played again before the refill records the count of the train phase it tests, not 0
     assert table[2]["replay_memory_count"] == table[1]["replay_memory_count"] != "0"
+    assert load_snapshot(saved).meta["replay_memory_count"] == int(table[1]["replay_memory_count"])
     assert load_snapshot(tmp_path / "snap" / "pong_2.keras").meta["epoch"] == 2
 
     # a snapshot whose test is in the CSV is not tested again
