@@ -195,6 +195,30 @@ def _metavar(f) -> str:
     return named.get(f.name, "N" if isinstance(f.default, int) else "X")
 
 
+# what a snapshot's config.rmsprop_epsilon means (snapshot_meta writes it): DeepMind's ε, for the
+# loss summed over the batch (see dqnviz.learner.make_optimizer)
+RMSPROP_EPSILON_UNITS = "summed loss"
+
+
+def stored_config(meta: dict) -> tuple[TrainConfig, str | None]:
+    """The config a snapshot's metadata stores, and a line to say if a field had to be read anew.
+
+    Snapshots saved before ``rmsprop_epsilon_units`` was written gave Keras' RMSprop their ε as
+    it was, for the batch-mean loss; it now means DeepMind's ε, for the summed loss, and the
+    optimizer gets ε / B². Such a snapshot's ε is read as ε·B², so that a resumed run takes the
+    steps it took before."""
+    config = TrainConfig.from_dict(meta.get("config", {}))
+    if meta.get("rmsprop_epsilon_units") == RMSPROP_EPSILON_UNITS or "config" not in meta:
+        return config, None
+    epsilon = config.rmsprop_epsilon * config.batch_size ** 2
+    said = None
+    if config.optimizer == "rmsprop":
+        said = (f"this snapshot predates RMSProp's ε in DeepMind's units (for the batch's summed loss): its ε "
+                f"{config.rmsprop_epsilon:g} is kept as --rmsprop-epsilon {epsilon:g}, the same steps; "
+                f"--rmsprop-epsilon {config.rmsprop_epsilon:g} takes DeepMind's")
+    return config.replace(rmsprop_epsilon=epsilon), said
+
+
 def config_from_arguments(args, base: TrainConfig | None = None) -> TrainConfig:
     """The config that ``args`` ask for: fields given on the command line override ``base``."""
     base = base or TrainConfig()

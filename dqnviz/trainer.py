@@ -31,7 +31,7 @@ import numpy as np
 from dqnviz import backend
 from dqnviz.agent import epsilon_greedy_lazy
 from dqnviz.atari import FRAME_SHAPE, AtariEnv, Rom, VectorAtariEnv
-from dqnviz.config import TEST_MAX_FRAMES, TrainConfig, env_switch, epsilon_schedule
+from dqnviz.config import RMSPROP_EPSILON_UNITS, TEST_MAX_FRAMES, TrainConfig, env_switch, epsilon_schedule
 from dqnviz.errors import UserError
 from dqnviz.learner import Learner
 from dqnviz.outputs import cannot_write
@@ -77,6 +77,7 @@ def snapshot_meta(rom: Rom, env, config: TrainConfig, run: str, epoch: int, tota
         "test_score": test_score,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "initialisation": "independent",  # build_q_network's; a resumed older run passes "shared"
+        "rmsprop_epsilon_units": RMSPROP_EPSILON_UNITS,  # what config.rmsprop_epsilon means (config.stored_config)
         **extra,
     }
 

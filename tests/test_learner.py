@@ -278,3 +278,21 @@ def test_the_results_of_updates_read_in_one_go_are_those_of_each_update(monkeypa
     pending = PendingUpdates([], *each)
     assert pending.losses() is pending.results()[0] and pending.td_abs() is pending.results()[1]  # read once
     np.testing.assert_array_equal(pending.td_abs(), td_abs)
+
+
+def test_an_older_snapshots_rmsprop_epsilon_is_read_so_that_its_steps_stay_the_same():
+    """Before ε was in DeepMind's units, a snapshot's ε went to Keras as it was: read as ε·B², the
+    optimizer gets (ε·B²)/B² = ε, the same steps. A snapshot that says its units is read as is."""
+    from dqnviz.config import RMSPROP_EPSILON_UNITS, stored_config
+    from dqnviz.learner import make_optimizer
+
+    old = {"config": TrainConfig(batch_size=16, rmsprop_epsilon=0.01).to_dict()}
+    config, said = stored_config(old)
+    assert config.rmsprop_epsilon == pytest.approx(0.01 * 16 ** 2) and config.batch_size == 16
+    assert make_optimizer(config).epsilon == pytest.approx(0.01)  # what Keras got before
+    assert "its ε 0.01 is kept as --rmsprop-epsilon 2.56, the same steps" in said
+    new, said = stored_config({**old, "rmsprop_epsilon_units": RMSPROP_EPSILON_UNITS})
+    assert new.rmsprop_epsilon == 0.01 and said is None
+    adam, said = stored_config({"config": TrainConfig(optimizer="adam").to_dict()})
+    assert said is None  # nothing to say where RMSProp is not used (its ε is still read anew)
+    assert stored_config({})[0] == TrainConfig()  # no stored config: the defaults, as before

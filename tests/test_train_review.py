@@ -248,3 +248,32 @@ def test_an_older_snapshot_rebuilds_its_shared_start_and_a_resume_keeps_it(tmp_p
     assert resumed.meta["initialisation"] == "shared"
     for layer, figures in resumed.meta["movement"].items():  # recorded against the shared start
         assert starting_point(resumed).movement[layer]["change"] == pytest.approx(figures["change"], rel=1e-5, abs=1e-7)
+
+
+def test_resuming_an_older_rmsprop_snapshot_keeps_its_steps_and_says_so(tmp_path, capsys):
+    """A snapshot from before RMSProp's ε was in DeepMind's units (no rmsprop_epsilon_units in its
+    metadata): its ε is read as ε·B² and said so in one line; the resumed run's snapshots then
+    carry the units, so a later resume reads them as they are."""
+    import json
+    import zipfile
+
+    made = make_snapshot(tmp_path / "made.keras")
+    older = tmp_path / "snap" / "breakout_1.keras"
+    older.parent.mkdir()
+    with zipfile.ZipFile(made) as source, zipfile.ZipFile(older, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "dqnviz.json":
+                meta = json.loads(data)
+                del meta["rmsprop_epsilon_units"]
+                data = json.dumps(meta).encode()
+            target.writestr(item, data)
+    argv = ["train", "--resume", str(older), "--epochs", "2", "--name", "r", *TINY, *folders(tmp_path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    # TINY's --batch-size 8 is the resumed run's; the snapshot's ε 0.01 was for its batches of 32
+    assert "breakout_1.keras: this snapshot predates RMSProp's ε in DeepMind's units" in out
+    assert "its ε 0.01 is kept as --rmsprop-epsilon 10.24, the same steps" in out
+    resumed = load_snapshot(tmp_path / "snap" / "r_2.keras").meta
+    assert resumed["config"]["rmsprop_epsilon"] == pytest.approx(10.24)
+    assert resumed["rmsprop_epsilon_units"] == "summed loss"

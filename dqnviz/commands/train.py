@@ -169,7 +169,7 @@ WINDOWS_DEVICE_NAMES = {"CON", "PRN", "AUX", "NUL", *(f"{port}{n}" for port in (
 
 def run(args) -> int:
     from dqnviz.atari import resolve_rom, rom_for_game
-    from dqnviz.config import TrainConfig, config_from_arguments
+    from dqnviz.config import config_from_arguments, stored_config
     from dqnviz.errors import UserError
 
     if args.name is not None:  # before anything is loaded or written ('' too: it is no name)
@@ -197,8 +197,11 @@ def run(args) -> int:
         # weight's shape (--dueling, --history) is refused by the Trainer (check_same_network, with
         # the game's action count), in one line, before it writes a file or refills the replay
         # memory: the resumed weights could not be loaded into the new network.
-        stored = TrainConfig.from_dict(meta.get("config", {})).replace(**network_options(resume))
+        stored, reread = stored_config(meta)
+        stored = stored.replace(**network_options(resume))
         config = config_from_arguments(args, stored)
+        if reread and args.rmsprop_epsilon is None:
+            print(f"{Path(args.resume).name}: {reread}")
         run_name = args.name or meta.get("run") or meta["game"]
         next_epoch = int(meta["epoch"]) + (0 if meta.get("interrupted") else 1)
         if config.epochs < next_epoch:  # checked before the replay memory is refilled for nothing
