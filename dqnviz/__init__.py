@@ -13,7 +13,7 @@ Analysis (dqnviz.analysis): guided_backprop, saliency, receptive_field, effectiv
 top_activations, top_activations_by_layer, full_history, conv_layers, image_layers, rectified_by,
 temporal_lean, encode_rgb, encode_gradient_rgb, frames_strip.
 Errors: UserError (a user's mistake, with a one-line message); ZeroGradientWarning (guided_backprop
-images that are all zero: their filter does not fire on those states).
+images that are all zero, with their cause).
 Report: nvis_report, the ``dqnviz nvis`` page for any Keras image model and the states you give::
 
     dqnviz.nvis_report(model, record.states, "my_agent.html", filters="top8")

@@ -218,9 +218,24 @@ def test_all_zero_images_are_said_in_one_warning_naming_their_filters():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a firing filter warns of nothing
         assert np.abs(guided_backprop(model, states, "c1", 0)).max() > 0
-    with pytest.warns(ZeroGradientWarning, match=r"^guided_backprop: 2 of 3 images are all zero: c1 filter 1 does "
-                                                 r"not fire on those states") as caught:
+    with pytest.warns(ZeroGradientWarning, match=r"^guided_backprop: 2 of 3 images are all zero; c1 filter 1 on "
+                                                 r"states 0, 2: the unit is 0 there") as caught:
         images = guided_backprop(model, states, "c1", np.array([1, 0, 1]))
     assert len(caught) == 1 and not images[0].any() and images[1].any() and not images[2].any()
-    with pytest.warns(ZeroGradientWarning, match=r"the image is all zero: c1 filter 1 does not fire on the state"):
+    with pytest.warns(ZeroGradientWarning, match=r"the image is all zero; c1 filter 1: the unit is 0 there"):
         guided_backprop(model, states[0], "c1", 1)
+
+
+def test_a_firing_unit_whose_every_guided_path_is_cut_is_told_apart():
+    """c2 fires through its bias while its weights are all negative: the gradient reaching c1's
+    ReLUs is negative, and the guided rule drops it. The image is all zero though the unit fires."""
+    from dqnviz.analysis import ZeroGradientWarning
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(1, 3, activation="relu", name="c1"),
+                              keras.layers.Conv2D(1, 1, activation="relu", name="c2")])
+    model.get_layer("c1").set_weights([np.ones((3, 3, 1, 1), np.float32), np.zeros(1, np.float32)])
+    model.get_layer("c2").set_weights([-np.ones((1, 1, 1, 1), np.float32), np.full(1, 1000.0, np.float32)])
+    with pytest.warns(ZeroGradientWarning, match=r"c2 filter 0: the unit fires, but guided backprop's rule"):
+        image = guided_backprop(model, np.ones((8, 8, 1), np.float32), "c2", 0)
+    assert not image.any()

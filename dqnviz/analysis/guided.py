@@ -18,8 +18,9 @@ from dqnviz.errors import UserError
 
 
 class ZeroGradientWarning(UserWarning):
-    """:func:`guided_backprop` made images that are all zero: their unit does not fire on those
-    states. (The reports flag such filters themselves, and silence this warning.)"""
+    """:func:`guided_backprop` made images that are all zero: their unit is 0 on those states, or
+    fires but the guided rule cuts every path to the input. (The reports flag filters that never
+    fire themselves, and silence this warning.)"""
 
 
 def guided_backprop(model, states, layer, filter, *, position=None, batch_size=128) -> np.ndarray:
@@ -61,7 +62,7 @@ def guided_backprop(model, states, layer, filter, *, position=None, batch_size=1
         float32 array shaped like ``states``. A filter whose strongest unit is 0 on a state (a dead
         ReLU; :func:`~dqnviz.analysis.top_activations` gives its value as 0) has no gradient
         there: its image is all zeros, as is a saturated softmax unit's. Such images are said in
-        one :class:`ZeroGradientWarning`, which names their states and filters.
+        one :class:`ZeroGradientWarning`, which names their states, filters and cause.
 
     Raises:
         UserError: no Conv2D layers, non-image input, unknown or channels_first layer, states
@@ -81,27 +82,39 @@ def guided_backprop(model, states, layer, filter, *, position=None, batch_size=1
                                lambda: _strongest_unit_target(model, output, units is None), output)
 
     gradients = np.empty(batch.shape, dtype=np.float32)
+    values = np.empty(len(batch), dtype=np.float32)  # each target unit's activation
     for start in range(0, len(batch), batch_size):
         stop = start + batch_size
         chosen = () if units is None else (units[start:stop],)
-        _, gradients[start:stop] = target(batch[start:stop].astype(np.float32), filters[start:stop].astype(np.int32), *chosen)
-    _warn_of_zero_images(gradients, filters, layer.name, single, "filter" if len(output.shape) == 4 else "unit")
+        values[start:stop], gradients[start:stop] = target(batch[start:stop].astype(np.float32),
+                                                           filters[start:stop].astype(np.int32), *chosen)
+    _warn_of_zero_images(gradients, values, filters, layer.name, single, "filter" if len(output.shape) == 4 else "unit")
     return gradients[0] if single else gradients
 
 
-def _warn_of_zero_images(gradients, filters, layer_name: str, single: bool, kind: str) -> None:
-    """One :class:`ZeroGradientWarning` for the images of ``gradients`` that are all zero."""
-    zero = np.flatnonzero(~gradients.reshape(len(gradients), -1).any(axis=1))
-    if not len(zero):
+def _few(items, shown=8) -> str:
+    return ", ".join(map(str, items[:shown])) + (f", … ({len(items) - shown} more)" if len(items) > shown else "")
+
+
+def _warn_of_zero_images(gradients, values, filters, layer_name: str, single: bool, kind: str) -> None:
+    """One :class:`ZeroGradientWarning` for the images of ``gradients`` that are all zero, with
+    their cause: the unit differentiated is 0 on the state (its filter does not fire there, or
+    not at the ``position`` given), or it fires but every path from the input to it is cut by a
+    guided ReLU (each passes only positive gradients to positive inputs)."""
+    zero = ~gradients.reshape(len(gradients), -1).any(axis=1)
+    if not zero.any():
         return
-    which = sorted({int(filters[i]) for i in zero})
-    names = ", ".join(map(str, which[:8])) + (f", … ({len(which) - 8} more)" if len(which) > 8 else "")
-    several = len(which) > 1
-    images = "the image is" if single else f"{len(zero)} of {len(gradients)} images are"
-    warnings.warn(f"guided_backprop: {images} all zero: {layer_name} {kind}{'s' if several else ''} {names} "
-                  f"do{'' if several else 'es'} not fire on {'the' if single else 'those'} state"
-                  f"{'' if single else 's'} (the unit's output is 0), so no gradient reaches the input",
-                  ZeroGradientWarning, stacklevel=3)
+    causes = []
+    for off, because in ((values <= 0, "is 0 there (the filter does not fire at that unit)"),
+                         (values > 0, "fires, but guided backprop's rule (positive gradients through active ReLUs "
+                                      "only) stops every path to the input")):
+        where = np.flatnonzero(zero & off)
+        if len(where):
+            which = sorted({int(filters[i]) for i in where})
+            states = "" if single else f" on state{'s' if len(where) > 1 else ''} {_few(where.tolist())}"
+            causes.append(f"{layer_name} {kind}{'s' if len(which) > 1 else ''} {_few(which)}{states}: the unit {because}")
+    images = "the image is" if single else f"{int(zero.sum())} of {len(gradients)} images are"
+    warnings.warn(f"guided_backprop: {images} all zero; " + "; ".join(causes), ZeroGradientWarning, stacklevel=3)
 
 
 def _strongest_unit_target(model, output, strongest):
