@@ -48,6 +48,11 @@ def test_cka_invariant_to_orthogonal_transform_and_isotropic_scaling():
         assert linear_cka(tiny * x, y) == pytest.approx(base, rel=1e-8)
         assert linear_cka(x, tiny * y) == pytest.approx(base, rel=1e-8)
     assert np.isnan(linear_cka(np.full_like(x, 1e-6), y)) and np.isnan(linear_cka(x, np.full_like(y, 3.0)))
+    # nor is a large offset taken for a constant: float64 still resolves unit variation at 1e9
+    standard = (x - x.mean(axis=0)) / x.std()  # a shift and an isotropic scale: the same CKA
+    assert linear_cka(standard + 1e9, y) == pytest.approx(base, rel=1e-4)
+    assert unit_gram(standard + 1e9) is not None and unit_gram(np.full_like(x, 1e9)) is None
+    assert np.isnan(linear_cka(np.full_like(x, 1e9), y))
     # but not invariant to an arbitrary (non-orthogonal) invertible linear map
     assert linear_cka(x @ np.diag(np.arange(1, 13.0)), y) != pytest.approx(base, rel=1e-3)
 

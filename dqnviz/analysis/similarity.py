@@ -28,6 +28,15 @@ def _as_matrix(x) -> np.ndarray:
     return x.reshape(len(x), -1)
 
 
+def _varies(centred: np.ndarray, raw: np.ndarray) -> bool:
+    """Whether a representation varies over the examples: its ``centred`` values hold more than
+    the rounding that centring ``raw`` leaves, about ε·max|raw| per value (ε the float64 machine
+    epsilon; 64 of them allowed). Relative to the values' own size, so that neither a tiny scale
+    nor a large offset is taken for a constant."""
+    rounding = 64 * np.finfo(np.float64).eps * float(np.max(np.abs(raw), initial=0.0))
+    return float(np.sum(centred * centred)) > centred.size * rounding ** 2
+
+
 def center(x: np.ndarray) -> np.ndarray:
     """Subtract each column's mean (over the examples)."""
     x = _as_matrix(x)
@@ -51,14 +60,11 @@ def linear_cka(x, y) -> float:
     Returns:
         The CKA value; ``nan`` when either representation is constant over the examples.
     """
-    x, y = _as_matrix(x), _as_matrix(y)
-    if len(x) != len(y):
-        raise ValueError(f"CKA needs the same examples for both: {len(x)} vs {len(y)} rows")
-    # constant over the examples: centring leaves only rounding, far below the values' own energy
-    # (a threshold relative to it, so that scaled-down activations are not taken for constant ones)
-    varies = [float(np.sum(c * c)) > 1e-20 * float(np.sum(r * r)) for r, c in ((x, center(x)), (y, center(y)))]
-    x, y = center(x), center(y)
-    if not all(varies):
+    raw_x, raw_y = _as_matrix(x), _as_matrix(y)
+    if len(raw_x) != len(raw_y):
+        raise ValueError(f"CKA needs the same examples for both: {len(raw_x)} vs {len(raw_y)} rows")
+    x, y = center(raw_x), center(raw_y)
+    if not (_varies(x, raw_x) and _varies(y, raw_y)):
         return float("nan")
     n, p, q = len(x), x.shape[1], y.shape[1]
     if n < max(p, q):
@@ -81,12 +87,13 @@ def unit_gram(x) -> np.ndarray | None:
     representation's matrix once makes CKA over many pairs of representations (say every pair of
     several untrained networks) cost an ``N × N`` dot product per pair.
     """
-    x = _as_matrix(x)
-    energy = float(np.sum(x * x))  # ‖K‖_F is at most this; a constant X leaves only rounding
-    x = x - x.mean(axis=0, keepdims=True)
+    raw = _as_matrix(x)
+    x = center(raw)
+    if not _varies(x, raw):
+        return None
     k = x @ x.T
     norm = float(np.linalg.norm(k))
-    if not norm > 1e-20 * energy or not np.isfinite(norm):
+    if not norm > 0 or not np.isfinite(norm):
         return None
     return k / norm
 
