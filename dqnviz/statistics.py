@@ -32,14 +32,14 @@ def first_malformed_row(data: bytes) -> tuple[int, str] | None:
         number, first_line = first_line, reader.line_num + 1  # where this record began
         if not fields:
             continue
-        if len(fields) != len(CSV_COLUMNS) or not is_epoch(fields[0]) or fields[1] not in PHASES:
+        if len(fields) != len(CSV_COLUMNS) or not is_digits(fields[0]) or fields[1] not in PHASES:
             return number, ",".join(fields)
     return None
 
 
-def is_epoch(text: str) -> bool:
-    """Whether a CSV cell is an epoch: ASCII digits only (``str.isdigit`` takes ``"²"``, which
-    ``int`` refuses)."""
+def is_digits(text: str) -> bool:
+    """Whether a CSV cell is a whole number such as an epoch or a count: ASCII digits only
+    (``str.isdigit`` takes ``"²"``, which ``int`` refuses)."""
     return bool(re.fullmatch(r"[0-9]+", text))
 
 

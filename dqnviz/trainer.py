@@ -39,7 +39,7 @@ from dqnviz.progress import Progress, plural
 from dqnviz.replay import DeviceReplay, ReplayMemory, check_fits_in_memory
 from dqnviz.snapshot import (kernel_movement, layer_kernels, load_optimizer_state, load_validation_states,
                              save_optimizer_state, save_snapshot, save_validation_states, starting_point)
-from dqnviz.statistics import CSV_COLUMNS, has_row, malformed_row_message, read_statistics
+from dqnviz.statistics import CSV_COLUMNS, has_row, is_digits, malformed_row_message, read_statistics
 from dqnviz.stopping import deferred_interrupts
 from dqnviz.units import format_bytes
 
@@ -203,6 +203,19 @@ def make_envs(rom: Rom, config: TrainConfig, training: bool, seed: int):
     if count == 1:
         return SingleEnvBatch(AtariEnv(rom, **options), stacks=True)
     return VectorAtariEnv(rom, num_envs=count, num_threads=config.emulator_threads, stacks=True, **options)
+
+
+def _replay_count_at(meta: dict, rows, epoch: int) -> int | None:
+    """The replay memory's count when a snapshot with ``meta`` was saved after ``epoch``'s train
+    phase: from its metadata, or for a snapshot older than that field from the train row in the
+    run's statistics ``rows``; None if neither says."""
+    count = meta.get("replay_memory_count")
+    if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
+        return count
+    trained = next((row for row in reversed(rows or []) if (row.get("epoch"), row.get("phase")) == (str(epoch), "train")),
+                   {})
+    count = str(trained.get("replay_memory_count", ""))
+    return int(count) if is_digits(count) else None
 
 
 def passes_multiple(done: int, step: int, period: int) -> bool:
@@ -587,9 +600,6 @@ class Trainer:
         self.learner.updates = int(meta.get("weight_updates", 0))  # the CSV's count goes on across a resume
         self.total_steps = int(meta.get("total_steps", 0))  # agent steps, all phases but test
         self.train_steps_done = int(meta.get("train_steps_done", 0))  # drives ε
-        # the replay memory's count when the resumed snapshot was saved (the memory itself is not
-        # kept): what a test phase replayed before the refill records, as its train row did
-        self.resumed_replay_count = meta.get("replay_memory_count")
         self.start_epoch = int(meta.get("epoch", -1)) + 1 if resume else 0
         self.resume_partial = meta.get("interrupted") if resume else None
         self.phase_stats: PhaseStats | None = None  # the phase running or last run
@@ -597,11 +607,16 @@ class Trainer:
             self.start_epoch = int(meta["epoch"])
         # A run stopped in an epoch's test phase left that epoch's snapshot without a test score
         # (saved before the test; saved again with the score after it): a resume plays that test first.
-        self.untested_epoch = (int(meta["epoch"]) if resume and not self.resume_partial and "train_steps_done" in meta
-                               and int(meta.get("epoch", 0)) >= 1 and meta.get("test_score") is None
-                               and not has_row(statistics if statistics is not None else read_statistics(self.csv.path),
-                                               int(meta["epoch"]), "test")
-                               else None)
+        self.untested_epoch, self.untested_replay_count = None, None
+        if (resume and not self.resume_partial and "train_steps_done" in meta and int(meta.get("epoch", 0)) >= 1
+                and meta.get("test_score") is None):
+            epoch = int(meta["epoch"])
+            rows = statistics if statistics is not None else read_statistics(self.csv.path)
+            if not has_row(rows, epoch, "test"):
+                self.untested_epoch = epoch
+                # what that test's row records (as every test row does) for the replay memory,
+                # which is refilled only after it: the count of the train phase it tests
+                self.untested_replay_count = _replay_count_at(meta, rows, epoch)
         self.resume_path = getattr(resume, "path", None)
         self.total_time_before = float(meta.get("total_time", 0.0))
         self.validation = None
@@ -922,16 +937,7 @@ class Trainer:
         self.log(f"epoch {epoch}'s test phase was cut short when the run stopped: playing it again")
         started = time.perf_counter()
         test = self.run_phase(epoch, "test", self.config.test_steps)
-        # the memory is refilled after this phase: its row repeats the count of the train phase
-        # it tests (as every test row does), from the snapshot, or from the run's CSV for a
-        # snapshot older than that count; not the empty memory it was replayed with
-        count = self.resumed_replay_count
-        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-            rows = read_statistics(self.csv.path) or []
-            trained = next((row for row in reversed(rows) if (row.get("epoch"), row.get("phase")) == (str(epoch), "train")),
-                           {})
-            count = str(trained.get("replay_memory_count", ""))
-            count = int(count) if count.isascii() and count.isdigit() else None
+        count = self.untested_replay_count  # not the empty memory this test was replayed with
         self.write_row(test, started, replay_count=count)
         self.test_scores[epoch] = _test_score(test)
         extra = {} if count is None else {"replay_memory_count": count}

@@ -1,6 +1,12 @@
-"""Numbers as messages show them."""
+"""Numbers, and lists of them, as messages show them."""
 
 from __future__ import annotations
+
+
+def format_few(items, shown: int = 6) -> str:
+    """The first ``shown`` of ``items`` in a message: ``"a, b, c"``, or ``"a, b, … (40 more)"``."""
+    items = list(items)
+    return ", ".join(map(str, items[:shown])) + (f", … ({len(items) - shown} more)" if len(items) > shown else "")
 
 
 def format_bytes(count: float) -> str:

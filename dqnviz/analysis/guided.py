@@ -15,6 +15,8 @@ from dqnviz.analysis._model import (
     resolve_layer,
 )
 from dqnviz.errors import UserError
+from dqnviz.progress import plural
+from dqnviz.units import format_few
 
 
 class ZeroGradientWarning(UserWarning):
@@ -92,10 +94,6 @@ def guided_backprop(model, states, layer, filter, *, position=None, batch_size=1
     return gradients[0] if single else gradients
 
 
-def _few(items, shown=8) -> str:
-    return ", ".join(map(str, items[:shown])) + (f", … ({len(items) - shown} more)" if len(items) > shown else "")
-
-
 def _warn_of_zero_images(gradients, values, filters, layer_name: str, single: bool, kind: str) -> None:
     """One :class:`ZeroGradientWarning` for the images of ``gradients`` that are all zero, with
     their cause: the unit differentiated is 0 on the state (its filter does not fire there, or
@@ -111,8 +109,8 @@ def _warn_of_zero_images(gradients, values, filters, layer_name: str, single: bo
         where = np.flatnonzero(zero & off)
         if len(where):
             which = sorted({int(filters[i]) for i in where})
-            states = "" if single else f" on state{'s' if len(where) > 1 else ''} {_few(where.tolist())}"
-            causes.append(f"{layer_name} {kind}{'s' if len(which) > 1 else ''} {_few(which)}{states}: the unit {because}")
+            states = "" if single else f" on {plural('state', len(where))} {format_few(where.tolist(), 8)}"
+            causes.append(f"{layer_name} {plural(kind, len(which))} {format_few(which, 8)}{states}: the unit {because}")
     images = "the image is" if single else f"{int(zero.sum())} of {len(gradients)} images are"
     warnings.warn(f"guided_backprop: {images} all zero; " + "; ".join(causes), ZeroGradientWarning, stacklevel=3)
 

@@ -83,6 +83,16 @@ def rectified_by(model, layer) -> list:
             return chain
 
 
+def silent_filters(model, layer, strongest) -> list:
+    """The filters of ``layer`` that never fire, from each filter's strongest unit ``strongest``
+    (:func:`top_activations`' ``(state, (y, x), value)`` per filter): those at ≤ 0 everywhere,
+    where the layer's output is rectified (a dead ReLU). A linear convolution, with a
+    BatchNormalization and ReLU after it, may peak below 0 and still fire: none is silent there."""
+    if not is_relu_output(resolve_layer(model, layer)):
+        return []
+    return [f for f, (_, _, value) in enumerate(strongest) if value <= 0]
+
+
 def full_history(states) -> np.ndarray:
     """``(N,)`` mask of the states whose every stacked frame (channel) has a lit pixel: not one of
     a game's first steps, whose stacks start with blank frames from before the start.

@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from dqnviz.statistics import CSV_COLUMNS, is_epoch, malformed_row_message, read_statistics  # train --resume reads the run's CSV once, and decides from its rows
+from dqnviz.statistics import CSV_COLUMNS, is_digits, malformed_row_message, read_statistics  # train --resume reads the run's CSV once, and decides from its rows
 
 HELP = "train a DQN on a game (a ROM path, or a name like breakout)"
 DESCRIPTION = """\
@@ -118,7 +118,7 @@ def _malformed_row_message(path: Path) -> str | None:
 
 def last_epoch(rows: list[dict] | None) -> int | None:
     """The highest epoch with a row in a statistics CSV's ``rows`` (None if it has none or could not be read)."""
-    epochs = [int(row["epoch"]) for row in rows or () if is_epoch(str(row.get("epoch", "")))]
+    epochs = [int(row["epoch"]) for row in rows or () if is_digits(str(row.get("epoch", "")))]
     return max(epochs, default=None)
 
 

@@ -264,8 +264,7 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
     """Play with every snapshot and compute all views and numbers of the compare page."""
     import dqnviz.analysis as analysis
     from dqnviz.agent import checked_env_for_snapshot, play_games
-    from dqnviz.analysis._model import resolve_layer
-    from dqnviz.analysis.relu import is_relu_output
+    from dqnviz.analysis.probes import silent_filters
     from dqnviz.progress import Progress
     from dqnviz.report.nvis.options import StrongestFilters
 
@@ -343,12 +342,8 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
             in_play = analysis.full_history(p.states)
             every = analysis.top_activations_by_layer(p.model, p.states, conv_layers, prefer=in_play)
             for li, layer in enumerate(conv_layers):
-                values = np.array([value for _, _, value in every[li]])
-                # as in nvis: only a rectified output at ≤ 0 everywhere never fires (a linear
-                # convolution, a BatchNormalization and ReLU after it, may peak below 0)
-                rectified = is_relu_output(resolve_layer(p.model, layer))
-                silent[layer][i] = [int(f) for f in np.flatnonzero(values <= 0)] if rectified else []
-                count = min(filters, len(values))
+                silent[layer][i] = silent_filters(p.model, layer, every[li])
+                count = min(filters, len(every[li]))
                 if layer == first and orders[i] is not None:
                     chosen = [int(f) for f in orders[i][:count]]
                 else:  # strongest first, by the activation its card shows (as nvis: those firing in play first)

@@ -70,8 +70,7 @@ def analyse(model, states, scores, layers, filters: dict, view: StateView, progr
             strongest unit is sought first outside states with blank frames.
         labels: the three saliency picks' labels (see :func:`pick_saliency_states`).
     """
-    from dqnviz.analysis._model import resolve_layer
-    from dqnviz.analysis.relu import is_relu_output
+    from dqnviz.analysis.probes import silent_filters
     from dqnviz.progress import Progress, plural
 
     timings = {}
@@ -91,10 +90,7 @@ def analyse(model, states, scores, layers, filters: dict, view: StateView, progr
             choice = filters[layer]
             chosen = np.asarray(choice.choose(every_unit, in_play) if isinstance(choice, StrongestFilters) else choice,
                                 np.int64)
-            # Only a rectified output at ≤ 0 everywhere is a unit that never fires; a linear
-            # convolution (a BatchNormalization and ReLU after it) may peak below 0.
-            rectified = is_relu_output(resolve_layer(model, layer))
-            silent[layer] = [f for f, (_, _, value) in enumerate(every_unit) if value <= 0] if rectified else []
+            silent[layer] = silent_filters(model, layer, every_unit)
             channels[layer] = len(every_unit)
             units = [every_unit[f] for f in chosen]
             t0 = time.perf_counter()

@@ -9,6 +9,7 @@ import numpy as np
 
 from dqnviz import analysis
 from dqnviz.errors import UserError
+from dqnviz.units import format_few
 
 
 def parse_layers(text, model, name="--layers") -> list:
@@ -31,16 +32,11 @@ def parse_layers(text, model, name="--layers") -> list:
         images = analysis.image_layers(model) if images is None else images
         if layer not in images:
             others = [n for n in images if n not in convs]
-            also = f" (also any layer with an image output after them: {_few(others)})" if others else ""
+            also = f" (also any layer with an image output after them: {format_few(others)})" if others else ""
             raise UserError(f"unknown layer {layer!r}; {listed}{also}")
     if len(set(names)) != len(names):
         raise UserError(f"{name} names a layer twice: {text}")
     return names
-
-
-def _few(names, shown=6) -> str:
-    """``a, b, c`` or ``a, b, c, … (40 more)``."""
-    return ", ".join(names[:shown]) + (f", … ({len(names) - shown} more)" if len(names) > shown else "")
 
 
 @dataclass(frozen=True)
