@@ -90,6 +90,24 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
+    @classmethod
+    def wrong_type(cls, values: dict) -> str | None:
+        """The first stored value of a field this version knows whose JSON type the field cannot
+        take, in words (``"config's 'batch_size' is '32', not a whole number"``); None when all fit.
+        A whole number is a number too; true and false are neither."""
+        for f in dataclasses.fields(cls):
+            if f.name not in values:
+                continue
+            value = values[f.name]
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            fits = {"int": number and isinstance(value, int), "float": number,
+                    "bool": isinstance(value, bool), "str": isinstance(value, str)}[f.type]
+            if not fits:
+                wanted = {"int": "a whole number", "float": "a number", "bool": "true or false",
+                          "str": "a string"}[f.type]
+                return f"config's {f.name!r} is {value!r:.40}, not {wanted}"
+        return None
+
     def validate(self) -> None:
         """Raise :class:`~dqnviz.errors.UserError` for a value no run can use."""
         from dqnviz.errors import UserError

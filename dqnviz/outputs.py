@@ -156,7 +156,7 @@ def atomic_write(path, write, suffix=None):
     tmp = _temporary_beside(path, suffix or path.suffix)
     try:
         write(tmp)
-        os.chmod(tmp, 0o644 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
+        os.chmod(tmp, 0o644 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
         _to_disk(tmp)  # the bytes reach the disk before the name does: a power cut leaves the old file
         os.replace(tmp, path)
     except BaseException as error:
@@ -168,7 +168,12 @@ def atomic_write(path, write, suffix=None):
     return path
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Read once, at import, before any thread of dqnviz's exists: reading it sets it to 0 for a moment,
+# and a file another thread created in that moment would be world-writable.
+_UMASK = _read_umask()

@@ -310,6 +310,64 @@ def _check_meta(meta: dict, path: str) -> None:
         if any(not isinstance(item, kind) or isinstance(item, bool) for item in meta.get(key) or []):
             raise UserError(f"{path}: the snapshot's metadata ({META_MEMBER}) is damaged ({key!r} holds "
                             f"something other than {'strings' if kind is str else 'whole numbers'})")
+    from dqnviz.config import TrainConfig
+
+    wrong = TrainConfig.wrong_type(meta.get("config") or {})
+    if wrong is None and isinstance(meta.get("interrupted"), dict):
+        wrong = _sitting_wrong_type(meta["interrupted"])
+    if wrong is not None:
+        raise UserError(f"{path}: the snapshot's metadata ({META_MEMBER}) is damaged ({wrong})")
+
+
+# The figures an ``_interrupted`` snapshot keeps of the phase it stopped in (trainer.PhaseStats.carried)
+_SITTING_TYPES = {"phase": str, "steps_done": int, "updates": int, "cost_count": int, "seconds": float,
+                  "cost_sum": float, "game_scores": list}
+
+
+def _sitting_wrong_type(sitting: dict) -> str | None:
+    """The first of an interrupted sitting's figures that is not what it should be (counts are
+    whole numbers of at least 0, seconds and sums numbers, scores a list of numbers), in words."""
+    for key, kind in _SITTING_TYPES.items():
+        if key not in sitting:
+            continue
+        value = sitting[key]
+        if kind is float:
+            fits = _is_number(value)
+        elif kind is int:
+            fits = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        elif kind is list:
+            fits = isinstance(value, list) and all(_is_number(item) for item in value)
+        else:
+            fits = isinstance(value, kind)
+        if not fits:
+            wanted = {str: "a string", int: "a whole number of at least 0", float: "a number",
+                      list: "a list of numbers"}[kind]
+            return f"'interrupted' has {key!r} {value!r:.40}, not {wanted}"
+    return None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def interrupted_sitting(meta: dict) -> dict | None:
+    """What an ``_interrupted`` snapshot says of the phase it stopped in, or None for a snapshot
+    that ends a phase: its figures (``phase``, ``steps_done``, ``seconds``, … as
+    :meth:`dqnviz.trainer.PhaseStats.carried` keeps them), or, for an older snapshot that says only
+    ``true``, ``{"phase": "train"}``: its steps are unknown, so a resumed epoch trains from its start."""
+    value = meta.get("interrupted")
+    if not value:
+        return None
+    return value if isinstance(value, dict) else {"phase": "train"}
+
+
+def check_resumable(meta: dict, path) -> None:
+    """Refuse, in one line, a snapshot that ``dqnviz train --resume`` cannot go on from: one whose
+    metadata lacks the game or the epoch (other commands need neither)."""
+    missing = [key for key in ("game", "epoch") if key not in meta]
+    if missing:
+        raise UserError(f"{path}: the snapshot's metadata ({META_MEMBER}) has no {' or '.join(map(repr, missing))}, "
+                        f"so a run cannot resume from it: it is damaged or was not written by dqnviz train")
 
 
 # Layers whose loading would run code stored in the file (a lambda's bytecode) or load a program

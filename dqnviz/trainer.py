@@ -39,6 +39,7 @@ from dqnviz.progress import Progress, plural
 from dqnviz.replay import DeviceReplay, ReplayMemory, check_fits_in_memory
 from dqnviz.snapshot import (kernel_movement, layer_kernels, load_optimizer_state, load_validation_states,
                              save_optimizer_state, save_snapshot, save_validation_states, starting_point)
+from dqnviz.snapshot_checks import interrupted_sitting
 from dqnviz.statistics import CSV_COLUMNS, has_row, is_digits, malformed_row_message, read_statistics
 from dqnviz.stopping import deferred_interrupts
 from dqnviz.units import format_bytes
@@ -601,7 +602,7 @@ class Trainer:
         self.total_steps = int(meta.get("total_steps", 0))  # agent steps, all phases but test
         self.train_steps_done = int(meta.get("train_steps_done", 0))  # drives ε
         self.start_epoch = int(meta.get("epoch", -1)) + 1 if resume else 0
-        self.resume_partial = meta.get("interrupted") if resume else None
+        self.resume_partial = interrupted_sitting(meta) if resume else None
         self.phase_stats: PhaseStats | None = None  # the phase running or last run
         if self.resume_partial:
             self.start_epoch = int(meta["epoch"])

@@ -123,6 +123,46 @@ def test_ctrl_c_saves_a_snapshot_that_resumes(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "snap" / "pong_1.keras").exists()
 
 
+def _with_meta_fields(path, **fields):
+    """Rewrite the snapshot at ``path`` with ``fields`` set in its metadata (as an older dqnviz wrote them)."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members["dqnviz.json"] = json.dumps({**json.loads(members["dqnviz.json"]), **fields}).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def test_an_older_interrupted_snapshot_that_says_only_true_resumes_its_epoch_from_the_start(tmp_path, monkeypatch, capsys):
+    """Older dqnvizes marked an ``_interrupted`` snapshot ``"interrupted": true``, without the steps it
+    had played: the resume trains that epoch whole, and its CSV is recognised as the run's."""
+    from dqnviz import trainer
+
+    original = trainer.Trainer._start_updates
+
+    def interrupt_on_second(self, stats, transitions, calls=[0]):
+        calls[0] += 1
+        if calls[0] == 2:
+            raise KeyboardInterrupt
+        return original(self, stats, transitions)
+
+    monkeypatch.setattr(trainer.Trainer, "_start_updates", interrupt_on_second)
+    dirs = ["--snapshot-dir", str(tmp_path / "snap"), "--report-dir", str(tmp_path / "rep")]
+    assert main(["train", "pong", "--epochs", "1", *TINY, *dirs]) == 130
+    monkeypatch.setattr(trainer.Trainer, "_start_updates", original)
+    saved = tmp_path / "snap" / "pong_1_interrupted.keras"
+    _with_meta_fields(saved, interrupted=True)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(saved), *dirs]) == 0, capsys.readouterr().err
+    table = rows(tmp_path / "rep" / "pong.csv")
+    assert [(r["epoch"], r["phase"]) for r in table] == [("0", "random"), ("1", "refill"), ("1", "train"), ("1", "test")]
+    assert int(table[2]["steps"]) == 48  # the whole epoch: how far the first sitting went is unknown
+    assert (tmp_path / "snap" / "pong_1.keras").exists()
+
+
 @pytest.mark.parametrize("argv, message", [
     (["train", "no_such_game"], "unknown game"),
     (["train", "breakuot"], "did you mean breakout"),

@@ -421,14 +421,14 @@ def test_a_page_of_many_large_cards_warns_in_one_line():
 
     channels = {"Conv_1": 1280}
     with pytest.warns(UserWarning) as record:
-        check_page_size(parse_filters("all", channels), channels, (96, 96, 3), "all")
+        check_page_size(parse_filters("all", channels), (96, 96, 3), "all")
     message = str(record[0].message)
     # card_megabytes: count·H·W·(3 RGB + C strip)·4/3 (base64) / 1e6 = 1280·96·96·(3 + 3)·4/3 / 1e6 = 94.4
     assert "\n" not in message and "draws 1,280 filter cards (Conv_1: 1,280): a page of up to 94 MB" in message
     assert "'top16'" in message
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        check_page_size(parse_filters("top8", channels), channels, (96, 96, 3), "top8")
+        check_page_size(parse_filters("top8", channels), (96, 96, 3), "top8")
 
 
 def test_perturbation_patches_grow_with_larger_images(classifier):

@@ -346,9 +346,38 @@ def test_a_snapshot_from_before_the_format_field_still_loads(tmp_path, members):
     ({"action_names": 5}, r"is damaged \('action_names' is a JSON number, not a list\)"),
     ({"action_names": ["NOOP", 1, 2, 3]}, r"is damaged \('action_names' holds something other than strings\)"),
     ({"action_names": ["NOOP"]}, r"is damaged \(it names 1 action, but the network has 4 outputs\)"),
+    # the stored training config and an interrupted sitting's figures, which train --resume computes with
+    ({"config": {"target_steps": "10000"}}, r"is damaged \(config's 'target_steps' is '10000', not a whole number\)"),
+    ({"config": {"batch_size": 32.0}}, r"is damaged \(config's 'batch_size' is 32.0, not a whole number\)"),
+    ({"config": {"learning_rate": True}}, r"is damaged \(config's 'learning_rate' is True, not a number\)"),
+    ({"config": {"double": 1}}, r"is damaged \(config's 'double' is 1, not true or false\)"),
+    ({"interrupted": {"phase": "train", "steps_done": "20"}},
+     r"is damaged \('interrupted' has 'steps_done' '20', not a whole number of at least 0\)"),
+    ({"interrupted": {"steps_done": -3}}, r"'interrupted' has 'steps_done' -3, not a whole number of at least 0"),
+    ({"interrupted": {"steps_done": 20, "seconds": "1.5"}}, r"'interrupted' has 'seconds' '1.5', not a number"),
+    ({"interrupted": {"steps_done": 20, "game_scores": [1, "x"]}}, r"'game_scores' \[1, 'x'\], not a list of numbers"),
 ])
 def test_metadata_fields_of_the_wrong_type_are_damage(tmp_path, members, capfd, fields, message):
     load_via_api_and_cli(with_meta(tmp_path / "odd.keras", members, **fields), capfd, message)
+
+
+def test_a_config_of_the_right_types_and_unknown_keys_still_loads(tmp_path, members):
+    """Whole numbers are numbers (a float field may be stored as 1), and keys a later dqnviz added are ignored."""
+    from dqnviz.snapshot import load_snapshot
+
+    config = {"learning_rate": 1, "batch_size": 32, "double": True, "optimizer": "adam", "from_the_future": "x"}
+    path = with_meta(tmp_path / "fine.keras", members, config=config, interrupted={"phase": "train", "steps_done": 0})
+    assert load_snapshot(path).meta["config"] == config
+
+
+@pytest.mark.parametrize("missing", [("game",), ("epoch",), ("game", "epoch")])
+def test_resuming_from_a_snapshot_without_its_game_or_epoch_is_one_line(tmp_path, members, capfd, missing):
+    """Other commands need neither (a snapshot saved from Python may lack both); a resume needs both."""
+    meta = {key: value for key, value in json.loads(members["dqnviz.json"]).items() if key not in missing}
+    path = variant(tmp_path / "bare.keras", members, {"dqnviz.json": json.dumps(meta).encode()})
+    err = one_line_error(["train", "--resume", path, "--report-dir", str(tmp_path / "rep")], capfd)
+    assert f"has no {' or '.join(map(repr, missing))}, so a run cannot resume from it" in err, err
+    assert not (tmp_path / "rep").exists()
 
 
 # --- the weights -------------------------------------------------------------------------------

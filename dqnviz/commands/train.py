@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 
+from dqnviz.snapshot_checks import check_resumable, interrupted_sitting
 from dqnviz.statistics import CSV_COLUMNS, is_digits, malformed_row_message, read_statistics  # train --resume reads the run's CSV once, and decides from its rows
 
 HELP = "train a DQN on a game (a ROM path, or a name like breakout)"
@@ -83,15 +84,17 @@ def statistics_match(rows: list[dict] | None, meta: dict) -> bool:
         return True
     if rows is None:
         return False
-    interrupted = meta.get("interrupted") or {}
-    epoch = int(meta["epoch"]) - (1 if interrupted else 0)
-    train_steps = int(meta["train_steps_done"]) - int(interrupted.get("steps_done", 0))
+    sitting = interrupted_sitting(meta)
+    epoch = int(meta["epoch"]) - (1 if sitting else 0)
+    # an older _interrupted snapshot (``true``) does not say how far its epoch had trained
+    known = sitting is None or "steps_done" in sitting
+    train_steps = int(meta["train_steps_done"]) - int((sitting or {}).get("steps_done", 0))
     wanted = ("0", "random") if epoch == 0 else (str(epoch), "train")
     return any((row.get("epoch"), row.get("phase")) == wanted
-               and (epoch == 0 or row.get("total_train_steps") == str(train_steps)) for row in rows)
+               and (epoch == 0 or not known or row.get("total_train_steps") == str(train_steps)) for row in rows)
 
 
-def mismatch_reason(path: Path, rows: list[dict] | None, meta: dict) -> str:
+def mismatch_reason(path: Path, rows: list[dict] | None) -> str:
     """Why the CSV at ``path``, with ``rows`` (None: unreadable), is not that of the run that saved
     a snapshot with ``meta`` (:func:`statistics_match` said so), in words: a file that cannot be
     read, or is not a statistics CSV at all, or has no rows, is damaged, not another run's."""
@@ -184,6 +187,7 @@ def run(args) -> int:
 
         resume = load_snapshot(args.resume)
         meta = resume.meta
+        check_resumable(meta, args.resume)
         # A resumed run goes on where it was: beside its snapshot, appending to its own CSV.
         snapshot_folder = Path(args.resume).parent
         snapshot_dir = Path(args.snapshot_dir) if args.snapshot_dir else snapshot_folder
@@ -203,7 +207,7 @@ def run(args) -> int:
         if reread and args.rmsprop_epsilon is None:
             print(f"{Path(args.resume).name}: {reread}")
         run_name = args.name or meta.get("run") or meta["game"]
-        next_epoch = int(meta["epoch"]) + (0 if meta.get("interrupted") else 1)
+        next_epoch = int(meta["epoch"]) + (0 if interrupted_sitting(meta) else 1)
         if config.epochs < next_epoch:  # checked before the replay memory is refilled for nothing
             raise UserError(f"--epochs {config.epochs} would train nothing: --epochs is the run's last epoch, "
                             f"and {Path(args.resume).name} continues at epoch {next_epoch} "
@@ -226,7 +230,7 @@ def run(args) -> int:
                 raise UserError(message)
             reason = None
             if exists and not statistics_match(rows, meta):
-                reason = mismatch_reason(statistics, rows, meta)
+                reason = mismatch_reason(statistics, rows)
             elif snapshot_dir.resolve() != snapshot_folder.resolve() and _has_snapshots(run_name, snapshot_dir):
                 reason = f"{snapshot_dir}/ holds snapshots of another {run_name} run"
             elif (snapshot_dir / f"{run_name}_{next_epoch}.keras").exists():  # resuming from an older epoch

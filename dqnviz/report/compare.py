@@ -611,19 +611,22 @@ def _random_baseline(played: list, layer: str, rows: list, untrained=None) -> di
     untrained = untrained or functools.cache(untrained_network)
 
     def random_rows(i, seed):
+        """The untrained network's kernels at ``layer`` as rows, or None where there is no such
+        network (an unusual architecture) or it has no such layer."""
         model = untrained(architecture(played[i].model), seed)
+        if model is None or layer not in {l.name for l in model.layers}:
+            return None
         return sim.kernels_as_rows(model.get_layer(layer).get_weights()[0])
 
     out = {}
-    try:
-        for i, p in enumerate(played):
-            reference = random_rows(i, BASELINE_SEED)
-            if reference.shape[1] != rows[i].shape[1]:
-                return {}
-            out[i] = sim.match_filters(rows[i], reference).mean
-        out["random"] = sim.match_filters(random_rows(0, BASELINE_SEED), random_rows(0, BASELINE_SEED + 1)).mean
-    except Exception:  # a layer the standard network does not have: no baseline
-        return {}
+    if not played:
+        return out
+    for i in range(len(played)):
+        reference = random_rows(i, BASELINE_SEED)
+        if reference is None or reference.shape[1] != rows[i].shape[1]:
+            return {}
+        out[i] = sim.match_filters(rows[i], reference).mean
+    out["random"] = sim.match_filters(random_rows(0, BASELINE_SEED), random_rows(0, BASELINE_SEED + 1)).mean
     return out
 
 

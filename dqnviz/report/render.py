@@ -23,6 +23,8 @@ def _templates_folder() -> Path:
     if source.is_dir():
         return source
     installed = importlib.util.find_spec("dqnviz.templates")  # a namespace package: no __init__.py
+    if installed is None or not installed.submodule_search_locations:
+        raise ImportError("dqnviz's page templates are not installed (pip install --force-reinstall dqnviz)")
     return Path(installed.submodule_search_locations[0])
 
 

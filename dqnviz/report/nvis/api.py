@@ -93,7 +93,7 @@ def nvis_report(model, states, path, layers=None, filters=None, action_names=Non
     channels = _layer_channels(model, names)
     text = _as_text(filters, "filters") if filters is not None else default_filters(channels)
     chosen = parse_filters(text, channels, name="filters")
-    check_page_size(chosen, channels, batch.shape[1:], text)
+    check_page_size(chosen, batch.shape[1:], text)
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path} is a folder; give a file name such as {path / (model.name + '.html')}")

@@ -17,7 +17,7 @@ def card_megabytes(count: int, shape) -> float:
     return count * height * width * (3 + (channels if channels > 1 else 0)) * 4 / 3 / 1e6
 
 
-def check_page_size(chosen: dict, channels: dict, shape, text: str) -> None:
+def check_page_size(chosen: dict, shape, text: str) -> None:
     """Warn (one line) about a page of more than ``PAGE_WARN_MB`` of card images; refuse one of more
     than ``PAGE_LIMIT_MB``, which a browser cannot open (``filters="all"`` on a large network).
 
