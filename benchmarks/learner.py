@@ -4,9 +4,9 @@
     KERAS_BACKEND=jax python benchmarks/learner.py --calls 8x64,2x256,16x32
     DQNVIZ_FEWER_PASSES=0 KERAS_BACKEND=jax python benchmarks/learner.py   # A/B (see backend/jax.py)
 
-No emulator and no loop: a replay memory of random frames (on the device with ``--device-replay``,
-the default under JAX) and the compiled update, called as the trainer calls it, ``K`` batches per
-call. For each (K, batch size) it prints
+No emulator and no loop: a replay memory of random frames (on the device, the default under JAX;
+``--host-replay`` keeps them on the host) and the compiled update, called as the trainer calls it,
+``K`` batches per call. For each (K, batch size) it prints
 
 * ``dispatch``: host time until the call returns (JAX dispatches asynchronously, so this is the
   host's own work: packing the batches, sending them, launching the device's kernels; launched

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Set up everything and run the test suite under both Keras backends (TensorFlow, then JAX).
 #   bash tests/run.sh            # from the project root, on a fresh machine with Python 3.11+
-# Creates .venv (unless VENV=... or an active virtualenv is set), installs dqnviz with its
-# test extras, installs Debian's chromium for the report tests when it is missing, then runs pytest.
+# Creates .venv, or uses VENV=... when given (even inside an active virtualenv, so that
+# PIP_CONSTRAINT=.ci/floors.txt VENV=.venv-floors never downgrades the one in use), else an active
+# virtualenv; installs dqnviz with its test extras, installs Debian's chromium for the report tests when it is missing, then runs pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ -z "${VIRTUAL_ENV:-}" ]; then
+if [ -n "${VENV:-}" ] || [ -z "${VIRTUAL_ENV:-}" ]; then
   VENV="${VENV:-.venv}"
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   # shellcheck disable=SC1091
