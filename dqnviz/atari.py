@@ -4,10 +4,12 @@ The pipeline from the emulator to a state, as in Mnih et al. (2015):
 
 1. Each agent step repeats the action for ``frame_skip`` = 4 emulator frames and sums the reward.
 2. The observed frame is the pixel-wise max of the last two greyscale frames (Atari sprites flicker).
-3. The 210×160 frame is resized to 84×84 by area averaging:
-   ``out = round(H · frame · Wᵀ)`` with H (84×210) and W (84×160) the area-overlap matrices. This
-   reproduces ale-py's C++ ``AtariVectorEnv`` bit for bit, which is what lets the single-environment
-   loop and the vectorised loop feed the same network (``tests/test_atari.py`` checks it).
+3. The screen (210×160 in most games; 214 to 250 rows in a few) is resized to 84×84 by area
+   averaging: ``out = round(H · frame · Wᵀ)`` with H (84×210) and W (84×160) the area-overlap
+   matrices, and where that is within a hair of x.5, OpenCV's float32 arithmetic, which ale-py's
+   C++ ``AtariVectorEnv`` uses. This reproduces the vector environment bit for bit, which is what
+   lets the single-environment loop and the vectorised loop feed the same network
+   (``tests/test_atari.py`` checks it on games with and without such ties).
 4. The last ``history`` = 4 frames are stacked, oldest first, into a (84, 84, 4) uint8 state;
    frames from before the game started are zero.
 5. Rewards are clipped to [-1, 1] for learning; the raw score is kept for statistics.
@@ -32,6 +34,7 @@ import numpy as np
 from dqnviz.errors import UserError
 
 SCREEN_SHAPE = (210, 160)
+"""The screen of most games, (height, width); a game's own is :attr:`AtariEnv.screen_shape`."""
 FRAME_SHAPE = (84, 84)
 
 
@@ -72,7 +75,16 @@ def _md5(path) -> str:
 
 @functools.lru_cache(maxsize=1)
 def shipped_roms() -> dict[str, str]:
-    """ale-py's bundled ROMs as ``{name: path}``."""
+    """ale-py's bundled ROMs that its emulator can play, as ``{name: path}``.
+
+    ale-py ships a few ROMs it cannot load (0.12 ships combat, joust, maze_craze and warlords,
+    and has no settings for them): loading one ends the process from C++, with no exception to
+    catch, so they are left out here (:func:`unplayable_roms`)."""
+    return {name: path for name, path in _bundled_roms().items() if name not in unplayable_roms()}
+
+
+@functools.lru_cache(maxsize=1)
+def _bundled_roms() -> dict[str, str]:
     roms = _ale().roms
     result = {}
     for name in roms.get_all_rom_ids():
@@ -80,6 +92,21 @@ def shipped_roms() -> dict[str, str]:
         if path is not None and os.path.exists(path):
             result[name] = str(path)
     return result
+
+
+@functools.lru_cache(maxsize=1)
+def unplayable_roms() -> frozenset[str]:
+    """The bundled ROMs that ale-py's emulator has no settings for (``ALEInterface.isSupportedROM``
+    returns None: it checks without loading)."""
+    check = _ale().ALEInterface.isSupportedROM
+    return frozenset(name for name, path in _bundled_roms().items() if check(path) is None)
+
+
+def _unplayable(name: str, md5: str) -> UserError:
+    import ale_py
+
+    return UserError(f"{name}: ale-py {ale_py.__version__} ships this ROM (MD5 {md5}) but its emulator has no "
+                     f"settings for it and cannot play it; `dqnviz games` lists the games it can")
 
 
 @functools.lru_cache(maxsize=1)
@@ -93,7 +120,7 @@ def supported_md5s() -> dict[str, str]:
             return table
     except Exception:
         pass
-    return {_md5(path): name for name, path in shipped_roms().items()}
+    return {_md5(path): name for name, path in _bundled_roms().items()}
 
 
 # Gymnasium's and Gym's environment ids: ALE/Pong-v5, PongNoFrameskip-v4, BreakoutDeterministic-v4
@@ -134,13 +161,17 @@ def resolve_rom(spec: str | os.PathLike) -> Rom:
         if name is None:
             raise UserError(
                 f"{text} is not a ROM that ale-py supports (MD5 {md5} matches none of its "
-                f"{len(supported_md5s())} games)"
+                f"{len(shipped_roms())} games)"
             )
+        if name in unplayable_roms():
+            raise _unplayable(name, md5)
         return Rom(name=name, path=os.path.abspath(text), md5=md5)
     key = game_key(text)
     roms = shipped_roms()
     if key not in roms:  # written without ale-py's underscores: TicTacToe3D, UpNDown
         key = {name.replace("_", ""): name for name in roms}.get(key.replace("_", ""), key)
+    if key in unplayable_roms():
+        raise _unplayable(key, _md5(_bundled_roms()[key]))
     if key not in roms:
         close = difflib.get_close_matches(key, list(roms), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else "; `dqnviz games` lists them"
@@ -208,15 +239,18 @@ def channels_last(frames: np.ndarray) -> np.ndarray:
 
 
 def resize_frame(frame: np.ndarray, shape=FRAME_SHAPE) -> np.ndarray:
-    """Area-average a (210, 160) uint8 frame to ``shape``, rounding half to even.
+    """Area-average an (H, W) uint8 frame to ``shape`` exactly as ale-py's C++ resize (OpenCV's
+    ``INTER_AREA``) does.
 
-    out = round(H · frame · Wᵀ / (h · w)), with H and W the integer area weights, so that ties
-    (x.5) round as ale-py's C++ resize does. Both sides repeat in blocks (210 → 84 is 42 blocks of
-    5 → 2 rows, 160 → 84 four blocks of 40 → 21 columns), so each product is one small matrix
-    product per block. The products are sums of integers below 2²⁴ (255 · 5 · 40 here), exact in
-    float32, and the quotient by h · w is an exact x.5 only at a true tie: ``np.rint`` then
-    rounds it to even. 5 times faster than gathering each output pixel's 3×3 taps (0.05 against
-    0.26 ms on the 2-core development CPU).
+    out = round(H · frame · Wᵀ / (h · w)), with H and W the integer area weights. Both sides repeat
+    in blocks (210 → 84 is 42 blocks of 5 → 2 rows, 160 → 84 four blocks of 40 → 21 columns), so
+    each product is one small matrix product per block. The products are sums of integers below
+    2²⁴ (255 · 5 · 40 here), exact in float32: their quotient by h · w rounds as the true mean does.
+    OpenCV computes the mean in float32 instead, whose rounding error (about 1e-5 of a grey level)
+    decides a true tie (x.5) either way: so the pixels within 1/1000 of a grey level of x.5 are
+    computed again as OpenCV does (:func:`_opencv_area_at`). In Pong and Breakout none is; in
+    Skiing four in ten frames have one. 5 times faster than gathering each output pixel's taps
+    (0.05 against 0.26 ms on the 2-core development CPU).
     """
     (height, width), (out_height, out_width) = frame.shape, shape
     row_blocks, rows_w, row_total = _area_blocks(height, out_height)
@@ -225,7 +259,65 @@ def resize_frame(frame: np.ndarray, shape=FRAME_SHAPE) -> np.ndarray:
     pixels = frame.astype(dtype).reshape(row_blocks, height // row_blocks, width)
     rows = np.matmul(rows_w.astype(dtype, copy=False), pixels).reshape(out_height, col_blocks, width // col_blocks)
     sums = np.matmul(rows, cols_w.T.astype(dtype, copy=False)).reshape(out_height, out_width)
-    return np.rint(sums / dtype(row_total * col_total)).astype(np.uint8)
+    mean = sums / dtype(row_total * col_total)
+    out = np.rint(mean)
+    near_tie = np.flatnonzero(np.abs(mean - out) > 0.499)  # within 1/1000 of a grey level of x.5
+    if near_tie.size:
+        out.flat[near_tie] = _opencv_area_at(frame, near_tie, shape)
+    return out.astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=None)
+def _opencv_area_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV's ``computeResizeAreaTab``: each output pixel's source pixels and float32 weights,
+    in the order OpenCV adds them, as (n_out, taps) arrays (unused taps: weight 0).
+
+    Output pixel i covers [i·s, (i+1)·s) of the input, s = n_in / n_out; each source pixel it
+    overlaps weighs overlap / s (the last cell: / its width inside the frame)."""
+    import math
+
+    scale = n_in / n_out
+    taps = []
+    for i in range(n_out):
+        start, end = i * scale, i * scale + scale
+        cell = min(scale, n_in - start)
+        first, last = math.ceil(start), math.floor(end)
+        last = min(last, n_in - 1)
+        first = min(first, last)
+        pixel_taps = []
+        if first - start > 1e-3:
+            pixel_taps.append((first - 1, (first - start) / cell))
+        pixel_taps += [(j, 1.0 / cell) for j in range(first, last)]
+        if end - last > 1e-3:
+            pixel_taps.append((last, min(end - last, 1.0, cell) / cell))
+        taps.append(pixel_taps)
+    index = np.zeros((n_out, max(map(len, taps))), np.intp)
+    weight = np.zeros(index.shape, np.float32)
+    for i, pixel_taps in enumerate(taps):
+        for k, (j, alpha) in enumerate(pixel_taps):
+            index[i, k], weight[i, k] = j, np.float32(alpha)
+    return index, weight
+
+
+def _opencv_area_at(frame: np.ndarray, flat_indices: np.ndarray, shape) -> np.ndarray:
+    """OpenCV ``INTER_AREA``'s float32 result at some output pixels (flat indices into ``shape``),
+    rounded half to even as its ``saturate_cast`` does: per source row, the row's taps weighted and
+    added in order (``buf``); then the rows, weighted and added in order. A weight-0 tap adds an
+    exact 0, so padding changes nothing."""
+    rows, cols = np.unravel_index(flat_indices, shape)
+    row_index, row_weight = _opencv_area_taps(frame.shape[0], shape[0])
+    col_index, col_weight = _opencv_area_taps(frame.shape[1], shape[1])
+    # (pixels, row taps, column taps): every product a float32 multiply, as OpenCV's
+    products = frame[row_index[rows][:, :, None], col_index[cols][:, None, :]].astype(np.float32)
+    products *= col_weight[cols][:, None, :]
+    buf = products[:, :, 0]
+    for j in range(1, products.shape[2]):
+        buf = buf + products[:, :, j]
+    buf *= row_weight[rows]
+    total = buf[:, 0]
+    for k in range(1, buf.shape[1]):
+        total = total + buf[:, k]
+    return np.rint(total)
 
 
 def action_names(actions) -> list[str]:
@@ -280,7 +372,8 @@ class AtariEnv:
         self.frame_skip, self.history = frame_skip, history
         self.rng = np.random.default_rng(seed)
         self._stack = np.zeros(FRAME_SHAPE + (history,), np.uint8)
-        self._buffer = np.zeros((2,) + SCREEN_SHAPE, np.uint8)
+        self.screen_shape = tuple(int(d) for d in self.ale.getScreenDims())  # (height, width)
+        self._buffer = np.zeros((2,) + self.screen_shape, np.uint8)
         self.episode_score = 0.0
         self.episode_frames = 0
 
@@ -293,7 +386,7 @@ class AtariEnv:
         return self.ale.lives()
 
     def screen_rgb(self) -> np.ndarray:
-        """The full-resolution (210, 160, 3) colour screen."""
+        """The full-resolution (height, width, 3) colour screen: (210, 160, 3) in most games."""
         return self.ale.getScreenRGB()
 
     def _push(self, frame: np.ndarray) -> None:

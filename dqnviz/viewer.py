@@ -48,14 +48,14 @@ def one_blas_thread():
 class FrameEnv(AtariEnv):
     """An AtariEnv that keeps the RGB screen after every emulator frame of a step.
 
-    After :meth:`step`, ``frames[:n_frames]`` holds the (210, 160, 3) screens of the frames
+    After :meth:`step`, ``frames[:n_frames]`` holds the (height, width, 3) screens of the frames
     played (fewer than ``frame_skip`` when the game ended early) and ``frame_scores[:n_frames]``
     the game score after each of them. Everything else — rewards, pooling, resizing, the state —
     is computed exactly as :meth:`AtariEnv.step` does.
     """
 
     def _init_capture(self) -> None:
-        self.frames = np.zeros((self.frame_skip,) + SCREEN_SHAPE + (3,), np.uint8)
+        self.frames = np.zeros((self.frame_skip,) + self.screen_shape + (3,), np.uint8)
         self.frame_scores = np.zeros(self.frame_skip, np.float64)
         self.n_frames = 0
 
@@ -90,7 +90,7 @@ class FrameEnv(AtariEnv):
         self._init_capture()
 
     def captured(self) -> np.ndarray:
-        """The screens of the last step, shaped (n_frames, 210, 160, 3) (a view: copy to keep)."""
+        """The screens of the last step, shaped (n_frames, height, width, 3) (a view: copy to keep)."""
         return self.frames[:self.n_frames]
 
     def step(self, action: int) -> Step:
@@ -189,7 +189,7 @@ def _upsampler(n_out: int, n_in: int) -> np.ndarray:
 
 
 def upsample_map(values: np.ndarray, shape=SCREEN_SHAPE) -> np.ndarray:
-    """An (h, w) map (84×84) spread over the (210, 160) screen; see :func:`_upsampler`."""
+    """An (h, w) map (84×84) spread over a screen of ``shape`` (most games' (210, 160)); see :func:`_upsampler`."""
     values = np.asarray(values, np.float32)
     return _upsampler(shape[0], values.shape[0]) @ values @ _upsampler(shape[1], values.shape[1]).T
 

@@ -47,6 +47,19 @@ def test_record_with_saliency_and_png_frames(breakout_snapshot, tmp_path):
     assert np.abs(frames[0].astype(int) - first).mean() < 6  # the video shows the same image (lossy)
 
 
+def test_a_game_whose_screen_is_taller_than_210_rows_is_tested_and_recorded(tmp_path, capsys):
+    """Adventure's screen has 250 rows (Carnival's 214, Pooyan's 220): the emulator's size, not Breakout's."""
+    from tests.helpers import make_history_snapshot
+
+    snapshot = make_history_snapshot(tmp_path / "adventure_1.keras", 4, game="adventure")
+    assert main(["test", snapshot, "--episodes", "1", "--max-frames", "60", "--quiet"]) == 0
+    out, frames_dir = tmp_path / "a.mp4", tmp_path / "frames"
+    assert main(["record", snapshot, "--out", str(out), "--max-frames", "12", "--saliency", "gradient",
+                 "--frames-dir", str(frames_dir), "--scale", "1"]) == 0
+    frames, _ = read_video(out)
+    assert frames.shape == (12, 250, 160 + 232, 3)  # the whole screen, and the Q-value panel as tall
+
+
 def test_record_takes_plays_largest_scale(breakout_snapshot, tmp_path):
     out = tmp_path / "big.mp4"
     assert main(["record", breakout_snapshot, "--out", str(out), "--max-frames", "4", "--scale", "6", "--quiet"]) == 0

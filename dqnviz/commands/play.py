@@ -393,8 +393,9 @@ class Player:
         self.evaluator = evaluator if evaluator is not None else Evaluator(snapshot.model)
         self.action_names = list(self.env.action_names)
         self.game_name = str(getattr(getattr(self.env, "rom", None), "name", "") or "").lower()
-        self.panel = Panel(210 * scale, even(PANEL_WIDTH), self.action_names, help_lines=help_lines(self.game_name))
-        self.size = (160 * scale + self.panel.width, 210 * scale)
+        height, width = (side * scale for side in self.env.screen_shape)  # 210 × 160 in most games
+        self.panel = Panel(height, even(PANEL_WIDTH), self.action_names, help_lines=help_lines(self.game_name))
+        self.size = (width + self.panel.width, height)
         self.manual = self.paused = False
         self.running = True
         self.quit = False  # q, Esc or the window closed (not the last game ending)
@@ -489,14 +490,14 @@ class Player:
     # ---- stepping
 
     def step(self):
-        """Play one agent step; return its (n, 210, 160, 3) screens (none while paused or stopped)."""
+        """Play one agent step; return its (n, height, width, 3) screens (none while paused or stopped)."""
         import numpy as np
 
         from dqnviz.agent import epsilon_greedy
 
         if self.paused or not self.running:
             self.step_scores = np.zeros(0)
-            return np.zeros((0, 210, 160, 3), np.uint8)
+            return np.zeros((0,) + self.env.screen_shape + (3,), np.uint8)
         q = self.q = self.evaluator(self.state)[0]
         if self.manual:
             action = self.manual_action()
@@ -542,7 +543,7 @@ class Player:
     # ---- drawing
 
     def render(self, frame=None, score=None):
-        """The window's contents, (210·scale, 160·scale + panel width, 3) uint8.
+        """The window's contents, (height·scale, width·scale + panel width, 3) uint8 (210 × 160 in most games).
 
         ``frame`` and ``score``: an emulator frame of the last step and the score after it
         (default: the last frame shown)."""

@@ -257,7 +257,7 @@ class Recorder:
         self.env, self.rng = self._game(0, check=True)
         self._fresh = True  # self.env and self.rng have not played yet
         self.evaluator = Evaluator(snapshot.model, saliency)
-        height, width = 210 * scale, 160 * scale
+        height, width = (side * scale for side in self.env.screen_shape)  # 210 × 160 in most games
         self.panel = Panel(height, even(panel_width), self.env.action_names) if saliency else None
         self.size = (width + (self.panel.width if self.panel else 0), height)
         self.scores, self.game_frames, self.game_overs = [], [], []
@@ -300,7 +300,7 @@ class Recorder:
                 q, saliency = self.evaluator(state)
                 action = int(epsilon_greedy(q, self.epsilon, self.rng)[0])
                 step = env.step(action)
-                layer = saliency_layer(saliency) if saliency is not None else None
+                layer = saliency_layer(saliency, env.screen_shape) if saliency is not None else None
                 for k in range(env.n_frames):
                     if frames >= self.max_frames:
                         break
