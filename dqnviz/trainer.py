@@ -1,5 +1,9 @@
 """The epoch loop: random, train and test phases; statistics; snapshots.
 
+It drives the data flow: environments → replay memory → learner, then the snapshots and the
+statistics CSV that ``dqnviz plot`` reads. It also holds the one-environment batch
+(:class:`SingleEnvBatch`, :func:`make_envs`) and the resume checks.
+
     epoch 0      random phase: ε = 1 for ``random_steps``, filling the replay memory
     epoch 1 … E  train phase: ε-greedy with ε from :func:`~dqnviz.config.epsilon_schedule`, one
                  batch update every ``train_frequency`` agent steps, θ⁻ ← θ every
@@ -185,8 +189,9 @@ class SingleEnvBatch:
     def step(self, actions):
         step = self.env.step(int(actions[0]))
         state = self.env.reset() if step.game_over else step.state
+        lives = self.env.lives if step.game_over else step.lives  # the next game's, as the vector environment says
         return (self._batch(state), np.array([step.reward], np.float32), np.array([step.terminal]),
-                np.array([step.game_over]), np.array([step.lives]))
+                np.array([step.game_over]), np.array([lives]))
 
 
 def make_envs(rom: Rom, config: TrainConfig, training: bool, seed: int):
@@ -281,7 +286,8 @@ class PhaseStats:
 
     @property
     def meancost(self) -> float:
-        """The mean of the losses read: every 16th update's batch (every one's when prioritized)."""
+        """The mean of the losses read: those of every 16th iteration's updates (every update's when
+        prioritized or profiling)."""
         count = len(self.costs) + self.costs_before
         return (float(np.sum(self.costs)) + self.cost_sum_before) / count if count else 0.0
 
@@ -333,6 +339,7 @@ class StatisticsCSV:
         self._fd = None
         self._created = False  # by this run (a resumed run appends to its own)
         self.rows_appended = 0
+        self._size_before_last = 0  # the file's size before the last write (see withdraw_last_row)
         self.dropped = None  # the partial last line dropped on opening, if any
         # the folders made for the file, outermost first: removed with it by discard_if_unused
         self._made_folders = [folder for folder in reversed(self.path.parents) if not folder.exists()]
@@ -404,6 +411,7 @@ class StatisticsCSV:
         if self._fd is None:
             raise UserError(f"cannot write {self.path}: the statistics file was closed")
         size = os.fstat(self._fd).st_size
+        self._size_before_last = size
         try:
             view = memoryview(data)
             while view:
@@ -422,6 +430,18 @@ class StatisticsCSV:
         csv.DictWriter(buffer, CSV_COLUMNS).writerow(row)
         self._write(buffer.getvalue().encode("utf-8"))
         self.rows_appended += 1
+
+    def withdraw_last_row(self) -> None:
+        """Cut off the row this run appended last (its epoch's snapshot could not be saved), so that
+        the file ends with the last saved epoch's rows. Cutting a file short needs no free space."""
+        if self._fd is None or not self.rows_appended:
+            return
+        try:
+            os.ftruncate(self._fd, self._size_before_last)
+            os.fsync(self._fd)
+        except OSError as error:
+            raise cannot_write(self.path, error) from None
+        self.rows_appended -= 1
 
     def close(self) -> None:
         """Close the file (and so release its lock); appending after this is an error."""
@@ -518,6 +538,15 @@ class Timer:
             f" ms; {1e3 * seconds / max(1, iterations):.2f} ms per iteration"
 
 
+def sitting_seed(seed: int, steps_played: int) -> int:
+    """The seed of a sitting of a run: ``seed`` for its first, and for a resumed one a number drawn
+    from (``seed``, the agent steps played before it), below 2³¹ − 10,000 (the emulators take 31
+    bits, and the test environments add 10,000)."""
+    if not steps_played:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), int(steps_played)]).generate_state(1)[0]) % (2**31 - 10_000)
+
+
 class Interrupted(Exception):
     """Training stopped by Ctrl-C; carries the path of the snapshot saved on the way out (or the
     one to resume from), and a ``note`` on what a resume will do first."""
@@ -558,12 +587,17 @@ class Trainer:
         self.rom, self.config, self.run = rom, config, run
         self.snapshot_dir, self.report_dir = Path(snapshot_dir), Path(report_dir)
         self.show_progress, self.log = show_progress, log
-        self.rng = np.random.default_rng(config.seed)
+        # A resumed sitting draws its own games and exploration: seeded by --seed and the agent
+        # steps already played, so that a run stopped and resumed many times does not replay its
+        # first sitting's games each time (a fresh run: --seed itself)
+        played = int(resume.meta.get("total_steps", 0)) if resume is not None else 0
+        self.sitting_seed = sitting_seed(config.seed, played)
+        self.rng = np.random.default_rng(self.sitting_seed)
         # --device-replay keeps the frames in the accelerator's memory, which on a CPU is the host's
         frames_on_host = not config.device_replay or not backend.has_accelerator()
         check_fits_in_memory(config.replay_size, prioritized=config.prioritized,
                              frame_shape=(84, 84) if frames_on_host else (0,))
-        self.train_env = make_envs(rom, config, training=True, seed=config.seed)
+        self.train_env = make_envs(rom, config, training=True, seed=self.sitting_seed)
         self.test_env = None
         self.num_actions = self.train_env.num_actions
         if resume is not None:  # before a network is built: a shape change would fail at θ⁻ ← θ
@@ -572,7 +606,7 @@ class Trainer:
         try:
             self.replay = (DeviceReplay if config.device_replay else ReplayMemory)(
                 config.replay_size, num_envs=config.num_envs, history=config.history, n_step=config.n_step,
-                gamma=config.gamma, prioritized=config.prioritized, alpha=config.priority_alpha, seed=config.seed,
+                gamma=config.gamma, prioritized=config.prioritized, alpha=config.priority_alpha, seed=self.sitting_seed,
             )
         except Exception as error:  # the accelerator's allocator says so in its own words
             if "RESOURCE_EXHAUSTED" in str(error) or "out of memory" in str(error).lower():
@@ -647,7 +681,11 @@ class Trainer:
                 self.log(f"optimizer state restored from {path}")
                 return
             except ValueError:  # saved by another optimizer or network shape
-                pass
+                stored = (resume.meta.get("config") or {}).get("optimizer")
+                other = f" (saved by --optimizer {stored})" if stored and stored != self.config.optimizer else ""
+                self.log(f"the optimizer state in {path} does not fit this run's optimizer{other}: "
+                         f"--optimizer {self.config.optimizer} starts afresh")
+                return
         self.log(f"no optimizer state for this snapshot in {path}: the optimizer starts afresh")
 
     def _restore_validation_states(self, resume) -> None:
@@ -683,7 +721,7 @@ class Trainer:
         self.phase_stats = stats  # what an interrupted train phase's snapshot keeps
         if testing:
             if self.test_env is None:
-                self.test_env = make_envs(self.rom, config, training=False, seed=config.seed + 10_000)
+                self.test_env = make_envs(self.rom, config, training=False, seed=self.sitting_seed + 10_000)
             env, states = self.test_env, self.test_env.reset()
         else:
             env = self.train_env
@@ -861,9 +899,8 @@ class Trainer:
         return sidecar_path(self.snapshot_dir, self.run, "optimizer")
 
     def save(self, epoch: int, test_score=None, suffix: str = "", **extra) -> Path:
-        """Write the snapshot and, beside it, the optimizer state a resumed run continues from."""
-        if test_score is None:  # the second save of an epoch (with its test score) trains nothing new
-            save_optimizer_state(self.optimizer_path(), self.learner.optimizer_state(), self.train_steps_done)
+        """Write the snapshot and then, beside it, the optimizer state a resumed run continues from
+        (in that order: an optimizer state is never newer than the newest snapshot)."""
         env = self.train_env
         meta = snapshot_meta(
             self.rom, env, self.config, run=self.run, epoch=epoch, total_steps=self.total_steps,
@@ -875,7 +912,47 @@ class Trainer:
         model = self.learner.model()
         if self.initial_kernels is not None:
             meta["movement"] = kernel_movement(layer_kernels(model), self.initial_kernels)
-        return save_snapshot(self.snapshot_path(epoch, suffix), model, meta)
+        path = save_snapshot(self.snapshot_path(epoch, suffix), model, meta)
+        if test_score is None:  # the second save of an epoch (with its test score) trains nothing new
+            save_optimizer_state(self.optimizer_path(), self.learner.optimizer_state(), self.train_steps_done)
+        return path
+
+    def _save_trained_epoch(self, epoch: int) -> Path:
+        """Save epoch ``epoch``'s snapshot and optimizer state, its train row already in the CSV.
+        If either cannot be written (a full disk), take back what this epoch wrote (the row, and the
+        snapshot if the optimizer state failed after it), so that the run's CSV ends with its last
+        saved epoch and resuming that epoch's snapshot goes on as the same run, not a new one.
+
+        Raises:
+            UserError: the file that could not be written, and how to go on.
+        """
+        path = self.snapshot_path(epoch)
+        existed = path.exists()
+        try:
+            return self.save(epoch)
+        except (UserError, OSError) as error:
+            if not existed:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            self.csv.withdraw_last_row()
+            latest = self.snapshot_path(epoch - 1)
+            latest = latest if epoch > 1 and latest.exists() else self.resume_path
+            how = (f"continue with: dqnviz train --resume {latest}" if latest else "start the run again")
+            reason = str(error) if isinstance(error, UserError) else str(cannot_write(path, error))
+            raise UserError(f"{reason}; epoch {epoch}'s training is not kept (its row is taken back from "
+                            f"{self.csv.path.name}): make room, then {how}") from None
+
+    def _remove_superseded(self, epoch: int) -> None:
+        """Remove the ``_interrupted`` snapshot this sitting resumed epoch ``epoch`` from, now that the
+        whole epoch's snapshot is saved beside it: it is this run's own stopping point, spent, and
+        ``dqnviz test snapshots/<run>_*.keras`` would test it as one more epoch."""
+        interrupted = self.snapshot_path(epoch, "_interrupted")
+        if not self.resume_path or not interrupted.exists():
+            return
+        with contextlib.suppress(OSError):
+            if os.path.samefile(self.resume_path, interrupted):
+                interrupted.unlink()
+                self.log(f"removed {interrupted}: {self.snapshot_path(epoch).name}, the whole epoch, supersedes it")
 
     def write_row(self, stats: PhaseStats, epoch_started: float, replay_count: int | None = None) -> dict:
         """Append ``stats``' row to the CSV and log it; ``replay_count``: the replay memory's count
@@ -999,13 +1076,19 @@ class Trainer:
                              + self.timer.summary(stats.seconds, iterations))
                 # Saved before the test phase, so a crash or Ctrl-C there loses no training;
                 # saved again (atomically, same name) once the epoch's test score is known.
-                path = self.save(epoch)
+                path = self._save_trained_epoch(epoch)
                 phase = "test"
                 test = self.run_phase(epoch, "test", config.test_steps)
                 self.write_row(test, epoch_started)
                 self.test_scores[epoch] = _test_score(test)
-                self.save(epoch, test_score=self.test_scores[epoch])
+                try:
+                    self.save(epoch, test_score=self.test_scores[epoch])
+                except UserError as error:
+                    raise UserError(f"{error}; {path.name}, saved before the test phase, is kept without its "
+                                    f"test score (the test's row is in {self.csv.path.name}): a resume goes on "
+                                    f"from it") from None
                 self.log(f"saved {path}")
+                self._remove_superseded(epoch)
                 epoch += 1
         except KeyboardInterrupt:
             if phase == "test":
@@ -1017,6 +1100,9 @@ class Trainer:
                                   "again: a resume plays it again first", saved=False) from None
             if phase in ("random", "refill") or epoch == 0:
                 self.csv.discard_if_unused()
+                if phase == "refill" and self.resume_path:  # nothing new since the snapshot resumed from
+                    raise Interrupted(self.resume_path, saved=False,
+                                      note="it stopped while refilling the replay memory") from None
                 raise Interrupted(None) from None
             stats = self.phase_stats
             if stats is None or (stats.epoch, stats.phase) != (epoch, "train"):  # stopped before it began

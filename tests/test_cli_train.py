@@ -121,6 +121,31 @@ def test_ctrl_c_saves_a_snapshot_that_resumes(tmp_path, monkeypatch, capsys):
     # resumed 28 steps make one per 4, 7 more; the refill before them made none
     assert meta["weight_updates"] == 4 and int(table[1]["weight_updates"]) == 4 and int(table[2]["weight_updates"]) == 4 + 7
     assert (tmp_path / "snap" / "pong_1.keras").exists()
+    # the stopping point is spent once the whole epoch is saved: `test snap/pong_*.keras` tests epochs only
+    assert not saved.exists() and f"removed {saved}: pong_1.keras, the whole epoch, supersedes it" in out
+
+
+def test_ctrl_c_while_a_resumed_run_refills_its_replay_memory_says_how_to_go_on(tmp_path, monkeypatch, capsys):
+    from dqnviz import trainer
+
+    dirs = ["--snapshot-dir", str(tmp_path / "snap"), "--report-dir", str(tmp_path / "rep")]
+    assert main(["train", "pong", "--epochs", "1", *TINY, *dirs]) == 0
+    original = trainer.Trainer.run_phase
+
+    def stop_in_refill(self, epoch, phase, *args, **kwargs):
+        if phase == "refill":
+            raise KeyboardInterrupt
+        return original(self, epoch, phase, *args, **kwargs)
+
+    monkeypatch.setattr(trainer.Trainer, "run_phase", stop_in_refill)
+    snapshot = tmp_path / "snap" / "pong_1.keras"
+    before = (tmp_path / "rep" / "pong.csv").read_bytes()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(snapshot), "--epochs", "2", *dirs]) == 130
+    out = capsys.readouterr().out
+    assert (f"interrupted: nothing new to save; continue with: dqnviz train --resume {snapshot} "
+            f"(it stopped while refilling the replay memory)") in out
+    assert (tmp_path / "rep" / "pong.csv").read_bytes() == before
 
 
 def _with_meta_fields(path, **fields):
@@ -166,6 +191,7 @@ def test_an_older_interrupted_snapshot_that_says_only_true_resumes_its_epoch_fro
 @pytest.mark.parametrize("argv, message", [
     (["train", "no_such_game"], "unknown game"),
     (["train", "breakuot"], "did you mean breakout"),
+    (["train", "combat"], "ships this ROM"),  # an ale-py ROM its emulator cannot load (it would exit(1) from C++)
     (["train", "/nonexistent/rom.bin"], "ROM file not found"),
     (["train", "pong", "--train-steps", "0"], "--train-steps must be at least 1, got 0"),
     (["train", "pong", "--replay-size", "-5"], "--replay-size must be at least 1, got -5"),

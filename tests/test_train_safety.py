@@ -43,8 +43,8 @@ def _race(monkeypatch, tmp_path, name):
 
     original, other = train._check_outputs, {}
 
-    def check_then_lose_the_race(run_name, snapshot_dir, report_dir):
-        original(run_name, snapshot_dir, report_dir)
+    def check_then_lose_the_race(run_name, snapshot_dir, report_dir, *first_epoch):
+        original(run_name, snapshot_dir, report_dir, *first_epoch)
         if not other:
             other["csv"] = StatisticsCSV(report_dir / f"{name}.csv", new=True, lock=True)
             other["csv"].append({"epoch": 0, "phase": "random"})
@@ -335,3 +335,102 @@ def test_malformed_rows_are_found_and_sound_files_pass():
     assert first_malformed_row(header + quoted + row + b"x,y\r\n") == (5, "x,y")
     # a file written in text mode on Windows (\r\r\n) reads as rows and blank lines: still sound
     assert first_malformed_row((header + row + row).replace(b"\r\n", b"\r\r\n")) is None
+
+
+# -- long-run audit: a save that fails, and what a resume says ---------------------------------------
+
+@pytest.mark.parametrize("failing", ["optimizer", "snapshot"])
+def test_a_save_that_fails_takes_back_its_epochs_row_so_the_run_resumes_as_itself(tmp_path, monkeypatch, capsys,
+                                                                                  failing):
+    """A full disk when epoch 2 is saved (the optimizer state after the snapshot, or the snapshot
+    itself): the epoch's train row is taken back and its snapshot removed, so that the CSV ends with
+    epoch 1; the message says what to resume; the resume goes on as run `full`, not `full-2`."""
+    from dqnviz import trainer
+
+    monkeypatch.chdir(tmp_path)
+    original = trainer.save_optimizer_state if failing == "optimizer" else trainer.save_snapshot
+
+    def full_at_epoch_2(path, *args):
+        if "_2" in str(path) or (failing == "optimizer" and trainer_epoch[0] == 2):
+            raise UserError(f"cannot write {path}: No space left on device")
+        return original(path, *args)
+
+    trainer_epoch = [0]
+    original_train_phase = trainer.Trainer.run_phase
+
+    def run_phase(self, epoch, phase, *args, **kwargs):
+        trainer_epoch[0] = epoch
+        return original_train_phase(self, epoch, phase, *args, **kwargs)
+
+    monkeypatch.setattr(trainer.Trainer, "run_phase", run_phase)
+    monkeypatch.setattr(trainer, "save_optimizer_state" if failing == "optimizer" else "save_snapshot", full_at_epoch_2)
+    assert main(["train", "pong", "--name", "full", "--epochs", "2", *TINY]) == 2
+    _one_line_error(capsys, "No space left on device; epoch 2's training is not kept (its row is taken back from "
+                            "full.csv): make room, then continue with: dqnviz train --resume snapshots/full_1.keras")
+    assert [(r["epoch"], r["phase"]) for r in rows(tmp_path / "reports" / "full.csv")] == [
+        ("0", "random"), ("1", "train"), ("1", "test")]
+    assert sorted(p.name for p in (tmp_path / "snapshots").glob("*.keras")) == ["full_1.keras"]
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--resume", "snapshots/full_1.keras", "--epochs", "2", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "training pong as run full:" in out and "optimizer state restored" in out
+    assert [(r["epoch"], r["phase"]) for r in rows(tmp_path / "reports" / "full.csv")][3:] == [
+        ("2", "refill"), ("2", "train"), ("2", "test")]
+
+
+def test_a_second_save_that_fails_says_the_first_is_kept(tmp_path, monkeypatch, capsys):
+    from dqnviz import trainer
+
+    monkeypatch.chdir(tmp_path)
+    original = trainer.save_snapshot
+
+    def full_once_tested(path, model, meta):
+        if meta.get("test_score") is not None:
+            raise UserError(f"cannot write {path}: No space left on device")
+        return original(path, model, meta)
+
+    monkeypatch.setattr(trainer, "save_snapshot", full_once_tested)
+    assert main(["train", "pong", "--name", "s", "--epochs", "1", *TINY]) == 2
+    _one_line_error(capsys, "s_1.keras, saved before the test phase, is kept without its test score (the test's "
+                            "row is in s.csv): a resume goes on from it")
+    assert (tmp_path / "snapshots" / "s_1.keras").exists()
+
+
+def test_a_resume_checks_the_snapshot_it_will_write_first_and_names_it(tmp_path, monkeypatch, capsys):
+    _resumable_run_t(tmp_path, config=_tiny_config())
+    monkeypatch.chdir(tmp_path)
+    from dqnviz import outputs
+
+    checked = []
+    monkeypatch.setattr(outputs, "check_writable", lambda path: checked.append(str(path)))
+    _no_training(monkeypatch)
+    with pytest.raises(AssertionError, match="a Trainer was built"):
+        main(["train", "--resume", "snapshots/t_1.keras", "--epochs", "3", "--quiet"])
+    assert "snapshots/t_2.keras" in checked and "snapshots/t_1.keras" not in checked
+
+
+def test_a_resume_says_which_options_changed_and_an_optimizer_state_of_another_optimizer(tmp_path, monkeypatch,
+                                                                                         capsys):
+    _resumable_run_t(tmp_path, config=_tiny_config())
+    monkeypatch.chdir(tmp_path)
+    from dqnviz.config import TrainConfig
+    from dqnviz.learner import Learner
+    from dqnviz.snapshot import save_optimizer_state
+
+    learner = Learner(6, TrainConfig(batch_size=8, optimizer="rmsprop"))
+    save_optimizer_state(tmp_path / "snapshots" / "t.optimizer.npz", learner.optimizer_state(), 48)
+    assert main(["train", "--resume", "snapshots/t_1.keras", "--epochs", "2", "--batch-size", "16",
+                 "--optimizer", "adam"]) == 0
+    out = capsys.readouterr().out
+    assert "changed from the run's options: --batch-size 8 → 16, --optimizer rmsprop → adam" in out
+    assert "does not fit this run's optimizer (saved by --optimizer rmsprop): --optimizer adam starts afresh" in out
+
+
+def test_a_resumed_sitting_plays_other_games_than_the_first():
+    from dqnviz.trainer import sitting_seed
+
+    assert sitting_seed(7, 0) == 7  # a fresh run: --seed itself, as ever
+    seeds = {sitting_seed(7, steps) for steps in (64, 112, 160)}
+    assert len(seeds) == 3 and 7 not in seeds and seeds == {sitting_seed(7, s) for s in (64, 112, 160)}
+    assert all(0 <= s < 2**31 - 10_000 for s in seeds) and sitting_seed(8, 64) != sitting_seed(7, 64)

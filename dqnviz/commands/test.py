@@ -10,7 +10,8 @@ Use --max-frames 108000 for the Machado et al. (2018) protocol (with --repeat-ac
 
 The last line reads: average 12.3 ± 4.5 over 30 episodes (min 3, max 21): the mean score and
 the standard deviation of the episodes' scores (population std, as the README's tables give it).
-A game cut off by --max-frames (which counts the no-op start) counts with its score so far.
+A game cut off by --max-frames (counted from the end of the no-op start) counts with its score
+so far.
 
 Given several snapshots (say every epoch of a run), each plays the same games (episode i:
 emulator seed S+i-1), one line each, and a last line names the best (or the tied best), with
@@ -109,10 +110,17 @@ def run(args) -> int:
         seen.add(key)
         paths.append(path)
     # Load (and check) every snapshot before the first game: a typo in the last one should not
-    # cost the time of testing the others.
-    snapshots = [load_snapshot(path) for path in paths]
-    for path, snapshot in zip(paths, snapshots):
+    # cost the time of testing the others. Only the first keeps its network meanwhile; the others
+    # are loaded again when their turn comes, so that a run's 200 epochs take one network's
+    # memory, not 200 (a load is a fraction of a second, a test of 30 games minutes).
+    snapshots = []
+    for path in paths:
+        snapshot = load_snapshot(path)
         checked_env_for_snapshot(snapshot, seed=args.seed, **overrides)
+        if snapshots:
+            snapshot.model = None
+            release_networks()
+        snapshots.append(snapshot)
     several = len(snapshots) > 1
     names = [snapshot.name for snapshot in snapshots]
     if len(set(names)) < len(names):  # the same file name in two folders: use the paths
@@ -130,8 +138,14 @@ def run(args) -> int:
                 scores.append(score)  # shown as text: a float field would read 1.98e+03
                 bar.update(done, last=score_text(score), average=f"{np.mean(scores):.1f}")
 
-            results = evaluate(snapshot.model, make_env, args.episodes, args.epsilon, args.seed,
+            if snapshot.model is None:  # loaded again: checked again, in case the file changed meanwhile
+                checked_env_for_snapshot(reloaded := load_snapshot(snapshot.path), seed=args.seed, **overrides)
+                snapshot.model = reloaded.model
+            model, snapshot.model = snapshot.model, None  # released once tested
+            results = evaluate(model, make_env, args.episodes, args.epsilon, args.seed,
                                parallel=args.parallel, progress=progress)
+            del model
+        release_networks()
         values = np.array([r["score"] for r in results])
         results_by_snapshot.append(values)
         rows.extend({"snapshot": name, **r} if several else r for r in results)
@@ -160,6 +174,17 @@ def run(args) -> int:
         print(f"best: {best}, average {max(means):.1f}, on the same {games_and_seeds(args.episodes, args.seed)}; "
               f"{errors}")
     return 0
+
+
+def release_networks() -> None:
+    """Free the networks (and their compiled functions) no longer referenced: Keras models hold
+    reference cycles, which only the cycle collector frees, and Keras keeps global state per model."""
+    import gc
+
+    import keras
+
+    keras.backend.clear_session()
+    gc.collect()
 
 
 def not_a_csv(path) -> str | None:

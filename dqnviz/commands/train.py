@@ -94,6 +94,20 @@ def statistics_match(rows: list[dict] | None, meta: dict) -> bool:
                and (epoch == 0 or not known or row.get("total_train_steps") == str(train_steps)) for row in rows)
 
 
+def changed_options(stored, config) -> list[str]:
+    """The options of a resumed run that differ from those its snapshot stores, as
+    ``"--batch-size 32 → 64"`` (``--epochs`` aside: a resume always moves the last epoch on)."""
+    import dataclasses
+
+    changes = []
+    for f in dataclasses.fields(config):
+        before, now = getattr(stored, f.name), getattr(config, f.name)
+        if f.name != "epochs" and before != now:
+            changes.append(f"--{f.name.replace('_', '-')} {before:g} → {now:g}" if isinstance(now, float)
+                           and not isinstance(now, bool) else f"--{f.name.replace('_', '-')} {before} → {now}")
+    return changes
+
+
 def mismatch_reason(path: Path, rows: list[dict] | None) -> str:
     """Why the CSV at ``path``, with ``rows`` (None: unreadable), is not that of the run that saved
     a snapshot with ``meta`` (:func:`statistics_match` said so), in words: a file that cannot be
@@ -177,7 +191,7 @@ def run(args) -> int:
 
     if args.name is not None:  # before anything is loaded or written ('' too: it is no name)
         check_run_name(args.name)
-    resume, notice = None, None
+    resume, notice, changes = None, None, []
     # A new run (a fresh one, a resume given --name, or one branched off) claims its name by
     # creating its CSV; auto_base: the name it was found free from, when the user gave none (a run
     # that loses the name to another started at the same moment takes the next free one).
@@ -204,6 +218,8 @@ def run(args) -> int:
         stored, reread = stored_config(meta)
         stored = stored.replace(**network_options(resume))
         config = config_from_arguments(args, stored)
+        if "config" in meta:  # said once the run starts: what its rows from here on were trained with
+            changes = changed_options(stored, config)
         if reread and args.rmsprop_epsilon is None:
             print(f"{Path(args.resume).name}: {reread}")
         run_name = args.name or meta.get("run") or meta["game"]
@@ -264,7 +280,7 @@ def run(args) -> int:
     config.validate()  # before the notice: a run that does not start has no name to announce
     # The name is claimed atomically (a new run's CSV is created with O_EXCL), and the CSV held
     # locked while the run writes it; its outputs are checked first.
-    statistics = _claim_run(run_name, auto_base, new_run, snapshot_dir, report_dir,
+    statistics = _claim_run(run_name, auto_base, new_run, snapshot_dir, report_dir, first_epoch=next_epoch if resume else 1,
                             taken_hint="--name gives the resumed run a new name: choose one not taken" if resume
                             else "use --resume or another --name")
     run_name = statistics.path.stem
@@ -279,6 +295,8 @@ def run(args) -> int:
         # is refused is no new run
         if notice and notice(run_name):
             print(notice(run_name))
+        if changes:
+            print(f"changed from the run's options: {', '.join(changes)}")
         print(f"training {rom.name} as run {run_name}: {config.num_envs} env(s), replay {config.replay_size:,}, "
               f"statistics in {trainer.csv.path}")
         try:
@@ -302,20 +320,22 @@ def run(args) -> int:
     return 0
 
 
-def _check_outputs(run_name: str, snapshot_dir: Path, report_dir: Path) -> None:
-    """Refuse in one line, before any work, a run whose files could not be written: its snapshots,
-    its CSV, and the optimizer state and validation states kept beside the snapshots (found now,
-    not when the first epoch ends and one of them cannot be written)."""
+def _check_outputs(run_name: str, snapshot_dir: Path, report_dir: Path, first_epoch: int = 1) -> None:
+    """Refuse in one line, before any work, a run whose files could not be written: its snapshots
+    (named from its first epoch to write, ``first_epoch``), its CSV, and the optimizer state and
+    validation states kept beside the snapshots (found now, not when the first epoch ends and one
+    of them cannot be written)."""
     from dqnviz.outputs import check_writable
     from dqnviz.trainer import sidecar_path
 
-    check_writable(snapshot_dir / f"{run_name}_1.keras")
+    check_writable(snapshot_dir / f"{run_name}_{first_epoch}.keras")
     check_writable(report_dir / f"{run_name}.csv")
     for kind in ("optimizer", "validation"):
         check_writable(sidecar_path(snapshot_dir, run_name, kind))
 
 
-def _claim_run(run_name: str, base: str | None, new: bool, snapshot_dir: Path, report_dir: Path, taken_hint: str):
+def _claim_run(run_name: str, base: str | None, new: bool, snapshot_dir: Path, report_dir: Path, taken_hint: str,
+               first_epoch: int = 1):
     """The run's :class:`~dqnviz.trainer.StatisticsCSV`, opened (``new``: created, atomically) and
     locked, after its outputs are checked. Another run that took the name since it was found free
     (both started at the same moment) makes a run named automatically (``base``: it is ``base`` or
@@ -325,7 +345,7 @@ def _claim_run(run_name: str, base: str | None, new: bool, snapshot_dir: Path, r
     from dqnviz.trainer import RunTaken, StatisticsCSV
 
     while True:
-        _check_outputs(run_name, snapshot_dir, report_dir)
+        _check_outputs(run_name, snapshot_dir, report_dir, first_epoch)
         try:
             return StatisticsCSV(report_dir / f"{run_name}.csv", new=new, lock=True)
         except RunTaken as taken:
