@@ -1,5 +1,8 @@
 """Acting with a Q-network: ε-greedy action choice and playing whole games for analysis.
 
+Also the Nature evaluation protocol (:func:`evaluate`, what ``dqnviz test`` runs) and the
+environment a snapshot's metadata describes (:func:`env_for_snapshot`).
+
 The agent acts as in the Nature paper: with probability ε a uniformly random action, else
 ``argmax_a Q(s, a)``.
 """
@@ -63,19 +66,52 @@ class QFunction:
 
 @dataclass
 class GameRecord:
-    """States and decisions from played games, in order."""
+    """States and decisions from played games, in order (T agent steps).
 
-    states: np.ndarray  # (T, 84, 84, 4) uint8, the state the agent acted on
-    actions: np.ndarray  # (T,) int, indices into the minimal action set
-    q_values: np.ndarray  # (T, A) float32
-    rewards: np.ndarray  # (T,) raw rewards
-    game_index: np.ndarray  # (T,) which game each step belongs to
-    scores: list = field(default_factory=list)  # final score of each game
+    Attributes:
+        states: (T, 84, 84, history) uint8, the state each action was chosen on.
+        actions: (T,) int64, indices into the minimal action set.
+        q_values: (T, A) float32, the network's Q-values on each state.
+        rewards: (T,) float32, raw (unclipped) rewards.
+        game_index: (T,) int64, which game (0, 1, …) each step belongs to.
+        scores: one per game played: its final score, or its score so far for a game that
+            ``max_steps`` cut off.
+        action_names: the ALE names of the A actions.
+    """
+
+    states: np.ndarray
+    actions: np.ndarray
+    q_values: np.ndarray
+    rewards: np.ndarray
+    game_index: np.ndarray
+    scores: list = field(default_factory=list)
     action_names: list = field(default_factory=list)
 
 
 def env_for_snapshot(meta: dict, seed: int = 0, **overrides) -> AtariEnv:
-    """An :class:`AtariEnv` with the preprocessing stored in a snapshot's metadata."""
+    """An :class:`AtariEnv` for evaluating a snapshot: its game and stored preprocessing, with the
+    Nature test protocol's settings.
+
+    The ROM is ``meta["rom"]["path"]`` where that file exists, else ale-py's bundled ROM for
+    ``meta["game"]`` (checked against ``meta["rom_md5"]``). ``frame_skip``, ``history``,
+    ``noop_max`` and ``repeat_action_probability`` come from ``meta["preprocessing"]`` (defaults
+    4, 4, 30, 0). Games are cut off at :data:`~dqnviz.config.TEST_MAX_FRAMES` (18,000 frames,
+    5 minutes) and a lost life is not terminal, whatever the run trained with.
+
+    Args:
+        meta: a snapshot's metadata (``Snapshot.meta``).
+        seed: seeds the emulator and the no-op starts.
+        **overrides: any :class:`AtariEnv` keyword, replacing the values above
+            (``max_frames_per_episode=108_000``, …).
+
+    Raises:
+        KeyError: ``meta`` names no game.
+        ValueError: the ROM's name is not ``meta["game"]``, or a preprocessing field is of the
+            wrong kind or out of range.
+        UserError: the game is unknown to this ale-py, or its bundled ROM has another MD5.
+            (:func:`checked_env_for_snapshot`, which the commands use, makes all of these a
+            one-line UserError and checks the network against the game.)
+    """
     rom = Rom(**meta["rom"]) if "rom" in meta and _exists(meta["rom"].get("path")) else rom_for_game(meta["game"], meta.get("rom_md5"))
     if rom.name != meta["game"]:  # a hand-edited or mixed-up snapshot: which game would it be?
         raise ValueError(f"it names the game {meta['game']!r} but its ROM is {rom.name!r}")
@@ -162,10 +198,18 @@ def play_games(model, env: AtariEnv, games: int = 1, epsilon: float = 0.05, seed
     """Play ``games`` whole games (or until ``max_steps`` agent steps) and record every state.
 
     Args:
-        model: a Keras Q-network (uint8 states → Q-values).
-        env: the environment; games end at game over or its frame cap.
+        model: a Keras Q-network taking ``env``'s uint8 states to (A,) Q-values.
+        env: the environment (e.g. :func:`env_for_snapshot`), reset before each game; its own
+            seed fixes the emulator and the no-op starts. Games end at game over or its frame cap.
+        games: how many games to play.
         epsilon: ε of the ε-greedy policy (0.05 in the Nature evaluation).
-        on_step: optional ``callback(step_index, score_so_far)`` for progress.
+        seed: seeds the ε-greedy draws (``np.random.default_rng(seed)``).
+        max_steps: stop after this many agent steps in all (None: every game to its end); the
+            game then running is cut off, and its score so far still goes into ``scores``.
+        on_step: optional ``callback(steps_recorded, score_so_far)``, called after every step.
+
+    Returns:
+        A :class:`GameRecord` of the T agent steps played.
     """
     q_function = QFunction(model)
     rng = np.random.default_rng(seed)

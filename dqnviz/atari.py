@@ -6,7 +6,7 @@ The pipeline from the emulator to a state, as in Mnih et al. (2015):
 2. The observed frame is the pixel-wise max of the last two greyscale frames (Atari sprites flicker).
 3. The screen (210×160 in most games; 214 to 250 rows in a few) is resized to 84×84 by area
    averaging: ``out = round(H · frame · Wᵀ)`` with H (84×210) and W (84×160) the area-overlap
-   matrices, and where that is within a hair of x.5, OpenCV's float32 arithmetic, which ale-py's
+   shares (rows summing to 1; :func:`resize_frame` has the integer form), and where that is within a hair of x.5, OpenCV's float32 arithmetic, which ale-py's
    C++ ``AtariVectorEnv`` uses. This reproduces the vector environment bit for bit, which is what
    lets the single-environment loop and the vectorised loop feed the same network
    (``tests/test_atari.py`` checks it on games with and without such ties).
@@ -14,7 +14,7 @@ The pipeline from the emulator to a state, as in Mnih et al. (2015):
    frames from before the game started are zero.
 5. Rewards are clipped to [-1, 1] for learning; the raw score is kept for statistics.
 
-A game starts with up to ``noop_max`` = 30 NOOP actions. In training a lost life is a terminal for
+A game starts with up to ``noop_max`` = 30 NOOP emulator frames. In training a lost life is a terminal for
 the learner (no bootstrapping past it), but the game goes on; in evaluation only game over counts.
 """
 
@@ -328,12 +328,24 @@ def action_names(actions) -> list[str]:
 
 @dataclass
 class Step:
-    """What one agent step returns."""
+    """What :meth:`AtariEnv.step` returns.
 
-    state: np.ndarray  # (84, 84, history) uint8, the state after the step (a new game's first state after game over)
-    reward: float  # raw game score of the step (clip it with np.clip for learning)
-    terminal: bool  # no bootstrapping past this step: game over, cut-off, or (in training) a lost life
-    game_over: bool  # the game ended (and the environment has started a new one)
+    Attributes:
+        state: (84, 84, history) uint8, the state after the step. After a game over it is the
+            ended game's last state: an AtariEnv does not restart by itself (call
+            :meth:`AtariEnv.reset`); :class:`VectorAtariEnv` and the trainer's one-environment
+            batch do, and return the next game's first state instead.
+        reward: the raw game score of the step, summed over its frames (clip it for learning).
+        terminal: no bootstrapping past this step: game over, the frame cap, or (with
+            ``life_loss_terminal``, in training) a lost life.
+        game_over: the game ended, or was cut off at ``max_frames_per_episode``.
+        lives: lives left after the step (0 in games without lives).
+    """
+
+    state: np.ndarray
+    reward: float
+    terminal: bool
+    game_over: bool
     lives: int
 
 
@@ -343,11 +355,27 @@ class AtariEnv:
     Args:
         rom: the ROM to play (see :func:`resolve_rom`).
         seed: seeds the emulator and the no-op starts.
-        noop_max: at most this many NOOPs at the start of a game (0 for none).
+        noop_max: at most this many NOOP emulator frames (not agent steps) at the start of a game
+            (0 for none).
         life_loss_terminal: report a lost life as ``terminal`` (training) or not (evaluation).
         repeat_action_probability: sticky actions (Machado et al. 2018).
-        max_frames_per_episode: emulator frames after which a game is cut off.
+        max_frames_per_episode: emulator frames after which a game is cut off (``game_over``),
+            counted from the end of its no-op start, as ale-py's vector environment counts them
+            (ALE's own cap would count the no-ops, and the frames some games' reset plays: 134 in
+            Name This Game).
         frame_skip, history: see the module docstring.
+
+    Attributes:
+        actions, action_names, num_actions: the game's minimal action set (ALE actions, their
+            names, how many); :meth:`step` takes an index into it.
+        state: the current (84, 84, history) uint8 state (a copy).
+        lives, game_over: as the emulator says now (``game_over`` also at the frame cap).
+        episode_score, episode_frames: the running game's raw score and emulator frames played
+            since its no-op start.
+        screen_shape: the emulator's (height, width): (210, 160) in most games, up to (250, 160).
+
+    Raises:
+        ValueError: ``frame_skip`` or ``history`` below 1, or ``noop_max`` below 0.
     """
 
     def __init__(self, rom: Rom, seed: int = 0, noop_max: int = 30, life_loss_terminal: bool = False,
@@ -363,8 +391,8 @@ class AtariEnv:
         self.ale.setInt("random_seed", int(seed) % (2**31))
         self.ale.setFloat("repeat_action_probability", float(repeat_action_probability))
         self.ale.setInt("frame_skip", 1)
-        self.ale.setInt("max_num_frames_per_episode", int(max_frames_per_episode))
         self.ale.loadROM(rom.path)
+        self.max_frames_per_episode = int(max_frames_per_episode)
         self.actions = list(self.ale.getMinimalActionSet())
         self.action_names = action_names(self.actions)
         self.num_actions = len(self.actions)
@@ -384,6 +412,11 @@ class AtariEnv:
     @property
     def lives(self) -> int:
         return self.ale.lives()
+
+    @property
+    def game_over(self) -> bool:
+        """The game ended, or was cut off at ``max_frames_per_episode`` frames."""
+        return bool(self.ale.game_over()) or self.episode_frames >= self.max_frames_per_episode
 
     def screen_rgb(self) -> np.ndarray:
         """The full-resolution (height, width, 3) colour screen: (210, 160, 3) in most games."""
@@ -425,10 +458,11 @@ class AtariEnv:
         ale_action = self.actions[int(action)]
         for k in range(self.frame_skip):
             reward += self.ale.act(ale_action)
+            self.episode_frames += 1
             self._after_frame(k, reward)
             if k >= self.frame_skip - 2:
                 self.ale.getScreenGrayscale(self._buffer[k - self.frame_skip + 2])
-            if self.ale.game_over():
+            if self.game_over:
                 # The last two frames may not both exist: pool what there is.
                 if k < self.frame_skip - 1:
                     self._buffer[1] = self.ale.getScreenGrayscale()
@@ -437,8 +471,7 @@ class AtariEnv:
                 break
         self._push(np.maximum(self._buffer[0], self._buffer[1]))
         self.episode_score += reward
-        self.episode_frames += k + 1  # frames played: a game may end before the step's last
-        game_over = bool(self.ale.game_over())
+        game_over = self.game_over
         lives = self.ale.lives()
         terminal = game_over or (self.life_loss_terminal and lives < lives_before)
         return Step(self.state, reward, terminal, game_over, lives)

@@ -46,7 +46,7 @@ class TrainConfig:
     emulator_threads: int = _f(0, "C++ threads that step the environments when --num-envs > 1; 0 means one per environment, up to the CPU count less a quarter of it (12 of 16 cores; the rest is left to the training loop: sampling, launching the device's kernels)", nonnegative=True)
     frame_skip: int = _f(4, "emulator frames per agent step (the action repeats; the state is the max of the last two)", positive=True, maximum=64)
     history: int = _f(4, "frames stacked into one state (nvis and compare need 3 or more: they show the last three as red, green and blue)", positive=True, maximum=64)
-    noop_max: int = _f(30, "at most this many NOOP actions at the start of each game", nonnegative=True)
+    noop_max: int = _f(30, "at most this many NOOP emulator frames (not agent steps) at the start of each game", nonnegative=True)
     repeat_action_probability: float = _f(0.0, "sticky actions: the chance the emulator repeats the previous action (0.25 in Machado et al. 2018)", probability=True)
     max_frames_per_episode: int = _f(108_000, "emulator frames after which a training game is cut off (30 minutes at 60 frames/s; test phases stop games at 18,000 frames, 5 minutes, the Nature test's cap)", positive=True)
     # Replay
@@ -68,7 +68,7 @@ class TrainConfig:
     learning_rate: float = _f(0.00025, "learning rate", positive=True)
     rmsprop_rho: float = _f(0.95, "RMSProp decay ρ", probability=True)
     rmsprop_epsilon: float = _f(0.01, "RMSProp ε, as DeepMind's: for the loss summed over the batch (the loss here is the batch mean, so the optimizer is given ε / batch-size², which takes the same steps)", positive=True)
-    adam_epsilon: float = _f(1.5e-4, "Adam ε (used with --optimizer adam)", positive=True)
+    adam_epsilon: float = _f(1.5e-4, "Adam ε (used with --optimizer adam); 1.5e-4 as in Rainbow (Hessel et al. 2018): Nature used RMSProp", positive=True)
     # Exploration
     epsilon_start: float = _f(1.0, "ε at the first train step", probability=True)
     epsilon_end: float = _f(0.1, "ε after the decay", probability=True)
@@ -153,6 +153,12 @@ class TrainConfig:
                 f"--replay-size {self.replay_size:,} is too small to draw a batch of {self.batch_size} "
                 f"with {self.num_envs} env(s): give at least {per_env * self.num_envs:,}"
             )
+
+
+# help(TrainConfig) lists every field with its default and its --help text (kept in the fields'
+# metadata, so that the command line and the library read the same words)
+TrainConfig.__doc__ = (TrainConfig.__doc__ or "") + "\n\n    Attributes:\n" + "\n".join(
+    f"        {f.name} (default {f.default!r}): {f.metadata['help']}" for f in dataclasses.fields(TrainConfig))
 
 
 def epsilon_schedule(step: int, config: TrainConfig) -> float:

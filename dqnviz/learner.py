@@ -1,5 +1,8 @@
 """The DQN update, written once with ``keras.ops``; ``dqnviz.backend`` compiles it.
 
+In the data flow: it takes batches from the replay memory; its online network is what the
+trainer saves as a snapshot.
+
 For a batch of transitions (s, a, R, discount, s') from the replay memory::
 
     a*   = argmax_a Q_target(s', a)                 (DQN)

@@ -1,5 +1,8 @@
 """The Nature CNN (Mnih et al. 2015) as a Keras functional model, with an optional dueling head.
 
+In the data flow: the learner builds it twice (online and target network); a snapshot saves it,
+and the analyses explain it.
+
     input  uint8 (84, 84, 4), channels last
     scale  Rescaling(1/255)                      (inside the model: no Lambda, so safe_mode loads it)
     conv1  32 filters 8×8 stride 4, ReLU         → (20, 20, 32)
@@ -46,7 +49,10 @@ def build_q_network(num_actions: int, dueling: bool = False, history: int = 4,
         dueling: add the dueling head.
         history: frames per state (input channels).
         frame_shape: (height, width) of one frame.
-        seed: seed for the weight initialisers.
+        seed: None (draw from the current global random state), or a number: then
+            ``keras.utils.set_random_seed(seed)`` seeds the initialisers, so the same seed gives
+            the same weights under the same backend. It reseeds Python's ``random``, NumPy's
+            global generator and the backend's for the caller too.
         initialisation: ``"independent"``: every kernel is drawn with its own seed. ``"shared"``:
             one initialiser object for all the He-initialised layers, as dqnviz built networks
             before snapshots recorded ``initialisation``. Keras 3 then draws every kernel from the
@@ -56,6 +62,9 @@ def build_q_network(num_actions: int, dueling: bool = False, history: int = 4,
 
     Returns:
         A ``keras.Model`` named ``nature_dqn`` (or ``dueling_dqn``) from uint8 states to Q-values.
+
+    Raises:
+        ValueError: ``initialisation`` is not one of :data:`INITIALISATIONS`.
     """
     if initialisation not in INITIALISATIONS:
         raise ValueError(f"initialisation must be one of {INITIALISATIONS}, got {initialisation!r}")

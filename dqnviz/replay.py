@@ -1,5 +1,8 @@
 """Replay memory: uint8 frames stored once in a circular buffer, states stacked at sample time.
 
+In the data flow (ROM → environment → replay → network and learner → snapshot → analysis →
+report): the trainer adds each step's newest frame; the learner reads one batch per update.
+
 Each slot ``i`` of an environment's ring holds one transition::
 
     frame[i]     the newest frame of state s_i (84×84 uint8)
@@ -122,8 +125,10 @@ class ReplayMemory:
         num_envs: environments adding one transition each per ``add``.
         history: frames per state.
         n_step, gamma: for the n-step return (see the module docstring).
-        prioritized: proportional prioritized replay, P(i) = p_i^α / Σ_k p_k^α, with
-            importance weights w_i = (N · P(i))^−β / max_j w_j.
+        prioritized: proportional prioritized replay (Schaul et al. 2016):
+            P(i) = p_i^α / Σ_k p_k^α with p_i = |δ_i| + ε (the sum tree stores p_i^α), and
+            importance weights w_i = (N · P(i))^−β divided by the largest w of the batch, N the
+            sampleable transitions.
         alpha: priority exponent α.
         seed: seeds sampling.
     """
@@ -229,8 +234,9 @@ class ReplayMemory:
         """Draw ``(env, slot)`` pairs: uniformly, or by priority. Returns (envs, slots, probabilities).
 
         Uniform: P(i) = 1/N over the N sampleable transitions. By priority (Schaul et al. 2016):
-        P(i) = p_i / Σ_k p_k, stratified: draw k of a batch of B finds the leaf holding
-        u_k = (k + U[0, 1)) · Σp / B, so every batch spans the whole range of priorities.
+        P(i) = leaf_i / Σ_k leaf_k, the tree's leaves holding p_i^α (see :meth:`update_priorities`),
+        stratified: draw k of a batch of B finds the leaf holding u_k = (k + U[0, 1)) · Σ leaf / B,
+        so every batch spans the whole range of priorities.
         """
         if self.num_sampleable() == 0:
             raise ValueError("the replay memory has no complete transition yet")
@@ -361,7 +367,7 @@ class ReplayMemory:
         return self.stack_transitions(self.sample_transitions(batch_size, beta))
 
     def update_priorities(self, envs, slots, td_errors, epsilon: float = 1e-6) -> None:
-        """p_i = (|δ_i| + ε)^α for the sampled transitions; a transition listed twice gets its
+        """Set the sampled transitions' leaves to p_i^α with p_i = |δ_i| + ε; a transition listed twice gets its
         last |δ|, so several batches can be passed at once, concatenated in order."""
         if not self.prioritized:
             return

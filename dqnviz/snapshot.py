@@ -1,5 +1,9 @@
 """Snapshots: one ``.keras`` file holding the model and dqnviz's metadata, loaded safely.
 
+Between training and analysis in the data flow: the trainer writes them; test, play, record,
+nvis and compare load them. Also here: the network a run started from
+(:func:`starting_point`) and how far each kernel moved from it (:func:`kernel_movement`).
+
 A snapshot is the zip archive that ``model.save`` writes (``config.json``, ``model.weights.h5``)
 plus one more member, ``dqnviz.json``, with the metadata: game, ROM MD5, action set and names,
 preprocessing, epoch, total steps, config, backend, and that epoch's test score. There is no

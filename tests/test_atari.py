@@ -148,7 +148,10 @@ def test_life_loss_is_terminal_only_in_training():
 
 # Alien and Skiing: frames whose area means fall on x.5, which OpenCV's float32 rounds either way;
 # Carnival (214 rows) and Adventure (250): screens taller than 210 rows
-@pytest.mark.parametrize("game", ["breakout", "pong", "alien", "skiing", "carnival", "adventure"])
+# Name This Game and Yars' Revenge: no game ends before the 2,000-frame cap, which both count from the
+# end of the no-op start (ALE's own count starts at 134 and 7 frames in them)
+@pytest.mark.parametrize("game", ["breakout", "pong", "alien", "skiing", "carnival", "adventure", "name_this_game",
+                                  "yars_revenge"])
 def test_single_and_vectorised_environments_see_the_same_states(game, monkeypatch):
     from dqnviz import atari
 
@@ -169,7 +172,7 @@ def test_single_and_vectorised_environments_see_the_same_states(game, monkeypatc
         a = single.step(actions)
         b = vector.step(actions)
         np.testing.assert_array_equal(a[0], b[0], err_msg=f"states differ at step {t}")
-        for name, x, y in zip(("reward", "terminal", "game_over"), a[1:4], b[1:4]):
+        for name, x, y in zip(("reward", "terminal", "game_over", "lives"), a[1:5], b[1:5]):
             assert np.array_equal(x, y), f"{name} differs at step {t}: {x} vs {y}"
         seen["terminal"] += int(a[2][0])
         seen["game_over"] += int(a[3][0])
@@ -179,6 +182,8 @@ def test_single_and_vectorised_environments_see_the_same_states(game, monkeypatc
         assert sum(ties) > 0  # frames with ties were met, and matched
     if game in ("carnival", "adventure"):
         assert single.env.screen_shape[0] > 210
+    if game in ("name_this_game", "yars_revenge"):
+        assert seen["game_over"] >= 1  # the cap was crossed
 
 
 def test_roms_that_ale_py_ships_but_cannot_play_are_refused_in_one_line_and_not_listed(tmp_path):

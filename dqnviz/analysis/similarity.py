@@ -165,13 +165,25 @@ def kernels_as_rows(kernel) -> np.ndarray:
 
 def temporal_lean(kernel) -> np.ndarray:
     """How much of a first-layer kernel ``(kh, kw, frames, out)`` looks at each input frame:
-    its energy per frame, ``lean_c = Σ_{y,x,f} W[y,x,c,f]²`` (float64, one value per frame, oldest
-    first). A network that ignores motion spreads it evenly; ``100 · lean_c / Σ_c lean_c`` is the
-    share of frame c that ``dqnviz compare`` plots against the even share 100 / frames.
+    its energy per frame, ``lean_c = Σ_{y,x,f} W[y,x,c,f]²``. A network that ignores motion
+    spreads it evenly; ``100 · lean_c / Σ_c lean_c`` is the share of frame c that ``dqnviz
+    compare`` plots against the even share 100 / frames.
+
+    Args:
+        kernel: a Conv2D kernel ``(kh, kw, frames, filters)``, e.g.
+            ``model.get_layer("conv1").get_weights()[0]``.
+
+    Returns:
+        float64 ``(frames,)``, one value per input frame, oldest first.
+
+    Raises:
+        UserError: ``kernel`` is not 4-D.
     """
+    from dqnviz.errors import UserError
+
     kernel = np.asarray(kernel, dtype=np.float64)
     if kernel.ndim != 4:
-        raise ValueError(f"expected a Conv2D kernel (kh, kw, in, out), got shape {kernel.shape}")
+        raise UserError(f"temporal_lean takes a Conv2D kernel (kh, kw, frames, filters), got shape {kernel.shape}")
     return np.sum(kernel**2, axis=(0, 1, 3))
 
 

@@ -3,8 +3,8 @@
 Everything else in dqnviz is written once with ``keras.ops``. Two things cannot be:
 
 * gradients with respect to a model's *input* (for guided backprop and saliency), and
-* the compiled DQN training step (``tf.function(jit_compile=True)`` or ``jax.jit`` over
-  ``stateless_call``).
+* the compiled DQN training step (``tf.function``, XLA-compiled on a GPU or under
+  ``DQNVIZ_XLA=1``; ``jax.jit`` over ``stateless_call``).
 
 Both backend modules, :mod:`dqnviz.backend.jax` and :mod:`dqnviz.backend.tensorflow`, expose the
 same nine names, and this package gives those of the backend Keras runs, with ``BACKEND`` (its

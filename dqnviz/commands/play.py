@@ -32,7 +32,7 @@ Keys (in the window):
 
 The agent acts as `dqnviz test` has it act: ε-greedy with --epsilon, the snapshot's frame skip,
 history, sticky actions and random no-op start, and a game is cut off after --max-frames frames
-(counting the no-op start). Game i uses emulator seed S+i-1 and its own ε stream, so while you
+(counted from the end of the no-op start). Game i uses emulator seed S+i-1 and its own ε stream, so while you
 do not take over it is the game that `dqnviz test --seed S` plays as its episode i. While you
 play, ε is off and the Q-values are what the agent would have done.
 
@@ -78,8 +78,8 @@ def add_arguments(parser) -> None:
     add_viewing_arguments(parser, default_scale=3, episodes_help="games to play before the window closes",
                           scale_note=", a 480 × 630 game beside the Q-values")
     parser.add_argument("--max-frames", type=whole_number(minimum=1), default=TEST_MAX_FRAMES, metavar="N",
-                        help="emulator frames per game before it is cut off, counting the no-op start "
-                             f"as dqnviz test does (default: {TEST_MAX_FRAMES:,} = 5 minutes)")
+                        help="emulator frames per game before it is cut off, counted from the end of the no-op "
+                             f"start as dqnviz test counts them (default: {TEST_MAX_FRAMES:,} = 5 minutes)")
 
 
 def display_problem(environ=None, driver: str | None = None) -> str | None:

@@ -15,8 +15,8 @@ Play whole games (until game over, or --max-frames emulator frames a game) with 
 agent and write an H.264 MP4 at 60 fps showing every emulator frame, scaled up.
 
 Game i is the game that `dqnviz test` plays as its episode i with the same --seed (emulator seed
-S+i-1 and the same ε draws), so a score in its CSV can be watched: `--seed S --episodes i`. (Here
---max-frames counts the frames recorded; test's also counts the no-op start.)
+S+i-1 and the same ε draws), so a score in its CSV can be watched: `--seed S --episodes i`. Both
+count --max-frames from the end of the no-op start: the frames recorded.
 
 With --saliency the chosen saliency map of the newest frame is drawn in colour over the game,
 and the Q-value of every action is shown beside it (the greedy action green, the action taken
@@ -265,11 +265,11 @@ class Recorder:
 
     def _game(self, game: int, check: bool = False):
         """Game ``game``'s (from 0) environment and ε stream, as ``dqnviz test`` plays its episode
-        ``game``. The ALE's own cap counts the no-op start too; ours counts recorded frames only.
+        ``game``, cut off where test cuts it: ``max_frames`` frames after the no-op start.
         ``check``: check the snapshot against its game first (the constructor does, once)."""
         from dqnviz.viewer import FrameEnv
 
-        return FrameEnv.for_episode(self.snapshot, self.seed, game, self.max_frames + 200, check=check)
+        return FrameEnv.for_episode(self.snapshot, self.seed, game, self.max_frames, check=check)
 
     def play(self, episodes, writer, frames_dir=None, on_frame=None) -> None:
         from dqnviz.viewer import one_blas_thread
