@@ -29,7 +29,7 @@ import numpy as np
 from dqnviz.analysis import similarity as sim
 from dqnviz.errors import UserError
 from dqnviz.snapshot import starting_point
-from dqnviz.report.render import MODEBAR_ROOM, script_json, with_narrow_layout
+from dqnviz.report.render import MODEBAR_ROOM, gradient_shares, script_json, with_narrow_layout
 
 CKA_STATES = 256  # states (evenly spaced over the games) per game for CKA
 ERF_STATES = 16  # states for the effective receptive field
@@ -282,7 +282,7 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
         if len(record.states) == 0:
             raise UserError(f"{snapshot.name}: no states were played; raise --max-steps")
         conv, shapes, kernels = layer_facts(snapshot.model)
-        ended = not (max_steps and len(record.states) >= max_steps) or bool(env.ale.game_over())
+        ended = not (max_steps and len(record.states) >= max_steps) or env.game_over
         played.append(Played(snapshot, record.states, [float(s) for s in record.scores], conv, shapes, kernels,
                              ended=ended))
     timings["play"] = time.perf_counter() - t0
@@ -713,6 +713,7 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
                 rows.append({**{k: v for k, v in c.items() if k != "gradient"}, "snapshot": p.name, "layer": layer,
                              "input": state_image(i, c["state"]), "guided": images.add(rgb),
                              "link": f"{p.name}-{layer}-{c['filter']}",
+                             "shares": gradient_shares(c["gradient"], frame_labels(np.shape(c["gradient"])[-1])),
                              # opened on the unit's receptive field, as nvis's cards (double-click: the whole state)
                              "zoom": zoom_window(c["box"], (p.states.shape[2], p.states.shape[1])),
                              "cosine": _partner_cosine(data, i, r) if first else None})
@@ -737,13 +738,16 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
 
     figures = {}
     history = None
+    lean_table = None  # the chart's shares as text: frame × snapshot (the page's data table)
     if data.lean[0] is not None:
         history = len(data.lean[0])
         frames = frame_labels(history)
+        lean_table = {"frames": frames, "rows": []}
         fig = go.Figure()
         for i, p in enumerate(played):
             energy = np.asarray(data.lean[i])
             share = 100 * energy / (energy.sum() or 1.0)
+            lean_table["rows"].append({"name": p.name, "share": [float(v) for v in share]})
             fig.add_bar(name=p.name, x=frames, y=share.round(2), marker_color=PALETTE[i % len(PALETTE)],
                         customdata=energy, hovertemplate=f"{p.name}<br>frame %{{x}}: %{{y:.1f}}% of the energy"
                                                          "<br>Σ w² = %{customdata:.4g}<extra></extra>")
@@ -757,7 +761,7 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
     if data.conv_layers:
         fig = go.Figure()
         theoretical = [data.fields[l][0]["theoretical"] for l in data.conv_layers]
-        fig.add_bar(name="theoretical", x=data.conv_layers, y=theoretical, marker_color="#c5ccd3",
+        fig.add_bar(name="theoretical", x=data.conv_layers, y=theoretical, marker=dict(color="#c5ccd3", line=dict(color="#52606d", width=1)),
                     hovertemplate="%{x}: theoretical %{y} px<extra></extra>")
         for i, p in enumerate(played):
             # a solid bar for 90% of the gradient, a hatched one for half of it, each in the snapshot's colour
@@ -798,7 +802,13 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
     shared_rows = [{"a": names[x["a"]], "b": names[x["b"]], "seed": x["seed"], "backend": x["backend"],
                     "alignment": x["alignment"]} for x in data.shared_start]
     alignment_layers = [name for name in kernel_layers if any(name in x["alignment"] for x in data.shared_start)]
+    match_table = None  # the histogram's counts as text: one row per 0.05 bin that holds a filter
     if data.matching:
+        edges = np.round(np.linspace(-1, 1, 41), 2)
+        counts = [np.histogram(np.minimum(np.round(m["similarities"], 4), 0.9999), bins=edges)[0] for m in data.matching]
+        match_table = {"pairs": [f"{names[m['a']]} vs {names[m['b']]}" for m in data.matching],
+                       "rows": [{"low": float(edges[b]), "high": float(edges[b + 1]), "counts": [int(c[b]) for c in counts]}
+                                for b in range(40) if any(c[b] for c in counts)]}
         fig = go.Figure()
         for m in data.matching:
             # plotly's bins are [start, start + size): a similarity of exactly 1 (a filter matched to
@@ -842,6 +852,7 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
         "chance_seeds": CHANCE_SEEDS, "chance_pairs": len(CHANCE_SEEDS) * (len(CHANCE_SEEDS) - 1) // 2,
         "chance_quantiles": [round(100 * q) for q in CHANCE_QUANTILES],
         "patterns": pattern_rows, "skipped": data.skipped, "figures": figures,
+        "lean_table": lean_table, "match_table": match_table,
         "pairs": [(names[i], names[j]) for i, j in data.pairs],
         "images_json": json.dumps(images.uris, separators=(",", ":")).replace("</", "<\\/"),
         "options": options or {}, "timings": {TIMING_WORDS.get(k, k): round(v, 1) for k, v in data.timings.items()},

@@ -44,6 +44,7 @@ RUN_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
 # past len(RUN_COLOURS) runs the colours repeat: the markers' shape tells those runs apart
 RUN_SYMBOLS = ["circle", "square", "diamond", "triangle-up", "x", "star"]
 PHASE_DASH = {"random": "dot", "train": "dash", "test": "solid"}
+PHASE_SYMBOLS = {"train": "circle", "test": "diamond"}  # a single run's markers (several runs: run_style)
 
 
 # What ``--x`` can put on the x axis: the column it reads, the axis title and the page's wording.
@@ -493,9 +494,10 @@ def chart_traces(runs: list, fields: list, x: str = "epoch") -> Charts:
                     traces.append(go.Scatter(
                         x=run.positions(phase, field, x), y=y, mode="lines+markers", name=f"{prefix}{phase}",
                         legendgroup=f"{run.name}-{phase}", customdata=data, text=games,
-                        showlegend=legend(f"{run.name}-{phase}"), marker=dict(size=5, symbol=symbol),
-                        line=dict(color=colour if several else PHASE_COLOURS[phase],
-                                  dash=PHASE_DASH[phase] if several else "solid", width=2),
+                        # the phase by dash and, for one run, by marker too: not by colour alone
+                        showlegend=legend(f"{run.name}-{phase}"),
+                        marker=dict(size=5, symbol=symbol if several else PHASE_SYMBOLS[phase]),
+                        line=dict(color=colour if several else PHASE_COLOURS[phase], dash=PHASE_DASH[phase], width=2),
                         hovertemplate=f"{prefix}{label} {epoch}<br>{field} = %{{y:~.4g}}"
                                       + ("<br>%{text}" if games else "")
                                       + (f"<br>{after}" if after else "") + "<extra></extra>",
@@ -716,6 +718,38 @@ def _best_test(run):
     return max(tests, key=lambda r: _number(r["average_reward"]), default=None)
 
 
+def _x_text(value: float, x: str) -> str:
+    if value != value:
+        return "–"
+    return f"{value:,.0f}" if x == "steps" else f"{value:.1f}" if x == "minutes" else f"{value:g}"
+
+
+def data_tables(runs: list, fields: list, x: str = "epoch") -> list:
+    """The charts' values as text, one table per field (the page's alternative to the charts): per
+    run, the random baseline and every train and test point, in the order of ``x``."""
+    tables = []
+    for field in fields:
+        rows = []
+        for n, run in enumerate(runs):
+            baseline = None if field in LEARNING_ONLY else run.baseline(field)
+            if baseline is not None:
+                rows.append({"run": run.name, "n": n, "x": _x_text(0.0, x), "phase": "random baseline (epoch 0)", "value": f"{baseline:.4g}",
+                             "order": (-math.inf, 0)})
+            for rank, phase in enumerate(("train",) if field in LEARNING_ONLY else ("train", "test")):
+                for unfinished in (False, True):
+                    places = run.positions(phase, field, x, unfinished=unfinished)
+                    values = run.unfinished(phase, field)[1] if unfinished else run.series(phase, field)[1]
+                    for place, value in zip(places, values):
+                        if value != value:
+                            continue
+                        rows.append({"run": run.name, "n": n, "x": _x_text(place, x), "value": f"{value:.4g}",
+                                     "phase": f"{phase}, no game ended (score so far)" if unfinished else phase,
+                                     "order": (place if place == place else math.inf, rank + 1)})
+        rows.sort(key=lambda r: (r["n"], r["order"]))
+        tables.append({"field": field, "rows": rows})
+    return tables
+
+
 def build_context(runs: list, fields: list, figure, narrow_layout=None, x: str = "epoch") -> dict:
     """The context of templates/plot.html.j2; ``narrow_layout`` is the one-column layout of the
     figure's traces (used below :data:`NARROW_WIDTH`; default: the figure's own); ``x`` the x axis
@@ -748,7 +782,8 @@ def build_context(runs: list, fields: list, figure, narrow_layout=None, x: str =
             "narrow_width": NARROW_WIDTH, "several": len(runs) > 1,
             # by steps the runs' epochs are not compared; by minutes the page points to --x steps itself
             "epoch_lengths": epoch_lengths(runs) if x == "epoch" else [],
-            "unfinished": unfinished, "x": x, "against": X_AXES[x]["against"]}
+            "unfinished": unfinished, "x": x, "against": X_AXES[x]["against"],
+            "data_tables": data_tables(runs, fields, x)}
 
 
 def render_page(runs: list, fields: list, x: str = "epoch") -> tuple[str, object]:

@@ -109,6 +109,20 @@ def script_json(value) -> str:
     return text.replace("</", "<\\/")
 
 
+def gradient_shares(gradient, labels) -> str:
+    """How a card's gradient (H, W, C) divides over its frames or channels, in words for a screen
+    reader ("t-3 8%, t-2 14%, t-1 30%, t 48%"): what the colours of its image say; "" where there
+    is nothing to divide (one channel, no gradient, no labels)."""
+    g = np.abs(np.asarray(gradient, np.float64))
+    if g.ndim != 3 or g.shape[-1] < 2 or len(labels) != g.shape[-1]:
+        return ""
+    totals = g.sum(axis=(0, 1))
+    whole = float(totals.sum())
+    if not whole > 0:
+        return ""
+    return ", ".join(f"{label} {100 * float(t) / whole:.0f}%" for label, t in zip(labels, totals))
+
+
 def png_data_uri(image: np.ndarray, scale: int = 1) -> str:
     """A uint8 (H, W) or (H, W, 3) image as a ``data:image/png;base64,…`` URI, nearest-upscaled."""
     from PIL import Image

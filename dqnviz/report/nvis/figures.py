@@ -56,12 +56,12 @@ def _mass_center(grid):
 def _erf_chart(go, data: NvisData) -> str:
     names = list(data.layers)
     fig = go.Figure([
-        go.Bar(name="theoretical", x=names, y=[data.fields[n]["theoretical"] for n in names], marker_color="#9aa5b1",
+        go.Bar(name="theoretical", x=names, y=[data.fields[n]["theoretical"] for n in names], marker_color="#9aa5b1", marker_line=BAR_EDGE,
                hovertemplate="%{x}: theoretical %{y} px<extra></extra>"),
         go.Bar(name="effective: 90% of the gradient", x=names, y=[round(data.fields[n]["size"], 1) for n in names],
-               marker_color="#f28e2b", hovertemplate="%{x}: 90% of the gradient within %{y} px<extra></extra>"),
+               marker_color="#f28e2b", marker_line=BAR_EDGE, hovertemplate="%{x}: 90% of the gradient within %{y} px<extra></extra>"),
         go.Bar(name="half of the gradient", x=names, y=[data.fields[n].get("core") for n in names],
-               marker_color="#b35806", hovertemplate="%{x}: half of the gradient within %{y} px<extra></extra>"),
+               marker_color="#b35806", marker_line=BAR_EDGE, hovertemplate="%{x}: half of the gradient within %{y} px<extra></extra>"),
     ])
     # Many layers' names stand upright under the bars: the axis makes room for them whole.
     fig.update_layout(**_layout(barmode="group", height=300 if len(names) <= 8 else 400,
@@ -126,6 +126,8 @@ def value_format(values) -> str:
 
 
 CHOSEN, OTHER = "#e15759", "#4e79a7"
+CHOSEN_TEXT = "#b91c1c"  # the chosen output's value beside its dot: CHOSEN is 3.7:1 on white, this 6.5:1
+BAR_EDGE = dict(color="#334e68", width=1)  # the light bars' outline: at least 3:1 against the white plot
 
 
 def _q_figure(go, q, action_names, action, axis="Q(s, a)", hover="Q(s, %{y})", choice="a*") -> str:
@@ -156,7 +158,7 @@ def _q_figure(go, q, action_names, action, axis="Q(s, a)", hover="Q(s, %{y})", c
                     line=dict(color="white", width=1)),
         text=[format(v, fmt) for v in q],
         textposition=["middle left" if left else "middle right" for left in _labels_left(q)],
-        textfont=dict(color=[CHOSEN if i == action else "#334e68" for i in range(len(q))]),
+        textfont=dict(color=[CHOSEN_TEXT if i == action else "#334e68" for i in range(len(q))]),
         customdata=[[v, g] for v, g in zip(q.round(decimals).tolist(), gaps)],
         hovertemplate=hover + " = %{customdata[0]:" + fmt + "}<br>%{customdata[1]}<extra></extra>"))
     shapes = [dict(type="line", xref="x", yref="paper", x0=float(round(chosen, decimals)), x1=float(round(chosen, decimals)),

@@ -8,11 +8,11 @@ import numpy as np
 
 from dqnviz import analysis
 from dqnviz.errors import UserError
-from dqnviz.report.nvis.figures import ZOOM_LEAST, _erf_chart, _erf_figure, _q_figure, zoom_window
+from dqnviz.report.nvis.figures import ZOOM_LEAST, _erf_chart, _erf_figure, _q_figure, value_format, zoom_window
 from dqnviz.report.nvis.findings import NvisData, _pair, perturbation_settings
 from dqnviz.report.nvis.images import ImageStore, _saliency_rgb
 from dqnviz.report.nvis.wording import Q_WORDS, SCORE_WORDS, _blank_frames, _number_word, blank_note
-from dqnviz.report.render import script_json
+from dqnviz.report.render import gradient_shares, script_json
 from dqnviz.snapshot import starting_point
 
 
@@ -82,6 +82,7 @@ def _report_context(data: NvisData, action_names: list, words: dict, game_index=
                 "strip": None if strip is None else images.add(strip),
                 "box": list(card.box), "zoom": zoom,
                 "scale": float(np.max(np.abs(card.gradient))),
+                "shares": gradient_shares(card.gradient, view.labels),  # the image's colours, in words
                 "silent": card.filter in silent,
                 "blank": blank_note(_blank_frames(states[card.state_index]), history) if view.frame_stack else "",
             })
@@ -100,6 +101,9 @@ def _report_context(data: NvisData, action_names: list, words: dict, game_index=
             "index": i, "labels": item["labels"], "action": action_names[item["action"]]
             if item["action"] < len(action_names) else str(item["action"]),
             "max_q": item["max_q"], "gap": item["gap"], "input": state_image(i),
+            # the dot plot's values as a table: (output name, value, chosen)
+            "q_rows": [(action_names[k] if k < len(action_names) else str(k), format(float(v), value_format(item["q"])),
+                        k == item["action"]) for k, v in enumerate(np.asarray(item["q"], np.float64).ravel())],
             "gradient": images.add(_saliency_rgb(item["gradient"])),
             "perturbation": images.add(_saliency_rgb(item["perturbation"])),
             "q_figure": _q_figure(go, item["q"], action_names, item["action"], axis=words["axis"],
@@ -118,9 +122,12 @@ def _report_context(data: NvisData, action_names: list, words: dict, game_index=
         "hover": {"state": "state", "gradient": "gradient", "saliency": "saliency"} if view.frame_stack and words is Q_WORDS
         else {"state": "state" if view.frame_stack else "image", "gradient": "gradient" if view.frame_stack else "image-gradient",
               "saliency": "score-saliency"},
+        # "named": the input image in an image's name for a screen reader, "part": what a gradient divides over
         "captions": {"state": "input state t-2/t-1/t", "saliency": "input (t-2/t-1/t)",
-                     "strip": f"frames t-{history - 1} to t"} if view.frame_stack
-        else {"state": "input image", "saliency": "input", "strip": "channels R, G, B"},
+                     "strip": f"frames t-{history - 1} to t", "part": "frame",
+                     "named": "input, frames t-2, t-1 and t as red, green and blue"} if view.frame_stack
+        else {"state": "input image", "saliency": "input", "strip": "channels R, G, B", "part": "channel",
+              "named": "input image"},
         "perturbation": perturbation_settings(view.height, view.width),
         "zoom": {"least": ZOOM_LEAST},  # a card opens on its receptive field: figures.zoom_window
         "network": network_rows(data.model),
