@@ -115,6 +115,10 @@ def env_for_snapshot(meta: dict, seed: int = 0, **overrides) -> AtariEnv:
     rom = Rom(**meta["rom"]) if "rom" in meta and _exists(meta["rom"].get("path")) else rom_for_game(meta["game"], meta.get("rom_md5"))
     if rom.name != meta["game"]:  # a hand-edited or mixed-up snapshot: which game would it be?
         raise ValueError(f"it names the game {meta['game']!r} but its ROM is {rom.name!r}")
+    from dqnviz.atari import _unplayable, unplayable_roms
+
+    if rom.name in unplayable_roms():  # loading it would end the process from C++
+        raise _unplayable(rom.name, rom.md5)
     pre = _checked_preprocessing(meta.get("preprocessing", {}))
     options = dict(
         noop_max=pre.get("noop_max", 30),

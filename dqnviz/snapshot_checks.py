@@ -327,6 +327,8 @@ _SITTING_TYPES = {"phase": str, "steps_done": int, "updates": int, "cost_count":
 def _sitting_wrong_type(sitting: dict) -> str | None:
     """The first of an interrupted sitting's figures that is not what it should be (counts are
     whole numbers of at least 0, seconds and sums numbers, scores a list of numbers), in words."""
+    if "seconds" in sitting and "steps_done" not in sitting:  # what the figures are counted against
+        return "'interrupted' has 'seconds' but no 'steps_done'"
     for key, kind in _SITTING_TYPES.items():
         if key not in sitting:
             continue

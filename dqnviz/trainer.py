@@ -637,6 +637,8 @@ class Trainer:
         self.train_steps_done = int(meta.get("train_steps_done", 0))  # drives ε
         self.start_epoch = int(meta.get("epoch", -1)) + 1 if resume else 0
         self.resume_partial = interrupted_sitting(meta) if resume else None
+        # an _interrupted snapshot's epoch: the one this sitting goes on with, from it
+        self._partial_epoch = int(meta["epoch"]) if self.resume_partial else None
         self.phase_stats: PhaseStats | None = None  # the phase running or last run
         if self.resume_partial:
             self.start_epoch = int(meta["epoch"])
@@ -935,9 +937,14 @@ class Trainer:
                 with contextlib.suppress(OSError):
                     path.unlink()
             self.csv.withdraw_last_row()
-            latest = self.snapshot_path(epoch - 1)
-            latest = latest if epoch > 1 and latest.exists() else self.resume_path
-            how = (f"continue with: dqnviz train --resume {latest}" if latest else "start the run again")
+            if epoch == self._partial_epoch:  # this sitting went on from the epoch's _interrupted snapshot
+                latest = self.resume_path
+            else:
+                latest = self.snapshot_path(epoch - 1)
+                latest = latest if epoch > 1 and latest.exists() else self.resume_path
+            how = (f"continue with: dqnviz train --resume {latest}" if latest else
+                   f"start the run again (its name stays taken by {self.csv.path}, which holds only epoch 0: "
+                   f"delete it or give --name)")
             reason = str(error) if isinstance(error, UserError) else str(cannot_write(path, error))
             raise UserError(f"{reason}; epoch {epoch}'s training is not kept (its row is taken back from "
                             f"{self.csv.path.name}): make room, then {how}") from None
@@ -1100,6 +1107,9 @@ class Trainer:
                                   "again: a resume plays it again first", saved=False) from None
             if phase in ("random", "refill") or epoch == 0:
                 self.csv.discard_if_unused()
+                if phase == "refill" and self.untested_epoch is not None:  # its test was replayed and saved first
+                    raise Interrupted(self.snapshot_path(self.untested_epoch),
+                                      note="it stopped while refilling the replay memory") from None
                 if phase == "refill" and self.resume_path:  # nothing new since the snapshot resumed from
                     raise Interrupted(self.resume_path, saved=False,
                                       note="it stopped while refilling the replay memory") from None

@@ -193,6 +193,12 @@ def test_roms_that_ale_py_ships_but_cannot_play_are_refused_in_one_line_and_not_
 
     assert "combat" in _bundled_roms() and "combat" in unplayable_roms()
     assert not unplayable_roms() & set(shipped_roms()) and "pong" not in unplayable_roms()
+    from dqnviz.agent import env_for_snapshot
+    from dqnviz.atari import _md5
+
+    joust = _bundled_roms()["joust"]  # a snapshot naming the file itself (its metadata's "rom")
+    with pytest.raises(UserError, match="^joust: ale-py .* cannot play it"):
+        env_for_snapshot({"game": "joust", "rom": {"name": "joust", "path": joust, "md5": _md5(joust)}})
     for spec in ("combat", "Combat", _bundled_roms()["combat"]):
         with pytest.raises(UserError, match=r"^combat: ale-py \S+ ships this ROM \(MD5 [0-9a-f]{32}\) but its emulator "
                                             r"has no settings for it and cannot play it"):

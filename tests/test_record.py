@@ -28,6 +28,7 @@ def test_record_writes_every_emulator_frame(breakout_snapshot, tmp_path, capsys)
     assert frames.mean() > 5  # not black: the Breakout walls and bricks are there
     printed = capsys.readouterr().out
     assert "score" in printed and str(out) in printed
+    assert "(200 frames, cut off by --max-frames)" in printed  # the cut is no game over
     assert os.listdir(out.parent) == ["breakout.mp4"]  # no temporary file left behind
     assert oct(out.stat().st_mode & 0o044) != "0o0"  # readable by others, not mkstemp's 0600
 

@@ -205,7 +205,5 @@ def test_temporal_lean_is_each_input_frame_s_share_of_the_squared_weights():
     assert np.sum(lean) == pytest.approx(np.sum(even**2))
     assert np.allclose(lean / lean.sum(), 0.25, atol=0.03)  # i.i.d. weights: about an even share each
     assert temporal_lean(2 * even) == pytest.approx(4 * lean)  # energy: quadratic in the weights
-    from dqnviz.errors import UserError
-
-    with pytest.raises(UserError, match=r"temporal_lean takes a Conv2D kernel \(kh, kw, frames, filters\), got shape \(8, 8, 4\)"):
+    with pytest.raises(ValueError, match=r"temporal_lean takes a Conv2D kernel \(kh, kw, frames, filters\), got shape \(8, 8, 4\)"):
         temporal_lean(np.zeros((8, 8, 4)))

@@ -356,6 +356,7 @@ def test_a_snapshot_from_before_the_format_field_still_loads(tmp_path, members):
     ({"interrupted": {"steps_done": -3}}, r"'interrupted' has 'steps_done' -3, not a whole number of at least 0"),
     ({"interrupted": {"steps_done": 20, "seconds": "1.5"}}, r"'interrupted' has 'seconds' '1.5', not a number"),
     ({"interrupted": {"steps_done": 20, "game_scores": [1, "x"]}}, r"'game_scores' \[1, 'x'\], not a list of numbers"),
+    ({"interrupted": {"phase": "train", "seconds": 1.5}}, r"'interrupted' has 'seconds' but no 'steps_done'"),
 ])
 def test_metadata_fields_of_the_wrong_type_are_damage(tmp_path, members, capfd, fields, message):
     load_via_api_and_cli(with_meta(tmp_path / "odd.keras", members, **fields), capfd, message)

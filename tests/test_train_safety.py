@@ -434,3 +434,89 @@ def test_a_resumed_sitting_plays_other_games_than_the_first():
     seeds = {sitting_seed(7, steps) for steps in (64, 112, 160)}
     assert len(seeds) == 3 and 7 not in seeds and seeds == {sitting_seed(7, s) for s in (64, 112, 160)}
     assert all(0 <= s < 2**31 - 10_000 for s in seeds) and sitting_seed(8, 64) != sitting_seed(7, 64)
+
+
+def test_a_save_that_fails_in_a_resumed_sitting_resumes_as_the_same_run(tmp_path, monkeypatch, capsys):
+    """The sitting's refill row for the failed epoch stays in the CSV (it records no training): the
+    advised resume still goes on as run `full`; a sitting resumed from the epoch's _interrupted
+    snapshot is told to resume that one; and a resumed sitting's environments are seeded anew."""
+    from dqnviz import trainer
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "pong", "--name", "full", "--epochs", "1", *TINY]) == 0
+    original = trainer.save_optimizer_state
+
+    def full(path, *args):
+        raise UserError(f"cannot write {path}: No space left on device")
+
+    seeds, make_envs = [], trainer.make_envs
+    monkeypatch.setattr(trainer, "make_envs", lambda rom, config, training, seed: seeds.append(seed) or
+                        make_envs(rom, config, training, seed))
+    monkeypatch.setattr(trainer, "save_optimizer_state", full)
+    capsys.readouterr()
+    assert main(["train", "--resume", "snapshots/full_1.keras", "--epochs", "2", *TINY]) == 2
+    _one_line_error(capsys, "epoch 2's training is not kept", "continue with: dqnviz train --resume snapshots/full_1.keras")
+    assert seeds[0] == trainer.sitting_seed(0, 64 + 48) != 0  # from --seed 0 and the 112 agent steps played
+    assert [(r["epoch"], r["phase"]) for r in rows(tmp_path / "reports" / "full.csv")][3:] == [("2", "refill")]
+    monkeypatch.setattr(trainer, "save_optimizer_state", original)
+    assert main(["train", "--resume", "snapshots/full_1.keras", "--epochs", "2", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "training pong as run full:" in out and not list((tmp_path / "reports").glob("full-2*"))
+    assert [(r["epoch"], r["phase"]) for r in rows(tmp_path / "reports" / "full.csv")][3:] == [
+        ("2", "refill"), ("2", "refill"), ("2", "train"), ("2", "test")]
+
+
+def test_testing_goes_on_when_a_snapshot_vanishes_before_its_turn(tmp_path, monkeypatch, capsys):
+    """Snapshots after the first are loaded again when their turn comes: one removed meanwhile is
+    named in one line at the end, after the others' results and their CSV."""
+    import shutil
+
+    from dqnviz import agent
+    from tests.conftest import make_snapshot
+
+    first = make_snapshot(tmp_path / "breakout_1.keras", "breakout", 1)
+    second = tmp_path / "breakout_2.keras"
+    shutil.copy(first, second)
+    original = agent.evaluate
+
+    def evaluate_then_remove(*args, **kwargs):
+        results = original(*args, **kwargs)
+        second.unlink(missing_ok=True)
+        return results
+
+    monkeypatch.setattr(agent, "evaluate", evaluate_then_remove)
+    csv_path = tmp_path / "scores.csv"
+    assert main(["test", str(first), str(second), "--episodes", "2", "--max-frames", "200", "--quiet",
+                 "--csv", str(csv_path)]) == 2
+    captured = capsys.readouterr()
+    assert "breakout_2 was not tested" in captured.err and captured.err.strip().splitlines()[-1].endswith(
+        "breakout_2 was not tested (removed or changed since the start); the others' results stand")
+    assert {r["snapshot"] for r in rows(csv_path)} == {"breakout_1"} and "breakout_1" in captured.out
+
+
+def test_a_save_that_fails_after_resuming_an_interrupted_epoch_names_its_interrupted_snapshot(tmp_path, monkeypatch,
+                                                                                            capsys):
+    from dqnviz import trainer
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "pong", "--name", "cut", "--epochs", "1", *TINY]) == 0
+    original = trainer.Trainer._start_updates
+
+    def interrupt_on_second(self, stats, transitions, calls=[0]):
+        calls[0] += 1
+        if calls[0] == 2:
+            raise KeyboardInterrupt
+        return original(self, stats, transitions)
+
+    monkeypatch.setattr(trainer.Trainer, "_start_updates", interrupt_on_second)
+    assert main(["train", "--resume", "snapshots/cut_1.keras", "--epochs", "2", *TINY]) == 130
+    monkeypatch.setattr(trainer.Trainer, "_start_updates", original)
+
+    def full(path, *args):
+        raise UserError(f"cannot write {path}: No space left on device")
+
+    monkeypatch.setattr(trainer, "save_optimizer_state", full)
+    capsys.readouterr()
+    assert main(["train", "--resume", "snapshots/cut_2_interrupted.keras", "--epochs", "2", *TINY]) == 2
+    _one_line_error(capsys, "continue with: dqnviz train --resume snapshots/cut_2_interrupted.keras")
+    assert not (tmp_path / "snapshots" / "cut_2.keras").exists()

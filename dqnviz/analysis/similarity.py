@@ -177,13 +177,11 @@ def temporal_lean(kernel) -> np.ndarray:
         float64 ``(frames,)``, one value per input frame, oldest first.
 
     Raises:
-        UserError: ``kernel`` is not 4-D.
+        ValueError: ``kernel`` is not 4-D.
     """
-    from dqnviz.errors import UserError
-
     kernel = np.asarray(kernel, dtype=np.float64)
     if kernel.ndim != 4:
-        raise UserError(f"temporal_lean takes a Conv2D kernel (kh, kw, frames, filters), got shape {kernel.shape}")
+        raise ValueError(f"temporal_lean takes a Conv2D kernel (kh, kw, frames, filters), got shape {kernel.shape}")
     return np.sum(kernel**2, axis=(0, 1, 3))
 
 

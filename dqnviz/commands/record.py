@@ -116,7 +116,6 @@ def run(args) -> int:
         def write(tmp):
             with VideoWriter(tmp, recorder.size, fps=FPS, name=out) as writer:
                 recorder.play(args.episodes, writer, frames_dir=frames_dir, on_frame=on_frame)
-            _readable(tmp)
 
         with _frames_removed_unless_done(frames_dir):
             atomic_write(out, write, suffix=".mp4")
@@ -321,19 +320,10 @@ class Recorder:
                     if on_frame:
                         on_frame(self.frames_written, score)
                 state = step.state
-                game_over = step.game_over
+                game_over = bool(env.ale.game_over())  # the game's own end, not the --max-frames cut
             self.scores.append(score)
             self.game_frames.append(frames)
             self.game_overs.append(bool(game_over))
-
-
-def _readable(path) -> None:
-    """mkstemp makes 0600 files; give the video the usual permissions (0666 minus the umask)."""
-    import os
-
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def _save_png(path, image) -> None:

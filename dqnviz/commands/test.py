@@ -126,8 +126,16 @@ def run(args) -> int:
     if len(set(names)) < len(names):  # the same file name in two folders: use the paths
         names = list(paths)
     width = max(len(name) for name in names)
-    rows, results_by_snapshot = [], []
+    rows, results_by_snapshot, tested, not_tested = [], [], [], []
     for number, (name, snapshot) in enumerate(zip(names, snapshots), start=1):
+        if snapshot.model is None:  # loaded again: checked again, in case the file changed meanwhile
+            try:
+                checked_env_for_snapshot(reloaded := load_snapshot(snapshot.path), seed=args.seed, **overrides)
+            except UserError as error:  # gone or changed since it was checked: the others' results still count
+                print(f"dqnviz test: {name} was not tested: {error}", file=sys.stderr, flush=True)
+                not_tested.append(name)
+                continue
+            snapshot.model = reloaded.model
         def make_env(seed, meta=snapshot.meta):
             return env_for_snapshot(meta, seed=seed, **overrides)
 
@@ -138,9 +146,6 @@ def run(args) -> int:
                 scores.append(score)  # shown as text: a float field would read 1.98e+03
                 bar.update(done, last=score_text(score), average=f"{np.mean(scores):.1f}")
 
-            if snapshot.model is None:  # loaded again: checked again, in case the file changed meanwhile
-                checked_env_for_snapshot(reloaded := load_snapshot(snapshot.path), seed=args.seed, **overrides)
-                snapshot.model = reloaded.model
             model, snapshot.model = snapshot.model, None  # released once tested
             results = evaluate(model, make_env, args.episodes, args.epsilon, args.seed,
                                parallel=args.parallel, progress=progress)
@@ -148,6 +153,7 @@ def run(args) -> int:
         release_networks()
         values = np.array([r["score"] for r in results])
         results_by_snapshot.append(values)
+        tested.append(name)
         rows.extend({"snapshot": name, **r} if several else r for r in results)
         print(f"{name:<{width}}  {summary(values)}" if several else summary(values), flush=True)
     if args.csv:
@@ -158,22 +164,32 @@ def run(args) -> int:
                 writer.writerows(rows)
 
         atomic_write(args.csv, write)
-    if several:
-        games = {snapshot.meta.get("game") for snapshot in snapshots}
-        if len(games) > 1:
-            print(f"no best named: the snapshots play different games ({', '.join(sorted(map(str, games)))})")
-            return 0
-        means = [float(values.mean()) for values in results_by_snapshot]
-        top = [name for name, mean in zip(names, means) if mean == max(means)]
-        best = top[0] if len(top) == 1 else "tied between " + ", ".join(top[:-1]) + " and " + top[-1]
-        if args.episodes == 1:
-            errors = "no standard errors from a single game (it takes --episodes 2 or more)"
-        else:
-            errors = "standard errors: " + ", ".join(f"{name} {standard_error(values):.1f}"
-                                                     for name, values in zip(names, results_by_snapshot))
-        print(f"best: {best}, average {max(means):.1f}, on the same {games_and_seeds(args.episodes, args.seed)}; "
-              f"{errors}")
+    if several and len(tested) > 1:
+        _say_best(tested, results_by_snapshot, snapshots, args)
+    if not_tested:  # said last, after what was measured: the command did not do all it was asked
+        from dqnviz.units import format_few
+
+        raise UserError(f"{format_few(not_tested)} {'was' if len(not_tested) == 1 else 'were'} not tested "
+                        f"(removed or changed since the start); the others' results stand")
     return 0
+
+
+def _say_best(names, results_by_snapshot, snapshots, args) -> None:
+    """The last line of a test of several snapshots: the best average, and the standard errors."""
+    games = {snapshot.meta.get("game") for snapshot in snapshots}
+    if len(games) > 1:
+        print(f"no best named: the snapshots play different games ({', '.join(sorted(map(str, games)))})")
+        return
+    means = [float(values.mean()) for values in results_by_snapshot]
+    top = [name for name, mean in zip(names, means) if mean == max(means)]
+    best = top[0] if len(top) == 1 else "tied between " + ", ".join(top[:-1]) + " and " + top[-1]
+    if args.episodes == 1:
+        errors = "no standard errors from a single game (it takes --episodes 2 or more)"
+    else:
+        errors = "standard errors: " + ", ".join(f"{name} {standard_error(values):.1f}"
+                                                 for name, values in zip(names, results_by_snapshot))
+    print(f"best: {best}, average {max(means):.1f}, on the same {games_and_seeds(args.episodes, args.seed)}; "
+          f"{errors}")
 
 
 def release_networks() -> None:

@@ -134,8 +134,11 @@ def _malformed_row_message(path: Path) -> str | None:
 
 
 def last_epoch(rows: list[dict] | None) -> int | None:
-    """The highest epoch with a row in a statistics CSV's ``rows`` (None if it has none or could not be read)."""
-    epochs = [int(row["epoch"]) for row in rows or () if is_digits(str(row.get("epoch", "")))]
+    """The highest epoch a statistics CSV's ``rows`` record as played (None if none, or unreadable).
+    A ``refill`` row does not count: it is written when a sitting starts an epoch, which a sitting
+    stopped or failed later has not trained (its resume must go on as the same run)."""
+    epochs = [int(row["epoch"]) for row in rows or ()
+              if is_digits(str(row.get("epoch", ""))) and row.get("phase") != "refill"]
     return max(epochs, default=None)
 
 
