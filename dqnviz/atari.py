@@ -513,7 +513,8 @@ class VectorAtariEnv:
         self.vector = _vector_interface()(
             rom_path=rom.path, num_envs=num_envs, frame_skip=frame_skip, stack_num=history,
             img_height=FRAME_SHAPE[0], img_width=FRAME_SHAPE[1], grayscale=True, maxpool=True,
-            noop_max=noop_max, use_fire_reset=False, episodic_life=False, life_loss_info=False,
+            # ale-py draws 0 … noop_max − 1 no-ops (0.11 and 0.12); AtariEnv, 0 … noop_max
+            noop_max=noop_max + 1, use_fire_reset=False, episodic_life=False, life_loss_info=False,
             reward_clipping=False, max_episode_steps=max_frames_per_episode,
             repeat_action_probability=repeat_action_probability, full_action_space=False,
             batch_size=0, num_threads=num_threads or default_emulator_threads(num_envs),

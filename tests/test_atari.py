@@ -258,3 +258,20 @@ def test_episode_frames_count_the_frames_played_when_a_game_ends_inside_a_step()
         assert env.episode_frames == env.ale.getEpisodeFrameNumber()
         endings.add(env.episode_frames % 7)
     assert endings != {0}  # some game ended inside a step, which the old count rounded up
+
+
+def test_single_and_vectorised_environments_draw_the_same_range_of_no_op_starts():
+    """0 … noop_max NOOP frames in both (ale-py's own draw stops at noop_max − 1): read from the
+    frame each game starts at, after resets with many seeds."""
+    rom = resolve_rom("pong")  # Pong's reset plays no frame of its own
+    vector = VectorAtariEnv(rom, num_envs=32, noop_max=3, num_threads=1)
+    starts = set()
+    for seed in range(0, 320, 32):
+        _, info = vector.vector.reset(np.arange(32), np.arange(32) + seed)
+        starts |= set(np.asarray(info["episode_frame_number"]).tolist())
+    classic = set()
+    for seed in range(40):
+        env = AtariEnv(rom, seed=seed, noop_max=3)
+        env.reset()
+        classic.add(env.ale.getEpisodeFrameNumber())
+    assert starts == classic == {0, 1, 2, 3}
