@@ -950,16 +950,15 @@ class Trainer:
                             f"{self.csv.path.name}): make room, then {how}") from None
 
     def _remove_superseded(self, epoch: int) -> None:
-        """Remove the ``_interrupted`` snapshot this sitting resumed epoch ``epoch`` from, now that the
-        whole epoch's snapshot is saved beside it: it is this run's own stopping point, spent, and
-        ``dqnviz test snapshots/<run>_*.keras`` would test it as one more epoch."""
+        """Remove this run's ``<run>_<epoch>_interrupted`` snapshot, now that the whole epoch's
+        snapshot is saved beside it with its test score (whichever sitting finished the epoch): it
+        was the run's stopping point, spent, and ``dqnviz test snapshots/<run>_*.keras`` would test
+        it as one more epoch. A run resumed under another name has its own names, so another run's
+        file is never touched."""
         interrupted = self.snapshot_path(epoch, "_interrupted")
-        if not self.resume_path or not interrupted.exists():
-            return
         with contextlib.suppress(OSError):
-            if os.path.samefile(self.resume_path, interrupted):
-                interrupted.unlink()
-                self.log(f"removed {interrupted}: {self.snapshot_path(epoch).name}, the whole epoch, supersedes it")
+            interrupted.unlink()
+            self.log(f"removed {interrupted}: {self.snapshot_path(epoch).name}, the whole epoch, supersedes it")
 
     def write_row(self, stats: PhaseStats, epoch_started: float, replay_count: int | None = None) -> dict:
         """Append ``stats``' row to the CSV and log it; ``replay_count``: the replay memory's count
@@ -1027,6 +1026,7 @@ class Trainer:
         self.test_scores[epoch] = _test_score(test)
         extra = {} if count is None else {"replay_memory_count": count}
         self.save(epoch, test_score=self.test_scores[epoch], **extra)
+        self._remove_superseded(epoch)
 
     def _fill_replay(self) -> None:
         """After a resume the replay memory is empty: refill it with the current policy, no learning.

@@ -1,6 +1,7 @@
 """The train and test commands end to end on a tiny config, resume, Ctrl-C, and bad input."""
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -529,8 +530,14 @@ def test_ctrl_c_in_a_test_phase_is_played_again_on_resume(tmp_path, monkeypatch,
     assert "cut short again" in out
 
     monkeypatch.setattr(trainer.Trainer, "run_phase", original)
+    # an earlier sitting's stopping point in epoch 1's train phase, spent once the epoch is whole
+    import shutil
+
+    spent = shutil.copy(saved, tmp_path / "snap" / "pong_1_interrupted.keras")
     assert main(["train", "--resume", str(saved), "--epochs", "2", *dirs]) == 0
-    assert "epoch 1's test phase was cut short when the run stopped: playing it again" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "epoch 1's test phase was cut short when the run stopped: playing it again" in out
+    assert not os.path.exists(spent) and f"removed {spent}: pong_1.keras, the whole epoch, supersedes it" in out
     table = rows(tmp_path / "rep" / "pong.csv")
     assert [(r["epoch"], r["phase"]) for r in table] == [("0", "random"), ("1", "train"), ("1", "test"), ("2", "refill"),
                                                          ("2", "train"), ("2", "test")]
