@@ -47,3 +47,20 @@ def make_history_snapshot(path, history, game="pong", epoch=1, seed=0):
     model = build_q_network(env.num_actions, history=history, seed=seed)
     save_snapshot(path, model, snapshot_meta(rom, env, config, run=game, epoch=epoch, total_steps=1000 * epoch))
     return str(path)
+
+
+def interrupt_on_update(monkeypatch, update: int):
+    """Make the trainer's ``update``-th start of updates raise KeyboardInterrupt (Ctrl-C mid-phase);
+    returns the original method, to put back with ``monkeypatch.setattr``."""
+    from dqnviz import trainer
+
+    original, calls = trainer.Trainer._start_updates, [0]
+
+    def interrupting(self, stats, transitions):
+        calls[0] += 1
+        if calls[0] == update:
+            raise KeyboardInterrupt
+        return original(self, stats, transitions)
+
+    monkeypatch.setattr(trainer.Trainer, "_start_updates", interrupting)
+    return original

@@ -167,15 +167,9 @@ def test_an_older_interrupted_snapshot_that_says_only_true_resumes_its_epoch_fro
     had played: the resume trains that epoch whole, and its CSV is recognised as the run's."""
     from dqnviz import trainer
 
-    original = trainer.Trainer._start_updates
+    from tests.helpers import interrupt_on_update
 
-    def interrupt_on_second(self, stats, transitions, calls=[0]):
-        calls[0] += 1
-        if calls[0] == 2:
-            raise KeyboardInterrupt
-        return original(self, stats, transitions)
-
-    monkeypatch.setattr(trainer.Trainer, "_start_updates", interrupt_on_second)
+    original = interrupt_on_update(monkeypatch, 2)
     dirs = ["--snapshot-dir", str(tmp_path / "snap"), "--report-dir", str(tmp_path / "rep")]
     assert main(["train", "pong", "--epochs", "1", *TINY, *dirs]) == 130
     monkeypatch.setattr(trainer.Trainer, "_start_updates", original)

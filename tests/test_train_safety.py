@@ -500,15 +500,9 @@ def test_a_save_that_fails_after_resuming_an_interrupted_epoch_names_its_interru
 
     monkeypatch.chdir(tmp_path)
     assert main(["train", "pong", "--name", "cut", "--epochs", "1", *TINY]) == 0
-    original = trainer.Trainer._start_updates
+    from tests.helpers import interrupt_on_update
 
-    def interrupt_on_second(self, stats, transitions, calls=[0]):
-        calls[0] += 1
-        if calls[0] == 2:
-            raise KeyboardInterrupt
-        return original(self, stats, transitions)
-
-    monkeypatch.setattr(trainer.Trainer, "_start_updates", interrupt_on_second)
+    original = interrupt_on_update(monkeypatch, 2)
     assert main(["train", "--resume", "snapshots/cut_1.keras", "--epochs", "2", *TINY]) == 130
     monkeypatch.setattr(trainer.Trainer, "_start_updates", original)
 
