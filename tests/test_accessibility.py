@@ -172,6 +172,28 @@ def test_the_plotly_drawings_are_hidden_and_the_charts_named(plot_page, nvis_pag
             assert check.errors == []
 
 
+def test_the_plot_pages_drawing_stays_hidden_after_a_redraw(plot_page):
+    """Plotly.newPlot drops a chart's listeners: after the page drew its charts again for a narrow
+    window, a later plotly redraw left its SVG in the accessibility tree (the listener that hides it
+    was added once, on the first plot, behind a flag that outlived it)."""
+    from tests.browser import open_report
+
+    with open_report(plot_page) as check:
+        page = check.page
+        page.wait_for_function("() => window.dqnvizPageReady === true")
+        page.set_viewport_size({"width": 700, "height": 1000})  # narrow: drawn again by Plotly.newPlot
+        page.wait_for_function("() => document.getElementById('stats-plot').dataset.layout === 'narrow'")
+        page.wait_for_timeout(300)
+        shown = page.evaluate("""() => {
+            const plot = document.getElementById('stats-plot');
+            plot.querySelectorAll('svg.main-svg').forEach(s => s.removeAttribute('aria-hidden'));
+            return Plotly.relayout(plot, {'xaxis.autorange': true}).then(() =>
+                Array.from(plot.querySelectorAll('svg.main-svg')).map(s => s.getAttribute('aria-hidden')));
+        }""")
+        assert shown and set(shown) == {"true"}, shown
+        assert check.errors == []
+
+
 def test_nvis_q_values_are_a_table_per_saliency_state(nvis_page):
     """The dot plot's values were separate SVG text nodes: a hidden table now pairs each output with
     its value and marks the chosen one."""
