@@ -262,15 +262,15 @@ def test_episode_frames_count_the_frames_played_when_a_game_ends_inside_a_step()
 
 def test_single_and_vectorised_environments_draw_the_same_range_of_no_op_starts():
     """0 … noop_max NOOP frames in both (ale-py's own draw stops at noop_max − 1): read from the
-    frame each game starts at, after resets with many seeds."""
+    frame each game starts at, after resets with 32 seeds (each seeded reset loads the ROM again:
+    a tenth of a second an environment). With 4 values and 32 draws a value is missed with
+    probability 4·(3/4)³² < 0.0005; these seeds meet all four."""
     rom = resolve_rom("pong")  # Pong's reset plays no frame of its own
-    vector = VectorAtariEnv(rom, num_envs=32, noop_max=3, num_threads=1)
-    starts = set()
-    for seed in range(0, 320, 32):
-        _, info = vector.vector.reset(np.arange(32), np.arange(32) + seed)
-        starts |= set(np.asarray(info["episode_frame_number"]).tolist())
+    vector = VectorAtariEnv(rom, num_envs=32, noop_max=3, num_threads=2)
+    _, info = vector.vector.reset(np.arange(32), np.arange(32))
+    starts = set(np.asarray(info["episode_frame_number"]).tolist())
     classic = set()
-    for seed in range(40):
+    for seed in range(32):
         env = AtariEnv(rom, seed=seed, noop_max=3)
         env.reset()
         classic.add(env.ale.getEpisodeFrameNumber())
