@@ -9,6 +9,7 @@ head -2``) ends the command quietly with 141, as a pipe's SIGPIPE would.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import os
@@ -112,11 +113,14 @@ def _main(argv=None) -> int:
     from dqnviz.stopping import (deferred_interrupts, exit_status, interrupted_by, raise_interrupt_on_stop_signals,
                                  restore_signals)
 
-    # First of all: a stop signal during start-up stops the command too (a background job's SIGINT,
-    # inherited ignored, would otherwise be lost until the handlers were set).
-    previous = raise_interrupt_on_stop_signals()
-    command = None
+    from dqnviz.progress import output_back
+
+    output_back()  # this command's output is tried afresh (an earlier command's in this process may have found it gone)
+    previous, command = {}, None
     try:
+        # First of all: a stop signal during start-up stops the command too (a background job's
+        # SIGINT, inherited ignored, would otherwise be lost until the handlers were set).
+        previous = raise_interrupt_on_stop_signals()
         # Start-up imports the backend's native code, where a KeyboardInterrupt can abort the
         # process: a stop signal is noted there and raised once the imports are done.
         with deferred_interrupts():
@@ -156,7 +160,8 @@ def _main(argv=None) -> int:
     except BaseException as error:
         if not interrupted_by(error):  # a Ctrl-C that numpy wrapped in a ValueError is still a Ctrl-C
             raise
-        print(f"{_who(command)}: interrupted", file=sys.stderr)
+        with contextlib.suppress(OSError, ValueError):  # stopped by a hang-up: the terminal may be gone
+            print(f"{_who(command)}: interrupted", file=sys.stderr)
         return exit_status()
     finally:
         restore_signals(previous)

@@ -11,6 +11,45 @@ import sys
 import time
 
 
+_output_gone: set = set()  # the streams (by fileno) found closed or gone: said nothing more to
+
+
+def say(*values, file=None) -> None:
+    """``print(*values, file=file, flush=True)`` for a long command's log, where the output may go
+    away under it: a reader that closed the pipe (``dqnviz train … | head``), a terminal that was
+    closed. The first failed write asks for a stop (:func:`dqnviz.stopping.request_stop`, exit status
+    141), raised where the run's files agree, not at the print; later lines to that stream are
+    dropped."""
+    stream = file or sys.stdout
+    key = _stream_key(stream)
+    if key in _output_gone:
+        return
+    try:
+        print(*values, file=stream, flush=True)
+    except (OSError, ValueError):  # BrokenPipeError, EIO from a terminal gone; ValueError: closed file
+        _output_gone.add(key)
+        from dqnviz.stopping import request_stop
+
+        request_stop()
+
+
+def output_gone(stream=None) -> bool:
+    """Whether :func:`say` or a progress bar found ``stream`` (stdout by default) closed or gone."""
+    return _stream_key(stream or sys.stdout) in _output_gone
+
+
+def output_back() -> None:
+    """Forget the streams :func:`say` found gone: a new command's output is tried again."""
+    _output_gone.clear()
+
+
+def _stream_key(stream):
+    try:
+        return stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        return id(stream)
+
+
 def plural(noun: str, count) -> str:
     """``noun`` for a count of 1, ``noun + "s"`` otherwise: f"{n} {plural('game', n)}"."""
     return noun if count == 1 else noun + "s"
@@ -31,8 +70,8 @@ class Progress:
         self.description, self.total, self.unit = description, max(int(total), 1), unit
         self.stream = stream or sys.stderr
         self.every_seconds = every_seconds
-        self.enabled = enabled
-        self.fancy = enabled and self.stream.isatty()
+        self.enabled = enabled and _stream_key(self.stream) not in _output_gone
+        self.fancy = self.enabled and self.stream.isatty()
         self.start = time.perf_counter()
         self._last_print = self.start
         self._done = 0
@@ -75,13 +114,32 @@ class Progress:
         if not self.enabled:
             return
         now = time.perf_counter()
-        if self.fancy:
-            if now - self._last_print > 0.1 or done >= self.total:
-                self._rich.update(self._task, completed=min(done, self.total), rate=self._rate_text(), info=self._info())
+        try:
+            if self.fancy:
+                if now - self._last_print > 0.1 or done >= self.total:
+                    self._rich.update(self._task, completed=min(done, self.total), rate=self._rate_text(),
+                                      info=self._info())
+                    self._last_print = now
+            elif now - self._last_print >= self.every_seconds:
+                self._plain_line()
                 self._last_print = now
-        elif now - self._last_print >= self.every_seconds:
-            self._plain_line()
-            self._last_print = now
+        except (OSError, ValueError):
+            self._gone()
+
+    def _gone(self) -> None:
+        """The output went away (a closed pipe, a terminal gone): no more progress, and a stop
+        asked for as :func:`say` asks for one."""
+        from dqnviz.stopping import request_stop
+
+        self.enabled = False
+        if self.fancy:
+            self.fancy = False
+            try:
+                self._rich.stop()
+            except (OSError, ValueError):
+                pass
+        _output_gone.add(_stream_key(self.stream))
+        request_stop()
 
     def set_total(self, total: int) -> None:
         """Change the units at completion: work that ended early (games shorter than their cap)
@@ -96,9 +154,13 @@ class Progress:
               f"({self._rate_text()}) {self._info()}".rstrip(), file=self.stream, flush=True)
 
     def __exit__(self, *exc):
-        if self.fancy:
-            self._rich.update(self._task, completed=min(self._done, self.total), rate=self._rate_text(), info=self._info())
-            self._rich.__exit__(*exc)
-        elif self.enabled and getattr(self, "_printed", None) != (self._done, self._fields):
-            self._plain_line()  # the last line, unless the last update printed it already
+        try:
+            if self.fancy:
+                self._rich.update(self._task, completed=min(self._done, self.total), rate=self._rate_text(),
+                                  info=self._info())
+                self._rich.__exit__(*exc)
+            elif self.enabled and getattr(self, "_printed", None) != (self._done, self._fields):
+                self._plain_line()  # the last line, unless the last update printed it already
+        except (OSError, ValueError):  # the stop this asks for is the next block's to raise
+            self._gone()
         return False

@@ -1,7 +1,11 @@
-"""Stopping a run: SIGINT (Ctrl-C) and SIGTERM (``kill``, ``timeout``, a job scheduler).
+"""Stopping a run: SIGINT (Ctrl-C), SIGTERM (``kill``, ``timeout``, a job scheduler) and SIGHUP
+(the terminal closed, the ssh connection lost; left alone under ``nohup``, which ignores it).
 
-The command line makes both signals raise :class:`KeyboardInterrupt`, so a stopped training run
-saves its ``_interrupted`` snapshot whichever way it was stopped.
+The command line makes these signals raise :class:`KeyboardInterrupt`, so a stopped training run
+saves its ``_interrupted`` snapshot whichever way it was stopped. Output that can no longer be
+written (a reader that closed the pipe, a terminal gone) asks for a stop the same way
+(:func:`request_stop`, used by :func:`dqnviz.progress.say`), so that it stops where the run's
+files agree rather than where the print failed.
 
 A KeyboardInterrupt raised at an arbitrary bytecode is not always delivered as one: raised inside
 ``__float__`` while numpy converts a list of device arrays, numpy turns it into a ``ValueError``.
@@ -15,9 +19,14 @@ from __future__ import annotations
 import signal
 import threading
 
-# SIGBREAK: Ctrl-Break on Windows, where SIGTERM is never delivered
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, *([signal.SIGBREAK] if hasattr(signal, "SIGBREAK") else []))
+# SIGBREAK: Ctrl-Break on Windows, where SIGTERM is never delivered; SIGHUP: not on Windows
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, *[getattr(signal, name) for name in ("SIGHUP", "SIGBREAK")
+                                                 if hasattr(signal, name)])
 _last_signal = [signal.SIGINT]  # the stop signal that arrived last (a plain KeyboardInterrupt: SIGINT)
+_active: list = []  # the deferred_interrupts blocks open now, innermost last
+_pending = [False]  # a stop asked for by request_stop while no block was open: the next block's to raise
+# SIGPIPE's number where it has one: the status a shell gives a writer whose reader went away
+_PIPE = int(getattr(signal, "SIGPIPE", 13))
 
 
 def _raise_interrupt(signum, frame):
@@ -32,16 +41,32 @@ def exit_status() -> int:
 
 
 def raise_interrupt_on_stop_signals() -> dict:
-    """Make SIGINT and SIGTERM raise KeyboardInterrupt, as Ctrl-C does; return the old handlers.
+    """Make the stop signals raise KeyboardInterrupt, as Ctrl-C does; return the old handlers.
 
-    SIGINT is set too because a process started in the background by a non-interactive shell
-    inherits it ignored, and would not stop at all. Does nothing outside the main thread, where
-    Python cannot set handlers.
+    SIGINT is set even where it is ignored, because a process started in the background by a
+    non-interactive shell inherits it ignored, and would not stop at all; SIGHUP is left ignored
+    where it is (``nohup``: the run is meant to outlive its terminal). Does nothing outside the
+    main thread, where Python cannot set handlers.
     """
     _last_signal[0] = signal.SIGINT  # a command's own stop, not an earlier command's in this process
+    _pending[0] = False
     if threading.current_thread() is not threading.main_thread():
         return {}
-    return {number: signal.signal(number, _raise_interrupt) for number in STOP_SIGNALS}
+    hangup = getattr(signal, "SIGHUP", None)
+    return {number: signal.signal(number, _raise_interrupt) for number in STOP_SIGNALS
+            if not (number == hangup and signal.getsignal(number) is signal.SIG_IGN)}
+
+
+def request_stop(signum: int = _PIPE) -> None:
+    """Ask for a stop as the signal ``signum`` would (its exit status 128 + ``signum``): noted by
+    the innermost :class:`deferred_interrupts` block open now, and raised at its next check; with
+    none open, by the next block that opens. For output that can no longer be written (SIGPIPE:
+    141), where raising at the print itself could leave a run's files half done."""
+    _last_signal[0] = signum
+    if _active:
+        _active[-1].requested = True
+    else:
+        _pending[0] = True
 
 
 def restore_signals(previous: dict) -> None:
@@ -77,6 +102,9 @@ class deferred_interrupts:
     def __enter__(self) -> "deferred_interrupts":
         if threading.current_thread() is not threading.main_thread():
             return self
+        _active.append(self)
+        if _pending[0]:  # asked for by request_stop while no block was open
+            _pending[0], self.requested = False, True
         for number in STOP_SIGNALS:
             handler = signal.getsignal(number)
             if handler is signal.default_int_handler or handler is _raise_interrupt:
@@ -98,5 +126,7 @@ class deferred_interrupts:
     def __exit__(self, kind, error, traceback) -> None:
         restore_signals(self._previous)
         self._previous = {}
+        if self in _active:
+            _active.remove(self)
         if error is None:
             self.check()

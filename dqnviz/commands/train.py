@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 
 from dqnviz.snapshot_checks import check_resumable, interrupted_sitting
@@ -191,6 +192,7 @@ def run(args) -> int:
     from dqnviz.atari import resolve_rom, rom_for_game
     from dqnviz.config import config_from_arguments, stored_config
     from dqnviz.errors import UserError
+    from dqnviz.progress import say
 
     if args.name is not None:  # before anything is loaded or written ('' too: it is no name)
         check_run_name(args.name)
@@ -224,7 +226,7 @@ def run(args) -> int:
         if "config" in meta:  # said once the run starts: what its rows from here on were trained with
             changes = changed_options(stored, config)
         if reread and args.rmsprop_epsilon is None:
-            print(f"{Path(args.resume).name}: {reread}")
+            say(f"{Path(args.resume).name}: {reread}")
         run_name = args.name or meta.get("run") or meta["game"]
         next_epoch = int(meta["epoch"]) + (0 if interrupted_sitting(meta) else 1)
         if config.epochs < next_epoch:  # checked before the replay memory is refilled for nothing
@@ -297,21 +299,26 @@ def run(args) -> int:
         # said once the Trainer has accepted the resumed network (check_same_network): a run that
         # is refused is no new run
         if notice and notice(run_name):
-            print(notice(run_name))
+            say(notice(run_name))
         if changes:
-            print(f"changed from the run's options: {', '.join(changes)}")
-        print(f"training {rom.name} as run {run_name}: {config.num_envs} env(s), replay {config.replay_size:,}, "
+            say(f"changed from the run's options: {', '.join(changes)}")
+        say(f"training {rom.name} as run {run_name}: {config.num_envs} env(s), replay {config.replay_size:,}, "
               f"statistics in {trainer.csv.path}")
         try:
             trainer.train()
         except Interrupted as stop:
             if stop.snapshot_path:
                 done = f"saved {stop.snapshot_path}" if stop.saved else "nothing new to save"
-                print(f"interrupted: {done}; continue with: dqnviz train --resume {stop.snapshot_path}"
-                      + (f" ({stop.note})" if stop.note else ""))
+                message = (f"interrupted: {done}; continue with: dqnviz train --resume {stop.snapshot_path}"
+                           + (f" ({stop.note})" if stop.note else ""))
             else:
-                print("interrupted before the first train phase: no snapshot to save")
+                message = "interrupted before the first train phase: no snapshot to save"
+            from dqnviz.progress import output_gone
             from dqnviz.stopping import exit_status
+
+            say(message)
+            if output_gone():  # a reader that closed stdout (`dqnviz train … | head`) stopped the run
+                say(f"dqnviz train: stdout was closed, {message}", file=sys.stderr)
 
             return exit_status()
     except BaseException:
@@ -319,7 +326,7 @@ def run(args) -> int:
         raise
     finally:
         statistics.close()
-    print(finished_line(trainer))
+    say(finished_line(trainer))
     return 0
 
 
