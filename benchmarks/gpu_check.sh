@@ -37,7 +37,7 @@
 # within the issue's 10 minutes for Pong), LEARN_ENVS (128), LEARN_BATCH (64), LEARN_FREQUENCY (8),
 # LEARN_LR (0.0001), LEARN_TRAIN_STEPS (500000 per epoch: a snapshot and a test phase every ~2.5 min),
 # CALL_SECONDS (585), COLLECT_SECONDS (210; give it the lease's time left − 40),
-# THROUGHPUT_RUNS ("128:0:overlapped:pong 128:0:overlapped:pong:DQNVIZ_MATMUL_CONVOLUTIONS=0 256:0:overlapped:pong 1:0:overlapped 1:0:overlapped::DQNVIZ_MATMUL_CONVOLUTIONS=0 128:0:overlapped:pong:DQNVIZ_LAUNCH_THREAD=0 128:0:overlapped:pong:DQNVIZ_SAMPLE_AHEAD=0 128:0:overlapped 64:0:overlapped":
+# THROUGHPUT_RUNS ("128:0:overlapped:pong 128:0:overlapped:pong:DQNVIZ_MATMUL_CONVOLUTIONS=0 256:0:overlapped:pong 1:0:overlapped 1:0:overlapped::DQNVIZ_CLASSIC_THREAD=1 1:0:overlapped::DQNVIZ_MATMUL_CONVOLUTIONS=0 128:0:overlapped:pong:DQNVIZ_LAUNCH_THREAD=0 128:0:overlapped:pong:DQNVIZ_SAMPLE_AHEAD=0 128:0:overlapped 64:0:overlapped":
 # envs, emulator threads (0 = the default: one per env, up to 12 of 16 cores), profile, optionally `pong`
 # (the learning recipe: Pong, prioritized, Double, dueling, 3-step) and optionally comma-separated VAR=value
 # assignments), THROUGHPUT_STEPS (10000; times envs/8 per configuration),
@@ -55,7 +55,7 @@ LEARN_MINUTES=${LEARN_MINUTES:-9.5}
 LEARN_ENVS=${LEARN_ENVS:-128}
 CALL_SECONDS=${CALL_SECONDS:-585}
 COLLECT_SECONDS=${COLLECT_SECONDS:-210}
-THROUGHPUT_RUNS=${THROUGHPUT_RUNS:-128:0:overlapped:pong 128:0:overlapped:pong:DQNVIZ_MATMUL_CONVOLUTIONS=0 256:0:overlapped:pong 1:0:overlapped 1:0:overlapped::DQNVIZ_MATMUL_CONVOLUTIONS=0 128:0:overlapped:pong:DQNVIZ_LAUNCH_THREAD=0 128:0:overlapped:pong:DQNVIZ_SAMPLE_AHEAD=0 128:0:overlapped 64:0:overlapped}
+THROUGHPUT_RUNS=${THROUGHPUT_RUNS:-128:0:overlapped:pong 128:0:overlapped:pong:DQNVIZ_MATMUL_CONVOLUTIONS=0 256:0:overlapped:pong 1:0:overlapped 1:0:overlapped::DQNVIZ_CLASSIC_THREAD=1 1:0:overlapped::DQNVIZ_MATMUL_CONVOLUTIONS=0 128:0:overlapped:pong:DQNVIZ_LAUNCH_THREAD=0 128:0:overlapped:pong:DQNVIZ_SAMPLE_AHEAD=0 128:0:overlapped 64:0:overlapped}
 THROUGHPUT_STEPS=${THROUGHPUT_STEPS:-10000}
 mkdir -p "$OUT" "$WORK"
 
@@ -136,7 +136,8 @@ case "${1:-}" in
     # convolutions (DQNVIZ_MATMUL_CONVOLUTIONS=0), 256 envs with the learning recipe (the emulators'
     # ceiling rises with the environments: 9,569 agent steps/s with 128, and 15,744 with 256 in the
     # issue's measurement, while an iteration of 128 took 17.6 ms, near the 13.4 ms that 128 need
-    # to emulate), classic mode with and without the matrix products (overlapped
+    # to emulate), classic mode, with its emulator in a C++ thread (DQNVIZ_CLASSIC_THREAD=1: it
+    # steps while the loop launches the update), and without the matrix products (overlapped
     # too: the launch thread overlaps its update with the emulator), the learning recipe without the
     # launch thread and without drawing the next batches early (DQNVIZ_SAMPLE_AHEAD=0), 128 envs with
     # batch 64 every 8 steps (uniform replay: the loop reads |δ| back only now and then), and 64 envs.

@@ -39,7 +39,7 @@ from dqnviz.config import RMSPROP_EPSILON_UNITS, TEST_MAX_FRAMES, TrainConfig, e
 from dqnviz.errors import UserError
 from dqnviz.learner import Learner
 from dqnviz.outputs import cannot_write
-from dqnviz.progress import Progress, plural
+from dqnviz.progress import Progress, plural, say
 from dqnviz.replay import DeviceReplay, ReplayMemory, check_fits_in_memory
 from dqnviz.snapshot import (kernel_movement, layer_kernels, load_optimizer_state, load_validation_states,
                              save_optimizer_state, save_snapshot, save_validation_states, starting_point)
@@ -206,8 +206,10 @@ def make_envs(rom: Rom, config: TrainConfig, training: bool, seed: int):
         frame_skip=config.frame_skip, history=config.history,
     )
     count = config.num_envs if training else config.test_envs or config.num_envs
-    if count == 1:
+    if count == 1 and not classic_in_threads():
         return SingleEnvBatch(AtariEnv(rom, **options), stacks=True)
+    if count == 1:  # one emulator in a C++ thread: it steps while the loop launches updates
+        return VectorAtariEnv(rom, num_envs=1, num_threads=1, stacks=True, **options)
     return VectorAtariEnv(rom, num_envs=count, num_threads=config.emulator_threads, stacks=True, **options)
 
 
@@ -334,7 +336,7 @@ class StatisticsCSV:
         log: where the line on a dropped partial row goes.
     """
 
-    def __init__(self, path: Path, new: bool = False, lock: bool = False, log=print):
+    def __init__(self, path: Path, new: bool = False, lock: bool = False, log=say):
         self.path = Path(path)
         self._fd = None
         self._created = False  # by this run (a resumed run appends to its own)
@@ -453,11 +455,13 @@ class StatisticsCSV:
     def __del__(self):
         self.close()
 
-    def discard_if_unused(self) -> None:
-        """Remove the file if this run created it and wrote no row (stopped in its first phase),
+    def discard_if_unused(self) -> bool:
+        """Remove the file if this run created it and wrote no row (stopped in its first phase; True),
         so that a header alone neither takes the run's name nor reads as an empty run."""
         if self._created and not self.rows_appended:
             self._remove()
+            return True
+        return False
 
     def _remove(self) -> None:
         """Delete the file, and the folders made for it if they are empty."""
@@ -479,6 +483,17 @@ def _csv_line(values) -> bytes:
 
 # ----------------------------------------------------------------------------------------------
 # The epoch loop
+
+
+def classic_in_threads() -> bool:
+    """Whether classic mode (one environment) runs its emulator as ale-py's vector interface does,
+    in a C++ thread, so that it steps while the loop launches the learner's updates and writes the
+    replay memory (``DQNVIZ_CLASSIC_THREAD=1``; off by default until measured on a GPU). The
+    frames, rewards, lives and game ends are those of :class:`~dqnviz.atari.AtariEnv`, bit for
+    bit (tests/test_atari.py compares them in 8 games; all 104 agreed over 1,000 steps); the no-op
+    starts are drawn over the same range 0 … noop_max by the emulator's own generator, so they
+    are other draws."""
+    return env_switch("DQNVIZ_CLASSIC_THREAD", False)
 
 
 def sample_ahead() -> bool:
@@ -580,7 +595,7 @@ class Trainer:
     """
 
     def __init__(self, rom: Rom, config: TrainConfig, run: str, snapshot_dir="snapshots",
-                 report_dir="reports", resume=None, show_progress: bool = True, log=print,
+                 report_dir="reports", resume=None, show_progress: bool = True, log=say,
                  profile: bool | str = False, statistics=None, statistics_csv: "StatisticsCSV | None" = None):
         if profile not in (False, True, "serial", "overlapped"):
             raise ValueError(f"profile must be False, True, 'serial' or 'overlapped', not {profile!r}")
@@ -640,6 +655,8 @@ class Trainer:
         # an _interrupted snapshot's epoch: the one this sitting goes on with, from it
         self._partial_epoch = int(meta["epoch"]) if self.resume_partial else None
         self.phase_stats: PhaseStats | None = None  # the phase running or last run
+        self._train_row_of = None  # an epoch whose train row is written and whose snapshot is not yet saved
+        self._snapshot_written = None  # the last snapshot save() wrote
         if self.resume_partial:
             self.start_epoch = int(meta["epoch"])
         # A run stopped in an epoch's test phase left that epoch's snapshot without a test score
@@ -915,6 +932,7 @@ class Trainer:
         if self.initial_kernels is not None:
             meta["movement"] = kernel_movement(layer_kernels(model), self.initial_kernels)
         path = save_snapshot(self.snapshot_path(epoch, suffix), model, meta)
+        self._snapshot_written = path
         if test_score is None:  # the second save of an epoch (with its test score) trains nothing new
             save_optimizer_state(self.optimizer_path(), self.learner.optimizer_state(), self.train_steps_done)
         return path
@@ -1076,28 +1094,44 @@ class Trainer:
                              f"none is played, and the epoch goes on to its snapshot and test phase")
                 stats = self.run_phase(epoch, "train", steps)
                 stats.add_earlier(earlier)
-                self._check_diverged(self.write_row(stats, epoch_started))
-                if self.timer.enabled:
-                    iterations = -(-stats.steps // self.train_env.num_envs)
-                    self.log(f"  where the loop waited per iteration of {self.train_env.num_envs} agent steps: "
-                             + self.timer.summary(stats.seconds, iterations))
-                # Saved before the test phase, so a crash or Ctrl-C there loses no training;
-                # saved again (atomically, same name) once the epoch's test score is known.
-                path = self._save_trained_epoch(epoch)
-                phase = "test"
+                # From the epoch's train row to its saved snapshot the epoch is trained but not yet
+                # kept: a stop signal there waits for the save, then stops as one in the test
+                # phase does (an _interrupted snapshot beside a train row would split the run)
+                with deferred_interrupts() as stop:
+                    self._train_row_of = epoch  # the row is in the CSV (taken back if stopped at once)
+                    self._check_diverged(self.write_row(stats, epoch_started))
+                    if self.timer.enabled:
+                        iterations = -(-stats.steps // self.train_env.num_envs)
+                        self.log(f"  where the loop waited per iteration of {self.train_env.num_envs} agent steps: "
+                                 + self.timer.summary(stats.seconds, iterations))
+                    # Saved before the test phase, so a crash or Ctrl-C there loses no training;
+                    # saved again (atomically, same name) once the epoch's test score is known.
+                    path = self._save_trained_epoch(epoch)
+                    self._train_row_of = None
+                    phase = "test"
+                    stop.check()
                 test = self.run_phase(epoch, "test", config.test_steps)
-                self.write_row(test, epoch_started)
-                self.test_scores[epoch] = _test_score(test)
-                try:
-                    self.save(epoch, test_score=self.test_scores[epoch])
-                except UserError as error:
-                    raise UserError(f"{error}; {path.name}, saved before the test phase, is kept without its "
-                                    f"test score (the test's row is in {self.csv.path.name}): a resume goes on "
-                                    f"from it") from None
-                self.log(f"saved {path}")
-                self._remove_superseded(epoch)
+                # the test row, the snapshot with its score and the spent _interrupted snapshot's
+                # removal go together: a stop there waits for them, and the epoch is whole
+                with deferred_interrupts() as stop:
+                    self.write_row(test, epoch_started)
+                    phase = "tested"
+                    self.test_scores[epoch] = _test_score(test)
+                    try:
+                        self.save(epoch, test_score=self.test_scores[epoch])
+                    except UserError as error:
+                        raise UserError(f"{error}; {path.name}, saved before the test phase, is kept without its "
+                                        f"test score (the test's row is in {self.csv.path.name}): a resume goes on "
+                                        f"from it") from None
+                    self.log(f"saved {path}")
+                    self._remove_superseded(epoch)
+                    stopped, stop.requested = stop.requested, False
+                if stopped:  # the epoch is whole: its snapshot is where the run goes on
+                    raise Interrupted(path, note=f"it stopped after epoch {epoch}'s test phase")
                 epoch += 1
         except KeyboardInterrupt:
+            if phase == "tested":  # a second stop while the tested epoch was saved: its first save stands
+                raise Interrupted(self.snapshot_path(epoch), note=f"epoch {epoch}'s test row is written") from None
             if phase == "test":
                 # the epoch's training is complete and its snapshot saved; its test is played again on resume
                 raise Interrupted(self.snapshot_path(epoch), note=f"epoch {epoch}'s test phase was cut short: "
@@ -1106,7 +1140,10 @@ class Trainer:
                 raise Interrupted(self.resume_path, note=f"epoch {self.untested_epoch}'s test phase was cut short "
                                   "again: a resume plays it again first", saved=False) from None
             if phase in ("random", "refill") or epoch == 0:
-                self.csv.discard_if_unused()
+                if self.csv.discard_if_unused() and self.start_epoch == 0 and self._validation_file is not None:
+                    # a run that leaves no row leaves no file: its validation states go with its CSV
+                    with contextlib.suppress(OSError):
+                        Path(self._validation_file).unlink()
                 if phase == "refill" and self.untested_epoch is not None:  # its test was replayed and saved first
                     raise Interrupted(self.snapshot_path(self.untested_epoch),
                                       note="it stopped while refilling the replay memory") from None
@@ -1114,6 +1151,13 @@ class Trainer:
                     raise Interrupted(self.resume_path, saved=False,
                                       note="it stopped while refilling the replay memory") from None
                 raise Interrupted(None) from None
+            if self._train_row_of == epoch:
+                # stopped twice, between the epoch's train row and its saved snapshot: take back
+                # both (the snapshot never lies beside its _interrupted twin), as a save that fails does
+                self._train_row_of = None
+                self.csv.withdraw_last_row()
+                with contextlib.suppress(OSError):
+                    self.snapshot_path(epoch).unlink()
             stats = self.phase_stats
             if stats is None or (stats.epoch, stats.phase) != (epoch, "train"):  # stopped before it began
                 stats = PhaseStats(epoch=epoch, phase="train")
@@ -1121,7 +1165,14 @@ class Trainer:
             # steps_done counts the phase's steps in all sittings, as train_steps_done does
             interrupted = {"phase": "train", **stats.carried(),
                            "steps_done": self.train_steps_done - self._train_phase_start}
-            path = self.save(epoch, suffix="_interrupted", interrupted=interrupted)
+            self._snapshot_written = None
+            try:
+                path = self.save(epoch, suffix="_interrupted", interrupted=interrupted)
+            except KeyboardInterrupt:  # stopped again while saving: said, where the snapshot itself was written
+                if self._snapshot_written is None:
+                    raise
+                raise Interrupted(self._snapshot_written, note="stopped again before the optimizer state was "
+                                  "saved: the resume starts the optimizer afresh") from None
             raise Interrupted(path) from None
 
 

@@ -61,3 +61,32 @@ def test_emulator_threads_reach_the_vector_interface(monkeypatch, threads):
     assert env.reset().shape == (4, 4, 84, 84)  # the trainer's frame stacks
     # 0: one thread per environment, up to the CPU count; otherwise as many as asked for
     assert seen == [threads or min(4, os.cpu_count())]
+
+
+def test_classic_mode_in_an_emulator_thread_trains_exactly_as_the_python_loop(tmp_path, monkeypatch):
+    """DQNVIZ_CLASSIC_THREAD=1 runs classic mode's one emulator in ale-py's C++ thread: without
+    no-op starts (which each draws from its own generator, over the same range: test_atari.py) the
+    same games, rows and updates as the Python AtariEnv, so the weights come out the same bit for bit."""
+    import numpy as np
+
+    from dqnviz.trainer import SingleEnvBatch, make_envs
+    from dqnviz.atari import VectorAtariEnv, resolve_rom
+
+    results = {}
+    for switch in ("0", "1"):
+        monkeypatch.setenv("DQNVIZ_CLASSIC_THREAD", switch)
+        folder = tmp_path / switch
+        argv = ["train", "breakout", "--epochs", "1", "--random-steps", "200", "--train-steps", "120",
+                "--test-steps", "60", "--replay-size", "400", "--batch-size", "8", "--validation-states", "8",
+                "--max-frames-per-episode", "400", "--noop-max", "0", "--quiet", "--snapshot-dir", str(folder),
+                "--report-dir", str(folder)]
+        assert main(argv) == 0
+        with open(folder / "breakout.csv", newline="") as f:
+            rows = [{k: v for k, v in row.items() if "time" not in k and k != "steps_per_second"}
+                    for row in csv.DictReader(f)]
+        results[switch] = rows, load_snapshot(folder / "breakout_1.keras").model.get_weights()
+        kind = type(make_envs(resolve_rom("breakout"), TrainConfig(), training=True, seed=0))
+        assert kind is (VectorAtariEnv if switch == "1" else SingleEnvBatch)
+    (rows_python, weights_python), (rows_thread, weights_thread) = results["0"], results["1"]
+    assert rows_thread == rows_python and int(rows_python[1]["nr_games"]) + int(rows_python[0]["nr_games"]) >= 1
+    assert all(np.array_equal(a, b) for a, b in zip(weights_python, weights_thread))
