@@ -134,7 +134,9 @@ def test_png_is_written(tmp_path, capsys):
 
 def test_ctrl_c_while_the_png_renders_ends_in_one_line(tmp_path):
     """Ctrl-C at a terminal signals the whole process group: playwright's driver dies with the
-    command, and what asyncio would say of the lost connection must not follow "interrupted"."""
+    command, and what asyncio would say of the lost connection must not follow "interrupted".
+    The driver kills Chromium before Chromium removes the folder it made in TMPDIR for its
+    singleton socket (org.chromium.Chromium.XXXXXX): that folder must not be left behind."""
     import glob
     import signal
     import subprocess
@@ -143,7 +145,9 @@ def test_ctrl_c_while_the_png_renders_ends_in_one_line(tmp_path):
 
     csv_path = write_stats(tmp_path / "pong.csv")
     out = tmp_path / "pong.html"
-    environment = dict(os.environ, PYTHONWARNINGS="ignore")
+    temporary = tmp_path / "tmp"  # the command's TMPDIR: what it, playwright and Chromium leave there shows
+    temporary.mkdir()
+    environment = dict(os.environ, PYTHONWARNINGS="ignore", TMPDIR=str(temporary))
     process = subprocess.Popen([sys.executable, "-m", "dqnviz", "plot", csv_path, "--out", str(out), "--png"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
                                env=environment, cwd=tmp_path)
@@ -165,12 +169,19 @@ def test_ctrl_c_while_the_png_renders_ends_in_one_line(tmp_path):
     while not driver_started() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)  # the page is written first, then the PNG's renderer starts
     assert process.poll() is None, "the command ended before playwright's driver started"
-    time.sleep(0.5)  # the driver connected, Chromium starting
+    def chromium_started():
+        """Whether Chromium has made its singleton socket's folder (in TMPDIR, however deep)."""
+        return bool(glob.glob(str(temporary / "**" / "org.chromium.Chromium.*"), recursive=True))
+
+    while not chromium_started() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "the command ended before Chromium started"
     os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the command and its children
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, (stdout, stderr)
     assert stderr.decode().strip() == "dqnviz plot: interrupted"
     assert not (tmp_path / "pong.png").exists()
+    assert [p.name for p in temporary.iterdir()] == []  # no org.chromium.Chromium.XXXXXX, nor anything else
 
 
 def test_png_without_a_renderer_is_clearly_explained(tmp_path, capsys, monkeypatch):

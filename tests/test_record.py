@@ -348,3 +348,108 @@ def test_without_an_encoder_record_fails_in_one_line_before_playing(breakout_sna
     assert capsys.readouterr().err.strip() == ("dqnviz record: error: dqnviz record needs imageio-ffmpeg to encode "
                                                "the video: pip install 'dqnviz[play]'")
     assert played == [] and [p.name for p in tmp_path.iterdir()] == ["breakout_1.keras"]  # no video begun
+
+
+def test_a_frames_dir_in_use_by_another_recording_is_refused(breakout_snapshot, tmp_path, capsys):
+    """Two recordings started together both find the folder without frames: the second is refused
+    in one line while the first holds the folder, and writes nothing; once the first ends, the
+    folder is free again, and the lock file goes with it."""
+    from dqnviz.commands.record import LOCK_NAME, FramesDir
+
+    frames_dir, out = tmp_path / "frames", tmp_path / "v.mp4"
+    argv = ["record", breakout_snapshot, "--out", str(out), "--frames-dir", str(frames_dir),
+            "--max-frames", "8", "--scale", "1", "--quiet"]
+    with FramesDir(frames_dir) as first:  # the first recording, as record holds it, in this process
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (f"dqnviz record: error: --frames-dir {frames_dir} is in use by another dqnviz record "
+                       f"(process {os.getpid()}); give another folder, or wait until that recording ends")
+        assert not out.exists() and [p.name for p in frames_dir.iterdir()] == [LOCK_NAME]
+        assert first.written == []
+    assert frames_dir.is_dir() and list(frames_dir.iterdir()) == []  # the first ended well: its folder stays
+    assert main(argv) == 0
+    assert sorted(p.name for p in frames_dir.iterdir()) == [f"frame_{i:06d}.png" for i in range(1, 9)]
+
+
+def test_a_recording_killed_while_it_holds_the_folder_does_not_block_it(breakout_snapshot, tmp_path, capsys):
+    """Another process holds the folder: refused. Killed, it cannot remove its lock file, but the
+    system releases its lock, and the file is taken over."""
+    import subprocess
+    import sys
+
+    from dqnviz.commands.record import LOCK_NAME
+
+    frames_dir, out = tmp_path / "frames", tmp_path / "v.mp4"
+    argv = ["record", breakout_snapshot, "--out", str(out), "--frames-dir", str(frames_dir),
+            "--max-frames", "4", "--scale", "1", "--quiet"]
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from dqnviz.commands.record import FramesDir; "
+                               "FramesDir(sys.argv[1]).__enter__(); print('held', flush=True); sys.stdin.read()",
+                               str(frames_dir)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        assert main(argv) == 2
+        assert f"is in use by another dqnviz record (process {holder.pid})" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert [p.name for p in frames_dir.iterdir()] == [LOCK_NAME]  # left by the killed process
+    assert main(argv) == 0
+    assert sorted(p.name for p in frames_dir.iterdir()) == [f"frame_{i:06d}.png" for i in range(1, 5)]
+
+
+def test_frames_that_appear_before_the_folder_is_claimed_are_refused(breakout_snapshot, tmp_path, capsys,
+                                                                      monkeypatch):
+    """A recording into the folder that ends between the first check and the claim leaves its frames:
+    they are found again under the lock, and kept."""
+    from dqnviz.commands import record
+
+    frames_dir, out = tmp_path / "frames", tmp_path / "v.mp4"
+    check = record.check_arguments
+
+    def then_another_recording_ends(args):
+        checked = check(args)
+        frames_dir.mkdir()
+        (frames_dir / "frame_000001.png").write_bytes(b"theirs")
+        return checked
+
+    monkeypatch.setattr(record, "check_arguments", then_another_recording_ends)
+    assert main(["record", breakout_snapshot, "--out", str(out), "--frames-dir", str(frames_dir),
+                 "--max-frames", "4", "--scale", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--frames-dir {frames_dir} already holds frames" in err and len(err.splitlines()) == 1
+    assert not out.exists() and [p.name for p in frames_dir.iterdir()] == ["frame_000001.png"]
+    assert (frames_dir / "frame_000001.png").read_bytes() == b"theirs"
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_an_interrupted_recording_removes_exactly_the_frames_it_wrote(breakout_snapshot, tmp_path, capsys,
+                                                                       monkeypatch, existing):
+    """Files that another process puts in the folder while the recording runs (even one named like a
+    frame) stay, and so does the folder that the recording made for them; the recording's own PNGs
+    and its lock file go."""
+    from dqnviz.commands import record
+
+    frames_dir = tmp_path / "frames" / "run1"
+    if existing:
+        frames_dir.mkdir(parents=True)
+    write = record.VideoWriter.write
+    seen = []
+
+    def interrupted(self, frame):
+        if self.frames == 3:  # another process writes there while we record
+            (frames_dir / "frame_999999.png").write_bytes(b"theirs")
+            (frames_dir / "notes.txt").write_text("theirs")
+        if self.frames == 10:
+            seen.extend(sorted(p.name for p in frames_dir.iterdir()))
+            raise KeyboardInterrupt
+        write(self, frame)
+
+    monkeypatch.setattr(record.VideoWriter, "write", interrupted)
+    out = tmp_path / "v.mp4"
+    assert main(["record", breakout_snapshot, "--out", str(out), "--frames-dir", str(frames_dir),
+                 "--max-frames", "40", "--scale", "1", "--quiet"]) == 130
+    assert capsys.readouterr().err.strip() == "dqnviz record: interrupted"
+    ours = [f"frame_{i:06d}.png" for i in range(1, 11)]
+    assert seen == sorted([record.LOCK_NAME, *ours, "frame_999999.png", "notes.txt"])
+    assert sorted(p.name for p in frames_dir.iterdir()) == ["frame_999999.png", "notes.txt"]
+    assert (frames_dir / "frame_999999.png").read_bytes() == b"theirs" and not out.exists()

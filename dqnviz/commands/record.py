@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 from dqnviz.config import TEST_MAX_FRAMES
@@ -25,7 +26,7 @@ perturbation saliency is far slower.
 
 The video is written only when the recording is complete: a failure or Ctrl-C leaves no video,
 and no PNGs from --frames-dir (which must not already hold frame_*.png files of another
-recording).
+recording, nor be in use by another recording now: a second one into it is refused).
 
   dqnviz record snapshots/breakout_13.keras
   dqnviz record snapshots/pong_24.keras --saliency gradient --out reports/pong_saliency.mp4
@@ -34,6 +35,7 @@ recording).
 FPS = 60
 PANEL_WIDTH = 232
 FRAME_GLOB = "frame_*.png"
+LOCK_NAME = ".dqnviz-record.lock"  # in --frames-dir while a recording writes there (see FramesDir)
 
 
 def add_arguments(parser) -> None:
@@ -99,29 +101,32 @@ def run(args) -> int:
     from dqnviz.outputs import atomic_write
     from dqnviz.snapshot import load_snapshot
 
-    snapshot = load_snapshot(args.snapshot)
-    recorder = Recorder(snapshot, saliency=args.saliency, epsilon=args.epsilon, seed=args.seed,
-                        scale=args.scale, max_frames=args.max_frames)
     frames_dir = Path(args.frames_dir) if args.frames_dir else None
-    total = args.max_frames * args.episodes
+    # claimed before the snapshot loads, so that a folder in use is refused at once
+    claim = FramesDir(frames_dir) if frames_dir is not None else None
+    with claim if claim is not None else contextlib.nullcontext():
+        snapshot = load_snapshot(args.snapshot)
+        recorder = Recorder(snapshot, saliency=args.saliency, epsilon=args.epsilon, seed=args.seed,
+                            scale=args.scale, max_frames=args.max_frames)
+        total = args.max_frames * args.episodes
 
-    from dqnviz.progress import Progress
+        from dqnviz.progress import Progress
 
-    with Progress(f"record {snapshot.name}", total=total, unit="frames", enabled=not args.quiet) as progress:
-        def on_frame(done, score):
-            if done % 16 == 0:
-                game = min(len(recorder.scores) + 1, args.episodes)
-                progress.update(done, score=f"{score:g}", **({"game": f"{game}/{args.episodes}"} if args.episodes > 1 else {}))
+        with Progress(f"record {snapshot.name}", total=total, unit="frames", enabled=not args.quiet) as progress:
+            def on_frame(done, score):
+                if done % 16 == 0:
+                    game = min(len(recorder.scores) + 1, args.episodes)
+                    progress.update(done, score=f"{score:g}", **({"game": f"{game}/{args.episodes}"} if args.episodes > 1 else {}))
 
-        def write(tmp):
-            with VideoWriter(tmp, recorder.size, fps=FPS, name=out) as writer:
-                recorder.play(args.episodes, writer, frames_dir=frames_dir, on_frame=on_frame)
+            def write(tmp):
+                with VideoWriter(tmp, recorder.size, fps=FPS, name=out) as writer:
+                    recorder.play(args.episodes, writer, frames_dir=frames_dir, on_frame=on_frame,
+                                  saved=claim.written if claim is not None else None)
 
-        with _frames_removed_unless_done(frames_dir):
             atomic_write(out, write, suffix=".mp4")
-        # Games end before their cap: the bar ends full at the frames recorded, not at the cap.
-        progress.set_total(recorder.frames_written)
-        progress.update(recorder.frames_written, score=f"{recorder.scores[-1]:g}" if recorder.scores else "0")
+            # Games end before their cap: the bar ends full at the frames recorded, not at the cap.
+            progress.set_total(recorder.frames_written)
+            progress.update(recorder.frames_written, score=f"{recorder.scores[-1]:g}" if recorder.scores else "0")
 
     for i, (score, frames) in enumerate(zip(recorder.scores, recorder.game_frames), 1):
         print(f"game {i}: score {score:g} ({frames:,} {plural('frame', frames)}, "
@@ -134,29 +139,147 @@ def run(args) -> int:
     return 0
 
 
-@contextlib.contextmanager
-def _frames_removed_unless_done(frames_dir):
-    """Around the recording: if it fails or is interrupted, remove the PNGs it wrote to
-    ``frames_dir`` (a frame may be half written) and the folders it made, as the video is."""
-    import shutil
+class FramesDir:
+    """``--frames-dir``, claimed for one recording: ``with FramesDir(path) as frames: ...``.
 
-    made = None  # the topmost folder the recording will make
-    folder = Path(frames_dir) if frames_dir is not None else None
-    while folder is not None and not folder.exists() and folder != folder.parent:
-        made, folder = folder, folder.parent
-    try:
-        yield
-    except BaseException:
-        if frames_dir is not None and Path(frames_dir).is_dir():
-            if made is not None:
-                shutil.rmtree(made, ignore_errors=True)
-            else:  # the folder was there (without frames, see check_arguments): take only ours
-                for frame in Path(frames_dir).glob(FRAME_GLOB):
+    Entering makes the folder (and its missing parents) and takes its lock: the file
+    ``LOCK_NAME`` in it, held with an exclusive ``flock`` (as the trainer holds its CSV) until the
+    block ends, so that a second recording into the same folder at the same time is refused in one
+    line, and only then is the folder checked for another recording's frames (``check_arguments``
+    checked before this claim, so two recordings started together could both pass). The lock
+    goes with its process however it ends: a killed recording's lock file is taken over.
+
+    The recording adds every PNG it begins to write to ``written``. If the block fails or is
+    interrupted, exactly those are removed (a frame may be half written), as the video is, then
+    the folders that entering made if they are empty: never a file that another process wrote.
+    The lock file is removed whatever happens.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.written: list = []
+        self._lock_path = self.path / LOCK_NAME
+        self._fd = None
+        self._made = []  # the folders entering made, innermost first
+        self._refused = False  # another recording holds the folder
+
+    def __enter__(self) -> "FramesDir":
+        self._made = [folder for folder in (self.path, *self.path.parents) if not folder.exists()]
+        try:
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise UserError(f"cannot write --frames-dir {self.path}: {error.strerror or error}") from None
+            self._claim()
+        except BaseException:
+            if self._refused:  # the folder is the holder's (it may have made it), not ours
+                self._made = []
+            self._end(failed=True)
+            raise
+        try:
+            if next(self.path.glob(FRAME_GLOB), None):  # a recording into it that has just ended
+                raise UserError(f"--frames-dir {self.path} already holds frames ({FRAME_GLOB}) of another "
+                                f"recording; give an empty or new folder")
+        except BaseException:
+            self._end(failed=True)
+            raise
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        self._end(failed=exc_type is not None)
+        return False
+
+    def _claim(self) -> None:
+        while True:
+            try:
+                fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as error:
+                raise UserError(f"cannot write --frames-dir {self.path}: {error.strerror or error}") from None
+            try:
+                if not _lock(fd):
+                    self._refused = True
+                    holder = _lock_holder(fd)
+                    raise UserError(f"--frames-dir {self.path} is in use by another dqnviz record"
+                                    f"{f' (process {holder})' if holder else ''}; give another folder, "
+                                    f"or wait until that recording ends")
+                try:  # still the lock file? One that a recording just ending removed is no claim
+                    ours = os.path.samestat(os.fstat(fd), os.stat(self._lock_path))
+                except FileNotFoundError:
+                    ours = False
+                if ours:
+                    with contextlib.suppress(OSError):  # for the refusal's message only
+                        os.ftruncate(fd, 0)
+                        os.write(fd, f"{os.getpid()}\n".encode())  # at 0: the file was just opened
+                    self._fd = fd
+                    return
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
+
+    def _end(self, failed: bool) -> None:
+        from dqnviz.stopping import deferred_interrupts
+
+        with deferred_interrupts():  # a second Ctrl-C waits until the PNGs are removed
+            if failed:
+                for path in self.written:
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+                self.written = []
+            if self._fd is not None:
+                fd, self._fd = self._fd, None
+                if fcntl is not None:  # removed while still held: no other recording can hold it yet
+                    with contextlib.suppress(OSError):
+                        os.unlink(self._lock_path)
+                    os.close(fd)
+                else:  # Windows removes no open file
+                    os.close(fd)
+                    with contextlib.suppress(OSError):
+                        os.unlink(self._lock_path)
+            if failed:
+                for folder in self._made:  # innermost first; one that holds anything stays, and those above it
                     try:
-                        frame.unlink()
+                        os.rmdir(folder)
+                    except FileNotFoundError:  # never made: mkdir failed below its parent
+                        continue
                     except OSError:
-                        pass
-        raise
+                        break
+                self._made = []
+
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
+
+def _lock(fd: int) -> bool:
+    """Take an exclusive lock on the open file ``fd`` without waiting; False if another holds it.
+    The system releases it when the process ends, however it ends."""
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+    try:
+        import msvcrt
+    except ImportError:  # neither: no lock, as the trainer then has none
+        return True
+    try:
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    except OSError:
+        return False
+    return True
+
+
+def _lock_holder(fd: int) -> int | None:
+    """The process id that the lock file's holder wrote in it, if it can be read."""
+    try:
+        text = os.read(fd, 32).decode("ascii", "replace").strip()
+    except OSError:  # Windows: the locked byte cannot be read
+        return None
+    return int(text) if text.isdigit() else None
 
 
 class VideoWriter:
@@ -270,13 +393,15 @@ class Recorder:
 
         return FrameEnv.for_episode(self.snapshot, self.seed, game, self.max_frames, check=check)
 
-    def play(self, episodes, writer, frames_dir=None, on_frame=None) -> None:
+    def play(self, episodes, writer, frames_dir=None, on_frame=None, saved=None) -> None:
+        """``saved``: a list that the path of each PNG is added to before it is written (so that
+        a failed recording can remove exactly the PNGs it wrote, see :class:`FramesDir`)."""
         from dqnviz.viewer import one_blas_thread
 
         with one_blas_thread():  # 3-10x faster on a small CPU, see one_blas_thread
-            self._play(episodes, writer, frames_dir, on_frame)
+            self._play(episodes, writer, frames_dir, on_frame, saved)
 
-    def _play(self, episodes, writer, frames_dir, on_frame) -> None:
+    def _play(self, episodes, writer, frames_dir, on_frame, saved=None) -> None:
         from dqnviz.agent import epsilon_greedy
         from dqnviz.viewer import blend, compose, glyph, saliency_layer, scale_screen
 
@@ -316,7 +441,10 @@ class Recorder:
                     score = float(env.frame_scores[k])
                     self.frames_written += 1
                     if frames_dir is not None:
-                        _save_png(frames_dir / f"frame_{self.frames_written:06d}.png", image)
+                        png = frames_dir / f"frame_{self.frames_written:06d}.png"
+                        if saved is not None:
+                            saved.append(png)
+                        _save_png(png, image)
                     if on_frame:
                         on_frame(self.frames_written, score)
                 state = step.state

@@ -833,6 +833,13 @@ def _chromium_png(figure, width: int, height: int) -> bytes:
 
 
 def _render_in_chromium(figure, width: int, height: int) -> bytes:
+    """Plotly.toImage's PNG of ``figure`` in a headless Chromium that playwright starts.
+
+    Chromium runs with its temporary folder (TMPDIR) inside ours, which is removed whatever
+    happens: a Ctrl-C at a terminal also stops playwright's driver, which then kills Chromium
+    before Chromium can remove the folder it made for its singleton socket
+    (``org.chromium.Chromium.XXXXXX``), and that folder would otherwise stay in /tmp.
+    """
     import base64
     import shutil
     import tempfile
@@ -846,11 +853,14 @@ def _render_in_chromium(figure, width: int, height: int) -> bytes:
                        if c and os.path.exists(c)), None)
     page_html = ("<html><head><meta charset='utf-8'><script>" + plotly_js() + "</script></head><body>"
                  "<div id='plot'></div></body></html>")
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory(prefix="dqnviz-chromium-") as folder:
         page_path = os.path.join(folder, "page.html")
         Path(page_path).write_text(page_html, encoding="utf-8")
+        browser_tmp = os.path.join(folder, "tmp")  # a short path: Chromium's socket name must fit in 108 bytes
+        os.mkdir(browser_tmp)
         with sync_playwright() as p:
-            options = {"headless": True, "args": ["--no-sandbox", "--disable-gpu"]}
+            options = {"headless": True, "args": ["--no-sandbox", "--disable-gpu"],
+                       "env": {**os.environ, "TMPDIR": browser_tmp}}
             if executable:
                 options["executable_path"] = executable
             browser = p.chromium.launch(**options)
