@@ -361,17 +361,22 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
     # --- CKA on each game's own states
     t0 = time.perf_counter()
     cka = []
-    acts = {}  # (snapshot, states owner) -> {layer: activations}
+    # (snapshot, states owner) -> {layer: unit Gram matrix}: each representation reduced at once to
+    # its N × N matrix (N = CKA_STATES), CKA(X, Y) = ⟨K̂_X, K̂_Y⟩_F (sim.unit_gram), so that memory
+    # does not grow with the activations of every (network, states) pair (23 MB each for a Nature
+    # network, 64 of them for 8 snapshots of separate runs) and each matrix is made once
+    grams = {}
     if len(input_shapes) == 1 and cka_layers:
         subsets = [p.states[_evenly(len(p.states), CKA_STATES)] for p in played]
         for i, j in pairs:
             for owner in dict.fromkeys((i, j)):
                 for who in (i, j):
-                    if (who, owner) not in acts:
-                        acts[(who, owner)] = _activations(played[who].model, subsets[owner], cka_layers)
+                    if (who, owner) not in grams:
+                        grams[(who, owner)] = {layer: sim.unit_gram(values) for layer, values in
+                                               _activations(played[who].model, subsets[owner], cka_layers).items()}
                 for layer in cka_layers:
                     cka.append({"a": i, "b": j, "on": owner, "layer": layer,
-                                "value": sim.linear_cka(acts[(i, owner)][layer], acts[(j, owner)][layer])})
+                                "value": sim.cka_of_grams(grams[(i, owner)][layer], grams[(j, owner)][layer])})
     elif cka_layers:
         skipped.append(("representation similarity (CKA)", "the snapshots take inputs of different shapes "
                         f"({', '.join(str(s) for s in input_shapes)}), so they cannot see the same states"))
