@@ -197,6 +197,40 @@ def _exists(path) -> bool:
     return bool(path) and os.path.exists(path)
 
 
+class _StateBlocks:
+    """The states of a play, kept in uint8 blocks of :attr:`BLOCK` states and joined once at the
+    end, a block at a time: at most one block more than the states themselves is held (a list of
+    states joined by ``np.asarray`` held them twice, 4.5 GB for 30 games of Pong)."""
+
+    BLOCK = 1024
+
+    def __init__(self):
+        self.blocks: list = []
+        self.count = 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def append(self, state) -> None:
+        at = self.count % self.BLOCK
+        if at == 0:
+            self.blocks.append(np.empty((self.BLOCK,) + np.shape(state), np.uint8))
+        self.blocks[-1][at] = state
+        self.count += 1
+
+    def array(self, shape: tuple) -> np.ndarray:
+        """All states as one ``(T, *shape)`` array; the blocks are given up as they are copied."""
+        out = np.empty((self.count,) + tuple(shape), np.uint8)
+        done = 0
+        while self.blocks:
+            block = self.blocks.pop(0)
+            take = min(len(block), self.count - done)
+            out[done:done + take] = block[:take]
+            done += take
+            del block
+        return out
+
+
 def play_games(model, env: AtariEnv, games: int = 1, epsilon: float = 0.05, seed: int = 0,
                max_steps: int | None = None, on_step=None) -> GameRecord:
     """Play ``games`` whole games (or until ``max_steps`` agent steps) and record every state.
@@ -217,7 +251,8 @@ def play_games(model, env: AtariEnv, games: int = 1, epsilon: float = 0.05, seed
     """
     q_function = QFunction(model)
     rng = np.random.default_rng(seed)
-    states, actions, q_all, rewards, game_index, scores = [], [], [], [], [], []
+    states = _StateBlocks()
+    actions, q_all, rewards, game_index, scores = [], [], [], [], []
     for game in range(games):
         state = env.reset()
         while True:
@@ -239,7 +274,7 @@ def play_games(model, env: AtariEnv, games: int = 1, epsilon: float = 0.05, seed
             break
     num_actions = env.num_actions
     return GameRecord(
-        states=np.asarray(states, np.uint8).reshape((-1,) + env.state.shape),
+        states=states.array(env.state.shape),
         actions=np.asarray(actions, np.int64),
         q_values=np.asarray(q_all, np.float32).reshape(-1, num_actions),
         rewards=np.asarray(rewards, np.float32),

@@ -299,3 +299,24 @@ def test_best_of_several_snapshots_with_standard_errors(tmp_path, capsys, monkey
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last == ("best: breakout_2, average 10.0, on the same 4 games (seeds 0–3); "
                     "standard errors: breakout_1 1.3, breakout_2 1.2")  # √(20/3)/2 = 1.29, √6/2 = 1.22
+
+
+def test_played_states_are_joined_in_order_across_blocks(monkeypatch):
+    """play_games keeps its states in blocks (so that they are not held twice while joined): the
+    joined array is the states in the order played, across block boundaries, and its blocks are
+    given up as they are copied."""
+    import numpy as np
+
+    from dqnviz.agent import _StateBlocks
+
+    monkeypatch.setattr(_StateBlocks, "BLOCK", 4)
+    rng = np.random.default_rng(3)
+    played = rng.integers(0, 256, (10, 84, 84, 4), dtype=np.uint8)
+    blocks = _StateBlocks()
+    for state in played:
+        blocks.append(state)
+    assert len(blocks) == 10 and len(blocks.blocks) == 3
+    joined = blocks.array((84, 84, 4))
+    assert joined.dtype == np.uint8 and np.array_equal(joined, played)
+    assert blocks.blocks == []
+    assert _StateBlocks().array((84, 84, 4)).shape == (0, 84, 84, 4)
