@@ -1148,3 +1148,27 @@ def test_a_phones_charts_keep_their_titles_and_resume_labels_clear_of_the_points
             assert not any(_overlap(label, title) for title in titles), (label, titles)
         assert not any(_overlap(a, b) for i, a in enumerate(labels) for b in labels[i + 1:])
         assert check.errors == []
+
+
+def test_a_long_run_draws_some_of_its_markers_and_lists_some_of_its_points(tmp_path, monkeypatch):
+    """A run of thousands of epochs drew a marker per point (a solid band; 1.75 M SVG nodes and
+    23 s per zoom at 100,000 rows) and listed every point in its tables. A trace now draws at most
+    MARKERS_SHOWN markers (its line and hover keep every point), and a table at most TABLE_ROWS
+    rows, evenly spread, first and last kept, its caption saying so."""
+    from dqnviz.report import plot
+
+    monkeypatch.setattr(plot, "TABLE_ROWS", 50)
+    csv_path = write_stats(tmp_path / "long.csv", epochs=plot.MARKERS_SHOWN + 40)
+    short_path = write_stats(tmp_path / "short.csv", epochs=20)
+    runs = [plot.read_stats(csv_path)]
+    figure = plot.build_figure(runs, ["average_reward"])
+    train = _traces(figure)["train"]
+    assert len(train.x) == plot.MARKERS_SHOWN + 40 and train.marker.maxdisplayed == plot.MARKERS_SHOWN
+    assert _traces(plot.build_figure([plot.read_stats(short_path)], ["average_reward"]))["train"].marker.maxdisplayed is None
+    (table,) = plot.data_tables(runs, ["average_reward"])
+    points = 1 + 2 * (plot.MARKERS_SHOWN + 40)  # the baseline, every train and every test point
+    assert table["total"] == points and len(table["rows"]) == 50
+    assert table["rows"][0]["phase"].startswith("random") and table["rows"][-1]["x"] == str(plot.MARKERS_SHOWN + 40)
+    out = tmp_path / "long.html"
+    assert run_cli(["plot", csv_path, "--fields", "average_reward", "--out", str(out)]) == 0
+    assert f"(50 of its {points:,} points, evenly spread: the CSV holds them all)" in out.read_text()

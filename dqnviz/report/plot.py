@@ -387,6 +387,13 @@ def default_output(paths: list) -> Path:
 # Columns that only the learner produces: the random and test phases have no gradient steps, so
 # their 0 is "not measured", not a value to draw.
 LEARNING_ONLY = {"meancost"}
+# A long run's curve (thousands of epochs, or a sweep of many runs) drew a marker per point: a
+# solid band, and an SVG node each (1.75 M nodes and 23 s per zoom for 100,000 rows). A trace
+# draws at most this many of its markers, evenly spread; its line and hover keep every point.
+MARKERS_SHOWN = 200
+# The charts' values as tables list at most this many rows per field: every k-th point of a
+# longer table (its first and last kept), said in its caption; the CSV holds them all.
+TABLE_ROWS = 2_000
 
 
 def _same_values(a: list, b: list) -> bool:
@@ -496,7 +503,8 @@ def chart_traces(runs: list, fields: list, x: str = "epoch") -> Charts:
                         legendgroup=f"{run.name}-{phase}", customdata=data, text=games,
                         # the phase by dash and, for one run, by marker too: not by colour alone
                         showlegend=legend(f"{run.name}-{phase}"),
-                        marker=dict(size=5, symbol=symbol if several else PHASE_SYMBOLS[phase]),
+                        marker=dict(size=5, symbol=symbol if several else PHASE_SYMBOLS[phase],
+                                    **({"maxdisplayed": MARKERS_SHOWN} if len(y) > MARKERS_SHOWN else {})),
                         line=dict(color=colour if several else PHASE_COLOURS[phase], dash=PHASE_DASH[phase], width=2),
                         hovertemplate=f"{prefix}{label} {epoch}<br>{field} = %{{y:~.4g}}"
                                       + ("<br>%{text}" if games else "")
@@ -746,7 +754,10 @@ def data_tables(runs: list, fields: list, x: str = "epoch") -> list:
                                      "phase": f"{phase}, no game ended (score so far)" if unfinished else phase,
                                      "order": (place if place == place else math.inf, rank + 1)})
         rows.sort(key=lambda r: (r["n"], r["order"]))
-        tables.append({"field": field, "rows": rows})
+        total = len(rows)
+        if total > TABLE_ROWS:  # evenly spread, first and last included
+            rows = [rows[i] for i in sorted({round(k * (total - 1) / (TABLE_ROWS - 1)) for k in range(TABLE_ROWS)})]
+        tables.append({"field": field, "rows": rows, "total": total})
     return tables
 
 
