@@ -761,3 +761,36 @@ def test_the_page_says_its_findings_in_short(compared):
             coloured = len(re.findall(rf'class="num {verdict}"', cells))
             assert (words in verdicts) == (coloured > 0), (label, verdict)
     assert re.search(r"<li><b>CKA, ", summary)
+
+
+def test_many_runs_are_compared_with_the_first_unless_every_pair_is_asked_for(tmp_path, monkeypatch):
+    """8 snapshots of separate runs made 28 pairs: 112 CKA rows, a legend taller than its chart,
+    colours that repeat. Beyond 4 snapshots the default is each against the first (--pairs all
+    gives every pair); one run's epochs stay consecutive; the option reaches gather."""
+    from dqnviz.report import compare
+
+    assert compare.choose_pairs(4, False) == [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+    assert compare.choose_pairs(8, False) == [(0, j) for j in range(1, 8)]
+    assert len(compare.choose_pairs(8, False, "all")) == 28
+    assert compare.choose_pairs(3, False, "first") == [(0, 1), (0, 2)]
+    assert compare.choose_pairs(4, True) == [(0, 1), (1, 2), (2, 3)]
+    assert compare.choose_pairs(4, True, "first") == [(0, 1), (0, 2), (0, 3)]
+    with pytest.raises(ValueError):
+        compare.choose_pairs(3, False, "some")
+
+    seen = {}
+
+    class Reached(Exception):
+        pass
+
+    def gather(snapshots, **options):
+        seen.update(options)
+        raise Reached
+
+    monkeypatch.setattr(compare, "gather", gather)
+    a = make_snapshot(tmp_path / "a_1.keras", "pong", seed=1)
+    b = make_snapshot(tmp_path / "b_1.keras", "pong", seed=2)
+    with pytest.raises(Reached):
+        run_cli(["compare", str(a), str(b), "--pairs", "first", "--out", str(tmp_path / "c.html")])
+    assert seen["pairs"] == "first"
+    assert run_cli(["compare", str(a), str(b), "--pairs", "some"]) == 2

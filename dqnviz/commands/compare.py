@@ -42,6 +42,10 @@ def add_arguments(parser) -> None:
                         help="filters per layer and snapshot: conv1's first N in matched order, deeper "
                              "layers' N strongest on the states played; or 'all' (default: 8; at most the "
                              "filters of the largest layer)")
+    parser.add_argument("--pairs", choices=("auto", "all", "first"), default="auto",
+                        help="which pairs get similarity numbers: all, or each snapshot against the first "
+                             "(default auto: consecutive epochs for one run's snapshots, else all pairs up to "
+                             "4 snapshots and each against the first beyond)")
     add_playing_arguments(parser, games_help="games each snapshot plays for states",
                           max_steps_help="at most N agent steps per snapshot (default: whole games)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
@@ -50,7 +54,7 @@ def add_arguments(parser) -> None:
 def options_from(args) -> dict:
     from dqnviz.commands.arguments import playing_options
 
-    return {"filters": args.filters, **playing_options(args)}
+    return {"filters": args.filters, "pairs": args.pairs, **playing_options(args)}
 
 
 def run(args) -> int:
@@ -88,7 +92,8 @@ def run(args) -> int:
     out = check_output(out or default_output([s.name for s in snapshots]), inputs=[s.path for s in snapshots],
                        suffixes=(".html", ".htm"), makes="an HTML report")
     data = gather(snapshots, filters=options["filters"], games=options["games"], epsilon=options["epsilon"],
-                  seed=options["seed"], max_steps=options["max_steps"], progress=not args.quiet)
+                  seed=options["seed"], max_steps=options["max_steps"], progress=not args.quiet,
+                  pairs=options["pairs"])
     context = build_context(data, options)
     write_report(out, context)
     print(f"wrote {out} ({time.perf_counter() - start:.1f} s)")

@@ -176,10 +176,25 @@ def _common_layers(played: list, kind: str) -> tuple[list, list]:
     return keep, skipped
 
 
-def choose_pairs(n: int, evolution: bool) -> list:
-    """Evolution: consecutive epochs; otherwise every snapshot against the first (and all pairs for 3+)."""
-    if evolution:
-        return [(i, i + 1) for i in range(n - 1)]
+ALL_PAIRS_UP_TO = 4  # snapshots of different runs: every pair up to this many (6 pairs), else each against the first
+
+
+def choose_pairs(n: int, evolution: bool, pairs: str = "auto") -> list:
+    """The pairs (i, j), i < j, that get similarity numbers (filter matching, CKA, shared starts).
+
+    ``pairs``: ``"all"``, every pair (n(n − 1)/2); ``"first"``, each snapshot against the first
+    (n − 1); ``"auto"``, consecutive epochs for one run's snapshots (the evolution view), else
+    every pair up to :data:`ALL_PAIRS_UP_TO` snapshots and each against the first beyond (8
+    runs: 7 pairs, not 28, whose tables and legends no one could read).
+    """
+    if pairs not in ("auto", "all", "first"):
+        raise ValueError(f"pairs must be 'auto', 'all' or 'first', not {pairs!r}")
+    if pairs == "auto":
+        if evolution:
+            return [(i, i + 1) for i in range(n - 1)]
+        pairs = "all" if n <= ALL_PAIRS_UP_TO else "first"
+    if pairs == "first":
+        return [(0, j) for j in range(1, n)]
     return list(combinations(range(n), 2))
 
 
@@ -260,8 +275,9 @@ def _int(value):
 
 
 def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0.05, seed: int = 0,
-           max_steps: int | None = None, progress: bool = True) -> CompareData:
-    """Play with every snapshot and compute all views and numbers of the compare page."""
+           max_steps: int | None = None, progress: bool = True, pairs: str = "auto") -> CompareData:
+    """Play with every snapshot and compute all views and numbers of the compare page; ``pairs``:
+    which pairs of snapshots get similarity numbers (see :func:`choose_pairs`)."""
     import dqnviz.analysis as analysis
     from dqnviz.agent import checked_env_for_snapshot, play_games
     from dqnviz.analysis.probes import silent_filters
@@ -296,7 +312,7 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
         if name not in dict(skipped_conv):
             skipped.append((f"{name}: representation similarity (CKA)", reason))
     input_shapes = {tuple(p.states.shape[1:]) for p in played}
-    pairs = choose_pairs(len(played), evolution)
+    pairs = choose_pairs(len(played), evolution, pairs)
 
     untrained = functools.cache(untrained_network)  # shared by the filter-matching baseline and the CKA chance level
 
@@ -859,6 +875,7 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
         "patterns": pattern_rows, "skipped": data.skipped, "figures": figures,
         "lean_table": lean_table, "match_table": match_table,
         "pairs": [(names[i], names[j]) for i, j in data.pairs],
+        "every_pair": len(data.pairs) == len(played) * (len(played) - 1) // 2,
         "images_json": json.dumps(images.uris, separators=(",", ":")).replace("</", "<\\/"),
         "options": options or {}, "timings": {TIMING_WORDS.get(k, k): round(v, 1) for k, v in data.timings.items()},
         "cka_states": CKA_STATES, "pattern_states": PATTERN_STATES, "erf_states": ERF_STATES,
