@@ -112,6 +112,12 @@ def compilation_cache() -> str | None:
     folder = os.path.join(home, "dqnviz", "jax")
     try:
         os.makedirs(folder, exist_ok=True)
+        # JAX writes an entry in place, not atomically, and never rewrites one that exists: an
+        # entry left empty by a killed command would be recompiled by every command after it
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_size == 0:
+                    os.unlink(entry.path)
     except OSError:
         return None
     jax.config.update("jax_compilation_cache_dir", folder)
