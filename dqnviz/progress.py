@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 import time
 
@@ -26,7 +27,9 @@ def say(*values, file=None) -> None:
         return
     try:
         print(*values, file=stream, flush=True)
-    except (OSError, ValueError):  # BrokenPipeError, EIO from a terminal gone; ValueError: closed file
+    except UnicodeError:  # text the stream's encoding cannot take: a bug to see, not output gone
+        raise
+    except (OSError, ValueError):  # BrokenPipeError, EIO from a terminal gone, a full disk; a closed file
         _output_gone.add(key)
         from dqnviz.stopping import request_stop
 
@@ -53,6 +56,24 @@ def _stream_key(stream):
 def plural(noun: str, count) -> str:
     """``noun`` for a count of 1, ``noun + "s"`` otherwise: f"{n} {plural('game', n)}"."""
     return noun if count == 1 else noun + "s"
+
+
+def _bar_console_class():
+    from rich.console import Console
+
+    class BarConsole(Console):
+        """rich's Console, but a closed stream is an error here, not rich's exit: rich would point
+        the process's stdout at /dev/null and raise SystemExit (whatever stream it drew on)."""
+
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError(errno.EPIPE, "the progress bar's stream was closed")
+
+    return BarConsole
+
+
+def _BarConsole(**options):
+    return _bar_console_class()(**options)
 
 
 class Progress:
@@ -82,13 +103,20 @@ class Progress:
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
             from rich.progress import Progress as RichProgress
 
+            # on the stream whose terminal made it a bar (stderr): rich's own default is stdout,
+            # which put the bars into `dqnviz train … | tee log` and, once a reader closed the
+            # pipe, ended the command from inside rich (SystemExit) with the phase's work unsaved
             self._rich = RichProgress(
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[info]}"),
                 TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
+                console=_BarConsole(file=self.stream), redirect_stdout=False, redirect_stderr=False,
             )
-            self._rich.__enter__()
-            self._task = self._rich.add_task(self.description, total=self.total, rate="", info="")
+            try:
+                self._rich.__enter__()
+                self._task = self._rich.add_task(self.description, total=self.total, rate="", info="")
+            except (OSError, ValueError, SystemExit):
+                self._gone()
         return self
 
     def rate(self) -> float:
@@ -123,7 +151,7 @@ class Progress:
             elif now - self._last_print >= self.every_seconds:
                 self._plain_line()
                 self._last_print = now
-        except (OSError, ValueError):
+        except (OSError, ValueError, SystemExit):  # rich ends the process on a broken pipe: not here
             self._gone()
 
     def _gone(self) -> None:
@@ -134,9 +162,9 @@ class Progress:
         self.enabled = False
         if self.fancy:
             self.fancy = False
-            try:
+            try:  # best effort: the display may be half started, its stream is gone either way
                 self._rich.stop()
-            except (OSError, ValueError):
+            except (Exception, SystemExit):
                 pass
         _output_gone.add(_stream_key(self.stream))
         request_stop()
@@ -161,6 +189,6 @@ class Progress:
                 self._rich.__exit__(*exc)
             elif self.enabled and getattr(self, "_printed", None) != (self._done, self._fields):
                 self._plain_line()  # the last line, unless the last update printed it already
-        except (OSError, ValueError):  # the stop this asks for is the next block's to raise
+        except (OSError, ValueError, SystemExit):  # the stop this asks for is the next block's to raise
             self._gone()
         return False

@@ -25,6 +25,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, *[getattr(signal, name) for name 
 _last_signal = [signal.SIGINT]  # the stop signal that arrived last (a plain KeyboardInterrupt: SIGINT)
 _active: list = []  # the deferred_interrupts blocks open now, innermost last
 _pending = [False]  # a stop asked for by request_stop while no block was open: the next block's to raise
+_scopes = [0]  # stop_requests_accepted blocks open now: outside them request_stop asks for nothing
 # SIGPIPE's number where it has one: the status a shell gives a writer whose reader went away
 _PIPE = int(getattr(signal, "SIGPIPE", 13))
 
@@ -58,15 +59,33 @@ def raise_interrupt_on_stop_signals() -> dict:
 
 
 def request_stop(signum: int = _PIPE) -> None:
-    """Ask for a stop as the signal ``signum`` would (its exit status 128 + ``signum``): noted by
-    the innermost :class:`deferred_interrupts` block open now, and raised at its next check; with
-    none open, by the next block that opens. For output that can no longer be written (SIGPIPE:
-    141), where raising at the print itself could leave a run's files half done."""
+    """Ask for a stop as the signal ``signum`` would (its exit status 128 + ``signum``), within a
+    :class:`stop_requests_accepted` block (a training run): noted by the innermost
+    :class:`deferred_interrupts` block open now and raised at its next check, or with none open
+    by the next block that opens. For output that can no longer be written (SIGPIPE: 141), where
+    raising at the print itself could leave a run's files half done. Outside such a block (a
+    recording, the Python API) it asks for nothing: the work ends as it would have."""
+    if not _scopes[0]:
+        return
     _last_signal[0] = signum
     if _active:
         _active[-1].requested = True
     else:
         _pending[0] = True
+
+
+class stop_requests_accepted:
+    """Within the block, :func:`request_stop` stops the work at its next
+    :meth:`deferred_interrupts.check`; a request not yet raised when the block ends is dropped."""
+
+    def __enter__(self) -> "stop_requests_accepted":
+        _scopes[0] += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _scopes[0] -= 1
+        if not _scopes[0]:
+            _pending[0] = False
 
 
 def restore_signals(previous: dict) -> None:
@@ -96,7 +115,8 @@ class deferred_interrupts:
     """
 
     def __init__(self):
-        self.requested = False
+        self.requested = False  # a stop is due at the next check (a signal's, or request_stop's)
+        self._signalled = False  # a stop signal arrived (a second one raises at once)
         self._previous: dict = {}
 
     def __enter__(self) -> "deferred_interrupts":
@@ -113,14 +133,14 @@ class deferred_interrupts:
 
     def _note(self, signum, frame):
         _last_signal[0] = signum
-        if self.requested:  # asked twice: stop now
+        if self._signalled:  # asked twice: stop now
             raise KeyboardInterrupt
-        self.requested = True
+        self._signalled = self.requested = True
 
     def check(self) -> None:
         """Raise KeyboardInterrupt if a stop signal arrived since the block began."""
         if self.requested:
-            self.requested = False
+            self.requested = self._signalled = False
             raise KeyboardInterrupt
 
     def __exit__(self, kind, error, traceback) -> None:

@@ -45,7 +45,7 @@ from dqnviz.snapshot import (kernel_movement, layer_kernels, load_optimizer_stat
                              save_optimizer_state, save_snapshot, save_validation_states, starting_point)
 from dqnviz.snapshot_checks import interrupted_sitting
 from dqnviz.statistics import CSV_COLUMNS, has_row, is_digits, malformed_row_message, read_statistics
-from dqnviz.stopping import deferred_interrupts
+from dqnviz.stopping import deferred_interrupts, stop_requests_accepted
 from dqnviz.units import format_bytes
 
 try:
@@ -955,6 +955,7 @@ class Trainer:
                 with contextlib.suppress(OSError):
                     path.unlink()
             self.csv.withdraw_last_row()
+            self._train_row_of = None
             if epoch == self._partial_epoch:  # this sitting went on from the epoch's _interrupted snapshot
                 latest = self.resume_path
             else:
@@ -989,6 +990,8 @@ class Trainer:
             epoch_time=now - epoch_started,
         )
         self.csv.append(row)
+        if stats.phase == "train":  # in the CSV now, its snapshot not yet saved (see train)
+            self._train_row_of = stats.epoch
         if row["nr_games"]:
             games = (f"{row['nr_games']} {plural('game', row['nr_games'])}, average {row['average_reward']:.2f} "
                      f"(min {row['min_game_reward']:g}, max {row['max_game_reward']:g})")
@@ -1046,6 +1049,13 @@ class Trainer:
         self.save(epoch, test_score=self.test_scores[epoch], **extra)
         self._remove_superseded(epoch)
 
+    def discard_if_unused(self) -> None:
+        """A fresh run that ends before its first row leaves no file: its CSV (see
+        :meth:`StatisticsCSV.discard_if_unused`) and the validation states saved for it go."""
+        if self.csv.discard_if_unused() and self.start_epoch == 0 and self._validation_file is not None:
+            with contextlib.suppress(OSError):
+                Path(self._validation_file).unlink()
+
     def _fill_replay(self) -> None:
         """After a resume the replay memory is empty: refill it with the current policy, no learning.
         The CSV gets a ``refill`` row, so that the statistics say where a later sitting took over
@@ -1057,7 +1067,12 @@ class Trainer:
         self.write_row(stats, started)
 
     def train(self) -> None:
-        """Run epochs ``start_epoch … config.epochs``; Ctrl-C saves a snapshot and raises :class:`Interrupted`."""
+        """Run epochs ``start_epoch … config.epochs``; Ctrl-C saves a snapshot and raises
+        :class:`Interrupted`, as does output that cannot be written (:func:`dqnviz.progress.say`)."""
+        with stop_requests_accepted():
+            self._train()
+
+    def _train(self) -> None:
         config = self.config
         self.started = time.perf_counter()
         epoch = self.start_epoch
@@ -1097,9 +1112,9 @@ class Trainer:
                 # From the epoch's train row to its saved snapshot the epoch is trained but not yet
                 # kept: a stop signal there waits for the save, then stops as one in the test
                 # phase does (an _interrupted snapshot beside a train row would split the run)
+                snapshot_existed = self.snapshot_path(epoch).exists()
                 with deferred_interrupts() as stop:
-                    self._train_row_of = epoch  # the row is in the CSV (taken back if stopped at once)
-                    self._check_diverged(self.write_row(stats, epoch_started))
+                    self._check_diverged(self.write_row(stats, epoch_started))  # sets _train_row_of
                     if self.timer.enabled:
                         iterations = -(-stats.steps // self.train_env.num_envs)
                         self.log(f"  where the loop waited per iteration of {self.train_env.num_envs} agent steps: "
@@ -1126,7 +1141,7 @@ class Trainer:
                     self.log(f"saved {path}")
                     self._remove_superseded(epoch)
                     stopped, stop.requested = stop.requested, False
-                if stopped:  # the epoch is whole: its snapshot is where the run goes on
+                if stopped and epoch < config.epochs:  # the epoch is whole: its snapshot is where the run goes on
                     raise Interrupted(path, note=f"it stopped after epoch {epoch}'s test phase")
                 epoch += 1
         except KeyboardInterrupt:
@@ -1140,10 +1155,7 @@ class Trainer:
                 raise Interrupted(self.resume_path, note=f"epoch {self.untested_epoch}'s test phase was cut short "
                                   "again: a resume plays it again first", saved=False) from None
             if phase in ("random", "refill") or epoch == 0:
-                if self.csv.discard_if_unused() and self.start_epoch == 0 and self._validation_file is not None:
-                    # a run that leaves no row leaves no file: its validation states go with its CSV
-                    with contextlib.suppress(OSError):
-                        Path(self._validation_file).unlink()
+                self.discard_if_unused()
                 if phase == "refill" and self.untested_epoch is not None:  # its test was replayed and saved first
                     raise Interrupted(self.snapshot_path(self.untested_epoch),
                                       note="it stopped while refilling the replay memory") from None
@@ -1156,8 +1168,9 @@ class Trainer:
                 # both (the snapshot never lies beside its _interrupted twin), as a save that fails does
                 self._train_row_of = None
                 self.csv.withdraw_last_row()
-                with contextlib.suppress(OSError):
-                    self.snapshot_path(epoch).unlink()
+                if not snapshot_existed:
+                    with contextlib.suppress(OSError):
+                        self.snapshot_path(epoch).unlink()
             stats = self.phase_stats
             if stats is None or (stats.epoch, stats.phase) != (epoch, "train"):  # stopped before it began
                 stats = PhaseStats(epoch=epoch, phase="train")

@@ -33,11 +33,15 @@ export TF_CPP_MIN_LOG_LEVEL=3 SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy
 status=0
 if [ "${DQNVIZ_TEST_SERIAL:-0}" != 1 ] && [ "$(nproc 2>/dev/null || echo 1)" -ge 2 ]; then
   jax_log="$(mktemp -t dqnviz-tests-jax.XXXXXX)"
-  # Ctrl-C stops both (a background job of a script ignores SIGINT itself)
-  trap '[ -n "${jax_pid:-}" ] && kill "$jax_pid" 2>/dev/null; rm -f "$jax_log"' EXIT
+  # Ctrl-C stops both: the JAX suite runs in a process group of its own (set -m), which the
+  # trap ends with everything it started (a background job of a script ignores SIGINT itself).
+  # It keeps no pytest cache, so that the TensorFlow suite's last-failed record is the one kept.
+  trap '[ -n "${jax_pid:-}" ] && kill -- "-$jax_pid" 2>/dev/null; rm -f "$jax_log"' EXIT
   trap 'exit 130' INT TERM
-  KERAS_BACKEND=jax python -m pytest -q -p no:warnings "$@" >"$jax_log" 2>&1 &
+  set -m
+  KERAS_BACKEND=jax python -m pytest -q -p no:warnings -p no:cacheprovider "$@" >"$jax_log" 2>&1 &
   jax_pid=$!
+  set +m
   echo "== tests with KERAS_BACKEND=tensorflow (the JAX suite runs beside it; its output follows)"
   KERAS_BACKEND=tensorflow python -m pytest -q -p no:warnings "$@" || status=1
   wait "$jax_pid" || status=1

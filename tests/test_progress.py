@@ -87,3 +87,47 @@ def test_the_last_line_is_not_printed_twice(clock):
         clock.now += 0.01
     assert stream.getvalue().splitlines() == ["analyse 3 layers: 3/4 steps (0.27 steps/s)",
                                               "analyse 3 layers: 4/4 steps (0.18 steps/s)"]
+
+
+class _Terminal:
+    """A stream that says it is a terminal, keeping what is written (or failing: ``broken``)."""
+
+    def __init__(self, broken=False):
+        self.text, self.broken = [], broken
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        if self.broken:
+            raise BrokenPipeError(32, "Broken pipe")
+        self.text.append(text)
+        return len(text)
+
+    def flush(self):
+        if self.broken:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    def fileno(self):
+        raise OSError("no file")
+
+
+def test_a_bar_is_drawn_on_its_own_stream_and_a_stream_gone_stops_a_run(capsys):
+    """The rich bar went to stdout whatever its stream (into `dqnviz train … | tee log`; with
+    the reader gone, rich ended the process from inside, the phase unsaved). It is drawn on the
+    stream that is the terminal; a stream gone disables the bar and asks the run to stop."""
+    from dqnviz.progress import Progress
+    from dqnviz.stopping import deferred_interrupts, stop_requests_accepted
+
+    terminal = _Terminal()
+    with Progress("epoch 1 train", total=10, stream=terminal) as bar:
+        bar.update(10, reward=1.0)
+    assert "epoch 1 train" in "".join(terminal.text)
+    assert capsys.readouterr().out == ""
+    with stop_requests_accepted():
+        with Progress("epoch 2 train", total=10, stream=_Terminal(broken=True)) as bar:
+            bar.update(10)
+            assert not bar.enabled
+        with pytest.raises(KeyboardInterrupt):
+            with deferred_interrupts() as stop:
+                stop.check()

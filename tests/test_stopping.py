@@ -298,7 +298,7 @@ def test_a_reader_that_closes_stdout_stops_the_run_where_it_can_resume(tmp_path)
     assert process.returncode == 141, err.decode()
     err = err.decode()
     assert "Traceback" not in err
-    assert "stdout was closed, interrupted: saved" in err
+    assert "its output could not be written (a closed pipe, a full disk), interrupted: saved" in err
     saved = err.split("continue with: dqnviz train --resume ")[1].split()[0]
     resumed = subprocess.run([sys.executable, "-m", "dqnviz", "train", "--resume", saved, "--epochs", "2", *TINY],
                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
@@ -329,3 +329,68 @@ def test_a_stop_while_the_command_line_is_imported_is_one_line(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=dict(os.environ, PYTHONPATH=root),
                           capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stderr.strip(), done.stdout) == (130, "dqnviz: interrupted", "")
+
+
+def test_a_stop_request_counts_only_within_a_run_and_never_as_a_signal():
+    """request_stop (output that cannot be written) stops a training run at its next check; a
+    request outside a run (a recording, the Python API) asks for nothing and lingers nowhere; and
+    after a request, one real Ctrl-C is still the first signal, deferred like any first one."""
+    from dqnviz.stopping import deferred_interrupts, request_stop, stop_requests_accepted
+
+    request_stop()  # outside any run: nothing
+    with deferred_interrupts() as stop:
+        stop.check()
+    with stop_requests_accepted():
+        request_stop()  # no block open: the next one raises
+        with pytest.raises(KeyboardInterrupt):
+            with deferred_interrupts() as stop:
+                stop.check()
+        with deferred_interrupts() as stop:
+            request_stop()
+            signal.raise_signal(signal.SIGINT)  # not "the second stop": no raise here
+            reached = True
+            with pytest.raises(KeyboardInterrupt):
+                stop.check()
+        assert reached
+        request_stop()  # left pending when the run ends: dropped
+    with deferred_interrupts() as stop:
+        stop.check()
+
+
+def test_a_second_stop_before_a_train_row_is_written_leaves_the_last_epochs_rows(tmp_path, in_tmp, monkeypatch):
+    """Two quick stops while epoch 2's train row was being made (its meanq measured) withdrew the
+    CSV's last row, which was epoch 1's test row: the row is marked as written only once it is."""
+    from dqnviz import trainer
+
+    original = trainer.Trainer.meanq
+
+    def stopped_twice_in_meanq(self):
+        stats = self.phase_stats
+        if stats is not None and (stats.epoch, stats.phase) == (2, "train"):
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+        return original(self)
+
+    monkeypatch.setattr(trainer.Trainer, "meanq", stopped_twice_in_meanq)
+    assert main(["train", "pong", "--epochs", "2", *TINY, *_dirs(tmp_path)]) == 130
+    assert _rows(tmp_path) == [(0, "random"), (1, "train"), (1, "test")]
+    assert sorted(p.name for p in (tmp_path / "snapshots").glob("*.keras")) == ["pong_1.keras",
+                                                                               "pong_2_interrupted.keras"]
+
+
+def test_a_stop_while_the_last_epoch_is_saved_finishes_the_run(tmp_path, in_tmp, monkeypatch, capsys):
+    """A stop while the run's last epoch was saved with its score said "interrupted … continue
+    with --resume", whose resume then had nothing to train: the run is finished, and says so."""
+    from dqnviz import trainer
+
+    original = trainer.Trainer.save
+
+    def stopped_while_saving(self, epoch, test_score=None, suffix="", **extra):
+        if test_score is not None:
+            signal.raise_signal(signal.SIGINT)
+        return original(self, epoch, test_score=test_score, suffix=suffix, **extra)
+
+    monkeypatch.setattr(trainer.Trainer, "save", stopped_while_saving)
+    assert main(["train", "pong", "--epochs", "1", *TINY, *_dirs(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "finished epoch 1" in out and "interrupted" not in out

@@ -116,7 +116,8 @@ def compilation_cache() -> str | None:
         # entry left empty by a killed command would be recompiled by every command after it
         with os.scandir(folder) as entries:
             for entry in entries:
-                if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_size == 0:
+                if (entry.name.endswith("-cache") and entry.is_file(follow_symlinks=False)
+                        and entry.stat(follow_symlinks=False).st_size == 0):
                     os.unlink(entry.path)
     except OSError:
         return None

@@ -289,40 +289,48 @@ def run(args) -> int:
                             taken_hint="--name gives the resumed run a new name: choose one not taken" if resume
                             else "use --resume or another --name")
     run_name = statistics.path.stem
+    from dqnviz.stopping import stop_requests_accepted
+
+    trainer = None
     try:
-        from dqnviz.trainer import Interrupted, Trainer
+        with stop_requests_accepted():  # output that cannot be written stops the run where it can resume
+            from dqnviz.trainer import Interrupted, Trainer
 
-        trainer = Trainer(rom, config, run=run_name, snapshot_dir=snapshot_dir, report_dir=report_dir,
-                          resume=resume, show_progress=not args.quiet, profile="overlapped" if args.profile else False,
-                          statistics=(read(report_dir / f"{run_name}.csv") or []) if resume else None,
-                          statistics_csv=statistics)
-        # said once the Trainer has accepted the resumed network (check_same_network): a run that
-        # is refused is no new run
-        if notice and notice(run_name):
-            say(notice(run_name))
-        if changes:
-            say(f"changed from the run's options: {', '.join(changes)}")
-        say(f"training {rom.name} as run {run_name}: {config.num_envs} env(s), replay {config.replay_size:,}, "
-              f"statistics in {trainer.csv.path}")
-        try:
-            trainer.train()
-        except Interrupted as stop:
-            if stop.snapshot_path:
-                done = f"saved {stop.snapshot_path}" if stop.saved else "nothing new to save"
-                message = (f"interrupted: {done}; continue with: dqnviz train --resume {stop.snapshot_path}"
-                           + (f" ({stop.note})" if stop.note else ""))
-            else:
-                message = "interrupted before the first train phase: no snapshot to save"
-            from dqnviz.progress import output_gone
-            from dqnviz.stopping import exit_status
+            trainer = Trainer(rom, config, run=run_name, snapshot_dir=snapshot_dir, report_dir=report_dir,
+                              resume=resume, show_progress=not args.quiet, profile="overlapped" if args.profile else False,
+                              statistics=(read(report_dir / f"{run_name}.csv") or []) if resume else None,
+                              statistics_csv=statistics)
+            # said once the Trainer has accepted the resumed network (check_same_network): a run that
+            # is refused is no new run
+            if notice and notice(run_name):
+                say(notice(run_name))
+            if changes:
+                say(f"changed from the run's options: {', '.join(changes)}")
+            say(f"training {rom.name} as run {run_name}: {config.num_envs} env(s), replay {config.replay_size:,}, "
+                  f"statistics in {trainer.csv.path}")
+            try:
+                trainer.train()
+            except Interrupted as stop:
+                if stop.snapshot_path:
+                    done = f"saved {stop.snapshot_path}" if stop.saved else "nothing new to save"
+                    message = (f"interrupted: {done}; continue with: dqnviz train --resume {stop.snapshot_path}"
+                               + (f" ({stop.note})" if stop.note else ""))
+                else:
+                    message = "interrupted before the first train phase: no snapshot to save"
+                from dqnviz.progress import output_gone
+                from dqnviz.stopping import exit_status
 
-            say(message)
-            if output_gone():  # a reader that closed stdout (`dqnviz train … | head`) stopped the run
-                say(f"dqnviz train: stdout was closed, {message}", file=sys.stderr)
+                say(message)
+                if output_gone():  # output that could not be written (`dqnviz train … | head`) stopped the run
+                    say(f"dqnviz train: its output could not be written (a closed pipe, a full disk), {message}", file=sys.stderr)
 
-            return exit_status()
+                return exit_status()
     except BaseException:
-        statistics.discard_if_unused()  # a run that wrote no row leaves no CSV to take its name
+        # a run that wrote no row leaves no CSV to take its name, nor validation states
+        if trainer is not None:
+            trainer.discard_if_unused()
+        else:
+            statistics.discard_if_unused()
         raise
     finally:
         statistics.close()
