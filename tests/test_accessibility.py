@@ -306,6 +306,17 @@ def test_cka_verdicts_have_a_symbol_and_words_not_only_a_colour(compare_page):
     assert not any("▲" in c.all_text() or "▼" in c.all_text() for c in unmarked)
 
 
+def test_the_compare_pages_findings_in_short_are_a_named_region_under_a_heading(compare_page):
+    """"In short" was bold text a screen reader's heading list skipped: now a level-2 heading that
+    names the summary's region."""
+    from tests.browser import open_report
+
+    with open_report(compare_page) as check:
+        heading = check.page.get_by_role("heading", name="In short", level=2)
+        assert heading.count() == 1
+        assert check.page.get_by_role("region", name="In short").count() == 1
+
+
 def test_train_and_test_lines_of_one_run_differ_in_more_than_hue(tmp_path):
     """One run's train and test lines were both solid with circles, blue and red of one lightness."""
     from dqnviz.report.plot import build_figure, read_stats
