@@ -215,9 +215,20 @@ def smoothgrad_noise(shape, samples, sigma, seed):
         sigma: ``(N,)`` standard deviations.
         seed: seed of ``np.random.default_rng``.
     """
+    return np.concatenate(list(_noise_batches(shape, samples, sigma, seed, per_batch=max(1, shape[0]))) or
+                          [np.empty((0, samples) + tuple(shape[1:]), np.float32)])
+
+
+def _noise_batches(shape, samples, sigma, seed, per_batch):
+    """:func:`smoothgrad_noise` a ``per_batch`` states at a time, drawn in turn from one generator:
+    the same numbers, without holding N × samples noisy states at once (a whole game's 3,000
+    states, 25 samples: 8 GB)."""
     rng = np.random.default_rng(seed)
-    noise = rng.standard_normal((shape[0], samples) + tuple(shape[1:]), dtype=np.float32)
-    return noise * np.asarray(sigma, dtype=np.float32).reshape((-1,) + (1,) * len(shape))
+    sigma = np.broadcast_to(np.asarray(sigma, dtype=np.float32), (shape[0],))
+    for start in range(0, shape[0], per_batch):
+        stop = min(start + per_batch, shape[0])
+        noise = rng.standard_normal((stop - start, samples) + tuple(shape[1:]), dtype=np.float32)
+        yield noise * sigma[start:stop].reshape((-1,) + (1,) * len(shape))
 
 
 def _smoothgrad(model, batch, actions, settings):
@@ -227,12 +238,12 @@ def _smoothgrad(model, batch, actions, settings):
         actions = np.argmax(predict(compiled_runner(model, logits=True), states, settings["batch_size"]), axis=-1)
     target = _q_target(model, chosen=True)
     sigma = float(settings["noise"]) * _value_range(model, batch, settings["value_range"])
-    noise = smoothgrad_noise(states.shape, samples, sigma, settings["seed"])
     per_pass = max(1, int(settings["batch_size"]) // samples)
+    noise_batches = _noise_batches(states.shape, samples, sigma, settings["seed"], per_pass)
     result = np.empty(states.shape, dtype=np.float32)
     for start in range(0, len(states), per_pass):
         stop = min(start + per_pass, len(states))
-        noisy = (states[start:stop, None] + noise[start:stop]).reshape((-1,) + states.shape[1:])
+        noisy = (states[start:stop, None] + next(noise_batches)).reshape((-1,) + states.shape[1:])
         repeated = np.repeat(actions[start:stop], samples)
         _, gradient = target(noisy, repeated.astype(np.int32))
         result[start:stop] = gradient.reshape((stop - start, samples) + states.shape[1:]).mean(axis=1)
