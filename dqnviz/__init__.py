@@ -65,5 +65,9 @@ def __getattr__(name):
     if name in _LAZY:
         import importlib
 
+        if name != "UserError":  # every other name leads to Keras: start its backend quietly first
+            from dqnviz.backend.choice import start_for_the_api
+
+            start_for_the_api()
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'dqnviz' has no attribute {name!r}")

@@ -87,6 +87,13 @@ class GameRecord:
     scores: list = field(default_factory=list)
     action_names: list = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        """Shapes and scores, not the arrays: a notebook cell that shows a record shows a line."""
+        games = len(self.scores)
+        return (f"GameRecord({len(self.states):,} steps of {games} game{'' if games == 1 else 's'}, scores "
+                f"{[round(float(x), 2) for x in self.scores[:10]]}{' …' if games > 10 else ''}, states "
+                f"{self.states.shape} {self.states.dtype}, actions {list(self.action_names)})")
+
 
 def env_for_snapshot(meta: dict, seed: int = 0, **overrides) -> AtariEnv:
     """An :class:`AtariEnv` for evaluating a snapshot: its game and stored preprocessing, with the

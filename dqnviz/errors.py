@@ -14,3 +14,8 @@ class UserError(Exception):
     def __init__(self, message: str, exit_code: int = 2):
         super().__init__(message)
         self.exit_code = exit_code
+
+    def _render_traceback_(self) -> list:
+        """IPython and Jupyter show a user's mistake as its one line, as the command line does,
+        not a traceback through dqnviz (``%tb`` still shows it)."""
+        return [f"UserError: {self}"]

@@ -69,6 +69,13 @@ class Snapshot:
     meta: dict = field(default_factory=dict)
     path: str | None = None
 
+    def __repr__(self) -> str:
+        """Which agent, not its whole metadata (``meta`` has it): a notebook cell shows a line."""
+        score = (self.meta.get("test_score") or {}).get("average")
+        return (f"Snapshot({self.name!r}: {self.meta.get('game', '?')}, epoch {self.meta.get('epoch', '?')}, "
+                f"test {'–' if score is None else f'{score:.2f}'}, {self.model.count_params():,} weights, "
+                f"path={self.path!r})")
+
     @property
     def name(self) -> str:
         """``breakout_77`` for ``snapshots/breakout_77.keras``."""

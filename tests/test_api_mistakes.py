@@ -193,3 +193,22 @@ def test_nvis_report_takes_a_layer_after_a_conv_and_notes_a_linear_conv(tmp_path
                                         r"conv_b, conv_c \(also any layer with an image output after them: bn_a, "
                                         r"relu_a, pool_a, add\)"):
         dqnviz.nvis_report(model, states, tmp_path / "x.html", layers="conv_a,dense")
+
+
+def test_in_a_notebook_a_mistake_is_one_line_and_records_print_as_a_line(breakout_snapshot):
+    """Jupyter showed a UserError as a 16-43 line traceback through dqnviz, a GameRecord as 356
+    lines of zeros and a Snapshot as its whole metadata: now a line each."""
+    import numpy as np
+
+    from dqnviz.agent import GameRecord
+    from dqnviz.errors import UserError
+    from dqnviz.snapshot import load_snapshot
+
+    assert UserError("layer 'conv9' not found")._render_traceback_() == ["UserError: layer 'conv9' not found"]
+    text = repr(load_snapshot(breakout_snapshot))
+    assert "\n" not in text and len(text) < 200 and "'breakout_1': breakout, epoch 1" in text
+    record = GameRecord(states=np.zeros((3, 84, 84, 4), np.uint8), actions=np.zeros(3, np.int64),
+                        q_values=np.zeros((3, 4), np.float32), rewards=np.zeros(3, np.float32),
+                        game_index=np.zeros(3, np.int64), scores=[2.0], action_names=["NOOP", "FIRE"])
+    assert repr(record) == ("GameRecord(3 steps of 1 game, scores [2.0], states (3, 84, 84, 4) uint8, "
+                            "actions ['NOOP', 'FIRE'])")

@@ -167,3 +167,23 @@ def test_empty_entries_of_the_compilation_cache_are_cleared(tmp_path):
         assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in folder.iterdir()) == [".lockfile", "jit_act-def-cache"]
     assert (own / "empty-cache").exists()
+
+
+def test_the_python_api_starts_the_backend_quietly_and_leaves_jaxs_cache_alone(tmp_path):
+    """From a notebook, the first dqnviz name that needs Keras started it bare: TensorFlow's C++
+    start-up lines in the cell, and under JAX Keras importing TensorFlow (4 s) to read a model's
+    config. Now as the command line starts it, except JAX's compilation cache (the process's
+    setting), which stays the user's."""
+    pytest.importorskip("jax")
+    pytest.importorskip("tensorflow", reason="the test is of an installed TensorFlow left unimported")
+    script = ("import sys, dqnviz\n"
+              "snapshot = dqnviz.load_snapshot('snapshots/pong_24.keras')\n"
+              "dqnviz.build_q_network(6, seed=0).get_config()  # seeds, and describes its layers\n"
+              "import jax\n"
+              "print('tensorflow' in sys.modules, jax.config.jax_compilation_cache_dir)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_COMPILATION_CACHE_DIR", "TF_CPP_MIN_LOG_LEVEL")}
+    env.update(KERAS_BACKEND="jax", XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONPATH=ROOT)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "None"]
+    assert not (tmp_path / "cache").exists()

@@ -15,7 +15,8 @@ import importlib
 import os
 import sys
 
-__all__ = ["BACKEND_PACKAGES", "choose_backend", "compilation_cache", "keras_without_tensorflow", "quiet_backends"]
+__all__ = ["BACKEND_PACKAGES", "choose_backend", "compilation_cache", "keras_without_tensorflow", "quiet_backends",
+           "start_for_the_api"]
 
 BACKEND_PACKAGES = {"tensorflow": "tensorflow", "jax": "jax"}
 
@@ -126,13 +127,15 @@ def compilation_cache() -> str | None:
     return folder
 
 
-def quiet_backends() -> None:
-    """Keep TensorFlow's start-up log lines (oneDNN, CPU features) off the user's terminal."""
+def quiet_backends(cache: bool = True) -> None:
+    """Keep TensorFlow's start-up log lines (oneDNN, CPU features) off the user's terminal; under
+    JAX keep Keras from importing TensorFlow, and (``cache``, the commands) keep what JAX compiles."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if os.environ["KERAS_BACKEND"] == "jax":
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # should anything import TensorFlow after all
         keras_without_tensorflow()
-        compilation_cache()
+        if cache:
+            compilation_cache()
         return
     if "tensorflow" in sys.modules:
         return
@@ -148,3 +151,19 @@ def quiet_backends() -> None:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+def start_for_the_api() -> None:
+    """The first use of a dqnviz name that needs Keras, from Python (a notebook): start the backend
+    as the command line does, TensorFlow's start-up log kept off the notebook and, under JAX,
+    Keras kept from importing TensorFlow. Nothing when Keras is already imported (the user's own
+    set-up stands) or no backend can be chosen (Keras then says what is missing in its own
+    words); JAX's compilation cache, a setting of the whole process, stays the user's to turn on
+    (:func:`compilation_cache`)."""
+    if "keras" in sys.modules:
+        return
+    try:
+        choose_backend()
+    except Exception:
+        return
+    quiet_backends(cache=False)
