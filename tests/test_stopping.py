@@ -1,5 +1,6 @@
 """A stop signal ends a run at a point where its state is whole, and is never lost or mistaken for a crash."""
 
+import os
 import signal
 
 import pytest
@@ -394,3 +395,29 @@ def test_a_stop_while_the_last_epoch_is_saved_finishes_the_run(tmp_path, in_tmp,
     assert main(["train", "pong", "--epochs", "1", *TINY, *_dirs(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "finished epoch 1" in out and "interrupted" not in out
+
+
+def test_an_epoch_one_interrupted_snapshot_resumes_into_its_own_runs_csv(tmp_path, monkeypatch, capsys):
+    """A snapshot stopped in epoch 1's train phase matched any CSV with an epoch-0 row: resumed
+    from a working directory whose reports/ held another run of that name, it took that CSV for
+    its run's and went on as <run>-2 there. Its own folders come first now."""
+    import shutil
+
+    from tests.conftest import stop_in_phase
+
+    elsewhere = tmp_path / "elsewhere"
+    stop_in_phase(monkeypatch, "train")
+    assert main(["train", "pong", "--epochs", "1", *TINY, *_dirs(elsewhere)]) == 130
+    monkeypatch.undo()
+    snapshot = elsewhere / "snapshots" / "pong_1_interrupted.keras"
+    assert snapshot.exists()
+    work = tmp_path / "work"
+    (work / "reports").mkdir(parents=True)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    shutil.copy(os.path.join(root, "reports", "pong.csv"), work / "reports" / "pong.csv")  # another run, 26 epochs
+    monkeypatch.chdir(work)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(snapshot), "--epochs", "1", *TINY]) == 0
+    assert "new run" not in capsys.readouterr().out
+    assert (1, "test") in _rows(elsewhere)
+    assert sorted(p.name for p in (work / "reports").iterdir()) == ["pong.csv"]

@@ -161,12 +161,21 @@ class StatisticsReader:
 def resumed_report_dir(run_name: str, meta: dict, snapshot_folder: Path, read=read_statistics) -> Path:
     """Where a resumed run's CSV is: reports/, the snapshot's folder, or the ``reports`` folder
     beside it (snapshots/ and reports/ as siblings), the first that holds this run's CSV; else
-    reports/. Each CSV is read with ``read`` (a :class:`StatisticsReader`, to read it only once)."""
-    for folder in (Path("reports"), snapshot_folder, snapshot_folder.parent / "reports"):
+    reports/. Each CSV is read with ``read`` (a :class:`StatisticsReader`, to read it only once).
+
+    A snapshot stopped in epoch 1's train phase matches any CSV with an epoch-0 row (it has no
+    trained epoch to check): for it the snapshot's own folders come first, so that another run
+    of that name in the working directory's reports/ is not taken for its run."""
+    here = Path("reports")
+    folders = [here, snapshot_folder, snapshot_folder.parent / "reports"]
+    sitting = interrupted_sitting(meta)
+    if int(meta.get("epoch", 0)) - (1 if sitting else 0) <= 0:
+        folders = [folders[1], folders[2], here]
+    for folder in folders:
         path = folder / f"{run_name}.csv"
         if path.exists() and statistics_match(read(path), meta):
             return folder
-    return Path("reports")
+    return here
 
 
 def check_run_name(name: str) -> None:
