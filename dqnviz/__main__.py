@@ -11,13 +11,11 @@ import sys
 
 
 def main() -> int:
-    from dqnviz.stopping import STOP_SIGNALS
+    from dqnviz.stopping import signals_to_take
 
     noted = []
-    previous = {}
-    for number in STOP_SIGNALS:
-        if signal.getsignal(number) is not signal.SIG_IGN or number == signal.SIGINT:
-            previous[number] = signal.signal(number, lambda signum, frame: noted.append(signum))
+    previous = {number: signal.signal(number, lambda signum, frame: noted.append(signum))
+                for number in signals_to_take()}
     from dqnviz import cli
 
     for number, handler in previous.items():

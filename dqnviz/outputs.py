@@ -18,6 +18,11 @@ from pathlib import Path
 
 from dqnviz.errors import UserError
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 __all__ = ["atomic_write", "cannot_write", "check_output", "check_writable", "kept_file", "snapshot_like"]
 
 
@@ -177,3 +182,16 @@ def _read_umask() -> int:
 # Read once, at import, before any thread of dqnviz's exists: reading it sets it to 0 for a moment,
 # and a file another thread created in that moment would be world-writable.
 _UMASK = _read_umask()
+
+
+def try_flock(fd: int) -> bool | None:
+    """An exclusive ``flock`` on the open file ``fd``, without waiting: True when taken, False when
+    another process holds it, None where the system has none (Windows). The system releases it
+    when the process ends, however it ends: a killed process's lock never blocks the next."""
+    if fcntl is None:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True

@@ -58,22 +58,17 @@ def plural(noun: str, count) -> str:
     return noun if count == 1 else noun + "s"
 
 
-def _bar_console_class():
+def _bar_console(stream):
+    """rich's Console on ``stream``, where a closed stream is an error, not rich's exit: rich would
+    point the process's stdout at /dev/null and raise SystemExit (whatever stream it drew on)."""
     from rich.console import Console
 
     class BarConsole(Console):
-        """rich's Console, but a closed stream is an error here, not rich's exit: rich would point
-        the process's stdout at /dev/null and raise SystemExit (whatever stream it drew on)."""
-
         def on_broken_pipe(self) -> None:
             self.quiet = True
             raise BrokenPipeError(errno.EPIPE, "the progress bar's stream was closed")
 
-    return BarConsole
-
-
-def _BarConsole(**options):
-    return _bar_console_class()(**options)
+    return BarConsole(file=stream)
 
 
 class Progress:
@@ -110,7 +105,7 @@ class Progress:
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[info]}"),
                 TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
-                console=_BarConsole(file=self.stream), redirect_stdout=False, redirect_stderr=False,
+                console=_bar_console(self.stream), redirect_stdout=False, redirect_stderr=False,
             )
             try:
                 self._rich.__enter__()

@@ -53,9 +53,15 @@ def raise_interrupt_on_stop_signals() -> dict:
     _pending[0] = False
     if threading.current_thread() is not threading.main_thread():
         return {}
+    return {number: signal.signal(number, _raise_interrupt) for number in signals_to_take()}
+
+
+def signals_to_take() -> list:
+    """The stop signals a command takes: all of :data:`STOP_SIGNALS` but a SIGHUP that is ignored
+    (``nohup``: the run is meant to outlive its terminal). SIGINT is taken even where ignored (see
+    :func:`raise_interrupt_on_stop_signals`)."""
     hangup = getattr(signal, "SIGHUP", None)
-    return {number: signal.signal(number, _raise_interrupt) for number in STOP_SIGNALS
-            if not (number == hangup and signal.getsignal(number) is signal.SIG_IGN)}
+    return [number for number in STOP_SIGNALS if not (number == hangup and signal.getsignal(number) is signal.SIG_IGN)]
 
 
 def request_stop(signum: int = _PIPE) -> None:

@@ -38,7 +38,7 @@ from dqnviz.atari import FRAME_SHAPE, AtariEnv, Rom, VectorAtariEnv
 from dqnviz.config import RMSPROP_EPSILON_UNITS, TEST_MAX_FRAMES, TrainConfig, env_switch, epsilon_schedule
 from dqnviz.errors import UserError
 from dqnviz.learner import Learner
-from dqnviz.outputs import cannot_write
+from dqnviz.outputs import cannot_write, try_flock
 from dqnviz.progress import Progress, plural, say
 from dqnviz.replay import DeviceReplay, ReplayMemory, check_fits_in_memory
 from dqnviz.snapshot import (kernel_movement, layer_kernels, load_optimizer_state, load_validation_states,
@@ -48,10 +48,6 @@ from dqnviz.statistics import CSV_COLUMNS, has_row, is_digits, malformed_row_mes
 from dqnviz.stopping import deferred_interrupts, stop_requests_accepted
 from dqnviz.units import format_bytes
 
-try:
-    import fcntl
-except ImportError:  # not on Windows: a new run's claim is then its CSV's O_EXCL creation alone
-    fcntl = None
 
 
 def snapshot_meta(rom: Rom, env, config: TrainConfig, run: str, epoch: int, total_steps: int,
@@ -364,11 +360,9 @@ class StatisticsCSV:
             except OSError as error:
                 raise cannot_write(self.path, error) from None
         try:
-            if lock and fcntl is not None:
-                try:
-                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    raise RunTaken(self.path, busy=True) from None
+            # without flock (Windows) a new run's claim is its CSV's O_EXCL creation alone
+            if lock and try_flock(self._fd) is False:
+                raise RunTaken(self.path, busy=True)
             if not self._created:
                 self._open_existing(log)
             if os.fstat(self._fd).st_size == 0:

@@ -162,11 +162,15 @@ def test_missing_or_corrupt_snapshot(tmp_path, capsys, monkeypatch, content):
     assert not (tmp_path / "reports").exists()
 
 
+def _record_into(snapshot, out, frames_dir, *options) -> int:
+    """``dqnviz record SNAPSHOT --out OUT --frames-dir FRAMES_DIR OPTIONS --quiet``: its exit status."""
+    return main(["record", snapshot, "--out", str(out), "--frames-dir", str(frames_dir), *options, "--quiet"])
+
+
 def test_an_unwritable_frames_dir_is_named_before_anything_is_played(breakout_snapshot, tmp_path, capfd):
     (tmp_path / "a_file").write_text("")
     frames_dir, out = tmp_path / "a_file" / "frames", tmp_path / "b.mp4"
-    assert main(["record", breakout_snapshot, "--out", str(out), "--frames-dir", str(frames_dir),
-                 "--max-frames", "50", "--quiet"]) == 2
+    assert _record_into(breakout_snapshot, out, frames_dir, "--max-frames", "50") == 2
     err = capfd.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err  # no stray ffmpeg or imageio line
     assert f"--frames-dir {frames_dir}" in err and "b.mp4" not in err
@@ -282,8 +286,7 @@ def test_a_frames_dir_with_another_recordings_frames_is_refused(breakout_snapsho
     frames_dir.mkdir()
     (frames_dir / "frame_000099.png").write_bytes(b"old")
     out = tmp_path / "v.mp4"
-    assert main(["record", breakout_snapshot, "--out", str(out), "--frames-dir", str(frames_dir),
-                 "--max-frames", "8", "--quiet"]) == 2
+    assert _record_into(breakout_snapshot, out, frames_dir, "--max-frames", "8") == 2
     err = capsys.readouterr().err.strip()
     assert f"--frames-dir {frames_dir} already holds frames" in err and len(err.splitlines()) == 1
     assert not out.exists() and sorted(p.name for p in frames_dir.iterdir()) == ["frame_000099.png"]
@@ -308,8 +311,7 @@ def test_a_failed_recording_leaves_no_frames(breakout_snapshot, tmp_path, capsys
 
     monkeypatch.setattr(record.VideoWriter, "write", interrupted)
     out = tmp_path / "v.mp4"
-    assert main(["record", breakout_snapshot, "--out", str(out), "--frames-dir", str(frames_dir),
-                 "--max-frames", "40", "--scale", "1", "--quiet"]) == 130
+    assert _record_into(breakout_snapshot, out, frames_dir, "--max-frames", "40", "--scale", "1") == 130
     assert not out.exists()
     if existing:
         assert sorted(p.name for p in frames_dir.iterdir()) == ["notes.txt"]
@@ -413,8 +415,7 @@ def test_frames_that_appear_before_the_folder_is_claimed_are_refused(breakout_sn
         return checked
 
     monkeypatch.setattr(record, "check_arguments", then_another_recording_ends)
-    assert main(["record", breakout_snapshot, "--out", str(out), "--frames-dir", str(frames_dir),
-                 "--max-frames", "4", "--scale", "1", "--quiet"]) == 2
+    assert _record_into(breakout_snapshot, out, frames_dir, "--max-frames", "4", "--scale", "1") == 2
     err = capsys.readouterr().err.strip()
     assert f"--frames-dir {frames_dir} already holds frames" in err and len(err.splitlines()) == 1
     assert not out.exists() and [p.name for p in frames_dir.iterdir()] == ["frame_000001.png"]
@@ -446,8 +447,7 @@ def test_an_interrupted_recording_removes_exactly_the_frames_it_wrote(breakout_s
 
     monkeypatch.setattr(record.VideoWriter, "write", interrupted)
     out = tmp_path / "v.mp4"
-    assert main(["record", breakout_snapshot, "--out", str(out), "--frames-dir", str(frames_dir),
-                 "--max-frames", "40", "--scale", "1", "--quiet"]) == 130
+    assert _record_into(breakout_snapshot, out, frames_dir, "--max-frames", "40", "--scale", "1") == 130
     assert capsys.readouterr().err.strip() == "dqnviz record: interrupted"
     ours = [f"frame_{i:06d}.png" for i in range(1, 11)]
     assert seen == sorted([record.LOCK_NAME, *ours, "frame_999999.png", "notes.txt"])

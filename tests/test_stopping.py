@@ -157,10 +157,8 @@ def test_a_stop_while_a_trained_epoch_is_saved_keeps_the_epoch_and_resumes_as_th
                                                                           (2, "test")]
 
 
-def test_a_stop_while_a_tested_epoch_is_saved_keeps_it_whole(tmp_path, in_tmp, monkeypatch, capsys):
-    """Ctrl-C during the save that adds the test score said "the test phase was cut short" though
-    its row was written, and left the snapshot without its score. Now the save finishes: the
-    snapshot has its score, no _interrupted one is left, and the resume goes on with epoch 2."""
+def _stop_during_the_tested_save(monkeypatch):
+    """Ctrl-C while the trainer saves an epoch's snapshot with its test score; returns the real save."""
     from dqnviz import trainer
 
     original = trainer.Trainer.save
@@ -171,6 +169,16 @@ def test_a_stop_while_a_tested_epoch_is_saved_keeps_it_whole(tmp_path, in_tmp, m
         return original(self, epoch, test_score=test_score, suffix=suffix, **extra)
 
     monkeypatch.setattr(trainer.Trainer, "save", stopped_while_saving)
+    return original
+
+
+def test_a_stop_while_a_tested_epoch_is_saved_keeps_it_whole(tmp_path, in_tmp, monkeypatch, capsys):
+    """Ctrl-C during the save that adds the test score said "the test phase was cut short" though
+    its row was written, and left the snapshot without its score. Now the save finishes: the
+    snapshot has its score, no _interrupted one is left, and the resume goes on with epoch 2."""
+    from dqnviz import trainer
+
+    original = _stop_during_the_tested_save(monkeypatch)
     assert main(["train", "pong", "--epochs", "2", *TINY, *_dirs(tmp_path)]) == 130
     out = capsys.readouterr().out
     assert "it stopped after epoch 1's test phase" in out and "cut short" not in out
@@ -382,16 +390,7 @@ def test_a_second_stop_before_a_train_row_is_written_leaves_the_last_epochs_rows
 def test_a_stop_while_the_last_epoch_is_saved_finishes_the_run(tmp_path, in_tmp, monkeypatch, capsys):
     """A stop while the run's last epoch was saved with its score said "interrupted … continue
     with --resume", whose resume then had nothing to train: the run is finished, and says so."""
-    from dqnviz import trainer
-
-    original = trainer.Trainer.save
-
-    def stopped_while_saving(self, epoch, test_score=None, suffix="", **extra):
-        if test_score is not None:
-            signal.raise_signal(signal.SIGINT)
-        return original(self, epoch, test_score=test_score, suffix=suffix, **extra)
-
-    monkeypatch.setattr(trainer.Trainer, "save", stopped_while_saving)
+    _stop_during_the_tested_save(monkeypatch)
     assert main(["train", "pong", "--epochs", "1", *TINY, *_dirs(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "finished epoch 1" in out and "interrupted" not in out

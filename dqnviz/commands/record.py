@@ -228,7 +228,7 @@ class FramesDir:
                 self.written = []
             if self._fd is not None:
                 fd, self._fd = self._fd, None
-                if fcntl is not None:  # removed while still held: no other recording can hold it yet
+                if os.name != "nt":  # removed while still held: no other recording can hold it yet
                     with contextlib.suppress(OSError):
                         os.unlink(self._lock_path)
                     os.close(fd)
@@ -247,21 +247,14 @@ class FramesDir:
                 self._made = []
 
 
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None
-
-
 def _lock(fd: int) -> bool:
     """Take an exclusive lock on the open file ``fd`` without waiting; False if another holds it.
     The system releases it when the process ends, however it ends."""
-    if fcntl is not None:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
+    from dqnviz.outputs import try_flock
+
+    taken = try_flock(fd)
+    if taken is not None:
+        return taken
     try:
         import msvcrt
     except ImportError:  # neither: no lock, as the trainer then has none
