@@ -27,7 +27,7 @@ def random_snapshot(folder, game="breakout"):
     from dqnviz.config import TrainConfig
     from dqnviz.network import build_q_network
     from dqnviz.snapshot import save_snapshot
-    from dqnviz.trainer import snapshot_meta
+    from dqnviz.resume import snapshot_meta
 
     rom = resolve_rom(game)
     env = AtariEnv(rom, seed=0)

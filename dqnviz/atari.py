@@ -1,4 +1,5 @@
-"""ROMs and the emulator: ROM lookup by path or name, Nature preprocessing, vectorised emulators.
+"""ROMs and the emulator: ROM lookup by path or name, Nature preprocessing, vectorised emulators,
+and the environments of a training or test phase as one batch (:func:`make_envs`).
 
 The pipeline from the emulator to a state, as in Mnih et al. (2015):
 
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dqnviz.config import TEST_MAX_FRAMES, TrainConfig, env_switch
 from dqnviz.errors import UserError
 
 SCREEN_SHAPE = (210, 160)
@@ -554,3 +556,69 @@ class VectorAtariEnv:
     def step(self, actions: np.ndarray):
         self.send(actions)
         return self.recv()
+
+
+# ----------------------------------------------------------------------------------------------
+# One environment as a batch of one, and the environments of a phase
+
+class SingleEnvBatch:
+    """One :class:`AtariEnv` behind the same interface as :class:`VectorAtariEnv` (batch of 1),
+    ``stacks`` included.
+
+    Games restart by themselves: after a game over, the returned state is the next game's first.
+    """
+
+    num_envs = 1
+
+    def __init__(self, env, stacks: bool = False):
+        self.env, self.stacks = env, stacks
+        self.actions, self.action_names, self.num_actions = env.actions, env.action_names, env.num_actions
+
+    def _batch(self, state: np.ndarray) -> np.ndarray:
+        return (np.moveaxis(state, -1, 0) if self.stacks else state)[None]
+
+    def reset(self) -> np.ndarray:
+        return self._batch(self.env.reset())
+
+    def send(self, actions) -> None:
+        self._actions = actions
+
+    def recv(self):
+        return self.step(self._actions)
+
+    def step(self, actions):
+        step = self.env.step(int(actions[0]))
+        state = self.env.reset() if step.game_over else step.state
+        lives = self.env.lives if step.game_over else step.lives  # the next game's, as the vector environment says
+        return (self._batch(state), np.array([step.reward], np.float32), np.array([step.terminal]),
+                np.array([step.game_over]), np.array([lives]))
+
+
+def classic_in_threads() -> bool:
+    """Whether classic mode (one environment) runs its emulator as ale-py's vector interface does,
+    in a C++ thread, so that it steps while the loop launches the learner's updates and writes the
+    replay memory (``DQNVIZ_CLASSIC_THREAD=1``; off by default until measured on a GPU). The
+    frames, rewards, lives and game ends are those of :class:`~dqnviz.atari.AtariEnv`, bit for
+    bit (tests/test_atari.py compares them in 8 games; all 104 agreed over 1,000 steps); the no-op
+    starts are drawn over the same range 0 … noop_max by the emulator's own generator, so they
+    are other draws."""
+    return env_switch("DQNVIZ_CLASSIC_THREAD", False)
+
+
+def make_envs(rom: Rom, config: TrainConfig, training: bool, seed: int):
+    """The environments of one phase kind: training (lost life = terminal) or testing.
+
+    Their states are frame stacks, (num_envs, history, 84, 84): see :class:`VectorAtariEnv`.
+    """
+    options = dict(
+        seed=seed, noop_max=config.noop_max, life_loss_terminal=training,
+        repeat_action_probability=config.repeat_action_probability,
+        max_frames_per_episode=config.max_frames_per_episode if training else min(config.max_frames_per_episode, TEST_MAX_FRAMES),
+        frame_skip=config.frame_skip, history=config.history,
+    )
+    count = config.num_envs if training else config.test_envs or config.num_envs
+    if count == 1 and not classic_in_threads():
+        return SingleEnvBatch(AtariEnv(rom, **options), stacks=True)
+    if count == 1:  # one emulator in a C++ thread: it steps while the loop launches updates
+        return VectorAtariEnv(rom, num_envs=1, num_threads=1, stacks=True, **options)
+    return VectorAtariEnv(rom, num_envs=count, num_threads=config.emulator_threads, stacks=True, **options)

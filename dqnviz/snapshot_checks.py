@@ -319,7 +319,7 @@ def _check_meta(meta: dict, path: str) -> None:
         raise UserError(f"{path}: the snapshot's metadata ({META_MEMBER}) is damaged ({wrong})")
 
 
-# The figures an ``_interrupted`` snapshot keeps of the phase it stopped in (trainer.PhaseStats.carried)
+# The figures an ``_interrupted`` snapshot keeps of the phase it stopped in (statistics.PhaseStats.carried)
 _SITTING_TYPES = {"phase": str, "steps_done": int, "updates": int, "cost_count": int, "seconds": float,
                   "cost_sum": float, "game_scores": list}
 
@@ -355,7 +355,7 @@ def _is_number(value) -> bool:
 def interrupted_sitting(meta: dict) -> dict | None:
     """What an ``_interrupted`` snapshot says of the phase it stopped in, or None for a snapshot
     that ends a phase: its figures (``phase``, ``steps_done``, ``seconds``, … as
-    :meth:`dqnviz.trainer.PhaseStats.carried` keeps them), or, for an older snapshot that says only
+    :meth:`dqnviz.statistics.PhaseStats.carried` keeps them), or, for an older snapshot that says only
     ``true``, ``{"phase": "train"}``: its steps are unknown, so a resumed epoch trains from its start."""
     value = meta.get("interrupted")
     if not value:

@@ -1,8 +1,8 @@
 """The epoch loop: random, train and test phases; statistics; snapshots.
 
-It drives the data flow: environments → replay memory → learner, then the snapshots and the
-statistics CSV that ``dqnviz plot`` reads. It also holds the one-environment batch
-(:class:`SingleEnvBatch`, :func:`make_envs`) and the resume checks.
+It drives the data flow: environments (:func:`~dqnviz.atari.make_envs`) → replay memory →
+learner, then the snapshots (:func:`~dqnviz.resume.snapshot_meta`) and the statistics CSV that
+``dqnviz plot`` reads (:class:`~dqnviz.statistics.StatisticsCSV`).
 
     epoch 0      random phase: ε = 1 for ``random_steps``, filling the replay memory
     epoch 1 … E  train phase: ε-greedy with ε from :func:`~dqnviz.config.epsilon_schedule`, one
@@ -20,13 +20,7 @@ received after it, so emulation and learning overlap.
 from __future__ import annotations
 
 import contextlib
-import csv
-import datetime
-import errno
-import io
-import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -34,192 +28,21 @@ import numpy as np
 
 from dqnviz import backend
 from dqnviz.agent import epsilon_greedy_lazy
-from dqnviz.atari import FRAME_SHAPE, AtariEnv, Rom, VectorAtariEnv
-from dqnviz.config import RMSPROP_EPSILON_UNITS, TEST_MAX_FRAMES, TrainConfig, env_switch, epsilon_schedule
+from dqnviz.atari import FRAME_SHAPE, Rom, make_envs
+from dqnviz.config import TrainConfig, env_switch, epsilon_schedule
 from dqnviz.errors import UserError
 from dqnviz.learner import Learner
-from dqnviz.outputs import cannot_write, try_flock
+from dqnviz.outputs import cannot_write
 from dqnviz.progress import Progress, plural, say
 from dqnviz.replay import DeviceReplay, ReplayMemory, check_fits_in_memory
+from dqnviz.resume import check_same_network, replay_count_at, snapshot_meta
 from dqnviz.snapshot import (kernel_movement, layer_kernels, load_optimizer_state, load_validation_states,
                              save_optimizer_state, save_snapshot, save_validation_states, starting_point)
 from dqnviz.snapshot_checks import interrupted_sitting
-from dqnviz.statistics import CSV_COLUMNS, has_row, is_digits, malformed_row_message, read_statistics
+from dqnviz.statistics import PhaseStats, StatisticsCSV, has_row, read_statistics
 from dqnviz.stopping import deferred_interrupts, stop_requests_accepted
 from dqnviz.units import format_bytes
 
-
-
-def snapshot_meta(rom: Rom, env, config: TrainConfig, run: str, epoch: int, total_steps: int,
-                  test_score: dict | None = None, **extra) -> dict:
-    """The metadata stored with each snapshot."""
-    from dqnviz import __version__
-
-    return {
-        "game": rom.name,
-        "rom_md5": rom.md5,
-        "rom": {"name": rom.name, "path": rom.path, "md5": rom.md5},
-        "actions": [int(getattr(a, "value", a)) for a in env.actions],
-        "action_names": list(env.action_names),
-        "preprocessing": {
-            "frame_shape": [84, 84], "grayscale": True, "resize": "area",
-            "frame_skip": config.frame_skip, "max_pool_last_two": True, "history": config.history,
-            "noop_max": config.noop_max, "repeat_action_probability": config.repeat_action_probability,
-            "reward_clip": [-1.0, 1.0], "life_loss_terminal_in_training": True,
-            "max_frames_per_episode": config.max_frames_per_episode,
-        },
-        "run": run,
-        "epoch": int(epoch),
-        "total_steps": int(total_steps),
-        "config": config.to_dict(),
-        "backend": keras.config.backend(),
-        "keras_version": keras.__version__,
-        "dqnviz_version": __version__,
-        "test_score": test_score,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "initialisation": "independent",  # build_q_network's; a resumed older run passes "shared"
-        "rmsprop_epsilon_units": RMSPROP_EPSILON_UNITS,  # what config.rmsprop_epsilon means (config.stored_config)
-        **extra,
-    }
-
-
-def network_options(snapshot) -> dict:
-    """The options that shaped a snapshot's network, read from its weights: ``history`` (the
-    input's channels) and ``dueling`` (whether it has the dueling head's ``value`` stream)."""
-    return {"history": snapshot.history, "dueling": any(layer.name == "value" for layer in snapshot.model.layers)}
-
-
-def check_same_network(snapshot, config: TrainConfig, num_actions: int | None = None) -> None:
-    """Refuse to resume ``snapshot`` with options that change its network's weight shapes.
-
-    The resumed weights are loaded into networks built from ``config``: the target network is
-    ``build_q_network(num_actions, dueling, history)``, and the first copy θ⁻ ← θ fails if any
-    kernel's shape differs. The snapshot's own model is the reference (older snapshots may lack
-    a stored config): ``history`` is its input's channels, ``dueling`` whether it has the
-    dueling head's ``value`` stream, the action count its outputs. Other options (learning
-    rate, ε, epochs, …) change no shape and may change on a resume.
-
-    Raises:
-        UserError: one line naming the option, its value in the snapshot and the value asked for.
-    """
-    dueling = network_options(snapshot)["dueling"]
-    if bool(config.dueling) != dueling:
-        raise UserError(f"--dueling cannot change on --resume: the snapshot was trained "
-                        f"{'with' if dueling else 'without'} it (its weights have "
-                        f"{'a' if dueling else 'no'} dueling head)")
-    if int(config.history) != snapshot.history:
-        raise UserError(f"--history {config.history} cannot change on --resume: the snapshot was trained with "
-                        f"--history {snapshot.history} (its first layer takes {snapshot.history} frames)")
-    outputs = int(snapshot.model.output_shape[-1])
-    if num_actions is not None and outputs != int(num_actions):
-        raise UserError(f"the snapshot's network has {outputs} {plural('output', outputs)}, but this game's "
-                        f"minimal action set has {num_actions} {plural('action', num_actions)}: "
-                        f"resume it with the ROM it was trained on")
-
-
-# What a run's environments are: each changes what its phases' rows measure (the agent's step,
-# how a game starts, the emulator's dynamics, where a game is cut off), so the run's CSV would mix
-# two tasks. The snapshot records them under "preprocessing" (and "config").
-TASK_OPTIONS = {
-    "frame_skip": "--frame-skip", "noop_max": "--noop-max",
-    "repeat_action_probability": "--repeat-action-probability", "max_frames_per_episode": "--max-frames-per-episode",
-}
-
-
-def trained_task(meta: dict) -> dict:
-    """The :data:`TASK_OPTIONS` a snapshot's run was trained with, from its metadata: those it
-    records as numbers (an older or hand-edited snapshot may lack some)."""
-    recorded = {}
-    for source in (meta.get("config"), meta.get("preprocessing")):  # preprocessing's, if both
-        if isinstance(source, dict):
-            recorded.update({name: source[name] for name in TASK_OPTIONS if name in source
-                             and isinstance(source[name], (int, float)) and not isinstance(source[name], bool)})
-    return recorded
-
-
-def check_same_task(meta: dict, config: TrainConfig) -> None:
-    """Refuse to go on with a run (appending to its CSV) with another task than it was trained on:
-    a changed --frame-skip, --noop-max, --repeat-action-probability or --max-frames-per-episode.
-    A resume given a new --name is a new run, with a CSV of its own, and may change them.
-
-    Raises:
-        UserError: one line naming the option, its value in the snapshot and the value asked for.
-    """
-    for name, value in trained_task(meta).items():
-        asked = getattr(config, name)
-        if float(asked) != float(value):
-            flag = TASK_OPTIONS[name]
-            raise UserError(f"{flag} {asked:g} cannot change on --resume: the run was trained with {flag} {value:g}, "
-                            f"and its statistics would mix the two; to train on from this snapshot with {flag} "
-                            f"{asked:g}, start a new run with --name")
-
-
-# ----------------------------------------------------------------------------------------------
-# Environments as one batch
-
-class SingleEnvBatch:
-    """One :class:`AtariEnv` behind the same interface as :class:`VectorAtariEnv` (batch of 1),
-    ``stacks`` included.
-
-    Games restart by themselves: after a game over, the returned state is the next game's first.
-    """
-
-    num_envs = 1
-
-    def __init__(self, env, stacks: bool = False):
-        self.env, self.stacks = env, stacks
-        self.actions, self.action_names, self.num_actions = env.actions, env.action_names, env.num_actions
-
-    def _batch(self, state: np.ndarray) -> np.ndarray:
-        return (np.moveaxis(state, -1, 0) if self.stacks else state)[None]
-
-    def reset(self) -> np.ndarray:
-        return self._batch(self.env.reset())
-
-    def send(self, actions) -> None:
-        self._actions = actions
-
-    def recv(self):
-        return self.step(self._actions)
-
-    def step(self, actions):
-        step = self.env.step(int(actions[0]))
-        state = self.env.reset() if step.game_over else step.state
-        lives = self.env.lives if step.game_over else step.lives  # the next game's, as the vector environment says
-        return (self._batch(state), np.array([step.reward], np.float32), np.array([step.terminal]),
-                np.array([step.game_over]), np.array([lives]))
-
-
-def make_envs(rom: Rom, config: TrainConfig, training: bool, seed: int):
-    """The environments of one phase kind: training (lost life = terminal) or testing.
-
-    Their states are frame stacks, (num_envs, history, 84, 84): see :class:`VectorAtariEnv`.
-    """
-    options = dict(
-        seed=seed, noop_max=config.noop_max, life_loss_terminal=training,
-        repeat_action_probability=config.repeat_action_probability,
-        max_frames_per_episode=config.max_frames_per_episode if training else min(config.max_frames_per_episode, TEST_MAX_FRAMES),
-        frame_skip=config.frame_skip, history=config.history,
-    )
-    count = config.num_envs if training else config.test_envs or config.num_envs
-    if count == 1 and not classic_in_threads():
-        return SingleEnvBatch(AtariEnv(rom, **options), stacks=True)
-    if count == 1:  # one emulator in a C++ thread: it steps while the loop launches updates
-        return VectorAtariEnv(rom, num_envs=1, num_threads=1, stacks=True, **options)
-    return VectorAtariEnv(rom, num_envs=count, num_threads=config.emulator_threads, stacks=True, **options)
-
-
-def _replay_count_at(meta: dict, rows, epoch: int) -> int | None:
-    """The replay memory's count when a snapshot with ``meta`` was saved after ``epoch``'s train
-    phase: from its metadata, or for a snapshot older than that field from the train row in the
-    run's statistics ``rows``; None if neither says."""
-    count = meta.get("replay_memory_count")
-    if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
-        return count
-    trained = next((row for row in reversed(rows or []) if (row.get("epoch"), row.get("phase")) == (str(epoch), "train")),
-                   {})
-    count = str(trained.get("replay_memory_count", ""))
-    return int(count) if is_digits(count) else None
 
 
 def passes_multiple(done: int, step: int, period: int) -> bool:
@@ -231,263 +54,7 @@ def passes_multiple(done: int, step: int, period: int) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------
-# Statistics
-
-_BINARY = getattr(os, "O_BINARY", 0)  # Windows: bytes as written, no \n → \r\n (rows end in \r\n already)
-
-@dataclass
-class PhaseStats:
-    """What one phase measured; becomes one CSV row."""
-
-    epoch: int
-    phase: str
-    steps: int = 0
-    game_scores: list = field(default_factory=list)
-    partial_score: float = 0.0
-    epsilon: float = 1.0
-    costs: list = field(default_factory=list)
-    updates: int = 0
-    seconds: float = 0.0
-    # what an interrupted sitting of this phase measured (see :meth:`carried`), counted in the row
-    steps_before: int = 0
-    cost_sum_before: float = 0.0
-    costs_before: int = 0
-    earlier_added: bool = False
-
-    @property
-    def average_reward(self) -> float:
-        scores = self.game_scores or [self.partial_score]
-        return float(np.mean(scores))
-
-    def carried(self) -> dict:
-        """The figures an ``_interrupted`` snapshot keeps, so that the resumed phase's one CSV row
-        counts the whole phase: steps, ended games, seconds, updates and the losses read."""
-        return {"steps_done": self.steps, "seconds": round(self.seconds, 3),
-                "game_scores": [float(s) for s in self.game_scores], "updates": self.updates,
-                "cost_sum": float(np.sum(self.costs)) + self.cost_sum_before,
-                "cost_count": len(self.costs) + self.costs_before}
-
-    def add_earlier(self, carried: dict | None) -> None:
-        """Count an interrupted sitting's :meth:`carried` figures in this phase's. A snapshot
-        written before those were kept (only ``steps_done``) adds nothing: its steps without
-        their seconds would overstate the rate."""
-        if not carried or "seconds" not in carried or self.earlier_added:
-            return
-        self.earlier_added = True
-        self.steps_before = int(carried["steps_done"])
-        self.steps += self.steps_before
-        self.seconds += float(carried["seconds"])
-        self.game_scores[:0] = [float(s) for s in carried.get("game_scores", [])]
-        self.updates += int(carried.get("updates", 0))
-        self.cost_sum_before = float(carried.get("cost_sum", 0.0))
-        self.costs_before = int(carried.get("cost_count", 0))
-
-    @property
-    def meancost(self) -> float:
-        """The mean of the losses read: those of every 16th iteration's updates (every update's when
-        prioritized or profiling)."""
-        count = len(self.costs) + self.costs_before
-        return (float(np.sum(self.costs)) + self.cost_sum_before) / count if count else 0.0
-
-    def row(self, total_train_steps, replay_count, meanq, weight_updates, total_time, epoch_time) -> dict:
-        """The CSV row; ``meanq`` None (no validation states) is an empty cell, not a made-up 0."""
-        scores = self.game_scores or [self.partial_score]
-        return {
-            "epoch": self.epoch, "phase": self.phase, "steps": self.steps, "nr_games": len(self.game_scores),
-            "average_reward": round(self.average_reward, 4), "min_game_reward": float(np.min(scores)),
-            "max_game_reward": float(np.max(scores)), "last_exploration_rate": round(self.epsilon, 6),
-            "total_train_steps": total_train_steps, "replay_memory_count": replay_count,
-            "meanq": "" if meanq is None else round(float(meanq), 6), "meancost": round(self.meancost, 6),
-            "weight_updates": weight_updates, "total_time": round(total_time, 2),
-            "epoch_time": round(epoch_time, 2), "steps_per_second": round(self.steps / max(self.seconds, 1e-9), 2),
-        }
-
-
-class RunTaken(UserError):
-    """The run's statistics CSV is another's: it exists though a new run was to create it
-    (``busy`` False), or another process holds it open to write (``busy`` True)."""
-
-    def __init__(self, path: Path, busy: bool = False):
-        self.path, self.busy = Path(path), busy
-        super().__init__(f"{path} is in use by another dqnviz train running now" if busy else f"{path} exists")
-
-
-class StatisticsCSV:
-    """``reports/<run>.csv``: one row per phase, appended and synced at once (never rewritten).
-
-    Each row (and the header) goes to the file in one ``os.write``; if that fails (a full disk, a
-    file-size limit) the file is cut back to its size before, so that it only ever holds whole
-    lines, and the failure is a one-line :class:`UserError`.
-
-    Args:
-        path: the file.
-        new: a new run's CSV, which must not exist yet: it is created with ``O_EXCL``, the run's
-            claim on its name, atomic against another ``dqnviz train`` choosing the same name at
-            the same moment (:class:`RunTaken`). Otherwise (a resumed run) an existing file is
-            appended to, after its header is checked and a last line without its newline (a row
-            half written when a run stopped) is dropped, saying so; a missing one is created.
-        lock: hold an exclusive ``flock`` on the file until :meth:`close` (or the process's end,
-            however it ends: a killed run leaves no stale lock), so that a second run writing
-            the same CSV at the same time is refused (:class:`RunTaken` with ``busy``).
-        log: where the line on a dropped partial row goes.
-    """
-
-    def __init__(self, path: Path, new: bool = False, lock: bool = False, log=say):
-        self.path = Path(path)
-        self._fd = None
-        self._created = False  # by this run (a resumed run appends to its own)
-        self.rows_appended = 0
-        self._size_before_last = 0  # the file's size before the last write (see withdraw_last_row)
-        self.dropped = None  # the partial last line dropped on opening, if any
-        # the folders made for the file, outermost first: removed with it by discard_if_unused
-        self._made_folders = [folder for folder in reversed(self.path.parents) if not folder.exists()]
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise cannot_write(self.path, error) from None
-        if new or not self.path.exists():
-            try:  # created now, so that the run's name is taken while its first phase runs
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | _BINARY, 0o666)
-                self._created = True
-            except FileExistsError:
-                if new:
-                    raise RunTaken(self.path) from None
-            except OSError as error:
-                raise cannot_write(self.path, error) from None
-        if self._fd is None:
-            try:
-                self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | _BINARY)
-            except OSError as error:
-                raise cannot_write(self.path, error) from None
-        try:
-            # without flock (Windows) a new run's claim is its CSV's O_EXCL creation alone
-            if lock and try_flock(self._fd) is False:
-                raise RunTaken(self.path, busy=True)
-            if not self._created:
-                self._open_existing(log)
-            if os.fstat(self._fd).st_size == 0:
-                self._write(_csv_line(CSV_COLUMNS))
-        except BaseException:
-            self.close()
-            if self._created:
-                self._remove()
-            raise
-
-    def _open_existing(self, log) -> None:
-        """Check the header of the file being appended to, and drop a partial last line."""
-        with open(self.path, "rb") as f:
-            data = f.read()
-        if not data:
-            self._created = True  # an empty file: as good as new (its header is written now)
-            return
-        first = data.splitlines()[0] if data.splitlines() else b""
-        try:
-            header = next(csv.reader([first.decode("utf-8")]), [])
-        except (UnicodeDecodeError, csv.Error):
-            header = None
-        if header != CSV_COLUMNS:
-            raise UserError(f"{self.path} exists but is not a dqnviz statistics file; use --report-dir or --name")
-        if message := malformed_row_message(self.path, data):
-            raise UserError(message)
-        if not data.endswith((b"\n", b"\r")):
-            keep = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
-            self.dropped = data[keep:]
-            try:
-                os.ftruncate(self._fd, keep)
-            except OSError as error:
-                raise cannot_write(self.path, error) from None
-            shown = self.dropped.decode("utf-8", "replace")
-            shown = shown if len(shown) <= 40 else shown[:37] + "…"
-            log(f"{self.path}: dropped its last line, a row cut short when an earlier sitting stopped "
-                f"({shown!r}, no newline)" if keep else
-                f"{self.path}: its header lacked its newline: written again")
-
-    def _write(self, data: bytes) -> None:
-        """Append ``data`` whole or not at all: on any failure the file is cut back to its size before."""
-        if self._fd is None:
-            raise UserError(f"cannot write {self.path}: the statistics file was closed")
-        size = os.fstat(self._fd).st_size
-        self._size_before_last = size
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(self._fd, view)
-                if written <= 0:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                view = view[written:]
-            os.fsync(self._fd)
-        except OSError as error:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, size)
-            raise cannot_write(self.path, error) from None
-
-    def append(self, row: dict) -> None:
-        buffer = io.StringIO()
-        csv.DictWriter(buffer, CSV_COLUMNS).writerow(row)
-        self._write(buffer.getvalue().encode("utf-8"))
-        self.rows_appended += 1
-
-    def withdraw_last_row(self) -> None:
-        """Cut off the row this run appended last (its epoch's snapshot could not be saved), so that
-        the file ends with the last saved epoch's rows. Cutting a file short needs no free space."""
-        if self._fd is None or not self.rows_appended:
-            return
-        try:
-            os.ftruncate(self._fd, self._size_before_last)
-            os.fsync(self._fd)
-        except OSError as error:
-            raise cannot_write(self.path, error) from None
-        self.rows_appended -= 1
-
-    def close(self) -> None:
-        """Close the file (and so release its lock); appending after this is an error."""
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-    def __del__(self):
-        self.close()
-
-    def discard_if_unused(self) -> bool:
-        """Remove the file if this run created it and wrote no row (stopped in its first phase; True),
-        so that a header alone neither takes the run's name nor reads as an empty run."""
-        if self._created and not self.rows_appended:
-            self._remove()
-            return True
-        return False
-
-    def _remove(self) -> None:
-        """Delete the file, and the folders made for it if they are empty."""
-        self.close()
-        self.path.unlink(missing_ok=True)
-        for folder in reversed(self._made_folders):
-            try:
-                folder.rmdir()
-            except OSError:  # not empty: another file went there meanwhile
-                break
-
-
-def _csv_line(values) -> bytes:
-    """One CSV line as ``csv.writer`` writes it (``\\r\\n``-terminated), in UTF-8."""
-    buffer = io.StringIO()
-    csv.writer(buffer).writerow(values)
-    return buffer.getvalue().encode("utf-8")
-
-
-# ----------------------------------------------------------------------------------------------
 # The epoch loop
-
-
-def classic_in_threads() -> bool:
-    """Whether classic mode (one environment) runs its emulator as ale-py's vector interface does,
-    in a C++ thread, so that it steps while the loop launches the learner's updates and writes the
-    replay memory (``DQNVIZ_CLASSIC_THREAD=1``; off by default until measured on a GPU). The
-    frames, rewards, lives and game ends are those of :class:`~dqnviz.atari.AtariEnv`, bit for
-    bit (tests/test_atari.py compares them in 8 games; all 104 agreed over 1,000 steps); the no-op
-    starts are drawn over the same range 0 … noop_max by the emulator's own generator, so they
-    are other draws."""
-    return env_switch("DQNVIZ_CLASSIC_THREAD", False)
 
 
 def sample_ahead() -> bool:
@@ -664,7 +231,7 @@ class Trainer:
                 self.untested_epoch = epoch
                 # what that test's row records (as every test row does) for the replay memory,
                 # which is refilled only after it: the count of the train phase it tests
-                self.untested_replay_count = _replay_count_at(meta, rows, epoch)
+                self.untested_replay_count = replay_count_at(meta, rows, epoch)
         self.resume_path = getattr(resume, "path", None)
         self.total_time_before = float(meta.get("total_time", 0.0))
         self.validation = None

@@ -62,7 +62,7 @@ def make_snapshot(path, game="breakout", epoch=1, dueling=False, seed=0, test_sc
     from dqnviz.atari import AtariEnv, resolve_rom
     from dqnviz.network import build_q_network
     from dqnviz.snapshot import save_snapshot
-    from dqnviz.trainer import snapshot_meta
+    from dqnviz.resume import snapshot_meta
     from dqnviz.config import TrainConfig
 
     rom = resolve_rom(game)

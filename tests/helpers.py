@@ -39,7 +39,7 @@ def make_history_snapshot(path, history, game="pong", epoch=1, seed=0):
     from dqnviz.config import TrainConfig
     from dqnviz.network import build_q_network
     from dqnviz.snapshot import save_snapshot
-    from dqnviz.trainer import snapshot_meta
+    from dqnviz.resume import snapshot_meta
 
     rom = resolve_rom(game)
     env = AtariEnv(rom, seed=seed, history=history, frame_skip=1)

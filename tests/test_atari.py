@@ -8,7 +8,7 @@ import pytest
 
 from dqnviz.atari import AtariEnv, VectorAtariEnv, channels_last, resize_frame, resolve_rom, shipped_roms
 from dqnviz.errors import UserError
-from dqnviz.trainer import SingleEnvBatch
+from dqnviz.atari import SingleEnvBatch
 
 
 def test_rom_by_name_and_by_path_agree():

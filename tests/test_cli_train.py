@@ -449,7 +449,8 @@ def _resumable_run_t(tmp_path, epochs=1, train_steps=48, config=None):
     from dqnviz.config import TrainConfig
     from dqnviz.network import build_q_network
     from dqnviz.snapshot import save_snapshot
-    from dqnviz.trainer import CSV_COLUMNS, snapshot_meta
+    from dqnviz.statistics import CSV_COLUMNS
+    from dqnviz.resume import snapshot_meta
 
     rom = resolve_rom("pong")
     env = AtariEnv(rom, seed=0)

@@ -55,7 +55,7 @@ def test_resume_into_another_game_action_set_is_refused():
     from dqnviz.errors import UserError
     from dqnviz.network import build_q_network
     from dqnviz.snapshot import Snapshot
-    from dqnviz.trainer import check_same_network
+    from dqnviz.resume import check_same_network
 
     snapshot = Snapshot(model=build_q_network(4, seed=0))
     check_same_network(snapshot, TrainConfig(), num_actions=4)
@@ -145,7 +145,7 @@ def test_interrupted_epoch_resumed_with_fewer_train_steps_plays_none(tmp_path, c
     from dqnviz.config import TrainConfig
     from dqnviz.network import build_q_network
     from dqnviz.snapshot import save_snapshot
-    from dqnviz.trainer import snapshot_meta
+    from dqnviz.resume import snapshot_meta
 
     rom = resolve_rom("breakout")
     env = AtariEnv(rom, seed=0)
@@ -171,7 +171,7 @@ def test_a_phase_interrupted_twice_counts_every_sitting_in_its_row():
     """carried() → add_earlier() over two interruptions: steps, games, updates, seconds and the mean
     loss add up over all three sittings; adding the same sitting twice counts it once; a snapshot
     from before these figures were kept (steps_done alone) adds nothing."""
-    from dqnviz.trainer import PhaseStats
+    from dqnviz.statistics import PhaseStats
 
     first = PhaseStats(epoch=3, phase="train", steps=100, game_scores=[2.0], costs=[1.0, 3.0], updates=25, seconds=2.0)
     second = PhaseStats(epoch=3, phase="train", steps=60, game_scores=[5.0], costs=[6.0], updates=15, seconds=1.0)

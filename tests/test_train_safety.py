@@ -39,7 +39,7 @@ def _race(monkeypatch, tmp_path, name):
     run has found the name free and checked its outputs, just before it claims the name itself:
     the race of two runs started at the same moment, made deterministic."""
     from dqnviz.commands import train
-    from dqnviz.trainer import StatisticsCSV
+    from dqnviz.statistics import StatisticsCSV
 
     original, other = train._check_outputs, {}
 
@@ -79,7 +79,7 @@ def test_a_named_run_that_loses_its_name_to_another_is_refused(tmp_path, monkeyp
 
 
 def test_a_new_run_claims_its_csv_exclusively(tmp_path):
-    from dqnviz.trainer import CSV_COLUMNS, RunTaken, StatisticsCSV
+    from dqnviz.statistics import CSV_COLUMNS, RunTaken, StatisticsCSV
 
     path = tmp_path / "reports" / "x.csv"
     first = StatisticsCSV(path, new=True, lock=True)
@@ -95,7 +95,7 @@ def test_a_new_run_claims_its_csv_exclusively(tmp_path):
 
 
 def test_a_resume_of_a_run_being_trained_now_is_refused(tmp_path, monkeypatch, capsys):
-    from dqnviz.trainer import StatisticsCSV
+    from dqnviz.statistics import StatisticsCSV
 
     _resumable_run_t(tmp_path, config=_tiny_config())
     monkeypatch.chdir(tmp_path)
@@ -146,24 +146,24 @@ class FailingOS:
 
 @pytest.mark.parametrize("allow", [0, 5])
 def test_a_failed_append_leaves_the_file_as_it_was(tmp_path, monkeypatch, allow):
-    from dqnviz import trainer
+    from dqnviz import statistics
 
-    statistics = trainer.StatisticsCSV(tmp_path / "s.csv")
-    statistics.append(ROW)
-    before = statistics.path.read_bytes()
-    monkeypatch.setattr(trainer, "os", FailingOS(allow))
+    csv_file = statistics.StatisticsCSV(tmp_path / "s.csv")
+    csv_file.append(ROW)
+    before = csv_file.path.read_bytes()
+    monkeypatch.setattr(statistics, "os", FailingOS(allow))
     with pytest.raises(UserError, match=r"^cannot write .*s\.csv: No space left on device$"):
-        statistics.append(ROW)
+        csv_file.append(ROW)
     monkeypatch.undo()
-    assert statistics.path.read_bytes() == before and statistics.rows_appended == 1
-    statistics.append(ROW)  # once there is room again, rows go on after the whole ones
-    assert [r["phase"] for r in rows(statistics.path)] == ["train", "train"]
+    assert csv_file.path.read_bytes() == before and csv_file.rows_appended == 1
+    csv_file.append(ROW)  # once there is room again, rows go on after the whole ones
+    assert [r["phase"] for r in rows(csv_file.path)] == ["train", "train"]
 
 
 def test_a_file_size_limit_mid_row_leaves_the_file_as_it_was(tmp_path):
     """A real short write: the kernel writes what fits under RLIMIT_FSIZE, then refuses (EFBIG;
     Python ignores SIGXFSZ)."""
-    from dqnviz.trainer import StatisticsCSV
+    from dqnviz.statistics import StatisticsCSV
 
     statistics = StatisticsCSV(tmp_path / "s.csv")
     statistics.append(ROW)
@@ -181,19 +181,19 @@ def test_a_file_size_limit_mid_row_leaves_the_file_as_it_was(tmp_path):
 def test_a_run_whose_row_cannot_be_written_stops_in_one_line(tmp_path, monkeypatch, capsys):
     """A full disk at the first train row: one line, exit 2, the CSV holds whole rows only (as when
     a snapshot cannot be written, the run stops there: no snapshot of the epoch)."""
-    from dqnviz import trainer
+    from dqnviz import statistics
 
-    original = trainer.StatisticsCSV.append
+    original = statistics.StatisticsCSV.append
 
     def full_at_train(self, row):
         if row["phase"] == "train":
-            monkeypatch.setattr(trainer, "os", FailingOS(20))
+            monkeypatch.setattr(statistics, "os", FailingOS(20))
         try:
             return original(self, row)
         finally:
-            monkeypatch.setattr(trainer, "os", os)
+            monkeypatch.setattr(statistics, "os", os)
 
-    monkeypatch.setattr(trainer.StatisticsCSV, "append", full_at_train)
+    monkeypatch.setattr(statistics.StatisticsCSV, "append", full_at_train)
     monkeypatch.chdir(tmp_path)
     assert main(["train", "pong", "--name", "full", "--epochs", "1", *TINY]) == 2
     _one_line_error(capsys, "cannot write reports/full.csv: No space left on device")
@@ -220,7 +220,7 @@ def test_a_resume_drops_a_row_cut_short_and_says_so(tmp_path, monkeypatch, capsy
 
 def test_reading_statistics_leaves_out_a_cut_last_line(tmp_path):
     from dqnviz.statistics import read_statistics
-    from dqnviz.trainer import CSV_COLUMNS
+    from dqnviz.statistics import CSV_COLUMNS
 
     path = tmp_path / "s.csv"
     path.write_text(",".join(CSV_COLUMNS) + "\r\n0,random\r\n3,tra")

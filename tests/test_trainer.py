@@ -500,7 +500,7 @@ def test_test_environments_end_games_as_the_nature_test_does(monkeypatch, num_en
     config = TrainConfig(num_envs=num_envs, max_frames_per_episode=50_000)
     caps = []
     for training in (True, False):
-        envs = trainer.make_envs(resolve_rom("breakout"), config, training=training, seed=0)
+        envs = atari.make_envs(resolve_rom("breakout"), config, training=training, seed=0)
         single = getattr(envs, "env", None)  # one environment: an AtariEnv inside a batch of one
         assert (single or envs).life_loss_terminal is training
         caps.append(single.max_frames_per_episode if single else vector_caps[-1])

@@ -48,7 +48,7 @@ def test_emulator_threads_reach_the_vector_interface(monkeypatch, threads):
 
     from dqnviz import atari
     from dqnviz.atari import resolve_rom
-    from dqnviz.trainer import make_envs
+    from dqnviz.atari import make_envs
 
     real, seen = atari._vector_interface(), []
 
@@ -69,7 +69,7 @@ def test_classic_mode_in_an_emulator_thread_trains_exactly_as_the_python_loop(tm
     same games, rows and updates as the Python AtariEnv, so the weights come out the same bit for bit."""
     import numpy as np
 
-    from dqnviz.trainer import SingleEnvBatch, make_envs
+    from dqnviz.atari import SingleEnvBatch, make_envs
     from dqnviz.atari import VectorAtariEnv, resolve_rom
 
     results = {}

@@ -222,7 +222,7 @@ def run(args) -> int:
         rom = resolve_rom(args.rom) if args.rom else rom_for_game(meta["game"], meta.get("rom_md5"))
         if rom.name != meta["game"]:
             raise UserError(f"{args.resume} was trained on {meta['game']}, not {rom.name}")
-        from dqnviz.trainer import network_options
+        from dqnviz.resume import network_options
 
         # The stored options, with those that shaped the network read from its weights (older
         # snapshots may not store them), overridden by the flags given. A flag that would change a
@@ -274,7 +274,7 @@ def run(args) -> int:
                 notice = lambda name, reason=reason: f"{reason}; continuing as a new run, {name}"  # noqa: E731
             else:
                 new_run = False  # the same run goes on, appending to its CSV: on the same task
-                from dqnviz.trainer import check_same_task
+                from dqnviz.resume import check_same_task
 
                 check_same_task(meta, config)
     else:
@@ -363,13 +363,13 @@ def _check_outputs(run_name: str, snapshot_dir: Path, report_dir: Path, first_ep
 
 def _claim_run(run_name: str, base: str | None, new: bool, snapshot_dir: Path, report_dir: Path, taken_hint: str,
                first_epoch: int = 1):
-    """The run's :class:`~dqnviz.trainer.StatisticsCSV`, opened (``new``: created, atomically) and
+    """The run's :class:`~dqnviz.statistics.StatisticsCSV`, opened (``new``: created, atomically) and
     locked, after its outputs are checked. Another run that took the name since it was found free
     (both started at the same moment) makes a run named automatically (``base``: it is ``base`` or
     ``base-N``) take the next free name; a name the user gave is refused in one line, as is a run
     whose CSV another ``dqnviz train`` is writing now."""
     from dqnviz.errors import UserError
-    from dqnviz.trainer import RunTaken, StatisticsCSV
+    from dqnviz.statistics import RunTaken, StatisticsCSV
 
     while True:
         _check_outputs(run_name, snapshot_dir, report_dir, first_epoch)
