@@ -6,9 +6,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from dqnviz.atari import AtariEnv, VectorAtariEnv, channels_last, resize_frame, resolve_rom, shipped_roms
+from dqnviz.atari import AtariEnv, SingleEnvBatch, VectorAtariEnv, channels_last, resize_frame, resolve_rom, shipped_roms
 from dqnviz.errors import UserError
-from dqnviz.atari import SingleEnvBatch
 
 
 def test_rom_by_name_and_by_path_agree():

@@ -47,8 +47,7 @@ def test_emulator_threads_reach_the_vector_interface(monkeypatch, threads):
     import os
 
     from dqnviz import atari
-    from dqnviz.atari import resolve_rom
-    from dqnviz.atari import make_envs
+    from dqnviz.atari import make_envs, resolve_rom
 
     real, seen = atari._vector_interface(), []
 
@@ -69,8 +68,7 @@ def test_classic_mode_in_an_emulator_thread_trains_exactly_as_the_python_loop(tm
     same games, rows and updates as the Python AtariEnv, so the weights come out the same bit for bit."""
     import numpy as np
 
-    from dqnviz.atari import SingleEnvBatch, make_envs
-    from dqnviz.atari import VectorAtariEnv, resolve_rom
+    from dqnviz.atari import SingleEnvBatch, VectorAtariEnv, make_envs, resolve_rom
 
     results = {}
     for switch in ("0", "1"):
