@@ -507,7 +507,9 @@ def chance_levels(played: list, pairs: list, subsets: list, layers: list, untrai
     to a :func:`~dqnviz.analysis.similarity.unit_gram` matrix, after which a pair is one dot product.
     A layer whose weights, and those of every layer before it, equal another network's on these
     states (the trunks of two architectures that differ only in their heads, built from one seed)
-    shares that network's matrix, so it costs no second pass.
+    shares that network's matrix, so it costs no second pass. The passes of one architecture run
+    in one network, each seed's weights loaded into it in turn, so that they are compiled once
+    per architecture, not once per seed (under JAX a compile costs more than the pass).
 
     Returns:
         ``{(i, j, owner): {layer: {"chance": mean, "chance_range": (5th, 95th percentile),
@@ -515,6 +517,15 @@ def chance_levels(played: list, pairs: list, subsets: list, layers: list, untrai
         constant on these states).
     """
     untrained = untrained or functools.cache(untrained_network)
+    runners = {}  # architecture -> the network whose compiled passes run every seed's weights
+
+    def activations(arch, model, states, layers):
+        if arch not in runners:
+            runners[arch] = untrained_network(arch, seed=0)
+        runner = runners[arch]
+        runner.set_weights(model.get_weights())
+        return _activations(runner, states, layers)
+
     out = {}
     for owner in dict.fromkeys(o for i, j in pairs for o in (i, j)):
         grams = {}  # (architecture, seed) -> {layer: unit Gram matrix}, freed after each owner's states
@@ -529,7 +540,7 @@ def chance_levels(played: list, pairs: list, subsets: list, layers: list, untrai
                 prints = _layer_fingerprints(model) if have else {}
                 new = list(dict.fromkeys(layer for layer in have if prints[layer] not in by_weights))
                 if new:
-                    for layer, values in _activations(model, subsets[owner], new).items():
+                    for layer, values in activations(key[0], model, subsets[owner], new).items():
                         by_weights[prints[layer]] = sim.unit_gram(values)
                 grams[key] = {layer: by_weights[prints[layer]] for layer in have}
             return grams[key]
