@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import os
 import shutil
 import sys
@@ -13,6 +15,65 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import pytest  # noqa: E402
 
 JAX_CACHE_VARIABLES = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
+
+# Test modules whose tests use no Keras backend in the test process: the statistics charts, the
+# emulator and its preprocessing, the page renderer, the replay memory's numpy store, messages, the
+# choice of backend (whose tests start Keras in subprocesses, under the backend each test sets).
+# Run under TensorFlow and under JAX they would run the same code twice, so tests/run.sh runs them
+# once, in a process where importing Keras fails (DQNVIZ_TESTS=backend-free), which proves the
+# claim on every run; the two backends' suites (DQNVIZ_TESTS=backends) leave them out. Without
+# DQNVIZ_TESTS, pytest runs every module under its one backend, as before.
+BACKEND_FREE_MODULES = frozenset({
+    "test_atari.py", "test_backend_choice.py", "test_packaging.py", "test_plot.py",
+    "test_progress.py", "test_render.py", "test_replay.py",
+})
+assert all(os.path.exists(os.path.join(os.path.dirname(__file__), name)) for name in BACKEND_FREE_MODULES)
+SELECTION = os.environ.get("DQNVIZ_TESTS", "all")
+if SELECTION not in ("all", "backends", "backend-free"):
+    raise SystemExit(f"DQNVIZ_TESTS={SELECTION}: use backends, backend-free or all")
+
+
+class _OtherSelection(pytest.Module):
+    """A test module outside the DQNVIZ_TESTS selection: collected as empty, never imported."""
+
+    def collect(self):
+        return []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makemodule(module_path, parent):
+    """Collect only the modules of the DQNVIZ_TESTS selection (see BACKEND_FREE_MODULES), whether
+    found in tests/ or named on the command line."""
+    if SELECTION != "all" and (module_path.name in BACKEND_FREE_MODULES) != (SELECTION == "backend-free"):
+        return _OtherSelection.from_parent(parent, path=module_path)
+    return None
+
+
+class _NoKeras(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Makes importing Keras or a backend's framework fail, while ``importlib.util.find_spec`` still
+    says whether it is installed: what the backend-free selection runs under, so that a module in
+    BACKEND_FREE_MODULES that uses Keras fails loudly instead of passing for a backend it did not
+    declare (its subprocesses import what they like)."""
+
+    BLOCKED = ("keras", "tensorflow", "jax", "jaxlib")
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] not in self.BLOCKED:
+            return None
+        installed = any(finder.find_spec(name, path, target) for finder in sys.meta_path
+                        if finder is not self and hasattr(finder, "find_spec"))
+        return importlib.util.spec_from_loader(name, self) if installed else None
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        raise ImportError(f"{module.__name__} imported by a backend-free test module "
+                          "(tests/conftest.py, BACKEND_FREE_MODULES)")
+
+
+if SELECTION == "backend-free":
+    sys.meta_path.insert(0, _NoKeras())
 
 
 def pytest_configure(config):

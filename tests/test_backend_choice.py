@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -14,6 +15,16 @@ from dqnviz.backend import choice
 from dqnviz.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def require(*backends, skip_without: str = ""):
+    """Fail unless each of ``backends`` is installed (tests/run.sh installs both: a missing one is a
+    broken install, not a reason to skip); skip, saying ``skip_without``, if TensorFlow is not. The
+    tests start Keras only in subprocesses, so this test process never imports it."""
+    missing = [name for name in backends if importlib.util.find_spec(name) is None]
+    assert not missing, f"not installed: {', '.join(missing)}"
+    if skip_without and importlib.util.find_spec("tensorflow") is None:
+        pytest.skip(skip_without)
 
 
 @pytest.fixture
@@ -70,7 +81,7 @@ def test_a_missing_or_unknown_backend_is_one_line(machine, monkeypatch, installe
 
 def test_without_tensorflow_the_command_runs_on_jax(tmp_path):
     """TensorFlow made unimportable, KERAS_BACKEND unset: Keras starts on JAX instead of failing on import."""
-    import jax  # noqa: F401  (tests/run.sh installs it: a broken install must fail here, not skip)
+    require("jax")
     script = textwrap.dedent("""
         import importlib.abc, sys
         class NoTensorFlow(importlib.abc.MetaPathFinder):
@@ -96,8 +107,7 @@ def test_without_tensorflow_the_command_runs_on_jax(tmp_path):
 def test_under_jax_the_commands_leave_an_installed_tensorflow_unimported(tmp_path):
     """As on a GPU machine without TensorFlow: training (its snapshots' get_config), test, nvis and
     compare (its untrained networks' set_random_seed) never import it, where Keras would (4 s)."""
-    import jax  # noqa: F401  (tests/run.sh installs both backends)
-    pytest.importorskip("tensorflow", reason="the test is of an installed TensorFlow left unimported")
+    require("jax", skip_without="the test is of an installed TensorFlow left unimported")
 
     script = textwrap.dedent("""
         import shutil, sys
@@ -129,7 +139,7 @@ def test_under_jax_the_commands_leave_an_installed_tensorflow_unimported(tmp_pat
     ({"JAX_COMPILATION_CACHE_DIR": "{tmp}/own"}, "{tmp}/own {tmp}/own"),  # the user's own choice stands
 ])
 def test_the_jax_compilation_cache_folder(tmp_path, setting, expected):
-    import jax  # noqa: F401
+    require("jax")
 
     script = ("import keras, jax\nfrom dqnviz.backend.choice import compilation_cache\n"
               "print(compilation_cache(), jax.config.jax_compilation_cache_dir)")
@@ -149,7 +159,7 @@ def test_empty_entries_of_the_compilation_cache_are_cleared(tmp_path):
     command left empty was recompiled by every later command. dqnviz's own cache folder drops
     empty entries when a command starts; whole ones, other files (JAX's lock file) and a folder
     of the user's own are kept."""
-    pytest.importorskip("jax")
+    require("jax")
 
     folder = tmp_path / "cache" / "dqnviz" / "jax"
     folder.mkdir(parents=True)
@@ -174,8 +184,7 @@ def test_the_python_api_starts_the_backend_quietly_and_leaves_jaxs_cache_alone(t
     start-up lines in the cell, and under JAX Keras importing TensorFlow (4 s) to read a model's
     config. Now as the command line starts it, except JAX's compilation cache (the process's
     setting), which stays the user's."""
-    pytest.importorskip("jax")
-    pytest.importorskip("tensorflow", reason="the test is of an installed TensorFlow left unimported")
+    require("jax", skip_without="the test is of an installed TensorFlow left unimported")
     script = ("import sys, dqnviz\n"
               "snapshot = dqnviz.load_snapshot('snapshots/pong_24.keras')\n"
               "dqnviz.build_q_network(6, seed=0).get_config()  # seeds, and describes its layers\n"
