@@ -69,10 +69,12 @@ def close_shared_browser() -> None:
 
 
 @contextlib.contextmanager
-def open_report(path, width: int = 1400, height: int = 1000, init_script: str | None = None):
+def open_report(path, width: int = 1400, height: int = 1000, init_script: str | None = None,
+                color_scheme: str | None = None):
     """Open ``path`` in headless Chromium; yields a :class:`PageCheck` once the page has loaded
-    and unpacked plotly.js. ``init_script`` runs before the page's own scripts."""
-    context = shared_browser().new_context(viewport={"width": width, "height": height})
+    and unpacked plotly.js. ``init_script`` runs before the page's own scripts; ``color_scheme``
+    ("light" or "dark") is the system setting the page sees (prefers-color-scheme) from the start."""
+    context = shared_browser().new_context(viewport={"width": width, "height": height}, color_scheme=color_scheme)
     try:
         page = context.new_page()
         check = PageCheck(page=page)

@@ -670,15 +670,18 @@ PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b
 
 
 def weight_strip(kernel_filter: np.ndarray, scale: int = 6) -> np.ndarray:
-    """One first-layer filter (kh, kw, frames) as a grey strip of its frames, signed: grey 0, white +, black −."""
+    """One first-layer filter (kh, kw, frames) as a grey strip of its frames, signed: grey 0, white +, black −;
+    grey and alpha, with transparent 2-px gaps between the frames (no data: the page's background
+    shows through, white or dark)."""
     k = np.asarray(kernel_filter, np.float64)
     top = float(np.abs(k).max()) or 1.0
     frames = np.clip(128 + 127 * k / top, 0, 255).astype(np.uint8)
     parts = []
     for t in range(frames.shape[-1]):
         if t:
-            parts.append(np.full((frames.shape[0] * scale, 2), 255, np.uint8))
-        parts.append(frames[..., t].repeat(scale, axis=0).repeat(scale, axis=1))
+            parts.append(np.zeros((frames.shape[0] * scale, 2, 2), np.uint8))
+        frame = frames[..., t].repeat(scale, axis=0).repeat(scale, axis=1)
+        parts.append(np.stack([frame, np.full_like(frame, 255)], axis=-1))
     return np.concatenate(parts, axis=1)
 
 

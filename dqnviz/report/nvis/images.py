@@ -25,12 +25,16 @@ class ImageStore:
 
 
 def _strip(frames: np.ndarray, gap: int = 2) -> np.ndarray:
-    """(F, H, W) grey frames t-F+1..t → one (H, F·W + (F-1)·gap) image with white gaps."""
+    """(F, H, W) grey frames t-F+1..t → one (H, F·W + (F-1)·gap, 2) grey-and-alpha image whose gaps
+    are transparent: the gaps part the frames and are no data, so the page's card shows through
+    them (white, as they were drawn before, or dark in dark mode), the frames' pixels unchanged."""
     frames = np.asarray(frames, np.uint8)
-    spacer = np.full((frames.shape[1], gap), 255, np.uint8)
+    spacer = np.zeros((frames.shape[1], gap, 2), np.uint8)
+    opaque = np.full(frames.shape[1:], 255, np.uint8)
     parts = []
     for i, frame in enumerate(frames):
-        parts.extend([spacer, frame] if i else [frame])
+        pixels = np.stack([frame, opaque], axis=-1)
+        parts.extend([spacer, pixels] if i else [pixels])
     return np.concatenate(parts, axis=1)
 
 
