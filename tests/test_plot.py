@@ -1172,3 +1172,104 @@ def test_a_long_run_draws_some_of_its_markers_and_lists_some_of_its_points(tmp_p
     out = tmp_path / "long.html"
     assert run_cli(["plot", csv_path, "--fields", "average_reward", "--out", str(out)]) == 0
     assert f"(50 of its {points:,} points, evenly spread: the CSV holds them all)" in out.read_text()
+
+
+# --- groups of runs (--group): the mean over seeds with its 95% interval ---------------------------
+
+T_975_2 = 4.302652729911275  # Student's t, 0.975 quantile, 2 degrees of freedom (from tables)
+
+
+def write_seed(path, test_scores, test_games=None, meanq=0.5):
+    """A run of two epochs whose test rows score ``test_scores`` (one per epoch) over ``test_games``
+    games (0: no game ended, the score a running one)."""
+    test_games = test_games or [5] * len(test_scores)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS, restval=1.0)
+        writer.writeheader()
+        writer.writerow(dict(epoch=0, phase="random", average_reward=-20, meanq=0.0, nr_games=3,
+                             total_train_steps=0, total_time=10))
+        for epoch, (score, games) in enumerate(zip(test_scores, test_games), start=1):
+            writer.writerow(dict(epoch=epoch, phase="train", average_reward=score - 1, meanq=meanq, nr_games=4,
+                                 total_train_steps=1000 * epoch, total_time=10 + 60 * epoch))
+            writer.writerow(dict(epoch=epoch, phase="test", average_reward=score, meanq=meanq, nr_games=games,
+                                 total_train_steps=1000 * epoch, total_time=20 + 60 * epoch))
+    return str(path)
+
+
+def test_a_group_is_the_mean_of_its_runs_in_a_band_of_its_95_percent_interval(tmp_path):
+    from dqnviz.report.plot import build_figure, group_runs, read_stats
+
+    paths = [write_seed(tmp_path / f"s{seed}.csv", scores, meanq=q)
+             for seed, (scores, q) in enumerate([([10, 4], 0.2), ([12, 6], 0.4), ([17, 8], 0.9)])]
+    group = group_runs("seeds", [read_stats(p) for p in paths])
+    epochs, means = group.series("test", "average_reward")
+    assert epochs == [1, 2] and means == pytest.approx([13, 6])
+    # x̄ ± t · s / √3: epoch 1's s² = (9 + 1 + 16) / 2 = 13; epoch 2's = (4 + 0 + 4) / 2 = 4
+    band_x, low, high = group.band("test", "average_reward")
+    half = [T_975_2 * (13 ** 0.5) / 3 ** 0.5, T_975_2 * 2 / 3 ** 0.5]
+    assert band_x == [1, 2]
+    assert low == pytest.approx([13 - half[0], 6 - half[1]]) and high == pytest.approx([13 + half[0], 6 + half[1]])
+    assert group.baseline("average_reward") == -20 and group.series("train", "meanq")[1] == pytest.approx([0.5, 0.5])
+    assert group.resumes() == []
+    figure = build_figure([group], ["average_reward"])
+    bands = [t for t in figure.data if t.fill == "toself"]
+    line = next(t for t in figure.data if t.name == "test")
+    band = next(t for t in bands if t.legendgroup == line.legendgroup)
+    assert len(bands) == 2 and band.showlegend is False and band.hoverinfo == "skip"
+    assert list(band.x) == [1, 2, 2, 1] and list(band.y) == pytest.approx([13 + half[0], 6 + half[1], 6 - half[1], 13 - half[0]])
+    red, green, blue = (int(line.line.color[i:i + 2], 16) for i in (1, 3, 5))
+    assert band.fillcolor == f"rgba({red},{green},{blue},0.2)"
+    assert line.text[0] == f"mean of 3 runs: 95% CI {13 - half[0]:.4g} – {13 + half[0]:.4g}; runs 10 – 17"
+
+
+def test_a_groups_game_score_averages_the_runs_in_which_a_game_ended(tmp_path):
+    """A test phase in which no game ended holds the running score of an unfinished game: not a
+    game's score to average. Where no run's game ended, the mean is an unfinished point, as a run's."""
+    from dqnviz.report.plot import group_runs, read_stats
+
+    paths = [write_seed(tmp_path / "a.csv", [10, 3], [5, 0], meanq=0.2),
+             write_seed(tmp_path / "b.csv", [14, 5], [5, 0], meanq=0.4),
+             write_seed(tmp_path / "c.csv", [-7, 9], [0, 0], meanq=0.9)]
+    group = group_runs("seeds", [read_stats(p) for p in paths])
+    assert group.series("test", "average_reward") == ([1], [12.0])  # c's -7 is no game's score
+    assert group.unfinished("test", "average_reward") == ([2], [pytest.approx(17 / 3)])
+    assert group.series("test", "meanq")[1] == pytest.approx([0.5, 0.5])  # every run measured meanq
+    assert group.games_text("test", "average_reward")[0].startswith("mean of 2 runs: 95% CI")
+
+
+def test_plot_draws_groups_beside_runs(tmp_path, capsys):
+    from tests.browser import all_plots_drawn, open_report
+
+    for seed, scores in enumerate([[10, 4], [12, 6], [17, 8]]):
+        write_seed(tmp_path / f"pong-s{seed}.csv", scores)
+    single = write_seed(tmp_path / "other.csv", [1, 2])
+    out = tmp_path / "groups.html"
+    assert run_cli(["plot", single, "--group", f"seeds={tmp_path}/pong-s*.csv", "--fields", "average_reward,meanq",
+                    "--out", str(out)]) == 0
+    html = out.read_text()
+    assert "seeds (mean of 3)" in html and "mean of 3:" in html and "pong-s2.csv" in html
+    assert "95% confidence interval" in html
+    with open_report(out) as check:
+        plots, drawn = all_plots_drawn(check.page)
+        assert (plots, drawn) == (1, 1) and check.errors == []
+        fills = check.page.evaluate("() => document.querySelector('.js-plotly-plot').data"
+                                    ".filter(t => t.fill === 'toself').map(t => t.name)")
+        # average_reward's train and test; meanq's one line (equal in the train and test rows)
+        assert fills == ["seeds · train: 95% CI", "seeds · test: 95% CI", "seeds · train: 95% CI"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--group", "seeds"], "--group seeds: expected NAME=CSV,…"),
+    (["--group", "=a.csv"], "--group =a.csv: expected NAME=CSV,…"),
+    (["--group", "seeds={tmp}/nothing*.csv"], "--group seeds: no file matches {tmp}/nothing*.csv"),
+    (["--group", "seeds={tmp}/missing.csv"], "statistics file not found: {tmp}/missing.csv"),
+    (["{tmp}/a.csv", "--group", "a={tmp}/a.csv"], "--group a=…: 'a' names another run or group"),
+    (["--fields", "meanq"], "give one or more statistics CSVs, or --group NAME=CSV,…"),
+])
+def test_a_bad_group_is_a_one_line_error(tmp_path, capsys, argv, message):
+    write_seed(tmp_path / "a.csv", [1, 2])
+    out = tmp_path / "out.html"
+    assert run_cli(["plot", *[a.format(tmp=tmp_path) for a in argv], "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message.format(tmp=tmp_path) in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()

@@ -18,13 +18,19 @@ are overlaid as separate runs, named by file. The game-score CSVs of `dqnviz tes
   dqnviz plot reports/pong.csv reports/pong-h100.csv --x minutes
                                                a CPU run and a GPU run by wall-clock time
   dqnviz plot reports/breakout.csv --png       also write reports/breakout.png
+  dqnviz plot --group nature='reports/pong-s*.csv' --group dueling='reports/pong-dueling-s*.csv'
+                                               runs of several seeds as their mean, with its 95% interval
 """
 
 
 def add_arguments(parser) -> None:
     from dqnviz.commands.arguments import nonempty
 
-    parser.add_argument("csv", nargs="+", metavar="CSV", help="statistics CSV(s) written by dqnviz train")
+    parser.add_argument("csv", nargs="*", metavar="CSV", help="statistics CSV(s) written by dqnviz train")
+    parser.add_argument("--group", action="append", default=[], metavar="NAME=CSV,…",
+                        help="draw these runs (comma-separated files or quoted globs; seeds of one "
+                             "configuration, say) as one line NAME: their mean at each epoch, in a band of its 95%% "
+                             "confidence interval; repeat for several groups")
     parser.add_argument("--fields", default=None, metavar="A,B,…",
                         help="columns to plot, comma separated (default: average_reward,meanq,nr_games,meancost); "
                              "any CSV column can be named")
@@ -49,6 +55,8 @@ def run(args) -> int:
     from dqnviz.outputs import check_output
 
     fields = parse_fields(args.fields)
+    if not args.csv and not args.group:
+        raise UserError("give one or more statistics CSVs, or --group NAME=CSV,…")
     seen, csvs = set(), []
     for path in args.csv:  # the same file twice (a shell glob and a name) is drawn once
         if Path(path).resolve() not in seen:
@@ -64,7 +72,7 @@ def run(args) -> int:
             runs.append(read_stats(path))
         except ScoresCSV as error:  # reports/*.csv also matches the score lists of dqnviz test
             scores.append((path, error))
-    if not runs:
+    if not runs and not args.group:
         raise scores[0][1]
     if scores:
         print(f"dqnviz plot: left out {len(scores)} CSV {'file' if len(scores) == 1 else 'files'} of dqnviz test "
@@ -80,9 +88,19 @@ def run(args) -> int:
     if len(set(names)) != len(names):  # two files with one stem: name them by path instead
         for run in runs:
             run.name = str(Path(run.path).with_suffix(""))
-    check_fields(runs, fields)
-    check_x(runs, args.x)
-    out = Path(args.out) if args.out else default_output(csvs)
+    groups = [read_group(text) for text in args.group]
+    taken = [run.name for run in runs]
+    for group in groups:
+        if group.name in taken:
+            raise UserError(f"--group {group.name}=…: {group.name!r} names another run or group; give it another name")
+        taken.append(group.name)
+    members = [member for group in groups for member in group.members]
+    check_fields(runs + members, fields)
+    check_x(runs + members, args.x)
+    runs += groups
+    csvs += [member.path for member in members]
+    out = Path(args.out) if args.out else default_output(csvs if not groups or args.csv else
+                                                         [f"{group.name}.csv" for group in groups])
     if out.exists() and out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name such as {out / 'plot.html'}")
     check_output(out, inputs=csvs, suffixes=(".html", ".htm"), makes="an HTML page")
@@ -96,3 +114,32 @@ def run(args) -> int:
         else:
             print(f"wrote {png} (rendered with {how})")
     return 0
+
+
+def read_group(text: str):
+    """``--group NAME=CSV,…`` as a :class:`~dqnviz.report.plot.RunGroup`: each comma-separated part
+    a file or a glob (sorted; quoted, so that the shell leaves it to us)."""
+    import glob
+
+    from dqnviz.errors import UserError
+    from dqnviz.report.plot import ScoresCSV, group_runs, read_stats
+
+    name, equals, patterns = text.partition("=")
+    name = name.strip()
+    if not equals or not name or not patterns.strip():
+        raise UserError(f"--group {text}: expected NAME=CSV,… (a name, '=', then files or quoted globs, comma-separated)")
+    paths = []
+    for pattern in (part.strip() for part in patterns.split(",")):
+        if not pattern:
+            continue
+        found = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
+        if not found:
+            raise UserError(f"--group {name}: no file matches {pattern}")
+        paths += [path for path in found if path not in paths]
+    members = []
+    for path in paths:
+        try:
+            members.append(read_stats(path))
+        except ScoresCSV as error:
+            raise UserError(f"--group {name}: {error}") from None
+    return group_runs(name, members)

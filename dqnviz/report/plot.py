@@ -279,6 +279,113 @@ def resume_signs(before: dict, after: dict) -> list:
     return signs
 
 
+@dataclass
+class Spread:
+    """The values of one point of a :class:`RunGroup` across its runs: ``n`` of them, their mean, the
+    95% confidence interval of the mean (``low``, ``high``; equal to the mean for one run) and the
+    lowest and highest run."""
+
+    n: int
+    mean: float
+    low: float
+    high: float
+    least: float
+    most: float
+
+
+def spread(values: list) -> Spread:
+    """:class:`Spread` of finite ``values`` (one per run): mean x̄, and x̄ ± t₀.₉₇₅,ₙ₋₁ · s / √n with
+    s the sample standard deviation (n − 1 in its denominator), Student's t interval of the mean."""
+    from scipy.stats import t as student_t
+
+    n = len(values)
+    mean = math.fsum(values) / n
+    if n < 2:
+        return Spread(n, mean, mean, mean, min(values), max(values))
+    deviation = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    half = float(student_t.ppf(0.975, n - 1)) * deviation / math.sqrt(n)
+    return Spread(n, mean, mean - half, mean + half, min(values), max(values))
+
+
+@dataclass
+class RunGroup(Run):
+    """Several runs of one configuration (seeds, say: ``dqnviz plot --group NAME=CSV,…``) drawn as
+    one run: per epoch and phase, each field's mean over the runs that have it, with the 95%
+    confidence interval of that mean as a band (:func:`spread`).
+
+    Its ``rows`` are those means, so it is drawn, placed on any x axis (the runs' mean agent steps or
+    minutes at that epoch) and tabled as a run is. A game score averages only the runs in which a
+    game ended in that phase (another run's is the running score of an unfinished game); where none
+    did, the mean of those running scores is an unfinished point, as a run's is. A run's resume is
+    its own, not the group's, so a group marks none. ``refill`` rows (a resume's) are left out.
+    """
+
+    members: list = dataclasses.field(default_factory=list)
+    # (phase, field) -> {epoch: Spread}
+    spreads: dict = dataclasses.field(default_factory=dict)
+
+    def games_text(self, phase: str, field: str) -> list | None:
+        """Per point of :meth:`series`: over how many runs its mean is, the 95% interval and the range."""
+        texts = []
+        for epoch, _, _ in self._points(phase, field):
+            point = self.spreads.get((phase, field), {}).get(epoch)
+            if point is None:
+                texts.append("")
+            elif point.n < 2:
+                texts.append(f"1 of {len(self.members)} runs only")
+            else:
+                texts.append(f"mean of {point.n} runs: 95% CI {point.low:.4g} – {point.high:.4g}; "
+                             f"runs {point.least:.4g} – {point.most:.4g}")
+        return texts
+
+    def band(self, phase: str, field: str, x: str = "epoch") -> tuple[list, list, list]:
+        """``(x, low, high)`` of the 95% interval at the points of :meth:`series` over two runs or more."""
+        points = self.spreads.get((phase, field), {})
+        out = ([], [], [])
+        for (epoch, _, row) in self._points(phase, field):
+            point = points.get(epoch)
+            place = self.position(row, x)
+            if point is not None and point.n >= 2 and place == place:
+                for values, value in zip(out, (place, point.low, point.high)):
+                    values.append(value)
+        return out
+
+    def resumes(self) -> list:
+        return []
+
+
+def group_runs(name: str, members: list) -> RunGroup:
+    """The :class:`RunGroup` ``name`` of the runs ``members`` (each a :class:`Run`), with the columns
+    that every one of them has."""
+    columns = [c for c in members[0].columns if all(c in m.columns for m in members)]
+    by_key = {}  # (epoch, phase) -> {member number: its last row there}
+    for number, member in enumerate(members):
+        for row in member.rows:
+            epoch = _number(row["epoch"])
+            if row["phase"] != "refill" and epoch == epoch:
+                by_key.setdefault((epoch, row["phase"]), {})[number] = row
+    rows, spreads = [], {}
+    for (epoch, phase), found in sorted(by_key.items(), key=lambda item: (item[0][0], PHASES.index(item[0][1]))):
+        games = [_number(r.get("nr_games")) for r in found.values()]
+        some_game_ended = any(g > 0 for g in games)
+        row = {"epoch": str(int(epoch)) if epoch.is_integer() else repr(epoch), "phase": phase}
+        for column in columns:
+            if column in ("epoch", "phase"):
+                continue
+            chosen = [r for r in found.values()
+                      if not (some_game_ended and column in GAME_SCORE_FIELDS and _no_game_ended(r, column))]
+            values = [v for v in (_number(r.get(column)) for r in chosen) if v == v]
+            if not values:
+                row[column] = ""
+                continue
+            point = spread(values)
+            row[column] = repr(point.mean)
+            spreads.setdefault((phase, column), {})[epoch] = point
+        rows.append(row)
+    paths = ", ".join(member.path for member in members)
+    return RunGroup(name=name, path=paths, columns=columns, rows=rows, members=list(members), spreads=spreads)
+
+
 def _no_game_ended(row: dict, field: str) -> bool:
     """A game-score ``field`` of a row whose ``nr_games`` is 0: the trainer wrote the score so far."""
     return field in GAME_SCORE_FIELDS and _number(row.get("nr_games")) == 0
@@ -494,6 +601,15 @@ def chart_traces(runs: list, fields: list, x: str = "epoch") -> Charts:
                     continue
                 label = "train = test" if merged else phase
                 if epochs and any(v == v for v in y):
+                    line_colour = colour if several else PHASE_COLOURS[phase]
+                    if isinstance(run, RunGroup):
+                        band_x, low, high = run.band(phase, field, x)
+                        if band_x:  # the 95% interval of the mean, under its line; hidden with it from the legend
+                            traces.append(go.Scatter(
+                                x=band_x + band_x[::-1], y=high + low[::-1], mode="lines", fill="toself",
+                                fillcolor=_translucent(line_colour), line=dict(width=0), hoverinfo="skip",
+                                name=f"{prefix}{phase}: 95% CI", legendgroup=f"{run.name}-{phase}", showlegend=False,
+                            ))
                     data = run.hover_data(phase, field)
                     epoch, after = _where(x, data)
                     # a game score's point says how many games it averages: one game is luck as often as skill
@@ -505,7 +621,7 @@ def chart_traces(runs: list, fields: list, x: str = "epoch") -> Charts:
                         showlegend=legend(f"{run.name}-{phase}"),
                         marker=dict(size=5, symbol=symbol if several else PHASE_SYMBOLS[phase],
                                     **({"maxdisplayed": MARKERS_SHOWN} if len(y) > MARKERS_SHOWN else {})),
-                        line=dict(color=colour if several else PHASE_COLOURS[phase], dash=PHASE_DASH[phase], width=2),
+                        line=dict(color=line_colour, dash=PHASE_DASH[phase], width=2),
                         hovertemplate=f"{prefix}{label} {epoch}<br>{field} = %{{y:~.4g}}"
                                       + ("<br>%{text}" if games else "")
                                       + (f"<br>{after}" if after else "") + "<extra></extra>",
@@ -529,6 +645,12 @@ def chart_traces(runs: list, fields: list, x: str = "epoch") -> Charts:
                 drawn[-1].add(number)
         charts.append(traces)
     return Charts(traces=charts, entries=len(shown), drawn=drawn)
+
+
+def _translucent(colour: str, alpha: float = 0.2) -> str:
+    """``"#rrggbb"`` as ``"rgba(r,g,b,alpha)"``: a band that shows the grid and other lines through it."""
+    red, green, blue = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red},{green},{blue},{alpha})"
 
 
 RESUME_COLOUR = "#52606d"  # a single run's resume marks: the page's muted ink, apart from the phases' colours
@@ -771,16 +893,24 @@ def build_context(runs: list, fields: list, figure, narrow_layout=None, x: str =
     for run in runs:
         best = _best_test(run)
         randoms = [r for r in run.rows if r["phase"] == "random"]
+        group = isinstance(run, RunGroup)
+        label = None if best is None else _best_label(best)
+        if group and best is not None:
+            point = run.spreads.get(("test", "average_reward"), {}).get(_number(best["epoch"]))
+            label = f"epoch {best['epoch']}, mean of {point.n} {plural('run', point.n)}" if point else label
         summaries.append({
             # the file's name, its path in the cell's title: a long path would take a narrow window's width
             "name": run.name, "path": run.path, "file": Path(run.path).name, "rows": len(run.rows),
+            # a group's files: the runs it is the mean of
+            "members": [Path(member.path).name for member in run.members] if group else None,
             "epochs": len({r["epoch"] for r in run.rows if r["phase"] != "random"}),
-            "best": None if best is None else {"score": _number(best["average_reward"]), "label": _best_label(best),
+            "best": None if best is None else {"score": _number(best["average_reward"]), "label": label,
                                                "few": _number(best.get("nr_games")) < FEW_GAMES},
             "baseline": run.baseline("average_reward") if "average_reward" in run.columns else None,
             "no_random": not randoms,
         })
-    title = "training statistics · " + ", ".join(run.name for run in runs)
+    title = "training statistics · " + ", ".join(
+        f"{run.name} (mean of {len(run.members)})" if isinstance(run, RunGroup) else run.name for run in runs)
     unfinished = any(run.unfinished(phase, field)[0] for run in runs for phase in ("train", "test") for field in fields)
     # every resume, for the notes: the charts mark them; the CSV's signs say how it is known
     resumes = [{"name": run.name, "epoch": _int(resume.epoch), "signs": resume.signs}
@@ -794,6 +924,7 @@ def build_context(runs: list, fields: list, figure, narrow_layout=None, x: str =
             # by steps the runs' epochs are not compared; by minutes the page points to --x steps itself
             "epoch_lengths": epoch_lengths(runs) if x == "epoch" else [],
             "unfinished": unfinished, "x": x, "against": X_AXES[x]["against"],
+            "groups": any(isinstance(run, RunGroup) for run in runs),
             "data_tables": data_tables(runs, fields, x)}
 
 
