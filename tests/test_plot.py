@@ -1197,7 +1197,7 @@ def write_seed(path, test_scores, test_games=None, meanq=0.5):
 
 
 def test_a_group_is_the_mean_of_its_runs_in_a_band_of_its_95_percent_interval(tmp_path):
-    from dqnviz.report.plot import build_figure, group_runs, read_stats
+    from dqnviz.report.plot import build_figure, data_tables, group_runs, read_stats
 
     paths = [write_seed(tmp_path / f"s{seed}.csv", scores, meanq=q)
              for seed, (scores, q) in enumerate([([10, 4], 0.2), ([12, 6], 0.4), ([17, 8], 0.9)])]
@@ -1220,6 +1220,8 @@ def test_a_group_is_the_mean_of_its_runs_in_a_band_of_its_95_percent_interval(tm
     red, green, blue = (int(line.line.color[i:i + 2], 16) for i in (1, 3, 5))
     assert band.fillcolor == f"rgba({red},{green},{blue},0.2)"
     assert line.text[0] == f"mean of 3 runs: 95% CI {13 - half[0]:.4g} – {13 + half[0]:.4g}; runs 10 – 17"
+    table = data_tables([group], ["average_reward"])[0]["rows"]
+    assert [r["value"] for r in table if r["phase"] == "test"][0] == f"13 (95% CI {13 - half[0]:.4g} – {13 + half[0]:.4g}, 3 runs)"
 
 
 def test_a_groups_game_score_averages_the_runs_in_which_a_game_ended(tmp_path):

@@ -868,11 +868,16 @@ def data_tables(runs: list, fields: list, x: str = "epoch") -> list:
             for rank, phase in enumerate(("train",) if field in LEARNING_ONLY else ("train", "test")):
                 for unfinished in (False, True):
                     places = run.positions(phase, field, x, unfinished=unfinished)
-                    values = run.unfinished(phase, field)[1] if unfinished else run.series(phase, field)[1]
-                    for place, value in zip(places, values):
+                    epochs, values = run.unfinished(phase, field) if unfinished else run.series(phase, field)
+                    spreads = run.spreads.get((phase, field), {}) if isinstance(run, RunGroup) else {}
+                    for place, epoch, value in zip(places, epochs, values):
                         if value != value:
                             continue
-                        rows.append({"run": run.name, "n": n, "x": _x_text(place, x), "value": f"{value:.4g}",
+                        text = f"{value:.4g}"
+                        if (point := spreads.get(epoch)) is not None:  # a group's mean: with its interval
+                            text += (f" (95% CI {point.low:.4g} – {point.high:.4g}, {point.n} runs)" if point.n > 1
+                                     else " (1 run)")
+                        rows.append({"run": run.name, "n": n, "x": _x_text(place, x), "value": text,
                                      "phase": f"{phase}, no game ended (score so far)" if unfinished else phase,
                                      "order": (place if place == place else math.inf, rank + 1)})
         rows.sort(key=lambda r: (r["n"], r["order"]))
