@@ -247,9 +247,14 @@ class StatisticsCSV:
             raise
 
     def _open_existing(self, log) -> None:
-        """Check the header of the file being appended to, and drop a partial last line."""
-        with open(self.path, "rb") as f:
-            data = f.read()
+        """Check the header of the file being appended to, and drop a partial last line. Read from
+        the descriptor this object holds (and has locked), so that the bytes checked are those of
+        the file appended to, whatever is renamed over its path meanwhile."""
+        chunks = []
+        os.lseek(self._fd, 0, os.SEEK_SET)  # appends still go to the end (O_APPEND)
+        while chunk := os.read(self._fd, 1 << 20):
+            chunks.append(chunk)
+        data = b"".join(chunks)
         if not data:
             self._created = True  # an empty file: as good as new (its header is written now)
             return
