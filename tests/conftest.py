@@ -151,6 +151,51 @@ def quiet_trainer(folder, config, game="pong", run="t", log=lambda *_: None, **o
     return made
 
 
+# The report pages that several modules look at (accessibility, dark mode, compare): made once per
+# test session, and only read by the tests.
+FAST_NVIS = ["--filters", "2", "--max-steps", "60", "--quiet"]
+FAST_COMPARE = ["--filters", "2", "--max-steps", "40", "--quiet"]
+
+
+@pytest.fixture(scope="session")
+def nvis_page(tmp_path_factory):
+    """An nvis page of a random-weight Breakout snapshot."""
+    from tests.helpers import run_cli
+
+    folder = tmp_path_factory.mktemp("shared-nvis")
+    snapshot = make_snapshot(folder / "breakout_1.keras", "breakout", 1)
+    out = folder / "nvis.html"
+    assert run_cli(["nvis", str(snapshot), *FAST_NVIS, "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def compare_page(tmp_path_factory):
+    """A compare page of random-weight Breakout and Pong snapshots, beside it as breakout_1.keras
+    and pong_2.keras."""
+    from tests.helpers import run_cli
+
+    folder = tmp_path_factory.mktemp("shared-compare")
+    a = str(make_snapshot(folder / "breakout_1.keras", "breakout", 1))
+    b = str(make_snapshot(folder / "pong_2.keras", "pong", 2, seed=1))
+    out = folder / "cmp.html"
+    assert run_cli(["compare", a, b, "--out", str(out), *FAST_COMPARE]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def plot_page(tmp_path_factory):
+    """A plot page of a run of 5 epochs resumed at epoch 3 (beside it as pong.csv)."""
+    from tests.helpers import run_cli
+    from tests.test_plot import write_sittings
+
+    folder = tmp_path_factory.mktemp("shared-plot")
+    csv = write_sittings(folder / "pong.csv", epochs=5, resume_at=3)
+    out = folder / "pong.html"
+    assert run_cli(["plot", str(csv), "--out", str(out)]) == 0
+    return out
+
+
 @pytest.fixture
 def breakout_snapshot(tmp_path):
     return str(make_snapshot(tmp_path / "breakout_1.keras", "breakout", 1))

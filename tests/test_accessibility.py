@@ -12,10 +12,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from tests.helpers import run_cli
 
-FAST_NVIS = ["--filters", "2", "--max-steps", "60", "--quiet"]
-FAST_COMPARE = ["--filters", "2", "--max-steps", "40", "--quiet"]
 
 
 class Node:
@@ -91,38 +88,7 @@ def by_id(root: Node) -> dict:
 
 # --- the pages ------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def nvis_page(tmp_path_factory):
-    from tests.conftest import make_snapshot
-
-    folder = tmp_path_factory.mktemp("a11y-nvis")
-    snapshot = make_snapshot(folder / "breakout_1.keras", "breakout", 1)
-    out = folder / "nvis.html"
-    assert run_cli(["nvis", str(snapshot), *FAST_NVIS, "--out", str(out)]) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
-def compare_page(tmp_path_factory):
-    from tests.conftest import make_snapshot
-
-    folder = tmp_path_factory.mktemp("a11y-compare")
-    a = str(make_snapshot(folder / "breakout_1.keras", "breakout", 1))
-    b = str(make_snapshot(folder / "pong_2.keras", "pong", 2, seed=1))
-    out = folder / "cmp.html"
-    assert run_cli(["compare", a, b, "--out", str(out), *FAST_COMPARE]) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
-def plot_page(tmp_path_factory):
-    from tests.test_plot import write_sittings
-
-    folder = tmp_path_factory.mktemp("a11y-plot")
-    csv = write_sittings(folder / "pong.csv", epochs=5, resume_at=3)
-    out = folder / "pong.html"
-    assert run_cli(["plot", str(csv), "--out", str(out)]) == 0
-    return out
+# nvis_page, compare_page and plot_page: tests/conftest.py (one of each for the session)
 
 
 # --- 1. charts have text equivalents; their SVG drawings are hidden -----------------------------------

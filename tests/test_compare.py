@@ -12,14 +12,10 @@ from tests.helpers import make_history_snapshot, run_cli
 FAST = ["--filters", "2", "--max-steps", "40", "--quiet"]
 
 
-@pytest.fixture(scope="module")
-def compared(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("compare")
-    a = str(make_snapshot(folder / "breakout_1.keras", "breakout", 1))
-    b = str(make_snapshot(folder / "pong_2.keras", "pong", 2, seed=1))
-    out = folder / "cmp.html"
-    assert run_cli(["compare", a, b, "--out", str(out), *FAST]) == 0
-    return out
+@pytest.fixture
+def compared(compare_page):
+    """The session's compare page of breakout_1 and pong_2 (tests/conftest.py), with FAST's options."""
+    return compare_page
 
 
 def test_page_draws_without_errors(compared):
