@@ -16,17 +16,13 @@ import pytest  # noqa: E402
 
 JAX_CACHE_VARIABLES = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
 
-# Test modules whose tests use no Keras backend in the test process: the statistics charts, the
-# emulator and its preprocessing, the page renderer, the replay memory's numpy store, messages, the
-# choice of backend (whose tests start Keras in subprocesses, under the backend each test sets).
-# Run under TensorFlow and under JAX they would run the same code twice, so tests/run.sh runs them
+# Test modules whose tests use no Keras backend in the test process (tests/backend_free.txt). Run
+# under TensorFlow and under JAX they would run the same code twice, so tests/run.sh runs them
 # once, in a process where importing Keras fails (DQNVIZ_TESTS=backend-free), which proves the
 # claim on every run; the two backends' suites (DQNVIZ_TESTS=backends) leave them out. Without
 # DQNVIZ_TESTS, pytest runs every module under its one backend, as before.
-BACKEND_FREE_MODULES = frozenset({
-    "test_atari.py", "test_backend_choice.py", "test_packaging.py", "test_plot.py",
-    "test_progress.py", "test_render.py", "test_replay.py",
-})
+with open(os.path.join(os.path.dirname(__file__), "backend_free.txt")) as _listed:
+    BACKEND_FREE_MODULES = frozenset(line.strip() for line in _listed if line.strip() and not line.startswith("#"))
 assert all(os.path.exists(os.path.join(os.path.dirname(__file__), name)) for name in BACKEND_FREE_MODULES)
 SELECTION = os.environ.get("DQNVIZ_TESTS", "all")
 if SELECTION not in ("all", "backends", "backend-free"):

@@ -26,18 +26,49 @@ fi
 
 export TF_CPP_MIN_LOG_LEVEL=3 SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy
 
-# pytest under one selection of test modules (tests/conftest.py): "backends" are the modules that
-# use Keras, run under each backend; "backend-free" the ones that use none, run once, with Keras
-# unimportable. Exit status 5 (nothing collected) counts as passing only when arguments chose tests,
-# which may all lie in the other selection.
-chosen=$#  # the arguments given to this script, which pytest gets too
-suite() {
-  local selection=$1 backend=$2 code=0
-  shift 2
-  DQNVIZ_TESTS=$selection KERAS_BACKEND=$backend python -m pytest -q -p no:warnings "$@" || code=$?
-  if [ "$code" = 5 ] && [ "$chosen" -gt 0 ]; then code=0; fi
-  return "$code"
+# Two selections of test modules (tests/conftest.py): "backends", the modules that use Keras, run
+# under each backend; "backend-free" (tests/backend_free.txt), the ones that use none, run once,
+# with Keras unimportable. Test files or node ids given as arguments go to the selection of their
+# module, and a selection none of them is in does not run; other arguments (-k, -x, …) go to all.
+mapfile -t backend_free < <(grep -v '^#' tests/backend_free.txt)
+options=() backends_paths=() free_paths=()
+for argument in "$@"; do
+  module=$(basename -- "${argument%%::*}")
+  if [[ "$argument" == -* || "$module" != test_*.py ]]; then
+    options+=("$argument")
+  elif printf '%s\n' "${backend_free[@]}" | grep -qx "$module"; then
+    free_paths+=("$argument")
+  else
+    backends_paths+=("$argument")
+  fi
+done
+run_backends=1 run_free=1
+if [ $(( ${#backends_paths[@]} + ${#free_paths[@]} )) -gt 0 ]; then
+  [ ${#backends_paths[@]} -gt 0 ] || run_backends=0
+  [ ${#free_paths[@]} -gt 0 ] || run_free=0
+fi
+# A suite's exit status: 0 passed, 5 collected nothing (-k matched none of its tests), else failed.
+# The run fails if a suite failed, or if no suite ran a test.
+failed=0 ran=0
+tally() {
+  case "$1" in
+    0) ran=1 ;;
+    5) ;;
+    *) failed=1 ;;
+  esac
 }
+suite() {  # selection backend [pytest arguments]
+  local selection=$1 backend=$2
+  shift 2
+  DQNVIZ_TESTS=$selection KERAS_BACKEND=$backend python -m pytest -q -p no:warnings "$@"
+}
+free_suite() {
+  echo "== tests that use no Keras backend (run once, with Keras unimportable)"
+  local code=0
+  suite backend-free tensorflow ${options[@]+"${options[@]}"} ${free_paths[@]+"${free_paths[@]}"} || code=$?
+  tally "$code"
+}
+backends_arguments=(${options[@]+"${options[@]}"} ${backends_paths[@]+"${backends_paths[@]}"})
 
 # The two backends' suites run at the same time where there are two cores or more: each keeps
 # about 1.2 cores busy (Python, then short bursts of XLA or TensorFlow), so together they take
@@ -45,32 +76,36 @@ suite() {
 # kept in a file and shown when the TensorFlow suite, shown as it runs, and the backend-free
 # modules after it, are done.
 # DQNVIZ_TEST_SERIAL=1 runs them one after the other, all shown as they run.
-status=0
-if [ "${DQNVIZ_TEST_SERIAL:-0}" != 1 ] && [ "$(nproc 2>/dev/null || echo 1)" -ge 2 ]; then
+trap 'exit 130' INT TERM
+if [ "$run_backends" = 1 ] && [ "${DQNVIZ_TEST_SERIAL:-0}" != 1 ] && [ "$(nproc 2>/dev/null || echo 1)" -ge 2 ]; then
   jax_log="$(mktemp -t dqnviz-tests-jax.XXXXXX)"
   # Ctrl-C stops both: the JAX suite runs in a process group of its own (set -m), which the
   # trap ends with everything it started (a background job of a script ignores SIGINT itself).
   # It keeps no pytest cache, so that the TensorFlow suite's last-failed record is the one kept.
   trap '[ -n "${jax_pid:-}" ] && kill -- "-$jax_pid" 2>/dev/null; rm -f "$jax_log"' EXIT
-  trap 'exit 130' INT TERM
   set -m
-  suite backends jax -p no:cacheprovider "$@" >"$jax_log" 2>&1 &
+  suite backends jax -p no:cacheprovider ${backends_arguments[@]+"${backends_arguments[@]}"} >"$jax_log" 2>&1 &
   jax_pid=$!
   set +m
   echo "== tests with KERAS_BACKEND=tensorflow (the JAX suite runs beside it; its output follows)"
-  suite backends tensorflow "$@" || status=1
-  echo "== tests that use no Keras backend (run once, with Keras unimportable)"
-  suite backend-free tensorflow "$@" || status=1
-  wait "$jax_pid" || status=1
+  code=0; suite backends tensorflow ${backends_arguments[@]+"${backends_arguments[@]}"} || code=$?; tally "$code"
+  [ "$run_free" = 0 ] || free_suite
+  code=0; wait "$jax_pid" || code=$?; tally "$code"
   jax_pid=
   echo "== tests with KERAS_BACKEND=jax"
   cat "$jax_log"
 else
-  for backend in tensorflow jax; do
-    echo "== tests with KERAS_BACKEND=$backend"
-    suite backends "$backend" "$@" || status=1
-  done
-  echo "== tests that use no Keras backend (run once, with Keras unimportable)"
-  suite backend-free tensorflow "$@" || status=1
+  if [ "$run_backends" = 1 ]; then
+    for backend in tensorflow jax; do
+      echo "== tests with KERAS_BACKEND=$backend"
+      code=0; suite backends "$backend" ${backends_arguments[@]+"${backends_arguments[@]}"} || code=$?; tally "$code"
+    done
+  fi
+  [ "$run_free" = 0 ] || free_suite
 fi
+if [ "$ran" = 0 ]; then
+  echo "no test ran: the arguments chose none" >&2
+  failed=1
+fi
+status=$failed
 exit $status
