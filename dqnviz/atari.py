@@ -335,8 +335,8 @@ class Step:
     Attributes:
         state: (84, 84, history) uint8, the state after the step. After a game over it is the
             ended game's last state: an AtariEnv does not restart by itself (call
-            :meth:`AtariEnv.reset`); :class:`VectorAtariEnv` and the trainer's one-environment
-            batch do, and return the next game's first state instead.
+            :meth:`AtariEnv.reset`); :class:`VectorAtariEnv` and :class:`SingleEnvBatch`
+            do, and return the next game's first state instead.
         reward: the raw game score of the step, summed over its frames (clip it for learning).
         terminal: no bootstrapping past this step: game over, the frame cap, or (with
             ``life_loss_terminal``, in training) a lost life.

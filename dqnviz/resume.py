@@ -3,8 +3,9 @@
 Each snapshot carries :func:`snapshot_meta`: the game and ROM, the preprocessing, the options, the
 run's name and epoch, the versions that made it. ``dqnviz train --resume`` reads it back: the
 network it loads into must have the same weight shapes (:func:`check_same_network`), a run that
-goes on under its own name the same task (:func:`check_same_task`), and the replay memory is
-refilled to the count it had (:func:`replay_count_at`).
+goes on under its own name the same task (:func:`check_same_task`), and an epoch whose test phase
+is still owed records the replay memory's count that its snapshot was saved with
+(:func:`replay_count_at`).
 """
 
 from __future__ import annotations

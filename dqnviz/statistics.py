@@ -14,7 +14,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from dqnviz.errors import UserError
 from dqnviz.outputs import cannot_write, try_flock
@@ -129,12 +128,16 @@ class PhaseStats:
 
     @property
     def average_reward(self) -> float:
+        import numpy as np  # here, not at the top: the command line imports this module at its start
+
         scores = self.game_scores or [self.partial_score]
         return float(np.mean(scores))
 
     def carried(self) -> dict:
         """The figures an ``_interrupted`` snapshot keeps, so that the resumed phase's one CSV row
         counts the whole phase: steps, ended games, seconds, updates and the losses read."""
+        import numpy as np
+
         return {"steps_done": self.steps, "seconds": round(self.seconds, 3),
                 "game_scores": [float(s) for s in self.game_scores], "updates": self.updates,
                 "cost_sum": float(np.sum(self.costs)) + self.cost_sum_before,
@@ -159,6 +162,8 @@ class PhaseStats:
     def meancost(self) -> float:
         """The mean of the losses read: those of every 16th iteration's updates (every update's when
         prioritized or profiling)."""
+        import numpy as np
+
         count = len(self.costs) + self.costs_before
         return (float(np.sum(self.costs)) + self.cost_sum_before) / count if count else 0.0
 
@@ -167,8 +172,8 @@ class PhaseStats:
         scores = self.game_scores or [self.partial_score]
         return {
             "epoch": self.epoch, "phase": self.phase, "steps": self.steps, "nr_games": len(self.game_scores),
-            "average_reward": round(self.average_reward, 4), "min_game_reward": float(np.min(scores)),
-            "max_game_reward": float(np.max(scores)), "last_exploration_rate": round(self.epsilon, 6),
+            "average_reward": round(self.average_reward, 4), "min_game_reward": float(min(scores)),
+            "max_game_reward": float(max(scores)), "last_exploration_rate": round(self.epsilon, 6),
             "total_train_steps": total_train_steps, "replay_memory_count": replay_count,
             "meanq": "" if meanq is None else round(float(meanq), 6), "meancost": round(self.meancost, 6),
             "weight_updates": weight_updates, "total_time": round(total_time, 2),

@@ -1267,6 +1267,7 @@ def test_plot_draws_groups_beside_runs(tmp_path, capsys):
     (["--group", "seeds={tmp}/missing.csv"], "statistics file not found: {tmp}/missing.csv"),
     (["{tmp}/a.csv", "--group", "a={tmp}/a.csv"], "--group a=…: 'a' names another run or group"),
     (["--fields", "meanq"], "give one or more statistics CSVs, or --group NAME=CSV,…"),
+    (["--group", "g= , "], "--group g: no CSV given"),
 ])
 def test_a_bad_group_is_a_one_line_error(tmp_path, capsys, argv, message):
     write_seed(tmp_path / "a.csv", [1, 2])
@@ -1275,3 +1276,47 @@ def test_a_bad_group_is_a_one_line_error(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert message.format(tmp=tmp_path) in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists()
+
+
+def test_a_group_is_cut_where_its_shortest_run_ends_and_a_file_counts_once(tmp_path, capsys):
+    """Past the shortest run, the mean would be of fewer runs and jump where one ends: the group
+    stops at the last epoch all its runs reached, and says so. The same file named twice (a glob
+    and a path, written differently) is one run; a dqnviz test score list a glob matches is left out."""
+    from dqnviz.report.plot import build_figure
+
+    write_seed(tmp_path / "pong-s0.csv", [10, 4])
+    write_seed(tmp_path / "pong-s1.csv", [12, 6, 30, 40])
+    (tmp_path / "pong-s1_2_test.csv").write_text("episode,score,frames\n1,3,100\n")
+    out = tmp_path / "g.html"
+    group_text = f"seeds={tmp_path}/pong-s*.csv,{tmp_path}/./pong-s0.csv"
+    assert run_cli(["plot", "--group", group_text, "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "group seeds: drawn to epoch 2, the last that all its 2 runs reached (the longest goes on to epoch 4)" in err
+    assert "--group left out 1 CSV file of dqnviz test game scores that its globs matched" in err
+    html = out.read_text()
+    assert "mean of 2:" in html and "Group seeds: drawn to epoch 2" in html
+    from dqnviz.commands.plot import read_group
+
+    group, left_out = read_group(group_text)
+    assert [m.name for m in group.members] == ["pong-s0", "pong-s1"] and len(left_out) == 1
+    assert group.series("test", "average_reward") == ([1, 2], [11.0, 5.0])
+    figure = build_figure([group], ["average_reward"])
+    assert max(max(t.x) for t in figure.data if t.x is not None and None not in t.x) <= 2
+
+
+def test_a_groups_band_stops_where_fewer_than_two_runs_give_a_point(tmp_path):
+    """Where a game ended in one run alone, that point has no interval: the band stops there and
+    starts again after it, instead of drawing across it."""
+    from dqnviz.report.plot import group_runs, read_stats
+
+    paths = [write_seed(tmp_path / "a.csv", [10, 3, 7], [5, 5, 5]),
+             write_seed(tmp_path / "b.csv", [14, 5, 9], [5, 0, 5])]
+    group = group_runs("seeds", [read_stats(p) for p in paths])
+    band_x, low, high = group.band("test", "average_reward")
+    assert band_x == [1, None, 3]
+    xs, ys = group.band_outline("test", "average_reward")
+    assert xs == [1, 1, None, 3, 3] and ys[2] is None
+    assert group.games_text("test", "average_reward")[1] == "1 of 2 runs only (a game ended in it alone): no interval"
+    alone = group_runs("one", [read_stats(paths[0])])
+    assert alone.band("test", "average_reward") == ([], [], []) and alone.games_text("test", "average_reward")[0] == \
+        "one run: no interval"

@@ -128,7 +128,7 @@ ROW = {"epoch": 1, "phase": "train", "steps": 48}
 
 
 class FailingOS:
-    """``os`` as trainer.py sees it, whose ``write`` writes ``allow`` bytes and then fails."""
+    """``os`` as dqnviz/statistics.py (the statistics CSV) sees it, whose ``write`` writes ``allow`` bytes and then fails."""
 
     def __init__(self, allow, error=errno.ENOSPC):
         self.allow, self.error = allow, error

@@ -49,7 +49,8 @@ def run(args) -> int:
 
     from dqnviz.errors import UserError
     from dqnviz.report.plot import (
-        ScoresCSV, check_fields, check_x, default_output, parse_fields, read_stats, render_page, write_png,
+        ScoresCSV, check_fields, check_x, default_output, group_notes, parse_fields, read_stats, render_page,
+        write_png,
     )
     from dqnviz.report.render import write_html
     from dqnviz.outputs import check_output
@@ -79,7 +80,17 @@ def run(args) -> int:
               f"game scores (episode, score, …), not training statistics: "
               f"{', '.join(path for path, _ in scores[:3])}{', …' if len(scores) > 3 else ''}", file=sys.stderr)
         csvs = [run.path for run in runs]
-    for run in runs:
+    groups, left_out = [], []
+    for text in args.group:
+        group, scores = read_group(text)
+        groups.append(group)
+        left_out += scores
+    if left_out:
+        print(f"dqnviz plot: --group left out {len(left_out)} CSV {'file' if len(left_out) == 1 else 'files'} of "
+              f"dqnviz test game scores that its globs matched: {', '.join(left_out[:3])}"
+              f"{', …' if len(left_out) > 3 else ''}", file=sys.stderr)
+    members = [member for group in groups for member in group.members]
+    for run in runs + members:
         if run.unreadable:
             (line, column, text), more = run.unreadable[0], len(run.unreadable) - 1
             print(f"dqnviz plot: {run.path} line {line}: {column} {text!r} is not a finite number, left out of "
@@ -88,13 +99,11 @@ def run(args) -> int:
     if len(set(names)) != len(names):  # two files with one stem: name them by path instead
         for run in runs:
             run.name = str(Path(run.path).with_suffix(""))
-    groups = [read_group(text) for text in args.group]
     taken = [run.name for run in runs]
     for group in groups:
         if group.name in taken:
             raise UserError(f"--group {group.name}=…: {group.name!r} names another run or group; give it another name")
         taken.append(group.name)
-    members = [member for group in groups for member in group.members]
     check_fields(runs + members, fields)
     check_x(runs + members, args.x)
     runs += groups
@@ -104,6 +113,8 @@ def run(args) -> int:
     if out.exists() and out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name such as {out / 'plot.html'}")
     check_output(out, inputs=csvs, suffixes=(".html", ".htm"), makes="an HTML page")
+    for note in group_notes(runs):
+        print(f"dqnviz plot: {note}", file=sys.stderr)
     html, figure = render_page(runs, fields, x=args.x)
     write_html(out, html)
     print(f"wrote {out}")
@@ -116,10 +127,14 @@ def run(args) -> int:
     return 0
 
 
-def read_group(text: str):
-    """``--group NAME=CSV,…`` as a :class:`~dqnviz.report.plot.RunGroup`: each comma-separated part
-    a file or a glob (sorted; quoted, so that the shell leaves it to us)."""
+def read_group(text: str) -> tuple:
+    """``--group NAME=CSV,…`` as a :class:`~dqnviz.report.plot.RunGroup`, and the ``dqnviz test``
+    score CSVs its globs matched and it left out (as the positional CSVs' are): each comma-separated
+    part a file or a glob (sorted; quoted, so that the shell leaves it to us; ``~`` expanded). A
+    file named twice, however written, counts once."""
     import glob
+    import os
+    from pathlib import Path
 
     from dqnviz.errors import UserError
     from dqnviz.report.plot import ScoresCSV, group_runs, read_stats
@@ -128,18 +143,32 @@ def read_group(text: str):
     name = name.strip()
     if not equals or not name or not patterns.strip():
         raise UserError(f"--group {text}: expected NAME=CSV,… (a name, '=', then files or quoted globs, comma-separated)")
-    paths = []
-    for pattern in (part.strip() for part in patterns.split(",")):
+    paths, globbed, seen = [], set(), set()
+    for pattern in (os.path.expanduser(part.strip()) for part in patterns.split(",")):
         if not pattern:
             continue
-        found = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
-        if not found:
+        found = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else []
+        if found:
+            globbed.update(found)
+        elif os.path.exists(pattern) or not any(c in pattern for c in "*?["):
+            found = [pattern]  # a file (whose name may hold [ or *), or one read_stats says is missing
+        else:
             raise UserError(f"--group {name}: no file matches {pattern}")
-        paths += [path for path in found if path not in paths]
-    members = []
+        for path in found:
+            if Path(path).resolve() not in seen:
+                seen.add(Path(path).resolve())
+                paths.append(path)
+    if not paths:
+        raise UserError(f"--group {name}: no CSV given")
+    members, scores = [], []
     for path in paths:
         try:
             members.append(read_stats(path))
         except ScoresCSV as error:
-            raise UserError(f"--group {name}: {error}") from None
-    return group_runs(name, members)
+            if path not in globbed:
+                raise UserError(f"--group {name}: {error}") from None
+            scores.append(path)  # reports/<run>*.csv also matches the score lists of dqnviz test
+    if not members:
+        raise UserError(f"--group {name}: {', '.join(scores[:3])}{', …' if len(scores) > 3 else ''} "
+                        f"{'holds' if len(scores) == 1 else 'hold'} dqnviz test game scores, not training statistics")
+    return group_runs(name, members), scores

@@ -323,6 +323,8 @@ class RunGroup(Run):
     members: list = dataclasses.field(default_factory=list)
     # (phase, field) -> {epoch: Spread}
     spreads: dict = dataclasses.field(default_factory=dict)
+    # (the last epoch all the runs reached, where the group is cut; the last any reached)
+    reached: tuple = (0.0, 0.0)
 
     def games_text(self, phase: str, field: str) -> list | None:
         """Per point of :meth:`series`: over how many runs its mean is, the 95% interval and the range."""
@@ -332,7 +334,8 @@ class RunGroup(Run):
             if point is None:
                 texts.append("")
             elif point.n < 2:
-                texts.append(f"1 of {len(self.members)} runs only")
+                texts.append("one run: no interval" if len(self.members) == 1 else
+                             f"1 of {len(self.members)} runs only (a game ended in it alone): no interval")
             else:
                 texts.append(f"mean of {point.n} runs: 95% CI {point.low:.4g} – {point.high:.4g}; "
                              f"runs {point.least:.4g} – {point.most:.4g}")
@@ -348,7 +351,28 @@ class RunGroup(Run):
             if point is not None and point.n >= 2 and place == place:
                 for values, value in zip(out, (place, point.low, point.high)):
                     values.append(value)
+            elif out[0] and out[0][-1] is not None:  # a gap: the band stops here and starts again after it
+                for values in out:
+                    values.append(None)
+        if out[0] and out[0][-1] is None:
+            for values in out:
+                values.pop()
         return out
+
+    def band_outline(self, phase: str, field: str, x: str = "epoch") -> tuple[list, list]:
+        """The :meth:`band` as closed shapes for a ``toself`` fill, one per stretch without a gap
+        (plotly closes each stretch between Nones on its own): each stretch's highs left to right,
+        then its lows right to left."""
+        band_x, low, high = self.band(phase, field, x)
+        xs, ys, start = [], [], 0
+        for end in [i for i, value in enumerate(band_x) if value is None] + [len(band_x)]:
+            if xs:
+                xs.append(None), ys.append(None)
+            stretch = slice(start, end)
+            xs += band_x[stretch] + band_x[stretch][::-1]
+            ys += high[stretch] + low[stretch][::-1]
+            start = end + 1
+        return xs, ys
 
     def resumes(self) -> list:
         return []
@@ -358,11 +382,13 @@ def group_runs(name: str, members: list) -> RunGroup:
     """The :class:`RunGroup` ``name`` of the runs ``members`` (each a :class:`Run`), with the columns
     that every one of them has."""
     columns = [c for c in members[0].columns if all(c in m.columns for m in members)]
+    reached = [_last_epoch(member) for member in members]
+    common = min(reached)  # past it, a mean would be of fewer runs, and jump where one ends
     by_key = {}  # (epoch, phase) -> {member number: its last row there}
     for number, member in enumerate(members):
         for row in member.rows:
             epoch = _number(row["epoch"])
-            if row["phase"] != "refill" and epoch == epoch:
+            if row["phase"] != "refill" and epoch == epoch and epoch <= common:
                 by_key.setdefault((epoch, row["phase"]), {})[number] = row
     rows, spreads = [], {}
     for (epoch, phase), found in sorted(by_key.items(), key=lambda item: (item[0][0], PHASES.index(item[0][1]))):
@@ -383,7 +409,33 @@ def group_runs(name: str, members: list) -> RunGroup:
             spreads.setdefault((phase, column), {})[epoch] = point
         rows.append(row)
     paths = ", ".join(member.path for member in members)
-    return RunGroup(name=name, path=paths, columns=columns, rows=rows, members=list(members), spreads=spreads)
+    return RunGroup(name=name, path=paths, columns=columns, rows=rows, members=list(members), spreads=spreads,
+                    reached=(common, max(reached)))
+
+
+def _last_epoch(run: Run) -> float:
+    """The highest epoch a run's rows hold (its random phase's 0 if nothing more)."""
+    epochs = [e for e in (_number(row["epoch"]) for row in run.rows) if e == e]
+    return max(epochs, default=0.0)
+
+
+def group_notes(runs: list) -> list:
+    """What the page and the command say about the groups among ``runs``: one cut to the last epoch
+    that all its runs reached, and one whose runs' epochs differ in length (so that one epoch is not
+    the same training in each)."""
+    notes = []
+    for group in (run for run in runs if isinstance(run, RunGroup)):
+        common, longest = group.reached
+        if longest > common:
+            notes.append(f"group {group.name}: drawn to epoch {_int(common)}, the last that all its "
+                         f"{len(group.members)} runs reached (the longest goes on to epoch {_int(longest)})")
+        lengths = epoch_lengths(group.members)
+        if lengths:
+            notes.append(f"group {group.name}: its runs' epochs differ in length ("
+                         + ", ".join(f"{name} {steps:,}" for name, steps in lengths)
+                         + " agent steps per train phase), so each point is the mean of one epoch, not of one "
+                         "amount of training")
+    return notes
 
 
 def _no_game_ended(row: dict, field: str) -> bool:
@@ -603,10 +655,10 @@ def chart_traces(runs: list, fields: list, x: str = "epoch") -> Charts:
                 if epochs and any(v == v for v in y):
                     line_colour = colour if several else PHASE_COLOURS[phase]
                     if isinstance(run, RunGroup):
-                        band_x, low, high = run.band(phase, field, x)
+                        band_x, band_y = run.band_outline(phase, field, x)
                         if band_x:  # the 95% interval of the mean, under its line; hidden with it from the legend
                             traces.append(go.Scatter(
-                                x=band_x + band_x[::-1], y=high + low[::-1], mode="lines", fill="toself",
+                                x=band_x, y=band_y, mode="lines", fill="toself",
                                 fillcolor=_translucent(line_colour), line=dict(width=0), hoverinfo="skip",
                                 name=f"{prefix}{phase}: 95% CI", legendgroup=f"{run.name}-{phase}", showlegend=False,
                             ))
@@ -929,7 +981,7 @@ def build_context(runs: list, fields: list, figure, narrow_layout=None, x: str =
             # by steps the runs' epochs are not compared; by minutes the page points to --x steps itself
             "epoch_lengths": epoch_lengths(runs) if x == "epoch" else [],
             "unfinished": unfinished, "x": x, "against": X_AXES[x]["against"],
-            "groups": any(isinstance(run, RunGroup) for run in runs),
+            "groups": any(isinstance(run, RunGroup) for run in runs), "group_notes": group_notes(runs),
             "data_tables": data_tables(runs, fields, x)}
 
 

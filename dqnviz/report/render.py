@@ -124,7 +124,8 @@ def gradient_shares(gradient, labels) -> str:
 
 
 def png_data_uri(image: np.ndarray, scale: int = 1) -> str:
-    """A uint8 (H, W) or (H, W, 3) image as a ``data:image/png;base64,…`` URI, nearest-upscaled."""
+    """A uint8 (H, W) grey, (H, W, 2) grey-and-alpha or (H, W, 3) RGB image as a
+    ``data:image/png;base64,…`` URI, nearest-upscaled."""
     from PIL import Image
 
     image = np.asarray(image)
