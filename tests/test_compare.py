@@ -790,3 +790,22 @@ def test_many_runs_are_compared_with_the_first_unless_every_pair_is_asked_for(tm
         run_cli(["compare", str(a), str(b), "--pairs", "first", "--out", str(tmp_path / "c.html")])
     assert seen["pairs"] == "first"
     assert run_cli(["compare", str(a), str(b), "--pairs", "some"]) == 2
+
+
+def test_one_runner_network_gives_each_seeds_own_activations():
+    """The CKA chance level runs every seed of an architecture through one network, its weights
+    loaded in turn, so that the passes compile once: its compiled pass must read the weights it
+    holds at each call, giving each seed's own activations."""
+    from dqnviz.report.compare import _activations, untrained_network
+
+    arch = (6, False, 4, (84, 84))
+    states = np.random.default_rng(0).integers(0, 256, (5, 84, 84, 4)).astype(np.float32)
+    runner = untrained_network(arch, seed=0)
+    for seed in (1, 2, 1):
+        own = untrained_network(arch, seed=seed)
+        runner.set_weights(own.get_weights())
+        through_runner = _activations(runner, states, ["conv2", "fc"])
+        for layer, values in _activations(own, states, ["conv2", "fc"]).items():
+            np.testing.assert_allclose(through_runner[layer], values, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(_activations(untrained_network(arch, seed=1), states, ["fc"])["fc"],
+                           _activations(untrained_network(arch, seed=2), states, ["fc"])["fc"])
