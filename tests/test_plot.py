@@ -1218,7 +1218,7 @@ def test_a_group_is_the_mean_of_its_runs_in_a_band_of_its_95_percent_interval(tm
     assert len(bands) == 2 and band.showlegend is False and band.hoverinfo == "skip"
     assert list(band.x) == [1, 2, 2, 1] and list(band.y) == pytest.approx([13 + half[0], 6 + half[1], 6 - half[1], 13 - half[0]])
     red, green, blue = (int(line.line.color[i:i + 2], 16) for i in (1, 3, 5))
-    assert band.fillcolor == f"rgba({red},{green},{blue},0.2)"
+    assert band.fillcolor == f"rgba({red},{green},{blue},0.25)"  # the test phase's band
     assert line.text[0] == f"mean of 3 runs: 95% CI {13 - half[0]:.4g} – {13 + half[0]:.4g}; runs 10 – 17"
     table = data_tables([group], ["average_reward"])[0]["rows"]
     assert [r["value"] for r in table if r["phase"] == "test"][0] == f"13 (95% CI {13 - half[0]:.4g} – {13 + half[0]:.4g}, 3 runs)"
@@ -1320,3 +1320,41 @@ def test_a_groups_band_stops_where_fewer_than_two_runs_give_a_point(tmp_path):
     alone = group_runs("one", [read_stats(paths[0])])
     assert alone.band("test", "average_reward") == ([], [], []) and alone.games_text("test", "average_reward")[0] == \
         "one run: no interval"
+
+
+def test_a_resume_inside_a_train_phase_is_marked_where_the_first_sitting_stopped(tmp_path):
+    """A stop inside epoch 3's train phase wrote no row for the 964 steps it trained; the refill row
+    of the next sitting counts them. By steps and minutes the resume is marked there, not at the
+    first sitting's last row, and it is said to be during epoch 3."""
+    from dqnviz.report.plot import build_context, build_figure, group_runs, read_stats
+
+    rows = [dict(epoch=0, phase="random", total_train_steps=0, total_time=5, epoch_time=5),
+            dict(epoch=1, phase="train", steps=1000, total_train_steps=1000, total_time=25, epoch_time=20),
+            dict(epoch=1, phase="test", steps=500, total_train_steps=1000, total_time=30, epoch_time=25),
+            dict(epoch=2, phase="train", steps=1000, total_train_steps=2000, total_time=50, epoch_time=20),
+            dict(epoch=2, phase="test", steps=500, total_train_steps=2000, total_time=55, epoch_time=25),
+            dict(epoch=3, phase="refill", steps=500, total_train_steps=2964, total_time=78, epoch_time=3),
+            dict(epoch=3, phase="train", steps=1000, total_train_steps=3000, total_time=80, epoch_time=5),
+            dict(epoch=3, phase="test", steps=500, total_train_steps=3000, total_time=85, epoch_time=10)]
+    path = tmp_path / "s1.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS, restval=1.0)
+        writer.writeheader()
+        writer.writerows(rows)
+    run = read_stats(path)
+    (resume,) = run.resumes()
+    assert resume.when == "during epoch 3 (after 964 of its train steps)"
+    assert run.resume_position(resume, "steps") == 2964 and run.resume_position(resume, "minutes") == 75 / 60
+    assert run.resume_position(resume, "epoch") == 2.5
+    figure = build_figure([run], ["average_reward"], x="steps")
+    assert any(shape.x0 == 2964 for shape in figure.layout.shapes)
+    # a run's resume inside a group is not marked on the group's charts, but the page says it
+    other = tmp_path / "s0.csv"
+    with open(other, "w", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS, restval=1.0)
+        writer.writeheader()
+        writer.writerows(dict(row, total_time=row["total_time"] - 20) if row["epoch"] == 3 else row  # one sitting
+                         for row in rows if row["phase"] != "refill")
+    group = group_runs("seeds", [read_stats(other), run])
+    context = build_context([group], ["average_reward"], build_figure([group], ["average_reward"]))
+    assert [r["name"] for r in context["resumes"]] == ["s1 (in group seeds; not marked on its charts)"]

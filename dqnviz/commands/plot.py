@@ -90,6 +90,14 @@ def run(args) -> int:
               f"dqnviz test game scores that its globs matched: {', '.join(left_out[:3])}"
               f"{', …' if len(left_out) > 3 else ''}", file=sys.stderr)
     members = [member for group in groups for member in group.members]
+    in_groups = {}
+    for group in groups:
+        for member in group.members:
+            in_groups.setdefault(Path(member.path).resolve(), []).append(group.name)
+    for path, names in in_groups.items():
+        if len(names) > 1:
+            print(f"dqnviz plot: {path.name} is in {len(names)} groups ({', '.join(names)}): each counts it",
+                  file=sys.stderr)
     for run in runs + members:
         if run.unreadable:
             (line, column, text), more = run.unreadable[0], len(run.unreadable) - 1
@@ -108,8 +116,9 @@ def run(args) -> int:
     check_x(runs + members, args.x)
     runs += groups
     csvs += [member.path for member in members]
-    out = Path(args.out) if args.out else default_output(csvs if not groups or args.csv else
-                                                         [f"{group.name}.csv" for group in groups])
+    # named after what it draws: the runs given, then the groups
+    out = Path(args.out) if args.out else default_output(
+        [run.path for run in runs if run not in groups] + [f"{group.name}.csv" for group in groups])
     if out.exists() and out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name such as {out / 'plot.html'}")
     check_output(out, inputs=csvs, suffixes=(".html", ".htm"), makes="an HTML page")

@@ -176,9 +176,11 @@ class Run:
         or for a CSV that starts with a resume, where its first train phase began."""
         if x == "epoch":
             return resume.epoch - 0.5
-        if resume.before is not None:
-            return self.position(resume.before, x)
         row = resume.after
+        # a refill row counts the steps trained and the time run before it, whatever the earlier
+        # sitting's last row was: a stop inside a train phase wrote none for the steps it trained
+        if resume.before is not None and row["phase"] != "refill":
+            return self.position(resume.before, x)
         if x == "steps":  # a refill phase trains no step: its count is where the earlier sitting stopped
             return _number(row.get("total_train_steps")) - (0 if row["phase"] == "refill" else _number(row.get("steps")))
         return (_number(row.get("total_time")) - _number(row.get("epoch_time"))) / 60
@@ -227,6 +229,17 @@ class Resume:
     before: dict | None
     after: dict
     signs: list
+
+    @property
+    def when(self) -> str:
+        """``"before epoch 3"``, or where the earlier sitting stopped inside the epoch's train phase
+        (a refill row counts the steps it trained), ``"during epoch 3 (after 964 of its train steps)"``."""
+        epoch = f"epoch {_int(self.epoch)}"
+        if self.after["phase"] == "refill" and self.before is not None:
+            done = _number(self.after.get("total_train_steps")) - _number(self.before.get("total_train_steps"))
+            if done > 0:
+                return f"during {epoch} (after {_int(done)} of its train steps)"
+        return f"before {epoch}"
 
 
 # More than this many seconds of total_time between a sitting's rows that no phase accounts for
@@ -325,6 +338,8 @@ class RunGroup(Run):
     spreads: dict = dataclasses.field(default_factory=dict)
     # (the last epoch all the runs reached, where the group is cut; the last any reached)
     reached: tuple = (0.0, 0.0)
+    # (the first epoch all the runs have, where the group starts; the first any has)
+    began: tuple = (1.0, 1.0)
 
     def games_text(self, phase: str, field: str) -> list | None:
         """Per point of :meth:`series`: over how many runs its mean is, the 95% interval and the range."""
@@ -383,12 +398,15 @@ def group_runs(name: str, members: list) -> RunGroup:
     that every one of them has."""
     columns = [c for c in members[0].columns if all(c in m.columns for m in members)]
     reached = [_last_epoch(member) for member in members]
-    common = min(reached)  # past it, a mean would be of fewer runs, and jump where one ends
+    began = [_first_epoch(member) for member in members]
+    # outside the epochs every run has, a mean would be of fewer runs, and jump where one ends or
+    # starts (a run resumed under a new name starts where its snapshot was)
+    first, common = max(began), min(reached)
     by_key = {}  # (epoch, phase) -> {member number: its last row there}
     for number, member in enumerate(members):
         for row in member.rows:
             epoch = _number(row["epoch"])
-            if row["phase"] != "refill" and epoch == epoch and epoch <= common:
+            if row["phase"] == "random" or (row["phase"] != "refill" and first <= epoch <= common):
                 by_key.setdefault((epoch, row["phase"]), {})[number] = row
     rows, spreads = [], {}
     for (epoch, phase), found in sorted(by_key.items(), key=lambda item: (item[0][0], PHASES.index(item[0][1]))):
@@ -410,7 +428,13 @@ def group_runs(name: str, members: list) -> RunGroup:
         rows.append(row)
     paths = ", ".join(member.path for member in members)
     return RunGroup(name=name, path=paths, columns=columns, rows=rows, members=list(members), spreads=spreads,
-                    reached=(common, max(reached)))
+                    reached=(common, max(reached)), began=(first, min(began)))
+
+
+def _first_epoch(run: Run) -> float:
+    """The lowest epoch of a run's train and test rows (1 for a run from the start)."""
+    epochs = [e for e in (_number(row["epoch"]) for row in run.rows if row["phase"] in ("train", "test")) if e == e]
+    return min(epochs, default=1.0)
 
 
 def _last_epoch(run: Run) -> float:
@@ -426,6 +450,12 @@ def group_notes(runs: list) -> list:
     notes = []
     for group in (run for run in runs if isinstance(run, RunGroup)):
         common, longest = group.reached
+        first, earliest = group.began
+        if first > earliest:
+            notes.append(f"group {group.name}: drawn from epoch {_int(first)}, the first that all its "
+                         f"{len(group.members)} runs have (the earliest starts at epoch {_int(earliest)})")
+        if first > common:
+            notes.append(f"group {group.name}: its runs have no epoch in common: only their random baseline is drawn")
         if longest > common:
             notes.append(f"group {group.name}: drawn to epoch {_int(common)}, the last that all its "
                          f"{len(group.members)} runs reached (the longest goes on to epoch {_int(longest)})")
@@ -659,7 +689,9 @@ def chart_traces(runs: list, fields: list, x: str = "epoch") -> Charts:
                         if band_x:  # the 95% interval of the mean, under its line; hidden with it from the legend
                             traces.append(go.Scatter(
                                 x=band_x, y=band_y, mode="lines", fill="toself",
-                                fillcolor=_translucent(line_colour), line=dict(width=0), hoverinfo="skip",
+                                # the test phase's band the stronger: where the two overlap, each shows
+                                fillcolor=_translucent(line_colour, 0.25 if phase == "test" else 0.12),
+                                line=dict(width=0), hoverinfo="skip",
                                 name=f"{prefix}{phase}: 95% CI", legendgroup=f"{run.name}-{phase}", showlegend=False,
                             ))
                     data = run.hover_data(phase, field)
@@ -754,7 +786,7 @@ def _mark_resumes(figure, runs: list, charts: Charts, x: str, above: bool = Fals
                     xanchor="left" if place <= middle else "right", xshift=2 if place <= middle else -2,
                     yanchor="bottom" if above else "top", yshift=shift, showarrow=False, font=dict(size=10, color=colour),
                     bgcolor="rgba(255,255,255,0.75)",
-                    hovertext=f"{run.name} resumed before epoch {_int(resume.epoch)}:<br>" + "<br>".join(resume.signs),
+                    hovertext=f"{run.name} resumed {resume.when}:<br>" + "<br>".join(resume.signs),
                     name=f"resume-{run.name}",
                 ))
     # added at once (as dicts: plotly builds each mark once), after the figure's own: plotly's add_shape
@@ -915,7 +947,10 @@ def data_tables(runs: list, fields: list, x: str = "epoch") -> list:
         for n, run in enumerate(runs):
             baseline = None if field in LEARNING_ONLY else run.baseline(field)
             if baseline is not None:
-                rows.append({"run": run.name, "n": n, "x": _x_text(0.0, x), "phase": "random baseline (epoch 0)", "value": f"{baseline:.4g}",
+                text = f"{baseline:.4g}"
+                if isinstance(run, RunGroup) and (point := run.spreads.get(("random", field), {}).get(0.0)) is not None:
+                    text += f" (mean of {point.n} {plural('run', point.n)})"
+                rows.append({"run": run.name, "n": n, "x": _x_text(0.0, x), "phase": "random baseline (epoch 0)", "value": text,
                              "order": (-math.inf, 0)})
             for rank, phase in enumerate(("train",) if field in LEARNING_ONLY else ("train", "test")):
                 for unfinished in (False, True):
@@ -970,8 +1005,12 @@ def build_context(runs: list, fields: list, figure, narrow_layout=None, x: str =
         f"{run.name} (mean of {len(run.members)})" if isinstance(run, RunGroup) else run.name for run in runs)
     unfinished = any(run.unfinished(phase, field)[0] for run in runs for phase in ("train", "test") for field in fields)
     # every resume, for the notes: the charts mark them; the CSV's signs say how it is known
-    resumes = [{"name": run.name, "epoch": _int(resume.epoch), "signs": resume.signs}
+    resumes = [{"name": run.name, "when": resume.when, "signs": resume.signs}
                for run in runs for resume in run.resumes()]
+    # a group's runs' resumes: not marked on its charts (the group's line is their mean), but said
+    resumes += [{"name": f"{member.name} (in group {run.name}; not marked on its charts)", "when": resume.when,
+                 "signs": resume.signs}
+                for run in runs if isinstance(run, RunGroup) for member in run.members for resume in member.resumes()]
     return {"title": title, "runs": summaries, "fields": fields, "figure_json": script_json(figure),
             "resumes": resumes,
             # the page takes the template from the figure's layout: the same in both, and 6 kB
@@ -1034,10 +1073,11 @@ def _chromium_png(figure, width: int, height: int) -> bytes:
 def _render_in_chromium(figure, width: int, height: int) -> bytes:
     """Plotly.toImage's PNG of ``figure`` in a headless Chromium that playwright starts.
 
-    Chromium runs with its temporary folder (TMPDIR) inside ours, which is removed whatever
-    happens: a Ctrl-C at a terminal also stops playwright's driver, which then kills Chromium
-    before Chromium can remove the folder it made for its singleton socket
-    (``org.chromium.Chromium.XXXXXX``), and that folder would otherwise stay in /tmp.
+    Playwright's driver and Chromium run with their temporary folder (TMPDIR) inside ours, which
+    is removed whatever happens: a Ctrl-C at a terminal stops the driver too, which then leaves
+    its browser profile (``playwright_chromiumdev_profile-XXXXXX``) and kills Chromium before
+    Chromium can remove the folder it made for its singleton socket (``org.chromium.Chromium.XXXXXX``);
+    both would otherwise stay in /tmp.
     """
     import base64
     import shutil
@@ -1057,12 +1097,21 @@ def _render_in_chromium(figure, width: int, height: int) -> bytes:
         Path(page_path).write_text(page_html, encoding="utf-8")
         browser_tmp = os.path.join(folder, "tmp")  # a short path: Chromium's socket name must fit in 108 bytes
         os.mkdir(browser_tmp)
-        with sync_playwright() as p:
+        before = os.environ.get("TMPDIR")
+        os.environ["TMPDIR"] = browser_tmp  # the driver, started now, takes it (Python's tempfile has its own)
+        try:
+            playwright = sync_playwright().start()
+        finally:
+            if before is None:
+                os.environ.pop("TMPDIR", None)
+            else:
+                os.environ["TMPDIR"] = before
+        try:
             options = {"headless": True, "args": ["--no-sandbox", "--disable-gpu"],
                        "env": {**os.environ, "TMPDIR": browser_tmp}}
             if executable:
                 options["executable_path"] = executable
-            browser = p.chromium.launch(**options)
+            browser = playwright.chromium.launch(**options)
             try:
                 page = browser.new_page()
                 page.route("**/*", lambda r: r.continue_() if r.request.url.startswith(("file:", "data:", "blob:")) else r.abort())
@@ -1075,4 +1124,6 @@ def _render_in_chromium(figure, width: int, height: int) -> bytes:
                 )
             finally:
                 browser.close()
+        finally:
+            playwright.stop()
     return base64.b64decode(uri.split(",", 1)[1])
