@@ -656,6 +656,8 @@ class Trainer:
                 epoch_started = time.perf_counter()
                 phase = "train"
                 earlier = self.resume_partial  # an interrupted sitting of this phase, counted in its row
+                if earlier and "seconds" in earlier:  # its seconds count in the epoch's time, as in the rate
+                    epoch_started -= float(earlier["seconds"])
                 already_done = int(earlier.get("steps_done", 0)) if earlier else 0
                 self.resume_partial = None
                 self._train_phase_start = self.train_steps_done - already_done

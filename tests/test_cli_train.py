@@ -118,6 +118,9 @@ def test_ctrl_c_saves_a_snapshot_that_resumes(tmp_path, monkeypatch, capsys):
     # spreads them over both sittings' seconds
     assert int(table[2]["steps"]) == 48 and "epoch 1 train: 48 steps (20 of them before the interruption)" in out
     assert float(table[2]["steps_per_second"]) < 48 / interrupted["seconds"]
+    # and its epoch time counts both sittings' seconds too, as its rate does (not the second alone)
+    assert float(table[2]["epoch_time"]) == pytest.approx(48 / float(table[2]["steps_per_second"]), rel=0.05, abs=0.05)
+    assert float(table[2]["epoch_time"]) >= interrupted["seconds"]
     # the update count goes on from the 4 made before Ctrl-C stopped the 5th (at step 20): the
     # resumed 28 steps make one per 4, 7 more; the refill before them made none
     assert meta["weight_updates"] == 4 and int(table[1]["weight_updates"]) == 4 and int(table[2]["weight_updates"]) == 4 + 7
