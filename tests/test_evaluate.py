@@ -320,3 +320,18 @@ def test_played_states_are_joined_in_order_across_blocks(monkeypatch):
     assert joined.dtype == np.uint8 and np.array_equal(joined, played)
     assert blocks.blocks == []
     assert _StateBlocks().array((84, 84, 4)).shape == (0, 84, 84, 4)
+
+
+def test_games_cut_off_by_max_frames_are_said(breakout_snapshot, tmp_path, capsys):
+    """A game cut off at --max-frames counts with its score so far (the protocol's), and a line on
+    stderr says how many were, as compare and play say it."""
+    from dqnviz.cli import main
+
+    out = tmp_path / "cut.csv"
+    assert main(["test", breakout_snapshot, "--episodes", "2", "--max-frames", "40", "--csv", str(out), "--quiet"]) == 0
+    with open(out, newline="") as f:
+        frames = [int(r["frames"]) for r in csv.DictReader(f)]
+    assert frames == [40, 40]
+    captured = capsys.readouterr()
+    assert captured.err.strip() == "dqnviz test: 2 of 2 games cut off at --max-frames 40: their scores are the scores so far"
+    assert captured.out.strip().startswith("average ")

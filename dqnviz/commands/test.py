@@ -11,7 +11,7 @@ Use --max-frames 108000 for the Machado et al. (2018) protocol (with --repeat-ac
 The last line reads: average 12.3 ± 4.5 over 30 episodes (min 3, max 21): the mean score and
 the standard deviation of the episodes' scores (population std, as the README's tables give it).
 A game cut off by --max-frames (counted from the end of the no-op start) counts with its score
-so far.
+so far; a line on stderr says how many were.
 
 Given several snapshots (say every epoch of a run), each plays the same games (episode i:
 emulator seed S+i-1), one line each, and a last line names the best (or the tied best), with
@@ -83,7 +83,7 @@ def run(args) -> int:
     from dqnviz.agent import checked_env_for_snapshot, env_for_snapshot, evaluate
     from dqnviz.errors import UserError
     from dqnviz.outputs import atomic_write, check_output
-    from dqnviz.progress import Progress
+    from dqnviz.progress import Progress, plural
     from dqnviz.snapshot import load_snapshot
 
     overrides = {"max_frames_per_episode": args.max_frames}
@@ -156,6 +156,12 @@ def run(args) -> int:
         tested.append(name)
         rows.extend({"snapshot": name, **r} if several else r for r in results)
         print(f"{name:<{width}}  {summary(values)}" if several else summary(values), flush=True)
+        cut = sum(1 for r in results if r["frames"] >= args.max_frames)
+        if cut:  # their scores count, as the protocol says, but they are no game's whole score
+            print(f"dqnviz test: {name + ': ' if several else ''}{cut} of {len(results)} "
+                  f"{plural('game', len(results))} cut off at --max-frames {args.max_frames:,}: "
+                  f"{'its score is the score' if cut == 1 else 'their scores are the scores'} so far",
+                  file=sys.stderr, flush=True)
     if args.csv:
         def write(tmp):
             with open(tmp, "w", newline="") as f:
