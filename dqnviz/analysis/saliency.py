@@ -215,8 +215,9 @@ def smoothgrad_noise(shape, samples, sigma, seed):
         sigma: ``(N,)`` standard deviations.
         seed: seed of ``np.random.default_rng``.
     """
-    return np.concatenate(list(_noise_batches(shape, samples, sigma, seed, per_batch=max(1, shape[0]))) or
-                          [np.empty((0, samples) + tuple(shape[1:]), np.float32)])
+    # one batch of all N states: the generator's only one (none for N = 0), not copied again
+    return next(_noise_batches(shape, samples, sigma, seed, per_batch=max(1, shape[0])),
+                np.empty((0, samples) + tuple(shape[1:]), np.float32))
 
 
 def _noise_batches(shape, samples, sigma, seed, per_batch):

@@ -48,6 +48,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from dqnviz.errors import UserError
+    from dqnviz.progress import plural
     from dqnviz.report.plot import (
         ScoresCSV, check_fields, check_x, default_output, group_notes, parse_fields, read_stats, render_page,
         write_png,
@@ -58,11 +59,7 @@ def run(args) -> int:
     fields = parse_fields(args.fields)
     if not args.csv and not args.group:
         raise UserError("give one or more statistics CSVs, or --group NAME=CSV,…")
-    seen, csvs = set(), []
-    for path in args.csv:  # the same file twice (a shell glob and a name) is drawn once
-        if Path(path).resolve() not in seen:
-            seen.add(Path(path).resolve())
-            csvs.append(path)
+    csvs = unique_files(args.csv)  # the same file twice (a shell glob and a name) is drawn once
     if len(csvs) < len(args.csv):
         twice = len(args.csv) - len(csvs)
         print(f"dqnviz plot: {twice} CSV {'file was' if twice == 1 else 'files were'} given twice, drawn once",
@@ -76,9 +73,9 @@ def run(args) -> int:
     if not runs and not args.group:
         raise scores[0][1]
     if scores:
-        print(f"dqnviz plot: left out {len(scores)} CSV {'file' if len(scores) == 1 else 'files'} of dqnviz test "
+        print(f"dqnviz plot: left out {len(scores)} CSV {plural('file', len(scores))} of dqnviz test "
               f"game scores (episode, score, …), not training statistics: "
-              f"{', '.join(path for path, _ in scores[:3])}{', …' if len(scores) > 3 else ''}", file=sys.stderr)
+              f"{first_three([path for path, _ in scores])}", file=sys.stderr)
         csvs = [run.path for run in runs]
     groups, left_out = [], []
     for text in args.group:
@@ -86,9 +83,8 @@ def run(args) -> int:
         groups.append(group)
         left_out += scores
     if left_out:
-        print(f"dqnviz plot: --group left out {len(left_out)} CSV {'file' if len(left_out) == 1 else 'files'} of "
-              f"dqnviz test game scores that its globs matched: {', '.join(left_out[:3])}"
-              f"{', …' if len(left_out) > 3 else ''}", file=sys.stderr)
+        print(f"dqnviz plot: --group left out {len(left_out)} CSV {plural('file', len(left_out))} of "
+              f"dqnviz test game scores that its globs matched: {first_three(left_out)}", file=sys.stderr)
     members = [member for group in groups for member in group.members]
     in_groups = {}
     for group in groups:
@@ -122,9 +118,10 @@ def run(args) -> int:
     if out.exists() and out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name such as {out / 'plot.html'}")
     check_output(out, inputs=csvs, suffixes=(".html", ".htm"), makes="an HTML page")
-    for note in group_notes(runs):
+    notes = group_notes(runs)
+    for note in notes:
         print(f"dqnviz plot: {note}", file=sys.stderr)
-    html, figure = render_page(runs, fields, x=args.x)
+    html, figure = render_page(runs, fields, x=args.x, notes=notes)
     write_html(out, html)
     print(f"wrote {out}")
     if args.png:
@@ -136,6 +133,24 @@ def run(args) -> int:
     return 0
 
 
+def unique_files(paths: list) -> list:
+    """``paths`` without a file given again, however its path is written (the first kept)."""
+    from pathlib import Path
+
+    seen, kept = set(), []
+    for path in paths:
+        resolved = Path(path).resolve()
+        if resolved not in seen:
+            seen.add(resolved)
+            kept.append(path)
+    return kept
+
+
+def first_three(items: list) -> str:
+    """``"a, b, c, …"``: a message's first three of ``items``."""
+    return ", ".join(map(str, items[:3])) + (", …" if len(items) > 3 else "")
+
+
 def read_group(text: str) -> tuple:
     """``--group NAME=CSV,…`` as a :class:`~dqnviz.report.plot.RunGroup`, and the ``dqnviz test``
     score CSVs its globs matched and it left out (as the positional CSVs' are): each comma-separated
@@ -143,7 +158,6 @@ def read_group(text: str) -> tuple:
     file named twice, however written, counts once."""
     import glob
     import os
-    from pathlib import Path
 
     from dqnviz.errors import UserError
     from dqnviz.report.plot import ScoresCSV, group_runs, read_stats
@@ -152,21 +166,20 @@ def read_group(text: str) -> tuple:
     name = name.strip()
     if not equals or not name or not patterns.strip():
         raise UserError(f"--group {text}: expected NAME=CSV,… (a name, '=', then files or quoted globs, comma-separated)")
-    paths, globbed, seen = [], set(), set()
+    paths, globbed = [], set()
     for pattern in (os.path.expanduser(part.strip()) for part in patterns.split(",")):
         if not pattern:
             continue
-        found = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else []
+        magic = any(c in pattern for c in "*?[")
+        found = sorted(glob.glob(pattern)) if magic else []
         if found:
             globbed.update(found)
-        elif os.path.exists(pattern) or not any(c in pattern for c in "*?["):
+        elif os.path.exists(pattern) or not magic:
             found = [pattern]  # a file (whose name may hold [ or *), or one read_stats says is missing
         else:
             raise UserError(f"--group {name}: no file matches {pattern}")
-        for path in found:
-            if Path(path).resolve() not in seen:
-                seen.add(Path(path).resolve())
-                paths.append(path)
+        paths += found
+    paths = unique_files(paths)
     if not paths:
         raise UserError(f"--group {name}: no CSV given")
     members, scores = [], []
@@ -178,6 +191,6 @@ def read_group(text: str) -> tuple:
                 raise UserError(f"--group {name}: {error}") from None
             scores.append(path)  # reports/<run>*.csv also matches the score lists of dqnviz test
     if not members:
-        raise UserError(f"--group {name}: {', '.join(scores[:3])}{', …' if len(scores) > 3 else ''} "
+        raise UserError(f"--group {name}: {first_three(scores)} "
                         f"{'holds' if len(scores) == 1 else 'hold'} dqnviz test game scores, not training statistics")
     return group_runs(name, members), scores

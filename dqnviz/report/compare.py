@@ -673,16 +673,12 @@ def weight_strip(kernel_filter: np.ndarray, scale: int = 6) -> np.ndarray:
     """One first-layer filter (kh, kw, frames) as a grey strip of its frames, signed: grey 0, white +, black −;
     grey and alpha, with transparent 2-px gaps between the frames (no data: the page's background
     shows through, white or dark)."""
+    from dqnviz.report.nvis.images import _strip
+
     k = np.asarray(kernel_filter, np.float64)
     top = float(np.abs(k).max()) or 1.0
     frames = np.clip(128 + 127 * k / top, 0, 255).astype(np.uint8)
-    parts = []
-    for t in range(frames.shape[-1]):
-        if t:
-            parts.append(np.zeros((frames.shape[0] * scale, 2, 2), np.uint8))
-        frame = frames[..., t].repeat(scale, axis=0).repeat(scale, axis=1)
-        parts.append(np.stack([frame, np.full_like(frame, 255)], axis=-1))
-    return np.concatenate(parts, axis=1)
+    return _strip(np.moveaxis(frames, -1, 0).repeat(scale, axis=1).repeat(scale, axis=2))
 
 
 def _layout(**extra):

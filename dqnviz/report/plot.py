@@ -975,7 +975,7 @@ def data_tables(runs: list, fields: list, x: str = "epoch") -> list:
     return tables
 
 
-def build_context(runs: list, fields: list, figure, narrow_layout=None, x: str = "epoch") -> dict:
+def build_context(runs: list, fields: list, figure, narrow_layout=None, x: str = "epoch", notes=None) -> dict:
     """The context of templates/plot.html.j2; ``narrow_layout`` is the one-column layout of the
     figure's traces (used below :data:`NARROW_WIDTH`; default: the figure's own); ``x`` the x axis
     the figure was drawn against."""
@@ -1020,15 +1020,17 @@ def build_context(runs: list, fields: list, figure, narrow_layout=None, x: str =
             # by steps the runs' epochs are not compared; by minutes the page points to --x steps itself
             "epoch_lengths": epoch_lengths(runs) if x == "epoch" else [],
             "unfinished": unfinished, "x": x, "against": X_AXES[x]["against"],
-            "groups": any(isinstance(run, RunGroup) for run in runs), "group_notes": group_notes(runs),
+            "groups": any(isinstance(run, RunGroup) for run in runs), "group_notes": group_notes(runs) if notes is None else notes,
             "data_tables": data_tables(runs, fields, x)}
 
 
-def render_page(runs: list, fields: list, x: str = "epoch") -> tuple[str, object]:
+def render_page(runs: list, fields: list, x: str = "epoch", notes=None) -> tuple[str, object]:
+    """The page and its figure; ``notes``: :func:`group_notes` of ``runs`` if already made."""
     from dqnviz.report.render import render
 
     figure, narrow_layout = build_figures(runs, fields, x=x)
-    return render("plot.html.j2", **build_context(runs, fields, figure, narrow_layout, x=x)), figure
+    return render("plot.html.j2", **build_context(runs, fields, figure, narrow_layout, x=x,
+                                                  notes=notes)), figure
 
 
 def write_png(figure, path) -> tuple[Path | None, str]:
