@@ -10,11 +10,13 @@ def print_machine() -> None:
     output, so that figures from different machines are not compared by mistake."""
     import keras
 
-    from dqnviz.trainer import sample_ahead
+    from dqnviz.trainer import sample_ahead, updates_before_actions
 
     print(f"backend {keras.config.backend()}, keras {keras.__version__}, {os.cpu_count()} CPUs, "
           f"{platform.processor() or platform.machine()}")
-    print("loop: the next batches drawn " + ("while the updates run" if sample_ahead() else "at each iteration's start"))
+    print("loop: the next batches drawn " + ("while the updates run" if sample_ahead() else "at each iteration's start")
+          + "; the updates launched " + ("before the actions are read" if updates_before_actions() else
+                                         "after the actions are sent") + " (a serial profile: after)")
     if keras.config.backend() == "jax":
         import jax
 

@@ -36,10 +36,22 @@ def epsilon_greedy_lazy(q_values_of, count: int, num_actions: int, epsilon: floa
     The draws are :func:`epsilon_greedy`'s, so the actions are the same; only the forward pass
     is skipped when every state explores.
     """
+    return epsilon_greedy_later(q_values_of, count, num_actions, epsilon, rng)()
+
+
+def epsilon_greedy_later(q_values_of, count: int, num_actions: int, epsilon: float,
+                         rng: np.random.Generator):
+    """:func:`epsilon_greedy_lazy` in two steps: the exploration draws and ``q_values_of()`` now,
+    the actions when the returned function is called.
+
+    ``q_values_of`` may return before the forward pass ends (a device array that ``np.asarray``
+    waits for), so that the caller can launch other work on the device between the two steps.
+    """
     explore, random_actions = draw_exploration(count, num_actions, epsilon, rng)
     if explore.all():
-        return random_actions
-    return np.where(explore, random_actions, np.argmax(np.atleast_2d(q_values_of()), axis=-1))
+        return lambda: random_actions
+    q_values = q_values_of()
+    return lambda: np.where(explore, random_actions, np.argmax(np.atleast_2d(np.asarray(q_values)), axis=-1))
 
 
 def epsilon_greedy(q_values: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:

@@ -112,10 +112,12 @@ class Learner:
         self._predict = {stacks: backend.make_predict(self.online, stacks=stacks) for stacks in (False, True)}
         self.updates = 0
 
-    def q_values(self, states: np.ndarray, stacks: bool = False) -> np.ndarray:
+    def q_values(self, states: np.ndarray, stacks: bool = False, wait: bool = True) -> np.ndarray:
         """Q(s, ·) for a batch of uint8 states (N, 84, 84, history), or of frame stacks
-        (N, history, 84, 84) with ``stacks``, with the current online weights."""
-        return self._predict[stacks](np.asarray(states), self.step.weights)
+        (N, history, 84, 84) with ``stacks``, with the current online weights. Without ``wait``
+        the forward pass may still be running on the device when this returns: ``np.asarray``
+        of the result waits for it."""
+        return self._predict[stacks](np.asarray(states), self.step.weights, wait=wait)
 
     def train(self, batch: dict) -> tuple[float, np.ndarray]:
         """One gradient step on ``batch``; returns the loss and |δ| per transition."""

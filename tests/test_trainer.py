@@ -85,9 +85,9 @@ def test_the_network_runs_only_when_some_state_acts_greedily(tmp_path, monkeypat
     run = _trainer(tmp_path, monkeypatch, lengths=[10])
     real_q_values, calls = run.learner.q_values, []
 
-    def counting_q_values(states, stacks=False):
+    def counting_q_values(states, stacks=False, **options):
         calls.append(len(states))
-        return real_q_values(states, stacks=stacks)
+        return real_q_values(states, stacks=stacks, **options)
 
     run.learner.q_values = counting_q_values
     states = np.random.default_rng(3).integers(0, 255, (1, 4, 84, 84), dtype=np.uint8)  # frame stacks
@@ -205,6 +205,83 @@ def test_prioritized_replay_draws_ahead_before_the_priorities_of_the_updates_in_
     phase = lambda iterations: ["draw"] + ["draw", "priorities"] * (iterations - 1) + ["priorities"]
     assert ahead == phase(8) + phase(5)
     assert results["0"][1] == results["1"][1] == [16, 0, 10]
+
+
+class VaryingEnvs(ScriptedEnvs):
+    """ScriptedEnvs whose states differ per environment and step, so that greedy actions follow
+    the weights, and which logs the actions it is sent."""
+
+    def __init__(self, events, **options):
+        super().__init__(**options)
+        self.events = events
+
+    def send(self, actions):
+        super().send(actions)
+        self.events.append(("send", tuple(int(a) for a in actions)))
+
+    def recv(self):
+        state, *rest = super().recv()
+        noise = np.random.default_rng(self.t).integers(0, 255, state.shape, dtype=np.uint8)
+        return (noise, *rest)
+
+
+@pytest.mark.parametrize("launch_thread", ["0", "1"])
+@pytest.mark.parametrize("prioritized", [False, True])
+def test_updates_launched_before_the_actions_are_read_change_nothing_but_the_order(
+        tmp_path, monkeypatch, launch_thread, prioritized):
+    """DQNVIZ_UPDATES_FIRST: each train iteration dispatches its forward pass, launches its updates,
+    then reads its actions. The actions come from the weights of the iteration before, as when they
+    are read first, so the actions sent, the batches drawn and the weights are the same, bit for
+    bit; only the order of the updates and the actions differs (with the launch thread too)."""
+    from dqnviz.replay import ReplayMemory
+
+    events = []
+    monkeypatch.setenv("DQNVIZ_LAUNCH_THREAD", launch_thread)
+    monkeypatch.setattr(trainer, "make_envs",
+                        lambda rom, config, training, seed: VaryingEnvs(events, lengths=[9, 6]))
+    real_sample = ReplayMemory.sample_batches
+
+    def sample_batches(self, *args, **kwargs):
+        batches = real_sample(self, *args, **kwargs)
+        events.append(("draw", tuple(np.concatenate([b["envs"] * 1000 + b["slots"] for b in batches]))))
+        return batches
+
+    monkeypatch.setattr(ReplayMemory, "sample_batches", sample_batches)
+    config = TrainConfig(num_envs=2, replay_size=200, batch_size=4, train_frequency=1, validation_states=4,
+                         target_steps=6, epsilon_start=0.3, epsilon_end=0.3, learning_rate=0.01, seed=0,
+                         double=True, prioritized=prioritized)
+    results = {}
+    for first in ("0", "1"):
+        monkeypatch.setenv("DQNVIZ_UPDATES_FIRST", first)
+        run = quiet_trainer(tmp_path, config, run=f"first{first}")
+        assert run.updates_first is (first == "1")
+        real_train = run.learner.train_transitions
+
+        def train_transitions(replay, transitions):
+            events.append(("updates", len(transitions)))
+            return real_train(replay, transitions)
+
+        run.learner.train_transitions = train_transitions
+        run.run_phase(0, "random", 12)
+        events.clear()
+        run.run_phase(1, "train", 16)
+        run.run_phase(1, "test", 4)
+        run.run_phase(2, "train", 8)
+        results[first] = list(events), run.learner.model().get_weights()
+    (read_first, weights_read_first), (updates_first, weights_updates_first) = results["0"], results["1"]
+    kinds = lambda log: [kind for kind, _ in log]
+    # 8 + 4 train iterations of two updates (a test phase between), one draw each
+    assert kinds(read_first).count("updates") == kinds(updates_first).count("updates") == 12
+    of = lambda log, kind: [e for e in log if e[0] == kind]
+    assert of(read_first, "send") == of(updates_first, "send")  # the same actions, in the same order
+    assert of(read_first, "draw") == of(updates_first, "draw")  # the same batches
+    train = lambda log: [kind for kind in kinds(log) if kind != "draw"]
+    assert train(read_first)[:4] == ["send", "updates", "send", "updates"]
+    assert train(updates_first)[:4] == ["updates", "send", "updates", "send"]
+    greedy_actions = {actions for kind, actions in read_first if kind == "send"}
+    assert len(greedy_actions) > 3  # the actions vary: they would tell weights apart
+    for a, b in zip(weights_read_first, weights_updates_first):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_a_train_phase_without_updates_says_why(tmp_path, monkeypatch):
@@ -464,8 +541,8 @@ def test_each_phase_acts_with_its_own_epsilon(tmp_path, monkeypatch):
                          epsilon_end=0.1, epsilon_decay_steps=40, test_epsilon=0.07)
     run = quiet_trainer(tmp_path, config)
     used = []
-    real_choose = run._choose
-    run._choose = lambda states, epsilon: used.append(epsilon) or real_choose(states, epsilon)
+    real_choose = run._choose_later
+    run._choose_later = lambda states, epsilon: used.append(epsilon) or real_choose(states, epsilon)
 
     def phase(epoch, name, steps):
         used.clear()

@@ -38,8 +38,9 @@ name):
     the results of K updates (a result per update, or one for all) as float32 numpy arrays,
     read from the device in one copy.
 
-``make_predict(model, stacks=False) -> predict(states, weights=None)``
-    compiled Q-values for acting; with ``stacks`` from frame stacks (N, history, H, W).
+``make_predict(model, stacks=False) -> predict(states, weights=None, wait=True)``
+    compiled Q-values for acting; with ``stacks`` from frame stacks (N, history, H, W); without
+    ``wait`` it may return before the device is done (``np.asarray`` waits).
 
 ``make_q_and_gradient(model, run) -> call(x) -> (Q, dQ(x, argmax Q)/dx)``
     one compiled pass for recording with gradient saliency.

@@ -328,12 +328,13 @@ def make_predict(model, stacks: bool = False):
             q, _ = model.stateless_call(trainable, non_trainable, states)
         return q
 
-    def predict(states, weights=None):
+    def predict(states, weights=None, wait=True):
         trainable, non_trainable = weights if weights is not None else (
             [v.value for v in model.trainable_variables],
             [v.value for v in model.non_trainable_variables],
         )
-        return np.asarray(_predict(trainable, non_trainable, states))
+        q = _predict(trainable, non_trainable, states)  # dispatched; runs while we go on
+        return np.asarray(q) if wait else q
 
     return predict
 

@@ -94,7 +94,7 @@ def make_predict(model, stacks: bool = False):
             states = tf.transpose(states, (0, 2, 3, 1))
         return model(states, training=False)
 
-    def predict(states, weights=None):
+    def predict(states, weights=None, wait=True):  # eager: the result is ready either way
         return _predict(tf.convert_to_tensor(states)).numpy()
 
     return predict
