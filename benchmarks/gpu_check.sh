@@ -3,6 +3,9 @@
 # (JAX with CUDA, no TensorFlow, no keras, no network). Everything it measures comes back in $OUT.
 #
 # Here, once:   ../shared/gpu/wheels.sh pillow threadpoolctl        (wheels into .whl/)
+#               mkdir -p ../snapkeep && mv snapshots/*.keras ../snapkeep/   (and back after the lease:
+#               the tracked snapshots, 5 × 13 MB, and the wheels, 24 MB, are more than the 64 MiB a
+#               call carries; a deleted tracked file does not travel, and nothing here needs them)
 # On the device, carrying .whl (the device tool's `run`), two calls that fit a 15-minute lease:
 #   bash benchmarks/gpu_check.sh start      # timeout_s 600: install, then GAME learns for
 #                                           # LEARN_MINUTES in the background; returns at CALL_SECONDS
@@ -17,30 +20,31 @@
 # `start` returns what exists by then (the CSV so far), and `collect` copies the results into $OUT
 # every few seconds, so a call cut off at its limit still brings back a partial learning curve.
 #
-# Runs so far (benchmarks/results/): 2026-11-26 H200, before the fused update: 290 agent steps/s
+# Runs so far (benchmarks/results/; the README's "On one GPU" has them side by side): 2026-11-26 H200, before the fused update: 290 agent steps/s
 # classic, 2,707 with 64 envs, Pong -6.7 after 8 minutes. 2026-11-26 H100, fused update: 403
 # classic, 4,275 / 4,874 with 64 / 128 envs, emulator ceiling 10,735 (64 envs); Pong 8 minutes,
 # 128 envs: 18.1 ± 3.0 (shipped as snapshots/pong-h100_2.keras). 2026-11-26 H100, second lease
 # (h100-2026-11-26b): Pong 9.5 minutes with 12 emulator threads, 18.4 ± 1.9 (shipped as
 # snapshots/pong-h100-10min_6.keras); 64 envs 6,254 (12 threads) / 5,724 (16); 128 envs with the
-# Pong recipe 7,287; the learner alone launch-bound (learner.py). Not yet measured: the loop with
-# xla_gpu_graph_min_graph_size=1, fewer passes, the frame stacks, the launch thread, drawing the
-# next batches while the updates run and convolutions computed as matrix products, so that an
-# update is one CUDA graph (all now the default), which `collect` measures first, then without the
-# matrix-product convolutions, classic mode with and without them, then without the launch thread,
-# then without the early draws. The learning run itself prints where its loop waited after each
-# train phase (`dqnviz train --profile`), with its 1 M replay memory: its `learn` against the
-# second lease's 10.75 ms per iteration is the first sign of what the matrix products bring.
+# Pong recipe 7,287; the learner alone launch-bound (learner.py). 2026-11-28 H200 (h200-2026-11-28),
+# with the CUDA-graph option, fewer passes, the launch thread, sampling ahead and the matrix-product
+# convolutions: Pong 9.5 minutes trained at 7,154–7,661 agent steps/s and scored 19.3 ± 1.3 (shipped
+# as snapshots/pong-h200-10min_7.keras); 256 envs 7,451 (931 updates/s, as many as with 128: the
+# updates set the pace); classic 524 with DQNVIZ_CLASSIC_THREAD=1, 465 without (batch 64 every 8).
+# Not yet measured: the updates launched before the actions are read (DQNVIZ_UPDATES_FIRST, now the
+# default), batch 128 every 16 steps (the same ratio, half the launches), classic mode at Nature's
+# batch 32 every 4, any Breakout curve. `collect` measures the first three, A/B, first.
 #
-# Environment: GAME (pong; breakout runs the same recipe, for a learning curve: its 28 minutes do
-# not fit a lease), LEARN_MINUTES (9.5: the whole train command, start-up and compilation included,
+# Environment: GAME (breakout: the first 9.5 minutes of the issue's 28, whose whole run does not fit a
+# lease; pong reached its target on the H200), LEARN_MINUTES (9.5: the whole train command, start-up and compilation included,
 # within the issue's 10 minutes for Pong), LEARN_ENVS (128), LEARN_BATCH (64), LEARN_FREQUENCY (8),
 # LEARN_LR (0.0001), LEARN_TRAIN_STEPS (500000 per epoch: a snapshot and a test phase every ~2.5 min),
 # CALL_SECONDS (585), COLLECT_SECONDS (210; give it the lease's time left − 40),
-# THROUGHPUT_RUNS ("128:0:overlapped:pong 128:0:overlapped:pong:DQNVIZ_MATMUL_CONVOLUTIONS=0 256:0:overlapped:pong 1:0:overlapped 1:0:overlapped::DQNVIZ_CLASSIC_THREAD=1 1:0:overlapped::DQNVIZ_MATMUL_CONVOLUTIONS=0 128:0:overlapped:pong:DQNVIZ_LAUNCH_THREAD=0 128:0:overlapped:pong:DQNVIZ_SAMPLE_AHEAD=0 128:0:overlapped 64:0:overlapped":
+# THROUGHPUT_RUNS ("128:0:overlapped:pong 128:0:overlapped:pong:DQNVIZ_UPDATES_FIRST=0 128:0:overlapped:pong::128x16 1:0:overlapped::DQNVIZ_CLASSIC_THREAD=1:32x4 1:0:overlapped:::32x4 256:0:overlapped:pong::128x16 128:0:overlapped:pong:DQNVIZ_MATMUL_CONVOLUTIONS=0 128:0:overlapped:pong:DQNVIZ_LAUNCH_THREAD=0 128:0:overlapped:pong:DQNVIZ_SAMPLE_AHEAD=0":
 # envs, emulator threads (0 = the default: one per env, up to 12 of 16 cores), profile, optionally `pong`
-# (the learning recipe: Pong, prioritized, Double, dueling, 3-step) and optionally comma-separated VAR=value
-# assignments), THROUGHPUT_STEPS (10000; times envs/8 per configuration),
+# (the learning recipe: Pong, prioritized, Double, dueling, 3-step), optionally comma-separated VAR=value
+# assignments, and optionally BATCHxFREQUENCY (a batch of BATCH every FREQUENCY agent steps; default
+# LEARN_BATCH x LEARN_FREQUENCY)), THROUGHPUT_STEPS (10000; times envs/8 per configuration),
 # LEARNER_VARIANTS ("DQNVIZ_LAUNCH_THREAD=0;DQNVIZ_LAUNCH_THREAD=0 DQNVIZ_MATMUL_CONVOLUTIONS=0;DQNVIZ_LAUNCH_THREAD=0 DQNVIZ_FEWER_PASSES=0": environments for
 # benchmarks/learner.py, run after the throughput runs while time is left; without the launch thread,
 # so that its dispatch time is the launches'), EXTRA_OPTIONS (appended to the learning options, a later flag
@@ -50,12 +54,12 @@
 set -u
 OUT=${OUT:-/tmp/out}
 WORK=/tmp/dqnviz-gpu
-GAME=${GAME:-pong}
+GAME=${GAME:-breakout}
 LEARN_MINUTES=${LEARN_MINUTES:-9.5}
 LEARN_ENVS=${LEARN_ENVS:-128}
 CALL_SECONDS=${CALL_SECONDS:-585}
 COLLECT_SECONDS=${COLLECT_SECONDS:-210}
-THROUGHPUT_RUNS=${THROUGHPUT_RUNS:-128:0:overlapped:pong 128:0:overlapped:pong:DQNVIZ_MATMUL_CONVOLUTIONS=0 256:0:overlapped:pong 1:0:overlapped 1:0:overlapped::DQNVIZ_CLASSIC_THREAD=1 1:0:overlapped::DQNVIZ_MATMUL_CONVOLUTIONS=0 128:0:overlapped:pong:DQNVIZ_LAUNCH_THREAD=0 128:0:overlapped:pong:DQNVIZ_SAMPLE_AHEAD=0 128:0:overlapped 64:0:overlapped}
+THROUGHPUT_RUNS=${THROUGHPUT_RUNS:-128:0:overlapped:pong 128:0:overlapped:pong:DQNVIZ_UPDATES_FIRST=0 128:0:overlapped:pong::128x16 1:0:overlapped::DQNVIZ_CLASSIC_THREAD=1:32x4 1:0:overlapped:::32x4 256:0:overlapped:pong::128x16 128:0:overlapped:pong:DQNVIZ_MATMUL_CONVOLUTIONS=0 128:0:overlapped:pong:DQNVIZ_LAUNCH_THREAD=0 128:0:overlapped:pong:DQNVIZ_SAMPLE_AHEAD=0}
 THROUGHPUT_STEPS=${THROUGHPUT_STEPS:-10000}
 mkdir -p "$OUT" "$WORK"
 
@@ -69,6 +73,8 @@ mkdir -p "$OUT" "$WORK"
 # scored 18.4 ± 1.9 at the test's ε = 0.05, so exploration ends at 0.05 (not 0.01), and the targets
 # value the next state under the 0.05-greedy policy (--bootstrap-epsilon, expected SARSA): the agent
 # learns what its states are worth when one action in twenty is random, and sees those states.
+# On the H200 that recipe reached 19.3 ± 1.3 in Pong (pong-h200-10min_7; 18.4 ± 1.9 without).
+# A Breakout game at test runs up to 18,000 frames (4,500 agent steps), so its test phases cost more.
 LEARN_BATCH=${LEARN_BATCH:-64}
 LEARN_FREQUENCY=${LEARN_FREQUENCY:-8}
 LEARN_LR=${LEARN_LR:-0.0001}
@@ -131,18 +137,17 @@ case "${1:-}" in
     fi
     # With the GPU to itself, one configuration at a time while time is left (about 45 s each):
     # the overlapped profile (where the running loop waits; its run also gives the steps/s) with
-    # the default emulator threads (12 of 16 cores): first 128 envs with the learning recipe
-    # (7,287 agent steps/s in the second lease), as dqnviz now runs it, then with XLA's cuDNN
-    # convolutions (DQNVIZ_MATMUL_CONVOLUTIONS=0), 256 envs with the learning recipe (the emulators'
-    # ceiling rises with the environments: 9,569 agent steps/s with 128, and 15,744 with 256 in the
-    # issue's measurement, while an iteration of 128 took 17.6 ms, near the 13.4 ms that 128 need
-    # to emulate), classic mode, with its emulator in a C++ thread (DQNVIZ_CLASSIC_THREAD=1: it
-    # steps while the loop launches the update), and without the matrix products (overlapped
-    # too: the launch thread overlaps its update with the emulator), the learning recipe without the
-    # launch thread and without drawing the next batches early (DQNVIZ_SAMPLE_AHEAD=0), 128 envs with
-    # batch 64 every 8 steps (uniform replay: the loop reads |δ| back only now and then), and 64 envs.
+    # the default emulator threads (12 of 16 cores). On the H200 the updates set the pace (~920
+    # batch-64 updates/s with 128 and with 256 envs) and the GPU idled while the loop acted. So:
+    # 128 envs with the learning recipe as dqnviz now runs it (the updates launched before the
+    # actions are read), then with the actions read first (DQNVIZ_UPDATES_FIRST=0: the A/B), then
+    # batch 128 every 16 steps (the same 8 sampled transitions per step in half the updates),
+    # classic mode at Nature's batch 32 every 4 with its emulator in a C++ thread and without,
+    # 256 envs at batch 128, and then the older switches one by one: XLA's cuDNN convolutions
+    # (DQNVIZ_MATMUL_CONVOLUTIONS=0), no launch thread, no early draws (DQNVIZ_SAMPLE_AHEAD=0).
     for run in $THROUGHPUT_RUNS; do
-      IFS=: read -r envs threads profile recipe assignments <<< "$run"
+      IFS=: read -r envs threads profile recipe assignments shape <<< "$run"
+      shape=${shape:-${LEARN_BATCH}x${LEARN_FREQUENCY}}
       options=()  # the learning recipe's own costs (prioritized replay's sum tree, the dueling head)
       [ "${recipe:-}" = pong ] && options=(--game pong --prioritized --double --dueling --n-step 3)
       IFS=, read -ra variables <<< "${assignments:-}"
@@ -150,7 +155,7 @@ case "${1:-}" in
       [ "$left" -lt 50 ] && { echo "no time left for $run" >> "$OUT/throughput.txt"; break; }
       echo "== $run" >> "$OUT/throughput.txt"
       env "${variables[@]}" timeout "$left" python3 benchmarks/throughput.py --num-envs "$envs" --steps $((THROUGHPUT_STEPS * envs / 8)) \
-        --device-replay --batch-size "$LEARN_BATCH" --train-frequency "$LEARN_FREQUENCY" \
+        --device-replay --batch-size "${shape%x*}" --train-frequency "${shape#*x}" \
         --emulator-threads "$threads" --profile "$profile" "${options[@]}" >> "$OUT/throughput.txt" 2>&1
     done
     cat "$OUT/throughput.txt"
@@ -172,11 +177,11 @@ case "${1:-}" in
     # nvis of the shipped Pong agent, every filter, where the compiled analyses run on the GPU (no
     # Chromium there: the command's phases and end-to-end time only), while NVIS_SECONDS are left
     left=$((COLLECT_SECONDS - SECONDS))
-    if [ "$left" -ge "${NVIS_SECONDS:-60}" ]; then
+    if [ "$left" -ge "${NVIS_SECONDS:-60}" ] && [ -f snapshots/pong-h100-10min_6.keras ]; then
       timeout "$left" python3 benchmarks/nvis_speed.py snapshots/pong-h100-10min_6.keras --no-browser > "$OUT/nvis.txt" 2>&1
       cat "$OUT/nvis.txt"
     else
-      echo "no time left for nvis" > "$OUT/nvis.txt"
+      echo "no time left for nvis (or its snapshot was left behind)" > "$OUT/nvis.txt"
     fi
     ;;
   *)
