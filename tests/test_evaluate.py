@@ -73,6 +73,19 @@ def test_several_snapshots_play_the_same_games_and_the_best_is_named(tmp_path, c
     assert lines[2].startswith(f"best: {best}, average ") and "seeds 0–2" in lines[2]
 
 
+def test_the_csv_written_is_said_on_stderr_and_the_result_stays_the_last_line(breakout_snapshot, tmp_path, capsys):
+    from dqnviz.cli import main
+
+    out = tmp_path / "scores.csv"
+    assert main(["test", breakout_snapshot, "--episodes", "2", "--max-frames", "200", "--csv", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip().splitlines()[-1].startswith("average ")  # what the help promises
+    assert f"wrote {out} (2 games)" in captured.err.splitlines()
+    assert main(["test", breakout_snapshot, "--episodes", "2", "--max-frames", "200", "--csv", str(out),
+                 "--quiet"]) == 0
+    assert "wrote" not in capsys.readouterr().err
+
+
 def test_snapshots_of_different_games_are_not_ranked(breakout_snapshot, pong_snapshot, capsys):
     from dqnviz.cli import main
 
