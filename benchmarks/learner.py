@@ -20,15 +20,66 @@ No emulator and no loop: a replay memory of random frames (on the device, the de
 If ``dispatch`` is close to ``done``, the device waits for the host (kernel launches), and the
 learner's cost is the host's; a loop that overlaps it with emulation cannot hide it, because the
 same host runs the loop.
+
+``--program`` (JAX, frames on the device) also prints what the compiled call is made of, from its
+optimized HLO: the instructions of its entry computation that launch work, how many of them are
+command buffers (XLA's CUDA graphs, one launch each) and how many operations those hold, and the
+launches left outside them by kind. ``--program-file PREFIX`` keeps each configuration's HLO text
+as ``PREFIX<K>x<B>.hlo.txt``.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
+import re
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+# Instructions that launch nothing on the device: views, tuples, parameters, constants.
+NOT_LAUNCHED = {"parameter", "constant", "get-tuple-element", "tuple", "bitcast", "opt-barrier", "after-all",
+                "partition-id", "replica-id"}
+
+
+def hlo_computations(text: str) -> dict[str, list[str]]:
+    """The computations of an HLO module's text, ``{name: [instruction opcodes]}``; the entry
+    computation is named ``ENTRY``."""
+    computations, name = {}, None
+    for line in text.splitlines():
+        header = re.match(r"^(ENTRY\s+)?%?([\w.\-]+)\s*\(.*\{\s*$", line)
+        if header:
+            name = "ENTRY" if header.group(1) else header.group(2)
+            computations[name] = []
+        elif line.strip() == "}":
+            name = None
+        elif name is not None:
+            instruction = re.match(r"^\s*(?:ROOT\s+)?%?[\w.\-]+\s*=\s*.*?\s([a-z][\w\-]*)\(", line)
+            if instruction:
+                computations[name].append((instruction.group(1), line))
+    return computations
+
+
+def program_summary(text: str) -> str:
+    """One paragraph on the launches of a compiled program (see the module docstring)."""
+    computations = hlo_computations(text)
+    entry = computations.get("ENTRY", [])
+    launched = [(opcode, line) for opcode, line in entry if opcode not in NOT_LAUNCHED]
+    graph_calls = [line for opcode, line in launched
+                   if opcode == "call" and re.search(r"to_apply=%?command_buffer", line)]
+    held = 0
+    for line in graph_calls:
+        target = re.search(r"to_apply=%?([\w.\-]+)", line).group(1)
+        held += sum(1 for opcode, _ in computations.get(target, []) if opcode not in NOT_LAUNCHED)
+    outside = collections.Counter(opcode for opcode, line in launched if line not in graph_calls)
+    everywhere = collections.Counter(opcode for body in computations.values() for opcode, _ in body)
+    kinds = ", ".join(f"{opcode} {count}" for opcode, count in outside.most_common(8))
+    return (f"entry computation: {len(launched)} launching instructions: {len(graph_calls)} command buffers "
+            f"(CUDA graphs) holding {held} operations, and outside them {kinds or 'none'}; the whole module: "
+            f"{everywhere['fusion']} fusions, {everywhere['custom-call']} custom calls (cuBLAS, cuDNN), "
+            f"{everywhere['while']} while loops, {everywhere['convolution']} convolutions")
 
 
 def main():
@@ -43,6 +94,10 @@ def main():
     parser.add_argument("--host-replay", action="store_true", help="frames on the host (the default under TensorFlow)")
     parser.add_argument("--double", action="store_true")
     parser.add_argument("--dueling", action="store_true")
+    parser.add_argument("--program", action="store_true",
+                        help="also summarise each configuration's compiled program: its launches (JAX, frames on the device)")
+    parser.add_argument("--program-file", metavar="PREFIX",
+                        help="with --program, keep each configuration's optimized HLO as PREFIX<K>x<B>.hlo.txt")
     args = parser.parse_args()
 
     import keras
@@ -87,6 +142,12 @@ def main():
         steps_per_second = count * batch_size / args.transitions_per_step / done
         print(f"{count:3d}  {batch_size:5d}   {1e3 * dispatch:11.3f}   {1e3 * done:7.3f}   "
               f"{1e3 * done / count:13.3f}   {steps_per_second:27,.0f}", flush=True)
+        if args.program and device_replay:
+            text = learner.step.compiled_program(replay.buffer, replay.sample_batches(batch_size, count))
+            if args.program_file:
+                with open(f"{args.program_file}{count}x{batch_size}.hlo.txt", "w") as f:
+                    f.write(text)
+            print(f"     program: {program_summary(text)}", flush=True)
 
 
 if __name__ == "__main__":

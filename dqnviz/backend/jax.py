@@ -445,6 +445,20 @@ class TrainStep:
         buffer.array_from(self._in_flight, 5)
         return _Later(self._in_flight, 0), _Later(self._in_flight, 1)
 
+    def compiled_program(self, buffer, transitions) -> str:
+        """The optimized HLO of the fused call that :meth:`train_on_frames` would make for
+        ``transitions`` (with one staged frame per environment, as in a vectorised iteration),
+        compiled for this device but not run: what ``benchmarks/learner.py --program`` counts to
+        see how many launches an update costs (command buffers, that is CUDA graphs, and what
+        falls outside them)."""
+        ints, floats = pack_transitions(transitions)
+        num_envs, _, height, width = buffer.array.shape
+        staged_frames = jax.ShapeDtypeStruct((num_envs, 1, height, width), jnp.uint8)
+        staged_slots = jax.ShapeDtypeStruct((1,), jnp.int32)
+        arguments = (self.trainable, self.non_trainable, self.optimizer_state, self.target_trainable,
+                     self.target_non_trainable, buffer.array, staged_frames, staged_slots, ints, floats)
+        return self._train_batches.lower(*arguments).compile().as_text()
+
     def _settle(self):
         """Take the weights and optimizer state from the call in flight, once it is launched."""
         if self._in_flight is not None:
