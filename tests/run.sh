@@ -60,7 +60,8 @@ tally() {
 suite() {  # selection backend [pytest arguments]
   local selection=$1 backend=$2
   shift 2
-  DQNVIZ_TESTS=$selection KERAS_BACKEND=$backend python -m pytest -q -p no:warnings "$@"
+  # --durations: the slowest tests, for whoever shortens the suite next
+  DQNVIZ_TESTS=$selection KERAS_BACKEND=$backend python -m pytest -q -p no:warnings --durations=15 "$@"
 }
 free_suite() {
   echo "== tests that use no Keras backend (run once, with Keras unimportable)"
