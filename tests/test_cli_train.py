@@ -23,9 +23,12 @@ def test_train_then_test_then_resume(tmp_path, capsys):
     table = rows(tmp_path / "rep" / "breakout.csv")
     # the last line names the epoch whose test phase scored best, and how to rank them properly
     tests = {int(r["epoch"]): float(r["average_reward"]) for r in table if r["phase"] == "test"}
-    best = max(tests, key=tests.get)
+    top = max(tests.values())
+    best = max(epoch for epoch, average in tests.items() if average == top)  # of ties, the latest
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert last.startswith(f"finished epochs 1–2; best test phase: epoch {best}, average {tests[best]:.1f} over ")
+    named = (f"epoch {best}, average {top:.1f} over " if list(tests.values()).count(top) == 1 else
+             f"epochs 1 and 2 tied, average {top:.1f} (epoch 2: ")
+    assert last.startswith(f"finished epochs 1–2; best test phase: {named}")
     assert str(tmp_path / "snap" / f"breakout_{best}.keras") in last and "dqnviz test " in last
     assert [(r["epoch"], r["phase"]) for r in table] == [("0", "random"), ("1", "train"), ("1", "test"), ("2", "train"), ("2", "test")]
     assert list(table[0]) == ["epoch", "phase", "steps", "nr_games", "average_reward", "min_game_reward",
@@ -584,3 +587,23 @@ def test_a_run_name_differing_only_in_case_is_taken(tmp_path):
     assert _taken("Pong", tmp_path / "snapshots", tmp_path / "reports")
     assert free_run_name("PONG", tmp_path / "snapshots", tmp_path / "reports") == "PONG-2"
     assert not _taken("pongo", tmp_path / "snapshots", tmp_path / "reports")
+
+
+def test_the_last_line_names_every_epoch_tied_for_the_best_test_phase_and_points_to_the_latest():
+    """Pong agents often tie (two epochs averaging 21.0): naming only the first of them sent the
+    reader to the less-trained snapshot, and hid that another scored as well."""
+    from types import SimpleNamespace
+
+    from dqnviz.commands.train import finished_line
+
+    def run(averages):
+        scores = {epoch: {"average": average, "episodes": 8 + epoch} for epoch, average in averages.items()}
+        return SimpleNamespace(test_scores=scores, config=SimpleNamespace(epochs=9), snapshot_dir="snapshots",
+                               run="pong", snapshot_path=lambda epoch: f"snapshots/pong_{epoch}.keras")
+
+    line = finished_line(run({3: 20.5, 4: 21.0, 5: 19.0, 6: 21.0, 7: 21.0}))
+    assert line.startswith("finished epochs 3–7; best test phase: epochs 4, 6 and 7 tied, average 21.0 "
+                           "(epoch 7: 15 games, snapshots/pong_7.keras). ")
+    line = finished_line(run({3: 20.5, 4: 21.0, 5: 19.0}))
+    assert line.startswith("finished epochs 3–5; best test phase: epoch 4, average 21.0 over 12 games "
+                           "(snapshots/pong_4.keras). To rank epochs")

@@ -392,9 +392,16 @@ def finished_line(trainer) -> str:
     scores = trainer.test_scores
     if not scores:
         return f"finished: the run had already reached epoch {trainer.config.epochs}"
-    best = max(scores, key=lambda epoch: scores[epoch]["average"])
+    top = max(score["average"] for score in scores.values())
+    tied = sorted(epoch for epoch, score in scores.items() if score["average"] == top)
+    best = tied[-1]  # of epochs tied, the latest: the most trained
     first, last = min(scores), max(scores)
     span = f"epoch {last}" if first == last else f"epochs {first}–{last}"
-    return (f"finished {span}; best test phase: epoch {best}, average {scores[best]['average']:.1f} over "
-            f"{scores[best]['episodes']} {plural('game', scores[best]['episodes'])} ({trainer.snapshot_path(best)}). "
+    games = f"{scores[best]['episodes']} {plural('game', scores[best]['episodes'])}"
+    if len(tied) == 1:
+        named = f"epoch {best}, average {top:.1f} over {games} ({trainer.snapshot_path(best)})"
+    else:
+        epochs = ", ".join(map(str, tied[:-1])) + f" and {best}"
+        named = f"epochs {epochs} tied, average {top:.1f} (epoch {best}: {games}, {trainer.snapshot_path(best)})"
+    return (f"finished {span}; best test phase: {named}. "
             f"To rank epochs on the same 30 games: dqnviz test {trainer.snapshot_dir}/{trainer.run}_*.keras")
