@@ -172,8 +172,11 @@ class Progress:
             self._rich.update(self._task, total=self.total, completed=min(self._done, self.total))
 
     def _plain_line(self) -> None:
+        """``epoch 1 test: 64/64 steps, +6,020 past it (304 steps/s) …``: work past the total (a
+        test phase's last games) is counted on, so that a log's lines still show it moving."""
         self._printed = (self._done, dict(self._fields))
-        print(f"{self.description}: {min(self._done, self.total):,}/{self.total:,} {self.unit} "
+        past = f", +{self._done - self.total:,} past it" if self._done > self.total else ""
+        print(f"{self.description}: {min(self._done, self.total):,}/{self.total:,} {self.unit}{past} "
               f"({self._rate_text()}) {self._info()}".rstrip(), file=self.stream, flush=True)
 
     def __exit__(self, *exc):

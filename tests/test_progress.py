@@ -36,8 +36,8 @@ def test_plain_lines_every_few_seconds_and_at_the_end(clock):
         bar.update(6_084, **{"games to finish": 0})  # finishing its games: past the total
     lines = stream.getvalue().splitlines()
     assert lines[0] == "epoch 1 test: 64/64 steps (6.4 steps/s) ε 0.05"
-    # the bar stays full, the rate counts all 6,084 steps in 20 s
-    assert lines[-1] == "epoch 1 test: 64/64 steps (304 steps/s) ε 0.05  games to finish 0"
+    # the bar stays full, the steps past it are counted on, and the rate counts all 6,084 in 20 s
+    assert lines[-1] == "epoch 1 test: 64/64 steps, +6,020 past it (304 steps/s) ε 0.05  games to finish 0"
 
 
 def test_a_slow_rate_keeps_its_digits(clock):
