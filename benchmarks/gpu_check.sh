@@ -8,7 +8,7 @@
 #               call carries; a deleted tracked file does not travel, and nothing here needs them)
 # On the device, carrying .whl (the device tool's `run`), two calls that fit a 15-minute lease:
 #   bash benchmarks/gpu_check.sh start      # timeout_s 600: install, time the learner alone and
-#                                           # count its program's launches (~30 s), then GAME learns for
+#                                           # count its program's launches (~1 min), then GAME learns for
 #                                           # LEARN_MINUTES in the background; returns at CALL_SECONDS
 #   COLLECT_SECONDS=<left − 40> bash benchmarks/gpu_check.sh collect
 #                                           # at once (a warm machine is kept only 30 s), timeout_s =
@@ -117,9 +117,9 @@ case "${1:-}" in
     } > "$OUT/device.txt" 2>&1
     # What an update costs in launches, before the GPU is shared: the learner alone, launched in
     # place (its dispatch time is then the launches'), and its compiled program counted: command
-    # buffers (CUDA graphs) against the launches outside them. ~30 s; the H200 lease found the
-    # updates' launches setting the pace (GPU 27 % busy).
-    DQNVIZ_LAUNCH_THREAD=0 timeout 90 python3 benchmarks/learner.py --calls 16x64,8x128 --repeats 10 --double --dueling \
+    # buffers (CUDA graphs) against the launches outside them. About a minute (two compilations of
+    # 16 unrolled updates); the H200 lease found the updates' launches setting the pace (GPU 27 % busy).
+    DQNVIZ_LAUNCH_THREAD=0 timeout 100 python3 benchmarks/learner.py --calls 16x64 --repeats 10 --double --dueling \
       --num-envs 128 --program > "$OUT/program.txt" 2>&1
     # GPU utilisation every 2 s while the game learns
     setsid nohup nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 2 \
