@@ -119,9 +119,9 @@ case "${1:-}" in
     } > "$OUT/device.txt" 2>&1
     # What an update costs in launches, before the GPU is shared: the learner alone, launched in
     # place (its dispatch time is then the launches'), and its compiled program counted: command
-    # buffers (CUDA graphs) against the launches outside them. About a minute (two compilations of
+    # buffers (CUDA graphs) against the launches outside them. A minute or two (two compilations of
     # 16 unrolled updates); the H200 lease found the updates' launches setting the pace (GPU 27 % busy).
-    DQNVIZ_LAUNCH_THREAD=0 timeout 100 python3 benchmarks/learner.py --calls 16x64 --repeats 10 --double --dueling \
+    DQNVIZ_LAUNCH_THREAD=0 timeout 150 python3 benchmarks/learner.py --calls 16x64 --repeats 10 --double --dueling \
       --num-envs 128 --program > "$OUT/program.txt" 2>&1
     # GPU utilisation every 2 s while the game learns
     setsid nohup nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 2 \

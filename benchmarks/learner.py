@@ -45,8 +45,8 @@ NOT_LAUNCHED = {"parameter", "constant", "get-tuple-element", "tuple", "bitcast"
 
 
 def hlo_computations(text: str) -> dict[str, list[str]]:
-    """The computations of an HLO module's text, ``{name: [instruction opcodes]}``; the entry
-    computation is named ``ENTRY``."""
+    """The computations of an HLO module's text, ``{name: [(opcode, instruction line), …]}``; the
+    entry computation is named ``ENTRY``."""
     computations, name = {}, None
     for line in text.splitlines():
         header = re.match(r"^(ENTRY\s+)?%?([\w.\-]+)\s*\(.*\{\s*$", line)
@@ -65,8 +65,11 @@ def hlo_computations(text: str) -> dict[str, list[str]]:
 def program_summary(text: str) -> str:
     """One paragraph on the launches of a compiled program (see the module docstring)."""
     computations = hlo_computations(text)
-    entry = computations.get("ENTRY", [])
-    launched = [(opcode, line) for opcode, line in entry if opcode not in NOT_LAUNCHED]
+    if "ENTRY" not in computations:
+        return f"no entry computation parsed from {len(text):,} characters of HLO (pass --program-file to read it)"
+    # an asynchronous pair (copy-start, copy-done) is one launch and a wait
+    launched = [(opcode, line) for opcode, line in computations["ENTRY"]
+                if opcode not in NOT_LAUNCHED and not opcode.endswith("-done")]
     graph_calls = [line for opcode, line in launched
                    if opcode == "call" and re.search(r"to_apply=%?command_buffer", line)]
     held = 0

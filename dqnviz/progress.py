@@ -79,13 +79,16 @@ class Progress:
         total: the number of units at completion.
         unit: what is counted ("steps", "filters").
         stream: where plain lines go (stderr by default).
+        count_past_total: plain lines count work past ``total`` on (a test phase finishing its
+            last games), where otherwise they stop at it.
     """
 
     def __init__(self, description: str, total: int, unit: str = "steps", stream=None,
-                 every_seconds: float = 10.0, enabled: bool = True):
+                 every_seconds: float = 10.0, enabled: bool = True, count_past_total: bool = False):
         self.description, self.total, self.unit = description, max(int(total), 1), unit
         self.stream = stream or sys.stderr
         self.every_seconds = every_seconds
+        self.count_past_total = count_past_total
         self.enabled = enabled and _stream_key(self.stream) not in _output_gone
         self.fancy = self.enabled and self.stream.isatty()
         self.start = time.perf_counter()
@@ -172,10 +175,11 @@ class Progress:
             self._rich.update(self._task, total=self.total, completed=min(self._done, self.total))
 
     def _plain_line(self) -> None:
-        """``epoch 1 test: 64/64 steps, +6,020 past it (304 steps/s) …``: work past the total (a
-        test phase's last games) is counted on, so that a log's lines still show it moving."""
+        """``epoch 1 test: 64/64 steps, +6,020 past it (304 steps/s) …``: with ``count_past_total``
+        work past the total (a test phase's last games) is counted on, so that a log's lines still
+        show it moving."""
         self._printed = (self._done, dict(self._fields))
-        past = f", +{self._done - self.total:,} past it" if self._done > self.total else ""
+        past = f", +{self._done - self.total:,} past it" if self.count_past_total and self._done > self.total else ""
         print(f"{self.description}: {min(self._done, self.total):,}/{self.total:,} {self.unit}{past} "
               f"({self._rate_text()}) {self._info()}".rstrip(), file=self.stream, flush=True)
 

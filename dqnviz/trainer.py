@@ -70,9 +70,12 @@ def sample_ahead() -> bool:
     return env_switch("DQNVIZ_SAMPLE_AHEAD", True)
 
 
-def updates_before_actions() -> bool:
-    """Whether a train iteration launches its updates before it reads its actions
-    (``DQNVIZ_UPDATES_FIRST=0`` reads the actions first, for an A/B).
+def updates_before_actions(asynchronous: bool) -> bool:
+    """Whether a train iteration launches its updates before it reads its actions: by default
+    where the learner launches them asynchronously (``asynchronous``: JAX from its worker thread,
+    the default on a GPU, or on a CPU), so that the loop goes on at once; not where the launch
+    holds the loop (TensorFlow's step, or JAX launching in place on a GPU), which would keep the
+    emulators waiting for it. ``DQNVIZ_UPDATES_FIRST=0|1`` overrides, for an A/B.
 
     The actions and the updates are the same either way. The forward pass that chooses the
     actions is dispatched first, with the weights as the last iteration's updates left them, and
@@ -82,7 +85,7 @@ def updates_before_actions() -> bool:
     for 2.1 ms of each 17.5-ms iteration (128 environments), with no update being launched then.
     A serial profile (``--profile serial``) keeps the actions first, so that acting is timed alone.
     """
-    return env_switch("DQNVIZ_UPDATES_FIRST", True)
+    return env_switch("DQNVIZ_UPDATES_FIRST", asynchronous)
 
 
 def sidecar_path(folder, run: str, kind: str) -> Path:
@@ -257,7 +260,7 @@ class Trainer:
         self.test_scores: dict[int, dict] = {}  # epoch -> its test phase's score, this invocation's epochs
         self.timer = Timer(enabled=bool(profile), wait_for_device=profile != "overlapped")
         self.sample_ahead = sample_ahead()
-        self.updates_first = updates_before_actions()
+        self.updates_first = updates_before_actions(self.learner.step.launches_asynchronously)
         if resume is not None:
             self._restore_optimizer(resume)
             self._restore_validation_states(resume)
@@ -351,7 +354,7 @@ class Trainer:
             divide loses no update: after D train steps the run has made ⌊D / f⌋ sets of updates."""
             return passes_multiple(done, n, config.train_frequency) and self.replay.num_sampleable() >= config.batch_size
 
-        with Progress(label, total=steps, enabled=self.show_progress) as progress, deferred_interrupts() as stop:
+        with Progress(label, total=steps, enabled=self.show_progress, count_past_total=testing) as progress, deferred_interrupts() as stop:
             iteration = 0
             drawn_ahead = None  # the next iteration's batches, drawn while the device works
             last_game_overs = np.zeros(n, bool)
@@ -385,6 +388,12 @@ class Trainer:
                         pending = self._start_iteration_updates(stats, n, updates_per_iteration, drawn_ahead,
                                                                 updates_due)
                         drawn_ahead = None
+                    # θ⁻ ← θ, after this iteration's updates, each time the run's train steps pass a
+                    # multiple of --target-steps: every target_steps on average, also with n
+                    # environments that do not divide it, and on across a resume. After the send:
+                    # reading θ waits for the updates' launch, which the emulators need not wait for.
+                    if learn and passes_multiple(self.train_steps_done, n, config.target_steps):
+                        self.learner.sync_target()
                     with timer("emulate"):
                         next_states, rewards, terminals, game_overs, _ = env.recv()
                     last_game_overs = np.asarray(game_overs, bool)
@@ -421,18 +430,13 @@ class Trainer:
         return stats
 
     def _start_iteration_updates(self, stats: PhaseStats, n: int, count: int, drawn_ahead, updates_due):
-        """A train iteration's learning: count its ``n`` agent steps, launch its ``count`` updates
-        when due (on ``drawn_ahead``, the batches drawn during the last iteration, if any), and
-        copy θ⁻ ← θ when the run's train steps pass a multiple of ``--target-steps``: every
-        target_steps on average, also with n environments that do not divide it, and on across a
-        resume. Returns the pending updates, or None."""
+        """A train iteration's learning: count its ``n`` agent steps and launch its ``count``
+        updates when due (on ``drawn_ahead``, the batches drawn during the last iteration, if any).
+        Returns the pending updates, or None."""
         self.train_steps_done += n
-        pending = None
         if drawn_ahead is not None or updates_due(self.train_steps_done):
-            pending = self._start_updates(stats, self._draw(count) if drawn_ahead is None else drawn_ahead)
-        if passes_multiple(self.train_steps_done, n, self.config.target_steps):
-            self.learner.sync_target()  # after this iteration's updates, as θ⁻ always was
-        return pending
+            return self._start_updates(stats, self._draw(count) if drawn_ahead is None else drawn_ahead)
+        return None
 
     def _draw(self, count: int, train_steps_done: int | None = None) -> list[dict]:
         """Sample ``count`` batches for the updates made when ``train_steps_done`` agent steps have

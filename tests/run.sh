@@ -83,7 +83,8 @@ if [ "$run_backends" = 1 ] && [ "${DQNVIZ_TEST_SERIAL:-0}" != 1 ] && [ "$(nproc 
   logs="$(mktemp -d -t dqnviz-tests.XXXXXX)"
   # Ctrl-C stops both: the background job runs in a process group of its own (set -m), which the
   # trap ends with everything it started (a background job of a script ignores SIGINT itself).
-  # It keeps no pytest cache, so that the TensorFlow suite's last-failed record is the one kept.
+  # It keeps no pytest cache, so that the TensorFlow suite's last-failed record is the one kept
+  # (`pytest --lf` then does not know the backend-free modules' failures: rerun those by name).
   trap '[ -n "${background_pid:-}" ] && kill -- "-$background_pid" 2>/dev/null; rm -rf "$logs"' EXIT
   set -m
   (

@@ -26,7 +26,7 @@ def clock(monkeypatch):
 
 def test_plain_lines_every_few_seconds_and_at_the_end(clock):
     stream = io.StringIO()
-    with Progress("epoch 1 test", total=64, stream=stream, every_seconds=10) as bar:
+    with Progress("epoch 1 test", total=64, stream=stream, every_seconds=10, count_past_total=True) as bar:
         clock.now += 4
         bar.update(32, ε=0.05)  # too soon for a line
         assert stream.getvalue() == ""
@@ -38,6 +38,14 @@ def test_plain_lines_every_few_seconds_and_at_the_end(clock):
     assert lines[0] == "epoch 1 test: 64/64 steps (6.4 steps/s) ε 0.05"
     # the bar stays full, the steps past it are counted on, and the rate counts all 6,084 in 20 s
     assert lines[-1] == "epoch 1 test: 64/64 steps, +6,020 past it (304 steps/s) ε 0.05  games to finish 0"
+
+
+def test_a_train_phase_that_overshoots_by_part_of_an_iteration_just_ends_full(clock):
+    stream = io.StringIO()
+    with Progress("epoch 1 train", total=500, stream=stream) as bar:  # 128 envs do not divide 500
+        clock.now += 10
+        bar.update(512)
+    assert stream.getvalue().splitlines()[-1] == "epoch 1 train: 500/500 steps (51 steps/s)"
 
 
 def test_a_slow_rate_keeps_its_digits(clock):

@@ -76,7 +76,6 @@ def test_shipped_pong_agent_wins_a_game(path):
     record = play_games(snapshot.model, env, games=1, epsilon=0.05, seed=123)
     score = record.scores[0]
     assert score > 0, f"the shipped agent lost its game {score:+g}"
-    assert score > _best_random_game("pong")  # so it beats random play too, in the same game
     # It acts on what it sees: its Q-values are not constant across the game's states.
     assert np.ptp(record.q_values.max(axis=1)) > 0.05
 
@@ -100,7 +99,7 @@ def _best_random_game(game: str) -> float:
 def test_shipped_agent_beats_the_best_random_game(path):
     """One game of the shipped agent (ε = 0.05) outscores the best of the 20+ games that
     uniformly random play finished in the random phases of the shipped runs of its game. (A Pong
-    agent's won game checks the same, above: one game each, not two.)"""
+    agent's won game, above, says more: random play loses every game of Pong. One game each.)"""
     from dqnviz.agent import env_for_snapshot, play_games
     from dqnviz.snapshot import load_snapshot
 

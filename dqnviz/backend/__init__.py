@@ -26,8 +26,10 @@ name):
     the compiled DQN update, a stateful object: ``step(batch) -> (loss, td_abs)`` updates the
     online model's weights. ``loss_fn(q, q_next_online, q_next_target, batch) -> (loss, td_abs)``
     is pure ``keras.ops`` maths; ``double`` adds Q(s′, ·; θ) for Double DQN's argmax. It also has
-    ``weights`` (what ``make_predict`` takes), ``sync_target()`` (θ⁻ ← θ), ``reload_optimizer()``
-    and ``write_back()`` (the weights into the Keras variables). The JAX step takes
+    ``weights`` (what ``make_predict`` takes), ``sync_target()`` (θ⁻ ← θ), ``reload_optimizer()``,
+    ``write_back()`` (the weights into the Keras variables) and ``launches_asynchronously``
+    (whether a call returns before the host has launched its work: JAX from its worker thread or
+    on a CPU; not TensorFlow, whose step runs on the calling thread). The JAX step takes
     ``merge_passes`` and ``threaded`` too (None: the machine's default, see
     :func:`dqnviz.backend.jax.fewer_passes` and :func:`dqnviz.backend.jax.launch_thread`), and has
     ``train_on_frames(frame_buffer, transitions) -> (losses, td_abs)``: K updates in one jitted

@@ -488,6 +488,12 @@ class TrainStep:
         return loss, td_abs
 
     @property
+    def launches_asynchronously(self) -> bool:
+        """Whether :meth:`train_on_frames` returns before its kernels are launched: from the worker
+        thread, or on a CPU, whose XLA runs the call on its own threads."""
+        return self.threaded or not has_accelerator()
+
+    @property
     def weights(self):
         """The online weights as ``(trainable, non_trainable)`` for ``make_predict``."""
         return self.trainable, self.non_trainable

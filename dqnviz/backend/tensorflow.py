@@ -103,6 +103,8 @@ def make_predict(model, stacks: bool = False):
 class TrainStep:
     """The compiled DQN update for TensorFlow: ``step(batch) -> (loss, td_abs)``."""
 
+    launches_asynchronously = False  # the step runs on the calling thread until it is done
+
     def __init__(self, online, target, optimizer, loss_fn, double):
         self.online, self.target, self.optimizer = online, target, optimizer
         optimizer.build(online.trainable_variables)

@@ -171,7 +171,9 @@ def run(args) -> int:
 
         atomic_write(args.csv, write)
         if not args.quiet:  # on stderr: stdout's last line stays the result, as the help says
-            print(f"wrote {args.csv} ({len(rows):,} {plural('game', len(rows))})", file=sys.stderr, flush=True)
+            games = f"{len(rows):,} {plural('game', len(rows))}" if not several else \
+                f"{len(tested)} snapshots × {args.episodes:,} {plural('game', args.episodes)}"
+            print(f"wrote {args.csv} ({games})", file=sys.stderr, flush=True)
     if several and len(tested) > 1:
         _say_best(tested, results_by_snapshot, snapshots, args)
     if not_tested:  # said last, after what was measured: the command did not do all it was asked
