@@ -72,45 +72,29 @@ free_suite() {
 backends_arguments=(${options[@]+"${options[@]}"} ${backends_paths[@]+"${backends_paths[@]}"})
 
 # The two backends' suites run at the same time where there are two cores or more: each keeps
-# about 1.2 cores busy (Python, then short bursts of XLA or TensorFlow); together they take about
-# 14.5 minutes on the 2-core CPU. The backend-free modules (2 minutes) run
-# after the JAX suite, the shorter of the two, in the same background job, so that no core idles
-# while the TensorFlow suite ends. Their output is kept in files and shown when the TensorFlow
-# suite, shown as it runs, is done.
+# about 1.2 cores busy (Python, then short bursts of XLA or TensorFlow), so together they take
+# ~11 minutes on the 2-core CPU where one after the other took ~17. The JAX suite's output is
+# kept in a file and shown when the TensorFlow suite, shown as it runs, and the backend-free
+# modules after it, are done.
 # DQNVIZ_TEST_SERIAL=1 runs them one after the other, all shown as they run.
 trap 'exit 130' INT TERM
 if [ "$run_backends" = 1 ] && [ "${DQNVIZ_TEST_SERIAL:-0}" != 1 ] && [ "$(nproc 2>/dev/null || echo 1)" -ge 2 ]; then
-  logs="$(mktemp -d -t dqnviz-tests.XXXXXX)"
-  # Ctrl-C stops both: the background job runs in a process group of its own (set -m), which the
+  jax_log="$(mktemp -t dqnviz-tests-jax.XXXXXX)"
+  # Ctrl-C stops both: the JAX suite runs in a process group of its own (set -m), which the
   # trap ends with everything it started (a background job of a script ignores SIGINT itself).
-  # It keeps no pytest cache, so that the TensorFlow suite's last-failed record is the one kept
-  # (`pytest --lf` then does not know the backend-free modules' failures: rerun those by name).
-  trap '[ -n "${background_pid:-}" ] && kill -- "-$background_pid" 2>/dev/null; rm -rf "$logs"' EXIT
+  # It keeps no pytest cache, so that the TensorFlow suite's last-failed record is the one kept.
+  trap '[ -n "${jax_pid:-}" ] && kill -- "-$jax_pid" 2>/dev/null; rm -f "$jax_log"' EXIT
   set -m
-  (
-    code=0; suite backends jax -p no:cacheprovider ${backends_arguments[@]+"${backends_arguments[@]}"} >"$logs/jax" 2>&1 || code=$?
-    echo "$code" >"$logs/jax.code"
-    if [ "$run_free" = 1 ]; then
-      code=0
-      suite backend-free tensorflow -p no:cacheprovider ${options[@]+"${options[@]}"} ${free_paths[@]+"${free_paths[@]}"} \
-        >"$logs/free" 2>&1 || code=$?
-      echo "$code" >"$logs/free.code"
-    fi
-  ) &
-  background_pid=$!
+  suite backends jax -p no:cacheprovider ${backends_arguments[@]+"${backends_arguments[@]}"} >"$jax_log" 2>&1 &
+  jax_pid=$!
   set +m
-  echo "== tests with KERAS_BACKEND=tensorflow (the JAX suite and the backend-free modules run beside it; their output follows)"
+  echo "== tests with KERAS_BACKEND=tensorflow (the JAX suite runs beside it; its output follows)"
   code=0; suite backends tensorflow ${backends_arguments[@]+"${backends_arguments[@]}"} || code=$?; tally "$code"
-  wait "$background_pid" || true
-  background_pid=
-  if [ "$run_free" = 1 ]; then
-    echo "== tests that use no Keras backend (run once, with Keras unimportable)"
-    cat "$logs/free" 2>/dev/null
-    tally "$(cat "$logs/free.code" 2>/dev/null || echo 1)"
-  fi
+  [ "$run_free" = 0 ] || free_suite
+  code=0; wait "$jax_pid" || code=$?; tally "$code"
+  jax_pid=
   echo "== tests with KERAS_BACKEND=jax"
-  cat "$logs/jax"
-  tally "$(cat "$logs/jax.code" 2>/dev/null || echo 1)"
+  cat "$jax_log"
 else
   if [ "$run_backends" = 1 ]; then
     for backend in tensorflow jax; do
