@@ -14,13 +14,10 @@ def print_machine() -> None:
 
     print(f"backend {keras.config.backend()}, keras {keras.__version__}, {os.cpu_count()} CPUs, "
           f"{platform.processor() or platform.machine()}")
-    asynchronous = False  # TensorFlow's step runs on the calling thread
-    if keras.config.backend() == "jax":
-        from dqnviz.backend.jax import has_accelerator, launch_thread
+    from dqnviz.backend import launches_asynchronously
 
-        asynchronous = launch_thread() or not has_accelerator()  # as TrainStep.launches_asynchronously
     print("loop: the next batches drawn " + ("while the updates run" if sample_ahead() else "at each iteration's start")
-          + "; the updates launched " + ("before the actions are read" if updates_before_actions(asynchronous) else
+          + "; the updates launched " + ("before the actions are read" if updates_before_actions(launches_asynchronously()) else
                                          "after the actions are sent") + " (a serial profile: after)")
     if keras.config.backend() == "jax":
         import jax

@@ -44,7 +44,7 @@ NOT_LAUNCHED = {"parameter", "constant", "get-tuple-element", "tuple", "bitcast"
                 "partition-id", "replica-id"}
 
 
-def hlo_computations(text: str) -> dict[str, list[str]]:
+def hlo_computations(text: str) -> dict[str, list[tuple[str, str]]]:
     """The computations of an HLO module's text, ``{name: [(opcode, instruction line), …]}``; the
     entry computation is named ``ENTRY``."""
     computations, name = {}, None
@@ -76,7 +76,8 @@ def program_summary(text: str) -> str:
     for line in graph_calls:
         target = re.search(r"to_apply=%?([\w.\-]+)", line).group(1)
         held += sum(1 for opcode, _ in computations.get(target, []) if opcode not in NOT_LAUNCHED)
-    outside = collections.Counter(opcode for opcode, line in launched if line not in graph_calls)
+    in_graphs = set(graph_calls)
+    outside = collections.Counter(opcode for opcode, line in launched if line not in in_graphs)
     everywhere = collections.Counter(opcode for body in computations.values() for opcode, _ in body)
     kinds = ", ".join(f"{opcode} {count}" for opcode, count in outside.most_common(8))
     return (f"entry computation: {len(launched)} launching instructions: {len(graph_calls)} command buffers "

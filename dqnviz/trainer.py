@@ -354,6 +354,15 @@ class Trainer:
             divide loses no update: after D train steps the run has made ⌊D / f⌋ sets of updates."""
             return passes_multiple(done, n, config.train_frequency) and self.replay.num_sampleable() >= config.batch_size
 
+        def start_iteration_updates(drawn_ahead):
+            """A train iteration's learning: count its n agent steps and launch its updates when
+            due (on ``drawn_ahead``, the batches drawn during the last iteration, if any); returns
+            the pending updates, or None."""
+            self.train_steps_done += n
+            if drawn_ahead is not None or updates_due(self.train_steps_done):
+                return self._start_updates(stats, self._draw(updates_per_iteration) if drawn_ahead is None else drawn_ahead)
+            return None
+
         with Progress(label, total=steps, enabled=self.show_progress, count_past_total=testing) as progress, deferred_interrupts() as stop:
             iteration = 0
             drawn_ahead = None  # the next iteration's batches, drawn while the device works
@@ -376,18 +385,15 @@ class Trainer:
                         actions_later = self._choose_later(states, epsilon)  # the forward pass dispatched
                     pending = None
                     if learn and updates_first:  # the device starts them right after that pass
-                        pending = self._start_iteration_updates(stats, n, updates_per_iteration, drawn_ahead,
-                                                                updates_due)
-                        drawn_ahead = None
+                        pending = start_iteration_updates(drawn_ahead)
                     with timer("act"):
                         actions = actions_later()
                     with timer("emulate"):
                         env.send(actions)  # the emulators run in C++ threads while we learn
                     iteration += 1
                     if learn and not updates_first:
-                        pending = self._start_iteration_updates(stats, n, updates_per_iteration, drawn_ahead,
-                                                                updates_due)
-                        drawn_ahead = None
+                        pending = start_iteration_updates(drawn_ahead)
+                    drawn_ahead = None  # used by this iteration's updates, if any
                     # θ⁻ ← θ, after this iteration's updates, each time the run's train steps pass a
                     # multiple of --target-steps: every target_steps on average, also with n
                     # environments that do not divide it, and on across a resume. After the send:
@@ -428,15 +434,6 @@ class Trainer:
                 stats.partial_score = float(scores.mean())
                 stats.seconds = time.perf_counter() - start
         return stats
-
-    def _start_iteration_updates(self, stats: PhaseStats, n: int, count: int, drawn_ahead, updates_due):
-        """A train iteration's learning: count its ``n`` agent steps and launch its ``count``
-        updates when due (on ``drawn_ahead``, the batches drawn during the last iteration, if any).
-        Returns the pending updates, or None."""
-        self.train_steps_done += n
-        if drawn_ahead is not None or updates_due(self.train_steps_done):
-            return self._start_updates(stats, self._draw(count) if drawn_ahead is None else drawn_ahead)
-        return None
 
     def _draw(self, count: int, train_steps_done: int | None = None) -> list[dict]:
         """Sample ``count`` batches for the updates made when ``train_steps_done`` agent steps have

@@ -7,7 +7,7 @@ Everything else in dqnviz is written once with ``keras.ops``. Two things cannot 
   ``DQNVIZ_XLA=1``; ``jax.jit`` over ``stateless_call``).
 
 Both backend modules, :mod:`dqnviz.backend.jax` and :mod:`dqnviz.backend.tensorflow`, expose the
-same nine names, and this package gives those of the backend Keras runs, with ``BACKEND`` (its
+same ten names, and this package gives those of the backend Keras runs, with ``BACKEND`` (its
 name):
 
 ``input_gradient(fn, x) -> (values, gradient)``
@@ -40,6 +40,10 @@ name):
     the results of K updates (a result per update, or one for all) as float32 numpy arrays,
     read from the device in one copy.
 
+``launches_asynchronously() -> bool``
+    whether the fused update returns before its work is launched (``TrainStep``'s attribute of the
+    same name, for the machine's default settings).
+
 ``make_predict(model, stacks=False) -> predict(states, weights=None, wait=True)``
     compiled Q-values for acting; with ``stacks`` from frame stacks (N, history, H, W); without
     ``wait`` it may return before the device is done (``np.asarray`` waits).
@@ -62,7 +66,7 @@ Keras and the backend's module only when one of the names above is first asked f
 """
 
 _NAMES = ("FrameBuffer", "TrainStep", "compile_forward", "compile_input_gradient", "has_accelerator", "input_gradient",
-          "make_predict", "make_q_and_gradient", "results_to_host")
+          "launches_asynchronously", "make_predict", "make_q_and_gradient", "results_to_host")
 
 __all__ = ["BACKEND", *_NAMES]
 

@@ -86,6 +86,13 @@ def launch_thread() -> bool:
     return env_switch("DQNVIZ_LAUNCH_THREAD", jax.default_backend() != "cpu")
 
 
+def launches_asynchronously(threaded: bool | None = None) -> bool:
+    """Whether the fused update returns before its kernels are launched: launched from the worker
+    thread (``threaded``, by default :func:`launch_thread`), or on a CPU, whose XLA runs the call
+    on its own threads."""
+    return (launch_thread() if threaded is None else threaded) or not has_accelerator()
+
+
 def matmul_convolutions() -> bool:
     """Whether the learner's and the actor's compiled calls compute each Conv2D as one matrix product.
 
@@ -432,11 +439,8 @@ class TrainStep:
         thread (see :func:`launch_thread`); the weights and ``buffer.array`` are its outputs, and
         whoever reads them first waits for the launch (not for the device).
         """
-        ints, floats = pack_transitions(transitions)
         staged_frames, staged_slots = buffer.take_staged()  # here: the loop stages the next frames
-        arguments = (self.trainable, self.non_trainable, self.optimizer_state,
-                     self.target_trainable, self.target_non_trainable,
-                     buffer.array, staged_frames, staged_slots, ints, floats)
+        arguments = self._call_arguments(buffer, staged_frames, staged_slots, transitions)
         if not self.threaded:
             (losses, td_abs, self._trainable, self._non_trainable, self._optimizer_state,
              buffer.array) = self._train_batches(*arguments)
@@ -451,13 +455,17 @@ class TrainStep:
         compiled for this device but not run: what ``benchmarks/learner.py --program`` counts to
         see how many launches an update costs (command buffers, that is CUDA graphs, and what
         falls outside them)."""
-        ints, floats = pack_transitions(transitions)
         num_envs, _, height, width = buffer.array.shape
         staged_frames = jax.ShapeDtypeStruct((num_envs, 1, height, width), jnp.uint8)
         staged_slots = jax.ShapeDtypeStruct((1,), jnp.int32)
-        arguments = (self.trainable, self.non_trainable, self.optimizer_state, self.target_trainable,
-                     self.target_non_trainable, buffer.array, staged_frames, staged_slots, ints, floats)
+        arguments = self._call_arguments(buffer, staged_frames, staged_slots, transitions)
         return self._train_batches.lower(*arguments).compile().as_text()
+
+    def _call_arguments(self, buffer, staged_frames, staged_slots, transitions) -> tuple:
+        """The fused call's arguments, in ``train_batches``'s order (argument 5, the frames, donated)."""
+        ints, floats = pack_transitions(transitions)
+        return (self.trainable, self.non_trainable, self.optimizer_state, self.target_trainable,
+                self.target_non_trainable, buffer.array, staged_frames, staged_slots, ints, floats)
 
     def _settle(self):
         """Take the weights and optimizer state from the call in flight, once it is launched."""
@@ -489,9 +497,8 @@ class TrainStep:
 
     @property
     def launches_asynchronously(self) -> bool:
-        """Whether :meth:`train_on_frames` returns before its kernels are launched: from the worker
-        thread, or on a CPU, whose XLA runs the call on its own threads."""
-        return self.threaded or not has_accelerator()
+        """See :func:`launches_asynchronously`, with this step's own launch thread setting."""
+        return launches_asynchronously(self.threaded)
 
     @property
     def weights(self):

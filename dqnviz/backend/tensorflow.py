@@ -100,10 +100,15 @@ def make_predict(model, stacks: bool = False):
     return predict
 
 
+def launches_asynchronously() -> bool:
+    """Never: the step runs on the calling thread until it is done."""
+    return False
+
+
 class TrainStep:
     """The compiled DQN update for TensorFlow: ``step(batch) -> (loss, td_abs)``."""
 
-    launches_asynchronously = False  # the step runs on the calling thread until it is done
+    launches_asynchronously = False  # see launches_asynchronously() below
 
     def __init__(self, online, target, optimizer, loss_fn, double):
         self.online, self.target, self.optimizer = online, target, optimizer
