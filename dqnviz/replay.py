@@ -84,7 +84,15 @@ class SumTree:
 
     ``find(u)`` returns the leaf ``i`` with ``Σ_{k<i} p_k ≤ u < Σ_{k≤i} p_k``, for a whole batch
     of ``u`` at once, in O(log n) vectorised steps.
+
+    Both walks touch the levels of at most :attr:`WHOLE_LEVEL` nodes as whole arrays: a sampling
+    iteration (1,024 draws, 384 leaves set when 128 environments add, 1,024 priorities written)
+    makes 20-level walks in a million-leaf tree, and one numpy call over a small level costs less
+    than ten over the walked nodes (``benchmarks/replay_speed.py``).
     """
+
+    #: the size up to which a level is read or written whole
+    WHOLE_LEVEL = 1024
 
     def __init__(self, size: int):
         self.depth = max(0, int(np.ceil(np.log2(max(size, 1)))))
@@ -99,17 +107,40 @@ class SumTree:
         return self.tree[np.asarray(index) + self.leaves]
 
     def set(self, index, priority) -> None:
+        """Set leaves ``index`` to ``priority`` and every sum above them.
+
+        Each parent is recomputed from its two children, ``node = left + right``. Near the leaves
+        only the changed nodes' parents are (a gather and a scatter per level); the levels of at
+        most :attr:`WHOLE_LEVEL` nodes are recomputed whole, by one contiguous sum of slices each:
+        the same additions of the same values, so the same tree (the top eleven levels of a
+        million-leaf tree cost 2,047 additions in eleven calls, not 44 calls over the walked nodes).
+        """
         nodes = np.asarray(index, np.int64) + self.leaves
         self.tree[nodes] = priority
-        for _ in range(self.depth):
+        level = self.depth  # nodes of level d are tree[2^d : 2^(d+1)]
+        while level > 0 and (1 << (level - 1)) > self.WHOLE_LEVEL:
             # A parent listed twice is just summed twice, to the same value: no need to dedupe.
             nodes = nodes >> 1
+            level -= 1
             self.tree[nodes] = self.tree[2 * nodes] + self.tree[2 * nodes + 1]
+        for level in range(level - 1, -1, -1):
+            low = 1 << level
+            self.tree[low:2 * low] = self.tree[2 * low:4 * low:2] + self.tree[2 * low + 1:4 * low:2]
 
     def find(self, values: np.ndarray) -> np.ndarray:
+        """The leaves holding ``values``: the walk from the root goes right where ``u ≥ left``,
+        carrying ``u − left``. The top levels are one step: at the deepest level ``L`` of at most
+        :attr:`WHOLE_LEVEL` nodes, with ``c`` the running sum of its nodes, ``u`` is under node
+        ``j`` with ``c[j−1] ≤ u < c[j]`` and carries ``u − c[j−1]``."""
         values = np.array(values, np.float64)
-        nodes = np.ones(len(values), np.int64)
-        while nodes[0] < self.leaves:
+        level = min(self.depth, int(np.log2(self.WHOLE_LEVEL)))
+        low = 1 << level
+        before = np.concatenate([[0.0], np.cumsum(self.tree[low:2 * low])])  # c[j − 1], then the total
+        # the node under u; a u at or past the total (rounding) goes to the last node
+        below = np.minimum(np.searchsorted(before, values, side="right") - 1, low - 1)
+        values = values - before[below]
+        nodes = below + low
+        for _ in range(self.depth - level):
             left = self.tree[2 * nodes]
             go_right = values >= left
             values = np.where(go_right, values - left, values)
@@ -292,16 +323,19 @@ class ReplayMemory:
 
         One gather of the flags covers both states' windows and the n steps' terminals (slots
         slot−h+1 … slot+n): the same values as :meth:`window` twice and :meth:`returns`, with
-        three gathers from the (num_envs, per_env) tables instead of six.
+        three gathers from the (num_envs, per_env) tables instead of six, each a ``take`` at
+        ``env · per_env + slot`` from the flattened table (a fifth of the cost of indexing by
+        (env, slot) pairs).
         """
         h, n = self.history, self.n_step
         index = (slots[:, None] + np.arange(-h + 1, n + 1)[None, :]) % self.per_env  # (B, h + n)
-        flags = self.flags[envs[:, None], index]
+        flat = index + (np.asarray(envs) * self.per_env)[:, None]
+        flags = self.flags.reshape(-1).take(flat)
         starts = (flags & START) > 0
         steps = slice(h - 1, h - 1 + n)  # slot … slot+n−1
-        returns, discounts = self._returns(self.rewards[envs[:, None], index[:, steps]], (flags[:, steps] & TERMINAL) > 0)
+        returns, discounts = self._returns(self.rewards.reshape(-1).take(flat[:, steps]), (flags[:, steps] & TERMINAL) > 0)
         return {
-            "envs": envs, "slots": slots, "actions": self.actions[envs, slots].astype(np.int32),
+            "envs": envs, "slots": slots, "actions": self.actions.reshape(-1).take(flat[:, h - 1]).astype(np.int32),
             "returns": returns, "discounts": discounts,
             "state_index": index[:, :h], "state_keep": _kept(starts[:, :h]),
             "next_index": index[:, n:n + h], "next_keep": _kept(starts[:, n:n + h]),
@@ -386,9 +420,13 @@ class ReplayMemory:
 
 
 def _kept(starts):
-    """keep[:, k]: no frame after k in the window starts a game (``starts``: (B, frames), oldest first)."""
-    later_start = np.flip(np.cumsum(np.flip(starts, 1), 1), 1) - starts
-    return later_start == 0
+    """keep[:, k]: no frame after k in the window starts a game (``starts``: (B, frames), oldest first).
+
+    keep[:, k] = ¬(starts[:, k+1] ∨ … ∨ starts[:, −1]): a running "or" from the newest frame back."""
+    keep = np.ones(starts.shape, bool)
+    if starts.shape[1] > 1:
+        keep[:, :-1] = ~np.logical_or.accumulate(starts[:, :0:-1], axis=1)[:, ::-1]
+    return keep
 
 
 class DeviceReplay(ReplayMemory):

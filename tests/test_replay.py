@@ -237,6 +237,26 @@ def test_sum_tree_agrees_with_a_search_of_the_cumulative_sum(size):
     assert (priorities[found] > 0).all()
 
 
+@pytest.mark.parametrize("size", [1, 2, 1500, 5000])
+def test_every_node_of_the_sum_tree_is_the_sum_of_its_children_after_updates(size):
+    """set() walks the changed nodes below SumTree.WHOLE_LEVEL and recomputes the levels above it
+    whole: after updates of a few leaves at a time, every node is still left + right, bit for bit,
+    and the root is the sum of the leaves."""
+    rng = np.random.default_rng(size)
+    tree = SumTree(size)
+    tree.WHOLE_LEVEL = 16  # walks of several levels below the whole ones, also in small trees
+    leaves = np.zeros(size)
+    for _ in range(30):
+        index = rng.integers(0, size, rng.integers(1, 6))
+        values = rng.random(len(index))
+        tree.set(index, values)
+        leaves[index] = values  # a leaf named twice keeps the last value, as in numpy's assignment
+    np.testing.assert_array_equal(tree.get(np.arange(size)), leaves)
+    parents = np.arange(1, tree.leaves)
+    np.testing.assert_array_equal(tree.tree[parents], tree.tree[2 * parents] + tree.tree[2 * parents + 1])
+    assert tree.total == pytest.approx(leaves.sum())
+
+
 def test_bytes_per_transition_under_budget():
     assert bytes_per_transition() <= 7100
     assert bytes_per_transition(prioritized=True) <= 7100
