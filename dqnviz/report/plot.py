@@ -15,8 +15,10 @@ import math
 import os
 import dataclasses
 import functools
+import types
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from dqnviz.errors import UserError
 from dqnviz.progress import plural
@@ -70,7 +72,10 @@ class ScoresCSV(UserError):
 
 @dataclass
 class Run:
-    """One statistics CSV: its name (file stem), path, columns and rows per phase."""
+    """One statistics CSV: its name (file stem), path, columns and rows per phase.
+
+    It answers what a :class:`RunGroup` is asked too, so that the page treats both alike: a plain
+    run is no group, of no runs, with no spread of values at any point (so no band)."""
 
     name: str
     path: str
@@ -81,6 +86,21 @@ class Run:
     unreadable: list = dataclasses.field(default_factory=list)
     # {epoch: agent steps trained by the end of its train phase}, built once (see _train_steps)
     _steps: tuple | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
+    # class attributes, not fields (a RunGroup's are): whether it is the mean of several runs,
+    # the runs it is the mean of, and (phase, field) -> {epoch: Spread} of their values
+    is_group: ClassVar[bool] = False
+    members: ClassVar[tuple] = ()
+    spreads: ClassVar[types.MappingProxyType] = types.MappingProxyType({})
+
+    @property
+    def label(self) -> str:
+        """The run's name in the page's title."""
+        return self.name
+
+    def spread_at(self, phase: str, field: str, epoch: float) -> Spread | None:
+        """The :class:`Spread` of the runs' ``field`` in ``phase`` at ``epoch``; None where there is
+        none (always, for a plain run)."""
+        return self.spreads.get((phase, field), {}).get(epoch)
 
     def _points(self, phase: str, field: str, unfinished: bool = False) -> list:
         """``(epoch, value, row)`` of the ``phase`` rows, in epoch order (NaN: a gap): those with a
@@ -207,6 +227,40 @@ class Run:
             texts.append(text)
         return texts if any(texts) else None
 
+    def _band_stretches(self, phase: str, field: str, x: str = "epoch") -> list:
+        """``[(x, low, high)]``, one per stretch of consecutive points of :meth:`series` whose 95%
+        interval is over two runs or more and which have a place on ``x``: a point without one is a
+        gap that ends a stretch. ``[]`` for a plain run."""
+        if not self.spreads:  # no interval anywhere: no pass over the points
+            return []
+        stretches, current = [], None
+        for epoch, _, row in self._points(phase, field):
+            point = self.spread_at(phase, field, epoch)
+            place = self.position(row, x)
+            if point is not None and point.n >= 2 and place == place:
+                if current is None:
+                    current = ([], [], [])
+                    stretches.append(current)
+                for values, value in zip(current, (place, point.low, point.high)):
+                    values.append(value)
+            else:
+                current = None
+        return stretches
+
+    def band(self, phase: str, field: str, x: str = "epoch") -> tuple[list, list, list]:
+        """``(x, low, high)`` of the 95% interval at the points of :meth:`series` over two runs or
+        more, a None between two stretches where a gap parts them (see :meth:`_band_stretches`)."""
+        stretches = self._band_stretches(phase, field, x)
+        return tuple(_joined([stretch[part] for stretch in stretches]) for part in range(3))
+
+    def band_outline(self, phase: str, field: str, x: str = "epoch") -> tuple[list, list]:
+        """The :meth:`band` as closed shapes for a ``toself`` fill, one per stretch without a gap,
+        a None between two (plotly closes each shape on its own): each stretch's highs left to
+        right, then its lows right to left. Empty for a plain run."""
+        stretches = self._band_stretches(phase, field, x)
+        return (_joined([xs + xs[::-1] for xs, _, _ in stretches]),
+                _joined([high + low[::-1] for _, low, high in stretches]))
+
     def baseline(self, field: str) -> float | None:
         """``field`` of the ``random`` row (epoch 0 if there is one, else the first)."""
         randoms = [row for row in self.rows if row["phase"] == "random"]
@@ -251,6 +305,16 @@ RESUME_GAP_SECONDS = 5.0
 
 def _int(value: float) -> str:
     return f"{int(round(value)):,}"
+
+
+def _joined(pieces: list) -> list:
+    """The lists ``pieces`` as one, a None between each two: where plotly breaks a line or a fill."""
+    joined = []
+    for number, piece in enumerate(pieces):
+        if number:
+            joined.append(None)
+        joined += piece
+    return joined
 
 
 def resume_signs(before: dict, after: dict) -> list:
@@ -340,6 +404,7 @@ class RunGroup(Run):
     its own, not the group's, so a group marks none. ``refill`` rows (a resume's) are left out.
     """
 
+    is_group: ClassVar[bool] = True
     members: list = dataclasses.field(default_factory=list)
     # (phase, field) -> {epoch: Spread}
     spreads: dict = dataclasses.field(default_factory=dict)
@@ -348,11 +413,16 @@ class RunGroup(Run):
     # (the first epoch all the runs have, where the group starts; the first any has)
     began: tuple = (1.0, 1.0)
 
+    @property
+    def label(self) -> str:
+        """The group's name in the page's title, with how many runs it is the mean of."""
+        return f"{self.name} (mean of {len(self.members)})"
+
     def games_text(self, phase: str, field: str) -> list | None:
         """Per point of :meth:`series`: over how many runs its mean is, the 95% interval and the range."""
         texts = []
         for epoch, _, _ in self._points(phase, field):
-            point = self.spreads.get((phase, field), {}).get(epoch)
+            point = self.spread_at(phase, field, epoch)
             if point is None:
                 texts.append("")
             elif point.n < 2:
@@ -362,39 +432,6 @@ class RunGroup(Run):
                 texts.append(f"mean of {point.n} runs: 95% CI {point.low:.4g} – {point.high:.4g}; "
                              f"runs {point.least:.4g} – {point.most:.4g}")
         return texts
-
-    def band(self, phase: str, field: str, x: str = "epoch") -> tuple[list, list, list]:
-        """``(x, low, high)`` of the 95% interval at the points of :meth:`series` over two runs or more."""
-        points = self.spreads.get((phase, field), {})
-        out = ([], [], [])
-        for (epoch, _, row) in self._points(phase, field):
-            point = points.get(epoch)
-            place = self.position(row, x)
-            if point is not None and point.n >= 2 and place == place:
-                for values, value in zip(out, (place, point.low, point.high)):
-                    values.append(value)
-            elif out[0] and out[0][-1] is not None:  # a gap: the band stops here and starts again after it
-                for values in out:
-                    values.append(None)
-        if out[0] and out[0][-1] is None:
-            for values in out:
-                values.pop()
-        return out
-
-    def band_outline(self, phase: str, field: str, x: str = "epoch") -> tuple[list, list]:
-        """The :meth:`band` as closed shapes for a ``toself`` fill, one per stretch without a gap
-        (plotly closes each stretch between Nones on its own): each stretch's highs left to right,
-        then its lows right to left."""
-        band_x, low, high = self.band(phase, field, x)
-        xs, ys, start = [], [], 0
-        for end in [i for i, value in enumerate(band_x) if value is None] + [len(band_x)]:
-            if xs:
-                xs.append(None), ys.append(None)
-            stretch = slice(start, end)
-            xs += band_x[stretch] + band_x[stretch][::-1]
-            ys += high[stretch] + low[stretch][::-1]
-            start = end + 1
-        return xs, ys
 
     def resumes(self) -> list:
         return []
@@ -455,7 +492,7 @@ def group_notes(runs: list) -> list:
     that all its runs reached, and one whose runs' epochs differ in length (so that one epoch is not
     the same training in each)."""
     notes = []
-    for group in (run for run in runs if isinstance(run, RunGroup)):
+    for group in (run for run in runs if run.is_group):
         common, longest = group.reached
         first, earliest = group.began
         if first > earliest:
@@ -691,16 +728,15 @@ def chart_traces(runs: list, fields: list, x: str = "epoch") -> Charts:
                 label = "train = test" if merged else phase
                 if epochs and any(v == v for v in y):
                     line_colour = colour if several else PHASE_COLOURS[phase]
-                    if isinstance(run, RunGroup):
-                        band_x, band_y = run.band_outline(phase, field, x)
-                        if band_x:  # the 95% interval of the mean, under its line; hidden with it from the legend
-                            traces.append(go.Scatter(
-                                x=band_x, y=band_y, mode="lines", fill="toself",
-                                # the test phase's band the stronger: where the two overlap, each shows
-                                fillcolor=_translucent(line_colour, 0.25 if phase == "test" else 0.12),
-                                line=dict(width=0), hoverinfo="skip",
-                                name=f"{prefix}{phase}: 95% CI", legendgroup=f"{run.name}-{phase}", showlegend=False,
-                            ))
+                    band_x, band_y = run.band_outline(phase, field, x)
+                    if band_x:  # a group's 95% interval of the mean, under its line; hidden with it from the legend
+                        traces.append(go.Scatter(
+                            x=band_x, y=band_y, mode="lines", fill="toself",
+                            # the test phase's band the stronger: where the two overlap, each shows
+                            fillcolor=_translucent(line_colour, 0.25 if phase == "test" else 0.12),
+                            line=dict(width=0), hoverinfo="skip",
+                            name=f"{prefix}{phase}: 95% CI", legendgroup=f"{run.name}-{phase}", showlegend=False,
+                        ))
                     data = run.hover_data(phase, field)
                     epoch, after = _where(x, data)
                     # a game score's point says how many games it averages: one game is luck as often as skill
@@ -955,7 +991,7 @@ def data_tables(runs: list, fields: list, x: str = "epoch") -> list:
             baseline = None if field in LEARNING_ONLY else run.baseline(field)
             if baseline is not None:
                 text = f"{baseline:.4g}"
-                if isinstance(run, RunGroup) and (point := run.spreads.get(("random", field), {}).get(0.0)) is not None:
+                if (point := run.spread_at("random", field, 0.0)) is not None:
                     text += f" (mean of {point.n} {plural('run', point.n)})"
                 rows.append({"run": run.name, "n": n, "x": _x_text(0.0, x), "phase": "random baseline (epoch 0)", "value": text,
                              "order": (-math.inf, 0)})
@@ -963,12 +999,11 @@ def data_tables(runs: list, fields: list, x: str = "epoch") -> list:
                 for unfinished in (False, True):
                     places = run.positions(phase, field, x, unfinished=unfinished)
                     epochs, values = run.unfinished(phase, field) if unfinished else run.series(phase, field)
-                    spreads = run.spreads.get((phase, field), {}) if isinstance(run, RunGroup) else {}
                     for place, epoch, value in zip(places, epochs, values):
                         if value != value:
                             continue
                         text = f"{value:.4g}"
-                        if (point := spreads.get(epoch)) is not None:  # a group's mean: with its interval
+                        if (point := run.spread_at(phase, field, epoch)) is not None:  # a group's mean: with its interval
                             text += (f" (95% CI {point.low:.4g} – {point.high:.4g}, {point.n} runs)" if point.n > 1
                                      else " (1 run)")
                         rows.append({"run": run.name, "n": n, "x": _x_text(place, x), "value": text,
@@ -992,24 +1027,22 @@ def build_context(runs: list, fields: list, figure, narrow_layout=None, x: str =
     for run in runs:
         best = _best_test(run)
         randoms = [r for r in run.rows if r["phase"] == "random"]
-        group = isinstance(run, RunGroup)
-        label = None if best is None else _best_label(best)
-        if group and best is not None:
-            point = run.spreads.get(("test", "average_reward"), {}).get(_number(best["epoch"]))
-            label = f"epoch {best['epoch']}, mean of {point.n} {plural('run', point.n)}" if point else label
+        label = None
+        if best is not None:  # a group's best test phase is a mean: of how many runs
+            point = run.spread_at("test", "average_reward", _number(best["epoch"]))
+            label = _best_label(best) if point is None else f"epoch {best['epoch']}, mean of {point.n} {plural('run', point.n)}"
         summaries.append({
             # the file's name, its path in the cell's title: a long path would take a narrow window's width
             "name": run.name, "path": run.path, "file": Path(run.path).name, "rows": len(run.rows),
             # a group's files: the runs it is the mean of
-            "members": [Path(member.path).name for member in run.members] if group else None,
+            "members": [Path(member.path).name for member in run.members] if run.is_group else None,
             "epochs": len({r["epoch"] for r in run.rows if r["phase"] != "random"}),
             "best": None if best is None else {"score": _number(best["average_reward"]), "label": label,
                                                "few": _number(best.get("nr_games")) < FEW_GAMES},
             "baseline": run.baseline("average_reward") if "average_reward" in run.columns else None,
             "no_random": not randoms,
         })
-    title = "training statistics · " + ", ".join(
-        f"{run.name} (mean of {len(run.members)})" if isinstance(run, RunGroup) else run.name for run in runs)
+    title = "training statistics · " + ", ".join(run.label for run in runs)
     unfinished = any(run.unfinished(phase, field)[0] for run in runs for phase in ("train", "test") for field in fields)
     # every resume, for the notes: the charts mark them; the CSV's signs say how it is known
     resumes = [{"name": run.name, "when": resume.when, "signs": resume.signs}
@@ -1017,7 +1050,7 @@ def build_context(runs: list, fields: list, figure, narrow_layout=None, x: str =
     # a group's runs' resumes: not marked on its charts (the group's line is their mean), but said
     resumes += [{"name": f"{member.name} (in group {run.name}; not marked on its charts)", "when": resume.when,
                  "signs": resume.signs}
-                for run in runs if isinstance(run, RunGroup) for member in run.members for resume in member.resumes()]
+                for run in runs for member in run.members for resume in member.resumes()]
     return {"title": title, "runs": summaries, "fields": fields, "figure_json": script_json(figure),
             "resumes": resumes,
             # the page takes the template from the figure's layout: the same in both, and 6 kB
@@ -1027,7 +1060,7 @@ def build_context(runs: list, fields: list, figure, narrow_layout=None, x: str =
             # by steps the runs' epochs are not compared; by minutes the page points to --x steps itself
             "epoch_lengths": epoch_lengths(runs) if x == "epoch" else [],
             "unfinished": unfinished, "x": x, "against": X_AXES[x]["against"],
-            "groups": any(isinstance(run, RunGroup) for run in runs), "group_notes": group_notes(runs) if notes is None else notes,
+            "groups": any(run.is_group for run in runs), "group_notes": group_notes(runs) if notes is None else notes,
             "data_tables": data_tables(runs, fields, x)}
 
 
