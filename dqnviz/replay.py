@@ -198,6 +198,10 @@ class ReplayMemory:
     def _write_frames(self, slot: int, frames) -> None:
         self.frames[:, slot] = frames
 
+    def flush(self) -> None:
+        """Write the frames staged for the device now (:class:`DeviceReplay`); host frames are
+        written as they come."""
+
     def _gather_states(self, envs, index, keep):
         """``frames[envs, index]`` with frames where ``keep`` is False set to 0, channels last."""
         frames = self.frames[envs[:, None], index]  # (B, history, 84, 84)
@@ -440,14 +444,23 @@ class DeviceReplay(ReplayMemory):
     :meth:`sample_transitions`, so no state crosses the host–device bus.
     """
 
+    def __init__(self, *args, frames_per_update: int = 1, **kwargs):
+        #: frames added between two updates in the steady state (⌈f / n⌉ with n environments
+        #: updating every f agent steps): the learner's fused call writes that many each time
+        self.frames_per_update = frames_per_update
+        super().__init__(*args, **kwargs)
+
     def _allocate_frames(self, shape):
         from dqnviz.backend import FrameBuffer
 
-        self.buffer = FrameBuffer(shape)
+        self.buffer = FrameBuffer(shape, frames_per_call=self.frames_per_update)
         return self.buffer
 
     def _write_frames(self, slot: int, frames) -> None:
         self.buffer.stage(slot, frames)
+
+    def flush(self) -> None:
+        self.buffer.flush()
 
     def _gather_states(self, envs, index, keep):
         return self.buffer.gather(envs, index, keep)

@@ -198,9 +198,11 @@ class Trainer:
             check_same_network(resume, config, self.num_actions)
         keras.utils.set_random_seed(config.seed)
         try:
+            options = dict(frames_per_update=-(-config.train_frequency // config.num_envs)) if config.device_replay else {}
             self.replay = (DeviceReplay if config.device_replay else ReplayMemory)(
                 config.replay_size, num_envs=config.num_envs, history=config.history, n_step=config.n_step,
                 gamma=config.gamma, prioritized=config.prioritized, alpha=config.priority_alpha, seed=self.sitting_seed,
+                **options,
             )
         except Exception as error:  # the accelerator's allocator says so in its own words
             if "RESOURCE_EXHAUSTED" in str(error) or "out of memory" in str(error).lower():
@@ -654,6 +656,13 @@ class Trainer:
             with contextlib.suppress(OSError):
                 Path(self._validation_file).unlink()
 
+    def settle_staged_frames(self) -> None:
+        """After a phase that only fills the replay memory (random, refill), write the frames it
+        left staged for the device (``--device-replay``): the first update of the next phase then
+        takes no more than every later one, and the fused update keeps one shape, so one
+        compilation, all run (see ``FrameBuffer.take_staged``)."""
+        self.replay.flush()
+
     def _fill_replay(self) -> None:
         """After a resume the replay memory is empty: refill it with the current policy, no learning.
         The CSV gets a ``refill`` row, so that the statistics say where a later sitting took over
@@ -661,6 +670,7 @@ class Trainer:
         started = time.perf_counter()
         steps = self.replay_fill_steps()
         stats = self.run_phase(self.start_epoch, "refill", steps, progress_label="refilling replay memory")
+        self.settle_staged_frames()
         self._keep_validation_states()
         self.write_row(stats, started)
 
@@ -680,6 +690,7 @@ class Trainer:
             if epoch == 0:
                 epoch_started = time.perf_counter()
                 stats = self.run_phase(0, "random", config.random_steps)
+                self.settle_staged_frames()
                 self._keep_validation_states()
                 self.write_row(stats, epoch_started)
                 epoch = 1
@@ -717,8 +728,11 @@ class Trainer:
                     self._check_diverged(self.write_row(stats, epoch_started))  # sets _train_row_of
                     if self.timer.enabled:
                         iterations = -(-stats.steps // self.train_env.num_envs)
+                        shapes = getattr(self.learner.step, "call_shapes", None)  # JAX, frames on the device
                         self.log(f"  where the loop waited per iteration of {self.train_env.num_envs} agent steps: "
-                                 + self.timer.summary(stats.seconds, iterations))
+                                 + self.timer.summary(stats.seconds, iterations)
+                                 + (f"; the fused update compiled for {len(shapes)} {plural('shape', len(shapes))} so far"
+                                    if shapes else ""))
                     # Saved before the test phase, so a crash or Ctrl-C there loses no training;
                     # saved again (atomically, same name) once the epoch's test score is known.
                     path = self._save_trained_epoch(epoch)

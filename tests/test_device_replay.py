@@ -184,3 +184,45 @@ def test_updates_launched_from_the_worker_thread_equal_updates_launched_in_place
     for a, b in zip(seen_in_place + weights_in_place, seen_threaded + weights_threaded):
         same(a, b)
     np.testing.assert_array_equal(frames_in_place, frames_threaded)
+
+
+@pytest.mark.skipif(keras.config.backend() != "jax", reason="the fused call over device frames is the JAX update's")
+@pytest.mark.parametrize("num_envs, train_frequency, random_steps", [(4, 4, 4 * 23), (4, 4, 4 * 32), (1, 4, 45), (2, 4, 2 * 23)])
+def test_the_fused_update_is_called_with_one_shape_so_it_compiles_once(tmp_path, monkeypatch, num_envs,
+                                                                       train_frequency, random_steps):
+    """The random phase leaves frames staged (it writes them 16 at a time); the first train
+    iteration's fused call would take them all, padded to 8 (23 iterations: 7 left) or none (32),
+    and every later call one (or, with one environment and an update every 4 steps, 4): one shape
+    more, so one compilation more of the run's largest call, 30 s or more on a GPU. After the
+    random phase the frames are written but those that a call takes in the steady state."""
+    from dqnviz.config import TrainConfig
+    from tests.conftest import quiet_trainer
+    from tests.test_trainer import ScriptedEnvs
+
+    monkeypatch.setattr("dqnviz.trainer.make_envs", lambda rom, config, training, seed: ScriptedEnvs(
+        lengths=[7 + i for i in range(config.num_envs if training else 1)]))
+    steady = max(1, train_frequency // num_envs)  # iterations per update: frames a call takes
+    config = TrainConfig(num_envs=num_envs, replay_size=400, batch_size=4, train_frequency=train_frequency,
+                         validation_states=4, device_replay=True, seed=0, epochs=2, random_steps=random_steps,
+                         train_steps=14 * num_envs * steady, test_steps=8)
+    run = quiet_trainer(tmp_path, config)
+    shapes, call = [], run.learner.step._train_batches
+
+    def recording(*arguments):
+        shapes.append(tuple(np.shape(arguments[6])))  # the staged frames (num_envs, P, 84, 84)
+        return call(*arguments)
+
+    run.learner.step._train_batches = recording
+    # validation states already at hand, as a resumed run reads them: none drawn from the memory
+    # after the random phase (drawing reads the device buffer, which writes every staged frame)
+    run.validation = np.zeros((4, 84, 84, 4), np.uint8)
+    run.train()  # random phase, then two epochs of train and test phases
+    assert len(shapes) >= 20 and set(shapes) == {(num_envs, steady, 84, 84)}, sorted(set(shapes))
+    assert run.learner.step.call_shapes == {(max(1, num_envs // train_frequency), steady)}  # what --profile counts
+    # and every frame reached its slot: slot t holds the newest frame of the state before step t + 1,
+    # which ScriptedEnvs fills with t (the first, from reset, with 0)
+    written = run.replay.written
+    assert written == random_steps // num_envs + 28 * steady < run.replay.per_env
+    frames = run.replay.buffer.to_numpy()[:, :written]
+    expected = np.broadcast_to(np.arange(written, dtype=np.uint8)[None, :, None, None], frames.shape)
+    np.testing.assert_array_equal(frames, expected)

@@ -360,6 +360,8 @@ class TrainStep:
         merge_passes = fewer_passes() if merge_passes is None else merge_passes
         self.threaded = launch_thread() if threaded is None else threaded
         self._in_flight = None  # the Future of a fused call launched on the worker thread
+        # (updates, staged frames) of each fused call made: each is a compilation of the call
+        self.call_shapes: set[tuple[int, int]] = set()
         optimizer.build(online.trainable_variables)
         self._trainable = [jnp.copy(v.value) for v in online.trainable_variables]
         self._non_trainable = [jnp.copy(v.value) for v in online.non_trainable_variables]
@@ -439,8 +441,9 @@ class TrainStep:
         thread (see :func:`launch_thread`); the weights and ``buffer.array`` are its outputs, and
         whoever reads them first waits for the launch (not for the device).
         """
-        staged_frames, staged_slots = buffer.take_staged()  # here: the loop stages the next frames
+        staged_frames, staged_slots = buffer.take_staged(for_call=True)  # here: the loop stages the next frames
         arguments = self._call_arguments(buffer, staged_frames, staged_slots, transitions)
+        self.call_shapes.add((len(transitions), len(staged_slots)))
         if not self.threaded:
             (losses, td_abs, self._trainable, self._non_trainable, self._optimizer_state,
              buffer.array) = self._train_batches(*arguments)
@@ -590,13 +593,16 @@ class FrameBuffer:
     copying gigabytes; a sampled batch is gathered and stacked on the device.
     """
 
-    def __init__(self, shape, max_staged: int = 16):
+    def __init__(self, shape, max_staged: int = 16, frames_per_call: int = 1):
         self.shape = tuple(shape)
+        # the frames the learner's fused call takes in the steady state: it is given at least as many
+        self.frames_per_call = 1 << max(0, int(frames_per_call) - 1).bit_length()
         self._launched = None  # (Future, output index) of a call that returns the new buffer
         self.array = jnp.zeros(self.shape, jnp.uint8)
         # at most one ring's worth, so that the slots written in one call are distinct
         self.max_staged = max(1, min(max_staged, self.shape[1]))
         self._staged_frames, self._staged_slots = [], []
+        self._newest_written = None  # (frames, slot) of the newest slot taken to be written
         self._write = jax.jit(_write_staged, donate_argnums=0)
         self._gather = jax.jit(_gather_states)
 
@@ -627,14 +633,25 @@ class FrameBuffer:
         if len(self._staged_slots) >= self.max_staged:
             self.flush()
 
-    def take_staged(self):
+    def take_staged(self, for_call: bool = False):
         """The staged frames (num_envs, P, H, W) and their slots (P,), now the caller's to write.
 
         P is padded to a power of two by repeating the last frame (writing it twice writes the
-        same value), so a compiled call sees at most a handful of shapes.
+        same value), so a compiled call sees at most a handful of shapes. ``for_call`` (the
+        learner's fused call) pads P to at least :attr:`frames_per_call`, given by the replay
+        memory: the frames of the iterations between two updates, which every call but the first of
+        a phase takes. With nothing staged the newest frames written are given again. So the call
+        keeps one shape all run, and is compiled once (30 s or more of a GPU's time for the
+        run's largest call): the trainer writes what a phase that only fills the memory staged
+        (``Trainer.settle_staged_frames``), and the first call of the next takes fewer frames.
         """
+        count = len(self._staged_slots)
+        if for_call and not count and self._newest_written is not None:
+            self._staged_frames, self._staged_slots = [self._newest_written[0]], [self._newest_written[1]]
         if self._staged_slots:
-            padding = (1 << (len(self._staged_slots) - 1).bit_length()) - len(self._staged_slots)
+            self._newest_written = (self._staged_frames[-1], self._staged_slots[-1])
+            size = 1 << (len(self._staged_slots) - 1).bit_length()
+            padding = max(size, self.frames_per_call if for_call else 0) - len(self._staged_slots)
             self._staged_frames += self._staged_frames[-1:] * padding
             self._staged_slots += self._staged_slots[-1:] * padding
             frames = np.stack(self._staged_frames, axis=1)

@@ -153,7 +153,8 @@ class FrameBuffer:
     reads the buffer; a sampled batch is gathered and stacked by a compiled function.
     """
 
-    def __init__(self, shape, max_staged: int = 16):
+    def __init__(self, shape, max_staged: int = 16, frames_per_call: int = 1):
+        # frames_per_call: the JAX buffer's (its fused call's shape); every frame is its own assignment here
         self.shape = tuple(shape)
         self.variable = tf.Variable(tf.zeros(self.shape, tf.uint8), trainable=False)
         self.max_staged = max(1, min(max_staged, self.shape[1]))
