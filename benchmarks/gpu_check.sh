@@ -34,7 +34,10 @@
 # updates set the pace); classic 524 with DQNVIZ_CLASSIC_THREAD=1, 465 without (batch 64 every 8).
 # Not yet measured: the updates launched before the actions are read (DQNVIZ_UPDATES_FIRST, now the
 # default), batch 128 every 16 steps (the same ratio, half the launches), classic mode at Nature's
-# batch 32 every 4, any Breakout curve. `collect` measures the first three, A/B, first.
+# batch 32 every 4, any Breakout curve, the first epoch with the fused update compiled once (the
+# H200's Pong run lost ~35 s there: its learning.txt's epoch 1 against epoch 2, and the profile
+# line's "compiled for N shapes"), the replay's faster host work (benchmarks/replay_speed.py).
+# `collect` measures the first three, A/B, first.
 #
 # Environment: GAME (breakout: the first 8 minutes of the issue's 28, whose whole run does not fit a
 # lease; pong reached its target on the H200), LEARN_MINUTES (8; 9.5 for pong: the whole train
