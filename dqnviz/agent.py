@@ -29,20 +29,12 @@ def draw_exploration(count: int, num_actions: int, epsilon: float, rng: np.rando
     return explore, random_actions
 
 
-def epsilon_greedy_lazy(q_values_of, count: int, num_actions: int, epsilon: float,
-                       rng: np.random.Generator) -> np.ndarray:
-    """ε-greedy actions for ``count`` states, calling ``q_values_of()`` only if one acts greedily.
-
-    The draws are :func:`epsilon_greedy`'s, so the actions are the same; only the forward pass
-    is skipped when every state explores.
-    """
-    return epsilon_greedy_later(q_values_of, count, num_actions, epsilon, rng)()
-
-
 def epsilon_greedy_later(q_values_of, count: int, num_actions: int, epsilon: float,
                          rng: np.random.Generator):
-    """:func:`epsilon_greedy_lazy` in two steps: the exploration draws and ``q_values_of()`` now,
-    the actions when the returned function is called.
+    """ε-greedy actions for ``count`` states, in two steps: the exploration draws and
+    ``q_values_of()`` now, the actions when the returned function is called. ``q_values_of()`` is
+    called only if a state acts greedily: the draws are :func:`epsilon_greedy`'s, so the actions are
+    the same; only the forward pass is skipped when every state explores.
 
     ``q_values_of`` may return before the forward pass ends (a device array that ``np.asarray``
     waits for), so that the caller can launch other work on the device between the two steps.
@@ -57,7 +49,7 @@ def epsilon_greedy_later(q_values_of, count: int, num_actions: int, epsilon: flo
 def epsilon_greedy(q_values: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
     """One action per row of ``q_values``: random with probability ε, else argmax_a Q(s, a)."""
     q_values = np.atleast_2d(q_values)
-    return epsilon_greedy_lazy(lambda: q_values, len(q_values), q_values.shape[-1], epsilon, rng)
+    return epsilon_greedy_later(lambda: q_values, len(q_values), q_values.shape[-1], epsilon, rng)()
 
 
 class QFunction:

@@ -58,6 +58,12 @@ def plural(noun: str, count) -> str:
     return noun if count == 1 else noun + "s"
 
 
+def join_words(words) -> str:
+    """``words`` (a non-empty sequence of strings) as a phrase: commas, and "and" before the last
+    (no comma there): ``["7"]`` → "7", ``["a", "b"]`` → "a and b", ``["a", "b", "c"]`` → "a, b and c"."""
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
 def _bar_console(stream):
     """rich's Console on ``stream``, where a closed stream is an error, not rich's exit: rich would
     point the process's stdout at /dev/null and raise SystemExit (whatever stream it drew on)."""

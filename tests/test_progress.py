@@ -139,3 +139,11 @@ def test_a_bar_is_drawn_on_its_own_stream_and_a_stream_gone_stops_a_run(capsys):
         with pytest.raises(KeyboardInterrupt):
             with deferred_interrupts() as stop:
                 stop.check()
+
+
+def test_words_are_joined_with_commas_and_a_last_and():
+    from dqnviz.progress import join_words
+
+    assert join_words(["7"]) == "7"
+    assert join_words(["5", "9"]) == "5 and 9"
+    assert join_words(("1", "2", "3", "4")) == "1, 2, 3 and 4"

@@ -110,11 +110,11 @@ def run(args) -> int:
         taken.append(group.name)
     check_fields(runs + members, fields)
     check_x(runs + members, args.x)
-    runs += groups
-    csvs += [member.path for member in members]
     # named after what it draws: the runs given, then the groups
     out = Path(args.out) if args.out else default_output(
-        [run.path for run in runs if run not in groups] + [f"{group.name}.csv" for group in groups])
+        [run.path for run in runs] + [f"{group.name}.csv" for group in groups])
+    runs += groups
+    csvs += [member.path for member in members]
     if out.exists() and out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name such as {out / 'plot.html'}")
     check_output(out, inputs=csvs, suffixes=(".html", ".htm"), makes="an HTML page")

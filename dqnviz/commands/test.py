@@ -186,13 +186,15 @@ def run(args) -> int:
 
 def _say_best(names, results_by_snapshot, snapshots, args) -> None:
     """The last line of a test of several snapshots: the best average, and the standard errors."""
+    from dqnviz.progress import join_words
+
     games = {snapshot.meta.get("game") for snapshot in snapshots}
     if len(games) > 1:
         print(f"no best named: the snapshots play different games ({', '.join(sorted(map(str, games)))})")
         return
     means = [float(values.mean()) for values in results_by_snapshot]
     top = [name for name, mean in zip(names, means) if mean == max(means)]
-    best = top[0] if len(top) == 1 else "tied between " + ", ".join(top[:-1]) + " and " + top[-1]
+    best = top[0] if len(top) == 1 else "tied between " + join_words(top)
     if args.episodes == 1:
         errors = "no standard errors from a single game (it takes --episodes 2 or more)"
     else:

@@ -387,7 +387,7 @@ def _claim_run(run_name: str, base: str | None, new: bool, snapshot_dir: Path, r
 
 def finished_line(trainer) -> str:
     """The run's last line: where it stopped, and the epoch whose test phase scored best."""
-    from dqnviz.progress import plural
+    from dqnviz.progress import join_words, plural
 
     scores = trainer.test_scores
     if not scores:
@@ -401,7 +401,6 @@ def finished_line(trainer) -> str:
     if len(tied) == 1:
         named = f"epoch {best}, average {top:.1f} over {games} ({trainer.snapshot_path(best)})"
     else:
-        epochs = ", ".join(map(str, tied[:-1])) + f" and {best}"
-        named = f"epochs {epochs} tied, average {top:.1f} (epoch {best}: {games}, {trainer.snapshot_path(best)})"
+        named = f"epochs {join_words([str(epoch) for epoch in tied])} tied, average {top:.1f} (epoch {best}: {games}, {trainer.snapshot_path(best)})"
     return (f"finished {span}; best test phase: {named}. "
             f"To rank epochs on the same 30 games: dqnviz test {trainer.snapshot_dir}/{trainer.run}_*.keras")

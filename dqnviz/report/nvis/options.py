@@ -9,6 +9,7 @@ import numpy as np
 
 from dqnviz import analysis
 from dqnviz.errors import UserError
+from dqnviz.progress import join_words
 from dqnviz.units import format_few
 
 
@@ -124,7 +125,7 @@ def describe_filters(text) -> str:
         return f"the {int(text[3:])} strongest"
     if "," in text:
         indices = [str(int(part)) for part in text.split(",") if part.strip()]
-        return "filters " + (", ".join(indices[:-1]) + " and " + indices[-1] if len(indices) > 1 else indices[0])
+        return "filters " + join_words(indices)
     return f"the first {int(text)}"
 
 
