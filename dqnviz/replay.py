@@ -198,10 +198,6 @@ class ReplayMemory:
     def _write_frames(self, slot: int, frames) -> None:
         self.frames[:, slot] = frames
 
-    def flush(self) -> None:
-        """Write the frames staged for the device now (:class:`DeviceReplay`); host frames are
-        written as they come."""
-
     def _gather_states(self, envs, index, keep):
         """``frames[envs, index]`` with frames where ``keep`` is False set to 0, channels last."""
         frames = self.frames[envs[:, None], index]  # (B, history, 84, 84)
@@ -445,8 +441,9 @@ class DeviceReplay(ReplayMemory):
     """
 
     def __init__(self, *args, frames_per_update: int = 1, **kwargs):
-        #: frames added between two updates in the steady state (⌈f / n⌉ with n environments
-        #: updating every f agent steps): the learner's fused call writes that many each time
+        #: iterations between two updates, ⌈f / n⌉ with n environments updating every f agent steps
+        #: (fewer when n does not divide f): the learner's fused call takes the frames staged in them,
+        #: padded to that many and to a power of two, so that it keeps one shape (FrameBuffer.take_staged)
         self.frames_per_update = frames_per_update
         super().__init__(*args, **kwargs)
 
@@ -458,9 +455,6 @@ class DeviceReplay(ReplayMemory):
 
     def _write_frames(self, slot: int, frames) -> None:
         self.buffer.stage(slot, frames)
-
-    def flush(self) -> None:
-        self.buffer.flush()
 
     def _gather_states(self, envs, index, keep):
         return self.buffer.gather(envs, index, keep)

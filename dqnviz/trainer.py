@@ -656,13 +656,6 @@ class Trainer:
             with contextlib.suppress(OSError):
                 Path(self._validation_file).unlink()
 
-    def settle_staged_frames(self) -> None:
-        """After a phase that only fills the replay memory (random, refill), write the frames it
-        left staged for the device (``--device-replay``): the first update of the next phase then
-        takes no more than every later one, and the fused update keeps one shape, so one
-        compilation, all run (see ``FrameBuffer.take_staged``)."""
-        self.replay.flush()
-
     def _fill_replay(self) -> None:
         """After a resume the replay memory is empty: refill it with the current policy, no learning.
         The CSV gets a ``refill`` row, so that the statistics say where a later sitting took over
@@ -670,7 +663,6 @@ class Trainer:
         started = time.perf_counter()
         steps = self.replay_fill_steps()
         stats = self.run_phase(self.start_epoch, "refill", steps, progress_label="refilling replay memory")
-        self.settle_staged_frames()
         self._keep_validation_states()
         self.write_row(stats, started)
 
@@ -690,7 +682,6 @@ class Trainer:
             if epoch == 0:
                 epoch_started = time.perf_counter()
                 stats = self.run_phase(0, "random", config.random_steps)
-                self.settle_staged_frames()
                 self._keep_validation_states()
                 self.write_row(stats, epoch_started)
                 epoch = 1

@@ -187,25 +187,35 @@ def test_updates_launched_from_the_worker_thread_equal_updates_launched_in_place
 
 
 @pytest.mark.skipif(keras.config.backend() != "jax", reason="the fused call over device frames is the JAX update's")
-@pytest.mark.parametrize("num_envs, train_frequency, random_steps", [(4, 4, 4 * 23), (4, 4, 4 * 32), (1, 4, 45), (2, 4, 2 * 23)])
-def test_the_fused_update_is_called_with_one_shape_so_it_compiles_once(tmp_path, monkeypatch, num_envs,
-                                                                       train_frequency, random_steps):
-    """The random phase leaves frames staged (it writes them 16 at a time); the first train
-    iteration's fused call would take them all, padded to 8 (23 iterations: 7 left) or none (32),
-    and every later call one (or, with one environment and an update every 4 steps, 4): one shape
-    more, so one compilation more of the run's largest call, 30 s or more on a GPU. After the
-    random phase the frames are written but those that a call takes in the steady state."""
+@pytest.mark.parametrize("num_envs, train_frequency, random_steps, batch_size, threaded", [
+    (4, 4, 4 * 23, 4, "0"),  # each iteration updates; the random phase leaves 7 frames staged
+    (4, 4, 4 * 32, 4, "0"),  # ... and none (it wrote 16 at a time)
+    (4, 4, 4 * 23, 4, "1"),  # ... launched from the worker thread, as on a GPU
+    (1, 4, 45, 4, "0"),  # an update every 4 iterations: 4 frames a call
+    (2, 4, 2 * 23, 4, "0"),  # every 2
+    (3, 4, 3 * 23, 4, "0"),  # every 1 or 2 iterations (3 does not divide 4): 1 or 2 frames, padded to 2
+    (1, 4, 3, 8, "0"),  # the first updates wait for the memory to hold a batch: frames pile up meanwhile
+])
+def test_the_fused_update_is_called_with_one_shape_so_it_compiles_once(tmp_path, monkeypatch, num_envs, train_frequency,
+                                                                       random_steps, batch_size, threaded):
+    """The fused call writes the frames staged since the last one, and XLA compiles it once per
+    count: each count is a compilation of the run's largest call, 30 s or more on a GPU. Whatever
+    was staged before (a random phase, updates that waited for a batch), every call takes the
+    same count: the frames of the iterations between two updates, ⌈f / n⌉ to a power of two."""
     from dqnviz.config import TrainConfig
     from tests.conftest import quiet_trainer
     from tests.test_trainer import ScriptedEnvs
 
     monkeypatch.setattr("dqnviz.trainer.make_envs", lambda rom, config, training, seed: ScriptedEnvs(
         lengths=[7 + i for i in range(config.num_envs if training else 1)]))
-    steady = max(1, train_frequency // num_envs)  # iterations per update: frames a call takes
-    config = TrainConfig(num_envs=num_envs, replay_size=400, batch_size=4, train_frequency=train_frequency,
+    monkeypatch.setenv("DQNVIZ_LAUNCH_THREAD", threaded)
+    between = -(-train_frequency // num_envs)  # iterations per update (at most)
+    steady = 1 << (between - 1).bit_length()  # frames a call takes, to a power of two
+    config = TrainConfig(num_envs=num_envs, replay_size=400, batch_size=batch_size, train_frequency=train_frequency,
                          validation_states=4, device_replay=True, seed=0, epochs=2, random_steps=random_steps,
-                         train_steps=14 * num_envs * steady, test_steps=8)
+                         train_steps=14 * num_envs * between, test_steps=8)
     run = quiet_trainer(tmp_path, config)
+    assert run.learner.step.threaded is (threaded == "1")
     shapes, call = [], run.learner.step._train_batches
 
     def recording(*arguments):
@@ -214,7 +224,7 @@ def test_the_fused_update_is_called_with_one_shape_so_it_compiles_once(tmp_path,
 
     run.learner.step._train_batches = recording
     # validation states already at hand, as a resumed run reads them: none drawn from the memory
-    # after the random phase (drawing reads the device buffer, which writes every staged frame)
+    # after the random phase (drawing reads the device buffer, which writes every staged frame first)
     run.validation = np.zeros((4, 84, 84, 4), np.uint8)
     run.train()  # random phase, then two epochs of train and test phases
     assert len(shapes) >= 20 and set(shapes) == {(num_envs, steady, 84, 84)}, sorted(set(shapes))
@@ -222,7 +232,7 @@ def test_the_fused_update_is_called_with_one_shape_so_it_compiles_once(tmp_path,
     # and every frame reached its slot: slot t holds the newest frame of the state before step t + 1,
     # which ScriptedEnvs fills with t (the first, from reset, with 0)
     written = run.replay.written
-    assert written == random_steps // num_envs + 28 * steady < run.replay.per_env
+    assert written == random_steps // num_envs + 28 * between < run.replay.per_env
     frames = run.replay.buffer.to_numpy()[:, :written]
     expected = np.broadcast_to(np.arange(written, dtype=np.uint8)[None, :, None, None], frames.shape)
     np.testing.assert_array_equal(frames, expected)

@@ -454,13 +454,14 @@ class TrainStep:
 
     def compiled_program(self, buffer, transitions) -> str:
         """The optimized HLO of the fused call that :meth:`train_on_frames` would make for
-        ``transitions`` (with one staged frame per environment, as in a vectorised iteration),
-        compiled for this device but not run: what ``benchmarks/learner.py --program`` counts to
-        see how many launches an update costs (command buffers, that is CUDA graphs, and what
-        falls outside them)."""
+        ``transitions`` (with the buffer's ``frames_per_call`` staged frames per environment, as the
+        run's calls have), compiled for this device but not run: what ``benchmarks/learner.py
+        --program`` counts to see how many launches an update costs (command buffers, that is CUDA
+        graphs, and what falls outside them)."""
         num_envs, _, height, width = buffer.array.shape
-        staged_frames = jax.ShapeDtypeStruct((num_envs, 1, height, width), jnp.uint8)
-        staged_slots = jax.ShapeDtypeStruct((1,), jnp.int32)
+        staged = buffer.frames_per_call
+        staged_frames = jax.ShapeDtypeStruct((num_envs, staged, height, width), jnp.uint8)
+        staged_slots = jax.ShapeDtypeStruct((staged,), jnp.int32)
         arguments = self._call_arguments(buffer, staged_frames, staged_slots, transitions)
         return self._train_batches.lower(*arguments).compile().as_text()
 
@@ -578,7 +579,8 @@ def _gather_states(frames, envs, index, keep):
 
 
 def _write_staged(frames, staged_frames, staged_slots):
-    """frames[:, slots[p]] ← staged[:, p]; the slots of one call are distinct (see FrameBuffer)."""
+    """frames[:, slots[p]] ← staged[:, p]. The staged frames of one call go to distinct slots (at
+    most a ring's worth, see FrameBuffer); the padding repeats the last slot with its own frame."""
     if staged_slots.shape[0] == 0:
         return frames
     return frames.at[:, staged_slots].set(staged_frames)
@@ -599,7 +601,7 @@ class FrameBuffer:
         self.frames_per_call = 1 << max(0, int(frames_per_call) - 1).bit_length()
         self._launched = None  # (Future, output index) of a call that returns the new buffer
         self.array = jnp.zeros(self.shape, jnp.uint8)
-        # at most one ring's worth, so that the slots written in one call are distinct
+        # at most one ring's worth, so that the frames written in one call go to distinct slots
         self.max_staged = max(1, min(max_staged, self.shape[1]))
         self._staged_frames, self._staged_slots = [], []
         self._newest_written = None  # (frames, slot) of the newest slot taken to be written
@@ -637,21 +639,27 @@ class FrameBuffer:
         """The staged frames (num_envs, P, H, W) and their slots (P,), now the caller's to write.
 
         P is padded to a power of two by repeating the last frame (writing it twice writes the
-        same value), so a compiled call sees at most a handful of shapes. ``for_call`` (the
-        learner's fused call) pads P to at least :attr:`frames_per_call`, given by the replay
-        memory: the frames of the iterations between two updates, which every call but the first of
-        a phase takes. With nothing staged the newest frames written are given again. So the call
-        keeps one shape all run, and is compiled once (30 s or more of a GPU's time for the
-        run's largest call): the trainer writes what a phase that only fills the memory staged
-        (``Trainer.settle_staged_frames``), and the first call of the next takes fewer frames.
+        same value), so a compiled call sees at most a handful of shapes. For the learner's fused
+        call (``for_call``) P is exactly :attr:`frames_per_call`, the replay memory's frames added
+        between two updates (⌈f / n⌉, to a power of two), so the call keeps one shape all run and is
+        compiled once (30 s or more of a GPU's time for the run's largest call): more frames staged
+        (after a phase that did not learn, or updates that waited for the memory to hold a batch)
+        and the older ones are written here first, by the buffer's own small call; none, and the
+        newest frames written are given again (the same values).
         """
-        count = len(self._staged_slots)
-        if for_call and not count and self._newest_written is not None:
-            self._staged_frames, self._staged_slots = [self._newest_written[0]], [self._newest_written[1]]
+        if for_call:
+            extra = len(self._staged_slots) - self.frames_per_call
+            if extra > 0:
+                newest = self._staged_frames[extra:], self._staged_slots[extra:]
+                self._staged_frames, self._staged_slots = self._staged_frames[:extra], self._staged_slots[:extra]
+                self.flush()
+                self._staged_frames, self._staged_slots = list(newest[0]), list(newest[1])
+            elif not self._staged_slots and self._newest_written is not None:
+                self._staged_frames, self._staged_slots = [self._newest_written[0]], [self._newest_written[1]]
         if self._staged_slots:
             self._newest_written = (self._staged_frames[-1], self._staged_slots[-1])
             size = 1 << (len(self._staged_slots) - 1).bit_length()
-            padding = max(size, self.frames_per_call if for_call else 0) - len(self._staged_slots)
+            padding = (self.frames_per_call if for_call else size) - len(self._staged_slots)
             self._staged_frames += self._staged_frames[-1:] * padding
             self._staged_slots += self._staged_slots[-1:] * padding
             frames = np.stack(self._staged_frames, axis=1)
