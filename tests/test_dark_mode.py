@@ -229,6 +229,51 @@ def test_a_dark_chart_drawn_again_at_another_width_is_painted_alike(plot_page):
         assert check.errors == []
 
 
+# Counts dqnvizPlotly.paint's calls per chart slot (data-figure): the page assigns window.dqnvizPlotly
+# once, whole (_plotly.js.j2), so its paint is wrapped as it is assigned.
+COUNT_PAINTS = """
+(() => {
+  let value;
+  window.dqnvizPaints = {};
+  Object.defineProperty(window, 'dqnvizPlotly', { configurable: true, get() { return value; }, set(v) {
+    const paint = v.paint;
+    v.paint = function (gd) {
+      const slot = gd.closest('[data-figure]');
+      const key = slot ? slot.dataset.figure : '?';
+      window.dqnvizPaints[key] = (window.dqnvizPaints[key] || 0) + 1;
+      return paint.apply(this, arguments);
+    };
+    value = v;
+  } });
+})();
+"""
+
+
+def test_a_narrow_compare_chart_is_painted_once_dark_and_again_when_the_window_turns(compare_page):
+    """compare's CKA chart has a layout of its own for a narrow window (render.with_narrow_layout):
+    drawn narrow on a dark page it takes that layout, then the page's colours once (it was painted
+    twice: after the narrow layout and again when drawn), and stays dark whenever the window turns
+    wide or narrow again, each turn painted anew."""
+    from tests.browser import open_report
+
+    with open_report(compare_page, width=560, color_scheme="dark", init_script=COUNT_PAINTS) as check:
+        page = check.page
+        page.wait_for_function("() => window.dqnvizPageReady === true")
+        page.evaluate("() => document.querySelector('[data-figure=fig-cka]').scrollIntoView()")
+        page.wait_for_function("() => { const slot = document.querySelector('[data-figure=fig-cka]');"
+                               " const gd = slot.querySelector('.js-plotly-plot');"
+                               " return slot.dataset.layout === 'narrow' && gd && gd._dqLight && !gd.style.visibility; }")
+        chart = "document.querySelector('[data-figure=fig-cka] .js-plotly-plot')"
+        assert page.evaluate("() => window.dqnvizPaints['fig-cka']") == 1
+        assert_dark_figure(page.evaluate(in_page(f"return figureColours({chart});")))
+        for turn, (width, layout) in enumerate(((1400, "wide"), (560, "narrow")), start=2):
+            page.set_viewport_size({"width": width, "height": 1000})
+            page.wait_for_function("(n) => window.dqnvizPaints['fig-cka'] === n", arg=turn)
+            assert page.evaluate("() => document.querySelector('[data-figure=fig-cka]').dataset.layout") == layout
+            assert_dark_figure(page.evaluate(in_page(f"return figureColours({chart});")))
+        assert check.errors == []
+
+
 def test_printing_a_dark_page_prints_light(plot_page):
     """Paper is white: printed from a dark page, the page and its charts are light, and dark again after."""
     from tests.browser import open_report
