@@ -586,6 +586,11 @@ def _write_staged(frames, staged_frames, staged_slots):
     return frames.at[:, staged_slots].set(staged_frames)
 
 
+def _power_of_two_at_least(count: int) -> int:
+    """The smallest power of two ≥ ``count`` (1 for 0 or 1): the sizes staged frames are padded to."""
+    return 1 << max(0, count - 1).bit_length()
+
+
 class FrameBuffer:
     """uint8 frames ``(num_envs, slots, H, W)`` kept on the accelerator.
 
@@ -598,7 +603,7 @@ class FrameBuffer:
     def __init__(self, shape, max_staged: int = 16, frames_per_call: int = 1):
         self.shape = tuple(shape)
         # the frames the learner's fused call takes in the steady state: it is given at least as many
-        self.frames_per_call = 1 << max(0, int(frames_per_call) - 1).bit_length()
+        self.frames_per_call = _power_of_two_at_least(int(frames_per_call))
         self._launched = None  # (Future, output index) of a call that returns the new buffer
         self.array = jnp.zeros(self.shape, jnp.uint8)
         # at most one ring's worth, so that the frames written in one call go to distinct slots
@@ -651,15 +656,15 @@ class FrameBuffer:
             extra = len(self._staged_slots) - self.frames_per_call
             if extra > 0:
                 newest = self._staged_frames[extra:], self._staged_slots[extra:]
-                self._staged_frames, self._staged_slots = self._staged_frames[:extra], self._staged_slots[:extra]
+                del self._staged_frames[extra:], self._staged_slots[extra:]
                 self.flush()
-                self._staged_frames, self._staged_slots = list(newest[0]), list(newest[1])
+                self._staged_frames, self._staged_slots = newest
             elif not self._staged_slots and self._newest_written is not None:
                 self._staged_frames, self._staged_slots = [self._newest_written[0]], [self._newest_written[1]]
         if self._staged_slots:
             self._newest_written = (self._staged_frames[-1], self._staged_slots[-1])
-            size = 1 << (len(self._staged_slots) - 1).bit_length()
-            padding = (self.frames_per_call if for_call else size) - len(self._staged_slots)
+            size = self.frames_per_call if for_call else _power_of_two_at_least(len(self._staged_slots))
+            padding = size - len(self._staged_slots)
             self._staged_frames += self._staged_frames[-1:] * padding
             self._staged_slots += self._staged_slots[-1:] * padding
             frames = np.stack(self._staged_frames, axis=1)

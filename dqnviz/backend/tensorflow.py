@@ -108,7 +108,7 @@ def launches_asynchronously() -> bool:
 class TrainStep:
     """The compiled DQN update for TensorFlow: ``step(batch) -> (loss, td_abs)``."""
 
-    launches_asynchronously = False  # see launches_asynchronously() below
+    launches_asynchronously = False  # see launches_asynchronously() above
 
     def __init__(self, online, target, optimizer, loss_fn, double):
         self.online, self.target, self.optimizer = online, target, optimizer

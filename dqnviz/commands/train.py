@@ -43,7 +43,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--profile", action="store_true",
                         help="after each train phase, a line on where the loop waited per iteration (act, emulate, "
                              "sample, learn, replay), as benchmarks/throughput.py --profile overlapped measures it; "
-                             "costs a clock read per part")
+                             "costs a clock read per part. With --device-replay under JAX it also says for how "
+                             "many shapes the fused update was compiled (one, all run)")
     group = parser.add_argument_group("hyper-parameters (defaults: the Nature paper)")
     add_config_arguments(group)
 
