@@ -84,7 +84,10 @@ def test_identical_weights_are_maximally_similar(tmp_path):
 
     a = make_snapshot(tmp_path / "breakout_1.keras", "breakout", 1, seed=7)
     b = make_snapshot(tmp_path / "breakout_3.keras", "breakout", 3, seed=7)
-    data = gather([load_snapshot(a), load_snapshot(b)], filters=1, max_steps=16, progress=False)
+    second = load_snapshot(b)
+    # as if from another seed: not one start (whose CKA rows "in short" leaves out), only one game
+    second.meta["init_seed"] = 8
+    data = gather([load_snapshot(a), second], filters=1, max_steps=16, progress=False)
     assert data.matching[0]["mean"] == pytest.approx(1.0, abs=1e-6)
     assert data.baseline[0] < 0.5
     assert all(entry["value"] == pytest.approx(1.0, abs=1e-6) for entry in data.cka)
@@ -104,6 +107,20 @@ def test_identical_weights_are_maximally_similar(tmp_path):
     assert len(values) == len(data.matching[0]["similarities"]) > 0
     last_bin_start = bins["start"] + (round((bins["end"] - bins["start"]) / bins["size"]) - 1) * bins["size"]
     assert np.all((values >= last_bin_start) & (values < bins["end"]))
+
+    # identical weights play one game step for step: the page says that the row on the second's
+    # states repeats the first's, and "in short" says it once
+    from dqnviz.report.compare import write_report
+
+    assert data.played[0].digest == data.played[1].digest
+    context = build_context(data, {"games": 1, "epsilon": 0.05, "seed": 0, "max_steps": 16, "filters": 1})
+    first, second = context["cka_rows"]
+    assert first["same_game"] and second["same_game"] and (first["repeats"], second["repeats"]) == (None, "breakout_1")
+    assert second["values"] == first["values"]
+    said = [line for line in context["summary"] if line["head"].startswith("CKA")]
+    assert len(said) == 1 and "both snapshots played the same game, step for step" in said[0]["text"]
+    html = write_report(tmp_path / "c.html", context).read_text()
+    assert html.count("the same states as on breakout_1's (both played one game, step for step)") == 1
 
 
 @pytest.mark.parametrize("case", ["one", "missing", "same", "not_snapshot", "bad_filters", "bad_steps"])
@@ -809,3 +826,37 @@ def test_one_runner_network_gives_each_seeds_own_activations():
             np.testing.assert_allclose(through_runner[layer], values, rtol=1e-5, atol=1e-5)
     assert not np.allclose(_activations(untrained_network(arch, seed=1), states, ["fc"])["fc"],
                            _activations(untrained_network(arch, seed=2), states, ["fc"])["fc"])
+
+
+def test_each_snapshot_keeps_only_the_states_read_after_its_own_analysis(tmp_path, monkeypatch):
+    """After a snapshot's cards, receptive fields and patterns, its game is let go but for the
+    states the page draws (the cards') and those of CKA, under their indices in the game: they
+    equal the states played, and the game's length stays what the page reports."""
+    import dqnviz.report.compare as compare
+    from dqnviz.agent import checked_env_for_snapshot, play_games
+    from dqnviz.report.compare import KeptStates, _evenly, gather
+    from dqnviz.snapshot import load_snapshot
+
+    monkeypatch.setattr(compare, "CKA_STATES", 8)
+    snapshots = [load_snapshot(make_snapshot(tmp_path / "breakout_1.keras", "breakout", 1, seed=7)),
+                 load_snapshot(make_snapshot(tmp_path / "pong_2.keras", "pong", 2, seed=8))]
+    data = gather(snapshots, filters=1, max_steps=24, progress=False)
+    # each network's compiled analyses (searches, guided backprop, receptive fields) are let go
+    # with its game: what is left is CKA's one pass over its layers, compiled after
+    for snapshot in snapshots:
+        kept = [key[1:] for key in vars(snapshot.model)["_dqnviz_compiled"] if key[1] != "own operations"]
+        assert len(kept) == 1 and kept[0][0] == "forward" and len(kept[0][1]) == len(data.cka_layers)
+    for i, (p, snapshot) in enumerate(zip(data.played, snapshots)):
+        game = play_games(snapshot.model, checked_env_for_snapshot(snapshot, seed=0), games=1, epsilon=0.05,
+                          seed=0, max_steps=24).states
+        assert isinstance(p.states, KeptStates) and len(p.states) == len(game) == 24
+        assert p.states.shape == game.shape and p.states.dtype == game.dtype
+        shown = {c["state"] for layer in data.conv_layers for c in data.cards[layer][i]}
+        kept = shown | set(_evenly(24, 8).tolist())
+        assert len(kept) < 24  # some of the game was let go
+        for s in kept:
+            assert np.array_equal(p.states[s], game[s])
+        assert np.array_equal(p.states[np.array(sorted(kept))], game[sorted(kept)])
+        gone = min(set(range(24)) - kept)
+        with pytest.raises(IndexError, match=f"state {gone} of 24 was not kept"):
+            p.states[gone]

@@ -449,6 +449,14 @@ def graph_size(model, output=None) -> int:
     return sum(len(all_layers(op)) if isinstance(op, keras.Model) else 1 for op in operations)
 
 
+def forget_compiled(model) -> None:
+    """Drop the functions :func:`_compiled` built for ``model`` (and with them their compiled
+    programs), for a caller that is done with its analyses but keeps the model: ``dqnviz
+    compare`` of many snapshots, where each network's guided-backprop, receptive-field and search
+    programs would otherwise stay until the end (about 27 MB a Nature network under JAX)."""
+    vars(model).pop("_dqnviz_compiled", None)
+
+
 def compiled_runner(model, output=None, guided=False, logits=False):
     """:func:`graph_runner` as ``x (N, H, W, C) float32 -> numpy``, compiled once per model and
     arguments (:func:`dqnviz.backend.compile_forward`) when it has at most

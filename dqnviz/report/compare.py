@@ -18,6 +18,7 @@ everything else is listed as skipped, with the reason.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import time
 import warnings
@@ -42,17 +43,49 @@ STREAM_GAP = 0.6  # extra room on the CKA chart's x axis between the trunk and e
 LEAST_HISTORY = 3  # a card shows a state's last three frames t-2, t-1, t as red, green and blue
 
 
+class KeptStates:
+    """The states of a played game that are read after its snapshot's own analysis, under their
+    indices in the game: ``len()``, ``shape`` and ``dtype`` are the whole game's, ``states[i]``
+    and ``states[indices]`` give kept states, and any other index is an IndexError.
+
+    :func:`gather` keeps the states of the filter cards (drawn on the page) and of CKA, a few
+    hundred, and lets the rest of each game go once that snapshot's cards are made.
+    """
+
+    def __init__(self, states: np.ndarray, keep):
+        keep = np.unique(np.asarray(keep, np.int64))
+        self.shape, self.dtype = states.shape, states.dtype
+        self._rows = states[keep]  # a copy: the game's own array can be freed
+        self._row_of = {int(index): row for row, index in enumerate(keep)}
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _row(self, index) -> int:
+        try:
+            return self._row_of[int(index)]
+        except KeyError:
+            raise IndexError(f"state {int(index)} of {len(self)} was not kept") from None
+
+    def __getitem__(self, index) -> np.ndarray:
+        if np.ndim(index) == 0:
+            return self._rows[self._row(index)]
+        return self._rows[np.array([self._row(i) for i in np.asarray(index).ravel()], np.int64)]
+
+
 @dataclass
 class Played:
-    """One snapshot with the states it played and its layer facts."""
+    """One snapshot with the states it played and its layer facts (``states``: after the snapshot's
+    own analysis, only those read later, as :class:`KeptStates`)."""
 
     snapshot: object
-    states: np.ndarray
+    states: np.ndarray | KeptStates | None  # None until played; KeptStates once its own analysis is done
     scores: list
     conv: list  # conv layer names
     shapes: dict  # layer name -> output shape (without batch)
     kernels: dict  # conv layer name -> kernel shape
     ended: bool = True  # the last game ended (False: --max-steps cut it, its score is a score so far)
+    digest: str = ""  # of every state played, in order: equal digests, the same game step for step
 
     @property
     def name(self):
@@ -280,28 +313,19 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
     which pairs of snapshots get similarity numbers (see :func:`choose_pairs`)."""
     import dqnviz.analysis as analysis
     from dqnviz.agent import checked_env_for_snapshot, play_games
+    from dqnviz.analysis._model import forget_compiled
     from dqnviz.analysis.probes import silent_filters
     from dqnviz.progress import Progress
     from dqnviz.report.nvis.options import StrongestFilters
 
-    timings = {}
+    timings = dict.fromkeys(("play", "cards+erf", "cka", "cka chance", "patterns"), 0.0)
     check_history(snapshots)
     snapshots, evolution = order_snapshots(snapshots)
-    played = []
-    t0 = time.perf_counter()
-    for snapshot in snapshots:
-        env = checked_env_for_snapshot(snapshot, seed=seed)
-        total = max_steps or games * 4500
-        with Progress(f"play {snapshot.name}", total=total, enabled=progress) as bar:
-            record = play_games(snapshot.model, env, games=games, epsilon=epsilon, seed=seed, max_steps=max_steps,
-                                on_step=lambda step, score: bar.update(step, score=float(score)))
-        if len(record.states) == 0:
-            raise UserError(f"{snapshot.name}: no states were played; raise --max-steps")
-        conv, shapes, kernels = layer_facts(snapshot.model)
-        ended = not (max_steps and len(record.states) >= max_steps) or env.game_over
-        played.append(Played(snapshot, record.states, [float(s) for s in record.scores], conv, shapes, kernels,
-                             ended=ended))
-    timings["play"] = time.perf_counter() - t0
+    # The layers compared come from the networks alone; then each snapshot in turn plays its games
+    # and goes through everything that reads all its states, after which it keeps only the states
+    # read later (KeptStates). Memory then grows by a few MB a snapshot, not by whole games (a
+    # Pong game of ~2,000 states is 55 MB): 24 epochs of one run no longer hold 24 games at once.
+    played = [Played(snapshot, None, [], *layer_facts(snapshot.model)) for snapshot in snapshots]
 
     conv_layers, skipped_conv = _common_layers(played, "conv")
     cka_layers, skipped_cka = _common_layers(played, "all")
@@ -311,12 +335,12 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
     for name, reason in skipped_cka:
         if name not in dict(skipped_conv):
             skipped.append((f"{name}: representation similarity (CKA)", reason))
-    input_shapes = {tuple(p.states.shape[1:]) for p in played}
     pairs = choose_pairs(len(played), evolution, pairs)
 
     untrained = functools.cache(untrained_network)  # shared by the filter-matching baseline and the CKA chance level
 
-    # --- filter cards: conv1 matched across snapshots, deeper layers each snapshot's most active filters
+    # --- first-layer weights: conv1 matched across snapshots (the cards of the other layers show
+    # each snapshot's most active filters)
     t0 = time.perf_counter()
     first = conv_layers[0] if conv_layers else None
     weights, lean, matching, baseline = [None] * len(played), [None] * len(played), [], {}
@@ -346,15 +370,33 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
     elif first:
         skipped.append((f"{first}: weights, filter matching, temporal lean",
                         "kernel shapes differ (" + ", ".join(f"{p.name} {p.kernels.get(first)}" for p in played) + ")"))
+    timings["cards+erf"] += time.perf_counter() - t0
 
     cards = {layer: {} for layer in conv_layers}
     fields = {layer: {} for layer in conv_layers}
     silent = {layer: {} for layer in conv_layers}
-    with Progress("filters and receptive fields", total=len(conv_layers) * len(played), unit="layers",
-                  enabled=progress) as bar:
-        for i, p in enumerate(played):
-            # every filter's strongest unit over all the states played, all layers from the same passes
-            # (as in nvis: a game's first states, blank frames before the start, only if nothing else fires)
+    patterns = []
+    for i, p in enumerate(played):
+        # --- the games
+        t0 = time.perf_counter()
+        env = checked_env_for_snapshot(p.snapshot, seed=seed)
+        total = max_steps or games * 4500
+        with Progress(f"play {p.name}", total=total, enabled=progress) as bar:
+            record = play_games(p.model, env, games=games, epsilon=epsilon, seed=seed, max_steps=max_steps,
+                                on_step=lambda step, score: bar.update(step, score=float(score)))
+        if len(record.states) == 0:
+            raise UserError(f"{p.name}: no states were played; raise --max-steps")
+        p.states, p.scores = record.states, [float(s) for s in record.scores]
+        p.ended = not (max_steps and len(record.states) >= max_steps) or env.game_over
+        p.digest = states_digest(p.states)
+        del record, env
+        timings["play"] += time.perf_counter() - t0
+
+        # --- filter cards and receptive fields: every filter's strongest unit over all the states
+        # played, all layers from the same passes (as in nvis: a game's first states, blank frames
+        # before the start, only if nothing else fires)
+        t0 = time.perf_counter()
+        with Progress(f"filters of {p.name}", total=len(conv_layers), unit="layers", enabled=progress) as bar:
             in_play = analysis.full_history(p.states)
             every = analysis.top_activations_by_layer(p.model, p.states, conv_layers, prefer=in_play)
             for li, layer in enumerate(conv_layers):
@@ -371,8 +413,20 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
                 erf = analysis.effective_receptive_field(p.model, p.states[_evenly(len(p.states), ERF_STATES)], layer)
                 fields[layer][i] = {"size": int(erf["size"]), "core": int(erf["core"]), "theoretical": size,
                                     "stride": stride}
-                bar.update(i * len(conv_layers) + li + 1)
-    timings["cards+erf"] = time.perf_counter() - t0
+                bar.update(li + 1)
+        timings["cards+erf"] += time.perf_counter() - t0
+
+        # --- cross-layer similarity of guided-backprop patterns, on the snapshot's own states
+        t0 = time.perf_counter()
+        patterns.append(_pattern_similarity(p, analysis))
+        timings["patterns"] += time.perf_counter() - t0
+
+        # --- what is read later: the cards' states (the page) and the CKA states
+        shown = [c["state"] for layer in conv_layers for c in cards[layer][i]]
+        p.states = KeptStates(p.states, shown + list(_evenly(len(p.states), CKA_STATES)))
+        # and the network's compiled analyses: CKA compiles one pass of its own per network later
+        forget_compiled(p.model)
+    input_shapes = {tuple(p.states.shape[1:]) for p in played}
 
     # --- CKA on each game's own states
     t0 = time.perf_counter()
@@ -407,29 +461,39 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
             entry.update(level or {"chance": None, "chance_range": None, "chance_draws": []})
     timings["cka chance"] = time.perf_counter() - t0
 
-    # --- cross-layer similarity of guided-backprop patterns, per snapshot on its own states
-    t0 = time.perf_counter()
-    patterns = []
-    for p in played:
-        if len(p.conv) < 2:
-            patterns.append(None)
-            continue
-        states = p.states[_evenly(len(p.states), PATTERN_STATES)]
-        outputs = _activations(p.model, states, p.conv)
-        images = {}
-        for layer in p.conv:
-            a = outputs[layer]
-            top = a.reshape(len(a), -1, a.shape[-1]).max(axis=1).argmax(axis=1)  # most active filter per state
-            with warnings.catch_warnings():  # a state on which no filter fires: a zero image, as it should be
-                warnings.simplefilter("ignore", analysis.ZeroGradientWarning)
-                images[layer] = np.asarray(analysis.guided_backprop(p.model, states, layer, top.astype(np.int64)))
-        patterns.append(sim.cross_layer_similarity(images))
-    timings["patterns"] = time.perf_counter() - t0
     starts = [starting_point(p.snapshot) for p in played]
     return CompareData(played, evolution, pairs, conv_layers, cka_layers, cards, weights, lean, fields,
                        matching, baseline, cka, patterns, skipped, timings,
                        start=starts, shared_start=shared_start(played, starts, pairs), orders=orders,
                        partner_cosine=partner_cosine, silent=silent)
+
+
+def states_digest(states: np.ndarray) -> str:
+    """A digest of ``states`` (their shape, dtype and bytes): two snapshots whose digests are equal
+    played the same game, step for step (same weights, or weights that act alike on every state
+    met), so their numbers on one's states are those on the other's."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(repr((states.shape, str(states.dtype))).encode())
+    digest.update(np.ascontiguousarray(states).data)
+    return digest.hexdigest()
+
+
+def _pattern_similarity(p: Played, analysis):
+    """The cross-layer similarity of ``p``'s guided-backprop patterns on :data:`PATTERN_STATES` of
+    its own states (:func:`dqnviz.analysis.similarity.cross_layer_similarity`): per state, the
+    pattern of each conv layer's most active filter. None with fewer than two conv layers."""
+    if len(p.conv) < 2:
+        return None
+    states = p.states[_evenly(len(p.states), PATTERN_STATES)]
+    outputs = _activations(p.model, states, p.conv)
+    images = {}
+    for layer in p.conv:
+        a = outputs[layer]
+        top = a.reshape(len(a), -1, a.shape[-1]).max(axis=1).argmax(axis=1)  # most active filter per state
+        with warnings.catch_warnings():  # a state on which no filter fires: a zero image, as it should be
+            warnings.simplefilter("ignore", analysis.ZeroGradientWarning)
+            images[layer] = np.asarray(analysis.guided_backprop(p.model, states, layer, top.astype(np.int64)))
+    return sim.cross_layer_similarity(images)
 
 
 def shared_start(played: list, starts: list, pairs: list) -> list:
@@ -923,15 +987,17 @@ def _summary(data: CompareData, names: list, matching_rows: list, cka_rows: list
         lines.append({"head": f"First-layer filters, {m['a']} vs {m['b']}", "text": text})
     words = {"above": "above chance", "within": "within the chance band", "below": "below chance"}
     for row in cka_rows:
-        if row["shared_seed"] is not None:
-            continue  # began at CKA 1: the band of unrelated networks does not apply
+        if row["shared_seed"] is not None or row["repeats"]:
+            continue  # began at CKA 1, where the band of unrelated networks does not apply; or said already
         groups = {}
         for layer, verdict in row["verdict"].items():
             if verdict:
                 groups.setdefault(verdict, []).append(layer)
         if groups:
             parts = [f"{words[v]} in {', '.join(groups[v])}" for v in ("above", "within", "below") if v in groups]
-            lines.append({"head": f"CKA, {row['label']}", "text": "; ".join(parts)})
+            same = ("; the same on the other's states: both snapshots played the same game, step for step"
+                    if row["same_game"] else "")
+            lines.append({"head": f"CKA, {row['label']}", "text": "; ".join(parts) + same})
     dead = [f"{names[i]} {layer} {len(filters)} of {data.played[i].shapes[layer][-1]}"
             for layer in data.conv_layers for i, filters in sorted(data.silent.get(layer, {}).items()) if filters]
     if dead:
@@ -1015,7 +1081,10 @@ def _cka_figure(data: CompareData, names: list):
                                    hovertemplate=name + "<br>%{customdata}: CKA %{y:.3f}"
                                                  f"<br>(mean of the untrained pairs; the bar: their {_percentile_band()})"
                                                  "<extra></extra>")
+            # both snapshots played one game, step for step: the second row repeats the first's values
+            same_game = played[i].digest != "" and played[i].digest == played[j].digest and i != j
             rows.append({"label": label, "values": {layer: e["value"] for layer, e in entries.items()},
+                         "same_game": same_game, "repeats": names[i] if same_game and owner == j else None,
                          "chance": {layer: e.get("chance") for layer, e in entries.items()},
                          "range": {layer: e.get("chance_range") for layer, e in entries.items()},
                          "shared_seed": shared.get((i, j)),
