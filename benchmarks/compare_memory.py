@@ -24,16 +24,20 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 
 def run_compare(paths, out) -> tuple[float, float, int]:
-    """(peak resident MB, seconds, exit status) of one ``dqnviz compare`` of ``paths``."""
+    """(peak resident MB, seconds, exit status) of one ``dqnviz compare`` of ``paths``; its
+    stderr goes to a file (a pipe read only at the end could fill and stall it), whose last line
+    is shown when the command fails."""
     start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "dqnviz", "compare", *paths, "--out", out, "--quiet"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    error = process.stderr.read().decode(errors="replace").strip().splitlines()
-    if process.returncode != 0:
-        print(f"  exit {process.returncode}: {error[-1] if error else ''}", file=sys.stderr)
-    return usage.ru_maxrss / 1024, time.perf_counter() - start, process.returncode
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen([sys.executable, "-m", "dqnviz", "compare", *paths, "--out", out, "--quiet"],
+                                   stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            errors.seek(0)
+            lines = errors.read().decode(errors="replace").strip().splitlines()
+            print(f"  exit {code}: {lines[-1] if lines else ''}", file=sys.stderr)
+    return usage.ru_maxrss / 1024, time.perf_counter() - start, code
 
 
 def main() -> int:
@@ -52,20 +56,25 @@ def main() -> int:
                 for path in shipped:
                     paths.append(os.path.join(folder, f"{copy}-{os.path.basename(path)}"))
                     shutil.copyfile(path, paths[-1])
+        left_out = [c for c in counts if not 2 <= c <= len(paths)]
         counts = [c for c in counts if 2 <= c <= len(paths)]
         if not counts:
             parser.error(f"--counts needs a count from 2 to {len(paths)}, the snapshots there are")
+        if left_out:
+            print(f"left out: {', '.join(map(str, left_out))} (from 2 to {len(paths)} snapshots)", file=sys.stderr)
         print(f"backend {os.environ.get('KERAS_BACKEND', 'tensorflow')}, {os.cpu_count()} CPUs, "
               f"load {os.getloadavg()[0]:.1f}; one game per snapshot")
-        rows = []
+        rows, failed = [], False
         for count in counts:
             peak, seconds, code = run_compare(paths[:count], os.path.join(folder, f"compare-{count}.html"))
-            rows.append((count, peak))
+            if code == 0:
+                rows.append((count, peak))
+            failed |= code != 0
             print(f"compare {count:2d} snapshots: peak {peak:,.0f} MB, {seconds:.1f} s" + ("" if code == 0 else " (failed)"))
-        if len(rows) > 1:
+        if len(rows) > 1:  # from the runs that finished only
             (first, low), (last, high) = rows[0], rows[-1]
             print(f"each snapshot past {first} adds {(high - low) / (last - first):,.0f} MB")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

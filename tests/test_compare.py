@@ -84,10 +84,10 @@ def test_identical_weights_are_maximally_similar(tmp_path):
 
     a = make_snapshot(tmp_path / "breakout_1.keras", "breakout", 1, seed=7)
     b = make_snapshot(tmp_path / "breakout_3.keras", "breakout", 3, seed=7)
-    second = load_snapshot(b)
+    twin = load_snapshot(b)
     # as if from another seed: not one start (whose CKA rows "in short" leaves out), only one game
-    second.meta["init_seed"] = 8
-    data = gather([load_snapshot(a), second], filters=1, max_steps=16, progress=False)
+    twin.meta["init_seed"] = 8
+    data = gather([load_snapshot(a), twin], filters=1, max_steps=16, progress=False)
     assert data.matching[0]["mean"] == pytest.approx(1.0, abs=1e-6)
     assert data.baseline[0] < 0.5
     assert all(entry["value"] == pytest.approx(1.0, abs=1e-6) for entry in data.cka)
@@ -108,19 +108,20 @@ def test_identical_weights_are_maximally_similar(tmp_path):
     last_bin_start = bins["start"] + (round((bins["end"] - bins["start"]) / bins["size"]) - 1) * bins["size"]
     assert np.all((values >= last_bin_start) & (values < bins["end"]))
 
-    # identical weights play one game step for step: the page says that the row on the second's
-    # states repeats the first's, and "in short" says it once
+    # identical weights meet the same states step for step: the page says that the row on the
+    # second's states repeats the first's, and "in short" says it once
     from dqnviz.report.compare import write_report
 
     assert data.played[0].digest == data.played[1].digest
     context = build_context(data, {"games": 1, "epsilon": 0.05, "seed": 0, "max_steps": 16, "filters": 1})
-    first, second = context["cka_rows"]
-    assert first["same_game"] and second["same_game"] and (first["repeats"], second["repeats"]) == (None, "breakout_1")
-    assert second["values"] == first["values"]
+    on_first, on_second = context["cka_rows"]
+    assert on_first["same_game"] and on_second["same_game"]
+    assert (on_first["repeats"], on_second["repeats"]) == (None, "breakout_1")
+    assert on_second["values"] == on_first["values"]
     said = [line for line in context["summary"] if line["head"].startswith("CKA")]
-    assert len(said) == 1 and "both snapshots played the same game, step for step" in said[0]["text"]
+    assert len(said) == 1 and "the same on breakout_3's states, which were these, step for step" in said[0]["text"]
     html = write_report(tmp_path / "c.html", context).read_text()
-    assert html.count("the same states as on breakout_1's (both played one game, step for step)") == 1
+    assert html.count("breakout_3 met the same states as breakout_1, step for step") == 1
 
 
 @pytest.mark.parametrize("case", ["one", "missing", "same", "not_snapshot", "bad_filters", "bad_steps"])
@@ -552,6 +553,7 @@ def test_every_cka_value_has_the_chance_level_of_untrained_networks_on_the_same_
     assert min(conv1) > 0.8  # untrained first layers already arrange the states alike: the reason for a reference
 
     context = build_context(data, {"games": 1, "epsilon": 0.05, "seed": 0, "max_steps": 24, "filters": 1})
+    assert not any(row["same_game"] or row["repeats"] for row in context["cka_rows"])  # two games, two sets of states
     for row in context["cka_rows"]:
         owner = 0 if "(breakout_1)" in row["label"] else 1
         for layer in data.cka_layers:
@@ -857,6 +859,30 @@ def test_each_snapshot_keeps_only_the_states_read_after_its_own_analysis(tmp_pat
         for s in kept:
             assert np.array_equal(p.states[s], game[s])
         assert np.array_equal(p.states[np.array(sorted(kept))], game[sorted(kept)])
-        gone = min(set(range(24)) - kept)
-        with pytest.raises(IndexError, match=f"state {gone} of 24 was not kept"):
-            p.states[gone]
+        for gone in set(range(24)) - kept:  # the ERF's and the patterns' states too, once used
+            with pytest.raises(IndexError, match=f"state {gone} of 24 was not kept"):
+                p.states[gone]
+        # read only by indices in the game: what would name states by their place among the kept
+        # ones (a slice, a mask, the whole as an array) is refused
+        for wrong in (lambda: p.states[:3], lambda: p.states[np.ones(24, bool)], lambda: np.asarray(p.states),
+                      lambda: list(p.states)):
+            with pytest.raises(TypeError, match="kept states"):
+                wrong()
+
+
+def test_a_mixed_up_snapshot_is_said_before_any_game_is_played(tmp_path, monkeypatch):
+    """Each snapshot is played and analysed in turn, so its game is checked for every snapshot
+    first: a wrong last one is one line up front, not after minutes of the others' analyses."""
+    import dqnviz.agent
+    from dqnviz.errors import UserError
+    from dqnviz.report.compare import gather
+    from dqnviz.snapshot import load_snapshot
+
+    played = []
+    monkeypatch.setattr(dqnviz.agent, "play_games", lambda *args, **kwargs: played.append(args))
+    first = load_snapshot(make_snapshot(tmp_path / "breakout_1.keras", "breakout", 1, seed=7))
+    mixed_up = load_snapshot(make_snapshot(tmp_path / "pong_2.keras", "breakout", 2, seed=8))
+    mixed_up.meta["game"] = "pong"  # a Breakout snapshot said to be of Pong
+    with pytest.raises(UserError, match=r"pong_2\.keras: the snapshot's metadata .* names the game 'pong'"):
+        gather([first, mixed_up], filters=1, max_steps=8, progress=False)
+    assert played == []

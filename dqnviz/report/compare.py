@@ -68,9 +68,21 @@ class KeptStates:
             raise IndexError(f"state {int(index)} of {len(self)} was not kept") from None
 
     def __getitem__(self, index) -> np.ndarray:
-        if np.ndim(index) == 0:
+        """``states[i]`` for an integer i, ``states[indices]`` for an integer array of indices
+        (as in the game, from 0): slices, masks and negative indices would name states by their
+        place among the kept ones, not in the game, so they are refused."""
+        if isinstance(index, (int, np.integer)):
             return self._rows[self._row(index)]
-        return self._rows[np.array([self._row(i) for i in np.asarray(index).ravel()], np.int64)]
+        indices = np.asarray(index)
+        if isinstance(index, (slice, tuple)) or indices.dtype.kind not in "iu":
+            raise TypeError(f"kept states are read by their indices in the game (integers), not by {index!r}")
+        return self._rows[np.array([self._row(i) for i in indices.ravel()], np.int64).reshape(indices.shape)]
+
+    def __iter__(self):
+        raise TypeError("kept states are not the whole game: read them by their indices")
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError("kept states are not the whole game: read them by their indices")
 
 
 @dataclass
@@ -376,10 +388,13 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
     fields = {layer: {} for layer in conv_layers}
     silent = {layer: {} for layer in conv_layers}
     patterns = []
+    # every snapshot's game is checked before the first is played: a wrong one is said up front,
+    # not after minutes of the others' analyses
+    envs = [checked_env_for_snapshot(p.snapshot, seed=seed) for p in played]
     for i, p in enumerate(played):
         # --- the games
         t0 = time.perf_counter()
-        env = checked_env_for_snapshot(p.snapshot, seed=seed)
+        env, envs[i] = envs[i], None
         total = max_steps or games * 4500
         with Progress(f"play {p.name}", total=total, enabled=progress) as bar:
             record = play_games(p.model, env, games=games, epsilon=epsilon, seed=seed, max_steps=max_steps,
@@ -470,8 +485,8 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
 
 def states_digest(states: np.ndarray) -> str:
     """A digest of ``states`` (their shape, dtype and bytes): two snapshots whose digests are equal
-    played the same game, step for step (same weights, or weights that act alike on every state
-    met), so their numbers on one's states are those on the other's."""
+    met the same states, step for step (same weights, or weights that act alike where it shows on
+    the screen), so their numbers on one's states are those on the other's."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(repr((states.shape, str(states.dtype))).encode())
     digest.update(np.ascontiguousarray(states).data)
@@ -995,7 +1010,7 @@ def _summary(data: CompareData, names: list, matching_rows: list, cka_rows: list
                 groups.setdefault(verdict, []).append(layer)
         if groups:
             parts = [f"{words[v]} in {', '.join(groups[v])}" for v in ("above", "within", "below") if v in groups]
-            same = ("; the same on the other's states: both snapshots played the same game, step for step"
+            same = (f"; the same on {row['second']}'s states, which were these, step for step"
                     if row["same_game"] else "")
             lines.append({"head": f"CKA, {row['label']}", "text": "; ".join(parts) + same})
     dead = [f"{names[i]} {layer} {len(filters)} of {data.played[i].shapes[layer][-1]}"
@@ -1081,10 +1096,11 @@ def _cka_figure(data: CompareData, names: list):
                                    hovertemplate=name + "<br>%{customdata}: CKA %{y:.3f}"
                                                  f"<br>(mean of the untrained pairs; the bar: their {_percentile_band()})"
                                                  "<extra></extra>")
-            # both snapshots played one game, step for step: the second row repeats the first's values
-            same_game = played[i].digest != "" and played[i].digest == played[j].digest and i != j
+            # both snapshots met the same states, step for step: the second row repeats the first's values
+            same_game = played[i].digest != "" and played[i].digest == played[j].digest
             rows.append({"label": label, "values": {layer: e["value"] for layer, e in entries.items()},
                          "same_game": same_game, "repeats": names[i] if same_game and owner == j else None,
+                         "second": names[j],
                          "chance": {layer: e.get("chance") for layer, e in entries.items()},
                          "range": {layer: e.get("chance_range") for layer, e in entries.items()},
                          "shared_seed": shared.get((i, j)),
