@@ -78,7 +78,7 @@ def test_gather_numbers_and_evolution_order(tmp_path):
     assert sum(lean.sum() for lean in data.lean) > 0
 
 
-def test_identical_weights_are_maximally_similar(tmp_path):
+def test_identical_weights_are_maximally_similar(tmp_path, capsys):
     from dqnviz.report.compare import gather
     from dqnviz.snapshot import load_snapshot
 
@@ -87,7 +87,13 @@ def test_identical_weights_are_maximally_similar(tmp_path):
     twin = load_snapshot(b)
     # as if from another seed: not one start (whose CKA rows "in short" leaves out), only one game
     twin.meta["init_seed"] = 8
-    data = gather([load_snapshot(a), twin], filters=1, max_steps=16, progress=False)
+    data = gather([load_snapshot(a), twin], filters=1, max_steps=16)
+    # every stage that takes long with many snapshots says how far it is (plain lines off a terminal)
+    said = capsys.readouterr().err.splitlines()
+    assert [line.split(" (")[0] for line in said] == [
+        "play breakout_1: 16/16 steps", "filters of breakout_1: 3/3 layers",
+        "play breakout_3: 16/16 steps", "filters of breakout_3: 3/3 layers", "CKA: 1/1 pairs",
+        "CKA of untrained networks, on each snapshot's states: 2/2 snapshots"]
     assert data.matching[0]["mean"] == pytest.approx(1.0, abs=1e-6)
     assert data.baseline[0] < 0.5
     assert all(entry["value"] == pytest.approx(1.0, abs=1e-6) for entry in data.cka)

@@ -453,15 +453,17 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
     grams = {}
     if len(input_shapes) == 1 and cka_layers:
         subsets = [p.states[_evenly(len(p.states), CKA_STATES)] for p in played]
-        for i, j in pairs:
-            for owner in dict.fromkeys((i, j)):
-                for who in (i, j):
-                    if (who, owner) not in grams:
-                        grams[(who, owner)] = {layer: sim.unit_gram(values) for layer, values in
-                                               _activations(played[who].model, subsets[owner], cka_layers).items()}
-                for layer in cka_layers:
-                    cka.append({"a": i, "b": j, "on": owner, "layer": layer,
-                                "value": sim.cka_of_grams(grams[(i, owner)][layer], grams[(j, owner)][layer])})
+        with Progress("CKA", total=len(pairs), unit="pairs", enabled=progress) as bar:
+            for k, (i, j) in enumerate(pairs):
+                for owner in dict.fromkeys((i, j)):
+                    for who in (i, j):
+                        if (who, owner) not in grams:
+                            grams[(who, owner)] = {layer: sim.unit_gram(values) for layer, values in
+                                                   _activations(played[who].model, subsets[owner], cka_layers).items()}
+                    for layer in cka_layers:
+                        cka.append({"a": i, "b": j, "on": owner, "layer": layer,
+                                    "value": sim.cka_of_grams(grams[(i, owner)][layer], grams[(j, owner)][layer])})
+                bar.update(k + 1)
     elif cka_layers:
         skipped.append(("representation similarity (CKA)", "the snapshots take inputs of different shapes "
                         f"({', '.join(str(s) for s in input_shapes)}), so they cannot see the same states"))
@@ -470,7 +472,10 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
     # --- the chance level of every CKA value: untrained networks of the same architectures, same states
     t0 = time.perf_counter()
     if cka:
-        levels = chance_levels(played, pairs, subsets, cka_layers, untrained)
+        owners = len({owner for i, j in pairs for owner in (i, j)})
+        with Progress("CKA of untrained networks, on each snapshot's states", total=owners, unit="snapshots",
+                      enabled=progress) as bar:
+            levels = chance_levels(played, pairs, subsets, cka_layers, untrained, on_states=bar.update)
         for entry in cka:
             level = levels.get((entry["a"], entry["b"], entry["on"]), {}).get(entry["layer"])
             entry.update(level or {"chance": None, "chance_range": None, "chance_draws": []})
@@ -573,7 +578,7 @@ def _output_shape(model, layer):
 
 
 def chance_levels(played: list, pairs: list, subsets: list, layers: list, untrained=None,
-                  seeds=CHANCE_SEEDS) -> dict:
+                  seeds=CHANCE_SEEDS, on_states=None) -> dict:
     """The chance level of CKA: the same layers of untrained networks, on the same states.
 
     For a pair (i, j) on the states of ``owner``, every pair of seeds s < t gives two untrained
@@ -589,6 +594,9 @@ def chance_levels(played: list, pairs: list, subsets: list, layers: list, untrai
     shares that network's matrix, so it costs no second pass. The passes of one architecture run
     in one network, each seed's weights loaded into it in turn, so that they are compiled once
     per architecture, not once per seed (under JAX a compile costs more than the pass).
+
+    ``on_states(done)``, if given, is called after each snapshot's states are done (``done`` of
+    them so far): a progress bar's ``update``.
 
     Returns:
         ``{(i, j, owner): {layer: {"chance": mean, "chance_range": (5th, 95th percentile),
@@ -606,7 +614,7 @@ def chance_levels(played: list, pairs: list, subsets: list, layers: list, untrai
         return _activations(runner, states, layers)
 
     out = {}
-    for owner in dict.fromkeys(o for i, j in pairs for o in (i, j)):
+    for done, owner in enumerate(dict.fromkeys(o for i, j in pairs for o in (i, j)), start=1):
         grams = {}  # (architecture, seed) -> {layer: unit Gram matrix}, freed after each owner's states
         by_weights = {}  # fingerprint of a layer and all before it -> its unit Gram matrix on these states
 
@@ -637,6 +645,8 @@ def chance_levels(played: list, pairs: list, subsets: list, layers: list, untrai
             out[(i, j, owner)] = {layer: {"chance": level.mean, "chance_range": (level.low, level.high),
                                           "chance_draws": level.draws}
                                   for layer, level in levels.items() if level is not None}
+        if on_states is not None:
+            on_states(done)
     return out
 
 
