@@ -54,8 +54,9 @@ def test_gather_numbers_and_evolution_order(tmp_path):
     from dqnviz.report.compare import build_context, gather
     from dqnviz.snapshot import load_snapshot
 
-    late = make_snapshot(tmp_path / "breakout_9.keras", "breakout", 9, seed=3)
-    early = make_snapshot(tmp_path / "breakout_2.keras", "breakout", 2, seed=3)  # same weights as late
+    # one start (seed 3), moved by scaling kernels: ‖cW₀ − W₀‖ / ‖W₀‖ = |c − 1|
+    late = make_snapshot(tmp_path / "breakout_9.keras", "breakout", 9, seed=3, scale={"conv1": 1.5, "fc": 0.8})
+    early = make_snapshot(tmp_path / "breakout_2.keras", "breakout", 2, seed=3, scale={"conv1": 1.2})
     dueling = make_snapshot(tmp_path / "breakout_5.keras", "breakout", 5, dueling=True, seed=4)
     snapshots = [load_snapshot(p) for p in (late, dueling, early)]
     data = gather(snapshots, filters=1, max_steps=24, progress=False)
@@ -76,6 +77,33 @@ def test_gather_numbers_and_evolution_order(tmp_path):
     context = build_context(data, {"games": 1, "epsilon": 0.05, "seed": 0, "max_steps": 24, "filters": 1})
     assert context["evolution"] and context["title"].startswith("how the filters evolved")
     assert sum(lean.sum() for lean in data.lean) > 0
+    # across the epochs: each layer's distance from its start (the start table's figures) and its
+    # CKA with the epoch before on the later epoch's states (the CKA entries), against the epoch
+    traces = json.loads(context["figures"]["fig-evolution"])["data"]
+    moved = {t["name"]: t for t in traces if t["yaxis"] == "y"}
+    similar = {t["name"]: t for t in traces if t["yaxis"] == "y2"}
+    assert list(moved) == ["conv1", "conv2", "conv3", "fc"]  # the kernels every snapshot has (q: different heads)
+    for layer, trace in moved.items():
+        assert trace["x"] == [2, 5, 9]
+        assert trace["y"] == pytest.approx([start.movement[layer]["change"] for start in data.start])
+    assert moved["conv1"]["y"] == pytest.approx([0.2, 0.0, 0.5], abs=1e-6)
+    assert moved["fc"]["y"] == pytest.approx([0.0, 0.0, 0.2], abs=1e-6)
+    assert set(similar) == set(data.cka_layers)
+    for layer, trace in similar.items():
+        assert trace["x"] == [5, 9]
+        assert trace["y"] == pytest.approx([e["value"] for pair in ((0, 1), (1, 2)) for e in data.cka
+                                           if (e["a"], e["b"], e["on"]) == pair + (pair[1],) and e["layer"] == layer])
+    assert sum(t["showlegend"] for t in traces) == len(set(moved) | set(similar))  # a layer is one legend entry
+    from dqnviz.report.compare import write_report
+    from tests.browser import all_plots_drawn, open_report
+
+    page = write_report(tmp_path / "evolution.html", context)
+    assert '<a href="#epochs">across the epochs</a>' in page.read_text()
+    with open_report(page) as check:
+        count = check.page.evaluate("() => window.dqnvizDrawAll()")
+        plots, drawn = all_plots_drawn(check.page)
+        assert plots == count == drawn and check.errors == [] and check.requests == []
+        assert check.page.evaluate("() => !!document.querySelector('[data-figure=\"fig-evolution\"] .plot-container')")
 
 
 def test_identical_weights_are_maximally_similar(tmp_path, capsys):

@@ -780,6 +780,8 @@ def _layout(**extra):
 LEGEND_ROW = 22  # px per legend entry under a chart
 # pairs of snapshots (CKA, filter matching): colours that are not the snapshots' own
 PAIR_COLOURS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
+# the layers of one network, in their order (the evolution chart): alike hues kept apart
+LAYER_COLOURS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#e6ab02", "#66a61e", "#a6761d", "#666666"]
 
 
 def _legend_below(entries: int, height: int) -> dict:
@@ -919,6 +921,10 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
     for row in start_rows:
         if not row["movement"]:
             start_missing.setdefault(row["reason"], []).append(row["snapshot"])
+    if data.evolution and len(played) >= 3:
+        fig = _evolution_figure(data, movement_layers)
+        if fig is not None:
+            figures["fig-evolution"] = script_json(fig)
     shared_rows = [{"a": names[x["a"]], "b": names[x["b"]], "seed": x["seed"], "backend": x["backend"],
                     "alignment": x["alignment"]} for x in data.shared_start]
     alignment_layers = [name for name in kernel_layers if any(name in x["alignment"] for x in data.shared_start)]
@@ -1132,6 +1138,52 @@ def _cka_figure(data: CompareData, names: list):
                                            showgrid=False, zeroline=False),
                                 shapes=shapes, annotations=annotations, **_legend_below(legend, 340)))
     return fig, rows, streams, _narrow_cka_layout(fig, list(position), annotations)
+
+
+def _evolution_figure(data: CompareData, movement_layers: list):
+    """One run across its epochs (the evolution view): above, each layer's distance from its start
+    ``‖W − W₀‖ / ‖W₀‖`` against the epoch (the "Distance from the start" table); below, each
+    layer's linear CKA with the previous epoch, on the later epoch's states (the CKA table's rows
+    of consecutive epochs). A layer whose distance flattens and whose CKA nears 1 has settled.
+    None where neither was measured."""
+    from plotly.subplots import make_subplots
+
+    played = data.played
+    epochs = [p.meta.get("epoch") for p in played]
+    values = {(e["a"], e["b"], e["on"], e["layer"]): e["value"] for e in data.cka}
+    steps = [(i, i + 1) for i in range(len(played) - 1)]
+    moved = {layer: [(epochs[i], start.movement[layer]["change"]) for i, start in enumerate(data.start)
+                     if layer in start.movement] for layer in movement_layers}
+    similar = {layer: [(epochs[j], values[(i, j, j, layer)]) for i, j in steps if (i, j, j, layer) in values]
+               for layer in data.cka_layers}
+    moved = {layer: points for layer, points in moved.items() if len(points) >= 2}
+    similar = {layer: points for layer, points in similar.items() if len(points) >= 2}
+    if not moved and not similar:
+        return None
+    panels = [(key, points) for key, points in (("moved", moved), ("similar", similar)) if points]
+    titles = {"moved": "distance from the start, ‖W − W₀‖ / ‖W₀‖",
+              "similar": "CKA with the previous epoch, on this epoch's states"}
+    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.14,
+                        subplot_titles=[titles[key] for key, _ in panels])
+    colours, shown = {}, set()
+    for row, (key, lines) in enumerate(panels, start=1):
+        for layer, points in lines.items():
+            colour = colours.setdefault(layer, LAYER_COLOURS[len(colours) % len(LAYER_COLOURS)])
+            what = "moved" if key == "moved" else "CKA with the epoch before"
+            fig.add_scatter(x=[x for x, _ in points], y=[y for _, y in points], mode="lines+markers", name=layer,
+                            legendgroup=layer, showlegend=layer not in shown, line=dict(color=colour, width=2),
+                            hovertemplate=f"{layer}<br>epoch %{{x}}: {what} %{{y:.3f}}<extra></extra>", row=row, col=1)
+            shown.add(layer)
+    fig.update_xaxes(tickmode="array", tickvals=sorted({x for _, lines in panels for points in lines.values()
+                                                        for x, _ in points}))
+    fig.update_xaxes(title_text="epoch", row=len(panels), col=1)
+    if "similar" in dict(panels):
+        fig.update_yaxes(range=[0, 1.05], row=len(panels), col=1)
+    # layer names are short: the legend stands to the right, clear of the panels' titles
+    fig.update_layout(**_layout(height=260 * len(panels) + 60, margin=dict(l=55, r=110, t=44, b=45),
+                                legend=dict(orientation="v", x=1.02, xanchor="left", y=1, yanchor="top",
+                                            title=dict(text="layer"))))
+    return fig
 
 
 def _two_lines(text: str) -> str:
