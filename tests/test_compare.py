@@ -104,6 +104,32 @@ def test_gather_numbers_and_evolution_order(tmp_path):
         plots, drawn = all_plots_drawn(check.page)
         assert plots == count == drawn and check.errors == [] and check.requests == []
         assert check.page.evaluate("() => !!document.querySelector('[data-figure=\"fig-evolution\"] .plot-container')")
+    assert context["evolution_panels"] == ["moved", "previous"]
+
+    # the CKA drawn is the one on the later epoch's states; --pairs first: each epoch against the
+    # first; an epoch that is not a number is left out, a snapshot not measured is a gap, and
+    # with fewer than two values there is no line
+    from dqnviz.report.compare import _evolution_figure
+
+    data.cka = [{"a": i, "b": i + 1, "on": on, "layer": "conv1", "value": 0.1 * i + (0.3 if on > i else 0.0)}
+                for i in (0, 1) for on in (i, i + 1)]
+    fig, panels = _evolution_figure(data, ["conv1"])
+    assert panels == ["moved", "previous"]
+    assert [list(t.y) for t in fig.data if t.yaxis == "y2"] == [[pytest.approx(0.3), pytest.approx(0.4)]]
+    data.pairs = [(0, 1), (0, 2)]
+    data.cka = [{"a": 0, "b": j, "on": on, "layer": "conv1", "value": 0.5 + j / 10 + (0 if on == j else 0.05)}
+                for j in (1, 2) for on in (0, j)]
+    fig, panels = _evolution_figure(data, ["conv1", "fc"])
+    assert panels == ["moved", "first"]
+    assert fig.layout.annotations[1].text == "CKA with the first epoch (2), on this epoch's states"
+    (line,) = [t for t in fig.data if t.yaxis == "y2"]
+    assert (line.name, list(line.x), list(line.y)) == ("conv1", [5, 9], [0.6, 0.7])
+    data.start[1].movement = {}
+    fig, _ = _evolution_figure(data, ["conv1", "fc"])
+    conv1 = [t for t in fig.data if t.name == "conv1" and t.yaxis == "y"][0]
+    assert list(conv1.x) == [2, 5, 9] and list(conv1.y) == [pytest.approx(0.2), None, pytest.approx(0.5)]
+    data.played[2].meta["epoch"] = None
+    assert _evolution_figure(data, ["conv1", "fc"]) is None  # epochs 2 and 5 left: one value a line
 
 
 def test_identical_weights_are_maximally_similar(tmp_path, capsys):

@@ -921,9 +921,11 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
     for row in start_rows:
         if not row["movement"]:
             start_missing.setdefault(row["reason"], []).append(row["snapshot"])
+    evolution_panels = []
     if data.evolution and len(played) >= 3:
-        fig = _evolution_figure(data, movement_layers)
-        if fig is not None:
+        drawn = _evolution_figure(data, movement_layers)
+        if drawn is not None:
+            fig, evolution_panels = drawn
             figures["fig-evolution"] = script_json(fig)
     shared_rows = [{"a": names[x["a"]], "b": names[x["b"]], "seed": x["seed"], "backend": x["backend"],
                     "alignment": x["alignment"]} for x in data.shared_start]
@@ -986,6 +988,7 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
         "cka_states": CKA_STATES, "pattern_states": PATTERN_STATES, "erf_states": ERF_STATES,
         "baseline_seed": BASELINE_SEED, "columns": len(played),
         "start_rows": start_rows, "start_missing": start_missing, "movement_layers": movement_layers, "shared_rows": shared_rows,
+        "evolution_panels": evolution_panels,
         "alignment_layers": alignment_layers, "summary": summary,
     }
 
@@ -1141,49 +1144,74 @@ def _cka_figure(data: CompareData, names: list):
 
 
 def _evolution_figure(data: CompareData, movement_layers: list):
-    """One run across its epochs (the evolution view): above, each layer's distance from its start
-    ``‖W − W₀‖ / ‖W₀‖`` against the epoch (the "Distance from the start" table); below, each
-    layer's linear CKA with the previous epoch, on the later epoch's states (the CKA table's rows
-    of consecutive epochs). A layer whose distance flattens and whose CKA nears 1 has settled.
-    None where neither was measured."""
+    """One run across its epochs (the evolution view), as ``(figure, panels)``, or None where
+    fewer than two epochs have a figure to draw.
+
+    - ``"moved"``: each layer's distance from its start ``‖W − W₀‖ / ‖W₀‖`` against the epoch
+      (the "Distance from the start" table), a gap where a snapshot's could not be measured;
+    - ``"previous"``: each layer's linear CKA with the epoch before, on the later epoch's states
+      (the CKA table's rows of consecutive epochs); or ``"first"`` where the pairs are each epoch
+      with the first (``--pairs first``): its CKA with the first epoch, on the later one's states.
+
+    A layer whose distance flattens and whose CKA nears 1 has settled. Snapshots whose epoch is
+    not a number (hand-made metadata) are left out.
+    """
     from plotly.subplots import make_subplots
 
     played = data.played
     epochs = [p.meta.get("epoch") for p in played]
+    numbered = [i for i, epoch in enumerate(epochs)
+                if isinstance(epoch, (int, float)) and not isinstance(epoch, bool) and np.isfinite(epoch)]
     values = {(e["a"], e["b"], e["on"], e["layer"]): e["value"] for e in data.cka}
-    steps = [(i, i + 1) for i in range(len(played) - 1)]
-    moved = {layer: [(epochs[i], start.movement[layer]["change"]) for i, start in enumerate(data.start)
-                     if layer in start.movement] for layer in movement_layers}
-    similar = {layer: [(epochs[j], values[(i, j, j, layer)]) for i, j in steps if (i, j, j, layer) in values]
-               for layer in data.cka_layers}
-    moved = {layer: points for layer, points in moved.items() if len(points) >= 2}
-    similar = {layer: points for layer, points in similar.items() if len(points) >= 2}
-    if not moved and not similar:
+    compared = set(data.pairs)
+    if all((i, i + 1) in compared for i in range(len(played) - 1)):
+        similarity, partner = "previous", lambda j: j - 1
+    elif all((0, j) in compared for j in range(1, len(played))):
+        similarity, partner = "first", lambda j: 0
+    else:
+        similarity, partner = None, None
+
+    def line(points):
+        """(x, y) of the points, or None with fewer than two values (None: a gap)."""
+        return points if sum(y is not None for _, y in points) >= 2 else None
+
+    lines = {"moved": {}, similarity: {}}
+    for layer in movement_layers:
+        lines["moved"][layer] = line([(epochs[i], data.start[i].movement.get(layer, {}).get("change"))
+                                      for i in numbered])
+    if similarity:
+        for layer in data.cka_layers:
+            lines[similarity][layer] = line([(epochs[j], values.get((partner(j), j, j, layer)))
+                                             for j in numbered if j > 0])
+    panels = [(key, {layer: points for layer, points in lines[key].items() if points})
+              for key in ("moved", similarity) if key]
+    panels = [(key, layers) for key, layers in panels if layers]
+    if not panels:
         return None
-    panels = [(key, points) for key, points in (("moved", moved), ("similar", similar)) if points]
+    first_epoch = epochs[0]
     titles = {"moved": "distance from the start, ‖W − W₀‖ / ‖W₀‖",
-              "similar": "CKA with the previous epoch, on this epoch's states"}
+              "previous": "CKA with the epoch before, on this epoch's states",
+              "first": f"CKA with the first epoch ({first_epoch}), on this epoch's states"}
     fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.14,
                         subplot_titles=[titles[key] for key, _ in panels])
     colours, shown = {}, set()
-    for row, (key, lines) in enumerate(panels, start=1):
-        for layer, points in lines.items():
+    for row, (key, layers) in enumerate(panels, start=1):
+        what = "moved" if key == "moved" else "CKA"
+        for layer, points in layers.items():
             colour = colours.setdefault(layer, LAYER_COLOURS[len(colours) % len(LAYER_COLOURS)])
-            what = "moved" if key == "moved" else "CKA with the epoch before"
             fig.add_scatter(x=[x for x, _ in points], y=[y for _, y in points], mode="lines+markers", name=layer,
                             legendgroup=layer, showlegend=layer not in shown, line=dict(color=colour, width=2),
                             hovertemplate=f"{layer}<br>epoch %{{x}}: {what} %{{y:.3f}}<extra></extra>", row=row, col=1)
             shown.add(layer)
-    fig.update_xaxes(tickmode="array", tickvals=sorted({x for _, lines in panels for points in lines.values()
-                                                        for x, _ in points}))
+    fig.update_xaxes(tickmode="array", tickvals=sorted({epochs[i] for i in numbered}))
     fig.update_xaxes(title_text="epoch", row=len(panels), col=1)
-    if "similar" in dict(panels):
+    if panels[-1][0] != "moved":
         fig.update_yaxes(range=[0, 1.05], row=len(panels), col=1)
     # layer names are short: the legend stands to the right, clear of the panels' titles
     fig.update_layout(**_layout(height=260 * len(panels) + 60, margin=dict(l=55, r=110, t=44, b=45),
                                 legend=dict(orientation="v", x=1.02, xanchor="left", y=1, yanchor="top",
                                             title=dict(text="layer"))))
-    return fig
+    return fig, [key for key, _ in panels]
 
 
 def _two_lines(text: str) -> str:
