@@ -472,9 +472,8 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
     # --- the chance level of every CKA value: untrained networks of the same architectures, same states
     t0 = time.perf_counter()
     if cka:
-        owners = len({owner for i, j in pairs for owner in (i, j)})
-        with Progress("CKA of untrained networks, on each snapshot's states", total=owners, unit="snapshots",
-                      enabled=progress) as bar:
+        with Progress("CKA of untrained networks, on each snapshot's states", total=len(_state_owners(pairs)),
+                      unit="snapshots", enabled=progress) as bar:
             levels = chance_levels(played, pairs, subsets, cka_layers, untrained, on_states=bar.update)
         for entry in cka:
             level = levels.get((entry["a"], entry["b"], entry["on"]), {}).get(entry["layer"])
@@ -577,6 +576,11 @@ def _output_shape(model, layer):
         return None
 
 
+def _state_owners(pairs: list) -> list:
+    """The snapshots whose states the ``pairs`` are compared on (both of each pair), first seen first."""
+    return list(dict.fromkeys(owner for i, j in pairs for owner in (i, j)))
+
+
 def chance_levels(played: list, pairs: list, subsets: list, layers: list, untrained=None,
                   seeds=CHANCE_SEEDS, on_states=None) -> dict:
     """The chance level of CKA: the same layers of untrained networks, on the same states.
@@ -614,7 +618,7 @@ def chance_levels(played: list, pairs: list, subsets: list, layers: list, untrai
         return _activations(runner, states, layers)
 
     out = {}
-    for done, owner in enumerate(dict.fromkeys(o for i, j in pairs for o in (i, j)), start=1):
+    for done, owner in enumerate(_state_owners(pairs), start=1):
         grams = {}  # (architecture, seed) -> {layer: unit Gram matrix}, freed after each owner's states
         by_weights = {}  # fingerprint of a layer and all before it -> its unit Gram matrix on these states
 
@@ -1171,20 +1175,16 @@ def _evolution_figure(data: CompareData, movement_layers: list):
     else:
         similarity, partner = None, None
 
-    def line(points):
-        """(x, y) of the points, or None with fewer than two values (None: a gap)."""
-        return points if sum(y is not None for _, y in points) >= 2 else None
+    def lines(layers, points_of):
+        """{layer: its (x, y) points} of the layers with at least two values (a None value: a gap)."""
+        every = {layer: points_of(layer) for layer in layers}
+        return {layer: points for layer, points in every.items() if sum(y is not None for _, y in points) >= 2}
 
-    lines = {"moved": {}, similarity: {}}
-    for layer in movement_layers:
-        lines["moved"][layer] = line([(epochs[i], data.start[i].movement.get(layer, {}).get("change"))
-                                      for i in numbered])
+    panels = [("moved", lines(movement_layers, lambda layer: [
+        (epochs[i], data.start[i].movement.get(layer, {}).get("change")) for i in numbered]))]
     if similarity:
-        for layer in data.cka_layers:
-            lines[similarity][layer] = line([(epochs[j], values.get((partner(j), j, j, layer)))
-                                             for j in numbered if j > 0])
-    panels = [(key, {layer: points for layer, points in lines[key].items() if points})
-              for key in ("moved", similarity) if key]
+        panels.append((similarity, lines(data.cka_layers, lambda layer: [
+            (epochs[j], values.get((partner(j), j, j, layer))) for j in numbered if j > 0])))
     panels = [(key, layers) for key, layers in panels if layers]
     if not panels:
         return None
