@@ -10,14 +10,15 @@ import numpy as np
 
 from dqnviz.cli import main as run_cli  # the real command line: parser, UserError → exit 2
 
-__all__ = ["TINY", "TINY_SHORT_GAMES", "make_history_snapshot", "random_batch", "run_cli"]
+__all__ = ["TINY", "make_history_snapshot", "random_batch", "run_cli"]
 
-# A tiny `dqnviz train` run: a few dozen agent steps per phase, a small replay memory and batch.
+# A tiny `dqnviz train` run: a few dozen agent steps per phase, a small replay memory and batch,
+# and every game cut at 400 emulator frames (100 agent steps). A test phase plays its games to
+# their end, and an untrained agent's Pong game lasts 800–1,000 agent steps: without the cut, the
+# test phases were nine tenths of a tiny run's steps.
 TINY = ["--random-steps", "64", "--train-steps", "48", "--test-steps", "40", "--replay-size", "500",
-        "--batch-size", "8", "--target-steps", "20", "--validation-states", "16", "--quiet"]
-
-# TINY with every game cut at 400 frames (Breakout's games are long when nobody fires: short phases)
-TINY_SHORT_GAMES = [*TINY, "--max-frames-per-episode", "400"]
+        "--batch-size", "8", "--target-steps", "20", "--validation-states", "16", "--quiet",
+        "--max-frames-per-episode", "400"]
 
 
 def random_batch(rng, size=8, actions=3):

@@ -9,7 +9,7 @@ import pytest
 from dqnviz.cli import main
 from dqnviz.snapshot import load_snapshot, starting_point
 from tests.conftest import make_snapshot
-from tests.helpers import TINY_SHORT_GAMES as TINY  # games cut at 400 frames
+from tests.helpers import TINY
 
 
 def rows(path):
