@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.abc
 import importlib.util
 import os
@@ -110,20 +111,29 @@ def close_the_shared_browser():
             module.close_shared_browser()
 
 
+@functools.lru_cache(maxsize=None)
+def _game_env(game):
+    """An emulator of ``game``, for the actions and their names that a snapshot's metadata records
+    (the same for every seed): loading a ROM takes 0.1–0.2 s, so each game loads once a session."""
+    from dqnviz.atari import AtariEnv, resolve_rom
+
+    return AtariEnv(resolve_rom(game))
+
+
 def make_snapshot(path, game="breakout", epoch=1, dueling=False, seed=0, test_score=None, scale=None, run=None):
     """Save a randomly initialised Nature-CNN snapshot for ``game`` with full metadata.
 
     ``scale`` maps layer names to a factor c: that layer's kernel is saved as c·W₀, so it has
     moved ‖W − W₀‖ / ‖W₀‖ = |c − 1| from its start, with cos(W, W₀) = sign(c).
     """
-    from dqnviz.atari import AtariEnv, resolve_rom
+    from dqnviz.atari import resolve_rom
     from dqnviz.network import build_q_network
     from dqnviz.snapshot import save_snapshot
     from dqnviz.resume import snapshot_meta
     from dqnviz.config import TrainConfig
 
     rom = resolve_rom(game)
-    env = AtariEnv(rom, seed=seed)
+    env = _game_env(game)
     model = build_q_network(env.num_actions, dueling=dueling, seed=seed)
     for name, factor in (scale or {}).items():
         kernel = model.get_layer(name).kernel

@@ -113,7 +113,8 @@ def test_under_jax_the_commands_leave_an_installed_tensorflow_unimported(tmp_pat
         import shutil, sys
         from dqnviz.cli import main
         run = ["--epochs", "1", "--random-steps", "64", "--train-steps", "32", "--test-steps", "16",
-               "--replay-size", "500", "--batch-size", "8", "--validation-states", "8", "--name", "t", "--quiet"]
+               "--replay-size", "500", "--batch-size", "8", "--validation-states", "8", "--name", "t", "--quiet",
+               "--max-frames-per-episode", "400"]
         codes = [main(["train", "pong", *run]),
                  main(["test", "snapshots/t_1.keras", "--episodes", "1", "--max-frames", "200", "--quiet"]),
                  main(["nvis", "snapshots/t_1.keras", "--max-steps", "20", "--filters", "1", "--quiet"]),

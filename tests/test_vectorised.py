@@ -18,7 +18,8 @@ def test_tiny_vectorised_run_with_every_option(tmp_path, monkeypatch, replay):
     monkeypatch.setenv("DQNVIZ_LAUNCH_THREAD", "1" if "worker" in replay else "0")
     argv = ["train", "pong", "--num-envs", "4", "--epochs", "1", "--random-steps", "64", "--train-steps", "64",
             "--test-steps", "32", "--replay-size", "400", "--batch-size", "8", "--validation-states", "8",
-            "--double", "--dueling", "--n-step", "3", "--prioritized", "--optimizer", "adam", "--quiet", *dirs]
+            "--double", "--dueling", "--n-step", "3", "--prioritized", "--optimizer", "adam", "--quiet",
+            "--max-frames-per-episode", "400", *dirs]  # games cut at 100 agent steps: a short test phase
     assert main(argv) == 0
     with open(tmp_path / "pong.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -34,7 +35,7 @@ def test_fewer_test_environments(tmp_path):
     dirs = ["--snapshot-dir", str(tmp_path), "--report-dir", str(tmp_path)]
     argv = ["train", "pong", "--num-envs", "4", "--test-envs", "2", "--epochs", "1", "--random-steps", "32",
             "--train-steps", "16", "--test-steps", "8", "--replay-size", "200", "--batch-size", "8",
-            "--validation-states", "8", "--quiet", *dirs]
+            "--validation-states", "8", "--max-frames-per-episode", "400", "--quiet", *dirs]
     assert main(argv) == 0
     with open(tmp_path / "pong.csv", newline="") as f:
         test = [r for r in csv.DictReader(f) if r["phase"] == "test"]

@@ -150,7 +150,8 @@ def run(args) -> int:
             results = evaluate(model, make_env, args.episodes, args.epsilon, args.seed,
                                parallel=args.parallel, progress=progress)
             del model
-        release_networks()
+        if number < len(snapshots):  # the next one's network takes its place (after the last: the end)
+            release_networks()
         values = np.array([r["score"] for r in results])
         results_by_snapshot.append(values)
         tested.append(name)
