@@ -72,10 +72,11 @@ free_suite() {
 backends_arguments=(${options[@]+"${options[@]}"} ${backends_paths[@]+"${backends_paths[@]}"})
 
 # The two backends' suites run at the same time where there are two cores or more: each keeps
-# about 1.2 cores busy (Python, then short bursts of XLA or TensorFlow), so together they take
-# ~11 minutes on the 2-core CPU where one after the other took ~17. The JAX suite's output is
-# kept in a file and shown when the TensorFlow suite, shown as it runs, and the backend-free
-# modules after it, are done.
+# about 1.2 cores busy (Python, then short bursts of XLA or TensorFlow). On the 2-core CPU they
+# take about 13 minutes side by side, and the backend-free modules 2 more after the TensorFlow
+# suite (running those beside both as well saved 13 s of 15.8 minutes: not worth a third log).
+# The JAX suite's output is kept in a file and shown when the TensorFlow suite, shown as it runs,
+# and the backend-free modules after it, are done.
 # DQNVIZ_TEST_SERIAL=1 runs them one after the other, all shown as they run.
 trap 'exit 130' INT TERM
 if [ "$run_backends" = 1 ] && [ "${DQNVIZ_TEST_SERIAL:-0}" != 1 ] && [ "$(nproc 2>/dev/null || echo 1)" -ge 2 ]; then
