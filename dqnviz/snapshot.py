@@ -73,7 +73,8 @@ class Snapshot:
         """Which agent, not its whole metadata (``meta`` has it): a notebook cell shows a line."""
         score = (self.meta.get("test_score") or {}).get("average")
         return (f"Snapshot({self.name!r}: {self.meta.get('game', '?')}, epoch {self.meta.get('epoch', '?')}, "
-                f"test {'–' if score is None else f'{score:.2f}'}, {self.model.count_params():,} weights, "
+                f"test {'–' if score is None else f'{score:.2f}'}, "
+                f"{'network let go' if self.model is None else f'{self.model.count_params():,} weights'}, "
                 f"path={self.path!r})")
 
     @property

@@ -49,8 +49,11 @@ def test_page_content(compared):
     assert html.count('id="dq-plotly-js"') == 1  # plotly.js embedded exactly once, packed (base.html.j2)
 
 
-def test_gather_numbers_and_evolution_order(tmp_path):
-    """Same game at several epochs: sorted by epoch, consecutive pairs; a dueling net still compares."""
+def test_gather_numbers_and_evolution_order(tmp_path, monkeypatch):
+    """Same game at several epochs: sorted by epoch, consecutive pairs; a dueling net still compares.
+    Each network is let go once the pairs it is in are done: while an epoch plays, of the epochs
+    before it only the one it is paired with (the one before) still has its network."""
+    import dqnviz.agent
     from dqnviz.report.compare import build_context, gather
     from dqnviz.snapshot import load_snapshot
 
@@ -59,9 +62,19 @@ def test_gather_numbers_and_evolution_order(tmp_path):
     early = make_snapshot(tmp_path / "breakout_2.keras", "breakout", 2, seed=3, scale={"conv1": 1.2})
     dueling = make_snapshot(tmp_path / "breakout_5.keras", "breakout", 5, dueling=True, seed=4)
     snapshots = [load_snapshot(p) for p in (late, dueling, early)]
+    by_epoch = sorted(snapshots, key=lambda snapshot: snapshot.meta["epoch"])
+    real_play, loaded_before = dqnviz.agent.play_games, []
+
+    def play_games(model, *args, **options):
+        turn = [s.model for s in by_epoch].index(model)
+        loaded_before.append([s.meta["epoch"] for s in by_epoch[:turn] if s.model is not None])
+        return real_play(model, *args, **options)
+
+    monkeypatch.setattr(dqnviz.agent, "play_games", play_games)
     data = gather(snapshots, filters=1, max_steps=24, progress=False)
     assert data.evolution and [p.meta["epoch"] for p in data.played] == [2, 5, 9]
     assert data.pairs == [(0, 1), (1, 2)]
+    assert loaded_before == [[], [2], [5]] and all(s.model is None for s in snapshots)
     assert data.conv_layers == ["conv1", "conv2", "conv3"]
     assert "q" in data.cka_layers and "fc" in data.cka_layers and "fc_value" not in data.cka_layers
     assert any(view.startswith("fc_value") for view, _ in data.skipped)
@@ -146,7 +159,8 @@ def test_identical_weights_are_maximally_similar(tmp_path, capsys):
     said = capsys.readouterr().err.splitlines()
     assert [line.split(" (")[0] for line in said] == [
         "play breakout_1: 16/16 steps", "filters of breakout_1: 3/3 layers",
-        "play breakout_3: 16/16 steps", "filters of breakout_3: 3/3 layers", "CKA: 1/1 pairs",
+        "play breakout_3: 16/16 steps", "filters of breakout_3: 3/3 layers",
+        "CKA of breakout_3 with breakout_1: 4/4 passes",  # each network on each one's states
         "CKA of untrained networks, on each snapshot's states: 2/2 snapshots"]
     assert data.matching[0]["mean"] == pytest.approx(1.0, abs=1e-6)
     assert data.baseline[0] < 0.5
@@ -852,6 +866,10 @@ def test_many_runs_are_compared_with_the_first_unless_every_pair_is_asked_for(tm
     assert compare.choose_pairs(4, True, "first") == [(0, 1), (0, 2), (0, 3)]
     with pytest.raises(ValueError):
         compare.choose_pairs(3, False, "some")
+    # the turn after which each network is let go: that of its last partner, or its own
+    assert compare.last_turns(compare.choose_pairs(4, False), 4) == [3, 3, 3, 3]
+    assert compare.last_turns(compare.choose_pairs(8, False), 8) == [7, 1, 2, 3, 4, 5, 6, 7]
+    assert compare.last_turns(compare.choose_pairs(4, True), 4) == [1, 2, 3, 3]
 
     seen = {}
 
@@ -900,15 +918,21 @@ def test_each_snapshot_keeps_only_the_states_read_after_its_own_analysis(tmp_pat
     from dqnviz.snapshot import load_snapshot
 
     monkeypatch.setattr(compare, "CKA_STATES", 8)
-    snapshots = [load_snapshot(make_snapshot(tmp_path / "breakout_1.keras", "breakout", 1, seed=7)),
-                 load_snapshot(make_snapshot(tmp_path / "pong_2.keras", "pong", 2, seed=8))]
+    paths = [make_snapshot(tmp_path / "breakout_1.keras", "breakout", 1, seed=7),
+             make_snapshot(tmp_path / "pong_2.keras", "pong", 2, seed=8)]
+    snapshots = [load_snapshot(path) for path in paths]
+    models = [snapshot.model for snapshot in snapshots]
     data = gather(snapshots, filters=1, max_steps=24, progress=False)
     # each network's compiled analyses (searches, guided backprop, receptive fields) are let go
-    # with its game: what is left is CKA's one pass over its layers, compiled after
-    for snapshot in snapshots:
-        kept = [key[1:] for key in vars(snapshot.model)["_dqnviz_compiled"] if key[1] != "own operations"]
-        assert len(kept) == 1 and kept[0][0] == "forward" and len(kept[0][1]) == len(data.cka_layers)
-    for i, (p, snapshot) in enumerate(zip(data.played, snapshots)):
+    # with its game, and CKA's one pass over its layers, compiled after, with the network itself
+    assert all(snapshot.model is None for snapshot in snapshots)
+    for model in models:
+        kept = [key[1:] for key in vars(model).get("_dqnviz_compiled", {}) if key[1] != "own operations"]
+        assert kept == []
+    del models
+    assert [p.network.architecture[:2] for p in data.played] == [(4, False), (6, False)]  # read before
+    for i, (p, path) in enumerate(zip(data.played, paths)):
+        snapshot = load_snapshot(path)
         game = play_games(snapshot.model, checked_env_for_snapshot(snapshot, seed=0), games=1, epsilon=0.05,
                           seed=0, max_steps=24).states
         assert isinstance(p.states, KeptStates) and len(p.states) == len(game) == 24

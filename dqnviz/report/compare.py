@@ -18,6 +18,7 @@ everything else is listed as skipped, with the reason.
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import json
 import time
@@ -85,10 +86,25 @@ class KeptStates:
         raise TypeError("kept states are not the whole game: read them by their indices")
 
 
+@dataclass(frozen=True)
+class NetworkFacts:
+    """What the page and the chance levels read of a network after :func:`gather` has let it go."""
+
+    architecture: tuple  # (actions, dueling, history, frame shape): see :func:`architecture`
+    name: str  # the Keras model's name
+    kernel_layers: tuple  # the layers with weights, in model order
+
+    @classmethod
+    def of(cls, model) -> "NetworkFacts":
+        return cls(architecture(model), model.name, tuple(layer.name for layer in model.layers if layer.weights))
+
+
 @dataclass
 class Played:
     """One snapshot with the states it played and its layer facts (``states``: after the snapshot's
-    own analysis, only those read later, as :class:`KeptStates`)."""
+    own analysis, only those read later, as :class:`KeptStates`). :func:`gather` lets the network
+    go (``snapshot.model`` None) once no later pair needs it; :attr:`network` keeps what is read
+    of it afterwards."""
 
     snapshot: object
     states: np.ndarray | KeptStates | None  # None until played; KeptStates once its own analysis is done
@@ -98,10 +114,19 @@ class Played:
     kernels: dict  # conv layer name -> kernel shape
     ended: bool = True  # the last game ended (False: --max-steps cut it, its score is a score so far)
     digest: str = ""  # of every state played, in order: equal digests, the same game step for step
+    facts: NetworkFacts | None = None  # recorded from the network while it is loaded (see network)
 
     @property
     def name(self):
         return self.snapshot.name
+
+    @property
+    def network(self) -> NetworkFacts:
+        """The network's facts, recorded the first time they are read (gather reads them before it
+        lets the network go)."""
+        if self.facts is None:
+            self.facts = NetworkFacts.of(self.model)
+        return self.facts
 
     @property
     def model(self):
@@ -224,6 +249,14 @@ def _common_layers(played: list, kind: str) -> tuple[list, list]:
 ALL_PAIRS_UP_TO = 4  # snapshots of different runs: every pair up to this many (6 pairs), else each against the first
 
 
+def last_turns(pairs: list, n: int) -> list:
+    """For each of ``n`` snapshots, the turn of :func:`gather` after which its network is let go:
+    that of the last snapshot it is paired with (pairs (i, j), i < j), or its own if none comes
+    after it. So only the networks that later pairs need are held: for one run's epochs (each
+    with the one before) the last two, for ``--pairs first`` the first and the current one."""
+    return [max([i, *(j for a, j in pairs if a == i)]) for i in range(n)]
+
+
 def choose_pairs(n: int, evolution: bool, pairs: str = "auto") -> list:
     """The pairs (i, j), i < j, that get similarity numbers (filter matching, CKA, shared starts).
 
@@ -337,7 +370,8 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
     # and goes through everything that reads all its states, after which it keeps only the states
     # read later (KeptStates). Memory then grows by a few MB a snapshot, not by whole games (a
     # Pong game of ~2,000 states is 55 MB): 24 epochs of one run no longer hold 24 games at once.
-    played = [Played(snapshot, None, [], *layer_facts(snapshot.model)) for snapshot in snapshots]
+    played = [Played(snapshot, None, [], *layer_facts(snapshot.model), facts=NetworkFacts.of(snapshot.model))
+              for snapshot in snapshots]
 
     conv_layers, skipped_conv = _common_layers(played, "conv")
     cka_layers, skipped_cka = _common_layers(played, "all")
@@ -348,6 +382,9 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
         if name not in dict(skipped_conv):
             skipped.append((f"{name}: representation similarity (CKA)", reason))
     pairs = choose_pairs(len(played), evolution, pairs)
+    last_needed = last_turns(pairs, len(played))
+    input_shapes = {tuple(int(d) for d in p.model.inputs[0].shape[1:]) for p in played}
+    cka_possible = len(input_shapes) == 1 and bool(cka_layers)
 
     untrained = functools.cache(untrained_network)  # shared by the filter-matching baseline and the CKA chance level
 
@@ -388,6 +425,14 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
     fields = {layer: {} for layer in conv_layers}
     silent = {layer: {} for layer in conv_layers}
     patterns = []
+    # (snapshot, states owner) -> {layer: unit Gram matrix}: each representation reduced at once to
+    # its N × N matrix (N = CKA_STATES), CKA(X, Y) = ⟨K̂_X, K̂_Y⟩_F (sim.unit_gram), so that memory
+    # does not grow with the activations of every (network, states) pair (23 MB each for a Nature
+    # network, 64 of them for 8 snapshots of separate runs) and each matrix is made once. A pair's
+    # matrices are made in the turn of its later snapshot, while both networks are loaded.
+    grams, starts, shared = {}, [None] * len(played), {}
+    # each snapshot's CKA states, taken from its kept states when read (not held twice)
+    subsets = _CkaStates(played)
     # every snapshot's game is checked before the first is played: a wrong one is said up front,
     # not after minutes of the others' analyses
     envs = [checked_env_for_snapshot(p.snapshot, seed=seed) for p in played]
@@ -439,35 +484,49 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
         # --- what is read later: the cards' states (the page) and the CKA states
         shown = [c["state"] for layer in conv_layers for c in cards[layer][i]]
         p.states = KeptStates(p.states, shown + list(_evenly(len(p.states), CKA_STATES)))
-        # and the network's compiled analyses: CKA compiles one pass of its own per network later
+        # and the network's compiled analyses: CKA compiles one pass of its own per network below
         forget_compiled(p.model)
-    input_shapes = {tuple(p.states.shape[1:]) for p in played}
+        starts[i] = starting_point(p.snapshot)
 
-    # --- CKA on each game's own states
-    t0 = time.perf_counter()
+        # --- CKA's Gram matrices of the pairs whose later snapshot this is: each network of the
+        # pair on each one's states
+        t0 = time.perf_counter()
+        if cka_possible:
+            wanted = [(who, owner) for a, b in pairs if b == i for owner in dict.fromkeys((a, b)) for who in (a, b)]
+            wanted = [key for key in dict.fromkeys(wanted) if key not in grams]
+            partners = [played[a].name for a, b in pairs if b == i]
+            label = f"CKA of {p.name} with " + (partners[0] if len(partners) == 1 else f"{len(partners)} snapshots before it")
+            with Progress(label, total=len(wanted), unit="passes", enabled=progress and bool(wanted)) as bar:
+                for k, (who, owner) in enumerate(wanted, start=1):
+                    grams[(who, owner)] = {layer: sim.unit_gram(values) for layer, values in
+                                           _activations(played[who].model, subsets[owner], cka_layers).items()}
+                    bar.update(k)
+        # --- the pairs whose later snapshot this is: did they start from the same weights?
+        shared.update({(entry["a"], entry["b"]): entry
+                       for entry in shared_start(played, starts, [(a, b) for a, b in pairs if b == i])})
+        # --- the networks no later pair needs are let go (a Keras model holds reference cycles,
+        # which only the cycle collector frees), and so are their W₀ and W − W₀ (13 MB for a
+        # Nature network), which only shared_start reads
+        done = [w for w in range(i + 1) if last_needed[w] == i]
+        for w in done:
+            forget_compiled(played[w].model)
+            played[w].snapshot.model = None
+            starts[w].initial, starts[w].change = None, {}
+        if done:
+            gc.collect()
+        timings["cka"] += time.perf_counter() - t0
+
+    # --- CKA on each game's own states, from the Gram matrices
     cka = []
-    # (snapshot, states owner) -> {layer: unit Gram matrix}: each representation reduced at once to
-    # its N × N matrix (N = CKA_STATES), CKA(X, Y) = ⟨K̂_X, K̂_Y⟩_F (sim.unit_gram), so that memory
-    # does not grow with the activations of every (network, states) pair (23 MB each for a Nature
-    # network, 64 of them for 8 snapshots of separate runs) and each matrix is made once
-    grams = {}
-    if len(input_shapes) == 1 and cka_layers:
-        subsets = [p.states[_evenly(len(p.states), CKA_STATES)] for p in played]
-        with Progress("CKA", total=len(pairs), unit="pairs", enabled=progress) as bar:
-            for k, (i, j) in enumerate(pairs):
-                for owner in dict.fromkeys((i, j)):
-                    for who in (i, j):
-                        if (who, owner) not in grams:
-                            grams[(who, owner)] = {layer: sim.unit_gram(values) for layer, values in
-                                                   _activations(played[who].model, subsets[owner], cka_layers).items()}
-                    for layer in cka_layers:
-                        cka.append({"a": i, "b": j, "on": owner, "layer": layer,
-                                    "value": sim.cka_of_grams(grams[(i, owner)][layer], grams[(j, owner)][layer])})
-                bar.update(k + 1)
+    if cka_possible:
+        for i, j in pairs:
+            for owner in dict.fromkeys((i, j)):
+                for layer in cka_layers:
+                    cka.append({"a": i, "b": j, "on": owner, "layer": layer,
+                                "value": sim.cka_of_grams(grams[(i, owner)][layer], grams[(j, owner)][layer])})
     elif cka_layers:
         skipped.append(("representation similarity (CKA)", "the snapshots take inputs of different shapes "
                         f"({', '.join(str(s) for s in input_shapes)}), so they cannot see the same states"))
-    timings["cka"] = time.perf_counter() - t0
 
     # --- the chance level of every CKA value: untrained networks of the same architectures, same states
     t0 = time.perf_counter()
@@ -480,11 +539,22 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
             entry.update(level or {"chance": None, "chance_range": None, "chance_draws": []})
     timings["cka chance"] = time.perf_counter() - t0
 
-    starts = [starting_point(p.snapshot) for p in played]
     return CompareData(played, evolution, pairs, conv_layers, cka_layers, cards, weights, lean, fields,
                        matching, baseline, cka, patterns, skipped, timings,
-                       start=starts, shared_start=shared_start(played, starts, pairs), orders=orders,
+                       start=starts, shared_start=[shared[pair] for pair in pairs if pair in shared], orders=orders,
                        partner_cosine=partner_cosine, silent=silent)
+
+
+class _CkaStates:
+    """``subsets[i]``: the CKA states of ``played[i]`` (:data:`CKA_STATES` of its game, evenly
+    spaced), copied out of its kept states at each read."""
+
+    def __init__(self, played: list):
+        self.played = played
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        states = self.played[i].states
+        return states[_evenly(len(states), CKA_STATES)]
 
 
 def states_digest(states: np.ndarray) -> str:
@@ -621,9 +691,10 @@ def chance_levels(played: list, pairs: list, subsets: list, layers: list, untrai
     for done, owner in enumerate(_state_owners(pairs), start=1):
         grams = {}  # (architecture, seed) -> {layer: unit Gram matrix}, freed after each owner's states
         by_weights = {}  # fingerprint of a layer and all before it -> its unit Gram matrix on these states
+        states = subsets[owner]
 
         def gram_matrices(who, seed):
-            key = (architecture(played[who].model), seed)
+            key = (played[who].network.architecture, seed)
             if key not in grams:
                 model = untrained(*key)
                 have = [layer for layer in layers if model is not None
@@ -631,7 +702,7 @@ def chance_levels(played: list, pairs: list, subsets: list, layers: list, untrai
                 prints = _layer_fingerprints(model) if have else {}
                 new = list(dict.fromkeys(layer for layer in have if prints[layer] not in by_weights))
                 if new:
-                    for layer, values in activations(key[0], model, subsets[owner], new).items():
+                    for layer, values in activations(key[0], model, states, new).items():
                         by_weights[prints[layer]] = sim.unit_gram(values)
                 grams[key] = {layer: by_weights[prints[layer]] for layer in have}
             return grams[key]
@@ -699,8 +770,9 @@ STREAM_LABELS = {"trunk": "trunk", "value": "value stream", "advantage": "advant
                  "join": "q: joins the streams"}
 
 
-def layer_streams(models: list, layers: list) -> list:
-    """The compared ``layers`` split into the streams of :func:`dqnviz.network.network_streams`.
+def layer_streams(networks: list, layers: list) -> list:
+    """The compared ``layers`` split into the streams of :func:`dqnviz.network.network_streams`;
+    ``networks``: the models, or their :func:`architecture` tuples.
 
     A dueling network is the trunk conv1 → conv3, two parallel streams fc_value → value and
     fc → advantage, and q, which joins them: drawing one line through all of them would join
@@ -718,7 +790,7 @@ def layer_streams(models: list, layers: list) -> list:
     """
     from dqnviz.network import network_streams
 
-    dueling = all(architecture(model)[1] for model in models)
+    dueling = all((network if isinstance(network, tuple) else architecture(network))[1] for network in networks)
     streams = [{"label": STREAM_LABELS.get(name), "layers": [layer for layer in members if layer in layers]}
                for name, members in network_streams(dueling)]
     streams = [stream for stream in streams if stream["layers"]]
@@ -738,7 +810,7 @@ def _random_baseline(played: list, layer: str, rows: list, untrained=None) -> di
     def random_rows(i, seed):
         """The untrained network's kernels at ``layer`` as rows, or None where there is no such
         network (an unusual architecture) or it has no such layer."""
-        model = untrained(architecture(played[i].model), seed)
+        model = untrained(played[i].network.architecture, seed)
         if model is None or layer not in {l.name for l in model.layers}:
             return None
         return sim.kernels_as_rows(model.get_layer(layer).get_weights()[0])
@@ -814,11 +886,11 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
     for i, p in enumerate(played):
         score = p.meta.get("test_score") or {}
         snapshots.append({"index": i, "name": p.name, "game": p.meta.get("game", "?"), "epoch": p.meta.get("epoch", "?"),
-                          "actions": int(p.model.output_shape[-1]), "dueling": bool(p.meta.get("config", {}).get("dueling"))
-                          if isinstance(p.meta.get("config"), dict) else "dueling" in p.model.name,
+                          "actions": int(p.network.architecture[0]), "dueling": bool(p.meta.get("config", {}).get("dueling"))
+                          if isinstance(p.meta.get("config"), dict) else "dueling" in p.network.name,
                           "states": int(len(p.states)), "scores": p.scores, "test_score": score.get("average"),
                           "cut": not p.ended,
-                          "colour": PALETTE[i % len(PALETTE)], "network": p.model.name})
+                          "colour": PALETTE[i % len(PALETTE)], "network": p.network.name})
 
     state_keys = {}
 
@@ -915,7 +987,7 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
                               "shared_seed": shared[(i, j)]["seed"] if (i, j) in shared else None})
 
     # how far each network moved from its initial weights, and how alike the moves of a shared start are
-    kernel_layers = [layer.name for layer in played[0].model.layers if layer.weights]
+    kernel_layers = list(played[0].network.kernel_layers)
     measured = [start for start in data.start if start.movement]
     movement_layers = [name for name in kernel_layers  # none when no snapshot was measured
                        if measured and all(name in start.movement for start in measured)]
@@ -978,7 +1050,7 @@ def build_context(data: CompareData, options: dict | None = None) -> dict:
     return {
         "title": title, "snapshots": snapshots, "evolution": data.evolution, "layers": layers,
         "weight_rows": weight_rows, "history": history, "matching": matching_rows,
-        "frame_labels": frame_labels(history or int(played[0].model.inputs[0].shape[-1])),
+        "frame_labels": frame_labels(history or int(played[0].network.architecture[2])),
         "random_vs_random": data.baseline.get("random"), "cka_rows": cka_rows, "cka_streams": cka_streams,
         "cka_layers": [layer for stream in cka_streams for layer in stream["layers"]],
         "chance_seeds": CHANCE_SEEDS, "chance_pairs": len(CHANCE_SEEDS) * (len(CHANCE_SEEDS) - 1) // 2,
@@ -1066,7 +1138,7 @@ def _cka_figure(data: CompareData, names: list):
     import plotly.graph_objects as go
 
     played = data.played
-    streams = layer_streams([p.model for p in played], data.cka_layers)
+    streams = layer_streams([p.network.architecture for p in played], data.cka_layers)
     position = {}
     for g, stream in enumerate(streams):
         for layer in stream["layers"]:
