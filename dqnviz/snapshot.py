@@ -52,7 +52,8 @@ class Snapshot:
     """A loaded snapshot.
 
     Attributes:
-        model: the ``keras.Model`` (uint8 states (N, 84, 84, history) → Q-values), weights only.
+        model: the ``keras.Model`` (uint8 states (N, 84, 84, history) → Q-values), weights only;
+            None once ``dqnviz compare`` has let it go (``gather(…, let_go=True)``).
         meta: the metadata (``dqnviz.json``): ``game``, ``rom_md5``, ``actions`` (ALE action
             ids) and ``action_names``, ``preprocessing`` (frame skip, history, no-op starts,
             sticky actions, frame cap), ``run``, ``epoch``, ``total_steps`` and
@@ -372,8 +373,9 @@ class StartingPoint:
     ``movement`` maps each layer with a kernel to ``{"change": ‖W − W₀‖ / ‖W₀‖, "cosine": cos(W, W₀)}``
     (kernels flattened); it is empty when W₀ cannot be rebuilt and the snapshot recorded no
     figures of its own, and ``reason`` says why. ``source`` says where the figures came from:
-    ``"rebuilt"`` (W₀ rebuilt here, so ``initial`` and ``change`` are set too) or ``"recorded"``
-    (stored in the snapshot's metadata when the trainer saved it).
+    ``"rebuilt"`` (W₀ rebuilt here, so ``initial`` and ``change`` are set too, until ``dqnviz
+    compare`` lets them go once the pairs that read them are done) or ``"recorded"`` (stored in
+    the snapshot's metadata when the trainer saved it).
     """
 
     seed: int | None

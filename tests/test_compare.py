@@ -71,10 +71,12 @@ def test_gather_numbers_and_evolution_order(tmp_path, monkeypatch):
         return real_play(model, *args, **options)
 
     monkeypatch.setattr(dqnviz.agent, "play_games", play_games)
-    data = gather(snapshots, filters=1, max_steps=24, progress=False)
+    data = gather(snapshots, filters=1, max_steps=24, progress=False, let_go=True)
     assert data.evolution and [p.meta["epoch"] for p in data.played] == [2, 5, 9]
     assert data.pairs == [(0, 1), (1, 2)]
     assert loaded_before == [[], [2], [5]] and all(s.model is None for s in snapshots)
+    assert all(start.initial is None and start.change == {} for start in data.start)  # let go with them
+    assert [p.network.architecture[:2] for p in data.played] == [(4, False), (4, True), (4, False)]  # read before
     assert data.conv_layers == ["conv1", "conv2", "conv3"]
     assert "q" in data.cka_layers and "fc" in data.cka_layers and "fc_value" not in data.cka_layers
     assert any(view.startswith("fc_value") for view, _ in data.skipped)
@@ -912,27 +914,37 @@ def test_each_snapshot_keeps_only_the_states_read_after_its_own_analysis(tmp_pat
     """After a snapshot's cards, receptive fields and patterns, its game is let go but for the
     states the page draws (the cards') and those of CKA, under their indices in the game: they
     equal the states played, and the game's length stays what the page reports."""
+    import dqnviz.agent
     import dqnviz.report.compare as compare
     from dqnviz.agent import checked_env_for_snapshot, play_games
     from dqnviz.report.compare import KeptStates, _evenly, gather
     from dqnviz.snapshot import load_snapshot
 
     monkeypatch.setattr(compare, "CKA_STATES", 8)
-    paths = [make_snapshot(tmp_path / "breakout_1.keras", "breakout", 1, seed=7),
-             make_snapshot(tmp_path / "pong_2.keras", "pong", 2, seed=8)]
-    snapshots = [load_snapshot(path) for path in paths]
-    models = [snapshot.model for snapshot in snapshots]
+    snapshots = [load_snapshot(make_snapshot(tmp_path / "breakout_1.keras", "breakout", 1, seed=7)),
+                 load_snapshot(make_snapshot(tmp_path / "pong_2.keras", "pong", 2, seed=8))]
+
+    def compiled(model):
+        return [key[1:] for key in vars(model).get("_dqnviz_compiled", {}) if key[1] != "own operations"]
+
+    at_second_play = []
+
+    def recording_play(model, *args, **options):
+        if model is snapshots[1].model:  # the first snapshot's turn is over, its pair's CKA not begun
+            at_second_play.append(compiled(snapshots[0].model))
+        return play_games(model, *args, **options)
+
+    monkeypatch.setattr(dqnviz.agent, "play_games", recording_play)
     data = gather(snapshots, filters=1, max_steps=24, progress=False)
+    monkeypatch.setattr(dqnviz.agent, "play_games", play_games)
     # each network's compiled analyses (searches, guided backprop, receptive fields) are let go
-    # with its game, and CKA's one pass over its layers, compiled after, with the network itself
-    assert all(snapshot.model is None for snapshot in snapshots)
-    for model in models:
-        kept = [key[1:] for key in vars(model).get("_dqnviz_compiled", {}) if key[1] != "own operations"]
-        assert kept == []
-    del models
-    assert [p.network.architecture[:2] for p in data.played] == [(4, False), (6, False)]  # read before
-    for i, (p, path) in enumerate(zip(data.played, paths)):
-        snapshot = load_snapshot(path)
+    # with its game, before the next snapshot plays; what is left is CKA's one pass over its
+    # layers, compiled after. Without let_go the snapshots keep their networks.
+    assert at_second_play == [[]]
+    for snapshot in snapshots:
+        kept = compiled(snapshot.model)
+        assert len(kept) == 1 and kept[0][0] == "forward" and len(kept[0][1]) == len(data.cka_layers)
+    for i, (p, snapshot) in enumerate(zip(data.played, snapshots)):
         game = play_games(snapshot.model, checked_env_for_snapshot(snapshot, seed=0), games=1, epsilon=0.05,
                           seed=0, max_steps=24).states
         assert isinstance(p.states, KeptStates) and len(p.states) == len(game) == 24

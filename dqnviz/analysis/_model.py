@@ -451,9 +451,10 @@ def graph_size(model, output=None) -> int:
 
 def forget_compiled(model) -> None:
     """Drop the functions :func:`_compiled` built for ``model`` (and with them their compiled
-    programs), for a caller that is done with its analyses but keeps the model: ``dqnviz
+    programs), for a caller that is done with some analyses but still needs the model: ``dqnviz
     compare`` of many snapshots, where each network's guided-backprop, receptive-field and search
-    programs would otherwise stay until the end (about 27 MB a Nature network under JAX)."""
+    programs (about 27 MB a Nature network under JAX) would otherwise stay until the network is let
+    go, after the CKA of the pairs it is in."""
     vars(model).pop("_dqnviz_compiled", None)
 
 

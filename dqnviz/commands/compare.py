@@ -93,7 +93,7 @@ def run(args) -> int:
                        suffixes=(".html", ".htm"), makes="an HTML report")
     data = gather(snapshots, filters=options["filters"], games=options["games"], epsilon=options["epsilon"],
                   seed=options["seed"], max_steps=options["max_steps"], progress=not args.quiet,
-                  pairs=options["pairs"])
+                  pairs=options["pairs"], let_go=True)  # each network is let go once its pairs are done
     context = build_context(data, options)
     write_report(out, context)
     print(f"wrote {out} ({time.perf_counter() - start:.1f} s)")

@@ -1,7 +1,7 @@
 """Data and page for ``dqnviz compare``: the filters of several snapshots side by side, with numbers.
 
-:func:`gather` loads nothing itself: it takes loaded snapshots, plays games with each (its own
-game), and computes everything the page shows: filter cards (input, guided backprop, receptive
+:func:`gather` loads nothing itself: it takes loaded snapshots (and, asked to, lets their networks
+go once the pairs they are in are done), plays games with each (its own game), and computes everything the page shows: filter cards (input, guided backprop, receptive
 field box), first-layer weights, temporal lean, effective receptive fields, and the similarity
 numbers of :mod:`dqnviz.analysis.similarity` (Hungarian filter matching with a random-network
 baseline, linear CKA per layer on each game's own states, and the cross-layer similarity of
@@ -102,9 +102,9 @@ class NetworkFacts:
 @dataclass
 class Played:
     """One snapshot with the states it played and its layer facts (``states``: after the snapshot's
-    own analysis, only those read later, as :class:`KeptStates`). :func:`gather` lets the network
-    go (``snapshot.model`` None) once no later pair needs it; :attr:`network` keeps what is read
-    of it afterwards."""
+    own analysis, only those read later, as :class:`KeptStates`). ``gather(…, let_go=True)`` lets
+    the network go (``snapshot.model`` None) once no later pair needs it; :attr:`network` keeps
+    what is read of it afterwards."""
 
     snapshot: object
     states: np.ndarray | KeptStates | None  # None until played; KeptStates once its own analysis is done
@@ -353,9 +353,17 @@ def _int(value):
 
 
 def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0.05, seed: int = 0,
-           max_steps: int | None = None, progress: bool = True, pairs: str = "auto") -> CompareData:
+           max_steps: int | None = None, progress: bool = True, pairs: str = "auto",
+           let_go: bool = False) -> CompareData:
     """Play with every snapshot and compute all views and numbers of the compare page; ``pairs``:
-    which pairs of snapshots get similarity numbers (see :func:`choose_pairs`)."""
+    which pairs of snapshots get similarity numbers (see :func:`choose_pairs`).
+
+    ``let_go``: for a caller done with the snapshots once the page is built (``dqnviz compare``):
+    each snapshot's network is let go (its ``model`` set to None) after the turn of the last
+    snapshot it is paired with (:func:`last_turns`), and with it the W₀ and W − W₀ its starting
+    point rebuilt, so that many snapshots do not hold every network to the end. The snapshots
+    are then spent, also when gather stops part-way (load them again to use them). Without it they
+    are left as they were given."""
     import dqnviz.analysis as analysis
     from dqnviz.agent import checked_env_for_snapshot, play_games
     from dqnviz.analysis._model import forget_compiled
@@ -490,8 +498,8 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
 
         # --- CKA's Gram matrices of the pairs whose later snapshot this is: each network of the
         # pair on each one's states
-        t0 = time.perf_counter()
         if cka_possible:
+            t0 = time.perf_counter()
             wanted = [(who, owner) for a, b in pairs if b == i for owner in dict.fromkeys((a, b)) for who in (a, b)]
             wanted = [key for key in dict.fromkeys(wanted) if key not in grams]
             partners = [played[a].name for a, b in pairs if b == i]
@@ -501,20 +509,23 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
                     grams[(who, owner)] = {layer: sim.unit_gram(values) for layer, values in
                                            _activations(played[who].model, subsets[owner], cka_layers).items()}
                     bar.update(k)
+            timings["cka"] += time.perf_counter() - t0
         # --- the pairs whose later snapshot this is: did they start from the same weights?
         shared.update({(entry["a"], entry["b"]): entry
                        for entry in shared_start(played, starts, [(a, b) for a, b in pairs if b == i])})
         # --- the networks no later pair needs are let go (a Keras model holds reference cycles,
         # which only the cycle collector frees), and so are their W₀ and W − W₀ (13 MB for a
-        # Nature network), which only shared_start reads
-        done = [w for w in range(i + 1) if last_needed[w] == i]
-        for w in done:
-            forget_compiled(played[w].model)
-            played[w].snapshot.model = None
-            starts[w].initial, starts[w].change = None, {}
-        if done:
-            gc.collect()
-        timings["cka"] += time.perf_counter() - t0
+        # Nature network), which only shared_start reads; a snapshot given twice, when both
+        # places are done
+        if let_go:
+            done = [w for w in range(i + 1) if played[w].snapshot.model is not None and
+                    max(last_needed[k] for k in range(len(played)) if played[k].snapshot is played[w].snapshot) == i]
+            for w in done:
+                forget_compiled(played[w].model)
+                played[w].snapshot.model = None
+                starts[w].initial, starts[w].change = None, {}
+            if done:
+                gc.collect()
 
     # --- CKA on each game's own states, from the Gram matrices
     cka = []
@@ -591,7 +602,9 @@ def shared_start(played: list, starts: list, pairs: list) -> list:
     Two runs start identically in every layer before the heads when they used the same seed,
     backend and input shape (``build_q_network`` draws conv1, conv2, conv3, fc in that order).
     Then filter i of one network and filter i of the other began as the same filter, and
-    ``cos(W_a − W₀, W_b − W₀)`` per layer says whether training moved them the same way.
+    ``cos(W_a − W₀, W_b − W₀)`` per layer says whether training moved them the same way (read
+    from the starting points' ``initial`` and ``change``: before ``gather(…, let_go=True)`` lets
+    them go).
     """
     out = []
     for i, j in pairs:
