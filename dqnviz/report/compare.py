@@ -1,8 +1,9 @@
 """Data and page for ``dqnviz compare``: the filters of several snapshots side by side, with numbers.
 
-:func:`gather` loads nothing itself: it takes loaded snapshots (and, asked to, lets their networks
-go once the pairs they are in are done), plays games with each (its own game), and computes everything the page shows: filter cards (input, guided backprop, receptive
-field box), first-layer weights, temporal lean, effective receptive fields, and the similarity
+:func:`gather` loads nothing itself: it takes loaded snapshots (and, asked to, lets their
+networks go once the pairs they are in are done), plays games with each (its own game), and
+computes everything the page shows: filter cards (input, guided backprop, receptive field box),
+first-layer weights, temporal lean, effective receptive fields, and the similarity
 numbers of :mod:`dqnviz.analysis.similarity` (Hungarian filter matching with a random-network
 baseline, linear CKA per layer on each game's own states, and the cross-layer similarity of
 guided-backprop patterns), and how far each network moved from the weights its run started from
@@ -390,7 +391,10 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
         if name not in dict(skipped_conv):
             skipped.append((f"{name}: representation similarity (CKA)", reason))
     pairs = choose_pairs(len(played), evolution, pairs)
+    # the turn after which each network is let go (with let_go): a snapshot object given twice,
+    # after the later of its places' turns
     last_needed = last_turns(pairs, len(played))
+    let_go_after = [max(last_needed[k] for k, q in enumerate(played) if q.snapshot is p.snapshot) for p in played]
     input_shapes = {tuple(int(d) for d in p.model.inputs[0].shape[1:]) for p in played}
     cka_possible = len(input_shapes) == 1 and bool(cka_layers)
 
@@ -515,11 +519,9 @@ def gather(snapshots: list, filters: int = 8, games: int = 1, epsilon: float = 0
                        for entry in shared_start(played, starts, [(a, b) for a, b in pairs if b == i])})
         # --- the networks no later pair needs are let go (a Keras model holds reference cycles,
         # which only the cycle collector frees), and so are their W₀ and W − W₀ (13 MB for a
-        # Nature network), which only shared_start reads; a snapshot given twice, when both
-        # places are done
+        # Nature network), which only shared_start reads
         if let_go:
-            done = [w for w in range(i + 1) if played[w].snapshot.model is not None and
-                    max(last_needed[k] for k in range(len(played)) if played[k].snapshot is played[w].snapshot) == i]
+            done = [w for w in range(i + 1) if let_go_after[w] == i and played[w].snapshot.model is not None]
             for w in done:
                 forget_compiled(played[w].model)
                 played[w].snapshot.model = None
