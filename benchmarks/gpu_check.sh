@@ -4,7 +4,7 @@
 #
 # Here, once:   ../shared/gpu/wheels.sh pillow threadpoolctl        (wheels into .whl/)
 #               mkdir -p ../snapkeep && mv snapshots/*.keras ../snapkeep/   (and back after the lease:
-#               the tracked snapshots, 5 × 13 MB, and the wheels, 24 MB, are more than the 64 MiB a
+#               the tracked snapshots, 6 × 13 MB, and the wheels, 24 MB, are more than the 64 MiB a
 #               call carries; a deleted tracked file does not travel, and nothing here needs them)
 # On the device, carrying .whl (the device tool's `run`), two calls that fit a 15-minute lease:
 #   bash benchmarks/gpu_check.sh start      # timeout_s 600: install, time the learner alone and
@@ -32,19 +32,25 @@
 # convolutions: Pong 9.5 minutes trained at 7,154–7,661 agent steps/s and scored 19.3 ± 1.3 (shipped
 # as snapshots/pong-h200-10min_7.keras); 256 envs 7,451 (931 updates/s, as many as with 128: the
 # updates set the pace); classic 524 with DQNVIZ_CLASSIC_THREAD=1, 465 without (batch 64 every 8).
-# Not yet measured: the updates launched before the actions are read (DQNVIZ_UPDATES_FIRST, now the
-# default), batch 128 every 16 steps (the same ratio, half the launches), classic mode at Nature's
-# batch 32 every 4, any Breakout curve, the first epoch with the fused update compiled once (the
-# H200's Pong run lost ~35 s there: its learning.txt's epoch 1 against epoch 2, and the profile
-# line's "compiled for N shapes"), the replay's faster host work (benchmarks/replay_speed.py).
-# `collect` measures the first three, A/B, first.
+# 2026-11-28 H200, second lease (h200-2026-11-28b), the current code, PROGRAM_SECONDS=0: Breakout 8 minutes
+# (shipped as snapshots/breakout-h200-8min_6.keras, 33.0 ± 37.3) trained at 8,465–8,904 agent steps/s
+# from epoch 3 with the updates launched before the actions are read, the fused update compiled
+# once; Pong 128 envs with DQNVIZ_UPDATES_FIRST=0 8,181; batch 128 every 16: 11,831 (128 envs),
+# 13,052 (256); classic at 32x4 580, 521 with DQNVIZ_CLASSIC_THREAD=1; the learner alone 0.73 ms an
+# update (no longer launch-bound).
+# Next lease: `PROGRAM_SECONDS=0 LEARN_BATCH=128 LEARN_FREQUENCY=16 bash benchmarks/gpu_check.sh start`
+# (Breakout's first 8 minutes at batch 128 every 16, against breakout-h200-8min's curve: does the
+# faster shape learn as well per minute?); `collect` first takes classic mode's action apart
+# (benchmarks/acting.py), then A/Bs the updates-first order on one game and classic mode without
+# the launch thread.
 #
 # Environment: GAME (breakout: the first 8 minutes of the issue's 28, whose whole run does not fit a
 # lease; pong reached its target on the H200), LEARN_MINUTES (8; 9.5 for pong: the whole train
 # command, start-up and compilation included, within the issue's 10 minutes), LEARN_ENVS (128), LEARN_BATCH (64), LEARN_FREQUENCY (8),
 # LEARN_LR (0.0001), LEARN_TRAIN_STEPS (500000 per epoch: a snapshot and a test phase every ~2.5 min),
-# CALL_SECONDS (585), COLLECT_SECONDS (210; give it the lease's time left − 40),
-# THROUGHPUT_RUNS ("128:0:overlapped:pong 128:0:overlapped:pong:DQNVIZ_UPDATES_FIRST=0 128:0:overlapped:pong::128x16 1:0:overlapped::DQNVIZ_CLASSIC_THREAD=1:32x4 1:0:overlapped:::32x4 256:0:overlapped:pong::128x16 128:0:overlapped:pong:DQNVIZ_MATMUL_CONVOLUTIONS=0 128:0:overlapped:pong:DQNVIZ_LAUNCH_THREAD=0 128:0:overlapped:pong:DQNVIZ_SAMPLE_AHEAD=0":
+# CALL_SECONDS (585), PROGRAM_SECONDS (150; 0 skips the learner's launch count at the start), COLLECT_SECONDS (210; give it the lease's time left − 40),
+# ACTING_SECONDS (60; 0 skips benchmarks/acting.py at the start of collect),
+# THROUGHPUT_RUNS ("1:0:overlapped:::32x4 1:0:overlapped::DQNVIZ_LAUNCH_THREAD=0:32x4 128:0:overlapped:pong 128:0:overlapped:pong:DQNVIZ_UPDATES_FIRST=0 1:0:overlapped::DQNVIZ_MATMUL_CONVOLUTIONS=0:32x4 128:0:overlapped:pong:DQNVIZ_MATMUL_CONVOLUTIONS=0 128:0:overlapped:pong:DQNVIZ_LAUNCH_THREAD=0 128:0:overlapped:pong:DQNVIZ_SAMPLE_AHEAD=0":
 # envs, emulator threads (0 = the default: one per env, up to 12 of 16 cores), profile, optionally `pong`
 # (the learning recipe: Pong, prioritized, Double, dueling, 3-step), optionally comma-separated VAR=value
 # assignments, and optionally BATCHxFREQUENCY (a batch of BATCH every FREQUENCY agent steps; default
@@ -65,7 +71,7 @@ if [ "$GAME" = pong ]; then LEARN_MINUTES=${LEARN_MINUTES:-9.5}; else LEARN_MINU
 LEARN_ENVS=${LEARN_ENVS:-128}
 CALL_SECONDS=${CALL_SECONDS:-585}
 COLLECT_SECONDS=${COLLECT_SECONDS:-210}
-THROUGHPUT_RUNS=${THROUGHPUT_RUNS:-128:0:overlapped:pong 128:0:overlapped:pong:DQNVIZ_UPDATES_FIRST=0 128:0:overlapped:pong::128x16 1:0:overlapped::DQNVIZ_CLASSIC_THREAD=1:32x4 1:0:overlapped:::32x4 256:0:overlapped:pong::128x16 128:0:overlapped:pong:DQNVIZ_MATMUL_CONVOLUTIONS=0 128:0:overlapped:pong:DQNVIZ_LAUNCH_THREAD=0 128:0:overlapped:pong:DQNVIZ_SAMPLE_AHEAD=0}
+THROUGHPUT_RUNS=${THROUGHPUT_RUNS:-1:0:overlapped:::32x4 1:0:overlapped::DQNVIZ_LAUNCH_THREAD=0:32x4 128:0:overlapped:pong 128:0:overlapped:pong:DQNVIZ_UPDATES_FIRST=0 1:0:overlapped::DQNVIZ_MATMUL_CONVOLUTIONS=0:32x4 128:0:overlapped:pong:DQNVIZ_MATMUL_CONVOLUTIONS=0 128:0:overlapped:pong:DQNVIZ_LAUNCH_THREAD=0 128:0:overlapped:pong:DQNVIZ_SAMPLE_AHEAD=0}
 THROUGHPUT_STEPS=${THROUGHPUT_STEPS:-10000}
 mkdir -p "$OUT" "$WORK"
 
@@ -124,8 +130,11 @@ case "${1:-}" in
     # place (its dispatch time is then the launches'), and its compiled program counted: command
     # buffers (CUDA graphs) against the launches outside them. A minute or two (two compilations of
     # 16 unrolled updates); the H200 lease found the updates' launches setting the pace (GPU 27 % busy).
-    DQNVIZ_LAUNCH_THREAD=0 timeout 150 python3 benchmarks/learner.py --calls 16x64 --repeats 10 --double --dueling \
-      --num-envs 128 --program > "$OUT/program.txt" 2>&1
+    # PROGRAM_SECONDS=0 skips it, leaving the lease's minutes to the learning run.
+    if [ "${PROGRAM_SECONDS:-150}" -gt 0 ]; then
+      DQNVIZ_LAUNCH_THREAD=0 timeout "${PROGRAM_SECONDS:-150}" python3 benchmarks/learner.py --calls 16x64 --repeats 10 \
+        --double --dueling --num-envs 128 --program > "$OUT/program.txt" 2>&1
+    fi
     # GPU utilisation every 2 s while the game learns
     setsid nohup nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 2 \
       > "$WORK/gpu_utilisation.csv" 2>/dev/null < /dev/null &
@@ -147,16 +156,22 @@ case "${1:-}" in
         > "$OUT/tests.txt" 2>&1
       tail -3 "$OUT/tests.txt"
     fi
+    # Classic mode's action taken apart (a batch-1 forward: round trip, from a state already on the
+    # device, pipelined; XLA's convolutions against matrix products), with the GPU to itself
+    if [ "${ACTING_SECONDS:-60}" -gt 0 ] && [ -f benchmarks/acting.py ]; then
+      timeout "${ACTING_SECONDS:-60}" python3 benchmarks/acting.py --dueling --states 1,8 > "$OUT/acting.txt" 2>&1
+      cat "$OUT/acting.txt"
+    fi
     # With the GPU to itself, one configuration at a time while time is left (about 45 s each):
     # the overlapped profile (where the running loop waits; its run also gives the steps/s) with
-    # the default emulator threads (12 of 16 cores). On the H200 the updates set the pace (~920
-    # batch-64 updates/s with 128 and with 256 envs) and the GPU idled while the loop acted. So:
-    # 128 envs with the learning recipe as dqnviz now runs it (the updates launched before the
-    # actions are read), then with the actions read first (DQNVIZ_UPDATES_FIRST=0: the A/B), then
-    # batch 128 every 16 steps (the same 8 sampled transitions per step in half the updates),
-    # classic mode at Nature's batch 32 every 4 with its emulator in a C++ thread and without,
-    # 256 envs at batch 128, and then the older switches one by one: XLA's cuDNN convolutions
-    # (DQNVIZ_MATMUL_CONVOLUTIONS=0), no launch thread, no early draws (DQNVIZ_SAMPLE_AHEAD=0).
+    # the default emulator threads (12 of 16 cores). The second H200 lease found the standard
+    # ratio past 8,000 agent steps/s and classic mode at 580 (the action 0.86 ms a step, the
+    # emulator 0.70). So: classic mode at Nature's batch 32 every 4 as dqnviz runs it and with the
+    # updates launched in place (DQNVIZ_LAUNCH_THREAD=0: does the worker thread slow the action?),
+    # then 128 envs with the learning recipe with and without the updates launched before the
+    # actions are read (DQNVIZ_UPDATES_FIRST=0: the A/B on one game), then the older switches one
+    # by one: XLA's cuDNN convolutions (DQNVIZ_MATMUL_CONVOLUTIONS=0, classic and 128 envs), no
+    # launch thread, no early draws (DQNVIZ_SAMPLE_AHEAD=0).
     for run in $THROUGHPUT_RUNS; do
       IFS=: read -r envs threads profile recipe assignments shape <<< "$run"
       shape=${shape:-${LEARN_BATCH}x${LEARN_FREQUENCY}}
