@@ -18,7 +18,8 @@ their first layers look alike whatever they learned: the page flags such pairs a
 what changed instead.
 
 Snapshots of one run are sorted by epoch and read as "how the filters evolved"; agents of
-different games or runs are compared with the first one given. Networks of
+different games or runs keep the order given: the cards line up their first-layer filters with
+those of the first snapshot, and the numbers cover the pairs that --pairs chooses. Networks of
 different shapes (dueling vs plain, different action sets) are compared where their layers match;
 the page lists the views skipped and why. States must stack at least three frames (--history 3 or
 more): a card shows a state's last three frames as red, green and blue.
