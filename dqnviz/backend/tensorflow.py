@@ -7,6 +7,8 @@ On a CPU, TensorFlow's oneDNN convolutions beat XLA's for the Nature CNN (a batc
 ``DQNVIZ_XLA=1`` or ``DQNVIZ_XLA=0`` overrides the choice.
 """
 
+import functools
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -84,28 +86,47 @@ def results_to_host(losses, td_abs):
     return losses, np.asarray(td_abs, np.float32).reshape(len(losses), -1)
 
 
+def called_directly(function=None, *, any_batch: bool = True):
+    """``function`` (a ``tf.function`` of tensors, or of a dict of them) called through one concrete
+    graph per signature: each argument's shape and dtype, with ``any_batch`` its first (batch)
+    dimension left open. A ``tf.function``'s own call looks its graph up from the arguments every
+    time, which cost 0.55 ms of a batch-1 forward pass's 3 ms on the 2-core CPU
+    (``reduce_retracing``). ``any_batch=False`` traces each shape as it comes, as that call did
+    for a training run's fixed batches: TensorFlow's graph optimiser may order a sum differently
+    when it does not know the batch size (a Double-DQN dueling update's loss moved by 2·10⁻⁷)."""
+    if function is None:
+        return functools.partial(called_directly, any_batch=any_batch)
+    graphs = {}
+
+    def spec(tensor):
+        shape = tuple(tensor.shape)
+        return tf.TensorSpec(shape if not (shape and any_batch) else (None, *shape[1:]), tensor.dtype)
+
+    def call(*args):
+        args = tf.nest.map_structure(tf.convert_to_tensor, args)
+        specs = tf.nest.map_structure(spec, args)
+        key = tuple((tuple(s.shape), s.dtype) for s in tf.nest.flatten(specs)), str(tf.nest.map_structure(lambda _: 0, args))
+        graph = graphs.get(key)
+        if graph is None:
+            graph = graphs[key] = function.get_concrete_function(*specs)
+        return graph(*args)
+
+    return call
+
+
 def make_predict(model, stacks: bool = False):
     """A compiled ``states -> Q-values`` function reading the model's current weights; with
     ``stacks`` it takes frame stacks (N, history, H, W) and transposes them inside."""
 
+    @called_directly  # a game of Pong is 1,000–3,000 batch-1 calls
     @tf.function(jit_compile=XLA)
     def _predict(states):
         if stacks:
             states = tf.transpose(states, (0, 2, 3, 1))
         return model(states, training=False)
 
-    # One graph per state shape and dtype, for any batch size, called directly: a tf.function's
-    # own call looks its graph up from the arguments each time, 0.55 ms of a batch-1 step's 3 ms
-    # on the 2-core CPU (a game of Pong is 1,000–3,000 such steps).
-    graphs = {}
-
     def predict(states, weights=None, wait=True):  # eager: the result is ready either way
-        states = tf.convert_to_tensor(states)
-        key = (tuple(states.shape[1:]), states.dtype)
-        graph = graphs.get(key)
-        if graph is None:
-            graph = graphs[key] = _predict.get_concrete_function(tf.TensorSpec((None, *key[0]), key[1]))
-        return graph(states).numpy()
+        return _predict(states).numpy()
 
     return predict
 
@@ -125,7 +146,8 @@ class TrainStep:
         optimizer.build(online.trainable_variables)
         self.sync_target()
 
-        @tf.function(jit_compile=XLA, reduce_retracing=True)
+        @called_directly(any_batch=False)
+        @tf.function(jit_compile=XLA)
         def step(batch):
             with tf.GradientTape() as tape:
                 q = online(batch["states"], training=True)
@@ -139,7 +161,7 @@ class TrainStep:
         self._step = step
 
     def __call__(self, batch):
-        return self._step({k: tf.convert_to_tensor(v) for k, v in batch.items()})
+        return self._step(dict(batch))
 
     @property
     def weights(self):
@@ -170,11 +192,13 @@ class FrameBuffer:
         self.max_staged = max(1, min(max_staged, self.shape[1]))
         self._staged = []
 
-        @tf.function(reduce_retracing=True)
+        @called_directly(any_batch=False)  # a call per agent step
+        @tf.function
         def write(slot, frames):
             self.variable[:, slot].assign(frames)
 
-        @tf.function(reduce_retracing=True)
+        @called_directly(any_batch=False)
+        @tf.function
         def gather(envs, index, keep):
             envs = tf.broadcast_to(envs[:, None], tf.shape(index))
             states = tf.gather_nd(self.variable, tf.stack([envs, index], axis=-1))  # (B, history, H, W)
@@ -211,7 +235,8 @@ class FrameBuffer:
 def make_q_and_gradient(model, run):
     """A compiled ``x -> (Q(x), dQ(x, a*)/dx)`` with a* = argmax Q, reading the model's current weights."""
 
-    @tf.function(jit_compile=XLA, reduce_retracing=True)
+    @called_directly
+    @tf.function(jit_compile=XLA)
     def q_and_gradient(x):
         with tf.GradientTape() as tape:
             tape.watch(x)
