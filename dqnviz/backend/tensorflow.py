@@ -88,12 +88,18 @@ def results_to_host(losses, td_abs):
 
 def called_directly(function=None, *, any_batch: bool = True):
     """``function`` (a ``tf.function`` of tensors, or of a dict of them) called through one concrete
-    graph per signature: each argument's shape and dtype, with ``any_batch`` its first (batch)
-    dimension left open. A ``tf.function``'s own call looks its graph up from the arguments every
-    time, which cost 0.55 ms of a batch-1 forward pass's 3 ms on the 2-core CPU
-    (``reduce_retracing``). ``any_batch=False`` traces each shape as it comes, as that call did
-    for a training run's fixed batches: TensorFlow's graph optimiser may order a sum differently
-    when it does not know the batch size (a Double-DQN dueling update's loss moved by 2·10⁻⁷)."""
+    graph per signature: the structure, and each argument's shape and dtype. A ``tf.function``'s
+    own call looks its graph up from the arguments every time, which cost 0.55 ms of a batch-1
+    forward pass's 3 ms on the 2-core CPU (``reduce_retracing``).
+
+    Every argument is a tensor or an array (a list would be taken as a structure of them, a
+    Python bool or None as no tensor at all: give those to the ``tf.function`` itself), and its
+    first dimension is its batch: with ``any_batch`` that dimension is left open, so one graph
+    serves every batch size (for a forward pass, which sums nothing across the batch, the values
+    are the same). ``any_batch=False`` keeps a graph per exact shape, for a training run's fixed
+    batches: with the batch size open TensorFlow's graph optimiser may order a sum over the batch
+    differently (a Double-DQN dueling update's loss moved by 2·10⁻⁷). The key ignores any
+    ``tf.device`` scope around the call, which dqnviz never sets."""
     if function is None:
         return functools.partial(called_directly, any_batch=any_batch)
     graphs = {}
@@ -103,6 +109,9 @@ def called_directly(function=None, *, any_batch: bool = True):
         return tf.TensorSpec(shape if not (shape and any_batch) else (None, *shape[1:]), tensor.dtype)
 
     def call(*args):
+        for value in (v for a in args for v in (a.values() if isinstance(a, dict) else [a])):
+            if value is None or isinstance(value, (list, tuple, bool)):
+                raise TypeError(f"called_directly takes tensors or arrays (or dicts of them), not {type(value).__name__}")
         args = tf.nest.map_structure(tf.convert_to_tensor, args)
         specs = tf.nest.map_structure(spec, args)
         key = tuple((tuple(s.shape), s.dtype) for s in tf.nest.flatten(specs)), str(tf.nest.map_structure(lambda _: 0, args))
@@ -126,7 +135,7 @@ def make_predict(model, stacks: bool = False):
         return model(states, training=False)
 
     def predict(states, weights=None, wait=True):  # eager: the result is ready either way
-        return _predict(states).numpy()
+        return _predict(tf.convert_to_tensor(states)).numpy()  # a list of states is one batch
 
     return predict
 
