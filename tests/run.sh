@@ -63,36 +63,70 @@ suite() {  # selection backend [pytest arguments]
   # --durations: the slowest tests, for whoever shortens the suite next
   DQNVIZ_TESTS=$selection KERAS_BACKEND=$backend python -m pytest -q -p no:warnings --durations=15 "$@"
 }
-free_suite() {
-  echo "== tests that use no Keras backend (run once, with Keras unimportable)"
+free_suite() {  # [title] [module paths: default the arguments' own, else every backend-free module]
+  echo "== tests that use no Keras backend${1:-} (run once, with Keras unimportable)"
+  shift || true
   local code=0
-  suite backend-free tensorflow ${options[@]+"${options[@]}"} ${free_paths[@]+"${free_paths[@]}"} || code=$?
+  suite backend-free tensorflow ${options[@]+"${options[@]}"} ${free_paths[@]+"${free_paths[@]}"} "$@" || code=$?
   tally "$code"
 }
+# Where the two backends' suites run side by side, the backend-free modules run in two halves,
+# one after each, so that the two sides end together. Alone on the 2-core CPU the first half
+# took 73 s (test_backend_choice 43, test_atari 30, test_replay 1) and the rest 64 s (test_plot
+# 54, test_render 10, …); the TensorFlow suite, which ends ~10 s before the JAX suite, takes the
+# first. A module added to backend_free.txt joins the second half.
+free_first=(test_backend_choice.py test_atari.py test_replay.py)
+free_second=()
+for module in "${backend_free[@]}"; do
+  printf '%s\n' "${free_first[@]}" | grep -qx "$module" || free_second+=("tests/$module")
+done
+free_first=("${free_first[@]/#/tests/}")
 backends_arguments=(${options[@]+"${options[@]}"} ${backends_paths[@]+"${backends_paths[@]}"})
 
 # The two backends' suites run at the same time where there are two cores or more: each keeps
 # about 1.2 cores busy (Python, then short bursts of XLA or TensorFlow). On the 2-core CPU they
-# take about 13 minutes side by side, and the backend-free modules 2 more after the TensorFlow
-# suite (running those beside both as well saved 13 s of 15.8 minutes: not worth a third log).
-# The JAX suite's output is kept in a file and shown when the TensorFlow suite, shown as it runs,
-# and the backend-free modules after it, are done.
+# take about 14 minutes side by side, and the backend-free modules one more, half after each
+# (all of them after the TensorFlow suite made the run ~50 s longer; running them beside both
+# as a third process saved 13 s of 15.8 minutes). The JAX side's output is kept in a file and
+# shown when the TensorFlow side, shown as it runs, is done. Given test files of their own, the
+# backend-free modules run whole after the TensorFlow suite.
 # DQNVIZ_TEST_SERIAL=1 runs them one after the other, all shown as they run.
 trap 'exit 130' INT TERM
 if [ "$run_backends" = 1 ] && [ "${DQNVIZ_TEST_SERIAL:-0}" != 1 ] && [ "$(nproc 2>/dev/null || echo 1)" -ge 2 ]; then
-  jax_log="$(mktemp -t dqnviz-tests-jax.XXXXXX)"
+  jax_log="$(mktemp -t dqnviz-tests-jax.XXXXXX)" jax_codes="$(mktemp -t dqnviz-tests-codes.XXXXXX)"
+  split_free=0
+  [ "$run_free" = 1 ] && [ ${#free_paths[@]} -eq 0 ] && split_free=1
+  jax_side() {  # the JAX suite, then the second half of the backend-free modules; their codes in $jax_codes
+    local code=0
+    suite backends jax -p no:cacheprovider ${backends_arguments[@]+"${backends_arguments[@]}"} || code=$?
+    echo "$code" >> "$jax_codes"
+    if [ "$split_free" = 1 ]; then
+      echo "== tests that use no Keras backend, second half (run once, with Keras unimportable)"
+      code=0
+      suite backend-free tensorflow -p no:cacheprovider ${options[@]+"${options[@]}"} "${free_second[@]}" || code=$?
+      echo "$code" >> "$jax_codes"
+    fi
+  }
   # Ctrl-C stops both: the JAX suite runs in a process group of its own (set -m), which the
   # trap ends with everything it started (a background job of a script ignores SIGINT itself).
   # It keeps no pytest cache, so that the TensorFlow suite's last-failed record is the one kept.
-  trap '[ -n "${jax_pid:-}" ] && kill -- "-$jax_pid" 2>/dev/null; rm -f "$jax_log"' EXIT
+  trap '[ -n "${jax_pid:-}" ] && kill -- "-$jax_pid" 2>/dev/null; rm -f "$jax_log" "$jax_codes"' EXIT
   set -m
-  suite backends jax -p no:cacheprovider ${backends_arguments[@]+"${backends_arguments[@]}"} >"$jax_log" 2>&1 &
+  jax_side >"$jax_log" 2>&1 &
   jax_pid=$!
   set +m
   echo "== tests with KERAS_BACKEND=tensorflow (the JAX suite runs beside it; its output follows)"
   code=0; suite backends tensorflow ${backends_arguments[@]+"${backends_arguments[@]}"} || code=$?; tally "$code"
-  [ "$run_free" = 0 ] || free_suite
-  code=0; wait "$jax_pid" || code=$?; tally "$code"
+  if [ "$split_free" = 1 ]; then
+    free_suite ", first half" "${free_first[@]}"
+  elif [ "$run_free" = 1 ]; then
+    free_suite
+  fi
+  code=0; wait "$jax_pid" || code=$?
+  [ "$code" = 0 ] || failed=1
+  expected=$(( 1 + split_free ))
+  [ "$(wc -l < "$jax_codes")" -eq "$expected" ] || failed=1  # a side that stopped before saying
+  while read -r code; do tally "$code"; done < "$jax_codes"
   jax_pid=
   echo "== tests with KERAS_BACKEND=jax"
   cat "$jax_log"
