@@ -86,8 +86,9 @@ backends_arguments=(${options[@]+"${options[@]}"} ${backends_paths[@]+"${backend
 # The two backends' suites run at the same time where there are two cores or more: each keeps
 # about 1.2 cores busy (Python, then short bursts of XLA or TensorFlow). On the 2-core CPU they
 # take about 13 minutes side by side, and the backend-free modules 1.2–1.4 more, half after each
-# (CI: 919 s in all, against 1,006 s with all of them after the TensorFlow suite; running them
-# beside both as a third process had saved 13 s of 15.8 minutes). The JAX side's output is kept in a file and
+# (CI: 919 and 1,027 s in all, the two sides ending within 5 s of each other, against 1,006 s
+# with all of them after the TensorFlow suite, whose side then ended ~110 s after the JAX one;
+# running them beside both as a third process had saved 13 s of 15.8 minutes). The JAX side's output is kept in a file and
 # shown when the TensorFlow side, shown as it runs, is done. Given test files of their own, the
 # backend-free modules run whole after the TensorFlow suite.
 # DQNVIZ_TEST_SERIAL=1 runs them one after the other, all shown as they run.
