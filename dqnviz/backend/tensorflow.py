@@ -104,23 +104,30 @@ def called_directly(function=None, *, any_batch: bool = True):
         return functools.partial(called_directly, any_batch=any_batch)
     graphs = {}
 
-    def spec(tensor):
+    def shape_of(tensor) -> tuple:
         shape = tuple(tensor.shape)
-        return tf.TensorSpec(shape if not (shape and any_batch) else (None, *shape[1:]), tensor.dtype)
+        return (None, *shape[1:]) if shape and any_batch else shape
 
     def call(*args):
-        for value in (v for a in args for v in (a.values() if isinstance(a, dict) else [a])):
-            if value is None or isinstance(value, (list, tuple, bool)):
-                raise TypeError(f"called_directly takes tensors or arrays (or dicts of them), not {type(value).__name__}")
-        args = tf.nest.map_structure(tf.convert_to_tensor, args)
-        specs = tf.nest.map_structure(spec, args)
-        key = tuple((tuple(s.shape), s.dtype) for s in tf.nest.flatten(specs)), str(tf.nest.map_structure(lambda _: 0, args))
+        args = [{k: tf.convert_to_tensor(v) for k, v in a.items()} if isinstance(a, dict) else tf.convert_to_tensor(a)
+                for a in _checked(args)]
+        key = tuple(tuple((k, shape_of(v), v.dtype) for k, v in a.items()) if isinstance(a, dict)
+                    else (shape_of(a), a.dtype) for a in args)
         graph = graphs.get(key)
-        if graph is None:
+        if graph is None:  # traced once per signature
+            specs = tf.nest.map_structure(lambda t: tf.TensorSpec(shape_of(t), t.dtype), args)
             graph = graphs[key] = function.get_concrete_function(*specs)
         return graph(*args)
 
     return call
+
+
+def _checked(args):
+    """``args`` of :func:`called_directly`: tensors or arrays, or dicts of them."""
+    for value in (v for a in args for v in (a.values() if isinstance(a, dict) else [a])):
+        if value is None or isinstance(value, (list, tuple, bool)):
+            raise TypeError(f"called_directly takes tensors or arrays (or dicts of them), not {type(value).__name__}")
+    return args
 
 
 def make_predict(model, stacks: bool = False):
