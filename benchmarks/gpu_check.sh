@@ -38,16 +38,19 @@
 # once; Pong 128 envs with DQNVIZ_UPDATES_FIRST=0 8,181; batch 128 every 16: 11,831 (128 envs),
 # 13,052 (256); classic at 32x4 580, 521 with DQNVIZ_CLASSIC_THREAD=1; the learner alone 0.73 ms an
 # update (no longer launch-bound).
-# Next lease: `PROGRAM_SECONDS=0 LEARN_BATCH=128 LEARN_FREQUENCY=16 bash benchmarks/gpu_check.sh start`
-# (Breakout's first 8 minutes at batch 128 every 16, against breakout-h200-8min's curve: does the
-# faster shape learn as well per minute?); `collect` first takes classic mode's action apart
+# Next lease: `PROGRAM_SECONDS=0 LEARN_ADAM_EPSILON=1e-8 bash benchmarks/gpu_check.sh start`
+# (Breakout's first 8 minutes with one change from breakout-h200-8min's run, Adam's ε 1.5e-4 →
+# 1e-8, CleanRL's: benchmarks/adam_steps.py measured that ε = 1.5e-4 leaves the dense layers, 97 %
+# of the weights, 8–16 % of Adam's step in Breakout, and both Breakout runs levelled off at 25–40;
+# does the curve leave 33 behind?); `collect` first takes classic mode's action apart
 # (benchmarks/acting.py), then A/Bs the updates-first order on one game and classic mode without
-# the launch thread.
+# the launch thread. The lease after: the same with LEARN_BATCH=128 LEARN_FREQUENCY=16 (faster per
+# agent step; does it learn as well per minute?).
 #
 # Environment: GAME (breakout: the first 8 minutes of the 28, whose whole run does not fit a
 # lease; pong reached its target on the H200), LEARN_MINUTES (8; 9.5 for pong: the whole train
 # command, start-up and compilation included, within the 10 minutes), LEARN_ENVS (128), LEARN_BATCH (64), LEARN_FREQUENCY (8),
-# LEARN_LR (0.0001), LEARN_TRAIN_STEPS (500000 per epoch: a snapshot and a test phase every ~2.5 min),
+# LEARN_LR (0.0001), LEARN_ADAM_EPSILON (0.00015, Rainbow's), LEARN_TRAIN_STEPS (500000 per epoch: a snapshot and a test phase every ~2.5 min),
 # CALL_SECONDS (585), PROGRAM_SECONDS (150; 0 skips the learner's launch count at the start), COLLECT_SECONDS (210; give it the lease's time left − 40),
 # ACTING_SECONDS (60; 0 skips benchmarks/acting.py at the start of collect),
 # THROUGHPUT_RUNS ("1:0:overlapped:::32x4 1:0:overlapped::DQNVIZ_LAUNCH_THREAD=0:32x4 128:0:overlapped:pong 128:0:overlapped:pong:DQNVIZ_UPDATES_FIRST=0 1:0:overlapped::DQNVIZ_MATMUL_CONVOLUTIONS=0:32x4 128:0:overlapped:pong:DQNVIZ_MATMUL_CONVOLUTIONS=0 128:0:overlapped:pong:DQNVIZ_LAUNCH_THREAD=0 128:0:overlapped:pong:DQNVIZ_SAMPLE_AHEAD=0":
@@ -90,6 +93,7 @@ mkdir -p "$OUT" "$WORK"
 LEARN_BATCH=${LEARN_BATCH:-64}
 LEARN_FREQUENCY=${LEARN_FREQUENCY:-8}
 LEARN_LR=${LEARN_LR:-0.0001}
+LEARN_ADAM_EPSILON=${LEARN_ADAM_EPSILON:-0.00015}
 LEARN_TRAIN_STEPS=${LEARN_TRAIN_STEPS:-500000}
 # 12 of the 16 cores emulate: at 21 % GPU utilisation the 2026-11-26 Pong run was host-bound, and
 # 16 emulator threads on 16 cores leave none for the loop and for XLA's kernel launches
@@ -97,7 +101,7 @@ LEARN_THREADS=${LEARN_THREADS:-12}
 LEARN_OPTIONS=(--epochs 200 --random-steps 50000 --train-steps "$LEARN_TRAIN_STEPS" --test-steps 3200 --test-envs 8
   --num-envs "$LEARN_ENVS" --emulator-threads "$LEARN_THREADS" --device-replay --replay-size 1000000 --batch-size "$LEARN_BATCH"
   --train-frequency "$LEARN_FREQUENCY" --double --dueling --n-step 3 --prioritized --target-steps 8000
-  --optimizer adam --learning-rate "$LEARN_LR" --epsilon-end 0.05 --bootstrap-epsilon 0.05 --epsilon-decay-steps 150000
+  --optimizer adam --learning-rate "$LEARN_LR" --adam-epsilon "$LEARN_ADAM_EPSILON" --epsilon-end 0.05 --bootstrap-epsilon 0.05 --epsilon-decay-steps 150000
   --profile ${EXTRA_OPTIONS:-})
 
 setup() {
