@@ -2,6 +2,7 @@
 
 import os
 import platform
+import statistics
 import time
 
 
@@ -40,3 +41,40 @@ def seconds_per_call(call, repeats: int = 200) -> float:
     for _ in range(repeats):
         call()
     return (time.perf_counter() - start) / repeats
+
+
+def median_ms(call, repeats: int) -> float:
+    """The median wall time of ``repeats`` calls of ``call()``, in milliseconds (no untimed call
+    first: warm up before). The median, where :func:`seconds_per_call` gives the mean: a call of
+    well under a millisecond is now and then held up by the host, which would move a mean."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return 1000.0 * statistics.median(times)
+
+
+def random_transition(rng, num_envs: int, rewards=(-1.0, 0.0, 1.0), terminal_rate: float = 0.01) -> tuple:
+    """One agent step of ``num_envs`` environments as ``ReplayMemory.add`` takes it: random frames
+    (num_envs, 84, 84) and actions (of 4), rewards drawn from ``rewards``, a terminal with
+    probability ``terminal_rate``, no game start."""
+    import numpy as np
+
+    return (rng.integers(0, 256, (num_envs, 84, 84), np.uint8), rng.integers(0, 4, num_envs),
+            rng.choice(np.asarray(rewards, np.float32), num_envs), rng.random(num_envs) < terminal_rate,
+            np.zeros(num_envs, bool))
+
+
+def random_replay(capacity: int, num_envs: int, steps: int, on_device: bool, seed: int = 0):
+    """A replay memory (``DeviceReplay`` with ``on_device``, else ``ReplayMemory``) holding ``steps``
+    agent steps of :func:`random_transition`, and the generator that drew them (for more)."""
+    import numpy as np
+
+    from dqnviz.replay import DeviceReplay, ReplayMemory
+
+    rng = np.random.default_rng(seed)
+    replay = (DeviceReplay if on_device else ReplayMemory)(capacity, num_envs=num_envs, seed=seed)
+    for _ in range(steps):
+        replay.add(*random_transition(rng, num_envs))
+    return replay, rng

@@ -43,16 +43,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
-
-
-def median_ms(function, repeats: int) -> float:
-    """The median of ``repeats`` timed calls of ``function()``, in milliseconds."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
+from _timing import median_ms, random_replay, random_transition
 
 
 def time_acting(model, count: int, repeats: int, seed: int = 0) -> dict[str, float]:
@@ -91,13 +82,8 @@ def time_behind_update(dueling: bool, batch_size: int, repeats: int, seed: int =
 
     from dqnviz.config import TrainConfig
     from dqnviz.learner import Learner
-    from dqnviz.replay import DeviceReplay, ReplayMemory
 
-    rng = np.random.default_rng(seed)
-    replay = (DeviceReplay if keras.backend.backend() == "jax" else ReplayMemory)(20_000, num_envs=1, seed=seed)
-    for _ in range(2_000):
-        replay.add(rng.integers(0, 256, (1, 84, 84), np.uint8), rng.integers(0, 4, 1), np.zeros(1),
-                   np.zeros(1, bool), np.zeros(1, bool))
+    replay, rng = random_replay(20_000, num_envs=1, steps=2_000, on_device=keras.backend.backend() == "jax", seed=seed)
     learner = Learner(4, TrainConfig(num_envs=1, batch_size=batch_size, dueling=dueling, seed=seed))
     stack = rng.integers(0, 256, (1, 4, 84, 84), dtype=np.uint8)
 
@@ -105,8 +91,7 @@ def time_behind_update(dueling: bool, batch_size: int, repeats: int, seed: int =
         return np.asarray(learner.q_values(stack, stacks=True, wait=False))
 
     def launch():
-        replay.add(rng.integers(0, 256, (1, 84, 84), np.uint8), rng.integers(0, 4, 1), np.zeros(1),
-                   np.zeros(1, bool), np.zeros(1, bool))  # as the loop: a new frame staged per call
+        replay.add(*random_transition(rng, 1))  # as the loop: a new frame staged per call
         return learner.train_transitions(replay, replay.sample_batches(batch_size, 1))
 
     def act_behind_update():

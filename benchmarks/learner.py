@@ -105,23 +105,18 @@ def main():
     args = parser.parse_args()
 
     import keras
-    from _timing import print_machine
     import numpy as np
+    from _timing import print_machine, random_replay, random_transition
 
     from dqnviz.config import TrainConfig
     from dqnviz.learner import Learner
-    from dqnviz.replay import DeviceReplay, ReplayMemory
 
     device_replay = keras.config.backend() == "jax" and not args.host_replay
     print_machine()
     print(f"frames on the {'device' if device_replay else 'host'}")
 
-    rng = np.random.default_rng(0)
     n = args.num_envs
-    replay = (DeviceReplay if device_replay else ReplayMemory)(args.replay_size, num_envs=n, seed=0)
-    for _ in range(min(args.replay_size // n, 2_000)):
-        replay.add(rng.integers(0, 256, (n, 84, 84), np.uint8), rng.integers(0, 4, n),
-                   rng.choice([-1.0, 0.0, 1.0], n), rng.random(n) < 0.01, np.zeros(n, bool))
+    replay, rng = random_replay(args.replay_size, n, min(args.replay_size // n, 2_000), device_replay)
     config = TrainConfig(num_envs=n, double=args.double, dueling=args.dueling, seed=0)
     learner = Learner(4, config)
     print(f"replay: {replay.num_sampleable():,} transitions of {n} environments; network: "
@@ -131,8 +126,7 @@ def main():
         def call():
             transitions = replay.sample_batches(batch_size, count)
             # frames staged since the last call travel with it, as in training
-            replay.add(rng.integers(0, 256, (n, 84, 84), np.uint8), rng.integers(0, 4, n),
-                       np.zeros(n), np.zeros(n, bool), np.zeros(n, bool))
+            replay.add(*random_transition(rng, n, rewards=(0.0,), terminal_rate=0.0))
             started = time.perf_counter()
             pending = learner.train_transitions(replay, transitions)
             dispatched = time.perf_counter()
