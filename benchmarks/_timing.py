@@ -66,9 +66,10 @@ def random_transition(rng, num_envs: int, rewards=(-1.0, 0.0, 1.0), terminal_rat
             np.zeros(num_envs, bool))
 
 
-def random_replay(capacity: int, num_envs: int, steps: int, on_device: bool, seed: int = 0):
+def random_replay(capacity: int, num_envs: int, steps: int, on_device: bool, seed: int = 0, **transition):
     """A replay memory (``DeviceReplay`` with ``on_device``, else ``ReplayMemory``) holding ``steps``
-    agent steps of :func:`random_transition`, and the generator that drew them (for more)."""
+    agent steps of :func:`random_transition` (given ``transition``'s options), and the generator
+    that drew them (for more)."""
     import numpy as np
 
     from dqnviz.replay import DeviceReplay, ReplayMemory
@@ -76,5 +77,5 @@ def random_replay(capacity: int, num_envs: int, steps: int, on_device: bool, see
     rng = np.random.default_rng(seed)
     replay = (DeviceReplay if on_device else ReplayMemory)(capacity, num_envs=num_envs, seed=seed)
     for _ in range(steps):
-        replay.add(*random_transition(rng, num_envs))
+        replay.add(*random_transition(rng, num_envs, **transition))
     return replay, rng

@@ -45,6 +45,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 from _timing import median_ms, random_replay, random_transition
 
+NO_REWARD = dict(rewards=(0.0,), terminal_rate=0.0)  # the transitions' contents do not matter here
+
 
 def time_acting(model, count: int, repeats: int, seed: int = 0) -> dict[str, float]:
     """Milliseconds per call of each way the action is taken (see the module docstring)."""
@@ -83,7 +85,8 @@ def time_behind_update(dueling: bool, batch_size: int, repeats: int, seed: int =
     from dqnviz.config import TrainConfig
     from dqnviz.learner import Learner
 
-    replay, rng = random_replay(20_000, num_envs=1, steps=2_000, on_device=keras.backend.backend() == "jax", seed=seed)
+    replay, rng = random_replay(20_000, num_envs=1, steps=2_000, on_device=keras.backend.backend() == "jax", seed=seed,
+                                **NO_REWARD)
     learner = Learner(4, TrainConfig(num_envs=1, batch_size=batch_size, dueling=dueling, seed=seed))
     stack = rng.integers(0, 256, (1, 4, 84, 84), dtype=np.uint8)
 
@@ -91,7 +94,7 @@ def time_behind_update(dueling: bool, batch_size: int, repeats: int, seed: int =
         return np.asarray(learner.q_values(stack, stacks=True, wait=False))
 
     def launch():
-        replay.add(*random_transition(rng, 1))  # as the loop: a new frame staged per call
+        replay.add(*random_transition(rng, 1, **NO_REWARD))  # as the loop: a new frame staged per call
         return learner.train_transitions(replay, replay.sample_batches(batch_size, 1))
 
     def act_behind_update():
