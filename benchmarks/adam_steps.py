@@ -72,19 +72,25 @@ def trained_moments(snapshot_path: str, steps: int, random_steps: int, seed: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("snapshot", nargs="?", default="snapshots/breakout_13.keras")
+    parser.add_argument("snapshot", nargs="?", default="snapshots/breakout_13.keras",
+                        help="a snapshot trained with Adam (default: snapshots/breakout_13.keras)")
     parser.add_argument("--steps", type=int, default=6000, help="agent steps trained (default: 6000)")
     parser.add_argument("--random-steps", type=int, default=256, help="random steps that fill the replay first "
                         "(at least 4 batches; default 256)")
     parser.add_argument("--epsilons", default="1.5e-4,1e-5,1e-8", help="Adam ε values to report, comma-separated")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the games and the draws (default: 0)")
     args = parser.parse_args()
     epsilons = [float(value) for value in args.epsilons.split(",")]
 
     from _timing import print_machine
 
+    from dqnviz.errors import UserError
+
     print_machine()
-    config, stats, updates, moments = trained_moments(args.snapshot, args.steps, args.random_steps, args.seed)
+    try:
+        config, stats, updates, moments = trained_moments(args.snapshot, args.steps, args.random_steps, args.seed)
+    except UserError as error:  # a wrong path, a corrupt snapshot: one line, as dqnviz says it
+        raise SystemExit(f"adam_steps.py: error: {error}") from None
     scores = f"{np.mean(stats.game_scores):.1f} over {len(stats.game_scores)} games" if stats.game_scores else "no game ended"
     print(f"{args.snapshot}: Adam, learning rate {config.learning_rate:g}, its ε {config.adam_epsilon:g}, "
           f"batch {config.batch_size} every {config.train_frequency} agent steps; {updates} updates "

@@ -41,7 +41,7 @@
 # Next lease: `PROGRAM_SECONDS=0 LEARN_ADAM_EPSILON=1e-8 bash benchmarks/gpu_check.sh start`
 # (Breakout's first 8 minutes with one change from breakout-h200-8min's run, Adam's ε 1.5e-4 →
 # 1e-8, CleanRL's: benchmarks/adam_steps.py measured that ε = 1.5e-4 leaves the dense layers, 97 %
-# of the weights, 8–16 % of Adam's step in Breakout, and both Breakout runs levelled off at 25–40;
+# of the weights, 7–13 % of Adam's step in Breakout, and both Breakout runs levelled off at 25–40;
 # does the curve leave 33 behind?); `collect` first takes classic mode's action apart
 # (benchmarks/acting.py), then A/Bs the updates-first order on one game and classic mode without
 # the launch thread. The lease after: the same with LEARN_BATCH=128 LEARN_FREQUENCY=16 (faster per
