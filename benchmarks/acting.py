@@ -43,7 +43,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
-from _timing import median_ms, random_replay, random_transition
+from _timing import median_ms, print_machine, random_replay, random_transition
 
 NO_REWARD = dict(rewards=(0.0,), terminal_rate=0.0)  # the transitions' contents do not matter here
 
@@ -125,7 +125,6 @@ def main() -> None:
 
     import keras
 
-    from _timing import print_machine
     from dqnviz.network import build_q_network
 
     print_machine()
