@@ -296,3 +296,41 @@ def test_an_older_snapshots_rmsprop_epsilon_is_read_so_that_its_steps_stay_the_s
     adam, said = stored_config({"config": TrainConfig(optimizer="adam").to_dict()})
     assert said is None  # nothing to say where RMSProp is not used (its ε is still read anew)
     assert stored_config({})[0] == TrainConfig()  # no stored config: the defaults, as before
+
+
+@pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="called_directly wraps TensorFlow's tf.function")
+def test_called_directly_traces_once_per_signature_and_refuses_what_is_no_tensor():
+    import tensorflow as tf
+
+    from dqnviz.backend.tensorflow import called_directly
+
+    traced = []
+
+    def make(any_batch):
+        @called_directly(any_batch=any_batch)
+        @tf.function
+        def doubled(x, extra):
+            traced.append(tuple(x.shape))
+            return 2 * x + extra["bias"]
+        return doubled
+
+    bias = {"bias": np.float32(1.0)}
+    doubled = make(any_batch=True)
+    for batch in (1, 5, 3):  # one graph, its batch left open, serves every size
+        x = np.arange(batch * 2, dtype=np.float32).reshape(batch, 2)
+        np.testing.assert_array_equal(doubled(x, bias).numpy(), 2 * x + 1)
+    assert traced == [(None, 2)]
+    doubled(np.zeros((2, 2), np.int32) + 1, {"bias": np.int32(0)})  # another dtype: a second graph
+    assert len(traced) == 2
+
+    traced.clear()
+    exact = make(any_batch=False)
+    for batch in (4, 4, 2):  # a graph per exact shape
+        exact(np.ones((batch, 2), np.float32), bias)
+    assert traced == [(4, 2), (2, 2)]
+
+    for wrong in ([1.0, 2.0], (1.0,), None, True):  # a structure or no tensor at all: refused
+        with pytest.raises(TypeError, match="called_directly takes tensors or arrays"):
+            doubled(wrong, bias)
+        with pytest.raises(TypeError, match="called_directly takes tensors or arrays"):
+            doubled(np.ones((1, 2), np.float32), {"bias": wrong})
