@@ -63,11 +63,14 @@ suite() {  # selection backend [pytest arguments]
   # --durations: the slowest tests, for whoever shortens the suite next
   DQNVIZ_TESTS=$selection KERAS_BACKEND=$backend python -m pytest -q -p no:warnings --durations=15 "$@"
 }
-free_suite() {  # [title] [module paths: default the arguments' own, else every backend-free module]
+free_modules() {  # [title] [module paths: default the arguments' own, else every backend-free module]
   echo "== tests that use no Keras backend${1:-} (run once, with Keras unimportable)"
   shift || true
+  suite backend-free tensorflow ${options[@]+"${options[@]}"} ${free_paths[@]+"${free_paths[@]}"} "$@"
+}
+free_suite() {  # free_modules, its exit status tallied
   local code=0
-  suite backend-free tensorflow ${options[@]+"${options[@]}"} ${free_paths[@]+"${free_paths[@]}"} "$@" || code=$?
+  free_modules "$@" || code=$?
   tally "$code"
 }
 # Where the two backends' suites run side by side, the backend-free modules run in two halves,
@@ -102,9 +105,8 @@ if [ "$run_backends" = 1 ] && [ "${DQNVIZ_TEST_SERIAL:-0}" != 1 ] && [ "$(nproc 
     suite backends jax -p no:cacheprovider ${backends_arguments[@]+"${backends_arguments[@]}"} || code=$?
     echo "$code" >> "$jax_codes"
     if [ "$split_free" = 1 ]; then
-      echo "== tests that use no Keras backend, second half (run once, with Keras unimportable)"
       code=0
-      suite backend-free tensorflow -p no:cacheprovider ${options[@]+"${options[@]}"} "${free_second[@]}" || code=$?
+      free_modules ", second half" -p no:cacheprovider "${free_second[@]}" || code=$?
       echo "$code" >> "$jax_codes"
     fi
   }
