@@ -526,13 +526,21 @@ class VectorAtariEnv:
         self.action_names = action_names(self.actions)
         self.num_actions = len(self.actions)
         self.seed = seed
+        self._resets = 0
         self._ones = np.ones(num_envs, np.float32)
         self._lives = np.zeros(num_envs, np.int64)
 
     def reset(self) -> np.ndarray:
-        """Start every game; return the states (see the class docstring for their layout)."""
+        """Start every game; return the states (see the class docstring for their layout).
+
+        The r-th reset (r = 0, 1, …) seeds emulator i with ``seed + r·num_envs + i``: each reset
+        starts other games (other no-op starts), as :class:`AtariEnv`'s generator goes on from one
+        game to the next, so that a training run's test phases, which reset their environments, do
+        not play the same starts every epoch.
+        """
         # the emulators take C ints, as AtariEnv's seed (seeds up to 2³² − 1 are accepted)
-        seeds = (np.arange(self.num_envs) + self.seed) % 2**31
+        seeds = (np.arange(self.num_envs) + self.seed + self._resets * self.num_envs) % 2**31
+        self._resets += 1
         obs, info = self.vector.reset(np.arange(self.num_envs), seeds)
         self._lives = np.asarray(info["lives"]).copy()
         return obs if self.stacks else channels_last(obs)

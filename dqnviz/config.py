@@ -56,7 +56,7 @@ class TrainConfig:
     device_replay: bool = _f(False, "keep the replay memory's frames on the accelerator and stack sampled states there (for GPUs)")
     prioritized: bool = _f(False, "proportional prioritized replay (Schaul et al. 2016) with importance weights")
     priority_alpha: float = _f(0.6, "prioritized replay: priority exponent α in P(i) = p_i^α / Σ p_k^α", probability=True)
-    priority_beta: float = _f(0.4, "prioritized replay: initial importance-weight exponent β, annealed to 1", probability=True)
+    priority_beta: float = _f(0.4, "prioritized replay: initial importance-weight exponent β, annealed linearly to 1 over the planned run, --epochs × --train-steps agent steps (a run stopped well short of it keeps β near this)", probability=True)
     # Learning
     gamma: float = _f(0.99, "discount γ", probability=True)
     n_step: int = _f(1, "n-step returns: y = Σ_{k<n} γ^k r_{t+k} + γ^n max_a Q_target(s_{t+n}, a)", positive=True)

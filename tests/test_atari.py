@@ -274,3 +274,33 @@ def test_single_and_vectorised_environments_draw_the_same_range_of_no_op_starts(
         env.reset()
         classic.add(env.ale.getEpisodeFrameNumber())
     assert starts == classic == {0, 1, 2, 3}
+
+
+def test_each_reset_of_the_vector_environments_starts_other_games():
+    """A training run resets its test environments at every test phase: each reset draws new
+    no-op starts (the r-th seeds emulator i with seed + r·n + i), where the same seeds every time
+    had played the same starts every epoch."""
+    vector = VectorAtariEnv(resolve_rom("pong"), num_envs=8, noop_max=30, num_threads=2, seed=5)
+    calls = []
+
+    class Recording:  # the C++ interface, its resets recorded (its attributes are read-only)
+        def __init__(self, interface):
+            self.interface = interface
+
+        def __getattr__(self, name):
+            return getattr(self.interface, name)
+
+        def reset(self, indices, seeds):
+            obs, info = self.interface.reset(indices, seeds)
+            calls.append((np.asarray(seeds).tolist(), np.asarray(info["episode_frame_number"]).tolist()))
+            return obs, info
+
+    vector.vector = Recording(vector.vector)
+    for _ in range(3):
+        vector.reset()
+    assert [seeds for seeds, _ in calls] == [list(range(5 + 8 * r, 13 + 8 * r)) for r in range(3)]
+    starts = [tuple(frames) for _, frames in calls]
+    assert len(set(starts)) == 3 and all(0 <= f <= 30 for s in starts for f in s)
+    again = VectorAtariEnv(resolve_rom("pong"), num_envs=8, noop_max=30, num_threads=2, seed=5)
+    np.testing.assert_array_equal(again.reset(), VectorAtariEnv(resolve_rom("pong"), num_envs=8, noop_max=30,
+                                                                num_threads=2, seed=5).reset())  # still seeded
