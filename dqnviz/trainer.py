@@ -152,6 +152,27 @@ class Interrupted(Exception):
         self.saved = saved  # False: nothing new was written, snapshot_path is the one resumed from
 
 
+class TimeBudget:
+    """A run's wall-clock budget (``dqnviz train --minutes``), counted from ``started`` (a
+    ``time.perf_counter()`` reading; by default, when the budget is made).
+
+    Once it is spent, the random, refill or train phase under way ends at its next iteration, and
+    no new epoch begins; an epoch whose training it cut still writes its row, saves its snapshot and
+    plays its whole test phase (a test measures, and a cut one would count only short games).
+    """
+
+    def __init__(self, minutes: float, started: float | None = None):
+        self.minutes = float(minutes)
+        self.started = time.perf_counter() if started is None else float(started)
+
+    def spent(self) -> bool:
+        """Whether ``60 · minutes`` seconds have passed since ``started``."""
+        return time.perf_counter() - self.started >= 60.0 * self.minutes
+
+    def __str__(self) -> str:
+        return f"the time budget (--minutes {self.minutes:g})"
+
+
 class Trainer:
     """Runs epochs: epoch 0 is random play, each later epoch is train → snapshot → test.
 
@@ -171,16 +192,24 @@ class Trainer:
             ``True`` or ``"serial"`` waits for every update to finish, so that its device time is
             counted in ``learn`` (slightly slower); ``"overlapped"`` leaves the loop as it runs
             unprofiled and measures where it waits (see :class:`Timer`).
+        budget: a :class:`TimeBudget` that ends the run early once spent (None: epochs decide).
+
+    Attributes:
+        budget_cut: once the budget ended a phase early, ``(epoch, phase, steps played, steps
+            planned)``; None otherwise.
+        budget_stopped: whether the budget ended the run before ``config.epochs``.
     """
 
     def __init__(self, rom: Rom, config: TrainConfig, run: str, snapshot_dir="snapshots",
                  report_dir="reports", resume=None, show_progress: bool = True, log=say,
-                 profile: bool | str = False, statistics=None, statistics_csv: "StatisticsCSV | None" = None):
+                 profile: bool | str = False, statistics=None, statistics_csv: "StatisticsCSV | None" = None,
+                 budget: TimeBudget | None = None):
         if profile not in (False, True, "serial", "overlapped"):
             raise ValueError(f"profile must be False, True, 'serial' or 'overlapped', not {profile!r}")
         self.rom, self.config, self.run = rom, config, run
         self.snapshot_dir, self.report_dir = Path(snapshot_dir), Path(report_dir)
         self.show_progress, self.log = show_progress, log
+        self.budget, self.budget_cut, self.budget_stopped = budget, None, False
         # A resumed sitting draws its own games and exploration: seeded by --seed and the agent
         # steps already played, so that a run stopped and resumed many times does not replay its
         # first sitting's games each time (a fresh run: --seed itself)
@@ -382,6 +411,10 @@ class Trainer:
                         counted &= ~last_game_overs
                         if not counted.any():
                             break
+                    elif not testing and self.budget is not None and self.budget.spent():
+                        self.budget_cut = (epoch, phase, stats.steps, steps)
+                        progress.set_total(stats.steps)  # the bar ends full, at what was played
+                        break
                     epsilon = 1.0 if phase == "random" else config.test_epsilon if testing else self.epsilon()
                     with timer("act"):
                         actions_later = self._choose_later(states, epsilon)  # the forward pass dispatched
@@ -649,6 +682,18 @@ class Trainer:
         self.save(epoch, test_score=self.test_scores[epoch], **extra)
         self._remove_superseded(epoch)
 
+    def _budget_line(self, next_epoch: int) -> str:
+        """What the spent budget cut: ``… spent: epoch 6's train phase stopped after 312,064 of its
+        500,096 steps; epoch 7 is not begun``."""
+        if self.budget_cut is None:
+            return f"{self.budget} is spent: epoch {next_epoch} is not begun"
+        epoch, phase, played, planned = self.budget_cut
+        whose = f"epoch {epoch}'s train phase" if phase == "train" else f"the {phase} phase"
+        cut = f"{whose} stopped after {played:,} of its {planned:,} {plural('step', planned)}"
+        if phase != "train":
+            return f"{self.budget} is spent: {cut}, before training began"
+        return f"{self.budget} is spent: {cut}; epoch {next_epoch} is not begun"
+
     def discard_if_unused(self) -> None:
         """A fresh run that ends before its first row leaves no file: its CSV (see
         :meth:`StatisticsCSV.discard_if_unused`) and the validation states saved for it go."""
@@ -663,6 +708,8 @@ class Trainer:
         started = time.perf_counter()
         steps = self.replay_fill_steps()
         stats = self.run_phase(self.start_epoch, "refill", steps, progress_label="refilling replay memory")
+        if self.budget_cut is not None:  # no epoch follows: the run's CSV says nothing of this sitting
+            return
         self._keep_validation_states()
         self.write_row(stats, started)
 
@@ -682,8 +729,9 @@ class Trainer:
             if epoch == 0:
                 epoch_started = time.perf_counter()
                 stats = self.run_phase(0, "random", config.random_steps)
-                self._keep_validation_states()
-                self.write_row(stats, epoch_started)
+                if self.budget_cut is None:  # else no epoch follows: the run trained nothing, and keeps no file
+                    self._keep_validation_states()
+                    self.write_row(stats, epoch_started)
                 epoch = 1
             else:
                 if self.untested_epoch is not None:
@@ -692,6 +740,10 @@ class Trainer:
                 phase = "refill"
                 self._fill_replay()
             while epoch <= config.epochs:
+                if self.budget is not None and self.budget.spent():
+                    self.budget_stopped = True
+                    self.log(self._budget_line(epoch))
+                    break
                 epoch_started = time.perf_counter()
                 phase = "train"
                 earlier = self.resume_partial  # an interrupted sitting of this phase, counted in its row

@@ -607,3 +607,68 @@ def test_the_last_line_names_every_epoch_tied_for_the_best_test_phase_and_points
     line = finished_line(run({3: 20.5, 4: 21.0, 5: 19.0}))
     assert line.startswith("finished epochs 3–5; best test phase: epoch 4, average 21.0 over 12 games "
                            "(snapshots/pong_4.keras). To rank epochs")
+
+
+def test_a_time_budget_ends_the_run_after_the_epoch_it_cut_and_a_resume_goes_on(tmp_path, capsys, monkeypatch):
+    """--minutes: once spent, the train phase under way stops at its next step; its epoch still
+    writes its row, saves its snapshot and plays its test phase, and no new epoch begins. The
+    clock is replaced by the trained steps (spent from 20, then from 30), so the cut is exact."""
+    from dqnviz import trainer as trainer_module
+
+    made, limit = [], [20]
+    original = trainer_module.Trainer.__init__
+
+    def recording_init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(trainer_module.Trainer, "__init__", recording_init)
+    monkeypatch.setattr(trainer_module.TimeBudget, "spent", lambda self: made[-1].train_steps_done >= limit[0])
+    dirs = ["--snapshot-dir", str(tmp_path / "snap"), "--report-dir", str(tmp_path / "rep")]
+    assert main(["train", "breakout", "--epochs", "3", *TINY, *dirs, "--minutes", "5"]) == 0
+    out = capsys.readouterr().out
+    assert ("the time budget (--minutes 5) is spent: epoch 1's train phase stopped after 20 of its 48 steps; "
+            "epoch 2 is not begun") in out
+    assert out.strip().splitlines()[-1].startswith("finished epoch 1; best test phase: epoch 1")
+    table = rows(tmp_path / "rep" / "breakout.csv")
+    assert [(r["epoch"], r["phase"], r["steps"]) for r in table][:2] == [("0", "random", "64"), ("1", "train", "20")]
+    assert [(r["epoch"], r["phase"]) for r in table[2:]] == [("1", "test")] and int(table[2]["nr_games"]) >= 1
+    assert int(table[1]["weight_updates"]) == 20 // 4
+    assert sorted(p.name for p in (tmp_path / "snap").glob("*.keras")) == ["breakout_1.keras"]
+    meta = load_snapshot(tmp_path / "snap" / "breakout_1.keras").meta
+    assert meta["epoch"] == 1 and meta["train_steps_done"] == 20 and meta["test_score"]["episodes"] >= 1
+    assert "minutes" not in meta["config"]  # a budget is the command's, not the recipe's
+
+    limit[0] = 30  # the resume goes on with epoch 2, which the budget cuts after 10 more steps
+    assert main(["train", "--resume", str(tmp_path / "snap" / "breakout_1.keras"), *dirs, "--minutes", "5"]) == 0
+    assert "epoch 2's train phase stopped after 10 of its 48 steps; epoch 3 is not begun" in capsys.readouterr().out
+    table = rows(tmp_path / "rep" / "breakout.csv")
+    assert [(r["epoch"], r["phase"]) for r in table[3:]] == [("2", "refill"), ("2", "train"), ("2", "test")]
+    assert table[4]["steps"] == "10" and table[4]["total_train_steps"] == "30"
+    assert load_snapshot(tmp_path / "snap" / "breakout_2.keras").meta["train_steps_done"] == 30
+
+
+def test_a_time_budget_spent_before_training_leaves_no_file_and_a_bad_one_is_refused(tmp_path, capsys):
+    """A budget spent before the first train phase (6 ms: building the network takes longer) ends a
+    fresh run with no file, as a Ctrl-C there does, and a resumed one as its snapshot left it."""
+    dirs = ["--snapshot-dir", str(tmp_path / "snap"), "--report-dir", str(tmp_path / "rep")]
+    assert main(["train", "pong", *TINY, *dirs, "--minutes", "0.0001"]) == 0
+    out = capsys.readouterr().out
+    assert "the random phase stopped after 0 of its 64 steps, before training began" in out
+    assert out.strip().splitlines()[-1] == ("finished: the time budget (--minutes 0.0001) was spent before any epoch "
+                                            "was trained: no file is left")
+    assert not (tmp_path / "rep").exists() and not (tmp_path / "snap").exists()
+
+    assert main(["train", "pong", "--epochs", "1", *TINY, *dirs]) == 0
+    before = (tmp_path / "rep" / "pong.csv").read_bytes()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "snap" / "pong_1.keras"), *dirs, "--epochs", "2",
+                 "--minutes", "0.0001"]) == 0
+    assert capsys.readouterr().out.strip().endswith("was spent before any epoch was trained: the run is as its snapshot left it")
+    assert (tmp_path / "rep" / "pong.csv").read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "snap").glob("*.keras")) == ["pong_1.keras"]
+
+    for wrong in ("0", "-1", "soon"):
+        assert main(["train", "pong", *TINY, *dirs, "--minutes", wrong]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.count("\n") == 0 and "--minutes must be" in error

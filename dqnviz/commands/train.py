@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 from dqnviz.snapshot_checks import check_resumable, interrupted_sitting
@@ -21,17 +22,20 @@ examples:
   dqnviz train roms/breakout.bin --double --dueling
   dqnviz train breakout --num-envs 16 --replay-size 200000
   dqnviz train --resume snapshots/pong_24.keras --epochs 30 --name pong-more
+  dqnviz train pong --num-envs 16 --minutes 60
 
 A new run never overwrites an earlier one: if reports/pong.csv exists, the run is named pong-2.
 A resumed run goes on beside its snapshot and appends to its own CSV; where that would write into
 another run's files, it continues as a new run (name-2).
 Ctrl-C (or SIGTERM) saves snapshots/<run>_<epoch>_interrupted.keras once the current step is done;
---resume continues from it.
+--resume continues from it. --minutes ends a run at a wall-clock budget instead, its last epoch
+saved and tested as any other.
 """
 
 
 def add_arguments(parser) -> None:
     from dqnviz.config import add_config_arguments
+    from dqnviz.validation import positive_number
 
     parser.add_argument("rom", nargs="?", metavar="ROM", help="a ROM file (.bin) or the name of a game ale-py ships (see `dqnviz games`)")
     parser.add_argument("--resume", metavar="SNAPSHOT", help="continue a run from its snapshot: epochs and steps continue, the CSV is appended")
@@ -39,6 +43,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--snapshot-dir", metavar="DIR", help="where snapshots go (default: snapshots; with --resume, the snapshot's folder)")
     parser.add_argument("--report-dir", metavar="DIR", help="where the statistics CSV goes (default: reports; with --resume, the folder "
                                              "among reports/, the snapshot's folder and its sibling reports/ that holds the run's CSV)")
+    parser.add_argument("--minutes", type=positive_number, metavar="M",
+                        help="a wall-clock budget for this command, counted from its start: once spent, the phase under "
+                             "way stops at its next step and no new epoch begins; an epoch whose training it cut still "
+                             "saves its snapshot and plays its whole test phase, so the command ends that test phase "
+                             "after the budget (default: none, --epochs decides)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, only a line per phase")
     parser.add_argument("--profile", action="store_true",
                         help="after each train phase, a line on where the loop waited per iteration (act, emulate, "
@@ -204,6 +213,8 @@ def run(args) -> int:
     from dqnviz.errors import UserError
     from dqnviz.progress import say
 
+    started = time.perf_counter()  # --minutes counts from here: loading, building and compiling too
+
     if args.name is not None:  # before anything is loaded or written ('' too: it is no name)
         check_run_name(args.name)
     resume, notice, changes = None, None, []
@@ -304,12 +315,13 @@ def run(args) -> int:
     trainer = None
     try:
         with stop_requests_accepted():  # output that cannot be written stops the run where it can resume
-            from dqnviz.trainer import Interrupted, Trainer
+            from dqnviz.trainer import Interrupted, TimeBudget, Trainer
 
             trainer = Trainer(rom, config, run=run_name, snapshot_dir=snapshot_dir, report_dir=report_dir,
                               resume=resume, show_progress=not args.quiet, profile="overlapped" if args.profile else False,
                               statistics=(read(report_dir / f"{run_name}.csv") or []) if resume else None,
-                              statistics_csv=statistics)
+                              statistics_csv=statistics,
+                              budget=TimeBudget(args.minutes, started) if args.minutes is not None else None)
             # said once the Trainer has accepted the resumed network (check_same_network): a run that
             # is refused is no new run
             if notice and notice(run_name):
@@ -335,6 +347,8 @@ def run(args) -> int:
                     say(f"dqnviz train: its output could not be written (a closed pipe, a full disk), {message}", file=sys.stderr)
 
                 return exit_status()
+            if trainer.budget_stopped and not trainer.test_scores:
+                trainer.discard_if_unused()  # a fresh run that wrote no row leaves no file, as if stopped
     except BaseException:
         # a run that wrote no row leaves no CSV to take its name, nor validation states
         if trainer is not None:
@@ -391,6 +405,9 @@ def finished_line(trainer) -> str:
     from dqnviz.progress import join_words, plural
 
     scores = trainer.test_scores
+    if not scores and trainer.budget_stopped:
+        kept = "the run is as its snapshot left it" if trainer.start_epoch else "no file is left"
+        return f"finished: {trainer.budget} was spent before any epoch was trained: {kept}"
     if not scores:
         return f"finished: the run had already reached epoch {trainer.config.epochs}"
     top = max(score["average"] for score in scores.values())
