@@ -169,6 +169,11 @@ class TimeBudget:
         """Whether ``60 · minutes`` seconds have passed since ``started``."""
         return time.perf_counter() - self.started >= 60.0 * self.minutes
 
+    def left(self) -> str:
+        """The time left, ``m:ss`` (``0:00`` once spent), for the progress bars."""
+        seconds = max(0, int(60.0 * self.minutes - (time.perf_counter() - self.started)))
+        return f"{seconds // 60}:{seconds % 60:02d}"
+
     def __str__(self) -> str:
         return f"the time budget (--minutes {self.minutes:g})"
 
@@ -414,6 +419,7 @@ class Trainer:
                     elif not testing and self.budget is not None and self.budget.spent():
                         self.budget_cut = (epoch, phase, stats.steps, steps)
                         progress.set_total(stats.steps)  # the bar ends full, at what was played
+                        progress.update(stats.steps, **{"budget left": self.budget.left()})
                         break
                     epsilon = 1.0 if phase == "random" else config.test_epsilon if testing else self.epsilon()
                     with timer("act"):
@@ -460,6 +466,8 @@ class Trainer:
                     if iteration % 50 == 0 or stats.steps >= steps:
                         average = np.mean(stats.game_scores[-20:]) if stats.game_scores else float(scores.mean())
                         fields = {"ε": epsilon, "average reward": float(average)}
+                        if self.budget is not None:
+                            fields["budget left"] = self.budget.left()
                         if stats.steps >= steps and testing:
                             fields["games to finish"] = int(np.count_nonzero(counted & ~last_game_overs))
                         progress.update(stats.steps, **fields)
