@@ -62,13 +62,17 @@ class Snapshot:
             through every resume) and ``initialised_under`` (the backend that drew them), ``movement``
             (how far each kernel moved from them), ``backend`` and the Keras and
             dqnviz versions, ``test_score`` (``average``, ``std``, ``min``, ``max``, …; None when
-            the epoch was not tested), ``created`` and ``format``.
+            the epoch was not tested), ``created``, ``run_id`` (one run's, kept through its
+            resumes; absent before 0.1.0's run identities) and ``format``.
         path: the file it was loaded from (None for one built in memory).
+        label: the name a report shows, where the file's own would be ambiguous (None: :attr:`name`
+            is the file's stem).
     """
 
     model: object
     meta: dict = field(default_factory=dict)
     path: str | None = None
+    label: str | None = None
 
     def __repr__(self) -> str:
         """Which agent, not its whole metadata (``meta`` has it): a notebook cell shows a line."""
@@ -80,7 +84,9 @@ class Snapshot:
 
     @property
     def name(self) -> str:
-        """``breakout_77`` for ``snapshots/breakout_77.keras``."""
+        """``breakout_77`` for ``snapshots/breakout_77.keras`` (or :attr:`label`, when set)."""
+        if self.label:
+            return self.label
         return Path(self.path).stem if self.path else f"{self.meta.get('game', 'model')}_{self.meta.get('epoch', 0)}"
 
     @property

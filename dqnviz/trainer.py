@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import uuid
 from pathlib import Path
 
 import keras
@@ -286,6 +287,11 @@ class Trainer:
                 # what that test's row records (as every test row does) for the replay memory,
                 # which is refilled only after it: the count of the train phase it tests
                 self.untested_replay_count = replay_count_at(meta, rows, epoch)
+        # The run's identity, kept through every resume of it, so that compare tells one run's epochs
+        # from another run of the same name: a new one for a new run, a run branched off (another
+        # name), or one resumed from a snapshot that records none.
+        same_run = resume is not None and meta.get("run") == run and meta.get("run_id")
+        self.run_id = str(meta["run_id"]) if same_run else uuid.uuid4().hex
         self.resume_path = getattr(resume, "path", None)
         self.total_time_before = float(meta.get("total_time", 0.0))
         self.validation = None
@@ -567,7 +573,8 @@ class Trainer:
             test_score=test_score, train_steps_done=self.train_steps_done, weight_updates=self.learner.updates,
             total_time=self.total_time_before + time.perf_counter() - self.started,
             initialised_under=self.initialised_under, init_seed=self.init_seed,
-            initialisation=self.initialisation, **{"replay_memory_count": len(self.replay), **extra},
+            initialisation=self.initialisation, run_id=self.run_id,
+            **{"replay_memory_count": len(self.replay), **extra},
         )
         model = self.learner.model()
         if self.initial_kernels is not None:

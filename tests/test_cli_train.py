@@ -395,6 +395,9 @@ def test_resume_into_folders_of_another_run_of_that_name_branches_off(tmp_path, 
     after = _contents(b)
     assert {path: after[path] for path in before} == before  # run t's files are untouched
     assert [(r["epoch"], r["phase"]) for r in rows(b / "reports" / "t-2.csv")] == [("2", "refill"), ("2", "train"), ("2", "test")]
+    # a branch is a run of its own: compare does not read t_1 and t-2_2 as one run's epochs
+    branched = load_snapshot(b / "snapshots" / "t-2_2.keras").meta
+    assert branched["run"] == "t-2" and branched["run_id"] != load_snapshot(a / "snapshots" / "t_1.keras").meta.get("run_id")
 
 
 def test_resume_from_an_older_epoch_whose_later_snapshots_are_gone_branches_off(tmp_path, capsys):
@@ -645,7 +648,9 @@ def test_a_time_budget_ends_the_run_after_the_epoch_it_cut_and_a_resume_goes_on(
     table = rows(tmp_path / "rep" / "breakout.csv")
     assert [(r["epoch"], r["phase"]) for r in table[3:]] == [("2", "refill"), ("2", "train"), ("2", "test")]
     assert table[4]["steps"] == "10" and table[4]["total_train_steps"] == "30"
-    assert load_snapshot(tmp_path / "snap" / "breakout_2.keras").meta["train_steps_done"] == 30
+    resumed = load_snapshot(tmp_path / "snap" / "breakout_2.keras").meta
+    assert resumed["train_steps_done"] == 30
+    assert resumed["run_id"] == meta["run_id"] and len(meta["run_id"]) == 32  # one run, through its resume
 
 
 def test_a_time_budget_spent_before_training_leaves_no_file_and_a_bad_one_is_refused(tmp_path, capsys):

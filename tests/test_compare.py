@@ -358,6 +358,36 @@ def test_two_runs_of_one_game_are_compared_not_read_as_a_time_line(tmp_path):
     assert evolution and [s.meta["epoch"] for s in ordered] == [3, 24]
 
 
+def test_two_runs_of_one_name_are_told_apart_by_identity_network_or_first_weights(tmp_path):
+    """A user's `dqnviz train breakout` and the shipped breakout_13 share a name: their run
+    identities (newer snapshots), else their networks or first weights, say they are two runs."""
+    from dqnviz.report.compare import distinct_labels, order_snapshots
+    from dqnviz.snapshot import load_snapshot
+
+    def snapshot(name, epoch, **meta):
+        loaded = load_snapshot(make_snapshot(tmp_path / f"{name}.keras", "breakout", epoch, run="breakout",
+                                             dueling=meta.pop("dueling", False)))
+        loaded.meta.update(meta)
+        return loaded
+
+    early, late = snapshot("a_1", 1, run_id="r1"), snapshot("a_5", 5, run_id="r1")
+    assert order_snapshots([late, early]) == ([early, late], True)  # one identity: a time line
+    other = snapshot("b_3", 3, run_id="r2")
+    assert order_snapshots([late, other]) == ([late, other], False)  # two identities: two runs
+    old_nature, old_dueling = snapshot("c_13", 13), snapshot("d_2", 2, dueling=True)
+    assert not order_snapshots([old_nature, old_dueling])[1]  # no identities: the networks differ
+    assert order_snapshots([old_nature, early])[1]  # mixed, same network and nothing else recorded
+    assert not order_snapshots([snapshot("e_1", 1, init_seed=0), snapshot("e_2", 2, init_seed=1)])[1]
+    assert order_snapshots([snapshot("f_1", 1, init_seed=4), snapshot("f_2", 2, init_seed=4)])[1]
+
+    # labels: the stems, or as many folders as tell two files of one name apart
+    paths = [tmp_path / "x" / "snapshots" / "breakout_1.keras", tmp_path / "y" / "snapshots" / "breakout_1.keras"]
+    assert distinct_labels(paths) == ["x_snapshots_breakout_1", "y_snapshots_breakout_1"]
+    assert distinct_labels([tmp_path / "p" / "breakout_1.keras", tmp_path / "q" / "breakout_1.keras"]) == [
+        "p_breakout_1", "q_breakout_1"]
+    assert distinct_labels(["snapshots/pong_24.keras", "snapshots/breakout_13.keras"]) == ["pong_24", "breakout_13"]
+
+
 @pytest.fixture
 def no_games(monkeypatch):
     """Playing a game fails the test: what is checked must be checked up front."""

@@ -80,16 +80,14 @@ def run(args) -> int:
         raise UserError(f"--out {out} is a folder; give a file name such as {out / 'compare.html'}")
 
     from dqnviz.report.compare import (
-        build_context, check_filter_count, check_history, default_output, gather, write_report,
+        build_context, check_filter_count, check_history, default_output, distinct_labels, gather, write_report,
     )
 
     snapshots = [load_snapshot(path) for path in args.snapshots]
     check_history(snapshots)  # before any game is played
     options["filters"] = check_filter_count(options["filters"], snapshots)
-    names = [s.name for s in snapshots]
-    if len(set(names)) != len(names):
-        for s in snapshots:  # same file name in different folders: use the parent folder too
-            s.path = str(Path(s.path).parent.name + "_" + Path(s.path).name)
+    for snapshot, label in zip(snapshots, distinct_labels(args.snapshots)):
+        snapshot.label = label  # the file's stem, or with as many folders as tell two of one name apart
     out = check_output(out or default_output([s.name for s in snapshots]), inputs=[s.path for s in snapshots],
                        suffixes=(".html", ".htm"), makes="an HTML report")
     data = gather(snapshots, filters=options["filters"], games=options["games"], epsilon=options["epsilon"],

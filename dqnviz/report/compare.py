@@ -167,17 +167,62 @@ class CompareData:
     shared_start: list = field(default_factory=list)  # dicts per pair that started from the same weights
 
 
-def order_snapshots(snapshots: list) -> tuple[list, bool]:
-    """Snapshots of one run at several epochs are sorted by epoch (the evolution view).
+def _network_shape(snapshot) -> tuple:
+    """The network's layers and weight shapes: ``((name, (shape, …)), …)``."""
+    return tuple((layer.name, tuple(tuple(w.shape) for w in layer.weights)) for layer in snapshot.model.layers)
 
-    One run means one game and one run name (``snapshots/<run>_<epoch>.keras``). Agents of
-    different games, or of different runs of one game, keep the order given: their epochs count
-    different trainings, so they are no time line.
+
+def one_run(snapshots: list) -> bool:
+    """Whether ``snapshots`` are epochs of one training run: one game and one run name
+    (``snapshots/<run>_<epoch>.keras``), and then
+
+    * where every one records a ``run_id`` (kept through a run's resumes): the same one;
+    * else (snapshots older than run identities, or mixed): the same network (layers and weight
+      shapes), and the same ``init_seed`` and ``initialised_under`` wherever two record them.
+
+    Two runs of one name (``dqnviz train breakout`` here and the shipped ``breakout_13``) are
+    then told apart by their identities, or failing those by their networks or first weights.
     """
-    runs = {(s.meta.get("game"), s.meta.get("run") or s.meta.get("game")) for s in snapshots}
-    if len(runs) == 1 and len(snapshots) > 1:
+    if len(snapshots) < 2:
+        return False
+    if len({(s.meta.get("game"), s.meta.get("run") or s.meta.get("game")) for s in snapshots}) != 1:
+        return False
+    ids = [s.meta.get("run_id") for s in snapshots]
+    if all(ids):
+        return len(set(ids)) == 1
+    if len({_network_shape(s) for s in snapshots if s.model is not None}) > 1:
+        return False
+    for key in ("init_seed", "initialised_under"):
+        if len({s.meta[key] for s in snapshots if s.meta.get(key) is not None}) > 1:
+            return False
+    return True
+
+
+def order_snapshots(snapshots: list) -> tuple[list, bool]:
+    """Snapshots of one run at several epochs (:func:`one_run`) are sorted by epoch (the evolution
+    view). Agents of different games, or of different runs of one game, keep the order given: their
+    epochs count different trainings, so they are no time line."""
+    if one_run(snapshots):
         return sorted(snapshots, key=lambda s: (float(s.meta.get("epoch") or 0), s.name)), True
     return list(snapshots), False
+
+
+def distinct_labels(paths: list) -> list[str]:
+    """A label per snapshot path that tells them apart: the file's stem (``breakout_1``), or where
+    two stems are equal, as many of their folders as it takes, joined by ``_``
+    (``runA_snapshots_breakout_1``), from the resolved paths; failing that, ``_1``, ``_2`` … added."""
+    from pathlib import Path
+
+    resolved = [Path(p).resolve() for p in paths]
+    stems = [r.stem for r in resolved]
+    if len(set(stems)) == len(stems):
+        return stems
+    deepest = max(len(r.parents) for r in resolved)
+    for depth in range(1, deepest + 1):
+        labels = ["_".join([*(part for part in r.parent.parts[-depth:] if part not in ("/", "")), r.stem]) for r in resolved]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [f"{stem}_{i + 1}" for i, stem in enumerate(stems)]
 
 
 def layer_facts(model):
