@@ -185,8 +185,8 @@ def test_ctrl_c_while_the_png_renders_ends_in_one_line(tmp_path):
 
 
 def test_png_without_a_renderer_is_clearly_explained(tmp_path, capsys, monkeypatch):
-    """With neither kaleido nor Chromium at hand the page is still written, and one line says why
-    there is no PNG and how to get one."""
+    """With neither kaleido nor Chromium at hand the page is still written, one line says why
+    there is no PNG and how to get one, and the command fails (exit 1)."""
     import plotly.graph_objects as go
 
     from dqnviz.report import plot
@@ -201,7 +201,7 @@ def test_png_without_a_renderer_is_clearly_explained(tmp_path, capsys, monkeypat
     monkeypatch.setattr(plot, "_chromium_png", no_chromium)
     csv_path = write_stats(tmp_path / "pong.csv")
     out = tmp_path / "pong.html"
-    assert run_cli(["plot", csv_path, "--out", str(out), "--png"]) == 0
+    assert run_cli(["plot", csv_path, "--out", str(out), "--png"]) == 1  # asked for and not made: a failure
     assert out.is_file() and not (tmp_path / "pong.png").exists()
     captured = capsys.readouterr()
     assert captured.out.strip() == f"wrote {out}"
@@ -253,10 +253,13 @@ def test_missing_field_in_one_of_several_csvs(tmp_path, capsys):
     a = write_stats(tmp_path / "a.csv")
     b = write_stats(tmp_path / "b.csv", columns=[c for c in COLUMNS if c != "meancost"])
     out = tmp_path / "x.html"
-    assert run_cli(["plot", a, b, "--out", str(out)]) != 0
+    assert run_cli(["plot", a, b, "--out", str(out), "--fields", "average_reward,meancost"]) == 2  # asked for
     err = capsys.readouterr().err
     assert "meancost" in err and "b.csv" in err
     assert not out.exists()
+    assert run_cli(["plot", a, b, "--out", str(out)]) == 0  # a default chart: left out, with a note
+    assert capsys.readouterr().err.strip() == f"dqnviz plot: left out the default chart meancost: {b} lacks that column"
+    assert out.exists()
 
 
 def test_best_test_score_says_how_many_games_it_averages(tmp_path):
@@ -1358,3 +1361,18 @@ def test_a_resume_inside_a_train_phase_is_marked_where_the_first_sitting_stopped
     group = group_runs("seeds", [read_stats(other), run])
     context = build_context([group], ["average_reward"], build_figure([group], ["average_reward"]))
     assert [r["name"] for r in context["resumes"]] == ["s1 (in group seeds; not marked on its charts)"]
+
+
+def test_a_default_chart_whose_column_a_csv_lacks_is_left_out_with_a_note(tmp_path, capsys):
+    """Without --fields, a CSV lacking meanq (a default chart) still plots the other charts; named
+    with --fields, a missing column is refused in one line."""
+    columns = [c for c in COLUMNS if c != "meanq"]
+    csv_path = write_stats(tmp_path / "nomeanq.csv", columns=columns)
+    out = tmp_path / "nomeanq.html"
+    assert run_cli(["plot", csv_path, "--out", str(out)]) == 0
+    error = capsys.readouterr().err.strip()
+    assert error == f"dqnviz plot: left out the default chart meanq: {csv_path} lacks that column"
+    page = out.read_text()
+    assert "average_reward" in page and "meancost" in page
+    assert run_cli(["plot", csv_path, "--out", str(tmp_path / "again.html"), "--fields", "meanq"]) == 2
+    assert "unknown field meanq" in capsys.readouterr().err

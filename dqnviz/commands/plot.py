@@ -40,7 +40,8 @@ def add_arguments(parser) -> None:
                         help="the x axis: epoch (default), steps (agent steps trained so far, total_train_steps) "
                              "or minutes (wall-clock minutes since the run started, total_time)")
     parser.add_argument("--png", action="store_true",
-                        help="also write a static PNG next to the HTML (needs kaleido or playwright with Chromium)")
+                        help="also write a static PNG next to the HTML (needs kaleido, `pip install kaleido`, or playwright "
+                             "with Chromium; without either the page is written and the command fails)")
 
 
 def run(args) -> int:
@@ -108,6 +109,15 @@ def run(args) -> int:
         if group.name in taken:
             raise UserError(f"--group {group.name}=…: {group.name!r} names another run or group; give it another name")
         taken.append(group.name)
+    if args.fields is None:  # the default charts: one a CSV lacks is left out, not the whole plot
+        lacking = {field: [run for run in runs + members if field not in run.columns] for field in fields}
+        kept = [field for field in fields if not lacking[field]]
+        if kept and len(kept) < len(fields):
+            for field in (f for f in fields if lacking[f]):
+                print(f"dqnviz plot: left out the default chart {field}: "
+                      f"{first_three([run.path for run in lacking[field]])} {'lacks' if len(lacking[field]) == 1 else 'lack'} "
+                      f"that column", file=sys.stderr)
+            fields = kept
     check_fields(runs + members, fields)
     check_x(runs + members, args.x)
     # named after what it draws: the runs given, then the groups
@@ -126,8 +136,9 @@ def run(args) -> int:
     print(f"wrote {out}")
     if args.png:
         png, how = write_png(figure, out.with_suffix(".png"))
-        if png is None:
+        if png is None:  # asked for and not made: a failure, though the page is written
             print(f"dqnviz plot: no PNG written: {how}", file=sys.stderr)
+            return 1
         else:
             print(f"wrote {png} (rendered with {how})")
     return 0
