@@ -329,7 +329,7 @@ def run(args) -> int:
             if changes:
                 say(f"changed from the run's options: {', '.join(changes)}")
             say(f"training {rom.name} as run {run_name}: {config.num_envs} env(s), replay {config.replay_size:,}, "
-                  f"statistics in {trainer.csv.path}")
+                  f"snapshots in {snapshot_dir}{os.sep}, statistics in {trainer.csv.path}")
             try:
                 trainer.train()
             except Interrupted as stop:
