@@ -49,6 +49,20 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _suggestion(parser: argparse.ArgumentParser, extra: list) -> str:
+    """`` (did you mean --episodes?)`` for a misspelled option among ``extra``, or ``""``: the
+    closest of ``parser``'s options to each unknown ``--option`` (difflib's ratio 0.75 or more)."""
+    import difflib
+
+    known = [option for action in parser._actions for option in action.option_strings if option.startswith("--")]
+    guesses = []
+    for token in extra:
+        if token.startswith("--"):
+            guesses += [guess for guess in difflib.get_close_matches(token.split("=")[0], known, n=1, cutoff=0.75)
+                        if guess not in guesses]
+    return f" (did you mean {' or '.join(guesses)}?)" if guesses else ""
+
+
 def build_parser() -> argparse.ArgumentParser:
     # allow_abbrev=False: `--max` for `--max-steps` would change meaning the day another --max… option comes
     parser = OneLineErrorParser(
@@ -128,8 +142,8 @@ def _main(argv=None) -> int:
             try:
                 args, extra = parser.parse_known_args(argv)
                 if extra:  # named by the command they were given to: `dqnviz test: error: unrecognized arguments: --bogus`
-                    parser.commands.get(getattr(args, "command", None), parser).error(
-                        f"unrecognized arguments: {' '.join(extra)}")
+                    named = parser.commands.get(getattr(args, "command", None), parser)
+                    named.error(f"unrecognized arguments: {' '.join(extra)}{_suggestion(named, extra)}")
             except SystemExit as stop:  # --help, --version, or a usage error already printed in one line
                 return stop.code if isinstance(stop.code, int) else 2
             if not getattr(args, "command", None):

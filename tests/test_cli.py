@@ -89,6 +89,11 @@ def test_an_os_error_naming_no_path_is_a_bug_and_shows_its_traceback(monkeypatch
     # an unknown option is named by the command it was given to, with that command's help
     (["test", "x.keras", "--bogus"], "dqnviz test: error: unrecognized arguments: --bogus (see dqnviz test --help)"),
     (["games", "extra"], "dqnviz games: error: unrecognized arguments: extra (see dqnviz games --help)"),
+    # a misspelled option: the command's closest one is suggested
+    (["test", "x.keras", "--episode", "1"],
+     "dqnviz test: error: unrecognized arguments: --episode 1 (did you mean --episodes?) (see dqnviz test --help)"),
+    (["train", "pong", "--train-step", "9", "--epsilon-en=0.1"],
+     "unrecognized arguments: --train-step 9 --epsilon-en=0.1 (did you mean --train-steps or --epsilon-end?)"),
     # no abbreviations: `--max` would mean another option the day one more --max… is added
     (["nvis", "x.keras", "--max", "5"], "dqnviz nvis: error: unrecognized arguments: --max 5"),
     (["test", "x.keras", "--epsilon", "1.0000001"], "--epsilon must be between 0 and 1, got 1.0000001"),
