@@ -405,7 +405,10 @@ class Trainer:
                 return self._start_updates(stats, self._draw(updates_per_iteration) if drawn_ahead is None else drawn_ahead)
             return None
 
-        with Progress(label, total=steps, enabled=self.show_progress, count_past_total=testing) as progress, deferred_interrupts() as stop:
+        # a random or train phase plays whole iterations, n agent steps each: its bar counts to the
+        # multiple of n it ends at (a test phase's games play on past its budget, counted past it)
+        total = steps if testing else -(-steps // n) * n
+        with Progress(label, total=total, enabled=self.show_progress, count_past_total=testing) as progress, deferred_interrupts() as stop:
             iteration = 0
             drawn_ahead = None  # the next iteration's batches, drawn while the device works
             last_game_overs = np.zeros(n, bool)

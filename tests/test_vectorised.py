@@ -30,15 +30,19 @@ def test_tiny_vectorised_run_with_every_option(tmp_path, monkeypatch, replay):
     assert meta["config"]["num_envs"] == 4 and meta["config"]["dueling"] and meta["action_names"][0] == "NOOP"
 
 
-def test_fewer_test_environments(tmp_path):
-    """--test-envs 2 with 4 training environments: the test phase plays 2 whole games, not 4."""
+def test_fewer_test_environments(tmp_path, capsys):
+    """--test-envs 2 with 4 training environments: the test phase plays 2 whole games, not 4. And
+    --train-steps 14 with 4 environments plays 16, as the run says at its start."""
     dirs = ["--snapshot-dir", str(tmp_path), "--report-dir", str(tmp_path)]
     argv = ["train", "pong", "--num-envs", "4", "--test-envs", "2", "--epochs", "1", "--random-steps", "32",
-            "--train-steps", "16", "--test-steps", "8", "--replay-size", "200", "--batch-size", "8",
+            "--train-steps", "14", "--test-steps", "8", "--replay-size", "200", "--batch-size", "8",
             "--validation-states", "8", "--max-frames-per-episode", "400", "--quiet", *dirs]
     assert main(argv) == 0
+    assert "4 environments take 4 agent steps at a time: --train-steps 14 plays 16\n" in capsys.readouterr().out
     with open(tmp_path / "pong.csv", newline="") as f:
-        test = [r for r in csv.DictReader(f) if r["phase"] == "test"]
+        rows = list(csv.DictReader(f))
+    test = [r for r in rows if r["phase"] == "test"]
+    assert [r["steps"] for r in rows if r["phase"] != "test"] == ["32", "16"]
     assert int(test[0]["nr_games"]) == 2  # each test environment plays its one game to the end
     assert load_snapshot(tmp_path / "pong_1.keras").meta["config"]["test_envs"] == 2
 

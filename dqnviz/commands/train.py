@@ -330,6 +330,11 @@ def run(args) -> int:
                 say(f"changed from the run's options: {', '.join(changes)}")
             say(f"training {rom.name} as run {run_name}: {config.num_envs} env(s), replay {config.replay_size:,}, "
                   f"snapshots in {snapshot_dir}{os.sep}, statistics in {trainer.csv.path}")
+            rounded = [f"--{name.replace('_', '-')} {value:,} plays {-(-value // config.num_envs) * config.num_envs:,}"
+                       for name, value in (("random_steps", config.random_steps), ("train_steps", config.train_steps))
+                       if value % config.num_envs]
+            if rounded:  # each iteration steps every environment once
+                say(f"{config.num_envs} environments take {config.num_envs} agent steps at a time: {', '.join(rounded)}")
             try:
                 trainer.train()
             except Interrupted as stop:
