@@ -269,7 +269,7 @@ def test_a_narrow_window_scrolls_no_part_of_the_page_sideways(report, width):
     (["--filters", "0"], "out of range"),
     (["--filters", "65"], "out of range"),
     (["--filters", "many"], "--filters must be"),
-    (["--filters", "top0"], "out of range"),
+    (["--filters", "top0"], "--filters top0 is out of range: the layers have conv1 32, conv2 64, conv3 64 filters (give top1..top64 or 'all')"),
     (["--filters", "topx"], "--filters must be"),
     (["--filters", "3,40"], "filter 40 does not exist in conv1, which has 32 filters"),
     (["--filters", "3,3"], "named twice"),

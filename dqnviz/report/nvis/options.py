@@ -75,7 +75,7 @@ def parse_filters(text, layer_channels: dict, name="--filters") -> dict:
     words = "a number of filters (1..{0}), 'all', 'top N' or filter indices such as 0,5,17".format(largest)
     if text.startswith("top"):
         count = _filter_number(text[3:], words, text, name=name)
-        check_filter_range(count, layer_channels, also="'all'", name=name)
+        check_filter_range(count, layer_channels, also="'all'", name=name, given=text)
         return {layer: StrongestFilters(min(count, n)) for layer, n in layer_channels.items()}
     if "," in text:
         parts = [part for part in text.split(",") if part.strip()] or [""]  # "17," is filter 17 alone
@@ -129,9 +129,9 @@ def describe_filters(text) -> str:
     return f"the first {int(text)}"
 
 
-def check_filter_range(count: int, layer_channels: dict, also: str = "", name="--filters") -> None:
+def check_filter_range(count: int, layer_channels: dict, also: str = "", name="--filters", given=None) -> None:
     """``--filters N`` must lie in 1..(the largest layer's filters); ``also`` names another accepted
-    value, ``name`` the option.
+    value, ``name`` the option, ``given`` what was typed (``top0``; default: the count).
 
     Raises:
         UserError: the count is out of range.
@@ -139,8 +139,9 @@ def check_filter_range(count: int, layer_channels: dict, also: str = "", name="-
     largest = max(layer_channels.values())
     if not 1 <= count <= largest:
         sizes = ", ".join(f"{layer} {n}" for layer, n in layer_channels.items())
-        raise UserError(f"{name} {count} is out of range: the layers have {sizes} filters "
-                        f"(give 1..{largest}{' or ' + also if also else ''})")
+        top = str(given).startswith("top")
+        raise UserError(f"{name} {count if given is None else given} is out of range: the layers have {sizes} filters "
+                        f"(give {'top' if top else ''}1..{'top' if top else ''}{largest}{' or ' + also if also else ''})")
 
 
 def _as_text(value, name):
