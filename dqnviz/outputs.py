@@ -31,15 +31,30 @@ def cannot_write(path, error: OSError) -> UserError:
     return UserError(f"cannot write {path}: {error.strerror or error}")
 
 
-def _temporary_beside(path: Path, suffix: str) -> str:
-    """A new empty file in ``path``'s folder (made if missing); an OSError is a one-line UserError."""
+def _temporary_beside(path: Path, suffix: str) -> tuple[str, list[Path]]:
+    """A new empty file in ``path``'s folder, and the folders made for it (deepest first), which
+    were missing; an OSError is a one-line UserError."""
+    made, folder = [], path.parent
+    while not folder.exists() and folder != folder.parent:
+        made.append(folder)
+        folder = folder.parent
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=suffix, dir=path.parent)
     except OSError as error:
+        _remove_empty(made)
         raise cannot_write(path, error) from None
     os.close(fd)
-    return tmp
+    return tmp, made
+
+
+def _remove_empty(folders) -> None:
+    """Remove each of ``folders`` (deepest first) that is empty: those made for a file not written."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (something else was written there meanwhile), or gone
+            return
 
 
 # Windows' fsync (_commit) needs a handle open for writing; POSIX's takes any, and a read-only
@@ -155,10 +170,11 @@ def atomic_write(path, write, suffix=None):
     """Call ``write(tmp_path)`` then move the file to ``path`` in one step; clean up on failure.
 
     A file-system error (no such folder, no permission, a full disk) is a one-line UserError
-    naming ``path``, and nothing is left behind.
+    naming ``path``, and nothing is left behind: not the temporary file, nor the folders made for
+    it (a Ctrl-C too).
     """
     path = Path(path)
-    tmp = _temporary_beside(path, suffix or path.suffix)
+    tmp, made = _temporary_beside(path, suffix or path.suffix)
     try:
         write(tmp)
         os.chmod(tmp, 0o644 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
@@ -167,6 +183,7 @@ def atomic_write(path, write, suffix=None):
     except BaseException as error:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        _remove_empty(made)
         if isinstance(error, OSError):
             raise cannot_write(path, error) from None
         raise

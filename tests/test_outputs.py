@@ -154,3 +154,26 @@ def test_a_file_is_flushed_through_a_writable_handle_on_windows(tmp_path, monkey
     with pytest.raises(Exception, match="Bad file descriptor"):
         outputs.atomic_write(tmp_path / "s.html", lambda tmp: open(tmp, "w").write("x"))
     assert not (tmp_path / "s.html").exists()
+
+
+def test_a_write_that_fails_leaves_neither_its_file_nor_the_folders_made_for_it(tmp_path):
+    """A Ctrl-C while `record --out new/sub/x.mp4` wrote its video left an empty new/sub/ behind."""
+    from dqnviz.outputs import atomic_write
+
+    def interrupted(tmp):
+        open(tmp, "w").write("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "new" / "sub" / "x.mp4", interrupted)
+    assert list(tmp_path.iterdir()) == []
+
+    def meanwhile(tmp):  # another file lands in a folder made for this one: that folder stays
+        open(tmp_path / "new" / "other.txt", "w").write("kept")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "new" / "sub" / "x.mp4", meanwhile)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["new", "new/other.txt"]
+    atomic_write(tmp_path / "new" / "sub" / "x.mp4", lambda tmp: open(tmp, "w").write("whole"))
+    assert (tmp_path / "new" / "sub" / "x.mp4").read_text() == "whole"
