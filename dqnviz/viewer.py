@@ -338,7 +338,8 @@ class Panel:
         y += size + 4
         row = max(6, min(size + 6, (bottom - y) // len(names)))
         label_font = font(max(7, min(size, row - 2)))
-        label_w = int(max(draw.textlength(n, font=label_font) for n in names)) + 16
+        # names start at x = 24 (after the ▶ of the chosen action); the bars 8 px after the longest
+        label_w = int(max(draw.textlength(n, font=label_font) for n in names)) + 16 + 8
         value_w = int(draw.textlength("-00.00", font=label_font)) + 4
         left, right = 8 + label_w, self.width - 8 - value_w
         low, high = min(0.0, float(q.min())), max(0.0, float(q.max()))
