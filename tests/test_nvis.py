@@ -48,8 +48,10 @@ def test_timings_name_each_phase_and_add_up_to_no_more_than_the_whole(breakout_s
     assert main(["nvis", breakout_snapshot, "--layers", "conv3", "--filters", "1", "--max-steps", "8", "--quiet",
                  "--timings", "--out", str(out)]) == 0
     captured = capsys.readouterr()
-    line = captured.err.strip().splitlines()[-1]
+    note, line = captured.err.strip().splitlines()[-2:]
     assert line.startswith("timings "), captured.err
+    # 8 states: the page is written, and a line says how little it rests on
+    assert note.startswith("dqnviz nvis: only 8 states were played (--max-steps 8): each filter's strongest inputs")
     phases = dict(re.fullmatch(r"(.+) (\d+\.\d\d) s", part).groups() for part in line[len("timings "):].split(", "))
     assert list(phases) == ["load", "play", "top", "conv3 guided", "conv3 erf", "saliency", "figures", "render"]
     whole = float(re.search(r", (\d+\.\d) s\)$", captured.out.strip()).group(1))  # "wrote … (…, 7.3 s)"

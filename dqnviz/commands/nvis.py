@@ -45,6 +45,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--timings", action="store_true", help="print the seconds spent in each phase")
 
 
+FEW_STATES = 100
+"""Fewer states played than this, and nvis says that its page shows little (a game of Pong is ~1,000)."""
+
+
 def run(args) -> int:
     import sys
     import time
@@ -77,6 +81,12 @@ def run(args) -> int:
     check_output(out, inputs=[args.snapshot], suffixes=(".html", ".htm"), makes="an HTML report")
 
     data = gather(snapshot, layers, filters, progress=not args.quiet, **options)
+    played = len(data.record.states)
+    if played < FEW_STATES:  # a page all the same, from a handful of states: said, not refused
+        print(f"dqnviz nvis: only {played} {'state was' if played == 1 else 'states were'} played"
+              f"{f' (--max-steps {args.max_steps})' if args.max_steps else ''}: each filter's strongest inputs are "
+              f"chosen among {'it' if played == 1 else 'them'}, so the filters look alike; a game of Pong is about "
+              f"1,000 states", file=sys.stderr)
     t0 = time.perf_counter()
     context = build_context(data, options={**options, "filters": describe_filters(args.filters)})
     data.timings["figures"] = time.perf_counter() - t0
