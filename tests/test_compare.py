@@ -62,6 +62,8 @@ def test_gather_numbers_and_evolution_order(tmp_path, monkeypatch):
     early = make_snapshot(tmp_path / "breakout_2.keras", "breakout", 2, seed=3, scale={"conv1": 1.2})
     dueling = make_snapshot(tmp_path / "breakout_5.keras", "breakout", 5, dueling=True, seed=4)
     snapshots = [load_snapshot(p) for p in (late, dueling, early)]
+    for snapshot in snapshots:  # one run's epochs by its identity (a network that differs is no real run's)
+        snapshot.meta["run_id"] = "one run"
     by_epoch = sorted(snapshots, key=lambda snapshot: snapshot.meta["epoch"])
     real_play, loaded_before = dqnviz.agent.play_games, []
 
