@@ -243,3 +243,50 @@ def test_a_firing_unit_whose_every_guided_path_is_cut_is_told_apart():
     with pytest.warns(ZeroGradientWarning, match=r"c2 filter 0: the unit fires, but guided backprop's rule"):
         image = guided_backprop(model, np.ones((8, 8, 1), np.float32), "c2", 0)
     assert not image.any()
+
+
+def _relu_spellings():
+    """ReLUs written as callables rather than "relu": each computes the same function."""
+    native = __import__("tensorflow").nn.relu if keras.config.backend() == "tensorflow" else __import__("jax").nn.relu
+    return {"keras.ops.relu": keras.ops.relu, "native": native, "lambda": lambda t: keras.activations.relu(t)}
+
+
+@pytest.mark.parametrize("spelling", ["keras.ops.relu", "native", "lambda", "Lambda layer"])
+def test_a_relu_written_as_any_callable_gets_the_guided_rule(spelling):
+    """Conv2D(activation=keras.ops.relu), tf.nn.relu / jax.nn.relu, a lambda, or a Lambda layer:
+    the same network as "relu", so the same guided images (they had been plain gradients)."""
+    reference = models.fused_uint8_model()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(models.SHAPE, dtype="uint8")
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    if spelling == "Lambda layer":
+        x = keras.layers.Lambda(keras.ops.relu)(keras.layers.Conv2D(4, 4, strides=2, name="conv1")(x))
+        relu = keras.ops.relu
+    else:
+        relu = _relu_spellings()[spelling]
+        x = keras.layers.Conv2D(4, 4, strides=2, activation=relu, name="conv1")(x)
+    x = keras.layers.Activation(relu)(keras.layers.Conv2D(6, 3, strides=1, name="conv2")(x))
+    x = keras.layers.Dense(8, activation=relu, name="fc")(keras.layers.Flatten()(x))
+    model = keras.Model(inputs, keras.layers.Dense(models.ACTIONS, name="q")(x))
+    for name in ("conv1", "conv2", "fc", "q"):
+        model.get_layer(name).set_weights(reference.get_layer(name).get_weights())
+    states = models.random_states(8, seed=5)
+    np.testing.assert_allclose(model.predict(states, verbose=0), reference.predict(states, verbose=0), rtol=1e-5)
+    for layer in ("conv1", "conv2", "fc"):
+        # the filter that fires most on these states, so that no image is all zero
+        values = keras.Model(reference.input, reference.get_layer(layer).output).predict(states, verbose=0)
+        strongest = int(np.argmax(values.reshape(-1, values.shape[-1]).max(0)))
+        want = guided_backprop(reference, states, layer, strongest)
+        assert_close(guided_backprop(model, states, layer, strongest), want)
+
+
+def test_only_functions_that_compute_a_rectifier_are_taken_for_one():
+    from dqnviz.analysis.relu import acts_as_rectifier, acts_as_softmax
+
+    assert acts_as_rectifier(keras.ops.relu6) and acts_as_rectifier(lambda t: keras.ops.leaky_relu(t, negative_slope=0.1))
+    assert acts_as_rectifier(keras.activations.relu) and not acts_as_rectifier(keras.activations.tanh)
+    for other in (keras.ops.tanh, keras.ops.elu, lambda t: 2 * t, lambda t: keras.ops.relu(t) + 1, lambda t: -keras.ops.relu(t),
+                  lambda t: keras.ops.sum(t, axis=-1), lambda t: keras.ops.leaky_relu(t, negative_slope=1.5), None, "relu"):
+        assert not acts_as_rectifier(other)
+    assert acts_as_softmax(keras.ops.softmax) and acts_as_softmax(keras.activations.softmax)
+    assert not acts_as_softmax(keras.ops.sigmoid) and not acts_as_softmax(keras.ops.relu)

@@ -122,3 +122,22 @@ def test_a_model_with_two_outputs_is_told_which_to_keep():
     with pytest.raises(UserError, match=r"saliency reads one \(N, outputs\) output as scores; 'two_heads' has 2 "
                                         r"\(0: policy \(None, 3\), 1: value \(None, 1\)\): pass keras.Model"):
         saliency(model, np.zeros((2, 8, 8, 2), "float32"))
+
+
+def test_a_softmax_written_as_a_callable_is_explained_by_its_logits():
+    """Dense(activation=keras.ops.softmax) is the classifier of Dense(activation="softmax"): its
+    saliency explains the same scores before the softmax."""
+    import keras
+
+    from dqnviz.analysis import saliency
+
+    maps = []
+    for activation in ("softmax", keras.ops.softmax, None):
+        keras.utils.set_random_seed(2)
+        inputs = keras.Input((12, 10, 3))
+        x = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, strides=2, activation="relu")(inputs))
+        model = keras.Model(inputs, keras.layers.Dense(5, activation=activation)(x))
+        maps.append(saliency(model, np.random.default_rng(0).random((3, 12, 10, 3), np.float32), action=[0, 2, 4]))
+    assert np.abs(maps[2]).max() > 0
+    np.testing.assert_allclose(maps[1], maps[0], rtol=1e-5, atol=1e-6 * np.abs(maps[0]).max())
+    np.testing.assert_allclose(maps[1], maps[2], rtol=1e-5, atol=1e-6 * np.abs(maps[2]).max())  # the logits' map

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from dqnviz.analysis.relu import is_relu_output, positive_gradient
+from dqnviz.analysis.relu import acts_as_softmax, is_relu_output, positive_gradient
 from dqnviz.backend import compile_forward, compile_input_gradient, input_gradient
 from dqnviz.errors import UserError
 
@@ -309,7 +309,9 @@ def softmax_output(model):
     """The top-level operation whose output is the model's softmax output, or None.
 
     That is a ``Softmax`` layer, an ``Activation("softmax")`` or a ``Dense(..., activation="softmax")``
-    producing the model's single output: a classifier's probabilities rather than scores.
+    producing the model's single output: a classifier's probabilities rather than scores. The
+    softmax may be written any way that computes one (``keras.ops.softmax``, ``tf.nn.softmax``,
+    in a ``Lambda`` layer too: :func:`~dqnviz.analysis.relu.acts_as_softmax`).
     """
     outputs = model.outputs
     if len(outputs) != 1:
@@ -318,7 +320,9 @@ def softmax_output(model):
     if isinstance(operation, keras.layers.Softmax):
         return operation
     if isinstance(operation, (keras.layers.Activation, keras.layers.Dense)):
-        return operation if operation.activation is keras.activations.softmax else None
+        return operation if acts_as_softmax(operation.activation) else None
+    if isinstance(operation, keras.layers.Lambda) and not getattr(operation, "arguments", None):
+        return operation if acts_as_softmax(operation.function) else None
     return None
 
 

@@ -18,9 +18,15 @@ that is ``g · [0 < x < m] · [g > 0]`` (a saturated unit passes nothing back, a
 ``LeakyReLU`` (slope α) and ``ReLU(negative_slope=α)`` it is ``max(g, 0) · (1 if x > 0 else α)``.
 Smooth activations (swish, GELU, ELU, tanh, ...) are not rectifiers and keep their ordinary
 derivative; a model without any rectifier gets plain gradients from guided backprop.
+
+A rectifier is recognised however it is written: Keras' own (``"relu"``, ``ReLU()``, …) by what
+it is, and any other activation function (``keras.ops.relu``, ``tf.nn.relu``, ``jax.nn.relu``, a
+lambda; fused, in ``Activation`` or in a ``Lambda`` layer) by what it computes
+(:func:`acts_as_rectifier`).
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 # Layers whose ``call`` ends with ``self.activation(outputs)``: a fused ReLU is their output.
@@ -39,6 +45,104 @@ _FUSED_ACTIVATION_LAYERS = (
 # Piecewise-linear rectifiers that the guided rule applies to, as fused activations.
 _RECTIFIERS = (keras.activations.relu, keras.activations.relu6, keras.activations.leaky_relu)
 
+# Where a function's values are read to tell what it computes (float32 holds each exactly).
+_PROBE = np.array([-1e4, -100.0, -7.0, -3.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.0, 100.0, 1e4],
+                  np.float32)
+_PROBE_ROWS = np.array([[1.0, 2.0, 3.0, -1.0], [0.0, 0.0, 5.0, -2.0], [-3.0, 0.5, 0.25, 8.0]], np.float32)
+_probed: dict = {}  # (function, kind) -> what it computes, read once per function
+
+
+def _keras_activation(function) -> bool:
+    """Whether ``function`` is one of ``keras.activations``' (which are known by what they are)."""
+    return getattr(function, "__module__", "").startswith("keras.src.activations")
+
+
+def _values(function, probe):
+    """``function(probe)`` as float64 numpy, computed at once (even while a model is being
+    compiled), or None where it fails or changes the shape."""
+    from dqnviz import backend
+
+    try:
+        values = backend.eagerly(lambda: ops.convert_to_numpy(function(ops.convert_to_tensor(probe))))
+    except Exception:  # a function of other inputs (a shape, a dtype): no activation of these
+        return None
+    values = np.asarray(values, np.float64)
+    return values if values.shape == probe.shape and np.all(np.isfinite(values)) else None
+
+
+def _computes_rectifier(function) -> bool:
+    """Whether ``f(x) = min(x, m)`` for x > 0 (m ≥ 1, or none) and ``α·x`` for x ≤ 0 (0 ≤ α < 1)
+    on :data:`_PROBE`: ReLU (α = 0, no cap), ReLU6 (m = 6), leaky ReLU (α)."""
+    y = _values(function, _PROBE)
+    if y is None:
+        return False
+    alpha = -y[_PROBE == -1.0][0]
+    cap = y[-1] if y[-1] < _PROBE[-1] else np.inf
+    if not (0.0 <= alpha < 1.0 and cap >= 1.0):
+        return False
+    expected = np.where(_PROBE > 0, np.minimum(_PROBE, cap), alpha * _PROBE)
+    return bool(np.allclose(y, expected, rtol=1e-5, atol=1e-6))
+
+
+def _computes_softmax(function) -> bool:
+    """Whether ``f(z) = exp(z) / Σ exp(z)`` over the last axis on :data:`_PROBE_ROWS`."""
+    y = _values(function, _PROBE_ROWS)
+    if y is None:
+        return False
+    z = _PROBE_ROWS.astype(np.float64)
+    expected = np.exp(z - z.max(-1, keepdims=True))
+    return bool(np.allclose(y, expected / expected.sum(-1, keepdims=True), rtol=1e-5, atol=1e-6))
+
+
+def _probe(function, kind: str) -> bool:
+    """``_computes_<kind>(function)``, once per hashable function."""
+    try:
+        key = (function, kind)
+        hash(key)
+    except TypeError:
+        key = None
+    if key is not None and key in _probed:
+        return _probed[key]
+    found = (_computes_rectifier if kind == "rectifier" else _computes_softmax)(function)
+    if key is not None:
+        _probed[key] = found
+    return found
+
+
+def _activation_function(operation):
+    """The function whose output is ``operation``'s: a fused or ``Activation`` layer's
+    activation, a ``Lambda`` layer's function (with its arguments); else None."""
+    if isinstance(operation, _FUSED_ACTIVATION_LAYERS):
+        return getattr(operation, "activation", None)
+    if isinstance(operation, keras.layers.Lambda) and callable(getattr(operation, "function", None)):
+        arguments = getattr(operation, "arguments", None) or {}
+        if not arguments:
+            return operation.function
+        return lambda x: operation.function(x, **arguments)
+    return None
+
+
+def acts_as_rectifier(function) -> bool:
+    """Whether the activation ``function`` is a rectifier: Keras' ``relu``, ``relu6`` and
+    ``leaky_relu``, or any other function (not one of ``keras.activations``') that computes
+    ``min(x, m)`` for x > 0 and ``α·x`` below (0 ≤ α < 1, m ≥ 1 or none) on a probe vector:
+    ``keras.ops.relu``, ``tf.nn.relu``, ``jax.nn.relu``, ``lambda t: keras.activations.relu(t)``."""
+    if function is None:
+        return False
+    if any(function is f for f in _RECTIFIERS):
+        return True
+    return not _keras_activation(function) and _probe(function, "rectifier")
+
+
+def acts_as_softmax(function) -> bool:
+    """Whether the activation ``function`` is a softmax over the last axis: Keras' own, or another
+    function that computes one on a probe (``keras.ops.softmax``, ``tf.nn.softmax``, …)."""
+    if function is None:
+        return False
+    if function is keras.activations.softmax:
+        return True
+    return not _keras_activation(function) and _probe(function, "softmax")
+
 
 def is_relu_output(operation) -> bool:
     """Whether the output of ``operation`` is a rectifier (ReLU, capped or leaky) of something.
@@ -50,14 +154,14 @@ def is_relu_output(operation) -> bool:
         True for ``keras.layers.ReLU`` with any arguments (``max_value``, ``negative_slope``,
         ``threshold``: ReLU6 included), ``keras.layers.LeakyReLU``, ``Activation("relu")``,
         ``Activation("relu6")``, ``Activation("leaky_relu")`` and layers with one of these fused
-        (``Conv2D(..., activation="relu6")``, Dense, DepthwiseConv2D, ...). False otherwise,
-        e.g. for smooth activations (swish, GELU) and PReLU, whose learned slope may be anything.
+        (``Conv2D(..., activation="relu6")``, Dense, DepthwiseConv2D, ...), and for fused,
+        ``Activation`` and ``Lambda`` layers whose function computes a rectifier however it is
+        written (:func:`acts_as_rectifier`). False otherwise, e.g. for smooth activations (swish,
+        GELU) and PReLU, whose learned slope may be anything.
     """
     if isinstance(operation, (keras.layers.ReLU, keras.layers.LeakyReLU)):
         return True
-    if isinstance(operation, _FUSED_ACTIVATION_LAYERS):
-        return any(getattr(operation, "activation", None) is f for f in _RECTIFIERS)
-    return False
+    return acts_as_rectifier(_activation_function(operation))
 
 
 @ops.custom_gradient

@@ -29,7 +29,8 @@ def saliency(model, states, action=None, method="gradient", **options) -> np.nda
 
     ``Q`` is the model's ``(N, A)`` output: Q-values for a DQN, any per-class score for another
     model. For a classifier ending in a softmax (a top-level ``Softmax`` layer,
-    ``Activation("softmax")`` or ``Dense(..., activation="softmax")``) ``Q`` is the logits ``z``
+    ``Activation("softmax")`` or ``Dense(..., activation="softmax")``, the softmax written any way
+    that computes one: ``keras.ops.softmax``, ``tf.nn.softmax``, a ``Lambda``) ``Q`` is the logits ``z``
     of ``p = softmax(z)`` instead, as Simonyan et al. (2014) use the class score before the
     softmax: a confident softmax saturates, ``dp/ds ≈ 0`` and a blurred patch changes no
     probability, so the maps of ``p`` would be blank. (A softmax inside a nested model is kept.)

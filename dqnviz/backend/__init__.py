@@ -7,7 +7,7 @@ Everything else in dqnviz is written once with ``keras.ops``. Two things cannot 
   ``DQNVIZ_XLA=1``; ``jax.jit`` over ``stateless_call``).
 
 Both backend modules, :mod:`dqnviz.backend.jax` and :mod:`dqnviz.backend.tensorflow`, expose the
-same ten names, and this package gives those of the backend Keras runs, with ``BACKEND`` (its
+same eleven names, and this package gives those of the backend Keras runs, with ``BACKEND`` (its
 name):
 
 ``input_gradient(fn, x) -> (values, gradient)``
@@ -51,6 +51,11 @@ name):
 ``make_q_and_gradient(model, run) -> call(x) -> (Q, dQ(x, argmax Q)/dx)``
     one compiled pass for recording with gradient saliency.
 
+``eagerly(fn) -> fn()``
+    ``fn()`` computed at once on concrete values, also while a compiled function is being traced
+    (TensorFlow's ``tf.init_scope``, JAX's ``ensure_compile_time_eval``): for probing
+    what a model's activation function computes (:mod:`dqnviz.analysis.relu`).
+
 ``has_accelerator() -> bool``
     whether the backend computes on a GPU (or TPU), not the host's CPU: on the CPU the
     "accelerator's" memory (``--device-replay``'s frames) is the host's.
@@ -65,7 +70,8 @@ that importing that module (which runs this package first) imports no Keras, thi
 Keras and the backend's module only when one of the names above is first asked for.
 """
 
-_NAMES = ("FrameBuffer", "TrainStep", "compile_forward", "compile_input_gradient", "has_accelerator", "input_gradient",
+_NAMES = ("FrameBuffer", "TrainStep", "compile_forward", "compile_input_gradient", "eagerly", "has_accelerator",
+          "input_gradient",
           "launches_asynchronously", "make_predict", "make_q_and_gradient", "results_to_host")
 
 __all__ = ["BACKEND", *_NAMES]

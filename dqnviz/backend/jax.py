@@ -24,6 +24,13 @@ import numpy as np
 
 from dqnviz.config import env_switch
 
+def eagerly(fn):
+    """``fn()`` computed at once, also while ``jax.jit`` traces, where every operation is otherwise
+    staged into the trace, constants' too (``jax.ensure_compile_time_eval``)."""
+    with jax.ensure_compile_time_eval():
+        return fn()
+
+
 def has_accelerator() -> bool:
     """Whether JAX computes on an accelerator (a GPU or TPU), not the host's CPU."""
     return jax.default_backend() != "cpu"

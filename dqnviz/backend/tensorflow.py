@@ -16,6 +16,13 @@ import tensorflow as tf
 from dqnviz.config import env_switch
 
 
+def eagerly(fn):
+    """``fn()`` run eagerly, also inside a ``tf.function`` being traced (``tf.init_scope``), so that
+    its tensors have values."""
+    with tf.init_scope():
+        return fn()
+
+
 def has_accelerator() -> bool:
     """Whether TensorFlow computes on a GPU, not the host's CPU."""
     return bool(tf.config.list_physical_devices("GPU"))
