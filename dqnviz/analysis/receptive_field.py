@@ -253,7 +253,7 @@ def effective_receptive_field(model, states, layer, mass=0.9, *, batch_size=128)
     using plain gradients (ordinary ReLU derivatives, not guided backprop). ``size`` is the side
     of the smallest square centred on the centre unit's theoretical receptive-field centre
     (in input pixels) that holds at least ``mass`` of ``Σ E``; it never exceeds the
-    theoretical size. ``core`` is the same side for half the mass: with mass 0.9 a gradient
+    theoretical field's larger side (for a field of 3 × 5 pixels, a square of side 5 at most). ``core`` is the same side for half the mass: with mass 0.9 a gradient
     spread evenly over the theoretical field already needs √0.9 ≈ 95% of its side, so ``size``
     alone barely tells a unit that listens to its field's centre from one that listens to all
     of it; ``core`` (√0.5 ≈ 71% for an even spread) does.
