@@ -35,10 +35,10 @@ def _temporary_beside(path: Path, suffix: str) -> tuple[str, list[Path]]:
     """A new empty file in ``path``'s folder, and the folders made for it (deepest first), which
     were missing; an OSError is a one-line UserError."""
     made, folder = [], path.parent
-    while not folder.exists() and folder != folder.parent:
-        made.append(folder)
-        folder = folder.parent
     try:
+        while not folder.exists() and folder != folder.parent:
+            made.append(folder)
+            folder = folder.parent
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=suffix, dir=path.parent)
     except OSError as error:

@@ -290,8 +290,12 @@ class Trainer:
         # The run's identity, kept through every resume of it, so that compare tells one run's epochs
         # from another run of the same name: a new one for a new run, a run branched off (another
         # name), or one resumed from a snapshot that records none.
+        # ``run_id_since``: the first epoch that carries it (a run begun before run identities, resumed
+        # as itself, takes one from its resume on; its older snapshots have none).
         same_run = resume is not None and meta.get("run") == run and meta.get("run_id")
         self.run_id = str(meta["run_id"]) if same_run else uuid.uuid4().hex
+        self.run_id_since = int(meta.get("run_id_since", 0)) if same_run else (
+            0 if resume is None or meta.get("run") != run else self.start_epoch)
         self.resume_path = getattr(resume, "path", None)
         self.total_time_before = float(meta.get("total_time", 0.0))
         self.validation = None
@@ -426,7 +430,7 @@ class Trainer:
                         if not counted.any():
                             break
                     elif not testing and self.budget is not None and self.budget.spent():
-                        self.budget_cut = (epoch, phase, stats.steps, steps)
+                        self.budget_cut = (epoch, phase, stats.steps, total)
                         progress.set_total(stats.steps)  # the bar ends full, at what was played
                         progress.update(stats.steps, **{"budget left": self.budget.left()})
                         break
@@ -576,7 +580,7 @@ class Trainer:
             test_score=test_score, train_steps_done=self.train_steps_done, weight_updates=self.learner.updates,
             total_time=self.total_time_before + time.perf_counter() - self.started,
             initialised_under=self.initialised_under, init_seed=self.init_seed,
-            initialisation=self.initialisation, run_id=self.run_id,
+            initialisation=self.initialisation, run_id=self.run_id, run_id_since=self.run_id_since,
             **{"replay_memory_count": len(self.replay), **extra},
         )
         model = self.learner.model()
@@ -700,17 +704,19 @@ class Trainer:
         self.save(epoch, test_score=self.test_scores[epoch], **extra)
         self._remove_superseded(epoch)
 
-    def _budget_line(self, next_epoch: int) -> str:
+    def _budget_line(self, next_epoch: int | None) -> str:
         """What the spent budget cut: ``… spent: epoch 6's train phase stopped after 312,064 of its
-        500,096 steps; epoch 7 is not begun``."""
+        500,096 steps; epoch 7 is not begun`` (``next_epoch`` None: the cut epoch was the last)."""
         if self.budget_cut is None:
             return f"{self.budget} is spent: epoch {next_epoch} is not begun"
         epoch, phase, played, planned = self.budget_cut
         whose = f"epoch {epoch}'s train phase" if phase == "train" else f"the {phase} phase"
         cut = f"{whose} stopped after {played:,} of its {planned:,} {plural('step', planned)}"
         if phase != "train":
+            if played >= planned:
+                return f"{self.budget} is spent: it ran out with the {phase} phase, before training began"
             return f"{self.budget} is spent: {cut}, before training began"
-        return f"{self.budget} is spent: {cut}; epoch {next_epoch} is not begun"
+        return f"{self.budget} is spent: {cut}" + (f"; epoch {next_epoch} is not begun" if next_epoch else "")
 
     def discard_if_unused(self) -> None:
         """A fresh run that ends before its first row leaves no file: its CSV (see
@@ -726,6 +732,8 @@ class Trainer:
         started = time.perf_counter()
         steps = self.replay_fill_steps()
         stats = self.run_phase(self.start_epoch, "refill", steps, progress_label="refilling replay memory")
+        if self.budget is not None and self.budget.spent() and self.budget_cut is None:
+            self.budget_cut = (self.start_epoch, "refill", stats.steps, stats.steps)
         if self.budget_cut is not None:  # no epoch follows: the run's CSV says nothing of this sitting
             return
         self._keep_validation_states()
@@ -747,6 +755,8 @@ class Trainer:
             if epoch == 0:
                 epoch_started = time.perf_counter()
                 stats = self.run_phase(0, "random", config.random_steps)
+                if self.budget is not None and self.budget.spent() and self.budget_cut is None:
+                    self.budget_cut = (0, "random", stats.steps, stats.steps)  # played whole, and nothing after it
                 if self.budget_cut is None:  # else no epoch follows: the run trained nothing, and keeps no file
                     self._keep_validation_states()
                     self.write_row(stats, epoch_started)
@@ -781,6 +791,10 @@ class Trainer:
                              f"none is played, and the epoch goes on to its snapshot and test phase")
                 stats = self.run_phase(epoch, "train", steps)
                 stats.add_earlier(earlier)
+                if self.budget_cut is not None and self.budget_cut[:2] == (epoch, "train"):
+                    # the phase's steps in all its sittings, as its row counts them
+                    _, _, played, planned = self.budget_cut
+                    self.budget_cut = (epoch, "train", stats.steps, stats.steps - played + planned)
                 # From the epoch's train row to its saved snapshot the epoch is trained but not yet
                 # kept: a stop signal there waits for the save, then stops as one in the test
                 # phase does (an _interrupted snapshot beside a train row would split the run)
@@ -819,6 +833,9 @@ class Trainer:
                 if stopped and epoch < config.epochs:  # the epoch is whole: its snapshot is where the run goes on
                     raise Interrupted(path, note=f"it stopped after epoch {epoch}'s test phase")
                 epoch += 1
+            if self.budget_cut is not None and not self.budget_stopped:  # it cut the last epoch
+                self.budget_stopped = True
+                self.log(self._budget_line(None))
         except KeyboardInterrupt:
             if phase == "tested":  # a second stop while the tested epoch was saved: its first save stands
                 raise Interrupted(self.snapshot_path(epoch), note=f"epoch {epoch}'s test row is written") from None

@@ -677,3 +677,32 @@ def test_a_time_budget_spent_before_training_leaves_no_file_and_a_bad_one_is_ref
         assert main(["train", "pong", *TINY, *dirs, "--minutes", wrong]) == 2
         error = capsys.readouterr().err.strip()
         assert error.count("\n") == 0 and "--minutes must be" in error
+
+
+@pytest.mark.parametrize("case", ["after the random phase", "in the last epoch"])
+def test_a_time_budget_spent_at_a_phase_end_or_in_the_last_epoch_is_said(tmp_path, capsys, monkeypatch, case):
+    """Spent just as the random phase ends: no epoch follows and no file is left (its row and
+    validation states would only take the run's name). Spent in the last epoch's train phase:
+    the cut is said though no epoch was left to begin."""
+    from dqnviz import trainer as trainer_module
+
+    made = []
+    original = trainer_module.Trainer.__init__
+
+    def recording_init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(trainer_module.Trainer, "__init__", recording_init)
+    spent = (lambda t: t.total_steps >= 64) if case == "after the random phase" else (lambda t: t.train_steps_done >= 20)
+    monkeypatch.setattr(trainer_module.TimeBudget, "spent", lambda self: spent(made[-1]))
+    dirs = ["--snapshot-dir", str(tmp_path / "snap"), "--report-dir", str(tmp_path / "rep")]
+    assert main(["train", "pong", "--epochs", "1", *TINY, *dirs, "--minutes", "3"]) == 0
+    out = capsys.readouterr().out
+    if case == "after the random phase":
+        assert "the time budget (--minutes 3) is spent: it ran out with the random phase, before training began" in out
+        assert out.strip().endswith("no file is left")
+        assert not (tmp_path / "rep").exists() and not (tmp_path / "snap").exists()
+    else:
+        assert "the time budget (--minutes 3) is spent: epoch 1's train phase stopped after 20 of its 48 steps\n" in out
+        assert [(r["phase"], r["steps"]) for r in rows(tmp_path / "rep" / "pong.csv")][1] == ("train", "20")

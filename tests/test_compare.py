@@ -378,7 +378,10 @@ def test_two_runs_of_one_name_are_told_apart_by_identity_network_or_first_weight
     assert order_snapshots([late, other]) == ([late, other], False)  # two identities: two runs
     old_nature, old_dueling = snapshot("c_13", 13), snapshot("d_2", 2, dueling=True)
     assert not order_snapshots([old_nature, old_dueling])[1]  # no identities: the networks differ
-    assert order_snapshots([old_nature, early])[1]  # mixed, same network and nothing else recorded
+    assert not order_snapshots([old_nature, early])[1]  # a run begun with an identity has no epoch without one
+    adopted = snapshot("g_14", 14, run_id="r3", run_id_since=14)  # an old run resumed as itself at epoch 14
+    assert order_snapshots([adopted, old_nature]) == ([old_nature, adopted], True)
+    assert not order_snapshots([early, snapshot("h_1", 1, run_id="r1")])[1]  # two epoch 1s: forks, no time line
     assert not order_snapshots([snapshot("e_1", 1, init_seed=0), snapshot("e_2", 2, init_seed=1)])[1]
     assert order_snapshots([snapshot("f_1", 1, init_seed=4), snapshot("f_2", 2, init_seed=4)])[1]
 
@@ -388,6 +391,9 @@ def test_two_runs_of_one_name_are_told_apart_by_identity_network_or_first_weight
     assert distinct_labels([tmp_path / "p" / "breakout_1.keras", tmp_path / "q" / "breakout_1.keras"]) == [
         "p_breakout_1", "q_breakout_1"]
     assert distinct_labels(["snapshots/pong_24.keras", "snapshots/breakout_13.keras"]) == ["pong_24", "breakout_13"]
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "early.keras").symlink_to(tmp_path / "a_1.keras")  # a link keeps the name it was given
+    assert distinct_labels([tmp_path / "links" / "early.keras", tmp_path / "a_1.keras"]) == ["early", "a_1"]
 
 
 @pytest.fixture

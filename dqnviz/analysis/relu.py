@@ -57,23 +57,28 @@ def _keras_activation(function) -> bool:
     return getattr(function, "__module__", "").startswith("keras.src.activations")
 
 
-def _values(function, probe):
-    """``function(probe)`` as float64 numpy, computed at once (even while a model is being
+def _values(function, probe, dtype="float32"):
+    """``function(probe)`` as float64 numpy, the probe given as ``dtype`` (a layer's compute
+    dtype: float16 under mixed precision), computed at once (even while a model is being
     compiled), or None where it fails or changes the shape."""
     from dqnviz import backend
 
     try:
-        values = backend.eagerly(lambda: ops.convert_to_numpy(function(ops.convert_to_tensor(probe))))
+        values = backend.eagerly(lambda: ops.convert_to_numpy(function(ops.convert_to_tensor(probe, dtype=dtype))))
     except Exception:  # a function of other inputs (a shape, a dtype): no activation of these
         return None
     values = np.asarray(values, np.float64)
     return values if values.shape == probe.shape and np.all(np.isfinite(values)) else None
 
 
-def _computes_rectifier(function) -> bool:
+def _tolerance(dtype) -> float:
+    return 1e-3 if "16" in str(dtype) else 1e-5
+
+
+def _computes_rectifier(function, dtype="float32") -> bool:
     """Whether ``f(x) = min(x, m)`` for x > 0 (m ≥ 1, or none) and ``α·x`` for x ≤ 0 (0 ≤ α < 1)
     on :data:`_PROBE`: ReLU (α = 0, no cap), ReLU6 (m = 6), leaky ReLU (α)."""
-    y = _values(function, _PROBE)
+    y = _values(function, _PROBE, dtype)
     if y is None:
         return False
     alpha = -y[_PROBE == -1.0][0]
@@ -81,48 +86,53 @@ def _computes_rectifier(function) -> bool:
     if not (0.0 <= alpha < 1.0 and cap >= 1.0):
         return False
     expected = np.where(_PROBE > 0, np.minimum(_PROBE, cap), alpha * _PROBE)
-    return bool(np.allclose(y, expected, rtol=1e-5, atol=1e-6))
+    return bool(np.allclose(y, expected, rtol=_tolerance(dtype), atol=_tolerance(dtype) / 10))
 
 
-def _computes_softmax(function) -> bool:
+def _computes_softmax(function, dtype="float32") -> bool:
     """Whether ``f(z) = exp(z) / Σ exp(z)`` over the last axis on :data:`_PROBE_ROWS`."""
-    y = _values(function, _PROBE_ROWS)
+    y = _values(function, _PROBE_ROWS, dtype)
     if y is None:
         return False
     z = _PROBE_ROWS.astype(np.float64)
     expected = np.exp(z - z.max(-1, keepdims=True))
-    return bool(np.allclose(y, expected / expected.sum(-1, keepdims=True), rtol=1e-5, atol=1e-6))
+    tolerance = _tolerance(dtype)
+    return bool(np.allclose(y, expected / expected.sum(-1, keepdims=True), rtol=tolerance, atol=tolerance / 10))
 
 
-def _probe(function, kind: str) -> bool:
-    """``_computes_<kind>(function)``, once per hashable function."""
+def _probe(function, kind: str, dtype="float32", key=None) -> bool:
+    """``_computes_<kind>(function)``, read once per ``key`` (default: the function; a Lambda
+    layer with arguments gives the layer), kind and dtype. A function is taken to compute the same
+    each time it is called, as a model's activation does."""
     try:
-        key = (function, kind)
+        key = (function if key is None else key, kind, str(dtype))
         hash(key)
     except TypeError:
         key = None
     if key is not None and key in _probed:
         return _probed[key]
-    found = (_computes_rectifier if kind == "rectifier" else _computes_softmax)(function)
+    found = (_computes_rectifier if kind == "rectifier" else _computes_softmax)(function, dtype)
     if key is not None:
         _probed[key] = found
     return found
 
 
 def _activation_function(operation):
-    """The function whose output is ``operation``'s: a fused or ``Activation`` layer's
-    activation, a ``Lambda`` layer's function (with its arguments); else None."""
+    """``(function, key)``: the function whose output is ``operation``'s (a fused or
+    ``Activation`` layer's activation, a ``Lambda`` layer's function with its arguments), and what
+    its probe is kept under; ``(None, None)`` for other operations."""
     if isinstance(operation, _FUSED_ACTIVATION_LAYERS):
-        return getattr(operation, "activation", None)
+        function = getattr(operation, "activation", None)
+        return function, function
     if isinstance(operation, keras.layers.Lambda) and callable(getattr(operation, "function", None)):
         arguments = getattr(operation, "arguments", None) or {}
         if not arguments:
-            return operation.function
-        return lambda x: operation.function(x, **arguments)
-    return None
+            return operation.function, operation.function
+        return (lambda x: operation.function(x, **arguments)), operation
+    return None, None
 
 
-def acts_as_rectifier(function) -> bool:
+def acts_as_rectifier(function, dtype="float32", key=None) -> bool:
     """Whether the activation ``function`` is a rectifier: Keras' ``relu``, ``relu6`` and
     ``leaky_relu``, or any other function (not one of ``keras.activations``') that computes
     ``min(x, m)`` for x > 0 and ``α·x`` below (0 ≤ α < 1, m ≥ 1 or none) on a probe vector:
@@ -131,7 +141,7 @@ def acts_as_rectifier(function) -> bool:
         return False
     if any(function is f for f in _RECTIFIERS):
         return True
-    return not _keras_activation(function) and _probe(function, "rectifier")
+    return not _keras_activation(function) and _probe(function, "rectifier", dtype, key)
 
 
 def acts_as_softmax(function) -> bool:
@@ -161,7 +171,8 @@ def is_relu_output(operation) -> bool:
     """
     if isinstance(operation, (keras.layers.ReLU, keras.layers.LeakyReLU)):
         return True
-    return acts_as_rectifier(_activation_function(operation))
+    function, key = _activation_function(operation)
+    return acts_as_rectifier(function, getattr(operation, "compute_dtype", None) or "float32", key)
 
 
 @ops.custom_gradient

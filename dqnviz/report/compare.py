@@ -176,9 +176,12 @@ def one_run(snapshots: list) -> bool:
     """Whether ``snapshots`` are epochs of one training run: one game and one run name
     (``snapshots/<run>_<epoch>.keras``), and then
 
+    * no two of one epoch (forks of one snapshot, or copies);
     * where every one records a ``run_id`` (kept through a run's resumes): the same one;
-    * else (snapshots older than run identities, or mixed): the same network (layers and weight
-      shapes), and the same ``init_seed`` and ``initialised_under`` wherever two record them.
+    * where some do: the same one, and those without one older than its ``run_id_since`` (the
+      epoch a run begun before run identities took one; 0 for a run begun with one), and
+    * where none or only some do: the same network (layers and weight shapes), and the same
+      ``init_seed`` and ``initialised_under`` wherever two record them.
 
     Two runs of one name (``dqnviz train breakout`` here and the shipped ``breakout_13``) are
     then told apart by their identities, or failing those by their networks or first weights.
@@ -187,9 +190,19 @@ def one_run(snapshots: list) -> bool:
         return False
     if len({(s.meta.get("game"), s.meta.get("run") or s.meta.get("game")) for s in snapshots}) != 1:
         return False
+    if len({float(s.meta.get("epoch") or 0) for s in snapshots}) < len(snapshots):
+        return False  # two of one epoch: forks of one snapshot, or copies, are no time line
     ids = [s.meta.get("run_id") for s in snapshots]
-    if all(ids):
-        return len(set(ids)) == 1
+    if any(ids):
+        if len({i for i in ids if i}) > 1:
+            return False
+        # a snapshot without an identity is this run's only if older than the identity: a run begun
+        # before identities, resumed as itself, carries one from ``run_id_since`` on
+        since = min(int(s.meta.get("run_id_since", 0)) for s in snapshots if s.meta.get("run_id"))
+        if any(not s.meta.get("run_id") and float(s.meta.get("epoch") or 0) >= since for s in snapshots):
+            return False
+        if all(ids):
+            return True
     if len({_network_shape(s) for s in snapshots if s.model is not None}) > 1:
         return False
     for key in ("init_seed", "initialised_under"):
@@ -210,19 +223,27 @@ def order_snapshots(snapshots: list) -> tuple[list, bool]:
 def distinct_labels(paths: list) -> list[str]:
     """A label per snapshot path that tells them apart: the file's stem (``breakout_1``), or where
     two stems are equal, as many of their folders as it takes, joined by ``_``
-    (``runA_snapshots_breakout_1``), from the resolved paths; failing that, ``_1``, ``_2`` … added."""
+    (``runA_snapshots_breakout_1``), from the paths as given (a link keeps its own name); failing
+    that (one path twice), ``_2``, ``_3`` … added to the repeats."""
     from pathlib import Path
 
-    resolved = [Path(p).resolve() for p in paths]
-    stems = [r.stem for r in resolved]
+    import os
+
+    typed = [Path(os.path.abspath(p)) for p in paths]  # as given (a link keeps its own name)
+    stems = [r.stem for r in typed]
     if len(set(stems)) == len(stems):
         return stems
-    deepest = max(len(r.parents) for r in resolved)
+    deepest = max(len(r.parents) for r in typed)
     for depth in range(1, deepest + 1):
-        labels = ["_".join([*(part for part in r.parent.parts[-depth:] if part not in ("/", "")), r.stem]) for r in resolved]
+        labels = ["_".join([*(part for part in r.parent.parts[-depth:] if part not in ("/", "")), r.stem]) for r in typed]
         if len(set(labels)) == len(labels):
             return labels
-    return [f"{stem}_{i + 1}" for i, stem in enumerate(stems)]
+    seen: dict = {}
+    labels = []
+    for stem in stems:  # the same path twice: only the repeats numbered
+        seen[stem] = seen.get(stem, 0) + 1
+        labels.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+    return labels
 
 
 def layer_facts(model):
