@@ -290,3 +290,26 @@ def test_only_functions_that_compute_a_rectifier_are_taken_for_one():
         assert not acts_as_rectifier(other)
     assert acts_as_softmax(keras.ops.softmax) and acts_as_softmax(keras.activations.softmax)
     assert not acts_as_softmax(keras.ops.sigmoid) and not acts_as_softmax(keras.ops.relu)
+
+
+def test_a_lambda_with_arguments_is_probed_once_and_a_float16_activation_in_its_own_dtype():
+    """A Lambda layer with arguments is read once (its probe kept under the layer, not under a new
+    function per call), and an activation that takes float16 only is probed in float16."""
+    from dqnviz.analysis import relu
+
+    leaky = keras.layers.Lambda(keras.ops.leaky_relu, arguments={"negative_slope": 0.2})
+    squared = keras.layers.Lambda(keras.ops.power, arguments={"x2": 2})
+    before = len(relu._probed)
+    for _ in range(5):
+        assert relu.is_relu_output(leaky) and not relu.is_relu_output(squared)
+    assert len(relu._probed) == before + 2
+
+    def float16_only(t):
+        if keras.backend.standardize_dtype(t.dtype) != "float16":
+            raise TypeError("float16 inputs only")
+        return keras.ops.relu(t)
+
+    assert not relu.acts_as_rectifier(float16_only)
+    assert relu.acts_as_rectifier(float16_only, "float16")
+    layer = keras.layers.Activation(float16_only, dtype="mixed_float16")
+    assert layer.compute_dtype == "float16" and relu.is_relu_output(layer)
