@@ -46,6 +46,12 @@ from dqnviz.units import format_bytes
 
 
 
+def steps_played(steps: int, num_envs: int) -> int:
+    """The agent steps a random or train phase of ``steps`` plays: whole iterations of one step per
+    environment, ⌈steps / n⌉ · n."""
+    return -(-steps // num_envs) * num_envs
+
+
 def passes_multiple(done: int, step: int, period: int) -> bool:
     """Whether a count going from ``done − step`` to ``done`` passes a multiple of ``period``:
     ⌊done / period⌋ > ⌊(done − step) / period⌋. The training loop's clock: updates every
@@ -411,7 +417,7 @@ class Trainer:
 
         # a random or train phase plays whole iterations, n agent steps each: its bar counts to the
         # multiple of n it ends at (a test phase's games play on past its budget, counted past it)
-        total = steps if testing else -(-steps // n) * n
+        total = steps if testing else steps_played(steps, n)
         with Progress(label, total=total, enabled=self.show_progress, count_past_total=testing) as progress, deferred_interrupts() as stop:
             iteration = 0
             drawn_ahead = None  # the next iteration's batches, drawn while the device works

@@ -315,7 +315,7 @@ def run(args) -> int:
     trainer = None
     try:
         with stop_requests_accepted():  # output that cannot be written stops the run where it can resume
-            from dqnviz.trainer import Interrupted, TimeBudget, Trainer
+            from dqnviz.trainer import Interrupted, TimeBudget, Trainer, steps_played
 
             trainer = Trainer(rom, config, run=run_name, snapshot_dir=snapshot_dir, report_dir=report_dir,
                               resume=resume, show_progress=not args.quiet, profile="overlapped" if args.profile else False,
@@ -330,7 +330,7 @@ def run(args) -> int:
                 say(f"changed from the run's options: {', '.join(changes)}")
             say(f"training {rom.name} as run {run_name}: {config.num_envs} env(s), replay {config.replay_size:,}, "
                   f"snapshots in {snapshot_dir}{os.sep}, statistics in {trainer.csv.path}")
-            rounded = [f"--{name.replace('_', '-')} {value:,} plays {-(-value // config.num_envs) * config.num_envs:,}"
+            rounded = [f"--{name.replace('_', '-')} {value:,} plays {steps_played(value, config.num_envs):,}"
                        for name, value in (("random_steps", config.random_steps), ("train_steps", config.train_steps))
                        if value % config.num_envs]
             if rounded:  # each iteration steps every environment once

@@ -167,11 +167,6 @@ class CompareData:
     shared_start: list = field(default_factory=list)  # dicts per pair that started from the same weights
 
 
-def _network_shape(snapshot) -> tuple:
-    """The network's layers and weight shapes: ``((name, (shape, …)), …)``."""
-    return tuple((layer.name, tuple(tuple(w.shape) for w in layer.weights)) for layer in snapshot.model.layers)
-
-
 def one_run(snapshots: list) -> bool:
     """Whether ``snapshots`` are epochs of one training run: one game and one run name
     (``snapshots/<run>_<epoch>.keras``), and then
@@ -180,7 +175,8 @@ def one_run(snapshots: list) -> bool:
     * where every one records a ``run_id`` (kept through a run's resumes): the same one;
     * where some do: the same one, and those without one older than its ``run_id_since`` (the
       epoch a run begun before run identities took one; 0 for a run begun with one), and
-    * where none or only some do: the same network (layers and weight shapes), and the same
+    * where none or only some do: the same network (its input history and dueling head, as
+      ``--resume`` checks them; the game fixes the actions), and the same
       ``init_seed`` and ``initialised_under`` wherever two record them.
 
     Two runs of one name (``dqnviz train breakout`` here and the shipped ``breakout_13``) are
@@ -203,7 +199,9 @@ def one_run(snapshots: list) -> bool:
             return False
         if all(ids):
             return True
-    if len({_network_shape(s) for s in snapshots if s.model is not None}) > 1:
+    from dqnviz.resume import network_options  # what --resume checks a network by
+
+    if len({tuple(sorted(network_options(s).items())) for s in snapshots if s.model is not None}) > 1:
         return False
     for key in ("init_seed", "initialised_under"):
         if len({s.meta[key] for s in snapshots if s.meta.get(key) is not None}) > 1:
