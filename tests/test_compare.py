@@ -363,7 +363,8 @@ def test_two_runs_of_one_game_are_compared_not_read_as_a_time_line(tmp_path):
 def test_two_runs_of_one_name_are_told_apart_by_identity_network_or_first_weights(tmp_path):
     """A user's `dqnviz train breakout` and the shipped breakout_13 share a name: their run
     identities (newer snapshots), else their networks or first weights, say they are two runs."""
-    from dqnviz.report.compare import distinct_labels, order_snapshots
+    from dqnviz.report.compare import order_snapshots
+    from dqnviz.report.render import distinct_labels
     from dqnviz.snapshot import load_snapshot
 
     def snapshot(name, epoch, **meta):
@@ -391,6 +392,9 @@ def test_two_runs_of_one_name_are_told_apart_by_identity_network_or_first_weight
     assert distinct_labels([tmp_path / "p" / "breakout_1.keras", tmp_path / "q" / "breakout_1.keras"]) == [
         "p_breakout_1", "q_breakout_1"]
     assert distinct_labels(["snapshots/pong_24.keras", "snapshots/breakout_13.keras"]) == ["pong_24", "breakout_13"]
+    assert distinct_labels([*paths, tmp_path / "x" / "snapshots" / "pong_2.keras"]) == [  # only those sharing a stem
+        "x_snapshots_breakout_1", "y_snapshots_breakout_1", "pong_2"]
+    assert distinct_labels([paths[0], paths[0], paths[1]]) == ["breakout_1", "breakout_1_2", "breakout_1_3"]
     (tmp_path / "links").mkdir()
     (tmp_path / "links" / "early.keras").symlink_to(tmp_path / "a_1.keras")  # a link keeps the name it was given
     assert distinct_labels([tmp_path / "links" / "early.keras", tmp_path / "a_1.keras"]) == ["early", "a_1"]

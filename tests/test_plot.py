@@ -336,6 +336,25 @@ def test_the_same_csv_twice_is_drawn_once(tmp_path, capsys, monkeypatch):
     assert "2 CSV files were given twice, drawn once" in capsys.readouterr().err
 
 
+def test_two_runs_of_one_name_are_told_apart_by_their_folders(tmp_path, monkeypatch):
+    from dqnviz.report import plot
+
+    monkeypatch.chdir(tmp_path)
+    for run in ("runA", "runB"):
+        (tmp_path / run / "reports").mkdir(parents=True)
+        write_stats(tmp_path / run / "reports" / "pong.csv")
+    write_stats(tmp_path / "breakout.csv")
+    drawn = []
+    original = plot.render_page
+    monkeypatch.setattr(plot, "render_page", lambda runs, fields, **options: drawn.append([r.name for r in runs])
+                        or original(runs, fields, **options))
+    assert run_cli(["plot", "runA/reports/pong.csv", str(tmp_path / "runB/reports/pong.csv"), "breakout.csv",
+                    "--out", "p.html"]) == 0
+    assert drawn == [["runA/reports/pong", "runB/reports/pong", "breakout"]]  # only the folders it takes
+    page = (tmp_path / "p.html").read_text()
+    assert "runA/reports/pong" in page and "runB/reports/pong" in page
+
+
 def test_cells_that_are_not_numbers_are_gaps_and_reported(tmp_path, capsys):
     from dqnviz.report.plot import read_stats
 

@@ -80,8 +80,9 @@ def run(args) -> int:
         raise UserError(f"--out {out} is a folder; give a file name such as {out / 'compare.html'}")
 
     from dqnviz.report.compare import (
-        build_context, check_filter_count, check_history, default_output, distinct_labels, gather, write_report,
+        build_context, check_filter_count, check_history, default_output, gather, write_report,
     )
+    from dqnviz.report.render import distinct_labels
 
     snapshots = [load_snapshot(path) for path in args.snapshots]
     check_history(snapshots)  # before any game is played

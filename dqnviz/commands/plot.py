@@ -54,7 +54,7 @@ def run(args) -> int:
         ScoresCSV, check_fields, check_x, default_output, group_notes, parse_fields, read_stats, render_page,
         write_png,
     )
-    from dqnviz.report.render import write_html
+    from dqnviz.report.render import distinct_labels, write_html
     from dqnviz.outputs import check_output
 
     fields = parse_fields(args.fields)
@@ -100,10 +100,9 @@ def run(args) -> int:
             (line, column, text), more = run.unreadable[0], len(run.unreadable) - 1
             print(f"dqnviz plot: {run.path} line {line}: {column} {text!r} is not a finite number, left out of "
                   f"the charts" + (f" (and {more} more)" if more else ""), file=sys.stderr)
-    names = [run.name for run in runs]
-    if len(set(names)) != len(names):  # two files with one stem: name them by path instead
-        for run in runs:
-            run.name = str(Path(run.path).with_suffix(""))
+    # each run is named by its file's stem, or where two share one, with as many folders as tell them apart
+    for run, name in zip(runs, distinct_labels([run.path for run in runs], joiner="/")):
+        run.name = name
     taken = [run.name for run in runs]
     for group in groups:
         if group.name in taken:

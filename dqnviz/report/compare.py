@@ -218,32 +218,6 @@ def order_snapshots(snapshots: list) -> tuple[list, bool]:
     return list(snapshots), False
 
 
-def distinct_labels(paths: list) -> list[str]:
-    """A label per snapshot path that tells them apart: the file's stem (``breakout_1``), or where
-    two stems are equal, as many of their folders as it takes, joined by ``_``
-    (``runA_snapshots_breakout_1``), from the paths as given (a link keeps its own name); failing
-    that (one path twice), ``_2``, ``_3`` … added to the repeats."""
-    from pathlib import Path
-
-    import os
-
-    typed = [Path(os.path.abspath(p)) for p in paths]  # as given (a link keeps its own name)
-    stems = [r.stem for r in typed]
-    if len(set(stems)) == len(stems):
-        return stems
-    deepest = max(len(r.parents) for r in typed)
-    for depth in range(1, deepest + 1):
-        labels = ["_".join([*(part for part in r.parent.parts[-depth:] if part not in ("/", "")), r.stem]) for r in typed]
-        if len(set(labels)) == len(labels):
-            return labels
-    seen: dict = {}
-    labels = []
-    for stem in stems:  # the same path twice: only the repeats numbered
-        seen[stem] = seen.get(stem, 0) + 1
-        labels.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
-    return labels
-
-
 def layer_facts(model):
     import keras
 

@@ -123,6 +123,31 @@ def gradient_shares(gradient, labels) -> str:
     return ", ".join(f"{label} {100 * float(t) / whole:.0f}%" for label, t in zip(labels, totals))
 
 
+def distinct_labels(paths, joiner: str = "_") -> list[str]:
+    """A label per input file that tells them apart in a report: the file's stem (``breakout_1``),
+    or for files that share a stem, the stem with as many of their folders as it takes, joined by
+    ``joiner`` (``runA_snapshots_breakout_1``; ``runA/reports/pong`` with ``joiner="/"``), from
+    the paths as given (a link keeps its own name); failing that (one path twice), ``_2``, ``_3`` …
+    added to the repeats. A file whose stem no other shares keeps its stem."""
+    import os
+
+    typed = [Path(os.path.abspath(p)) for p in paths]  # as given (a link keeps its own name)
+    labels = [r.stem for r in typed]
+    for stem in {label for label in labels if labels.count(label) > 1}:
+        sharing = [i for i, r in enumerate(typed) if r.stem == stem]
+        for depth in range(1, max(len(typed[i].parents) for i in sharing) + 1):
+            longer = [joiner.join([*(part for part in typed[i].parent.parts[-depth:] if part not in ("/", "")), stem])
+                      for i in sharing]
+            if len(set(longer)) == len(longer) and not set(longer) & set(labels):
+                for i, label in zip(sharing, longer):
+                    labels[i] = label
+                break
+        else:  # the same path twice: only the repeats numbered
+            for count, i in enumerate(sharing[1:], start=2):
+                labels[i] = f"{stem}_{count}"
+    return labels
+
+
 def png_data_uri(image: np.ndarray, scale: int = 1) -> str:
     """A uint8 (H, W) grey, (H, W, 2) grey-and-alpha or (H, W, 3) RGB image as a
     ``data:image/png;base64,…`` URI, nearest-upscaled."""
