@@ -11,7 +11,7 @@ Snapshots and games: load_snapshot, save_snapshot, Snapshot, build_q_network, Tr
 resolve_rom, AtariEnv, env_for_snapshot, play_games.
 Analysis (dqnviz.analysis): guided_backprop, saliency, receptive_field, effective_receptive_field,
 top_activations, top_activations_by_layer, full_history, conv_layers, image_layers, rectified_by,
-temporal_lean, encode_rgb, encode_gradient_rgb, frames_strip.
+temporal_lean, linear_cka, encode_rgb, encode_gradient_rgb, frames_strip.
 Errors: UserError (a user's mistake, with a one-line message); ZeroGradientWarning (guided_backprop
 images that are all zero, with their cause).
 Report: nvis_report, the ``dqnviz nvis`` page for any Keras image model and the states you give::
@@ -45,6 +45,7 @@ _LAZY = {
     "image_layers": "dqnviz.analysis",
     "rectified_by": "dqnviz.analysis",
     "temporal_lean": "dqnviz.analysis",
+    "linear_cka": "dqnviz.analysis",
     "top_activations": "dqnviz.analysis",
     "top_activations_by_layer": "dqnviz.analysis",
     "full_history": "dqnviz.analysis",

@@ -328,6 +328,51 @@ def test_a_nested_model_called_twice_is_a_clear_error():
         dqnviz.receptive_field(model, "shared_conv")
 
 
+def test_a_layer_is_analysed_at_its_call_in_the_model_not_its_first_call_anywhere():
+    keras.utils.set_random_seed(13)
+    donor = keras.Sequential([keras.Input((16, 16, 4)), L.Conv2D(3, 3, activation="relu", name="taken")])
+    inputs = keras.Input((16, 16, 4))
+    taken = donor.get_layer("taken")(L.Conv2D(4, 5, name="stem")(inputs))  # its second call
+    model = keras.Model(inputs, L.Dense(2)(L.Flatten()(taken)))
+    assert dqnviz.receptive_field(model, "taken") == (5 + 2, 1)
+    states = rgb_states(2, (16, 16, 4))
+    by_hand = keras.Model(inputs, taken)  # the same call, as a model of its own
+    found = top_activations(model, states, "taken")
+    activations = np.asarray(by_hand(states))
+    assert [v for *_, v in found] == pytest.approx(activations.max(axis=(1, 2)).max(axis=0), rel=1e-5)
+    assert dqnviz.guided_backprop(model, states, "taken", 0).shape == states.shape
+
+    # a Sequential model built with add() calls its layers again at each add
+    grown = keras.Sequential([keras.Input((16, 16, 4))])
+    for layer in (L.Conv2D(2, 3, activation="relu", name="first"), L.Conv2D(2, 3, name="second"), L.Flatten()):
+        grown.add(layer)
+    assert len(grown.get_layer("first")._inbound_nodes) > 1
+    assert dqnviz.receptive_field(grown, "second") == (5, 1)
+    assert dqnviz.guided_backprop(grown, states, "first", 1).shape == states.shape
+
+
+def test_a_layer_called_twice_and_a_name_two_nested_layers_share_are_clear_errors():
+    keras.utils.set_random_seed(14)
+    shared = L.Conv2D(4, 3, padding="same", activation="relu", name="twice")
+    inputs = keras.Input((16, 16, 4))
+    twice = shared(L.Conv2D(4, 3, strides=2, padding="same")(shared(inputs)))
+    model = keras.Model(inputs, L.Dense(2)(L.Flatten()(twice)))
+    states = rgb_states(1, (16, 16, 4))
+    for analysis in (lambda: dqnviz.receptive_field(model, "twice"),
+                     lambda: dqnviz.guided_backprop(model, states, "twice", 0),
+                     lambda: top_activations(model, states, "twice")):
+        with pytest.raises(UserError, match=r"layer 'twice' is called 2 times in model"):
+            analysis()
+
+    first = keras.Sequential([keras.Input((16, 16, 2)), L.Conv2D(2, 3, padding="same", name="c1")], name="first")
+    second = keras.Sequential([keras.Input((16, 16, 2)), L.Conv2D(2, 7, padding="same", name="c1")], name="second")
+    inputs = keras.Input((16, 16, 2))
+    model = keras.Model(inputs, L.Dense(2)(L.Flatten()(second(first(inputs)))))
+    with pytest.raises(UserError, match=r"layer name 'c1' is ambiguous .*nested model 'first', nested model 'second'"):
+        dqnviz.receptive_field(model, "c1")
+    assert dqnviz.receptive_field(model, second.get_layer("c1")) == (9, 1)
+
+
 def test_unsupported_layers_are_clear_errors():
     keras.utils.set_random_seed(12)
     model = keras.Sequential([

@@ -76,6 +76,31 @@ def test_position_on_a_model_of_any_image_size_uses_these_states_size():
         dqnviz.guided_backprop(model, states, "v2", 1, position=(17, 3))
 
 
+@pytest.mark.parametrize("side, said", [
+    (5, r"states of 5×5 pixels are too small for model 'any_size': computed output size would be zero or negative"),
+    (1, r"states of 1×1 pixels are too small for model 'any_size'"),
+    (0, r"states of shape \(0, 0, 3\) have no pixels"),
+])
+def test_states_too_small_for_a_model_of_any_size_are_one_line(side, said):
+    keras.utils.set_random_seed(0)
+    x = keras.Input((None, None, 3))
+    y = layers.Conv2D(4, 3, strides=2, activation="relu", name="v1")(x)  # 5 → 2, then 3×3 "valid": none
+    y = layers.Conv2D(5, 3, activation="relu", name="v2")(y)
+    model = keras.Model(x, layers.Dense(2)(layers.GlobalAveragePooling2D()(y)), name="any_size")
+    states = _states((side, side, 3), count=2)
+    for analysis in (lambda: dqnviz.saliency(model, states), lambda: dqnviz.top_activations(model, states, "v2"),
+                     lambda: dqnviz.guided_backprop(model, states, "v2", 0),
+                     lambda: dqnviz.effective_receptive_field(model, states, "v1")):
+        with pytest.raises(UserError, match=said):
+            analysis()
+    assert dqnviz.saliency(model, _states((7, 7, 3), count=2)).shape == (2, 7, 7, 3)  # 7 → 3 → 1: enough
+
+
+def test_a_list_of_states_of_different_shapes_is_one_line():
+    with pytest.raises(UserError, match=r"states must be one array \(N, 16, 16, 3\); the ones given differ in shape"):
+        dqnviz.saliency(_classifier(), [np.zeros((16, 16, 3)), np.zeros((15, 16, 3))])
+
+
 def _classifier():
     keras.utils.set_random_seed(3)
     x = keras.Input((16, 16, 3))

@@ -101,3 +101,59 @@ def test_errors(nature):
     mlp = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(2, name="d")])
     with pytest.raises(UserError, match=r"no Conv2D layers"):
         receptive_field(mlp, "d")
+
+
+class _ResidualBlock(keras.layers.Layer):
+    """Custom code the walk cannot read: x + relu(conv5×5(x)), keeping the size."""
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.conv = keras.layers.Conv2D(4, 5, padding="same")
+
+    def call(self, x):
+        return x + keras.ops.relu(self.conv(x))
+
+
+class _SubclassedBlock(keras.Model):
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.conv = keras.layers.Conv2D(4, 3, padding="same")
+
+    def call(self, x):
+        return keras.ops.relu(self.conv(x))
+
+
+def _around(middle, spatial=(32, 32, 2), stride=1):
+    """Conv c1 (3×3, ``stride``) → ``middle`` → conv c2 (3×3), with a Dense head."""
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input(spatial)
+    x = keras.layers.Conv2D(4, 3, strides=stride, name="c1")(inputs)
+    x = keras.layers.Conv2D(4, 3, name="c2")(middle(x))
+    pooled = keras.layers.GlobalMaxPooling2D()(x) if spatial[0] is None else keras.layers.Flatten()(x)
+    return keras.Model(inputs, keras.layers.Dense(2)(pooled))
+
+
+@pytest.mark.parametrize("middle, stride, expected", [
+    (lambda: _ResidualBlock(name="block"), 1, (3 + 4 + 2, 1)),
+    (lambda: keras.layers.Lambda(lambda t: keras.ops.average_pool(t, 3, 1, "same"), name="blur"), 1, (3 + 2 + 2, 1)),
+    (lambda: _SubclassedBlock(name="sub"), 2, (3 + 2 * 2 + 2 * 2, 2)),
+    (lambda: keras.layers.Dropout(0.5), 1, (3 + 2, 1)),
+])
+def test_layers_of_unread_code_that_keep_the_size_add_their_measured_reach(middle, stride, expected):
+    model = _around(middle(), stride=stride)
+    assert receptive_field(model, "c2") == expected
+    states = np.random.default_rng(0).random((4, 32, 32, 2), np.float32)
+    erf = effective_receptive_field(model, states, "c2")
+    assert erf["theoretical"] == expected and 0 < erf["size"] <= expected[0]
+
+
+def test_a_measured_reach_works_for_images_of_any_size_and_moves_the_centre():
+    assert receptive_field(_around(_ResidualBlock(name="block"), spatial=(None, None, 2)), "c2") == (9, 1)
+    # out[y, x] = in[y, x − 2]: a reach of one pixel, two to the left of the unit
+    shift = keras.layers.Lambda(lambda t: keras.ops.pad(t, [[0, 0], [0, 0], [2, 0], [0, 0]])[:, :, :-2, :])
+    model = _around(shift, spatial=(20, 20, 2))
+    assert receptive_field(model, "c2") == (5, 1)
+    states = np.random.default_rng(0).random((2, 20, 20, 2), np.float32)
+    erf = effective_receptive_field(model, states, "c2")
+    unit = erf["unit"]  # c2's centre unit sees input pixels y + 0..4 and x − 2 + 0..4
+    assert erf["centre"] == (unit[0] + 2, unit[1] + 2 - 2)

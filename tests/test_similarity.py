@@ -207,3 +207,24 @@ def test_temporal_lean_is_each_input_frame_s_share_of_the_squared_weights():
     assert temporal_lean(2 * even) == pytest.approx(4 * lean)  # energy: quadratic in the weights
     with pytest.raises(ValueError, match=r"temporal_lean takes a Conv2D kernel \(kh, kw, frames, filters\), got shape \(8, 8, 4\)"):
         temporal_lean(np.zeros((8, 8, 4)))
+
+
+def test_temporal_lean_takes_the_layer_and_says_what_a_name_needs():
+    import keras
+
+    keras.utils.set_random_seed(5)
+    layer = keras.layers.Conv2D(6, 3)
+    layer.build((None, 12, 12, 4))
+    assert temporal_lean(layer).tolist() == temporal_lean(layer.get_weights()[0]).tolist()
+    with pytest.raises(ValueError, match=r"got the string 'conv1' \(for a layer of that name: "
+                                         r"temporal_lean\(model.get_layer\('conv1'\)\)\)"):
+        temporal_lean("conv1")
+    with pytest.raises(ValueError, match=r"takes a Conv2D kernel .* or a Conv2D layer, got dict"):
+        temporal_lean({"kernel": 1})
+
+
+def test_cka_never_passes_one():
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # rounding put CKA(X, X) at 1 + 2⁻⁵² for about 1 in 10 of these
+        x = rng.normal(size=(int(rng.integers(2, 60)), int(rng.integers(1, 40))))
+        assert linear_cka(x, x) <= 1.0 and linear_cka(x, x) == pytest.approx(1.0, abs=1e-12)

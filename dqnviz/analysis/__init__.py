@@ -19,6 +19,7 @@ positions, actions) and the model's current weights passed as arguments. Models 
 * :func:`conv_layers`, :func:`image_layers`, :func:`rectified_by`, :func:`top_activations`,
   :func:`top_activations_by_layer`, :func:`full_history` — layers and the inputs exciting them most.
 * :func:`temporal_lean` — how much of a first-layer kernel looks at each input frame.
+* :func:`linear_cka` — how alike two representations of the same states are (``dqnviz compare``'s CKA).
 
 Mistakes (unknown layer, filter out of range, no Conv2D layers, non-image input) and what is not
 supported (several inputs, a receptive field through Conv2DTranspose / UpSampling2D / Reshape or
@@ -30,9 +31,10 @@ from dqnviz.analysis.encoding import encode_gradient_rgb, encode_rgb, frames_str
 from dqnviz.analysis.guided import ZeroGradientWarning, guided_backprop
 from dqnviz.analysis.probes import (conv_layers, full_history, image_layers, rectified_by, top_activations,
                                     top_activations_by_layer)
+from dqnviz.analysis.relu import UnguidedCodeWarning
 from dqnviz.analysis.receptive_field import effective_receptive_field, receptive_field
 from dqnviz.analysis.saliency import saliency
-from dqnviz.analysis.similarity import temporal_lean
+from dqnviz.analysis.similarity import linear_cka, temporal_lean
 
 __all__ = [
     "conv_layers",
@@ -44,10 +46,12 @@ __all__ = [
     "guided_backprop",
     "ZeroGradientWarning",
     "image_layers",
+    "linear_cka",
     "receptive_field",
     "rectified_by",
     "saliency",
     "temporal_lean",
+    "UnguidedCodeWarning",
     "top_activations",
     "top_activations_by_layer",
 ]

@@ -12,11 +12,13 @@ nested model, and :func:`graph_runner` runs the outer graph up to the nested mod
 the nested graph up to the layer. A nested model must be called once in the outer graph.
 """
 
+import warnings
+
 import keras
 import numpy as np
 from keras import ops
 
-from dqnviz.analysis.relu import acts_as_softmax, is_relu_output, positive_gradient
+from dqnviz.analysis.relu import UnguidedCodeWarning, acts_as_softmax, is_relu_output, positive_gradient, runs_own_code
 from dqnviz.backend import compile_forward, compile_input_gradient, input_gradient
 from dqnviz.errors import UserError
 
@@ -106,8 +108,7 @@ def nested_input(model, nested):
     Raises:
         UserError: ``nested`` is called on several tensors or more than once in ``model``.
     """
-    graph = keras.Function(model.inputs, model.outputs)
-    nodes = [node for depth in graph._nodes_by_depth.values() for node in depth if node.operation is nested]
+    nodes = [node for node in graph_nodes(model) if node.operation is nested]
     if len(nodes) != 1 or len(nodes[0].input_tensors) != 1:
         raise UserError(
             f"nested model {nested.name!r} is called {len(nodes)} times or on several inputs in "
@@ -136,7 +137,8 @@ def conv_layer_objects(model) -> list:
 def resolve_layer(model, layer):
     """Turn a layer name or Layer object into a layer of ``model`` or of a model nested in it.
 
-    A name is looked up among the top-level layers first, then inside nested models in order.
+    A name is looked up among the top-level layers and inside nested models; a name that two of
+    them share (nested models may repeat their layers' names) is refused: pass the object.
 
     Args:
         model: a Keras model (validated with :func:`check_model`).
@@ -146,8 +148,9 @@ def resolve_layer(model, layer):
         The Layer object.
 
     Raises:
-        UserError: unknown name or a layer that is not part of the model (the message lists
-            the model's Conv2D layers), or a channels_first layer (:func:`check_channels_last`).
+        UserError: unknown or ambiguous name, or a layer that is not part of the model (the
+            message lists the model's Conv2D layers), or a channels_first layer
+            (:func:`check_channels_last`).
     """
     convs = [l.name for l in conv_layer_objects(model)]
     if isinstance(layer, keras.layers.Layer):
@@ -159,12 +162,27 @@ def resolve_layer(model, layer):
         )
     if not isinstance(layer, str):
         raise UserError(f"a layer must be a name or a Keras layer, got {type(layer).__name__}")
+    named = []
     for candidate in model.layers + all_layers(model):
-        if candidate.name == layer:
-            return check_channels_last(candidate)
+        if candidate.name == layer and not any(candidate is other for other in named):
+            named.append(candidate)
+    if len(named) > 1:
+        raise UserError(
+            f"layer name {layer!r} is ambiguous in model {model.name!r}: {len(named)} layers have it "
+            f"(in {', '.join(_holder(model, candidate) for candidate in named)}); pass the layer object "
+            "itself, e.g. model.get_layer(NESTED_MODEL).get_layer(NAME)"
+        )
+    if named:
+        return check_channels_last(named[0])
     raise UserError(
         f"unknown layer {layer!r}; the conv layers of model {model.name!r} are: {', '.join(convs)}"
     )
+
+
+def _holder(model, layer) -> str:
+    """Which model holds ``layer``: ``model 'outer'`` or ``nested model 'backbone'``."""
+    chain = nesting(model, layer) or []
+    return f"nested model {chain[-1].name!r}" if chain else f"model {model.name!r}"
 
 
 def check_channels_last(layer):
@@ -198,15 +216,42 @@ def check_batch_size(batch_size) -> int:
     return int(batch_size)
 
 
+def graph_nodes(model) -> list:
+    """The nodes (layer calls) of ``model``'s own graph, nested models' insides not included:
+    built once per model."""
+    def build():
+        graph = keras.Function(model.inputs, model.outputs)
+        return [node for depth in graph._nodes_by_depth.values() for node in depth]
+
+    return _compiled(model, ("graph nodes",), build)
+
+
 def layer_output(model, layer):
-    """The symbolic output tensor of ``layer`` inside ``model``'s graph."""
-    try:
-        return layer.output
-    except (AttributeError, ValueError) as error:
+    """The symbolic output tensor of ``layer`` in the graph that holds it: ``model``'s own, or that
+    of the model nested in it that the layer belongs to.
+
+    That is the layer's call in this graph, not ``layer.output``, which is its first call
+    anywhere: a layer taken from another model, or one of a Sequential model rebuilt by
+    ``add()``, has calls outside this graph.
+
+    Raises:
+        UserError: ``layer`` is not part of ``model``, is called more than once in its graph (a
+            shared layer: which call would be meant?), or has several outputs.
+    """
+    chain = nesting(model, layer)
+    if chain is None:
+        raise UserError(f"layer {layer.name!r} is not part of model {model.name!r}")
+    graph = chain[-1] if chain else model
+    calls = [node for node in graph_nodes(graph) if node.operation is layer]
+    if len(calls) != 1:
         raise UserError(
-            f"layer {layer.name!r} has no single output in model {model.name!r} "
-            f"(shared or unconnected layer): {error}"
-        ) from None
+            f"layer {layer.name!r} is called {len(calls)} times in model {graph.name!r}; only a layer "
+            "called once has one output to analyse (give each call a layer of its own)"
+        )
+    if len(calls[0].output_tensors) != 1:
+        raise UserError(f"layer {layer.name!r} has {len(calls[0].output_tensors)} outputs; "
+                        "only a layer with one output can be analysed")
+    return calls[0].output_tensors[0]
 
 
 def num_channels(model, layer) -> int:
@@ -265,7 +310,11 @@ def as_batch(model, states):
     if isinstance(states, dict):
         raise UserError(f"states must be one array (N, {', '.join(str(e) for e in expected)}), not a dict: "
                         "pass the image array itself")
-    array = np.asarray(states)
+    try:
+        array = np.asarray(states)
+    except ValueError:  # a list of states of different shapes
+        raise UserError(f"states must be one array (N, {', '.join(str(e) for e in expected)}); the ones given "
+                        "differ in shape") from None
     single = array.ndim == len(expected)
     if single:
         array = array[None]
@@ -280,11 +329,38 @@ def as_batch(model, states):
         raise UserError(f"states must be numeric, got dtype {array.dtype}")
     if len(array) == 0:
         raise UserError("no states given")
+    if None in expected:  # a model of any image size: the states' size must leave every layer some pixels
+        _check_fits(model, array.shape[1:])
     if array.dtype.kind == "f":
         bad = array.size - int(np.count_nonzero(np.isfinite(array)))
         if bad:
             raise UserError(f"states hold {bad} NaN or infinite values; the analyses need finite inputs")
     return array, single
+
+
+def _check_fits(model, shape) -> None:
+    """Make sure a model taking images of any size can take images of ``shape`` (H, W, C): none
+    empty, and none so small that a layer's output would have no pixels. Asked of the model's
+    graph once per size (Keras's output shapes, no computation).
+
+    Raises:
+        UserError: the images are empty or too small for the model.
+    """
+    if 0 in shape:
+        raise UserError(f"states of shape {shape} have no pixels")
+
+    def fits():
+        try:
+            model.compute_output_spec(keras.KerasTensor((1, *shape)))
+        except ValueError as error:  # "Computed output size would be zero or negative ..."
+            reason = str(error).split(". ")[0].split("\n")[0]
+            return (f"states of {shape[0]}×{shape[1]} pixels are too small for model {model.name!r}: "
+                    f"{reason[:1].lower()}{reason[1:]} (Keras, for a layer's output)")
+        return ""
+
+    why = _compiled(model, ("fits", tuple(int(n) for n in shape)), fits)
+    if why:
+        raise UserError(why)
 
 
 def score_count(model, reader: str) -> int:
@@ -348,6 +424,12 @@ def _call_operation(operation, guided, logits_of=None):
             nested = graph_runner(operation, None, guided=guided)
         except UserError:
             nested = None
+
+    if guided and nested is None and runs_own_code(operation) and not is_relu_output(operation):
+        warnings.warn(
+            f"layer {operation.name!r} ({type(operation).__name__}) runs code of its own: a rectifier inside its "
+            "call() keeps its plain derivative there, not guided backprop's rule (a ReLU layer or activation= "
+            "outside it gets the rule)", UnguidedCodeWarning, stacklevel=2)
 
     def call(*args, **kwargs):
         if nested is not None and len(args) == 1 and set(kwargs) <= {"training", "mask"}:

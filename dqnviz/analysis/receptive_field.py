@@ -6,6 +6,7 @@ from keras import ops
 
 from dqnviz.analysis._model import (
     as_batch,
+    has_graph,
     check_batch_size,
     check_channels_last,
     compiled_gradient,
@@ -104,6 +105,79 @@ def _same_size(operation, node, parents, spatial):
 
 _GLOBAL_POOLING = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
 
+# Layers known to compute each output pixel from the same pixel of their inputs (normalisations
+# by convention: the statistics they divide by are not counted as part of a field). Any other
+# layer that keeps the spatial size (a Lambda, a custom layer, a subclassed model) has its reach
+# measured by :func:`_measured_reach`.
+_POINTWISE = tuple(getattr(keras.layers, name) for name in (
+    "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "BatchNormalization", "LayerNormalization",
+    "UnitNormalization", "GroupNormalization", "Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout",
+    "AlphaDropout", "ActivityRegularization", "Rescaling", "Normalization", "Add", "Subtract", "Multiply",
+    "Average", "Maximum", "Minimum", "Concatenate", "Dense", "Identity", "Masking",
+) if hasattr(keras.layers, name))
+
+_PROBES = 8  # random inputs whose gradients' support, together, is a layer's measured reach
+_PROBE_SIDES = (33, 65, 129, 257)  # tried in turn for an axis of unknown size, until the reach fits
+
+
+def _measured_reach(operation, channels, spatial):
+    """The reach of a layer whose code dqnviz cannot read (a Lambda, a custom layer, a subclassed
+    model) and that keeps the spatial size: ``((k_y, k_x), (o_y, o_x))``, the extent of the input
+    pixels its centre output pixel ``(c_y, c_x) = (H // 2, W // 2)`` depends on and the offset of
+    that extent's centre from ``(c_y, c_x)``. It is the support of
+
+        G(i, j) = Σ_probes Σ_ch | d Σ_f out[c_y, c_x, f] / d in[i, j, ch] |
+
+    over 8 random normal inputs (fixed seed) of the layer's input size (``spatial``; where an axis
+    is unknown, 33, then 65, 129, 257 pixels until the support stops short of the border), taken
+    as a window of side ``k`` and stride 1. A pixel whose every path to the centre is cut on all
+    probes (a ReLU closed each time) is missed; a layer that reads the whole image gets ``k = H``.
+    """
+    from dqnviz.backend import input_gradient
+
+    rng = np.random.default_rng(0)
+    for side in _PROBE_SIDES:
+        shape = tuple(n if n is not None else side for n in spatial)
+        centre = (shape[0] // 2, shape[1] // 2)
+        probes = rng.standard_normal((_PROBES, *shape, channels)).astype(np.float32)
+        try:
+            _, gradient = input_gradient(
+                lambda x: ops.sum(ops.cast(operation(x)[:, centre[0], centre[1], :], "float32"), axis=-1), probes)
+        except Exception as error:  # the layer's own code failed on the probes
+            raise UserError(
+                f"cannot compute a receptive field through layer {operation.name!r} ({type(operation).__name__}), "
+                f"whose reach is measured on random inputs and failed: {type(error).__name__}: {error}"
+            ) from None
+        support = np.abs(np.asarray(gradient, np.float64)).sum(axis=(0, 3)) > 0
+        rows, cols = np.nonzero(support.any(axis=1))[0], np.nonzero(support.any(axis=0))[0]
+        if not len(rows):  # the centre depends on no pixel: no reach to add
+            return (1, 1), (0.0, 0.0)
+        touches = [spatial[a] is None and (ends[0] == 0 or ends[-1] == shape[a] - 1)
+                   for a, ends in enumerate((rows, cols))]
+        if not any(touches) or side == _PROBE_SIDES[-1]:
+            break
+    return ((int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)),
+            ((rows[0] + rows[-1]) / 2 - centre[0], (cols[0] + cols[-1]) / 2 - centre[1]))
+
+
+def _through_opaque(parent, operation, node, spatial):
+    """``parent``'s field after a layer of unread code that keeps the size: its measured reach
+    ``k`` and offset ``o`` (:func:`_measured_reach`) applied as a window of stride 1,
+    ``r' = r + (k − 1)·j``, ``start' = start + o·j``."""
+    if len(node.input_tensors) != 1:
+        raise UserError(
+            f"cannot compute a receptive field through layer {operation.name!r} ({type(operation).__name__}), "
+            f"custom code with {len(node.input_tensors)} inputs"
+        )
+    channels = node.input_tensors[0].shape[-1]
+    reach, offset = _measured_reach(operation, int(channels), parent.spatial)
+    return _Field(
+        tuple(parent.size[a] + (reach[a] - 1) * parent.stride[a] for a in range(2)),
+        parent.stride,
+        tuple(parent.start[a] + offset[a] * parent.stride[a] for a in range(2)),
+        parent.spatial,
+    )
+
 
 def _field_of(tensor, memo, base=None):
     """Walk the graph back from ``tensor`` to the input, computing its :class:`_Field`.
@@ -133,7 +207,7 @@ def _field_of(tensor, memo, base=None):
             check_channels_last(operation)
             if isinstance(operation, keras.layers.Conv2DTranspose):
                 raise UserError(f"cannot compute a receptive field through Conv2DTranspose {operation.name!r}")
-            if isinstance(operation, keras.Model):
+            if isinstance(operation, keras.Model) and has_graph(operation):
                 if len(operation.outputs) != 1 or len(node.input_tensors) != 1:
                     raise UserError(f"cannot compute a receptive field through nested model {operation.name!r}, "
                                     "which has several inputs or outputs")
@@ -147,7 +221,10 @@ def _field_of(tensor, memo, base=None):
             ):
                 field = _apply_window(parent, operation, spatial)
             elif _same_size(operation, node, parents, spatial) is not None:
-                field = _Field(parent.size, parent.stride, parent.start, parent.spatial)
+                if isinstance(operation, _POINTWISE):
+                    field = _Field(parent.size, parent.stride, parent.start, parent.spatial)
+                else:
+                    field = _through_opaque(parent, operation, node, spatial)
             else:
                 raise UserError(
                     f"cannot compute a receptive field through layer {operation.name!r} "
@@ -199,9 +276,13 @@ def receptive_field(model, layer):
     SeparableConv2D (its depthwise kernel; the pointwise 1×1 adds nothing) and the 2-D pooling
     layers, with ``padding="valid"`` or ``"same"`` alike: padding moves where a unit looks (the
     centre ``start`` used by :func:`effective_receptive_field`), not how far. ZeroPadding2D and
-    Cropping2D shift that centre only; layers that keep the spatial size (Rescaling, ReLU,
-    BatchNormalization, Dropout, ...) leave the field unchanged; where branches meet (``Add``,
-    ``Concatenate``) the largest field wins. Nested models are walked through. For the Nature
+    Cropping2D shift that centre only; layers known to work pixel by pixel (Rescaling, ReLU,
+    BatchNormalization, Dropout, Dense on the channels, ...) leave the field unchanged; where
+    branches meet (``Add``, ``Concatenate``) the largest field wins. Nested functional and
+    Sequential models are walked through. A layer whose code the walk cannot read (a Lambda, a
+    custom layer, a subclassed model) and that keeps the spatial size counts as a window of stride
+    1 whose side is measured: the extent of the input pixels its centre output depends on, from its
+    gradients on random inputs. For the Nature
     DQN: conv1 (8, 4), conv2 (20, 8), conv3 (36, 8).
 
     Args:

@@ -22,7 +22,9 @@ derivative; a model without any rectifier gets plain gradients from guided backp
 A rectifier is recognised however it is written: Keras' own (``"relu"``, ``ReLU()``, …) by what
 it is, and any other activation function (``keras.ops.relu``, ``tf.nn.relu``, ``jax.nn.relu``, a
 lambda; fused, in ``Activation`` or in a ``Lambda`` layer) by what it computes
-(:func:`acts_as_rectifier`).
+(:func:`acts_as_rectifier`). A rectifier called inside the ``call()`` of a custom layer or of a
+subclassed model is out of reach: it keeps its plain derivative, and guided backprop says so in an
+:class:`UnguidedCodeWarning` naming the layer.
 """
 
 import keras
@@ -173,6 +175,26 @@ def is_relu_output(operation) -> bool:
         return True
     function, key = _activation_function(operation)
     return acts_as_rectifier(function, getattr(operation, "compute_dtype", None) or "float32", key)
+
+
+class UnguidedCodeWarning(UserWarning):
+    """Guided backprop went through a layer whose own code it cannot see into (a custom layer, a
+    subclassed model, a ``Lambda`` that is not itself a rectifier): a rectifier inside its
+    ``call()`` keeps its plain derivative there, not the guided rule (:func:`runs_own_code`)."""
+
+
+def runs_own_code(operation) -> bool:
+    """Whether ``operation`` computes with code of its own that the guided rule cannot reach: a
+    layer class from outside Keras, a subclassed ``keras.Model`` (no layer graph), or a ``Lambda``
+    layer; a functional or Sequential model is walked through, so it does not count."""
+    if isinstance(operation, keras.layers.InputLayer):
+        return False
+    if isinstance(operation, keras.Model):
+        try:
+            return not operation.inputs
+        except (AttributeError, ValueError):
+            return True
+    return isinstance(operation, keras.layers.Lambda) or not type(operation).__module__.startswith("keras.")
 
 
 @ops.custom_gradient

@@ -76,7 +76,7 @@ def linear_cka(x, y) -> float:
         denominator = float(np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y))
     if not denominator > 0.0 or not np.isfinite(denominator):
         return float("nan")
-    return numerator / denominator
+    return min(numerator / denominator, 1.0)  # ≤ 1 by Cauchy–Schwarz; rounding can pass it by 1e-16
 
 
 def unit_gram(x) -> np.ndarray | None:
@@ -157,7 +157,16 @@ def rowwise_cosine(a, b) -> np.ndarray:
 
 def kernels_as_rows(kernel) -> np.ndarray:
     """A Conv2D kernel ``(kh, kw, in, out)`` as one row per filter: ``(out, kh·kw·in)``."""
-    kernel = np.asarray(kernel, dtype=np.float64)
+    if isinstance(kernel, str):
+        raise ValueError(f"temporal_lean takes a Conv2D kernel or layer, got the string {kernel!r} "
+                         f"(for a layer of that name: temporal_lean(model.get_layer({kernel!r})))")
+    if hasattr(kernel, "kernel"):  # the layer itself
+        kernel = kernel.kernel
+    try:
+        kernel = np.asarray(kernel, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"temporal_lean takes a Conv2D kernel (kh, kw, frames, filters) or a Conv2D layer, "
+                         f"got {type(kernel).__name__}") from None
     if kernel.ndim != 4:
         raise ValueError(f"expected a Conv2D kernel (kh, kw, in, out), got shape {kernel.shape}")
     return np.moveaxis(kernel, -1, 0).reshape(kernel.shape[-1], -1)
@@ -171,15 +180,24 @@ def temporal_lean(kernel) -> np.ndarray:
 
     Args:
         kernel: a Conv2D kernel ``(kh, kw, frames, filters)``, e.g.
-            ``model.get_layer("conv1").get_weights()[0]``.
+            ``model.get_layer("conv1").get_weights()[0]``, or the Conv2D layer itself.
 
     Returns:
         float64 ``(frames,)``, one value per input frame, oldest first.
 
     Raises:
-        ValueError: ``kernel`` is not 4-D.
+        ValueError: ``kernel`` is not a 4-D array of numbers (or a layer with one).
     """
-    kernel = np.asarray(kernel, dtype=np.float64)
+    if isinstance(kernel, str):
+        raise ValueError(f"temporal_lean takes a Conv2D kernel or layer, got the string {kernel!r} "
+                         f"(for a layer of that name: temporal_lean(model.get_layer({kernel!r})))")
+    if hasattr(kernel, "kernel"):  # the layer itself
+        kernel = kernel.kernel
+    try:
+        kernel = np.asarray(kernel, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"temporal_lean takes a Conv2D kernel (kh, kw, frames, filters) or a Conv2D layer, "
+                         f"got {type(kernel).__name__}") from None
     if kernel.ndim != 4:
         raise ValueError(f"temporal_lean takes a Conv2D kernel (kh, kw, frames, filters), got shape {kernel.shape}")
     return np.sum(kernel**2, axis=(0, 1, 3))
