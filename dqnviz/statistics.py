@@ -340,6 +340,14 @@ class StatisticsCSV:
             return True
         return False
 
+    def discard_if_created(self) -> bool:
+        """Remove the file if this run created it, rows and all (True): for a run that saved no
+        snapshot, whose rows nothing can resume."""
+        if self._created:
+            self._remove()
+            return True
+        return False
+
     def _remove(self) -> None:
         """Delete the file, and the folders made for it if they are empty."""
         self.close()

@@ -20,6 +20,7 @@ received after it, so emulation and learning overlap.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import uuid
 from pathlib import Path
@@ -623,8 +624,7 @@ class Trainer:
                 latest = self.snapshot_path(epoch - 1)
                 latest = latest if epoch > 1 and latest.exists() else self.resume_path
             how = (f"continue with: dqnviz train --resume {latest}" if latest else
-                   f"start the run again (its name stays taken by {self.csv.path}, which holds only epoch 0: "
-                   f"delete it or give --name)")
+                   "start the run again (it saved no snapshot, so its files are removed and its name is free)")
             reason = str(error) if isinstance(error, UserError) else str(cannot_write(path, error))
             raise UserError(f"{reason}; epoch {epoch}'s training is not kept (its row is taken back from "
                             f"{self.csv.path.name}): make room, then {how}") from None
@@ -730,6 +730,32 @@ class Trainer:
         if self.csv.discard_if_unused() and self.start_epoch == 0 and self._validation_file is not None:
             with contextlib.suppress(OSError):
                 Path(self._validation_file).unlink()
+
+    def has_snapshot(self) -> bool:
+        """Whether a snapshot of this run lies in its folder (``<run>_<epoch>[_interrupted].keras``):
+        something ``--resume`` can go on from."""
+        import re
+
+        pattern = re.compile(re.escape(self.run) + r"_\d+(_interrupted)?\.keras")
+        with contextlib.suppress(OSError):
+            return any(pattern.fullmatch(name) for name in os.listdir(self.snapshot_dir))
+        return False
+
+    def discard_if_unresumable(self) -> None:
+        """A fresh run stopped for good before any snapshot of it was saved (a second Ctrl-C while
+        the first one's snapshot was written, a crash in the first epoch) leaves no file: with
+        nothing to resume from, its CSV (the random phase's row at most) and validation states
+        would only keep its name from a new run. Otherwise as :meth:`discard_if_unused`."""
+        if self.start_epoch != 0 or self.has_snapshot():
+            self.discard_if_unused()
+            return
+        removed = self.csv.discard_if_created()
+        for path in (self._validation_file, self.optimizer_path()):
+            if path is not None and Path(path).exists():
+                with contextlib.suppress(OSError):
+                    Path(path).unlink()
+        if removed:
+            self.log(f"stopped before its first snapshot: removed {self.csv.path}, which nothing could resume")
 
     def _fill_replay(self) -> None:
         """After a resume the replay memory is empty: refill it with the current policy, no learning.

@@ -55,6 +55,10 @@ def test_train_then_test_then_resume(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path / "snap" / "breakout_2.keras"), "--epochs", "2", *dirs]) == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "--epochs 2 would train nothing" in error and "epoch 3" in error
+    assert main(["train", "--resume", str(tmp_path / "snap" / "breakout_2.keras"), *dirs]) == 2  # its own --epochs
+    error = capsys.readouterr().err.strip()
+    assert error == ("dqnviz train: error: the run has trained all its epochs: breakout_2.keras continues at epoch 3, "
+                     "past its --epochs 2; give --epochs to go on (--epochs 12 trains epochs 3–12)")
     assert len(rows(tmp_path / "rep" / "breakout.csv")) == 5
 
     # Resume: numbering continues, the CSV is appended, nothing is overwritten.
@@ -657,7 +661,7 @@ def test_a_time_budget_spent_before_training_leaves_no_file_and_a_bad_one_is_ref
     """A budget spent before the first train phase (6 ms: building the network takes longer) ends a
     fresh run with no file, as a Ctrl-C there does, and a resumed one as its snapshot left it."""
     dirs = ["--snapshot-dir", str(tmp_path / "snap"), "--report-dir", str(tmp_path / "rep")]
-    assert main(["train", "pong", *TINY, *dirs, "--minutes", "0.0001"]) == 0
+    assert main(["train", "pong", *TINY, *dirs, "--minutes", "0.0001"]) == 1  # nothing made: a failure
     out = capsys.readouterr().out
     assert "the random phase stopped after 0 of its 64 steps, before training began" in out
     assert out.strip().splitlines()[-1] == ("finished: the time budget (--minutes 0.0001) was spent before any epoch "
@@ -668,7 +672,7 @@ def test_a_time_budget_spent_before_training_leaves_no_file_and_a_bad_one_is_ref
     before = (tmp_path / "rep" / "pong.csv").read_bytes()
     capsys.readouterr()
     assert main(["train", "--resume", str(tmp_path / "snap" / "pong_1.keras"), *dirs, "--epochs", "2",
-                 "--minutes", "0.0001"]) == 0
+                 "--minutes", "0.0001"]) == 1
     assert capsys.readouterr().out.strip().endswith("was spent before any epoch was trained: the run is as its snapshot left it")
     assert (tmp_path / "rep" / "pong.csv").read_bytes() == before
     assert sorted(p.name for p in (tmp_path / "snap").glob("*.keras")) == ["pong_1.keras"]
@@ -697,7 +701,8 @@ def test_a_time_budget_spent_at_a_phase_end_or_in_the_last_epoch_is_said(tmp_pat
     spent = (lambda t: t.total_steps >= 64) if case == "after the random phase" else (lambda t: t.train_steps_done >= 20)
     monkeypatch.setattr(trainer_module.TimeBudget, "spent", lambda self: spent(made[-1]))
     dirs = ["--snapshot-dir", str(tmp_path / "snap"), "--report-dir", str(tmp_path / "rep")]
-    assert main(["train", "pong", "--epochs", "1", *TINY, *dirs, "--minutes", "3"]) == 0
+    assert main(["train", "pong", "--epochs", "1", *TINY, *dirs, "--minutes", "3"]) == (
+        1 if case == "after the random phase" else 0)  # no epoch trained: nothing made
     out = capsys.readouterr().out
     if case == "after the random phase":
         assert "the time budget (--minutes 3) is spent: it ran out with the random phase, before training began" in out

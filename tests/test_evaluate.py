@@ -111,6 +111,20 @@ def test_a_csv_path_that_is_a_folder_is_refused_before_any_game(breakout_snapsho
     assert f"--csv {tmp_path} is a folder" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_csv_name_not_ending_in_csv_is_refused_and_the_file_kept(breakout_snapshot, tmp_path, capsys, monkeypatch):
+    import dqnviz.agent
+    from dqnviz.cli import main
+
+    monkeypatch.setattr(dqnviz.agent, "evaluate", lambda *a, **k: pytest.fail("a game was played"))
+    for name in ("breakout.bin", "train.py", "scores"):
+        kept = tmp_path / name
+        kept.write_bytes(b"not to be overwritten")
+        assert main(["test", breakout_snapshot, "--csv", str(kept), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"dqnviz test: error: --csv {kept}: a CSV of the games is written there; give a name ending in .csv"
+        assert kept.read_bytes() == b"not to be overwritten"
+
+
 def test_an_empty_csv_name_is_refused_not_ignored(breakout_snapshot, capsys, monkeypatch):
     import dqnviz.agent
     from dqnviz.cli import main

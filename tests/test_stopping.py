@@ -219,6 +219,31 @@ def test_a_second_stop_before_the_trained_epoch_is_saved_takes_its_row_back(tmp_
     assert [r for r in _rows(tmp_path) if r[1] in ("train", "test")] == [(1, "train"), (1, "test")]
 
 
+def test_a_fresh_run_stopped_again_before_its_first_snapshot_leaves_no_file(tmp_path, in_tmp, monkeypatch, capsys):
+    """Two quick Ctrl-Cs in epoch 1's train phase, the second while its _interrupted snapshot is
+    saved: nothing to resume from, so no CSV (its random row only) keeps the name from a new run."""
+    from dqnviz import trainer
+
+    original_phase, original_save = trainer.Trainer.run_phase, trainer.Trainer.save
+
+    def stopped_in_training(self, epoch, name, *args, **kwargs):
+        if name == "train":
+            raise KeyboardInterrupt
+        return original_phase(self, epoch, name, *args, **kwargs)
+
+    def stopped_while_saving(self, *args, **kwargs):
+        raise KeyboardInterrupt  # the second Ctrl-C, before the snapshot is written
+
+    monkeypatch.setattr(trainer.Trainer, "run_phase", stopped_in_training)
+    monkeypatch.setattr(trainer.Trainer, "save", stopped_while_saving)
+    assert main(["train", "pong", "--epochs", "2", "--name", "twice", *TINY, *_dirs(tmp_path)]) == 130
+    assert "stopped before its first snapshot: removed" in capsys.readouterr().out
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == []
+    monkeypatch.setattr(trainer.Trainer, "run_phase", original_phase)
+    monkeypatch.setattr(trainer.Trainer, "save", original_save)
+    assert main(["train", "pong", "--epochs", "1", "--name", "twice", *TINY, *_dirs(tmp_path)]) == 0  # the name is free
+
+
 def test_a_run_stopped_before_its_first_row_leaves_no_validation_states(tmp_path, in_tmp, monkeypatch, capsys):
     """The validation states are saved before epoch 0's row: a stop between them removed the CSV
     but left snapshots/<run>.validation.npz."""

@@ -19,8 +19,8 @@ the standard error of each average (sample std / √episodes; none from a single
 says whether the gap between two epochs is more than luck. A snapshot given twice is tested once.
 
 --csv writes episode, score and frames (emulator frames played, the no-op start not counted: a game
-that ends inside an agent step counts only the frames it played); it refuses a .keras name, so
-that `--csv snapshots/pong_2?.keras` cannot overwrite a snapshot.
+that ends inside an agent step counts only the frames it played) to a name ending in .csv, so
+that `--csv snapshots/pong_2?.keras` (or any other file given by mistake) is never overwritten.
 
 examples:
   dqnviz test snapshots/pong_24.keras
@@ -98,7 +98,7 @@ def run(args) -> int:
         if kept:  # `test --csv snapshots/pong_2?.keras`: the shell gives --csv the first snapshot
             raise UserError(f"--csv {args.csv} is {kept}, not a CSV file; give a .csv name "
                             f"(--csv takes the word after it: put it after the snapshots)")
-        check_output(args.csv, "--csv", inputs=args.snapshots)
+        check_output(args.csv, "--csv", inputs=args.snapshots, suffixes=(".csv",), makes="a CSV of the games")
     # The same file given twice (overlapping globs) is tested once.
     paths, seen = [], set()
     for path in args.snapshots:

@@ -29,7 +29,7 @@ A resumed run goes on beside its snapshot and appends to its own CSV; where that
 another run's files, it continues as a new run (name-2).
 Ctrl-C (or SIGTERM) saves snapshots/<run>_<epoch>_interrupted.keras once the current step is done;
 --resume continues from it. --minutes ends a run at a wall-clock budget instead, its last epoch
-saved and tested as any other.
+saved and tested as any other (a budget spent before any epoch was trained exits with status 1).
 """
 
 
@@ -41,13 +41,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--resume", metavar="SNAPSHOT", help="continue a run from its snapshot: epochs and steps continue, the CSV is appended")
     parser.add_argument("--name", help="run name for files (default: the game's name, or name-2, name-3 … if taken)")
     parser.add_argument("--snapshot-dir", metavar="DIR", help="where snapshots go (default: snapshots; with --resume, the snapshot's folder)")
-    parser.add_argument("--report-dir", metavar="DIR", help="where the statistics CSV goes (default: reports; with --resume, the folder "
-                                             "among reports/, the snapshot's folder and its sibling reports/ that holds the run's CSV)")
+    parser.add_argument("--report-dir", metavar="DIR", help="where the statistics CSV goes (default: reports; with --resume, "
+                                             "wherever the run's CSV is: reports/, the snapshot's folder, or reports/ beside it)")
     parser.add_argument("--minutes", type=positive_number, metavar="M",
-                        help="a wall-clock budget for this command, counted from its start: once spent, the phase under "
-                             "way stops at its next step and no new epoch begins; an epoch whose training it cut still "
-                             "saves its snapshot and plays its whole test phase, so the command ends that test phase "
-                             "after the budget (default: none, --epochs decides)")
+                        help="stop at a wall-clock budget of M minutes, counted from the command's start. The phase "
+                             "under way stops at its next step, and no new epoch begins; the epoch it cut still saves "
+                             "its snapshot and plays its whole test phase. Default: none (--epochs decides)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, only a line per phase")
     parser.add_argument("--profile", action="store_true",
                         help="after each train phase, a line on where the loop waited per iteration (act, emulate, "
@@ -251,6 +250,10 @@ def run(args) -> int:
         run_name = args.name or meta.get("run") or meta["game"]
         next_epoch = int(meta["epoch"]) + (0 if interrupted_sitting(meta) else 1)
         if config.epochs < next_epoch:  # checked before the replay memory is refilled for nothing
+            if args.epochs is None:  # the run's own --epochs, not one given now
+                raise UserError(f"the run has trained all its epochs: {Path(args.resume).name} continues at epoch "
+                                f"{next_epoch}, past its --epochs {config.epochs}; give --epochs to go on "
+                                f"(--epochs {next_epoch + 9} trains epochs {next_epoch}–{next_epoch + 9})")
             raise UserError(f"--epochs {config.epochs} would train nothing: --epochs is the run's last epoch, "
                             f"and {Path(args.resume).name} continues at epoch {next_epoch} "
                             f"(--epochs {next_epoch + 9} trains epochs {next_epoch}–{next_epoch + 9})")
@@ -355,16 +358,18 @@ def run(args) -> int:
             if trainer.budget_stopped and not trainer.test_scores:
                 trainer.discard_if_unused()  # a fresh run that wrote no row leaves no file, as if stopped
     except BaseException:
-        # a run that wrote no row leaves no CSV to take its name, nor validation states
+        # a run that wrote no row, or saved no snapshot to resume, leaves no CSV to take its name,
+        # nor validation states
         if trainer is not None:
-            trainer.discard_if_unused()
+            trainer.discard_if_unresumable()
         else:
             statistics.discard_if_unused()
         raise
     finally:
         statistics.close()
     say(finished_line(trainer))
-    return 0
+    # a budget spent before any epoch was trained made nothing: `train … && dqnviz nvis …` stops here
+    return 1 if trainer.budget_stopped and not trainer.test_scores else 0
 
 
 def _check_outputs(run_name: str, snapshot_dir: Path, report_dir: Path, first_epoch: int = 1) -> None:
