@@ -203,6 +203,9 @@ def test_an_older_interrupted_snapshot_that_says_only_true_resumes_its_epoch_fro
     (["train", "pong", "--replay-size", "100000000"], "use --replay-size"),
     (["train", "pong", "--epsilon-start", "0.1", "--epsilon-end", "0.5"], "--epsilon-end 0.5 is above --epsilon-start 0.1"),
     (["train", "pong", "--replay-size", "35"], "--replay-size 35 is too small to draw a batch of 32 with 1 env(s): give at least 36"),
+    (["train", "pong", "--replay-size", "3000", "--n-step", "100000"],
+     "--replay-size 3,000 is too small to draw a batch of 32 with 1 env(s), --history 4 and --n-step 100000 (each "
+     "environment's last 100,003 slots cannot be drawn): give at least 100,035"),
     (["train", "pong", "--replay-size", "100", "--num-envs", "64"], "give at least 320"),
     (["train", "pong", "--max-frames-per-episode", "3"], "--max-frames-per-episode 3 is shorter than one agent step"),
     (["train", "pong", "--name", "n" * 300], "--name is 300 characters long: give at most 100"),

@@ -226,6 +226,9 @@ def _bad(tmp_path, name, text):
     ("unknown_field", "unknown field bogus"),
     ("two_unknown", "unknown fields bogus, nope"),
     ("folder", "is a folder"),
+    ("x_axis_field", "--fields epoch: it is the x axis (--x epoch), so its chart would be a diagonal"),
+    ("steps_x_axis_field", "--fields total_train_steps: it is the x axis (--x steps)"),
+    ("html_page", "page.html is not a statistics CSV (it is not even a valid CSV file: field larger than field limit"),
 ])
 def test_bad_inputs_fail_and_write_nothing(tmp_path, capsys, case, message):
     good = write_stats(tmp_path / "good.csv")
@@ -237,6 +240,9 @@ def test_bad_inputs_fail_and_write_nothing(tmp_path, capsys, case, message):
         "unknown_field": [good, "--fields", "average_reward,bogus"],
         "two_unknown": [good, "--fields", "bogus,nope"],
         "folder": [str(tmp_path)],
+        "x_axis_field": [good, "--fields", "epoch"],
+        "steps_x_axis_field": [good, "--fields", "total_train_steps", "--x", "steps"],
+        "html_page": [_bad(tmp_path, "page.html", "<html>" + "x" * 200_000 + "</html>")],
     }[case]
     out = tmp_path / "out.html"
     before = set(os.listdir(tmp_path))

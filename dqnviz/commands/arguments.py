@@ -49,7 +49,9 @@ def add_seed(parser, seed_help: str) -> None:
 
 
 def add_playing_arguments(parser, games_help: str,
-                          max_steps_help: str = "stop playing after N agent steps in all (default: whole games)") -> None:
+                          max_steps_help: str = "stop playing after N agent steps in all (default: whole games; a game is cut "
+                                                 "at 4,500 agent steps = 18,000 frames, as in the Nature test, and "
+                                                 "the progress bar counts up to that)") -> None:
     """``--games``, ``--epsilon``, ``--seed`` and ``--max-steps`` of the commands that play games for states."""
     add_count_and_epsilon(parser, "--games", games_help)
     add_seed(parser, "seed of the games and ε")

@@ -48,7 +48,8 @@ def add_arguments(parser) -> None:
                              "(default auto: consecutive epochs for one run's snapshots, else all pairs up to "
                              "4 snapshots and each against the first beyond)")
     add_playing_arguments(parser, games_help="games each snapshot plays for states",
-                          max_steps_help="at most N agent steps per snapshot (default: whole games)")
+                          max_steps_help="at most N agent steps per snapshot (default: whole games, each cut at 4,500 agent "
+                                         "steps = 18,000 frames)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 

@@ -35,7 +35,8 @@ def add_arguments(parser) -> None:
                         help="columns to plot, comma separated (default: average_reward,meanq,nr_games,meancost); "
                              "any CSV column can be named")
     parser.add_argument("--out", type=nonempty, default=None, metavar="FILE",
-                        help="HTML file to write (default: reports/<first csv name>.html)")
+                        help="HTML file to write (default: reports/<csv name>.html; for two CSVs <first>_and_<second>.html, "
+                             "for more <first>_and_more.html)")
     parser.add_argument("--x", choices=["epoch", "steps", "minutes"], default="epoch",
                         help="the x axis: epoch (default), steps (agent steps trained so far, total_train_steps) "
                              "or minutes (wall-clock minutes since the run started, total_time)")
@@ -117,7 +118,7 @@ def run(args) -> int:
                       f"{first_three([run.path for run in lacking[field]])} {'lacks' if len(lacking[field]) == 1 else 'lack'} "
                       f"that column", file=sys.stderr)
             fields = kept
-    check_fields(runs + members, fields)
+    check_fields(runs + members, fields, args.x)
     check_x(runs + members, args.x)
     # named after what it draws: the runs given, then the groups
     out = Path(args.out) if args.out else default_output(

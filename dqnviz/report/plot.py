@@ -546,8 +546,8 @@ def read_stats(path) -> Run:
             rows = [row for row in reader if any(cell.strip() for cell in row)]
     except UnicodeDecodeError:
         raise UserError(f"{path} is not a text CSV file") from None
-    except csv.Error as error:
-        raise UserError(f"{path} is not a valid CSV file ({error})") from None
+    except csv.Error as error:  # e.g. "field larger than field limit" for an HTML page or binary file
+        raise UserError(f"{path} is not a statistics CSV (it is not even a valid CSV file: {error})") from None
     if not header or not any(cell.strip() for cell in header):
         raise UserError(f"{path} is empty: expected a header line with {', '.join(COLUMNS[:3])}, … and one row per phase")
     header = [cell.strip() for cell in header]
@@ -588,11 +588,15 @@ def parse_fields(text) -> list:
     return fields
 
 
-def check_fields(runs: list, fields: list) -> None:
-    """Every field must be a column of every run (``epoch`` and ``phase`` are the axes/series)."""
+def check_fields(runs: list, fields: list, x: str = "epoch") -> None:
+    """Every field must be a column of every run, and neither ``phase`` (what separates the lines)
+    nor the x axis's own column (``epoch`` under ``--x epoch``: a diagonal)."""
     for field in fields:
         if field in ("phase",):
             raise UserError("--fields phase: 'phase' is what separates the lines, not a number to plot")
+        if field == X_AXES[x]["column"]:
+            raise UserError(f"--fields {field}: it is the x axis (--x {x}), so its chart would be a diagonal; "
+                            f"to draw it, choose another --x")
     for run in runs:
         missing = [field for field in fields if field not in run.columns]
         if missing:
