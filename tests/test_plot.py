@@ -361,6 +361,25 @@ def test_two_runs_of_one_name_are_told_apart_by_their_folders(tmp_path, monkeypa
     assert "runA/reports/pong" in page and "runB/reports/pong" in page
 
 
+def test_a_last_line_cut_short_is_left_out_and_said(tmp_path, capsys):
+    from dqnviz.report.plot import read_stats
+
+    path = write_stats(tmp_path / "pong.csv")
+    whole = read_stats(path)
+    text = open(path, newline="").read()
+    cut_at = text.rstrip("\r\n").rfind(",", 0, len(text.rstrip("\r\n")) - 10)
+    open(path, "w", newline="").write(text[:cut_at])  # the last row stops mid-way, without its line end
+    run = read_stats(path)
+    assert run.rows == whole.rows[:-1] and run.cut_line[0] == len(whole.rows) + 1
+    assert run_cli(["plot", path, "--out", str(tmp_path / "p.html")]) == 0
+    err = capsys.readouterr().err
+    assert f"line {len(whole.rows) + 1} is cut short ({run.cut_line[1]} of {len(whole.columns)} values, no line end): " \
+           "left out" in err
+    open(path, "w", newline="").write(text[:cut_at] + "\r\n")  # a short row that ends its line is no cut: refused
+    assert run_cli(["plot", path, "--out", str(tmp_path / "p.html")]) != 0
+    assert f"line {len(whole.rows) + 1}: {run.cut_line[1]} values for {len(whole.columns)} columns" in capsys.readouterr().err
+
+
 def test_cells_that_are_not_numbers_are_gaps_and_reported(tmp_path, capsys):
     from dqnviz.report.plot import read_stats
 

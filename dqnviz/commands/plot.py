@@ -97,6 +97,10 @@ def run(args) -> int:
             print(f"dqnviz plot: {path.name} is in {len(names)} groups ({', '.join(names)}): each counts it",
                   file=sys.stderr)
     for run in runs + members:
+        if run.cut_line:
+            line, values = run.cut_line
+            print(f"dqnviz plot: {run.path} line {line} is cut short ({values} of {len(run.columns)} values, no line "
+                  f"end): left out", file=sys.stderr)
         if run.unreadable:
             (line, column, text), more = run.unreadable[0], len(run.unreadable) - 1
             print(f"dqnviz plot: {run.path} line {line}: {column} {text!r} is not a finite number, left out of "

@@ -84,6 +84,9 @@ class Run:
     # (line, column, text) of the cells that are neither numbers nor empty nor "nan" (a diverged
     # run's meanq): drawn as gaps, and reported by the command
     unreadable: list = dataclasses.field(default_factory=list)
+    # (line, values) of a last line cut short (fewer values than columns, no line end: a copy or a
+    # crash stopped mid-row), left out and reported by the command; None when the file ends whole
+    cut_line: tuple | None = None
     # {epoch: agent steps trained by the end of its train phase}, built once (see _train_steps)
     _steps: tuple | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
     # class attributes, not fields (a RunGroup's are): whether it is the mean of several runs,
@@ -544,6 +547,8 @@ def read_stats(path) -> Run:
             reader = csv.reader(f)
             header = next(reader, None)
             rows = [row for row in reader if any(cell.strip() for cell in row)]
+            f.seek(0, os.SEEK_END)
+            ends_whole = f.tell() == 0 or _last_byte(path) in (b"\n", b"\r")
     except UnicodeDecodeError:
         raise UserError(f"{path} is not a text CSV file") from None
     except csv.Error as error:  # e.g. "field larger than field limit" for an HTML page or binary file
@@ -560,6 +565,10 @@ def read_stats(path) -> Run:
                         f"(has: {', '.join(header)}); is it a statistics CSV from dqnviz train?")
     if not rows:
         raise UserError(f"{path} has a header but no rows: nothing to plot yet")
+    cut_line = None
+    if header and len(rows) > 1 and not ends_whole and len(rows[-1]) < len(header):
+        cut_line = (len(rows) + 1, len(rows[-1]))  # the line number of the last row (header: 1)
+        rows = rows[:-1]
     records = []
     for number, row in enumerate(rows, start=2):
         if len(row) != len(header):
@@ -571,7 +580,13 @@ def read_stats(path) -> Run:
     unreadable = [(number, column, text) for number, record in enumerate(records, start=2)
                   for column, text in record.items()
                   if column != "phase" and text and text.lower() != "nan" and not math.isfinite(_number(text))]
-    return Run(name=Path(path).stem, path=path, columns=header, rows=records, unreadable=unreadable)
+    return Run(name=Path(path).stem, path=path, columns=header, rows=records, unreadable=unreadable, cut_line=cut_line)
+
+
+def _last_byte(path) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)
 
 
 def parse_fields(text) -> list:
