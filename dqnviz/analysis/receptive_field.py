@@ -106,9 +106,9 @@ def _same_size(operation, node, parents, spatial):
 _GLOBAL_POOLING = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
 
 # Layers known to compute each output pixel from the same pixel of their inputs (normalisations
-# by convention: the statistics they divide by are not counted as part of a field). Any other
-# layer that keeps the spatial size (a Lambda, a custom layer, a subclassed model) has its reach
-# measured by :func:`_measured_reach`.
+# by convention: the statistics they divide by are not counted as part of a field), as are the
+# keras.ops operations of a functional graph (``x + y``). Any other layer that keeps the spatial
+# size (a Lambda, a custom layer, a subclassed model) has its reach measured by :func:`_measured_reach`.
 _POINTWISE = tuple(getattr(keras.layers, name) for name in (
     "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "BatchNormalization", "LayerNormalization",
     "UnitNormalization", "GroupNormalization", "Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout",
@@ -157,7 +157,7 @@ def _measured_reach(operation, channels, spatial):
         if not any(touches) or side == _PROBE_SIDES[-1]:
             break
     return ((int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)),
-            ((rows[0] + rows[-1]) / 2 - centre[0], (cols[0] + cols[-1]) / 2 - centre[1]))
+            (float((rows[0] + rows[-1]) / 2 - centre[0]), float((cols[0] + cols[-1]) / 2 - centre[1])))
 
 
 def _through_opaque(parent, operation, node, spatial):
@@ -169,8 +169,13 @@ def _through_opaque(parent, operation, node, spatial):
             f"cannot compute a receptive field through layer {operation.name!r} ({type(operation).__name__}), "
             f"custom code with {len(node.input_tensors)} inputs"
         )
-    channels = node.input_tensors[0].shape[-1]
-    reach, offset = _measured_reach(operation, int(channels), parent.spatial)
+    channels = int(node.input_tensors[0].shape[-1])
+    # measured once per layer and input size (a layer's reach is its structure's: the walk runs
+    # for every layer after it, and nvis asks for each conv layer twice), kept on the layer itself
+    cache = vars(operation).setdefault("_dqnviz_reach", {})
+    if (parent.spatial, channels) not in cache:
+        cache[parent.spatial, channels] = _measured_reach(operation, channels, parent.spatial)
+    reach, offset = cache[parent.spatial, channels]
     return _Field(
         tuple(parent.size[a] + (reach[a] - 1) * parent.stride[a] for a in range(2)),
         parent.stride,
@@ -221,7 +226,8 @@ def _field_of(tensor, memo, base=None):
             ):
                 field = _apply_window(parent, operation, spatial)
             elif _same_size(operation, node, parents, spatial) is not None:
-                if isinstance(operation, _POINTWISE):
+                # a keras.ops operation on symbolic tensors (``x + y``, ``ops.relu(x)``) counts as pointwise
+                if isinstance(operation, _POINTWISE) or not isinstance(operation, keras.layers.Layer):
                     field = _Field(parent.size, parent.stride, parent.start, parent.spatial)
                 else:
                     field = _through_opaque(parent, operation, node, spatial)
