@@ -157,3 +157,9 @@ def test_a_measured_reach_works_for_images_of_any_size_and_moves_the_centre():
     erf = effective_receptive_field(model, states, "c2")
     unit = erf["unit"]  # c2's centre unit sees input pixels y + 0..4 and x − 2 + 0..4
     assert erf["centre"] == (unit[0] + 2, unit[1] + 2 - 2)
+
+
+def test_keras_ops_on_symbolic_tensors_count_as_pointwise():
+    """``x + relu(x)`` written with keras.ops in a functional graph (as ConvNeXt's residuals are)."""
+    model = _around(lambda t: t + keras.ops.relu(t) * 2.0)
+    assert receptive_field(model, "c2") == (5, 1)
