@@ -155,20 +155,30 @@ def rowwise_cosine(a, b) -> np.ndarray:
     return np.where(norms > _EPS, dots / np.maximum(norms, _EPS), 0.0)
 
 
-def kernels_as_rows(kernel) -> np.ndarray:
-    """A Conv2D kernel ``(kh, kw, in, out)`` as one row per filter: ``(out, kh·kw·in)``."""
+def _kernel_array(kernel, who: str, shape: str) -> np.ndarray:
+    """A Conv2D kernel, or the Conv2D layer holding it, as a float64 4-D array.
+
+    Raises:
+        ValueError: a string (a layer's name, where the layer is meant), something that is not an
+            array of numbers, or an array that is not 4-D; the message names ``who`` and ``shape``.
+    """
     if isinstance(kernel, str):
-        raise ValueError(f"temporal_lean takes a Conv2D kernel or layer, got the string {kernel!r} "
-                         f"(for a layer of that name: temporal_lean(model.get_layer({kernel!r})))")
+        raise ValueError(f"{who} takes a Conv2D kernel or layer, got the string {kernel!r} "
+                         f"(for a layer of that name: {who}(model.get_layer({kernel!r})))")
     if hasattr(kernel, "kernel"):  # the layer itself
         kernel = kernel.kernel
     try:
         kernel = np.asarray(kernel, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"temporal_lean takes a Conv2D kernel (kh, kw, frames, filters) or a Conv2D layer, "
-                         f"got {type(kernel).__name__}") from None
+        raise ValueError(f"{who} takes a Conv2D kernel {shape} or a Conv2D layer, got {type(kernel).__name__}") from None
     if kernel.ndim != 4:
-        raise ValueError(f"expected a Conv2D kernel (kh, kw, in, out), got shape {kernel.shape}")
+        raise ValueError(f"{who} takes a Conv2D kernel {shape}, got shape {kernel.shape}")
+    return kernel
+
+
+def kernels_as_rows(kernel) -> np.ndarray:
+    """A Conv2D kernel ``(kh, kw, in, out)`` as one row per filter: ``(out, kh·kw·in)``."""
+    kernel = _kernel_array(kernel, "kernels_as_rows", "(kh, kw, in, out)")
     return np.moveaxis(kernel, -1, 0).reshape(kernel.shape[-1], -1)
 
 
@@ -188,18 +198,7 @@ def temporal_lean(kernel) -> np.ndarray:
     Raises:
         ValueError: ``kernel`` is not a 4-D array of numbers (or a layer with one).
     """
-    if isinstance(kernel, str):
-        raise ValueError(f"temporal_lean takes a Conv2D kernel or layer, got the string {kernel!r} "
-                         f"(for a layer of that name: temporal_lean(model.get_layer({kernel!r})))")
-    if hasattr(kernel, "kernel"):  # the layer itself
-        kernel = kernel.kernel
-    try:
-        kernel = np.asarray(kernel, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"temporal_lean takes a Conv2D kernel (kh, kw, frames, filters) or a Conv2D layer, "
-                         f"got {type(kernel).__name__}") from None
-    if kernel.ndim != 4:
-        raise ValueError(f"temporal_lean takes a Conv2D kernel (kh, kw, frames, filters), got shape {kernel.shape}")
+    kernel = _kernel_array(kernel, "temporal_lean", "(kh, kw, frames, filters)")
     return np.sum(kernel**2, axis=(0, 1, 3))
 
 
