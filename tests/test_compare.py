@@ -284,9 +284,29 @@ def test_a_shared_start_is_flagged_and_the_changes_compared(tmp_path):
     # their CKA began at 1, not at the chance level of unrelated untrained networks: no verdict against it
     assert [row["shared_seed"] for row in context["cka_rows"]] == [7, 7]
     assert all(verdict is None for row in context["cka_rows"] for verdict in row["verdict"].values())
+    from dqnviz.report.render import render
+
+    assert "read the <b>alignment of the changes</b> below" in render("compare.html.j2", **context)
+    pair["alignment"] = {}  # as under a backend that cannot rebuild their start: no such section, nor a pointer to it
+    context = build_context(data, {"games": 1, "epsilon": 0.05, "seed": 0, "max_steps": 16, "filters": 1})
+    page = render("compare.html.j2", **context)
+    assert not context["alignment_layers"] and "below instead" not in page
+    assert "<b>alignment of their changes</b>, which would say more" in page
+    assert all("see the alignment" not in line["text"] for line in context["summary"])
 
     unrelated = gather([load_snapshot(a), load_snapshot(other)], filters=1, max_steps=16, progress=False)
     assert unrelated.shared_start == [] and unrelated.matching[0]["mean"] < 0.5
+
+    # the same seed and backend, but drawn by the older scheme (no "initialisation": one initialiser
+    # for every kernel): another start, as pong-h100-10min_6 against the H200 agents
+    older = load_snapshot(b)
+    del older.meta["initialisation"]
+    older_path = tmp_path / "pong_older_3.keras"
+    from dqnviz.snapshot import save_snapshot
+
+    save_snapshot(older_path, older.model, older.meta)
+    assert gather([load_snapshot(a), load_snapshot(older_path)], filters=1, max_steps=16,
+                  progress=False).shared_start == []
 
 
 def test_the_start_of_a_snapshot_from_another_backend_is_not_guessed(tmp_path):

@@ -640,7 +640,9 @@ def shared_start(played: list, starts: list, pairs: list) -> list:
     """Pairs that started from the same weights, with how alike their changes since then are.
 
     Two runs start identically in every layer before the heads when they used the same seed,
-    backend and input shape (``build_q_network`` draws conv1, conv2, conv3, fc in that order).
+    backend, initialisation scheme (``"shared"``, one initialiser drawing every kernel, or
+    ``"independent"``) and input shape (``build_q_network`` draws conv1, conv2, conv3, fc in that
+    order).
     Then filter i of one network and filter i of the other began as the same filter, and
     ``cos(W_a − W₀, W_b − W₀)`` per layer says whether training moved them the same way (read
     from the starting points' ``initial`` and ``change``: before ``gather(…, let_go=True)`` lets
@@ -649,7 +651,7 @@ def shared_start(played: list, starts: list, pairs: list) -> list:
     out = []
     for i, j in pairs:
         a, b = starts[i], starts[j]
-        if a.seed is None or a.seed != b.seed or a.backend != b.backend:
+        if a.seed is None or a.seed != b.seed or a.backend != b.backend or a.initialisation != b.initialisation:
             continue
         if "conv1" not in played[i].kernels or played[i].kernels["conv1"] != played[j].kernels.get("conv1"):
             continue
@@ -1146,7 +1148,9 @@ def _summary(data: CompareData, names: list, matching_rows: list, cka_rows: list
                      f"{ratio:.1f}× the level of unrelated filters"
                      + (": no more alike than chance" if ratio < 1.1 else ""))
         if m["shared_seed"] is not None:
-            text += " (they began as one network, so a high value says little: see the alignment of the changes)"
+            text += (" (they began as one network, so a high value says little: see the alignment of the changes)"
+                     if any(x["alignment"] for x in data.shared_start)
+                     else " (they began as one network, so a high value says little)")
         lines.append({"head": f"First-layer filters, {m['a']} vs {m['b']}", "text": text})
     words = {"above": "above chance", "within": "within the chance band", "below": "below chance"}
     for row in cka_rows:
