@@ -359,6 +359,11 @@ def test_saliency_state_choice():
     assert pick_saliency_states(np.array([[1.0, 0.0]])) == [
         {"index": 0, "labels": ["highest max Q", "lowest max Q", "biggest action gap"], "max_q": 1.0, "gap": 1.0}]
     assert pick_saliency_states(np.zeros((0, 3))) == []
+    # a game's first stacks (state 0 here, half blank) are left out where others are at hand
+    q = np.array([[-9.0, -8.0], [0.0, 1.0], [5.0, 4.9], [-3.0, 3.0]])
+    picks = {p["index"]: p["labels"] for p in pick_saliency_states(q, prefer=np.array([False, True, True, True]))}
+    assert picks == {2: ["highest max Q"], 1: ["lowest max Q"], 3: ["biggest action gap"]}
+    assert pick_saliency_states(q, prefer=np.zeros(4, bool))[0]["index"] == 2  # none preferred: all count
 
 
 def test_dead_filters_are_flagged_not_drawn(tmp_path):

@@ -180,6 +180,42 @@ def test_a_grey_image_is_drawn_grey_and_a_wide_range_is_stretched(tmp_path):
     assert "output 0" in text and "numbered" in text
 
 
+class _ReluInside:
+    """Made a keras Layer in the test (Keras is imported there): conv 3×3 "same" then a ReLU, in call()."""
+
+    @staticmethod
+    def layer(name):
+        import keras
+
+        class ReluInside(keras.layers.Layer):
+            def __init__(self, **options):
+                super().__init__(**options)
+                self.conv = keras.layers.Conv2D(3, 3, padding="same")
+
+            def call(self, x):
+                return keras.ops.relu(self.conv(x))
+
+        return ReluInside(name=name)
+
+
+def test_a_page_says_which_layers_guided_backprop_cannot_see_into(tmp_path):
+    import keras
+
+    from dqnviz.analysis import UnguidedCodeWarning
+
+    keras.utils.set_random_seed(8)
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(3, 3, activation="relu", name="first")(inputs)
+    x = keras.layers.Conv2D(3, 3, activation="relu", name="after")(_ReluInside.layer("inside")(x))
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+    with pytest.warns(UnguidedCodeWarning, match="layer 'inside'"):
+        states = np.random.default_rng(2).uniform(0, 1, (3, 12, 12, 3)).astype("float32")
+        path = dqnviz.nvis_report(model, states, tmp_path / "custom.html", filters=1)
+    text = text_of(path.read_text())
+    assert "Not guided inside: inside (ReluInside) runs code of its own, where a ReLU keeps its plain derivative" in text
+    assert "7×7 px, stride 1" in text  # the layer table: after's field measured through it, 3 + 2 + 2
+
+
 @pytest.mark.parametrize("channels, stack, expected", [
     (1, False, False), (3, False, False), (3, True, True), (4, False, True), (6, True, True)])
 def test_which_states_are_frame_stacks(channels, stack, expected):

@@ -116,7 +116,7 @@ def analyse(model, states, scores, layers, filters: dict, view: StateView, progr
             bar.update(i + 1)
         t0 = time.perf_counter()
         salient = []
-        picks = pick_saliency_states(scores, *([labels] if labels else []))[:saliency_states]
+        picks = pick_saliency_states(scores, *([labels] if labels else []), prefer=in_play)[:saliency_states]
         if picks:
             index = [p["index"] for p in picks]
             actions = np.argmax(scores[index], axis=-1)
@@ -161,16 +161,23 @@ SCORE_PICKS = ("highest top score", "lowest top score", "biggest margin")
 
 
 def pick_saliency_states(q_values: np.ndarray,
-                         labels=("highest max Q", "lowest max Q", "biggest action gap")) -> list:
+                         labels=("highest max Q", "lowest max Q", "biggest action gap"), prefer=None) -> list:
     """Highest max Q, lowest max Q, biggest action gap (named by ``labels``); a state picked twice
-    is shown once."""
+    is shown once. With ``prefer`` (a boolean mask, as :func:`~dqnviz.analysis.full_history`
+    gives) the picks come from the preferred states where there are any: a game's first stacks,
+    half blank, are extremes of the network's output for no reason a player would care about."""
     q = np.asarray(q_values, np.float64)
     if len(q) == 0:
         return []
     best = q.max(axis=1)
     ordered = np.sort(q, axis=1)
     gap = ordered[:, -1] - ordered[:, -2] if q.shape[1] > 1 else np.zeros(len(q))
-    picks = [(labels[0], int(best.argmax())), (labels[1], int(best.argmin())), (labels[2], int(gap.argmax()))]
+    allowed = np.asarray(prefer, bool) if prefer is not None and np.any(prefer) else np.ones(len(q), bool)
+
+    def first(values, pick):  # the first index of the allowed states' max (or min)
+        return int(np.flatnonzero(allowed)[pick(values[allowed])])
+
+    picks = [(labels[0], first(best, np.argmax)), (labels[1], first(best, np.argmin)), (labels[2], first(gap, np.argmax))]
     merged = {}
     for label, index in picks:
         merged.setdefault(index, []).append(label)

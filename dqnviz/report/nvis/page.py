@@ -131,11 +131,22 @@ def _report_context(data: NvisData, action_names: list, words: dict, game_index=
         "perturbation": perturbation_settings(view.height, view.width),
         "zoom": {"least": ZOOM_LEAST},  # a card opens on its receptive field: figures.zoom_window
         "network": network_rows(data.model),
+        "unguided": unguided_layers(data.model),
         "layers": layers,
         "erf_chart": erf_chart,
         "saliency": saliency_rows,
         "images_json": script_json(images.uris),
     }
+
+
+def unguided_layers(model) -> list:
+    """``"name (Class)"`` of each layer whose own code guided backprop's rule cannot reach (see
+    :class:`~dqnviz.analysis.UnguidedCodeWarning`): a rectifier inside keeps its plain derivative."""
+    from dqnviz.analysis._model import all_layers
+    from dqnviz.analysis.relu import is_relu_output, runs_own_code
+
+    return [f"{layer.name} ({type(layer).__name__})" for layer in all_layers(model)
+            if runs_own_code(layer) and not is_relu_output(layer)]
 
 
 def build_context(data: NvisData, options: dict | None = None) -> dict:
