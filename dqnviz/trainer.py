@@ -624,7 +624,8 @@ class Trainer:
                 latest = self.snapshot_path(epoch - 1)
                 latest = latest if epoch > 1 and latest.exists() else self.resume_path
             how = (f"continue with: dqnviz train --resume {latest}" if latest else
-                   "start the run again (it saved no snapshot, so its files are removed and its name is free)")
+                   f"start the run again (its name stays taken by {self.csv.path}, which holds only epoch 0: "
+                   f"delete it or give --name)")
             reason = str(error) if isinstance(error, UserError) else str(cannot_write(path, error))
             raise UserError(f"{reason}; epoch {epoch}'s training is not kept (its row is taken back from "
                             f"{self.csv.path.name}): make room, then {how}") from None
@@ -743,7 +744,7 @@ class Trainer:
 
     def discard_if_unresumable(self) -> None:
         """A fresh run stopped for good before any snapshot of it was saved (a second Ctrl-C while
-        the first one's snapshot was written, a crash in the first epoch) leaves no file: with
+        the first one's snapshot was written) leaves no file: with
         nothing to resume from, its CSV (the random phase's row at most) and validation states
         would only keep its name from a new run. Otherwise as :meth:`discard_if_unused`."""
         if self.start_epoch != 0 or self.has_snapshot():

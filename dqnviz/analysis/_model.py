@@ -162,6 +162,8 @@ def resolve_layer(model, layer):
         )
     if not isinstance(layer, str):
         raise UserError(f"a layer must be a name or a Keras layer, got {type(layer).__name__}")
+    if "/" in layer:  # "backbone/conv1": a layer of a nested model, by the path :func:`layer_names` gives
+        return check_channels_last(_layer_at_path(model, layer, convs))
     named = []
     for candidate in model.layers + all_layers(model):
         if candidate.name == layer and not any(candidate is other for other in named):
@@ -169,14 +171,48 @@ def resolve_layer(model, layer):
     if len(named) > 1:
         raise UserError(
             f"layer name {layer!r} is ambiguous in model {model.name!r}: {len(named)} layers have it "
-            f"(in {', '.join(_holder(model, candidate) for candidate in named)}); pass the layer object "
-            "itself, e.g. model.get_layer(NESTED_MODEL).get_layer(NAME)"
+            f"(in {', '.join(_holder(model, candidate) for candidate in named)}); name it by its path, "
+            f"{' or '.join(repr(qualified_name(model, candidate)) for candidate in named)}, or pass the layer object"
         )
     if named:
         return check_channels_last(named[0])
     raise UserError(
         f"unknown layer {layer!r}; the conv layers of model {model.name!r} are: {', '.join(convs)}"
     )
+
+
+def _layer_at_path(model, path: str, convs: list):
+    """The layer ``"outer/inner/name"`` names: ``name`` inside the nested model ``inner`` inside
+    the nested model ``outer`` of ``model``."""
+    *models, name = path.split("/")
+    holder = model
+    for part in models:
+        found = [layer for layer in holder.layers if layer.name == part]
+        if not found or not isinstance(found[0], keras.Model) or not has_graph(found[0]):
+            raise UserError(f"unknown layer {path!r}: {holder.name!r} has no nested model {part!r}; "
+                            f"the conv layers of model {model.name!r} are: {', '.join(convs)}")
+        holder = found[0]
+    for layer in holder.layers:
+        if layer.name == name:
+            return layer
+    raise UserError(f"unknown layer {path!r}: nested model {holder.name!r} has no layer {name!r}; "
+                    f"the conv layers of model {model.name!r} are: {', '.join(convs)}")
+
+
+def qualified_name(model, layer) -> str:
+    """``layer``'s path in ``model``: its name after those of the nested models holding it,
+    ``"backbone/conv1"`` (Keras allows no ``/`` in a name), or just its name at the top level."""
+    return "/".join([nested.name for nested in nesting(model, layer) or []] + [layer.name])
+
+
+def layer_names(model, layers) -> list:
+    """A name per layer of ``model`` that :func:`resolve_layer` takes back: its own name, or where
+    another of the model's layers has it too (nested models may repeat names), its path
+    (:func:`qualified_name`)."""
+    counts: dict = {}
+    for layer in {id(layer): layer for layer in model.layers + all_layers(model)}.values():
+        counts[layer.name] = counts.get(layer.name, 0) + 1
+    return [qualified_name(model, layer) if counts[layer.name] > 1 else layer.name for layer in layers]
 
 
 def _holder(model, layer) -> str:

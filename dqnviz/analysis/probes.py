@@ -10,6 +10,7 @@ from dqnviz.analysis._model import (
     check_filters,
     compiled_runner,
     conv_layer_objects,
+    layer_names,
     layer_output,
     nesting,
     predict,
@@ -24,12 +25,14 @@ def conv_layers(model) -> list:
     input to output, those of nested models in place of the nested model.
 
     Returns:
-        A list of layer names, e.g. ``["conv1", "conv2", "conv3"]`` for the Nature DQN.
+        A list of layer names, e.g. ``["conv1", "conv2", "conv3"]`` for the Nature DQN; a name
+        that two nested models' layers share is given as each one's path, ``"first/c1"``,
+        ``"second/c1"``, which every analysis takes.
 
     Raises:
         UserError: not a built image model, or no Conv2D layers.
     """
-    return [layer.name for layer in conv_layer_objects(model)]
+    return layer_names(model, conv_layer_objects(model))
 
 
 def image_layers(model) -> list:
@@ -53,8 +56,8 @@ def image_layers(model) -> list:
         except UserError:  # shared: no single output to analyse
             continue
         if len(shape) == 4:
-            names.append(layer.name)
-    return names
+            names.append(layer)
+    return layer_names(model, names)
 
 
 # Layers that act on each channel of each unit on its own: after a conv they keep its filters' meaning.

@@ -357,11 +357,14 @@ def run(args) -> int:
                 return exit_status()
             if trainer.budget_stopped and not trainer.test_scores:
                 trainer.discard_if_unused()  # a fresh run that wrote no row leaves no file, as if stopped
-    except BaseException:
-        # a run that wrote no row, or saved no snapshot to resume, leaves no CSV to take its name,
-        # nor validation states
+    except BaseException as error:
+        # a run that wrote no row leaves no CSV to take its name, nor validation states; nor does
+        # one stopped for good by a second Ctrl-C before it saved a snapshot to resume (a run that
+        # failed keeps its rows: a diverged one's NaN row is what its user needs to see)
+        from dqnviz.stopping import interrupted_by
+
         if trainer is not None:
-            trainer.discard_if_unresumable()
+            trainer.discard_if_unresumable() if interrupted_by(error) else trainer.discard_if_unused()
         else:
             statistics.discard_if_unused()
         raise

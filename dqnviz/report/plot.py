@@ -912,11 +912,13 @@ def build_layout(runs: list, fields: list, charts: Charts, columns: int | None =
     height, bottom, top = charts_height, 50, 40 + (above if narrow else 0)
     if narrow:
         # under the charts: at this width a legend beside them would leave the charts no room
-        legend_rows = math.ceil(entries / 3)  # about three entries a row at these widths
+        # one entry a row: a phone's width holds no two entries of long run names side by side
+        # (a row of them ran past the figure's right edge, cut off)
+        legend_rows = entries
         height += LEGEND_ROW * legend_rows + 40
         bottom = 50 + LEGEND_ROW * legend_rows + 40
         # paper coordinates: 60 px under the last chart's axis (below its x axis title)
-        legend_layout = dict(orientation="h", x=0, xanchor="left", tracegroupgap=2, y=-60 / (height - top - MODEBAR_ROOM - bottom),
+        legend_layout = dict(orientation="v", x=0, xanchor="left", tracegroupgap=2, y=-60 / (height - top - MODEBAR_ROOM - bottom),
                              yanchor="top")
     else:
         # beside the charts, from their top down: never under the modebar, however many runs; the
