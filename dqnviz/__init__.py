@@ -13,7 +13,8 @@ Analysis (dqnviz.analysis): guided_backprop, saliency, receptive_field, effectiv
 top_activations, top_activations_by_layer, full_history, conv_layers, image_layers, rectified_by,
 temporal_lean, linear_cka, encode_rgb, encode_gradient_rgb, frames_strip.
 Errors: UserError (a user's mistake, with a one-line message); ZeroGradientWarning (guided_backprop
-images that are all zero, with their cause).
+images that are all zero, with their cause); UnguidedCodeWarning (a layer whose own code guided
+backprop's rule cannot reach).
 Report: nvis_report, the ``dqnviz nvis`` page for any Keras image model and the states you give::
 
     dqnviz.nvis_report(model, record.states, "my_agent.html", filters="top8")
@@ -35,6 +36,7 @@ _LAZY = {
     "play_games": "dqnviz.agent",
     "guided_backprop": "dqnviz.analysis",
     "ZeroGradientWarning": "dqnviz.analysis",
+    "UnguidedCodeWarning": "dqnviz.analysis",
     "saliency": "dqnviz.analysis",
     "receptive_field": "dqnviz.analysis",
     "effective_receptive_field": "dqnviz.analysis",

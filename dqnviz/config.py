@@ -150,7 +150,8 @@ class TrainConfig:
         per_env = -(-self.batch_size // self.num_envs) + self.history - 1 + self.n_step
         if self.replay_size // self.num_envs < per_env:
             cause = (f", --history {self.history} and --n-step {self.n_step} (each environment's last "
-                     f"{self.history - 1 + self.n_step:,} slots cannot be drawn)" if self.n_step > 1 else "")
+                     f"{self.history - 1 + self.n_step:,} slots cannot be drawn)"
+                     if self.history - 1 + self.n_step > 4 else "")  # the defaults' 4: the batch is the cause
             raise UserError(
                 f"--replay-size {self.replay_size:,} is too small to draw a batch of {self.batch_size} "
                 f"with {self.num_envs} env(s){cause}: give at least {per_env * self.num_envs:,}"

@@ -368,9 +368,16 @@ def test_a_layer_called_twice_and_a_name_two_nested_layers_share_are_clear_error
     second = keras.Sequential([keras.Input((16, 16, 2)), L.Conv2D(2, 7, padding="same", name="c1")], name="second")
     inputs = keras.Input((16, 16, 2))
     model = keras.Model(inputs, L.Dense(2)(L.Flatten()(second(first(inputs)))))
-    with pytest.raises(UserError, match=r"layer name 'c1' is ambiguous .*nested model 'first', nested model 'second'"):
+    with pytest.raises(UserError, match=r"layer name 'c1' is ambiguous .*nested model 'first', nested model 'second'\); "
+                                         r"name it by its path, 'first/c1' or 'second/c1', or pass the layer object"):
         dqnviz.receptive_field(model, "c1")
     assert dqnviz.receptive_field(model, second.get_layer("c1")) == (9, 1)
+    assert dqnviz.conv_layers(model) == ["first/c1", "second/c1"]  # paths, which every analysis takes
+    assert [dqnviz.receptive_field(model, name) for name in dqnviz.conv_layers(model)] == [(3, 1), (9, 1)]
+    for wrong, said in (("third/c1", "'functional.*' has no nested model 'third'"),
+                        ("first/c9", "nested model 'first' has no layer 'c9'")):
+        with pytest.raises(UserError, match=said):
+            dqnviz.receptive_field(model, wrong)
 
 
 def test_unsupported_layers_are_clear_errors():

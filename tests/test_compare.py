@@ -415,6 +415,8 @@ def test_two_runs_of_one_name_are_told_apart_by_identity_network_or_first_weight
     assert distinct_labels([*paths, tmp_path / "x" / "snapshots" / "pong_2.keras"]) == [  # only those sharing a stem
         "x_snapshots_breakout_1", "y_snapshots_breakout_1", "pong_2"]
     assert distinct_labels([paths[0], paths[0], paths[1]]) == ["breakout_1", "breakout_1_2", "breakout_1_3"]
+    pong = tmp_path / "a" / "pong.keras"
+    assert distinct_labels([pong, pong, tmp_path / "a" / "pong_2.keras"]) == ["pong", "pong_3", "pong_2"]
     (tmp_path / "links").mkdir()
     (tmp_path / "links" / "early.keras").symlink_to(tmp_path / "a_1.keras")  # a link keeps the name it was given
     assert distinct_labels([tmp_path / "links" / "early.keras", tmp_path / "a_1.keras"]) == ["early", "a_1"]

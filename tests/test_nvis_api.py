@@ -216,6 +216,24 @@ def test_a_page_says_which_layers_guided_backprop_cannot_see_into(tmp_path):
     assert "7×7 px, stride 1" in text  # the layer table: after's field measured through it, 3 + 2 + 2
 
 
+def test_two_nested_layers_of_one_name_get_a_card_each_under_their_paths(tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(9)
+    first = keras.Sequential([keras.Input((12, 12, 3)), keras.layers.Conv2D(3, 3, padding="same", activation="relu",
+                                                                              name="c1")], name="first")
+    second = keras.Sequential([keras.Input((12, 12, 3)), keras.layers.Conv2D(3, 7, padding="same", activation="relu",
+                                                                               name="c1")], name="second")
+    inputs = keras.Input((12, 12, 3))
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(second(first(inputs)))))
+    states = np.random.default_rng(3).uniform(0, 1, (4, 12, 12, 3)).astype("float32")
+    html = dqnviz.nvis_report(model, states, tmp_path / "paths.html", filters=1).read_text()
+    assert sorted(layer for layer, _ in cards_of(html)) == ["first/c1", "second/c1"]
+    text = text_of(html)
+    assert "first/c1 — 1 of 3 filters, receptive field 3×3 px" in text
+    assert "second/c1 — 1 of 3 filters, receptive field 9×9 px" in text
+
+
 @pytest.mark.parametrize("channels, stack, expected", [
     (1, False, False), (3, False, False), (3, True, True), (4, False, True), (6, True, True)])
 def test_which_states_are_frame_stacks(channels, stack, expected):

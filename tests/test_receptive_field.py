@@ -163,3 +163,50 @@ def test_keras_ops_on_symbolic_tensors_count_as_pointwise():
     """``x + relu(x)`` written with keras.ops in a functional graph (as ConvNeXt's residuals are)."""
     model = _around(lambda t: t + keras.ops.relu(t) * 2.0)
     assert receptive_field(model, "c2") == (5, 1)
+
+
+class _TwoOutputs(keras.layers.Layer):
+    def call(self, x):
+        return x, keras.ops.roll(x, 2, axis=1)
+
+    def compute_output_shape(self, shape):
+        return shape, shape
+
+
+class _ZeroBranch(keras.layers.Layer):
+    """x + relu(conv5×5(x)) with the conv at zero: no reach until it has weights."""
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.conv = keras.layers.Conv2D(4, 5, padding="same", kernel_initializer="zeros")
+
+    def call(self, x):
+        return x + keras.ops.relu(self.conv(x))
+
+
+class _ReadsEverything(keras.layers.Layer):
+    def call(self, x):
+        return x * keras.ops.mean(x, axis=(1, 2), keepdims=True)
+
+
+def test_a_measured_reach_is_of_inference_of_the_output_used_and_of_the_current_weights():
+    augment = keras.Sequential([keras.layers.RandomTranslation(0.3, 0.3), keras.layers.RandomZoom(0.3)])
+    assert receptive_field(_around(augment), "c2") == (5, 1)  # measured with training=False: no augmentation
+    # the second output of a two-output layer, shifted two rows: 3 + 2 rows of c2, from 2 rows up
+    model = _around(lambda t: _TwoOutputs()(t)[1])
+    assert receptive_field(model, "c2") == (5, 1)
+    erf = effective_receptive_field(model, np.random.default_rng(0).random((2, 32, 32, 2), np.float32), "c2")
+    assert erf["centre"] == (erf["unit"][0] + 2 - 2, erf["unit"][1] + 2)
+    # branches that meet shifted against each other widen the field: x + roll(x, 3 columns)
+    assert receptive_field(_around(lambda t: t + keras.ops.roll(t, 3, axis=2)), "c2") == ((5, 8), 1)
+    branch = _ZeroBranch()
+    model = _around(branch)
+    assert receptive_field(model, "c2") == (5, 1)  # a zero branch reaches nothing
+    branch.conv.set_weights([np.full_like(w, 0.1) for w in branch.conv.get_weights()])
+    assert receptive_field(model, "c2") == (9, 1)  # measured again with the new weights
+
+
+def test_a_layer_reading_the_whole_image_of_unknown_size_is_a_clear_error():
+    with pytest.raises(UserError, match=r"layer 'everything' \(_ReadsEverything\) reads the whole image"):
+        receptive_field(_around(_ReadsEverything(name="everything"), spatial=(None, None, 2)), "c2")
+    assert receptive_field(_around(_ReadsEverything()), "c2") == (3 + 29 + 2, 1)  # c1's whole 30×30 output

@@ -449,6 +449,22 @@ def _pre_softmax(operation):
     return lambda x, *args, **kwargs: x
 
 
+def _callers_level() -> int:
+    """The ``stacklevel`` of a warning raised here that names the first frame outside dqnviz and
+    the frameworks it runs in (Keras, JAX, TensorFlow): the user's call, not dqnviz's internals."""
+    import os
+    import sys
+
+    inside = tuple(os.path.dirname(os.path.dirname(module.__file__)) + os.sep
+                   for module in (sys.modules["dqnviz"], sys.modules["keras"]))
+    frameworks = tuple(f"{os.sep}{name}{os.sep}" for name in ("dqnviz", "keras", "jax", "jaxlib", "tensorflow"))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and (frame.f_code.co_filename.startswith(inside) and
+                                 any(part in frame.f_code.co_filename for part in frameworks)):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _call_operation(operation, guided, logits_of=None):
     """Wrap one graph operation: inference mode, nested models run on float inputs through their
     own graph, the guided rule after rectifier outputs, and ``logits_of`` without its softmax."""
@@ -465,7 +481,7 @@ def _call_operation(operation, guided, logits_of=None):
         warnings.warn(
             f"layer {operation.name!r} ({type(operation).__name__}) runs code of its own: a rectifier inside its "
             "call() keeps its plain derivative there, not guided backprop's rule (a ReLU layer or activation= "
-            "outside it gets the rule)", UnguidedCodeWarning, stacklevel=2)
+            "outside it gets the rule)", UnguidedCodeWarning, stacklevel=_callers_level())
 
     def call(*args, **kwargs):
         if nested is not None and len(args) == 1 and set(kwargs) <= {"training", "mask"}:

@@ -106,9 +106,11 @@ def _same_size(operation, node, parents, spatial):
 _GLOBAL_POOLING = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
 
 # Layers known to compute each output pixel from the same pixel of their inputs (normalisations
-# by convention: the statistics they divide by are not counted as part of a field), as are the
-# keras.ops operations of a functional graph (``x + y``). Any other layer that keeps the spatial
-# size (a Lambda, a custom layer, a subclassed model) has its reach measured by :func:`_measured_reach`.
+# by convention: the statistics they divide by are not counted as part of a field). Where several
+# branches meet in any other layer or operation (a custom merge, ``x + y`` on symbolic tensors),
+# the field is the union of the branches' (:func:`_union`), as for Add. Any other layer or keras.ops operation of one input that
+# keeps the spatial size (a Lambda, a custom layer, a subclassed model, ``ops.roll``) has its reach
+# measured by :func:`_measured_reach`.
 _POINTWISE = tuple(getattr(keras.layers, name) for name in (
     "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "BatchNormalization", "LayerNormalization",
     "UnitNormalization", "GroupNormalization", "Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout",
@@ -117,32 +119,69 @@ _POINTWISE = tuple(getattr(keras.layers, name) for name in (
 ) if hasattr(keras.layers, name))
 
 _PROBES = 8  # random inputs whose gradients' support, together, is a layer's measured reach
-_PROBE_SIDES = (33, 65, 129, 257)  # tried in turn for an axis of unknown size, until the reach fits
+_PROBE_SIDES = (33, 65, 129)  # tried in turn for an axis of unknown size, until the reach fits
 
 
-def _measured_reach(operation, channels, spatial):
-    """The reach of a layer whose code dqnviz cannot read (a Lambda, a custom layer, a subclassed
-    model) and that keeps the spatial size: ``((k_y, k_x), (o_y, o_x))``, the extent of the input
-    pixels its centre output pixel ``(c_y, c_x) = (H // 2, W // 2)`` depends on and the offset of
-    that extent's centre from ``(c_y, c_x)``. It is the support of
+def _union(parents):
+    """The field where branches meet pixel by pixel (Add, Concatenate, ``x + y``): the input pixels
+    any branch's unit sees, ``[min(start − (r − 1)/2), max(start + (r − 1)/2)]`` per axis over the
+    branches (so a branch shifted against another widens it); branches of different strides get
+    the largest field."""
+    if len(parents) == 1:
+        (parent,) = parents
+        return _Field(parent.size, parent.stride, parent.start, parent.spatial)
+    largest = max(parents, key=lambda p: p.size)
+    if len({p.stride for p in parents}) != 1:
+        return _Field(largest.size, largest.stride, largest.start, largest.spatial)
+    size, start = [], []
+    for a in range(2):
+        low = min(p.start[a] - (p.size[a] - 1) / 2 for p in parents)
+        high = max(p.start[a] + (p.size[a] - 1) / 2 for p in parents)
+        size.append(int(round(high - low + 1)))
+        start.append((low + high) / 2)
+    return _Field(tuple(size), largest.stride, tuple(start), largest.spatial)
+
+
+def _measured_reach(operation, node, output_index, spatial):
+    """The reach of a layer or operation whose code the walk cannot read (a Lambda, a custom layer,
+    a subclassed model, a keras.ops call on a symbolic tensor) and that keeps the spatial size:
+    ``((k_y, k_x), (o_y, o_x))``, the extent of the input pixels its centre output pixel
+    ``(c_y, c_x) = (H // 2, W // 2)`` depends on, and the offset of that extent's centre from
+    ``(c_y, c_x)``. It is the support of
 
         G(i, j) = Σ_probes Σ_ch | d Σ_f out[c_y, c_x, f] / d in[i, j, ch] |
 
     over 8 random normal inputs (fixed seed) of the layer's input size (``spatial``; where an axis
-    is unknown, 33, then 65, 129, 257 pixels until the support stops short of the border), taken
-    as a window of side ``k`` and stride 1. A pixel whose every path to the centre is cut on all
-    probes (a ReLU closed each time) is missed; a layer that reads the whole image gets ``k = H``.
+    is unknown, 33, then 65, then 129 pixels until the support stops short of the border), the call
+    replayed as the graph makes it (its other arguments kept) in inference mode (``training=False``:
+    no augmentation), taken as a window of side ``k`` and stride 1. It is measured with the current
+    weights: a pixel whose every path to the centre is cut on all probes (a ReLU closed each time,
+    a zero-initialised branch) is missed, and a layer that reads the whole image gets ``k = H``.
+
+    Raises:
+        UserError: the call fails on the probes, or, at an unknown size, the layer reads the whole
+            image (no size of the field to give: the states' size fixes it).
     """
     from dqnviz.backend import input_gradient
 
+    (tensor,) = node.input_tensors
+    channels = int(tensor.shape[-1])
     rng = np.random.default_rng(0)
+    options = {"training": False} if "training" in getattr(operation, "_call_context_args", ()) else {}
+
+    def centre_sum(x, centre):
+        args, kwargs = node.arguments.fill_in({id(tensor): x})
+        out = operation(*args, **{**kwargs, **options})
+        if isinstance(out, (list, tuple)):
+            out = out[output_index]
+        return ops.sum(ops.cast(out[:, centre[0], centre[1], :], "float32"), axis=-1)
+
     for side in _PROBE_SIDES:
         shape = tuple(n if n is not None else side for n in spatial)
         centre = (shape[0] // 2, shape[1] // 2)
         probes = rng.standard_normal((_PROBES, *shape, channels)).astype(np.float32)
         try:
-            _, gradient = input_gradient(
-                lambda x: ops.sum(ops.cast(operation(x)[:, centre[0], centre[1], :], "float32"), axis=-1), probes)
+            _, gradient = input_gradient(lambda x: centre_sum(x, centre), probes)
         except Exception as error:  # the layer's own code failed on the probes
             raise UserError(
                 f"cannot compute a receptive field through layer {operation.name!r} ({type(operation).__name__}), "
@@ -154,28 +193,37 @@ def _measured_reach(operation, channels, spatial):
             return (1, 1), (0.0, 0.0)
         touches = [spatial[a] is None and (ends[0] == 0 or ends[-1] == shape[a] - 1)
                    for a, ends in enumerate((rows, cols))]
-        if not any(touches) or side == _PROBE_SIDES[-1]:
+        if not any(touches):
             break
+    else:
+        raise UserError(
+            f"layer {operation.name!r} ({type(operation).__name__}) reads the whole image (its centre output "
+            f"depends on pixels {_PROBE_SIDES[-1] // 2} away), so fields through it are as large as the images: "
+            "give states (effective_receptive_field), whose size fixes them"
+        )
     return ((int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)),
             (float((rows[0] + rows[-1]) / 2 - centre[0]), float((cols[0] + cols[-1]) / 2 - centre[1])))
 
 
-def _through_opaque(parent, operation, node, spatial):
+def _weights_key(operation) -> tuple:
+    """What a measured reach depends on besides the layer's structure: its weights (a zero branch
+    has no reach), as a cheap fingerprint, so that new weights are measured again."""
+    weights = getattr(operation, "weights", None) or []
+    return tuple((id(w), float(ops.convert_to_numpy(ops.sum(ops.abs(ops.cast(w, "float32")))))) for w in weights)
+
+
+def _through_opaque(parent, operation, node, output_index):
     """``parent``'s field after a layer of unread code that keeps the size: its measured reach
     ``k`` and offset ``o`` (:func:`_measured_reach`) applied as a window of stride 1,
     ``r' = r + (k − 1)·j``, ``start' = start + o·j``."""
-    if len(node.input_tensors) != 1:
-        raise UserError(
-            f"cannot compute a receptive field through layer {operation.name!r} ({type(operation).__name__}), "
-            f"custom code with {len(node.input_tensors)} inputs"
-        )
-    channels = int(node.input_tensors[0].shape[-1])
-    # measured once per layer and input size (a layer's reach is its structure's: the walk runs
-    # for every layer after it, and nvis asks for each conv layer twice), kept on the layer itself
+    # kept on the layer, per input size and weights (the walk runs for every layer after it, and
+    # nvis asks for each conv layer twice)
+    key = (parent.spatial, id(node), output_index, _weights_key(operation))
     cache = vars(operation).setdefault("_dqnviz_reach", {})
-    if (parent.spatial, channels) not in cache:
-        cache[parent.spatial, channels] = _measured_reach(operation, channels, parent.spatial)
-    reach, offset = cache[parent.spatial, channels]
+    if key not in cache:
+        cache.clear()  # older weights' or sizes' measures: not asked for again
+        cache[key] = _measured_reach(operation, node, output_index, parent.spatial)
+    reach, offset = cache[key]
     return _Field(
         tuple(parent.size[a] + (reach[a] - 1) * parent.stride[a] for a in range(2)),
         parent.stride,
@@ -226,11 +274,10 @@ def _field_of(tensor, memo, base=None):
             ):
                 field = _apply_window(parent, operation, spatial)
             elif _same_size(operation, node, parents, spatial) is not None:
-                # a keras.ops operation on symbolic tensors (``x + y``, ``ops.relu(x)``) counts as pointwise
-                if isinstance(operation, _POINTWISE) or not isinstance(operation, keras.layers.Layer):
-                    field = _Field(parent.size, parent.stride, parent.start, parent.spatial)
+                if isinstance(operation, _POINTWISE) or len(node.input_tensors) != 1:
+                    field = _union(parents)
                 else:
-                    field = _through_opaque(parent, operation, node, spatial)
+                    field = _through_opaque(parent, operation, node, tensor._keras_history[2])
             else:
                 raise UserError(
                     f"cannot compute a receptive field through layer {operation.name!r} "
@@ -284,16 +331,18 @@ def receptive_field(model, layer):
     centre ``start`` used by :func:`effective_receptive_field`), not how far. ZeroPadding2D and
     Cropping2D shift that centre only; layers known to work pixel by pixel (Rescaling, ReLU,
     BatchNormalization, Dropout, Dense on the channels, ...) leave the field unchanged; where
-    branches meet (``Add``, ``Concatenate``) the largest field wins. Nested functional and
+    branches meet (``Add``, ``Concatenate``) the union of what each branch sees counts. Nested functional and
     Sequential models are walked through. A layer whose code the walk cannot read (a Lambda, a
-    custom layer, a subclassed model) and that keeps the spatial size counts as a window of stride
-    1 whose side is measured: the extent of the input pixels its centre output depends on, from its
-    gradients on random inputs. For the Nature
+    custom layer, a subclassed model, a keras.ops call on one symbolic tensor) and that keeps the
+    spatial size counts as a window of stride 1 whose side is measured: the extent of the input
+    pixels its centre output depends on, from its gradients on random inputs (:func:`_measured_reach`).
+    For the Nature
     DQN: conv1 (8, 4), conv2 (20, 8), conv3 (36, 8).
 
     Args:
         model: a built Keras image model (channels last).
-        layer: a layer name or Layer object with a spatial (rank-4) output.
+        layer: a layer name (or path, ``"backbone/conv1"``) or Layer object with a spatial
+            (rank-4) output.
 
     Returns:
         ``(size, stride)``; each is an int when equal along y and x, else a ``(y, x)`` tuple.
@@ -301,7 +350,8 @@ def receptive_field(model, layer):
     Raises:
         UserError: no Conv2D layers, unknown or channels_first layer, a layer without spatial
             axes (Flatten, Dense, global pooling), or a layer the walk cannot go through
-            (Conv2DTranspose, UpSampling2D, Resizing, Reshape, channels_first layers).
+            (Conv2DTranspose, UpSampling2D, Resizing, Reshape, channels_first layers, a layer
+            reading the whole image of a model of any image size).
     """
     _, field = _layer_field(model, layer)
     return _squash(field.size), _squash(field.stride)

@@ -43,7 +43,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--parallel", type=whole_number(1, MAX_ENVS), default=8, metavar="N",
                         help="games played at once, sharing one batched network call per step; "
                              "the scores do not depend on it (default: 8)")
-    parser.add_argument("--csv", type=nonempty, metavar="FILE", help="also write one row per episode (episode, score, frames) to FILE; "
+    parser.add_argument("--csv", type=nonempty, metavar="FILE", help="also write one row per episode (episode, score, frames) to FILE, a name ending in .csv; "
                                                       "with several snapshots a first column names the snapshot")
     parser.add_argument("--quiet", action="store_true", help="no progress, only the final line(s)")
 

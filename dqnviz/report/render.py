@@ -133,7 +133,7 @@ def distinct_labels(paths, joiner: str = "_") -> list[str]:
 
     typed = [Path(os.path.abspath(p)) for p in paths]  # as given (a link keeps its own name)
     labels = [r.stem for r in typed]
-    for stem in {label for label in labels if labels.count(label) > 1}:
+    for stem in dict.fromkeys(label for label in labels if labels.count(label) > 1):  # in order: no hash luck
         sharing = [i for i, r in enumerate(typed) if r.stem == stem]
         for depth in range(1, max(len(typed[i].parents) for i in sharing) + 1):
             longer = [joiner.join([*(part for part in typed[i].parent.parts[-depth:] if part not in ("/", "")), stem])
@@ -142,8 +142,12 @@ def distinct_labels(paths, joiner: str = "_") -> list[str]:
                 for i, label in zip(sharing, longer):
                     labels[i] = label
                 break
-        else:  # the same path twice: only the repeats numbered
-            for count, i in enumerate(sharing[1:], start=2):
+        else:  # the same path twice: only the repeats numbered, past any label taken
+            count = 1
+            for i in sharing[1:]:
+                count += 1
+                while f"{stem}_{count}" in labels:
+                    count += 1
                 labels[i] = f"{stem}_{count}"
     return labels
 

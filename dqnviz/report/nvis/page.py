@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from dqnviz import analysis
+from dqnviz.analysis._model import layer_output
 from dqnviz.errors import UserError
 from dqnviz.report.nvis.figures import ZOOM_LEAST, _erf_chart, _erf_figure, _q_figure, value_format, zoom_window
 from dqnviz.report.nvis.findings import NvisData, _pair, perturbation_settings
@@ -24,9 +25,9 @@ def network_rows(model) -> list:
     spatial = set(analysis.image_layers(model))  # a receptive field for these too
     rows = []
     for layer in model.layers:
-        try:
-            shape = tuple(layer.output.shape[1:])
-        except (AttributeError, ValueError):
+        try:  # its call in this model (a layer taken from another model has calls elsewhere too)
+            shape = tuple(layer_output(model, layer).shape[1:])
+        except (AttributeError, ValueError, UserError):
             shape = ()
         row = {"name": layer.name, "kind": type(layer).__name__, "shape": " × ".join(str(d) for d in shape),
                "params": int(layer.count_params()) if layer.built else 0, "rf": ""}
