@@ -540,7 +540,7 @@ def test_a_phones_legend_of_long_run_names_stays_inside_the_page(tmp_path):
     with open_report(out, width=390) as check:
         width = check.page.evaluate("() => document.documentElement.clientWidth")
         entries = _boxes(check.page, "#stats-plot .legend .traces")
-        assert len(entries) == 12 and all(box["x"] + box["width"] <= width for box in entries), (width, entries)
+        assert len(entries) == 12 and all(right <= width for _, _, right, _ in entries), (width, entries)
 
 
 def test_the_modebar_leaves_the_chart_titles_alone_with_one_legend_entry(tmp_path):
