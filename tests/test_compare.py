@@ -599,6 +599,12 @@ def test_charts_keep_their_legends_off_the_lines(compared):
         for key, legend, plot in boxes:
             if legend:
                 assert legend[1] >= plot[3] or legend[3] <= plot[1], (key, legend, plot)
+    with open_report(compared, width=390) as check:  # a phone: no legend entry runs past the page's edge
+        check.page.evaluate("() => window.dqnvizDrawAll()")
+        width = check.page.evaluate("() => document.documentElement.clientWidth")
+        rights = check.page.evaluate("""() => Array.from(document.querySelectorAll('.chart .legend .traces text'))
+            .map(t => t.getBoundingClientRect().right)""")
+        assert rights and max(rights) <= width, (width, rights)
 
 
 def test_a_narrow_window_scrolls_the_cards_not_the_page(compared):

@@ -1231,18 +1231,19 @@ def _cka_figure(data: CompareData, names: list):
         for owner in dict.fromkeys((i, j)):
             entries = {e["layer"]: e for e in data.cka if e["a"] == i and e["b"] == j and e["on"] == owner}
             game = played[owner].meta.get("game", "?")
-            label = f"{names[i]} vs {names[j]} on {game} states ({names[owner]})"
-            legend += add_line(entries, "value", label, line=dict(color=colour, dash="solid" if owner == i else "dash"),
+            # two lines: one line of both names and the states ran past a phone's width
+            label = f"{names[i]} vs {names[j]}<br>on {game} states ({names[owner]})"
+            legend += 2 * add_line(entries, "value", label, line=dict(color=colour, dash="solid" if owner == i else "dash"),
                                marker=dict(symbol="circle" if owner == i else "square"),
                                hovertemplate=label + "<br>%{customdata}: CKA %{y:.3f}<extra></extra>")
             # untrained pairs on the same states: one line per distinct level (pairs of one architecture share it)
             key = (owner, tuple((l, _finite(e.get("chance"))) for l, e in sorted(entries.items())))
             if key not in chance_lines:
-                name = f"chance: untrained pairs on {game} states ({names[owner]})"
+                name = f"chance: untrained pairs<br>on {game} states ({names[owner]})"
                 if name in chance_lines.values():  # another architecture's level on the same states
                     name += f", shaped as {names[i]} and {names[j]}"
                 chance_lines[key] = name
-                legend += add_line(entries, "chance", name,
+                legend += 2 * add_line(entries, "chance", name,
                                    line=dict(color=CHANCE_COLOUR, dash="dot", width=1.5),
                                    marker=dict(symbol=CHANCE_SYMBOLS[owner % len(CHANCE_SYMBOLS)], size=7),
                                    hovertemplate=name + "<br>%{customdata}: CKA %{y:.3f}"
