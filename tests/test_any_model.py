@@ -374,6 +374,12 @@ def test_a_layer_called_twice_and_a_name_two_nested_layers_share_are_clear_error
     assert dqnviz.receptive_field(model, second.get_layer("c1")) == (9, 1)
     assert dqnviz.conv_layers(model) == ["first/c1", "second/c1"]  # paths, which every analysis takes
     assert [dqnviz.receptive_field(model, name) for name in dqnviz.conv_layers(model)] == [(3, 1), (9, 1)]
+    # a top-level layer of the name is the bare name's; the nested one goes by its path
+    inputs = keras.Input((16, 16, 2))
+    top = L.Conv2D(2, 5, padding="same", name="c1")(inputs)
+    model_with_top = keras.Model(inputs, L.Dense(2)(L.Flatten()(first(top))))
+    assert dqnviz.conv_layers(model_with_top) == ["c1", "first/c1"]
+    assert [dqnviz.receptive_field(model_with_top, name) for name in ("c1", "first/c1")] == [(5, 1), (7, 1)]
     for wrong, said in (("third/c1", "'functional.*' has no nested model 'third'"),
                         ("first/c9", "nested model 'first' has no layer 'c9'")):
         with pytest.raises(UserError, match=said):

@@ -575,6 +575,7 @@ def test_charts_keep_their_legends_off_the_lines(compared):
     from tests.browser import open_report
 
     html = compared.read_text()
+    assert "&lt;br&gt;" not in html  # the legend's line break stays in the legend, not in the table or summary
     cka = _figure(html, "fig-cka")
     styles = [(t["line"]["color"], t["line"]["dash"]) for t in cka["data"] if not t["name"].startswith("chance")]
     assert len(styles) == 2 and len(set(styles)) == 2

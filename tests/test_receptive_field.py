@@ -207,6 +207,13 @@ def test_a_measured_reach_is_of_inference_of_the_output_used_and_of_the_current_
 
 
 def test_a_layer_reading_the_whole_image_of_unknown_size_is_a_clear_error():
-    with pytest.raises(UserError, match=r"layer 'everything' \(_ReadsEverything\) reads the whole image"):
+    with pytest.raises(UserError, match=r"layer 'everything' \(_ReadsEverything\) reaches 64 pixels or more from its "
+                                         r"centre \(perhaps the whole image\), too far to measure"):
         receptive_field(_around(_ReadsEverything(name="everything"), spatial=(None, None, 2)), "c2")
     assert receptive_field(_around(_ReadsEverything()), "c2") == (3 + 29 + 2, 1)  # c1's whole 30×30 output
+
+
+def test_a_layer_of_its_own_code_with_several_inputs_is_a_clear_error():
+    attention = keras.layers.MultiHeadAttention(2, 4, attention_axes=(1, 2), name="attention")
+    with pytest.raises(UserError, match=r"through layer 'attention' \(MultiHeadAttention\), code of its own with 2 inputs"):
+        receptive_field(_around(lambda t: attention(t, t), spatial=(12, 12, 2)), "c2")

@@ -137,8 +137,10 @@ def conv_layer_objects(model) -> list:
 def resolve_layer(model, layer):
     """Turn a layer name or Layer object into a layer of ``model`` or of a model nested in it.
 
-    A name is looked up among the top-level layers and inside nested models; a name that two of
-    them share (nested models may repeat their layers' names) is refused: pass the object.
+    A name is a top-level layer's, else that of the one layer of a nested model that has it; a
+    layer of a nested model is also named by its path, ``"backbone/conv1"`` (:func:`layer_names`
+    gives these where names repeat), and a name that only layers of two nested models share is
+    refused.
 
     Args:
         model: a Keras model (validated with :func:`check_model`).
@@ -164,8 +166,11 @@ def resolve_layer(model, layer):
         raise UserError(f"a layer must be a name or a Keras layer, got {type(layer).__name__}")
     if "/" in layer:  # "backbone/conv1": a layer of a nested model, by the path :func:`layer_names` gives
         return check_channels_last(_layer_at_path(model, layer, convs))
+    top = [candidate for candidate in model.layers if candidate.name == layer]
+    if top:  # a bare name is the top-level layer's: a nested one of that name is named by its path
+        return check_channels_last(top[0])
     named = []
-    for candidate in model.layers + all_layers(model):
+    for candidate in all_layers(model):
         if candidate.name == layer and not any(candidate is other for other in named):
             named.append(candidate)
     if len(named) > 1:
@@ -208,7 +213,7 @@ def qualified_name(model, layer) -> str:
 def layer_names(model, layers) -> list:
     """A name per layer of ``model`` that :func:`resolve_layer` takes back: its own name, or where
     another of the model's layers has it too (nested models may repeat names), its path
-    (:func:`qualified_name`)."""
+    (:func:`qualified_name`; a top-level layer's path is its name)."""
     counts: dict = {}
     for layer in {id(layer): layer for layer in model.layers + all_layers(model)}.values():
         counts[layer.name] = counts.get(layer.name, 0) + 1

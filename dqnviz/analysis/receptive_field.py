@@ -107,8 +107,9 @@ _GLOBAL_POOLING = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPo
 
 # Layers known to compute each output pixel from the same pixel of their inputs (normalisations
 # by convention: the statistics they divide by are not counted as part of a field). Where several
-# branches meet in any other layer or operation (a custom merge, ``x + y`` on symbolic tensors),
-# the field is the union of the branches' (:func:`_union`), as for Add. Any other layer or keras.ops operation of one input that
+# branches meet in a keras.ops operation (``x + y`` on symbolic tensors), the field is the union of
+# the branches' (:func:`_union`), as for Add; another layer of several inputs (MultiHeadAttention,
+# a custom merge) is refused. Any other layer or keras.ops operation of one input that
 # keeps the spatial size (a Lambda, a custom layer, a subclassed model, ``ops.roll``) has its reach
 # measured by :func:`_measured_reach`.
 _POINTWISE = tuple(getattr(keras.layers, name) for name in (
@@ -197,9 +198,9 @@ def _measured_reach(operation, node, output_index, spatial):
             break
     else:
         raise UserError(
-            f"layer {operation.name!r} ({type(operation).__name__}) reads the whole image (its centre output "
-            f"depends on pixels {_PROBE_SIDES[-1] // 2} away), so fields through it are as large as the images: "
-            "give states (effective_receptive_field), whose size fixes them"
+            f"layer {operation.name!r} ({type(operation).__name__}) reaches {_PROBE_SIDES[-1] // 2} pixels or more "
+            f"from its centre (perhaps the whole image), too far to measure in a model of any image size: build the "
+            "model for the images' size, or measure effective_receptive_field on states"
         )
     return ((int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)),
             (float((rows[0] + rows[-1]) / 2 - centre[0]), float((cols[0] + cols[-1]) / 2 - centre[1])))
@@ -221,7 +222,8 @@ def _through_opaque(parent, operation, node, output_index):
     key = (parent.spatial, id(node), output_index, _weights_key(operation))
     cache = vars(operation).setdefault("_dqnviz_reach", {})
     if key not in cache:
-        cache.clear()  # older weights' or sizes' measures: not asked for again
+        while len(cache) >= 8:  # a few sizes and calls; the oldest (weights since changed) go
+            del cache[next(iter(cache))]
         cache[key] = _measured_reach(operation, node, output_index, parent.spatial)
     reach, offset = cache[key]
     return _Field(
@@ -274,8 +276,13 @@ def _field_of(tensor, memo, base=None):
             ):
                 field = _apply_window(parent, operation, spatial)
             elif _same_size(operation, node, parents, spatial) is not None:
-                if isinstance(operation, _POINTWISE) or len(node.input_tensors) != 1:
-                    field = _union(parents)
+                if isinstance(operation, _POINTWISE) or (
+                        len(node.input_tensors) != 1 and not isinstance(operation, keras.layers.Layer)):
+                    field = _union(parents)  # elementwise: x + y, ops.multiply(x, y)
+                elif len(node.input_tensors) != 1:  # MultiHeadAttention(x, x), a custom merge: unmeasured
+                    raise UserError(
+                        f"cannot compute a receptive field through layer {operation.name!r} "
+                        f"({type(operation).__name__}), code of its own with {len(node.input_tensors)} inputs")
                 else:
                     field = _through_opaque(parent, operation, node, tensor._keras_history[2])
             else:
@@ -351,7 +358,8 @@ def receptive_field(model, layer):
         UserError: no Conv2D layers, unknown or channels_first layer, a layer without spatial
             axes (Flatten, Dense, global pooling), or a layer the walk cannot go through
             (Conv2DTranspose, UpSampling2D, Resizing, Reshape, channels_first layers, a layer
-            reading the whole image of a model of any image size).
+            reaching 64 pixels or more in a model of any image size, or a custom layer of
+            several inputs).
     """
     _, field = _layer_field(model, layer)
     return _squash(field.size), _squash(field.stride)

@@ -1231,9 +1231,9 @@ def _cka_figure(data: CompareData, names: list):
         for owner in dict.fromkeys((i, j)):
             entries = {e["layer"]: e for e in data.cka if e["a"] == i and e["b"] == j and e["on"] == owner}
             game = played[owner].meta.get("game", "?")
-            # two lines: one line of both names and the states ran past a phone's width
-            label = f"{names[i]} vs {names[j]}<br>on {game} states ({names[owner]})"
-            legend += 2 * add_line(entries, "value", label, line=dict(color=colour, dash="solid" if owner == i else "dash"),
+            label = f"{names[i]} vs {names[j]} on {game} states ({names[owner]})"
+            # the legend's in two lines: one line of both names and the states ran past a phone's width
+            legend += 2 * add_line(entries, "value", f"{names[i]} vs {names[j]}<br>on {game} states ({names[owner]})", line=dict(color=colour, dash="solid" if owner == i else "dash"),
                                marker=dict(symbol="circle" if owner == i else "square"),
                                hovertemplate=label + "<br>%{customdata}: CKA %{y:.3f}<extra></extra>")
             # untrained pairs on the same states: one line per distinct level (pairs of one architecture share it)
