@@ -315,17 +315,6 @@ def test_a_lambda_with_arguments_is_probed_once_and_a_float16_activation_in_its_
     assert layer.compute_dtype == "float16" and relu.is_relu_output(layer)
 
 
-class _ReluInside(keras.layers.Layer):
-    """Custom code: a ReLU inside call(), out of the guided rule's reach."""
-
-    def __init__(self, **options):
-        super().__init__(**options)
-        self.conv = keras.layers.Conv2D(3, 3, padding="same")
-
-    def call(self, x):
-        return keras.ops.relu(self.conv(x))
-
-
 def test_a_layer_of_its_own_code_is_named_in_a_warning_and_the_rest_still_guided():
     import warnings
 
@@ -334,11 +323,11 @@ def test_a_layer_of_its_own_code_is_named_in_a_warning_and_the_rest_still_guided
     keras.utils.set_random_seed(21)
     inputs = keras.Input((12, 12, 2))
     x = keras.layers.Conv2D(3, 3, padding="same", activation="relu", name="a")(inputs)
-    x = _ReluInside(name="inside")(x)
+    x = models.ReluInside(name="inside")(x)
     x = keras.layers.Conv2D(3, 3, activation="relu", name="b")(x)
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
     states = np.random.default_rng(4).random((2, 12, 12, 2), np.float32)
-    with pytest.warns(UnguidedCodeWarning, match=r"layer 'inside' \(_ReluInside\) runs code of its own"):
+    with pytest.warns(UnguidedCodeWarning, match=r"layer 'inside' \(ReluInside\) runs code of its own"):
         guided_backprop(model, states, "b", 1)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UnguidedCodeWarning)

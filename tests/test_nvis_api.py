@@ -180,33 +180,16 @@ def test_a_grey_image_is_drawn_grey_and_a_wide_range_is_stretched(tmp_path):
     assert "output 0" in text and "numbered" in text
 
 
-class _ReluInside:
-    """Made a keras Layer in the test (Keras is imported there): conv 3×3 "same" then a ReLU, in call()."""
-
-    @staticmethod
-    def layer(name):
-        import keras
-
-        class ReluInside(keras.layers.Layer):
-            def __init__(self, **options):
-                super().__init__(**options)
-                self.conv = keras.layers.Conv2D(3, 3, padding="same")
-
-            def call(self, x):
-                return keras.ops.relu(self.conv(x))
-
-        return ReluInside(name=name)
-
-
 def test_a_page_says_which_layers_guided_backprop_cannot_see_into(tmp_path):
     import keras
 
     from dqnviz.analysis import UnguidedCodeWarning
+    from tests import models
 
     keras.utils.set_random_seed(8)
     inputs = keras.Input((12, 12, 3))
     x = keras.layers.Conv2D(3, 3, activation="relu", name="first")(inputs)
-    x = keras.layers.Conv2D(3, 3, activation="relu", name="after")(_ReluInside.layer("inside")(x))
+    x = keras.layers.Conv2D(3, 3, activation="relu", name="after")(models.ReluInside(name="inside")(x))
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
     with pytest.warns(UnguidedCodeWarning, match="layer 'inside'"):
         states = np.random.default_rng(2).uniform(0, 1, (3, 12, 12, 3)).astype("float32")

@@ -11,6 +11,7 @@ one. :func:`write_png` tries the static renderers that exist on the machine.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import dataclasses
@@ -544,11 +545,11 @@ def read_stats(path) -> Run:
     try:
         # utf-8-sig: a byte-order mark (as Excel saves a CSV) is not part of the first column's name
         with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            rows = [row for row in reader if any(cell.strip() for cell in row)]
-            f.seek(0, os.SEEK_END)
-            ends_whole = f.tell() == 0 or _last_byte(path) in (b"\n", b"\r")
+            text = f.read()  # a run's CSV is small: read once, for the rows and whether it ends whole
+        reader = csv.reader(io.StringIO(text, newline=""))
+        header = next(reader, None)
+        rows = [row for row in reader if any(cell.strip() for cell in row)]
+        ends_whole = not text or text[-1] in "\r\n"
     except UnicodeDecodeError:
         raise UserError(f"{path} is not a text CSV file") from None
     except csv.Error as error:  # e.g. "field larger than field limit" for an HTML page or binary file
@@ -582,11 +583,6 @@ def read_stats(path) -> Run:
                   if column != "phase" and text and text.lower() != "nan" and not math.isfinite(_number(text))]
     return Run(name=Path(path).stem, path=path, columns=header, rows=records, unreadable=unreadable, cut_line=cut_line)
 
-
-def _last_byte(path) -> bytes:
-    with open(path, "rb") as f:
-        f.seek(-1, os.SEEK_END)
-        return f.read(1)
 
 
 def parse_fields(text) -> list:
